@@ -1,0 +1,60 @@
+"""Tensor liveness over the graph: the inference peak with buffer reuse, and the peak of
+activation gradients during backward.
+
+A tensor lives from the step that produces it to the last step that reads it; views
+(flatten, dropout at inference, identity) alias the tensor they read and extend its life.
+Graph outputs live to the end.
+"""
+from __future__ import annotations
+
+from cnncalc.graph import INPUT, Graph
+
+
+def tensor_intervals(graph: Graph, sizes: dict[str, int]) -> dict[str, tuple[int, int, int]]:
+    """Root tensor name → (first step, last step, elements). Steps are topological indices."""
+    order = {name: i for i, name in enumerate(graph.nodes)}
+    base: dict[str, str] = {}
+    intervals: dict[str, list[int]] = {}
+    for name, node in graph.nodes.items():
+        if node.layer is not None and node.layer.view:
+            base[name] = base[node.inputs[0]]
+        else:
+            base[name] = name
+            intervals[name] = [order[name], order[name]]
+        for src in node.inputs:
+            b = base[src]
+            intervals[b][1] = max(intervals[b][1], order[name])
+    end = len(graph.nodes) - 1
+    for out in graph.outputs:
+        intervals[base[out]][1] = end
+    return {b: (lo, hi, sizes[b]) for b, (lo, hi) in intervals.items()}
+
+
+def peak(intervals: dict[str, tuple[int, int, int]], n_steps: int, skip: set[str] = frozenset()) -> tuple[int, int]:
+    """Largest sum of live tensor sizes over the steps, and the step where it happens."""
+    delta = [0] * (n_steps + 1)
+    for name, (lo, hi, size) in intervals.items():
+        if name in skip:
+            continue
+        delta[lo] += size
+        delta[hi + 1] -= size
+    best, where, live = 0, 0, 0
+    for step in range(n_steps):
+        live += delta[step]
+        if live > best:
+            best, where = live, step
+    return best, where
+
+
+def inference_peak(graph: Graph, sizes: dict[str, int]) -> tuple[int, str]:
+    iv = tensor_intervals(graph, sizes)
+    best, where = peak(iv, len(graph.nodes))
+    return best, list(graph.nodes)[where]
+
+
+def gradient_peak(graph: Graph, sizes: dict[str, int]) -> int:
+    """During backward the gradient of a tensor lives over the same steps as the tensor
+    (from its last reader's backward to its producer's); the input needs no gradient."""
+    iv = tensor_intervals(graph, sizes)
+    best, _ = peak(iv, len(graph.nodes), skip={INPUT})
+    return best

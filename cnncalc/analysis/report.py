@@ -1,0 +1,203 @@
+"""The Report: per-layer statistics and totals, the numbers every command renders.
+
+``analyze(graph)`` runs the passes in order: shapes (graph.infer) → parameter and
+operation counts (read off each layer) → memory (elements, bytes, liveness).
+All numbers are exact ints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cnncalc.analysis.memory import gradient_peak, inference_peak
+from cnncalc.errors import CnnCalcError
+from cnncalc.graph import INPUT, Graph
+from cnncalc.shapes import Shape, fmt_int, numel
+
+DTYPES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
+OP_KINDS = ("bias", "activation", "pool", "add", "norm")
+
+
+def dtype_bytes(dtype: str) -> int:
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise CnnCalcError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
+
+
+@dataclass
+class LayerStats:
+    name: str
+    type: str
+    inputs: list[str]
+    shape: Shape
+    description: str = ""
+    weights: int = 0
+    biases: int = 0
+    nontrainable: int = 0
+    activations: int = 0  # elements of the output, times batch
+    activation_bytes: int = 0
+    view: bool = False  # output aliases the input: no new memory
+    macs: int = 0
+    ops: dict = field(default_factory=dict)
+    explain: list[str] = field(default_factory=list)
+    line: int | None = None
+    type_key: str = ""
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def trainable(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        return tuple(self.name.split("/")[:-1])
+
+    def to_dict(self, with_bias: bool = True) -> dict:
+        return {
+            "name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape),
+            "params": self.params if with_bias else self.weights, "weights": self.weights,
+            "biases": self.biases, "trainable": self.trainable, "nontrainable": self.nontrainable,
+            "activations": self.activations, "activation_bytes": self.activation_bytes,
+            "view": self.view, "macs": self.macs, "flops": self.flops,
+            "ops": dict(self.ops), "description": self.description,
+            **({"line": self.line} if self.line else {}),
+        }
+
+
+@dataclass
+class Report:
+    name: str
+    source: str | None
+    input_shape: Shape
+    batch: int
+    dtype: str
+    layers: list[LayerStats]
+    totals: dict
+    memory: dict
+    file: str | None = None
+    with_bias: bool = True
+    peak_at: str = ""
+
+    def __getitem__(self, name: str) -> LayerStats:
+        for row in self.layers:
+            if row.name == name:
+                return row
+        raise KeyError(f"no layer named {name!r} in {self.name}")
+
+    def __contains__(self, name: str) -> bool:
+        return any(r.name == name for r in self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "source": self.source, "input": list(self.input_shape),
+            "batch": self.batch, "dtype": self.dtype, "biases_counted": self.with_bias,
+            "layers": [r.to_dict(self.with_bias) for r in self.layers],
+            "totals": dict(self.totals), "memory": dict(self.memory),
+        }
+
+
+def analyze_graph(graph: Graph, *, batch: int = 1, dtype: str = "float32", bias: bool = True,
+                  input_shape: Shape | None = None, explain: bool = False) -> Report:
+    if batch < 1:
+        raise CnnCalcError("--batch must be at least 1")
+    nbytes = dtype_bytes(dtype)
+    graph.infer(input_shape)
+    rows: list[LayerStats] = []
+    sizes: dict[str, int] = {INPUT: numel(graph.input_shape) * batch}
+    for node in graph.layers:
+        layer = node.layer
+        weights = biases = 0
+        for shape, role in layer.param_shapes().values():
+            if role == "weight":
+                weights += numel(shape)
+            else:
+                biases += numel(shape)
+        nontrain = sum(numel(s) for s in layer.state_shapes().values())
+        elems = numel(layer.out_shape) * batch
+        sizes[node.name] = 0 if layer.view else elems
+        row = LayerStats(
+            name=node.name, type=layer.kind, inputs=list(node.inputs), shape=layer.out_shape,
+            description=layer.describe(), weights=weights, biases=biases, nontrainable=nontrain,
+            activations=elems, activation_bytes=elems * nbytes, view=layer.view,
+            macs=layer.macs() * batch, ops={k: v * batch for k, v in layer.ops().items()},
+            line=node.line, type_key=type_key(layer),
+        )
+        if explain:
+            row.explain = explain_layer(layer, batch, bias)
+        rows.append(row)
+
+    weights = sum(r.weights for r in rows)
+    biases = sum(r.biases for r in rows)
+    trainable = weights + biases
+    nontrain = sum(r.nontrainable for r in rows)
+    macs = sum(r.macs for r in rows)
+    acts = sum(r.activations for r in rows if not r.view)
+    ops = {k: sum(r.ops.get(k, 0) for r in rows) for k in OP_KINDS}
+    input_elems = sizes[INPUT]
+    totals = {
+        "params": trainable if bias else weights, "trainable": trainable, "nontrainable": nontrain,
+        "weights": weights, "biases": biases, "params_with_state": trainable + nontrain,
+        "activations": acts, "input": input_elems, "macs": macs, "flops": 2 * macs,
+        "ops": ops, "layers": len(rows),
+    }
+    peak_elems, peak_at = inference_peak(graph, sizes)
+    grad_peak = gradient_peak(graph, sizes)
+    saved = input_elems + acts
+    param_bytes = (trainable + nontrain) * nbytes
+    memory = {
+        "bytes_per_element": nbytes,
+        "input_bytes": input_elems * nbytes,
+        "forward_bytes": acts * nbytes,
+        "backward_saved_bytes": saved * nbytes,
+        "activation_gradient_peak_bytes": grad_peak * nbytes,
+        "params_bytes": param_bytes,
+        "gradients_bytes": trainable * nbytes,
+        "optimizer_bytes": trainable * nbytes,
+        "training_total_bytes": param_bytes + 2 * trainable * nbytes + (saved + grad_peak) * nbytes,
+        "inference_peak_bytes": peak_elems * nbytes + param_bytes,
+        "inference_peak_activation_bytes": peak_elems * nbytes,
+        "rule_of_thumb_bytes": 2 * (input_elems + acts) * nbytes,
+    }
+    return Report(name=graph.name, source=graph.source, input_shape=graph.input_shape, batch=batch,
+                  dtype=dtype, layers=rows, totals=totals, memory=memory, file=graph.file,
+                  with_bias=bias, peak_at=peak_at)
+
+
+def type_key(layer) -> str:
+    """The row of a by-type table (MobileNet's Table 2): 'conv 1x1', 'conv dw 3x3', 'fc'…"""
+    k = layer.kind
+    if k in ("conv", "dwconv") and layer.out_shape:
+        kern = "x".join(map(str, layer.kernel))
+        if layer.groups == layer.in_channels and layer.groups > 1:
+            return f"conv dw {kern}"
+        if layer.groups > 1:
+            return f"conv {kern} (groups {layer.groups})"
+        return f"conv {kern}"
+    return k
+
+
+def explain_layer(layer, batch: int, with_bias: bool) -> list[str]:
+    out = [f"shape: {s}" for s in layer.explain_shape()]
+    p = layer.explain_params(with_bias)
+    if p:
+        out.append(f"params: {p}")
+    shape = layer.out_shape
+    b = f"{batch}*" if batch > 1 else ""
+    mem = f"memory: {b}{'*'.join(map(str, shape))} = {fmt_int(numel(shape) * batch)}"
+    if layer.view:
+        mem += " (a view of its input: no new memory)"
+    out.append(mem)
+    m = layer.explain_macs()
+    if m:
+        out.append(f"MACs: {m}" + (f" per image, *{batch} = {fmt_int(layer.macs() * batch)}" if batch > 1 else ""))
+    return out

@@ -1,0 +1,204 @@
+"""``cnncalc summarize``: the per-layer table and torchinfo-like totals."""
+from __future__ import annotations
+
+import click
+
+from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
+                                load_graph)
+from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
+from cnncalc.report.render import Column, TableView, bar, emit_json, render
+from cnncalc.shapes import fmt_int, fmt_shape, human
+
+
+@click.command()
+@click.argument("spec")
+@format_option()
+@batch_option
+@dtype_option
+@input_option
+@click.option("--no-bias", is_flag=True, help="Count weights only (the VGG table's 'not counting biases').")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Collapse module instances and blocks: one row per name prefix of this depth.")
+@click.option("--by", "by", type=click.Choice(["type"]), default=None,
+              help="Totals per layer type with percentages (MobileNet's Table 2).")
+@click.option("--explain", is_flag=True, help="Show the arithmetic behind every number.")
+@click.option("--chart/--no-chart", default=True, show_default=True,
+              help="Bars showing where memory and parameters sit.")
+def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
+    """Shapes, parameters, memory and MACs of every layer of SPEC, and the totals.
+
+    SPEC is a YAML file or the name of a shipped spec (see `cnncalc zoo`).
+
+    \b
+    Examples:
+      cnncalc summarize specs/vgg16.yaml
+      cnncalc summarize vgg16 --no-bias --explain
+      cnncalc summarize vgg16 --batch 64 --dtype float16
+      cnncalc summarize alexnet --format json > alexnet.json
+      cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
+    """
+    graph = load_graph(spec)
+    report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
+                           input_shape=input_shape, explain=explain)
+    if fmt == "json":
+        obj = report.to_dict()
+        if by:
+            obj["by_type"] = by_type(report)
+        if explain:
+            for row, lrow in zip(obj["layers"], report.layers):
+                row["explain"] = lrow.explain
+        emit_json(obj)
+        return
+    if by:
+        render(by_type_view(report), fmt)
+        return
+    view = layer_view(report, depth=depth, chart=chart and fmt == "table")
+    render(view, fmt)
+    if explain and fmt != "csv":
+        _explain(report, fmt)
+
+
+# ------------------------------------------------------------------------------------- views
+def _collapse(report: Report, depth: int) -> list[dict]:
+    """Aggregate rows by the first ``depth`` components of their names."""
+    out: list[dict] = []
+    index: dict[str, dict] = {}
+    for r in report.layers:
+        parts = r.name.split("/")
+        key = "/".join(parts[:depth]) if len(parts) > depth else r.name
+        row = index.get(key)
+        if row is None:
+            row = {"name": key, "type": r.description if key == r.name else "module", "shape": r.shape,
+                   "activations": 0, "params": 0, "macs": 0, "layers": 0}
+            index[key] = row
+            out.append(row)
+        row["shape"] = r.shape
+        row["activations"] += 0 if r.view else r.activations
+        row["params"] += r.params if report.with_bias else r.weights
+        row["macs"] += r.macs
+        row["layers"] += 1
+    for row in out:
+        if row["layers"] > 1:
+            row["type"] = f"{row['layers']} layers"
+    return out
+
+
+def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> TableView:
+    t, m = report.totals, report.memory
+    pkey = "params" if report.with_bias else "weights"
+    input_row = {"name": "input", "type": "input", "shape": report.input_shape,
+                 "activations": t["input"], "params": 0, "macs": 0}
+    if depth:
+        rows = [input_row] + _collapse(report, depth)
+    else:
+        rows = [input_row] + [{"name": r.name, "type": r.description, "shape": r.shape,
+                               "activations": r.activations, "params": r.params if report.with_bias else r.weights,
+                               "macs": r.macs, "view": r.view} for r in report.layers]
+    max_mem = max((r["activations"] for r in rows), default=1) or 1
+    max_par = max((r["params"] for r in rows), default=1) or 1
+    for r in rows:
+        if chart:
+            r["chart"] = (bar(r["activations"] / max_mem, 8) + " " + bar(r["params"] / max_par, 8)).rstrip()
+        if r.get("view"):
+            r["memory_note"] = "view"
+    mem_header = "Memory (elements)" if report.batch == 1 else f"Memory (elements, batch {report.batch})"
+    cols = [
+        Column("name", "Layer", "left"),
+        Column("type", "Type", "left", style="dim"),
+        Column("shape", "Output shape", "right", fmt=fmt_shape),
+        Column("activations", mem_header, fmt=lambda v: fmt_int(v)),
+        Column("params", "Params" if report.with_bias else "Weights (no biases)"),
+        Column("macs", "MACs"),
+    ]
+    if chart:
+        cols.append(Column("chart", "memory │ params", "left", style="cyan"))
+    total_label = "Total" + ("" if report.with_bias else " (no biases)")
+    footer = [{"name": total_label, "type": "", "shape": "",
+               "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"]}]
+    nb = m["bytes_per_element"]
+    sections = [
+        ("Parameters", [
+            ("total params", f"{fmt_int(t['trainable'])}  (≈ {human(t['trainable'])})"),
+            ("trainable", fmt_int(t["trainable"])),
+            ("non-trainable", f"{fmt_int(t['nontrainable'])}  (BN running statistics; "
+                              f"Keras' total counts them: {fmt_int(t['params_with_state'])})"),
+            ("weights / biases", f"{fmt_int(t['weights'])} / {fmt_int(t['biases'])}"),
+        ]),
+        ("Operations", [
+            ("mult-adds (MACs)", f"{fmt_int(t['macs'])}  (≈ {human(t['macs'])})"),
+            ("FLOPs = 2 × MACs", f"{fmt_int(t['flops'])}  (≈ {human(t['flops'])})"),
+        ] + [(f"{k} ops", fmt_int(t["ops"][k])) for k in OP_KINDS if t["ops"].get(k)]),
+        (f"Memory ({report.dtype}, {nb} bytes/element, batch {report.batch}; MB = 10^6 B, MiB = 2^20 B)", [
+            ("input", _mem(m["input_bytes"], t["input"])),
+            ("forward activations", _mem(m["forward_bytes"], t["activations"])),
+            ("input + activations", _mem(m["input_bytes"] + m["forward_bytes"], t["input"] + t["activations"])),
+            ("backward keeps (saved tensors)", _mem(m["backward_saved_bytes"])),
+            ("activation gradients (peak)", _mem(m["activation_gradient_peak_bytes"])),
+            ("parameters (+ BN state)", _mem(m["params_bytes"])),
+            ("gradients", _mem(m["gradients_bytes"])),
+            ("optimizer state (SGD momentum)", _mem(m["optimizer_bytes"])),
+            ("estimated training total", _mem(m["training_total_bytes"])),
+            ("  rule of thumb: 2 × (input + activations)", _mem(m["rule_of_thumb_bytes"])),
+            ("inference peak, buffers reused", _mem(m["inference_peak_activation_bytes"])
+             + f" activations at {report.peak_at} (+ parameters = {m['inference_peak_bytes'] / 1e6:,.1f} MB)"),
+        ]),
+    ]
+    caption = report.source
+    title = f"{report.name} — input {fmt_shape(report.input_shape)}"
+    notes = []
+    if not report.with_bias:
+        notes.append(f"biases are not counted in the params column ({fmt_int(t['biases'])} biases; "
+                     f"with them: {fmt_int(t['trainable'])})")
+    return TableView(title=title, columns=cols, rows=rows, footer=footer, sections=sections,
+                     notes=notes, caption=caption)
+
+
+def _mem(nbytes: int, elements: int | None = None) -> str:
+    el = f"{fmt_int(elements)} elements = " if elements is not None else ""
+    return f"{el}{fmt_int(nbytes)} B = {nbytes / 1e6:,.2f} MB ({nbytes / 2**20:,.2f} MiB)"
+
+
+def by_type(report: Report) -> list[dict]:
+    groups: dict[str, dict] = {}
+    for r in report.layers:
+        g = groups.setdefault(r.type_key, {"type": r.type_key, "layers": 0, "params": 0, "macs": 0})
+        g["layers"] += 1
+        g["params"] += r.params if report.with_bias else r.weights
+        g["macs"] += r.macs
+    tp = sum(g["params"] for g in groups.values()) or 1
+    tm = sum(g["macs"] for g in groups.values()) or 1
+    out = sorted(groups.values(), key=lambda g: (-g["macs"], -g["params"]))
+    for g in out:
+        g["macs_percent"] = round(100 * g["macs"] / tm, 2)
+        g["params_percent"] = round(100 * g["params"] / tp, 2)
+    return out
+
+
+def by_type_view(report: Report) -> TableView:
+    rows = by_type(report)
+    pct = lambda v: f"{v:.2f}%"  # noqa: E731
+    cols = [Column("type", "Type", "left"), Column("layers", "Layers"),
+            Column("macs", "Mult-adds"), Column("macs_percent", "Mult-adds %", fmt=pct),
+            Column("params", "Params"), Column("params_percent", "Params %", fmt=pct)]
+    t = report.totals
+    footer = [{"type": "Total", "layers": len(report.layers), "macs": t["macs"], "macs_percent": 100.0,
+               "params": t["params"], "params_percent": 100.0}]
+    return TableView(title=f"{report.name} — resources per layer type", columns=cols, rows=rows,
+                     footer=footer, caption=report.source)
+
+
+def _explain(report: Report, fmt: str) -> None:
+    lines = [f"{report.name}: the arithmetic behind each row", ""]
+    lines.append(f"input: {fmt_shape(report.input_shape)} = {'*'.join(map(str, report.input_shape))} = "
+                 f"{fmt_int(report.totals['input'] // report.batch)} values")
+    for r in report.layers:
+        lines.append(f"{r.name} ({r.description}) → {fmt_shape(r.shape)}")
+        lines += [f"    {e}" for e in r.explain]
+    t = report.totals
+    lines.append("")
+    lines.append(f"total params: {' + '.join(fmt_int(r.params) for r in report.layers if r.params)} = "
+                 f"{fmt_int(t['trainable'])}")
+    text = "\n".join(lines) + "\n"
+    if fmt == "markdown":
+        text = "```\n" + text + "```\n"
+    click.echo(text, nl=False)

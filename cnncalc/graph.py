@@ -1,0 +1,117 @@
+"""The layer graph: a DAG of named nodes in topological order, each holding one Layer.
+
+The loader builds it; ``Graph.infer()`` runs shape inference (every error located at the
+spec line of the layer that caused it); analysis passes and the runtime read it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cnncalc.errors import SpecError
+from cnncalc.layers.base import Layer
+from cnncalc.shapes import Shape
+
+INPUT = "input"
+
+
+@dataclass
+class Node:
+    name: str
+    layer: Layer | None  # None for the input node
+    inputs: list[str]
+    line: int | None = None
+    trace: str = ""  # e.g. "in module 'inception' used at line 40"
+
+    @property
+    def kind(self) -> str:
+        return self.layer.kind if self.layer is not None else "input"
+
+    @property
+    def shape(self) -> Shape:
+        return self.layer.out_shape if self.layer is not None else self._shape
+
+    _shape: Shape = ()
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        """The enclosing module instances / blocks, from the hierarchical name."""
+        return tuple(self.name.split("/")[:-1])
+
+
+@dataclass
+class Graph:
+    name: str
+    input_shape: Shape
+    nodes: dict[str, Node] = field(default_factory=dict)
+    source: str | None = None
+    file: str | None = None
+    rounding: str = "exact"
+    description: str | None = None
+    inferred: bool = False
+
+    def __post_init__(self):
+        if INPUT not in self.nodes:
+            self.nodes = {INPUT: Node(INPUT, None, []), **self.nodes}
+
+    # -- construction ---------------------------------------------------------------------
+    def add(self, node: Node) -> Node:
+        if node.name in self.nodes:
+            raise SpecError(f"the layer name {node.name!r} is used twice", file=self.file, line=node.line,
+                            layer=node.name, hint="give each layer a unique name")
+        for src in node.inputs:
+            if src not in self.nodes:
+                raise SpecError(f"input {src!r} is not a layer defined before this one",
+                                file=self.file, line=node.line, layer=node.name,
+                                hint="name an earlier layer (or 'input')")
+        self.nodes[node.name] = node
+        self.inferred = False
+        return node
+
+    # -- queries --------------------------------------------------------------------------
+    def __iter__(self):
+        return iter(self.nodes.values())
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+    @property
+    def layers(self) -> list[Node]:
+        """Every node except the input, in topological order."""
+        return [n for n in self.nodes.values() if n.layer is not None]
+
+    def consumers(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {name: [] for name in self.nodes}
+        for n in self.nodes.values():
+            for src in n.inputs:
+                out[src].append(n.name)
+        return out
+
+    @property
+    def outputs(self) -> list[str]:
+        cons = self.consumers()
+        return [name for name, c in cons.items() if not c and name != INPUT] or [INPUT]
+
+    # -- shape inference ------------------------------------------------------------------
+    def infer(self, input_shape: Shape | None = None) -> "Graph":
+        """Infer every node's output shape in topological order (idempotent)."""
+        if input_shape is not None and tuple(input_shape) != self.input_shape:
+            self.input_shape = tuple(input_shape)
+            self.inferred = False
+        if self.inferred:
+            return self
+        self.nodes[INPUT]._shape = self.input_shape
+        shapes: dict[str, Shape] = {INPUT: self.input_shape}
+        for node in self.nodes.values():
+            if node.layer is None:
+                continue
+            try:
+                shapes[node.name] = node.layer.infer([shapes[s] for s in node.inputs], self.rounding)
+            except SpecError as e:
+                if node.trace and node.trace not in (e.hint or ""):
+                    e.hint = (e.hint + f" ({node.trace})") if e.hint else node.trace
+                raise e.located(file=self.file, line=node.line, layer=node.name)
+        self.inferred = True
+        return self

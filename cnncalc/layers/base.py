@@ -1,0 +1,374 @@
+"""The Layer base class: every layer type knows, in one place, how to read its arguments,
+its output shape, its parameter tensors, its MACs and other operations, its window for the
+receptive field, and how to explain each of those numbers.
+
+Layers are built by the spec loader from plain arguments, then ``infer(in_shapes)`` is called
+in topological order (as Keras' ``build``); everything else is read off the inferred layer.
+All numbers are Python ints: exact, never rounded.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from cnncalc.errors import SpecError
+from cnncalc.shapes import Shape, fmt_int, fmt_shape, numel, spatial
+
+REQUIRED = object()
+MINUS = "−"  # the slides' minus sign in explanations
+
+ACTIVATIONS = ("relu", "relu6", "leakyrelu", "tanh", "sigmoid", "softmax", "linear")
+_ACT_ALIASES = {"leaky_relu": "leakyrelu", "leaky": "leakyrelu", "none": "linear", "identity": "linear"}
+ROUNDINGS = ("exact", "floor", "ceil")
+
+
+# ----------------------------------------------------------------------------- field readers
+def as_int(v, name, minimum=1):
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise SpecError(f"'{name}' must be a whole number, got {v!r}")
+    if v < minimum:
+        raise SpecError(f"'{name}' must be at least {minimum}, got {v}")
+    return v
+
+
+def as_float(v, name, lo=None, hi=None):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SpecError(f"'{name}' must be a number, got {v!r}")
+    v = float(v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise SpecError(f"'{name}' must be between {lo} and {hi}, got {v}")
+    return v
+
+
+def as_bool(v, name):
+    if not isinstance(v, bool):
+        raise SpecError(f"'{name}' must be true or false, got {v!r}")
+    return v
+
+
+def as_activation(v, name="activation"):
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise SpecError(f"'{name}' must be one of {', '.join(ACTIVATIONS)}, got {v!r}")
+    key = _ACT_ALIASES.get(v.lower(), v.lower())
+    if key not in ACTIVATIONS:
+        raise SpecError(f"unknown activation {v!r}", hint=_suggest(v, ACTIVATIONS, "activation"))
+    return None if key == "linear" else key
+
+
+def as_rounding(v, name="rounding"):
+    if v is None:
+        return None
+    if v not in ROUNDINGS:
+        raise SpecError(f"'{name}' must be one of {', '.join(ROUNDINGS)}, got {v!r}",
+                        hint="exact (the default) refuses a window that does not fit; floor is "
+                             "PyTorch's rule; ceil is Caffe's pooling rule")
+    return v
+
+
+def raw(v, name):
+    return v
+
+
+def _suggest(word, options, what="field") -> str | None:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"known {what}s: {', '.join(sorted(options))}"
+
+
+def per_axis(value, ndim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """An int applies to every spatial axis; a list gives one value per axis."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != ndim:
+            raise SpecError(f"'{name}' has {len(value)} values but the input has {ndim} spatial "
+                            f"axis{'es' if ndim != 1 else ''}",
+                            hint=f"give one number, or exactly {ndim}")
+        return tuple(as_int(v, name, minimum) for v in value)
+    return (as_int(value, name, minimum),) * ndim
+
+
+def pads_per_axis(value, ndim: int, in_sp, k_eff, strides, name="pad") -> tuple[tuple[int, int], ...]:
+    """Padding as (lo, hi) per spatial axis.
+
+    Accepts an int, ``same``, ``valid``, a list with one int per axis (symmetric), a list of
+    ``[lo, hi]`` pairs per axis, or ``{top, bottom, left, right}`` for 2-D.
+    ``same`` follows TensorFlow: output = ceil(W / S), the extra pixel goes at the end.
+    """
+    if value == "valid":
+        return ((0, 0),) * ndim
+    if value == "same":
+        out = []
+        for w, k, s in zip(in_sp, k_eff, strides):
+            o = -(-w // s)
+            total = max((o - 1) * s + k - w, 0)
+            out.append((total // 2, total - total // 2))
+        return tuple(out)
+    if isinstance(value, dict):
+        if ndim != 2:
+            raise SpecError("padding as {top, bottom, left, right} is for 2-D inputs")
+        unknown = set(value) - {"top", "bottom", "left", "right"}
+        if unknown:
+            raise SpecError(f"unknown padding side {sorted(unknown)[0]!r}",
+                            hint="use top, bottom, left, right")
+        g = {k: as_int(value.get(k, 0), f"{name}.{k}", 0) for k in ("top", "bottom", "left", "right")}
+        return ((g["top"], g["bottom"]), (g["left"], g["right"]))
+    if isinstance(value, (list, tuple)):
+        if len(value) != ndim:
+            raise SpecError(f"'{name}' has {len(value)} entries but the input has {ndim} spatial "
+                            f"axis{'es' if ndim != 1 else ''}",
+                            hint="give one number, one per axis, or one [lo, hi] pair per axis")
+        out = []
+        for v in value:
+            if isinstance(v, (list, tuple)):
+                if len(v) != 2:
+                    raise SpecError(f"'{name}': an asymmetric padding is a pair [lo, hi], got {list(v)}")
+                out.append((as_int(v[0], name, 0), as_int(v[1], name, 0)))
+            else:
+                p = as_int(v, name, 0)
+                out.append((p, p))
+        return tuple(out)
+    if isinstance(value, str):
+        raise SpecError(f"'{name}' must be a number, a list, 'same' or 'valid', got {value!r}")
+    p = as_int(value, name, 0)
+    return ((p, p),) * ndim
+
+
+# ----------------------------------------------------------------------------- windows
+@dataclass(frozen=True)
+class Window:
+    """A sliding window along one axis: what shape inference and receptive fields share."""
+    kernel: int
+    stride: int
+    pad_lo: int
+    pad_hi: int
+    dilation: int = 1
+
+    @property
+    def extent(self) -> int:
+        """Effective kernel size d·(k − 1) + 1."""
+        return self.dilation * (self.kernel - 1) + 1
+
+
+GLOBAL = "global"  # the layer sees its whole input (fc, global pooling)
+
+
+def _fmt_num(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}" if not x.is_integer() else str(int(x))
+    return str(x)
+
+
+def window_expr(w: int, win: Window) -> str:
+    """The numerator of the output-size rule written like the slides: 227 − 11, 32 + 2*2 − 5."""
+    s = str(w)
+    if win.pad_lo == win.pad_hi and win.pad_lo:
+        s += f" + 2*{win.pad_lo}"
+    elif win.pad_lo or win.pad_hi:
+        s += f" + {win.pad_lo} + {win.pad_hi}"
+    if win.dilation > 1:
+        s += f" {MINUS} ({win.dilation}*({win.kernel} {MINUS} 1) + 1)"
+    else:
+        s += f" {MINUS} {win.kernel}"
+    return s
+
+
+def slide(w: int, win: Window, rounding: str, *, ceil_mode_clip: bool = True) -> tuple[int, str]:
+    """Output length of a window sliding over length ``w``; returns (length, arithmetic).
+
+    (W + P_lo + P_hi − (d(k − 1) + 1)) / S + 1 must be a whole number unless ``rounding`` is
+    floor (PyTorch) or ceil (Caffe pooling; a last window starting in the right padding is
+    dropped, as both frameworks do).
+    """
+    num = w + win.pad_lo + win.pad_hi - win.extent
+    expr = f"({window_expr(w, win)})/{win.stride} + 1"
+    if num < 0:
+        raise SpecError(
+            f"the window ({win.extent}) is larger than the padded input "
+            f"({w} + {win.pad_lo + win.pad_hi} = {w + win.pad_lo + win.pad_hi}): {expr} < 1",
+            hint="use a smaller kernel, more padding, or check the layers before this one")
+    if num % win.stride == 0:
+        out = num // win.stride + 1
+        return out, f"{expr} = {out}"
+    exact = num / win.stride + 1
+    if rounding == "floor":
+        out = num // win.stride + 1
+        return out, f"floor({expr}) = floor({_fmt_num(exact)}) = {out}"
+    if rounding == "ceil":
+        out = -(-num // win.stride) + 1
+        if ceil_mode_clip and (out - 1) * win.stride >= w + win.pad_lo:
+            out -= 1
+        return out, f"ceil({expr}) = ceil({_fmt_num(exact)}) = {out}"
+    raise SpecError(f"{expr} = {_fmt_num(exact)} does not fit; {fit_suggestions(w, win)}")
+
+
+def fit_suggestions(w: int, win: Window) -> str:
+    """What would fit: symmetric pads, asymmetric pads, strides, or an explicit rounding."""
+    tips = []
+    sym = [p for p in range(0, win.extent + 1)
+           if (w + 2 * p - win.extent) >= 0 and (w + 2 * p - win.extent) % win.stride == 0]
+    if sym:
+        tips.append(f"use pad {sym[0]}" if sym[0] != (win.pad_lo + win.pad_hi) / 2 else f"pad {sym[0]}")
+    total = win.pad_lo + win.pad_hi
+    for extra in range(1, win.stride):
+        if (w + total + extra - win.extent) % win.stride == 0:
+            tips.append(f"pad [{win.pad_lo}, {win.pad_hi + extra}] (one-sided)")
+            break
+    strides = [s for s in range(1, win.extent + 1)
+               if s != win.stride and (w + total - win.extent) >= 0 and (w + total - win.extent) % s == 0]
+    if strides:
+        tips.append(f"stride {' or '.join(str(s) for s in strides[:3])}")
+    num = w + total - win.extent
+    fl, ce = num // win.stride + 1, -(-num // win.stride) + 1
+    tips.append(f"or rounding: floor (→ {fl}) / ceil (→ {ce})")
+    return ", ".join(tips)
+
+
+# ----------------------------------------------------------------------------- the base class
+class Layer:
+    """One layer instance of a graph.
+
+    Subclasses declare ``kind`` (the spec keyword), ``family``, ``fields`` (argument name →
+    (reader, default)), ``primary`` (the argument a scalar form sets: ``{conv: 64}``) and
+    implement ``_infer``; they override the counting hooks that apply to them.
+    """
+
+    kind: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    fields: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    primary: ClassVar[str | None] = None
+    n_inputs: ClassVar[int | None] = 1  # None: any number ≥ 1
+    view: ClassVar[bool] = False  # output aliases the input: no new activation memory
+    takes_activation: ClassVar[bool] = True
+    doc: ClassVar[str] = ""
+
+    # Fields every layer accepts.
+    common_fields: ClassVar[dict[str, tuple[Any, Any]]] = {
+        "activation": (as_activation, None),
+        "rounding": (as_rounding, None),
+    }
+
+    def __init__(self, name: str, args: dict | None = None):
+        self.name = name
+        args = dict(args or {})
+        allowed = {**self.common_fields, **self.fields}
+        for key in args:
+            if key not in allowed:
+                raise SpecError(f"unknown field {key!r} for a {self.kind} layer",
+                                layer=name, hint=_suggest(key, allowed))
+        self.args: dict[str, Any] = {}
+        for key, (reader, default) in allowed.items():
+            if key in args and args[key] is not None:
+                try:
+                    self.args[key] = reader(args[key], key)
+                except SpecError as e:
+                    raise e.located(layer=name)
+            elif default is REQUIRED:
+                raise SpecError(f"a {self.kind} layer needs '{key}'", layer=name,
+                                hint=f"add '{key}: ...' to the layer" +
+                                     (f" or write it as {{{self.kind}: <{key}>}}" if key == self.primary else ""))
+            else:
+                self.args[key] = default
+        self.activation = self.args.pop("activation")
+        if self.activation and not self.takes_activation:
+            raise SpecError(f"a {self.kind} layer cannot carry an activation", layer=name,
+                            hint="put the activation on its own line after this layer")
+        self.rounding = self.args.pop("rounding")
+        self.in_shapes: list[Shape] = []
+        self.out_shape: Shape = ()
+        self._notes: list[str] = []  # arithmetic of the shape rule, filled by infer
+
+    # -- building -------------------------------------------------------------------------
+    def infer(self, in_shapes: list[Shape], rounding: str = "exact") -> Shape:
+        """Check the inputs and compute the output shape (Keras' build + compute_output_shape)."""
+        if self.n_inputs is not None and len(in_shapes) != self.n_inputs:
+            raise SpecError(f"a {self.kind} layer takes {self.n_inputs} input(s), got {len(in_shapes)}",
+                            layer=self.name)
+        self.in_shapes = list(in_shapes)
+        self._notes = []
+        try:
+            self.out_shape = tuple(self._infer(self.in_shapes, self.rounding or rounding))
+        except SpecError as e:
+            raise e.located(layer=self.name)
+        return self.out_shape
+
+    def _infer(self, in_shapes: list[Shape], rounding: str) -> Shape:
+        return in_shapes[0]
+
+    # -- counting hooks (read after infer) ------------------------------------------------
+    def param_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Trainable tensors: name → (shape, role) with role 'weight' or 'bias'.
+
+        The runtime allocates exactly these tensors: the code that counts is the code that
+        allocates.
+        """
+        return {}
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Non-trainable tensors (BN running statistics)."""
+        return {}
+
+    def macs(self) -> int:
+        """Multiply-accumulates of conv / fc / locally-connected layers."""
+        return 0
+
+    def ops(self) -> dict[str, int]:
+        """Operations other than MACs, by kind: bias, activation, pool, add, norm."""
+        out = self._ops()
+        if self.activation:
+            out["activation"] = out.get("activation", 0) + numel(self.out_shape)
+        return {k: v for k, v in out.items() if v}
+
+    def _ops(self) -> dict[str, int]:
+        return {}
+
+    def rf_windows(self):
+        """None: pointwise; GLOBAL: sees the whole input; else a Window per spatial axis."""
+        return None
+
+    # -- explanations ---------------------------------------------------------------------
+    def explain_shape(self) -> list[str]:
+        return list(self._notes)
+
+    def explain_params(self, with_bias: bool = True) -> str | None:
+        return None
+
+    def explain_macs(self) -> str | None:
+        return None
+
+    def describe(self) -> str:
+        """A short text like the slides' 'CONV3-64' column."""
+        return self.kind
+
+    # -- helpers --------------------------------------------------------------------------
+    def _one(self, in_shapes) -> Shape:
+        return in_shapes[0]
+
+    def _need_spatial(self, shape: Shape) -> tuple[int, ...]:
+        sp = spatial(shape)
+        if not sp:
+            raise SpecError(f"a {self.kind} layer needs a spatial input (HxWxC or LxC), "
+                            f"got the flat vector {fmt_shape(shape)}",
+                            hint="move this layer before the flatten / fc layers")
+        return sp
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {fmt_shape(self.out_shape) if self.out_shape else '?'}>"
+
+
+def join_mul(*factors) -> str:
+    return "*".join(str(f) for f in factors)
+
+
+def params_text(weight_factors, n_filters, bias: int, with_bias: bool, total: int) -> str:
+    """``(3*3*3)*64 + 64 = 1,792`` — the slide's arithmetic of a parameter count."""
+    inner = join_mul(*weight_factors)
+    text = f"({inner})*{n_filters}" if len(weight_factors) > 1 else f"{inner}*{n_filters}"
+    if with_bias and bias:
+        text += f" + {fmt_int(bias) if bias > 9999 else bias}"
+    return f"{text} = {fmt_int(total)}"

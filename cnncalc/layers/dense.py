@@ -1,0 +1,69 @@
+"""Fully connected layers and flatten."""
+from __future__ import annotations
+
+from cnncalc.errors import SpecError
+from cnncalc.layers.base import GLOBAL, REQUIRED, Layer, as_bool, as_int, fmt_int
+from cnncalc.shapes import fmt_shape, numel, spatial
+
+
+class Flatten(Layer):
+    kind = "flatten"
+    family = "reshape"
+    view = True
+    takes_activation = False
+    doc = "flatten: HxWxC → [H·W·C] (a view, no new memory)"
+
+    def _infer(self, in_shapes, rounding):
+        x = in_shapes[0]
+        n = numel(x)
+        self._notes.append(f"{'*'.join(map(str, x))} = {fmt_int(n)}")
+        return (n,)
+
+
+class Dense(Layer):
+    kind = "fc"
+    family = "dense"
+    primary = "units"
+    doc = "fully connected: units, bias; its input must be flat (or 1x1xC)"
+    fields = {"units": (lambda v, n: as_int(v, n), REQUIRED), "bias": (as_bool, True)}
+
+    def _infer(self, in_shapes, rounding):
+        x = in_shapes[0]
+        sp = spatial(x)
+        if sp and numel(sp) != 1:
+            raise SpecError(f"an fc layer needs a flat vector but gets {fmt_shape(x)}",
+                            hint=f"add '- flatten' before it ({'*'.join(map(str, x))} = "
+                                 f"{fmt_int(numel(x))} inputs), or pool to 1x1 first")
+        self.in_features = numel(x)
+        self.units = self.args["units"]
+        return (self.units,)
+
+    def param_shapes(self):
+        out = {"weight": ((self.units, self.in_features), "weight")}
+        if self.args["bias"]:
+            out["bias"] = ((self.units,), "bias")
+        return out
+
+    def macs(self):
+        return self.in_features * self.units
+
+    def _ops(self):
+        return {"bias": self.units if self.args["bias"] else 0}
+
+    def rf_windows(self):
+        return GLOBAL
+
+    def explain_params(self, with_bias=True):
+        x = self.in_shapes[0]
+        factors = "*".join(map(str, x)) if len(x) > 1 else str(self.in_features)
+        text = f"{factors}*{self.units}"
+        nb = self.units if (with_bias and self.args["bias"]) else 0
+        if nb:
+            text += f" + {fmt_int(nb)}"
+        return f"{text} = {fmt_int(self.macs() + nb)}"
+
+    def explain_macs(self):
+        return f"{fmt_int(self.in_features)}*{fmt_int(self.units)} = {fmt_int(self.macs())}"
+
+    def describe(self):
+        return f"fc-{self.args['units']}"

@@ -1,0 +1,452 @@
+"""Spec loader: safe YAML → validated, expanded layer graph.
+
+A spec reads like the paper's table::
+
+    name: VGG-16
+    source: Simonyan & Zisserman 2015, Table 1, configuration D
+    input: 224x224x3
+    defaults:
+      conv: {kernel: 3, stride: 1, pad: 1, activation: relu}
+      maxpool: {kernel: 2, stride: 2}
+    layers:
+      - {conv: 64, repeat: 2, name: conv1}       # conv1_1, conv1_2
+      - {maxpool: 2, name: pool1}
+      ...
+
+Each item in ``layers`` is a layer (``{TYPE: primary-or-args, other: args}`` or just
+``TYPE``), a module instance (``{inception: [64, 96, 128, 16, 32, 32], name: inception_3a}``),
+a merge of branches (``{concat: [[...], [...]]}``, ``{add: [[...], []]}``) or a block
+(``{layers: [...], repeat: 3, name: stage}``). ``repeat``, ``when``, ``inputs``, ``name`` and
+``bn`` work on every item; ``$arg`` / ``${expr}`` substitute module arguments, ``vars`` and
+the repeat counters ``n`` (1-based) and ``i`` (0-based).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from cnncalc.errors import SpecError
+from cnncalc.graph import INPUT, Graph, Node
+from cnncalc.layers import ALIASES, REGISTRY
+from cnncalc.layers.base import _suggest, as_rounding
+from cnncalc.shapes import parse_shape
+from cnncalc.spec.expr import ExprError, substitute
+from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml
+
+TOP_KEYS = {"name", "source", "input", "rounding", "defaults", "modules", "layers", "vars",
+            "description", "notes", "variant", "tables"}
+ITEM_KEYS = {"name", "repeat", "when", "inputs", "bn"}
+MERGES = ("concat", "add")
+MAX_DEPTH = 32
+MAX_NODES = 1_000_000
+
+
+def resolve_spec(ref: str | Path) -> Path | tuple[str, str]:
+    """A path that exists, or the name of a spec shipped in the package's zoo.
+
+    Returns the Path, or (name, text) for a packaged spec.
+    """
+    p = Path(ref)
+    if p.exists():
+        if p.is_dir():
+            raise SpecError(f"{ref} is a folder, not a spec file", hint="name a .yaml file")
+        return p
+    name = str(ref)
+    if "/" not in name and "\\" not in name:
+        stem = name[:-5] if name.endswith(".yaml") else name
+        zoo = resources.files("cnncalc") / "zoo"
+        cand = zoo / f"{stem}.yaml"
+        if cand.is_file():
+            return (f"{stem}.yaml", cand.read_text(encoding="utf-8"))
+    names = zoo_names()
+    hint = _suggest(Path(name).stem, names, "zoo spec") if names else None
+    raise SpecError(f"no spec file {ref!r} and no zoo spec of that name", hint=hint)
+
+
+def zoo_names() -> list[str]:
+    zoo = resources.files("cnncalc") / "zoo"
+    if not zoo.is_dir():
+        return []
+    return sorted(p.name[:-5] for p in zoo.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(ref: str | Path) -> Graph:
+    """Load a spec from a path or a zoo name into a Graph (shapes not yet inferred)."""
+    res = resolve_spec(ref)
+    if isinstance(res, tuple):
+        return load_spec_text(res[1], file=res[0])
+    try:
+        text = res.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("the file is not UTF-8 text; is it really a YAML spec?", file=str(res)) from None
+    except OSError as e:
+        raise SpecError(f"cannot read the file: {e.strerror}", file=str(res)) from None
+    return load_spec_text(text, file=str(res))
+
+
+def load_spec_text(text: str, file: str | None = "<spec>") -> Graph:
+    doc = load_yaml(text, file)
+    return _Builder(file).build(doc)
+
+
+@dataclass
+class _Module:
+    name: str
+    params: list[str]
+    defaults: dict
+    layers: list
+    line: int | None
+    layer_defaults: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Ctx:
+    prefix: str
+    scope: dict
+    counters: dict
+    defaults: dict
+    trace: str = ""
+    depth: int = 0
+
+
+class _Builder:
+    def __init__(self, file):
+        self.file = file
+        self.modules: dict[str, _Module] = {}
+        self.graph: Graph | None = None
+
+    # ---------------------------------------------------------------- errors
+    def err(self, msg, line=None, layer=None, hint=None):
+        return SpecError(msg, file=self.file, line=line, layer=layer, hint=hint)
+
+    # ---------------------------------------------------------------- top level
+    def build(self, doc) -> Graph:
+        if not isinstance(doc, dict):
+            raise self.err("a spec is a mapping with at least 'input' and 'layers'",
+                           line=getattr(doc, "line", 1),
+                           hint="start with 'input: 224x224x3' and a 'layers:' list")
+        for key in doc:
+            if key not in TOP_KEYS:
+                raise self.err(f"unknown top-level field {key!r}", line=doc.line_of(key),
+                               hint=_suggest(key, TOP_KEYS))
+        for key in ("input", "layers"):
+            if key not in doc:
+                raise self.err(f"the spec has no '{key}'", line=1,
+                               hint="add 'input: HxWxC' (e.g. 224x224x3)" if key == "input"
+                               else "add a 'layers:' list")
+        try:
+            shape = parse_shape(doc["input"])
+        except ValueError as e:
+            raise self.err(str(e), line=doc.line_of("input")) from None
+        try:
+            rounding = as_rounding(doc.get("rounding")) or "exact"
+        except SpecError as e:
+            raise e.located(file=self.file, line=doc.line_of("rounding"))
+        name = doc.get("name") or (Path(self.file).stem if self.file else "network")
+        self.graph = Graph(name=str(name), input_shape=shape, source=_text(doc.get("source")),
+                           file=self.file, rounding=rounding, description=_text(doc.get("description")))
+        scope = dict(doc.get("vars") or {})
+        if not isinstance(scope, dict):
+            raise self.err("'vars' must be a mapping of names to values", line=doc.line_of("vars"))
+        defaults = self._read_defaults(doc.get("defaults"), doc.line_of("defaults"))
+        self._read_modules(doc.get("modules"), doc.line_of("modules"))
+        layers = doc["layers"]
+        if not isinstance(layers, list) or not layers:
+            raise self.err("'layers' must be a non-empty list", line=doc.line_of("layers"),
+                           hint="write each layer as a '- ' item under 'layers:'")
+        ctx = _Ctx(prefix="", scope=scope, counters={}, defaults=defaults)
+        self._seq(layers, ctx, INPUT)
+        return self.graph
+
+    def _read_defaults(self, d, line) -> dict:
+        if d is None:
+            return {}
+        if not isinstance(d, dict):
+            raise self.err("'defaults' maps layer types to their default arguments", line=line)
+        out = {}
+        for kind, args in d.items():
+            k = ALIASES.get(kind, kind)
+            if k not in REGISTRY:
+                raise self.err(f"defaults for unknown layer type {kind!r}", line=d.line_of(kind),
+                               hint=_suggest(kind, REGISTRY, "layer type"))
+            if not isinstance(args, dict):
+                raise self.err(f"defaults for {kind} must be a mapping like {{kernel: 3, pad: 1}}",
+                               line=d.line_of(kind))
+            allowed = {**REGISTRY[k].common_fields, **REGISTRY[k].fields, "bn": None}
+            for a in args:
+                if a not in allowed:
+                    raise self.err(f"unknown field {a!r} in the defaults for {kind}",
+                                   line=args.line_of(a) if isinstance(args, LineDict) else d.line_of(kind),
+                                   hint=_suggest(a, allowed))
+            out[k] = dict(args)
+        return out
+
+    def _read_modules(self, mods, line):
+        if mods is None:
+            return
+        if not isinstance(mods, dict):
+            raise self.err("'modules' maps module names to {args, layers}", line=line)
+        for mname, body in mods.items():
+            mline = mods.line_of(mname)
+            if mname in REGISTRY or mname in ALIASES or mname in MERGES or mname in ITEM_KEYS | {"layers"}:
+                raise self.err(f"a module cannot be called {mname!r}: that is a layer type or keyword",
+                               line=mline, hint="rename the module")
+            if not isinstance(body, dict) or "layers" not in body:
+                raise self.err(f"module {mname!r} needs a 'layers:' list", line=mline)
+            for key in body:
+                if key not in ("args", "layers", "defaults", "doc", "description"):
+                    raise self.err(f"unknown field {key!r} in module {mname!r}", line=body.line_of(key),
+                                   hint=_suggest(key, ("args", "layers", "defaults", "doc")))
+            args = body.get("args") or []
+            if isinstance(args, dict):
+                params, pdefaults = list(args), {k: v for k, v in args.items() if v is not None}
+            elif isinstance(args, list) and all(isinstance(a, str) for a in args):
+                params, pdefaults = list(args), {}
+            else:
+                raise self.err(f"module {mname!r}: 'args' is a list of names or a mapping of names "
+                               f"to defaults", line=body.line_of("args"))
+            if not isinstance(body["layers"], list) or not body["layers"]:
+                raise self.err(f"module {mname!r}: 'layers' must be a non-empty list",
+                               line=body.line_of("layers"))
+            self.modules[mname] = _Module(mname, params, pdefaults, body["layers"], mline,
+                                          self._read_defaults(body.get("defaults"), body.line_of("defaults")))
+
+    # ---------------------------------------------------------------- items
+    def _seq(self, items, ctx: _Ctx, prev: str) -> str:
+        lines = getattr(items, "item_lines", [None] * len(items))
+        for item, line in zip(items, lines):
+            prev = self._item(item, ctx, prev, line)
+        return prev
+
+    def _item(self, item, ctx: _Ctx, prev: str, line) -> str:
+        if isinstance(item, str):
+            item = LineDict({item: None})
+            item.line, item.key_lines = line, {}
+        if not isinstance(item, dict):
+            raise self.err(f"a layer is written as a mapping like {{conv: 64, kernel: 3}} or a type "
+                           f"name like 'relu', not {item!r}", line=line)
+        line = getattr(item, "line", None) or line
+        if ctx.depth > MAX_DEPTH:
+            raise self.err("modules nest too deeply (a module that calls itself?)", line=line)
+        kind = self._kind_of(item, line)
+        repeat = item.get("repeat", 1)
+        repeat = substitute(repeat, ctx.scope) if isinstance(repeat, str) else repeat
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+            raise self.err(f"'repeat' must be a whole number ≥ 1, got {repeat!r}", line=line)
+        for n in range(1, repeat + 1):
+            scope = {**ctx.scope, "n": n, "i": n - 1} if repeat > 1 or "n" not in ctx.scope else ctx.scope
+            try:
+                it = _substitute_item(item, scope)
+            except ExprError as e:
+                raise self.err(str(e), line=line) from None
+            when = it.get("when", True)
+            if not isinstance(when, bool):
+                raise self.err(f"'when' must be true or false (or an expression), got {when!r}", line=line)
+            if not when:
+                continue
+            name = it.get("name")
+            if name is not None:
+                name = str(name)
+                if repeat > 1 and "$" not in str(item.get("name")):
+                    name = f"{name}_{n}"
+                if "/" in name:
+                    raise self.err(f"a layer name cannot contain '/': {name!r}", line=line,
+                                   hint="'/' separates a module instance from its layers")
+            sub = _Ctx(ctx.prefix, scope, ctx.counters, ctx.defaults, ctx.trace, ctx.depth)
+            src = self._inputs(it, sub, prev, line)
+            prev = self._one(kind, it, sub, src, name, line)
+        return prev
+
+    def _kind_of(self, item, line) -> str:
+        keys = [k for k in item if k not in ITEM_KEYS]
+        types = [k for k in keys if k in REGISTRY or k in ALIASES or k in self.modules or k == "layers"]
+        if len(types) > 1:
+            raise self.err(f"one item names several layer types: {', '.join(types)}", line=line,
+                           hint="put each layer in its own '- ' item")
+        if not types:
+            first = keys[0] if keys else next(iter(item), "?")
+            known = set(REGISTRY) | set(self.modules)
+            raise self.err(f"unknown layer type {first!r}", line=line,
+                           hint=_suggest(first, known, "layer type"))
+        return types[0]
+
+    def _inputs(self, it, ctx, prev, line):
+        if "inputs" not in it:
+            return [prev]
+        srcs = it["inputs"]
+        srcs = [srcs] if isinstance(srcs, str) else srcs
+        if not isinstance(srcs, list) or not srcs:
+            raise self.err("'inputs' is a layer name or a list of layer names", line=line)
+        out = []
+        for s in srcs:
+            s = str(s)
+            for cand in (ctx.prefix + s, s):
+                if cand in self.graph.nodes:
+                    out.append(cand)
+                    break
+            else:
+                raise self.err(f"'inputs' names {s!r}, which is not a layer defined before this one",
+                               line=line, hint=_suggest(s, [n for n in self.graph.nodes], "layer"))
+        return out
+
+    def _auto_name(self, base: str, ctx: _Ctx) -> str:
+        k = ctx.counters.get(base, 0) + 1
+        while f"{ctx.prefix}{base}{k}" in self.graph.nodes:
+            k += 1
+        ctx.counters[base] = k
+        return f"{base}{k}"
+
+    def _one(self, kind, it, ctx: _Ctx, src: list[str], name, line) -> str:
+        if kind == "layers":
+            return self._block(it, ctx, src, name, line)
+        if kind in self.modules:
+            return self._module(self.modules[kind], it, ctx, src, name, line)
+        kind = ALIASES.get(kind, kind)
+        if kind in MERGES:
+            return self._merge(kind, it, ctx, src, name, line)
+        return self._layer(kind, it, ctx, src, name, line)
+
+    def _layer(self, kind, it, ctx, src, name, line) -> str:
+        cls = REGISTRY[kind]
+        raw_key = next(k for k in it if ALIASES.get(k, k) == kind)
+        val = it[raw_key]
+        args = dict(ctx.defaults.get(kind, {}))
+        if isinstance(val, dict):
+            args.update(val)
+        elif val is not None:
+            if cls.primary is None:
+                raise self.err(f"{raw_key} takes no value; write just '{raw_key}'", line=line,
+                               layer=name)
+            args[cls.primary] = val
+        for k, v in it.items():
+            if k not in ITEM_KEYS and k != raw_key:
+                args[k] = v
+        bn = args.pop("bn", it.get("bn", False))
+        if not isinstance(bn, bool):
+            raise self.err(f"'bn' must be true or false, got {bn!r}", line=line, layer=name)
+        local = name or self._auto_name(kind, ctx)
+        full = ctx.prefix + local
+        activation = args.pop("activation", None) if bn else None
+        try:
+            layer = cls(full, args)
+        except SpecError as e:
+            raise e.located(file=self.file, line=line, layer=full)
+        self._add(Node(full, layer, src, line, ctx.trace))
+        if bn:
+            bn_args = dict(ctx.defaults.get("batchnorm", {}))
+            if activation is not None:
+                bn_args["activation"] = activation
+            bn_args.pop("bn", None)
+            try:
+                bn_layer = REGISTRY["batchnorm"](full + "_bn", bn_args)
+            except SpecError as e:
+                raise e.located(file=self.file, line=line, layer=full + "_bn")
+            self._add(Node(full + "_bn", bn_layer, [full], line, ctx.trace))
+            return full + "_bn"
+        return full
+
+    def _add(self, node):
+        if len(self.graph.nodes) >= MAX_NODES:
+            raise self.err(f"the spec expands to more than {MAX_NODES:,} layers", line=node.line)
+        self.graph.add(node)
+
+    def _merge(self, kind, it, ctx, src, name, line) -> str:
+        raw_key = next(k for k in it if ALIASES.get(k, k) == kind)
+        branches = it[raw_key]
+        extra = {k: v for k, v in it.items() if k not in ITEM_KEYS and k != raw_key}
+        if branches is None and "inputs" in it:
+            outs = src  # merge of named layers: {add: null, inputs: [a, b]}
+        else:
+            if not isinstance(branches, list) or not branches:
+                raise self.err(f"{raw_key} takes a list of branches, each a list of layers "
+                               f"([] for the identity path)", line=line, layer=name)
+            if len(src) != 1:
+                raise self.err(f"{raw_key} with branches takes one input", line=line, layer=name)
+            outs = []
+            blines = getattr(branches, "item_lines", [line] * len(branches))
+            for b, bline in zip(branches, blines):
+                if b is None or b == "identity" or b == []:
+                    outs.append(src[0])
+                elif isinstance(b, list):
+                    outs.append(self._seq(b, ctx, src[0]))
+                else:
+                    outs.append(self._item(b, ctx, src[0], bline))
+        local = name or self._auto_name(kind, ctx)
+        full = ctx.prefix + local
+        try:
+            layer = REGISTRY[kind](full, extra)
+        except SpecError as e:
+            raise e.located(file=self.file, line=line, layer=full)
+        self._add(Node(full, layer, outs, line, ctx.trace))
+        return full
+
+    def _block(self, it, ctx, src, name, line) -> str:
+        extra = [k for k in it if k not in ITEM_KEYS and k != "layers"]
+        if extra:
+            raise self.err(f"unknown field {extra[0]!r} in a block", line=line,
+                           hint="a block takes layers, name, repeat, when and inputs")
+        body = it["layers"]
+        if not isinstance(body, list) or not body:
+            raise self.err("a block's 'layers' must be a non-empty list", line=line)
+        if len(src) != 1:
+            raise self.err("a block takes one input", line=line)
+        if name is None:
+            return self._seq(body, ctx, src[0])
+        sub = _Ctx(ctx.prefix + name + "/", ctx.scope, {}, ctx.defaults, ctx.trace, ctx.depth + 1)
+        return self._seq(body, sub, src[0])
+
+    def _module(self, mod: _Module, it, ctx, src, name, line) -> str:
+        val = it[mod.name]
+        extra = [k for k in it if k not in ITEM_KEYS and k != mod.name]
+        if extra:
+            raise self.err(f"unknown field {extra[0]!r} for module {mod.name!r}", line=line,
+                           hint=f"module arguments go in {{{mod.name}: [...]}} or {{{mod.name}: {{arg: value}}}}; "
+                                f"its arguments are {', '.join(mod.params) or 'none'}")
+        if len(src) != 1:
+            raise self.err("a module instance takes one input", line=line)
+        args = dict(mod.defaults)
+        if isinstance(val, list):
+            if len(val) > len(mod.params):
+                raise self.err(f"module {mod.name!r} takes {len(mod.params)} arguments "
+                               f"({', '.join(mod.params)}), got {len(val)}", line=line)
+            args.update(zip(mod.params, val))
+        elif isinstance(val, dict):
+            for k in val:
+                if k not in mod.params:
+                    raise self.err(f"module {mod.name!r} has no argument {k!r}", line=line,
+                                   hint=_suggest(k, mod.params, "argument"))
+            args.update(val)
+        elif val is not None:
+            if not mod.params:
+                raise self.err(f"module {mod.name!r} takes no arguments", line=line)
+            args[mod.params[0]] = val
+        missing = [p for p in mod.params if p not in args]
+        if missing:
+            raise self.err(f"module {mod.name!r} needs {', '.join(repr(m) for m in missing)}", line=line,
+                           hint=f"write {{{mod.name}: [{', '.join(mod.params)}]}}")
+        local = name or self._auto_name(mod.name, ctx)
+        defaults = {k: {**ctx.defaults.get(k, {}), **v} for k, v in mod.layer_defaults.items()}
+        defaults = {**ctx.defaults, **defaults}
+        scope = {k: v for k, v in ctx.scope.items() if k not in ("n", "i")}
+        scope.update(args)
+        trace = f"in module '{mod.name}' used at line {line}" + (f", {ctx.trace}" if ctx.trace else "")
+        sub = _Ctx(ctx.prefix + local + "/", scope, {}, defaults, trace, ctx.depth + 1)
+        return self._seq(mod.layers, sub, src[0])
+
+
+def _substitute_item(item, scope):
+    """Substitute an item's own values; nested layer lists are substituted when expanded,
+    so that an inner ``repeat`` binds its own ``n``."""
+    out = LineDict()
+    out.line, out.key_lines = getattr(item, "line", None), getattr(item, "key_lines", {})
+    for k, v in item.items():
+        nested = k == "layers" or ALIASES.get(k, k) in MERGES
+        out[k] = v if nested else substitute(v, scope)
+    return out
+
+
+def _text(v):
+    if v is None:
+        return None
+    return " ".join(str(v).split())

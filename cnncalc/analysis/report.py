@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cnncalc._gc import paused_gc
 from cnncalc.analysis.memory import gradient_peak, inference_peak
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
@@ -89,10 +90,15 @@ class Report:
         for row in self.layers:
             if row.name == name:
                 return row
+        if name == INPUT:
+            n = self.totals["input"]
+            return LayerStats(name=INPUT, type="input", inputs=[], shape=self.input_shape,
+                              description="input", activations=n,
+                              activation_bytes=n * self.memory["bytes_per_element"])
         raise KeyError(f"no layer named {name!r} in {self.name}")
 
     def __contains__(self, name: str) -> bool:
-        return any(r.name == name for r in self.layers)
+        return name == INPUT or any(r.name == name for r in self.layers)
 
     def __iter__(self):
         return iter(self.layers)
@@ -108,6 +114,11 @@ class Report:
 
 def analyze_graph(graph: Graph, *, batch: int = 1, dtype: str = "float32", bias: bool = True,
                   input_shape: Shape | None = None, explain: bool = False) -> Report:
+    with paused_gc():
+        return _analyze(graph, batch, dtype, bias, input_shape, explain)
+
+
+def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     if batch < 1:
         raise CnnCalcError("--batch must be at least 1")
     nbytes = dtype_bytes(dtype)
@@ -133,6 +144,10 @@ def analyze_graph(graph: Graph, *, batch: int = 1, dtype: str = "float32", bias:
             line=node.line, type_key=type_key(layer),
         )
         if explain:
+            # write an fc layer after a flatten as the slides do: 7*7*512*4096, not 25088*4096
+            src = graph[node.inputs[0]] if node.inputs else None
+            layer.in_factors = (src.layer.in_shapes[0] if src is not None and src.layer is not None
+                                and src.kind == "flatten" else None)
             row.explain = explain_layer(layer, batch, bias)
         rows.append(row)
 

@@ -54,7 +54,7 @@ class Dense(Layer):
         return GLOBAL
 
     def explain_params(self, with_bias=True):
-        x = self.in_shapes[0]
+        x = getattr(self, "in_factors", None) or self.in_shapes[0]
         factors = "*".join(map(str, x)) if len(x) > 1 else str(self.in_features)
         text = f"{factors}*{self.units}"
         nb = self.units if (with_bias and self.args["bias"]) else 0

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from cnncalc._gc import paused_gc
 from cnncalc.errors import SpecError
 from cnncalc.graph import INPUT, Graph, Node
 from cnncalc.layers import ALIASES, REGISTRY
@@ -86,8 +87,9 @@ def load_spec(ref: str | Path) -> Graph:
 
 
 def load_spec_text(text: str, file: str | None = "<spec>") -> Graph:
-    doc = load_yaml(text, file)
-    return _Builder(file).build(doc)
+    with paused_gc():
+        doc = load_yaml(text, file)
+        return _Builder(file).build(doc)
 
 
 @dataclass

@@ -66,6 +66,12 @@ def load_yaml(text: str, file: str | None = None):
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
     except SpecError as e:
         raise e.located(file=file)
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark
+        raise SpecError(f"YAML tags like {e.problem.split('tag ')[-1] if e.problem else '!!tag'} are not "
+                        f"allowed: a spec is plain data and is loaded safely, it can never run code",
+                        file=file, line=mark.line + 1 if mark else None,
+                        hint="remove the '!!...' tag and write the value as plain YAML") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None

@@ -1,0 +1,40 @@
+"""Memory lines and tensor liveness, checked by hand on small graphs."""
+from cnncalc import analyze
+from cnncalc.spec import load_spec_text
+
+
+def test_chain_liveness_by_hand():
+    # input 4x4x1 (16) → conv 4x4x8 (128) → relu in place → pool 2x2x8 (32) → flatten (view) → fc 10
+    r = analyze(load_spec_text("""
+input: 4x4x1
+layers:
+  - {conv: 8, kernel: 3, pad: 1, activation: relu}
+  - {maxpool: 2}
+  - flatten
+  - {fc: 10}
+"""))
+    m, t = r.memory, r.totals
+    assert t["input"] == 16 and t["activations"] == 128 + 32 + 10     # flatten is a view
+    # step conv: input 16 + conv 128 live = 144; step pool: 128 + 32 = 160; step fc: 32 + 10 = 42
+    assert m["inference_peak_activation_bytes"] == 160 * 4
+    assert r.peak_at == "maxpool1"
+    # gradients never include the input's: peak 128 + 32 = 160
+    assert m["activation_gradient_peak_bytes"] == 160 * 4
+    assert m["backward_saved_bytes"] == (16 + 170) * 4
+    trainable = (9 * 8 + 8) + (32 * 10 + 10)
+    assert t["trainable"] == trainable
+    assert m["training_total_bytes"] == (3 * trainable + 16 + 170 + 160) * 4
+
+
+def test_branches_keep_their_input_alive():
+    # the shortcut keeps x (8x8x4 = 256) alive while the residual branch runs
+    r = analyze(load_spec_text("""
+input: 8x8x4
+layers:
+  - add:
+      - [{conv: 4, kernel: 3, pad: 1, name: a}, {conv: 4, kernel: 3, pad: 1, name: b}]
+      - []
+    name: sum
+"""))
+    # step b: input 256 (needed by sum) + a 256 + b 256 = 768
+    assert r.memory["inference_peak_activation_bytes"] == 768 * 4

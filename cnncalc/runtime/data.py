@@ -552,9 +552,12 @@ def apply_normalization(images: np.ndarray, norm: Normalization) -> np.ndarray:
 
 
 def prepare(ds: Dataset, input_hwc: tuple[int, int, int], num_outputs: int | None = None,
-            normalize: str = "scale") -> Dataset:
+            normalize: str | Normalization = "scale") -> Dataset:
     """Fit ``ds`` to the network input, check classes, normalise to float32 NCHW.
 
+    ``normalize`` is a method name (statistics computed from the training split) or a
+    saved :class:`Normalization` (e.g. from a checkpoint's metadata, so ``evaluate``
+    uses exactly the training run's statistics).
     Returns a new :class:`Dataset`; ``messages`` lists what was changed (for printing).
     """
     if ds.train_images.dtype != np.uint8:
@@ -563,7 +566,13 @@ def prepare(ds: Dataset, input_hwc: tuple[int, int, int], num_outputs: int | Non
         check_num_classes(num_outputs, ds)
     train_x, msg = fit_to_input(ds.train_images, input_hwc)
     test_x, _ = fit_to_input(ds.test_images, input_hwc)
-    norm = compute_normalization(train_x, normalize)
+    if isinstance(normalize, Normalization):
+        norm = normalize
+        if len(norm.mean) != train_x.shape[1] or len(norm.std) != train_x.shape[1]:
+            raise DataError(f"saved normalisation has {len(norm.mean)} channel(s) but the data has "
+                            f"{train_x.shape[1]}")
+    else:
+        norm = compute_normalization(train_x, normalize)
     messages = list(ds.messages) + ([msg] if msg else [])
     if norm.method == "standardize":
         messages.append("standardized per channel with training-split mean "
@@ -575,7 +584,8 @@ def prepare(ds: Dataset, input_hwc: tuple[int, int, int], num_outputs: int | Non
 
 
 def load_for_training(path: str | os.PathLike | None, input_hwc: tuple[int, int, int],
-                      num_outputs: int | None = None, normalize: str = "scale") -> Dataset:
+                      num_outputs: int | None = None,
+                      normalize: str | Normalization = "scale") -> Dataset:
     """``load_dataset`` + ``prepare``: what ``cnncalc train``/``evaluate`` need."""
     return prepare(load_dataset(path), input_hwc, num_outputs, normalize)
 

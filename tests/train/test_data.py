@@ -430,3 +430,16 @@ def test_batches_drop_last_and_no_shuffle():
     assert [b[1].tolist() for b in D.eval_batches(y, y, 4)] == [[0, 1, 2, 3], [4, 5, 6]]
     with pytest.raises(ValueError):
         D.BatchIterator(y, y, batch_size=0, seed=0)
+
+
+def test_saved_normalization_is_reused_exactly(mnist):
+    trained = D.prepare(mnist, (28, 28, 1), 10, normalize="standardize")
+    saved = D.Normalization.from_dict(trained.metadata()["normalization"])
+    again = D.prepare(mnist, (28, 28, 1), 10, normalize=saved)
+    assert np.array_equal(again.test_images, trained.test_images)
+    fake = D.Normalization("standardize", (0.5,), (0.25,))
+    p = D.prepare(mnist, (28, 28, 1), 10, normalize=fake)
+    i = (0, 0, 14, 14)
+    assert p.test_images[i] == pytest.approx((mnist.test_images[i] / 255 - 0.5) / 0.25, abs=1e-6)
+    with pytest.raises(DataError, match="3 channel"):
+        D.prepare(mnist, (28, 28, 1), 10, normalize=D.Normalization("scale", (0,) * 3, (1,) * 3))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.resources
-import io
 import os
 import pickle
 import zlib

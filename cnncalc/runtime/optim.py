@@ -1,0 +1,127 @@
+"""SGD with momentum, Nesterov and L2 weight decay, in place on dicts of NumPy arrays.
+
+The update is PyTorch's ``torch.optim.SGD`` (dampening 0), per parameter ``p`` with
+gradient ``∇``, learning rate ``lr``, momentum ``μ``, weight decay ``λ``::
+
+    g = ∇ + λ·p                 # coupled L2 decay (only for decayed parameters)
+    b = μ·b + g                 # momentum buffer; b = g on the first step
+    d = g + μ·b  if nesterov    # PyTorch's Nesterov form
+      = b        otherwise
+    p = p - lr·d
+
+Weight decay is the *coupled* form (added to the gradient, so it is scaled by ``lr`` and
+passes through the momentum buffer), as in PyTorch's ``SGD(weight_decay=...)`` and in
+the AlexNet/ResNet papers — not AdamW-style decoupled decay.
+
+By default only parameters with ``ndim >= 2`` (conv, locally-connected and fc weights)
+are decayed; 1-D parameters — biases and batch-norm ``gamma``/``beta`` — are not, the
+usual practice since shrinking them towards 0 does not regularise the function the
+network computes.  (PyTorch decays everything unless told otherwise; pass
+``decay=lambda name, p: True`` for that.)
+
+``params`` and ``grads`` are ``{name: ndarray}`` dicts with the same keys and shapes;
+parameters are updated in place (the arrays keep their identity), gradients are not
+modified.  Momentum buffers are kept in the parameter's dtype.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+__all__ = ["SGD", "default_decay"]
+
+
+def default_decay(name: str, param: np.ndarray) -> bool:
+    """Decay weights (``ndim >= 2``), not biases or batch-norm parameters (1-D)."""
+    return param.ndim >= 2
+
+
+class SGD:
+    """Stochastic gradient descent; see the module docstring for the exact update."""
+
+    def __init__(self, lr: float, momentum: float = 0.9, nesterov: bool = False,
+                 weight_decay: float = 0.0,
+                 decay: Callable[[str, np.ndarray], bool] = default_decay):
+        if lr < 0:
+            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if nesterov and momentum == 0:
+            raise ValueError("Nesterov momentum needs momentum > 0")
+        if weight_decay < 0:
+            raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = float(weight_decay)
+        self.decay = decay
+        self.steps = 0
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def hyperparams(self) -> dict:
+        """JSON-able description (for checkpoint metadata)."""
+        return {"optimizer": "sgd", "lr": self.lr, "momentum": self.momentum,
+                "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
+    def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
+             lr: float | None = None) -> None:
+        """Apply one update to every parameter in ``params`` (in place)."""
+        if params.keys() != grads.keys():
+            missing = sorted(set(params) - set(grads))
+            extra = sorted(set(grads) - set(params))
+            raise ValueError(f"params and grads differ: no gradient for {missing}, "
+                             f"gradient without parameter {extra}")
+        lr = self.lr if lr is None else float(lr)
+        mu, wd = self.momentum, self.weight_decay
+        for name, p in params.items():
+            grad = grads[name]
+            if grad.shape != p.shape:
+                raise ValueError(f"gradient of {name} has shape {grad.shape}, parameter has {p.shape}")
+            g = grad.astype(p.dtype, copy=True)
+            if wd and self.decay(name, p):
+                g += p.dtype.type(wd) * p
+            if mu:
+                buf = self.buffers.get(name)
+                if buf is None:
+                    buf = self.buffers[name] = g.copy()
+                else:
+                    buf *= p.dtype.type(mu)
+                    buf += g
+                if self.nesterov:
+                    g += p.dtype.type(mu) * buf
+                else:
+                    g = buf
+            p -= p.dtype.type(lr) * g
+        self.steps += 1
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat ``{key: ndarray}`` state: ``steps`` and ``momentum_buffer/<name>``."""
+        state = {"steps": np.array(self.steps, dtype=np.int64)}
+        for name, buf in self.buffers.items():
+            state[f"momentum_buffer/{name}"] = buf.copy()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray],
+                        params: Mapping[str, np.ndarray] | None = None) -> None:
+        """Restore :meth:`state_dict` output; with ``params``, check names and shapes."""
+        buffers = {}
+        for key, value in state.items():
+            if key == "steps":
+                continue
+            if not key.startswith("momentum_buffer/"):
+                raise ValueError(f"unknown optimizer state entry {key!r}")
+            name = key[len("momentum_buffer/"):]
+            if params is not None:
+                if name not in params:
+                    raise ValueError(f"optimizer state has a momentum buffer for {name!r}, "
+                                     "which is not a parameter of this network")
+                if params[name].shape != value.shape:
+                    raise ValueError(f"momentum buffer of {name!r} has shape {value.shape}, "
+                                     f"parameter has {params[name].shape}")
+                value = value.astype(params[name].dtype)
+            buffers[name] = np.array(value, copy=True)
+        self.buffers = buffers
+        self.steps = int(state["steps"]) if "steps" in state else 0

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from cnncalc.runtime.optim import SGD
+
+
+def test_momentum_and_coupled_weight_decay_by_hand():
+    # lr 0.1, momentum 0.9, weight decay 0.01; w (2-D) is decayed, b (1-D bias) is not.
+    w = np.array([[1.0, -2.0]])
+    b = np.array([0.5])
+    params = {"fc.w": w, "fc.b": b}
+    opt = SGD(lr=0.1, momentum=0.9, weight_decay=0.01)
+    grads = [
+        {"fc.w": np.array([[0.2, 0.4]]), "fc.b": np.array([1.0])},
+        {"fc.w": np.array([[0.1, -0.3]]), "fc.b": np.array([1.0])},
+        {"fc.w": np.array([[0.0, 0.0]]), "fc.b": np.array([0.0])},
+    ]
+    # step 1: g = [.2 + .01*1, .4 + .01*-2] = [.21, .38]; buf = g; w = [1 - .021, -2 - .038]
+    #         bias: buf = 1; b = .5 - .1 = .4
+    opt.step(params, grads[0])
+    assert np.allclose(w, [[0.979, -2.038]], rtol=0, atol=1e-12)
+    assert np.allclose(b, [0.4], rtol=0, atol=1e-12)
+    # step 2: g = [.1 + .00979, -.3 - .02038] = [.10979, -.32038]
+    #         buf = .9*[.21, .38] + g = [.29879, .02162]; w = [.979 - .029879, -2.038 - .002162]
+    #         bias: buf = .9 + 1 = 1.9; b = .4 - .19 = .21
+    opt.step(params, grads[1])
+    assert np.allclose(w, [[0.949121, -2.040162]], rtol=0, atol=1e-12)
+    assert np.allclose(b, [0.21], rtol=0, atol=1e-12)
+    # step 3: g = [.00949121, -.02040162]; buf = .9*[.29879, .02162] + g = [.27840221, -.00094362]
+    #         w = [.949121 - .027840221, -2.040162 + .000094362]; bias: buf 1.71, b = .21 - .171
+    opt.step(params, grads[2])
+    assert np.allclose(w, [[0.921280779, -2.040067638]], rtol=0, atol=1e-12)
+    assert np.allclose(b, [0.039], rtol=0, atol=1e-12)
+    assert np.allclose(opt.buffers["fc.w"], [[0.27840221, -0.00094362]], rtol=0, atol=1e-12)
+    assert opt.steps == 3
+    # updated in place, gradients untouched
+    assert params["fc.w"] is w and grads[0]["fc.w"].tolist() == [[0.2, 0.4]]
+
+
+def test_plain_sgd_and_decay_everything_option():
+    p = {"b": np.array([2.0])}
+    opt = SGD(lr=0.5, momentum=0.0, weight_decay=0.1, decay=lambda name, a: True)
+    opt.step(p, {"b": np.array([1.0])})
+    # g = 1 + .1*2 = 1.2; p = 2 - .5*1.2 = 1.4 ; no buffers without momentum
+    assert p["b"].tolist() == pytest.approx([1.4], abs=1e-15) and opt.buffers == {}
+
+
+def test_nesterov_by_hand():
+    # PyTorch: buf = mu*buf + g; d = g + mu*buf; p -= lr*d
+    p = {"b": np.array([1.0])}
+    opt = SGD(lr=0.1, momentum=0.9, nesterov=True)
+    opt.step(p, {"b": np.array([1.0])})   # buf = 1; d = 1 + .9 = 1.9; p = 1 - .19 = .81
+    assert p["b"][0] == pytest.approx(0.81, abs=1e-15)
+    opt.step(p, {"b": np.array([0.5])})   # buf = .9 + .5 = 1.4; d = .5 + 1.26 = 1.76; p = .81 - .176
+    assert p["b"][0] == pytest.approx(0.634, abs=1e-15)
+
+
+def test_nesterov_equals_sutskever_lookahead_form():
+    # Second method: Sutskever et al. (2013): v <- mu v - lr grad(theta + mu v); theta <- theta + v.
+    # PyTorch's form tracks p = theta + mu v (substitute v = -lr buf), so p_t == theta_t + mu v_t.
+    A = np.array([[3.0, 0.5], [0.5, 1.0]])
+    grad = lambda x: A @ x                      # f(x) = x^T A x / 2
+    lr, mu = 0.05, 0.9
+    theta = np.array([1.0, -1.0])
+    v = np.zeros(2)
+    p = {"x": theta.copy().reshape(1, 2)}
+    opt = SGD(lr=lr, momentum=mu, nesterov=True)
+    for _ in range(6):
+        opt.step(p, {"x": grad(p["x"][0]).reshape(1, 2)})
+        v = mu * v - lr * grad(theta + mu * v)
+        theta = theta + v
+        assert np.allclose(p["x"][0], theta + mu * v, rtol=0, atol=1e-12)
+
+
+def test_state_round_trip_continues_identically():
+    rng = np.random.default_rng(0)
+    init = {"w": rng.standard_normal((3, 4)).astype(np.float32), "b": np.zeros(3, np.float32)}
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in init.items()}
+             for _ in range(5)]
+    ref = {k: v.copy() for k, v in init.items()}
+    opt = SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    for g in grads:
+        opt.step(ref, g)
+    part = {k: v.copy() for k, v in init.items()}
+    o1 = SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    for g in grads[:3]:
+        o1.step(part, g)
+    state = o1.state_dict()
+    assert set(state) == {"steps", "momentum_buffer/w", "momentum_buffer/b"}
+    o1.buffers["w"][:] = 99                     # exported state is a copy
+    o2 = SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    o2.load_state_dict(state, part)
+    for g in grads[3:]:
+        o2.step(part, g)
+    assert o2.steps == 5
+    for k in ref:
+        assert np.array_equal(part[k], ref[k]) and part[k].dtype == np.float32
+
+
+def test_errors():
+    p = {"w": np.zeros((2, 2))}
+    with pytest.raises(ValueError, match="no gradient for \\['w'\\]"):
+        SGD(0.1).step(p, {"v": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="shape"):
+        SGD(0.1).step(p, {"w": np.zeros(4)})
+    with pytest.raises(ValueError, match="Nesterov"):
+        SGD(0.1, momentum=0, nesterov=True)
+    with pytest.raises(ValueError, match="momentum"):
+        SGD(0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="not a parameter"):
+        SGD(0.1).load_state_dict({"momentum_buffer/z": np.zeros(1)}, p)
+    with pytest.raises(ValueError, match="has shape"):
+        SGD(0.1).load_state_dict({"momentum_buffer/w": np.zeros(3)}, p)

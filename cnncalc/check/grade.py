@@ -188,8 +188,8 @@ class Grader:
     # -- expected values ---------------------------------------------------------------------
     def expected(self, q: Question) -> Expected:
         if q.quantity == "require":
-            qty = q.answer[0]
-            return self._value(q, qty, layer=None)
+            qty = q.answer[0]  # about the whole network, or about 'layer:' when the item names one
+            return self._value(q, qty, layer=q.layer)
         return self._value(q, q.quantity, layer=q.layer)
 
     def _value(self, q: Question, qty: str, layer) -> Expected:

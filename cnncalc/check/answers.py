@@ -68,6 +68,7 @@ class Question:
     text: str | None = None
     op: str = "="              # for constraints
     file: str | None = None
+    layer_line: int | None = None
 
     @property
     def label(self) -> str:
@@ -196,7 +197,8 @@ def _read_item(item, n: int, line, defaults: dict, lines: list[str], file) -> li
         raise err("a standalone layer needs its input shape", item.line_of("layer"),
                   "add 'input: 32x32x3' inside the layer mapping")
     common = dict(spec=item.get("spec"), layer=layer, input=item.get("input"), batch=batch, dtype=dtype,
-                  bias=bias, text=_str_or_none(text), file=file)
+                  bias=bias, text=_str_or_none(text), file=file,
+                  layer_line=item.line_of("layer") if "layer" in item else None)
     out = []
     if "require" in item:
         for k, (ctext, cline) in enumerate(_constraints(item["require"], item.line_of("require"), file), 1):

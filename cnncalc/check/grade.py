@@ -7,6 +7,7 @@ fields from ``cnncalc.analysis.rf``.
 """
 from __future__ import annotations
 
+import importlib
 import operator
 from fractions import Fraction
 from dataclasses import dataclass, field
@@ -182,7 +183,7 @@ class Grader:
         folded = {n.lower(): n for n in graph.nodes}
         if name.lower() in folded:  # the slides write CONV1, the spec conv1
             return folded[name.lower()]
-        raise SpecError(f"{graph.name} has no layer named {name!r}", file=q.file, line=q.line,
+        raise SpecError(f"{graph.name} has no layer named {name!r}", file=q.file, line=q.layer_line or q.line,
                         hint=_suggest(name, [n for n in graph.nodes if n != "input"], "layer"))
 
     # -- expected values ---------------------------------------------------------------------
@@ -293,7 +294,7 @@ class Grader:
 
     def _rf(self, q, qty, graph: Graph, name: str) -> Expected:
         try:
-            from cnncalc.analysis import rf as rf_mod
+            rf_mod = importlib.import_module("cnncalc.analysis.rf")
         except ImportError:
             raise SpecError(RF_MISSING, file=q.file, line=q.line) from None
         return rf_expected(rf_mod, graph, name, qty)

@@ -127,10 +127,10 @@ class Grader:
         return self._graphs[key]
 
     def _load(self, ref, q: Question) -> Graph:
-        from cnncalc.spec.loader import _Builder, load_spec
+        from cnncalc.spec.loader import build_graph, load_spec
 
         if isinstance(ref, dict):
-            graph = _Builder(q.file).build(ref)  # inline spec: errors point into the answer file
+            graph = build_graph(ref, q.file)  # inline spec: errors point into the answer file
         elif isinstance(ref, str):
             local = self.answers.base_dir / ref
             try:
@@ -151,7 +151,7 @@ class Grader:
 
     def _standalone(self, q: Question, ref) -> Graph:
         """``layer: {input: 32x32x3, conv: 10, kernel: 5, pad: 2}`` → a one-layer spec."""
-        from cnncalc.spec.loader import _Builder
+        from cnncalc.spec.loader import build_graph
 
         layer = q.layer
         item = LineDict({k: v for k, v in layer.items() if k != "input"})
@@ -160,7 +160,7 @@ class Grader:
         doc = LineDict({"input": layer.get("input", q.input), "layers": LineList([item])})
         doc.line, doc.key_lines = item.line, {"input": item.line, "layers": item.line}
         doc["layers"].line, doc["layers"].item_lines = item.line, [item.line]
-        return _Builder(q.file).build(doc)
+        return build_graph(doc, q.file)
 
     def report(self, q: Question) -> Report | NotFit:
         graph = self.graph(q)

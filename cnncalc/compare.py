@@ -4,7 +4,8 @@ A table is a CSV file, ``cnncalc/zoo/tables/<table-id>.csv``, one per published 
 
     # source: K. Simonyan & A. Zisserman, ICLR 2015, Table 2 (p. 4)
     # spec: vgg16
-    # binary: false            (optional: K/M/G = 1024 powers, for tables that use them)
+    # binary: false            (optional: K/M/G = 1024 powers: true, or a list of the
+                               quantities that use them, e.g. 'weights, params')
     # input: 224x224x3         (optional: override the spec's input)
     layer,quantity,published,note
     TOTAL,params,138M,
@@ -86,7 +87,7 @@ class Table:
     rows: list[TableRow]
     source: str | None = None
     spec: str | None = None
-    binary: bool = False
+    binary: frozenset = frozenset()  # quantities whose K/M/G are powers of 1024
     input: Shape | None = None
     meta: dict = field(default_factory=dict)
 
@@ -167,9 +168,7 @@ def parse_table(text: str, file: str = "<table>", table_id: str = "table") -> Ta
     if unknown:
         raise TableError(f"unknown column {unknown[0]!r}", file=file, line=hline,
                          hint="columns are layer,quantity,published,note and optionally spec")
-    binary = meta.get("binary", "false").lower()
-    if binary not in ("true", "false", "yes", "no"):
-        raise TableError(f"'# binary:' must be true or false, got {binary!r}", file=file)
+    binary = _binary(meta.get("binary", "false"), file)
     shape = None
     if meta.get("input"):
         try:
@@ -199,7 +198,7 @@ def parse_table(text: str, file: str = "<table>", table_id: str = "table") -> Ta
                 raise TableError(str(e), file=file, line=n) from None
         else:
             try:
-                parse_quantity(d["published"], binary=binary in ("true", "yes"))
+                parse_quantity(d["published"], binary=q in binary)
             except ValueError as e:
                 raise TableError(str(e), file=file, line=n) from None
         rows.append(TableRow(d["layer"], q, d["published"], d.get("note", ""), d.get("spec") or None, n))
@@ -209,7 +208,23 @@ def parse_table(text: str, file: str = "<table>", table_id: str = "table") -> Ta
         raise TableError("the table names no spec", file=file,
                          hint="add a '# spec: <zoo name>' header line or a 'spec' column")
     return Table(id=table_id, file=file, rows=rows, source=meta.get("source"), spec=meta.get("spec"),
-                 binary=binary in ("true", "yes"), input=shape, meta=meta)
+                 binary=binary, input=shape, meta=meta)
+
+
+def _binary(text: str, file) -> frozenset:
+    """'# binary:' → the quantities whose K/M/G are powers of 1024 (GoogLeNet's Table 1 writes
+    parameters with K = 1024 but operations with M = 10^6)."""
+    t = text.strip().lower()
+    if t in ("true", "yes"):
+        return frozenset(QUANTITIES)
+    if t in ("false", "no", ""):
+        return frozenset()
+    qs = {q.strip() for q in t.split(",") if q.strip()}
+    bad = sorted(qs - set(QUANTITIES))
+    if bad:
+        raise TableError(f"'# binary:' is true, false or a list of quantities; {bad[0]!r} is none of them",
+                         file=file, hint=f"quantities: {', '.join(QUANTITIES)}")
+    return frozenset(qs)
 
 
 # ------------------------------------------------------------------------------------ results
@@ -278,7 +293,7 @@ class TableResult:
 
     def to_dict(self) -> dict:
         t = self.table
-        return {"table": t.id, "file": t.file, "source": t.source, "spec": t.spec, "binary": t.binary,
+        return {"table": t.id, "file": t.file, "source": t.source, "spec": t.spec, "binary": sorted(t.binary),
                 "rows": [r.to_dict() for r in self.results],
                 "counts": {"rows": len(self.results), "match": self.count(MATCH),
                            "known_discrepancy": self.count(KNOWN), "mismatch": self.count(MISMATCH),
@@ -301,7 +316,7 @@ def compare_table(table: Table | str | Path, spec: str | Path | None = None, *, 
         key = (ref, table.input)
         if key not in cache:
             cache[key] = _analyze(ref, table.input)
-        out.append(compare_row(row, cache[key], ref, binary=table.binary, file=table.file))
+        out.append(compare_row(row, cache[key], ref, binary=row.quantity in table.binary, file=table.file))
     return TableResult(table, out)
 
 

@@ -388,7 +388,10 @@ def _sum_arith(layers, quantity: str, total: int) -> list[str]:
     if len(layers) == 1:
         r = layers[0]
         a = _arith(r.explain, prefix) if prefix else None
-        if a:
+        if a and quantity in ("weights", "biases"):
+            lines.append(f"{r.name}: params {a}, of which {fmt_int(r.weights)} weights "
+                         f"and {fmt_int(r.biases)} biases")
+        elif a:
             lines.append(f"{r.name}: {quantity if prefix != 'MACs' else 'MACs'} {a}")
         if quantity == "flops":
             lines.append(f"FLOPs = 2 × MACs = 2 × {fmt_int(r.macs)} = {fmt_int(total)}")

@@ -25,7 +25,8 @@ comments. An optional ``spec`` column names a row's spec when one table covers s
   summed (for ``shape``: the last of them);
 * a glob with ``*`` (``conv*``), or several selectors joined by `` + `` (``conv1 + pool1``).
 
-``quantity`` is one of QUANTITIES. ``published`` is the value exactly as printed (``138M``,
+``quantity`` is one of QUANTITIES; ``connections`` is LeCun et al.'s (1998) count:
+multiply-accumulates + bias additions + pooling additions (C1: 28*28*6*(25 + 1) = 122,304). ``published`` is the value exactly as printed (``138M``,
 ``159K``, ``3.8x10^9``, ``28x28x256``, ``94.86%``) and matches at the precision written
 (:mod:`cnncalc.numbers`). A ``note`` starting with ``discrepancy:`` marks a published value
 known to disagree with its own layers: the row is still shown as not matching, with its
@@ -49,7 +50,7 @@ from cnncalc.numbers import Quantity, parse_quantity, round_as
 from cnncalc.shapes import Shape, fmt_int, fmt_shape, parse_shape
 
 QUANTITIES = ("params", "weights", "biases", "macs", "flops", "shape", "activations",
-              "params_percent", "macs_percent", "layers")
+              "params_percent", "macs_percent", "layers", "connections")
 COLUMNS = ("layer", "quantity", "published", "note")
 HEADER_KEYS = ("source", "spec", "binary", "input", "title", "url")
 MATCH, MISMATCH, KNOWN, STALE = "match", "MISMATCH", "known discrepancy", "STALE"
@@ -376,7 +377,8 @@ def _arith(lines: list[str], prefix: str) -> str | None:
 
 def _term(r, quantity: str) -> int:
     return {"params": r.params, "weights": r.weights, "biases": r.biases, "macs": r.macs,
-            "flops": r.flops, "activations": r.activations, "layers": 1}[quantity]
+            "flops": r.flops, "activations": r.activations, "layers": 1,
+            "connections": r.macs + r.ops.get("bias", 0) + r.ops.get("pool", 0)}[quantity]
 
 
 def _sum_arith(layers, quantity: str, total: int) -> list[str]:

@@ -111,3 +111,40 @@ def test_cifar_resnet_option_a_shortcut_is_free():
     sc = r["stage2/block1/shortcut"]
     assert sc.shape == (16, 16, 32) and sc.params == 0 and sc.macs == 0
     assert r["stage3/block3/add"].shape == (8, 8, 64)
+
+
+# --------------------------------------------------- wide / grouped / dense variants of ResNet
+# torchvision parameter counts: wide_resnet50_2, resnext50_32x4d, densenet121, densenet169.
+@pytest.mark.parametrize("name,params", [("wide_resnet50_2", 68_883_240), ("resnext50_32x4d", 25_028_904),
+                                         ("densenet121", 7_978_856), ("densenet169", 14_149_480)])
+def test_torchvision_params_exact(name, params):
+    assert totals(name)["params"] == params
+
+
+def test_resnext_table1():
+    # Xie et al. 2017, Table 1: ResNet-50 25.5e6 params / 4.1e9 FLOPs; ResNeXt-50 (32x4d)
+    # 25.0e6 / 4.2e9. ResNeXt's ResNet-50 is fb.resnet.torch's, with the stride on the 3x3:
+    # our resnet50_tv (4,089,184,256), not the original paper's resnet50 (3.86e9).
+    assert published("25.0e6", totals("resnext50_32x4d")["params"])
+    assert published("4.2e9", totals("resnext50_32x4d")["macs"])
+    assert published("25.5e6", totals("resnet50_tv")["params"])
+    assert published("4.1e9", totals("resnet50_tv")["macs"])
+    assert not published("4.1e9", totals("resnet50")["macs"])
+
+
+def test_resnext_grouped_conv_by_hand():
+    r = cnncalc.analyze("resnext50_32x4d")
+    c = r["conv2_x/block1/conv2"]
+    assert c.params == 128 * (128 // 32) * 9  # 32 groups of 4 channels in, 4 out
+    assert c.macs == 56 * 56 * 128 * (128 // 32) * 9
+
+
+def test_densenet121_shapes_follow_table1():
+    # Huang et al. 2017, Table 1: output sizes 56, 28, 14, 7; channels 64 + 6*32 = 256 → 128,
+    # 128 + 12*32 = 512 → 256, 256 + 24*32 = 1024 → 512, 512 + 16*32 = 1024
+    r = cnncalc.analyze("densenet121")
+    assert r["denseblock1/denselayer6/concat"].shape == (56, 56, 256)
+    assert r["transition1/pool"].shape == (28, 28, 128)
+    assert r["denseblock3/denselayer24/concat"].shape == (14, 14, 1024)
+    assert r["denseblock4/denselayer16/concat"].shape == (7, 7, 1024)
+    assert r["denseblock1/denselayer1/conv1"].params == 64 * 128  # 1x1 to 4k = 128, no bias

@@ -154,3 +154,105 @@ def test_densenet121_shapes_follow_table1():
     assert r["denseblock3/denselayer24/concat"].shape == (14, 14, 1024)
     assert r["denseblock4/denselayer16/concat"].shape == (7, 7, 1024)
     assert r["denseblock1/denselayer1/conv1"].params == 64 * 128  # 1x1 to 4k = 128, no bias
+
+
+# ---------------------------------------------------------------- MobileNet v1 (Howard 2017)
+# Table 1: the input size of every row of the body (Type / Stride, Input Size).
+MOBILENET_V1_TABLE1 = [
+    ("conv1", (224, 224, 3))] + [
+    (f"conv_ds_{i}/{part}", size) for i, (dw_in, pw_in) in enumerate([
+        ((112, 112, 32), (112, 112, 32)), ((112, 112, 64), (56, 56, 64)),
+        ((56, 56, 128), (56, 56, 128)), ((56, 56, 128), (28, 28, 128)),
+        ((28, 28, 256), (28, 28, 256)), ((28, 28, 256), (14, 14, 256)),
+        *[((14, 14, 512), (14, 14, 512))] * 5,
+        ((14, 14, 512), (7, 7, 512)), ((7, 7, 1024), (7, 7, 1024))], start=1)
+    for part, size in (("dw", dw_in), ("pw", pw_in))] + [
+    ("avg_pool", (7, 7, 1024)), ("fc", (1, 1, 1024))]
+
+
+@pytest.mark.parametrize("spec", ["mobilenet_v1", "mobilenet_v1_nobn"])
+def test_mobilenet_v1_table1_input_sizes(spec):
+    r = cnncalc.analyze(spec)
+    shapes = {"input": r.input_shape, **{l.name: l.shape for l in r.layers}}
+    for name, size in MOBILENET_V1_TABLE1:
+        src = r[name].inputs[0]
+        assert shapes[src] == size, name
+
+
+def test_mobilenet_v1_totals():
+    # Table 1/8: 1.0 MobileNet-224 has 569M mult-adds and 4.2M parameters
+    t = totals("mobilenet_v1")
+    assert t["macs"] == 568_740_352 and published("569M", t["macs"])
+    assert published("4.2M", t["params"])
+    assert published("4.2M", totals("mobilenet_v1_nobn")["weights"])
+
+
+def _by_type(spec, no_bias):
+    from cnncalc.cli.summarize import by_type
+    return {g["type"]: g for g in by_type(cnncalc.analyze(spec, bias=not no_bias))}
+
+
+def test_mobilenet_v1_table2_resource_per_layer_type():
+    # Table 2: Conv 1x1 94.86% / 74.59%, Conv DW 3x3 3.06% / 1.06%, Conv 3x3 1.19% / 0.02%,
+    # Fully Connected 0.18% / 24.33% (mult-adds / parameters).
+    # The parameter column counts weights only: no BN, no biases (not even the fc's).
+    t = _by_type("mobilenet_v1_nobn", no_bias=True)
+    for key, macs, params in [("conv 1x1", "94.86%", "74.59%"), ("conv dw 3x3", "3.06%", "1.06%"),
+                              ("conv 3x3", None, "0.02%"), ("fc", "0.18%", "24.33%")]:
+        if macs:
+            assert published(macs, t[key]["macs_percent"]), key
+        assert published(params, t[key]["params_percent"]), key
+    # Discrepancy: Conv 3x3 is 10,838,016 of 568,740,352 mult-adds = 1.91%, printed 1.19%
+    # (digits swapped: the printed column sums to 99.29%, with 1.91 it sums to 100.01%).
+    assert t["conv 3x3"]["macs"] == 112 * 112 * 32 * 27 == 10_838_016
+    assert t["conv 3x3"]["macs_percent"] == 1.91 and not published("1.19%", 1.91)
+    # With BN (the trained network) the parameter column no longer matches: 74.19% for 1x1
+    w = _by_type("mobilenet_v1", no_bias=False)
+    assert w["conv 1x1"]["params_percent"] == 74.19 and w["batchnorm"]["params"] == 21_888
+    # mult-add percentages do not depend on BN
+    assert w["conv 1x1"]["macs_percent"] == 94.86
+
+
+def test_mobilenet_v1_depthwise_by_hand():
+    r = cnncalc.analyze("mobilenet_v1")
+    dw = r["conv_ds_2/dw"]   # 3x3 dw, stride 2, on 112x112x64 ('same': output 56x56)
+    assert dw.shape == (56, 56, 64) and dw.params == 9 * 64 and dw.macs == 56 * 56 * 64 * 9
+
+
+# ------------------------------------------------------------- MobileNet v2 (Sandler 2018)
+def test_mobilenet_v2_torchvision_and_paper():
+    t = totals("mobilenet_v2")
+    assert t["params"] == 3_504_872                 # torchvision mobilenet_v2
+    # Table 3/4: "300M" multiply-adds. Exact: 300,774,272 = 300.77M, which rounds to 301M: the
+    # paper's 300M is rounded to two significant figures (0.30G), not to the 1M its digits show.
+    assert t["macs"] == 300_774_272
+    assert not published("300M", t["macs"]) and published("301M", t["macs"])
+    assert published("0.30e9", t["macs"])
+
+
+def test_mobilenet_v2_published_3_4M_params_is_truncated():
+    # Discrepancy: Table 3/4 print 3.4M parameters. Exact: 3,504,872 with BN γ/β (torchvision);
+    # 3,470,760 without BN. Both round to 3.5M; only truncation of the BN-free count gives 3.4.
+    r = cnncalc.analyze("mobilenet_v2")
+    p = r.totals["params"]
+    bn = sum(l.params for l in r.layers if l.type == "batchnorm")
+    assert p - bn == 3_470_760
+    assert not published("3.4M", p) and not published("3.4M", p - bn)
+    assert published("3.5M", p) and published("3.5M", p - bn)
+
+
+def test_mobilenet_v2_table2_rows_drive_the_spec():
+    # Table 2: each row (t, c, n, s) → n blocks; output sizes 112, 112, 56, 28, 14, 14, 7, 7
+    r = cnncalc.analyze("mobilenet_v2")
+    rows = [(1, 16, 1, 112), (6, 24, 2, 56), (6, 32, 3, 28), (6, 64, 4, 14), (6, 96, 3, 14),
+            (6, 160, 3, 7), (6, 320, 1, 7)]
+    for k, (t, c, n, size) in enumerate(rows, 1):
+        blocks = {l.name.split("/")[1] for l in r.layers if l.name.startswith(f"bottleneck_{k}/")}
+        assert blocks == {f"block{j}" for j in range(1, n + 1)}
+        assert r.layers[[l.name.startswith(f"bottleneck_{k}/") for l in r.layers].index(True)].shape[0] in (size, size * 2)
+        last = [l for l in r.layers if l.name.startswith(f"bottleneck_{k}/")][-1]
+        assert last.shape == (size, size, c)
+    # expansion: block 1 of row 2 expands 16 → 6*16 = 96 channels
+    assert r["bottleneck_2/block1/expand"].shape == (112, 112, 96)
+    assert "bottleneck_1/block1/expand" not in r  # t = 1: no expansion layer
+    assert r["bottleneck_3/block2/add"].shape == (28, 28, 32)

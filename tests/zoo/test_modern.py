@@ -196,7 +196,8 @@ def test_mobilenet_v1_table2_resource_per_layer_type():
     # Table 2: Conv 1x1 94.86% / 74.59%, Conv DW 3x3 3.06% / 1.06%, Conv 3x3 1.19% / 0.02%,
     # Fully Connected 0.18% / 24.33% (mult-adds / parameters).
     # The parameter column counts weights only: no BN, no biases (not even the fc's).
-    t = _by_type("mobilenet_v1_nobn", no_bias=True)
+    t = _by_type("mobilenet_v1_nobn", no_bias=False)
+    assert totals("mobilenet_v1_nobn")["params"] == totals("mobilenet_v1_nobn")["weights"] == 4_209_088
     for key, macs, params in [("conv 1x1", "94.86%", "74.59%"), ("conv dw 3x3", "3.06%", "1.06%"),
                               ("conv 3x3", None, "0.02%"), ("fc", "0.18%", "24.33%")]:
         if macs:
@@ -256,3 +257,16 @@ def test_mobilenet_v2_table2_rows_drive_the_spec():
     assert r["bottleneck_2/block1/expand"].shape == (112, 112, 96)
     assert "bottleneck_1/block1/expand" not in r  # t = 1: no expansion layer
     assert r["bottleneck_3/block2/add"].shape == (28, 28, 32)
+
+
+# ------------------------------------------------------------------ the shipped tables (CSV)
+MY_TABLES = ["resnet-table1", "torchvision-params", "resnet-cifar-table6", "resnext-table1",
+             "mobilenet_v1-table1", "mobilenet_v1-table2", "mobilenet_v2"]
+
+
+@pytest.mark.parametrize("table", MY_TABLES)
+def test_shipped_table_compares_cleanly(table):
+    from cnncalc.compare import KNOWN, MATCH, compare_table
+    res = compare_table(table)
+    assert {r.status for r in res.results} <= {MATCH, KNOWN}, [
+        (r.row.layer, r.row.quantity, r.row.published, r.status) for r in res.results]

@@ -451,3 +451,20 @@ layers:
 """)
     rep = check_against_brute_force(g)
     assert not rep.aligned and rep["gap"].is_global
+
+
+def test_resnet50_zoo_paper_vs_torchvision():
+    from cnncalc.spec.loader import zoo_names
+    if not {"resnet50", "resnet50_tv"} <= set(zoo_names()):
+        pytest.skip("the ResNet-50 zoo specs are not in this tree")
+    paper, tv = receptive_fields("resnet50"), receptive_fields("resnet50_tv")
+    # by hand: conv1 7/s2 → r 7, S 2; maxpool 3/s2 → 7 + 2·2 = 11, S 4; conv2_x: 3 blocks · 2·4 → 35.
+    # paper (stride on the 1x1; every 3x3 runs at the stage's new S):
+    #   conv3_x 35 + 4·(2·8) = 99; conv4_x 99 + 6·(2·16) = 291; conv5_x 291 + 3·(2·32) = 483
+    # torchvision (stride on the 3x3; the first 3x3 of a stage runs at the old S):
+    #   conv3_x 35 + 2·4 + 3·16 = 91; conv4_x 91 + 2·8 + 5·32 = 267; conv5_x 267 + 2·16 + 2·64 = 427
+    for rep, want in ((paper, (35, 99, 291, 483)), (tv, (35, 91, 267, 427))):
+        got = tuple(rep[f"conv{s}_x/block{b}/add"].r[0] for s, b in ((2, 3), (3, 4), (4, 6), (5, 3)))
+        assert got == want
+        assert rep["conv5_x/block3/add"].S == (32, 32) and rep.aligned
+        assert rep["conv5_x/block3/add"].min_path_r == (11, 11)  # all identity shortcuts from pool1

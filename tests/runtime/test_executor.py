@@ -127,7 +127,7 @@ def test_pytorch_cross_check(seed):
     from cnncalc.spec.loader import load_spec_text
     rng = np.random.default_rng(seed)
     c1, c2, k, g = int(rng.integers(2, 6)), int(rng.integers(1, 4)) * 2, int(rng.choice([1, 3, 5])), 2
-    text = (f"name: r\ninput: 12x12x{2 * c1}\nlayers:\n"
+    text = (f"name: r\nrounding: floor\ninput: 12x12x{2 * c1}\nlayers:\n"
             f"  - {{conv: {2 * c2}, kernel: {k}, pad: {k // 2}, groups: {g}, activation: relu, bn: true}}\n"
             f"  - {{maxpool: 2}}\n  - {{conv: 4, kernel: 3, stride: 2, pad: 1, activation: relu}}\n"
             f"  - flatten\n  - {{fc: 5}}\n")

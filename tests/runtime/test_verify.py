@@ -16,10 +16,11 @@ SPECS = Path(__file__).parent / "specs"
 RESNET_INCEPTION = """
 name: residual + inception
 input: 16x16x3
+rounding: floor
 layers:
   - {conv: 8, kernel: 3, pad: 1, activation: relu, bn: true}
   - {add: [[{conv: 8, kernel: 3, pad: 1, activation: relu}, {conv: 8, kernel: 3, pad: 1}], []], activation: relu}
-  - {maxpool: 3, stride: 2, pad: 1}
+  - {maxpool: 3, stride: 2, pad: 1, rounding: floor}
   - {concat: [[{conv: 4, kernel: 1}], [{conv: 4, kernel: 1}, {conv: 6, kernel: 3, pad: 1}],
               [{conv: 2, kernel: 1}, {conv: 3, kernel: 5, pad: 2}], [{maxpool: 3, stride: 1, pad: 1}, {conv: 3, kernel: 1}]]}
   - {add: [[{conv: 16, kernel: 3, stride: 2, pad: 1}], [{conv: 16, kernel: 1, stride: 2}]]}

@@ -1,0 +1,593 @@
+"""Receptive fields: size r, effective stride S, effective padding P and the field of every unit.
+
+Follows Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neural Networks"
+(Distill, 2019). Conventions:
+
+* Pixel ``i`` of the input is centred at coordinate ``i``; a field is a closed interval
+  ``[lo, hi]`` of input pixel indices (``r = hi − lo + 1``). Coordinates below 0 or above
+  ``N − 1`` lie in the padding: a negative start means the field reaches into the padding.
+* ``S`` (the *jump*) is how far the field moves in input pixels when the unit index grows by
+  one; ``P = −lo`` of unit 0, so that unit ``u`` of a chain sees ``[u·S − P, u·S − P + r − 1]``.
+* For a chain of windowed layers (kernel k, stride s, padding p on the low side, dilation d,
+  effective kernel k' = d(k − 1) + 1) the Distill recurrences hold::
+
+      r_l = r_{l−1} + (k'_l − 1)·S_{l−1}      S_l = S_{l−1}·s_l      P_l = P_{l−1} + p_l·S_{l−1}
+
+  Each spatial axis is computed on its own (non-square kernels, asymmetric padding).
+  ``r`` is the *extent* of the field; a dilated layer sees it with holes.
+* Transposed convolution (``deconv``) divides the stride: ``S = S_prev / s`` (a
+  ``fractions.Fraction``), and the field depends on the output unit's *phase* (u mod s):
+  ``r_min`` / ``r_max`` report the extremes. A phase may even see nothing (k < s).
+* Pointwise layers (activations, BN, LRN, dropout, flatten, maxout) pass fields through;
+  fc and global pooling see the union of all their input units' fields (normally the whole
+  input): they are flagged ``global`` and have ``S = 0`` (every unit sees the same pixels).
+* Branches: every distinct path from the input is carried as its own *path field*;
+  a merge (concat, add) takes the union (the hull) of its inputs' fields. ``max_path_r`` /
+  ``min_path_r`` are the largest / smallest field over the paths; a node is *aligned* when
+  all paths have the same ``S`` and the same centre for every unit. A misaligned graph is
+  reported (``aligned = False``, ``misaligned`` names the merges), never refused; its union
+  field can be larger than any single path's field.
+
+Internally one path's field along one axis is *periodic-affine*: with period ``q`` (units)
+and shift ``T`` (input pixels per period), unit ``u = m·q + φ`` sees
+``[lo[φ] + m·T, hi[φ] + m·T]`` (``None`` for a phase that sees nothing); ``S = T/q``.
+Convolutions have ``q = 1``; transposed convolutions multiply ``q`` by their stride.
+
+API (pure Python, exact integers and Fractions)::
+
+    from cnncalc.analysis.rf import receptive_fields, unit_field
+    rep = receptive_fields(graph)            # or a zoo name / path; input_shape= to override
+    f = rep["pool5"]                         # LayerField
+    f.r, f.S, f.P, f.start, f.centre         # per-axis tuples (H, W) — ints / Fractions
+    f.r_min, f.r_max, f.max_path_r, f.min_path_r, f.aligned, f.is_global
+    rep.aligned, rep.misaligned              # whole graph
+    uf = unit_field(rep, "conv5_3", (3, 4))  # or unit_field(graph, ...)
+    uf.unclipped  # ((lo_h, hi_h), (lo_w, hi_w)) input rows / columns, may leave [0, N−1]
+    uf.clipped    # the same intersected with the input; None on an axis where it misses it
+    uf.paths      # per axis: the distinct (lo, hi) intervals of the single paths
+
+``unit_field`` is what ``cnncalc verify`` compares with the support of an input gradient:
+for a dense network (no dilation, no unit whose window lies entirely in an intermediate
+layer's padding) the support of d(unit)/d(input) is exactly ``clipped`` (per axis; the
+field of a 2-D unit is the product of its row and column intervals; with dilation it is a
+subset of that box with the same hull).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from math import gcd
+
+from cnncalc.errors import CnnCalcError
+from cnncalc.graph import INPUT, Graph
+from cnncalc.layers.base import GLOBAL, Window
+from cnncalc.shapes import Shape, spatial
+
+Interval = tuple[int, int]
+MAX_PATHS = 256  # distinct path fields kept per node and axis before exact pruning
+
+
+# ----------------------------------------------------------------------------- one path, one axis
+@dataclass(frozen=True)
+class PathField:
+    """One path's field along one axis: unit u = m·q + φ sees [lo[φ] + m·T, hi[φ] + m·T]."""
+    q: int
+    T: int
+    lo: tuple[int | None, ...]
+    hi: tuple[int | None, ...]
+
+    @property
+    def S(self) -> Fraction:
+        return Fraction(self.T, self.q)
+
+    def at(self, u: int) -> Interval | None:
+        m, ph = divmod(u, self.q)
+        if self.lo[ph] is None:
+            return None
+        return self.lo[ph] + m * self.T, self.hi[ph] + m * self.T
+
+    def sizes(self) -> list[int]:
+        return [h - l + 1 if l is not None else 0 for l, h in zip(self.lo, self.hi)]
+
+    def normalized(self) -> "PathField":
+        """The smallest period that describes the same field (a canonical form)."""
+        for q in range(1, self.q):
+            if self.q % q:
+                continue
+            rep = self.q // q
+            if self.T % rep:
+                continue
+            t = self.T // rep
+            cand = PathField(q, t, self.lo[:q], self.hi[:q])
+            if all(cand.at(u) == self.at(u) for u in range(self.q)):
+                return cand
+        return self
+
+
+IDENTITY = PathField(1, 1, (0,), (0,))
+
+
+def _window_inputs(win: Window, deconv: bool):
+    """(a, b, f): f(o) lists the input units that output unit o reads, f(o + a) = f(o) + b."""
+    k, s, pl, d = win.kernel, win.stride, win.pad_lo, win.dilation
+    if not deconv:
+        return 1, s, lambda o: [o * s - pl + j * d for j in range(k)]
+
+    def f(o):
+        t = o + pl
+        return [(t - j * d) // s for j in range(k) if (t - j * d) % s == 0]
+    return s, 1, f
+
+
+def apply_window(pf: PathField, win: Window, deconv: bool = False) -> PathField:
+    """The field of a windowed layer's units from the field of its input units."""
+    a, b, f = _window_inputs(win, deconv)
+    g = gcd(b, pf.q)
+    q2 = a * (pf.q // g)
+    t2 = (b // g) * pf.T
+    los, his = [], []
+    for ph in range(q2):
+        lo = hi = None
+        for i in f(ph):
+            iv = pf.at(i)
+            if iv is None:
+                continue
+            lo = iv[0] if lo is None else min(lo, iv[0])
+            hi = iv[1] if hi is None else max(hi, iv[1])
+        los.append(lo)
+        his.append(hi)
+    return PathField(q2, t2, tuple(los), tuple(his)).normalized()
+
+
+def apply_global(pf: PathField, n: int) -> PathField:
+    """fc / global pooling: the hull of the fields of all n input units; S = 0."""
+    ivs = [iv for iv in (pf.at(u) for u in _sample_units(pf, n)) if iv is not None]
+    if not ivs:
+        return PathField(1, 0, (None,), (None,))
+    return PathField(1, 0, (min(i[0] for i in ivs),), (max(i[1] for i in ivs),))
+
+
+def _sample_units(pf: PathField, n: int) -> list[int]:
+    """Units whose fields hold the extremes over 0..n−1: each phase's first and last unit."""
+    out = set()
+    for ph in range(min(pf.q, n)):
+        out.add(ph)
+        out.add(ph + ((n - 1 - ph) // pf.q) * pf.q)
+    return sorted(out)
+
+
+def _prune(paths: set[PathField]) -> frozenset[PathField]:
+    """Keep, per (q, T), only the paths that hold an extreme: exact for everything reported,
+    because every later layer moves all paths of equal (q, T) by the same amounts."""
+    if len(paths) <= MAX_PATHS:
+        return frozenset(paths)
+    keep: set[PathField] = set()
+    by: dict[tuple[int, int], list[PathField]] = {}
+    for p in paths:
+        by.setdefault((p.q, p.T), []).append(p)
+    for group in by.values():
+        for ph in range(group[0].q):
+            live = [p for p in group if p.lo[ph] is not None]
+            if not live:
+                continue
+            for key in (lambda p: p.lo[ph], lambda p: p.hi[ph], lambda p: p.hi[ph] - p.lo[ph],
+                        lambda p: p.hi[ph] + p.lo[ph]):
+                keep.add(min(live, key=key))
+                keep.add(max(live, key=key))
+        keep.update(p for p in group if any(l is None for l in p.lo))
+    return frozenset(keep)
+
+
+def _clip(iv: Interval | None, n: int) -> Interval | None:
+    if iv is None:
+        return None
+    lo, hi = max(iv[0], 0), min(iv[1], n - 1)
+    return (lo, hi) if lo <= hi else None
+
+
+# ----------------------------------------------------------------------------- one node, one axis
+@dataclass(frozen=True)
+class AxisField:
+    """All paths' fields of one node along one axis, and the numbers reported for it."""
+    paths: frozenset[PathField]
+    n: int          # units along this axis (of the last spatial map, for flat outputs)
+    size_in: int    # input pixels along this axis
+    is_global: bool = False
+
+    def interval(self, u: int) -> Interval | None:
+        """The union (hull) of the paths' fields of unit u, unclipped."""
+        ivs = [iv for iv in (p.at(u) for p in self.paths) if iv is not None]
+        if not ivs:
+            return None
+        return min(i[0] for i in ivs), max(i[1] for i in ivs)
+
+    def clipped(self, u: int) -> Interval | None:
+        return _clip(self.interval(u), self.size_in)
+
+    @property
+    def Ss(self) -> list[Fraction]:
+        return sorted({p.S for p in self.paths})
+
+    @property
+    def S(self) -> Fraction | None:
+        """The effective stride, or None when the paths disagree (misaligned)."""
+        s = self.Ss
+        return s[0] if len(s) == 1 else None
+
+    def shown(self, u: int) -> Interval | None:
+        """What the report shows for unit u: the union field, clipped for a global layer
+        (it sees the whole input; its unclipped hull only says how far the padding goes)."""
+        return self.clipped(u) if self.is_global else self.interval(u)
+
+    @property
+    def first(self) -> Interval | None:
+        return self.shown(0)
+
+    @property
+    def r_unclipped(self) -> int:
+        return _size(self.interval(0))
+
+    @property
+    def start(self) -> int | None:
+        f = self.first
+        return None if f is None else f[0]
+
+    @property
+    def end(self) -> int | None:
+        f = self.first
+        return None if f is None else f[1]
+
+    @property
+    def r(self) -> int:
+        """Size of unit 0's (union) field."""
+        f = self.first
+        return 0 if f is None else f[1] - f[0] + 1
+
+    @property
+    def P(self) -> int | None:
+        f = self.first
+        return None if f is None or self.is_global else -f[0]
+
+    @property
+    def centre(self) -> Fraction | None:
+        f = self.first
+        return None if f is None else Fraction(f[0] + f[1], 2)
+
+    def _units(self) -> range:
+        """Units over which the union field takes every size it can take."""
+        if self.S is not None:
+            period = 1
+            for p in self.paths:
+                period = period * p.q // gcd(period, p.q)
+            return range(min(period, self.n))
+        return range(self.n)
+
+    @property
+    def r_range(self) -> tuple[int, int]:
+        sizes = []
+        for u in self._units():
+            iv = self.shown(u)
+            sizes.append(0 if iv is None else iv[1] - iv[0] + 1)
+        sizes = sizes or [self.r]
+        return min(sizes), max(sizes)
+
+    @property
+    def r_min(self) -> int:
+        return self.r_range[0]
+
+    @property
+    def r_max(self) -> int:
+        return self.r_range[1]
+
+    def _path_sizes(self, p: PathField) -> list[int]:
+        if not self.is_global:
+            return p.sizes()
+        return [_size(_clip(iv, self.size_in)) for iv in (p.at(ph) for ph in range(p.q))]
+
+    @property
+    def max_path_r(self) -> int:
+        return max(max(self._path_sizes(p)) for p in self.paths)
+
+    @property
+    def min_path_r(self) -> int:
+        return min(min(self._path_sizes(p)) for p in self.paths)
+
+    @property
+    def aligned(self) -> bool:
+        """Same S on every path and the same centre for every unit."""
+        if len(self.paths) <= 1:
+            return True
+        if self.S is None:
+            return False
+        for u in self._units():
+            cs = set()
+            for p in self.paths:
+                iv = p.at(u)
+                cs.add(None if iv is None else iv[0] + iv[1])
+            if len(cs) > 1:
+                return False
+        return True
+
+    def why_misaligned(self) -> str:
+        if self.S is None:
+            return "effective strides differ: " + ", ".join(fmt_num(s) for s in self.Ss)
+        for u in self._units():
+            cs = sorted({Fraction(iv[0] + iv[1], 2) for iv in (p.at(u) for p in self.paths) if iv})
+            if len(cs) > 1:
+                return f"centres of unit {u} differ: " + ", ".join(fmt_num(c) for c in cs)
+        return ""
+
+
+# ----------------------------------------------------------------------------- one node
+AXES_2D = ("H", "W")
+
+
+@dataclass
+class LayerField:
+    """The receptive field of one node: per-axis values as tuples in (H, W) order."""
+    name: str
+    type: str
+    description: str
+    inputs: list[str]
+    shape: Shape
+    axes: tuple[AxisField, ...]
+    windows: object = None       # what the layer reported: None, GLOBAL or [Window, ...]
+    deconv: bool = False
+    explain: list[str] = field(default_factory=list)
+
+    def _each(self, attr):
+        return tuple(getattr(a, attr) for a in self.axes)
+
+    r = property(lambda self: self._each("r"))
+    S = property(lambda self: self._each("S"))
+    P = property(lambda self: self._each("P"))
+    start = property(lambda self: self._each("start"))
+    end = property(lambda self: self._each("end"))
+    centre = property(lambda self: self._each("centre"))
+    r_unclipped = property(lambda self: self._each("r_unclipped"))
+    r_min = property(lambda self: self._each("r_min"))
+    r_max = property(lambda self: self._each("r_max"))
+    max_path_r = property(lambda self: self._each("max_path_r"))
+    min_path_r = property(lambda self: self._each("min_path_r"))
+
+    @property
+    def aligned(self) -> bool:
+        return all(a.aligned for a in self.axes)
+
+    @property
+    def is_global(self) -> bool:
+        return any(a.is_global for a in self.axes)
+
+    @property
+    def n_paths(self) -> int:
+        return max((len(a.paths) for a in self.axes), default=1)
+
+    @property
+    def phase_dependent(self) -> bool:
+        return any(a.r_min != a.r_max for a in self.axes)
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape),
+             "r": _collapse(self.r), "S": _collapse(tuple(_jnum(s) for s in self.S)),
+             "P": _collapse(self.P), "start": _collapse(self.start), "end": _collapse(self.end),
+             "centre": _collapse(tuple(_jnum(c) for c in self.centre)),
+             "r_min": _collapse(self.r_min), "r_max": _collapse(self.r_max),
+             "max_path_r": _collapse(self.max_path_r), "min_path_r": _collapse(self.min_path_r),
+             "r_unclipped": _collapse(self.r_unclipped), "paths": self.n_paths, "aligned": self.aligned, "global": self.is_global}
+        fr = [s for s in self.S if isinstance(s, Fraction) and s.denominator != 1]
+        if fr:
+            d["S_exact"] = _collapse(tuple(str(s) if s is not None else None for s in self.S))
+        if not self.aligned:
+            d["misaligned"] = "; ".join(a.why_misaligned() for a in self.axes if not a.aligned)
+            d["S_paths"] = _collapse(tuple(tuple(_jnum(s) for s in a.Ss) for a in self.axes))
+        return d
+
+
+def _collapse(t: tuple):
+    """One value when every axis agrees, else the list per axis."""
+    t = tuple(list(x) if isinstance(x, tuple) else x for x in t)
+    return t[0] if len(t) and all(x == t[0] for x in t) else list(t)
+
+
+def _jnum(x):
+    if isinstance(x, Fraction):
+        return int(x) if x.denominator == 1 else float(x)
+    return x
+
+
+def fmt_num(x) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, Fraction):
+        return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+    return str(x)
+
+
+# ----------------------------------------------------------------------------- the report
+@dataclass
+class RFReport:
+    name: str
+    input_shape: Shape
+    layers: dict[str, LayerField]
+    source: str | None = None
+
+    def __getitem__(self, name: str) -> LayerField:
+        try:
+            return self.layers[name]
+        except KeyError:
+            import difflib
+            close = difflib.get_close_matches(name, list(self.layers), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise CnnCalcError(f"no layer named {name!r} in {self.name}{hint}") from None
+
+    @property
+    def misaligned(self) -> list[str]:
+        """Merge nodes where the paths disagree (the first place each misalignment appears)."""
+        return [f.name for f in self.layers.values()
+                if f.windows is None and len(f.inputs) > 1 and not f.aligned]
+
+    @property
+    def aligned(self) -> bool:
+        return all(f.aligned for f in self.layers.values())
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "input": list(self.input_shape),
+                "layers": [f.to_dict() for n, f in self.layers.items() if n != INPUT],
+                "aligned": self.aligned, "misaligned": self.misaligned,
+                "convention": "pixel i centred at i; unit u sees [u*S - P, u*S - P + r - 1] "
+                              "(Araujo, Norris & Sim, Distill 2019)"}
+
+
+def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RFReport:
+    """The receptive field of every node of ``graph`` (a Graph, a spec path or a zoo name)."""
+    if not isinstance(graph, Graph):
+        from cnncalc.spec.loader import load_spec
+        graph = load_spec(graph)
+    graph.infer(input_shape)
+    in_sp = spatial(graph.input_shape)
+    if not in_sp:
+        raise CnnCalcError(f"the input {list(graph.input_shape)} has no spatial axes, so there is no "
+                           "receptive field", )
+    nd = len(in_sp)
+    start = tuple(AxisField(frozenset({IDENTITY}), n, n) for n in in_sp)
+    fields: dict[str, LayerField] = {
+        INPUT: LayerField(INPUT, "input", "input", [], graph.input_shape, start,
+                          explain=["r = 1, S = 1, P = 0 (each pixel sees itself)"])}
+    for node in graph.layers:
+        layer = node.layer
+        ins = [fields[s] for s in node.inputs]
+        win = layer.rf_windows()
+        deconv = layer.kind == "deconv"
+        sp = spatial(node.shape)
+        axes = []
+        for ax in range(nd):
+            src = [f.axes[ax] for f in ins]
+            n_out = sp[ax] if len(sp) == nd else src[0].n
+            if win is None:
+                paths = frozenset().union(*(a.paths for a in src))
+                axes.append(AxisField(_prune(set(paths)), n_out, in_sp[ax], any(a.is_global for a in src)))
+            elif win == GLOBAL:
+                a = src[0]
+                axes.append(AxisField(frozenset({apply_global(p, a.n) for p in a.paths}), 1,
+                                      in_sp[ax], True))
+            else:
+                if len(src) != 1 or len(win) != nd:
+                    raise CnnCalcError(f"{node.name}: cannot follow the receptive field through a "
+                                       f"{layer.kind} layer with {len(src)} inputs")
+                a = src[0]
+                paths = {apply_window(p, win[ax], deconv) for p in a.paths}
+                axes.append(AxisField(_prune(paths), n_out, in_sp[ax], a.is_global))
+        lf = LayerField(node.name, layer.kind, layer.describe(), list(node.inputs), node.shape,
+                        tuple(axes), win, deconv)
+        lf.explain = _explain(lf, ins)
+        fields[node.name] = lf
+    return RFReport(graph.name, graph.input_shape, fields, graph.source)
+
+
+# ----------------------------------------------------------------------------- unit queries
+@dataclass(frozen=True)
+class UnitField:
+    layer: str
+    unit: tuple[int, ...]
+    unclipped: tuple[Interval | None, ...]
+    clipped: tuple[Interval | None, ...]
+    paths: tuple[tuple[Interval, ...], ...]
+    input_shape: Shape
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "unit": list(self.unit),
+                "unclipped": [list(iv) if iv else None for iv in self.unclipped],
+                "clipped": [list(iv) if iv else None for iv in self.clipped],
+                "paths": [[list(iv) for iv in ax] for ax in self.paths],
+                "input": list(self.input_shape)}
+
+
+def unit_field(source: RFReport | Graph | str, layer: str, unit, input_shape: Shape | None = None
+               ) -> UnitField:
+    """The input pixels unit ``unit`` (one index per spatial axis) of ``layer`` sees.
+
+    ``unclipped``: per axis (lo, hi) in input pixel coordinates, possibly in the padding;
+    ``clipped``: intersected with [0, N − 1] (None if it misses the input entirely).
+    """
+    rep = source if isinstance(source, RFReport) else receptive_fields(source, input_shape)
+    lf = rep[layer]
+    unit = tuple(int(u) for u in (unit if isinstance(unit, (tuple, list)) else (unit,)))
+    nd = len(lf.axes)
+    if len(unit) == 1 and nd > 1 and lf.is_global:
+        unit = unit * nd
+    if len(unit) != nd:
+        raise CnnCalcError(f"{layer} has {nd} spatial axes: give {nd} unit indices (e.g. "
+                           f"{','.join('0' * nd)}), got {len(unit)}")
+    for ax, (u, a) in enumerate(zip(unit, lf.axes)):
+        if not 0 <= u < a.n:
+            raise CnnCalcError(f"unit index {u} is outside {layer}'s axis {ax} (0..{a.n - 1})")
+    return UnitField(layer, unit, tuple(a.interval(u) for a, u in zip(lf.axes, unit)),
+                     tuple(a.clipped(u) for a, u in zip(lf.axes, unit)),
+                     tuple(tuple(sorted({iv for iv in (p.at(u) for p in a.paths) if iv}))
+                           for a, u in zip(lf.axes, unit)),
+                     rep.input_shape)
+
+
+# ----------------------------------------------------------------------------- explanations
+def _axis_names(nd: int) -> tuple[str, ...]:
+    return AXES_2D if nd == 2 else ("L",) if nd == 1 else tuple(f"axis{i}" for i in range(nd))
+
+
+def _explain(lf: LayerField, ins: list[LayerField]) -> list[str]:
+    nd = len(lf.axes)
+    names = _axis_names(nd)
+    per_axis = []
+    for ax in range(nd):
+        a = lf.axes[ax]
+        srcs = [f.axes[ax] for f in ins]
+        if lf.windows is None:
+            if len(ins) > 1:
+                parts = ", ".join(f"{f.name} [{_iv(f.axes[ax].first)}]" for f in ins)
+                text = f"union of {parts} = [{_iv(a.first)}], r = {a.r}"
+                if not a.aligned:
+                    text += f"; MISALIGNED ({a.why_misaligned()}): union r = {a.r}"
+                    text += (f" > max-path r = {a.max_path_r}" if a.r > a.max_path_r
+                             else f", max-path r = {a.max_path_r}")
+                elif a.max_path_r != a.min_path_r:
+                    text += f" (paths: {a.min_path_r}..{a.max_path_r})"
+            else:
+                text = f"pointwise: r = {a.r}, S = {fmt_num(a.S)}, P = {fmt_num(a.P)}"
+            per_axis.append(text)
+        elif lf.windows == GLOBAL:
+            s = srcs[0]
+            per_axis.append(f"global: sees all {s.n} input units: [{_iv(a.first)}], clipped "
+                            f"[{_iv(a.clipped(0))}] = {_size(a.clipped(0))} of {a.size_in} input pixels")
+        else:
+            w = lf.windows[ax]
+            s = srcs[0]
+            per_axis.append(_explain_window(w, s, a, lf.deconv))
+    if nd > 1 and len(set(per_axis)) == 1:
+        return per_axis[:1]
+    return [f"{n}: {t}" for n, t in zip(names, per_axis)]
+
+
+def _iv(iv) -> str:
+    return "–" if iv is None else f"{iv[0]}, {iv[1]}"
+
+
+def _size(iv) -> int:
+    return 0 if iv is None else iv[1] - iv[0] + 1
+
+
+def _explain_window(w: Window, prev: AxisField, a: AxisField, deconv: bool) -> str:
+    k = w.extent
+    keff = f"{w.kernel}" if w.dilation == 1 else f"({w.dilation}*({w.kernel} − 1) + 1 = {k})"
+    if prev.S is None:
+        return (f"misaligned input: each path moved on its own; r = {a.r}, "
+                f"paths {a.min_path_r}..{a.max_path_r}")
+    Sp, Pp, rp = prev.S, prev.P, prev.r
+    if deconv:
+        return (f"transposed: S = {fmt_num(Sp)}/{w.stride} = {fmt_num(a.S)}; r = {a.r_min}"
+                + (f"..{a.r_max} (depends on the output phase)" if a.r_max != a.r_min else "")
+                + f", unit 0 sees [{_iv(a.first)}], P = {fmt_num(a.P)}")
+    if prev.r_min != prev.r_max or len(prev.paths) > 1 and a.r != rp + (k - 1) * Sp:
+        return (f"r = {a.r} (unit 0; input phase-dependent or branched), S = {fmt_num(Sp)}*{w.stride}"
+                f" = {fmt_num(a.S)}, P = {fmt_num(a.P)}")
+    pad = "" if w.pad_lo == w.pad_hi else f" (pad [{w.pad_lo}, {w.pad_hi}]: only the low side counts)"
+    return (f"r = {rp} + ({keff} − 1)*{fmt_num(Sp)} = {a.r}, S = {fmt_num(Sp)}*{w.stride} = "
+            f"{fmt_num(a.S)}, P = {fmt_num(Pp)} + {w.pad_lo}*{fmt_num(Sp)} = {fmt_num(a.P)}{pad}")

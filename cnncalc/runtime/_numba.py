@@ -1,0 +1,106 @@
+"""The one place the runtime imports numba from.
+
+Importing this module, *before numba is first imported*:
+
+* sets ``NUMBA_CACHE_DIR`` (unless the user set it) to a per-user directory,
+  ``$XDG_CACHE_HOME/cnncalc/numba`` or ``~/.cache/cnncalc/numba``.  numba's
+  default is a ``__pycache__`` next to the source, which is not writable in a
+  read-only (system / site-packages) install, so every run would re-JIT.
+  Every kernel is compiled with ``cache=True`` through :func:`njit` below.
+* sets BLAS thread defaults (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
+  ``MKL_NUM_THREADS``) to ``1`` unless the user set them, *if numpy has not
+  been imported yet* (OpenBLAS reads them once, when numpy loads it).
+
+Thread policy
+-------------
+numba owns the cores (``prange`` regions in the kernels); BLAS (the GEMMs of
+the im2col algorithm and the dense layer) runs single-threaded.  On this
+2-core machine running both pools oversubscribed the cores (OpenBLAS worker
+threads spin-wait after a GEMM while numba's OpenMP workers start) and a 4x
+slowdown was observed.  :func:`set_threads` changes numba's thread count and,
+best effort, the thread count of an already-loaded OpenBLAS (through the
+``openblas_set_num_threads`` symbol numpy's bundled OpenBLAS exports, found
+with ``ctypes``; no threadpoolctl dependency).  Pass ``blas_threads`` to
+override the single-threaded-BLAS default.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cnncalc", "numba")
+
+
+_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+if "NUMBA_CACHE_DIR" not in os.environ:
+    os.environ["NUMBA_CACHE_DIR"] = _default_cache_dir()
+CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+#: True when the BLAS env defaults were applied before numpy was loaded.
+BLAS_ENV_APPLIED = "numpy" not in sys.modules
+if BLAS_ENV_APPLIED:
+    for _v in _BLAS_VARS:
+        os.environ.setdefault(_v, "1")
+
+import numba  # noqa: E402  (must come after the environment set-up above)
+from numba import prange  # noqa: E402,F401
+
+if not getattr(numba.config, "CACHE_DIR", ""):
+    # numba was imported before us: its config snapshot missed the env var.
+    numba.config.CACHE_DIR = CACHE_DIR
+
+
+def njit(fn=None, **kwargs):
+    """``numba.njit`` with ``cache=True`` (and no fastmath: kernels must agree
+    across algorithms to 1e-10 in float64).  Use as ``@njit`` or ``@njit(parallel=True)``."""
+    kwargs.setdefault("cache", True)
+    if fn is None:
+        return lambda f: numba.njit(**kwargs)(f)
+    return numba.njit(**kwargs)(fn)
+
+
+def _openblas_setters():
+    """ctypes handles of ``*openblas*set_num_threads*`` in loaded libraries."""
+    import ctypes
+
+    found = []
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = {line.split()[-1] for line in fh if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return found
+    for path in sorted(libs):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                found.append(fn)
+                break
+    return found
+
+
+def set_threads(n: int | None = None, blas_threads: int = 1) -> int:
+    """Use ``n`` threads in numba parallel regions (default: all cores) and
+    ``blas_threads`` in BLAS.  Returns the numba thread count in effect."""
+    n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    for v in _BLAS_VARS:
+        os.environ[v] = str(blas_threads)
+    for fn in _openblas_setters():
+        try:
+            fn(int(blas_threads))
+        except Exception:  # pragma: no cover - exotic BLAS builds
+            pass
+    return numba.get_num_threads()
+
+
+def get_threads() -> int:
+    return numba.get_num_threads()

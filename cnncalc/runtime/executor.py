@@ -1,0 +1,535 @@
+"""The graph executor: run (and differentiate) any spec with the numba kernels.
+
+``Net(graph)`` allocates one array per tensor the layers list in ``param_shapes()`` and
+``state_shapes()`` — the code that counts is the code that allocates — and walks the DAG in
+topological order forward and in reverse order backward::
+
+    net = Net(cnncalc.load("lenet5"), dtype="float64")
+    out = net.forward(x)                   # x: (N, C, H, W), (N, C, L) or (N, F)
+    loss, dx = net.loss(x, labels)         # softmax-cross-entropy, then backward
+    net.grads["C1"]["weight"]              # same shape as net.params["C1"]["weight"]
+
+Layouts. Activations are NCHW. A 1-D tensor (spec ``LxC``) is carried as ``(N, C, 1, L)`` so
+every 2-D kernel serves it too (kernel ``(1, k)``); its parameters keep the spec's 1-D shapes
+and are reshaped (as views) when a kernel is called. Flat vectors are ``(N, F)``. ``flatten``
+reshapes NCHW in C-major order (C, then H, then W: PyTorch's ``x.flatten(1)``), so an fc
+weight ``(out, in)`` indexes its inputs as ``c*H*W + h*W + w``.
+
+One dispatch table maps each layer kind to a (forward, backward) pair. A forward returns
+``(y, cache)``; a backward returns ``(list of input gradients, {param name: gradient})``.
+A layer's fused ``activation`` runs after it; gradients of a tensor read by several layers
+are summed.
+
+``linear=True`` builds the linearised copy ``cnncalc verify`` uses for receptive fields:
+identity activations, average pooling in place of max (and mean in place of maxout),
+dropout/LRN/softmax as identity, positive weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnncalc.errors import CnnCalcError
+from cnncalc.graph import INPUT, Graph
+from cnncalc.runtime.kernels import activation as K_act
+from cnncalc.runtime.kernels import conv as K_conv
+from cnncalc.runtime.kernels import dense as K_dense
+from cnncalc.runtime.kernels import loss as K_loss
+from cnncalc.runtime.kernels import norm as K_norm
+from cnncalc.runtime.kernels import pool as K_pool
+from cnncalc.shapes import numel
+
+CONV_ALGOS = ("auto", "direct", "im2col", "fft")
+_ACT_NAME = {"leakyrelu": "leaky_relu"}  # spec name → kernel name
+ELEMENTWISE = ("relu", "relu6", "leakyrelu", "tanh", "sigmoid", "softmax")
+
+
+class RuntimeUnsupported(CnnCalcError):
+    """A layer option the reference runtime does not execute (exit 2)."""
+
+
+# ----------------------------------------------------------------------------- layouts
+def spec_shape(a: np.ndarray, nd: int) -> tuple[int, ...]:
+    """Runtime array → the spec's shape of one sample: (N,C,H,W)→HxWxC, (N,C,1,L)→LxC, (N,F)→[F]."""
+    if nd == 2:
+        return (a.shape[2], a.shape[3], a.shape[1])
+    if nd == 1:
+        return (a.shape[3], a.shape[1])
+    return (int(np.prod(a.shape[1:])),)
+
+
+def to_runtime(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A batch given in the runtime layout of the spec shape: (N,C,H,W), (N,C,L) or (N,F)."""
+    x = np.asarray(x)
+    if len(shape) == 2 and x.ndim == 3:  # (N, C, L) → (N, C, 1, L)
+        return x[:, :, None, :]
+    return x
+
+
+def from_hwc(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) → (N, C, H, W); (N, L, C) → (N, C, L)."""
+    x = np.asarray(x)
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1)) if x.ndim >= 3 else x
+
+
+def _win2d(layer, nd):
+    """kernel, stride, pads, dilation of a windowed layer as 2-D kernel arguments."""
+    ws = layer.windows
+    if nd == 1:
+        w = ws[0]
+        return (1, w.kernel), (1, w.stride), ((0, 0), (w.pad_lo, w.pad_hi)), (1, w.dilation)
+    return (tuple(w.kernel for w in ws), tuple(w.stride for w in ws),
+            tuple((w.pad_lo, w.pad_hi) for w in ws), tuple(w.dilation for w in ws))
+
+
+def _out_len(n, k_ext, s, lo, hi, ceil):
+    """The runtime's own output-length rule: floor (PyTorch), or ceil with the last window
+    starting inside the input or the low padding (PyTorch ceil_mode / Caffe)."""
+    span = n + lo + hi - k_ext
+    o = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (o - 1) * s >= n + lo:
+        o -= 1
+    return o
+
+
+def _sizes(layer, nd, x, rounding):
+    """(out_hw, pads) with extra high padding so the floor-rule kernels produce a ceil size."""
+    kernel, stride, pads, dil = _win2d(layer, nd)
+    ceil = rounding == "ceil"
+    out, newpads = [], []
+    for n, k, s, (lo, hi), d in zip(x.shape[2:], kernel, stride, pads, dil):
+        ext = d * (k - 1) + 1
+        o = _out_len(n, ext, s, lo, hi, ceil)
+        extra = max(0, (o - 1) * s + ext - (n + lo + hi))
+        out.append(o)
+        newpads.append((lo, hi + extra))
+    return tuple(out), tuple(newpads), kernel, stride, dil
+
+
+# ----------------------------------------------------------------------------- the network
+class Net:
+    """A network built from an inferred Graph; see the module docstring."""
+
+    def __init__(self, graph: Graph, *, dtype="float32", conv_algo: str = "auto", seed: int = 0,
+                 linear: bool = False, init: str = "he"):
+        if conv_algo not in CONV_ALGOS:
+            raise CnnCalcError(f"unknown conv algorithm {conv_algo!r}; use one of {', '.join(CONV_ALGOS)}")
+        graph.infer()
+        self.graph = graph
+        self.dtype = np.dtype(dtype)
+        self.conv_algo = conv_algo
+        self.linear = linear
+        self.seed = seed
+        self.nd = {INPUT: _nd(graph.input_shape)}
+        self.params: dict[str, dict[str, np.ndarray]] = {}
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.grads: dict[str, dict[str, np.ndarray]] = {}
+        rng = np.random.default_rng(seed)
+        for node in graph.layers:
+            layer = node.layer
+            self.nd[node.name] = _nd(layer.out_shape)
+            if layer.kind not in OPS:
+                raise RuntimeUnsupported(f"the runtime has no {layer.kind!r} layer", )
+            if layer.kind == "maxpool" and any(w.dilation > 1 for w in layer.windows):
+                raise RuntimeUnsupported(f"{node.name}: dilated max pooling is not supported by the runtime")
+            # the code that counts is the code that allocates
+            self.params[node.name] = {
+                name: self._init(rng, layer, name, shape, role)
+                for name, (shape, role) in layer.param_shapes().items()}
+            self.state[node.name] = {
+                name: (np.ones(shape, self.dtype) if "var" in name else np.zeros(shape, self.dtype))
+                for name, shape in layer.state_shapes().items()}
+        self._caches: dict[str, tuple] = {}
+        self._logits: dict[str, np.ndarray] = {}
+        self.outputs_seen: dict[str, np.ndarray] = {}
+
+    # -- parameters ---------------------------------------------------------------------
+    def _init(self, rng, layer, name, shape, role):
+        if layer.kind == "batchnorm":
+            if self.linear:
+                return np.ones(shape, self.dtype) if name == "gamma" else np.zeros(shape, self.dtype)
+            base = 1.0 if name == "gamma" else 0.0
+            return (base + 0.1 * rng.standard_normal(shape)).astype(self.dtype)
+        fan_in = _fan_in(layer, shape) if role == "weight" else 1
+        if self.linear:  # positive weights: no cancellation, so the gradient support is exact
+            return (rng.uniform(0.5, 1.5, shape) / fan_in).astype(self.dtype)
+        if role == "bias":
+            return (0.1 * rng.standard_normal(shape)).astype(self.dtype)
+        return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(self.dtype)
+
+    def param_count(self, name: str | None = None) -> int:
+        names = [name] if name else list(self.params)
+        return sum(a.size for n in names for a in self.params[n].values())
+
+    def state_count(self, name: str | None = None) -> int:
+        names = [name] if name else list(self.state)
+        return sum(a.size for n in names for a in self.state[n].values())
+
+    def zero_grad(self):
+        self.grads = {}
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(self, x, *, train: bool = False, upto: str | None = None,
+                keep: bool = False) -> dict[str, np.ndarray]:
+        """Run the graph; returns {output name: array}. ``keep`` returns every node's output."""
+        x = to_runtime(np.asarray(x, dtype=self.dtype), self.graph.input_shape)
+        vals = {INPUT: x}
+        need = self._ancestors(upto) if upto else None
+        self._caches = {}
+        self._logits = {}
+        outputs = set(self.graph.outputs) if upto is None else {upto}
+        for i, node in enumerate(self.graph.layers):
+            if need is not None and node.name not in need:
+                continue
+            layer = node.layer
+            xs = [vals[s] for s in node.inputs]
+            y, cache = self.run_node(node.name, xs, train=train, index=i)
+            vals[node.name] = y
+            self._caches[node.name] = cache
+        self.outputs_seen = vals if keep else {}
+        return {n: vals[n] for n in outputs if n in vals}
+
+    def run_node(self, name, xs, *, train=False, index=0):
+        """One layer's forward (op, then its fused activation): (y, cache)."""
+        node = self.graph[name]
+        layer = node.layer
+        fwd = OPS[self._kind(layer)][0]
+        y, cache = fwd(self, node, xs, train, index)
+        act = None if self.linear else layer.activation
+        act_cache = None
+        if node.name in self.graph.outputs and not self.linear:  # logits for softmax-CE
+            if act == "softmax":
+                self._logits[node.name] = (y, node.name, True)
+            elif layer.kind == "softmax" and not act:
+                self._logits[node.name] = (xs[0], node.inputs[0], False)
+        if act:
+            y, act_cache = K_act.activation_forward(_ACT_NAME.get(act, act), y)
+        return y, (cache, act, act_cache, [a.shape for a in xs])
+
+    def _kind(self, layer):
+        k = layer.kind
+        if self.linear:
+            return {"maxpool": "avgpool", "global_maxpool": "global_avgpool", "maxout": "_meanout",
+                    "lrn": "identity", "dropout": "identity"}.get(k, "identity" if k in ELEMENTWISE else k)
+        return k
+
+    def _ancestors(self, name):
+        need, stack = set(), [name]
+        while stack:
+            n = stack.pop()
+            if n in need or n == INPUT:
+                continue
+            need.add(n)
+            stack.extend(self.graph[n].inputs)
+        return need
+
+    # -- backward -----------------------------------------------------------------------
+    def backward(self, douts: dict[str, np.ndarray], *, below_activation=(), keep_cache=False):
+        """Reverse-mode over the DAG from {node: dL/d(output)}; returns dL/d(input).
+
+        Parameter gradients land in ``self.grads[node][param]``. Names in
+        ``below_activation`` receive their gradient under their fused activation
+        (softmax-cross-entropy hands the logits' gradient in directly).
+        """
+        grads = {k: np.asarray(v, dtype=self.dtype) for k, v in douts.items()}
+        self.grads = {}
+        for node in reversed(self.graph.layers):
+            g = grads.pop(node.name, None)
+            if g is None or node.name not in self._caches:
+                continue
+            cache = self._caches[node.name] if keep_cache else self._caches.pop(node.name)
+            dxs, dps = self.backward_node(node.name, g, cache, skip_activation=node.name in below_activation)
+            self.grads[node.name] = dps
+            for src, dx in zip(node.inputs, dxs):
+                grads[src] = dx if src not in grads else grads[src] + dx  # summed, never in place
+        dx = grads.get(INPUT)
+        if dx is not None and len(self.graph.input_shape) == 2:
+            dx = dx[:, :, 0, :]
+        return dx
+
+    def backward_node(self, name, dy, cache, *, skip_activation=False):
+        node = self.graph[name]
+        op_cache, act, act_cache, _ = cache
+        dy = np.asarray(dy, dtype=self.dtype)
+        if act and not skip_activation:
+            dy = K_act.activation_backward(_ACT_NAME.get(act, act), dy, act_cache)
+        dxs, dps = OPS[self._kind(node.layer)][1](self, node, dy, op_cache)
+        return dxs, dps
+
+    # -- loss ---------------------------------------------------------------------------
+    def loss(self, x, labels, *, train: bool = True):
+        """Softmax-cross-entropy (mean over the batch, summed over outputs); runs backward.
+
+        An output with a fused softmax (or a softmax layer) is read as its logits, so the
+        softmax and the loss are differentiated together. Returns (loss, dL/dx).
+        """
+        outs = self.forward(x, train=train)
+        douts, below, total = {}, set(), 0.0
+        for name, y in outs.items():
+            z, tgt, under = self._logits.get(name, (y, name, False))
+            if under:
+                below.add(name)
+            l, dz = K_loss.softmax_cross_entropy(z.reshape(z.shape[0], -1), labels)
+            total += l
+            douts[tgt] = dz.reshape(z.shape)
+        return total, self.backward(douts, below_activation=below)
+
+
+def _nd(shape) -> int:
+    return len(shape) - 1 if len(shape) > 1 else 0
+
+
+def _fan_in(layer, shape) -> int:
+    k = layer.kind
+    if k == "local":
+        return int(np.prod(shape[-3:] if len(shape) == 6 else shape[-2:]))
+    if k == "conv" and getattr(layer, "connections", None) is not None:
+        return max(1, shape[0] // layer.filters)
+    if k == "deconv":
+        return int(shape[0] * np.prod(shape[2:])) // max(1, layer.filters // layer.groups) or 1
+    return int(np.prod(shape[1:])) or 1
+
+
+# ----------------------------------------------------------------------------- layer ops
+def _conv_weight(net, node):
+    """The weight as the kernels want it: 4-D, and dense for a connection table."""
+    layer, p = node.layer, net.params[node.name]
+    w = p["weight"]
+    if getattr(layer, "connections", None) is not None:
+        idx = _conn_index(layer)
+        dense = np.zeros((layer.filters, layer.in_channels, *layer.kernel), net.dtype)
+        dense.reshape(-1)[idx] = w
+        w = dense
+    nd = net.nd[node.inputs[0]]
+    if nd == 1:
+        w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
+    return w
+
+
+def _conn_index(layer):
+    """Flat indices into the dense (F, C, k...) weight of each entry of the flat weight."""
+    kk = numel(layer.kernel)
+    out = []
+    for f, row in enumerate(layer.connections):
+        for c in row:
+            base = (f * layer.in_channels + c) * kk
+            out.extend(range(base, base + kk))
+    return np.asarray(out, dtype=np.int64)
+
+
+def _bias_4d(net, node, b, nd):
+    if b is None or nd != 1 or b.ndim == 1:
+        return b
+    return b.reshape(b.shape[0], 1, b.shape[1])  # untied (F, OL) → (F, 1, OL)
+
+
+def _rounding(net, node):
+    return node.layer.rounding or net.graph.rounding
+
+
+def conv_fwd(net, node, xs, train, i):
+    x, nd = xs[0], net.nd[node.inputs[0]]
+    out_hw, pads, _, stride, dil = _sizes(node.layer, nd, x, _rounding(net, node))
+    w = _conv_weight(net, node)
+    b = _bias_4d(net, node, net.params[node.name].get("bias"), nd)
+    y, cache = K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo)
+    return y, cache
+
+
+def conv_bwd(net, node, dy, cache):
+    dx, dw, db = K_conv.conv2d_backward(dy, cache)
+    layer, p = node.layer, net.params[node.name]
+    if getattr(layer, "connections", None) is not None:
+        dw = dw.reshape(-1)[_conn_index(layer)]
+    dps = {"weight": dw.reshape(p["weight"].shape)}
+    if db is not None:
+        dps["bias"] = db.reshape(p["bias"].shape)
+    return [dx], dps
+
+
+def deconv_fwd(net, node, xs, train, i):
+    x, nd, layer = xs[0], net.nd[node.inputs[0]], node.layer
+    kernel, stride, pads, dil = _win2d(layer, nd)
+    op = (0, *layer.output_padding) if nd == 1 else layer.output_padding
+    w = _conv_weight(net, node)
+    return K_conv.conv_transpose2d_forward(x, w, net.params[node.name].get("bias"), stride, pads, dil,
+                                           layer.groups, op, net.conv_algo)
+
+
+def deconv_bwd(net, node, dy, cache):
+    dx, dw, db = K_conv.conv_transpose2d_backward(dy, cache)
+    p = net.params[node.name]
+    dps = {"weight": dw.reshape(p["weight"].shape)}
+    if db is not None:
+        dps["bias"] = db
+    return [dx], dps
+
+
+def local_fwd(net, node, xs, train, i):
+    x, nd = xs[0], net.nd[node.inputs[0]]
+    out_hw, pads, _, stride, dil = _sizes(node.layer, nd, x, _rounding(net, node))
+    p = net.params[node.name]
+    w, b = p["weight"], p.get("bias")
+    if nd == 1:  # (OL, F, C, k) → (1, OL, F, C, 1, k); bias (OL, F) → (1, OL, F)
+        w = w.reshape(1, w.shape[0], w.shape[1], w.shape[2], 1, w.shape[3])
+        b = None if b is None else b.reshape(1, *b.shape)
+    return K_conv.locally_connected2d_forward(x, w, b, stride, pads, dil)
+
+
+def local_bwd(net, node, dy, cache):
+    dx, dw, db = K_conv.locally_connected2d_backward(dy, cache)
+    p = net.params[node.name]
+    dps = {"weight": dw.reshape(p["weight"].shape)}
+    if db is not None:
+        dps["bias"] = db.reshape(p["bias"].shape)
+    return [dx], dps
+
+
+def fc_fwd(net, node, xs, train, i):
+    p = net.params[node.name]
+    return K_dense.dense_forward(xs[0], p["weight"], p.get("bias"))
+
+
+def fc_bwd(net, node, dy, cache):
+    dx, dw, db = K_dense.dense_backward(dy, cache)
+    return [dx], ({"weight": dw} | ({"bias": db} if db is not None else {}))
+
+
+def _pool_fwd(kind):
+    def fwd(net, node, xs, train, i):
+        x, nd, layer = xs[0], net.nd[node.inputs[0]], node.layer
+        out_hw, pads, kernel, stride, _ = _sizes(layer, nd, x, _rounding(net, node))
+        # the pool kernels clip windows themselves: give them the spec's pads, not the extra
+        _, spads, _, _ = _win2d(layer, nd)
+        if kind == "max":
+            return K_pool.maxpool2d_forward(x, kernel, stride, spads, out_hw)
+        inc = layer.args.get("count_include_pad", True)
+        return K_pool.avgpool2d_forward(x, kernel, stride, spads, out_hw, inc)
+    return fwd
+
+
+def pool_bwd(net, node, dy, cache):
+    return [K_pool.pool2d_backward(dy, cache)], {}
+
+
+def gmax_fwd(net, node, xs, train, i):
+    return K_pool.global_maxpool_forward(xs[0])
+
+
+def gavg_fwd(net, node, xs, train, i):
+    return K_pool.global_avgpool_forward(xs[0])
+
+
+def _act_fwd(kind):
+    name = _ACT_NAME.get(kind, kind)
+
+    def fwd(net, node, xs, train, i):
+        kw = {"alpha": node.layer.args["alpha"]} if kind == "leakyrelu" else {}
+        return K_act.activation_forward(name, xs[0], **kw)
+
+    def bwd(net, node, dy, cache):
+        return [K_act.activation_backward(name, dy, cache)], {}
+    return fwd, bwd
+
+
+def identity_fwd(net, node, xs, train, i):
+    return xs[0], None
+
+
+def identity_bwd(net, node, dy, cache):
+    return [dy], {}
+
+
+def maxout_fwd(net, node, xs, train, i):
+    return K_act.maxout_forward(xs[0], node.layer.args["k"])
+
+
+def maxout_bwd(net, node, dy, cache):
+    return [K_act.maxout_backward(dy, cache)], {}
+
+
+def meanout_fwd(net, node, xs, train, i):
+    """The linearised maxout: the mean of the k pieces."""
+    x, k = xs[0], node.layer.args["k"]
+    return x.reshape(x.shape[0], x.shape[1] // k, k, *x.shape[2:]).mean(axis=2), (x.shape, k)
+
+
+def meanout_bwd(net, node, dy, cache):
+    shape, k = cache
+    return [np.repeat(dy / k, k, axis=1).reshape(shape)], {}
+
+
+def dropout_fwd(net, node, xs, train, i):
+    # a fixed stream per (seed, layer): repeated forwards draw the same mask (gradient checks)
+    rng = np.random.default_rng([net.seed, i])
+    return K_act.dropout_forward(xs[0], node.layer.args["p"], train=train, rng=rng)
+
+
+def dropout_bwd(net, node, dy, cache):
+    return [K_act.dropout_backward(dy, cache)], {}
+
+
+def bn_fwd(net, node, xs, train, i):
+    p, s, a = net.params[node.name], net.state[node.name], node.layer.args
+    x = xs[0]
+    if net.linear:
+        train = False
+    y, cache = K_norm.batchnorm_forward(x, p["gamma"], p["beta"], s["running_mean"], s["running_var"],
+                                        train=train, momentum=a["momentum"], eps=a["eps"])
+    return y, cache
+
+
+def bn_bwd(net, node, dy, cache):
+    dx, dg, db = K_norm.batchnorm_backward(dy, cache)
+    return [dx], {"gamma": dg, "beta": db}
+
+
+def lrn_fwd(net, node, xs, train, i):
+    a = node.layer.args
+    return K_norm.lrn_forward(xs[0], a["size"], a["alpha"], a["beta"], a["k"])
+
+
+def lrn_bwd(net, node, dy, cache):
+    return [K_norm.lrn_backward(dy, cache)], {}
+
+
+def flatten_fwd(net, node, xs, train, i):
+    x = xs[0]
+    return x.reshape(x.shape[0], -1), x.shape  # C-major, a view
+
+
+def flatten_bwd(net, node, dy, shape):
+    return [dy.reshape(shape)], {}
+
+
+def concat_fwd(net, node, xs, train, i):
+    return np.concatenate(xs, axis=1), [x.shape[1] for x in xs]
+
+
+def concat_bwd(net, node, dy, sizes):
+    cuts = np.cumsum(sizes)[:-1]
+    return [np.ascontiguousarray(d) for d in np.split(dy, cuts, axis=1)], {}
+
+
+def add_fwd(net, node, xs, train, i):
+    y = xs[0].copy()
+    for x in xs[1:]:
+        y += x
+    return y, len(xs)
+
+
+def add_bwd(net, node, dy, n):
+    return [dy] * n, {}  # the same gradient goes to every branch (accumulation never mutates)
+
+
+OPS = {
+    "conv": (conv_fwd, conv_bwd), "dwconv": (conv_fwd, conv_bwd),
+    "deconv": (deconv_fwd, deconv_bwd), "local": (local_fwd, local_bwd),
+    "fc": (fc_fwd, fc_bwd),
+    "maxpool": (_pool_fwd("max"), pool_bwd), "avgpool": (_pool_fwd("avg"), pool_bwd),
+    "global_maxpool": (gmax_fwd, pool_bwd), "global_avgpool": (gavg_fwd, pool_bwd),
+    **{k: _act_fwd(k) for k in ELEMENTWISE},
+    "maxout": (maxout_fwd, maxout_bwd), "_meanout": (meanout_fwd, meanout_bwd),
+    "dropout": (dropout_fwd, dropout_bwd), "batchnorm": (bn_fwd, bn_bwd), "lrn": (lrn_fwd, lrn_bwd),
+    "flatten": (flatten_fwd, flatten_bwd), "concat": (concat_fwd, concat_bwd),
+    "add": (add_fwd, add_bwd), "identity": (identity_fwd, identity_bwd),
+}

@@ -1,0 +1,49 @@
+"""Argument normalisation shared by the kernel modules (no numba here)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pair(v, name="value"):
+    """``3`` -> ``(3, 3)``; ``(2, 1)`` -> ``(2, 1)``."""
+    if np.isscalar(v):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+def pads2d(pad):
+    """Normalise a 2-D padding spec to ``((top, bottom), (left, right))``.
+
+    Accepts ``p``, ``(ph, pw)`` (symmetric per axis) or ``((t, b), (l, r))``.
+    """
+    if np.isscalar(pad):
+        p = int(pad)
+        return (p, p), (p, p)
+    a, b = pad
+    if np.isscalar(a) and np.isscalar(b):
+        return (int(a), int(a)), (int(b), int(b))
+    (t, bo), (l, r) = a, b
+    out = (int(t), int(bo)), (int(l), int(r))
+    if min(out[0] + out[1]) < 0:
+        raise ValueError(f"negative padding is not supported: {pad!r}")
+    return out
+
+
+def pads1d(pad):
+    """Normalise a 1-D padding spec ``p`` or ``(lo, hi)`` to ``(lo, hi)``."""
+    if np.isscalar(pad):
+        return int(pad), int(pad)
+    lo, hi = pad
+    return int(lo), int(hi)
+
+
+def float_dtype(x):
+    """float64 stays float64, everything else computes in float32."""
+    return np.float64 if np.asarray(x).dtype == np.float64 else np.float32
+
+
+def as_float(x, dtype=None):
+    x = np.asarray(x)
+    dtype = float_dtype(x) if dtype is None else dtype
+    return np.ascontiguousarray(x, dtype=dtype)

@@ -1,0 +1,150 @@
+"""Element-wise and channel activations, maxout and dropout.
+
+These are memory-bound one-pass maps; numpy's ufuncs are already compiled loops, so
+they are written in numpy (no JIT compile time, no numba dtype specialisations).
+
+Public API (every ``*_forward`` returns ``(y, cache)``, every ``*_backward(dout, cache)``
+returns ``dx``):
+
+``relu_forward(x)``, ``relu6_forward(x)``, ``leaky_relu_forward(x, alpha=0.01)``,
+``tanh_forward(x)``, ``sigmoid_forward(x)``  -- any shape
+``softmax_forward(x)``  -- softmax over axis 1 of ``(N, C)`` (or ``(N, C, ...)``)
+``maxout_forward(x, k)`` -- ``(N, C, ...)`` -> ``(N, C//k, ...)``; output channel j is the
+    max of input channels ``j*k .. j*k+k-1``; the gradient goes to the first max.
+``dropout_forward(x, p, train=True, rng=None)`` -- inverted dropout: in train mode keeps
+    each element with probability ``1-p`` and scales it by ``1/(1-p)``; identity in eval
+    mode.  ``rng`` is a ``numpy.random.Generator`` (reproducibility); default a fresh
+    ``default_rng()``.
+Generic dispatch: ``activation_forward(name, x, **kw)`` / ``activation_backward(name, dout, cache)``
+with names ``relu relu6 leaky_relu tanh sigmoid softmax identity``.
+
+dtype follows the input (float64 stays float64, everything else float32).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnncalc.runtime.kernels._util import as_float
+
+
+def relu_forward(x):
+    x = as_float(x)
+    return np.maximum(x, 0), x > 0
+
+
+def relu_backward(dout, cache):
+    return np.where(cache, dout, 0).astype(dout.dtype, copy=False)
+
+
+def relu6_forward(x):
+    x = as_float(x)
+    return np.clip(x, 0, 6), (x > 0) & (x < 6)
+
+
+relu6_backward = relu_backward
+
+
+def leaky_relu_forward(x, alpha=0.01):
+    x = as_float(x)
+    pos = x > 0
+    return np.where(pos, x, x * x.dtype.type(alpha)), (pos, alpha)
+
+
+def leaky_relu_backward(dout, cache):
+    pos, alpha = cache
+    return np.where(pos, dout, dout * dout.dtype.type(alpha))
+
+
+def tanh_forward(x):
+    y = np.tanh(as_float(x))
+    return y, y
+
+
+def tanh_backward(dout, cache):
+    return dout * (1 - cache * cache)
+
+
+def sigmoid_forward(x):
+    x = as_float(x)
+    e = np.exp(-np.abs(x))  # never overflows
+    y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return y, y
+
+
+def sigmoid_backward(dout, cache):
+    return dout * cache * (1 - cache)
+
+
+def softmax_forward(x):
+    x = as_float(x)
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    y = e / e.sum(axis=1, keepdims=True)
+    return y, y
+
+
+def softmax_backward(dout, cache):
+    y = cache
+    return y * (dout - (dout * y).sum(axis=1, keepdims=True))
+
+
+def identity_forward(x):
+    return as_float(x), None
+
+
+def identity_backward(dout, cache):
+    return dout
+
+
+def maxout_forward(x, k):
+    x = as_float(x)
+    N, C = x.shape[:2]
+    if C % k:
+        raise ValueError(f"maxout: {C} channels not divisible by k={k}")
+    xr = x.reshape((N, C // k, k) + x.shape[2:])
+    idx = xr.argmax(axis=2)  # first max on ties
+    y = np.take_along_axis(xr, idx[:, :, None], axis=2)[:, :, 0]
+    return y, (x.shape, idx, k)
+
+
+def maxout_backward(dout, cache):
+    shape, idx, k = cache
+    N, C = shape[:2]
+    dx = np.zeros((N, C // k, k) + tuple(shape[2:]), dtype=dout.dtype)
+    np.put_along_axis(dx, idx[:, :, None], dout[:, :, None], axis=2)
+    return dx.reshape(shape)
+
+
+def dropout_forward(x, p, train=True, rng=None):
+    x = as_float(x)
+    if not train or p == 0:
+        return x, None
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout p must be in [0, 1), got {p}")
+    rng = np.random.default_rng() if rng is None else rng
+    mask = (rng.random(x.shape) >= p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    return dout if cache is None else dout * cache
+
+
+_FWD = {
+    "relu": relu_forward, "relu6": relu6_forward, "leaky_relu": leaky_relu_forward,
+    "tanh": tanh_forward, "sigmoid": sigmoid_forward, "softmax": softmax_forward,
+    "identity": identity_forward, "linear": identity_forward,
+}
+_BWD = {
+    "relu": relu_backward, "relu6": relu6_backward, "leaky_relu": leaky_relu_backward,
+    "tanh": tanh_backward, "sigmoid": sigmoid_backward, "softmax": softmax_backward,
+    "identity": identity_backward, "linear": identity_backward,
+}
+
+
+def activation_forward(name, x, **kw):
+    return _FWD[name](x, **kw)
+
+
+def activation_backward(name, dout, cache):
+    return _BWD[name](dout, cache)

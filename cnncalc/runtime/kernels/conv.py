@@ -1,0 +1,564 @@
+"""Convolution kernels: conv2d (3 algorithms), conv1d, transposed conv, locally-connected.
+
+Layouts (PyTorch): ``x`` is ``(N, C, H, W)``; conv weight ``(F, C // groups, kh, kw)``;
+bias ``(F,)`` or, *untied*, ``(F, OH, OW)``.  ``pad`` is ``((top, bottom), (left, right))``
+(``p`` and ``(ph, pw)`` are accepted too), ``stride=(sh, sw)``, ``dilation=(dh, dw)``.
+Output size is the floor rule ``OH = (H + top + bottom - dh*(kh-1) - 1) // sh + 1``;
+rows/columns of the padded input that no window reaches are simply unused.
+
+Public API
+----------
+``conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto") -> (y, cache)``
+``conv2d_backward(dout, cache) -> (dx, dw, db)``            (``db`` is None without bias)
+``conv2d_data_grad(dy, w, x_shape, stride, pad, dilation, groups, algo) -> dx``
+``conv2d_weight_grad(dy, x, w_shape, stride, pad, dilation, groups, algo) -> dw``
+``conv1d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto")``
+    ``x (N, C, L)``, ``w (F, C//g, k)``, ``pad=(lo, hi)``; runs as 2-D with H=1.
+``conv1d_backward(dout, cache) -> (dx, dw, db)``
+``conv_transpose2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1,
+    output_padding=0, algo="auto") -> (y, cache)``   weight ``(C_in, F//groups, kh, kw)``,
+    ``OH = (H-1)*sh - top - bottom + dh*(kh-1) + 1 + output_padding_h``.
+``conv_transpose2d_backward(dout, cache) -> (dx, dw, db)``
+``locally_connected2d_forward(x, w, b=None, stride=1, pad=0, dilation=1) -> (y, cache)``
+    weight ``(OH, OW, F, C, kh, kw)``, bias ``(OH, OW, F)``; groups=1.
+``locally_connected2d_backward(dout, cache) -> (dx, dw, db)``
+``choose_algo(x_shape, w_shape, stride, dilation, groups) -> "direct" | "im2col" | "fft"``
+
+Algorithms (``algo=``) -- all compute the same sums and are tested to agree:
+
+``direct``  numba loops, ``prange`` over batch x output channels (forward), batch x input
+            channels (dX) and output x input channels (dW).  Accumulates in float64.
+``im2col``  njit ``im2col`` / ``col2im`` (parallel over channel rows) and the GEMM in numpy
+            between the njit calls (``np.dot`` inside njit would need SciPy).  ``cols`` is
+            ``(groups, C/g*kh*kw, N*OH*OW)`` so each group is one ``np.matmul``.
+``fft``     ``numpy.fft.rfft2`` of the padded input and of the *dilated* kernel at a common
+            5-smooth size >= the padded input; the valid correlation never wraps, stride is
+            applied by subsampling the stride-1 result.  The channel sum is a batched complex
+            matmul over frequencies.  Backward uses FFTs too.
+``auto``    :func:`choose_algo`.
+
+Backward, as derived in the lectures: ``dW[f,c] = corr(X_pad[c], dY[f])`` (with the
+stride/dilation of the forward pass), and ``dX`` is the *full* correlation of dY
+(zero-upsampled by the stride) with the 180-degree flipped (dilated) kernels, cropped by
+the padding.  ``direct`` evaluates that sum visiting only the non-inserted dY taps;
+``im2col`` gets it as ``col2im(W^T dY)``; ``fft`` as ``irfft(FFT(dY_up) * FFT(W_dil))``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnncalc.runtime._numba import njit, prange
+from cnncalc.runtime.kernels._util import as_float, pads1d, pads2d, pair
+
+ALGOS = ("direct", "im2col", "fft")
+
+
+def conv2d_output_size(H, W, kernel, stride=1, pad=0, dilation=1):
+    """Floor output size ``(OH, OW)`` of a 2-D convolution."""
+    kh, kw = pair(kernel)
+    sh, sw = pair(stride)
+    dh, dw = pair(dilation)
+    (pt, pb), (pl, pr) = pads2d(pad)
+    OH = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    OW = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    return OH, OW
+
+
+# --------------------------------------------------------------------------------------
+# direct
+# --------------------------------------------------------------------------------------
+@njit(parallel=True)
+def _direct_fwd(xp, w, sh, sw, dh, dw, groups, OH, OW):
+    N, C, Hp, Wp = xp.shape
+    F, Cg, kh, kw = w.shape
+    Fg = F // groups
+    out = np.empty((N, F, OH, OW), dtype=xp.dtype)
+    for t in prange(N * F):
+        n = t // F
+        f = t % F
+        g = f // Fg
+        acc = np.zeros((OH, OW), dtype=np.float64)
+        for c in range(Cg):
+            ci = g * Cg + c
+            for i in range(kh):
+                for j in range(kw):
+                    wv = np.float64(w[f, c, i, j])
+                    for oh in range(OH):
+                        r = oh * sh + i * dh
+                        for ow in range(OW):
+                            acc[oh, ow] += wv * xp[n, ci, r, ow * sw + j * dw]
+        for oh in range(OH):
+            for ow in range(OW):
+                out[n, f, oh, ow] = acc[oh, ow]
+    return out
+
+
+@njit(parallel=True)
+def _direct_dx(dy, w, sh, sw, dh, dw, groups, Hp, Wp):
+    # dXpad[c] = sum_f  full_corr(upsample_s(dY[f]), rot180(dilate_d(W[f, c])));
+    # the loop runs over the non-zero (non-inserted) dY taps only.
+    N, F, OH, OW = dy.shape
+    _, Cg, kh, kw = w.shape
+    C = Cg * groups
+    Fg = F // groups
+    dxp = np.empty((N, C, Hp, Wp), dtype=dy.dtype)
+    for t in prange(N * C):
+        n = t // C
+        ci = t % C
+        g = ci // Cg
+        c = ci % Cg
+        acc = np.zeros((Hp, Wp), dtype=np.float64)
+        for fo in range(Fg):
+            f = g * Fg + fo
+            for i in range(kh):
+                for j in range(kw):
+                    wv = np.float64(w[f, c, i, j])
+                    for oh in range(OH):
+                        r = oh * sh + i * dh
+                        for ow in range(OW):
+                            acc[r, ow * sw + j * dw] += wv * dy[n, f, oh, ow]
+        for r in range(Hp):
+            for q in range(Wp):
+                dxp[n, ci, r, q] = acc[r, q]
+    return dxp
+
+
+@njit(parallel=True)
+def _direct_dw(dy, xp, Cg, kh, kw, sh, sw, dh, dw, groups):
+    N, F, OH, OW = dy.shape
+    Fg = F // groups
+    out = np.empty((F, Cg, kh, kw), dtype=dy.dtype)
+    for t in prange(F * Cg):
+        f = t // Cg
+        c = t % Cg
+        ci = (f // Fg) * Cg + c
+        for i in range(kh):
+            for j in range(kw):
+                acc = 0.0
+                for n in range(N):
+                    for oh in range(OH):
+                        r = oh * sh + i * dh
+                        for ow in range(OW):
+                            acc += dy[n, f, oh, ow] * xp[n, ci, r, ow * sw + j * dw]
+                out[f, c, i, j] = acc
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# im2col
+# --------------------------------------------------------------------------------------
+@njit(parallel=True)
+def _im2col(xp, kh, kw, sh, sw, dh, dw, OH, OW, groups):
+    """cols[g, (c*kh + i)*kw + j, n*OH*OW + oh*OW + ow] = xp[n, g*Cg + c, oh*sh+i*dh, ow*sw+j*dw]"""
+    N, C, Hp, Wp = xp.shape
+    Cg = C // groups
+    P = OH * OW
+    cols = np.empty((groups, Cg * kh * kw, N * P), dtype=xp.dtype)
+    for t in prange(C * kh * kw):
+        ci = t // (kh * kw)
+        i = (t // kw) % kh
+        j = t % kw
+        g = ci // Cg
+        k = ((ci % Cg) * kh + i) * kw + j
+        for n in range(N):
+            for oh in range(OH):
+                r = oh * sh + i * dh
+                base = n * P + oh * OW
+                for ow in range(OW):
+                    cols[g, k, base + ow] = xp[n, ci, r, ow * sw + j * dw]
+    return cols
+
+
+@njit(parallel=True)
+def _col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw, dh, dw, OH, OW):
+    """Adjoint of :func:`_im2col`: scatter-add the columns back into the padded image."""
+    groups = cols.shape[0]
+    Cg = C // groups
+    P = OH * OW
+    dxp = np.empty((N, C, Hp, Wp), dtype=cols.dtype)
+    for t in prange(N * C):
+        n = t // C
+        ci = t % C
+        g = ci // Cg
+        c = ci % Cg
+        acc = np.zeros((Hp, Wp), dtype=np.float64)
+        for i in range(kh):
+            for j in range(kw):
+                k = (c * kh + i) * kw + j
+                for oh in range(OH):
+                    r = oh * sh + i * dh
+                    base = n * P + oh * OW
+                    for ow in range(OW):
+                        acc[r, ow * sw + j * dw] += cols[g, k, base + ow]
+        for r in range(Hp):
+            for q in range(Wp):
+                dxp[n, ci, r, q] = acc[r, q]
+    return dxp
+
+
+def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW):
+    N = xp.shape[0]
+    F, Cg, kh, kw = w.shape
+    cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
+    wr = w.reshape(groups, F // groups, Cg * kh * kw)
+    y = np.matmul(wr, cols)  # (g, Fg, N*P)
+    return np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+
+
+def _dy_rows(dy, groups):
+    N, F, OH, OW = dy.shape
+    return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, F // groups, N * OH * OW)
+
+
+def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp):
+    N, F, OH, OW = dy.shape
+    _, Cg, kh, kw = w.shape
+    wr = w.reshape(groups, F // groups, Cg * kh * kw)
+    dcols = np.ascontiguousarray(np.matmul(wr.transpose(0, 2, 1), _dy_rows(dy, groups)))
+    return _col2im(dcols, N, Cg * groups, Hp, Wp, kh, kw, stride[0], stride[1],
+                   dilation[0], dilation[1], OH, OW)
+
+
+def _im2col_dw(dy, xp, w_shape, stride, dilation, groups):
+    N, F, OH, OW = dy.shape
+    _, Cg, kh, kw = w_shape
+    cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
+    dw = np.matmul(_dy_rows(dy, groups), cols.transpose(0, 2, 1))  # (g, Fg, K)
+    return np.ascontiguousarray(dw.reshape(F, Cg, kh, kw))
+
+
+# --------------------------------------------------------------------------------------
+# fft
+# --------------------------------------------------------------------------------------
+def _fast_len(n):
+    """Smallest 2,3,5-smooth integer >= n (fast pocketfft sizes)."""
+    m = max(int(n), 1)
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def _dilate(w, dh, dw):
+    if dh == 1 and dw == 1:
+        return w
+    F, Cg, kh, kw = w.shape
+    wd = np.zeros((F, Cg, dh * (kh - 1) + 1, dw * (kw - 1) + 1), dtype=w.dtype)
+    wd[:, :, ::dh, ::dw] = w
+    return wd
+
+
+def _upsample(dy, sh, sw, Hv, Wv):
+    """Zero-insert dY by the stride into the stride-1 valid grid ``(Hv, Wv)``."""
+    N, F, OH, OW = dy.shape
+    if sh == 1 and sw == 1 and OH == Hv and OW == Wv:
+        return dy
+    up = np.zeros((N, F, Hv, Wv), dtype=dy.dtype)
+    up[:, :, : (OH - 1) * sh + 1 : sh, : (OW - 1) * sw + 1 : sw] = dy
+    return up
+
+
+def _fft_fwd(xp, w, stride, dilation, groups, OH, OW):
+    N, C, Hp, Wp = xp.shape
+    F, Cg, kh, kw = w.shape
+    Fg = F // groups
+    wd = _dilate(w, *dilation)
+    L = (_fast_len(Hp), _fast_len(Wp))
+    X = np.fft.rfft2(xp, s=L)  # (N, C, L0, L1//2+1)
+    Wf = np.fft.rfft2(wd, s=L)  # (F, Cg, ...)
+    S = X.shape[2] * X.shape[3]
+    Xt = X.reshape(N, groups, Cg, S).transpose(1, 3, 0, 2)  # (g, S, N, Cg)
+    Wt = np.conj(Wf).reshape(groups, Fg, Cg, S).transpose(0, 3, 2, 1)  # (g, S, Cg, Fg)
+    Y = np.matmul(Xt, Wt)  # (g, S, N, Fg)
+    Y = Y.transpose(2, 0, 3, 1).reshape(N, F, X.shape[2], X.shape[3])
+    y = np.fft.irfft2(Y, s=L)  # circular correlation; the valid part does not wrap
+    sh, sw = stride
+    y = y[:, :, : (OH - 1) * sh + 1 : sh, : (OW - 1) * sw + 1 : sw]
+    return np.ascontiguousarray(y, dtype=xp.dtype)
+
+
+def _fft_dx(dy, w, stride, dilation, groups, Hp, Wp):
+    N, F, OH, OW = dy.shape
+    _, Cg, kh, kw = w.shape
+    Fg = F // groups
+    wd = _dilate(w, *dilation)
+    khd, kwd = wd.shape[2:]
+    Hv, Wv = Hp - khd + 1, Wp - kwd + 1
+    dyu = _upsample(dy, stride[0], stride[1], Hv, Wv)
+    L = (_fast_len(Hp), _fast_len(Wp))
+    D = np.fft.rfft2(dyu, s=L)  # (N, F, ...)
+    Wf = np.fft.rfft2(wd, s=L)  # (F, Cg, ...)
+    S = D.shape[2] * D.shape[3]
+    Dt = D.reshape(N, groups, Fg, S).transpose(1, 3, 0, 2)  # (g, S, N, Fg)
+    Wt = Wf.reshape(groups, Fg, Cg, S).transpose(0, 3, 1, 2)  # (g, S, Fg, Cg)
+    Xh = np.matmul(Dt, Wt)  # (g, S, N, Cg)
+    Xh = Xh.transpose(2, 0, 3, 1).reshape(N, groups * Cg, D.shape[2], D.shape[3])
+    # full convolution of dY_up (Hv) with W_dil (khd) has length Hp <= L: no wrap
+    dxp = np.fft.irfft2(Xh, s=L)[:, :, :Hp, :Wp]
+    return np.ascontiguousarray(dxp, dtype=dy.dtype)
+
+
+def _fft_dw(dy, xp, w_shape, stride, dilation, groups):
+    N, F, OH, OW = dy.shape
+    _, Cg, kh, kw = w_shape
+    Fg = F // groups
+    dh, dw_ = dilation
+    Hp, Wp = xp.shape[2:]
+    khd, kwd = dh * (kh - 1) + 1, dw_ * (kw - 1) + 1
+    dyu = _upsample(dy, stride[0], stride[1], Hp - khd + 1, Wp - kwd + 1)
+    L = (_fast_len(Hp), _fast_len(Wp))
+    X = np.fft.rfft2(xp, s=L)
+    D = np.fft.rfft2(dyu, s=L)
+    S = X.shape[2] * X.shape[3]
+    Dt = np.conj(D).reshape(N, groups, Fg, S).transpose(1, 3, 2, 0)  # (g, S, Fg, N)
+    Xt = X.reshape(N, groups, Cg, S).transpose(1, 3, 0, 2)  # (g, S, N, Cg)
+    G = np.matmul(Dt, Xt)  # (g, S, Fg, Cg)
+    G = G.transpose(0, 2, 3, 1).reshape(F, Cg, X.shape[2], X.shape[3])
+    g = np.fft.irfft2(G, s=L)  # g[i', j'] = sum_y xp[y + i'] dyu[y]
+    return np.ascontiguousarray(g[:, :, :khd:dh, :kwd:dw_], dtype=dy.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# dispatch
+# --------------------------------------------------------------------------------------
+def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
+    """The ``auto`` rule (measured on the 2-core dev machine, see benchmarks/README.md)."""
+    F, Cg, kh, kw = w_shape
+    sh, sw = pair(stride)
+    if groups > 1 and Cg * (F // groups) <= 4:
+        return "direct"  # depthwise-like: GEMMs degenerate to dot products
+    if kh * kw >= 49 and sh == 1 and sw == 1:
+        return "fft"
+    return "im2col"
+
+
+def _resolve(algo, x_shape, w_shape, stride, dilation, groups):
+    if algo == "auto":
+        return choose_algo(x_shape, w_shape, stride, dilation, groups)
+    if algo not in ALGOS:
+        raise ValueError(f"unknown conv algorithm {algo!r}; expected one of {ALGOS + ('auto',)}")
+    return algo
+
+
+def _pad_input(x, pads):
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+
+
+def _check(x, w, groups):
+    N, C, H, W = x.shape
+    F, Cg = w.shape[:2]
+    if C != Cg * groups or F % groups:
+        raise ValueError(f"conv shapes: x {x.shape}, w {w.shape}, groups={groups}")
+
+
+def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None):
+    _check(x, w, groups)
+    kh, kw = w.shape[2:]
+    if out_hw is None:
+        out_hw = conv2d_output_size(x.shape[2], x.shape[3], (kh, kw), stride, pads, dilation)
+    OH, OW = out_hw
+    if OH < 1 or OW < 1:
+        raise ValueError(f"conv output would be empty: {out_hw}")
+    xp = _pad_input(x, pads)
+    if algo == "direct":
+        return _direct_fwd(xp, w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
+    if algo == "im2col":
+        return _im2col_fwd(xp, w, stride, dilation, groups, OH, OW)
+    return _fft_fwd(xp, w, stride, dilation, groups, OH, OW)
+
+
+def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo):
+    (pt, pb), (pl, pr) = pads
+    N, C, H, W = x_shape
+    Hp, Wp = H + pt + pb, W + pl + pr
+    if algo == "direct":
+        dxp = _direct_dx(dy, w, stride[0], stride[1], dilation[0], dilation[1], groups, Hp, Wp)
+    elif algo == "im2col":
+        dxp = _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp)
+    else:
+        dxp = _fft_dx(dy, w, stride, dilation, groups, Hp, Wp)
+    if pt == pb == pl == pr == 0:
+        return dxp
+    return np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
+
+
+def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo):
+    xp = _pad_input(x, pads)
+    if algo == "direct":
+        _, Cg, kh, kw = w_shape
+        return _direct_dw(dy, xp, Cg, kh, kw, stride[0], stride[1], dilation[0], dilation[1], groups)
+    if algo == "im2col":
+        return _im2col_dw(dy, xp, w_shape, stride, dilation, groups)
+    return _fft_dw(dy, xp, w_shape, stride, dilation, groups)
+
+
+def _norm_args(stride, pad, dilation):
+    return pair(stride), pads2d(pad), pair(dilation)
+
+
+def conv2d_data_grad(dy, w, x_shape, stride=1, pad=0, dilation=1, groups=1, algo="auto"):
+    """dL/dX of a conv2d given dL/dY (no cache needed)."""
+    stride, pads, dilation = _norm_args(stride, pad, dilation)
+    dy = as_float(dy)
+    w = as_float(w, dy.dtype)
+    algo = _resolve(algo, x_shape, w.shape, stride, dilation, groups)
+    return _data_grad(dy, w, tuple(x_shape), stride, pads, dilation, groups, algo)
+
+
+def conv2d_weight_grad(dy, x, w_shape, stride=1, pad=0, dilation=1, groups=1, algo="auto"):
+    """dL/dW of a conv2d given dL/dY and the input X."""
+    stride, pads, dilation = _norm_args(stride, pad, dilation)
+    x = as_float(x)
+    dy = as_float(dy, x.dtype)
+    algo = _resolve(algo, x.shape, w_shape, stride, dilation, groups)
+    return _weight_grad(dy, x, tuple(w_shape), stride, pads, dilation, groups, algo)
+
+
+def _add_bias(y, b):
+    if b is None:
+        return y
+    if b.ndim == 1:
+        y += b[None, :, None, None]
+    elif b.ndim == 3:  # untied bias (F, OH, OW)
+        if b.shape != y.shape[1:]:
+            raise ValueError(f"untied bias shape {b.shape} != output {y.shape[1:]}")
+        y += b[None]
+    else:
+        raise ValueError(f"bias must be (F,) or (F, OH, OW), got {b.shape}")
+    return y
+
+
+def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto"):
+    """y = conv2d(x, w) + b.  Returns ``(y, cache)``; see the module docstring."""
+    stride, pads, dilation = _norm_args(stride, pad, dilation)
+    x = as_float(x)
+    w = as_float(w, x.dtype)
+    b = None if b is None else as_float(b, x.dtype)
+    algo = _resolve(algo, x.shape, w.shape, stride, dilation, groups)
+    y = _add_bias(_conv_nobias(x, w, stride, pads, dilation, groups, algo), b)
+    cache = (x, w, None if b is None else b.ndim, stride, pads, dilation, groups, algo)
+    return y, cache
+
+
+def conv2d_backward(dout, cache):
+    """Returns ``(dx, dw, db)``; ``db`` has the bias's shape, None without bias."""
+    x, w, bdim, stride, pads, dilation, groups, algo = cache
+    dout = as_float(dout, x.dtype)
+    dx = _data_grad(dout, w, x.shape, stride, pads, dilation, groups, algo)
+    dw = _weight_grad(dout, x, w.shape, stride, pads, dilation, groups, algo)
+    db = None if bdim is None else (dout.sum(axis=(0, 2, 3)) if bdim == 1 else dout.sum(axis=0))
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------------------
+# 1-D wrappers (executor may also reshape itself: (N, C, L) -> (N, C, 1, L))
+# --------------------------------------------------------------------------------------
+def conv1d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto"):
+    """``x (N, C, L)``, ``w (F, C//g, k)``, ``pad`` ``p`` or ``(lo, hi)``, untied ``b (F, OL)``."""
+    lo, hi = pads1d(pad)
+    x = np.asarray(x)
+    w = np.asarray(w)
+    b4 = None if b is None else (np.asarray(b) if np.ndim(b) == 1 else np.asarray(b)[:, None, :])
+    y, cache = conv2d_forward(x[:, :, None, :], w[:, :, None, :], b4, (1, stride if np.isscalar(stride) else stride[0]),
+                              ((0, 0), (lo, hi)), (1, dilation if np.isscalar(dilation) else dilation[0]), groups, algo)
+    return y[:, :, 0, :], cache
+
+
+def conv1d_backward(dout, cache):
+    dx, dw, db = conv2d_backward(np.asarray(dout)[:, :, None, :], cache)
+    if db is not None and db.ndim == 3:
+        db = db[:, 0, :]
+    return dx[:, :, 0, :], dw[:, :, 0, :], db
+
+
+# --------------------------------------------------------------------------------------
+# transposed convolution = the data gradient of the conv with the same weight
+# --------------------------------------------------------------------------------------
+def conv_transpose2d_output_size(H, W, kernel, stride=1, pad=0, dilation=1, output_padding=0):
+    kh, kw = pair(kernel)
+    sh, sw = pair(stride)
+    dh, dw = pair(dilation)
+    oph, opw = pair(output_padding)
+    (pt, pb), (pl, pr) = pads2d(pad)
+    return ((H - 1) * sh - pt - pb + dh * (kh - 1) + 1 + oph,
+            (W - 1) * sw - pl - pr + dw * (kw - 1) + 1 + opw)
+
+
+def conv_transpose2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1,
+                             output_padding=0, algo="auto"):
+    """Transposed conv, weight ``(C_in, F//groups, kh, kw)`` (PyTorch).  ``(y, cache)``."""
+    stride, pads, dilation = _norm_args(stride, pad, dilation)
+    x = as_float(x)
+    w = as_float(w, x.dtype)
+    b = None if b is None else as_float(b, x.dtype)
+    N, Cin, H, W = x.shape
+    if w.shape[0] != Cin or Cin % groups:
+        raise ValueError(f"conv_transpose shapes: x {x.shape}, w {w.shape}, groups={groups}")
+    F = w.shape[1] * groups
+    OH, OW = conv_transpose2d_output_size(H, W, w.shape[2:], stride, pads, dilation, output_padding)
+    y_shape = (N, F, OH, OW)
+    algo = _resolve(algo, y_shape, w.shape, stride, dilation, groups)
+    y = _add_bias(_data_grad(x, w, y_shape, stride, pads, dilation, groups, algo), b)
+    return y, (x, w, None if b is None else b.ndim, stride, pads, dilation, groups, algo)
+
+
+def conv_transpose2d_backward(dout, cache):
+    x, w, bdim, stride, pads, dilation, groups, algo = cache
+    dout = as_float(dout, x.dtype)
+    dx = _conv_nobias(dout, w, stride, pads, dilation, groups, algo, out_hw=x.shape[2:])
+    # the forward conv (of which this layer is the transpose) has input dout and output x
+    dw = _weight_grad(x, dout, w.shape, stride, pads, dilation, groups, algo)
+    db = None if bdim is None else (dout.sum(axis=(0, 2, 3)) if bdim == 1 else dout.sum(axis=0))
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------------------
+# locally connected (untied weights): im2col + per-position batched GEMM
+# --------------------------------------------------------------------------------------
+def locally_connected2d_forward(x, w, b=None, stride=1, pad=0, dilation=1):
+    """Untied conv: ``y[n,f,p] = sum_k cols[n,p,k] w[p,f,k] + b[p,f]``.  ``(y, cache)``."""
+    stride, pads, dilation = _norm_args(stride, pad, dilation)
+    x = as_float(x)
+    w = as_float(w, x.dtype)
+    OH, OW, F, C, kh, kw = w.shape
+    N = x.shape[0]
+    if x.shape[1] != C or conv2d_output_size(x.shape[2], x.shape[3], (kh, kw), stride, pads, dilation) != (OH, OW):
+        raise ValueError(f"locally connected shapes: x {x.shape}, w {w.shape}")
+    xp = _pad_input(x, pads)
+    P, K = OH * OW, C * kh * kw
+    cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, 1)
+    cols_p = cols.reshape(K, N, P).transpose(2, 1, 0)  # (P, N, K)
+    wp = w.reshape(P, F, K)
+    y = np.matmul(cols_p, wp.transpose(0, 2, 1))  # (P, N, F)
+    y = np.ascontiguousarray(y.transpose(1, 2, 0)).reshape(N, F, OH, OW)
+    if b is not None:
+        y += as_float(b, x.dtype).transpose(2, 0, 1)[None]
+    return y, (x, w, b is not None, stride, pads, dilation)
+
+
+def locally_connected2d_backward(dout, cache):
+    x, w, has_b, stride, pads, dilation = cache
+    dout = as_float(dout, x.dtype)
+    OH, OW, F, C, kh, kw = w.shape
+    N, _, H, W = x.shape
+    P, K = OH * OW, C * kh * kw
+    xp = _pad_input(x, pads)
+    cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, 1)
+    cols_p = cols.reshape(K, N, P).transpose(2, 1, 0)  # (P, N, K)
+    dy_p = dout.reshape(N, F, P).transpose(2, 0, 1)  # (P, N, F)
+    dw = np.matmul(dy_p.transpose(0, 2, 1), cols_p).reshape(w.shape)
+    dcols_p = np.matmul(dy_p, w.reshape(P, F, K))  # (P, N, K)
+    dcols = np.ascontiguousarray(dcols_p.transpose(2, 1, 0)).reshape(1, K, N * P)
+    (pt, pb), (pl, pr) = pads
+    dxp = _col2im(dcols, N, C, H + pt + pb, W + pl + pr, kh, kw, stride[0], stride[1],
+                  dilation[0], dilation[1], OH, OW)
+    dx = np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
+    db = dout.sum(axis=0).transpose(1, 2, 0).copy() if has_b else None
+    return dx, np.ascontiguousarray(dw), db

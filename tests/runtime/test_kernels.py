@@ -1,0 +1,476 @@
+"""Kernel tests: numerical gradients, conv algorithm agreement, hand-computed golden values.
+
+Gradient checks use a scalar probe loss ``L = sum(f(theta) * R)`` with a fixed random
+``R``; the analytic gradient is ``backward(R)`` and the numerical one centred differences
+in float64 over *every* element.  The error measure is the norm-wise relative error
+``||a - n|| / (||a|| + ||n||)``, required <= 1e-7.  Inputs avoid ReLU kinks (|x| >= 0.1)
+and max ties (values a permutation of a grid with spacing >> h).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnncalc.runtime.kernels import activation as act
+from cnncalc.runtime.kernels import conv, dense, loss, norm, pool
+
+H_STEP = 1e-5
+TOL = 1e-7
+
+
+# ----------------------------------------------------------------------------- helpers
+def rel_error(a, n):
+    a = np.asarray(a, np.float64).ravel()
+    n = np.asarray(n, np.float64).ravel()
+    den = np.linalg.norm(a) + np.linalg.norm(n)
+    return 0.0 if den == 0 else float(np.linalg.norm(a - n) / den)
+
+
+def num_grad(f, arr, h=H_STEP):
+    """Centred differences of the scalar ``f()`` w.r.t. every element of ``arr`` (in place)."""
+    g = np.zeros_like(arr)
+    flat, gflat = arr.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        fp = f()
+        flat[i] = old - h
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * h)
+    return g
+
+
+def check_layer(fwd, bwd, arrays, probe_seed=0):
+    """``fwd(*arrays) -> (y, cache)``, ``bwd(dy, cache) -> grad or tuple of grads``
+    (matching ``arrays``, None entries skipped).  Returns the worst relative error."""
+    y, cache = fwd(*arrays)
+    R = np.random.default_rng(probe_seed).standard_normal(y.shape)
+    grads = bwd(R, cache)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+    worst = 0.0
+    for arr, ga in zip(arrays, grads):
+        if ga is None:
+            continue
+        assert ga.shape == arr.shape
+        gn = num_grad(lambda: float(np.sum(fwd(*arrays)[0] * R)), arr)
+        worst = max(worst, rel_error(ga, gn))
+    return worst
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def away_from_zero(r, shape, lo=0.1):
+    return np.sign(r.standard_normal(shape)) * (lo + np.abs(r.standard_normal(shape)))
+
+
+def distinct(r, shape, scale=4.0):
+    n = int(np.prod(shape))
+    return (r.permutation(n).reshape(shape) / n - 0.5) * scale
+
+
+# (N, C, H, W, F, groups, kernel, stride, pad, dilation)
+CONV_CASES = [
+    pytest.param(2, 1, 12, 12, 3, 1, (5, 5), (1, 1), 0, (1, 1), id="lenet-like"),
+    pytest.param(2, 3, 10, 9, 4, 1, (3, 3), (2, 2), ((1, 0), (0, 1)), (1, 1), id="stride2-floor-asympad"),
+    pytest.param(1, 4, 11, 10, 6, 2, (3, 2), (3, 2), ((2, 1), (0, 2)), (2, 3), id="groups-dilation-asym"),
+    pytest.param(2, 4, 8, 8, 4, 4, (3, 3), (1, 1), 1, (1, 1), id="depthwise"),
+    pytest.param(2, 3, 7, 7, 6, 3, (3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), id="depthwise-mult2-stride2"),
+    pytest.param(2, 5, 6, 6, 3, 1, (1, 1), (1, 1), 0, (1, 1), id="pointwise"),
+    pytest.param(1, 2, 14, 13, 3, 1, (7, 7), (1, 1), 3, (1, 1), id="large-kernel"),
+    pytest.param(1, 2, 5, 5, 2, 1, (5, 5), (1, 1), 0, (1, 1), id="kernel-covers-input"),
+    pytest.param(1, 2, 9, 10, 2, 1, (2, 2), (3, 3), 0, (1, 1), id="stride-gt-kernel"),
+    pytest.param(2, 2, 9, 8, 4, 2, (3, 3), (2, 3), ((0, 2), (1, 0)), (2, 1), id="all-at-once"),
+]
+
+
+def make_conv(N, C, H, W, F, groups, kernel, seed=0, dtype=np.float64):
+    r = rng(seed)
+    x = r.standard_normal((N, C, H, W)).astype(dtype)
+    w = r.standard_normal((F, C // groups) + tuple(kernel)).astype(dtype)
+    b = r.standard_normal(F).astype(dtype)
+    return x, w, b
+
+
+# ----------------------------------------------------------------------------- conv
+@pytest.mark.parametrize("algo", conv.ALGOS)
+@pytest.mark.parametrize("N,C,H,W,F,groups,kernel,stride,pad,dilation", CONV_CASES)
+def test_conv2d_numerical_gradient(algo, N, C, H, W, F, groups, kernel, stride, pad, dilation):
+    x, w, b = make_conv(N, C, H, W, F, groups, kernel)
+    err = check_layer(
+        lambda x, w, b: conv.conv2d_forward(x, w, b, stride, pad, dilation, groups, algo),
+        conv.conv2d_backward, [x, w, b])
+    assert err <= TOL
+
+
+@pytest.mark.parametrize("algo", conv.ALGOS)
+def test_conv2d_untied_bias_gradient(algo):
+    x, w, _ = make_conv(2, 3, 7, 6, 4, 1, (3, 3))
+    OH, OW = conv.conv2d_output_size(7, 6, 3, 2, ((1, 0), (0, 1)), 1)
+    b = rng(5).standard_normal((4, OH, OW))
+    err = check_layer(lambda x, w, b: conv.conv2d_forward(x, w, b, 2, ((1, 0), (0, 1)), 1, 1, algo),
+                      conv.conv2d_backward, [x, w, b])
+    assert err <= TOL
+    y, _ = conv.conv2d_forward(x, w, b, 2, ((1, 0), (0, 1)), 1, 1, algo)
+    y0, _ = conv.conv2d_forward(x, w, None, 2, ((1, 0), (0, 1)), 1, 1, algo)
+    np.testing.assert_allclose(y - y0, np.broadcast_to(b, y.shape), atol=1e-12)
+
+
+@pytest.mark.parametrize("N,C,H,W,F,groups,kernel,stride,pad,dilation", CONV_CASES)
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+def test_conv2d_algorithms_agree(dtype, rtol, N, C, H, W, F, groups, kernel, stride, pad, dilation):
+    x, w, b = make_conv(N, C, H, W, F, groups, kernel, seed=3, dtype=dtype)
+    results = {}
+    for algo in conv.ALGOS:
+        y, cache = conv.conv2d_forward(x, w, b, stride, pad, dilation, groups, algo)
+        assert y.dtype == dtype
+        dy = np.cos(np.arange(y.size, dtype=np.float64)).reshape(y.shape).astype(dtype)
+        dx, dw, db = conv.conv2d_backward(dy, cache)
+        assert dx.dtype == dw.dtype == dtype
+        results[algo] = (y, dx, dw, db)
+    ref = results["direct"]
+    for algo in ("im2col", "fft"):
+        for name, a, r in zip(("y", "dx", "dw", "db"), results[algo], ref):
+            scale = max(1.0, float(np.abs(r).max()))
+            np.testing.assert_allclose(a, r, rtol=rtol, atol=rtol * scale, err_msg=f"{algo} {name}")
+
+
+def test_conv2d_output_size_floor():
+    assert conv.conv2d_output_size(10, 9, 3, 2, ((1, 0), (0, 1)), 1) == (5, 4)
+    assert conv.conv2d_output_size(224, 224, 11, 4, 2, 1) == (55, 55)
+    # (11 + 3 - 2*2 - 1) // 3 + 1 = 4 ; (10 + 2 - 3*1 - 1) // 2 + 1 = 5
+    assert conv.conv2d_output_size(11, 10, (3, 2), (3, 2), ((2, 1), (0, 2)), (2, 3)) == (4, 5)
+
+
+def test_conv2d_golden_hand_computed():
+    # x = [[1,2,3],[4,5,6],[7,8,9]], w = [[1,2],[3,4]], b = 1, valid, stride 1:
+    # y00 = 1*1 + 2*2 + 3*4 + 4*5 + 1 = 38      y01 = 1*2 + 2*3 + 3*5 + 4*6 + 1 = 48
+    # y10 = 1*4 + 2*5 + 3*7 + 4*8 + 1 = 68      y11 = 1*5 + 2*6 + 3*8 + 4*9 + 1 = 78
+    x = np.arange(1, 10, dtype=np.float64).reshape(1, 1, 3, 3)
+    w = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+    b = np.array([1.0])
+    # dY = ones: dX = full correlation of dY with the flipped kernel = sum of the taps
+    # that touch each pixel: [[1, 1+2, 2], [1+3, 1+2+3+4, 2+4], [3, 3+4, 4]];
+    # dW[i,j] = sum of the window it multiplies: [[1+2+4+5, 2+3+5+6], [4+5+7+8, 5+6+8+9]]
+    for algo in conv.ALGOS:
+        y, cache = conv.conv2d_forward(x, w, b, algo=algo)
+        np.testing.assert_allclose(y[0, 0], [[38, 48], [68, 78]], atol=1e-12)
+        dx, dw, db = conv.conv2d_backward(np.ones_like(y), cache)
+        np.testing.assert_allclose(dx[0, 0], [[1, 3, 2], [4, 10, 6], [3, 7, 4]], atol=1e-12)
+        np.testing.assert_allclose(dw[0, 0], [[12, 16], [24, 28]], atol=1e-12)
+        np.testing.assert_allclose(db, [4.0])
+    # 3x3 ones kernel, stride 2, pad 1 on the same x: window sums of the 2x2 corners
+    # (0,0): 1+2+4+5 = 12, (0,1): 2+3+5+6 = 16, (1,0): 4+5+7+8 = 24, (1,1): 5+6+8+9 = 28
+    for algo in conv.ALGOS:
+        y, _ = conv.conv2d_forward(x, np.ones((1, 1, 3, 3)), None, 2, 1, algo=algo)
+        np.testing.assert_allclose(y[0, 0], [[12, 16], [24, 28]], atol=1e-12)
+
+
+def test_gradient_checker_can_fail():
+    # a plausible bug -- forgetting to flip, i.e. returning dW rotated by 180 degrees --
+    # must be caught by the same measure the tests use
+    x, w, b = make_conv(1, 2, 6, 6, 2, 1, (3, 3))
+
+    def bad_bwd(dy, cache):
+        dx, dw, db = conv.conv2d_backward(dy, cache)
+        return dx, dw[:, :, ::-1, ::-1], db
+
+    err = check_layer(lambda x, w, b: conv.conv2d_forward(x, w, b, 1, 1, algo="direct"),
+                      bad_bwd, [x, w, b])
+    assert err > 1e-2
+
+
+@pytest.mark.parametrize("algo", conv.ALGOS)
+def test_conv1d_gradient_and_matches_2d(algo):
+    r = rng(7)
+    x = r.standard_normal((2, 4, 13))
+    w = r.standard_normal((6, 2, 3))
+    b = r.standard_normal(6)
+    fwd = lambda x, w, b: conv.conv1d_forward(x, w, b, 2, (2, 1), 2, 2, algo)  # noqa: E731
+    y, _ = fwd(x, w, b)
+    y2, _ = conv.conv2d_forward(x[:, :, None], w[:, :, None], b, (1, 2), ((0, 0), (2, 1)), (1, 2), 2, algo)
+    np.testing.assert_allclose(y, y2[:, :, 0], atol=1e-12)
+    assert check_layer(fwd, conv.conv1d_backward, [x, w, b]) <= TOL
+
+
+@pytest.mark.parametrize("algo", conv.ALGOS)
+@pytest.mark.parametrize(
+    "Cin,F,groups,kernel,stride,pad,dilation,opad",
+    [
+        (3, 2, 1, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
+        (4, 6, 2, (3, 2), (2, 3), ((1, 0), (0, 2)), (1, 2), (1, 2)),
+        (2, 2, 2, (4, 4), (2, 2), 1, (1, 1), 0),
+    ],
+)
+def test_conv_transpose2d_gradient(algo, Cin, F, groups, kernel, stride, pad, dilation, opad):
+    r = rng(11)
+    x = r.standard_normal((2, Cin, 4, 5))
+    w = r.standard_normal((Cin, F // groups) + kernel)
+    b = r.standard_normal(F)
+    fwd = lambda x, w, b: conv.conv_transpose2d_forward(x, w, b, stride, pad, dilation, groups, opad, algo)  # noqa: E731
+    y, _ = fwd(x, w, b)
+    assert y.shape[2:] == conv.conv_transpose2d_output_size(4, 5, kernel, stride, pad, dilation, opad)
+    assert check_layer(fwd, conv.conv_transpose2d_backward, [x, w, b]) <= TOL
+
+
+def test_conv_transpose2d_golden():
+    # one input pixel of value 2 stamps 2*kernel; stride 2 with a 2x2 ones kernel
+    # replicates every pixel into a 2x2 block (nearest-neighbour upsampling)
+    k = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+    for algo in conv.ALGOS:
+        y, _ = conv.conv_transpose2d_forward(np.full((1, 1, 1, 1), 2.0), k, algo=algo)
+        np.testing.assert_allclose(y[0, 0], [[2, 4], [6, 8]], atol=1e-12)
+        x = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+        y, _ = conv.conv_transpose2d_forward(x, np.ones((1, 1, 2, 2)), None, 2, algo=algo)
+        np.testing.assert_allclose(y[0, 0], np.kron(x[0, 0], np.ones((2, 2))), atol=1e-12)
+
+
+def test_locally_connected_gradient_and_tied_equals_conv():
+    r = rng(13)
+    x = r.standard_normal((2, 3, 7, 6))
+    stride, pad, dil = (2, 1), ((1, 0), (0, 1)), (1, 2)
+    OH, OW = conv.conv2d_output_size(7, 6, (3, 2), stride, pad, dil)
+    w = r.standard_normal((OH, OW, 4, 3, 3, 2))
+    b = r.standard_normal((OH, OW, 4))
+    fwd = lambda x, w, b: conv.locally_connected2d_forward(x, w, b, stride, pad, dil)  # noqa: E731
+    assert check_layer(fwd, conv.locally_connected2d_backward, [x, w, b]) <= TOL
+    # with the same filter at every position it is an ordinary conv (untied bias)
+    wc = r.standard_normal((4, 3, 3, 2))
+    y_lc, _ = conv.locally_connected2d_forward(x, np.broadcast_to(wc, (OH, OW) + wc.shape), b, stride, pad, dil)
+    y_c, _ = conv.conv2d_forward(x, wc, b.transpose(2, 0, 1), stride, pad, dil, algo="direct")
+    np.testing.assert_allclose(y_lc, y_c, atol=1e-12)
+
+
+def test_conv_float32_default_dtype():
+    x = np.ones((1, 1, 4, 4), dtype=np.int64)
+    y, cache = conv.conv2d_forward(x, np.ones((1, 1, 3, 3)), np.zeros(1))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, 9.0)
+    dx, dw, db = conv.conv2d_backward(np.ones_like(y), cache)
+    assert dx.dtype == dw.dtype == db.dtype == np.float32
+
+
+def test_conv_bad_args():
+    with pytest.raises(ValueError):
+        conv.conv2d_forward(np.ones((1, 3, 5, 5)), np.ones((4, 2, 3, 3)), groups=2)
+    with pytest.raises(ValueError):
+        conv.conv2d_forward(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), algo="winograd")
+    with pytest.raises(ValueError):
+        conv.conv2d_forward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)))
+
+
+def test_choose_algo_returns_known():
+    assert conv.choose_algo((8, 64, 56, 56), (64, 64, 3, 3)) in conv.ALGOS
+    assert conv.choose_algo((8, 32, 56, 56), (32, 1, 3, 3), groups=32) == "direct"
+
+
+# ----------------------------------------------------------------------------- pooling
+POOL_CASES = [
+    pytest.param((3, 3), (2, 2), 1, None, id="k3s2p1"),
+    pytest.param((2, 3), (2, 1), ((0, 1), (1, 1)), None, id="asym"),
+    pytest.param((3, 3), (2, 2), 0, "ceil", id="ceil-clipped"),
+    pytest.param((2, 2), (3, 3), 0, None, id="stride-gt-kernel"),
+]
+
+
+@pytest.mark.parametrize("kernel,stride,pad,mode", POOL_CASES)
+def test_maxpool_gradient(kernel, stride, pad, mode):
+    x = distinct(rng(1), (2, 3, 8, 7))
+    out = pool.pool_output_size(8, 7, kernel, stride, pad, ceil_mode=mode == "ceil")
+    fwd = lambda x: pool.maxpool2d_forward(x, kernel, stride, pad, out)  # noqa: E731
+    assert check_layer(fwd, pool.pool2d_backward, [x]) <= TOL
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+@pytest.mark.parametrize("kernel,stride,pad,mode", POOL_CASES)
+def test_avgpool_gradient(kernel, stride, pad, mode, include_pad):
+    x = rng(2).standard_normal((2, 3, 8, 7))
+    out = pool.pool_output_size(8, 7, kernel, stride, pad, ceil_mode=mode == "ceil")
+    fwd = lambda x: pool.avgpool2d_forward(x, kernel, stride, pad, out, include_pad)  # noqa: E731
+    assert check_layer(fwd, pool.pool2d_backward, [x]) <= TOL
+
+
+def test_maxpool_golden_argmax_routing():
+    x = np.array([[1, 3, 2, 0],
+                  [4, 2, 9, 9],
+                  [0, 0, 5, 6],
+                  [7, 7, 6, 8]], dtype=np.float64).reshape(1, 1, 4, 4)
+    y, cache = pool.maxpool2d_forward(x, 2)
+    np.testing.assert_array_equal(y[0, 0], [[4, 9], [7, 8]])
+    dx = pool.pool2d_backward(np.array([[10.0, 20.0], [30.0, 40.0]]).reshape(1, 1, 2, 2), cache)
+    # ties 9/9 and 7/7: the first in row-major order gets the whole gradient
+    np.testing.assert_array_equal(dx[0, 0], [[0, 0, 0, 0],
+                                             [10, 0, 20, 0],
+                                             [0, 0, 0, 0],
+                                             [30, 0, 0, 40]])
+    # overlapping windows accumulate: 3x3 stride 1 on a 3x4 with the max at (1,1)
+    x2 = np.zeros((1, 1, 3, 4))
+    x2[0, 0, 1, 1] = 5.0
+    x2[0, 0, 1, 3] = 1.0
+    y2, c2 = pool.maxpool2d_forward(x2, 3, 1)
+    np.testing.assert_array_equal(y2[0, 0], [[5, 5]])
+    np.testing.assert_array_equal(pool.pool2d_backward(np.ones((1, 1, 1, 2)), c2)[0, 0, 1, 1], 2.0)
+
+
+def test_avgpool_golden_divisor():
+    x = np.ones((1, 1, 2, 2))
+    # kernel 2, stride 1, pad 1 -> 3x3; the corner windows hold 1 real element of 4
+    y, _ = pool.avgpool2d_forward(x, 2, 1, 1, count_include_pad=True)
+    np.testing.assert_allclose(y[0, 0], [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
+    y, _ = pool.avgpool2d_forward(x, 2, 1, 1, count_include_pad=False)
+    np.testing.assert_allclose(y[0, 0], np.ones((3, 3)))
+    # ceil mode window running past the padded input: divisor is the clipped area
+    # (x 1x3 of ones, kernel 2, stride 2, no pad, ceil -> 2 columns; the last covers 1)
+    y, _ = pool.avgpool2d_forward(np.ones((1, 1, 1, 3)), (1, 2), (1, 2), 0, (1, 2))
+    np.testing.assert_allclose(y[0, 0], [[1.0, 1.0]])
+
+
+def test_global_pools():
+    x = distinct(rng(3), (2, 3, 5, 4))
+    y, c = pool.global_avgpool_forward(x)
+    np.testing.assert_allclose(y[:, :, 0, 0], x.mean(axis=(2, 3)), atol=1e-14)
+    assert check_layer(pool.global_avgpool_forward, pool.pool2d_backward, [x]) <= TOL
+    y, c = pool.global_maxpool_forward(x)
+    np.testing.assert_array_equal(y[:, :, 0, 0], x.max(axis=(2, 3)))
+    assert check_layer(pool.global_maxpool_forward, pool.pool2d_backward, [x]) <= TOL
+
+
+def test_pool1d():
+    x = distinct(rng(4), (2, 3, 11))
+    y, _ = pool.maxpool1d_forward(x, 3, 2, (1, 0))
+    assert y.shape == (2, 3, 5)
+    np.testing.assert_array_equal(y[..., 1], x[..., 1:4].max(axis=-1))
+    assert check_layer(lambda x: pool.maxpool1d_forward(x, 3, 2, (1, 0)), pool.pool1d_backward, [x]) <= TOL
+    assert check_layer(lambda x: pool.avgpool1d_forward(x, 3, 2, 1), pool.pool1d_backward, [x]) <= TOL
+
+
+def test_pool_output_size_ceil_rule():
+    assert pool.pool_output_size(8, 7, 3, 2, 0, ceil_mode=False) == (3, 3)
+    assert pool.pool_output_size(8, 7, 3, 2, 0, ceil_mode=True) == (4, 3)
+    # last window would start in the right padding only -> dropped (PyTorch rule)
+    assert pool.pool_output_size(5, 5, 2, 2, 1, ceil_mode=True) == (3, 3)
+
+
+# ----------------------------------------------------------------------------- activations
+@pytest.mark.parametrize(
+    "name,kw",
+    [("relu", {}), ("relu6", {}), ("leaky_relu", {"alpha": 0.1}), ("tanh", {}), ("sigmoid", {}),
+     ("softmax", {}), ("identity", {})],
+)
+def test_activation_gradients(name, kw):
+    x = away_from_zero(rng(5), (4, 6))
+    if name == "relu6":
+        x[0, :3] = [6.5, 7.0, 5.5]  # both clip regions, away from the kinks at 0 and 6
+    err = check_layer(lambda x: act.activation_forward(name, x, **kw),
+                      lambda d, c: act.activation_backward(name, d, c), [x])
+    assert err <= TOL
+
+
+def test_activation_golden():
+    x = np.array([-2.0, -0.5, 0.5, 3.0, 7.0])
+    np.testing.assert_allclose(act.relu_forward(x)[0], [0, 0, 0.5, 3, 7])
+    np.testing.assert_allclose(act.relu6_forward(x)[0], [0, 0, 0.5, 3, 6])
+    np.testing.assert_allclose(act.leaky_relu_forward(x, 0.1)[0], [-0.2, -0.05, 0.5, 3, 7])
+    np.testing.assert_allclose(act.sigmoid_forward(np.array([0.0, -1000.0, 1000.0]))[0], [0.5, 0, 1])
+    y, _ = act.softmax_forward(np.array([[0.0, np.log(3.0)], [1000.0, 1000.0]]))
+    np.testing.assert_allclose(y, [[0.25, 0.75], [0.5, 0.5]])
+
+
+def test_maxout():
+    x = distinct(rng(6), (2, 6, 3, 2))
+    y, _ = act.maxout_forward(x, 3)
+    assert y.shape == (2, 2, 3, 2)
+    np.testing.assert_array_equal(y[:, 1], x[:, 3:6].max(axis=1))
+    assert check_layer(lambda x: act.maxout_forward(x, 3), act.maxout_backward, [x]) <= TOL
+    x2 = distinct(rng(6), (3, 8))
+    assert check_layer(lambda x: act.maxout_forward(x, 2), act.maxout_backward, [x2]) <= TOL
+    # ties: first channel of the group wins
+    y, c = act.maxout_forward(np.array([[1.0, 1.0]]), 2)
+    np.testing.assert_array_equal(act.maxout_backward(np.array([[5.0]]), c), [[5.0, 0.0]])
+
+
+def test_dropout():
+    x = rng(7).standard_normal((50, 40))
+    y1, m1 = act.dropout_forward(x, 0.3, True, np.random.default_rng(42))
+    y2, _ = act.dropout_forward(x, 0.3, True, np.random.default_rng(42))
+    np.testing.assert_array_equal(y1, y2)  # reproducible with the same generator
+    kept = m1 != 0
+    assert 0.6 < kept.mean() < 0.8
+    np.testing.assert_allclose(y1[kept], x[kept] / 0.7)
+    ye, ce = act.dropout_forward(x, 0.3, False)
+    np.testing.assert_array_equal(ye, x)
+    np.testing.assert_array_equal(act.dropout_backward(np.ones_like(x), ce), 1.0)
+    err = check_layer(lambda x: act.dropout_forward(x, 0.5, True, np.random.default_rng(1)),
+                      act.dropout_backward, [x[:4, :5].copy()])
+    assert err <= TOL
+    assert act.dropout_forward(x.astype(np.float32), 0.5, True, np.random.default_rng(1))[0].dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- dense / loss
+def test_dense_gradient_and_golden():
+    r = rng(8)
+    x, w, b = r.standard_normal((3, 5)), r.standard_normal((4, 5)), r.standard_normal(4)
+    assert check_layer(dense.dense_forward, dense.dense_backward, [x, w, b]) <= TOL
+    y, _ = dense.dense_forward(np.array([[1.0, 2.0]]), np.array([[3.0, 4.0], [5.0, 6.0]]), np.array([0.5, -1.0]))
+    np.testing.assert_allclose(y, [[1 * 3 + 2 * 4 + 0.5, 1 * 5 + 2 * 6 - 1]])
+    x4 = r.standard_normal((2, 2, 2, 3))
+    assert check_layer(dense.dense_forward, dense.dense_backward, [x4, r.standard_normal((3, 12)), None]) <= TOL
+
+
+def test_softmax_cross_entropy():
+    r = rng(9)
+    z = r.standard_normal((5, 7))
+    labels = np.array([0, 6, 3, 3, 1])
+    L, dz = loss.softmax_cross_entropy(z, labels)
+    assert rel_error(dz, num_grad(lambda: loss.softmax_cross_entropy(z, labels)[0], z)) <= TOL
+    # golden: equal logits over K=4 classes -> loss log 4, dlogits (1/4 - onehot)/N
+    L, dz = loss.softmax_cross_entropy(np.zeros((2, 4)), [1, 3])
+    assert L == pytest.approx(np.log(4.0), abs=1e-15)
+    np.testing.assert_allclose(dz, [[0.125, -0.375, 0.125, 0.125], [0.125, 0.125, 0.125, -0.375]])
+    L, dz = loss.softmax_cross_entropy(np.array([[1000.0, 0.0]], dtype=np.float32), [1])
+    assert L == pytest.approx(1000.0) and np.isfinite(dz).all() and dz.dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- norm
+@pytest.mark.parametrize("shape", [(4, 3, 3, 2), (6, 5)])
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_gradient(shape, train):
+    r = rng(10)
+    x = r.standard_normal(shape) * 2 + 1
+    C = shape[1]
+    gamma, beta = r.standard_normal(C), r.standard_normal(C)
+    rm, rv = r.standard_normal(C), 0.5 + r.random(C)
+    fwd = lambda x, g, b: norm.batchnorm_forward(x, g, b, rm.copy(), rv.copy(), train)  # noqa: E731
+    assert check_layer(fwd, norm.batchnorm_backward, [x, gamma, beta]) <= TOL
+
+
+def test_batchnorm_golden_running_stats():
+    # channel 0 values 1,2,3,6 over (N=2, H*W=2): mean 3, biased var 3.5, unbiased 14/3
+    x = np.array([[[[1.0, 2.0]]], [[[3.0, 6.0]]]])
+    rm, rv = np.zeros(1), np.ones(1)
+    y, _ = norm.batchnorm_forward(x, np.ones(1), np.zeros(1), rm, rv, train=True)
+    np.testing.assert_allclose(rm, [0.1 * 3.0])
+    np.testing.assert_allclose(rv, [0.9 * 1.0 + 0.1 * 14.0 / 3.0])
+    np.testing.assert_allclose(y.ravel(), (np.array([1, 2, 3, 6]) - 3) / np.sqrt(3.5 + 1e-5))
+    ye, _ = norm.batchnorm_forward(x, np.full(1, 2.0), np.full(1, 1.0), rm, rv, train=False)
+    np.testing.assert_allclose(ye.ravel(), 2 * (np.array([1, 2, 3, 6]) - rm) / np.sqrt(rv + 1e-5) + 1)
+    np.testing.assert_allclose(rm, [0.3])  # eval leaves the state alone
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_lrn_gradient(size):
+    x = rng(12).standard_normal((2, 6, 3, 2))
+    fwd = lambda x: norm.lrn_forward(x, size, alpha=0.5, beta=0.75, k=2.0)  # noqa: E731
+    assert check_layer(fwd, norm.lrn_backward, [x]) <= TOL
+    assert check_layer(lambda x: norm.lrn_forward(x, size, 0.5, 0.75, 2.0), norm.lrn_backward,
+                       [rng(1).standard_normal((3, 7))]) <= TOL
+
+
+def test_lrn_golden():
+    # size 3, alpha 0.3, beta 1, k 1: channel c divides by 1 + 0.1 * (x_{c-1}^2 + x_c^2 + x_{c+1}^2)
+    x = np.array([[1.0, 2.0, 3.0]])
+    y, _ = norm.lrn_forward(x, 3, alpha=0.3, beta=1.0, k=1.0)
+    np.testing.assert_allclose(y, [[1 / (1 + 0.1 * 5), 2 / (1 + 0.1 * 14), 3 / (1 + 0.1 * 13)]])

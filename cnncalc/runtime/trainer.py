@@ -306,6 +306,11 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------
     def run(self, on_batch: Callable[[Progress], None] | None = None,
             on_epoch: Callable[[dict], None] | None = None) -> Outcome:
+        # a diverging run overflows on its way to NaN: report that once, clearly, not as warnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run(on_batch, on_epoch)
+
+    def _run(self, on_batch, on_epoch) -> Outcome:
         o, net = self.opts, self.net
         nb = len(self.batches)
         while self.epoch < o.epochs:

@@ -399,7 +399,7 @@ def _pool_fwd(kind):
         x, nd, layer = xs[0], net.nd[node.inputs[0]], node.layer
         out_hw, pads, kernel, stride, _ = _sizes(layer, nd, x, _rounding(net, node))
         # the pool kernels clip windows themselves: give them the spec's pads, not the extra
-        _, spads, _, _ = _win2d(layer, nd)
+        _, _, spads, _ = _win2d(layer, nd)
         if kind == "max":
             return K_pool.maxpool2d_forward(x, kernel, stride, spads, out_hw)
         inc = layer.args.get("count_include_pad", True)

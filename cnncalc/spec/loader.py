@@ -237,7 +237,8 @@ class _Builder:
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
             raise self.err(f"'repeat' must be a whole number ≥ 1, got {repeat!r}", line=line)
         for n in range(1, repeat + 1):
-            scope = {**ctx.scope, "n": n, "i": n - 1} if repeat > 1 or "n" not in ctx.scope else ctx.scope
+            explicit = repeat > 1 or "repeat" in item or "n" not in ctx.scope
+            scope = {**ctx.scope, "n": n, "i": n - 1} if explicit else ctx.scope
             try:
                 it = _substitute_item(item, scope)
             except ExprError as e:
@@ -324,7 +325,8 @@ class _Builder:
         for k, v in it.items():
             if k not in ITEM_KEYS and k != raw_key:
                 args[k] = v
-        bn = args.pop("bn", it.get("bn", False))
+        bn = args.pop("bn", False)
+        bn = it["bn"] if "bn" in it else bn  # the item's own bn overrides the defaults
         if not isinstance(bn, bool):
             raise self.err(f"'bn' must be true or false, got {bn!r}", line=line, layer=name)
         local = name or self._auto_name(kind, ctx)

@@ -1,0 +1,102 @@
+"""Effective receptive field (Luo, Li, Urtasun & Zemel, "Understanding the Effective Receptive
+Field in Deep Convolutional Neural Networks", NIPS 2016): the mean |∂ unit / ∂ input| of the
+central unit of a layer over random inputs, with the network's random (He) weights.
+
+Its size is given as the share of the theoretical (analytic, clipped) field that holds
+``mass`` (95 %) of the gradient: the smallest set of pixels, largest first.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+from cnncalc.analysis.rf import receptive_fields, unit_field
+from cnncalc.runtime.executor import Net
+
+SHADES = " ░▒▓█"
+
+
+def effective_field(graph, layer, *, samples=8, mass=0.95, conv_algo="auto", seed=0):
+    net = Net(graph, dtype="float64", conv_algo=conv_algo, seed=seed)
+    rng = np.random.default_rng(seed)
+    H, W, C = graph.input_shape
+    acc = np.zeros((H, W))
+    for _ in range(samples):
+        x = rng.standard_normal((1, C, H, W))
+        y = net.forward(x, upto=layer)[layer]
+        d = np.zeros_like(y)
+        if y.ndim == 4:
+            unit = (y.shape[2] // 2, y.shape[3] // 2)
+            d[0, :, unit[0], unit[1]] = 1.0
+        else:
+            unit = (0, 0)
+            d[0, :] = 1.0
+        dx = net.backward({layer: d})
+        acc += np.abs(dx[0]).sum(axis=0)
+    acc /= samples
+    rep = receptive_fields(graph)
+    nd_unit = tuple(unit[: len(rep[layer].axes)])
+    field = unit_field(rep, layer, nd_unit).clipped
+    (r0, r1), (c0, c1) = field
+    field_area = (r1 - r0 + 1) * (c1 - c0 + 1)
+    vals = np.sort(acc.ravel())[::-1]
+    total = vals.sum()
+    if total > 0:
+        k = int(np.searchsorted(np.cumsum(vals), mass * total) + 1)
+    else:
+        k = 0
+    return {"layer": layer, "unit": list(unit), "field": [list(field[0]), list(field[1])],
+            "field_area": int(field_area), "mass": mass, "mass_area": k,
+            "fraction": k / field_area if field_area else 0.0,
+            "support_area": int(np.count_nonzero(acc)), "samples": samples, "map": acc}
+
+
+def heatmap_lines(m, field, max_width=64):
+    """The map cropped to the theoretical field (plus a 1-pixel frame), in unicode shades."""
+    (r0, r1), (c0, c1) = field
+    r0, c0 = max(r0 - 1, 0), max(c0 - 1, 0)
+    r1, c1 = min(r1 + 1, m.shape[0] - 1), min(c1 + 1, m.shape[1] - 1)
+    crop = m[r0:r1 + 1, c0:c1 + 1]
+    step = max(1, -(-crop.shape[1] // max_width))
+    if step > 1:  # block-average down to the terminal width
+        h, w = crop.shape[0] // step * step, crop.shape[1] // step * step
+        crop = crop[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    top = crop.max() or 1.0
+    levels = np.clip(np.ceil(crop / top * (len(SHADES) - 1)), 0, len(SHADES) - 1).astype(int)
+    wide = 2 if crop.shape[1] * 2 <= max_width else 1
+    return ["".join(SHADES[v] * wide for v in row) for row in levels]
+
+
+def to_gray(m):
+    top = m.max() or 1.0
+    return np.round(m / top * 255).astype(np.uint8)
+
+
+def png_bytes(gray: np.ndarray) -> bytes:
+    """An 8-bit greyscale PNG, written with zlib only (no Pillow)."""
+    h, w = gray.shape
+    raw = b"".join(b"\x00" + gray[r].tobytes() for r in range(h))
+
+    def chunk(tag, data):
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def write_map(m, path: str):
+    low = path.lower()
+    if low.endswith(".csv"):
+        np.savetxt(path, m, delimiter=",", fmt="%.6g")
+    elif low.endswith(".png"):
+        with open(path, "wb") as fh:
+            fh.write(png_bytes(to_gray(m)))
+    elif low.endswith(".pgm"):
+        g = to_gray(m)
+        with open(path, "wb") as fh:
+            fh.write(f"P5\n{g.shape[1]} {g.shape[0]}\n255\n".encode() + g.tobytes())
+    else:
+        raise ValueError(path)

@@ -1,0 +1,213 @@
+"""``verify``: run the network and check every number the analyzer claims.
+
+* **shape** — each layer's output shape in the runtime against ``Report[layer].shape``;
+* **params / state** — the elements the executor allocated (from ``param_shapes()`` /
+  ``state_shapes()``) against the report's per-layer and total counts;
+* **activation bytes** — the bytes of each layer's output buffer actually held after a
+  float32 forward pass of the batch (0 when the output is a view of its input) against
+  ``activation_bytes``, and their sums against ``forward_bytes`` and (with the input)
+  ``backward_saved_bytes``; kernel caches beyond the outputs (max-pool argmax, BN x̂,
+  dropout masks) are reported, not compared: the analyzer does not claim them;
+* **receptive field** — a linearised float64 copy (identity activations, average pooling for
+  max, positive weights) back-propagates a one-hot gradient from one position of the layer
+  (every channel) to the input; the bounding box of the non-zero input gradient must equal
+  ``unit_field(...).clipped`` and no pixel may lie outside it. Units: the centre and the two
+  corners of every layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnncalc.analysis.report import analyze_graph
+from cnncalc.analysis.rf import receptive_fields, unit_field
+from cnncalc.graph import INPUT
+from cnncalc.runtime.executor import Net, spec_shape, to_runtime
+from cnncalc.shapes import fmt_shape
+
+
+@dataclass
+class Item:
+    layer: str
+    check: str
+    claimed: object
+    measured: object
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.claimed == self.measured
+
+    def to_dict(self):
+        def j(v):
+            return list(v) if isinstance(v, tuple) else v
+        return {"layer": self.layer, "check": self.check, "claimed": j(self.claimed),
+                "measured": j(self.measured), "ok": self.ok, **({"note": self.note} if self.note else {})}
+
+
+def _root(a):
+    while isinstance(getattr(a, "base", None), np.ndarray):
+        a = a.base
+    return a
+
+
+def _owned_bytes(y, xs) -> int:
+    """Bytes of the buffer a layer's output keeps alive; 0 for a view of an input."""
+    if any(np.shares_memory(y, x) for x in xs):
+        return 0
+    return _root(y).nbytes
+
+
+def _cache_arrays(obj, out):
+    if isinstance(obj, np.ndarray):
+        out.append(obj)
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            _cache_arrays(o, out)
+
+
+def random_input(shape, batch, rng, dtype="float64"):
+    if len(shape) == 3:
+        x = rng.standard_normal((batch, shape[2], shape[0], shape[1]))
+    elif len(shape) == 2:
+        x = rng.standard_normal((batch, shape[1], 1, shape[0]))
+    else:
+        x = rng.standard_normal((batch, shape[0]))
+    return to_runtime(x.astype(dtype), shape)
+
+
+def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=None):
+    report = report or analyze_graph(graph, batch=batch, dtype="float32")
+    net = Net(graph, dtype="float32", conv_algo=conv_algo, seed=seed)
+    items: list[Item] = []
+    for node in graph.layers:
+        row = report[node.name]
+        items.append(Item(node.name, "params", row.params, net.param_count(node.name)))
+        if row.nontrainable or net.state_count(node.name):
+            items.append(Item(node.name, "state", row.nontrainable, net.state_count(node.name)))
+    x = random_input(graph.input_shape, batch, np.random.default_rng(seed), "float32")
+    net.forward(x, train=False, keep=True)
+    vals = net.outputs_seen
+    fwd = 0
+    known = {id(_root(vals[INPUT]))}
+    for node in graph.layers:
+        row = report[node.name]
+        y = vals[node.name]
+        items.append(Item(node.name, "shape", tuple(row.shape), spec_shape(y, net.nd[node.name])))
+        owned = _owned_bytes(y, [vals[s] for s in node.inputs])
+        items.append(Item(node.name, "activation bytes", row.activation_bytes if not row.view else 0, owned,
+                          "a view of its input" if row.view else ""))
+        fwd += owned
+        known.add(id(_root(y)))
+    for d in net.params.values():
+        known.update(id(_root(a)) for a in d.values())
+    extra: dict[int, int] = {}
+    for name, cache in net._caches.items():
+        arrs: list = []
+        _cache_arrays(cache, arrs)
+        for a in arrs:
+            r = _root(a)
+            if id(r) not in known:
+                extra[id(r)] = r.nbytes
+    t, m = report.totals, report.memory
+    items += [
+        Item("(total)", "params", t["trainable"], net.param_count()),
+        Item("(total)", "state", t["nontrainable"], net.state_count()),
+        Item("(total)", "forward bytes", m["forward_bytes"], fwd),
+        Item("(total)", "backward saved bytes", m["backward_saved_bytes"], fwd + vals[INPUT].nbytes),
+    ]
+    info = {"kernel_cache_bytes": sum(extra.values()), "batch": batch, "dtype": "float32"}
+    return items, info
+
+
+def _support_box(g):
+    """Per axis (lo, hi) of the non-zero entries of a (C, H, W) / (C, 1, L) gradient, and the mask."""
+    mask = np.any(g != 0, axis=0)
+    if mask.shape[0] == 1 and g.ndim == 3 and mask.ndim == 2:
+        pass
+    box = []
+    for ax in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != ax)
+        nz = np.nonzero(np.any(mask, axis=other) if other else mask)[0]
+        box.append((int(nz[0]), int(nz[-1])) if len(nz) else None)
+    return tuple(box), mask
+
+
+def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="centre,corners"):
+    """Receptive-field checks through the linearised float64 copy."""
+    if conv_algo in ("fft", "auto"):
+        conv_algo = "im2col"  # exact zeros: FFT leaves 1e-17 noise everywhere
+    net = Net(graph, dtype="float64", conv_algo=conv_algo, seed=seed, linear=True)
+    rep = receptive_fields(graph)
+    x = random_input(graph.input_shape, 1, np.random.default_rng(seed)) ** 2 + 1.0  # positive
+    net.forward(x, keep=True)
+    vals = dict(net.outputs_seen)
+    caches = dict(net._caches)
+    in_nd = net.nd[INPUT]
+    items: list[Item] = []
+    for node in graph.layers:
+        lf = rep[node.name]
+        y = vals[node.name]
+        ns = [a.n for a in lf.axes]
+        picks = {tuple(n // 2 for n in ns)}
+        if "corners" in units:
+            picks |= {tuple(0 for _ in ns), tuple(n - 1 for n in ns)}
+        for unit in sorted(picks):
+            d = np.zeros_like(y)
+            if y.ndim == 2:
+                d[0, :] = 1.0
+            elif net.nd[node.name] == 1:
+                d[0, :, 0, unit[-1]] = 1.0
+            else:
+                d[0, :, unit[0], unit[1]] = 1.0
+            net._caches = dict(caches)
+            g = net.backward({node.name: d}, keep_cache=True)
+            if g is None:
+                continue
+            g = g[0]
+            if in_nd == 1:
+                g = g[:, None, :] if g.ndim == 2 else g
+            box, mask = _support_box(g)
+            if in_nd == 1:
+                box = box[1:]
+            elif in_nd == 0:
+                box = ()
+            claimed = unit_field(rep, node.name, unit).clipped
+            claimed = tuple(tuple(c) if c is not None else None for c in claimed)
+            uname = ",".join(map(str, unit))
+            density = float(mask.mean()) if mask.size else 1.0
+            items.append(Item(node.name, f"field of unit ({uname})", claimed, box,
+                              f"support fills {_box_fill(mask, box, in_nd):.0%} of its box"))
+        if progress:
+            progress(node.name)
+    return items
+
+
+def _box_fill(mask, box, nd):
+    if not box or any(b is None for b in box):
+        return 0.0
+    if nd == 1:
+        m = mask[0, box[0][0]:box[0][1] + 1]
+    else:
+        m = mask[box[0][0]:box[0][1] + 1, box[1][0]:box[1][1] + 1]
+    return float(m.mean())
+
+
+def verify(graph, *, batch=2, conv_algo="auto", seed=0, fields=True, progress=None):
+    """All checks; returns (items, info)."""
+    graph.infer()
+    items, info = check_counts_and_memory(graph, batch=batch, conv_algo=conv_algo, seed=seed)
+    if fields:
+        items += check_fields(graph, seed=seed, conv_algo=conv_algo, progress=progress)
+    return items, info
+
+
+def fmt_value(v) -> str:
+    if isinstance(v, tuple) and v and all(isinstance(a, tuple) or a is None for a in v):
+        return " x ".join("∅" if a is None else f"[{a[0]}, {a[1]}]" for a in v)
+    if isinstance(v, tuple):
+        return fmt_shape(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)

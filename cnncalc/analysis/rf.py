@@ -46,11 +46,15 @@ API (pure Python, exact integers and Fractions)::
     uf.clipped    # the same intersected with the input; None on an axis where it misses it
     uf.paths      # per axis: the distinct (lo, hi) intervals of the single paths
 
-``unit_field`` is what ``cnncalc verify`` compares with the support of an input gradient:
-for a dense network (no dilation, no unit whose window lies entirely in an intermediate
-layer's padding) the support of d(unit)/d(input) is exactly ``clipped`` (per axis; the
-field of a 2-D unit is the product of its row and column intervals; with dilation it is a
-subset of that box with the same hull).
+    uf.support    # the hull of the pixels it really depends on (padding = zeros at every layer)
+
+``unit_field`` is what ``cnncalc verify`` compares with the support of an input gradient: the
+bounding box (per axis min..max) of the nonzero input gradient of a unit is ``support``, which
+equals ``clipped`` unless some window along the way lies entirely in an intermediate layer's
+padding (then the real dependencies are fewer), and equals ``unclipped`` when no window
+touches padding. With dilation the support has holes; its hull is still ``support``. (The
+gradient of a max-pool or ReLU network can be zero by accident; verify through a linearised
+copy, as planned.)
 """
 from __future__ import annotations
 
@@ -485,19 +489,61 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
 
 
 # ----------------------------------------------------------------------------- unit queries
+def _hull(ivs) -> Interval | None:
+    ivs = [iv for iv in ivs if iv is not None]
+    if not ivs:
+        return None
+    return min(i[0] for i in ivs), max(i[1] for i in ivs)
+
+
+def support_arrays(rep: RFReport, layer: str, ax: int) -> list[Interval | None]:
+    """Per unit of ``layer`` along axis ``ax``: the hull of the input pixels it really depends on.
+
+    Unlike ``clipped`` this follows only real units (padding is zeros at every layer), so a
+    unit whose window lies entirely in an intermediate layer's padding gets less (or None).
+    """
+    memo = rep.__dict__.setdefault("_support", {})
+    if (layer, ax) in memo:
+        return memo[(layer, ax)]
+    for name, lf in rep.layers.items():
+        if (name, ax) in memo:
+            continue
+        a = lf.axes[ax]
+        if name == INPUT:
+            arr = [(u, u) for u in range(a.n)]
+        elif lf.windows is None:
+            srcs = [memo[(s, ax)] for s in lf.inputs]
+            arr = srcs[0] if len(srcs) == 1 else [_hull(s[u] for s in srcs) for u in range(a.n)]
+        elif lf.windows == GLOBAL:
+            arr = [_hull(memo[(lf.inputs[0], ax)])]
+        else:
+            src = memo[(lf.inputs[0], ax)]
+            _, _, f = _window_inputs(lf.windows[ax], lf.deconv)
+            arr = [_hull(src[i] for i in f(u) if 0 <= i < len(src)) for u in range(a.n)]
+        memo[(name, ax)] = arr
+        if name == layer:
+            break
+    return memo[(layer, ax)]
+
+
 @dataclass(frozen=True)
 class UnitField:
+    """``unclipped``: the geometric field (Distill), may reach into the padding; ``clipped``:
+    intersected with the input; ``support``: the hull of the pixels the unit really depends on
+    (padding is zeros) — what a gradient check sees; ``paths``: per-path intervals."""
     layer: str
     unit: tuple[int, ...]
     unclipped: tuple[Interval | None, ...]
     clipped: tuple[Interval | None, ...]
     paths: tuple[tuple[Interval, ...], ...]
     input_shape: Shape
+    support: tuple[Interval | None, ...] = ()
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "unit": list(self.unit),
                 "unclipped": [list(iv) if iv else None for iv in self.unclipped],
                 "clipped": [list(iv) if iv else None for iv in self.clipped],
+                "support": [list(iv) if iv else None for iv in self.support],
                 "paths": [[list(iv) for iv in ax] for ax in self.paths],
                 "input": list(self.input_shape)}
 
@@ -525,7 +571,9 @@ def unit_field(source: RFReport | Graph | str, layer: str, unit, input_shape: Sh
                      tuple(a.clipped(u) for a, u in zip(lf.axes, unit)),
                      tuple(tuple(sorted({iv for iv in (p.at(u) for p in a.paths) if iv}))
                            for a, u in zip(lf.axes, unit)),
-                     rep.input_shape)
+                     rep.input_shape,
+                     tuple(support_arrays(rep, layer, ax)[u if not lf.is_global else 0]
+                           for ax, u in enumerate(unit)))
 
 
 # ----------------------------------------------------------------------------- explanations

@@ -197,7 +197,7 @@ def _notes(lf) -> str:
     if any(a.r_min != a.r_max for a in lf.axes):
         notes.append("depends on the output phase")
     if not lf.aligned:
-        why = "; ".join(a.why_misaligned() for a in lf.axes if not a.aligned)
+        why = "; ".join(dict.fromkeys(a.why_misaligned() for a in lf.axes if not a.aligned))
         more = any(a.r > a.max_path_r for a in lf.axes)
         notes.append(f"MISALIGNED ({why}); union r {'>' if more else 'vs'} max-path r "
                      f"{_per_axis(lf.max_path_r)}")

@@ -112,9 +112,18 @@ def compare(refs, all_tables, explain, fmt):
         if is_table_ref(ref):
             jobs = [(load_table(ref), None)]
         else:
+            from cnncalc.errors import SpecError
             from cnncalc.spec.loader import resolve_spec
 
-            resolve_spec(ref)  # a clear error if it is neither
+            try:
+                resolve_spec(ref)
+            except SpecError:
+                import difflib
+
+                close = difflib.get_close_matches(ref, table_ids() + _zoo(), n=3)
+                fail(f"{ref!r} is neither a table (file or shipped table id) nor a spec"
+                     + (f"\n  hint: did you mean {', '.join(close)}?" if close
+                        else "\n  hint: `cnncalc zoo` lists the specs and their tables"))
             stem = ref[:-5] if ref.endswith(".yaml") else ref
             jobs = [(t, None) for t in (load_table(i) for i in table_ids()) if stem in t.specs]
             if not jobs:
@@ -151,6 +160,12 @@ def compare(refs, all_tables, explain, fmt):
                        + (f", {c['stale']} stale" if c["stale"] else ""))
     if not ok:
         click.get_current_context().exit(1)
+
+
+def _zoo() -> list[str]:
+    from cnncalc.spec.loader import zoo_names
+
+    return zoo_names()
 
 
 def _overall(results) -> dict:

@@ -161,7 +161,8 @@ def _rich(view: TableView, stream) -> None:
 
     console = Console(file=stream)
     table = Table(title=view.title or None, caption=view.caption, box=box.SIMPLE_HEAD,
-                  show_footer=False, title_justify="left", header_style="bold")
+                  show_footer=False, title_justify="left", caption_justify="left",
+                  header_style="bold")
     for c in view.columns:
         table.add_column(c.header, justify=c.align, style=c.style, no_wrap=True)
     for r in view.rows:

@@ -89,7 +89,13 @@ def load_spec(ref: str | Path) -> Graph:
 def load_spec_text(text: str, file: str | None = "<spec>") -> Graph:
     with paused_gc():
         doc = load_yaml(text, file)
-        return _Builder(file).build(doc)
+        return build_graph(doc, file)
+
+
+def build_graph(doc, file: str | None = "<spec>") -> Graph:
+    """Build a graph from an already-parsed spec mapping (e.g. a spec written inline in an
+    answer file); errors point at ``file`` and the mapping's own line numbers."""
+    return _Builder(file).build(doc)
 
 
 @dataclass

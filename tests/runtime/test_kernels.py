@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnncalc.runtime import _numba
 from cnncalc.runtime.kernels import activation as act
 from cnncalc.runtime.kernels import conv, dense, loss, norm, pool
 
@@ -27,17 +28,25 @@ def rel_error(a, n):
 
 
 def num_grad(f, arr, h=H_STEP):
-    """Centred differences of the scalar ``f()`` w.r.t. every element of ``arr`` (in place)."""
+    """Centred differences of the scalar ``f()`` w.r.t. every element of ``arr`` (in place).
+
+    Runs numba single-threaded: thousands of tiny parallel-region launches are slow on a
+    loaded 2-core box.  The analytic side still runs with all threads."""
     g = np.zeros_like(arr)
     flat, gflat = arr.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        fp = f()
-        flat[i] = old - h
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * h)
+    threads = _numba.get_threads()
+    _numba.numba.set_num_threads(1)
+    try:
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + h
+            fp = f()
+            flat[i] = old - h
+            fm = f()
+            flat[i] = old
+            gflat[i] = (fp - fm) / (2 * h)
+    finally:
+        _numba.numba.set_num_threads(threads)
     return g
 
 
@@ -265,6 +274,13 @@ def test_conv_bad_args():
 def test_choose_algo_returns_known():
     assert conv.choose_algo((8, 64, 56, 56), (64, 64, 3, 3)) in conv.ALGOS
     assert conv.choose_algo((8, 32, 56, 56), (32, 1, 3, 3), groups=32) == "direct"
+    assert conv.choose_algo((8, 32, 16, 16), (32, 32, 5, 5)) == "fft"
+    assert conv.choose_algo((8, 32, 16, 16), (32, 32, 5, 5), stride=2) == "im2col"
+    assert conv.choose_algo((8, 64, 32, 32), (64, 64, 3, 3)) == "im2col"
+    # auto dispatch gives the same numbers as the explicit algorithm
+    x, w, b = make_conv(2, 3, 9, 9, 4, 1, (5, 5))
+    np.testing.assert_allclose(conv.conv2d_forward(x, w, b, 1, 2)[0],
+                               conv.conv2d_forward(x, w, b, 1, 2, algo="direct")[0], atol=1e-10)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -474,3 +490,43 @@ def test_lrn_golden():
     x = np.array([[1.0, 2.0, 3.0]])
     y, _ = norm.lrn_forward(x, 3, alpha=0.3, beta=1.0, k=1.0)
     np.testing.assert_allclose(y, [[1 / (1 + 0.1 * 5), 2 / (1 + 0.1 * 14), 3 / (1 + 0.1 * 13)]])
+
+
+# ----------------------------------------------------------------------------- numba set-up
+def _run_py(code, **env):
+    import os
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    full.update(env)
+    full["PYTHONPATH"] = os.getcwd() + os.pathsep + full.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_runtime_package_import_is_free():
+    out = _run_py("import sys, cnncalc.runtime; print('numba' in sys.modules, 'numpy' in sys.modules)")
+    assert out == "False False"
+
+
+def test_numba_cache_dir_and_threads(tmp_path):
+    code = ("import os, numba; from cnncalc.runtime import _numba as m; "
+            "print(os.environ['NUMBA_CACHE_DIR'], numba.config.CACHE_DIR, m.set_threads(1), m.get_threads())")
+    out = _run_py(code, XDG_CACHE_HOME=str(tmp_path)).split()
+    want = str(tmp_path / "cnncalc" / "numba")
+    assert out == [want, want, "1", "1"]
+    # a user-set NUMBA_CACHE_DIR wins
+    out = _run_py(code, NUMBA_CACHE_DIR=str(tmp_path / "mine")).split()
+    assert out[:2] == [str(tmp_path / "mine")] * 2
+    # and the kernels really are cached there
+    _run_py("import numpy as np; from cnncalc.runtime.kernels import pool; "
+            "pool.maxpool2d_forward(np.ones((1, 1, 2, 2)), 2)", XDG_CACHE_HOME=str(tmp_path))
+    assert any(p.suffix == ".nbi" for p in (tmp_path / "cnncalc" / "numba").rglob("*"))
+
+
+def test_blas_env_defaults_before_numpy():
+    code = ("import os, sys; from cnncalc.runtime import _numba as m; "
+            "print(m.BLAS_ENV_APPLIED, os.environ.get('OPENBLAS_NUM_THREADS'))")
+    assert _run_py(code) == "True 1"
+    assert _run_py(code, OPENBLAS_NUM_THREADS="2") == "True 2"  # the user's choice stays

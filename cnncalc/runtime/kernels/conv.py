@@ -326,12 +326,23 @@ def _fft_dw(dy, xp, w_shape, stride, dilation, groups):
 # dispatch
 # --------------------------------------------------------------------------------------
 def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
-    """The ``auto`` rule (measured on the 2-core dev machine, see benchmarks/README.md)."""
+    """The ``auto`` rule, measured with ``benchmarks/bench_kernels.py`` on the 2-core dev
+    machine (float32, forward+backward; table in benchmarks/README.md, "Kernels"):
+
+    * depthwise-like (groups > 1 with <= 4 filter x channel pairs per group) -> ``direct``:
+      the GEMMs degenerate to dot products (56x56x64 dw 3x3: direct 4.6 ms, fft 22,
+      im2col 32);
+    * stride 1 and >= 25 taps (5x5 and larger) -> ``fft``: its cost does not grow with the
+      kernel while im2col's grows with kh*kw (5x5 16x16x32: fft 9.8 ms vs im2col 11.5;
+      7x7 28x28x16: 7.5 vs 8.0; LeNet 5x5: 13 vs 31);
+    * everything else (3x3, 1x1, any stride > 1) -> ``im2col`` (CIFAR 3x3: 94 ms vs fft 201
+      vs direct 598; 11x11/4: 32 vs fft 436).
+    """
     F, Cg, kh, kw = w_shape
     sh, sw = pair(stride)
     if groups > 1 and Cg * (F // groups) <= 4:
-        return "direct"  # depthwise-like: GEMMs degenerate to dot products
-    if kh * kw >= 49 and sh == 1 and sw == 1:
+        return "direct"
+    if kh * kw >= 25 and sh == 1 and sw == 1:
         return "fft"
     return "im2col"
 

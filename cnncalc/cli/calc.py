@@ -1,0 +1,279 @@
+"""``cnncalc conv`` / ``pool`` / ``fc``: the lecture's one-layer exercises, one command each.
+
+Each command builds a tiny Graph (input → the layer; ``fc`` on a volume flattens first) out
+of the real layer classes and reads every number off them: the shape rule, the parameter
+count and the arithmetic are the ones ``summarize`` uses, never a second copy.
+"""
+from __future__ import annotations
+
+import click
+
+from cnncalc.analysis.report import DTYPES, analyze_graph
+from cnncalc.cli.common import batch_option, dtype_option, format_option
+from cnncalc.errors import CnnCalcError, SpecError
+from cnncalc.graph import Graph, Node
+from cnncalc.layers import AvgPool, Conv, Dense, Flatten, MaxPool
+from cnncalc.layers.base import MINUS
+from cnncalc.report.render import Column, TableView, emit_json, render
+from cnncalc.shapes import fmt_int, fmt_shape, numel, parse_shape
+
+ROUNDING = click.Choice(["exact", "floor", "ceil"])
+
+
+# ------------------------------------------------------------------------------ option parsing
+def _input(ctx, param, value):
+    try:
+        return parse_shape(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _axes(ctx, param, value):
+    """``3`` → 3; ``3x5`` → [3, 5] (one value per spatial axis)."""
+    if value is None:
+        return None
+    parts = str(value).lower().replace("×", "x").split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a whole number (or one per axis, like 3x5)") from None
+    return nums[0] if len(nums) == 1 else nums
+
+
+def _pad(ctx, param, value):
+    if value is None:
+        return None
+    if str(value).lower() in ("same", "valid"):
+        return str(value).lower()
+    return _axes(ctx, param, value)
+
+
+def _groups(ctx, param, value):
+    if value is None or value == "depthwise":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a whole number or 'depthwise'") from None
+
+
+def window_options(f):
+    f = click.option("--rounding", type=ROUNDING, default="exact", show_default=True,
+                     help="exact: a window that does not fit is an error (the slides' rule); "
+                          "floor: PyTorch; ceil: Caffe pooling.")(f)
+    f = click.option("--dilation", "-d", callback=_axes, default=None, metavar="D",
+                     help="Dilation (default 1).")(f)
+    f = click.option("--pad", "-p", callback=_pad, default=None, metavar="P",
+                     help="Zero padding per side: a number, HxW, 'same' or 'valid' (default 0).")(f)
+    return f
+
+
+# ------------------------------------------------------------------------------ the commands
+@click.command()
+@click.argument("input_shape", metavar="HxWxC", callback=_input)
+@click.option("--filters", "-f", type=click.IntRange(min=1), required=True, help="Number of filters F.")
+@click.option("--kernel", "-k", callback=_axes, required=True, metavar="K", help="Kernel size: 5 or 3x5.")
+@click.option("--stride", "-s", callback=_axes, default=None, metavar="S", help="Stride (default 1).")
+@window_options
+@click.option("--groups", "-g", callback=_groups, default=None, metavar="G",
+              help="Grouped convolution: a number or 'depthwise'.")
+@click.option("--no-bias", is_flag=True, help="A convolution without biases.")
+@format_option()
+@batch_option
+@dtype_option
+def conv(input_shape, filters, kernel, stride, pad, dilation, rounding, groups, no_bias, fmt, batch, dtype):
+    """Output shape, parameters and MACs of one convolution, with the arithmetic.
+
+    \b
+    Examples:
+      cnncalc conv 32x32x3 --filters 10 --kernel 5 --stride 1 --pad 2
+      cnncalc conv 227x227x3 -f 96 -k 11 -s 4
+      cnncalc conv 7x7x1 -f 1 -k 3 -s 3        # does not fit: exit 2
+      cnncalc conv 56x56x128 -f 128 -k 3 -p 1 --groups 32 --format json
+    """
+    args = {"filters": filters, "kernel": kernel, "stride": stride, "pad": pad, "dilation": dilation,
+            "groups": groups, "bias": False if no_bias else None}
+    label = _label("conv", kernel, stride, input_shape)
+    _run([("conv", Conv, args)], input_shape, rounding, fmt, batch, dtype, label)
+
+
+@click.command()
+@click.argument("input_shape", metavar="HxWxC", callback=_input)
+@click.option("--kernel", "-k", callback=_axes, required=True, metavar="K", help="Window size: 2, 3 or 3x2.")
+@click.option("--stride", "-s", callback=_axes, default=None, metavar="S",
+              help="Stride (default: the kernel size).")
+@window_options
+@click.option("--type", "-t", "kind", type=click.Choice(["max", "avg"]), default="max", show_default=True)
+@format_option()
+@batch_option
+@dtype_option
+def pool(input_shape, kernel, stride, pad, dilation, rounding, kind, fmt, batch, dtype):
+    """Output shape of a max / average pooling layer (it has no parameters).
+
+    \b
+    Examples:
+      cnncalc pool 55x55x96 --kernel 3 --stride 2
+      cnncalc pool 224x224x64 -k 2
+      cnncalc pool 13x13x256 -k 3 -s 2 --type avg --format json
+    """
+    cls = MaxPool if kind == "max" else AvgPool
+    if dilation is not None and cls is AvgPool:
+        raise click.BadParameter("average pooling has no dilation", param_hint="--dilation")
+    args = {"kernel": kernel, "stride": stride, "pad": pad, "dilation": dilation}
+    label = _label(f"{kind}pool", kernel, stride if stride is not None else kernel, input_shape)
+    _run([("pool", cls, args)], input_shape, rounding, fmt, batch, dtype, label)
+
+
+@click.command()
+@click.argument("input_shape", metavar="SHAPE", callback=_input)
+@click.option("--units", "-u", "-n", type=click.IntRange(min=1), required=True,
+              help="Number of output units (neurons).")
+@click.option("--no-bias", is_flag=True, help="A layer without biases.")
+@format_option()
+@batch_option
+@dtype_option
+def fc(input_shape, units, no_bias, fmt, batch, dtype):
+    """Parameters and MACs of a fully connected layer; a volume such as 7x7x512 is flattened first.
+
+    \b
+    Examples:
+      cnncalc fc 7x7x512 --units 4096
+      cnncalc fc 4096 -u 1000 --format json
+    """
+    chain = []
+    if numel(input_shape) != input_shape[-1] or len(input_shape) == 1:
+        if len(input_shape) > 1:
+            chain.append(("flatten", Flatten, {}))
+    chain.append(("fc", Dense, {"units": units, "bias": False if no_bias else None}))
+    label = f"fc-{units} on {fmt_shape(input_shape)}"
+    _run(chain, input_shape, "exact", fmt, batch, dtype, label)
+
+
+# ------------------------------------------------------------------------------ shared
+def _label(kind, kernel, stride, shape) -> str:
+    k = "x".join(map(str, kernel)) if isinstance(kernel, list) else f"{kernel}x{kernel}"
+    s = stride if stride is not None else 1
+    s = "x".join(map(str, s)) if isinstance(s, list) else s
+    return f"{kind} {k}/s{s} on {fmt_shape(shape)}"
+
+
+def build(chain, input_shape, rounding="exact", name="calc") -> Graph:
+    """input → the layers of ``chain`` (name, class, args), shapes inferred."""
+    graph = Graph(name=name, input_shape=tuple(input_shape), rounding=rounding)
+    prev = "input"
+    for lname, cls, args in chain:
+        layer = cls(lname, {k: v for k, v in args.items() if v is not None})
+        graph.add(Node(lname, layer, [prev]))
+        prev = lname
+    graph.infer()
+    return graph
+
+
+def compute(chain, input_shape, rounding="exact", batch=1, dtype="float32") -> dict:
+    """Every quantity of the last layer of ``chain`` with its arithmetic (the JSON object)."""
+    graph = build(chain, input_shape, rounding)
+    report = analyze_graph(graph, batch=batch, dtype=dtype)
+    node = graph.layers[-1]
+    layer, stats = node.layer, report[node.name]
+    arith: dict[str, str] = {}
+    notes = []
+    for n in graph.layers[:-1]:  # the flatten in front of an fc layer
+        notes += [f"{n.kind}: {s}" for s in n.layer.explain_shape()]
+    shape_notes = layer.explain_shape()
+    arith["shape"] = "; ".join(notes + shape_notes) or f"{fmt_shape(stats.shape)}"
+    weights, biases = stats.weights, stats.biases
+    out = {"input": list(input_shape), "layer": layer.describe(), "shape": list(stats.shape),
+           "params": stats.params, "weights": weights, "biases": biases}
+    fan_in = getattr(layer, "fan_in", None) if isinstance(layer, Conv) else None
+    if isinstance(layer, Conv):
+        k = "*".join(map(str, layer.kernel))
+        per = layer.in_channels // layer.groups
+        out["weights_per_filter"] = fan_in
+        arith["weights_per_filter"] = f"{k}*{per} = {fmt_int(fan_in)}" + (
+            f" (C/groups = {layer.in_channels}/{layer.groups} = {per})" if layer.groups > 1 else "")
+        if biases:
+            arith["params_per_filter"] = f"{k}*{per} + 1 = {fmt_int(fan_in + 1)}"
+            out["params_per_filter"] = fan_in + 1
+    if isinstance(layer, Conv) and layer.connections is None and weights:
+        arith["weights"] = f"({k}*{per})*{layer.filters} = {fmt_int(weights)}"
+    elif isinstance(layer, Dense):
+        arith["weights"] = f"{fmt_int(layer.in_features)}*{fmt_int(layer.units)} = {fmt_int(weights)}"
+    if biases:
+        each = "filter" if isinstance(layer, Conv) else "unit"
+        arith["biases"] = f"one per {each}: {fmt_int(biases)}"
+    if isinstance(layer, Dense) and not shape_notes:
+        arith["shape"] = "; ".join(notes + [f"{fmt_int(layer.units)} units"])
+    if not layer.param_shapes():
+        arith["params"] = f"a {layer.kind} layer has no parameters"
+    else:
+        arith["params"] = layer.explain_params(True) or f"{fmt_int(weights)} + {fmt_int(biases)}"
+    out["macs"] = stats.macs
+    out["flops"] = stats.flops
+    m = layer.explain_macs()
+    if m:
+        arith["macs"] = m + (f" per image, *{batch} = {fmt_int(stats.macs)}" if batch > 1 else "")
+        arith["flops"] = f"2 * {fmt_int(stats.macs)} = {fmt_int(stats.flops)}"
+    else:
+        arith["macs"] = "no multiply-accumulates"
+    for kind, n in stats.ops.items():
+        out[f"{kind}_ops"] = n
+    out["activations"] = stats.activations
+    out["activation_bytes"] = stats.activation_bytes
+    b = f"{batch}*" if batch > 1 else ""
+    arith["activations"] = f"{b}{'*'.join(map(str, stats.shape))} = {fmt_int(stats.activations)}"
+    arith["activation_bytes"] = f"{fmt_int(stats.activations)} * {DTYPES[dtype]} B ({dtype}) = " \
+                                f"{fmt_int(stats.activation_bytes)} B"
+    out["batch"], out["dtype"] = batch, dtype
+    out["arithmetic"] = arith
+    return out
+
+
+_ROWS = [  # key, label
+    ("shape", "output shape"),
+    ("weights_per_filter", "weights per filter"),
+    ("params_per_filter", "params per filter"),
+    ("weights", "weights"),
+    ("biases", "biases"),
+    ("params", "parameters"),
+    ("macs", "MACs (multiply-adds)"),
+    ("flops", "FLOPs = 2 × MACs"),
+    ("activations", "output memory (elements)"),
+    ("activation_bytes", "output memory (bytes)"),
+]
+
+
+def view(obj: dict, title: str) -> TableView:
+    rows = []
+    for key, label in _ROWS:
+        if key not in obj:
+            continue
+        v = obj[key]
+        value = fmt_shape(tuple(v)) if key == "shape" else v
+        rows.append({"quantity": label, "key": key, "value": value,
+                     "arithmetic": obj["arithmetic"].get(key, "")})
+    for key in sorted(k for k in obj if k.endswith("_ops")):
+        rows.append({"quantity": key.replace("_", " "), "key": key, "value": obj[key],
+                     "arithmetic": ""})
+    cols = [Column("quantity", "Quantity", "left"), Column("value", "Value"),
+            Column("arithmetic", "Arithmetic", "left")]
+    caption = f"batch {obj['batch']}, {obj['dtype']}" if obj["batch"] > 1 else None
+    return TableView(title=title, columns=cols, rows=rows, caption=caption)
+
+
+def _run(chain, input_shape, rounding, fmt, batch, dtype, label):
+    try:
+        obj = compute(chain, input_shape, rounding, batch, dtype)
+    except SpecError as e:
+        e.layer = label
+        if "does not fit" in e.message or "larger than the padded input" in e.message:
+            e.hint = e.hint or ("change it with --pad / --stride, or accept a partial window with "
+                                "--rounding floor (PyTorch) or --rounding ceil (Caffe)")
+        raise
+    obj["layer"] = label
+    if fmt == "json":
+        emit_json(obj)
+        return
+    render(view(obj, label), fmt)
+
+
+__all__ = ["conv", "pool", "fc", "compute", "build", "MINUS", "CnnCalcError"]

@@ -143,7 +143,8 @@ def _mib(b):
 @click.option("--data", default=None, metavar="PATH",
               help="IDX directory (MNIST/Fashion-MNIST), CIFAR-10 python batch directory, or .npz with "
                    "images/labels. Default: the bundled 5,000 MNIST digits.")
-@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
+              help="LeNet-5 on the bundled digits passes 96 % test accuracy by about epoch 10.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="Initial learning rate.")

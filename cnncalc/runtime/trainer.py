@@ -61,7 +61,7 @@ EXIT_INTERRUPTED = 130
 class TrainOptions:
     """Every option that changes the numbers a run produces (stored in checkpoints)."""
 
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9

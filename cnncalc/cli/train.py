@@ -231,9 +231,15 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
                 else opts.normalize)
         ds = prepare(ds, graph.input_shape, num_outputs, norm)
         if ck is None:
-            stem = Path(spec_file).stem
-            run_dir = Path(out_dir) if out_dir else Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-            run_dir = prepare_run_dir(run_dir)
+            if out_dir:
+                run_dir = prepare_run_dir(out_dir)
+            else:  # runs/<spec>-<timestamp>, with -2, -3... if two runs start in the same second
+                base = Path("runs") / f"{Path(spec_file).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+                run_dir, k = base, 1
+                while run_dir.exists() and any(run_dir.iterdir()):
+                    k += 1
+                    run_dir = base.with_name(f"{base.name}-{k}")
+                run_dir = prepare_run_dir(run_dir)
         else:
             param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
             state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}

@@ -197,6 +197,8 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
                 names = ", ".join("--" + g.replace("_shape", "").replace("_", "-") for g in given)
                 raise _Fail(f"{names} cannot change when resuming (the run continues with the options it "
                             "was started with); drop them, or start a new run with --out")
+            if out_dir:
+                raise _Fail("--out and --resume exclude each other: a resumed run writes into RUN_DIR")
             run_dir = Path(resume_dir)
             ck = C.load_checkpoint(run_dir / C.LATEST)
             m = ck.metadata

@@ -133,7 +133,7 @@ def _network_loss(net: Net, x, labels, R):
     return f, grad
 
 
-def check_network(net: Net, x, *, entries=10, h=1e-6, seed=0, loss="auto") -> list[Check]:
+def check_network(net: Net, x, *, entries=10, h=1e-5, seed=0, loss="auto") -> list[Check]:
     rng = np.random.default_rng([seed, 99])
     outs = net.forward(x, train=True)
     flat = all(v.ndim == 2 or (v.ndim == 4 and v.shape[2:] == (1, 1)) for v in outs.values())

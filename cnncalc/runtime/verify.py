@@ -155,7 +155,11 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cen
             picks |= {tuple(0 for _ in ns), tuple(n - 1 for n in ns)}
         for unit in sorted(picks):
             d = np.zeros_like(y)
-            if y.ndim == 2:
+            if y.ndim == 2 and node.kind == "flatten" and vals[node.inputs[0]].ndim == 4:
+                d4 = np.zeros_like(vals[node.inputs[0]])  # flatten is pointwise: C-major position
+                d4[0, :, unit[0] if len(unit) == 2 else 0, unit[-1]] = 1.0
+                d = d4.reshape(y.shape)
+            elif y.ndim == 2:
                 d[0, :] = 1.0
             elif net.nd[node.name] == 1:
                 d[0, :, 0, unit[-1]] = 1.0

@@ -219,6 +219,8 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
             if spec is None:
                 raise _Fail("--spec is required (a spec file or zoo name, e.g. --spec specs/lenet5.yaml), "
                             "or --resume RUN_DIR")
+            if nesterov and momentum == 0:
+                raise _Fail("--nesterov needs --momentum > 0")
             spec_text, spec_file = _spec_source(spec)
             opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                                 nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule,

@@ -1,0 +1,176 @@
+"""Training benchmarks (run: python benchmarks/bench_train.py [--threads N] [--skip-accuracy]).
+
+1. Accuracy: `cnncalc train --spec specs/lenet5.yaml` with default settings (bundled MNIST5k,
+   28→32 padding) in a fresh process; the epoch at which test accuracy first reaches 96 %
+   and the final test accuracy (target: >= 96 % within 20 epochs).
+2. Throughput: images/s of one training step (forward, loss, backward, SGD update) of
+   LeNet-5, batch 64, on the same padded data, for our numba runtime and for PyTorch CPU
+   (same layers: conv 6/16/120 5x5 tanh, 2x2 average pooling, fc 84 tanh, fc 10, softmax
+   cross-entropy, SGD momentum 0.9, weight decay 5e-4), same thread count. Each round runs
+   each framework in its own fresh interpreter (numba's and torch's worker pools slow each
+   other down when they share a process, see the Kernels section), alternating so
+   background load hits both alike; medians are reported.
+3. Profile: where one of our steps spends its time (cProfile, top functions).
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def accuracy_run(threads: int | None) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="bench-train-")) / "run"
+    cmd = [sys.executable, "-m", "cnncalc", "train", "--spec", "specs/lenet5.yaml", "--out", str(out),
+           "--format", "json"] + (["--threads", str(threads)] if threads else [])
+    t = time.perf_counter()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - t
+    if r.returncode:
+        raise SystemExit(f"train failed ({r.returncode}): {r.stderr}")
+    s = json.loads(r.stdout)
+    hist = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    first = next((h["epoch"] for h in hist if h["test_accuracy"] >= 0.96), None)
+    return {"epochs": s["epochs_completed"], "first_epoch_at_96": first, "final_test_accuracy": s["test_accuracy"],
+            "best_test_accuracy": s["best_test_accuracy"], "images_per_second": s["images_per_second"],
+            "wall_seconds": round(wall, 1), "curve": [round(h["test_accuracy"], 3) for h in hist]}
+
+
+def data():
+    from cnncalc.runtime.data import load_for_training
+
+    return load_for_training(None, (32, 32, 1), 10)
+
+
+def ours(ds, threads, steps, conv_algo="auto"):
+    import numpy as np
+
+    import cnncalc
+    from cnncalc.runtime import _numba
+    from cnncalc.runtime.optim import SGD
+    from cnncalc.runtime.trainer import TrainNet, flat, initialize
+
+    _numba.set_threads(threads)
+    net = TrainNet(cnncalc.load("lenet5"), conv_algo=conv_algo)
+    initialize(net, "he", 0)
+    params = flat(net.params)
+    opt = SGD(0.01, momentum=0.9, weight_decay=5e-4)
+    x, y = ds.train_images, ds.train_labels
+    n = len(y) // 64
+
+    def step(i):
+        j = i % n
+        net.loss(x[j * 64:(j + 1) * 64], y[j * 64:(j + 1) * 64])
+        opt.step(params, flat(net.grads))
+    for i in range(5):
+        step(i)  # warm up (JIT from cache)
+    t = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return steps * 64 / (time.perf_counter() - t), (step, np)
+
+
+def torch_lenet(ds, threads, steps):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    lossf = nn.CrossEntropyLoss()
+    x = torch.from_numpy(ds.train_images)
+    y = torch.from_numpy(ds.train_labels)
+    n = len(y) // 64
+
+    def step(i):
+        j = i % n
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(model(x[j * 64:(j + 1) * 64]), y[j * 64:(j + 1) * 64])
+        loss.backward()
+        opt.step()
+    for i in range(5):
+        step(i)
+    t = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return steps * 64 / (time.perf_counter() - t)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=None, help="default: all cores")
+    ap.add_argument("--steps", type=int, default=62, help="training steps per round (62 = one epoch)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--conv-algo", default="auto")
+    ap.add_argument("--algos", default="auto,im2col", help="conv algorithms to time (comma-separated)")
+    ap.add_argument("--profile-algo", default="im2col")
+    a = ap.parse_args()
+    threads = a.threads or os.cpu_count()
+    if a.worker:
+        ds = data()
+        ips = ours(ds, threads, a.steps, a.conv_algo)[0] if a.worker == "ours" else torch_lenet(ds, threads, a.steps)
+        print(f"{ips:.1f}")
+        return
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    if not a.skip_accuracy:
+        acc = accuracy_run(a.threads)
+        print("accuracy:", json.dumps(acc))
+    ds = data()
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+        print("PyTorch not installed: throughput of cnncalc only")
+    def worker(which, algo="auto"):
+        r = subprocess.run([sys.executable, __file__, "--worker", which, "--conv-algo", algo,
+                            "--threads", str(threads), "--steps", str(a.steps)],
+                           capture_output=True, text=True, check=True)
+        return float(r.stdout.split()[-1])
+
+    for algo in a.algos.split(","):
+        ours_r, torch_r = [], []
+        for _ in range(a.rounds):
+            ours_r.append(worker("ours", algo))
+            if have_torch:
+                torch_r.append(worker("torch"))
+        mo = statistics.median(ours_r)
+        line = f"throughput LeNet-5 batch 64, {threads} thread(s), conv {algo}: cnncalc {mo:,.0f} img/s"
+        if have_torch:
+            mt = statistics.median(torch_r)
+            line += f", PyTorch {mt:,.0f} img/s, ratio cnncalc/PyTorch {mo / mt:.2f}"
+        print(line)
+        print("  rounds cnncalc:", [round(v) for v in ours_r], " PyTorch:", [round(v) for v in torch_r])
+    _, (step, _) = ours(ds, threads, 5, a.profile_algo)
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(20):
+        step(i)
+    prof.disable()
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(12)
+    print(f"profile of 20 cnncalc steps, conv {a.profile_algo} (tottime):")
+    print("\n".join(s.getvalue().splitlines()[:32]))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -123,3 +123,11 @@ def test_gradcheck_cli_json():
     r = run("gradcheck", "lenet5", "--format", "json", "--entries", "5")
     assert r.exit_code == 0
     assert json.loads(r.output)["ok"]
+
+
+@pytest.mark.parametrize("name", ["channels", "channels1d"])
+def test_verify_channel_plumbing_passes(name):
+    # option-A shortcut (subsample + zero channels), ShuffleNet v2 split/concat/shuffle units
+    items, _ = verify(cnncalc.load(SPECS / f"{name}.yaml"))
+    assert all(i.ok for i in items), [i.to_dict() for i in items if not i.ok]
+    assert any(i.layer in ("shortcut", "pad") and i.check.startswith("field") for i in items)

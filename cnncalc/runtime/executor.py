@@ -118,6 +118,7 @@ class Net:
         self.dtype = np.dtype(dtype)
         self.conv_algo = conv_algo
         self.linear = linear
+        self.data_grads_only = False  # True: backward skips parameter gradients where it can
         self.seed = seed
         self.nd = {INPUT: _nd(graph.input_shape)}
         self.params: dict[str, dict[str, np.ndarray]] = {}
@@ -336,6 +337,9 @@ def conv_fwd(net, node, xs, train, i):
 
 
 def conv_bwd(net, node, dy, cache):
+    if net.data_grads_only:  # receptive-field checks: dX only, the weight gradient is half the work
+        x, w, _, stride, pads, dil, groups, algo = cache
+        return [K_conv._data_grad(K_conv.as_float(dy, x.dtype), w, x.shape, stride, pads, dil, groups, algo)], {}
     dx, dw, db = K_conv.conv2d_backward(dy, cache)
     layer, p = node.layer, net.params[node.name]
     if getattr(layer, "connections", None) is not None:

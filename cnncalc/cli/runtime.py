@@ -102,13 +102,19 @@ def _worst(checks):
 @click.option("--batch", "-b", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-fields", is_flag=True, help="Skip the receptive-field checks.")
+@click.option("--rf-units", type=click.Choice(["centre", "corners", "all"]), default="corners", show_default=True,
+              help="Units whose field is checked per layer: the centre; + the first and last corner; "
+                   "+ all four corners.")
+@click.option("--rf-every-layer", is_flag=True,
+              help="Also check single-input pointwise layers (their field is their input's).")
 @click.option("--all", "show_all", is_flag=True, help="List every check, not only the differences.")
-def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, show_all):
+def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, rf_every_layer, show_all):
     """Run SPEC and check every number the analyzer claims.
 
     Output shapes, allocated parameters and BN state, activation bytes held after a float32
     forward pass (per layer and in total), and the receptive field of the centre and corner
-    units of every layer (support of a one-hot gradient through a linearised float64 copy).
+    units of every layer but single-input pointwise ones (support of a one-hot gradient
+    through a linearised float64 copy; one backward pass per layer, a unit per batch item).
     Exit 0 when all agree, 1 with a table of the differences.
 
     \b
@@ -119,9 +125,11 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, show_all):
     graph = _graph(spec, input_shape)
     from cnncalc.runtime.verify import fmt_value, verify as run
 
-    with _progress(len(graph.layers), "receptive fields") as advance:
+    from cnncalc.runtime.verify import field_layers
+
+    with _progress(len(field_layers(graph.infer(), rf_every_layer)), "receptive fields") as advance:
         items, info = run(graph, batch=batch, conv_algo=conv_algo, seed=seed, fields=not no_fields,
-                          progress=advance)
+                          progress=advance, rf_units=rf_units, rf_every_layer=rf_every_layer)
     bad = [i for i in items if not i.ok]
     kinds = {}
     for i in items:

@@ -118,6 +118,7 @@ class Net:
         self.dtype = np.dtype(dtype)
         self.conv_algo = conv_algo
         self.linear = linear
+        self.data_grads_only = False  # True: backward skips parameter gradients where it can
         self.seed = seed
         self.nd = {INPUT: _nd(graph.input_shape)}
         self.params: dict[str, dict[str, np.ndarray]] = {}
@@ -336,6 +337,9 @@ def conv_fwd(net, node, xs, train, i):
 
 
 def conv_bwd(net, node, dy, cache):
+    if net.data_grads_only:  # receptive-field checks: dX only, the weight gradient is half the work
+        x, w, _, stride, pads, dil, groups, algo = cache
+        return [K_conv._data_grad(K_conv.as_float(dy, x.dtype), w, x.shape, stride, pads, dil, groups, algo)], {}
     dx, dw, db = K_conv.conv2d_backward(dy, cache)
     layer, p = node.layer, net.params[node.name]
     if getattr(layer, "connections", None) is not None:
@@ -521,6 +525,54 @@ def add_bwd(net, node, dy, n):
     return [dy] * n, {}  # the same gradient goes to every branch (accumulation never mutates)
 
 
+def pad_channels_fwd(net, node, xs, train, i):
+    """Option A shortcut: ``x[:, :, ::s, ::s]`` with zero channels appended (or split both sides)."""
+    x, layer = xs[0], node.layer
+    strides = layer.strides if net.nd[node.inputs[0]] == 2 else (1, layer.strides[0])
+    sub = x[:, :, ::strides[0], ::strides[1]]
+    lo = layer.added // 2 if layer.args["place"] == "both" else 0
+    y = np.zeros((x.shape[0], x.shape[1] + layer.added, *sub.shape[2:]), x.dtype)
+    y[:, lo:lo + x.shape[1]] = sub
+    return y, (x.shape, strides, lo)
+
+
+def pad_channels_bwd(net, node, dy, cache):
+    shape, strides, lo = cache
+    dx = np.zeros(shape, dy.dtype)
+    dx[:, :, ::strides[0], ::strides[1]] = dy[:, lo:lo + shape[1]]
+    return [dx], {}
+
+
+def _shuffle_perm(c, g):
+    """y[:, k·g + j] = x[:, j·(C/g) + k]: the source channel of each output channel."""
+    return np.arange(c).reshape(g, c // g).T.reshape(-1)
+
+
+def shuffle_fwd(net, node, xs, train, i):
+    x = xs[0]
+    perm = _shuffle_perm(x.shape[1], node.layer.args["groups"])
+    return np.ascontiguousarray(x[:, perm]), perm
+
+
+def shuffle_bwd(net, node, dy, perm):
+    dx = np.empty_like(dy)
+    dx[:, perm] = dy  # the inverse permutation
+    return [dx], {}
+
+
+def split_fwd(net, node, xs, train, i):
+    x, a = xs[0], node.layer.args
+    w = x.shape[1] // a["parts"]
+    return x[:, a["part"] * w:(a["part"] + 1) * w], (x.shape, a["part"] * w)  # a view
+
+
+def split_bwd(net, node, dy, cache):
+    shape, lo = cache
+    dx = np.zeros(shape, dy.dtype)
+    dx[:, lo:lo + dy.shape[1]] = dy
+    return [dx], {}
+
+
 OPS = {
     "conv": (conv_fwd, conv_bwd), "dwconv": (conv_fwd, conv_bwd),
     "deconv": (deconv_fwd, deconv_bwd), "local": (local_fwd, local_bwd),
@@ -532,4 +584,6 @@ OPS = {
     "dropout": (dropout_fwd, dropout_bwd), "batchnorm": (bn_fwd, bn_bwd), "lrn": (lrn_fwd, lrn_bwd),
     "flatten": (flatten_fwd, flatten_bwd), "concat": (concat_fwd, concat_bwd),
     "add": (add_fwd, add_bwd), "identity": (identity_fwd, identity_bwd),
+    "pad_channels": (pad_channels_fwd, pad_channels_bwd), "channel_shuffle": (shuffle_fwd, shuffle_bwd),
+    "split": (split_fwd, split_bwd),
 }

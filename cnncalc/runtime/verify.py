@@ -12,7 +12,9 @@
   max, positive weights) back-propagates a one-hot gradient from one position of the layer
   (every channel) to the input; the bounding box of the non-zero input gradient must equal
   ``unit_field(...).clipped`` and no pixel may lie outside it. Units: the centre and the two
-  corners of every layer.
+  corners (``rf_units``: centre | corners | all = the four corners) of every layer except
+  single-input pointwise ones (their field is their input's; ``rf_every_layer`` checks them
+  too), all units of a layer in one backward pass, one per batch item.
 """
 from __future__ import annotations
 
@@ -134,42 +136,75 @@ def _support_box(g):
     return tuple(box), mask
 
 
-def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="centre,corners"):
-    """Receptive-field checks through the linearised float64 copy."""
+RF_UNITS = ("centre", "corners", "all")
+
+
+def _units(ns, which):
+    """The units of a layer whose field is checked: centre; + the two corners; or all corners too."""
+    picks = {tuple(n // 2 for n in ns)}
+    if which in ("corners", "all"):
+        picks |= {tuple(0 for _ in ns), tuple(n - 1 for n in ns)}
+    if which == "all" and len(ns) == 2:
+        picks |= {(0, ns[1] - 1), (ns[0] - 1, 0)}
+    return sorted(picks)
+
+
+def field_layers(graph, every=False):
+    """The layers whose field is checked: all but single-input pointwise layers (activations,
+    BN, dropout, channel shuffle/split, ...), whose field is their input's and is checked there.
+    Merges, windowed and global layers, and the outputs, are always checked."""
+    out = []
+    for node in graph.layers:
+        pointwise = node.layer.rf_windows() is None and len(node.inputs) == 1 and node.kind != "flatten"
+        if every or not pointwise or node.name in graph.outputs:
+            out.append(node)
+    return out
+
+
+def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="corners", every_layer=False):
+    """Receptive-field checks through the linearised float64 copy.
+
+    One backward pass per layer: the units are seeded on separate batch items (the linear copy
+    never mixes samples: BN runs on its running statistics), only parameter-free data gradients
+    are formed, and the pass stops at the layer's ancestors (the rest get no gradient).
+    """
+    if units not in RF_UNITS:
+        raise ValueError(f"units must be one of {RF_UNITS}, got {units!r}")
     if conv_algo in ("fft", "auto"):
         conv_algo = "im2col"  # exact zeros: FFT leaves 1e-17 noise everywhere
     net = Net(graph, dtype="float64", conv_algo=conv_algo, seed=seed, linear=True)
+    net.data_grads_only = True
     rep = receptive_fields(graph)
-    x = random_input(graph.input_shape, 1, np.random.default_rng(seed)) ** 2 + 1.0  # positive
-    net.forward(x, keep=True)
+    nodes = field_layers(graph, every_layer)
+    per_layer = {n.name: _units([a.n for a in rep[n.name].axes], units) for n in nodes}
+    k = max((len(u) for u in per_layer.values()), default=1)
+    x1 = random_input(graph.input_shape, 1, np.random.default_rng(seed)) ** 2 + 1.0  # positive
+    net.forward(np.repeat(x1, k, axis=0), keep=True)
     vals = dict(net.outputs_seen)
-    caches = dict(net._caches)
     in_nd = net.nd[INPUT]
     items: list[Item] = []
-    for node in graph.layers:
-        lf = rep[node.name]
+    for node in nodes:
         y = vals[node.name]
-        ns = [a.n for a in lf.axes]
-        picks = {tuple(n // 2 for n in ns)}
-        if "corners" in units:
-            picks |= {tuple(0 for _ in ns), tuple(n - 1 for n in ns)}
-        for unit in sorted(picks):
+        picks = per_layer[node.name]
+        if y.ndim == 2 and node.kind == "flatten" and vals[node.inputs[0]].ndim == 4:
+            d4 = np.zeros_like(vals[node.inputs[0]])  # flatten is pointwise: C-major position
+            for b, unit in enumerate(picks):
+                d4[b, :, unit[0] if len(unit) == 2 else 0, unit[-1]] = 1.0
+            d = d4.reshape(y.shape)
+        else:
             d = np.zeros_like(y)
-            if y.ndim == 2 and node.kind == "flatten" and vals[node.inputs[0]].ndim == 4:
-                d4 = np.zeros_like(vals[node.inputs[0]])  # flatten is pointwise: C-major position
-                d4[0, :, unit[0] if len(unit) == 2 else 0, unit[-1]] = 1.0
-                d = d4.reshape(y.shape)
-            elif y.ndim == 2:
-                d[0, :] = 1.0
-            elif net.nd[node.name] == 1:
-                d[0, :, 0, unit[-1]] = 1.0
-            else:
-                d[0, :, unit[0], unit[1]] = 1.0
-            net._caches = dict(caches)
-            g = net.backward({node.name: d}, keep_cache=True)
-            if g is None:
-                continue
-            g = g[0]
+            for b, unit in enumerate(picks):
+                if y.ndim == 2:
+                    d[b, :] = 1.0
+                elif net.nd[node.name] == 1:
+                    d[b, :, 0, unit[-1]] = 1.0
+                else:
+                    d[b, :, unit[0], unit[1]] = 1.0
+        gs = net.backward({node.name: d}, keep_cache=True)
+        if gs is None:
+            continue
+        for b, unit in enumerate(picks):
+            g = gs[b]
             if in_nd == 1:
                 g = g[:, None, :] if g.ndim == 2 else g
             box, mask = _support_box(g)
@@ -180,7 +215,6 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cen
             claimed = unit_field(rep, node.name, unit).clipped
             claimed = tuple(tuple(c) if c is not None else None for c in claimed)
             uname = ",".join(map(str, unit))
-            density = float(mask.mean()) if mask.size else 1.0
             items.append(Item(node.name, f"field of unit ({uname})", claimed, box,
                               f"support fills {_box_fill(mask, box, in_nd):.0%} of its box"))
         if progress:
@@ -198,12 +232,14 @@ def _box_fill(mask, box, nd):
     return float(m.mean())
 
 
-def verify(graph, *, batch=2, conv_algo="auto", seed=0, fields=True, progress=None):
+def verify(graph, *, batch=2, conv_algo="auto", seed=0, fields=True, progress=None, rf_units="corners",
+           rf_every_layer=False):
     """All checks; returns (items, info)."""
     graph.infer()
     items, info = check_counts_and_memory(graph, batch=batch, conv_algo=conv_algo, seed=seed)
     if fields:
-        items += check_fields(graph, seed=seed, conv_algo=conv_algo, progress=progress)
+        items += check_fields(graph, seed=seed, conv_algo=conv_algo, progress=progress, units=rf_units,
+                              every_layer=rf_every_layer)
     return items, info
 
 

@@ -213,7 +213,7 @@ def fit_suggestions(w: int, win: Window) -> str:
     sym = [p for p in range(0, win.extent + 1)
            if (w + 2 * p - win.extent) >= 0 and (w + 2 * p - win.extent) % win.stride == 0]
     if sym:
-        tips.append(f"use pad {sym[0]}" if sym[0] != (win.pad_lo + win.pad_hi) / 2 else f"pad {sym[0]}")
+        tips.append(f"use pad {sym[0]}")
     total = win.pad_lo + win.pad_hi
     for extra in range(1, win.stride):
         if (w + total + extra - win.extent) % win.stride == 0:

@@ -42,8 +42,11 @@ class _Windowed(Layer):
         s = per_axis(default_stride if stride is None else stride, nd, "stride")
         d = per_axis(self.args.get("dilation", 1) or 1, nd, "dilation")
         ext = [di * (ki - 1) + 1 for ki, di in zip(k, d)]
-        pads = pads_per_axis(self.args.get("pad", 0), nd, in_sp, ext, s)
+        pads = self._pads(self.args.get("pad", 0), in_sp, ext, s)
         return [Window(ki, si, lo, hi, di) for ki, si, (lo, hi), di in zip(k, s, pads, d)]
+
+    def _pads(self, pad, in_sp, ext, strides):
+        return pads_per_axis(pad, len(in_sp), in_sp, ext, strides)
 
     def _slide_all(self, in_sp, windows, rounding) -> tuple[int, ...]:
         outs, notes = [], []
@@ -234,20 +237,9 @@ class ConvTranspose(_Windowed):
         if self.in_channels % self.groups or self.filters % self.groups:
             raise SpecError(f"groups = {self.groups} must divide {self.in_channels} input channels "
                             f"and {self.filters} filters")
-        k = per_axis(self.args["kernel"], nd, "kernel")
-        s = per_axis(self.args["stride"], nd, "stride")
-        d = per_axis(self.args["dilation"], nd, "dilation")
-        if self.args["pad"] == "same":
-            pads = []
-            for ki, si, di in zip(k, s, d):
-                total = max(di * (ki - 1) + 1 - si, 0)
-                pads.append((total // 2, total - total // 2))
-            pads = tuple(pads)
-        else:
-            pads = pads_per_axis(self.args["pad"], nd, in_sp, k, s)
         op = per_axis(self.args["output_padding"], nd, "output_padding", 0)
         self.output_padding = op
-        self.windows = [Window(ki, si, lo, hi, di) for ki, si, (lo, hi), di in zip(k, s, pads, d)]
+        self.windows = self._windows(in_sp)
         outs, notes = [], []
         for w, win, o in zip(in_sp, self.windows, op):
             if o >= max(win.stride, win.dilation):
@@ -262,6 +254,13 @@ class ConvTranspose(_Windowed):
             notes.append(note)
         self._notes.extend(dict.fromkeys(notes))
         return (*outs, self.filters)
+
+    def _pads(self, pad, in_sp, ext, strides):
+        if pad != "same":
+            return super()._pads(pad, in_sp, ext, strides)
+        # transposed 'same': output = input * stride, so crop extent − stride in total
+        return tuple(((e - s) // 2, (e - s) - (e - s) // 2) if e > s else (0, 0)
+                     for e, s in zip(ext, strides))
 
     def param_shapes(self):
         out = {"weight": ((self.in_channels, self.filters // self.groups, *self.kernel), "weight")}

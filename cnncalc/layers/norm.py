@@ -49,4 +49,4 @@ class Dropout(Layer):
     fields = {"p": (lambda v, n: as_float(v, n, 0, 0.999), 0.5)}
 
 
-__all__ = ["BatchNorm", "LRN", "Dropout", "as_int"]
+__all__ = ["BatchNorm", "LRN", "Dropout"]

@@ -1,7 +1,7 @@
 """Pooling: max / avg with kernel, stride, pad and rounding; global max / avg."""
 from __future__ import annotations
 
-from cnncalc.layers.base import GLOBAL, REQUIRED, Layer, as_bool, fmt_int, join_mul, raw
+from cnncalc.layers.base import GLOBAL, REQUIRED, Layer, as_bool, raw
 from cnncalc.layers.conv import _Windowed
 from cnncalc.shapes import numel, spatial
 
@@ -71,4 +71,4 @@ class GlobalAvgPool(GlobalMaxPool):
     op_name = "avg"
 
 
-__all__ = ["MaxPool", "AvgPool", "GlobalMaxPool", "GlobalAvgPool", "fmt_int", "join_mul"]
+__all__ = ["MaxPool", "AvgPool", "GlobalMaxPool", "GlobalAvgPool"]

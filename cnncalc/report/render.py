@@ -165,14 +165,11 @@ def _rich(view: TableView, stream) -> None:
                   header_style="bold")
     for c in view.columns:
         table.add_column(c.header, justify=c.align, style=c.style, no_wrap=True)
-    for r in view.rows:
-        table.add_row(*[_cell(c, r) for c in view.columns])
-    for i, r in enumerate(view.footer):
-        table.add_row(*[_cell(c, r) for c in view.columns], style="bold", end_section=False)
-        if i == 0:
-            table.rows[-1].end_section = False
-    if view.footer:
-        table.rows[len(view.rows) - 1].end_section = True if view.rows else False
+    for i, r in enumerate(view.rows):
+        last = i == len(view.rows) - 1
+        table.add_row(*[_cell(c, r) for c in view.columns], end_section=last and bool(view.footer))
+    for r in view.footer:
+        table.add_row(*[_cell(c, r) for c in view.columns], style="bold")
     console.print(table)
     for title, items in view.sections:
         sub = Table(title=title, box=None, show_header=False, title_justify="left",

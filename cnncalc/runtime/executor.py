@@ -65,6 +65,17 @@ def to_runtime(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return x
 
 
+def random_input(shape, batch, rng, dtype="float64"):
+    """A standard-normal runtime input of ``batch`` items for an analysis ``shape``."""
+    if len(shape) == 3:
+        x = rng.standard_normal((batch, shape[2], shape[0], shape[1]))
+    elif len(shape) == 2:
+        x = rng.standard_normal((batch, shape[1], 1, shape[0]))
+    else:
+        x = rng.standard_normal((batch, shape[0]))
+    return to_runtime(x.astype(dtype), shape)
+
+
 def from_hwc(x: np.ndarray) -> np.ndarray:
     """(N, H, W, C) → (N, C, H, W); (N, L, C) → (N, C, L)."""
     x = np.asarray(x)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnncalc.graph import INPUT
-from cnncalc.runtime.executor import Net
+from cnncalc.runtime.executor import Net, random_input
 
 TOL = 1e-7
 
@@ -169,15 +169,7 @@ def gradcheck(graph, *, batch=2, conv_algo="direct", entries=20, seed=0, network
     """Check every layer of ``graph`` and then the whole network; returns the checks."""
     net = Net(graph, dtype="float64", conv_algo=conv_algo, seed=seed)
     rng = np.random.default_rng(seed)
-    from cnncalc.runtime.executor import to_runtime
-    shape = graph.input_shape
-    if len(shape) == 3:
-        x = rng.standard_normal((batch, shape[2], shape[0], shape[1]))
-    elif len(shape) == 2:
-        x = rng.standard_normal((batch, shape[1], 1, shape[0]))
-    else:
-        x = rng.standard_normal((batch, shape[0]))
-    x = to_runtime(x, shape)
+    x = random_input(graph.input_shape, batch, rng)
     net.forward(x, train=True, keep=True)
     vals = net.outputs_seen
     results = []

@@ -25,7 +25,7 @@ import numpy as np
 from cnncalc.analysis.report import analyze_graph
 from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.graph import INPUT
-from cnncalc.runtime.executor import Net, spec_shape, to_runtime
+from cnncalc.runtime.executor import Net, random_input, spec_shape, to_runtime
 from cnncalc.shapes import fmt_shape
 
 
@@ -69,14 +69,6 @@ def _cache_arrays(obj, out):
             _cache_arrays(o, out)
 
 
-def random_input(shape, batch, rng, dtype="float64"):
-    if len(shape) == 3:
-        x = rng.standard_normal((batch, shape[2], shape[0], shape[1]))
-    elif len(shape) == 2:
-        x = rng.standard_normal((batch, shape[1], 1, shape[0]))
-    else:
-        x = rng.standard_normal((batch, shape[0]))
-    return to_runtime(x.astype(dtype), shape)
 
 
 def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=None):
@@ -126,8 +118,6 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
 def _support_box(g):
     """Per axis (lo, hi) of the non-zero entries of a (C, H, W) / (C, 1, L) gradient, and the mask."""
     mask = np.any(g != 0, axis=0)
-    if mask.shape[0] == 1 and g.ndim == 3 and mask.ndim == 2:
-        pass
     box = []
     for ax in range(mask.ndim):
         other = tuple(a for a in range(mask.ndim) if a != ax)

@@ -112,8 +112,13 @@ def load_answers(path: str | Path) -> AnswerFile:
 
 
 def parse_answers(text: str, file: str = "<answers>", base_dir: Path | str = ".") -> AnswerFile:
-    doc = load_yaml(text, file)
-    lines = text.splitlines()
+    return answers_from_doc(load_yaml(text, file), text.splitlines(), file=file, base_dir=base_dir)
+
+
+def answers_from_doc(doc, lines: list[str], file: str = "<answers>", base_dir: Path | str = ".") -> AnswerFile:
+    """``parse_answers`` of an already-loaded document (``load_yaml`` output; ``lines`` are the
+    file's text lines, used to keep the digits of float answers). Question sheets use it to
+    read a sheet after drawing a student's variant into the document."""
 
     def err(msg, line=None, hint=None):
         return SpecError(msg, file=file, line=line, hint=hint)
@@ -375,5 +380,5 @@ def _str_or_none(v) -> str | None:
     return None if v is None else " ".join(str(v).split())
 
 
-__all__ = ["Question", "AnswerFile", "load_answers", "parse_answers", "parse_answer", "parse_number",
+__all__ = ["Question", "AnswerFile", "load_answers", "parse_answers", "answers_from_doc", "parse_answer", "parse_number",
            "parse_constraint", "parse_fits", "QUANTITIES", "Shape", "Fraction", "LineList"]

@@ -1,0 +1,136 @@
+"""A student's submission: answers by question id, nothing else counts.
+
+The minimal format (what ``cnncalc check --key QUESTIONS.yaml --template`` writes)::
+
+    sheet: cnn-homework-2      # the sheet it answers (checked when given)
+    variant: s1234567          # the student's variant id (required when the sheet has variants)
+    student: Ada Lovelace      # optional, shown in the gradebook
+    answers:
+      conv1-shape: 55x55x96
+      conv1.params: 35K        # an item asking several quantities: id.quantity …
+      my-conv:                 # … or a mapping under the item's id
+        shape: 32x32x8
+        params: 608
+      design: my_net.yaml      # a design question: the network (a path next to this file,
+                               # a zoo name, or an inline spec mapping)
+
+The combined format of ``cnncalc check ANSWERS.yaml`` (questions and answers together) is
+read too; its question definitions are kept only to report where they differ from the
+sheet's — the grade always uses the sheet.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnncalc.check.answers import ALIASES, AnswerFile, answers_from_doc, raw_text
+from cnncalc.errors import SpecError
+from cnncalc.layers.base import _suggest
+from cnncalc.spec.yamlsafe import LineDict, load_yaml
+
+MINIMAL_KEYS = ("sheet", "variant", "student", "answers", "title")
+EXTRA_KEYS = ("sheet", "variant", "student")      # allowed on top of the combined format
+
+
+@dataclass
+class Answer:
+    value: Any
+    text: str
+    line: int | None
+
+
+@dataclass
+class Submission:
+    path: str
+    base_dir: Path
+    student: str | None = None
+    variant: str | None = None
+    sheet: str | None = None
+    sheet_line: int | None = None
+    answers: dict[str, Answer] = field(default_factory=dict)     # by id, as written
+    answers_line: int | None = None
+    combined: AnswerFile | None = None                          # the combined format's questions
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.student or Path(self.path).stem
+
+
+def load_submission(path: str | Path) -> Submission:
+    """Read a submission; a file that cannot be read is a SpecError with file:line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"no submission {str(path)!r}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"cannot read the submission: {getattr(e, 'strerror', None) or e}", file=str(path)) from None
+    return parse_submission(text, str(path), p.parent)
+
+
+def parse_submission(text: str, file: str = "<submission>", base_dir: Path | str = ".") -> Submission:
+    doc = load_yaml(text, file)
+    lines = text.splitlines()
+    if not isinstance(doc, dict):
+        raise SpecError("a submission is a mapping with 'answers:' (id: answer, one per line)", file=file,
+                        line=getattr(doc, "line", 1), hint="start from cnncalc check --key SHEET --template")
+    sub = Submission(path=file, base_dir=Path(base_dir), lines=lines)
+    for key in EXTRA_KEYS:
+        v = doc.get(key)
+        if v is not None and not isinstance(v, (str, int, float)):
+            raise SpecError(f"'{key}' is a single value, got {v!r}", file=file, line=doc.line_of(key))
+    sub.student = None if doc.get("student") is None else str(doc["student"])
+    sub.variant = None if doc.get("variant") is None else str(doc["variant"])
+    sub.sheet = None if doc.get("sheet") is None else str(doc["sheet"])
+    sub.sheet_line = doc.line_of("sheet") if "sheet" in doc else None
+    if "questions" in doc or "require" in doc:        # the combined format
+        rest = LineDict({k: v for k, v in doc.items() if k not in EXTRA_KEYS})
+        rest.line, rest.key_lines = doc.line, dict(doc.key_lines)
+        af = answers_from_doc(rest, lines, file=file, base_dir=base_dir)
+        sub.combined = af
+        for q in af.questions:
+            sub.answers[q.id] = Answer(q.answer, q.answer_text, q.line)
+        sub.answers_line = doc.line_of("questions")
+        return sub
+    for key in doc:
+        if key not in MINIMAL_KEYS:
+            raise SpecError(f"unknown top-level field {key!r} in a submission", file=file, line=doc.line_of(key),
+                            hint=_suggest(key, MINIMAL_KEYS) or "a submission has 'answers:' (and 'variant:', "
+                                 "'student:', 'sheet:')")
+    ans = doc.get("answers")
+    if not isinstance(ans, dict):
+        raise SpecError("the submission has no 'answers:' mapping (id: answer, one per line)", file=file,
+                        line=doc.line_of("answers") if "answers" in doc else 1,
+                        hint="start from cnncalc check --key SHEET --template")
+    sub.answers_line = doc.line_of("answers")
+    for k, v in ans.items():
+        line = ans.line_of(k)
+        if isinstance(k, int) and v is None:
+            raise SpecError(f"{k!r} is read as a key of its own: a comma inside {{...}} separates fields", file=file,
+                            line=line, hint="quote numbers written with commas, e.g. '34,848'")
+        sub.answers[str(k)] = Answer(v, raw_text(ans, k, v, lines), line)
+    return sub
+
+
+def lookup(sub: Submission, qid: str, item_id: str) -> tuple[Answer | None, set[str]]:
+    """The answer to question ``qid`` (of item ``item_id``), and the submission ids it used."""
+    if qid in sub.answers:
+        return sub.answers[qid], {qid}
+    if qid.startswith(item_id + "."):
+        want = qid[len(item_id) + 1:]
+        for k, a in sub.answers.items():        # 'item.output' for 'item.shape'
+            if k.startswith(item_id + ".") and ALIASES.get(k[len(item_id) + 1:], k[len(item_id) + 1:]) == want:
+                return a, {k}
+        group = sub.answers.get(item_id)
+        if group is not None and isinstance(group.value, dict):
+            for k, v in group.value.items():
+                if ALIASES.get(k, k) == want:
+                    line = group.value.line_of(k) if isinstance(group.value, LineDict) else group.line
+                    return Answer(v, raw_text(group.value, k, v, sub.lines), line), {item_id}
+            return None, {item_id}
+    return None, set()
+
+
+__all__ = ["Answer", "Submission", "load_submission", "parse_submission", "lookup"]

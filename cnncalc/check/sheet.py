@@ -286,7 +286,7 @@ class Sheet:
     def variant(self, variant: str | None) -> SheetVariant:
         """The sheet as student ``variant`` sees it (``None`` for a sheet without variants)."""
         if variant is None and self.has_variants:
-            raise SpecError(f"the sheet {self.path} has per-student variants: name one",
+            raise SpecError("this sheet has per-student variants: name the student whose questions you want",
                             hint="give --variant STUDENT_ID (a submission names its own with 'variant:')")
         if variant is not None and not self.has_variants:
             variant = None                       # every student gets the same questions
@@ -401,3 +401,64 @@ def fmt_points(p: Fraction) -> str:
 
 __all__ = ["Sheet", "SheetVariant", "Item", "SharedGrader", "definition", "definition_key", "plain",
            "resolved_spec", "item_text", "asks", "fmt_points", "show"]
+
+
+# ------------------------------------------------------------------------------ solutions
+@dataclass
+class Solution:
+    item: Item
+    question: Question
+    expected: str            # formatted for people
+    arithmetic: str
+    answer: Any              # a value that, written as the answer, passes (None: no fixed answer)
+
+
+def solutions(sv: SheetVariant) -> list[Solution]:
+    """Every expected answer of a student's variant, with its arithmetic. A design question's
+    'answer' is the sheet's reference network (when it gives one)."""
+    out = []
+    for it in sv.items:
+        for q in it.questions:
+            if it.design:
+                ref = it.reference_spec if it.reference_spec is not None else sv.answers.spec
+                if ref is None:
+                    out.append(Solution(it, q, f"any network with {q.answer_text}", "", None))
+                    continue
+                o = sv.grader.grade(q)
+                out.append(Solution(it, q, f"{o.expected} ({'meets' if o.passed else 'does NOT meet'} "
+                                           f"{q.answer_text})", o.arithmetic, _design_ref(sv, ref)))
+                continue
+            exp = sv.grader.expected(q)
+            out.append(Solution(it, q, answer_text(exp.value, q.quantity, pretty=True), exp.arithmetic,
+                                answer_value(exp.value, q.quantity)))
+    return out
+
+
+def _design_ref(sv: SheetVariant, ref):
+    if isinstance(ref, str):
+        local = sv.sheet.base_dir / ref
+        return str(local) if local.is_file() else ref
+    return plain(ref)
+
+
+def answer_value(v, quantity: str):
+    """The expected value as a student would write it (so that it passes)."""
+    if isinstance(v, NotFit):
+        return "no" if quantity == "fits" else "does not fit"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, tuple):
+        return fmt_shape(v) if quantity == "shape" else list(v)
+    return v
+
+
+def answer_text(v, quantity: str, pretty: bool = False) -> str:
+    a = answer_value(v, quantity)
+    if isinstance(a, int) and not isinstance(a, bool):
+        return f"{a:,}" if pretty else str(a)
+    if isinstance(a, list):
+        return "[" + ", ".join(map(str, a)) + "]"
+    return str(a)
+
+
+__all__ += ["Solution", "solutions", "answer_value", "answer_text"]

@@ -22,6 +22,7 @@ COMMANDS = {
     "pool": "cnncalc.cli.calc:pool",
     "fc": "cnncalc.cli.calc:fc",
     "check": "cnncalc.cli.check:check",
+    "quiz": "cnncalc.cli.quiz:quiz",
     "verify": "cnncalc.cli.runtime:verify",
     "gradcheck": "cnncalc.cli.runtime:gradcheck",
     "erf": "cnncalc.cli.runtime:erf",

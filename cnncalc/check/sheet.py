@@ -435,9 +435,8 @@ def solutions(sv: SheetVariant) -> list[Solution]:
 
 
 def _design_ref(sv: SheetVariant, ref):
-    if isinstance(ref, str):
-        local = sv.sheet.base_dir / ref
-        return str(local) if local.is_file() else ref
+    """The reference network as the sheet writes it (a path is relative to the sheet: the
+    solution key works saved next to it)."""
     return plain(ref)
 
 

@@ -209,8 +209,11 @@ def grade_submission(sheet: Sheet, sub: Submission, pass_mark: Fraction = Fracti
             mine = dataclasses.replace(q, answer=None if ans is None else ans.value,
                                        answer_text="" if ans is None else ans.text,
                                        line=None if ans is None else ans.line, file=sub.path)
-            out = sv.grader.grade(mine) if ans is not None else _missing(sv, q, mine)
-            g.results.append(QuestionResult(item, out, share, missing=ans is None))
+            blank = ans is None or ans.value is None or (isinstance(ans.value, str) and not ans.value.strip())
+            out = sv.grader.grade(mine)
+            if ans is None:
+                out.note = "no answer for this id"
+            g.results.append(QuestionResult(item, out, share, missing=blank))
     if sub.answers and not used and sub.sheet is None:
         first = next(iter(sub.answers.values()))
         raise SpecError(f"this submission answers none of the questions of the sheet {sheet.id!r} "
@@ -222,12 +225,6 @@ def grade_submission(sheet: Sheet, sub: Submission, pass_mark: Fraction = Fracti
     if sub.combined is not None:
         g.changed = _changes(sv, sub)
     return g
-
-
-def _missing(sv: SheetVariant, q: Question, mine: Question) -> Outcome:
-    out = sv.grader.grade(mine)          # 'not answered', with the expected value for the key
-    out.note = "no answer for this id"
-    return out
 
 
 def _design_answer(sub: Submission, item: Item):
@@ -254,7 +251,7 @@ def _grade_design(grader: SharedGrader, item: Item, q: Question, ans, sub: Submi
         mine = dataclasses.replace(q, file=sub.path, line=None if ans is None else ans[2])
         out = Outcome(mine, False, note="no network given (the answer is the network: a path, a zoo name "
                                         "or an inline spec)")
-        return QuestionResult(item, out, share, missing=ans is None)
+        return QuestionResult(item, out, share, missing=True)
     value, text, line = ans
     spec = value
     mine = dataclasses.replace(q, spec=spec, file=sub.path, line=line, layer_line=line)

@@ -240,7 +240,8 @@ class Sheet:
         if not ok:
             raise SpecError(f"no combination of the choices of {name.split('.', 1)[-1]!r} makes a question "
                             f"that can be graded (every one fails to fit)", file=self.path,
-                            line=getattr(node, "line", None), hint="widen the choices or fix the question")
+                            line=getattr(V.get(self.doc, paths[0]), "line", None) if paths else None,
+                            hint="widen the choices or fix the question")
         self._admissible[key] = (paths, ok)
         return paths, ok
 

@@ -91,9 +91,15 @@ class SharedGrader(Grader):
     def __init__(self, answers: AnswerFile, cache: dict):
         super().__init__(answers)
         self.cache = cache
+        self._keys: dict[str, str] = {}
+
+    def fix_definitions(self, questions: list[Question]) -> None:
+        """Remember the definition key of each question id: later questions with these ids are
+        copies with a student's answer (``dataclasses.replace``), never a new definition."""
+        self._keys = {q.id: definition_key(q, self.answers) for q in questions}
 
     def expected(self, q: Question) -> Expected:
-        key = definition_key(q, self.answers)
+        key = self._keys.get(q.id) or definition_key(q, self.answers)
         hit = self.cache.get(key)
         if hit is None:
             try:
@@ -301,6 +307,7 @@ class Sheet:
                 it.key_lines.setdefault("text", it.line)
         af = self._parse(doc)
         grader = SharedGrader(af, self.cache)
+        grader.fix_definitions([q for q in af.questions if q.quantity != "require"])
         items = self._group_items(doc, af, values)
         for it in items:                          # validate (and analyse) every question now
             if not it.design:

@@ -370,3 +370,25 @@ def test_a_missing_variant_id(tmp_path, cli):
 def test_key_options_need_a_key(cli):
     _exit2(cli("check", "--template"), "--key")
     _exit2(cli("check", SUBS / "right.yaml", SUBS / "wrong.yaml"), "--key")
+
+
+def test_the_ci_workflow_grades_a_submissions_directory(tmp_path):
+    """Its cnncalc commands, run in a copy of examples/homework, do what the comments say."""
+    import yaml
+
+    wf = yaml.safe_load((HOMEWORK / "ci-workflow.yml").read_text())
+    steps = wf["jobs"]["grade"]["steps"]
+    runs = " ".join(s.get("run", "") for s in steps)
+    assert "pip install cnncalc" not in runs and "pip install ./.cnncalc" in runs
+    assert any(s.get("with", {}).get("path") == ".cnncalc" for s in steps)
+    shutil.copytree(HOMEWORK, tmp_path / "course")
+    cmds = [c.strip() for s in steps for c in s.get("run", "").replace("\n", " ; ").split(" ; ")
+            if c.strip().startswith("cnncalc ")]
+    assert len(cmds) == 3
+    for c in cmds:
+        args = c.split("||")[0].split(">>")[0].split()[1:]
+        r = run_module(*args, cwd=tmp_path / "course")
+        assert r.returncode == 1, (c, r.stderr)          # Bob and Eve fail; nobody is unreadable
+    root = ET.parse(tmp_path / "course" / "homework-report.xml").getroot()
+    assert len(root.findall("testsuite")) == 3
+    assert (tmp_path / "course" / "gradebook.csv").read_text().count("\n") == 4

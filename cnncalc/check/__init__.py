@@ -53,6 +53,16 @@ memory_bytes rf rf_stride output``; bounds of ``≤``/``≥`` are taken at face 
 YAML note: inside ``{...}`` a comma separates fields, so quote ``'34,848'`` there (block
 style ``params: 34,848`` needs no quotes).
 
+Grading a class (``cnncalc check --key QUESTIONS.yaml SUBMISSION…``): the question sheet
+(``cnncalc.check.sheet``: the format above with the answers left blank, plus ``sheet:`` and
+``points:``, and per-student ``{choose: […]}`` / ``{range: [lo, hi]}`` values, see
+``cnncalc.check.variants``) is the authority; submissions (``cnncalc.check.submission``)
+carry only answers by id; ``cnncalc.check.gradebook`` grades them::
+
+    from cnncalc.check import Sheet, grade_all
+    book = grade_all(Sheet("QUESTIONS.yaml"), ["submissions/ada.yaml", "submissions/bob.yaml"])
+    [(g.student, g.score, g.points, g.status) for g in book.graded]
+
 Python API::
 
     from cnncalc.check import run_check, pytest_cases
@@ -69,5 +79,18 @@ from cnncalc.check.answers import (AnswerFile, Question, load_answers, parse_ans
 from cnncalc.check.cases import Case, pytest_cases
 from cnncalc.check.grade import CheckRun, Grader, Outcome, run_check
 
+
+def __getattr__(name):
+    """Sheets and gradebooks are imported when first used (``check ANSWERS.yaml`` needs neither)."""
+    if name in ("Sheet", "SheetVariant"):
+        from cnncalc.check import sheet
+        return getattr(sheet, name)
+    if name in ("grade_all", "Gradebook", "Graded"):
+        from cnncalc.check import gradebook
+        return getattr(gradebook, name)
+    raise AttributeError(name)
+
+
 __all__ = ["AnswerFile", "Question", "load_answers", "parse_answers", "parse_answer", "parse_number",
-           "parse_constraint", "Case", "pytest_cases", "CheckRun", "Grader", "Outcome", "run_check"]
+           "parse_constraint", "Case", "pytest_cases", "CheckRun", "Grader", "Outcome", "run_check",
+           "Sheet", "SheetVariant", "grade_all", "Gradebook", "Graded"]

@@ -140,20 +140,33 @@ class Gradebook:
 # ------------------------------------------------------------------------------ grading
 def collect(paths: list[str], exclude: str | None = None) -> list[Path]:
     """Submission files: the files given, and every *.yaml/*.yml under the directories given
-    (sorted; the sheet itself is skipped)."""
+    (sorted; the sheet itself, and network specs a student keeps next to the answers, are
+    skipped)."""
     skip = Path(exclude).resolve() if exclude else None
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())
+            found = [f for f in found if f.resolve() != skip and not _is_spec(f)]
             if not found:
                 raise SpecError(f"the directory {str(p)!r} has no submissions (*.yaml, *.yml)")
-            out += [f for f in found if f.resolve() != skip]
+            out += found
         elif p.exists():
             out.append(p)
         else:
             raise SpecError(f"no submission {str(p)!r}")
     return out
+
+
+def _is_spec(path: Path) -> bool:
+    """A network spec (top-level 'layers:' without 'answers:'/'questions:') is not a submission."""
+    try:
+        from cnncalc.spec.yamlsafe import load_yaml
+
+        doc = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, SpecError):
+        return False          # graded, so that the problem is reported
+    return isinstance(doc, dict) and "layers" in doc and "answers" not in doc and "questions" not in doc
 
 
 def grade_file(sheet: Sheet, path: str | Path, pass_mark: Fraction = Fraction(1)) -> Graded:

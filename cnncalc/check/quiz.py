@@ -70,8 +70,9 @@ def _md(s: str) -> str:
 _PLAIN = re.compile(r"^[A-Za-z0-9][\w.,+\- ]*$")
 
 
-def yaml_value(v: Any) -> str:
-    """A value written so that YAML reads it back as the same answer."""
+def yaml_value(v: Any, exact: bool = False) -> str:
+    """A value written so that YAML reads it back as the same answer (``exact``: as the same
+    string — ids — where an answer may read ``no`` as false)."""
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -81,7 +82,19 @@ def yaml_value(v: Any) -> str:
     if isinstance(v, (list, dict)):
         return json.dumps(v, ensure_ascii=False)     # JSON flow style is YAML
     s = str(v)
-    return s if _PLAIN.match(s) and ": " not in s and " #" not in s else json.dumps(s, ensure_ascii=False)
+    if _PLAIN.match(s) and ": " not in s and " #" not in s and (not exact or _reads_back(s)):
+        return s
+    return json.dumps(s, ensure_ascii=False)
+
+
+def _reads_back(s: str) -> bool:
+    """YAML reads it as this same string (not 007 → 7, yes → True, 1e3 → 1000.0)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(s) == s
+    except yaml.YAMLError:
+        return False
 
 
 def _id(k: str) -> str:
@@ -102,9 +115,9 @@ def render_template(sv: SheetVariant, filled: bool = False) -> str:
         out += ["# Write each answer after its colon, the way you would on paper:",
                 f"#   {ANSWER_FORMS}",
                 "# Only the answers count: the questions, networks and points come from the sheet."]
-    out.append(f"sheet: {_id(sheet.id)}")
+    out.append(f"sheet: {yaml_value(sheet.id, exact=True)}")
     if sheet.has_variants:
-        out.append(f"variant: {yaml_value(sv.variant)}" if sv.variant is not None
+        out.append(f"variant: {yaml_value(sv.variant, exact=True)}" if sv.variant is not None
                    else "variant:            # your student id: the numbers of your questions depend on it")
     out += ["student:", "answers:"]
     rows: list[tuple[str, str] | str] = []

@@ -20,13 +20,14 @@ sheet's — the grade always uses the sheet.
 """
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnncalc.check.answers import ALIASES, AnswerFile, answers_from_doc, raw_text
 from cnncalc.errors import SpecError
-from cnncalc.layers.base import _suggest
 from cnncalc.spec.yamlsafe import LineDict, load_yaml
 
 MINIMAL_KEYS = ("sheet", "variant", "student", "answers", "title")
@@ -82,7 +83,7 @@ def parse_submission(text: str, file: str = "<submission>", base_dir: Path | str
         if v is not None and not isinstance(v, (str, int, float)):
             raise SpecError(f"'{key}' is a single value, got {v!r}", file=file, line=doc.line_of(key))
     sub.student = None if doc.get("student") is None else str(doc["student"])
-    sub.variant = None if doc.get("variant") is None else str(doc["variant"])
+    sub.variant = _as_written(doc, "variant", lines)
     sub.sheet = None if doc.get("sheet") is None else str(doc["sheet"])
     sub.sheet_line = doc.line_of("sheet") if "sheet" in doc else None
     if "questions" in doc or "require" in doc:        # the combined format
@@ -97,7 +98,7 @@ def parse_submission(text: str, file: str = "<submission>", base_dir: Path | str
     for key in doc:
         if key not in MINIMAL_KEYS:
             raise SpecError(f"unknown top-level field {key!r} in a submission", file=file, line=doc.line_of(key),
-                            hint=_suggest(key, MINIMAL_KEYS) or "a submission has 'answers:' (and 'variant:', "
+                            hint=_close(key, MINIMAL_KEYS) or "a submission has 'answers:' (and 'variant:', "
                                  "'student:', 'sheet:')")
     ans = doc.get("answers")
     if not isinstance(ans, dict):
@@ -112,6 +113,24 @@ def parse_submission(text: str, file: str = "<submission>", base_dir: Path | str
                             line=line, hint="quote numbers written with commas, e.g. '34,848'")
         sub.answers[str(k)] = Answer(v, raw_text(ans, k, v, lines), line)
     return sub
+
+
+def _close(word, options) -> str | None:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _as_written(doc, key, lines) -> str | None:
+    """A scalar id as written: YAML reads ``variant: 007`` as the number 7, the student wrote 007."""
+    v = doc.get(key)
+    if v is None or isinstance(v, str):
+        return v
+    ln = doc.line_of(key)
+    if ln and 0 < ln <= len(lines):
+        m = re.match(rf"\s*{key}\s*:\s*([^#\s]+)", lines[ln - 1])
+        if m:
+            return m.group(1)
+    return str(v)
 
 
 def lookup(sub: Submission, qid: str, item_id: str) -> tuple[Answer | None, set[str]]:

@@ -392,3 +392,29 @@ def test_the_ci_workflow_grades_a_submissions_directory(tmp_path):
     root = ET.parse(tmp_path / "course" / "homework-report.xml").getroot()
     assert len(root.findall("testsuite")) == 3
     assert (tmp_path / "course" / "gradebook.csv").read_text().count("\n") == 4
+
+
+def test_a_directory_with_a_students_network_file(tmp_path, cli):
+    """A spec next to the answers (the design answer by path) is not taken for a submission."""
+    d = tmp_path / "ada"
+    d.mkdir()
+    (d / "my_net.yaml").write_text("input: 128x128x3\nlayers:\n  - {global_avgpool: }\n  - {conv: 10, kernel: 1}\n")
+    (d / "answers.yaml").write_text("sheet: cnn-homework-2\nvariant: s1\nanswers:\n  design: my_net.yaml\n")
+    r = cli("check", "--key", QUESTIONS, d, "-F", "json")
+    book = json.loads(r.output)
+    assert [Path(g["file"]).name for g in book["submissions"]] == ["answers.yaml"]
+    st = {x["id"]: x["status"] for x in book["submissions"][0]["results"]}
+    # global pooling then 10 1x1 filters: 3*10 + 10 = 40 params, 1x1x10 out
+    assert st["design.1"] == st["design.3"] == "pass" and st["alexnet-pool1"] == "missing"
+
+
+def test_a_variant_id_is_read_as_written(tmp_path, cli):
+    """YAML reads 007 as the number 7; the student's id is 007, and so is the draw."""
+    key = tmp_path / "key.yaml"
+    for f in ("QUESTIONS.yaml", "design_net.yaml"):
+        shutil.copy(HOMEWORK / f, tmp_path / f)
+    assert cli("check", "--key", tmp_path / "QUESTIONS.yaml", "--template", "--solutions", "--variant", "007",
+               "-o", key).exit_code == 0
+    key.write_text(key.read_text().replace('variant: "007"', "variant: 007"))
+    d = json.loads(cli("check", "--key", tmp_path / "QUESTIONS.yaml", key, "-F", "json").output)["submissions"][0]
+    assert d["variant"] == "007" and d["status"] == "pass"

@@ -28,7 +28,7 @@ def quiz_dict(sv: SheetVariant) -> dict:
             answers = [{"id": it.id, "asks": _design_note(sv, it)}]
         else:
             answers = [{"id": q.id, "asks": asks(q)} for q in it.questions]
-        items.append({"n": n, "id": it.id, "text": item_text(it), "points": fmt_points(it.points),
+        items.append({"n": n, "id": it.id, "text": item_text(it, sv.answers), "points": fmt_points(it.points),
                       "answers": answers})
     return {"sheet": sheet.id, "title": sheet.title, "variant": sv.variant, "items": items}
 
@@ -122,7 +122,7 @@ def render_template(sv: SheetVariant, filled: bool = False) -> str:
     out += ["student:", "answers:"]
     rows: list[tuple[str, str] | str] = []
     for n, it in enumerate(sv.items, 1):
-        rows.append(f"  # {n}. {_one_line(item_text(it))} ({_pts(it.points)})")
+        rows.append(f"  # {n}. {_one_line(item_text(it, sv.answers))} ({_pts(it.points)})")
         if it.design:
             val = sol[it.questions[0].id].answer if filled else None
             rows.append((f"  {_id(it.id)}: {yaml_value(val)}".rstrip(), _one_line(_design_note(sv, it))))

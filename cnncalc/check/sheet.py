@@ -379,14 +379,24 @@ def fill_text(doc: dict, drawn: list[tuple[str, Any]]) -> str:
     return text + (" (" + ", ".join(extra) + ")" if extra else "")
 
 
-def item_text(item: Item) -> str:
-    """What the item asks, in words, with the drawn numbers."""
+def item_text(item: Item, af: AnswerFile | None = None) -> str:
+    """What the item asks, in words, with the drawn numbers (and, without a text, of which
+    network: 'conv1 of alexnet')."""
     if item.text:
         return item.text
-    if item.questions:
-        return item.questions[0].label.rsplit(": ", 1)[0] if item.questions[0].quantity != "require" \
-            else item.questions[0].label
-    return item.id
+    if not item.questions:
+        return item.id
+    q = item.questions[0]
+    if q.quantity == "require":
+        return q.label
+    where = q.label.rsplit(": ", 1)[0]
+    if af is not None and isinstance(q.layer, str):
+        net = resolved_spec(q, af)
+        name = net if isinstance(net, str) else (q.spec if isinstance(q.spec, str) else af.spec
+                                                 if isinstance(af.spec, str) else None)
+        if name:
+            where += f" of {name}"
+    return where
 
 
 def show(v) -> str:

@@ -87,8 +87,11 @@ def parse_submission(text: str, file: str = "<submission>", base_dir: Path | str
     sub.sheet = None if doc.get("sheet") is None else str(doc["sheet"])
     sub.sheet_line = doc.line_of("sheet") if "sheet" in doc else None
     if "questions" in doc or "require" in doc:        # the combined format
-        rest = LineDict({k: v for k, v in doc.items() if k not in EXTRA_KEYS})
-        rest.line, rest.key_lines = doc.line, dict(doc.key_lines)
+        from cnncalc.check.variants import substitute
+
+        # a copy of the sheet: its sheet-only keys (points) are the sheet's business, not hers
+        rest = substitute(doc, {}, drop=lambda path, k: (path == () and k in EXTRA_KEYS) or
+                          (len(path) == 2 and path[0] == "questions" and k == "points"))
         af = answers_from_doc(rest, lines, file=file, base_dir=base_dir)
         sub.combined = af
         for q in af.questions:

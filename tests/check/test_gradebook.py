@@ -418,3 +418,12 @@ def test_a_variant_id_is_read_as_written(tmp_path, cli):
     key.write_text(key.read_text().replace('variant: "007"', "variant: 007"))
     d = json.loads(cli("check", "--key", tmp_path / "QUESTIONS.yaml", key, "-F", "json").output)["submissions"][0]
     assert d["variant"] == "007" and d["status"] == "pass"
+
+
+def test_a_copy_of_the_sheet_with_points_is_a_combined_submission(tmp_path, cli):
+    q = tmp_path / "Q.yaml"
+    q.write_text("spec: alexnet\nquestions:\n  - {id: a, layer: conv1, shape: , points: 2}\n")
+    s = tmp_path / "s.yaml"
+    s.write_text("spec: alexnet\nquestions:\n  - {id: a, layer: conv1, shape: 55x55x96, points: 20}\n")
+    d = json.loads(cli("check", "--key", q, s, "-F", "json").output)["submissions"][0]
+    assert d["status"] == "pass" and d["points"] == "2" and d["changed"] == []

@@ -16,6 +16,11 @@ from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.runtime.executor import Net
 
 SHADES = " ░▒▓█"
+# A pixel is in the support when its mean |gradient| exceeds this share of the map's maximum.
+# Exact zeros stay zero with the direct and im2col convolutions, but an FFT convolution leaves
+# round-off of about 1e-16 of the largest value on every pixel; float64 arithmetic of a real
+# gradient through the networks we ship stays far above 1e-9 of the maximum.
+SUPPORT_RTOL = 1e-9
 
 
 def effective_field(graph, layer, *, samples=8, mass=0.95, conv_algo="auto", seed=0):
@@ -36,6 +41,9 @@ def effective_field(graph, layer, *, samples=8, mass=0.95, conv_algo="auto", see
         dx = net.backward({layer: d})
         acc += np.abs(dx[0]).sum(axis=0)
     acc /= samples
+    top = float(acc.max()) if acc.size else 0.0
+    tol = SUPPORT_RTOL * top
+    acc = np.where(acc > tol, acc, 0.0)  # round-off is not support: neither counted nor shaded
     rep = receptive_fields(graph)
     nd_unit = tuple(unit[: len(rep[layer].axes)])
     field = unit_field(rep, layer, nd_unit).clipped
@@ -50,7 +58,8 @@ def effective_field(graph, layer, *, samples=8, mass=0.95, conv_algo="auto", see
     return {"layer": layer, "unit": list(unit), "field": [list(field[0]), list(field[1])],
             "field_area": int(field_area), "mass": mass, "mass_area": k,
             "fraction": k / field_area if field_area else 0.0,
-            "support_area": int(np.count_nonzero(acc)), "samples": samples, "map": acc}
+            "support_area": int(np.count_nonzero(acc)), "support_rtol": SUPPORT_RTOL,
+            "samples": samples, "conv_algo": conv_algo, "map": acc}
 
 
 def heatmap_lines(m, field, max_width=64):

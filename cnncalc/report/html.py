@@ -99,8 +99,9 @@ function draw(){tbody.textContent='';
   document.querySelectorAll('#layers th.sortable').forEach(function(th){
     th.dataset.arrow=(th.dataset.key==sortKey)?(sortDir>0?' \u25b2':' \u25bc'):'';th.textContent=th.dataset.label+th.dataset.arrow;});}
 document.querySelectorAll('#layers th.sortable').forEach(function(th){th.dataset.label=th.textContent;
-  th.addEventListener('click',function(){var k=th.dataset.key;if(sortKey==k){if(sortDir>0)sortDir=-1;else{sortKey=null;sortDir=1;}}
-    else{sortKey=k;sortDir=(k=='name'||k=='description'||k=='index')?1:-1;}draw();});});
+  th.addEventListener('click',function(){var k=th.dataset.key,first=(k=='name'||k=='description'||k=='index')?1:-1;
+    if(sortKey==k){if(sortDir==first)sortDir=-first;else{sortKey=null;sortDir=1;}}
+    else{sortKey=k;sortDir=first;}draw();});});
 document.getElementById('collapse-all').addEventListener('click',function(){Object.keys(groups).forEach(function(g){collapsed[g]=true;});sortKey=null;draw();});
 document.getElementById('expand-all').addEventListener('click',function(){collapsed={};sortKey=null;draw();});
 var ex=document.getElementById('explain');

@@ -17,8 +17,10 @@ from cnncalc.cli.graph import force_option, write_output
 @click.option("--no-bias", is_flag=True, help="Count weights only (the VGG table's 'not counting biases').")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Collapse modules in the graph picture (as graph --depth); the table keeps every layer.")
+@click.option("--no-rf", is_flag=True,
+              help="Leave out the receptive fields (their analysis takes minutes on 1000-layer residual nets).")
 @force_option
-def report(spec, output, batch, dtype, input_shape, no_bias, depth, force):
+def report(spec, output, batch, dtype, input_shape, no_bias, depth, no_rf, force):
     """Write one self-contained HTML page about SPEC: the totals and memory lines of summarize,
     the layer graph, the per-layer table (sortable, modules foldable, a click shows the
     arithmetic), bar charts of memory, params and MACs per layer, the receptive-field growth
@@ -35,12 +37,14 @@ def report(spec, output, batch, dtype, input_shape, no_bias, depth, force):
 
     if Path(output).exists() and not force:
         fail(f"--output {output}: the file exists; add --force to replace it")
-    page = build_report(spec, batch=batch, dtype=dtype, input_shape=input_shape, bias=not no_bias, depth=depth)
+    page = build_report(spec, batch=batch, dtype=dtype, input_shape=input_shape, bias=not no_bias, depth=depth,
+                        with_rf=not no_rf)
     write_output(output, page, force)
     click.echo(f"wrote {output} ({len(page.encode()):,} bytes)", err=True)
 
 
-def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True, depth=None) -> str:
+def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True, depth=None,
+                 with_rf=True) -> str:
     from cnncalc.analysis.report import analyze_graph
     from cnncalc.cli.summarize import layer_view
     from cnncalc.errors import CnnCalcError
@@ -54,6 +58,8 @@ def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True,
     svg = to_svg(layout_graph(graph, depth), standalone=False)
     rf = None
     try:
+        if not with_rf:
+            raise CnnCalcError("left out")
         from cnncalc.analysis.rf import receptive_fields
 
         rfr = receptive_fields(graph)

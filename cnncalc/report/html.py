@@ -189,7 +189,8 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
         _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a"),
         _bar_chart("MACs per layer", names, [r["macs"] for r in layers], "#7b4bb3"),
     ]
-    rf_html = "<p class=\"muted\">The input has no spatial axes: no receptive field.</p>"
+    rf_html = ("<p class=\"muted\">No receptive fields: the input has no spatial axes, or they were left "
+               "out (--no-rf).</p>")
     if rf:
         rfl = [f for f in rf if f["name"] in set(names)]
         rs = [_num(f["r"]) or 0 for f in rfl]

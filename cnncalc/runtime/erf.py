@@ -7,6 +7,7 @@ Its size is given as the share of the theoretical (analytic, clipped) field that
 """
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -96,16 +97,30 @@ def png_bytes(gray: np.ndarray) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
-def write_map(m, path: str):
+def write_map(m, path: str, *, res=None, net: str = "") -> bool:
+    """Write the map: .png/.svg as the figure (cnncalc.report.erf_figure) when ``res`` is given,
+    .csv/.pgm as raw values. Returns False when the PNG had to go without text (no matplotlib)."""
+    from cnncalc.fsutil import atomic_write_bytes
+
     low = path.lower()
+    labelled = True
     if low.endswith(".csv"):
-        np.savetxt(path, m, delimiter=",", fmt="%.6g")
+        buf = io.StringIO()
+        np.savetxt(buf, m, delimiter=",", fmt="%.6g")
+        data = buf.getvalue().encode()
+    elif low.endswith((".png", ".svg")) and res is not None:
+        from cnncalc.report import erf_figure
+
+        if low.endswith(".svg"):
+            data = erf_figure.to_svg(res, net).encode()
+        else:
+            data, labelled = erf_figure.to_png(res, net)
     elif low.endswith(".png"):
-        with open(path, "wb") as fh:
-            fh.write(png_bytes(to_gray(m)))
+        data = png_bytes(to_gray(m))
     elif low.endswith(".pgm"):
         g = to_gray(m)
-        with open(path, "wb") as fh:
-            fh.write(f"P5\n{g.shape[1]} {g.shape[0]}\n255\n".encode() + g.tobytes())
+        data = f"P5\n{g.shape[1]} {g.shape[0]}\n255\n".encode() + g.tobytes()
     else:
         raise ValueError(path)
+    atomic_write_bytes(path, data)
+    return labelled

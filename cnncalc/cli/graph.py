@@ -93,7 +93,7 @@ def graph(spec, output, fmt, depth, input_shape, force):
     write_output(output, data, force)
     n = len(layout.real_nodes)
     click.echo(f"wrote {output} ({kind}, {n} boxes, {len(layout.edges)} edges, "
-               f"{layout.width}x{layout.height} px)", err=True)
+               f"{layout.width}x{layout.height} px)")
 
 
 def png_bytes(layout) -> bytes:

@@ -40,7 +40,7 @@ def report(spec, output, batch, dtype, input_shape, no_bias, depth, no_rf, force
     page = build_report(spec, batch=batch, dtype=dtype, input_shape=input_shape, bias=not no_bias, depth=depth,
                         with_rf=not no_rf)
     write_output(output, page, force)
-    click.echo(f"wrote {output} ({len(page.encode()):,} bytes)", err=True)
+    click.echo(f"wrote {output} ({len(page.encode()):,} bytes)")
 
 
 def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True, depth=None,

@@ -18,6 +18,8 @@ COMMANDS = {
     "receptive-field": "cnncalc.cli.rf:receptive_field",
     "zoo": "cnncalc.cli.zoo:zoo",
     "compare": "cnncalc.cli.zoo:compare",
+    "graph": "cnncalc.cli.graph:graph",
+    "report": "cnncalc.cli.report:report",
     "conv": "cnncalc.cli.calc:conv",
     "pool": "cnncalc.cli.calc:pool",
     "fc": "cnncalc.cli.calc:fc",

@@ -175,10 +175,13 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
               help="Random inputs the gradient magnitude is averaged over.")
 @click.option("--mass", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
               help="Share of the gradient mass whose area is compared with the theoretical field.")
-@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Write the map: .csv, .png or .pgm.")
+@click.option("--output", "-o", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the figure (.png, .svg: colour map, colour bar, field and mass outlines, "
+                   "title) or the raw map (.csv, .pgm).")
+@click.option("--out", "out_old", type=click.Path(dir_okay=False), default=None, hidden=True)
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, out, seed):
+def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, out, out_old, force, seed):
     """Effective receptive field (Luo et al., 2016) of the central unit of a layer.
 
     The mean |d unit / d input| over random inputs and random (He) weights, as a heat map,
@@ -187,22 +190,33 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, out, seed):
     \b
     Examples:
       cnncalc erf vgg16 --input 64x64x3 --layer conv4_3
-      cnncalc erf lenet5 --layer C3 --out c3.png
+      cnncalc erf lenet5 --layer C3 -o c3.png
+      cnncalc erf lenet5 --layer C3 -o c3.svg
+
+    The PNG figure is drawn with matplotlib (pip install 'cnncalc[plot]'); without it the
+    PNG has the map, the outlines and the colour bar but no text, and the SVG has everything.
     """
+    out = out or out_old
     graph = _graph(spec, input_shape)
     if layer not in graph.nodes or layer == "input":
         from cnncalc.layers.base import _suggest
         fail(f"no layer named {layer!r} in {graph.name}"
              + (f"; {_suggest(layer, [n.name for n in graph.layers], 'layer')}" if graph.layers else ""))
-    if out and not out.lower().endswith((".csv", ".png", ".pgm")):
-        fail(f"--out {out}: write .csv, .png or .pgm")
+    if out and not out.lower().endswith((".csv", ".png", ".pgm", ".svg")):
+        fail(f"--output {out}: write .png, .svg, .csv or .pgm")
+    if out:
+        from pathlib import Path
+
+        if Path(out).exists() and not force:
+            fail(f"--output {out}: the file exists; add --force to replace it")
     if len(graph.input_shape) != 3:
         fail("erf draws a 2-D map: the spec's input must be HxWxC")
     from cnncalc.runtime.erf import effective_field, heatmap_lines, write_map
 
     res = effective_field(graph, layer, samples=samples, mass=mass, conv_algo=conv_algo, seed=seed)
+    labelled = True
     if out:
-        write_map(res["map"], out)
+        labelled = write_map(res["map"], out, res=res, net=graph.name)
     if fmt == "json":
         emit_json({k: v for k, v in res.items() if k != "map"} | {"map": res["map"].tolist()})
         return
@@ -218,3 +232,6 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, out, seed):
     click.echo(f"gradient is non-zero on {res['support_area']} pixels")
     if out:
         click.echo(f"wrote {out}")
+        if not labelled:
+            click.echo("note: without matplotlib the PNG has no title, labels or colour-bar ticks; "
+                       "pip install 'cnncalc[plot]' for the labelled figure, or write .svg", err=True)

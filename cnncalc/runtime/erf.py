@@ -7,6 +7,7 @@ Its size is given as the share of the theoretical (analytic, clipped) field that
 """
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -16,6 +17,11 @@ from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.runtime.executor import Net
 
 SHADES = " ░▒▓█"
+# A pixel is in the support when its mean |gradient| exceeds this share of the map's maximum.
+# Exact zeros stay zero with the direct and im2col convolutions, but an FFT convolution leaves
+# round-off of about 1e-16 of the largest value on every pixel; float64 arithmetic of a real
+# gradient through the networks we ship stays far above 1e-9 of the maximum.
+SUPPORT_RTOL = 1e-9
 
 
 def effective_field(graph, layer, *, samples=8, mass=0.95, conv_algo="auto", seed=0):
@@ -36,6 +42,9 @@ def effective_field(graph, layer, *, samples=8, mass=0.95, conv_algo="auto", see
         dx = net.backward({layer: d})
         acc += np.abs(dx[0]).sum(axis=0)
     acc /= samples
+    top = float(acc.max()) if acc.size else 0.0
+    tol = SUPPORT_RTOL * top
+    acc = np.where(acc > tol, acc, 0.0)  # round-off is not support: neither counted nor shaded
     rep = receptive_fields(graph)
     nd_unit = tuple(unit[: len(rep[layer].axes)])
     field = unit_field(rep, layer, nd_unit).clipped
@@ -50,7 +59,8 @@ def effective_field(graph, layer, *, samples=8, mass=0.95, conv_algo="auto", see
     return {"layer": layer, "unit": list(unit), "field": [list(field[0]), list(field[1])],
             "field_area": int(field_area), "mass": mass, "mass_area": k,
             "fraction": k / field_area if field_area else 0.0,
-            "support_area": int(np.count_nonzero(acc)), "samples": samples, "map": acc}
+            "support_area": int(np.count_nonzero(acc)), "support_rtol": SUPPORT_RTOL,
+            "samples": samples, "conv_algo": conv_algo, "map": acc}
 
 
 def heatmap_lines(m, field, max_width=64):
@@ -87,16 +97,30 @@ def png_bytes(gray: np.ndarray) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
-def write_map(m, path: str):
+def write_map(m, path: str, *, res=None, net: str = "") -> bool:
+    """Write the map: .png/.svg as the figure (cnncalc.report.erf_figure) when ``res`` is given,
+    .csv/.pgm as raw values. Returns False when the PNG had to go without text (no matplotlib)."""
+    from cnncalc.fsutil import atomic_write_bytes
+
     low = path.lower()
+    labelled = True
     if low.endswith(".csv"):
-        np.savetxt(path, m, delimiter=",", fmt="%.6g")
+        buf = io.StringIO()
+        np.savetxt(buf, m, delimiter=",", fmt="%.6g")
+        data = buf.getvalue().encode()
+    elif low.endswith((".png", ".svg")) and res is not None:
+        from cnncalc.report import erf_figure
+
+        if low.endswith(".svg"):
+            data = erf_figure.to_svg(res, net).encode()
+        else:
+            data, labelled = erf_figure.to_png(res, net)
     elif low.endswith(".png"):
-        with open(path, "wb") as fh:
-            fh.write(png_bytes(to_gray(m)))
+        data = png_bytes(to_gray(m))
     elif low.endswith(".pgm"):
         g = to_gray(m)
-        with open(path, "wb") as fh:
-            fh.write(f"P5\n{g.shape[1]} {g.shape[0]}\n255\n".encode() + g.tobytes())
+        data = f"P5\n{g.shape[1]} {g.shape[0]}\n255\n".encode() + g.tobytes()
     else:
         raise ValueError(path)
+    atomic_write_bytes(path, data)
+    return labelled

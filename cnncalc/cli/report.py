@@ -1,0 +1,103 @@
+"""``cnncalc report``: a self-contained HTML report of a spec."""
+from __future__ import annotations
+
+import click
+
+from cnncalc.cli.common import batch_option, dtype_option, fail, input_option, load_graph
+from cnncalc.cli.graph import force_option, write_output
+
+
+@click.command()
+@click.argument("spec")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False), required=True,
+              help="The .html file to write.")
+@batch_option
+@dtype_option
+@input_option
+@click.option("--no-bias", is_flag=True, help="Count weights only (the VGG table's 'not counting biases').")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Collapse modules in the graph picture (as graph --depth); the table keeps every layer.")
+@click.option("--no-rf", is_flag=True,
+              help="Leave out the receptive fields (their analysis takes minutes on 1000-layer residual nets).")
+@force_option
+def report(spec, output, batch, dtype, input_shape, no_bias, depth, no_rf, force):
+    """Write one self-contained HTML page about SPEC: the totals and memory lines of summarize,
+    the layer graph, the per-layer table (sortable, modules foldable, a click shows the
+    arithmetic), bar charts of memory, params and MACs per layer, the receptive-field growth
+    and the published tables that cover the spec. No network access, no CDN: open it anywhere.
+
+    \b
+    Examples:
+      cnncalc report googlenet -o googlenet.html
+      cnncalc report resnet50 --depth 2 --batch 32 -o resnet50.html
+    """
+    if not output.lower().endswith((".html", ".htm")):
+        fail(f"--output {output}: the report is HTML; name the file .html")
+    from pathlib import Path
+
+    if Path(output).exists() and not force:
+        fail(f"--output {output}: the file exists; add --force to replace it")
+    page = build_report(spec, batch=batch, dtype=dtype, input_shape=input_shape, bias=not no_bias, depth=depth,
+                        with_rf=not no_rf)
+    write_output(output, page, force)
+    click.echo(f"wrote {output} ({len(page.encode()):,} bytes)")
+
+
+def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True, depth=None,
+                 with_rf=True) -> str:
+    from cnncalc.analysis.report import analyze_graph
+    from cnncalc.cli.summarize import layer_view
+    from cnncalc.errors import CnnCalcError
+    from cnncalc.report.graph import layout_graph
+    from cnncalc.report.html import build_html
+    from cnncalc.report.svg import to_svg
+
+    graph = load_graph(spec)
+    rep = analyze_graph(graph, batch=batch, dtype=dtype, bias=bias, input_shape=input_shape, explain=True)
+    sections = layer_view(rep, chart=False).sections
+    svg = to_svg(layout_graph(graph, depth), standalone=False)
+    rf = None
+    try:
+        if not with_rf:
+            raise CnnCalcError("left out")
+        from cnncalc.analysis.rf import receptive_fields
+
+        rfr = receptive_fields(graph)
+        rf = rfr.to_dict()["layers"]
+        for row in rf:
+            row["explain"] = list(rfr.layers[row["name"]].explain)
+    except CnnCalcError:
+        rf = None
+    comparisons = _comparisons(spec, graph, input_shape)
+    return build_html(rep.to_dict(), sections=sections, graph_svg=svg, rf=rf, comparisons=comparisons,
+                      explain={r.name: r.explain for r in rep.layers})
+
+
+def _comparisons(spec: str, graph, input_shape) -> list[dict]:
+    """The shipped published tables that cover this zoo spec (rows of other specs left out)."""
+    if input_shape is not None and tuple(input_shape) != tuple(graph.input_shape):
+        return []
+    from pathlib import Path
+
+    from cnncalc.compare import compare_table, load_table, table_ids
+    from cnncalc.spec.loader import zoo_names
+
+    stem = spec[:-5] if spec.endswith(".yaml") else spec
+    if stem not in zoo_names():
+        stem = Path(stem).name
+        if stem not in zoo_names() or Path(spec).resolve().parent.name not in ("zoo", "specs"):
+            return []
+    out = []
+    cache: dict = {}
+    for tid in table_ids():
+        t = load_table(tid)
+        if stem not in t.specs:
+            continue
+        res = compare_table(t, _cache=cache).to_dict()
+        res["rows"] = [r for r in res["rows"] if r["spec"] == stem]
+        keys = ("match", "known discrepancy", "MISMATCH", "STALE")
+        n = {k: sum(r["status"] == k for r in res["rows"]) for k in keys}
+        res["counts"] = {"rows": len(res["rows"]), "match": n["match"], "known_discrepancy": n["known discrepancy"],
+                         "mismatch": n["MISMATCH"], "stale": n["STALE"]}
+        out.append(res)
+    return out

@@ -1,0 +1,101 @@
+"""The layer graph as SVG (pure Python: the base install draws it, no Graphviz, no system package)."""
+from __future__ import annotations
+
+from xml.sax.saxutils import escape, quoteattr
+
+from cnncalc.report.graph import (LABEL_PX, LINE_GAP, NAME_PX, PAD_Y, STEM, TEXT_PX, GNode, Layout,
+                                  text_width)
+
+FONT = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
+# (fill, stroke) per layer family: pale fills so the dark text stays legible
+COLOURS = {
+    "input": ("#e8e8e8", "#777777"),
+    "conv": ("#dbe8fb", "#3f6fb5"), "dwconv": ("#dbe8fb", "#3f6fb5"), "deconv": ("#dbe8fb", "#3f6fb5"),
+    "fc": ("#e9dcf7", "#7b4bb3"),
+    "maxpool": ("#dcf2df", "#3d8b4a"), "avgpool": ("#dcf2df", "#3d8b4a"),
+    "global_avgpool": ("#dcf2df", "#3d8b4a"), "global_maxpool": ("#dcf2df", "#3d8b4a"),
+    "concat": ("#fde7cf", "#c7772a"), "add": ("#fde7cf", "#c7772a"),
+    "batchnorm": ("#f1f1f1", "#8a8a8a"), "lrn": ("#f1f1f1", "#8a8a8a"),
+    "module": ("#fff6cc", "#a68a00"),
+}
+DEFAULT = ("#f6f0e6", "#8c7b5a")
+
+
+def colours(kind: str) -> tuple[str, str]:
+    if kind in COLOURS:
+        return COLOURS[kind]
+    if "pool" in kind:
+        return COLOURS["maxpool"]
+    return DEFAULT
+
+
+def _f(x: float) -> str:
+    return f"{x:.1f}".rstrip("0").rstrip(".")
+
+
+def edge_path(points: list[tuple[float, float]]) -> str:
+    """Straight segments inside a row (stems, lanes), vertical-tangent curves between rows."""
+    (x0, y0), rest = points[0], points[1:]
+    d = [f"M{_f(x0)},{_f(y0)}"]
+    px, py = x0, y0
+    for i, (x, y) in enumerate(rest):
+        if x == px or i == 0:
+            d.append(f"L{_f(x)},{_f(y)}")
+        else:
+            my = (py + y) / 2
+            d.append(f"C{_f(px)},{_f(my)} {_f(x)},{_f(my)} {_f(x)},{_f(y)}")
+        px, py = x, y
+    return " ".join(d)
+
+
+def node_svg(n: GNode) -> str:
+    fill, stroke = colours(n.kind)
+    x0, y0, _, _ = n.box
+    out = [f'<g class="node" data-name={quoteattr(n.id)} data-kind={quoteattr(n.kind)}>',
+           f"<title>{escape(chr(10).join(n.lines + n.members[1:4] + (['…'] if len(n.members) > 4 else [])))}</title>",
+           f'<rect x="{_f(x0)}" y="{_f(y0)}" width="{_f(n.w)}" height="{_f(n.h)}" rx="5" '
+           f'fill="{fill}" stroke="{stroke}" stroke-width="1.2"/>']
+    y = y0 + PAD_Y + NAME_PX - 2
+    for i, line in enumerate(n.lines):
+        cls = "nm" if i == 0 else ("sh" if i == len(n.lines) - 1 else "ty")
+        out.append(f'<text class="{cls}" x="{_f(n.x)}" y="{_f(y)}">{escape(line)}</text>')
+        y += (TEXT_PX + LINE_GAP) if i < len(n.lines) - 1 else 0
+    out.append("</g>")
+    return "".join(out)
+
+
+def to_svg(layout: Layout, *, standalone: bool = True) -> str:
+    W, H = layout.width, layout.height
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+            f'class="cnncalc-graph" role="img" aria-label={quoteattr(layout.title)}>')
+    style = (f"<style>.cnncalc-graph text{{font-family:{FONT};fill:#1a1a1a;text-anchor:middle}}"
+             f".cnncalc-graph .nm{{font-size:{NAME_PX}px;font-weight:bold}}"
+             f".cnncalc-graph .ty{{font-size:{TEXT_PX}px;fill:#333}}"
+             f".cnncalc-graph .sh{{font-size:{TEXT_PX}px;fill:#0b3d91}}"
+             f".cnncalc-graph .el{{font-size:{LABEL_PX}px;fill:#555;text-anchor:start;paint-order:stroke;"
+             f"stroke:#fff;stroke-width:3px;stroke-linejoin:round}}"
+             f".cnncalc-graph .title{{font-size:14px;font-weight:bold;text-anchor:start}}"
+             f".cnncalc-graph .edge{{fill:none;stroke:#666;stroke-width:1.1}}</style>")
+    defs = ('<defs><marker id="cnncalc-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+            'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#666"/></marker></defs>')
+    parts = [head, style, defs, f'<rect width="{W}" height="{H}" fill="#ffffff"/>',
+             f'<text class="title" x="24" y="30">{escape(layout.title)}</text>', '<g class="edges">']
+    for e in layout.edges:
+        parts.append(f'<path class="edge" data-src={quoteattr(e.src)} data-dst={quoteattr(e.dst)} '
+                     f'd="{edge_path(e.points)}" marker-end="url(#cnncalc-arrow)">'
+                     f"<title>{escape(e.src)} → {escape(e.dst)}: {escape(e.label)}</title></path>")
+    parts.append("</g><g class=\"labels\">")
+    for n in layout.real_nodes:
+        if n.out_label:
+            parts.append(f'<text class="el" data-src={quoteattr(n.id)} x="{_f(n.x + 6)}" '
+                         f'y="{_f(n.y + n.h + STEM - 2)}">{escape(n.out_label)}</text>')
+    parts.append("</g><g class=\"nodes\">")
+    parts += [node_svg(n) for n in layout.real_nodes]
+    parts.append("</g></svg>")
+    svg = "".join(parts)
+    if standalone:
+        svg = '<?xml version="1.0" encoding="UTF-8"?>\n' + svg + "\n"
+    return svg
+
+
+__all__ = ["to_svg", "colours", "text_width"]

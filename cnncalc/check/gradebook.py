@@ -11,6 +11,7 @@ exits 2 after grading the others.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -158,15 +159,18 @@ def collect(paths: list[str], exclude: str | None = None) -> list[Path]:
     return out
 
 
-def _is_spec(path: Path) -> bool:
-    """A network spec (top-level 'layers:' without 'answers:'/'questions:') is not a submission."""
-    try:
-        from cnncalc.spec.yamlsafe import load_yaml
+_TOP = re.compile(r"^(layers|answers|questions)\s*:", re.M)
 
-        doc = load_yaml(path.read_text(encoding="utf-8"), str(path))
-    except (OSError, UnicodeDecodeError, SpecError):
-        return False          # graded, so that the problem is reported
-    return isinstance(doc, dict) and "layers" in doc and "answers" not in doc and "questions" not in doc
+
+def _is_spec(path: Path) -> bool:
+    """A network spec (a top-level 'layers:' without 'answers:'/'questions:') is not a
+    submission. Read by its top-level keys only: a file that is neither is graded, so that
+    its problem is reported."""
+    try:
+        keys = set(_TOP.findall(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return False
+    return keys == {"layers"}
 
 
 def grade_file(sheet: Sheet, path: str | Path, pass_mark: Fraction = Fraction(1)) -> Graded:

@@ -365,9 +365,6 @@ def layout_graph(graph: Graph, depth: int | None = None) -> Layout:
 def overlaps(layout: Layout) -> list[tuple[str, str]]:
     """Pairs of real node boxes that overlap (the layout's invariant: none)."""
     bad = []
-    by_rank: dict[int, list[GNode]] = {}
-    for n in layout.real_nodes:
-        by_rank.setdefault(n.rank, []).append(n)
     nodes = layout.real_nodes
     for i, a in enumerate(nodes):
         ax0, ay0, ax1, ay1 = a.box

@@ -136,7 +136,7 @@ document.getElementById('cnncalc-status').textContent='ok';
 def _bar_chart(title: str, names: list[str], values: list[int], colour: str, unit: str = "") -> str:
     """A column chart, one column per layer in order, with a tooltip per column."""
     n = max(len(values), 1)
-    bw = max(2, min(14, 1100 // n))
+    bw = max(2, min(32, 1100 // n))
     left, top, h = 70, 22, 150
     W, H = left + n * bw + 20, top + h + 24
     vmax = max(values, default=0) or 1

@@ -62,6 +62,16 @@ def check_invariants(graph, depth=None):
     for n in graph.layers if depth is None else []:
         i = texts.index(n.name)  # name, then type (kernel/stride), then output shape
         assert texts[i + 1:i + 3] == [n.layer.describe(), fmt_shape(n.shape)]
+    # the shape written under each box overlaps no box
+    from cnncalc.report.graph import LABEL_PX, STEM, text_width
+    for n in lay.real_nodes:
+        if not n.out_label:
+            continue
+        lx0, ly1 = n.x + 6, n.y + n.h + STEM
+        lx1, ly0 = lx0 + text_width(n.out_label, LABEL_PX), ly1 - 2 - LABEL_PX
+        for b in lay.real_nodes:
+            bx0, by0, bx1, by1 = b.box
+            assert not (lx0 < bx1 and bx0 < lx1 and ly0 < by1 and by0 < ly1), (n.id, b.id)
     # every node's box lies inside the picture
     for n in lay.real_nodes:
         x0, y0, x1, y1 = n.box

@@ -251,7 +251,7 @@ def layer_view(rep: RFReport, only: str | None = None, explain: bool = False) ->
 
 
 def _axis_labels(nd: int):
-    return ("H", "W") if nd == 2 else ("L",) if nd == 1 else tuple(f"axis {i}" for i in range(nd))
+    return ("H", "W") if nd == 2 else ("L",) if nd == 1 else ("D", "H", "W") if nd == 3 else tuple(f"axis {i}" for i in range(nd))
 
 
 def _last_local(rep: RFReport) -> str | None:

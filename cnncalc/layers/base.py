@@ -357,8 +357,14 @@ class Layer:
         return {}
 
     def rf_windows(self):
-        """None: pointwise; GLOBAL: sees the whole input; else a Window per spatial axis."""
+        """None: pointwise; GLOBAL: sees the whole input; else a Window (or AxisMap) per
+        spatial axis."""
         return None
+
+    def rf_inputs(self) -> list[int]:
+        """Which inputs carry the receptive field (indices into the inputs): all by default;
+        a crop's shape-only 'to:' input and a mul's broadcast gate do not."""
+        return list(range(len(self.in_shapes)))
 
     # -- explanations ---------------------------------------------------------------------
     def explain_shape(self) -> list[str]:

@@ -95,3 +95,14 @@ class Mul(Layer):
 
     def _ops(self):
         return {"mul": numel(self.out_shape) * (len(self.in_shapes) - 1)}
+
+    def rf_inputs(self):
+        """The full-size branches carry the field; a broadcast gate (squeeze-excitation's
+        1x1xC) makes every unit depend on the whole gate input as well, which the receptive
+        field report flags as ``gated`` instead of widening every later field to the image."""
+        full = [i for i, s in enumerate(self.in_shapes) if s == self.out_shape]
+        return full or list(range(len(self.in_shapes)))
+
+    @property
+    def gated(self) -> bool:
+        return len(self.rf_inputs()) < len(self.in_shapes)

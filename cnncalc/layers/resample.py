@@ -190,6 +190,9 @@ class Crop(_Resample):
                      for lo, _ in pads]
         return (*out, x[-1])
 
+    def rf_inputs(self):
+        return [0]
+
     def describe(self):
         return f"crop → {'x'.join(map(str, self.out_shape[:-1]))}" if self.out_shape else "crop"
 

@@ -304,6 +304,9 @@ class Layer:
             else:
                 self.args[key] = default
         self.activation = self.args.pop("activation")
+        if self.activation == "prelu":  # the spec loader turns it into its own layer
+            raise SpecError("a fused prelu would hide its learned slopes", layer=name,
+                            hint="add a prelu layer after this one")
         if self.activation and not self.takes_activation:
             raise SpecError(f"a {self.kind} layer cannot carry an activation", layer=name,
                             hint="put the activation on its own line after this layer")

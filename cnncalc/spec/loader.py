@@ -367,6 +367,9 @@ class _Builder:
             bn_args = dict(ctx.defaults.get("batchnorm", {}))
             if activation is not None:
                 bn_args["activation"] = activation
+            if _is_prelu(bn_args.get("activation")):
+                bn_args.pop("activation")
+                bn_prelu = True
             bn_args.pop("bn", None)
             try:
                 bn_layer = REGISTRY["batchnorm"](full + "_bn", bn_args)
@@ -407,11 +410,17 @@ class _Builder:
                     outs.append(self._item(b, ctx, src[0], bline))
         local = name or self._auto_name(kind, ctx)
         full = ctx.prefix + local
+        prelu = _is_prelu(extra.get("activation"))
+        if prelu:  # a learned activation has parameters: it becomes its own layer
+            extra = {**extra, "activation": None}
         try:
             layer = REGISTRY[kind](full, extra)
         except SpecError as e:
             raise e.located(file=self.file, line=line, layer=full)
         self._add(Node(full, layer, outs, line, ctx.trace, is_output=bool(it.get("output"))))
+        if prelu:
+            self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
+            full = full + "_prelu"
         return full
 
     def _block(self, it, ctx, src, name, line) -> str:

@@ -204,3 +204,15 @@ def test_json_of_new_ops():
     r = _an("  - {upsample: {factor: 2, mode: bilinear}}\n  - {scale: }\n")
     d = json.loads(json.dumps(r.to_dict()))
     assert d["totals"]["ops"]["interp"] == 16 * 16 * 16 * 4 and d["totals"]["ops"]["mul"] == 16 * 16 * 16
+
+
+def test_prelu_from_defaults_on_merges_and_through_the_api():
+    g = load_spec_text("input: 8x8x4\ndefaults:\n  batchnorm: {activation: prelu}\nlayers:\n"
+                       "  - {add: [[{conv: 4, kernel: 1, bn: true}], []], activation: prelu, name: a}\n"
+                       "  - {batchnorm: , name: b}\n")
+    r = cnncalc.analyze(g)
+    assert [(x.name, x.params) for x in r.layers] == [
+        ("conv1", 20), ("conv1_bn", 8), ("conv1_bn_prelu", 4), ("a", 0), ("a_prelu", 4), ("b", 8), ("b_prelu", 4)]
+    from cnncalc.layers import REGISTRY
+    with pytest.raises(SpecError, match="learned slopes"):
+        REGISTRY["conv"]("c", {"filters": 4, "kernel": 1, "activation": "prelu"})

@@ -106,15 +106,18 @@ class MBConv(nn.Module):
         return x + self.f(x) if self.res else self.f(x)
 
 
-def efficientnet_b0():
+def efficientnet_b0(w=1.0, d=1.0):
+    import math
     cfg = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
            (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
-    layers = [cbn(3, 32, 3, 2, act=nn.SiLU)]
+    layers = [cbn(3, md(32 * w), 3, 2, act=nn.SiLU)]
     for t, k, s, cin, c, n in cfg:
-        for j in range(n):
+        cin, c = md(cin * w), md(c * w)
+        for j in range(int(math.ceil(n * d))):
             layers.append(MBConv(cin if j == 0 else c, t, k, s if j == 0 else 1, c))
-    layers += [cbn(320, 1280, 1, act=nn.SiLU), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
-               nn.Linear(1280, 1000)]
+    last = md(320 * w)
+    layers += [cbn(last, 4 * last, 1, act=nn.SiLU), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+               nn.Linear(4 * last, 1000)]
     return nn.Sequential(*layers)
 
 
@@ -123,6 +126,14 @@ def test_efficientnet_b0():
         m = efficientnet_b0()
     rep = check("efficientnet_b0", m)
     assert rep.totals["params"] == 5_288_548  # torchvision's model table
+
+
+@pytest.mark.parametrize("b,w,d,published", [(1, 1.0, 1.1, 7_794_184), (2, 1.1, 1.2, 9_109_994),
+                                             (3, 1.2, 1.4, 12_233_232)])
+def test_efficientnet_b1_to_b3_scaled_by_vars(b, w, d, published):
+    with torch.device("meta"):
+        m = efficientnet_b0(w, d)
+    assert check(f"efficientnet_b{b}", m).totals["params"] == published  # torchvision's model table
 
 
 # ----------------------------------------------------------------------------- MobileNetV3

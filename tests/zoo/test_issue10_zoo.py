@@ -8,7 +8,7 @@ import cnncalc
 from cnncalc.analysis.rf import receptive_fields
 from tests.conftest import run_module
 
-NEW = ["efficientnet_b0", "mobilenet_v3_large", "mobilenet_v3_small", "convnext_tiny", "inception_v3",
+NEW = ["efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "mobilenet_v3_large", "mobilenet_v3_small", "convnext_tiny", "inception_v3",
        "inception_v3_aux", "densenet201", "regnet_x_400mf", "unet", "deeplabv3_head", "c3d"]
 
 
@@ -47,3 +47,14 @@ def test_landmarks_by_hand():
     rf = receptive_fields("efficientnet_b0")
     se = rf["stage2/block1/se"]
     assert se.gated and not se.is_global and rf.aligned
+
+
+def test_the_scaled_efficientnet_spec_at_w_d_1_is_b0(tmp_path):
+    from importlib import resources
+    text = (resources.files("cnncalc") / "zoo" / "efficientnet_b1.yaml").read_text()
+    text = text.replace("vars: {w: 1.0, d: 1.1, dropout: 0.2}", "vars: {w: 1.0, d: 1.0, dropout: 0.2}")
+    text = text.replace("input: 240x240x3", "input: 224x224x3")
+    p = tmp_path / "b0.yaml"
+    p.write_text(text)
+    a, b = cnncalc.analyze(str(p)).totals, cnncalc.analyze("efficientnet_b0").totals
+    assert (a["params"], a["macs"]) == (b["params"], b["macs"])

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 
 import click
 
-from cnncalc.cli.common import fail, format_option, input_option, load_graph
+from cnncalc.cli.common import (batch_size_option, fail, format_option, hidden_alias, input_option,
+                                load_graph, output_option)
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
 ALGOS = ["auto", "direct", "im2col", "fft"]
@@ -43,11 +44,12 @@ def _graph(spec, input_shape):
 @format_option()
 @input_option
 @algo_option
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=2, show_default=True)
+@batch_size_option(2)
 @click.option("--entries", type=click.IntRange(min=1), default=20, show_default=True,
               help="Entries checked per tensor (sampled at random in bigger tensors).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--all", "show_all", is_flag=True, help="List every tensor, not only the worst per layer.")
+@click.option("--all-rows", "show_all", is_flag=True, help="List every tensor, not only the worst per layer.")
+@hidden_alias("--all", "show_all", is_flag=True)
 def gradcheck(spec, fmt, input_shape, conv_algo, batch, entries, seed, show_all):
     """Centred differences in float64 against the runtime's analytic gradients.
 
@@ -73,13 +75,13 @@ def gradcheck(spec, fmt, input_shape, conv_algo, batch, entries, seed, show_all)
         rows = checks if show_all else _worst(checks)
         view = TableView(
             title=f"{graph.name} — gradient check (float64, centred differences, conv {conv_algo})",
-            columns=[Column("layer", "Layer", "left"), Column("type", "Type", "left", style="dim"),
+            columns=[Column("layer", "Layer", "left"), Column("type", "Type", "left", style="dim", drop=1),
                      Column("tensor", "Tensor", "left"), Column("checked", "Entries"),
                      Column("rel_error", "Rel. error", fmt=lambda v: f"{v:.1e}"),
                      Column("status", "", "left")],
             rows=[{**c.to_dict(), "status": "ok" if c.ok else "FAIL"} for c in rows],
             notes=[f"{sum(c.ok for c in checks)} of {len(checks)} tensors within {TOL:g}"
-                   + ("" if show_all else "; the worst tensor per layer is shown (--all for every one)")])
+                   + ("" if show_all else "; the worst tensor per layer is shown (--all-rows for every one)")])
         render(view, fmt)
     sys.exit(0 if ok else 1)
 
@@ -99,7 +101,7 @@ def _worst(checks):
 @format_option()
 @input_option
 @algo_option
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=2, show_default=True)
+@batch_size_option(2)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-fields", is_flag=True, help="Skip the receptive-field checks.")
 @click.option("--rf-units", type=click.Choice(["centre", "corners", "all"]), default="corners", show_default=True,
@@ -107,7 +109,8 @@ def _worst(checks):
                    "+ all four corners.")
 @click.option("--rf-every-layer", is_flag=True,
               help="Also check single-input pointwise layers (their field is their input's).")
-@click.option("--all", "show_all", is_flag=True, help="List every check, not only the differences.")
+@click.option("--all-rows", "show_all", is_flag=True, help="List every check, not only the differences.")
+@hidden_alias("--all", "show_all", is_flag=True)
 def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, rf_every_layer, show_all):
     """Run SPEC and check every number the analyzer claims.
 
@@ -157,7 +160,7 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
             title=title,
             columns=[Column("layer", "Layer", "left"), Column("check", "Check", "left"),
                      Column("claimed", "Analyzer", fmt=fmt_value), Column("measured", "Runtime", fmt=fmt_value),
-                     Column("status", "", "left"), Column("note", "Note", "left", style="dim")],
+                     Column("status", "", "left"), Column("note", "Note", "left", style="dim", drop=1)],
             rows=[{**i.__dict__, "status": "ok" if i.ok else "DIFFERS"} for i in rows],
             sections=[(f"checks (batch {batch}, float32; fields in float64)", summary)])
         render(view, fmt)
@@ -175,10 +178,9 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
               help="Random inputs the gradient magnitude is averaged over.")
 @click.option("--mass", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
               help="Share of the gradient mass whose area is compared with the theoretical field.")
-@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Write the map: .csv, .png or .pgm.")
+@output_option("Write the map: .csv, .png or .pgm.", alias="--out")
 @click.option("--seed", type=int, default=0, show_default=True)
-def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, out, seed):
+def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, output, seed):
     """Effective receptive field (Luo et al., 2016) of the central unit of a layer.
 
     The mean |d unit / d input| over random inputs and random (He) weights, as a heat map,
@@ -187,15 +189,16 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, out, seed):
     \b
     Examples:
       cnncalc erf vgg16 --input 64x64x3 --layer conv4_3
-      cnncalc erf lenet5 --layer C3 --out c3.png
+      cnncalc erf lenet5 --layer C3 -o c3.png
     """
+    out = output
     graph = _graph(spec, input_shape)
     if layer not in graph.nodes or layer == "input":
         from cnncalc.layers.base import _suggest
         fail(f"no layer named {layer!r} in {graph.name}"
              + (f"; {_suggest(layer, [n.name for n in graph.layers], 'layer')}" if graph.layers else ""))
     if out and not out.lower().endswith((".csv", ".png", ".pgm")):
-        fail(f"--out {out}: write .csv, .png or .pgm")
+        fail(f"--output {out}: write .csv, .png or .pgm")
     if len(graph.input_shape) != 3:
         fail("erf draws a 2-D map: the spec's input must be HxWxC")
     from cnncalc.runtime.erf import effective_field, heatmap_lines, write_map

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import click
 
-from cnncalc.cli.common import format_option, input_option
+from cnncalc.cli.common import batch_size_option, format_option, input_option, output_option
 from cnncalc.errors import CnnCalcError
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
 SCHEDULES = ("step", "plateau", "cosine", "constant")
 # options a resumed run takes from its checkpoint (changing them would break exactness)
-FROZEN = ("spec", "data", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
+FROZEN = ("spec", "data", "batch", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
           "init", "seed", "conv_algo", "normalize", "input_shape")
 
 
@@ -82,8 +82,8 @@ class _Out:
     """Progress and per-epoch lines: rich on a terminal, plain lines otherwise."""
 
     def __init__(self, fmt: str):
-        self.stream = sys.stdout if fmt == "table" else sys.stderr
-        self.rich = use_rich(self.stream)
+        self.stream = sys.stdout if fmt in ("table", "plain") else sys.stderr
+        self.rich = fmt == "table" and use_rich(self.stream)
         self.console = None
         self.progress = None
         if self.rich:
@@ -138,14 +138,15 @@ def _mib(b):
 
 # ----------------------------------------------------------------------------- train
 @click.command()
+@click.argument("spec_arg", required=False, metavar="[SPEC]")
 @click.option("--spec", default=None, metavar="SPEC",
-              help="Spec file or zoo name (e.g. specs/lenet5.yaml, lenet5).")
+              help="The spec, as an option (same as the SPEC argument).")
 @click.option("--data", default=None, metavar="PATH",
               help="IDX directory (MNIST/Fashion-MNIST), CIFAR-10 python batch directory, or .npz with "
                    "images/labels. Default: the bundled 5,000 MNIST digits.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
               help="LeNet-5 on the bundled digits passes 96 % test accuracy by about epoch 10.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@batch_size_option(64)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="Initial learning rate.")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
@@ -163,24 +164,31 @@ def _mib(b):
 @click.option("--normalize", type=click.Choice(["scale", "standardize"]), default="scale", show_default=True,
               help="scale: pixels to [0, 1]; standardize: per-channel mean/std of the training split.")
 @input_option
-@click.option("--out", "out_dir", default=None, metavar="DIR",
-              help="Run directory (default runs/<spec>-<timestamp>); never an existing non-empty one.")
+@output_option("Run directory (default runs/<spec>-<timestamp>); never an existing non-empty one.",
+               dir_ok=True, alias="--out")
 @click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
               help="Continue the run in RUN_DIR from its latest.npz (exactly; --epochs may extend it).")
-@format_option(("table", "json"))
+@format_option()
 @click.pass_context
-def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_decay, lr_schedule, init,
-          seed, threads, conv_algo, normalize, input_shape, out_dir, resume_dir, fmt):
+def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weight_decay, lr_schedule, init,
+          seed, threads, conv_algo, normalize, input_shape, output, resume_dir, fmt):
     """Train SPEC with mini-batch SGD on the numba runtime and keep a run directory.
+
+    SPEC is a YAML file or the name of a shipped spec (see `cnncalc zoo`).
 
     \b
     Examples:
-      cnncalc train --spec specs/lenet5.yaml            # bundled MNIST digits, no download
-      cnncalc train --spec lenet5 --epochs 3 --format json > summary.json
-      cnncalc train --spec my.yaml --data ~/fashion-mnist --normalize standardize
+      cnncalc train specs/lenet5.yaml                   # bundled MNIST digits, no download
+      cnncalc train lenet5 --epochs 3 --format json > summary.json
+      cnncalc train my.yaml --data ~/fashion-mnist --normalize standardize
       cnncalc train --resume runs/lenet5-20250101-120000
     """
+    if spec_arg is not None and spec is not None and spec_arg != spec:
+        raise _Fail(f"two specs given: {spec_arg} and --spec {spec}; give one")
+    spec = spec if spec is not None else spec_arg
     import numpy as np  # noqa: F401  (the runtime side: numpy/numba are fine here)
+
+    batch_size, out_dir = batch, output
 
     from cnncalc.fsutil import prepare_run_dir
     from cnncalc.runtime import checkpoint as C
@@ -196,16 +204,16 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
             if given:
                 names = ", ".join("--" + g.replace("_shape", "").replace("_", "-") for g in given)
                 raise _Fail(f"{names} cannot change when resuming (the run continues with the options it "
-                            "was started with); drop them, or start a new run with --out")
+                            "was started with); drop them, or start a new run with --output DIR")
             if out_dir:
-                raise _Fail("--out and --resume exclude each other: a resumed run writes into RUN_DIR")
+                raise _Fail("--output and --resume exclude each other: a resumed run writes into RUN_DIR")
             run_dir = Path(resume_dir)
             ck = C.load_checkpoint(run_dir / C.LATEST)
             m = ck.metadata
             if "options" not in m or "spec_text" not in m:
                 raise _Fail(f"{run_dir / C.LATEST} was not written by cnncalc train (no options/spec)")
             if spec is not None and C.spec_hash(_spec_source(spec)[0]) != ck.spec_hash:
-                raise _Fail(f"--spec {spec} is not the spec {run_dir} was trained with; drop --spec to use "
+                raise _Fail(f"the spec {spec} is not the spec {run_dir} was trained with; drop it to use "
                             "the one stored in the checkpoint")
             o = dict(m["options"])
             if ctx.get_parameter_source("epochs").name == "COMMANDLINE":
@@ -217,7 +225,7 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
                             f"{ck.epoch} to train further")
         else:
             if spec is None:
-                raise _Fail("--spec is required (a spec file or zoo name, e.g. --spec specs/lenet5.yaml), "
+                raise _Fail("give a SPEC (a spec file or zoo name, e.g. cnncalc train specs/lenet5.yaml), "
                             "or --resume RUN_DIR")
             if nesterov and momentum == 0:
                 raise _Fail("--nesterov needs --momentum > 0")
@@ -303,7 +311,7 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
     if fmt == "json":
         emit_json(summary)
     else:
-        render(_summary_view(summary), "table")
+        render(_summary_view(summary), fmt)
     if outcome.status == "interrupted":
         click.echo(outcome.message, err=True)
         ctx.exit(EXIT_INTERRUPTED)
@@ -380,10 +388,10 @@ def _summary_view(s: dict) -> TableView:
 @click.option("--data", default=None, metavar="PATH",
               help="Data to evaluate on (its test split); default: the data the run was trained on.")
 @click.option("--spec", default=None, metavar="SPEC", help="Default: the spec stored in the checkpoint.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@batch_size_option(256)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @format_option()
-def evaluate(ckpt_path, data, spec, batch_size, threads, fmt):
+def evaluate(ckpt_path, data, spec, batch, threads, fmt):
     """Accuracy and confusion matrix of a checkpoint on a test split.
 
     \b
@@ -421,7 +429,7 @@ def evaluate(ckpt_path, data, spec, batch_size, threads, fmt):
     load_flat(net.params, ck.params)
     load_flat(net.state, ck.state)
     assert flat(net.params).keys() == ck.params.keys()
-    loss, acc, pred = evaluate_net(net, ds.test_images, ds.test_labels, batch_size)
+    loss, acc, pred = evaluate_net(net, ds.test_images, ds.test_labels, batch)
     k = num_outputs
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (ds.test_labels, pred), 1)
@@ -433,8 +441,9 @@ def evaluate(ckpt_path, data, spec, batch_size, threads, fmt):
     if fmt == "json":
         emit_json(result)
         return
-    cols = [Column("true", "true \\ predicted", "left")] + [Column(f"p{j}", str(j)) for j in range(k)] + [
-        Column("total", "total"), Column("recall", "recall", fmt=lambda v: f"{v:.1%}")]
+    # on a narrow terminal: recall and totals go first, then the last classes' columns
+    cols = [Column("true", "true \\ predicted", "left")] + [Column(f"p{j}", str(j), drop=1 + j) for j in range(k)] + [
+        Column("total", "total", drop=k + 1), Column("recall", "recall", fmt=lambda v: f"{v:.1%}", drop=k + 2)]
     rows = []
     for i in range(k):
         r = {"true": str(i), **{f"p{j}": int(cm[i, j]) for j in range(k)}, "total": int(cm[i].sum())}

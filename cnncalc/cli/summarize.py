@@ -128,6 +128,9 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
         ("Operations", [
             ("mult-adds (MACs)", f"{fmt_int(t['macs'])}  (≈ {human(t['macs'])})"),
             ("FLOPs = 2 × MACs", f"{fmt_int(t['flops'])}  (≈ {human(t['flops'])})"),
+            ("training MACs per step", f"{fmt_int(t['training_macs'])}  (≈ {human(t['training_macs'])}) = "
+                                       f"forward + input gradients {fmt_int(t['input_grad_macs'])} + "
+                                       f"weight gradients {fmt_int(t['weight_grad_macs'])}"),
         ] + [(f"{k} ops", fmt_int(t["ops"][k])) for k in OP_KINDS if t["ops"].get(k)]),
         (f"Memory ({report.dtype}, {nb} bytes/element, batch {report.batch}; MB = 10^6 B, MiB = 2^20 B)", [
             ("input", _mem(m["input_bytes"], t["input"])),

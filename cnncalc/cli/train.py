@@ -132,6 +132,15 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"{r['seconds']:.1f} s  {r['images_per_second']:,.0f} img/s" + ("  *best" if r.get("best") else ""))
 
 
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
 def _mib(b):
     return None if b is None else f"{b / 2**20:.2f} MiB ({b:,} bytes)"
 
@@ -277,14 +286,32 @@ def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weig
                                              + (f", batch {trainer.next_batch + 1})" if trainer.next_batch else ")")
                                              if ck else ""))
 
+    per_image = report.totals["training_macs"] // opts.batch_size
+    n_train = len(ds.train_labels)
+    out.line(f"work: {per_image:,} training MACs per image (forward + backward) x {n_train:,} images = "
+             f"{per_image * n_train:,} per epoch")
+    said = {"estimate": False, "first_epoch": False}
+    remaining_epochs = opts.epochs - (ck.epoch if ck else 0)
+
     def on_batch(p):
         if out.progress is None and out.rich:
             out.start_epoch(p.epoch, p.epochs, p.batches)
         out.batch(p)
+        # a slow spec says early how long it will take: after 10 s of the first epoch
+        if not said["estimate"] and p.seconds >= 10 and p.batch < p.batches:
+            said["estimate"] = True
+            epoch_s = p.seconds / p.batch * p.batches
+            out.line(f"expected: about {_duration(epoch_s)} per epoch, {_duration(epoch_s * remaining_epochs)} "
+                     f"for {remaining_epochs} epoch(s) (from the first {p.batch} batches)")
 
     def on_epoch(rec):
         out.end_epoch()
         out.line(_epoch_line(rec, opts.epochs))
+        if not said["first_epoch"] and rec["epoch"] < opts.epochs:
+            said["first_epoch"] = True
+            left = opts.epochs - rec["epoch"]
+            out.line(f"expected: {left} more epoch(s) x {rec['seconds']:.1f} s = about "
+                     f"{_duration(left * rec['seconds'])}")
 
     def on_sigint(signum, frame):
         trainer.stop_requested = True
@@ -327,9 +354,22 @@ def _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads,
 
     h = trainer.history
     last = h[-1] if h else {}
-    secs = sum(r["seconds"] for r in h)
-    imgs = len(ds.train_labels) * len(h)
+    part = trainer.partial  # the epoch in progress when Ctrl-C stopped the run
+    secs = sum(r["seconds"] for r in h) + part.get("seconds", 0.0)
+    imgs = len(ds.train_labels) * len(h) + part.get("seen", 0)
     mem = report.memory
+    measured = trainer.measured_bytes
+    saved = mem["backward_saved_bytes"]
+    if measured is None:
+        why = "not measured (no training step ran)"
+    elif measured == saved:
+        why = "equal: the input and every layer output, as the analyzer counts them"
+    elif measured > saved:
+        why = (f"the runtime keeps {measured - saved:,} B more: kernel caches the analyzer does not "
+               "count as activations (max-pool argmax indices, BN x̂, dropout masks)")
+    else:
+        why = (f"the runtime keeps {saved - measured:,} B less: some layers keep a smaller cache than "
+               "their output (a ReLU keeps a 1-byte mask per value)")
     return {
         "status": outcome.status,
         "message": outcome.message or None,
@@ -338,14 +378,17 @@ def _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads,
         "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy"),
         "test_loss": last.get("test_loss"), "test_accuracy": last.get("test_accuracy"),
         "best_test_accuracy": trainer.best_accuracy if h else None, "best_epoch": trainer.best_epoch,
-        "seconds": round(secs, 3), "images_per_second": round(imgs / secs, 1) if secs else None,
+        "seconds": round(secs, 3), "images": imgs,
+        "images_per_second": round(imgs / secs, 1) if secs else None,
         "wall_seconds_this_session": round(wall, 3), "threads": n_threads,
         "parameters": report.totals["trainable"],
         "memory": {
             "batch": trainer.opts.batch_size,
             "measured_activation_bytes": trainer.measured_bytes,
             "measured_what": "distinct arrays the forward pass keeps for backward (layer caches + input), "
-                             "measured at the first training step",
+                             "measured at the first training step; weights the caches refer to are "
+                             "parameters and not counted",
+            "difference": why,
             "predicted_backward_saved_bytes": mem["backward_saved_bytes"],
             "predicted_forward_bytes": mem["forward_bytes"],
             "predicted_activation_gradient_peak_bytes": mem["activation_gradient_peak_bytes"],
@@ -370,10 +413,11 @@ def _summary_view(s: dict) -> TableView:
     items = [("status", s["status"]), ("epochs", f"{s['epochs_completed']} of {s['epochs']}"),
              ("best test accuracy", f"{s['best_test_accuracy']:.2%} (epoch {s['best_epoch']})"
               if s["best_epoch"] else "-"),
-             ("training time", f"{s['seconds']:.1f} s, {s['images_per_second'] or 0:,.0f} images/s, "
-                               f"{s['threads']} thread(s)"),
+             ("training time", f"{s['seconds']:.1f} s for {s['images']:,} images, "
+                               f"{s['images_per_second'] or 0:,.0f} images/s, {s['threads']} thread(s)"),
              (f"activations kept for backward (batch {m['batch']})",
-              f"measured {_mib(m['measured_activation_bytes'])}, analyzer {_mib(m['predicted_backward_saved_bytes'])}"),
+              f"measured {_mib(m['measured_activation_bytes'])}, analyzer {_mib(m['predicted_backward_saved_bytes'])}"
+              f": {m['difference']}"),
              ("run directory", s["run_dir"])]
     if s["checkpoints"]["best"]:
         items.append(("evaluate with", f"cnncalc evaluate --checkpoint {s['checkpoints']['best']}"))

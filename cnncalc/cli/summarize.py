@@ -200,8 +200,13 @@ def _explain(report: Report, fmt: str) -> None:
         lines += [f"    {e}" for e in r.explain]
     t = report.totals
     lines.append("")
-    lines.append(f"total params: {' + '.join(fmt_int(r.params) for r in report.layers if r.params)} = "
-                 f"{fmt_int(t['trainable'])}")
+    if report.with_bias:
+        lines.append(f"total params: {' + '.join(fmt_int(r.params) for r in report.layers if r.params)} = "
+                     f"{fmt_int(t['trainable'])}")
+    else:  # the rows count weights only: so does their sum
+        lines.append(f"total weights (no biases): "
+                     f"{' + '.join(fmt_int(r.weights) for r in report.layers if r.weights)} = "
+                     f"{fmt_int(t['weights'])}")
     text = "\n".join(lines) + "\n"
     if fmt == "markdown":
         text = "```\n" + text + "```\n"

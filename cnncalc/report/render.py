@@ -306,6 +306,7 @@ def render_rich(view: TableView, stream, width: int | None = None) -> None:
     if note:
         console.print(Text("note: ", style="yellow") + Text(note), overflow="fold")
     for title, items in view.sections:
+        console.print()
         sub = Table(title=title, box=None, show_header=False, title_justify="left",
                     title_style="bold", padding=(0, 2))
         kw = max((len(k) for k, _ in items), default=1)

@@ -219,10 +219,12 @@ TEXT_MIN = 12  # a text column is never squeezed below this (or its longest word
 
 
 def layout(view: TableView, width: int) -> Layout:
-    """Fit ``view`` into ``width`` terminal columns: number columns keep their full width; text
-    columns wrap at spaces (down to their longest word, or TEXT_MIN for very long words, which
-    then fold onto the next line without losing a character); if that is not enough the chart
-    goes first, then the columns with the highest ``drop``. Widths ≥ 60 never cut a number."""
+    """Fit ``view`` into ``width`` terminal columns. Number (and chart) columns keep every word
+    whole; text columns wrap at spaces, down to their longest word (at most 2 × TEXT_MIN, at
+    least TEXT_MIN; longer words fold onto the next line without losing a character). If that
+    is not enough the chart goes first, then the columns with the highest ``drop``; as a last
+    resort text columns fold further, never below their longest number. The room left is
+    shared out. tests/test_widths.py checks that no number is cut at 60–200 columns."""
     cols = list(view.columns)
     rows = view.rows + view.footer
     cells = {id(c): [_cell(c, r) for r in rows] for c in cols}

@@ -39,6 +39,9 @@ class LayerStats:
     activation_bytes: int = 0
     view: bool = False  # output aliases the input: no new memory
     macs: int = 0
+    # training: backward MACs (see training_macs below); 0 for layers without MACs
+    input_grad_macs: int = 0
+    weight_grad_macs: int = 0
     ops: dict = field(default_factory=dict)
     explain: list[str] = field(default_factory=list)
     line: int | None = None
@@ -57,6 +60,11 @@ class LayerStats:
         return 2 * self.macs
 
     @property
+    def training_macs(self) -> int:
+        """Forward + input-gradient + weight-gradient MACs of one training step."""
+        return self.macs + self.input_grad_macs + self.weight_grad_macs
+
+    @property
     def group(self) -> tuple[str, ...]:
         return tuple(self.name.split("/")[:-1])
 
@@ -67,6 +75,8 @@ class LayerStats:
             "biases": self.biases, "trainable": self.trainable, "nontrainable": self.nontrainable,
             "activations": self.activations, "activation_bytes": self.activation_bytes,
             "view": self.view, "macs": self.macs, "flops": self.flops,
+            "input_grad_macs": self.input_grad_macs, "weight_grad_macs": self.weight_grad_macs,
+            "training_macs": self.training_macs,
             "ops": dict(self.ops), "description": self.description,
             **({"line": self.line} if self.line else {}),
         }
@@ -125,6 +135,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     graph.infer(input_shape)
     rows: list[LayerStats] = []
     sizes: dict[str, int] = {INPUT: numel(graph.input_shape) * batch}
+    # does the gradient reach this layer's output? only if a trainable tensor lies upstream of it
+    grad_flows: dict[str, bool] = {INPUT: False}
     for node in graph.layers:
         layer = node.layer
         weights = biases = 0
@@ -136,11 +148,20 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         nontrain = sum(numel(s) for s in layer.state_shapes().values())
         elems = numel(layer.out_shape) * batch
         sizes[node.name] = 0 if layer.view else elems
+        macs = layer.macs() * batch
+        # Every forward MAC multiplies one input value by one weight (conv, grouped/depthwise,
+        # transposed, locally connected, fc). Backward repeats each product once for the input
+        # gradient (dX += w·dY) and once for the weight gradient (dW += x·dY): the same count
+        # each, under the same convention (padding positions included, as in forward). The input
+        # gradient is skipped when no trainable tensor lies upstream (e.g. the first conv).
+        needs_dx = any(grad_flows.get(i, False) for i in node.inputs)
+        grad_flows[node.name] = needs_dx or weights + biases > 0
         row = LayerStats(
             name=node.name, type=layer.kind, inputs=list(node.inputs), shape=layer.out_shape,
             description=layer.describe(), weights=weights, biases=biases, nontrainable=nontrain,
             activations=elems, activation_bytes=elems * nbytes, view=layer.view,
-            macs=layer.macs() * batch, ops={k: v * batch for k, v in layer.ops().items()},
+            macs=macs, input_grad_macs=macs if needs_dx else 0, weight_grad_macs=macs if weights else 0,
+            ops={k: v * batch for k, v in layer.ops().items()},
             line=node.line, type_key=type_key(layer),
         )
         if explain:
@@ -149,6 +170,11 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
             layer.in_factors = (src.layer.in_shapes[0] if src is not None and src.layer is not None
                                 and src.kind == "flatten" else None)
             row.explain = explain_layer(layer, batch, bias)
+            if row.macs:
+                dx = (f"{fmt_int(row.input_grad_macs)} input gradient" if row.input_grad_macs
+                      else "no input gradient (nothing trainable upstream)")
+                row.explain.append(f"training MACs: {fmt_int(row.macs)} forward + {dx} + "
+                                   f"{fmt_int(row.weight_grad_macs)} weight gradient = {fmt_int(row.training_macs)}")
         rows.append(row)
 
     weights = sum(r.weights for r in rows)
@@ -156,6 +182,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     trainable = weights + biases
     nontrain = sum(r.nontrainable for r in rows)
     macs = sum(r.macs for r in rows)
+    dx_macs = sum(r.input_grad_macs for r in rows)
+    dw_macs = sum(r.weight_grad_macs for r in rows)
     acts = sum(r.activations for r in rows if not r.view)
     ops = {k: sum(r.ops.get(k, 0) for r in rows) for k in OP_KINDS}
     input_elems = sizes[INPUT]
@@ -164,6 +192,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         "weights": weights, "biases": biases, "params_with_state": trainable + nontrain,
         "activations": acts, "input": input_elems, "macs": macs, "flops": 2 * macs,
         "ops": ops, "layers": len(rows),
+        "input_grad_macs": dx_macs, "weight_grad_macs": dw_macs,
+        "training_macs": macs + dx_macs + dw_macs, "training_flops": 2 * (macs + dx_macs + dw_macs),
     }
     peak_elems, peak_at = inference_peak(graph, sizes)
     grad_peak = gradient_peak(graph, sizes)

@@ -12,7 +12,7 @@ from cnncalc.check.grade import CheckRun, run_check
 from cnncalc.cli.common import fail
 from cnncalc.report.render import Column, TableView, emit_json, render
 
-FORMATS = ("table", "json", "junit", "csv", "markdown")
+FORMATS = ("table", "plain", "json", "junit", "csv", "markdown")
 
 
 @click.command()
@@ -191,9 +191,9 @@ def view(run: CheckRun, hide_expected: bool) -> TableView:
             d["answer"] = f"{d['answer']} ({o.note})" if d["answer"] else f"({o.note})"
         rows.append(d)
     cols = [Column("status", "", "left"), Column("id", "Question", "left"),
-            Column("question", "Asked", "left"), Column("answer", "Answer", "left")]
-    if not hide_expected:
-        cols += [Column("expected", "Expected", "left"), Column("arithmetic", "Arithmetic", "left")]
+            Column("question", "Asked", "left", drop=2), Column("answer", "Answer", "left")]
+    if not hide_expected:  # on a narrow terminal the arithmetic goes first, then the question text
+        cols += [Column("expected", "Expected", "left"), Column("arithmetic", "Arithmetic", "left", drop=3)]
     title = run.title or run.file
     summary = f"{run.passed} of {len(run.outcomes)} passed" + (f", {run.failed} failed" if run.failed else "")
     notes = [summary]

@@ -7,7 +7,7 @@ import re
 import click
 
 from cnncalc.analysis.rf import RFReport, fmt_num, receptive_fields, unit_field
-from cnncalc.cli.common import fail, format_option, input_option, load_graph, rounding_option
+from cnncalc.cli.common import fail, format_option, hidden_alias, input_option, load_graph, rounding_option
 from cnncalc.errors import CnnCalcError, SpecError
 from cnncalc.report.render import Column, TableView, emit_json, render
 from cnncalc.shapes import fmt_shape, spatial
@@ -117,10 +117,11 @@ def _unit(ctx, param, value):
 @format_option()
 @input_option
 @rounding_option
-@click.option("--chain", "--layers", "chain", metavar="CHAIN",
+@click.option("--chain", "chain", metavar="CHAIN",
               help="Analyse a quick chain of layers instead of a spec, e.g. '3x3*3' or "
                    "'7x7s2,7x7s1' (see below).")
-@click.option("--layer", "layer", metavar="NAME", help="Show only this layer (with --unit: query one unit).")
+@hidden_alias("--layers", "chain")
+@click.option("--layer", "-l", "layer", metavar="NAME", help="Show only this layer (with --unit: query one unit).")
 @click.option("--unit", "unit", metavar="I,J", callback=_unit,
               help="The input rows and columns that unit (I, J) of --layer sees.")
 @click.option("--explain", is_flag=True, help="Show the recurrence with the numbers for every row.")
@@ -218,10 +219,10 @@ def layer_view(rep: RFReport, only: str | None = None, explain: bool = False) ->
         if explain:
             row["explain"] = " | ".join(lf.explain)
         rows.append(row)
-    cols = [Column("name", "Layer", "left"), Column("type", "Type", "left", style="dim"),
-            Column("shape", "Output shape", "right", fmt=fmt_shape),
+    cols = [Column("name", "Layer", "left"), Column("type", "Type", "left", style="dim", drop=4),
+            Column("shape", "Output shape", "right", fmt=fmt_shape, drop=1),
             Column("r", "r"), Column("S", "S"), Column("P", "P"),
-            Column("field", "unit 0 sees", "right"), Column("centre", "centre"),
+            Column("field", "unit 0 sees", "right", drop=2), Column("centre", "centre", drop=3),
             Column("notes", "", "left", style="yellow")]
     if explain:
         cols.append(Column("explain", "recurrence", "left", style="cyan"))
@@ -277,7 +278,7 @@ def unit_view(rep: RFReport, uf) -> TableView:
     cols = [Column("axis", "Axis", "left"), Column("unit", "Unit"),
             Column("unclipped", "Sees (unclipped)"), Column("r", "r"),
             Column("clipped", "Sees (clipped to the input)"), Column("size", "Size"),
-            Column("input", "Input size")]
+            Column("input", "Input size", drop=1)]
     if any(r["paths"] for r in rows):
         cols.append(Column("paths", "per path", "left"))
     unit = ",".join(map(str, uf.unit))

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import click
 
-from cnncalc.cli.common import (fail, format_option, input_option, load_graph, require_kernels,
-                                rounding_option)
+from cnncalc.cli.common import (batch_size_option, fail, format_option, hidden_alias, input_option,
+                                load_graph, output_option, require_kernels, rounding_option)
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
 ALGOS = ["auto", "direct", "im2col", "fft"]
@@ -46,11 +46,12 @@ def _graph(spec, input_shape):
 @input_option
 @rounding_option
 @algo_option
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=2, show_default=True)
+@batch_size_option(2)
 @click.option("--entries", type=click.IntRange(min=1), default=20, show_default=True,
               help="Entries checked per tensor (sampled at random in bigger tensors).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--all", "show_all", is_flag=True, help="List every tensor, not only the worst per layer.")
+@click.option("--all-rows", "show_all", is_flag=True, help="List every tensor, not only the worst per layer.")
+@hidden_alias("--all", "show_all", is_flag=True)
 def gradcheck(spec, fmt, input_shape, conv_algo, batch, entries, seed, show_all):
     """Centred differences in float64 against the runtime's analytic gradients.
 
@@ -76,13 +77,13 @@ def gradcheck(spec, fmt, input_shape, conv_algo, batch, entries, seed, show_all)
         rows = checks if show_all else _worst(checks)
         view = TableView(
             title=f"{graph.name} — gradient check (float64, centred differences, conv {conv_algo})",
-            columns=[Column("layer", "Layer", "left"), Column("type", "Type", "left", style="dim"),
+            columns=[Column("layer", "Layer", "left"), Column("type", "Type", "left", style="dim", drop=1),
                      Column("tensor", "Tensor", "left"), Column("checked", "Entries"),
                      Column("rel_error", "Rel. error", fmt=lambda v: f"{v:.1e}"),
                      Column("status", "", "left")],
             rows=[{**c.to_dict(), "status": "ok" if c.ok else "FAIL"} for c in rows],
             notes=[f"{sum(c.ok for c in checks)} of {len(checks)} tensors within {TOL:g}"
-                   + ("" if show_all else "; the worst tensor per layer is shown (--all for every one)")])
+                   + ("" if show_all else "; the worst tensor per layer is shown (--all-rows for every one)")])
         render(view, fmt)
     sys.exit(0 if ok else 1)
 
@@ -103,7 +104,7 @@ def _worst(checks):
 @input_option
 @rounding_option
 @algo_option
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=2, show_default=True)
+@batch_size_option(2)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-fields", is_flag=True, help="Skip the receptive-field checks.")
 @click.option("--rf-units", type=click.Choice(["centre", "corners", "all"]), default="corners", show_default=True,
@@ -111,7 +112,8 @@ def _worst(checks):
                    "+ all four corners.")
 @click.option("--rf-every-layer", is_flag=True,
               help="Also check single-input pointwise layers (their field is their input's).")
-@click.option("--all", "show_all", is_flag=True, help="List every check, not only the differences.")
+@click.option("--all-rows", "show_all", is_flag=True, help="List every check, not only the differences.")
+@hidden_alias("--all", "show_all", is_flag=True)
 def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, rf_every_layer, show_all):
     """Run SPEC and check every number the analyzer claims.
 
@@ -161,7 +163,7 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
             title=title,
             columns=[Column("layer", "Layer", "left"), Column("check", "Check", "left"),
                      Column("claimed", "Analyzer", fmt=fmt_value), Column("measured", "Runtime", fmt=fmt_value),
-                     Column("status", "", "left"), Column("note", "Note", "left", style="dim")],
+                     Column("status", "", "left"), Column("note", "Note", "left", style="dim", drop=1)],
             rows=[{**i.__dict__, "status": "ok" if i.ok else "DIFFERS"} for i in rows],
             sections=[(f"checks (batch {batch}, float32; fields in float64)", summary)])
         render(view, fmt)
@@ -180,13 +182,11 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
               help="Random inputs the gradient magnitude is averaged over.")
 @click.option("--mass", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
               help="Share of the gradient mass whose area is compared with the theoretical field.")
-@click.option("--output", "-o", "out", type=click.Path(dir_okay=False), default=None,
-              help="Write the figure (.png, .svg: colour map, colour bar, field and mass outlines, "
-                   "title) or the raw map (.csv, .pgm).")
-@click.option("--out", "out_old", type=click.Path(dir_okay=False), default=None, hidden=True)
+@output_option("Write the figure (.png, .svg: colour map, colour bar, field and mass outlines, "
+               "title) or the raw map (.csv, .pgm).", alias="--out")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, out, out_old, force, seed):
+def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, output, force, seed):
     """Effective receptive field (Luo et al., 2016) of the central unit of a layer.
 
     The mean |d unit / d input| over random inputs and random (He) weights, as a heat map,
@@ -201,7 +201,7 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, out, out_old, f
     The PNG figure is drawn with matplotlib (pip install 'cnncalc[plot]'); without it the
     PNG has the map, the outlines and the colour bar but no text, and the SVG has everything.
     """
-    out = out or out_old
+    out = output
     graph = _graph(spec, input_shape)
     if layer not in graph.nodes or layer == "input":
         from cnncalc.layers.base import _suggest

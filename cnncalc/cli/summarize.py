@@ -6,7 +6,7 @@ import click
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
                                 load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
-from cnncalc.report.render import Column, TableView, bar, emit_json, render
+from cnncalc.report.render import CHART_MEMORY, CHART_PARAMS, Column, TableView, bar, emit_json, render
 from cnncalc.shapes import fmt_int, fmt_shape, human
 
 
@@ -53,7 +53,7 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
     if by:
         render(by_type_view(report), fmt)
         return
-    view = layer_view(report, depth=depth, chart=chart and fmt == "table")
+    view = layer_view(report, depth=depth, chart=chart and fmt in ("table", "plain"))
     render(view, fmt)
     if explain and fmt != "csv":
         _explain(report, fmt)
@@ -99,20 +99,21 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
     max_par = max((r["params"] for r in rows), default=1) or 1
     for r in rows:
         if chart:
-            r["chart"] = (bar(r["activations"] / max_mem, 8) + " " + bar(r["params"] / max_par, 8)).rstrip()
+            r["chart"] = (bar(r["activations"] / max_mem, 8), bar(r["params"] / max_par, 8))
         if r.get("view"):
             r["memory_note"] = "view"
     mem_header = "Memory (elements)" if report.batch == 1 else f"Memory (elements, batch {report.batch})"
     cols = [
         Column("name", "Layer", "left"),
-        Column("type", "Type", "left", style="dim"),
+        Column("type", "Type", "left", style="dim", drop=3),
         Column("shape", "Output shape", "right", fmt=fmt_shape),
-        Column("activations", mem_header, fmt=lambda v: fmt_int(v)),
+        Column("activations", mem_header, fmt=lambda v: fmt_int(v), drop=2),
         Column("params", "Params" if report.with_bias else "Weights (no biases)"),
-        Column("macs", "MACs"),
+        Column("macs", "MACs", drop=1),
     ]
-    if chart:
-        cols.append(Column("chart", "memory │ params", "left", style="cyan"))
+    if chart:  # two bars in two colours (plain text: the same bars, side by side)
+        cols.append(Column("chart", "memory │ params", "left", kind="chart", drop=1,
+                           styles=(CHART_MEMORY, CHART_PARAMS)))
     total_label = "Total" + ("" if report.with_bias else " (no biases)")
     footer = [{"name": total_label, "type": "", "shape": "",
                "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"]}]
@@ -128,6 +129,9 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
         ("Operations", [
             ("mult-adds (MACs)", f"{fmt_int(t['macs'])}  (≈ {human(t['macs'])})"),
             ("FLOPs = 2 × MACs", f"{fmt_int(t['flops'])}  (≈ {human(t['flops'])})"),
+            ("training MACs per step", f"{fmt_int(t['training_macs'])}  (≈ {human(t['training_macs'])}) = "
+                                       f"forward + input gradients {fmt_int(t['input_grad_macs'])} + "
+                                       f"weight gradients {fmt_int(t['weight_grad_macs'])}"),
         ] + [(f"{k} ops", fmt_int(t["ops"][k])) for k in OP_KINDS if t["ops"].get(k)]),
         (f"Memory ({report.dtype}, {nb} bytes/element, batch {report.batch}; MB = 10^6 B, MiB = 2^20 B)", [
             ("input", _mem(m["input_bytes"], t["input"])),
@@ -178,7 +182,7 @@ def by_type(report: Report) -> list[dict]:
 def by_type_view(report: Report) -> TableView:
     rows = by_type(report)
     pct = lambda v: f"{v:.2f}%"  # noqa: E731
-    cols = [Column("type", "Type", "left"), Column("layers", "Layers"),
+    cols = [Column("type", "Type", "left"), Column("layers", "Layers", drop=1),
             Column("macs", "Mult-adds"), Column("macs_percent", "Mult-adds %", fmt=pct),
             Column("params", "Params"), Column("params_percent", "Params %", fmt=pct)]
     t = report.totals
@@ -197,8 +201,13 @@ def _explain(report: Report, fmt: str) -> None:
         lines += [f"    {e}" for e in r.explain]
     t = report.totals
     lines.append("")
-    lines.append(f"total params: {' + '.join(fmt_int(r.params) for r in report.layers if r.params)} = "
-                 f"{fmt_int(t['trainable'])}")
+    if report.with_bias:
+        lines.append(f"total params: {' + '.join(fmt_int(r.params) for r in report.layers if r.params)} = "
+                     f"{fmt_int(t['trainable'])}")
+    else:  # the rows count weights only: so does their sum
+        lines.append(f"total weights (no biases): "
+                     f"{' + '.join(fmt_int(r.weights) for r in report.layers if r.weights)} = "
+                     f"{fmt_int(t['weights'])}")
     text = "\n".join(lines) + "\n"
     if fmt == "markdown":
         text = "```\n" + text + "```\n"

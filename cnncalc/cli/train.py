@@ -18,13 +18,17 @@ from pathlib import Path
 
 import click
 
-from cnncalc.cli.common import format_option, input_option, prepare_graph, require_kernels, rounding_option
+from cnncalc.cli.common import (batch_size_option, format_option, input_option, output_option, prepare_graph,
+                                require_kernels, rounding_option)
 from cnncalc.errors import CnnCalcError
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
 SCHEDULES = ("step", "plateau", "cosine", "constant")
+# training MACs per epoch above which train estimates the duration from the first batches
+# (LeNet-5 on 4,000 digits: 4.5e9, a few seconds; VGG-16 at 32x32 on 50,000 images: 2.3e13)
+LARGE_EPOCH_MACS = 10**11
 # options a resumed run takes from its checkpoint (changing them would break exactness)
-FROZEN = ("spec", "data", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
+FROZEN = ("spec", "data", "batch", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
           "init", "seed", "conv_algo", "normalize", "input_shape")
 
 
@@ -83,8 +87,8 @@ class _Out:
     """Progress and per-epoch lines: rich on a terminal, plain lines otherwise."""
 
     def __init__(self, fmt: str):
-        self.stream = sys.stdout if fmt == "table" else sys.stderr
-        self.rich = use_rich(self.stream)
+        self.stream = sys.stdout if fmt in ("table", "plain") else sys.stderr
+        self.rich = fmt == "table" and use_rich(self.stream)
         self.console = None
         self.progress = None
         if self.rich:
@@ -133,20 +137,30 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"{r['seconds']:.1f} s  {r['images_per_second']:,.0f} img/s" + ("  *best" if r.get("best") else ""))
 
 
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
 def _mib(b):
     return None if b is None else f"{b / 2**20:.2f} MiB ({b:,} bytes)"
 
 
 # ----------------------------------------------------------------------------- train
 @click.command()
+@click.argument("spec_arg", required=False, metavar="[SPEC]")
 @click.option("--spec", default=None, metavar="SPEC",
-              help="Spec file or zoo name (e.g. specs/lenet5.yaml, lenet5).")
+              help="The spec, as an option (same as the SPEC argument).")
 @click.option("--data", default=None, metavar="PATH",
               help="IDX directory (MNIST/Fashion-MNIST), CIFAR-10 python batch directory, or .npz with "
                    "images/labels. Default: the bundled 5,000 MNIST digits.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
               help="LeNet-5 on the bundled digits passes 96 % test accuracy by about epoch 10.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@batch_size_option(64)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="Initial learning rate.")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
@@ -165,24 +179,31 @@ def _mib(b):
               help="scale: pixels to [0, 1]; standardize: per-channel mean/std of the training split.")
 @input_option
 @rounding_option
-@click.option("--out", "out_dir", default=None, metavar="DIR",
-              help="Run directory (default runs/<spec>-<timestamp>); never an existing non-empty one.")
+@output_option("Run directory (default runs/<spec>-<timestamp>); never an existing non-empty one.",
+               dir_ok=True, alias="--out")
 @click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
               help="Continue the run in RUN_DIR from its latest.npz (exactly; --epochs may extend it).")
-@format_option(("table", "json"))
+@format_option()
 @click.pass_context
-def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_decay, lr_schedule, init,
-          seed, threads, conv_algo, normalize, input_shape, out_dir, resume_dir, fmt):
+def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weight_decay, lr_schedule, init,
+          seed, threads, conv_algo, normalize, input_shape, output, resume_dir, fmt):
     """Train SPEC with mini-batch SGD on the numba runtime and keep a run directory.
+
+    SPEC is a YAML file or the name of a shipped spec (see `cnncalc zoo`).
 
     \b
     Examples:
-      cnncalc train --spec specs/lenet5.yaml            # bundled MNIST digits, no download
-      cnncalc train --spec lenet5 --epochs 3 --format json > summary.json
-      cnncalc train --spec my.yaml --data ~/fashion-mnist --normalize standardize
+      cnncalc train specs/lenet5.yaml                   # bundled MNIST digits, no download
+      cnncalc train lenet5 --epochs 3 --format json > summary.json
+      cnncalc train my.yaml --data ~/fashion-mnist --normalize standardize
       cnncalc train --resume runs/lenet5-20250101-120000
     """
+    if spec_arg is not None and spec is not None and spec_arg != spec:
+        raise _Fail(f"two specs given: {spec_arg} and --spec {spec}; give one")
+    spec = spec if spec is not None else spec_arg
     import numpy as np  # noqa: F401  (the runtime side: numpy/numba are fine here)
+
+    batch_size, out_dir = batch, output
 
     from cnncalc.fsutil import prepare_run_dir
     from cnncalc.runtime import checkpoint as C
@@ -198,16 +219,16 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
             if given:
                 names = ", ".join("--" + g.replace("_shape", "").replace("_", "-") for g in given)
                 raise _Fail(f"{names} cannot change when resuming (the run continues with the options it "
-                            "was started with); drop them, or start a new run with --out")
+                            "was started with); drop them, or start a new run with --output DIR")
             if out_dir:
-                raise _Fail("--out and --resume exclude each other: a resumed run writes into RUN_DIR")
+                raise _Fail("--output and --resume exclude each other: a resumed run writes into RUN_DIR")
             run_dir = Path(resume_dir)
             ck = C.load_checkpoint(run_dir / C.LATEST)
             m = ck.metadata
             if "options" not in m or "spec_text" not in m:
                 raise _Fail(f"{run_dir / C.LATEST} was not written by cnncalc train (no options/spec)")
             if spec is not None and C.spec_hash(_spec_source(spec)[0]) != ck.spec_hash:
-                raise _Fail(f"--spec {spec} is not the spec {run_dir} was trained with; drop --spec to use "
+                raise _Fail(f"the spec {spec} is not the spec {run_dir} was trained with; drop it to use "
                             "the one stored in the checkpoint")
             o = dict(m["options"])
             if ctx.get_parameter_source("epochs").name == "COMMANDLINE":
@@ -219,7 +240,7 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
                             f"{ck.epoch} to train further")
         else:
             if spec is None:
-                raise _Fail("--spec is required (a spec file or zoo name, e.g. --spec specs/lenet5.yaml), "
+                raise _Fail("give a SPEC (a spec file or zoo name, e.g. cnncalc train specs/lenet5.yaml), "
                             "or --resume RUN_DIR")
             if nesterov and momentum == 0:
                 raise _Fail("--nesterov needs --momentum > 0")
@@ -271,14 +292,33 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
                                              + (f", batch {trainer.next_batch + 1})" if trainer.next_batch else ")")
                                              if ck else ""))
 
+    per_image = report.totals["training_macs"] // opts.batch_size
+    n_train = len(ds.train_labels)
+    out.line(f"work: {per_image:,} training MACs per image (forward + backward) x {n_train:,} images = "
+             f"{per_image * n_train:,} per epoch")
+    said = {"estimate": False, "first_epoch": False}
+    large = per_image * n_train >= LARGE_EPOCH_MACS
+    remaining_epochs = opts.epochs - (ck.epoch if ck else 0)
+
     def on_batch(p):
         if out.progress is None and out.rich:
             out.start_epoch(p.epoch, p.epochs, p.batches)
         out.batch(p)
+        # a large spec says early how long it will take: after the first batches of the first epoch
+        if large and not said["estimate"] and p.batch >= 3 and p.batch < p.batches:
+            said["estimate"] = True
+            epoch_s = p.seconds / p.batch * p.batches
+            out.line(f"expected: about {_duration(epoch_s)} per epoch, {_duration(epoch_s * remaining_epochs)} "
+                     f"for {remaining_epochs} epoch(s) (from the first {p.batch} batches)")
 
     def on_epoch(rec):
         out.end_epoch()
         out.line(_epoch_line(rec, opts.epochs))
+        if not said["first_epoch"] and rec["epoch"] < opts.epochs:
+            said["first_epoch"] = True
+            left = opts.epochs - rec["epoch"]
+            out.line(f"expected: {left} more epoch(s) x {rec['seconds']:.1f} s = about "
+                     f"{_duration(left * rec['seconds'])}")
 
     def on_sigint(signum, frame):
         trainer.stop_requested = True
@@ -305,7 +345,7 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
     if fmt == "json":
         emit_json(summary)
     else:
-        render(_summary_view(summary), "table")
+        render(_summary_view(summary), fmt)
     if outcome.status == "interrupted":
         click.echo(outcome.message, err=True)
         ctx.exit(EXIT_INTERRUPTED)
@@ -321,9 +361,22 @@ def _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads,
 
     h = trainer.history
     last = h[-1] if h else {}
-    secs = sum(r["seconds"] for r in h)
-    imgs = len(ds.train_labels) * len(h)
+    part = trainer.partial  # the epoch in progress when Ctrl-C stopped the run
+    secs = sum(r["seconds"] for r in h) + part.get("seconds", 0.0)
+    imgs = len(ds.train_labels) * len(h) + part.get("seen", 0)
     mem = report.memory
+    measured = trainer.measured_bytes
+    saved = mem["backward_saved_bytes"]
+    if measured is None:
+        why = "not measured (no training step ran)"
+    elif measured == saved:
+        why = "equal: the input and every layer output, as the analyzer counts them"
+    elif measured > saved:
+        why = (f"the runtime keeps {measured - saved:,} B more: kernel caches the analyzer does not "
+               "count as activations (max-pool argmax indices, BN x̂, dropout masks)")
+    else:
+        why = (f"the runtime keeps {saved - measured:,} B less: some layers keep a smaller cache than "
+               "their output (a ReLU keeps a 1-byte mask per value)")
     return {
         "status": outcome.status,
         "message": outcome.message or None,
@@ -332,14 +385,17 @@ def _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads,
         "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy"),
         "test_loss": last.get("test_loss"), "test_accuracy": last.get("test_accuracy"),
         "best_test_accuracy": trainer.best_accuracy if h else None, "best_epoch": trainer.best_epoch,
-        "seconds": round(secs, 3), "images_per_second": round(imgs / secs, 1) if secs else None,
+        "seconds": round(secs, 3), "images": imgs,
+        "images_per_second": round(imgs / secs, 1) if secs else None,
         "wall_seconds_this_session": round(wall, 3), "threads": n_threads,
         "parameters": report.totals["trainable"],
         "memory": {
             "batch": trainer.opts.batch_size,
             "measured_activation_bytes": trainer.measured_bytes,
             "measured_what": "distinct arrays the forward pass keeps for backward (layer caches + input), "
-                             "measured at the first training step",
+                             "measured at the first training step; weights the caches refer to are "
+                             "parameters and not counted",
+            "difference": why,
             "predicted_backward_saved_bytes": mem["backward_saved_bytes"],
             "predicted_forward_bytes": mem["forward_bytes"],
             "predicted_activation_gradient_peak_bytes": mem["activation_gradient_peak_bytes"],
@@ -364,10 +420,11 @@ def _summary_view(s: dict) -> TableView:
     items = [("status", s["status"]), ("epochs", f"{s['epochs_completed']} of {s['epochs']}"),
              ("best test accuracy", f"{s['best_test_accuracy']:.2%} (epoch {s['best_epoch']})"
               if s["best_epoch"] else "-"),
-             ("training time", f"{s['seconds']:.1f} s, {s['images_per_second'] or 0:,.0f} images/s, "
-                               f"{s['threads']} thread(s)"),
+             ("training time", f"{s['seconds']:.1f} s for {s['images']:,} images, "
+                               f"{s['images_per_second'] or 0:,.0f} images/s, {s['threads']} thread(s)"),
              (f"activations kept for backward (batch {m['batch']})",
-              f"measured {_mib(m['measured_activation_bytes'])}, analyzer {_mib(m['predicted_backward_saved_bytes'])}"),
+              f"measured {_mib(m['measured_activation_bytes'])}, analyzer {_mib(m['predicted_backward_saved_bytes'])}"
+              f": {m['difference']}"),
              ("run directory", s["run_dir"])]
     if s["checkpoints"]["best"]:
         items.append(("evaluate with", f"cnncalc evaluate --checkpoint {s['checkpoints']['best']}"))
@@ -382,10 +439,10 @@ def _summary_view(s: dict) -> TableView:
 @click.option("--data", default=None, metavar="PATH",
               help="Data to evaluate on (its test split); default: the data the run was trained on.")
 @click.option("--spec", default=None, metavar="SPEC", help="Default: the spec stored in the checkpoint.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@batch_size_option(256)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @format_option()
-def evaluate(ckpt_path, data, spec, batch_size, threads, fmt):
+def evaluate(ckpt_path, data, spec, batch, threads, fmt):
     """Accuracy and confusion matrix of a checkpoint on a test split.
 
     \b
@@ -423,7 +480,7 @@ def evaluate(ckpt_path, data, spec, batch_size, threads, fmt):
     load_flat(net.params, ck.params)
     load_flat(net.state, ck.state)
     assert flat(net.params).keys() == ck.params.keys()
-    loss, acc, pred = evaluate_net(net, ds.test_images, ds.test_labels, batch_size)
+    loss, acc, pred = evaluate_net(net, ds.test_images, ds.test_labels, batch)
     k = num_outputs
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (ds.test_labels, pred), 1)
@@ -435,8 +492,9 @@ def evaluate(ckpt_path, data, spec, batch_size, threads, fmt):
     if fmt == "json":
         emit_json(result)
         return
-    cols = [Column("true", "true \\ predicted", "left")] + [Column(f"p{j}", str(j)) for j in range(k)] + [
-        Column("total", "total"), Column("recall", "recall", fmt=lambda v: f"{v:.1%}")]
+    # on a narrow terminal: recall and totals go first, then the last classes' columns
+    cols = [Column("true", "true \\ predicted", "left")] + [Column(f"p{j}", str(j), drop=1 + j) for j in range(k)] + [
+        Column("total", "total", drop=k + 1), Column("recall", "recall", fmt=lambda v: f"{v:.1%}", drop=k + 2)]
     rows = []
     for i in range(k):
         r = {"true": str(i), **{f"p{j}": int(cm[i, j]) for j in range(k)}, "total": int(cm[i].sum())}

@@ -56,12 +56,12 @@ def zoo(fmt):
     else:
         for r in rows:
             r["tables_text"] = " ".join(r["tables"]) if isinstance(r["tables"], list) else r["tables"]
-        cols = [Column("name", "Spec", "left"), Column("title", "Network", "left"),
+        cols = [Column("name", "Spec", "left"), Column("title", "Network", "left", drop=3),
                 Column("input", "Input", fmt=lambda v: fmt_shape(tuple(v)) if v else ""),
                 Column("params", "Params", fmt=lambda v: fmt_int(v) if v is not None else "—"),
                 Column("macs", "MACs", fmt=lambda v: fmt_int(v) if v is not None else "—"),
-                Column("tables_text", "Published tables", "left"),
-                Column("source", "Source", "left", fmt=_short, style="dim")]
+                Column("tables_text", "Published tables", "left", drop=4),
+                Column("source", "Source", "left", fmt=_short, style="dim", drop=5)]
         if fmt == "csv":  # CSV writes raw values: keep the input readable
             for r in rows:
                 r["input"] = "x".join(map(str, r["input"])) if r["input"] else ""
@@ -183,9 +183,9 @@ def _view(res, explain: bool) -> TableView:
                      "status": r.status, "note": r.row.note})
     cols = ([Column("spec", "Spec", "left")] if multi else []) + [
         Column("layer", "Layer", "left"), Column("quantity", "Quantity", "left"),
-        Column("published", "Published"), Column("printed", "cnncalc"),
+        Column("published", "Published"), Column("printed", "cnncalc", drop=2),
         Column("exact", "Exact"), Column("status", "Status", "left"),
-        Column("note", "Note", "left", fmt=lambda v: _short(v, 60), style="dim")]
+        Column("note", "Note", "left", fmt=lambda v: _short(v, 60), style="dim", drop=3)]
     sections = []
     for r in res.results:
         if r.status == "match" and not explain:

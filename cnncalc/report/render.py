@@ -11,12 +11,14 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "plain", "json", "csv", "markdown")
 BAR_WIDTH = 10
+CHART_MEMORY, CHART_PARAMS = "cyan", "magenta"  # the two bars of summarize's chart
 _BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
@@ -27,6 +29,17 @@ class Column:
     align: str = "right"  # left | right
     fmt: Callable[[Any], str] | None = None  # for table and markdown; CSV writes raw values
     style: str | None = None
+    # On a narrow terminal: "number" cells (the default for right-aligned columns) are never cut
+    # or wrapped; "text" cells (left-aligned) wrap at spaces, long words fold; "chart" columns go
+    # first. ``drop`` > 0 lets the column be left out when the table does not fit: the highest
+    # first (the chart is always dropped before any other column). 0 = always shown.
+    kind: str | None = None
+    drop: int = 0
+    styles: tuple[str, ...] | None = None  # chart cells given as tuples: one style per part
+
+    @property
+    def kind_(self) -> str:
+        return self.kind or ("number" if self.align == "right" else "text")
 
 
 @dataclass
@@ -49,9 +62,13 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 
 
 def use_rich(stream=None) -> bool:
+    """Rich on a terminal; plain when piped, with NO_COLOR or TERM=dumb. FORCE_COLOR (as rich and
+    many tools read it) forces rich output into a pipe; its width is then $COLUMNS (default 80)."""
     stream = stream or sys.stdout
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
@@ -65,12 +82,16 @@ def _cell(col: Column, row: dict) -> str:
         return "yes" if v else "no"
     if isinstance(v, int):
         return f"{v:,}"
+    if isinstance(v, tuple):  # chart parts
+        return " ".join(v).rstrip()
     return str(v)
 
 
 def render(view: TableView, fmt: str = "table", stream=None) -> None:
     stream = stream or sys.stdout
-    if fmt == "csv":
+    if fmt == "plain":
+        stream.write(to_plain(view))
+    elif fmt == "csv":
         stream.write(to_csv(view))
     elif fmt == "markdown":
         stream.write(to_markdown(view))
@@ -154,33 +175,156 @@ def to_plain(view: TableView) -> str:
     return "\n".join(out) + "\n"
 
 
-def _rich(view: TableView, stream) -> None:
+# ------------------------------------------------------------------------------ terminal layout
+_TABLE_OVERHEAD = (3, 1)  # rich's SIMPLE_HEAD box: 1 + (2 padding + 1 divider) per column
+
+
+def _table_width(widths) -> int:
+    return sum(widths) + _TABLE_OVERHEAD[0] * len(widths) + _TABLE_OVERHEAD[1]
+
+
+def _longest_word(text: str) -> int:
+    return max((len(w) for w in text.split()), default=0)
+
+
+# a number inside text: 1,849,688,064 · 0.57 · 1e-07 · 224x224x64 · -42..153 · (0,0) — not conv5_3
+_NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?(?:(?:x|\.\.)[-−]?\d+)*%?(?![\w])")
+
+
+def _longest_number(text: str) -> int:
+    return max((len(m.group()) for m in _NUMBER.finditer(text)), default=0)
+
+
+@dataclass
+class Layout:
+    """Which columns a table shows at a terminal width, and how wide each is."""
+    columns: list[Column]
+    widths: list[int]
+    dropped: list[Column]
+    natural_width: int  # the width at which nothing is dropped, wrapped or shortened
+
+    def note(self, width: int) -> str | None:
+        if not self.dropped:
+            return None
+        names = ", ".join(_name(c) for c in self.dropped)
+        return (f"not shown at {width} columns: {names}; see every column with --format plain "
+                f"or in a terminal at least {self.natural_width} columns wide")
+
+
+def _name(c: Column) -> str:
+    return "chart" if c.kind == "chart" else (c.header or c.key)
+
+
+TEXT_MIN = 12  # a text column is never squeezed below this (or its longest word, if shorter)
+
+
+def layout(view: TableView, width: int) -> Layout:
+    """Fit ``view`` into ``width`` terminal columns. Number (and chart) columns keep every word
+    whole; text columns wrap at spaces, down to their longest word (at most 2 × TEXT_MIN, at
+    least TEXT_MIN; longer words fold onto the next line without losing a character). If that
+    is not enough the chart goes first, then the columns with the highest ``drop``; as a last
+    resort text columns fold further, never below their longest number. The room left is
+    shared out. tests/test_widths.py checks that no number is cut at 60–200 columns."""
+    cols = list(view.columns)
+    rows = view.rows + view.footer
+    cells = {id(c): [_cell(c, r) for r in rows] for c in cols}
+    natural, minimum, floor = {}, {}, {}
+    for c in cols:
+        body = cells[id(c)]
+        natural[id(c)] = max(max((len(v) for v in body), default=0), len(c.header))
+        word = max(_longest_word(c.header), max((_longest_word(v) for v in body), default=0))
+        if c.kind_ == "text":
+            minimum[id(c)] = min(natural[id(c)], max(min(word, TEXT_MIN * 2), TEXT_MIN))
+            floor[id(c)] = max(4, max((_longest_number(v) for v in body), default=0))
+        else:  # numbers and charts: every word whole (a cell or header may wrap at its spaces)
+            minimum[id(c)] = floor[id(c)] = word
+    natural_width = _table_width([natural[id(c)] for c in cols])
+    dropped: list[Column] = []
+    order = sorted([c for c in cols if c.kind == "chart"], key=lambda c: -c.drop) + sorted(
+        [c for c in cols if c.kind != "chart" and c.drop > 0], key=lambda c: -c.drop)
+    kept = list(cols)
+    while _table_width([minimum[id(c)] for c in kept]) > width and order:
+        c = order.pop(0)
+        kept.remove(c)
+        dropped.append(c)
+    widths = [minimum[id(c)] for c in kept]
+    while _table_width(widths) > width:  # still too wide: fold the widest text column further
+        text = [i for i, c in enumerate(kept) if c.kind_ == "text" and widths[i] > floor[id(c)]]
+        if not text:
+            break
+        i = max(text, key=lambda j: widths[j])
+        widths[i] -= 1
+    spare = width - _table_width(widths)
+    # share the room left fairly: columns that lack little get all of it, the rest split evenly
+    want = [max(natural[id(c)] - w, 0) for c, w in zip(kept, widths)]
+    needy = sorted((i for i in range(len(kept)) if want[i]), key=lambda j: want[j])
+    for n, i in enumerate(needy):
+        if spare <= 0:
+            break
+        give = min(want[i], spare // (len(needy) - n) or spare)
+        widths[i] += give
+        spare -= give
+    return Layout(kept, widths, dropped, natural_width)
+
+
+def render_rich(view: TableView, stream, width: int | None = None) -> None:
+    """Draw ``view`` with rich on ``stream`` (its terminal width, or ``width``)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(file=stream)
-    table = Table(title=view.title or None, caption=view.caption, box=box.SIMPLE_HEAD,
-                  show_footer=False, title_justify="left", caption_justify="left",
-                  header_style="bold")
-    for c in view.columns:
-        table.add_column(c.header, justify=c.align, style=c.style, no_wrap=True)
+    console = Console(file=stream, width=width)
+    W = console.width
+    lay = layout(view, W)
+    table = Table(box=box.SIMPLE_HEAD, show_footer=False, header_style="bold")
+    for c, w in zip(lay.columns, lay.widths):
+        table.add_column(Text(c.header, overflow="fold"), justify=c.align, style=c.style, width=w,
+                         no_wrap=False, overflow="fold")
+
+    def cell(c: Column, r: dict):
+        v = r.get(c.key, "")
+        if c.styles and isinstance(v, tuple):
+            t = Text(no_wrap=True)
+            for i, (part, st) in enumerate(zip(v, c.styles)):
+                if i:
+                    t.append(" ")
+                t.append(part, style=st)
+            t.rstrip()
+            return t
+        return Text(_cell(c, r), overflow="fold")
+
     for i, r in enumerate(view.rows):
         last = i == len(view.rows) - 1
-        table.add_row(*[_cell(c, r) for c in view.columns], end_section=last and bool(view.footer))
+        table.add_row(*[cell(c, r) for c in lay.columns], end_section=last and bool(view.footer))
     for r in view.footer:
-        table.add_row(*[_cell(c, r) for c in view.columns], style="bold")
+        table.add_row(*[cell(c, r) for c in lay.columns], style="bold")
+    if view.title:
+        console.print(Text(view.title, style="italic"), overflow="fold")
+    if view.caption:
+        console.print(Text(view.caption, style="dim"), overflow="fold")
     console.print(table)
+    note = lay.note(W)
+    if note:
+        console.print(Text("note: ", style="yellow") + Text(note), overflow="fold")
     for title, items in view.sections:
+        console.print()
         sub = Table(title=title, box=None, show_header=False, title_justify="left",
                     title_style="bold", padding=(0, 2))
-        sub.add_column(style="cyan")
-        sub.add_column()
+        kw = max((len(k) for k, _ in items), default=1)
+        vw = max((_longest_word(v) for _, v in items), default=1)
+        vmax = max((len(v) for _, v in items), default=1)
+        key_w = min(kw, max(min(kw, 12), min(W - 8 - vw, W * 2 // 5)))  # keys wrap before values
+        sub.add_column(style="cyan", width=key_w, overflow="fold")
+        sub.add_column(overflow="fold", width=max(min(vmax, W - 8 - key_w), 1))
         for k, v in items:
             sub.add_row(k, v)
         console.print(sub)
     for n in view.notes:
-        console.print(f"[yellow]note:[/yellow] {n}", highlight=False)
+        console.print(Text("note: ", style="yellow") + Text(n), overflow="fold")
+
+
+_rich = render_rich  # the name render() uses
 
 
 def emit_json(obj, stream=None) -> None:

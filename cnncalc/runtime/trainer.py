@@ -108,7 +108,9 @@ class TrainNet(Net):
 
     def backward(self, douts, **kw):
         if self.measure_next:
-            self.measured_bytes = held_bytes([self._caches, self._input_kept, self.last_outputs])
+            # the caches also refer to the weights: those are parameters (counted there), not activations
+            self.measured_bytes = held_bytes([self._caches, self._input_kept, self.last_outputs],
+                                             exclude=[self.params, getattr(self, "state", None)])
             self.measure_next = False
         return super().backward(douts, **kw)
 
@@ -119,8 +121,11 @@ except ImportError:  # pragma: no cover - NumPy 1.x
     _byte_bounds = np.byte_bounds
 
 
-def held_bytes(obj) -> int:
-    """Bytes of memory spanned by the arrays reachable from ``obj`` (views counted once)."""
+def held_bytes(obj, exclude=None) -> int:
+    """Bytes of memory spanned by the arrays reachable from ``obj`` (views counted once), not
+    counting the memory of the arrays reachable from ``exclude``."""
+    if exclude is not None:
+        return held_bytes([obj, exclude]) - held_bytes(exclude)
     spans: list[tuple[int, int]] = []
     seen: set[int] = set()
 

@@ -218,3 +218,37 @@ def test_dropout_mask_changes_every_step_and_repeats_by_position():
     assert not np.array_equal(outs[0], outs[1])
     assert np.array_equal(outs[0], outs[2])
     assert len({T.step_seed(3, 1, 0), T.step_seed(3, 0, 1), T.step_seed(4, 0, 1)}) == 3
+
+
+def test_ctrl_c_summary_has_real_time_and_images(files, tmp_path, monkeypatch):
+    """Interrupted in the first epoch (no epoch finished): the summary counts the batches that ran."""
+    with monkeypatch.context() as mp:
+        _stop_at(mp, 0, 3)
+        r = train(files, tmp_path / "cut")
+    assert r.exit_code == 130
+    s = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert s["epochs_completed"] == 0
+    assert s["images"] == 3 * 32  # three batches of 32
+    assert s["seconds"] > 0 and s["images_per_second"] > 0
+    assert "for 96 images" in r.stdout and " 0 images/s" not in r.stdout
+
+
+def test_measured_activation_memory_equals_the_analyzer_without_kernel_caches(files, tmp_path):
+    # tanh, no BN, no max pool, no dropout: the runtime keeps exactly the input and every layer output
+    # (the weights the caches refer to are parameters, not activations):
+    # float32 x batch 32 x (input 8*8*1 + c1 8*8*4 + p1 4*4*4 + out 3) = 4*32*387 = 49,536 B
+    (tmp_path / "plain.yaml").write_text(SPEC.replace(", bn: true", "").replace("maxpool", "avgpool")
+                                         .replace("  - {dropout: 0.25, name: drop}\n", "")
+                                         .replace("relu", "tanh"))
+    r = run("train", tmp_path / "plain.yaml", "--data", files / "tiny.npz", "-o", tmp_path / "run",
+            "--epochs", "1", "--batch", "32", "--threads", "1", "--format", "json")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout)["memory"]
+    assert m["predicted_backward_saved_bytes"] == 4 * 32 * (64 + 256 + 64 + 3) == 49_536
+    assert m["measured_activation_bytes"] == 49_536
+    assert m["difference"].startswith("equal")
+    # with BN (its x̂ cache) the runtime keeps more, and the summary says why
+    r = train(files, tmp_path / "bn", "--format", "json")
+    m = json.loads(r.stdout)["memory"]
+    assert m["measured_activation_bytes"] > m["predicted_backward_saved_bytes"]
+    assert "kernel caches" in m["difference"]

@@ -1,0 +1,47 @@
+"""One spelling per meaning across commands (README, Conventions); old spellings still work but
+are not listed in --help."""
+import re
+
+import pytest
+
+from cnncalc.cli import COMMANDS
+
+FORMATS = {"table", "plain", "json", "csv", "markdown"}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_takes_every_format(cli, name):
+    out = cli(name, "--help").output
+    m = re.search(r"--format\s*\[([^\]]+)\]", " ".join(out.split()))
+    assert m, out
+    assert FORMATS <= set(m.group(1).replace(" ", "").split("|")), name
+
+
+@pytest.mark.parametrize("name,listed,hidden", [
+    ("train", ["--batch", "-o, --output", "[SPEC]"], ["--batch-size", "--out "]),
+    ("evaluate", ["--batch"], ["--batch-size"]),
+    ("erf", ["-o, --output"], ["--out "]),
+    ("verify", ["--batch", "--all-rows"], ["--all "]),
+    ("gradcheck", ["--batch", "--all-rows"], ["--all "]),
+    ("receptive-field", ["--chain", "-l, --layer"], ["--layers"]),
+    ("compare", ["--all "], []),
+])
+def test_help_lists_one_spelling(cli, name, listed, hidden):
+    out = cli(name, "--help").output + " "
+    for flag in listed:
+        assert flag in out, (name, flag)
+    for flag in hidden:
+        assert flag not in out, (name, flag)
+
+
+def test_old_spellings_still_work(cli):
+    new = cli("receptive-field", "--chain", "3x3*3", env={"NO_COLOR": "1"})
+    old = cli("receptive-field", "--layers", "3x3*3", env={"NO_COLOR": "1"})
+    assert new.exit_code == old.exit_code == 0 and new.output == old.output
+
+
+def test_train_spec_argument_or_option(cli):
+    r = cli("train", "lenet5", "--spec", "vgg16")
+    assert r.exit_code == 2 and "two specs given" in r.output
+    r = cli("train")
+    assert r.exit_code == 2 and "give a SPEC" in r.output

@@ -1,0 +1,75 @@
+"""Every resource a spec or an answer file can make cnncalc spend, bounded in one place.
+
+Each limit has a name, a value and a way to raise it: an environment variable
+``CNNCALC_LIMIT_<NAME>`` (e.g. ``CNNCALC_LIMIT_SPEC_BYTES=50000000``). Hitting a limit is
+bad input (exit 2) with a message naming the limit and how to raise it; see the README's
+"Limits" section (a test checks that the README lists every limit here).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    default: int
+    what: str
+
+    @property
+    def env(self) -> str:
+        return f"CNNCALC_LIMIT_{self.name.upper()}"
+
+    @property
+    def value(self) -> int:
+        raw = os.environ.get(self.env)
+        if raw:
+            try:
+                v = int(raw.replace("_", "").replace(",", ""))
+                if v > 0:
+                    return v
+            except ValueError:
+                pass
+        return self.default
+
+    def how_to_raise(self) -> str:
+        return f"limit {self.name} = {self.value:,}; raise it with {self.env}=N if this input is really meant"
+
+
+LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
+    Limit("spec_bytes", 10_000_000, "size of a spec or answer file, in bytes"),
+    Limit("yaml_depth", 64, "nesting depth of YAML mappings and lists"),
+    Limit("yaml_nodes", 1_000_000, "YAML values after expanding aliases (*ref), so alias bombs stop early"),
+    Limit("expansion_steps", 2_000_000,
+          "items expanded (every repeat and module instance, including those 'when: false' drops)"),
+    Limit("layers", 1_000_000, "layers in the expanded graph"),
+    Limit("module_depth", 32, "modules and named blocks nested in one another"),
+    Limit("expr_chars", 500, "characters of one ${...} expression"),
+    Limit("expr_nodes", 200, "operators, names and numbers in one ${...} expression"),
+    Limit("int_digits", 30, "decimal digits of an integer in a spec or an expression result (10^30)"),
+    Limit("string_chars", 10_000, "characters of a string made by an expression or a name"),
+)}
+
+
+def get(name: str) -> int:
+    return LIMITS[name].value
+
+
+def exceeded(name: str, what: str):
+    """The SpecError to raise when ``what`` goes over limit ``name``."""
+    from cnncalc.errors import SpecError
+
+    lim = LIMITS[name]
+    return SpecError(f"{what}: over the limit on {lim.what}", hint=lim.how_to_raise())
+
+
+def max_int() -> int:
+    return 10 ** get("int_digits")
+
+
+def check_int(v: int, where: str = "a number") -> int:
+    """Refuse integers beyond 10^int_digits (they would make every later step slow)."""
+    if abs(v) >= max_int():
+        raise exceeded("int_digits", f"{where} has more than {get('int_digits')} digits")
+    return v

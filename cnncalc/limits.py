@@ -39,11 +39,12 @@ class Limit:
 
 LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
     Limit("spec_bytes", 10_000_000, "size of a spec or answer file, in bytes"),
-    Limit("yaml_depth", 64, "nesting depth of YAML mappings and lists"),
+    Limit("yaml_depth", 100, "nesting depth of YAML mappings and lists"),
     Limit("yaml_nodes", 1_000_000, "YAML values after expanding aliases (*ref), so alias bombs stop early"),
-    Limit("expansion_steps", 2_000_000,
+    Limit("expansion_steps", 100_000,
           "items expanded (every repeat and module instance, including those 'when: false' drops)"),
-    Limit("layers", 1_000_000, "layers in the expanded graph"),
+    Limit("module_calls", 5_000, "module instances expanded (a module that calls itself twice doubles them)"),
+    Limit("layers", 50_000, "layers in the expanded graph"),
     Limit("module_depth", 32, "modules and named blocks nested in one another"),
     Limit("expr_chars", 500, "characters of one ${...} expression"),
     Limit("expr_nodes", 200, "operators, names and numbers in one ${...} expression"),
@@ -52,8 +53,20 @@ LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
 )}
 
 
+_cache: dict[str, int] = {}
+
+
 def get(name: str) -> int:
-    return LIMITS[name].value
+    """The limit's value (the environment is read once per process; see :func:`reload`)."""
+    v = _cache.get(name)
+    if v is None:
+        v = _cache[name] = LIMITS[name].value
+    return v
+
+
+def reload() -> None:
+    """Forget cached values (after changing CNNCALC_LIMIT_* in this process, e.g. in tests)."""
+    _cache.clear()
 
 
 def exceeded(name: str, what: str):
@@ -65,7 +78,10 @@ def exceeded(name: str, what: str):
 
 
 def max_int() -> int:
-    return 10 ** get("int_digits")
+    v = _cache.get("_max_int")
+    if v is None:
+        v = _cache["_max_int"] = 10 ** get("int_digits")
+    return v
 
 
 def check_int(v: int, where: str = "a number") -> int:

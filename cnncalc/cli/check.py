@@ -20,7 +20,11 @@ FORMATS = ("table", "json", "junit", "csv", "markdown")
               help="Graded runs: show only pass/fail, never the expected values or their arithmetic.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file instead of standard output (e.g. report.xml).")
-def check(answers, fmt, hide_expected, output):
+@click.option("--allow-spec-outside", "allow_outside", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, exists=True),
+              help="Let 'spec:' name files under DIR too (by default only zoo names and files under "
+                   "the answer file's folder: students cannot make the grader read other files).")
+def check(answers, fmt, hide_expected, output, allow_outside):
     """Check the answers in ANSWERS.yaml against the exact numbers.
 
     Exit status: 0 every answer is right, 1 some answer is wrong (or missing), 2 the file
@@ -31,8 +35,9 @@ def check(answers, fmt, hide_expected, output):
     Examples:
       cnncalc check examples/homework/ANSWERS.yaml
       cnncalc check ANSWERS.yaml --hide-expected --format junit -o report.xml
+      cnncalc check student/ANSWERS.yaml --allow-spec-outside course/specs
     """
-    run = run_check(answers)
+    run = run_check(answers, allow_outside)
     stream = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "json":

@@ -7,6 +7,7 @@ other names, subscripts, lambdas, comprehensions) is refused. Nothing is ever ``
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -42,17 +43,7 @@ def evaluate(source: str, scope: dict):
     (``int_digits``), strings (``string_chars``); floats must stay finite.
     """
     src = source.strip()
-    if len(src) > limits.get("expr_chars"):
-        raise ExprError(f"the expression ${{{short(src, 40)}}} is longer than "
-                        f"{limits.get('expr_chars')} characters; {limits.LIMITS['expr_chars'].how_to_raise()}")
-    try:
-        tree = ast.parse(src, mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        raise ExprError(f"cannot read the expression {short(src)}") from None
-    if sum(1 for _ in ast.walk(tree)) > limits.get("expr_nodes"):
-        raise ExprError(f"the expression ${{{short(src, 40)}}} has more than {limits.get('expr_nodes')} "
-                        f"parts; {limits.LIMITS['expr_nodes'].how_to_raise()}")
-    shown = short(src, 60)[1:-1] if len(src) > 58 else src
+    tree, shown = _parse(src)
     try:
         return _checked(_eval(tree.body, scope, shown), shown)
     except ExprError:
@@ -65,6 +56,23 @@ def evaluate(source: str, scope: dict):
         raise ExprError(f"cannot compute ${{{shown}}} with these values") from None
     except RecursionError:
         raise ExprError(f"${{{shown}}} nests too deeply") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(src: str):
+    """Parse and size-check an expression once (specs repeat the same expressions a lot)."""
+    if len(src) > limits.get("expr_chars"):
+        raise ExprError(f"the expression ${{{short(src, 40)}}} is longer than "
+                        f"{limits.get('expr_chars')} characters; {limits.LIMITS['expr_chars'].how_to_raise()}")
+    try:
+        tree = ast.parse(src, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise ExprError(f"cannot read the expression {short(src)}") from None
+    if sum(1 for _ in ast.walk(tree)) > limits.get("expr_nodes"):
+        raise ExprError(f"the expression ${{{short(src, 40)}}} has more than {limits.get('expr_nodes')} "
+                        f"parts; {limits.LIMITS['expr_nodes'].how_to_raise()}")
+    shown = short(src, 60)[1:-1] if len(src) > 58 else src
+    return tree, shown
 
 
 def _checked(v, src):

@@ -122,6 +122,8 @@ class _Builder:
         self.max_steps = limits.get("expansion_steps")
         self.max_nodes = limits.get("layers")
         self.max_depth = limits.get("module_depth")
+        self.calls = 0
+        self.max_calls = limits.get("module_calls")
 
     # ---------------------------------------------------------------- errors
     def err(self, msg, line=None, layer=None, hint=None):
@@ -267,6 +269,10 @@ class _Builder:
             explicit = repeat > 1 or "repeat" in item or "n" not in ctx.scope
             scope = {**ctx.scope, "n": n, "i": n - 1} if explicit else ctx.scope
             try:
+                if "when" in item:  # decided first: an item 'when' drops costs no more than that
+                    when = substitute(item["when"], scope)
+                    if when is False:
+                        continue
                 it = _substitute_item(item, scope)
             except ExprError as e:
                 raise self.err(str(e), line=line) from None
@@ -442,6 +448,11 @@ class _Builder:
                                 f"its arguments are {', '.join(mod.params) or 'none'}")
         if len(src) != 1:
             raise self.err("a module instance takes one input", line=line)
+        self.calls += 1
+        if self.calls > self.max_calls:
+            raise self.err(f"the spec expands more than {self.max_calls:,} module instances "
+                           f"(a module that calls itself?)", line=line,
+                           hint=limits.LIMITS["module_calls"].how_to_raise())
         args = dict(mod.defaults)
         if isinstance(val, list):
             if len(val) > len(mod.params):

@@ -189,7 +189,7 @@ def mutate_doc(doc, rnd: random.Random, n: int = 1):
             other_box = rnd.choice(spots)[0]
             try:
                 box[key] = copy.deepcopy(other_box[other_key])
-            except (KeyError, IndexError):
+            except (KeyError, IndexError, TypeError):
                 pass
         else:  # wrapped: nesting
             box[key] = rnd.choice([[box[key]], {"layers": [box[key]]}, {"concat": [[box[key]], []]},

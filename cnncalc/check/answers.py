@@ -225,7 +225,7 @@ def _read_item(item, n: int, line, defaults: dict, lines: list[str], file) -> li
             continue
         if isinstance(key, int) and value is None:
             raise err(f"{key!r} is read as a key of its own: a comma inside {{...}} separates fields",
-                      kline, "quote numbers written with commas, e.g. params: '34,848', or use "
+                      kline, "quote numbers written with commas, e.g. params: 'NN,NNN', or use "
                              "the block style (one 'key: value' per line)")
         canon = ALIASES.get(key, key)
         if canon not in QUANTITIES:

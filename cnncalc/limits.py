@@ -38,7 +38,7 @@ class Limit:
 
 
 LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
-    Limit("spec_bytes", 10_000_000, "size of a spec or answer file, in bytes"),
+    Limit("spec_bytes", 200_000, "size of a spec or answer file, in bytes (the safe YAML parser reads ~100 KB/s)"),
     Limit("yaml_depth", 100, "nesting depth of YAML mappings and lists"),
     Limit("yaml_nodes", 1_000_000, "YAML values after expanding aliases (*ref), so alias bombs stop early"),
     Limit("expansion_steps", 100_000,

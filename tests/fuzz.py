@@ -410,6 +410,32 @@ def hostile_answer_files(tmp: Path) -> dict[str, str]:
     }, sub
 
 
+def hostile_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
+    """(name, CLI arguments, expected outcome) of every hostile class, files written under tmp."""
+    cases = [(n, ["summarize", p], "bad-input") for n, p in hostile_special_files(tmp).items()]
+    for n, text in HOSTILE_SPECS.items():
+        f = tmp / f"hostile-{n}.yaml"
+        f.write_text(text)
+        cases.append((n, ["summarize", str(f)], HOSTILE_EXPECT[n]))
+    answers, sub = hostile_answer_files(tmp)
+    for n, text in answers.items():
+        f = sub / f"{n}.yaml"
+        f.write_text(text)
+        cases.append((n, ["check", str(f), "--hide-expected"], ANSWER_EXPECT.get(n, "bad-input")))
+    return cases
+
+
+def run_hostile(tmp: Path, inprocess: bool = True) -> list[dict]:
+    out = []
+    for n, cmd, expect in hostile_cases(tmp):
+        runner = run_inprocess if inprocess else run_subprocess
+        outcome, dt, text = runner(cmd, answers=cmd[0] == "check")
+        leak = "hunter2" in text or "TOPSECRET" in text
+        out.append({"name": n, "outcome": outcome, "expected": expect, "seconds": round(dt, 3),
+                    "leak": leak, "output": text[-300:]})
+    return out
+
+
 # --------------------------------------------------------------------------- the long run
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.split("\n\n")[0])
@@ -417,36 +443,32 @@ def main(argv=None) -> int:
     ap.add_argument("--answer-cases", type=int, default=2000, help="mutated answer-file cases")
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--save", metavar="DIR", help="write the input of every bug case here")
-    ap.add_argument("--time-limit", type=float, default=TIME_LIMIT)
+    ap.add_argument("--hostile-json", action="store_true",
+                    help="run only the hostile classes, in this process, and print one JSON object per line "
+                         "(the CI slice runs this in a subprocess with a memory limit)")
     args = ap.parse_args(argv)
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT * 2, MEMORY_LIMIT * 2))
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    if args.hostile_json:
+        import json
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in run_hostile(Path(tmp)):
+                print(json.dumps(r), flush=True)
+        return 0
     counts: dict[str, collections.Counter] = {k: collections.Counter() for k in ("spec", "answer", "hostile")}
     slowest = {k: 0.0 for k in counts}
     bugs = []
     t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # hostile classes first: subprocess, timeout, memory rlimit
-        special = hostile_special_files(tmp)
-        hostile = [(n, ["summarize", p]) for n, p in special.items()]
-        for n, text in HOSTILE_SPECS.items():
-            f = tmp / f"hostile-{n}.yaml"
-            f.write_text(text)
-            hostile.append((n, ["summarize", str(f)]))
-        answers, sub = hostile_answer_files(tmp)
-        for n, text in answers.items():
-            f = sub / f"{n}.yaml"
-            f.write_text(text)
-            hostile.append((n, ["check", str(f), "--hide-expected"]))
-        for n, cmd in hostile:
-            outcome, dt, out = run_subprocess(cmd, answers=cmd[0] == "check")
-            counts["hostile"][outcome] += 1
-            slowest["hostile"] = max(slowest["hostile"], dt)
-            if outcome in BUGS or "hunter2" in out or "TOPSECRET" in out:
-                bugs.append(("hostile", n, outcome, out[-400:], ""))
+        for r in run_hostile(tmp):
+            counts["hostile"][r["outcome"]] += 1
+            slowest["hostile"] = max(slowest["hostile"], r["seconds"])
+            if r["outcome"] in BUGS or r["leak"] or r["outcome"] != r["expected"]:
+                bugs.append(("hostile", r["name"], r["outcome"], r["output"], ""))
         print(f"hostile classes: {dict(counts['hostile'])}", flush=True)
-        for kind, n_cases, runner in (("spec", args.cases, run_spec_case),
-                                      ("answer", args.answer_cases, run_answer_case)):
+        for kind, n_cases, runner in (("answer", args.answer_cases, run_answer_case),
+                                      ("spec", args.cases, run_spec_case)):
             for k in range(n_cases):
                 seed = args.seed + k
                 outcome, dt, out, name, text = runner(seed, tmp)
@@ -454,7 +476,7 @@ def main(argv=None) -> int:
                 slowest[kind] = max(slowest[kind], dt)
                 if outcome in BUGS:
                     bugs.append((kind, f"seed {seed} ({name})", outcome, out[-400:], text))
-                if (k + 1) % 1000 == 0:
+                if (k + 1) % 500 == 0:
                     print(f"{kind}: {k + 1}/{n_cases} {dict(counts[kind])} "
                           f"({time.time() - t_start:.0f} s)", flush=True)
     print()

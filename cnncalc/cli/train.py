@@ -180,9 +180,42 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
       cnncalc train --spec my.yaml --data ~/fashion-mnist --normalize standardize
       cnncalc train --resume runs/lenet5-20250101-120000
     """
+    locks: list = []  # the run directory's lock, released however the command ends
+    old_sigint = signal.getsignal(signal.SIGINT)
+    try:
+        _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_decay, lr_schedule,
+               init, seed, threads, conv_algo, normalize, input_shape, out_dir, resume_dir, fmt)
+    finally:
+        for lock in locks:
+            lock.release()
+        with contextlib.suppress(ValueError, TypeError):  # not the main thread / not a Python handler
+            signal.signal(signal.SIGINT, old_sigint)
+
+
+@contextlib.contextmanager
+def _disk_errors(run_dir: Path):
+    """A full disk (or quota, read-only file system) while writing the run: exit 2 naming the
+    path; every file is written atomically, so the last good checkpoint is intact."""
+    from cnncalc.fsutil import DISK_ERRNOS
+    from cnncalc.runtime import checkpoint as C
+
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        where = e.filename or run_dir
+        latest = run_dir / C.LATEST
+        kept = (f"the last good checkpoint {latest} is intact; free some space and continue with "
+                f"'cnncalc train --resume {run_dir}'") if latest.exists() else "no checkpoint was written yet"
+        raise _Fail(f"cannot write into {where}: {e.strerror}; {kept}") from None
+
+
+def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_decay, lr_schedule, init,
+           seed, threads, conv_algo, normalize, input_shape, out_dir, resume_dir, fmt):
     import numpy as np  # noqa: F401  (the runtime side: numpy/numba are fine here)
 
-    from cnncalc.fsutil import prepare_run_dir
+    from cnncalc.fsutil import lock_run_dir, prepare_run_dir
     from cnncalc.runtime import checkpoint as C
     from cnncalc.runtime.data import Normalization, load_dataset, prepare
     from cnncalc.runtime.trainer import (EXIT_DIVERGED, EXIT_INTERRUPTED, SUMMARY, Trainer,
@@ -200,6 +233,13 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
             if out_dir:
                 raise _Fail("--out and --resume exclude each other: a resumed run writes into RUN_DIR")
             run_dir = Path(resume_dir)
+            if not run_dir.is_dir():
+                raise _Fail(f"--resume {resume_dir}: no such run directory")
+            locks.append(lock_run_dir(run_dir))
+            if not (run_dir / C.LATEST).exists():
+                raise _Fail(f"{run_dir} has no checkpoint ({C.LATEST}): the run stopped before its first "
+                            f"checkpoint was written, so there is nothing to resume; start it again with "
+                            f"'cnncalc train --spec ... --out NEW_DIR' (or delete {run_dir} and reuse its name)")
             ck = C.load_checkpoint(run_dir / C.LATEST)
             m = ck.metadata
             if "options" not in m or "spec_text" not in m:
@@ -236,6 +276,7 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
         ds = prepare(ds, graph.input_shape, num_outputs, norm)
         if ck is None:
             if out_dir:
+                locks.append(lock_run_dir(out_dir))  # a second train into the same --out stops here
                 run_dir = prepare_run_dir(out_dir)
             else:  # runs/<spec>-<timestamp>, with -2, -3... if two runs start in the same second
                 base = Path("runs") / f"{Path(spec_file).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -244,6 +285,7 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
                     k += 1
                     run_dir = base.with_name(f"{base.name}-{k}")
                 run_dir = prepare_run_dir(run_dir)
+                locks.append(lock_run_dir(run_dir))
         else:
             param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
             state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}
@@ -289,17 +331,21 @@ def train(ctx, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_de
         old = None
     t0 = time.perf_counter()
     try:
-        outcome = trainer.run(on_batch, on_epoch)
+        with _disk_errors(run_dir):
+            outcome = trainer.run(on_batch, on_epoch)
     finally:
         out.end_epoch()
         if old is not None:
-            signal.signal(signal.SIGINT, old)
+            # training is over: a Ctrl-C now must not kill the summary being written (the run
+            # finished and its files are complete), so it is ignored until the command returns
+            signal.signal(signal.SIGINT, lambda signum, frame: None)
     wall = time.perf_counter() - t0
 
     summary = _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads, wall)
     from cnncalc.fsutil import atomic_write_text
 
-    atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    with _disk_errors(run_dir):
+        atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     if fmt == "json":
         emit_json(summary)
     else:

@@ -50,6 +50,9 @@ LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
     Limit("expr_nodes", 200, "operators, names and numbers in one ${...} expression"),
     Limit("int_digits", 30, "decimal digits of an integer in a spec or an expression result (10^30)"),
     Limit("string_chars", 10_000, "characters of a string made by an expression or a name"),
+    Limit("runtime_bytes", 8 * 2 ** 30,
+          "memory verify / gradcheck may need (float64 parameters, gradients and activations, "
+          "estimated by the analyzer before anything is allocated)"),
 )}
 
 

@@ -76,11 +76,12 @@ def run_inprocess(args: list[str], *, answers: bool = False, time_limit: float =
 
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, time_limit)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         result = CliRunner().invoke(main, args, catch_exceptions=True)
     except _Timeout:
-        return "slow", time.perf_counter() - t0, "timed out"
+        return "slow", time.perf_counter() - t0, (f"timed out after {time_limit} s wall, "
+                                                  f"{time.process_time() - c0:.1f} s CPU: {' '.join(args)}")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -459,6 +460,8 @@ def main(argv=None) -> int:
     slowest = {k: 0.0 for k in counts}
     bugs = []
     t_start = time.time()
+    stop = []  # kill -USR1 PID: finish the current case, then print the counts so far
+    signal.signal(signal.SIGUSR1, lambda signum, frame: stop.append(True))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for r in run_hostile(tmp):
@@ -476,6 +479,10 @@ def main(argv=None) -> int:
                 slowest[kind] = max(slowest[kind], dt)
                 if outcome in BUGS:
                     bugs.append((kind, f"seed {seed} ({name})", outcome, out[-400:], text))
+                    print(f"BUG {outcome}: {kind} seed {seed} ({name}): {out[-300:]!r}", flush=True)
+                if stop:
+                    print(f"stopped (SIGUSR1) after {k + 1} {kind} cases", flush=True)
+                    break
                 if (k + 1) % 500 == 0:
                     print(f"{kind}: {k + 1}/{n_cases} {dict(counts[kind])} "
                           f"({time.time() - t_start:.0f} s)", flush=True)

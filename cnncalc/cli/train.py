@@ -54,10 +54,9 @@ def _spec_source(ref: str) -> tuple[str, str]:
     res = resolve_spec(ref)
     if isinstance(res, tuple):
         return res[1], res[0]
-    try:
-        return res.read_text(encoding="utf-8"), str(res)
-    except (OSError, UnicodeDecodeError) as e:
-        raise _Fail(f"cannot read the spec {res}: {e}") from None
+    from cnncalc.spec.yamlsafe import read_text_file
+
+    return read_text_file(res, "spec"), str(res)  # a regular file of bounded size, or exit 2
 
 
 def _graph(text: str, file: str, input_shape):

@@ -328,6 +328,8 @@ HOSTILE_SPECS: dict[str, str] = {
     "alias-bomb-layers": "notes:\n  - &l0 [{relu: }, {relu: }, {relu: }, {relu: }, {relu: }, {relu: }]\n" + "".join(
         f"  - &l{k} [{{layers: *l{k - 1}}}, {{layers: *l{k - 1}}}, {{layers: *l{k - 1}}}, {{layers: *l{k - 1}}}, "
         f"{{layers: *l{k - 1}}}, {{layers: *l{k - 1}}}]\n" for k in range(1, 12)) + "input: 8x8x3\nlayers: *l11\n",
+    "recursive-alias": "input: 8x8x3\nnotes: &a [1, *a]\nlayers: [relu]\n",
+    "recursive-alias-map": "input: 8x8x3\nlayers:\n  - &l {layers: [*l]}\n",
     "deep-concat-150": _nested_concat(150),
     "deep-concat-30": _nested_concat(30),
     "deep-list-300": "input: 8x8x3\nlayers:\n  - {conv: 1, kernel: " + "[" * 300 + "1" + "]" * 300 + "}\n",

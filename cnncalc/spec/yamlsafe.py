@@ -54,6 +54,7 @@ def _check_expanded_size(root) -> None:
     size(node) = 1 + sum(size(child)), memoised on node identity (aliases share nodes)."""
     cap = limits.get("yaml_nodes")
     memo: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted: meeting one again is a cycle
     # iterative post-order walk (the depth is already bounded, but stay off the C stack)
     stack = [(root, False)]
     while stack:
@@ -66,11 +67,17 @@ def _check_expanded_size(root) -> None:
         children = ([c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode)
                     else list(node.value))
         if not done:
+            if id(node) in open_:
+                raise SpecError("a YAML alias (*name) refers to the mapping or list that contains "
+                                "it: a spec cannot be infinitely deep", line=node.start_mark.line + 1,
+                                hint="copy the values instead of the alias")
             memo_pending = [c for c in children if id(c) not in memo]
             if memo_pending:
+                open_.add(id(node))
                 stack.append((node, True))
                 stack.extend((c, False) for c in memo_pending)
                 continue
+        open_.discard(id(node))
         total = 1 + sum(memo.get(id(c), 1) for c in children)
         if total > cap:
             raise limits.exceeded("yaml_nodes", "with its aliases (*name) expanded, the YAML has more "

@@ -1,7 +1,6 @@
 """Issue 13: limits in one place, confined `check`, bounded hints, short messages, and the
 receptive field of a dilated kernel whose taps fall in the padding."""
 import itertools
-import os
 import re
 import time
 from pathlib import Path

@@ -27,7 +27,71 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "prepare_run_dir",
+    "RunLock",
+    "lock_run_dir",
+    "DISK_ERRNOS",
 ]
+
+LOCK_NAME = ".cnncalc-train.lock"
+# write failures that are the machine's state, not a bug: full disk, quota, read-only, too big
+DISK_ERRNOS = frozenset(getattr(__import__("errno"), n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG", "EIO")
+                        if hasattr(__import__("errno"), n))
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while one ``cnncalc train`` writes into it.
+
+    ``fcntl.flock`` on ``RUN_DIR/.cnncalc-train.lock``: the kernel releases it if the process
+    dies, so a crashed run never leaves a stale lock. The file holds the holder's pid and start
+    time so that a second run can name it.
+    """
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path = path
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = None
+
+
+def lock_run_dir(path: str | os.PathLike) -> RunLock:
+    """Create ``path`` if needed and lock it; :class:`RunDirError` naming the other run if a
+    run already holds it."""
+    import time
+
+    run_dir = Path(path)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} exists and is not a directory; choose another output directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunDirError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from exc
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: no lock
+        return RunLock(run_dir / LOCK_NAME, fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip()
+        except OSError:
+            holder = ""
+        os.close(fd)
+        raise RunDirError(f"another cnncalc train is already writing into {run_dir} "
+                          f"({holder or 'pid unknown'}); wait for it to finish, or choose another "
+                          "output directory") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+    return RunLock(run_dir / LOCK_NAME, fd)
+
 
 
 class RunDirError(Exception):
@@ -135,7 +199,7 @@ def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False,
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir} exists and is not a directory; choose another output directory")
     if run_dir.is_dir():
-        entries = sorted(p.name for p in run_dir.iterdir())
+        entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
         if entries and not (overwrite or resume):
             shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
             raise RunDirError(

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from cnncalc.errors import short
+
 _SUFFIX = {"": 0, "k": 1, "m": 2, "g": 3, "b": 3, "t": 4}
 _RE = re.compile(
     r"""^\s*~?\s*(?P<sign>[-+])?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)
@@ -34,6 +36,12 @@ class Quantity:
         return self.tolerance == 0
 
 
+# The forms, with N for a digit: no example number that could be (or be taken for) an expected
+# answer, so the hint reveals nothing under --hide-expected.
+NUMBER_FORMS = ("write it as digits (NNNNN), with thousands commas (NN,NNN), with a suffix "
+                "(NNK, N.NM, NNG), in scientific notation (N.Ne9) or as a percentage (NN.NN%)")
+
+
 def parse_quantity(text, binary: bool = False) -> Quantity:
     """Parse ``34848``, ``34,848``, ``35K``, ``138M``, ``1.8e9``, ``3.8×10^9``, ``94.86%``.
 
@@ -48,7 +56,7 @@ def parse_quantity(text, binary: bool = False) -> Quantity:
     s = str(text).strip()
     m = _RE.match(s)
     if not m:
-        raise ValueError(f"{text!r} is not a number; write it like 34848, 34,848, 35K, 138M, 1.8e9 or 94.86%")
+        raise ValueError(f"{short(text)} is not a number; {NUMBER_FORMS}")
     num = m.group("num").replace(",", "")
     decimals = len(num.split(".")[1]) if "." in num else 0
     value = Fraction(num)

@@ -66,6 +66,7 @@ copy, as planned.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 from math import gcd
 
@@ -87,7 +88,7 @@ class PathField:
     lo: tuple[int | None, ...]
     hi: tuple[int | None, ...]
 
-    @property
+    @cached_property  # fields are frozen; Fractions are slow to build
     def S(self) -> Fraction:
         return Fraction(self.T, self.q)
 
@@ -217,11 +218,11 @@ class AxisField:
     def clipped(self, u: int) -> Interval | None:
         return _clip(self.interval(u), self.size_in)
 
-    @property
+    @cached_property  # paths are fixed once built: read many times by the report
     def Ss(self) -> list[Fraction]:
         return sorted({p.S for p in self.paths})
 
-    @property
+    @cached_property
     def S(self) -> Fraction | None:
         """The effective stride, or None when the paths disagree (misaligned)."""
         s = self.Ss
@@ -232,7 +233,7 @@ class AxisField:
         (it sees the whole input; its unclipped hull only says how far the padding goes)."""
         return self.clipped(u) if self.is_global else self.interval(u)
 
-    @property
+    @cached_property
     def first(self) -> Interval | None:
         return self.shown(0)
 
@@ -275,7 +276,7 @@ class AxisField:
             return range(min(period, self.n))
         return range(self.n)
 
-    @property
+    @cached_property
     def r_range(self) -> tuple[int, int]:
         sizes = []
         for u in self._units():

@@ -13,11 +13,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from cnncalc.errors import SpecError
+from cnncalc.errors import SpecError, short
 from cnncalc.layers.base import _suggest
 from cnncalc.numbers import Quantity, parse_quantity
 from cnncalc.shapes import Shape, parse_shape
-from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml
+from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml, read_text_file
 
 # answer key → (canonical quantity, what it means); the canonical keys are the quantities
 QUANTITIES = {
@@ -97,18 +97,67 @@ class AnswerFile:
     specs: dict = field(default_factory=dict)   # named specs of the file
     spec: Any = None                            # the default spec
     base_dir: Path = Path(".")
+    allow_outside: tuple = ()                   # folders outside base_dir that 'spec:' may name
 
 
-def load_answers(path: str | Path) -> AnswerFile:
-    """Read and validate an answer file; every problem is a SpecError with file:line (exit 2)."""
-    p = Path(path)
+@dataclass(frozen=True)
+class SpecRef:
+    """Where a ``spec:`` of an answer file points: a zoo name, or a file that ``check`` may read."""
+    zoo: str | None = None
+    path: Path | None = None
+    outside: bool = False  # a file outside the answer file's folder (allowed by --allow-spec-outside)
+
+
+def resolve_spec_ref(ref: str, answers: AnswerFile, file: str | None = None, line: int | None = None) -> SpecRef:
+    """Confine a ``spec:`` string: a file under the answer file's folder (symlinks resolved),
+    a zoo name, or a file under a folder given with ``--allow-spec-outside``.
+
+    Students write answer files and instructors run ``check`` on them: a ``spec:`` naming
+    ``../secret.yaml`` or ``/etc/passwd`` is refused without reading it, so nothing of
+    another file can come back in a message.
+    """
+    from cnncalc.spec.loader import zoo_names
+
+    if not isinstance(ref, str) or not ref.strip() or "\0" in ref or len(ref) > 1000:
+        raise SpecError(f"'spec' is a zoo name, a file next to the answer file or an inline spec, "
+                        f"got {short(ref)}", file=file, line=line)
+    base = Path(answers.base_dir)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"no answer file {str(path)!r}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"cannot read the answer file: {getattr(e, 'strerror', None) or e}", file=str(path)) from None
-    return parse_answers(text, file=str(path), base_dir=p.parent)
+        base_real = base.resolve()
+        cand = Path(ref) if Path(ref).is_absolute() else base / ref
+        real = cand.resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise SpecError(f"'spec' names a path that cannot be resolved: {short(ref)}", file=file, line=line) from None
+    exists = real.exists()
+    if exists and (real == base_real or base_real in real.parents):
+        return SpecRef(path=cand)
+    for d in answers.allow_outside:
+        d_real = Path(d).resolve()
+        if exists and (real == d_real or d_real in real.parents):
+            return SpecRef(path=cand, outside=True)
+    stem = ref[:-5] if ref.endswith(".yaml") else ref
+    if "/" not in ref and "\\" not in ref and stem in zoo_names():
+        return SpecRef(zoo=stem)
+    if exists or Path(ref).is_absolute() or ".." in Path(ref).parts:
+        raise SpecError(f"'spec' names {short(ref)}, which is outside the answer file's folder; "
+                        f"check reads only zoo specs and files under {base}",
+                        file=file, line=line,
+                        hint="copy the spec next to the answer file, or (instructors) allow a folder "
+                             "with --allow-spec-outside DIR")
+    raise SpecError(f"'spec' names {short(ref)}: no such file next to the answer file and no zoo spec "
+                    f"of that name", file=file, line=line,
+                    hint=_suggest(Path(ref).stem, zoo_names(), "zoo spec"))
+
+
+def load_answers(path: str | Path, allow_outside=()) -> AnswerFile:
+    """Read and validate an answer file; every problem is a SpecError with file:line (exit 2).
+
+    ``allow_outside``: folders besides the answer file's own whose files ``spec:`` may name."""
+    p = Path(path)
+    text = read_text_file(p, "answer")
+    answers = parse_answers(text, file=str(path), base_dir=p.parent)
+    answers.allow_outside = tuple(Path(d) for d in allow_outside)
+    return answers
 
 
 def parse_answers(text: str, file: str = "<answers>", base_dir: Path | str = ".") -> AnswerFile:
@@ -181,7 +230,7 @@ def _read_item(item, n: int, line, defaults: dict, lines: list[str], file) -> li
             continue
         if isinstance(key, int) and value is None:
             raise err(f"{key!r} is read as a key of its own: a comma inside {{...}} separates fields",
-                      kline, "quote numbers written with commas, e.g. params: '34,848', or use "
+                      kline, "quote numbers written with commas, e.g. params: 'NN,NNN', or use "
                              "the block style (one 'key: value' per line)")
         canon = ALIASES.get(key, key)
         if canon not in QUANTITIES:
@@ -358,21 +407,21 @@ def parse_fits(answer: Any) -> bool:
 
 def _int_opt(v, name, line, file) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise SpecError(f"'{name}' must be a whole number ≥ 1, got {v!r}", file=file, line=line)
+        raise SpecError(f"'{name}' must be a whole number ≥ 1, got {short(v)}", file=file, line=line)
     return v
 
 
 def _bool_opt(v, name, line, file) -> bool:
     if not isinstance(v, bool):
-        raise SpecError(f"'{name}' must be true or false, got {v!r}", file=file, line=line)
+        raise SpecError(f"'{name}' must be true or false, got {short(v)}", file=file, line=line)
     return v
 
 
 def _dtype_opt(v, line, file) -> str:
     from cnncalc.analysis.report import DTYPES
 
-    if v not in DTYPES:
-        raise SpecError(f"unknown dtype {v!r}", file=file, line=line, hint=f"use one of {', '.join(DTYPES)}")
+    if not isinstance(v, str) or v not in DTYPES:
+        raise SpecError(f"unknown dtype {short(v)}", file=file, line=line, hint=f"use one of {', '.join(DTYPES)}")
     return v
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cnncalc.analysis.report import DTYPES, Report, analyze_graph
-from cnncalc.check.answers import (QUANTITIES, AnswerFile, Question, load_answers, parse_answer)
+from cnncalc.check.answers import (QUANTITIES, AnswerFile, Question, load_answers, parse_answer,
+                                   resolve_spec_ref)
 from cnncalc.errors import SpecError
 from cnncalc.graph import Graph
 from cnncalc.layers import Conv
@@ -132,10 +133,14 @@ class Grader:
         if isinstance(ref, dict):
             graph = build_graph(ref, q.file)  # inline spec: errors point into the answer file
         elif isinstance(ref, str):
-            local = self.answers.base_dir / ref
+            where = resolve_spec_ref(ref, self.answers, q.file, q.line)
             try:
-                graph = load_spec(local if local.is_file() else ref)
+                graph = load_spec(where.path if where.path is not None else where.zoo)
             except SpecError as e:
+                if where.outside:  # never echo the content of a file outside the answer's folder
+                    raise SpecError(f"the spec {where.path} (outside the answer file's folder) is not "
+                                    f"usable; details are hidden", file=q.file, line=q.line,
+                                    hint=f"run 'cnncalc summarize {where.path}' to see why") from None
                 if e.file is None:
                     e.located(file=q.file, line=q.line)
                 raise
@@ -388,9 +393,11 @@ def _not_fit_text(nf: NotFit) -> str:
     return nf.reason
 
 
-def run_check(path: str | Path) -> CheckRun:
-    """Grade every question of an answer file (bad file → SpecError, exit 2)."""
-    answers = load_answers(path)
+def run_check(path: str | Path, allow_outside=()) -> CheckRun:
+    """Grade every question of an answer file (bad file → SpecError, exit 2).
+
+    ``allow_outside``: folders besides the answer file's own that its ``spec:`` may name."""
+    answers = load_answers(path, allow_outside)
     grader = Grader(answers)
     run = CheckRun(file=str(path), title=answers.title)
     for q in answers.questions:

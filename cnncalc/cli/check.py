@@ -39,7 +39,12 @@ FORMATS = ("table", "plain", "json", "junit", "csv", "markdown")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file instead of standard output (e.g. report.xml); "
                    "--template never overwrites an existing file.")
-def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mark, details, output):
+@click.option("--allow-spec-outside", "allow_outside", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, exists=True),
+              help="Let 'spec:' name files under DIR too (by default only zoo names and files under "
+                   "the answer file's folder: students cannot make the grader read other files).")
+def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mark, details, output,
+          allow_outside):
     """Check homework answers against the exact numbers.
 
     Without --key, ANSWERS.yaml holds questions and answers together (the format is
@@ -64,6 +69,7 @@ def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mar
       cnncalc check --key QUESTIONS.yaml --template --variant s1234 > answers.yaml
       cnncalc check --key QUESTIONS.yaml --variant s1234          # that student's questions
       cnncalc check --key QUESTIONS.yaml --solutions --variant s1234
+      cnncalc check student/ANSWERS.yaml --allow-spec-outside course/specs
     """
     if key is None:
         if template or solutions or variant is not None:
@@ -72,7 +78,7 @@ def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mar
             fail("give one answer file (ANSWERS.yaml), or grade submissions with --key QUESTIONS.yaml"
                  if files else "no answer file given: cnncalc check ANSWERS.yaml (or --key QUESTIONS.yaml "
                                "SUBMISSION...)")
-        run = run_check(files[0])
+        run = run_check(files[0], allow_outside)
         if fmt == "json":
             text = _json(run.to_dict(hide_expected))
         elif fmt == "junit":

@@ -263,6 +263,10 @@ def _last_local(rep: RFReport) -> str | None:
     return last
 
 
+def _iv_text(iv) -> str:
+    return f"{iv[0]}..{iv[1]}" if iv else "none"
+
+
 def unit_view(rep: RFReport, uf) -> TableView:
     lf = rep[uf.layer]
     labels = _axis_labels(len(uf.unit))
@@ -274,14 +278,22 @@ def unit_view(rep: RFReport, uf) -> TableView:
                      "clipped": f"{cl[0]}..{cl[1]}" if cl else "none (all padding)",
                      "size": (cl[1] - cl[0] + 1) if cl else 0, "input": a.size_in,
                      "paths": "" if len(uf.paths[ax]) <= 1 else
-                     " ".join(f"[{p[0]}, {p[1]}]" for p in uf.paths[ax])})
+                     " ".join(f"[{p[0]}, {p[1]}]" for p in uf.paths[ax]),
+                     "support": _iv_text(uf.support[ax] if uf.support else cl), "_differs":
+                     bool(uf.support) and uf.support[ax] != cl})
     cols = [Column("axis", "Axis", "left"), Column("unit", "Unit"),
             Column("unclipped", "Sees (unclipped)"), Column("r", "r"),
             Column("clipped", "Sees (clipped to the input)"), Column("size", "Size"),
             Column("input", "Input size", drop=1)]
+    notes = ["pixel i is centred at i; indices outside 0..N-1 lie in the padding"]
+    if any(r["_differs"] for r in rows):  # dilated taps in the padding: README, Conventions
+        cols.append(Column("support", "Depends on"))
+        notes.append("depends on: the pixels reached by taps that land on the image (taps in the "
+                     "padding see zeros); this is what verify measures")
+    for r in rows:
+        del r["_differs"]
     if any(r["paths"] for r in rows):
         cols.append(Column("paths", "per path", "left"))
     unit = ",".join(map(str, uf.unit))
-    notes = ["pixel i is centred at i; indices outside 0..N-1 lie in the padding"]
     return TableView(title=f"{rep.name}: unit ({unit}) of {uf.layer} ({fmt_shape(lf.shape)})",
                      columns=cols, rows=rows, notes=notes)

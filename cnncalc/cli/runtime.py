@@ -39,6 +39,28 @@ def _graph(spec, input_shape):
     return graph
 
 
+def runtime_bytes(graph, batch: int) -> int:
+    """What running ``graph`` in float64 needs at least, from the analyzer (nothing allocated):
+    parameters + state, their gradients and a working copy; the input and every activation,
+    kept for backward, with their gradients and a working copy."""
+    from cnncalc.analysis.report import analyze_graph
+
+    t = analyze_graph(graph, batch=batch, dtype="float64").totals
+    return 8 * 3 * (t["trainable"] + t["nontrainable"] + t["input"] + t["activations"])
+
+
+def _refuse_if_too_big(graph, batch: int, command: str) -> None:
+    """Refuse up front what the machine could not hold (a 10^12-parameter spec analyses in
+    milliseconds, but running it would try to allocate terabytes)."""
+    from cnncalc import limits
+
+    need, cap = runtime_bytes(graph, batch), limits.get("runtime_bytes")
+    if need > cap:
+        fail(f"{command} of {graph.name} (batch {batch}) needs at least {need / 2 ** 30:,.1f} GiB "
+             f"(float64 parameters, activations and their gradients), over the {cap / 2 ** 30:,.0f} GiB "
+             f"limit; try a smaller --input or --batch. {limits.LIMITS['runtime_bytes'].how_to_raise()}")
+
+
 # ------------------------------------------------------------------------------ gradcheck
 @click.command()
 @click.argument("spec")
@@ -65,6 +87,7 @@ def gradcheck(spec, fmt, input_shape, conv_algo, batch, entries, seed, show_all)
       cnncalc gradcheck vgg16 --input 32x32x3 --conv-algo im2col
     """
     graph = _graph(spec, input_shape)
+    _refuse_if_too_big(graph, batch, "gradcheck")
     from cnncalc.runtime.gradcheck import TOL, gradcheck as run
 
     with _progress(len(graph.layers) + 1, "gradcheck") as advance:
@@ -129,6 +152,7 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
       cnncalc verify vgg16 --input 32x32x3
     """
     graph = _graph(spec, input_shape)
+    _refuse_if_too_big(graph, batch, "verify")
     from cnncalc.runtime.verify import fmt_value, verify as run
 
     from cnncalc.runtime.verify import field_layers

@@ -58,10 +58,9 @@ def _spec_source(ref: str) -> tuple[str, str]:
     res = resolve_spec(ref)
     if isinstance(res, tuple):
         return res[1], res[0]
-    try:
-        return res.read_text(encoding="utf-8"), str(res)
-    except (OSError, UnicodeDecodeError) as e:
-        raise _Fail(f"cannot read the spec {res}: {e}") from None
+    from cnncalc.spec.yamlsafe import read_text_file
+
+    return read_text_file(res, "spec"), str(res)  # a regular file of bounded size, or exit 2
 
 
 def _graph(text: str, file: str, input_shape):
@@ -201,11 +200,43 @@ def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weig
     if spec_arg is not None and spec is not None and spec_arg != spec:
         raise _Fail(f"two specs given: {spec_arg} and --spec {spec}; give one")
     spec = spec if spec is not None else spec_arg
+    batch_size, out_dir = batch, output
+    locks: list = []  # the run directory's lock, released however the command ends
+    old_sigint = signal.getsignal(signal.SIGINT)
+    try:
+        _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_decay, lr_schedule,
+               init, seed, threads, conv_algo, normalize, input_shape, out_dir, resume_dir, fmt)
+    finally:
+        for lock in locks:
+            lock.release()
+        with contextlib.suppress(ValueError, TypeError):  # not the main thread / not a Python handler
+            signal.signal(signal.SIGINT, old_sigint)
+
+
+@contextlib.contextmanager
+def _disk_errors(run_dir: Path):
+    """A full disk (or quota, read-only file system) while writing the run: exit 2 naming the
+    path; every file is written atomically, so the last good checkpoint is intact."""
+    from cnncalc.fsutil import DISK_ERRNOS
+    from cnncalc.runtime import checkpoint as C
+
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        where = e.filename or run_dir
+        latest = run_dir / C.LATEST
+        kept = (f"the last good checkpoint {latest} is intact; free some space and continue with "
+                f"'cnncalc train --resume {run_dir}'") if latest.exists() else "no checkpoint was written yet"
+        raise _Fail(f"cannot write into {where}: {e.strerror}; {kept}") from None
+
+
+def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_decay, lr_schedule, init,
+           seed, threads, conv_algo, normalize, input_shape, out_dir, resume_dir, fmt):
     import numpy as np  # noqa: F401  (the runtime side: numpy/numba are fine here)
 
-    batch_size, out_dir = batch, output
-
-    from cnncalc.fsutil import prepare_run_dir
+    from cnncalc.fsutil import lock_run_dir, prepare_run_dir
     from cnncalc.runtime import checkpoint as C
     from cnncalc.runtime.data import Normalization, load_dataset, prepare
     from cnncalc.runtime.trainer import (EXIT_DIVERGED, EXIT_INTERRUPTED, SUMMARY, Trainer,
@@ -223,6 +254,13 @@ def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weig
             if out_dir:
                 raise _Fail("--output and --resume exclude each other: a resumed run writes into RUN_DIR")
             run_dir = Path(resume_dir)
+            if not run_dir.is_dir():
+                raise _Fail(f"--resume {resume_dir}: no such run directory")
+            locks.append(lock_run_dir(run_dir))
+            if not (run_dir / C.LATEST).exists():
+                raise _Fail(f"{run_dir} has no checkpoint ({C.LATEST}): the run stopped before its first "
+                            f"checkpoint was written, so there is nothing to resume; start it again with "
+                            f"'cnncalc train --spec ... --out NEW_DIR' (or delete {run_dir} and reuse its name)")
             ck = C.load_checkpoint(run_dir / C.LATEST)
             m = ck.metadata
             if "options" not in m or "spec_text" not in m:
@@ -259,6 +297,7 @@ def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weig
         ds = prepare(ds, graph.input_shape, num_outputs, norm)
         if ck is None:
             if out_dir:
+                locks.append(lock_run_dir(out_dir))  # a second train into the same --out stops here
                 run_dir = prepare_run_dir(out_dir)
             else:  # runs/<spec>-<timestamp>, with -2, -3... if two runs start in the same second
                 base = Path("runs") / f"{Path(spec_file).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -267,6 +306,7 @@ def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weig
                     k += 1
                     run_dir = base.with_name(f"{base.name}-{k}")
                 run_dir = prepare_run_dir(run_dir)
+                locks.append(lock_run_dir(run_dir))
         else:
             param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
             state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}
@@ -331,17 +371,21 @@ def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weig
         old = None
     t0 = time.perf_counter()
     try:
-        outcome = trainer.run(on_batch, on_epoch)
+        with _disk_errors(run_dir):
+            outcome = trainer.run(on_batch, on_epoch)
     finally:
         out.end_epoch()
         if old is not None:
-            signal.signal(signal.SIGINT, old)
+            # training is over: a Ctrl-C now must not kill the summary being written (the run
+            # finished and its files are complete), so it is ignored until the command returns
+            signal.signal(signal.SIGINT, lambda signum, frame: None)
     wall = time.perf_counter() - t0
 
     summary = _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads, wall)
     from cnncalc.fsutil import atomic_write_text
 
-    atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    with _disk_errors(run_dir):
+        atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     if fmt == "json":
         emit_json(summary)
     else:

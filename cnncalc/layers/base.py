@@ -9,10 +9,11 @@ All numbers are Python ints: exact, never rounded.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cnncalc.errors import SpecError
+from cnncalc.errors import SpecError, short
 from cnncalc.shapes import Shape, fmt_int, fmt_shape, numel, spatial
 
 REQUIRED = object()
@@ -33,7 +34,7 @@ def as_int(v, name, minimum=1):
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         else:
-            raise SpecError(f"'{name}' must be a whole number, got {v!r}")
+            raise SpecError(f"'{name}' must be a whole number, got {short(v)}")
     if v < minimum:
         raise SpecError(f"'{name}' must be at least {minimum}, got {v}")
     return v
@@ -41,8 +42,14 @@ def as_int(v, name, minimum=1):
 
 def as_float(v, name, lo=None, hi=None):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"'{name}' must be a number, got {v!r}")
-    v = float(v)
+        raise SpecError(f"'{name}' must be a number, got {short(v)}")
+    try:
+        v = float(v)
+    except OverflowError:
+        raise SpecError(f"'{name}' is too large, got {short(v)}") from None
+    if not math.isfinite(v):
+        raise SpecError(f"'{name}' must be a finite number, got {v}",
+                        hint="NaN and infinity are not values a layer can have")
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         raise SpecError(f"'{name}' must be between {lo} and {hi}, got {v}")
     return v
@@ -50,7 +57,7 @@ def as_float(v, name, lo=None, hi=None):
 
 def as_bool(v, name):
     if not isinstance(v, bool):
-        raise SpecError(f"'{name}' must be true or false, got {v!r}")
+        raise SpecError(f"'{name}' must be true or false, got {short(v)}")
     return v
 
 
@@ -58,10 +65,10 @@ def as_activation(v, name="activation"):
     if v is None:
         return None
     if not isinstance(v, str):
-        raise SpecError(f"'{name}' must be one of {', '.join(ACTIVATIONS)}, got {v!r}")
+        raise SpecError(f"'{name}' must be one of {', '.join(ACTIVATIONS)}, got {short(v)}")
     key = _ACT_ALIASES.get(v.lower(), v.lower())
     if key not in ACTIVATIONS:
-        raise SpecError(f"unknown activation {v!r}", hint=_suggest(v, ACTIVATIONS, "activation"))
+        raise SpecError(f"unknown activation {short(v)}", hint=_suggest(v, ACTIVATIONS, "activation"))
     return None if key == "linear" else key
 
 
@@ -69,8 +76,8 @@ def as_rounding(v, name="rounding"):
     if v is None:
         return None
     v = _ROUNDING_ALIASES.get(v, v) if isinstance(v, str) else v
-    if v not in ROUNDINGS:
-        raise SpecError(f"'{name}' must be one of {', '.join(ROUNDINGS)} (strict = exact), got {v!r}",
+    if not isinstance(v, str) or v not in ROUNDINGS:
+        raise SpecError(f"'{name}' must be one of {', '.join(ROUNDINGS)} (strict = exact), got {short(v)}",
                         hint="exact (the default) refuses a window that does not fit; floor is "
                              "PyTorch's rule; ceil is Caffe's pooling rule")
     return v
@@ -81,10 +88,14 @@ def raw(v, name):
 
 
 def _suggest(word, options, what="field") -> str | None:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    """'did you mean …?' or the list of known names; keys of any type (YAML allows 1, null)."""
+    names = sorted({str(o)[:80] for o in options})
+    word = str(word)[:80]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6) if len(names) <= 1000 else []
     if close:
         return f"did you mean '{close[0]}'?"
-    return f"known {what}s: {', '.join(sorted(options))}"
+    shown = ", ".join(names[:40]) + (f", … ({len(names) - 40} more)" if len(names) > 40 else "")
+    return f"known {what}s: {shown}"
 
 
 def per_axis(value, ndim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
@@ -119,7 +130,7 @@ def pads_per_axis(value, ndim: int, in_sp, k_eff, strides, name="pad") -> tuple[
             raise SpecError("padding as {top, bottom, left, right} is for 2-D inputs")
         unknown = set(value) - {"top", "bottom", "left", "right"}
         if unknown:
-            raise SpecError(f"unknown padding side {sorted(unknown)[0]!r}",
+            raise SpecError(f"unknown padding side {short(sorted(map(str, unknown))[0])}",
                             hint="use top, bottom, left, right")
         g = {k: as_int(value.get(k, 0), f"{name}.{k}", 0) for k in ("top", "bottom", "left", "right")}
         return ((g["top"], g["bottom"]), (g["left"], g["right"]))
@@ -132,14 +143,14 @@ def pads_per_axis(value, ndim: int, in_sp, k_eff, strides, name="pad") -> tuple[
         for v in value:
             if isinstance(v, (list, tuple)):
                 if len(v) != 2:
-                    raise SpecError(f"'{name}': an asymmetric padding is a pair [lo, hi], got {list(v)}")
+                    raise SpecError(f"'{name}': an asymmetric padding is a pair [lo, hi], got {short(list(v))}")
                 out.append((as_int(v[0], name, 0), as_int(v[1], name, 0)))
             else:
                 p = as_int(v, name, 0)
                 out.append((p, p))
         return tuple(out)
     if isinstance(value, str):
-        raise SpecError(f"'{name}' must be a number, a list, 'same' or 'valid', got {value!r}")
+        raise SpecError(f"'{name}' must be a number, a list, 'same' or 'valid', got {short(value)}")
     p = as_int(value, name, 0)
     return ((p, p),) * ndim
 
@@ -236,24 +247,61 @@ def slide(w: int, win: Window, rounding: str, *, ceil_mode_clip: bool = True) ->
     raise SpecError(f"{expr} = {_fmt_num(exact)} does not fit; {fit_suggestions(w, win)}")
 
 
+HINT_SEARCH = 100_000  # trial divisions a hint may spend (hints never loop to a stride or channel count)
+
+
+def small_divisors(n: int, upto: int, count: int, skip=()) -> list[int]:
+    """The ``count`` smallest divisors d ≤ ``upto`` of n ≥ 0 (not in ``skip``), by trial
+    division bounded by HINT_SEARCH."""
+    out = []
+    for d in range(1, min(upto, HINT_SEARCH) + 1):
+        if (n == 0 or n % d == 0) and d not in skip:
+            out.append(d)
+            if len(out) == count:
+                break
+    return out
+
+
+def largest_common_divisors(a: int, b: int, count: int = 6) -> list[int]:
+    """The ``count`` largest common divisors of a and b, ascending: gcd/d for the smallest
+    divisors d of the gcd (found by bounded trial division, so 10^12 channels are instant)."""
+    g = math.gcd(a, b)
+    if g == 0:
+        return []
+    smalls = small_divisors(g, math.isqrt(g), count)
+    return sorted({g // d for d in smalls} | set(smalls))[-count:]
+
+
 def fit_suggestions(w: int, win: Window) -> str:
-    """What would fit: symmetric pads, asymmetric pads, strides, or an explicit rounding."""
+    """What would fit: symmetric pads, asymmetric pads, strides, or an explicit rounding.
+
+    Computed arithmetically (modular inverse, bounded divisor search): a stride of 10^20
+    costs no more than a stride of 2."""
     tips = []
-    sym = [p for p in range(0, win.extent + 1)
-           if (w + 2 * p - win.extent) >= 0 and (w + 2 * p - win.extent) % win.stride == 0]
-    if sym:
-        tips.append(f"use pad {sym[0]}")
+    E, S = win.extent, win.stride
+    # smallest symmetric pad p in [0, E] with w + 2p − E ≥ 0 and ≡ 0 (mod S)
+    r = (E - w) % S
+    p_min = max(0, -(-(E - w) // 2))
+    p = None
+    if S % 2:
+        base = (r * pow(2, -1, S)) % S if S > 1 else 0
+        p = p_min + (base - p_min) % S
+    elif r % 2 == 0:
+        half = S // 2
+        base = (r // 2) % half
+        p = p_min + (base - p_min) % half
+    if p is not None and p <= E:
+        tips.append(f"use pad {p}")
     total = win.pad_lo + win.pad_hi
-    for extra in range(1, win.stride):
-        if (w + total + extra - win.extent) % win.stride == 0:
-            tips.append(f"pad [{win.pad_lo}, {win.pad_hi + extra}] (one-sided)")
-            break
-    strides = [s for s in range(1, win.extent + 1)
-               if s != win.stride and (w + total - win.extent) >= 0 and (w + total - win.extent) % s == 0]
-    if strides:
-        tips.append(f"stride {' or '.join(str(s) for s in strides[:3])}")
-    num = w + total - win.extent
-    fl, ce = num // win.stride + 1, -(-num // win.stride) + 1
+    extra = (-(w + total - E)) % S
+    if 1 <= extra < S:
+        tips.append(f"pad [{win.pad_lo}, {win.pad_hi + extra}] (one-sided)")
+    num = w + total - E
+    if num >= 0:
+        strides = small_divisors(num, E, 3, skip=(S,))
+        if strides:
+            tips.append(f"stride {' or '.join(str(s) for s in strides)}")
+    fl, ce = num // S + 1, -(-num // S) + 1
     tips.append(f"or rounding: floor (→ {fl}) / ceil (→ {ce})")
     return ", ".join(tips)
 
@@ -288,7 +336,7 @@ class Layer:
         allowed = {**self.common_fields, **self.fields}
         for key in args:
             if key not in allowed:
-                raise SpecError(f"unknown field {key!r} for a {self.kind} layer",
+                raise SpecError(f"unknown field {short(key)} for a {self.kind} layer",
                                 layer=name, hint=_suggest(key, allowed))
         self.args: dict[str, Any] = {}
         for key, (reader, default) in allowed.items():

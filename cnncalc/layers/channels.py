@@ -20,7 +20,7 @@ Runtime semantics (what a kernel must do, channels last):
 """
 from __future__ import annotations
 
-from cnncalc.errors import SpecError
+from cnncalc.errors import SpecError, short
 from cnncalc.layers.base import Layer, Window, as_int, per_axis
 from cnncalc.shapes import numel
 
@@ -28,7 +28,7 @@ from cnncalc.shapes import numel
 def _as_place(v, name):
     if v not in ("end", "both"):
         raise SpecError(f"'{name}' must be 'end' (zeros after the channels) or 'both' "
-                        f"(half before, half after), got {v!r}")
+                        f"(half before, half after), got {short(v)}")
     return v
 
 

@@ -6,8 +6,9 @@ Weight layouts (what the runtime allocates): conv ``(F, C/g, k...)``, transposed
 """
 from __future__ import annotations
 
-from cnncalc.errors import SpecError
+from cnncalc.errors import SpecError, short
 from cnncalc.layers.base import (REQUIRED, Layer, Window, as_bool, as_int, fmt_int, join_mul,
+                                 largest_common_divisors,
                                  pads_per_axis, per_axis, raw, slide)
 from cnncalc.shapes import Shape, numel
 
@@ -17,7 +18,7 @@ def as_bias(v, name):
         return v
     if v in ("untied", "position", "per-position"):
         return "untied"
-    raise SpecError(f"'{name}' must be true, false or untied (one bias per output position), got {v!r}")
+    raise SpecError(f"'{name}' must be true, false or untied (one bias per output position), got {short(v)}")
 
 
 def as_groups(v, name):
@@ -108,7 +109,7 @@ class Conv(_Windowed):
         if c % self.groups or self.filters % self.groups:
             bad = c if c % self.groups else self.filters
             what = "input channels" if c % self.groups else "filters"
-            divisors = [d for d in range(1, min(c, self.filters) + 1) if c % d == 0 and self.filters % d == 0]
+            divisors = largest_common_divisors(c, self.filters, 6)
             raise SpecError(f"groups = {self.groups} does not divide the {bad} {what}",
                             hint=f"groups must divide both {c} input channels and {self.filters} "
                                  f"filters: {', '.join(map(str, divisors[-6:]))}")

@@ -11,7 +11,8 @@
 * **receptive field** — a linearised float64 copy (identity activations, average pooling for
   max, positive weights) back-propagates a one-hot gradient from one position of the layer
   (every channel) to the input; the bounding box of the non-zero input gradient must equal
-  ``unit_field(...).clipped`` and no pixel may lie outside it. Units: the centre and the two
+  ``unit_field(...).support`` (the hull of the pixels reached by taps that land on real
+  units at every layer; taps in the padding see zeros) and no pixel may lie outside it. Units: the centre and the two
   corners (``rf_units``: centre | corners | all = the four corners) of every layer except
   single-input pointwise ones (their field is their input's; ``rf_every_layer`` checks them
   too), all units of a layer in one backward pass, one per batch item.
@@ -202,7 +203,9 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cor
                 box = box[1:]
             elif in_nd == 0:
                 box = ()
-            claimed = unit_field(rep, node.name, unit).clipped
+            # the pixels the unit depends on: taps landing in any layer's padding see zeros, so
+            # they are dropped (a dilated kernel larger than its input: README, Conventions)
+            claimed = unit_field(rep, node.name, unit).support
             claimed = tuple(tuple(c) if c is not None else None for c in claimed)
             uname = ",".join(map(str, unit))
             items.append(Item(node.name, f"field of unit ({uname})", claimed, box,

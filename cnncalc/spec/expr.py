@@ -7,9 +7,13 @@ other names, subscripts, lambdas, comprehensions) is refused. Nothing is ever ``
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
+
+from cnncalc import limits
+from cnncalc.errors import short
 
 _BINOPS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -33,33 +37,109 @@ class ExprError(ValueError):
 
 
 def evaluate(source: str, scope: dict):
+    """Evaluate one expression; every failure (syntax, types, overflow, a limit) is an ExprError.
+
+    Bounded: the source length (``expr_chars``), its size (``expr_nodes``), integers
+    (``int_digits``), strings (``string_chars``); floats must stay finite.
+    """
+    src = source.strip()
+    tree, shown = _parse(src)
     try:
-        tree = ast.parse(source.strip(), mode="eval")
-    except SyntaxError:
-        raise ExprError(f"cannot read the expression {source!r}") from None
-    return _eval(tree.body, scope, source)
+        return _checked(_eval(tree.body, scope, shown), shown)
+    except ExprError:
+        raise
+    except ZeroDivisionError:
+        raise ExprError(f"division by zero in ${{{shown}}}") from None
+    except OverflowError:
+        raise ExprError(f"${{{shown}}} overflows (a number too large for a float)") from None
+    except (TypeError, ValueError, ArithmeticError):
+        raise ExprError(f"cannot compute ${{{shown}}} with these values") from None
+    except RecursionError:
+        raise ExprError(f"${{{shown}}} nests too deeply") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(src: str):
+    """Parse and size-check an expression once (specs repeat the same expressions a lot)."""
+    if len(src) > limits.get("expr_chars"):
+        raise ExprError(f"the expression ${{{short(src, 40)}}} is longer than "
+                        f"{limits.get('expr_chars')} characters; {limits.LIMITS['expr_chars'].how_to_raise()}")
+    try:
+        tree = ast.parse(src, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise ExprError(f"cannot read the expression {short(src)}") from None
+    if sum(1 for _ in ast.walk(tree)) > limits.get("expr_nodes"):
+        raise ExprError(f"the expression ${{{short(src, 40)}}} has more than {limits.get('expr_nodes')} "
+                        f"parts; {limits.LIMITS['expr_nodes'].how_to_raise()}")
+    shown = short(src, 60)[1:-1] if len(src) > 58 else src
+    return tree, shown
+
+
+def _checked(v, src):
+    """Bound every intermediate result: integers, strings, finite floats."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        if abs(v) >= limits.max_int():
+            raise ExprError(f"${{{src}}} is a number with more than {limits.get('int_digits')} digits; "
+                            f"{limits.LIMITS['int_digits'].how_to_raise()}")
+    elif isinstance(v, float):
+        if not math.isfinite(v):
+            raise ExprError(f"${{{src}}} is not a finite number ({v})")
+        if abs(v) >= limits.max_int():
+            raise ExprError(f"${{{src}}} is a number beyond 10^{limits.get('int_digits')}; "
+                            f"{limits.LIMITS['int_digits'].how_to_raise()}")
+    elif isinstance(v, complex):
+        raise ExprError(f"${{{src}}} is not a real number")
+    elif isinstance(v, str):
+        if len(v) > limits.get("string_chars"):
+            raise ExprError(f"${{{src}}} makes a string longer than {limits.get('string_chars'):,} "
+                            f"characters; {limits.LIMITS['string_chars'].how_to_raise()}")
+    return v
+
+
+def _pow(left, right, src):
+    """``**`` with both operands bounded before computing: the result's size is estimated
+    from log10, so (((10**64)**64)**64) is refused without being computed."""
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (left, right)):
+        raise TypeError
+    if abs(left) > 1 and right > 0:
+        digits = right * math.log10(abs(left))
+        if digits > limits.get("int_digits") + 1:
+            raise ExprError(f"${{{src}}} is a number with more than {limits.get('int_digits')} digits; "
+                            f"{limits.LIMITS['int_digits'].how_to_raise()}")
+    out = left ** right  # base in [-1, 1] or a negative exponent: small, and fast to compute
+    if isinstance(out, complex):
+        raise ExprError(f"${{{src}}} is not a real number")
+    return out
+
+
+def _binop(op, left, right, src):
+    if not all(isinstance(x, (int, float, str)) for x in (left, right)):
+        raise ExprError(f"${{{src}}}: arithmetic works on numbers and strings, not lists or mappings")
+    if isinstance(op, ast.Pow):
+        return _pow(left, right, src)
+    if isinstance(op, ast.Mult) and (isinstance(left, str) or isinstance(right, str)):
+        s, k = (left, right) if isinstance(left, str) else (right, left)
+        if isinstance(k, int) and not isinstance(k, bool) and len(s) * max(k, 0) > limits.get("string_chars"):
+            raise ExprError(f"${{{src}}} makes a string longer than {limits.get('string_chars'):,} "
+                            f"characters; {limits.LIMITS['string_chars'].how_to_raise()}")
+    return _BINOPS[type(op)](left, right)
 
 
 def _eval(node, scope, src):
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
-        return node.value
+        return _checked(node.value, src)
     if isinstance(node, ast.Name):
         if node.id in scope:
             return scope[node.id]
         if node.id in ("True", "False"):
             return node.id == "True"
-        known = ", ".join(sorted(scope)) or "none"
-        raise ExprError(f"unknown name {node.id!r} in ${{{src}}} (known here: {known})")
+        known = ", ".join(sorted(str(k) for k in scope)) or "none"
+        raise ExprError(f"unknown name {node.id!r} in ${{{src}}} (known here: {short(known, 200)[1:-1]})")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _eval(node.left, scope, src), _eval(node.right, scope, src)
-        if isinstance(node.op, ast.Pow) and abs(right) > 64:
-            raise ExprError(f"exponent too large in ${{{src}}}")
-        try:
-            return _BINOPS[type(node.op)](left, right)
-        except ZeroDivisionError:
-            raise ExprError(f"division by zero in ${{{src}}}") from None
-        except TypeError:
-            raise ExprError(f"cannot compute ${{{src}}} with these values") from None
+        return _checked(_binop(node.op, left, right, src), src)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand, scope, src))
     if isinstance(node, ast.BoolOp):
@@ -79,7 +159,7 @@ def _eval(node, scope, src):
         return _eval(node.body if _eval(node.test, scope, src) else node.orelse, scope, src)
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
             and not node.keywords):
-        return _FUNCS[node.func.id](*[_eval(a, scope, src) for a in node.args])
+        return _checked(_FUNCS[node.func.id](*[_eval(a, scope, src) for a in node.args]), src)
     raise ExprError(f"${{{src}}}: only arithmetic, comparisons, 'x if c else y' and "
                     f"{', '.join(sorted(_FUNCS))} are allowed")
 

@@ -26,21 +26,20 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from cnncalc import limits
 from cnncalc._gc import paused_gc
-from cnncalc.errors import SpecError
+from cnncalc.errors import SpecError, short
 from cnncalc.graph import INPUT, Graph, Node
 from cnncalc.layers import ALIASES, REGISTRY
 from cnncalc.layers.base import _suggest, as_rounding
 from cnncalc.shapes import parse_shape
 from cnncalc.spec.expr import ExprError, substitute
-from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml
+from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml, read_text_file
 
 TOP_KEYS = {"name", "source", "input", "rounding", "defaults", "modules", "layers", "vars",
             "description", "notes", "variant", "tables"}
 ITEM_KEYS = {"name", "repeat", "when", "inputs", "bn", "output"}
 MERGES = ("concat", "add", "mul")
-MAX_DEPTH = 32
-MAX_NODES = 1_000_000
 
 
 def resolve_spec(ref: str | Path) -> Path | tuple[str, str]:
@@ -49,9 +48,9 @@ def resolve_spec(ref: str | Path) -> Path | tuple[str, str]:
     Returns the Path, or (name, text) for a packaged spec.
     """
     p = Path(ref)
-    if p.exists():
+    if p.exists() or p.is_symlink():
         if p.is_dir():
-            raise SpecError(f"{ref} is a folder, not a spec file", hint="name a .yaml file")
+            raise SpecError(f"{short(str(ref))} is a folder, not a spec file", hint="name a .yaml file")
         return p
     name = str(ref)
     if "/" not in name and "\\" not in name:
@@ -62,7 +61,7 @@ def resolve_spec(ref: str | Path) -> Path | tuple[str, str]:
             return (f"{stem}.yaml", cand.read_text(encoding="utf-8"))
     names = zoo_names()
     hint = _suggest(Path(name).stem, names, "zoo spec") if names else None
-    raise SpecError(f"no spec file {ref!r} and no zoo spec of that name", hint=hint)
+    raise SpecError(f"no spec file {short(str(ref))} and no zoo spec of that name", hint=hint)
 
 
 def zoo_names() -> list[str]:
@@ -77,16 +76,12 @@ def load_spec(ref: str | Path) -> Graph:
     res = resolve_spec(ref)
     if isinstance(res, tuple):
         return load_spec_text(res[1], file=res[0])
-    try:
-        text = res.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SpecError("the file is not UTF-8 text; is it really a YAML spec?", file=str(res)) from None
-    except OSError as e:
-        raise SpecError(f"cannot read the file: {e.strerror}", file=str(res)) from None
-    return load_spec_text(text, file=str(res))
+    return load_spec_text(read_text_file(res, "spec"), file=str(res))
 
 
 def load_spec_text(text: str, file: str | None = "<spec>") -> Graph:
+    if len(text) > limits.get("spec_bytes"):
+        raise limits.exceeded("spec_bytes", f"the spec has {len(text):,} characters").located(file=file)
     with paused_gc():
         doc = load_yaml(text, file)
         return build_graph(doc, file)
@@ -123,6 +118,12 @@ class _Builder:
         self.file = file
         self.modules: dict[str, _Module] = {}
         self.graph: Graph | None = None
+        self.steps = 0  # items expanded so far, including those 'when: false' drops
+        self.max_steps = limits.get("expansion_steps")
+        self.max_nodes = limits.get("layers")
+        self.max_depth = limits.get("module_depth")
+        self.calls = 0
+        self.max_calls = limits.get("module_calls")
 
     # ---------------------------------------------------------------- errors
     def err(self, msg, line=None, layer=None, hint=None):
@@ -136,7 +137,7 @@ class _Builder:
                            hint="start with 'input: 224x224x3' and a 'layers:' list")
         for key in doc:
             if key not in TOP_KEYS:
-                raise self.err(f"unknown top-level field {key!r}", line=doc.line_of(key),
+                raise self.err(f"unknown top-level field {short(key)}", line=doc.line_of(key),
                                hint=_suggest(key, TOP_KEYS))
         for key in ("input", "layers"):
             if key not in doc:
@@ -151,12 +152,22 @@ class _Builder:
             rounding = as_rounding(doc.get("rounding")) or "exact"
         except SpecError as e:
             raise e.located(file=self.file, line=doc.line_of("rounding"))
-        name = doc.get("name") or (Path(self.file).stem if self.file else "network")
+        name = doc.get("name")
+        if name is not None and not _valid_name(name):
+            raise self.err(f"'name' is the network's name, a non-empty text, got {short(name)}",
+                           line=doc.line_of("name"), hint="write e.g. 'name: VGG-16'")
+        name = name or (Path(self.file).stem if self.file else "network")
         self.graph = Graph(name=str(name), input_shape=shape, source=_text(doc.get("source")),
                            file=self.file, rounding=rounding, description=_text(doc.get("description")))
-        scope = dict(doc.get("vars") or {})
+        scope = doc.get("vars") or {}
         if not isinstance(scope, dict):
-            raise self.err("'vars' must be a mapping of names to values", line=doc.line_of("vars"))
+            raise self.err("'vars' must be a mapping of names to values", line=doc.line_of("vars"),
+                           hint="write e.g. 'vars: {width: 64, blocks: 3}'")
+        for k in scope:
+            if not isinstance(k, str) or not k.isidentifier():
+                raise self.err(f"a name in 'vars' must be a word like width or n_blocks, got {short(k)}",
+                               line=scope.line_of(k) if isinstance(scope, LineDict) else doc.line_of("vars"))
+        scope = dict(scope)
         defaults = self._read_defaults(doc.get("defaults"), doc.line_of("defaults"))
         self._read_modules(doc.get("modules"), doc.line_of("modules"))
         layers = doc["layers"]
@@ -176,7 +187,7 @@ class _Builder:
         for kind, args in d.items():
             k = ALIASES.get(kind, kind)
             if k not in REGISTRY:
-                raise self.err(f"defaults for unknown layer type {kind!r}", line=d.line_of(kind),
+                raise self.err(f"defaults for unknown layer type {short(kind)}", line=d.line_of(kind),
                                hint=_suggest(kind, REGISTRY, "layer type"))
             if not isinstance(args, dict):
                 raise self.err(f"defaults for {kind} must be a mapping like {{kernel: 3, pad: 1}}",
@@ -184,7 +195,7 @@ class _Builder:
             allowed = {**REGISTRY[k].common_fields, **REGISTRY[k].fields, "bn": None}
             for a in args:
                 if a not in allowed:
-                    raise self.err(f"unknown field {a!r} in the defaults for {kind}",
+                    raise self.err(f"unknown field {short(a)} in the defaults for {kind}",
                                    line=args.line_of(a) if isinstance(args, LineDict) else d.line_of(kind),
                                    hint=_suggest(a, allowed))
             out[k] = dict(args)
@@ -198,13 +209,16 @@ class _Builder:
         for mname, body in mods.items():
             mline = mods.line_of(mname)
             if mname in REGISTRY or mname in ALIASES or mname in MERGES or mname in ITEM_KEYS | {"layers"}:
-                raise self.err(f"a module cannot be called {mname!r}: that is a layer type or keyword",
+                raise self.err(f"a module cannot be called {short(mname)}: that is a layer type or keyword",
                                line=mline, hint="rename the module")
+            if not isinstance(mname, str) or not mname.strip() or len(mname) > 200:
+                raise self.err(f"a module name is a word like inception or res_block, got {short(mname)}",
+                               line=mline)
             if not isinstance(body, dict) or "layers" not in body:
                 raise self.err(f"module {mname!r} needs a 'layers:' list", line=mline)
             for key in body:
                 if key not in ("args", "layers", "defaults", "doc", "description"):
-                    raise self.err(f"unknown field {key!r} in module {mname!r}", line=body.line_of(key),
+                    raise self.err(f"unknown field {short(key)} in module {mname!r}", line=body.line_of(key),
                                    hint=_suggest(key, ("args", "layers", "defaults", "doc")))
             args = body.get("args") or []
             if isinstance(args, dict):
@@ -233,10 +247,11 @@ class _Builder:
             item.line, item.key_lines = line, {}
         if not isinstance(item, dict):
             raise self.err(f"a layer is written as a mapping like {{conv: 64, kernel: 3}} or a type "
-                           f"name like 'relu', not {item!r}", line=line)
+                           f"name like 'relu', not {short(item)}", line=line)
         line = getattr(item, "line", None) or line
-        if ctx.depth > MAX_DEPTH:
-            raise self.err("modules nest too deeply (a module that calls itself?)", line=line)
+        if ctx.depth > self.max_depth:
+            raise self.err(f"modules nest more than {self.max_depth} deep (a module that calls itself?)",
+                           line=line, hint=limits.LIMITS["module_depth"].how_to_raise())
         if "when" in item and _skipped(item, ctx.scope):
             return prev  # when: false — nothing else of the item is looked at
         kind = self._kind_of(item, line)
@@ -246,14 +261,19 @@ class _Builder:
         except ExprError as e:
             raise self.err(str(e), line=line) from None
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
-            raise self.err(f"'repeat' must be a whole number ≥ 0 (0: none), got {repeat!r}", line=line)
+            raise self.err(f"'repeat' must be a whole number ≥ 0 (0: none), got {short(repeat)}", line=line)
+        if self.steps + repeat > self.max_steps:  # refused before expanding anything
+            raise self.err(f"expanding this item ({repeat:,} times) takes the spec over "
+                           f"{self.max_steps:,} expansion steps", line=line,
+                           hint=limits.LIMITS["expansion_steps"].how_to_raise())
+        self.steps += repeat
         for n in range(1, repeat + 1):
             explicit = repeat > 1 or "repeat" in item or "n" not in ctx.scope
             scope = {**ctx.scope, "n": n, "i": n - 1} if explicit else ctx.scope
             try:
                 when = substitute(item.get("when", True), scope)
                 if not isinstance(when, bool):
-                    raise self.err(f"'when' must be true or false (or an expression), got {when!r}",
+                    raise self.err(f"'when' must be true or false (or an expression), got {short(when)}",
                                    line=line)
                 if not when:
                     continue
@@ -262,11 +282,14 @@ class _Builder:
                 raise self.err(str(e), line=line) from None
             name = it.get("name")
             if name is not None:
+                if not _valid_name(name):
+                    raise self.err(f"'name' is a layer name (text like conv1), got {short(name)}",
+                                   line=line, hint="write e.g. 'name: conv1'")
                 name = str(name)
                 if repeat > 1 and "$" not in str(item.get("name")):
                     name = f"{name}_{n}"
                 if "/" in name:
-                    raise self.err(f"a layer name cannot contain '/': {name!r}", line=line,
+                    raise self.err(f"a layer name cannot contain '/': {short(name)}", line=line,
                                    hint="'/' separates a module instance from its layers")
             sub = _Ctx(ctx.prefix, scope, ctx.counters, ctx.defaults, ctx.trace, ctx.depth)
             src = self._inputs(it, sub, prev, line)
@@ -282,7 +305,7 @@ class _Builder:
         if not types:
             first = keys[0] if keys else next(iter(item), "?")
             known = set(REGISTRY) | set(self.modules)
-            raise self.err(f"unknown layer type {first!r}", line=line,
+            raise self.err(f"unknown layer type {short(first)}", line=line,
                            hint=_suggest(first, known, "layer type"))
         return types[0]
 
@@ -295,13 +318,15 @@ class _Builder:
             raise self.err("'inputs' is a layer name or a list of layer names", line=line)
         out = []
         for s in srcs:
+            if not _valid_name(s):
+                raise self.err(f"'inputs' names layers (text like conv1), got {short(s)}", line=line)
             s = str(s)
             for cand in (ctx.prefix + s, s):
                 if cand in self.graph.nodes:
                     out.append(cand)
                     break
             else:
-                raise self.err(f"'inputs' names {s!r}, which is not a layer defined before this one",
+                raise self.err(f"'inputs' names {short(s)}, which is not a layer defined before this one",
                                line=line, hint=_suggest(s, [n for n in self.graph.nodes], "layer"))
         return out
 
@@ -340,7 +365,7 @@ class _Builder:
         bn = args.pop("bn", False)
         bn = it["bn"] if "bn" in it else bn  # the item's own bn overrides the defaults
         if not isinstance(bn, bool):
-            raise self.err(f"'bn' must be true or false, got {bn!r}", line=line, layer=name)
+            raise self.err(f"'bn' must be true or false, got {short(bn)}", line=line, layer=name)
         local = name or self._auto_name(kind, ctx)
         full = ctx.prefix + local
         activation = args.pop("activation", None) if bn else None
@@ -383,8 +408,9 @@ class _Builder:
         return full
 
     def _add(self, node):
-        if len(self.graph.nodes) >= MAX_NODES:
-            raise self.err(f"the spec expands to more than {MAX_NODES:,} layers", line=node.line)
+        if len(self.graph.nodes) >= self.max_nodes:
+            raise self.err(f"the spec expands to more than {self.max_nodes:,} layers", line=node.line,
+                           hint=limits.LIMITS["layers"].how_to_raise())
         self.graph.add(node)
 
     def _merge(self, kind, it, ctx, src, name, line) -> str:
@@ -426,7 +452,7 @@ class _Builder:
     def _block(self, it, ctx, src, name, line) -> str:
         extra = [k for k in it if k not in ITEM_KEYS and k != "layers"]
         if extra:
-            raise self.err(f"unknown field {extra[0]!r} in a block", line=line,
+            raise self.err(f"unknown field {short(extra[0])} in a block", line=line,
                            hint="a block takes layers, name, repeat, when and inputs")
         body = it["layers"]
         if not isinstance(body, list) or not body:
@@ -442,11 +468,16 @@ class _Builder:
         val = it[mod.name]
         extra = [k for k in it if k not in ITEM_KEYS and k != mod.name]
         if extra:
-            raise self.err(f"unknown field {extra[0]!r} for module {mod.name!r}", line=line,
+            raise self.err(f"unknown field {short(extra[0])} for module {mod.name!r}", line=line,
                            hint=f"module arguments go in {{{mod.name}: [...]}} or {{{mod.name}: {{arg: value}}}}; "
                                 f"its arguments are {', '.join(mod.params) or 'none'}")
         if len(src) != 1:
             raise self.err("a module instance takes one input", line=line)
+        self.calls += 1
+        if self.calls > self.max_calls:
+            raise self.err(f"the spec expands more than {self.max_calls:,} module instances "
+                           f"(a module that calls itself?)", line=line,
+                           hint=limits.LIMITS["module_calls"].how_to_raise())
         args = dict(mod.defaults)
         if isinstance(val, list):
             if len(val) > len(mod.params):
@@ -456,7 +487,7 @@ class _Builder:
         elif isinstance(val, dict):
             for k in val:
                 if k not in mod.params:
-                    raise self.err(f"module {mod.name!r} has no argument {k!r}", line=line,
+                    raise self.err(f"module {mod.name!r} has no argument {short(k)}", line=line,
                                    hint=_suggest(k, mod.params, "argument"))
             args.update(val)
         elif val is not None:
@@ -502,6 +533,14 @@ def _substitute_item(item, scope):
         nested = k == "layers" or ALIASES.get(k, k) in MERGES
         out[k] = v if nested else substitute(v, scope)
     return out
+
+
+def _valid_name(v) -> bool:
+    """A name is a non-empty text (a plain number is accepted and read as text)."""
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        return False
+    text = str(v)
+    return 0 < len(text.strip()) and len(text) <= 200
 
 
 def _text(v):

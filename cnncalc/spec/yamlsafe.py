@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import yaml
 
+from cnncalc import limits
 from cnncalc.errors import SpecError
 
 
@@ -25,7 +26,75 @@ class LineList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """SafeLoader with bounds: nesting depth while composing, and the size of the document
+    once aliases are expanded (an alias bomb is a few hundred bytes that mean billions of
+    values) — both checked before any Python object is built."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > limits.get("yaml_depth"):
+                mark = self.peek_event().start_mark
+                raise limits.exceeded("yaml_depth", f"mappings and lists nest more than "
+                                      f"{limits.get('yaml_depth')} deep").located(line=mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+
+def _check_expanded_size(root) -> None:
+    """Count the values of the document with every alias expanded, without expanding it:
+    size(node) = 1 + sum(size(child)), memoised on node identity (aliases share nodes)."""
+    cap = limits.get("yaml_nodes")
+    memo: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted: meeting one again is a cycle
+    # iterative post-order walk (the depth is already bounded, but stay off the C stack)
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in memo:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            memo[id(node)] = 1
+            continue
+        children = ([c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode)
+                    else list(node.value))
+        if not done:
+            if id(node) in open_:
+                raise SpecError("a YAML alias (*name) refers to the mapping or list that contains "
+                                "it: a spec cannot be infinitely deep", line=node.start_mark.line + 1,
+                                hint="copy the values instead of the alias")
+            memo_pending = [c for c in children if id(c) not in memo]
+            if memo_pending:
+                open_.add(id(node))
+                stack.append((node, True))
+                stack.extend((c, False) for c in memo_pending)
+                continue
+        open_.discard(id(node))
+        total = 1 + sum(memo.get(id(c), 1) for c in children)
+        if total > cap:
+            raise limits.exceeded("yaml_nodes", "with its aliases (*name) expanded, the YAML has more "
+                                  f"than {cap:,} values").located(line=node.start_mark.line + 1)
+        memo[id(node)] = total
+
+
+def _construct_int(loader, node):
+    text = str(node.value)
+    digits = sum(ch.isdigit() for ch in text)
+    if digits > limits.get("int_digits") + 2:  # before int(): 0x/0o prefixes count as digits
+        raise limits.exceeded("int_digits", f"the number {text[:20]}… has {digits} digits"
+                              ).located(line=node.start_mark.line + 1)
+    value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    return limits.check_int(value, "a number")
+
+
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -58,6 +127,7 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 # libyaml's parser (when PyYAML was built with it) reads ~9x faster, with the same marks and
 # the same safe constructors; grading a class parses hundreds of files. Anything it rejects
@@ -82,6 +152,8 @@ def load_yaml(text: str, file: str | None = None):
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
     except SpecError as e:
         raise e.located(file=file)
+    except RecursionError:  # a safety net behind the yaml_depth limit
+        raise limits.exceeded("yaml_depth", "the YAML nests too deeply").located(file=file) from None
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
         raise SpecError(f"YAML tags like {e.problem.split('tag ')[-1] if e.problem else '!!tag'} are not "
@@ -96,3 +168,42 @@ def load_yaml(text: str, file: str | None = None):
                         hint="check indentation and that every '- ' list item and 'key: value' pair is well formed") from None
     except yaml.YAMLError as e:
         raise SpecError(f"this is not valid YAML: {e}", file=file) from None
+
+
+def read_text_file(path, what: str = "spec") -> str:
+    """Read a spec / answer file: a regular file (not a device, FIFO or folder) of at most
+    ``spec_bytes`` bytes, UTF-8. Errors are SpecErrors naming the file."""
+    import os
+    import stat
+
+    name = str(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise SpecError(f"no {what} file {name!r}") from None
+    except OSError as e:
+        raise SpecError(f"cannot read the file: {e.strerror}", file=name) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise SpecError(f"{name} is a folder, not a {what} file", hint="name a .yaml file")
+        if not stat.S_ISREG(st.st_mode):
+            raise SpecError(f"{name} is not a regular file (a device, a pipe or a socket)",
+                            file=name, hint=f"a {what} is read only from a regular .yaml file")
+        cap = limits.get("spec_bytes")
+        if st.st_size > cap:
+            raise limits.exceeded("spec_bytes", f"the file has {st.st_size:,} bytes").located(file=name)
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = None
+            data = f.read(cap + 1)
+    except OSError as e:
+        raise SpecError(f"cannot read the file: {e.strerror}", file=name) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if len(data) > cap:
+        raise limits.exceeded("spec_bytes", f"the file has more than {cap:,} bytes").located(file=name)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"the file is not UTF-8 text; is it really a YAML {what}?", file=name) from None

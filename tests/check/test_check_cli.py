@@ -114,8 +114,9 @@ def test_rf_questions_need_the_rf_module(tmp_path, monkeypatch):
 
 
 def test_design_requirements(tmp_path):
-    f = tmp_path / "A.yaml"
-    f.write_text(f"spec: {HOMEWORK / 'design_net.yaml'}\nrequire:\n  - params <= 694,122\n"
+    f = tmp_path / "A.yaml"  # 'spec:' is confined to the answer file's folder: the spec goes next to it
+    (tmp_path / "design_net.yaml").write_text((HOMEWORK / "design_net.yaml").read_text())
+    f.write_text("spec: design_net.yaml\nrequire:\n  - params <= 694,122\n"
                  "  - params < 694,122\n  - rf >= 100\n  - output = 1x1x10\n")
     d = json.loads(run(f, "-F", "json").output)
     status = [x["status"] for x in d["results"]]

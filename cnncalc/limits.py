@@ -1,0 +1,94 @@
+"""Every resource a spec or an answer file can make cnncalc spend, bounded in one place.
+
+Each limit has a name, a value and a way to raise it: an environment variable
+``CNNCALC_LIMIT_<NAME>`` (e.g. ``CNNCALC_LIMIT_SPEC_BYTES=50000000``). Hitting a limit is
+bad input (exit 2) with a message naming the limit and how to raise it; see the README's
+"Limits" section (a test checks that the README lists every limit here).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    default: int
+    what: str
+
+    @property
+    def env(self) -> str:
+        return f"CNNCALC_LIMIT_{self.name.upper()}"
+
+    @property
+    def value(self) -> int:
+        raw = os.environ.get(self.env)
+        if raw:
+            try:
+                v = int(raw.replace("_", "").replace(",", ""))
+                if v > 0:
+                    return v
+            except ValueError:
+                pass
+        return self.default
+
+    def how_to_raise(self) -> str:
+        return f"limit {self.name} = {self.value:,}; raise it with {self.env}=N if this input is really meant"
+
+
+LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
+    Limit("spec_bytes", 200_000, "size of a spec or answer file, in bytes (the safe YAML parser reads ~100 KB/s)"),
+    Limit("yaml_depth", 100, "nesting depth of YAML mappings and lists"),
+    Limit("yaml_nodes", 1_000_000, "YAML values after expanding aliases (*ref), so alias bombs stop early"),
+    Limit("expansion_steps", 100_000,
+          "items expanded (every repeat and module instance, including those 'when: false' drops)"),
+    Limit("module_calls", 5_000, "module instances expanded (a module that calls itself twice doubles them)"),
+    Limit("layers", 50_000, "layers in the expanded graph"),
+    Limit("module_depth", 32, "modules and named blocks nested in one another"),
+    Limit("expr_chars", 500, "characters of one ${...} expression"),
+    Limit("expr_nodes", 200, "operators, names and numbers in one ${...} expression"),
+    Limit("int_digits", 30, "decimal digits of an integer in a spec or an expression result (10^30)"),
+    Limit("string_chars", 10_000, "characters of a string made by an expression or a name"),
+    Limit("runtime_bytes", 8 * 2 ** 30,
+          "memory verify / gradcheck may need (float64 parameters, gradients and activations, "
+          "estimated by the analyzer before anything is allocated)"),
+)}
+
+
+_cache: dict[str, int] = {}
+
+
+def get(name: str) -> int:
+    """The limit's value (the environment is read once per process; see :func:`reload`)."""
+    v = _cache.get(name)
+    if v is None:
+        v = _cache[name] = LIMITS[name].value
+    return v
+
+
+def reload() -> None:
+    """Forget cached values (after changing CNNCALC_LIMIT_* in this process, e.g. in tests)."""
+    _cache.clear()
+
+
+def exceeded(name: str, what: str):
+    """The SpecError to raise when ``what`` goes over limit ``name``."""
+    from cnncalc.errors import SpecError
+
+    lim = LIMITS[name]
+    return SpecError(f"{what}: over the limit on {lim.what}", hint=lim.how_to_raise())
+
+
+def max_int() -> int:
+    v = _cache.get("_max_int")
+    if v is None:
+        v = _cache["_max_int"] = 10 ** get("int_digits")
+    return v
+
+
+def check_int(v: int, where: str = "a number") -> int:
+    """Refuse integers beyond 10^int_digits (they would make every later step slow)."""
+    if abs(v) >= max_int():
+        raise exceeded("int_digits", f"{where} has more than {get('int_digits')} digits")
+    return v

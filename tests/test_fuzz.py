@@ -1,0 +1,78 @@
+"""The fast fuzz slice (the long run is `python -m tests.fuzz`; see tests/fuzz.py).
+
+Every bad spec or answer file must end in exit 2 with a message — never an internal error,
+a traceback, a hang or unbounded memory; answer files may also exit 1 (a wrong answer).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests import fuzz
+
+def fast(n):
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@fast(60)
+@given(seed=st.integers(min_value=0, max_value=2 ** 32))
+def test_mutated_zoo_specs(seed, tmp_path_factory):
+    outcome, dt, out, name, text = fuzz.run_spec_case(seed, tmp_path_factory.mktemp("spec"))
+    assert outcome in ("ok", "bad-input"), f"{outcome} on a mutation of {name}:\n{text[:2000]}\n{out[-1500:]}"
+
+
+@fast(40)
+@given(seed=st.integers(min_value=0, max_value=2 ** 32))
+def test_mutated_answer_files(seed, tmp_path_factory):
+    outcome, dt, out, name, text = fuzz.run_answer_case(seed, tmp_path_factory.mktemp("answers"))
+    assert outcome in ("ok", "fail", "bad-input"), f"{outcome} on a mutation of {name}:\n{text[:2000]}\n{out[-1500:]}"
+
+
+def test_every_zoo_spec_and_answer_file_is_a_seed():
+    assert len(fuzz.ZOO) >= 40 and {p.name for p in fuzz.ANSWER_FILES} >= {"ANSWERS.yaml", "WRONG.yaml"}
+
+
+N_ANSWER_FIXTURES = 13  # tests/fuzz.py: hostile_answer_files
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    """All hostile classes, run in one child process with a 2 GB address-space limit and a
+    timeout (each case also has its own 10 s alarm inside the child)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (fuzz.MEMORY_LIMIT, fuzz.MEMORY_LIMIT))
+
+    env = dict(os.environ, PYTHONPATH=str(fuzz.ROOT))
+    p = subprocess.run([sys.executable, "-m", "tests.fuzz", "--hostile-json"], capture_output=True,
+                       text=True, timeout=300, cwd=fuzz.ROOT, env=env, preexec_fn=limit)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {r["name"]: r for r in map(json.loads, p.stdout.splitlines())}
+
+
+def test_hostile_classes_all_ran(hostile):
+    assert len(hostile) == len(fuzz.HOSTILE_SPECS) + 4 + N_ANSWER_FIXTURES
+
+
+@pytest.mark.parametrize("name", sorted(fuzz.HOSTILE_SPECS) + ["dev-zero", "dev-urandom", "fifo", "folder"])
+def test_hostile_spec(hostile, name):
+    r = hostile[name]
+    assert r["outcome"] == r["expected"], r
+    assert r["seconds"] < fuzz.TIME_LIMIT, r
+
+
+def test_hostile_answer_files(hostile):
+    answers = {n: r for n, r in hostile.items() if n not in fuzz.HOSTILE_SPECS
+               and n not in ("dev-zero", "dev-urandom", "fifo", "folder")}
+    assert len(answers) == N_ANSWER_FIXTURES
+    for n, r in answers.items():
+        assert r["outcome"] == r["expected"], r
+        assert not r["leak"], r
+        assert r["seconds"] < fuzz.TIME_LIMIT, r

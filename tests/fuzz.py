@@ -345,7 +345,12 @@ HOSTILE_SPECS: dict[str, str] = {
 HOSTILE_EXPECT = {name: "bad-input" for name in HOSTILE_SPECS}
 HOSTILE_EXPECT["deep-concat-30"] = "ok"
 HOSTILE_EXPECT["bn-eps-huge"] = "ok"  # 1e29 is a float a layer can hold
-ANSWER_EXPECT = {"fits-stride-1e20": "ok", "groups-hint-1e12": "ok"}  # 'fits: no' is the right answer
+# issue 10: a `when: false` item is skipped without looking further (its repeat included), so
+# these are valid specs that load at once — the hang they once caused is what must not return
+HOSTILE_EXPECT["repeat-1e9-when-false"] = "ok"
+HOSTILE_EXPECT["repeat-1e12-when-false"] = "ok"
+ANSWER_EXPECT = {"fits-stride-1e20": "ok", "groups-hint-1e12": "ok",  # 'fits: no' is the right answer
+                 "inline-specs-repeat": "ok"}  # the skipped item leaves a network of 0 parameters
 
 
 def hostile_special_files(tmp: Path) -> dict[str, str]:

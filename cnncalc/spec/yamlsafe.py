@@ -139,11 +139,29 @@ if getattr(yaml, "__with_libyaml__", False):
 
     _FastLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
     _FastLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+    _FastLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _fast_ok(text: str) -> bool:
+    """The libyaml parser composes in C, out of reach of _Loader's bounds (nesting depth, alias
+    expansion): use it only for text that cannot hit them — no anchors or aliases at all, and
+    flow brackets nested no deeper than the depth limit (an over-estimate: brackets inside
+    quotes count too). Block nesting by indentation is bounded by the file-size limit."""
+    if "&" in text or "*" in text:
+        return False
+    depth = top = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            top = max(top, depth)
+        elif ch in "]}":
+            depth -= 1
+    return top <= limits.get("yaml_depth")
 
 
 def load_yaml(text: str, file: str | None = None):
     """Parse YAML text safely; syntax errors become a SpecError with file and line."""
-    if _FastLoader is not None:
+    if _FastLoader is not None and _fast_ok(text):
         try:
             return yaml.load(text, Loader=_FastLoader)  # noqa: S506 - derives from CSafeLoader
         except (yaml.YAMLError, SpecError):

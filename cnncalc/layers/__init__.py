@@ -6,11 +6,12 @@ from cnncalc.layers.conv import Conv, ConvTranspose, DepthwiseConv, LocallyConne
 from cnncalc.layers.dense import Dense, Flatten
 from cnncalc.layers.merge import Add, Concat, Identity
 from cnncalc.layers.norm import LRN, BatchNorm, Dropout
+from cnncalc.layers.opaque import Opaque
 from cnncalc.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 
 _ALL = [Conv, DepthwiseConv, ConvTranspose, LocallyConnected, Dense, Flatten, MaxPool, AvgPool,
         GlobalMaxPool, GlobalAvgPool, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, Softmax, Maxout,
-        BatchNorm, LRN, Dropout, Concat, Add, Identity, PadChannels, ChannelShuffle, Split]
+        BatchNorm, LRN, Dropout, Concat, Add, Identity, PadChannels, ChannelShuffle, Split, Opaque]
 
 REGISTRY: dict[str, type[Layer]] = {cls.kind: cls for cls in _ALL}
 # Other names people write for the same layers.

@@ -32,10 +32,11 @@ dtype_option = click.option("--dtype", type=click.Choice(list(DTYPES)), default=
                             show_default=True, help="Bytes per element for memory figures.")
 
 
-def load_graph(ref: str):
+def load_graph(ref: str, input_shape=None):
+    """A spec file, zoo name or .onnx model (``input_shape`` sizes an ONNX model's dynamic input)."""
     from cnncalc.spec.loader import load_spec
 
-    return load_spec(ref)
+    return load_spec(ref, input_shape=input_shape)
 
 
 def fail(message: str, code: int = 2):

@@ -148,7 +148,7 @@ def receptive_field(spec, fmt, input_shape, chain, layer, unit, explain):
         graph = chain_graph(chain, input_shape)
         rep = receptive_fields(graph)
     else:
-        rep = receptive_fields(load_graph(spec), input_shape)
+        rep = receptive_fields(load_graph(spec, input_shape), input_shape)
     if layer is not None:
         rep[layer]  # a clear error for an unknown name
     if unit is not None:

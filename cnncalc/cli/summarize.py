@@ -37,7 +37,7 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
     """
-    graph = load_graph(spec)
+    graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
     if fmt == "json":

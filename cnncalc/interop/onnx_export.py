@@ -88,7 +88,7 @@ class _Builder:
         return output
 
 
-def _win_attrs(layer, *, pool: bool) -> dict:
+def window_attrs(layer, *, pool: bool) -> dict:
     """kernel_shape, strides, pads (with the extra high pad a ceil/floor output implies),
     dilations — read off the inferred layer so the ONNX output size equals the spec's."""
     in_sp, out_sp = spatial(layer.in_shapes[0]), spatial(layer.out_shape)
@@ -118,7 +118,7 @@ def _conv(b: _Builder, node, xs, out):
     ins = [xs[0], b.param(node.name, "weight")]
     if lay.args["bias"]:
         ins.append(b.param(node.name, "bias"))
-    attrs = _win_attrs(lay, pool=False)
+    attrs = window_attrs(lay, pool=False)
     if lay.groups != 1:
         attrs["group"] = lay.groups
     return b.node("Conv", ins, out, node.name, **attrs)
@@ -154,7 +154,7 @@ def _fc(b: _Builder, node, xs, out):
 def _pool(op):
     def f(b: _Builder, node, xs, out):
         lay = node.layer
-        attrs = _win_attrs(lay, pool=True)
+        attrs = window_attrs(lay, pool=True)
         if op == "AveragePool":
             attrs["count_include_pad"] = int(lay.args["count_include_pad"])
         return b.node(op, xs, out, node.name, **attrs)

@@ -149,6 +149,10 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
     if not report.with_bias:
         notes.append(f"biases are not counted in the params column ({fmt_int(t['biases'])} biases; "
                      f"with them: {fmt_int(t['trainable'])})")
+    opaque = [r.name for r in report.layers if r.type == "opaque"]
+    if opaque:
+        notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}{', ...' if len(opaque) > 5 else ''})"
+                     f" are counted as 0 params and 0 MACs: the totals are lower bounds")
     return TableView(title=title, columns=cols, rows=rows, footer=footer, sections=sections,
                      notes=notes, caption=caption)
 

@@ -70,8 +70,13 @@ class _Builder:
 
     def init(self, name: str, array) -> str:
         a = np.asarray(array)
-        a = a.astype(np.float32) if a.dtype.kind == "f" else a.astype(np.int64)
-        self.inits.append(self.onnx.numpy_helper.from_array(np.array(a, order="C"), name))
+        a = np.asarray(a, np.float32 if a.dtype.kind == "f" else np.int64)
+        t = self.onnx.TensorProto()  # raw bytes: one copy (make_graph's extend would copy again)
+        t.name = name
+        t.dims.extend(a.shape)
+        t.data_type = self.onnx.TensorProto.FLOAT if a.dtype == np.float32 else self.onnx.TensorProto.INT64
+        t.raw_data = np.ascontiguousarray(a).astype("<" + a.dtype.str[1:], copy=False).tobytes()
+        self.inits.append(t)
         return name
 
     def param(self, layer: str, pname: str) -> str:
@@ -255,9 +260,15 @@ ACTIVATIONS = {"relu": ("Relu", {}), "leakyrelu": ("LeakyRelu", {"alpha": 0.01})
                "sigmoid": ("Sigmoid", {}), "softmax": ("Softmax", {"axis": 1})}
 
 
-def random_weights(graph: Graph, seed: int = 0):
-    """He-normal weights, small biases, BN at identity: what an export without --weights holds."""
-    rng = np.random.default_rng(seed)
+def random_weights(graph: Graph, seed: int | None = 0):
+    """He-normal weights, small biases, BN at identity: what an export without --weights holds.
+    ``seed=None``: all zeros (fast; for comparing structure only)."""
+    rng = np.random.default_rng(seed or 0)
+    if seed is None:
+        class _Zeros:
+            def standard_normal(self, shape, dtype=np.float32):
+                return np.zeros(shape, dtype)
+        rng = _Zeros()
     params, state = {}, {}
     for n in graph.layers:
         lay = n.layer
@@ -266,19 +277,19 @@ def random_weights(graph: Graph, seed: int = 0):
             if lay.kind == "batchnorm":
                 ps[pname] = np.full(shape, 1.0 if pname == "gamma" else 0.0, np.float32)
             elif role == "bias":
-                ps[pname] = (0.01 * rng.standard_normal(shape)).astype(np.float32)
+                ps[pname] = (0.01 * rng.standard_normal(shape, dtype=np.float32))
             else:
                 fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
                 if lay.kind == "deconv":
                     fan_in = shape[0] * int(np.prod(shape[2:]))
-                ps[pname] = (rng.standard_normal(shape) * np.sqrt(2.0 / max(fan_in, 1))).astype(np.float32)
+                ps[pname] = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / max(fan_in, 1)))
         params[n.name] = ps
         state[n.name] = {s: (np.ones(shape, np.float32) if "var" in s else np.zeros(shape, np.float32))
                          for s, shape in lay.state_shapes().items()}
     return params, state
 
 
-def export_onnx(graph: Graph, params=None, state=None, *, seed: int = 0):
+def export_onnx(graph: Graph, params=None, state=None, *, seed: int | None = 0):
     """The ONNX ModelProto of an inferred graph; ``params``/``state`` as ``{layer: {tensor: array}}``
     (default: :func:`random_weights`). Raises InteropError for layers ONNX cannot express."""
     graph.infer()
@@ -310,7 +321,9 @@ def export_onnx(graph: Graph, params=None, state=None, *, seed: int = 0):
     f32 = onnx.TensorProto.FLOAT
     inputs = [h.make_tensor_value_info(INPUT, f32, onnx_dims(graph.input_shape))]
     outputs = [h.make_tensor_value_info(o, f32, onnx_dims(graph[o].shape)) for o in graph.outputs]
-    g = h.make_graph(b.nodes, graph.name, inputs, outputs, b.inits)
+    g = h.make_graph(b.nodes, graph.name, inputs, outputs)
+    for t in b.inits:  # moved, not copied
+        g.initializer.append(t)
     doc = f"exported by cnncalc from {graph.file or graph.name}" + (f" ({graph.source})" if graph.source else "")
     model = h.make_model(g, producer_name=PRODUCER, opset_imports=[h.make_opsetid("", OPSET)], doc_string=doc)
     model.ir_version = 8

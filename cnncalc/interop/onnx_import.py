@@ -136,7 +136,7 @@ class _Importer:
         self.input_shape = spec_shape(dims[1:])
         self.layer_of[inp.name] = "input"
         try:
-            inferred = onnx.shape_inference.infer_shapes(self.model, data_prop=True)
+            inferred = onnx.shape_inference.infer_shapes(_light(self.model), data_prop=True)
         except Exception as e:  # onnx raises several types; all mean an inconsistent model
             raise InteropError(f"{self.source}: ONNX shape inference failed: {str(e).splitlines()[0][:300]}") from None
         self.shapes: dict[str, tuple | None] = {}
@@ -259,7 +259,7 @@ class _Importer:
             self.pending.pop(t, None)
         ins = [self.layer_of.get(t, "input") for t in data] or ["input"]
         name = self.name_for(node)
-        it = Item("opaque", {"op": node.op_type, "shape": fmt_shape(spec_shape(shape[1:]))}, name,
+        it = Item("opaque", {"opaque": node.op_type, "shape": fmt_shape(spec_shape(shape[1:]))}, name,
                   ins, node.name)
         self.items.append(it)
         self.by_name[name] = it
@@ -306,6 +306,35 @@ class _Importer:
             return False
         self.consts[node.output[0]] = np.asarray(out)
         return True
+
+
+def _light(model):
+    """A copy for shape inference without the weights' bytes: big initializers become typed
+    graph inputs (shape inference needs their shapes, not their values)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model) if len(model.graph.initializer) == 0 else None
+    if len(model.graph.initializer) == 0:
+        return m
+    m.ir_version = model.ir_version
+    m.opset_import.extend(model.opset_import)
+    g = m.graph
+    g.name = model.graph.name
+    g.node.extend(model.graph.node)
+    g.input.extend(model.graph.input)
+    g.output.extend(model.graph.output)
+    g.value_info.extend(model.graph.value_info)
+    listed = {i.name for i in model.graph.input}
+    for t in model.graph.initializer:
+        n = 1
+        for d in t.dims:
+            n *= d
+        if n <= 64:
+            g.initializer.append(t)
+        elif t.name not in listed:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return m
 
 
 class _Unmapped(Exception):

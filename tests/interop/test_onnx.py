@@ -138,10 +138,12 @@ def test_opaque_keeps_the_op_with_its_inferred_shape(tmp_path):
     res = run_module("summarize", tmp_path / "m.yaml", "--format", "json")
     import json
     layers = json.loads(res.stdout)["layers"]
-    assert [(x["type"], x["shape"], x["params"], x["macs"]) for x in layers[1:]] == [
-        ("conv", [8, 8, 4], 3 * 3 * 3 * 4 + 4, 8 * 8 * 4 * 27),  # (3*3*3)*4 + 4; 64 positions * 4 filters * 27
+    assert [(x["type"], x["shape"], x["params"], x["macs"]) for x in layers] == [
+        ("conv", [8, 8, 4], 3 * 3 * 3 * 4, 8 * 8 * 4 * 27),  # (3*3*3)*4, no bias; 64 positions * 4 filters * 27
         ("opaque", [8, 8, 4], 0, 0)]
-    assert "OPAQUE HardSwish" in layers[2]["description"]
+    assert "OPAQUE HardSwish" in layers[1]["description"]
+    res = run_module("summarize", tmp_path / "m.yaml")
+    assert "WARNING: 1 opaque layer(s) (act)" in res.stdout
 
 
 def test_dynamic_spatial_size_needs_input(tmp_path):

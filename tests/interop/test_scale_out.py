@@ -60,3 +60,20 @@ def test_checkpoint_trained_by_cnncalc_continues_in_pytorch(tmp_path):
         pred = net(torch.from_numpy(np.ascontiguousarray(ds.test_images, np.float32))).argmax(1).numpy()
     correct = int((pred == ds.test_labels).sum())
     assert correct == ev["correct"], (correct, ev["correct"])
+
+
+@pytest.mark.slow
+def test_onnx_import_with_weights_evaluates_like_the_original(tmp_path):
+    """train → export ONNX with the weights → import --weights → evaluate: the same accuracy."""
+    pytest.importorskip("onnx")
+    run = tmp_path / "run"
+    res = run_module("train", "--spec", "lenet5", "--epochs", "1", "--out", run, "--threads", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    ev = json.loads(run_module("evaluate", "--checkpoint", run / "best.npz", "--format", "json").stdout)
+    res = run_module("export", "lenet5", "--to", "onnx", "-o", tmp_path / "l.onnx", "--weights", run / "best.npz")
+    assert res.returncode == 0, res.stderr
+    res = run_module("import", tmp_path / "l.onnx", "-o", tmp_path / "l.yaml", "--weights", tmp_path / "l.npz")
+    assert res.returncode == 0, res.stderr
+    res = run_module("evaluate", "--checkpoint", tmp_path / "l.npz", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["correct"] == ev["correct"]

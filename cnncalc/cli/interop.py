@@ -2,6 +2,7 @@
 They import onnx / torch only when run (optional extras)."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -85,11 +86,7 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, force):
 
     graph = load_spec_text(imp.text, file=output or "<imported spec>")
     graph.infer()
-    total = sum(s for n in graph.layers for s in
-                (int(__import__("math").prod(sh)) for sh, _ in n.layer.param_shapes().values()))
-    if getattr(imp, "source_count", None) is not None and imp.source_count != total:
-        fail(f"the imported spec has {total:,} parameters but the PyTorch model has {imp.source_count:,}; "
-             f"an op was not mapped faithfully (please report it)", 70)
+    total = sum(math.prod(sh) for n in graph.layers for sh, _ in n.layer.param_shapes().values())
     if output:
         _write(output, imp.text, force, "spec")
     else:
@@ -99,6 +96,12 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, force):
                    f"{', ...' if len(imp.opaque) > 5 else ''}) count 0 params/MACs", err=True)
     if weights:
         _write_checkpoint(weights, graph, imp, force)
+    if imp.source_count is not None and imp.source_count != total:
+        fail(f"the spec has {total:,} parameters but sum(p.numel() for p in model.parameters()) is "
+             f"{imp.source_count:,}: parameters the forward pass never uses (or an op mapped "
+             f"unfaithfully) make the difference", 1)
+    elif imp.source_count is not None:
+        click.echo(f"parameters: {total:,} = sum(p.numel() for p in model.parameters())", err=True)
 
 
 def _write_checkpoint(path, graph, imp, force):
@@ -117,7 +120,7 @@ def _write_checkpoint(path, graph, imp, force):
             state[f"{n.name}/{t}"] = np.asarray(imp.state[n.name][t], np.float32)
     if Path(path).exists() and not force:
         fail(f"{path} already exists; pass --force to overwrite it")
-    meta = {"spec_text": imp.text, "spec_file": str(graph.file), "imported_from": str(imp.source if hasattr(imp, "source") else ""),
+    meta = {"spec_text": imp.text, "spec_file": str(graph.file), "imported_from": imp.source,
             "options": {"input": "x".join(map(str, graph.input_shape))}}
     C.save_checkpoint(path, C.Checkpoint(graph.name, C.spec_hash(imp.text), 0, params, state=state, metadata=meta))
     click.echo(f"wrote checkpoint {path}", err=True)

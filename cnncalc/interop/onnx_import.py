@@ -54,7 +54,8 @@ class Imported:
     params: dict = field(default_factory=dict)  # {layer: {tensor: array}}
     state: dict = field(default_factory=dict)
     opaque: list = field(default_factory=list)  # names of opaque layers
-    notes: list = field(default_factory=list)
+    source: str = ""  # the file (or FILE.py:FACTORY) it came from
+    source_count: int | None = None  # parameters the framework itself counts (--torch)
 
 
 def spec_shape(dims) -> tuple:
@@ -881,7 +882,7 @@ def import_model(model, *, source: str, input_shape=None, opaque: bool = False, 
     imp.source_text = f"ONNX model {Path(source).name}" + (f" (exported by {producer})" if producer else "")
     name = name or model.graph.name or Path(source).stem
     text = spec_text(imp, name)
-    return Imported(text=text, name=name, input_shape=imp.input_shape,
+    return Imported(text=text, name=name, input_shape=imp.input_shape, source=source,
                     params={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.params.items()},
                     state={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.state.items()},
                     opaque=[it.name for it in imp.items if it.kind == "opaque"])

@@ -86,3 +86,17 @@ def raises():
 
 def not_a_module():
     return 42
+
+
+class _WithUnused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.unused = nn.Linear(2, 2)  # 6 parameters the forward pass never touches
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def with_unused():
+    return _WithUnused()

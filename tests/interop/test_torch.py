@@ -125,3 +125,11 @@ def test_export_with_weights_loads_into_the_module(tmp_path):
     assert np.array_equal(sd["enc1_0.weight"].numpy(), c.params["enc1.0/weight"])
     assert np.array_equal(sd["enc1_1.running_var"].numpy(), c.state["enc1.1/running_var"])
     assert sum(p.numel() for p in m.parameters()) == sum(a.size for a in c.params.values())
+
+
+def test_parameters_the_forward_never_uses_are_reported(cli, tmp_path):
+    res = cli("import", "--torch", f"{NETS}:with_unused", "--input", "8x8x3", "-o", tmp_path / "u.yaml")
+    assert res.exit_code == 1, res.output
+    # conv (3*3*3)*4 + 4 = 112 in the spec; + Linear(2, 2) 2*2 + 2 = 6 unused → 118
+    assert "the spec has 112 parameters but sum(p.numel() for p in model.parameters()) is 118" in res.output
+    assert (tmp_path / "u.yaml").exists()

@@ -127,10 +127,11 @@ def hidden_alias(flag: str, dest: str, is_flag: bool = False, type=None):
     return deco
 
 
-def load_graph(ref: str):
+def load_graph(ref: str, input_shape=None):
+    """A spec file, zoo name or .onnx model (``input_shape`` sizes an ONNX model's dynamic input)."""
     from cnncalc.spec.loader import load_spec
 
-    return prepare_graph(load_spec(ref))
+    return prepare_graph(load_spec(ref, input_shape=input_shape))
 
 
 def fail(message: str, code: int = 2):

@@ -49,9 +49,17 @@ def test_a_limit_names_itself_and_can_be_raised(monkeypatch):
 
 def test_repeat_is_refused_before_expanding():
     t = time.perf_counter()
+    # a `when` on the item's own counter is decided per repetition, so the repeat is counted
+    # (and refused) before a single repetition is expanded
     with pytest.raises(SpecError, match="expansion steps"):
-        load_spec_text("input: 8x8x3\nlayers:\n  - {relu: , repeat: 1000000000000, when: false}\n")
+        load_spec_text("input: 8x8x3\nlayers:\n  - {relu: , repeat: 1000000000000, when: '${n < 0}'}\n")
     assert time.perf_counter() - t < 1.0  # nothing was expanded
+    # `when: false` skips the item without looking further (issue 10): valid, and immediate
+    t = time.perf_counter()
+    g = load_spec_text("input: 8x8x3\nlayers:\n  - {conv: 4, kernel: 3}\n"
+                       "  - {relu: , repeat: 1000000000000, when: false}\n")
+    assert [n.kind for n in g.layers] == ["conv"]
+    assert time.perf_counter() - t < 1.0
 
 
 def test_messages_are_cut_short(tmp_path):

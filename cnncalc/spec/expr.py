@@ -7,6 +7,7 @@ other names, subscripts, lambdas, comprehensions) is refused. Nothing is ever ``
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -32,12 +33,17 @@ class ExprError(ValueError):
     pass
 
 
-def evaluate(source: str, scope: dict):
+@functools.lru_cache(maxsize=4096)
+def _parse(source: str):
+    """The parsed expression (cached: a repeated block evaluates the same text many times)."""
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        return ast.parse(source.strip(), mode="eval").body
     except SyntaxError:
         raise ExprError(f"cannot read the expression {source!r}") from None
-    return _eval(tree.body, scope, source)
+
+
+def evaluate(source: str, scope: dict):
+    return _eval(_parse(source), scope, source)
 
 
 def _eval(node, scope, src):

@@ -142,7 +142,7 @@ def _naive_fields(graph, units):
     from cnncalc.runtime.verify import _support_box, random_input
     net = Net(graph, dtype="float64", conv_algo="im2col", linear=True)
     net.forward(random_input(graph.input_shape, 1, np.random.default_rng(0)) ** 2 + 1.0, keep=True)
-    vals, caches, out = dict(net.outputs_seen), dict(net._caches), {}
+    vals, out = dict(net.outputs_seen), {}
     for node in graph.layers:
         for unit in units.get(node.name, ()):
             d = np.zeros_like(vals[node.name])
@@ -150,8 +150,7 @@ def _naive_fields(graph, units):
                 d[0] = 1.0
             else:
                 d[0, :, unit[0], unit[1]] = 1.0
-            net._caches = dict(caches)
-            g = net.backward({node.name: d})
+            g = net.backward({node.name: d}, keep_cache=True)
             out[(node.name, unit)] = _support_box(g[0])[0] if g is not None else None
     return out
 

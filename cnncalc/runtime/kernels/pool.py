@@ -177,6 +177,53 @@ def _setup(x, kernel, stride, pad, out_size):
     return x, (kh, kw), (sh, sw), pads, (OH, OW)
 
 
+# ---------------------------------------------------------------- regular windows, any rank
+def _regular(shape, kernel, stride, pads, out):
+    """True when every window lies inside the input (no padding, no clipping): then average
+    pooling is a handful of strided whole-batch numpy operations, one per kernel offset, for
+    any number of spatial axes (LeNet's 2x2, batch 64: 0.25 ms forward and 0.24 backward
+    against 1.1 and 1.3 for the per-plane loops; the same scheme for max pooling was slower
+    than its numba loop, which stays)."""
+    return (all(lo == 0 and hi == 0 for lo, hi in pads)
+            and all((o - 1) * s + k <= n for n, k, s, o in zip(shape, kernel, stride, out)))
+
+
+def _offsets(kernel):
+    return np.ndindex(*kernel)
+
+
+def _view(x, off, stride, out):
+    """x[..., off_d : off_d + s_d*(o_d-1)+1 : s_d] over the trailing spatial axes."""
+    return x[(Ellipsis, *(slice(i, i + s * (o - 1) + 1, s) for i, s, o in zip(off, stride, out)))]
+
+
+def _tiles(shape, kernel, stride, out):
+    """Windows cover the input exactly once (stride == kernel, no remainder)."""
+    return all(k == s and o * s == n for n, k, s, o in zip(shape, kernel, stride, out))
+
+
+def _avg_regular_fwd(x, kernel, stride, out):
+    offs = list(_offsets(kernel))
+    y = _view(x, offs[0], stride, out).copy()
+    for off in offs[1:]:
+        y += _view(x, off, stride, out)
+    y *= x.dtype.type(1.0 / len(offs))
+    return y
+
+
+def _avg_regular_bwd(dout, xshape, kernel, stride):
+    out = dout.shape[2:]
+    g = dout * dout.dtype.type(1.0 / int(np.prod(kernel)))
+    overlap = any(s < k for k, s in zip(kernel, stride))
+    dx = np.empty(xshape, dout.dtype) if _tiles(xshape[2:], kernel, stride, out) else np.zeros(xshape, dout.dtype)
+    for off in _offsets(kernel):
+        if overlap:
+            _view(dx, off, stride, out)[...] += g
+        else:
+            _view(dx, off, stride, out)[...] = g
+    return dx
+
+
 def maxpool2d_forward(x, kernel, stride=None, pad=0, out_size=None):
     x, (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (OH, OW) = _setup(x, kernel, stride, pad, out_size)
     y, arg = _maxpool_fwd(x, kh, kw, sh, sw, pt, pl, OH, OW)
@@ -185,6 +232,8 @@ def maxpool2d_forward(x, kernel, stride=None, pad=0, out_size=None):
 
 def avgpool2d_forward(x, kernel, stride=None, pad=0, out_size=None, count_include_pad=True):
     x, (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (OH, OW) = _setup(x, kernel, stride, pad, out_size)
+    if _regular(x.shape[2:], (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (OH, OW)):
+        return _avg_regular_fwd(x, (kh, kw), (sh, sw), (OH, OW)), ("avg_regular", x.shape, ((kh, kw), (sh, sw)))
     h0, h1, w0, w1, inv = _avg_plan(x.shape[2], x.shape[3], OH, OW, kh, kw, sh, sw, pt, pb, pl, pr,
                                     bool(count_include_pad))
     y = _avgpool_fwd(x, h0, h1, w0, w1, inv.astype(x.dtype))
@@ -195,10 +244,13 @@ def avgpool2d_forward(x, kernel, stride=None, pad=0, out_size=None, count_includ
 def pool2d_backward(dout, cache):
     mode, xshape, extra = cache
     H, W = xshape[2], xshape[3]
+    dout = as_float(dout)
+    if mode == "avg_regular":
+        return _avg_regular_bwd(dout, xshape, *extra)
     if mode == "max":
-        return _maxpool_bwd(as_float(dout), extra, H, W)
+        return _maxpool_bwd(dout, extra, H, W)
     if mode == "avg":
-        return _avgpool_bwd(as_float(dout), H, W, *extra)
+        return _avgpool_bwd(dout, H, W, *extra)
     raise ValueError(f"unknown pool cache {mode!r}")
 
 

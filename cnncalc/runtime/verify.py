@@ -238,13 +238,25 @@ def _box_fill(mask, box, nd):
 
 
 def verify(graph, *, batch=2, conv_algo="auto", seed=0, fields=True, progress=None, rf_units="corners",
-           rf_every_layer=False):
-    """All checks; returns (items, info)."""
+           rf_every_layer=False, log=None):
+    """All checks; returns (items, info). ``log(line)``, when given, gets one line per check
+    group as it completes (the CLI prints them on stderr when it is not a terminal)."""
+    import time
+
     graph.infer()
+    t = time.perf_counter()
     items, info = check_counts_and_memory(graph, batch=batch, conv_algo=conv_algo, seed=seed)
+    if log:
+        log(f"verify: params, state, shapes and memory: {len(items)} checks, "
+            f"{sum(not i.ok for i in items)} differences ({time.perf_counter() - t:.1f} s)")
     if fields:
-        items += check_fields(graph, seed=seed, conv_algo=conv_algo, progress=progress, units=rf_units,
-                              every_layer=rf_every_layer)
+        t = time.perf_counter()
+        got = check_fields(graph, seed=seed, conv_algo=conv_algo, progress=progress, units=rf_units,
+                           every_layer=rf_every_layer)
+        items += got
+        if log:
+            log(f"verify: receptive fields: {len(got)} units, {sum(not i.ok for i in got)} differences "
+                f"({time.perf_counter() - t:.1f} s)")
     return items, info
 
 

@@ -34,10 +34,18 @@ def run(*args):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def test_verify_logs_a_line_per_check_group_when_piped():
+    r = run("verify", "lenet5")
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert [ln.split(":")[1].strip() for ln in lines] == ["params, state, shapes and memory", "receptive fields"]
+    assert "verify:" not in r.stdout
+
+
 def test_verify_lenet5_passes():
     r = run("verify", "lenet5", "--format", "json")
     assert r.exit_code == 0, r.output
-    obj = json.loads(r.output)
+    obj = json.loads(r.stdout)
     assert obj["ok"] and obj["summary"]["receptive field"]["agree"] == obj["summary"]["receptive field"]["checked"] > 0
 
 
@@ -92,7 +100,7 @@ def test_verify_catches_wrong_receptive_field(monkeypatch):
     monkeypatch.setattr(V, "unit_field", off_by_one)
     r = run("verify", "lenet5", "--format", "json")
     assert r.exit_code == 1
-    bad = json.loads(r.output)["checks"]
+    bad = json.loads(r.stdout)["checks"]
     assert bad and {c["layer"] for c in bad} == {"C3"}
 
 
@@ -237,4 +245,4 @@ def test_verify_googlenet_like_passes_and_catches_a_wrong_merge_field(tmp_path, 
     monkeypatch.setattr(V, "unit_field", shifted)
     r = run("verify", str(p), "--format", "json")
     assert r.exit_code == 1
-    assert {c["layer"] for c in json.loads(r.output)["checks"]} == {cat}
+    assert {c["layer"] for c in json.loads(r.stdout)["checks"]} == {cat}

@@ -399,6 +399,38 @@ def _check(x, w, groups):
 KEEP_COLS_BYTES = 64 << 20
 
 
+def _pointwise(w_shape, pads, groups):
+    """A 1x1 unpadded ungrouped conv: im2col's "unfold" is the input itself (strided), so
+    the GEMMs run per image on the NCHW arrays directly — no unfold, fold or transposes."""
+    return w_shape[2] == 1 and w_shape[3] == 1 and groups == 1 and not any(pads[0] + pads[1])
+
+
+def _pw_cols(x, stride, OH, OW):
+    """(N, C, OH*OW): the input at the strided positions (a view for stride 1)."""
+    if stride != (1, 1):
+        x = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]][:, :, :OH, :OW])
+    return x.reshape(x.shape[0], x.shape[1], OH * OW)
+
+
+def _pw_dx(dy, w, x_shape, stride):
+    N, F, OH, OW = dy.shape
+    d = np.matmul(w.reshape(F, -1).T, dy.reshape(N, F, OH * OW)).reshape(N, -1, OH, OW)
+    if stride == (1, 1) and d.shape == tuple(x_shape):
+        return d
+    dx = np.zeros(x_shape, dy.dtype)
+    dx[:, :, ::stride[0], ::stride[1]][:, :, :OH, :OW] = d
+    return dx
+
+
+def _pw_dw(dy, x3, w_shape):
+    N, F = dy.shape[:2]
+    dy3 = dy.reshape(N, F, -1)
+    dw = dy3[0] @ x3[0].T
+    for n in range(1, N):
+        dw += dy3[n] @ x3[n].T
+    return dw.reshape(w_shape)
+
+
 def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_cols=False):
     """y, or ``(y, cols)`` with ``keep_cols`` (``cols`` None unless im2col kept them)."""
     _check(x, w, groups)
@@ -412,6 +444,9 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     cols = None
     if algo == "direct":
         y = _direct_fwd(xp, w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
+    elif algo == "im2col" and _pointwise(w.shape, pads, groups):
+        cols = _pw_cols(x, stride, OH, OW)
+        y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
     elif algo == "im2col":
         keep = keep_cols and x.shape[0] * OH * OW * w[0].size * x.itemsize <= KEEP_COLS_BYTES
         y = _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=keep)
@@ -426,6 +461,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     (pt, pb), (pl, pr) = pads
     N, C, H, W = x_shape
     Hp, Wp = H + pt + pb, W + pl + pr
+    if algo == "im2col" and _pointwise(w.shape, pads, groups):
+        return _pw_dx(dy, w, x_shape, stride)
     if algo == "direct":
         dxp = _direct_dx(dy, w, stride[0], stride[1], dilation[0], dilation[1], groups, Hp, Wp)
     elif algo == "im2col":
@@ -438,6 +475,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
 
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
+    if algo == "im2col" and _pointwise(w_shape, pads, groups):
+        return _pw_dw(dy, _pw_cols(x, stride, *dy.shape[2:]) if cols is None else cols, w_shape)
     if algo == "im2col" and cols is not None:
         return _im2col_dw(dy, None, w_shape, stride, dilation, groups, cols, dyr)
     xp = _pad_input(x, pads)
@@ -526,7 +565,8 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     data-gradient entry point."""
     c = cache
     dout = as_float(dout, c.x.dtype)
-    dyr = _dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw else None
+    dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
+           and not _pointwise(c.w.shape, c.pads, c.groups) else None)
     dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None
     dw = db = None
     if need_dw:

@@ -1,6 +1,7 @@
 """Kernel benchmark: forward+backward time per layer type and per conv algorithm.
 
     python benchmarks/bench_kernels.py [--threads N] [--repeat R] [--quick] [--no-startup]
+    python benchmarks/bench_kernels.py --headline [--threads 1] [--rounds 3]
 
 Prints markdown tables (paste into benchmarks/README.md, section "Kernels"):
 
@@ -88,6 +89,7 @@ CONV_SHAPES = {
     "LeNet 32x32x1->6 5x5 (N=64)": (64, 1, 32, 6, 5, 1, 0),
     "CIFAR 32x32x64->64 3x3 (N=16)": (16, 64, 32, 64, 3, 1, 1),
     "ImageNet-like 56x56x64->64 3x3 (N=2)": (2, 64, 56, 64, 3, 1, 1),
+    "VGG-like 56x56x64->64 3x3 (N=8)": (8, 64, 56, 64, 3, 1, 1),
 }
 AUTO_SHAPES = {
     "depthwise 56x56x64 3x3 (N=2)": (2, 64, 56, 64, 3, 1, 1, 64),
@@ -104,7 +106,7 @@ def bench_conv(shape, algo, repeat):
     x, w, b, s, p, groups = conv_case(N, C, H, F, k, s, p, g[0] if g else 1)
 
     def run():
-        y, c = conv.conv2d_forward(x, w, b, s, p, 1, groups, algo)
+        y, c = conv.conv2d_forward(x, w, b, s, p, 1, groups, algo, keep_cols=True)  # as in training
         conv.conv2d_backward(y, c)
 
     return timeit(run, repeat)
@@ -217,6 +219,41 @@ def layer_cases():
     return x, cases
 
 
+HEADLINE = "VGG-like 56x56x64->64 3x3 (N=8)"
+
+
+def conv_worker(which, name, threads, repeat):
+    """One side of the headline comparison, in a fresh interpreter: min ms of ``repeat``."""
+    shp = {**CONV_SHAPES, **AUTO_SHAPES}[name]
+    if which == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        print(torch_conv(torch, shp, repeat) * 1e3)
+    else:
+        _numba.set_threads(threads)
+        print(bench_conv(shp, "auto", repeat) * 1e3)
+
+
+def headline(threads, rounds, repeat, names=(HEADLINE,)):
+    """Conv forward+backward, cnncalc (auto) against PyTorch, alternating fresh processes."""
+    import statistics
+
+    print(f"\n## conv forward+backward, cnncalc auto vs PyTorch, {threads} thread(s), "
+          f"{rounds} alternating rounds in fresh processes (each the min of {repeat} runs), ms\n")
+    print("| shape | cnncalc min / median | PyTorch min / median | ratio (median) | ratio (min) |\n|---|---|---|---|---|")
+    for name in names:
+        res = {"ours": [], "torch": []}
+        for _ in range(rounds):
+            for which in ("ours", "torch"):
+                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--conv-worker", which, "--shape", name,
+                                    "--threads", str(threads), "--repeat", str(repeat)],
+                                   capture_output=True, text=True, check=True)
+                res[which].append(float(r.stdout.split()[-1]))
+        (lo, mo), (lt, mt) = ((min(v), statistics.median(v)) for v in (res["ours"], res["torch"]))
+        print(f"| {name} | {lo:.1f} / {mo:.1f} | {lt:.1f} / {mt:.1f} | {mo / mt:.2f} | {lo / lt:.2f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -224,9 +261,21 @@ def main():
     ap.add_argument("--quick", action="store_true", help="skip the auto-rule shapes")
     ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--conv-worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--shape", default=HEADLINE, help=argparse.SUPPRESS)
+    ap.add_argument("--headline", action="store_true",
+                    help="only the alternating cnncalc-vs-PyTorch comparison of the headline conv shapes")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the headline comparison")
     a = ap.parse_args()
     if a.torch_worker:
         return torch_worker(a.threads, a.repeat, a.quick)
+    if a.conv_worker:
+        return conv_worker(a.conv_worker, a.shape, a.threads, a.repeat)
+    if a.headline:
+        print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        headline(a.threads, a.rounds, a.repeat, tuple(CONV_SHAPES))
+        print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        return
     n = _numba.set_threads(a.threads)
     tt = torch_times(n, a.repeat, a.quick)
     nan = float("nan")

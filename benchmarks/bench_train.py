@@ -1,15 +1,16 @@
-"""Training benchmarks (run: python benchmarks/bench_train.py [--threads N] [--skip-accuracy]).
+"""Training benchmarks (run: python benchmarks/bench_train.py [--rounds R] [--cases 1x1,64x2] [--skip-accuracy]).
 
 1. Accuracy: `cnncalc train --spec specs/lenet5.yaml` with default settings (bundled MNIST5k,
    28→32 padding) in a fresh process; the epoch at which test accuracy first reaches 96 %
    and the final test accuracy (target: >= 96 % within 20 epochs).
-2. Throughput: images/s of one training step (forward, loss, backward, SGD update) of
-   LeNet-5, batch 64, on the same padded data, for our numba runtime and for PyTorch CPU
-   (same layers: conv 6/16/120 5x5 tanh, 2x2 average pooling, fc 84 tanh, fc 10, softmax
-   cross-entropy, SGD momentum 0.9, weight decay 5e-4), same thread count. Each round runs
-   each framework in its own fresh interpreter (numba's and torch's worker pools slow each
-   other down when they share a process, see the Kernels section), alternating so
-   background load hits both alike; medians are reported.
+2. Throughput: images/s of training steps (forward, loss, backward, SGD update) of
+   LeNet-5 on the same padded data, for our numba runtime and for PyTorch CPU (same layers:
+   conv 6/16/120 5x5 tanh, 2x2 average pooling, fc 84 tanh, fc 10, softmax cross-entropy,
+   SGD momentum 0.9, weight decay 5e-4), same thread count: batch 1, 8, 32, 64 and 256 with
+   1 thread and batch 64 with 2 threads (``--cases``). Each round runs each framework in its
+   own fresh interpreter (numba's and torch's worker pools slow each other down when they
+   share a process, see the Kernels section), alternating so background load hits both
+   alike; the best (fastest) and median round, and the ratios of each.
 3. Profile: where one of our steps spends its time (cProfile, top functions).
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ def data():
     return load_for_training(None, (32, 32, 1), 10)
 
 
-def ours(ds, threads, steps, conv_algo="auto"):
+def ours(ds, threads, steps, conv_algo="auto", batch=64):
     import numpy as np
 
     import cnncalc
@@ -69,21 +70,21 @@ def ours(ds, threads, steps, conv_algo="auto"):
     params = flat(net.params)
     opt = SGD(0.01, momentum=0.9, weight_decay=5e-4)
     x, y = ds.train_images, ds.train_labels
-    n = len(y) // 64
+    n = len(y) // batch
 
     def step(i):
         j = i % n
-        net.loss(x[j * 64:(j + 1) * 64], y[j * 64:(j + 1) * 64])
+        net.loss(x[j * batch:(j + 1) * batch], y[j * batch:(j + 1) * batch], input_grad=False)
         opt.step(params, flat(net.grads))
     for i in range(5):
         step(i)  # warm up (JIT from cache)
     t = time.perf_counter()
     for i in range(steps):
         step(i)
-    return steps * 64 / (time.perf_counter() - t), (step, np)
+    return steps * batch / (time.perf_counter() - t), (step, np)
 
 
-def torch_lenet(ds, threads, steps):
+def torch_lenet(ds, threads, steps, batch=64):
     import torch
     from torch import nn
 
@@ -96,12 +97,12 @@ def torch_lenet(ds, threads, steps):
     lossf = nn.CrossEntropyLoss()
     x = torch.from_numpy(ds.train_images)
     y = torch.from_numpy(ds.train_labels)
-    n = len(y) // 64
+    n = len(y) // batch
 
     def step(i):
         j = i % n
         opt.zero_grad(set_to_none=True)
-        loss = lossf(model(x[j * 64:(j + 1) * 64]), y[j * 64:(j + 1) * 64])
+        loss = lossf(model(x[j * batch:(j + 1) * batch]), y[j * batch:(j + 1) * batch])
         loss.backward()
         opt.step()
     for i in range(5):
@@ -109,27 +110,31 @@ def torch_lenet(ds, threads, steps):
     t = time.perf_counter()
     for i in range(steps):
         step(i)
-    return steps * 64 / (time.perf_counter() - t)
+    return steps * batch / (time.perf_counter() - t)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=None, help="default: all cores")
-    ap.add_argument("--steps", type=int, default=62, help="training steps per round (62 = one epoch)")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="threads of the worker (internal)")
+    ap.add_argument("--images", type=int, default=4096, help="images per timed round (at least 20 steps)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cases", default="1x1,8x1,32x1,64x1,256x1,64x2",
+                    help="batch x threads cases, comma-separated")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=62, help=argparse.SUPPRESS)
     ap.add_argument("--conv-algo", default="auto")
-    ap.add_argument("--algos", default="auto,im2col", help="conv algorithms to time (comma-separated)")
-    ap.add_argument("--profile-algo", default="im2col")
+    ap.add_argument("--profile-algo", default="auto")
     a = ap.parse_args()
-    threads = a.threads or os.cpu_count()
     if a.worker:
         ds = data()
-        ips = ours(ds, threads, a.steps, a.conv_algo)[0] if a.worker == "ours" else torch_lenet(ds, threads, a.steps)
+        threads = a.threads or 1
+        ips = (ours(ds, threads, a.steps, a.conv_algo, a.batch)[0] if a.worker == "ours"
+               else torch_lenet(ds, threads, a.steps, a.batch))
         print(f"{ips:.1f}")
         return
-    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     if not a.skip_accuracy:
         acc = accuracy_run(a.threads)
         print("accuracy:", json.dumps(acc))
@@ -140,36 +145,43 @@ def main():
     except ImportError:
         have_torch = False
         print("PyTorch not installed: throughput of cnncalc only")
-    def worker(which, algo="auto"):
-        r = subprocess.run([sys.executable, __file__, "--worker", which, "--conv-algo", algo,
-                            "--threads", str(threads), "--steps", str(a.steps)],
+
+    def worker(which, batch, threads, steps):
+        r = subprocess.run([sys.executable, __file__, "--worker", which, "--conv-algo", a.conv_algo,
+                            "--threads", str(threads), "--steps", str(steps), "--batch", str(batch)],
                            capture_output=True, text=True, check=True)
         return float(r.stdout.split()[-1])
 
-    for algo in a.algos.split(","):
+    print(f"LeNet-5 training images/s, conv {a.conv_algo}; {a.rounds} rounds, sides alternating in fresh "
+          "processes; ratio = median cnncalc / median PyTorch (and best / best; best = the fastest round)")
+    print("| batch | threads | cnncalc best / median | PyTorch best / median | ratio (median) | ratio (best) |")
+    print("|---|---|---|---|---|---|")
+    for case in a.cases.split(","):
+        batch, threads = (int(v) for v in case.split("x"))
+        steps = max(20, a.images // batch)
         ours_r, torch_r = [], []
         for _ in range(a.rounds):
-            ours_r.append(worker("ours", algo))
+            ours_r.append(worker("ours", batch, threads, steps))
             if have_torch:
-                torch_r.append(worker("torch"))
-        mo = statistics.median(ours_r)
-        line = f"throughput LeNet-5 batch 64, {threads} thread(s), conv {algo}: cnncalc {mo:,.0f} img/s"
+                torch_r.append(worker("torch", batch, threads, steps))
+        mo, lo = statistics.median(ours_r), max(ours_r)  # best = fewest seconds = most img/s
         if have_torch:
-            mt = statistics.median(torch_r)
-            line += f", PyTorch {mt:,.0f} img/s, ratio cnncalc/PyTorch {mo / mt:.2f}"
-        print(line)
-        print("  rounds cnncalc:", [round(v) for v in ours_r], " PyTorch:", [round(v) for v in torch_r])
-    _, (step, _) = ours(ds, threads, 5, a.profile_algo)
-    prof = cProfile.Profile()
+            mt, lt = statistics.median(torch_r), max(torch_r)
+            print(f"| {batch} | {threads} | {lo:,.0f} / {mo:,.0f} | {lt:,.0f} / {mt:,.0f} | {mo / mt:.2f} | {lo / lt:.2f} |",
+                  flush=True)
+        else:
+            print(f"| {batch} | {threads} | {lo:,.0f} / {mo:,.0f} | - | - | - |", flush=True)
+    _, (step, _) = ours(ds, 1, 5, a.profile_algo)
+    prof = cProfile.Profile(time.process_time)
     prof.enable()
     for i in range(20):
         step(i)
     prof.disable()
     s = io.StringIO()
     pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(12)
-    print(f"profile of 20 cnncalc steps, conv {a.profile_algo} (tottime):")
+    print(f"profile of 20 cnncalc steps, batch 64, 1 thread, conv {a.profile_algo} (CPU time, tottime):")
     print("\n".join(s.getvalue().splitlines()[:32]))
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -143,8 +143,10 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
     Output shapes, allocated parameters and BN state, activation bytes held after a float32
     forward pass (per layer and in total), and the receptive field of the centre and corner
     units of every layer but single-input pointwise ones (support of a one-hot gradient
-    through a linearised float64 copy; one backward pass per layer, a unit per batch item).
-    Exit 0 when all agree, 1 with a table of the differences.
+    through a linearised float32 copy, float64 where float32 could underflow; one backward
+    pass per layer, a unit per batch item). A progress bar on a terminal; when stderr is not
+    a terminal, one line per check group there. Exit 0 when all agree, 1 with a table of
+    the differences.
 
     \b
     Examples:
@@ -159,7 +161,8 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
 
     with _progress(len(field_layers(graph.infer(), rf_every_layer)), "receptive fields") as advance:
         items, info = run(graph, batch=batch, conv_algo=conv_algo, seed=seed, fields=not no_fields,
-                          progress=advance, rf_units=rf_units, rf_every_layer=rf_every_layer)
+                          progress=advance, rf_units=rf_units, rf_every_layer=rf_every_layer,
+                          log=None if use_rich(sys.stderr) else lambda line: click.echo(line, err=True))
     bad = [i for i in items if not i.ok]
     kinds = {}
     for i in items:

@@ -2,12 +2,19 @@
 
 ``Net(graph)`` allocates one array per tensor the layers list in ``param_shapes()`` and
 ``state_shapes()`` — the code that counts is the code that allocates — and walks the DAG in
-topological order forward and in reverse order backward::
+topological order forward and in reverse order backward.  The public interface (what
+``train``, ``verify``, ``gradcheck`` and ``erf`` use; nothing else)::
 
     net = Net(cnncalc.load("lenet5"), dtype="float64")
-    out = net.forward(x)                   # x: (N, C, H, W), (N, C, L) or (N, F)
-    loss, dx = net.loss(x, labels)         # softmax-cross-entropy, then backward
-    net.grads["C1"]["weight"]              # same shape as net.params["C1"]["weight"]
+    outs = net.forward(x, train=True, rng=7)   # {output: array}; rng seeds dropout
+    z = net.logits("F7")                       # pre-softmax scores of that forward
+    dx = net.backward({"F7": dz})              # parameter gradients land in net.grads
+    loss, dx = net.loss(x, labels, rng=7)      # softmax-cross-entropy + backward
+    net.backward(douts, params=False)          # data gradients only (receptive fields)
+    net.loss(x, labels, input_grad=False)      # training: no gradient for the input
+    net.grads["C1"]["weight"]                  # same shape as net.params["C1"]["weight"]
+    net.cache_arrays()                         # arrays the forward kept for backward
+    y, cache = net.run_node("C1", [x]); dxs, dps = net.backward_node("C1", dy, cache)
 
 Layouts. Activations are NCHW. A 1-D tensor (spec ``LxC``) is carried as ``(N, C, 1, L)`` so
 every 2-D kernel serves it too (kernel ``(1, k)``); its parameters keep the spec's 1-D shapes
@@ -15,16 +22,34 @@ and are reshaped (as views) when a kernel is called. Flat vectors are ``(N, F)``
 reshapes NCHW in C-major order (C, then H, then W: PyTorch's ``x.flatten(1)``), so an fc
 weight ``(out, in)`` indexes its inputs as ``c*H*W + h*W + w``.
 
-One dispatch table maps each layer kind to a (forward, backward) pair. A forward returns
-``(y, cache)``; a backward returns ``(list of input gradients, {param name: gradient})``.
-A layer's fused ``activation`` runs after it; gradients of a tensor read by several layers
-are summed.
+Adding a layer type's kernels
+-----------------------------
+:data:`OPS` is the dispatch table, one row per layer kind: ``LayerOps(forward, backward,
+fresh)``.
+
+* ``forward(net, node, xs, ctx) -> (y, cache)``: ``xs`` the input arrays (runtime layout),
+  ``node.layer`` the analysed layer (its windows, args, ``param_shapes()``),
+  ``net.params[node.name]`` its parameters; ``ctx.train``, ``ctx.rng(node)`` (a Generator
+  for anything random, a pure function of the forward's ``rng`` and the layer), and
+  ``ctx.keep`` (True when a backward will follow: keep what makes it cheaper).
+* ``backward(net, node, dy, cache, ctx) -> (list of input gradients, {param: gradient})``:
+  skip the parameter gradients when ``ctx.params`` is False, and input ``i``'s gradient
+  (return None for it) when ``ctx.need_dx[i]`` is False.
+* ``fresh``: True when ``y`` is always a new array (not a view of an input, not kept in the
+  cache), so the layer's fused activation may run in place on it.
+
+Write the kernels in ``kernels/`` (numba for loops, numpy for GEMMs and ufuncs), test the
+row with a gradcheck (``tests/runtime/test_kernels.py``) and a PyTorch cross-check.  A layer
+kind with no row makes ``Net`` raise :class:`RuntimeUnsupported` (exit 2).  A layer's fused
+``activation`` runs after it; gradients of a tensor read by several layers are summed.
 
 ``linear=True`` builds the linearised copy ``cnncalc verify`` uses for receptive fields:
 identity activations, average pooling in place of max (and mean in place of maxout),
 dropout/LRN/softmax as identity, positive weights.
 """
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -129,7 +154,6 @@ class Net:
         self.dtype = np.dtype(dtype)
         self.conv_algo = conv_algo
         self.linear = linear
-        self.data_grads_only = False  # True: backward skips parameter gradients where it can
         self.seed = seed
         self.nd = {INPUT: _nd(graph.input_shape)}
         self.params: dict[str, dict[str, np.ndarray]] = {}
@@ -152,6 +176,10 @@ class Net:
                 for name, shape in layer.state_shapes().items()}
         self._caches: dict[str, tuple] = {}
         self._logits: dict[str, np.ndarray] = {}
+        self._outputs = set(graph.outputs)
+        self._index = {n.name: i for i, n in enumerate(graph.layers)}
+        self._last_outputs: dict[str, np.ndarray] = {}
+        self._geom: dict = {}
         self.outputs_seen: dict[str, np.ndarray] = {}
 
     # -- parameters ---------------------------------------------------------------------
@@ -181,41 +209,73 @@ class Net:
 
     # -- forward ------------------------------------------------------------------------
     def forward(self, x, *, train: bool = False, upto: str | None = None,
-                keep: bool = False) -> dict[str, np.ndarray]:
-        """Run the graph; returns {output name: array}. ``keep`` returns every node's output."""
+                keep: bool = False, rng=None) -> dict[str, np.ndarray]:
+        """Run the graph; returns {output name: array}. ``keep`` makes :attr:`outputs_seen`
+        hold every node's output. ``rng`` (an int or a sequence of ints; default the
+        ``seed`` the net was built with) seeds dropout: layer ``i`` draws from
+        ``default_rng([rng, i])``, so the same ``rng`` gives the same masks."""
         x = to_runtime(np.asarray(x, dtype=self.dtype), self.graph.input_shape)
         vals = {INPUT: x}
         need = self._ancestors(upto) if upto else None
         self._caches = {}
         self._logits = {}
+        ctx = _Ctx(train, self.seed if rng is None else rng, keep=train)
         outputs = set(self.graph.outputs) if upto is None else {upto}
         for i, node in enumerate(self.graph.layers):
             if need is not None and node.name not in need:
                 continue
-            layer = node.layer
-            xs = [vals[s] for s in node.inputs]
-            y, cache = self.run_node(node.name, xs, train=train, index=i)
+            ctx.index = i
+            y, cache = self._run(node, [vals[s] for s in node.inputs], ctx)
             vals[node.name] = y
             self._caches[node.name] = cache
         self.outputs_seen = vals if keep else {}
-        return {n: vals[n] for n in outputs if n in vals}
+        self._last_outputs = {n: vals[n] for n in outputs if n in vals}
+        return dict(self._last_outputs)
 
-    def run_node(self, name, xs, *, train=False, index=0):
+    def logits(self, name: str) -> np.ndarray:
+        """Pre-softmax scores ``(N, classes)`` of output ``name`` from the latest forward
+        (the output itself when it has no softmax)."""
+        z = self._logits[name][0] if name in self._logits else None
+        if z is None:
+            z = self._last_outputs[name]
+        return z.reshape(z.shape[0], -1)
+
+    @property
+    def caches(self) -> dict:
+        """{node: cache} of the latest forward (read-only use: memory accounting)."""
+        return self._caches
+
+    def cache_arrays(self) -> list[np.ndarray]:
+        """Every array the latest forward kept for backward (caches; views included)."""
+        out: list[np.ndarray] = []
+        _collect_arrays(self._caches, out)
+        return out
+
+    def run_node(self, name, xs, *, train=False, index=None, rng=None):
         """One layer's forward (op, then its fused activation): (y, cache)."""
         node = self.graph[name]
+        ctx = _Ctx(train, self.seed if rng is None else rng, keep=True)
+        ctx.index = self._index[name] if index is None else index
+        return self._run(node, xs, ctx)
+
+    def _run(self, node, xs, ctx):
         layer = node.layer
-        fwd = OPS[self._kind(layer)][0]
-        y, cache = fwd(self, node, xs, train, index)
+        row = OPS[self._kind(layer)]
+        y, cache = row.forward(self, node, xs, ctx)
         act = None if self.linear else layer.activation
         act_cache = None
-        if node.name in self.graph.outputs and not self.linear:  # logits for softmax-CE
+        if node.name in self._outputs and not self.linear:  # logits for softmax-CE
             if act == "softmax":
                 self._logits[node.name] = (y, node.name, True)
             elif layer.kind == "softmax" and not act:
                 self._logits[node.name] = (xs[0], node.inputs[0], False)
         if act:
-            y, act_cache = K_act.activation_forward(_ACT_NAME.get(act, act), y)
-        return y, (cache, act, act_cache, [a.shape for a in xs])
+            name = _ACT_NAME.get(act, act)
+            if row.fresh and act in K_act.IN_PLACE and node.name not in self._logits:
+                y, act_cache = K_act.activation_forward_inplace(name, y)
+            else:
+                y, act_cache = K_act.activation_forward(name, y)
+        return y, (cache, act, act_cache, len(xs))
 
     def _kind(self, layer):
         k = layer.kind
@@ -235,46 +295,62 @@ class Net:
         return need
 
     # -- backward -----------------------------------------------------------------------
-    def backward(self, douts: dict[str, np.ndarray], *, below_activation=(), keep_cache=False):
+    def backward(self, douts: dict[str, np.ndarray], *, below_activation=(), keep_cache=False,
+                 params: bool = True, input_grad: bool = True):
         """Reverse-mode over the DAG from {node: dL/d(output)}; returns dL/d(input).
 
-        Parameter gradients land in ``self.grads[node][param]``. Names in
-        ``below_activation`` receive their gradient under their fused activation
-        (softmax-cross-entropy hands the logits' gradient in directly).
+        Parameter gradients land in ``self.grads[node][param]`` (``params=False``: none are
+        formed — data gradients only). Names in ``below_activation`` receive their gradient
+        under their fused activation (softmax-cross-entropy hands the logits' gradient in
+        directly). ``input_grad=False`` skips the input's gradient (returns None): a first
+        conv then does no col2im at all. ``keep_cache`` keeps the forward's caches for
+        another backward.
         """
         grads = {k: np.asarray(v, dtype=self.dtype) for k, v in douts.items()}
         self.grads = {}
+        ctx = _Ctx(True, self.seed, keep=False)
+        ctx.params = params
         for node in reversed(self.graph.layers):
             g = grads.pop(node.name, None)
             if g is None or node.name not in self._caches:
                 continue
             cache = self._caches[node.name] if keep_cache else self._caches.pop(node.name)
-            dxs, dps = self.backward_node(node.name, g, cache, skip_activation=node.name in below_activation)
-            self.grads[node.name] = dps
+            ctx.need_dx = [input_grad or src != INPUT for src in node.inputs]
+            dxs, dps = self._backward(node, g, cache, ctx, node.name in below_activation)
+            if params:
+                self.grads[node.name] = dps
             for src, dx in zip(node.inputs, dxs):
+                if dx is None:
+                    continue
                 grads[src] = dx if src not in grads else grads[src] + dx  # summed, never in place
         dx = grads.get(INPUT)
         if dx is not None and len(self.graph.input_shape) == 2:
             dx = dx[:, :, 0, :]
         return dx
 
-    def backward_node(self, name, dy, cache, *, skip_activation=False):
-        node = self.graph[name]
+    def backward_node(self, name, dy, cache, *, skip_activation=False, params=True):
+        """One layer's backward from dL/d(its output): (input gradients, param gradients)."""
+        ctx = _Ctx(True, self.seed, keep=False)
+        ctx.params = params
+        ctx.need_dx = [True] * cache[3]
+        return self._backward(self.graph[name], dy, cache, ctx, skip_activation)
+
+    def _backward(self, node, dy, cache, ctx, skip_activation):
         op_cache, act, act_cache, _ = cache
         dy = np.asarray(dy, dtype=self.dtype)
         if act and not skip_activation:
             dy = K_act.activation_backward(_ACT_NAME.get(act, act), dy, act_cache)
-        dxs, dps = OPS[self._kind(node.layer)][1](self, node, dy, op_cache)
-        return dxs, dps
+        return OPS[self._kind(node.layer)].backward(self, node, dy, op_cache, ctx)
 
     # -- loss ---------------------------------------------------------------------------
-    def loss(self, x, labels, *, train: bool = True):
+    def loss(self, x, labels, *, train: bool = True, rng=None, input_grad: bool = True):
         """Softmax-cross-entropy (mean over the batch, summed over outputs); runs backward.
 
         An output with a fused softmax (or a softmax layer) is read as its logits, so the
-        softmax and the loss are differentiated together. Returns (loss, dL/dx).
+        softmax and the loss are differentiated together. Returns (loss, dL/dx); dL/dx is
+        None with ``input_grad=False`` (training).
         """
-        outs = self.forward(x, train=train)
+        outs = self.forward(x, train=train, rng=rng)
         douts, below, total = {}, set(), 0.0
         for name, y in outs.items():
             z, tgt, under = self._logits.get(name, (y, name, False))
@@ -283,7 +359,34 @@ class Net:
             l, dz = K_loss.softmax_cross_entropy(z.reshape(z.shape[0], -1), labels)
             total += l
             douts[tgt] = dz.reshape(z.shape)
-        return total, self.backward(douts, below_activation=below)
+        return total, self.backward(douts, below_activation=below, input_grad=input_grad)
+
+
+class _Ctx:
+    """Per-pass context handed to every kernel row (see the module docstring)."""
+
+    __slots__ = ("train", "seed", "keep", "index", "params", "need_dx")
+
+    def __init__(self, train, seed, keep):
+        self.train, self.seed, self.keep = train, seed, keep
+        self.index, self.params, self.need_dx = 0, True, ()
+
+    def rng(self, node=None):
+        seed = list(self.seed) if isinstance(self.seed, (list, tuple)) else [int(self.seed)]
+        return np.random.default_rng(seed + [self.index])
+
+
+def _collect_arrays(obj, out):
+    if isinstance(obj, np.ndarray):
+        out.append(obj)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            _collect_arrays(v, out)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _collect_arrays(v, out)
+    elif hasattr(obj, "arrays"):
+        out.extend(obj.arrays())
 
 
 def _nd(shape) -> int:
@@ -338,20 +441,29 @@ def _rounding(net, node):
     return node.layer.rounding or net.graph.rounding
 
 
-def conv_fwd(net, node, xs, train, i):
+def _geometry(net, node, x):
+    """``_sizes`` of a windowed layer for this input size, computed once per size."""
+    key = (node.name, x.shape[2:])
+    g = net._geom.get(key)
+    if g is None:
+        nd = net.nd[node.inputs[0]]
+        g = net._geom[key] = (*_sizes(node.layer, nd, x, _rounding(net, node)), _win2d(node.layer, nd)[2])
+    return g
+
+
+def conv_fwd(net, node, xs, ctx):
     x, nd = xs[0], net.nd[node.inputs[0]]
-    out_hw, pads, _, stride, dil = _sizes(node.layer, nd, x, _rounding(net, node))
+    out_hw, pads, _, stride, dil, _ = _geometry(net, node, x)
     w = _conv_weight(net, node)
     b = _bias_4d(net, node, net.params[node.name].get("bias"), nd)
-    y, cache = K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo)
-    return y, cache
+    return K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo,
+                                 keep_cols=ctx.keep)
 
 
-def conv_bwd(net, node, dy, cache):
-    if net.data_grads_only:  # receptive-field checks: dX only, the weight gradient is half the work
-        x, w, _, stride, pads, dil, groups, algo = cache
-        return [K_conv._data_grad(K_conv.as_float(dy, x.dtype), w, x.shape, stride, pads, dil, groups, algo)], {}
-    dx, dw, db = K_conv.conv2d_backward(dy, cache)
+def conv_bwd(net, node, dy, cache, ctx):
+    dx, dw, db = K_conv.conv2d_backward(dy, cache, need_dx=ctx.need_dx[0], need_dw=ctx.params)
+    if not ctx.params:  # receptive-field checks: dX only, the weight gradient is half the work
+        return [dx], {}
     layer, p = node.layer, net.params[node.name]
     if getattr(layer, "connections", None) is not None:
         dw = dw.reshape(-1)[_conn_index(layer)]
@@ -361,7 +473,7 @@ def conv_bwd(net, node, dy, cache):
     return [dx], dps
 
 
-def deconv_fwd(net, node, xs, train, i):
+def deconv_fwd(net, node, xs, ctx):
     x, nd, layer = xs[0], net.nd[node.inputs[0]], node.layer
     kernel, stride, pads, dil = _win2d(layer, nd)
     op = (0, *layer.output_padding) if nd == 1 else layer.output_padding
@@ -370,7 +482,7 @@ def deconv_fwd(net, node, xs, train, i):
                                            layer.groups, op, net.conv_algo)
 
 
-def deconv_bwd(net, node, dy, cache):
+def deconv_bwd(net, node, dy, cache, ctx):
     dx, dw, db = K_conv.conv_transpose2d_backward(dy, cache)
     p = net.params[node.name]
     dps = {"weight": dw.reshape(p["weight"].shape)}
@@ -379,9 +491,9 @@ def deconv_bwd(net, node, dy, cache):
     return [dx], dps
 
 
-def local_fwd(net, node, xs, train, i):
+def local_fwd(net, node, xs, ctx):
     x, nd = xs[0], net.nd[node.inputs[0]]
-    out_hw, pads, _, stride, dil = _sizes(node.layer, nd, x, _rounding(net, node))
+    out_hw, pads, _, stride, dil, _ = _geometry(net, node, x)
     p = net.params[node.name]
     w, b = p["weight"], p.get("bias")
     if nd == 1:  # (OL, F, C, k) → (1, OL, F, C, 1, k); bias (OL, F) → (1, OL, F)
@@ -390,7 +502,7 @@ def local_fwd(net, node, xs, train, i):
     return K_conv.locally_connected2d_forward(x, w, b, stride, pads, dil)
 
 
-def local_bwd(net, node, dy, cache):
+def local_bwd(net, node, dy, cache, ctx):
     dx, dw, db = K_conv.locally_connected2d_backward(dy, cache)
     p = net.params[node.name]
     dps = {"weight": dw.reshape(p["weight"].shape)}
@@ -399,22 +511,23 @@ def local_bwd(net, node, dy, cache):
     return [dx], dps
 
 
-def fc_fwd(net, node, xs, train, i):
+def fc_fwd(net, node, xs, ctx):
     p = net.params[node.name]
     return K_dense.dense_forward(xs[0], p["weight"], p.get("bias"))
 
 
-def fc_bwd(net, node, dy, cache):
-    dx, dw, db = K_dense.dense_backward(dy, cache)
+def fc_bwd(net, node, dy, cache, ctx):
+    dx, dw, db = K_dense.dense_backward(dy, cache, need_dx=ctx.need_dx[0], need_dw=ctx.params)
+    if not ctx.params:
+        return [dx], {}
     return [dx], ({"weight": dw} | ({"bias": db} if db is not None else {}))
 
 
 def _pool_fwd(kind):
-    def fwd(net, node, xs, train, i):
-        x, nd, layer = xs[0], net.nd[node.inputs[0]], node.layer
-        out_hw, pads, kernel, stride, _ = _sizes(layer, nd, x, _rounding(net, node))
+    def fwd(net, node, xs, ctx):
+        x, layer = xs[0], node.layer
         # the pool kernels clip windows themselves: give them the spec's pads, not the extra
-        _, _, spads, _ = _win2d(layer, nd)
+        out_hw, pads, kernel, stride, _, spads = _geometry(net, node, x)
         if kind == "max":
             return K_pool.maxpool2d_forward(x, kernel, stride, spads, out_hw)
         inc = layer.args.get("count_include_pad", True)
@@ -422,121 +535,119 @@ def _pool_fwd(kind):
     return fwd
 
 
-def pool_bwd(net, node, dy, cache):
+def pool_bwd(net, node, dy, cache, ctx):
     return [K_pool.pool2d_backward(dy, cache)], {}
 
 
-def gmax_fwd(net, node, xs, train, i):
+def gmax_fwd(net, node, xs, ctx):
     return K_pool.global_maxpool_forward(xs[0])
 
 
-def gavg_fwd(net, node, xs, train, i):
+def gavg_fwd(net, node, xs, ctx):
     return K_pool.global_avgpool_forward(xs[0])
 
 
 def _act_fwd(kind):
     name = _ACT_NAME.get(kind, kind)
 
-    def fwd(net, node, xs, train, i):
+    def fwd(net, node, xs, ctx):
         kw = {"alpha": node.layer.args["alpha"]} if kind == "leakyrelu" else {}
         return K_act.activation_forward(name, xs[0], **kw)
 
-    def bwd(net, node, dy, cache):
+    def bwd(net, node, dy, cache, ctx):
         return [K_act.activation_backward(name, dy, cache)], {}
     return fwd, bwd
 
 
-def identity_fwd(net, node, xs, train, i):
+def identity_fwd(net, node, xs, ctx):
     return xs[0], None
 
 
-def identity_bwd(net, node, dy, cache):
+def identity_bwd(net, node, dy, cache, ctx):
     return [dy], {}
 
 
-def maxout_fwd(net, node, xs, train, i):
+def maxout_fwd(net, node, xs, ctx):
     return K_act.maxout_forward(xs[0], node.layer.args["k"])
 
 
-def maxout_bwd(net, node, dy, cache):
+def maxout_bwd(net, node, dy, cache, ctx):
     return [K_act.maxout_backward(dy, cache)], {}
 
 
-def meanout_fwd(net, node, xs, train, i):
+def meanout_fwd(net, node, xs, ctx):
     """The linearised maxout: the mean of the k pieces."""
     x, k = xs[0], node.layer.args["k"]
     return x.reshape(x.shape[0], x.shape[1] // k, k, *x.shape[2:]).mean(axis=2), (x.shape, k)
 
 
-def meanout_bwd(net, node, dy, cache):
+def meanout_bwd(net, node, dy, cache, ctx):
     shape, k = cache
     return [np.repeat(dy / k, k, axis=1).reshape(shape)], {}
 
 
-def dropout_fwd(net, node, xs, train, i):
-    # a fixed stream per (seed, layer): repeated forwards draw the same mask (gradient checks)
-    rng = np.random.default_rng([net.seed, i])
-    return K_act.dropout_forward(xs[0], node.layer.args["p"], train=train, rng=rng)
+def dropout_fwd(net, node, xs, ctx):
+    # a fixed stream per (rng, layer): repeated forwards draw the same mask (gradient checks)
+    return K_act.dropout_forward(xs[0], node.layer.args["p"], train=ctx.train, rng=ctx.rng(node))
 
 
-def dropout_bwd(net, node, dy, cache):
+def dropout_bwd(net, node, dy, cache, ctx):
     return [K_act.dropout_backward(dy, cache)], {}
 
 
-def bn_fwd(net, node, xs, train, i):
+def bn_fwd(net, node, xs, ctx):
     p, s, a = net.params[node.name], net.state[node.name], node.layer.args
     x = xs[0]
-    if net.linear:
-        train = False
+    train = ctx.train and not net.linear
     y, cache = K_norm.batchnorm_forward(x, p["gamma"], p["beta"], s["running_mean"], s["running_var"],
                                         train=train, momentum=a["momentum"], eps=a["eps"])
     return y, cache
 
 
-def bn_bwd(net, node, dy, cache):
+def bn_bwd(net, node, dy, cache, ctx):
     dx, dg, db = K_norm.batchnorm_backward(dy, cache)
     return [dx], {"gamma": dg, "beta": db}
 
 
-def lrn_fwd(net, node, xs, train, i):
+def lrn_fwd(net, node, xs, ctx):
     a = node.layer.args
     return K_norm.lrn_forward(xs[0], a["size"], a["alpha"], a["beta"], a["k"])
 
 
-def lrn_bwd(net, node, dy, cache):
+def lrn_bwd(net, node, dy, cache, ctx):
     return [K_norm.lrn_backward(dy, cache)], {}
 
 
-def flatten_fwd(net, node, xs, train, i):
+def flatten_fwd(net, node, xs, ctx):
     x = xs[0]
     return x.reshape(x.shape[0], -1), x.shape  # C-major, a view
 
 
-def flatten_bwd(net, node, dy, shape):
+def flatten_bwd(net, node, dy, shape, ctx):
     return [dy.reshape(shape)], {}
 
 
-def concat_fwd(net, node, xs, train, i):
+def concat_fwd(net, node, xs, ctx):
     return np.concatenate(xs, axis=1), [x.shape[1] for x in xs]
 
 
-def concat_bwd(net, node, dy, sizes):
+def concat_bwd(net, node, dy, sizes, ctx):
     cuts = np.cumsum(sizes)[:-1]
     return [np.ascontiguousarray(d) for d in np.split(dy, cuts, axis=1)], {}
 
 
-def add_fwd(net, node, xs, train, i):
+def add_fwd(net, node, xs, ctx):
     y = xs[0].copy()
     for x in xs[1:]:
         y += x
     return y, len(xs)
 
 
-def add_bwd(net, node, dy, n):
+def add_bwd(net, node, dy, n, ctx):
     return [dy] * n, {}  # the same gradient goes to every branch (accumulation never mutates)
 
 
-def pad_channels_fwd(net, node, xs, train, i):
+def pad_channels_fwd(net, node, xs, ctx):
     """Option A shortcut: ``x[:, :, ::s, ::s]`` with zero channels appended (or split both sides)."""
     x, layer = xs[0], node.layer
     strides = layer.strides if net.nd[node.inputs[0]] == 2 else (1, layer.strides[0])
@@ -547,7 +658,7 @@ def pad_channels_fwd(net, node, xs, train, i):
     return y, (x.shape, strides, lo)
 
 
-def pad_channels_bwd(net, node, dy, cache):
+def pad_channels_bwd(net, node, dy, cache, ctx):
     shape, strides, lo = cache
     dx = np.zeros(shape, dy.dtype)
     dx[:, :, ::strides[0], ::strides[1]] = dy[:, lo:lo + shape[1]]
@@ -559,42 +670,54 @@ def _shuffle_perm(c, g):
     return np.arange(c).reshape(g, c // g).T.reshape(-1)
 
 
-def shuffle_fwd(net, node, xs, train, i):
+def shuffle_fwd(net, node, xs, ctx):
     x = xs[0]
     perm = _shuffle_perm(x.shape[1], node.layer.args["groups"])
     return np.ascontiguousarray(x[:, perm]), perm
 
 
-def shuffle_bwd(net, node, dy, perm):
+def shuffle_bwd(net, node, dy, perm, ctx):
     dx = np.empty_like(dy)
     dx[:, perm] = dy  # the inverse permutation
     return [dx], {}
 
 
-def split_fwd(net, node, xs, train, i):
+def split_fwd(net, node, xs, ctx):
     x, a = xs[0], node.layer.args
     w = x.shape[1] // a["parts"]
     return x[:, a["part"] * w:(a["part"] + 1) * w], (x.shape, a["part"] * w)  # a view
 
 
-def split_bwd(net, node, dy, cache):
+def split_bwd(net, node, dy, cache, ctx):
     shape, lo = cache
     dx = np.zeros(shape, dy.dtype)
     dx[:, lo:lo + dy.shape[1]] = dy
     return [dx], {}
 
 
-OPS = {
-    "conv": (conv_fwd, conv_bwd), "dwconv": (conv_fwd, conv_bwd),
-    "deconv": (deconv_fwd, deconv_bwd), "local": (local_fwd, local_bwd),
-    "fc": (fc_fwd, fc_bwd),
-    "maxpool": (_pool_fwd("max"), pool_bwd), "avgpool": (_pool_fwd("avg"), pool_bwd),
-    "global_maxpool": (gmax_fwd, pool_bwd), "global_avgpool": (gavg_fwd, pool_bwd),
-    **{k: _act_fwd(k) for k in ELEMENTWISE},
-    "maxout": (maxout_fwd, maxout_bwd), "_meanout": (meanout_fwd, meanout_bwd),
-    "dropout": (dropout_fwd, dropout_bwd), "batchnorm": (bn_fwd, bn_bwd), "lrn": (lrn_fwd, lrn_bwd),
-    "flatten": (flatten_fwd, flatten_bwd), "concat": (concat_fwd, concat_bwd),
-    "add": (add_fwd, add_bwd), "identity": (identity_fwd, identity_bwd),
-    "pad_channels": (pad_channels_fwd, pad_channels_bwd), "channel_shuffle": (shuffle_fwd, shuffle_bwd),
-    "split": (split_fwd, split_bwd),
+class LayerOps(NamedTuple):
+    """One row of the dispatch table (see the module docstring)."""
+
+    forward: Callable
+    backward: Callable
+    fresh: bool = False  # the forward always returns a new array: a fused activation may run in place
+
+
+_ACT_OPS = {k: LayerOps(*_act_fwd(k)) for k in ELEMENTWISE}
+
+OPS: dict[str, LayerOps] = {
+    "conv": LayerOps(conv_fwd, conv_bwd, True), "dwconv": LayerOps(conv_fwd, conv_bwd, True),
+    "deconv": LayerOps(deconv_fwd, deconv_bwd, True), "local": LayerOps(local_fwd, local_bwd, True),
+    "fc": LayerOps(fc_fwd, fc_bwd, True),
+    "maxpool": LayerOps(_pool_fwd("max"), pool_bwd, True), "avgpool": LayerOps(_pool_fwd("avg"), pool_bwd, True),
+    "global_maxpool": LayerOps(gmax_fwd, pool_bwd, True), "global_avgpool": LayerOps(gavg_fwd, pool_bwd, True),
+    **_ACT_OPS,
+    "maxout": LayerOps(maxout_fwd, maxout_bwd), "_meanout": LayerOps(meanout_fwd, meanout_bwd),
+    "dropout": LayerOps(dropout_fwd, dropout_bwd), "batchnorm": LayerOps(bn_fwd, bn_bwd, True),
+    "lrn": LayerOps(lrn_fwd, lrn_bwd),
+    "flatten": LayerOps(flatten_fwd, flatten_bwd), "concat": LayerOps(concat_fwd, concat_bwd, True),
+    "add": LayerOps(add_fwd, add_bwd, True), "identity": LayerOps(identity_fwd, identity_bwd),
+    "pad_channels": LayerOps(pad_channels_fwd, pad_channels_bwd, True),
+    "channel_shuffle": LayerOps(shuffle_fwd, shuffle_bwd),
+    "split": LayerOps(split_fwd, split_bwd),
 }

@@ -115,9 +115,8 @@ def _network_loss(net: Net, x, labels, R):
             outs = net.forward(x, train=True)
             from cnncalc.runtime.kernels.loss import softmax_cross_entropy
             total = 0.0
-            for name, y in outs.items():
-                z = net._logits.get(name, (y,))[0]
-                total += softmax_cross_entropy(z.reshape(z.shape[0], -1), labels)[0]
+            for name in outs:
+                total += softmax_cross_entropy(net.logits(name), labels)[0]
             return total
 
         def grad():

@@ -10,9 +10,8 @@ Everything random is a pure function of ``--seed`` and the position in the run:
 
 * initial weights: a Generator seeded with ``seed`` (:mod:`cnncalc.runtime.init`);
 * the sample order of epoch ``e``: ``BatchIterator(...).epoch(e)`` (seeded ``(seed, e)``);
-* dropout masks of step ``(e, b)``: the executor draws them from ``default_rng([net.seed,
-  layer index])``, so before every training step ``net.seed`` is set to a number derived
-  from ``(seed, e, b)`` (:func:`step_seed`).
+* dropout masks of step ``(e, b)``: every training step passes ``rng=step_seed(seed, e, b)``
+  to the executor, which draws layer ``i``'s mask from ``default_rng([rng, i])``.
 
 So a checkpoint needs no generator state: params, batch-norm state, momentum buffers,
 the schedule state and the position ``(epoch, batch)`` are enough for a resumed run to
@@ -109,7 +108,7 @@ class TrainNet(Net):
     def backward(self, douts, **kw):
         if self.measure_next:
             # the caches also refer to the weights: those are parameters (counted there), not activations
-            self.measured_bytes = held_bytes([self._caches, self._input_kept, self.last_outputs],
+            self.measured_bytes = held_bytes([self.cache_arrays(), self._input_kept, self.last_outputs],
                                              exclude=[self.params, getattr(self, "state", None)])
             self.measure_next = False
         return super().backward(douts, **kw)
@@ -205,9 +204,8 @@ def outputs_of(graph: Graph) -> tuple[str, int]:
 
 
 def logits(net: Net, outs: dict[str, np.ndarray], name: str) -> np.ndarray:
-    """Pre-softmax scores of output ``name`` (the executor keeps them for the loss)."""
-    z = net._logits.get(name, (outs[name], name, False))[0]
-    return z.reshape(z.shape[0], -1)
+    """Pre-softmax scores of output ``name`` of the latest forward."""
+    return net.logits(name)
 
 
 def cross_entropy(z: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -325,9 +323,8 @@ class Trainer:
             p = self.partial
             t0 = time.perf_counter() - p["seconds"]
             for b, (x, y) in enumerate(self.batches.epoch(e, self.next_batch), start=self.next_batch):
-                net.seed = step_seed(o.seed, e, b)
                 net.measure_next = self.measured_bytes is None
-                loss, _ = net.loss(x, y)
+                loss, _ = net.loss(x, y, rng=step_seed(o.seed, e, b), input_grad=False)
                 if net.measured_bytes is not None and self.measured_bytes is None:
                     self.measured_bytes = net.measured_bytes
                 if not math.isfinite(loss):

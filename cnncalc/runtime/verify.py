@@ -8,8 +8,8 @@
   ``activation_bytes``, and their sums against ``forward_bytes`` and (with the input)
   ``backward_saved_bytes``; kernel caches beyond the outputs (max-pool argmax, BN x̂,
   dropout masks) are reported, not compared: the analyzer does not claim them;
-* **receptive field** — a linearised float64 copy (identity activations, average pooling for
-  max, positive weights) back-propagates a one-hot gradient from one position of the layer
+* **receptive field** — a linearised float32 copy (identity activations, average pooling for
+  max, positive weights; float64 where float32 could underflow) back-propagates a one-hot gradient from one position of the layer
   (every channel) to the input; the bounding box of the non-zero input gradient must equal
   ``unit_field(...).support`` (the hull of the pixels reached by taps that land on real
   units at every layer; taps in the padding see zeros) and no pixel may lie outside it. Units: the centre and the two
@@ -62,16 +62,6 @@ def _owned_bytes(y, xs) -> int:
     return _root(y).nbytes
 
 
-def _cache_arrays(obj, out):
-    if isinstance(obj, np.ndarray):
-        out.append(obj)
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            _cache_arrays(o, out)
-
-
-
-
 def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=None):
     report = report or analyze_graph(graph, batch=batch, dtype="float32")
     net = Net(graph, dtype="float32", conv_algo=conv_algo, seed=seed)
@@ -98,13 +88,10 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
     for d in net.params.values():
         known.update(id(_root(a)) for a in d.values())
     extra: dict[int, int] = {}
-    for name, cache in net._caches.items():
-        arrs: list = []
-        _cache_arrays(cache, arrs)
-        for a in arrs:
-            r = _root(a)
-            if id(r) not in known:
-                extra[id(r)] = r.nbytes
+    for a in net.cache_arrays():
+        r = _root(a)
+        if id(r) not in known:
+            extra[id(r)] = r.nbytes
     t, m = report.totals, report.memory
     items += [
         Item("(total)", "params", t["trainable"], net.param_count()),
@@ -152,46 +139,74 @@ def field_layers(graph, every=False):
     return out
 
 
+def _unit_grads(net, vals, node, picks):
+    """Input gradients of one-hot seeds at ``picks`` of ``node``, one unit per batch item."""
+    y = vals[node.name]
+    if y.ndim == 2 and node.kind == "flatten" and vals[node.inputs[0]].ndim == 4:
+        d4 = np.zeros_like(vals[node.inputs[0]])  # flatten is pointwise: C-major position
+        for b, unit in enumerate(picks):
+            d4[b, :, unit[0] if len(unit) == 2 else 0, unit[-1]] = 1.0
+        d = d4.reshape(y.shape)
+    else:
+        d = np.zeros_like(y)
+        for b, unit in enumerate(picks):
+            if y.ndim == 2:
+                d[b, :] = 1.0
+            elif net.nd[node.name] == 1:
+                d[b, :, 0, unit[-1]] = 1.0
+            else:
+                d[b, :, unit[0], unit[1]] = 1.0
+    return net.backward({node.name: d}, keep_cache=True, params=False)
+
+
+def _may_underflow(g) -> bool:
+    """True when a float32 gradient comes within 2^40 of the smallest normal float32: a path
+    product that small could have flushed to zero, so the support is recomputed in float64."""
+    if g.dtype != np.float32:
+        return False
+    nz = g[g != 0]
+    return bool(nz.size) and float(np.abs(nz).min()) < float(np.finfo(np.float32).tiny) * 2.0 ** 40
+
+
 def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="corners", every_layer=False):
-    """Receptive-field checks through the linearised float64 copy.
+    """Receptive-field checks through the linearised copy, in float32.
 
     One backward pass per layer: the units are seeded on separate batch items (the linear copy
     never mixes samples: BN runs on its running statistics), only parameter-free data gradients
     are formed, and the pass stops at the layer's ancestors (the rest get no gradient).
+
+    float32 is enough for the claim checked — *which* input pixels get a non-zero gradient:
+    weights and inputs are positive, so every path adds a positive term and nothing cancels; a
+    sum of positive float32 terms is zero only if every term underflowed. A layer whose
+    gradient comes near the underflow range (:func:`_may_underflow`) is redone in float64.
     """
     if units not in RF_UNITS:
         raise ValueError(f"units must be one of {RF_UNITS}, got {units!r}")
     if conv_algo in ("fft", "auto"):
         conv_algo = "im2col"  # exact zeros: FFT leaves 1e-17 noise everywhere
-    net = Net(graph, dtype="float64", conv_algo=conv_algo, seed=seed, linear=True)
-    net.data_grads_only = True
     rep = receptive_fields(graph)
     nodes = field_layers(graph, every_layer)
     per_layer = {n.name: _units([a.n for a in rep[n.name].axes], units) for n in nodes}
     k = max((len(u) for u in per_layer.values()), default=1)
     x1 = random_input(graph.input_shape, 1, np.random.default_rng(seed)) ** 2 + 1.0  # positive
-    net.forward(np.repeat(x1, k, axis=0), keep=True)
-    vals = dict(net.outputs_seen)
+    passes = {}
+
+    def field_pass(dtype):
+        """(net, every node's output) of the linearised copy in ``dtype``, built once."""
+        if dtype not in passes:
+            net = Net(graph, dtype=dtype, conv_algo=conv_algo, seed=seed, linear=True)
+            net.forward(np.repeat(x1, k, axis=0).astype(dtype), keep=True)
+            passes[dtype] = (net, dict(net.outputs_seen))
+        return passes[dtype]
+
+    net, vals = field_pass("float32")
     in_nd = net.nd[INPUT]
     items: list[Item] = []
     for node in nodes:
-        y = vals[node.name]
+        gs = _unit_grads(net, vals, node, per_layer[node.name])
+        if gs is not None and _may_underflow(gs):  # float32 too narrow here: redo in float64
+            gs = _unit_grads(*field_pass("float64"), node, per_layer[node.name])
         picks = per_layer[node.name]
-        if y.ndim == 2 and node.kind == "flatten" and vals[node.inputs[0]].ndim == 4:
-            d4 = np.zeros_like(vals[node.inputs[0]])  # flatten is pointwise: C-major position
-            for b, unit in enumerate(picks):
-                d4[b, :, unit[0] if len(unit) == 2 else 0, unit[-1]] = 1.0
-            d = d4.reshape(y.shape)
-        else:
-            d = np.zeros_like(y)
-            for b, unit in enumerate(picks):
-                if y.ndim == 2:
-                    d[b, :] = 1.0
-                elif net.nd[node.name] == 1:
-                    d[b, :, 0, unit[-1]] = 1.0
-                else:
-                    d[b, :, unit[0], unit[1]] = 1.0
-        gs = net.backward({node.name: d}, keep_cache=True)
         if gs is None:
             continue
         for b, unit in enumerate(picks):
@@ -226,13 +241,25 @@ def _box_fill(mask, box, nd):
 
 
 def verify(graph, *, batch=2, conv_algo="auto", seed=0, fields=True, progress=None, rf_units="corners",
-           rf_every_layer=False):
-    """All checks; returns (items, info)."""
+           rf_every_layer=False, log=None):
+    """All checks; returns (items, info). ``log(line)``, when given, gets one line per check
+    group as it completes (the CLI prints them on stderr when it is not a terminal)."""
+    import time
+
     graph.infer()
+    t = time.perf_counter()
     items, info = check_counts_and_memory(graph, batch=batch, conv_algo=conv_algo, seed=seed)
+    if log:
+        log(f"verify: params, state, shapes and memory: {len(items)} checks, "
+            f"{sum(not i.ok for i in items)} differences ({time.perf_counter() - t:.1f} s)")
     if fields:
-        items += check_fields(graph, seed=seed, conv_algo=conv_algo, progress=progress, units=rf_units,
-                              every_layer=rf_every_layer)
+        t = time.perf_counter()
+        got = check_fields(graph, seed=seed, conv_algo=conv_algo, progress=progress, units=rf_units,
+                           every_layer=rf_every_layer)
+        items += got
+        if log:
+            log(f"verify: receptive fields: {len(got)} units, {sum(not i.ok for i in got)} differences "
+                f"({time.perf_counter() - t:.1f} s)")
     return items, info
 
 

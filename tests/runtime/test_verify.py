@@ -34,10 +34,18 @@ def run(*args):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def test_verify_logs_a_line_per_check_group_when_piped():
+    r = run("verify", "lenet5")
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert [ln.split(":")[1].strip() for ln in lines] == ["params, state, shapes and memory", "receptive fields"]
+    assert "verify:" not in r.stdout
+
+
 def test_verify_lenet5_passes():
     r = run("verify", "lenet5", "--format", "json")
     assert r.exit_code == 0, r.output
-    obj = json.loads(r.output)
+    obj = json.loads(r.stdout)
     assert obj["ok"] and obj["summary"]["receptive field"]["agree"] == obj["summary"]["receptive field"]["checked"] > 0
 
 
@@ -92,7 +100,7 @@ def test_verify_catches_wrong_receptive_field(monkeypatch):
     monkeypatch.setattr(V, "unit_field", off_by_one)
     r = run("verify", "lenet5", "--format", "json")
     assert r.exit_code == 1
-    bad = json.loads(r.output)["checks"]
+    bad = json.loads(r.stdout)["checks"]
     assert bad and {c["layer"] for c in bad} == {"C3"}
 
 
@@ -142,7 +150,7 @@ def _naive_fields(graph, units):
     from cnncalc.runtime.verify import _support_box, random_input
     net = Net(graph, dtype="float64", conv_algo="im2col", linear=True)
     net.forward(random_input(graph.input_shape, 1, np.random.default_rng(0)) ** 2 + 1.0, keep=True)
-    vals, caches, out = dict(net.outputs_seen), dict(net._caches), {}
+    vals, out = dict(net.outputs_seen), {}
     for node in graph.layers:
         for unit in units.get(node.name, ()):
             d = np.zeros_like(vals[node.name])
@@ -150,8 +158,7 @@ def _naive_fields(graph, units):
                 d[0] = 1.0
             else:
                 d[0, :, unit[0], unit[1]] = 1.0
-            net._caches = dict(caches)
-            g = net.backward({node.name: d})
+            g = net.backward({node.name: d}, keep_cache=True)
             out[(node.name, unit)] = _support_box(g[0])[0] if g is not None else None
     return out
 
@@ -238,4 +245,4 @@ def test_verify_googlenet_like_passes_and_catches_a_wrong_merge_field(tmp_path, 
     monkeypatch.setattr(V, "unit_field", shifted)
     r = run("verify", str(p), "--format", "json")
     assert r.exit_code == 1
-    assert {c["layer"] for c in json.loads(r.output)["checks"]} == {cat}
+    assert {c["layer"] for c in json.loads(r.stdout)["checks"]} == {cat}

@@ -205,16 +205,15 @@ def test_input_override_fits_the_data(files, tmp_path):
 
 
 def test_dropout_mask_changes_every_step_and_repeats_by_position():
-    """The executor draws dropout from default_rng([net.seed, layer]); the trainer sets
-    net.seed from (seed, epoch, batch), so masks differ between steps but are reproducible."""
+    """The executor draws dropout from default_rng([rng, layer]); the trainer passes
+    rng=step_seed(seed, epoch, batch), so masks differ between steps but are reproducible."""
     from cnncalc.spec.loader import load_spec_text
 
     net = T.TrainNet(load_spec_text(SPEC.replace("dropout: 0.25", "dropout: 0.5")))
     x = np.random.default_rng(1).random((16, 1, 8, 8), dtype=np.float32)
     outs = []
     for b in (0, 1, 0):
-        net.seed = T.step_seed(3, 0, b)
-        outs.append(net.forward(x, train=True)["out"])
+        outs.append(net.forward(x, train=True, rng=T.step_seed(3, 0, b))["out"])
     assert not np.array_equal(outs[0], outs[1])
     assert np.array_equal(outs[0], outs[2])
     assert len({T.step_seed(3, 1, 0), T.step_seed(3, 0, 1), T.step_seed(4, 0, 1)}) == 3

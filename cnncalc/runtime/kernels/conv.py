@@ -8,8 +8,10 @@ rows/columns of the padded input that no window reaches are simply unused.
 
 Public API
 ----------
-``conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto") -> (y, cache)``
-``conv2d_backward(dout, cache) -> (dx, dw, db)``            (``db`` is None without bias)
+``conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto", keep_cols=False)``
+    ``-> (y, cache)``; ``keep_cols`` keeps im2col's unfolded input for the weight gradient
+``conv2d_backward(dout, cache, need_dx=True, need_dw=True) -> (dx, dw, db)``
+    (``db`` is None without bias; skipped gradients are None)
 ``conv2d_data_grad(dy, w, x_shape, stride, pad, dilation, groups, algo) -> dx``
 ``conv2d_weight_grad(dy, x, w_shape, stride, pad, dilation, groups, algo) -> dw``
 ``conv1d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto")``
@@ -160,12 +162,16 @@ def _im2col(xp, kh, kw, sh, sw, dh, dw, OH, OW, groups):
         j = t % kw
         g = ci // Cg
         k = ((ci % Cg) * kh + i) * kw + j
+        row = cols[g, k]
         for n in range(N):
             for oh in range(OH):
-                r = oh * sh + i * dh
+                src = xp[n, ci, oh * sh + i * dh]
                 base = n * P + oh * OW
-                for ow in range(OW):
-                    cols[g, k, base + ow] = xp[n, ci, r, ow * sw + j * dw]
+                if sw == 1 and OW >= 8:  # a contiguous run: a slice copy
+                    row[base:base + OW] = src[j * dw:j * dw + OW]
+                else:
+                    for ow in range(OW):
+                        row[base + ow] = src[ow * sw + j * dw]
     return cols
 
 
@@ -196,13 +202,18 @@ def _col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw, dh, dw, OH, OW):
     return dxp
 
 
-def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW):
+def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=False):
+    """y (N, F, OH, OW); with ``keep_cols`` returns ``(y, cols)`` for the weight gradient."""
     N = xp.shape[0]
     F, Cg, kh, kw = w.shape
     cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
-    y = np.matmul(wr, cols)  # (g, Fg, N*P)
-    return np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+    if groups == 1:
+        y = wr[0] @ cols[0]  # (F, N*P): a plain 2-D GEMM
+    else:
+        y = np.matmul(wr, cols)  # (g, Fg, N*P)
+    y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+    return (y, cols) if keep_cols else y
 
 
 def _dy_rows(dy, groups):
@@ -210,20 +221,31 @@ def _dy_rows(dy, groups):
     return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, F // groups, N * OH * OW)
 
 
-def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp):
+def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
-    dcols = np.ascontiguousarray(np.matmul(wr.transpose(0, 2, 1), _dy_rows(dy, groups)))
+    if dyr is None:
+        dyr = _dy_rows(dy, groups)
+    if groups == 1:
+        dcols = (wr[0].T @ dyr[0])[None]
+    else:
+        dcols = np.ascontiguousarray(np.matmul(wr.transpose(0, 2, 1), dyr))
     return _col2im(dcols, N, Cg * groups, Hp, Wp, kh, kw, stride[0], stride[1],
                    dilation[0], dilation[1], OH, OW)
 
 
-def _im2col_dw(dy, xp, w_shape, stride, dilation, groups):
+def _im2col_dw(dy, xp, w_shape, stride, dilation, groups, cols=None, dyr=None):
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w_shape
-    cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
-    dw = np.matmul(_dy_rows(dy, groups), cols.transpose(0, 2, 1))  # (g, Fg, K)
+    if cols is None:
+        cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
+    if dyr is None:
+        dyr = _dy_rows(dy, groups)
+    if groups == 1:
+        dw = dyr[0] @ cols[0].T  # (F, K)
+    else:
+        dw = np.matmul(dyr, cols.transpose(0, 2, 1))  # (g, Fg, K)
     return np.ascontiguousarray(dw.reshape(F, Cg, kh, kw))
 
 
@@ -326,23 +348,27 @@ def _fft_dw(dy, xp, w_shape, stride, dilation, groups):
 # dispatch
 # --------------------------------------------------------------------------------------
 def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
-    """The ``auto`` rule, measured with ``benchmarks/bench_kernels.py`` on the 2-core dev
-    machine (float32, forward+backward; table in benchmarks/README.md, "Kernels"):
+    """The ``auto`` rule, measured on the 2-core dev machine (float32, forward+backward as in
+    training: im2col keeps its columns for the weight gradient; 1 thread, CPU ms; table in
+    benchmarks/README.md, "Kernels"):
 
     * depthwise-like (groups > 1 with <= 4 filter x channel pairs per group) -> ``direct``:
       the GEMMs degenerate to dot products (56x56x64 dw 3x3: direct 4.6 ms, fft 22,
       im2col 32);
-    * stride 1 and >= 25 taps (5x5 and larger) -> ``fft``: its cost does not grow with the
-      kernel while im2col's grows with kh*kw (5x5 16x16x32: fft 9.8 ms vs im2col 11.5;
-      7x7 28x28x16: 7.5 vs 8.0; LeNet 5x5: 13 vs 31);
-    * everything else (3x3, 1x1, any stride > 1) -> ``im2col`` (CIFAR 3x3: 94 ms vs fft 201
-      vs direct 598; 11x11/4: 32 vs fft 436).
+    * stride 1, >= 81 taps (9x9 and larger) and an output larger than 1x1 -> ``fft``: its
+      cost does not grow with the kernel while im2col's grows with kh*kw (9x9 32x32x16->16:
+      fft 16 ms, im2col 45; 11x11 56x56x8->8: 17 vs 43);
+    * everything else -> ``im2col``, including LeNet's 5x5 convs and 7x7 (LeNet C1 N=64:
+      im2col 18 ms, fft 30; C3: 9.6 vs 20; C5, a 1x1 output: 1.2 vs 14; 5x5 16x16x32:
+      18 vs 29; 7x7 28x28x16: 14 vs 17; 3x3 56x56x64: 207 vs 886).
     """
     F, Cg, kh, kw = w_shape
     sh, sw = pair(stride)
     if groups > 1 and Cg * (F // groups) <= 4:
         return "direct"
-    if kh * kw >= 25 and sh == 1 and sw == 1:
+    H, W = x_shape[2:]
+    one_by_one = H - (kh - 1) * pair(dilation)[0] <= sh and W - (kw - 1) * pair(dilation)[1] <= sw
+    if kh * kw >= 81 and sh == 1 and sw == 1 and not one_by_one:
         return "fft"
     return "im2col"
 
@@ -369,7 +395,44 @@ def _check(x, w, groups):
         raise ValueError(f"conv shapes: x {x.shape}, w {w.shape}, groups={groups}")
 
 
-def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None):
+#: columns of one conv larger than this are recomputed in backward instead of kept
+KEEP_COLS_BYTES = 64 << 20
+
+
+def _pointwise(w_shape, pads, groups):
+    """A 1x1 unpadded ungrouped conv: im2col's "unfold" is the input itself (strided), so
+    the GEMMs run per image on the NCHW arrays directly — no unfold, fold or transposes."""
+    return w_shape[2] == 1 and w_shape[3] == 1 and groups == 1 and not any(pads[0] + pads[1])
+
+
+def _pw_cols(x, stride, OH, OW):
+    """(N, C, OH*OW): the input at the strided positions (a view for stride 1)."""
+    if stride != (1, 1):
+        x = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]][:, :, :OH, :OW])
+    return x.reshape(x.shape[0], x.shape[1], OH * OW)
+
+
+def _pw_dx(dy, w, x_shape, stride):
+    N, F, OH, OW = dy.shape
+    d = np.matmul(w.reshape(F, -1).T, dy.reshape(N, F, OH * OW)).reshape(N, -1, OH, OW)
+    if stride == (1, 1) and d.shape == tuple(x_shape):
+        return d
+    dx = np.zeros(x_shape, dy.dtype)
+    dx[:, :, ::stride[0], ::stride[1]][:, :, :OH, :OW] = d
+    return dx
+
+
+def _pw_dw(dy, x3, w_shape):
+    N, F = dy.shape[:2]
+    dy3 = dy.reshape(N, F, -1)
+    dw = dy3[0] @ x3[0].T
+    for n in range(1, N):
+        dw += dy3[n] @ x3[n].T
+    return dw.reshape(w_shape)
+
+
+def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_cols=False):
+    """y, or ``(y, cols)`` with ``keep_cols`` (``cols`` None unless im2col kept them)."""
     _check(x, w, groups)
     kh, kw = w.shape[2:]
     if out_hw is None:
@@ -378,21 +441,32 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None):
     if OH < 1 or OW < 1:
         raise ValueError(f"conv output would be empty: {out_hw}")
     xp = _pad_input(x, pads)
+    cols = None
     if algo == "direct":
-        return _direct_fwd(xp, w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
-    if algo == "im2col":
-        return _im2col_fwd(xp, w, stride, dilation, groups, OH, OW)
-    return _fft_fwd(xp, w, stride, dilation, groups, OH, OW)
+        y = _direct_fwd(xp, w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
+    elif algo == "im2col" and _pointwise(w.shape, pads, groups):
+        cols = _pw_cols(x, stride, OH, OW)
+        y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
+    elif algo == "im2col":
+        keep = keep_cols and x.shape[0] * OH * OW * w[0].size * x.itemsize <= KEEP_COLS_BYTES
+        y = _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=keep)
+        if keep:
+            y, cols = y
+    else:
+        y = _fft_fwd(xp, w, stride, dilation, groups, OH, OW)
+    return (y, cols) if keep_cols else y
 
 
-def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo):
+def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     (pt, pb), (pl, pr) = pads
     N, C, H, W = x_shape
     Hp, Wp = H + pt + pb, W + pl + pr
+    if algo == "im2col" and _pointwise(w.shape, pads, groups):
+        return _pw_dx(dy, w, x_shape, stride)
     if algo == "direct":
         dxp = _direct_dx(dy, w, stride[0], stride[1], dilation[0], dilation[1], groups, Hp, Wp)
     elif algo == "im2col":
-        dxp = _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp)
+        dxp = _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr)
     else:
         dxp = _fft_dx(dy, w, stride, dilation, groups, Hp, Wp)
     if pt == pb == pl == pr == 0:
@@ -400,13 +474,17 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo):
     return np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
 
 
-def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo):
+def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
+    if algo == "im2col" and _pointwise(w_shape, pads, groups):
+        return _pw_dw(dy, _pw_cols(x, stride, *dy.shape[2:]) if cols is None else cols, w_shape)
+    if algo == "im2col" and cols is not None:
+        return _im2col_dw(dy, None, w_shape, stride, dilation, groups, cols, dyr)
     xp = _pad_input(x, pads)
     if algo == "direct":
         _, Cg, kh, kw = w_shape
         return _direct_dw(dy, xp, Cg, kh, kw, stride[0], stride[1], dilation[0], dilation[1], groups)
     if algo == "im2col":
-        return _im2col_dw(dy, xp, w_shape, stride, dilation, groups)
+        return _im2col_dw(dy, xp, w_shape, stride, dilation, groups, None, dyr)
     return _fft_dw(dy, xp, w_shape, stride, dilation, groups)
 
 
@@ -446,25 +524,55 @@ def _add_bias(y, b):
     return y
 
 
-def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto"):
-    """y = conv2d(x, w) + b.  Returns ``(y, cache)``; see the module docstring."""
+class ConvCache:
+    """What :func:`conv2d_backward` needs: the input, the weight, the geometry and, when
+    the forward ran im2col with ``keep_cols``, the unfolded input (so the weight gradient
+    does not unfold it again)."""
+
+    __slots__ = ("x", "w", "bdim", "stride", "pads", "dilation", "groups", "algo", "cols")
+
+    def __init__(self, x, w, bdim, stride, pads, dilation, groups, algo, cols=None):
+        self.x, self.w, self.bdim, self.stride, self.pads = x, w, bdim, stride, pads
+        self.dilation, self.groups, self.algo, self.cols = dilation, groups, algo, cols
+
+    def arrays(self):
+        """The arrays this cache keeps alive (for memory accounting)."""
+        return [a for a in (self.x, self.w, self.cols) if a is not None]
+
+
+def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto", keep_cols=False):
+    """y = conv2d(x, w) + b.  Returns ``(y, cache)``; see the module docstring.
+
+    ``keep_cols``: with im2col, keep the unfolded input in the cache for the weight
+    gradient (training; up to :data:`KEEP_COLS_BYTES` per layer)."""
     stride, pads, dilation = _norm_args(stride, pad, dilation)
     x = as_float(x)
     w = as_float(w, x.dtype)
     b = None if b is None else as_float(b, x.dtype)
     algo = _resolve(algo, x.shape, w.shape, stride, dilation, groups)
-    y = _add_bias(_conv_nobias(x, w, stride, pads, dilation, groups, algo), b)
-    cache = (x, w, None if b is None else b.ndim, stride, pads, dilation, groups, algo)
-    return y, cache
+    y, cols = _conv_nobias(x, w, stride, pads, dilation, groups, algo, keep_cols=True) if keep_cols else \
+        (_conv_nobias(x, w, stride, pads, dilation, groups, algo), None)
+    y = _add_bias(y, b)
+    return y, ConvCache(x, w, None if b is None else b.ndim, stride, pads, dilation, groups, algo, cols)
 
 
-def conv2d_backward(dout, cache):
-    """Returns ``(dx, dw, db)``; ``db`` has the bias's shape, None without bias."""
-    x, w, bdim, stride, pads, dilation, groups, algo = cache
-    dout = as_float(dout, x.dtype)
-    dx = _data_grad(dout, w, x.shape, stride, pads, dilation, groups, algo)
-    dw = _weight_grad(dout, x, w.shape, stride, pads, dilation, groups, algo)
-    db = None if bdim is None else (dout.sum(axis=(0, 2, 3)) if bdim == 1 else dout.sum(axis=0))
+def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
+    """Returns ``(dx, dw, db)``; ``db`` has the bias's shape, None without bias.
+
+    ``need_dx=False`` skips the data gradient (a first layer: nobody reads it) and
+    ``need_dw=False`` the parameter gradients (receptive-field checks); the skipped
+    entries are None.  ``conv2d_backward(dy, cache, need_dw=False)[0]`` is the
+    data-gradient entry point."""
+    c = cache
+    dout = as_float(dout, c.x.dtype)
+    dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
+           and not _pointwise(c.w.shape, c.pads, c.groups) else None)
+    dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None
+    dw = db = None
+    if need_dw:
+        dw = _weight_grad(dout, c.x, c.w.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, c.cols, dyr)
+        if c.bdim is not None:
+            db = dout.sum(axis=(0, 2, 3)) if c.bdim == 1 else dout.sum(axis=0)
     return dx, dw, db
 
 
@@ -517,11 +625,13 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1
     y_shape = (N, F, OH, OW)
     algo = _resolve(algo, y_shape, w.shape, stride, dilation, groups)
     y = _add_bias(_data_grad(x, w, y_shape, stride, pads, dilation, groups, algo), b)
-    return y, (x, w, None if b is None else b.ndim, stride, pads, dilation, groups, algo)
+    return y, ConvCache(x, w, None if b is None else b.ndim, stride, pads, dilation, groups, algo)
 
 
 def conv_transpose2d_backward(dout, cache):
-    x, w, bdim, stride, pads, dilation, groups, algo = cache
+    c = cache
+    x, w, bdim, stride, pads, dilation, groups, algo = (c.x, c.w, c.bdim, c.stride, c.pads, c.dilation,
+                                                        c.groups, c.algo)
     dout = as_float(dout, x.dtype)
     dx = _conv_nobias(dout, w, stride, pads, dilation, groups, algo, out_hw=x.shape[2:])
     # the forward conv (of which this layer is the transpose) has input dout and output x

@@ -1,7 +1,8 @@
 """Fully connected layer: ``y = x @ W.T + b`` (numpy GEMM; see conv.py for why no njit GEMM).
 
 ``dense_forward(x, w, b=None) -> (y, cache)``  -- ``x (N, in)``, ``w (out, in)``, ``b (out,)``
-``dense_backward(dout, cache) -> (dx, dw, db)`` -- ``db`` None without bias.
+``dense_backward(dout, cache, need_dx=True, need_dw=True) -> (dx, dw, db)`` -- ``db`` None
+    without bias; skipped gradients are None.
 An ``(N, C, H, W)`` input is flattened C-major (``x.reshape(N, -1)``), and ``dx`` gets
 the input's shape back.
 """
@@ -25,10 +26,11 @@ def dense_forward(x, w, b=None):
     return y, (x2, w, b is not None, shape)
 
 
-def dense_backward(dout, cache):
+def dense_backward(dout, cache, need_dx=True, need_dw=True):
+    """``(dx, dw, db)``; ``need_dx=False`` / ``need_dw=False`` skip (return None for) those."""
     x2, w, has_b, shape = cache
     dout = as_float(dout, x2.dtype)
-    dx = (dout @ w).reshape(shape)
-    dw = dout.T @ x2
-    db = dout.sum(axis=0) if has_b else None
+    dx = (dout @ w).reshape(shape) if need_dx else None
+    dw = dout.T @ x2 if need_dw else None
+    db = dout.sum(axis=0) if has_b and need_dw else None
     return dx, dw, db

@@ -21,6 +21,7 @@ class Node:
     inputs: list[str]
     line: int | None = None
     trace: str = ""  # e.g. "in module 'inception' used at line 40"
+    is_output: bool = False  # marked `output: true`: an intended second output (an aux head)
 
     @property
     def kind(self) -> str:
@@ -88,6 +89,14 @@ class Graph:
             for src in n.inputs:
                 out[src].append(n.name)
         return out
+
+    def unconsumed(self) -> list[str]:
+        """Layers whose output nothing reads, other than the last layer and those marked
+        ``output: true``: usually a branch left dangling by mistake (it is still counted)."""
+        cons = self.consumers()
+        last = next(reversed(self.nodes))
+        return [name for name, c in cons.items()
+                if not c and name not in (INPUT, last) and not self.nodes[name].is_output]
 
     @property
     def outputs(self) -> list[str]:

@@ -1,7 +1,7 @@
 """Shapes as the lecture slides write them.
 
 A shape is a tuple of ints: ``(H, W, C)`` for images, ``(L, C)`` for 1-D signals (text CNNs),
-``(N,)`` for flat vectors. Printed as ``224x224x64``, ``56x300`` and ``[4096]``.
+``(D, H, W, C)`` for volumes and video clips (3-D convolutions), ``(N,)`` for flat vectors. Printed as ``224x224x64``, ``56x300`` and ``[4096]``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _SHAPE_RE = re.compile(r"^\s*\[?\s*(\d+(?:\s*[x×*,]\s*\d+)*)\s*\]?\s*$", re.IGN
 
 
 def parse_shape(text: object) -> Shape:
-    """Parse ``224x224x3``, ``224×224×3``, ``[224, 224, 3]``, ``56x300`` or ``4096``.
+    """Parse ``224x224x3``, ``224×224×3``, ``[224, 224, 3]``, ``16x112x112x3``, ``56x300`` or ``4096``.
 
     Raises ValueError with a readable message.
     """
@@ -32,8 +32,8 @@ def parse_shape(text: object) -> Shape:
         dims = [int(d) for d in re.split(r"\s*[x×*,]\s*", m.group(1), flags=re.IGNORECASE)]
     else:
         raise ValueError(f"{text!r} is not a shape; write it like 224x224x3")
-    if not 1 <= len(dims) <= 3:
-        raise ValueError(f"{text!r}: a shape has 1 to 3 dimensions (HxWxC, LxC or N)")
+    if not 1 <= len(dims) <= 4:
+        raise ValueError(f"{text!r}: a shape has 1 to 4 dimensions (DxHxWxC, HxWxC, LxC or N)")
     if any(d <= 0 for d in dims):
         raise ValueError(f"{text!r}: every dimension must be positive")
     return tuple(dims)
@@ -54,7 +54,8 @@ def numel(shape: Shape) -> int:
 
 
 def spatial(shape: Shape) -> Shape:
-    """The spatial axes: (H, W) of an image, (L,) of a signal, () of a flat vector."""
+    """The spatial axes: (D, H, W) of a volume, (H, W) of an image, (L,) of a signal, () of a
+    flat vector."""
     return shape[:-1] if len(shape) > 1 else ()
 
 

@@ -11,12 +11,13 @@ from cnncalc.shapes import fmt_shape, parse_shape
 @pytest.mark.parametrize("text,shape", [
     ("224x224x3", (224, 224, 3)), ("224×224×3", (224, 224, 3)), ("[55, 55, 96]", (55, 55, 96)),
     ("56x300", (56, 300)), ("4096", (4096,)), ([7, 7, 512], (7, 7, 512)), (10, (10,)),
+    ("16x112x112x3", (16, 112, 112, 3)),  # DxHxWxC: a video clip (C3D)
 ])
 def test_parse_shape(text, shape):
     assert parse_shape(text) == shape
 
 
-@pytest.mark.parametrize("bad", ["224x224x", "abc", "0x3", "1x2x3x4", True, [1.5, 2]])
+@pytest.mark.parametrize("bad", ["224x224x", "abc", "0x3", "1x2x3x4x5", True, [1.5, 2]])
 def test_parse_shape_rejects(bad):
     with pytest.raises(ValueError):
         parse_shape(bad)

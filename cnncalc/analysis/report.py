@@ -15,7 +15,7 @@ from cnncalc.graph import INPUT, Graph
 from cnncalc.shapes import Shape, fmt_int, numel
 
 DTYPES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
-OP_KINDS = ("bias", "activation", "pool", "add", "norm")
+OP_KINDS = ("bias", "activation", "pool", "add", "mul", "norm", "interp")
 
 
 def dtype_bytes(dtype: str) -> int:

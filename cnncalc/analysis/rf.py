@@ -21,6 +21,13 @@ Follows Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neura
 * Pointwise layers (activations, BN, LRN, dropout, flatten, maxout) pass fields through;
   fc and global pooling see the union of all their input units' fields (normally the whole
   input): they are flagged ``global`` and have ``S = 0`` (every unit sees the same pixels).
+* Resampling layers (upsample, crop, padding, adaptive pooling) give an ``AxisMap`` per axis:
+  output unit o reads a range of input units, periodic in o (``reads(o + a) = reads(o) + b``),
+  so S is multiplied by b/a — an upsampling by 2 halves it, a Fraction reported exactly.
+  A crop's ``to:`` input only lends its shape. Reflect / replicate padding is followed
+  geometrically (as zero padding); the border units' real sources are mirrored pixels.
+* ``mul`` with a broadcast gate (squeeze-excitation): the field follows the full-size
+  branches; the node is flagged ``gated`` (every unit also depends on what the gate sees).
 * Branches: every distinct path from the input is carried as its own *path field*;
   a merge (concat, add) takes the union (the hull) of its inputs' fields. ``max_path_r`` /
   ``min_path_r`` are the largest / smallest field over the paths; a node is *aligned* when
@@ -64,7 +71,7 @@ from math import gcd
 
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
-from cnncalc.layers.base import GLOBAL, Window
+from cnncalc.layers.base import GLOBAL, AxisMap, Window
 from cnncalc.shapes import Shape, spatial
 
 Interval = tuple[int, int]
@@ -111,8 +118,10 @@ class PathField:
 IDENTITY = PathField(1, 1, (0,), (0,))
 
 
-def _window_inputs(win: Window, deconv: bool):
+def _window_inputs(win: Window | AxisMap, deconv: bool):
     """(a, b, f): f(o) lists the input units that output unit o reads, f(o + a) = f(o) + b."""
+    if isinstance(win, AxisMap):  # upsample, crop, padding, adaptive pooling
+        return win.a, win.b, win.reads
     k, s, pl, d = win.kernel, win.stride, win.pad_lo, win.dilation
     if not deconv:
         return 1, s, lambda o: [o * s - pl + j * d for j in range(k)]
@@ -338,6 +347,12 @@ class LayerField:
     windows: object = None       # what the layer reported: None, GLOBAL or [Window, ...]
     deconv: bool = False
     explain: list[str] = field(default_factory=list)
+    field_inputs: list[str] | None = None  # the inputs that carry the field (default: inputs)
+    gated: bool = False          # multiplied by a broadcast gate that sees its whole input
+
+    @property
+    def sources(self) -> list[str]:
+        return self.inputs if self.field_inputs is None else self.field_inputs
 
     def _each(self, attr):
         return tuple(getattr(a, attr) for a in self.axes)
@@ -378,6 +393,8 @@ class LayerField:
              "r_min": _collapse(self.r_min), "r_max": _collapse(self.r_max),
              "max_path_r": _collapse(self.max_path_r), "min_path_r": _collapse(self.min_path_r),
              "r_unclipped": _collapse(self.r_unclipped), "paths": self.n_paths, "aligned": self.aligned, "global": self.is_global}
+        if self.gated:
+            d["gated"] = True
         fr = [s for s in self.S if isinstance(s, Fraction) and s.denominator != 1]
         if fr:
             d["S_exact"] = _collapse(tuple(str(s) if s is not None else None for s in self.S))
@@ -428,7 +445,7 @@ class RFReport:
     def misaligned(self) -> list[str]:
         """Merge nodes where the paths disagree (the first place each misalignment appears)."""
         return [f.name for f in self.layers.values()
-                if f.windows is None and len(f.inputs) > 1 and not f.aligned]
+                if f.windows is None and len(f.sources) > 1 and not f.aligned]
 
     @property
     def aligned(self) -> bool:
@@ -459,7 +476,8 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
                           explain=["r = 1, S = 1, P = 0 (each pixel sees itself)"])}
     for node in graph.layers:
         layer = node.layer
-        ins = [fields[s] for s in node.inputs]
+        srcs = [node.inputs[i] for i in layer.rf_inputs()]
+        ins = [fields[s] for s in srcs]
         win = layer.rf_windows()
         deconv = layer.kind == "deconv"
         sp = spatial(node.shape)
@@ -475,15 +493,22 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
                 axes.append(AxisField(frozenset({apply_global(p, a.n) for p in a.paths}), 1,
                                       in_sp[ax], True))
             else:
-                if len(src) != 1 or len(win) != nd:
+                # an AxisMap layer may have a shape-only second input (crop's 'to:')
+                if len(win) != nd or (len(src) != 1 and not isinstance(win[ax], AxisMap)):
                     raise CnnCalcError(f"{node.name}: cannot follow the receptive field through a "
                                        f"{layer.kind} layer with {len(src)} inputs")
                 a = src[0]
                 paths = {apply_window(p, win[ax], deconv) for p in a.paths}
                 axes.append(AxisField(_prune(paths), n_out, in_sp[ax], a.is_global))
         lf = LayerField(node.name, layer.kind, layer.describe(), list(node.inputs), node.shape,
-                        tuple(axes), win, deconv)
+                        tuple(axes), win, deconv, field_inputs=srcs,
+                        gated=len(srcs) < len(node.inputs) and layer.kind == "mul")
         lf.explain = _explain(lf, ins)
+        if lf.gated:
+            gate = [s for s in node.inputs if s not in srcs]
+            lf.explain.append(f"gated by {', '.join(gate)} (broadcast, e.g. squeeze-excitation): "
+                              f"every unit also depends on all the pixels the gate sees; r follows "
+                              f"the full-size branch")
         fields[node.name] = lf
     return RFReport(graph.name, graph.input_shape, fields, graph.source)
 
@@ -512,12 +537,12 @@ def support_arrays(rep: RFReport, layer: str, ax: int) -> list[Interval | None]:
         if name == INPUT:
             arr = [(u, u) for u in range(a.n)]
         elif lf.windows is None:
-            srcs = [memo[(s, ax)] for s in lf.inputs]
+            srcs = [memo[(s, ax)] for s in lf.sources]
             arr = srcs[0] if len(srcs) == 1 else [_hull(s[u] for s in srcs) for u in range(a.n)]
         elif lf.windows == GLOBAL:
-            arr = [_hull(memo[(lf.inputs[0], ax)])]
+            arr = [_hull(memo[(lf.sources[0], ax)])]
         else:
-            src = memo[(lf.inputs[0], ax)]
+            src = memo[(lf.sources[0], ax)]
             _, _, f = _window_inputs(lf.windows[ax], lf.deconv)
             arr = [_hull(src[i] for i in f(u) if 0 <= i < len(src)) for u in range(a.n)]
         memo[(name, ax)] = arr
@@ -578,7 +603,8 @@ def unit_field(source: RFReport | Graph | str, layer: str, unit, input_shape: Sh
 
 # ----------------------------------------------------------------------------- explanations
 def _axis_names(nd: int) -> tuple[str, ...]:
-    return AXES_2D if nd == 2 else ("L",) if nd == 1 else tuple(f"axis{i}" for i in range(nd))
+    return (AXES_2D if nd == 2 else ("L",) if nd == 1 else ("D", "H", "W") if nd == 3
+            else tuple(f"axis{i}" for i in range(nd)))
 
 
 def _explain(lf: LayerField, ins: list[LayerField]) -> list[str]:
@@ -623,6 +649,12 @@ def _size(iv) -> int:
 
 
 def _explain_window(w: Window, prev: AxisField, a: AxisField, deconv: bool) -> str:
+    Sp = prev.S
+    if isinstance(w, AxisMap):
+        ratio = Fraction(w.b, w.a)
+        return (f"{w.label}: S = {fmt_num(Sp)}*{fmt_num(ratio)} = {fmt_num(a.S)}; r = {a.r_min}"
+                + (f"..{a.r_max} (depends on the output unit)" if a.r_max != a.r_min else "")
+                + f", unit 0 sees [{_iv(a.first)}], P = {fmt_num(a.P)}")
     k = w.extent
     keff = f"{w.kernel}" if w.dilation == 1 else f"({w.dilation}*({w.kernel} − 1) + 1 = {k})"
     if prev.S is None:

@@ -32,10 +32,63 @@ dtype_option = click.option("--dtype", type=click.Choice(list(DTYPES)), default=
                             show_default=True, help="Bytes per element for memory figures.")
 
 
+def _rounding(ctx, param, value):
+    if value is not None:
+        ctx.meta["cnncalc.rounding"] = "exact" if value == "strict" else value
+    return value
+
+
+rounding_option = click.option(
+    "--rounding", type=click.Choice(["floor", "ceil", "strict"]), default=None, expose_value=False,
+    callback=_rounding, is_eager=True,
+    help="Override the spec's rounding rule: floor (PyTorch), ceil (Caffe pooling) or strict "
+         "(a window that does not fit is an error). A layer's own 'rounding:' still wins.")
+
+
+def prepare_graph(graph):
+    """Apply the command line's --rounding to a loaded graph and warn (on stderr, never in the
+    JSON on stdout) about every layer whose output nothing reads."""
+    ctx = click.get_current_context(silent=True)
+    rounding = ctx.meta.get("cnncalc.rounding") if ctx is not None else None
+    if rounding is not None and rounding != graph.rounding:
+        graph.rounding = rounding
+        graph.inferred = False
+    for name in graph.unconsumed():
+        node = graph[name]
+        where = f"{graph.file}:{node.line}: " if graph.file and node.line else ""
+        click.echo(f"warning: {where}the output of {name!r} is not used by any layer (it is still "
+                   f"counted); connect it, remove it, or mark it 'output: true'", err=True)
+    return graph
+
+
+def require_kernels(graph):
+    """Exit 2 before any work when the reference runtime cannot execute a layer of ``graph``:
+    the analysis knows more layer types than the runtime has kernels for."""
+    from cnncalc.runtime import executor
+
+    ops = set(getattr(executor, "OPS", {}))
+    acts = set(getattr(executor, "ELEMENTWISE", ()))
+    for node in graph.layers:
+        layer = node.layer
+        missing = None
+        if ops and layer.kind not in ops:
+            missing = f"layer type {layer.kind!r}"
+        elif acts and layer.activation and layer.activation not in acts:
+            missing = f"activation {layer.activation!r}"
+        if missing:
+            where = f"{graph.file}:{node.line}: " if graph.file and node.line else ""
+            fail(f"{where}{node.name}: the runtime has no kernel for {missing} yet; the analysis "
+                 f"commands (summarize, receptive-field) handle it, train/verify/gradcheck/erf "
+                 f"cannot run this spec")
+    if len(graph.input_shape) > 3:
+        fail(f"the runtime has no kernels for 3-D inputs ({'x'.join(map(str, graph.input_shape))}) "
+             f"yet; the analysis commands handle them")
+
+
 def load_graph(ref: str):
     from cnncalc.spec.loader import load_spec
 
-    return load_spec(ref)
+    return prepare_graph(load_spec(ref))
 
 
 def fail(message: str, code: int = 2):

@@ -7,7 +7,7 @@ import re
 import click
 
 from cnncalc.analysis.rf import RFReport, fmt_num, receptive_fields, unit_field
-from cnncalc.cli.common import fail, format_option, input_option, load_graph
+from cnncalc.cli.common import fail, format_option, input_option, load_graph, rounding_option
 from cnncalc.errors import CnnCalcError, SpecError
 from cnncalc.report.render import Column, TableView, emit_json, render
 from cnncalc.shapes import fmt_shape, spatial
@@ -116,6 +116,7 @@ def _unit(ctx, param, value):
 @click.argument("spec", required=False)
 @format_option()
 @input_option
+@rounding_option
 @click.option("--chain", "--layers", "chain", metavar="CHAIN",
               help="Analyse a quick chain of layers instead of a spec, e.g. '3x3*3' or "
                    "'7x7s2,7x7s1' (see below).")
@@ -250,7 +251,7 @@ def layer_view(rep: RFReport, only: str | None = None, explain: bool = False) ->
 
 
 def _axis_labels(nd: int):
-    return ("H", "W") if nd == 2 else ("L",) if nd == 1 else tuple(f"axis {i}" for i in range(nd))
+    return ("H", "W") if nd == 2 else ("L",) if nd == 1 else ("D", "H", "W") if nd == 3 else tuple(f"axis {i}" for i in range(nd))
 
 
 def _last_local(rep: RFReport) -> str | None:

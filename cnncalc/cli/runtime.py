@@ -7,7 +7,8 @@ from contextlib import contextmanager
 
 import click
 
-from cnncalc.cli.common import fail, format_option, input_option, load_graph
+from cnncalc.cli.common import (fail, format_option, input_option, load_graph, require_kernels,
+                                rounding_option)
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
 ALGOS = ["auto", "direct", "im2col", "fft"]
@@ -34,6 +35,7 @@ def _progress(total: int, label: str):
 def _graph(spec, input_shape):
     graph = load_graph(spec)
     graph.infer(input_shape)
+    require_kernels(graph)
     return graph
 
 
@@ -42,6 +44,7 @@ def _graph(spec, input_shape):
 @click.argument("spec")
 @format_option()
 @input_option
+@rounding_option
 @algo_option
 @click.option("--batch", "-b", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--entries", type=click.IntRange(min=1), default=20, show_default=True,
@@ -98,6 +101,7 @@ def _worst(checks):
 @click.argument("spec")
 @format_option()
 @input_option
+@rounding_option
 @algo_option
 @click.option("--batch", "-b", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -173,6 +177,7 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
 @click.option("--layer", "-l", "layer", required=True, help="The layer whose central unit is studied.")
 @format_option()
 @input_option
+@rounding_option
 @algo_option
 @click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True,
               help="Random inputs the gradient magnitude is averaged over.")

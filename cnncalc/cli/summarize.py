@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
-                                load_graph)
+                                load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
 from cnncalc.report.render import Column, TableView, bar, emit_json, render
 from cnncalc.shapes import fmt_int, fmt_shape, human
@@ -16,6 +16,7 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 @batch_option
 @dtype_option
 @input_option
+@rounding_option
 @click.option("--no-bias", is_flag=True, help="Count weights only (the VGG table's 'not counting biases').")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Collapse module instances and blocks: one row per name prefix of this depth.")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from cnncalc.cli.common import format_option, input_option
+from cnncalc.cli.common import format_option, input_option, prepare_graph, require_kernels, rounding_option
 from cnncalc.errors import CnnCalcError
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
@@ -63,11 +63,12 @@ def _spec_source(ref: str) -> tuple[str, str]:
 def _graph(text: str, file: str, input_shape):
     from cnncalc.spec.loader import load_spec_text
 
-    g = load_spec_text(text, file=file)
+    g = prepare_graph(load_spec_text(text, file=file))
     g.infer(tuple(input_shape) if input_shape else None)
     if len(g.input_shape) != 3:
         raise _Fail(f"{file}: train needs an image input HxWxC, the spec's input is "
                     f"{'x'.join(map(str, g.input_shape))}: use --input HxWxC")
+    require_kernels(g)
     return g
 
 
@@ -163,6 +164,7 @@ def _mib(b):
 @click.option("--normalize", type=click.Choice(["scale", "standardize"]), default="scale", show_default=True,
               help="scale: pixels to [0, 1]; standardize: per-channel mean/std of the training split.")
 @input_option
+@rounding_option
 @click.option("--out", "out_dir", default=None, metavar="DIR",
               help="Run directory (default runs/<spec>-<timestamp>); never an existing non-empty one.")
 @click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",

@@ -1,16 +1,20 @@
 """The layer registry: spec keyword → Layer class. Each layer type's rules live in one module."""
-from cnncalc.layers.activation import LeakyReLU, Maxout, ReLU, ReLU6, Sigmoid, Softmax, Tanh
-from cnncalc.layers.base import GLOBAL, Layer, Window
+from cnncalc.layers.activation import (ELU, GELU, SELU, Hardsigmoid, Hardswish, LeakyReLU, Maxout,
+                                       Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus, Tanh)
+from cnncalc.layers.base import GLOBAL, AxisMap, Layer, Window
 from cnncalc.layers.channels import ChannelShuffle, PadChannels, Split
 from cnncalc.layers.conv import Conv, ConvTranspose, DepthwiseConv, LocallyConnected
 from cnncalc.layers.dense import Dense, Flatten
-from cnncalc.layers.merge import Add, Concat, Identity
-from cnncalc.layers.norm import LRN, BatchNorm, Dropout
+from cnncalc.layers.merge import Add, Concat, Identity, Mul
+from cnncalc.layers.norm import LRN, BatchNorm, Dropout, GroupNorm, InstanceNorm, LayerNorm, Scale
 from cnncalc.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
+from cnncalc.layers.resample import AdaptiveAvgPool, AdaptiveMaxPool, Crop, Pad, Upsample
 
 _ALL = [Conv, DepthwiseConv, ConvTranspose, LocallyConnected, Dense, Flatten, MaxPool, AvgPool,
         GlobalMaxPool, GlobalAvgPool, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, Softmax, Maxout,
-        BatchNorm, LRN, Dropout, Concat, Add, Identity, PadChannels, ChannelShuffle, Split]
+        BatchNorm, LRN, Dropout, Concat, Add, Identity, PadChannels, ChannelShuffle, Split,
+        SiLU, Hardswish, Hardsigmoid, GELU, Mish, ELU, SELU, Softplus, PReLU, Mul, Scale,
+        LayerNorm, GroupNorm, InstanceNorm, Upsample, Crop, Pad, AdaptiveAvgPool, AdaptiveMaxPool]
 
 REGISTRY: dict[str, type[Layer]] = {cls.kind: cls for cls in _ALL}
 # Other names people write for the same layers.
@@ -22,6 +26,10 @@ ALIASES = {
     "global_avg_pool": "global_avgpool", "global_max_pool": "global_maxpool",
     "leaky_relu": "leakyrelu", "bn": "batchnorm", "batch_norm": "batchnorm", "merge": "concat",
     "residual": "add", "sum": "add", "zeropad_channels": "pad_channels", "shuffle": "channel_shuffle",
+    "swish": "silu", "hard_swish": "hardswish", "hard_sigmoid": "hardsigmoid", "multiply": "mul",
+    "layer_norm": "layernorm", "ln": "layernorm", "group_norm": "groupnorm", "gn": "groupnorm",
+    "instance_norm": "instancenorm", "layer_scale": "scale", "interpolate": "upsample",
+    "adaptive_avg_pool": "adaptive_avgpool", "adaptive_max_pool": "adaptive_maxpool",
 }
 
-__all__ = ["REGISTRY", "ALIASES", "GLOBAL", "Layer", "Window"] + [c.__name__ for c in _ALL]
+__all__ = ["REGISTRY", "ALIASES", "GLOBAL", "AxisMap", "Layer", "Window"] + [c.__name__ for c in _ALL]

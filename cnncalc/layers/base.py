@@ -18,9 +18,13 @@ from cnncalc.shapes import Shape, fmt_int, fmt_shape, numel, spatial
 REQUIRED = object()
 MINUS = "−"  # the slides' minus sign in explanations
 
-ACTIVATIONS = ("relu", "relu6", "leakyrelu", "tanh", "sigmoid", "softmax", "linear")
-_ACT_ALIASES = {"leaky_relu": "leakyrelu", "leaky": "leakyrelu", "none": "linear", "identity": "linear"}
+ACTIVATIONS = ("relu", "relu6", "leakyrelu", "tanh", "sigmoid", "softmax", "silu", "hardswish",
+               "hardsigmoid", "gelu", "mish", "elu", "selu", "softplus", "prelu", "linear")
+_ACT_ALIASES = {"leaky_relu": "leakyrelu", "leaky": "leakyrelu", "none": "linear", "identity": "linear",
+                "swish": "silu", "hard_swish": "hardswish", "h_swish": "hardswish",
+                "hard_sigmoid": "hardsigmoid", "h_sigmoid": "hardsigmoid"}
 ROUNDINGS = ("exact", "floor", "ceil")
+_ROUNDING_ALIASES = {"strict": "exact"}
 
 
 # ----------------------------------------------------------------------------- field readers
@@ -64,8 +68,9 @@ def as_activation(v, name="activation"):
 def as_rounding(v, name="rounding"):
     if v is None:
         return None
+    v = _ROUNDING_ALIASES.get(v, v) if isinstance(v, str) else v
     if v not in ROUNDINGS:
-        raise SpecError(f"'{name}' must be one of {', '.join(ROUNDINGS)}, got {v!r}",
+        raise SpecError(f"'{name}' must be one of {', '.join(ROUNDINGS)} (strict = exact), got {v!r}",
                         hint="exact (the default) refuses a window that does not fit; floor is "
                              "PyTorch's rule; ceil is Caffe's pooling rule")
     return v
@@ -87,7 +92,7 @@ def per_axis(value, ndim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
     if isinstance(value, (list, tuple)):
         if len(value) != ndim:
             raise SpecError(f"'{name}' has {len(value)} values but the input has {ndim} spatial "
-                            f"axis{'es' if ndim != 1 else ''}",
+                            f"ax{'e' if ndim != 1 else 'i'}s",
                             hint=f"give one number, or exactly {ndim}")
         return tuple(as_int(v, name, minimum) for v in value)
     return (as_int(value, name, minimum),) * ndim
@@ -121,7 +126,7 @@ def pads_per_axis(value, ndim: int, in_sp, k_eff, strides, name="pad") -> tuple[
     if isinstance(value, (list, tuple)):
         if len(value) != ndim:
             raise SpecError(f"'{name}' has {len(value)} entries but the input has {ndim} spatial "
-                            f"axis{'es' if ndim != 1 else ''}",
+                            f"ax{'e' if ndim != 1 else 'i'}s",
                             hint="give one number, one per axis, or one [lo, hi] pair per axis")
         out = []
         for v in value:
@@ -156,6 +161,30 @@ class Window:
 
 
 GLOBAL = "global"  # the layer sees its whole input (fc, global pooling)
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """Which input units an output unit reads along one axis, for layers that are not a plain
+    sliding window (upsampling, cropping, padding, adaptive pooling): ``reads(o)`` lists the
+    input unit indices (indices outside 0..n−1 lie in padding) and the map is periodic:
+    ``reads(o + a) = reads(o) + b``. The effective stride is multiplied by b/a (a Fraction
+    when a ∤ b: an upsampling by 2 halves it). ``label`` names the rule in explanations."""
+    a: int
+    b: int
+    starts: tuple[int, ...]  # reads(o) for o in 0..a−1 is range(starts[o], ends[o])
+    ends: tuple[int, ...]
+    label: str = ""
+
+    def reads(self, o: int) -> list[int]:
+        m, ph = divmod(o, self.a)
+        return list(range(self.starts[ph] + m * self.b, self.ends[ph] + m * self.b))
+
+
+def axis_map(a: int, b: int, fn, label: str = "") -> AxisMap:
+    """An AxisMap from ``fn(o) -> (start, end)`` for one period of output units."""
+    se = [fn(o) for o in range(a)]
+    return AxisMap(a, b, tuple(s for s, _ in se), tuple(e for _, e in se), label)
 
 
 def _fmt_num(x) -> str:
@@ -275,6 +304,9 @@ class Layer:
             else:
                 self.args[key] = default
         self.activation = self.args.pop("activation")
+        if self.activation == "prelu":  # the spec loader turns it into its own layer
+            raise SpecError("a fused prelu would hide its learned slopes", layer=name,
+                            hint="add a prelu layer after this one")
         if self.activation and not self.takes_activation:
             raise SpecError(f"a {self.kind} layer cannot carry an activation", layer=name,
                             hint="put the activation on its own line after this layer")
@@ -328,8 +360,14 @@ class Layer:
         return {}
 
     def rf_windows(self):
-        """None: pointwise; GLOBAL: sees the whole input; else a Window per spatial axis."""
+        """None: pointwise; GLOBAL: sees the whole input; else a Window (or AxisMap) per
+        spatial axis."""
         return None
+
+    def rf_inputs(self) -> list[int]:
+        """Which inputs carry the receptive field (indices into the inputs): all by default;
+        a crop's shape-only 'to:' input and a mul's broadcast gate do not."""
+        return list(range(len(self.in_shapes)))
 
     # -- explanations ---------------------------------------------------------------------
     def explain_shape(self) -> list[str]:

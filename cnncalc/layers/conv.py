@@ -57,7 +57,7 @@ class _Windowed(Layer):
         if len(set(notes)) == 1:
             self._notes.append(notes[0])
         else:
-            axes = "HW" if len(notes) == 2 else "L"
+            axes = {1: "L", 2: "HW", 3: "DHW"}.get(len(notes)) or [str(i) for i in range(len(notes))]
             self._notes.extend(f"{a}: {n}" for a, n in zip(axes, notes))
         return tuple(outs)
 

@@ -1,4 +1,5 @@
-"""Merging branches: concat along channels, elementwise add (residual); identity."""
+"""Merging branches: concat along channels, elementwise add (residual), elementwise product
+(squeeze-excitation gate, with broadcasting); identity."""
 from __future__ import annotations
 
 from cnncalc.errors import SpecError
@@ -50,3 +51,58 @@ class Identity(Layer):
     view = True
     takes_activation = False
     doc = "passes its input on unchanged"
+
+
+def broadcast(shapes) -> tuple[int, ...] | None:
+    """NumPy's rule, right-aligned (channels last): each axis equal or 1; a flat [C] lines up
+    with the channels. None when the shapes do not broadcast."""
+    n = max(len(s) for s in shapes)
+    out = []
+    for ax in range(n):
+        dims = {s[len(s) - n + ax] for s in shapes if len(s) - n + ax >= 0}
+        big = dims - {1}
+        if len(big) > 1:
+            return None
+        out.append(big.pop() if big else 1)
+    return tuple(out)
+
+
+class Mul(Layer):
+    """Elementwise product of branches, a branch of 1x1xC (or [C]) broadcast over HxWxC:
+    squeeze-and-excitation's gate (Hu et al. 2018). Its products are counted as the op
+    class ``mul``, not as MACs (PyTorch's profilers and the papers' MAdds leave them out)."""
+
+    kind = "mul"
+    family = "merge"
+    n_inputs = None
+    doc = ("elementwise product of branches; a 1x1xC or [C] branch is broadcast over HxWxC "
+           "(the squeeze-excitation gate); counted as `mul` ops, not MACs")
+
+    def _infer(self, in_shapes, rounding):
+        if len(in_shapes) < 2:
+            raise SpecError("mul multiplies two or more branches, got one",
+                            hint="write {mul: [[...gate layers...], []]} or {mul: null, inputs: [a, b]}")
+        out = broadcast(in_shapes)
+        if out is None:
+            raise SpecError("mul branches do not broadcast: "
+                            + " and ".join(fmt_shape(x) for x in in_shapes),
+                            hint="each axis must be equal or 1 (channels last); an SE gate is "
+                                 "1x1xC (global pool, then 1x1 convs back to C channels)")
+        if len(set(in_shapes)) > 1:
+            self._notes.append(" * ".join(fmt_shape(x) for x in in_shapes) + f" → {fmt_shape(out)} "
+                               "(size-1 axes broadcast)")
+        return out
+
+    def _ops(self):
+        return {"mul": numel(self.out_shape) * (len(self.in_shapes) - 1)}
+
+    def rf_inputs(self):
+        """The full-size branches carry the field; a broadcast gate (squeeze-excitation's
+        1x1xC) makes every unit depend on the whole gate input as well, which the receptive
+        field report flags as ``gated`` instead of widening every later field to the image."""
+        full = [i for i, s in enumerate(self.in_shapes) if s == self.out_shape]
+        return full or list(range(len(self.in_shapes)))
+
+    @property
+    def gated(self) -> bool:
+        return len(self.rf_inputs()) < len(self.in_shapes)

@@ -37,8 +37,8 @@ from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml
 
 TOP_KEYS = {"name", "source", "input", "rounding", "defaults", "modules", "layers", "vars",
             "description", "notes", "variant", "tables"}
-ITEM_KEYS = {"name", "repeat", "when", "inputs", "bn"}
-MERGES = ("concat", "add")
+ITEM_KEYS = {"name", "repeat", "when", "inputs", "bn", "output"}
+MERGES = ("concat", "add", "mul")
 MAX_DEPTH = 32
 MAX_NODES = 1_000_000
 
@@ -237,23 +237,29 @@ class _Builder:
         line = getattr(item, "line", None) or line
         if ctx.depth > MAX_DEPTH:
             raise self.err("modules nest too deeply (a module that calls itself?)", line=line)
+        if "when" in item and _skipped(item, ctx.scope):
+            return prev  # when: false — nothing else of the item is looked at
         kind = self._kind_of(item, line)
         repeat = item.get("repeat", 1)
-        repeat = substitute(repeat, ctx.scope) if isinstance(repeat, str) else repeat
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-            raise self.err(f"'repeat' must be a whole number ≥ 1, got {repeat!r}", line=line)
+        try:
+            repeat = substitute(repeat, ctx.scope) if isinstance(repeat, str) else repeat
+        except ExprError as e:
+            raise self.err(str(e), line=line) from None
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
+            raise self.err(f"'repeat' must be a whole number ≥ 0 (0: none), got {repeat!r}", line=line)
         for n in range(1, repeat + 1):
             explicit = repeat > 1 or "repeat" in item or "n" not in ctx.scope
             scope = {**ctx.scope, "n": n, "i": n - 1} if explicit else ctx.scope
             try:
+                when = substitute(item.get("when", True), scope)
+                if not isinstance(when, bool):
+                    raise self.err(f"'when' must be true or false (or an expression), got {when!r}",
+                                   line=line)
+                if not when:
+                    continue
                 it = _substitute_item(item, scope)
             except ExprError as e:
                 raise self.err(str(e), line=line) from None
-            when = it.get("when", True)
-            if not isinstance(when, bool):
-                raise self.err(f"'when' must be true or false (or an expression), got {when!r}", line=line)
-            if not when:
-                continue
             name = it.get("name")
             if name is not None:
                 name = str(name)
@@ -338,22 +344,42 @@ class _Builder:
         local = name or self._auto_name(kind, ctx)
         full = ctx.prefix + local
         activation = args.pop("activation", None) if bn else None
+        prelu = _is_prelu(args.get("activation"))
+        if prelu:  # a learned activation has parameters: it becomes its own layer
+            args.pop("activation")
+        for ref in getattr(cls, "ref_fields", ()):  # a layer named for its shape: a second input
+            if args.get(ref) is not None:
+                src = src + self._inputs({"inputs": args[ref]}, ctx, None, line)
         try:
             layer = cls(full, args)
         except SpecError as e:
             raise e.located(file=self.file, line=line, layer=full)
-        self._add(Node(full, layer, src, line, ctx.trace))
+        self._add(Node(full, layer, src, line, ctx.trace, is_output=bool(it.get("output"))))
+        if prelu:
+            self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
+            full = full + "_prelu"
+        if bn and _is_prelu(activation):
+            activation = None
+            bn_prelu = True
+        else:
+            bn_prelu = False
         if bn:
             bn_args = dict(ctx.defaults.get("batchnorm", {}))
             if activation is not None:
                 bn_args["activation"] = activation
+            if _is_prelu(bn_args.get("activation")):
+                bn_args.pop("activation")
+                bn_prelu = True
             bn_args.pop("bn", None)
             try:
                 bn_layer = REGISTRY["batchnorm"](full + "_bn", bn_args)
             except SpecError as e:
                 raise e.located(file=self.file, line=line, layer=full + "_bn")
             self._add(Node(full + "_bn", bn_layer, [full], line, ctx.trace))
-            return full + "_bn"
+            full = full + "_bn"
+            if bn_prelu:
+                self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
+                full = full + "_prelu"
         return full
 
     def _add(self, node):
@@ -384,11 +410,17 @@ class _Builder:
                     outs.append(self._item(b, ctx, src[0], bline))
         local = name or self._auto_name(kind, ctx)
         full = ctx.prefix + local
+        prelu = _is_prelu(extra.get("activation"))
+        if prelu:  # a learned activation has parameters: it becomes its own layer
+            extra = {**extra, "activation": None}
         try:
             layer = REGISTRY[kind](full, extra)
         except SpecError as e:
             raise e.located(file=self.file, line=line, layer=full)
-        self._add(Node(full, layer, outs, line, ctx.trace))
+        self._add(Node(full, layer, outs, line, ctx.trace, is_output=bool(it.get("output"))))
+        if prelu:
+            self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
+            full = full + "_prelu"
         return full
 
     def _block(self, it, ctx, src, name, line) -> str:
@@ -443,6 +475,22 @@ class _Builder:
         trace = f"in module '{mod.name}' used at line {line}" + (f", {ctx.trace}" if ctx.trace else "")
         sub = _Ctx(ctx.prefix + local + "/", scope, {}, defaults, trace, ctx.depth + 1)
         return self._seq(mod.layers, sub, src[0])
+
+
+def _skipped(item, scope) -> bool:
+    """True when the item's ``when`` is false before anything else of it is read. A ``when``
+    that uses the item's own repeat counter (n, i) is decided per repetition instead."""
+    own = {k: v for k, v in scope.items() if k not in ("n", "i")} if "repeat" in item else (
+        scope if "n" in scope else {**scope, "n": 1, "i": 0})
+    try:
+        when = substitute(item["when"], own)
+    except ExprError:
+        return False
+    return when is False
+
+
+def _is_prelu(v) -> bool:
+    return isinstance(v, str) and v.lower() == "prelu"
 
 
 def _substitute_item(item, scope):

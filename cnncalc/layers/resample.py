@@ -11,7 +11,7 @@ uneven windows are followed unit by unit.
   Ops: ``interp`` = 2^d weighted terms per output value for (bi/tri)linear, 0 for nearest.
 * ``crop``: ``to: LAYER`` crops the centre to that layer's spatial size (lo = ⌊(In − T)/2⌋, the
   U-Net skip crop; LAYER is a shape-only second input), or explicit per-side amounts
-  (``crop: 4``, ``[4, 4]``, ``[[lo, hi], [lo, hi]]``).
+  (``crop: 4``, ``[4, 4]``, ``[[lo, hi], [lo, hi]]``). A crop is a view (a slice): no new memory.
 * ``padding``: explicit padding (a layer; ``pad:`` stays the conv/pool argument), ``mode: zero | reflect | replicate``.
 * ``adaptive_avgpool`` / ``adaptive_maxpool``: ``size`` (per axis); PyTorch's windows
   start = ⌊i·In/Out⌋, end = ⌈(i + 1)·In/Out⌉. Ops ``pool``: window size − 1 per value.
@@ -148,6 +148,7 @@ class Crop(_Resample):
     kind = "crop"
     primary = "amount"
     n_inputs = None
+    view = True  # a slice of its input, as PyTorch's x[..., a:b, c:d]: no new memory
     doc = ("crop: `to: LAYER` (centre crop to that layer's spatial size, ⌊(In − T)/2⌋ before) "
            "or `amount` per side (int, per axis, or [lo, hi] per axis)")
     fields = {"amount": (raw, None), "to": (raw, None)}

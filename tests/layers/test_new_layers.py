@@ -110,6 +110,7 @@ def test_crop_to_a_named_layer_is_a_centre_crop():
             inp="9x8x2")
     # 9x8 → the 7x6 of 'small': 1 before, 1 after on both axes
     assert r["c"].shape == (7, 6, 2) and r["c"].inputs == ["input", "small"]
+    assert r["c"].view  # a slice, as in PyTorch: no new memory
 
 
 # ----------------------------------------------------------------------------- 3-D

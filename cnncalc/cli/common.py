@@ -67,7 +67,7 @@ def require_kernels(graph):
     from cnncalc.runtime import executor
 
     ops = set(getattr(executor, "OPS", {}))
-    acts = set(getattr(executor, "ELEMENTWISE", ()))
+    acts = set(getattr(executor, "FUSED_ACTIVATIONS", getattr(executor, "ELEMENTWISE", ())))
     for node in graph.layers:
         layer = node.layer
         missing = None
@@ -80,7 +80,7 @@ def require_kernels(graph):
             fail(f"{where}{node.name}: the runtime has no kernel for {missing} yet; the analysis "
                  f"commands (summarize, receptive-field) handle it, train/verify/gradcheck/erf "
                  f"cannot run this spec")
-    if len(graph.input_shape) > 3:
+    if len(graph.input_shape) > getattr(executor, "MAX_INPUT_RANK", 3):
         fail(f"the runtime has no kernels for 3-D inputs ({'x'.join(map(str, graph.input_shape))}) "
              f"yet; the analysis commands handle them")
 

@@ -73,6 +73,10 @@ ELEMENTWISE = ("relu", "relu6", "leakyrelu", "tanh", "sigmoid", "softmax")
 #: issue 10's activations: {kind: the layer arguments its kernel takes}
 ACTIVATIONS2 = {"silu": (), "hardswish": (), "hardsigmoid": (), "gelu": ("approximate",), "mish": (),
                 "elu": ("alpha",), "selu": (), "softplus": ("beta", "threshold")}
+#: activations a layer may carry fused (``activation:``); prelu becomes its own layer
+FUSED_ACTIVATIONS = (*ELEMENTWISE, *ACTIVATIONS2)
+#: spec shapes up to DxHxWxC run (3 spatial axes)
+MAX_INPUT_RANK = 4
 #: what the linearised copy (``linear=True``) runs in place of a kind; see the module docstring
 LINEAR_KIND = {"maxpool": "avgpool", "global_maxpool": "global_avgpool", "maxout": "_meanout",
                "lrn": "identity", "dropout": "identity", "adaptive_maxpool": "adaptive_avgpool",

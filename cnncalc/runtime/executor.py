@@ -18,7 +18,10 @@ topological order forward and in reverse order backward.  The public interface (
 
 Layouts. Activations are NCHW. A 1-D tensor (spec ``LxC``) is carried as ``(N, C, 1, L)`` so
 every 2-D kernel serves it too (kernel ``(1, k)``); its parameters keep the spec's 1-D shapes
-and are reshaped (as views) when a kernel is called. Flat vectors are ``(N, F)``. ``flatten``
+and are reshaped (as views) when a kernel is called. A 3-D tensor (spec ``DxHxWxC``) is
+``(N, C, D, H, W)``: conv, transposed conv and pooling run on the any-rank kernels of
+``kernels/ndim.py`` (the tuned 2-D kernels keep the 1-D and 2-D paths); batch norm, the
+activations, the norms and the resampling layers are rank-free. Flat vectors are ``(N, F)``. ``flatten``
 reshapes NCHW in C-major order (C, then H, then W: PyTorch's ``x.flatten(1)``), so an fc
 weight ``(out, in)`` indexes its inputs as ``c*H*W + h*W + w``.
 
@@ -44,8 +47,14 @@ kind with no row makes ``Net`` raise :class:`RuntimeUnsupported` (exit 2).  A la
 ``activation`` runs after it; gradients of a tensor read by several layers are summed.
 
 ``linear=True`` builds the linearised copy ``cnncalc verify`` uses for receptive fields:
-identity activations, average pooling in place of max (and mean in place of maxout),
-dropout/LRN/softmax as identity, positive weights.
+identity activations, average pooling in place of max (and mean in place of maxout,
+adaptive average in place of adaptive max), dropout/LRN/softmax as identity, positive weights;
+layer/group/instance norm, layer scale and prelu as identity (pointwise for the field, as the
+analysis treats them); ``mul`` passes its full-size (feature) branch and holds a broadcast
+gate constant (the analysis flags such a field as gated instead of widening it); upsample,
+crop and adaptive average pooling as themselves (they are linear), padding as zero padding
+(the analysis' ``o − lo`` map; reflect/replicate only re-read units already inside). See
+:data:`LINEAR_KIND`.
 """
 from __future__ import annotations
 

@@ -220,7 +220,9 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cor
                 box = box[1:]
             elif in_nd == 0:
                 box = ()
-            claimed = unit_field(rep, node.name, unit).clipped
+            # the hull of the units it really reads (a dilated tap or a window wholly in
+            # padding reads nothing): the exact claim for the gradient's support
+            claimed = unit_field(rep, node.name, unit).support
             claimed = tuple(tuple(c) if c is not None else None for c in claimed)
             uname = ",".join(map(str, unit))
             items.append(Item(node.name, f"field of unit ({uname})", claimed, box,

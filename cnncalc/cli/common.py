@@ -75,6 +75,8 @@ def require_kernels(graph):
             missing = f"layer type {layer.kind!r}"
         elif acts and layer.activation and layer.activation not in acts:
             missing = f"activation {layer.activation!r}"
+        elif len(layer.out_shape or ()) == 4 and layer.kind in getattr(executor, "NO_3D", ()):
+            missing = f"3-D layer type {layer.kind!r}"
         if missing:
             where = f"{graph.file}:{node.line}: " if graph.file and node.line else ""
             fail(f"{where}{node.name}: the runtime has no kernel for {missing} yet; the analysis "

@@ -84,8 +84,10 @@ ACTIVATIONS2 = {"silu": (), "hardswish": (), "hardsigmoid": (), "gelu": ("approx
                 "elu": ("alpha",), "selu": (), "softplus": ("beta", "threshold")}
 #: activations a layer may carry fused (``activation:``); prelu becomes its own layer
 FUSED_ACTIVATIONS = (*ELEMENTWISE, *ACTIVATIONS2)
-#: spec shapes up to DxHxWxC run (3 spatial axes)
+#: spec shapes up to DxHxWxC run (3 spatial axes) ...
 MAX_INPUT_RANK = 4
+#: ... except these kinds on 3-D tensors
+NO_3D = ("local", "lrn", "maxout", "pad_channels")
 #: what the linearised copy (``linear=True``) runs in place of a kind; see the module docstring
 LINEAR_KIND = {"maxpool": "avgpool", "global_maxpool": "global_avgpool", "maxout": "_meanout",
                "lrn": "identity", "dropout": "identity", "adaptive_maxpool": "adaptive_avgpool",
@@ -196,7 +198,7 @@ class Net:
             self.nd[node.name] = _nd(layer.out_shape)
             if layer.kind not in OPS:
                 raise RuntimeUnsupported(f"the runtime has no {layer.kind!r} layer", )
-            if self.nd[node.name] == 3 and layer.kind in ("local", "lrn", "maxout", "pad_channels"):
+            if self.nd[node.name] == 3 and layer.kind in NO_3D:
                 raise RuntimeUnsupported(f"{node.name}: the runtime has no 3-D {layer.kind!r} layer")
             if layer.kind == "maxpool" and any(w.dilation > 1 for w in layer.windows):
                 raise RuntimeUnsupported(f"{node.name}: dilated max pooling is not supported by the runtime")

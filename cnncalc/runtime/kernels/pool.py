@@ -232,7 +232,9 @@ def maxpool2d_forward(x, kernel, stride=None, pad=0, out_size=None):
 
 def avgpool2d_forward(x, kernel, stride=None, pad=0, out_size=None, count_include_pad=True):
     x, (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (OH, OW) = _setup(x, kernel, stride, pad, out_size)
-    if _regular(x.shape[2:], (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (OH, OW)):
+    # one whole-batch numpy op per kernel offset: for small windows only (a global pool would
+    # be thousands of ops; the per-plane loop serves it)
+    if kh * kw <= 16 and _regular(x.shape[2:], (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (OH, OW)):
         return _avg_regular_fwd(x, (kh, kw), (sh, sw), (OH, OW)), ("avg_regular", x.shape, ((kh, kw), (sh, sw)))
     h0, h1, w0, w1, inv = _avg_plan(x.shape[2], x.shape[3], OH, OW, kh, kw, sh, sw, pt, pb, pl, pr,
                                     bool(count_include_pad))

@@ -76,7 +76,7 @@ def require_kernels(graph):
     from cnncalc.runtime import executor
 
     ops = set(getattr(executor, "OPS", {}))
-    acts = set(getattr(executor, "ELEMENTWISE", ()))
+    acts = set(getattr(executor, "FUSED_ACTIVATIONS", getattr(executor, "ELEMENTWISE", ())))
     for node in graph.layers:
         layer = node.layer
         missing = None
@@ -84,12 +84,14 @@ def require_kernels(graph):
             missing = f"layer type {layer.kind!r}"
         elif acts and layer.activation and layer.activation not in acts:
             missing = f"activation {layer.activation!r}"
+        elif len(layer.out_shape or ()) == 4 and layer.kind in getattr(executor, "NO_3D", ()):
+            missing = f"3-D layer type {layer.kind!r}"
         if missing:
             where = f"{graph.file}:{node.line}: " if graph.file and node.line else ""
             fail(f"{where}{node.name}: the runtime has no kernel for {missing} yet; the analysis "
                  f"commands (summarize, receptive-field) handle it, train/verify/gradcheck/erf "
                  f"cannot run this spec")
-    if len(graph.input_shape) > 3:
+    if len(graph.input_shape) > getattr(executor, "MAX_INPUT_RANK", 3):
         fail(f"the runtime has no kernels for 3-D inputs ({'x'.join(map(str, graph.input_shape))}) "
              f"yet; the analysis commands handle them")
 

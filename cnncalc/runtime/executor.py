@@ -18,7 +18,10 @@ topological order forward and in reverse order backward.  The public interface (
 
 Layouts. Activations are NCHW. A 1-D tensor (spec ``LxC``) is carried as ``(N, C, 1, L)`` so
 every 2-D kernel serves it too (kernel ``(1, k)``); its parameters keep the spec's 1-D shapes
-and are reshaped (as views) when a kernel is called. Flat vectors are ``(N, F)``. ``flatten``
+and are reshaped (as views) when a kernel is called. A 3-D tensor (spec ``DxHxWxC``) is
+``(N, C, D, H, W)``: conv, transposed conv and pooling run on the any-rank kernels of
+``kernels/ndim.py`` (the tuned 2-D kernels keep the 1-D and 2-D paths); batch norm, the
+activations, the norms and the resampling layers are rank-free. Flat vectors are ``(N, F)``. ``flatten``
 reshapes NCHW in C-major order (C, then H, then W: PyTorch's ``x.flatten(1)``), so an fc
 weight ``(out, in)`` indexes its inputs as ``c*H*W + h*W + w``.
 
@@ -44,8 +47,14 @@ kind with no row makes ``Net`` raise :class:`RuntimeUnsupported` (exit 2).  A la
 ``activation`` runs after it; gradients of a tensor read by several layers are summed.
 
 ``linear=True`` builds the linearised copy ``cnncalc verify`` uses for receptive fields:
-identity activations, average pooling in place of max (and mean in place of maxout),
-dropout/LRN/softmax as identity, positive weights.
+identity activations, average pooling in place of max (and mean in place of maxout,
+adaptive average in place of adaptive max), dropout/LRN/softmax as identity, positive weights;
+layer/group/instance norm, layer scale and prelu as identity (pointwise for the field, as the
+analysis treats them); ``mul`` passes its full-size (feature) branch and holds a broadcast
+gate constant (the analysis flags such a field as gated instead of widening it); upsample,
+crop and adaptive average pooling as themselves (they are linear), padding as zero padding
+(the analysis' ``o − lo`` map; reflect/replicate only re-read units already inside). See
+:data:`LINEAR_KIND`.
 """
 from __future__ import annotations
 
@@ -56,16 +65,35 @@ import numpy as np
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.runtime.kernels import activation as K_act
+from cnncalc.runtime.kernels import activation_ext as K_act2
 from cnncalc.runtime.kernels import conv as K_conv
 from cnncalc.runtime.kernels import dense as K_dense
 from cnncalc.runtime.kernels import loss as K_loss
+from cnncalc.runtime.kernels import ndim as K_nd
 from cnncalc.runtime.kernels import norm as K_norm
 from cnncalc.runtime.kernels import pool as K_pool
+from cnncalc.runtime.kernels import resample as K_rs
+from cnncalc.runtime.kernels import statnorm as K_sn
 from cnncalc.shapes import numel
 
 CONV_ALGOS = ("auto", "direct", "im2col", "fft")
 _ACT_NAME = {"leakyrelu": "leaky_relu"}  # spec name → kernel name
 ELEMENTWISE = ("relu", "relu6", "leakyrelu", "tanh", "sigmoid", "softmax")
+#: issue 10's activations: {kind: the layer arguments its kernel takes}
+ACTIVATIONS2 = {"silu": (), "hardswish": (), "hardsigmoid": (), "gelu": ("approximate",), "mish": (),
+                "elu": ("alpha",), "selu": (), "softplus": ("beta", "threshold")}
+#: activations a layer may carry fused (``activation:``); prelu becomes its own layer
+FUSED_ACTIVATIONS = (*ELEMENTWISE, *ACTIVATIONS2)
+#: spec shapes up to DxHxWxC run (3 spatial axes) ...
+MAX_INPUT_RANK = 4
+#: ... except these kinds on 3-D tensors
+NO_3D = ("local", "lrn", "maxout", "pad_channels")
+#: what the linearised copy (``linear=True``) runs in place of a kind; see the module docstring
+LINEAR_KIND = {"maxpool": "avgpool", "global_maxpool": "global_avgpool", "maxout": "_meanout",
+               "lrn": "identity", "dropout": "identity", "adaptive_maxpool": "adaptive_avgpool",
+               "prelu": "identity", "layernorm": "identity", "groupnorm": "identity",
+               "instancenorm": "identity", "scale": "identity", "mul": "_mul_linear",
+               **{k: "identity" for k in (*ELEMENTWISE, *ACTIVATIONS2)}}
 
 
 class RuntimeUnsupported(CnnCalcError):
@@ -74,7 +102,10 @@ class RuntimeUnsupported(CnnCalcError):
 
 # ----------------------------------------------------------------------------- layouts
 def spec_shape(a: np.ndarray, nd: int) -> tuple[int, ...]:
-    """Runtime array → the spec's shape of one sample: (N,C,H,W)→HxWxC, (N,C,1,L)→LxC, (N,F)→[F]."""
+    """Runtime array → the spec's shape of one sample: (N,C,H,W)→HxWxC, (N,C,1,L)→LxC, (N,F)→[F],
+    (N,C,D,H,W)→DxHxWxC."""
+    if nd == 3:
+        return (*a.shape[2:], a.shape[1])
     if nd == 2:
         return (a.shape[2], a.shape[3], a.shape[1])
     if nd == 1:
@@ -92,7 +123,9 @@ def to_runtime(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def random_input(shape, batch, rng, dtype="float64"):
     """A standard-normal runtime input of ``batch`` items for an analysis ``shape``."""
-    if len(shape) == 3:
+    if len(shape) == 4:
+        x = rng.standard_normal((batch, shape[3], *shape[:3]))
+    elif len(shape) == 3:
         x = rng.standard_normal((batch, shape[2], shape[0], shape[1]))
     elif len(shape) == 2:
         x = rng.standard_normal((batch, shape[1], 1, shape[0]))
@@ -165,6 +198,8 @@ class Net:
             self.nd[node.name] = _nd(layer.out_shape)
             if layer.kind not in OPS:
                 raise RuntimeUnsupported(f"the runtime has no {layer.kind!r} layer", )
+            if self.nd[node.name] == 3 and layer.kind in NO_3D:
+                raise RuntimeUnsupported(f"{node.name}: the runtime has no 3-D {layer.kind!r} layer")
             if layer.kind == "maxpool" and any(w.dilation > 1 for w in layer.windows):
                 raise RuntimeUnsupported(f"{node.name}: dilated max pooling is not supported by the runtime")
             # the code that counts is the code that allocates
@@ -184,11 +219,14 @@ class Net:
 
     # -- parameters ---------------------------------------------------------------------
     def _init(self, rng, layer, name, shape, role):
-        if layer.kind == "batchnorm":
+        if layer.kind in ("layernorm", "groupnorm", "instancenorm") or (
+                layer.kind == "batchnorm"):
             if self.linear:
                 return np.ones(shape, self.dtype) if name == "gamma" else np.zeros(shape, self.dtype)
             base = 1.0 if name == "gamma" else 0.0
             return (base + 0.1 * rng.standard_normal(shape)).astype(self.dtype)
+        if layer.kind in ("scale", "prelu"):  # PyTorch's init: the spec's value
+            return np.full(shape, layer.args["init"], self.dtype)
         fan_in = _fan_in(layer, shape) if role == "weight" else 1
         if self.linear:  # positive weights: no cancellation, so the gradient support is exact
             return (rng.uniform(0.5, 1.5, shape) / fan_in).astype(self.dtype)
@@ -280,8 +318,7 @@ class Net:
     def _kind(self, layer):
         k = layer.kind
         if self.linear:
-            return {"maxpool": "avgpool", "global_maxpool": "global_avgpool", "maxout": "_meanout",
-                    "lrn": "identity", "dropout": "identity"}.get(k, "identity" if k in ELEMENTWISE else k)
+            return LINEAR_KIND.get(k, k)
         return k
 
     def _ancestors(self, name):
@@ -456,12 +493,20 @@ def conv_fwd(net, node, xs, ctx):
     out_hw, pads, _, stride, dil, _ = _geometry(net, node, x)
     w = _conv_weight(net, node)
     b = _bias_4d(net, node, net.params[node.name].get("bias"), nd)
+    if nd == 3:
+        if b is not None and b.ndim > 1:
+            raise RuntimeUnsupported(f"{node.name}: the runtime has no untied bias on 3-D inputs")
+        y, cache = K_nd.conv_forward(x, w, b, stride, pads, dil, node.layer.groups)
+        return y, _Nd(cache)
     return K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo,
                                  keep_cols=ctx.keep)
 
 
 def conv_bwd(net, node, dy, cache, ctx):
-    dx, dw, db = K_conv.conv2d_backward(dy, cache, need_dx=ctx.need_dx[0], need_dw=ctx.params)
+    if isinstance(cache, _Nd):
+        dx, dw, db = K_nd.conv_backward(dy, cache.cache, need_dx=ctx.need_dx[0], need_dw=ctx.params)
+    else:
+        dx, dw, db = K_conv.conv2d_backward(dy, cache, need_dx=ctx.need_dx[0], need_dw=ctx.params)
     if not ctx.params:  # receptive-field checks: dX only, the weight gradient is half the work
         return [dx], {}
     layer, p = node.layer, net.params[node.name]
@@ -478,12 +523,19 @@ def deconv_fwd(net, node, xs, ctx):
     kernel, stride, pads, dil = _win2d(layer, nd)
     op = (0, *layer.output_padding) if nd == 1 else layer.output_padding
     w = _conv_weight(net, node)
+    if nd == 3:
+        y, cache = K_nd.conv_transpose_forward(x, w, net.params[node.name].get("bias"), stride, pads, dil,
+                                               layer.groups, op)
+        return y, _Nd(cache)
     return K_conv.conv_transpose2d_forward(x, w, net.params[node.name].get("bias"), stride, pads, dil,
                                            layer.groups, op, net.conv_algo)
 
 
 def deconv_bwd(net, node, dy, cache, ctx):
-    dx, dw, db = K_conv.conv_transpose2d_backward(dy, cache)
+    if isinstance(cache, _Nd):
+        dx, dw, db = K_nd.conv_transpose_backward(dy, cache.cache)
+    else:
+        dx, dw, db = K_conv.conv_transpose2d_backward(dy, cache)
     p = net.params[node.name]
     dps = {"weight": dw.reshape(p["weight"].shape)}
     if db is not None:
@@ -528,6 +580,11 @@ def _pool_fwd(kind):
         x, layer = xs[0], node.layer
         # the pool kernels clip windows themselves: give them the spec's pads, not the extra
         out_hw, pads, kernel, stride, _, spads = _geometry(net, node, x)
+        if net.nd[node.inputs[0]] == 3:
+            if kind == "max":
+                return _ndc(*K_nd.maxpool_forward(x, kernel, stride, spads, out_hw))
+            return _ndc(*K_nd.avgpool_forward(x, kernel, stride, spads, out_hw,
+                                             layer.args.get("count_include_pad", True)))
         if kind == "max":
             return K_pool.maxpool2d_forward(x, kernel, stride, spads, out_hw)
         inc = layer.args.get("count_include_pad", True)
@@ -536,14 +593,25 @@ def _pool_fwd(kind):
 
 
 def pool_bwd(net, node, dy, cache, ctx):
+    if isinstance(cache, _Nd):
+        return [K_nd.pool_backward(dy, cache.cache)], {}
     return [K_pool.pool2d_backward(dy, cache)], {}
 
 
+def _whole(x):
+    d = x.ndim - 2
+    return x.shape[2:], (1,) * d, ((0, 0),) * d, (1,) * d
+
+
 def gmax_fwd(net, node, xs, ctx):
+    if xs[0].ndim == 5:
+        return _ndc(*K_nd.maxpool_forward(xs[0], *_whole(xs[0])))
     return K_pool.global_maxpool_forward(xs[0])
 
 
 def gavg_fwd(net, node, xs, ctx):
+    if xs[0].ndim == 5:
+        return _ndc(*K_nd.avgpool_forward(xs[0], *_whole(xs[0])))
     return K_pool.global_avgpool_forward(xs[0])
 
 
@@ -695,6 +763,198 @@ def split_bwd(net, node, dy, cache, ctx):
     return [dx], {}
 
 
+# ----------------------------------------------------------------------------- issue 10
+class _Nd:
+    """A cache from the any-rank kernels (kernels/ndim.py): 3-D inputs."""
+
+    __slots__ = ("cache",)
+
+    def __init__(self, cache):
+        self.cache = cache
+
+    def arrays(self):
+        out: list[np.ndarray] = []
+        _collect_arrays(self.cache, out)
+        return out
+
+
+def _ndc(y, cache):
+    return y, _Nd(cache)
+
+
+def _spatial_axes(net, name):
+    """Runtime axes of the spec's spatial axes of tensor ``name``: (3,) for 1-D (N, C, 1, L)."""
+    nd = net.nd[name]
+    return (3,) if nd == 1 else tuple(range(2, 2 + nd))
+
+
+def _act2(kind):
+    keys = ACTIVATIONS2[kind]
+
+    def fwd(net, node, xs, ctx):
+        return K_act.activation_forward(kind, xs[0], **{k: node.layer.args[k] for k in keys})
+
+    def bwd(net, node, dy, cache, ctx):
+        return [K_act.activation_backward(kind, dy, cache)], {}
+    return LayerOps(fwd, bwd, True)
+
+
+def prelu_fwd(net, node, xs, ctx):
+    return K_act2.prelu_forward(xs[0], net.params[node.name]["weight"])
+
+
+def prelu_bwd(net, node, dy, cache, ctx):
+    dx, da = K_act2.prelu_backward(dy, cache)
+    return [dx], ({"weight": da} if ctx.params else {})
+
+
+def _bcast_shape(n, spec, out_spec):
+    """Runtime shape of a ``mul`` input with spec shape ``spec`` lined up against ``out_spec``."""
+    if len(out_spec) == 1:
+        return (n, *spec)
+    s = (1,) * (len(out_spec) - len(spec)) + tuple(spec)
+    return (n, s[-1], 1, s[0]) if len(out_spec) == 2 else (n, s[-1], *s[:-1])
+
+
+def mul_fwd(net, node, xs, ctx):
+    layer = node.layer
+    views = [x.reshape(_bcast_shape(x.shape[0], s, layer.out_shape)) for x, s in zip(xs, layer.in_shapes)]
+    y, _ = K_sn.mul_forward(views)
+    return y, (views, [x.shape for x in xs])
+
+
+def mul_bwd(net, node, dy, cache, ctx):
+    views, shapes = cache
+    dxs = K_sn.mul_backward(dy, views, ctx.need_dx)
+    return [None if g is None else g.reshape(s) for g, s in zip(dxs, shapes)], {}
+
+
+def mul_linear_fwd(net, node, xs, ctx):
+    """The linearised ``mul``: the feature path (the full-size branch) passes unchanged; a
+    broadcast gate is a constant (its field is flagged, not folded, by the analysis)."""
+    i = node.layer.rf_inputs()[0]
+    return xs[i], (i, [x.shape for x in xs])
+
+
+def mul_linear_bwd(net, node, dy, cache, ctx):
+    i, shapes = cache
+    return [dy if j == i else np.zeros(s, dy.dtype) for j, s in enumerate(shapes)], {}
+
+
+def scale_fwd(net, node, xs, ctx):
+    return K_sn.scale_forward(xs[0], net.params[node.name]["gamma"])
+
+
+def scale_bwd(net, node, dy, cache, ctx):
+    dx, dg = K_sn.scale_backward(dy, cache, ctx.params)
+    return [dx], ({"gamma": dg} if ctx.params else {})
+
+
+def _norm_plan(net, node, x):
+    """(array to normalise, its groups shape, γ/β broadcast shape, γ's reduce axes, channels last?)."""
+    kind, a = node.layer.kind, node.layer.args
+    n = x.shape[0]
+    if kind == "layernorm" and a["over"] == "channels":
+        xt = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        return xt, (-1, xt.shape[-1]), (xt.shape[-1],), tuple(range(xt.ndim - 1)), True
+    if kind == "layernorm":
+        return x, (n, 1, -1), x.shape[1:], (0,), False
+    bshape = (x.shape[1],) + (1,) * (x.ndim - 2)
+    axes = (0, *range(2, x.ndim))
+    if kind == "groupnorm":
+        return x, (n, a["groups"], -1), bshape, axes, False
+    return x, (n, x.shape[1], -1), bshape, axes, False  # instancenorm
+
+
+def statnorm_fwd(net, node, xs, ctx):
+    x = xs[0]
+    xt, groups, bshape, axes, moved = _norm_plan(net, node, x)
+    p = net.params[node.name]
+    g = p["gamma"].reshape(bshape) if "gamma" in p else None
+    b = p["beta"].reshape(bshape) if "beta" in p else None
+    y, cache = K_sn.statnorm_forward(xt, groups, g, b, node.layer.args["eps"])
+    if moved:
+        y = np.ascontiguousarray(np.moveaxis(y, -1, 1))
+    return y, (cache, axes, moved)
+
+
+def statnorm_bwd(net, node, dy, cache, ctx):
+    c, axes, moved = cache
+    if moved:
+        dy = np.ascontiguousarray(np.moveaxis(dy, 1, -1))
+    dx, dg, db = K_sn.statnorm_backward(dy, c, axes)
+    if moved:
+        dx = np.ascontiguousarray(np.moveaxis(dx, -1, 1))
+    p = net.params[node.name]
+    dps = {}
+    if ctx.params and "gamma" in p:
+        dps = {"gamma": dg.reshape(p["gamma"].shape), "beta": db.reshape(p["beta"].shape)}
+    return [dx], dps
+
+
+def _in_sizes(node):
+    x = node.layer.in_shapes[0]
+    return x[:-1]
+
+
+def upsample_fwd(net, node, xs, ctx):
+    layer = node.layer
+    ins, outs = _in_sizes(node), layer.out_shape[:-1]
+    if layer.args["mode"] == "nearest":
+        mats = [K_rs.nearest_matrix(i, o) for i, o in zip(ins, outs)]
+    else:
+        mats = [K_rs.linear_matrix(i, o, layer.args["align_corners"]) for i, o in zip(ins, outs)]
+    return K_rs.axis_linear_forward(xs[0], mats, _spatial_axes(net, node.inputs[0]))
+
+
+def axis_linear_bwd(net, node, dy, cache, ctx):
+    return [K_rs.axis_linear_backward(dy, cache)], {}
+
+
+def adaptive_avg_fwd(net, node, xs, ctx):
+    mats = [K_rs.adaptive_avg_matrix(i, o) for i, o in zip(_in_sizes(node), node.layer.out_shape[:-1])]
+    return K_rs.axis_linear_forward(xs[0], mats, _spatial_axes(net, node.inputs[0]))
+
+
+def adaptive_max_fwd(net, node, xs, ctx):
+    return K_rs.adaptive_max_forward(xs[0], node.layer.out_shape[:-1], _spatial_axes(net, node.inputs[0]))
+
+
+def adaptive_max_bwd(net, node, dy, cache, ctx):
+    return [K_rs.adaptive_max_backward(dy, cache)], {}
+
+
+def crop_fwd(net, node, xs, ctx):
+    y, cache = K_rs.crop_forward(xs[0], node.layer.crops, _spatial_axes(net, node.inputs[0]))
+    return y, (cache, [x.shape for x in xs[1:]])
+
+
+def crop_bwd(net, node, dy, cache, ctx):
+    c, others = cache
+    # a `to:` layer is read for its shape only: its gradient is zero
+    return [K_rs.crop_backward(dy, c)] + [np.zeros(s, dy.dtype) if need else None
+                                          for s, need in zip(others, ctx.need_dx[1:])], {}
+
+
+def pad_fwd(net, node, xs, ctx):
+    layer = node.layer
+    axes = _spatial_axes(net, node.inputs[0])
+    mode = "zero" if net.linear else layer.args["mode"]  # linearised: the analysis' o − lo map
+    if mode == "zero":
+        y, cache = K_rs.zero_pad_forward(xs[0], layer.pads, axes)
+        return y, ("zero", cache)
+    mats = [K_rs.pad_matrix(n, lo, hi, mode) for n, (lo, hi) in zip(_in_sizes(node), layer.pads)]
+    y, cache = K_rs.axis_linear_forward(xs[0], mats, axes)
+    return y, ("mat", cache)
+
+
+def pad_bwd(net, node, dy, cache, ctx):
+    how, c = cache
+    if how == "zero":
+        return [K_rs.zero_pad_backward(dy, c)], {}
+    return [K_rs.axis_linear_backward(dy, c)], {}
+
+
 class LayerOps(NamedTuple):
     """One row of the dispatch table (see the module docstring)."""
 
@@ -720,4 +980,16 @@ OPS: dict[str, LayerOps] = {
     "pad_channels": LayerOps(pad_channels_fwd, pad_channels_bwd, True),
     "channel_shuffle": LayerOps(shuffle_fwd, shuffle_bwd),
     "split": LayerOps(split_fwd, split_bwd),
+    # issue 10
+    **{k: _act2(k) for k in ACTIVATIONS2},
+    "prelu": LayerOps(prelu_fwd, prelu_bwd, True),
+    "mul": LayerOps(mul_fwd, mul_bwd, True), "_mul_linear": LayerOps(mul_linear_fwd, mul_linear_bwd),
+    "scale": LayerOps(scale_fwd, scale_bwd, True),
+    "layernorm": LayerOps(statnorm_fwd, statnorm_bwd, True),
+    "groupnorm": LayerOps(statnorm_fwd, statnorm_bwd, True),
+    "instancenorm": LayerOps(statnorm_fwd, statnorm_bwd, True),
+    "upsample": LayerOps(upsample_fwd, axis_linear_bwd, True),
+    "adaptive_avgpool": LayerOps(adaptive_avg_fwd, axis_linear_bwd, True),
+    "adaptive_maxpool": LayerOps(adaptive_max_fwd, adaptive_max_bwd, True),
+    "crop": LayerOps(crop_fwd, crop_bwd), "padding": LayerOps(pad_fwd, pad_bwd, True),
 }

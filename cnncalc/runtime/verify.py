@@ -142,10 +142,13 @@ def field_layers(graph, every=False):
 def _unit_grads(net, vals, node, picks):
     """Input gradients of one-hot seeds at ``picks`` of ``node``, one unit per batch item."""
     y = vals[node.name]
-    if y.ndim == 2 and node.kind == "flatten" and vals[node.inputs[0]].ndim == 4:
+    if y.ndim == 2 and node.kind == "flatten" and vals[node.inputs[0]].ndim >= 4:
         d4 = np.zeros_like(vals[node.inputs[0]])  # flatten is pointwise: C-major position
         for b, unit in enumerate(picks):
-            d4[b, :, unit[0] if len(unit) == 2 else 0, unit[-1]] = 1.0
+            if d4.ndim == 5:
+                d4[(b, slice(None), *unit)] = 1.0
+            else:
+                d4[b, :, unit[0] if len(unit) == 2 else 0, unit[-1]] = 1.0
         d = d4.reshape(y.shape)
     else:
         d = np.zeros_like(y)
@@ -154,8 +157,8 @@ def _unit_grads(net, vals, node, picks):
                 d[b, :] = 1.0
             elif net.nd[node.name] == 1:
                 d[b, :, 0, unit[-1]] = 1.0
-            else:
-                d[b, :, unit[0], unit[1]] = 1.0
+            else:  # 2-D and 3-D: every spatial index of the unit
+                d[(b, slice(None), *unit)] = 1.0
     return net.backward({node.name: d}, keep_cache=True, params=False)
 
 
@@ -236,7 +239,7 @@ def _box_fill(mask, box, nd):
     if nd == 1:
         m = mask[0, box[0][0]:box[0][1] + 1]
     else:
-        m = mask[box[0][0]:box[0][1] + 1, box[1][0]:box[1][1] + 1]
+        m = mask[tuple(slice(lo, hi + 1) for lo, hi in box)]
     return float(m.mean())
 
 

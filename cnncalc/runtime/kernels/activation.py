@@ -181,3 +181,10 @@ def activation_forward_inplace(name, x):
 
 def activation_backward(name, dout, cache):
     return _BWD[name](dout, cache)
+
+
+# issue 10's activations live in activation_ext; the generic dispatch serves them too
+from cnncalc.runtime.kernels import activation_ext as _ext  # noqa: E402
+
+_FWD.update(_ext.FORWARD)
+_BWD.update(_ext.BACKWARD)

@@ -30,6 +30,8 @@ COMMANDS = {
     "erf": "cnncalc.cli.runtime:erf",
     "train": "cnncalc.cli.train:train",
     "evaluate": "cnncalc.cli.train:evaluate",
+    "import": "cnncalc.cli.interop:import_",
+    "export": "cnncalc.cli.interop:export",
 }
 
 

@@ -85,10 +85,11 @@ def require_kernels(graph):
              f"yet; the analysis commands handle them")
 
 
-def load_graph(ref: str):
+def load_graph(ref: str, input_shape=None):
+    """A spec file, zoo name or .onnx model (``input_shape`` sizes an ONNX model's dynamic input)."""
     from cnncalc.spec.loader import load_spec
 
-    return prepare_graph(load_spec(ref))
+    return prepare_graph(load_spec(ref, input_shape=input_shape))
 
 
 def fail(message: str, code: int = 2):

@@ -149,7 +149,7 @@ def receptive_field(spec, fmt, input_shape, chain, layer, unit, explain):
         graph = chain_graph(chain, input_shape)
         rep = receptive_fields(graph)
     else:
-        rep = receptive_fields(load_graph(spec), input_shape)
+        rep = receptive_fields(load_graph(spec, input_shape), input_shape)
     if layer is not None:
         rep[layer]  # a clear error for an unknown name
     if unit is not None:
@@ -236,6 +236,10 @@ def layer_view(rep: RFReport, only: str | None = None, explain: bool = False) ->
                                  f" the largest single path's r = {a.max_path_r}")
     else:
         notes.append("aligned: every path to every layer has the same S and the same centre")
+    opaque = [n for n, lf in rep.layers.items() if lf.type == "opaque"]
+    if opaque:
+        notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}) are treated as "
+                     f"pointwise: fields through them are unknown")
     last = _last_local(rep)
     sections = []
     if last is not None:

@@ -33,7 +33,7 @@ def _progress(total: int, label: str):
 
 
 def _graph(spec, input_shape):
-    graph = load_graph(spec)
+    graph = load_graph(spec, input_shape)
     graph.infer(input_shape)
     require_kernels(graph)
     return graph

@@ -38,7 +38,7 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
     """
-    graph = load_graph(spec)
+    graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
     if fmt == "json":
@@ -150,6 +150,10 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
     if not report.with_bias:
         notes.append(f"biases are not counted in the params column ({fmt_int(t['biases'])} biases; "
                      f"with them: {fmt_int(t['trainable'])})")
+    opaque = [r.name for r in report.layers if r.type == "opaque"]
+    if opaque:
+        notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}{', ...' if len(opaque) > 5 else ''})"
+                     f" are counted as 0 params and 0 MACs: the totals are lower bounds")
     return TableView(title=title, columns=cols, rows=rows, footer=footer, sections=sections,
                      notes=notes, caption=caption)
 

@@ -7,6 +7,7 @@ from cnncalc.layers.conv import Conv, ConvTranspose, DepthwiseConv, LocallyConne
 from cnncalc.layers.dense import Dense, Flatten
 from cnncalc.layers.merge import Add, Concat, Identity, Mul
 from cnncalc.layers.norm import LRN, BatchNorm, Dropout, GroupNorm, InstanceNorm, LayerNorm, Scale
+from cnncalc.layers.opaque import Opaque
 from cnncalc.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from cnncalc.layers.resample import AdaptiveAvgPool, AdaptiveMaxPool, Crop, Pad, Upsample
 
@@ -14,7 +15,8 @@ _ALL = [Conv, DepthwiseConv, ConvTranspose, LocallyConnected, Dense, Flatten, Ma
         GlobalMaxPool, GlobalAvgPool, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, Softmax, Maxout,
         BatchNorm, LRN, Dropout, Concat, Add, Identity, PadChannels, ChannelShuffle, Split,
         SiLU, Hardswish, Hardsigmoid, GELU, Mish, ELU, SELU, Softplus, PReLU, Mul, Scale,
-        LayerNorm, GroupNorm, InstanceNorm, Upsample, Crop, Pad, AdaptiveAvgPool, AdaptiveMaxPool]
+        LayerNorm, GroupNorm, InstanceNorm, Upsample, Crop, Pad, AdaptiveAvgPool, AdaptiveMaxPool,
+        Opaque]
 
 REGISTRY: dict[str, type[Layer]] = {cls.kind: cls for cls in _ALL}
 # Other names people write for the same layers.

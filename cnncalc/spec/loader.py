@@ -72,8 +72,15 @@ def zoo_names() -> list[str]:
     return sorted(p.name[:-5] for p in zoo.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_spec(ref: str | Path) -> Graph:
-    """Load a spec from a path or a zoo name into a Graph (shapes not yet inferred)."""
+def load_spec(ref: str | Path, *, input_shape=None) -> Graph:
+    """Load a spec from a path or a zoo name into a Graph (shapes not yet inferred).
+
+    An ``.onnx`` file is imported on the fly (needs the ``onnx`` extra; ``input_shape`` fixes
+    a model's dynamic input size); a YAML spec never imports it."""
+    if str(ref).lower().endswith(".onnx"):
+        from cnncalc.interop.onnx_import import load_onnx_graph
+
+        return load_onnx_graph(ref, input_shape=input_shape)
     res = resolve_spec(ref)
     if isinstance(res, tuple):
         return load_spec_text(res[1], file=res[0])

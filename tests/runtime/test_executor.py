@@ -31,8 +31,9 @@ def test_gradcheck_every_layer_type(name):
 def test_specs_cover_every_layer_type():
     from cnncalc.layers import REGISTRY
     kinds = {n.kind for s in ALL for n in cnncalc.load(SPECS / f"{s}.yaml").infer().layers}
-    # identity has no spec form of its own to exercise (it is the runtime's no-op op)
-    not_yet = {"identity"}
+    # identity has no spec form of its own to exercise (it is the runtime's no-op op);
+    # opaque (an imported op cnncalc cannot count) has no computation the runtime could run
+    not_yet = {"identity", "opaque"}
     # issue 10: analysed, but their kernels come with the runtime's new layout; a kernel that
     # lands must leave this set (and join the gradcheck specs above)
     from cnncalc.runtime.executor import OPS

@@ -1,0 +1,180 @@
+"""``cnncalc import`` (ONNX / PyTorch → spec) and ``cnncalc export`` (spec → PyTorch / ONNX).
+They import onnx / torch only when run (optional extras)."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from cnncalc.cli.common import fail, input_option, load_graph
+
+
+def _write(path: str, data: bytes | str, force: bool, what: str):
+    from cnncalc.fsutil import atomic_write_bytes, atomic_write_text
+
+    p = Path(path)
+    if p.exists() and not force:
+        fail(f"{path} already exists; pass --force to overwrite it")
+    if not p.parent.is_dir():
+        fail(f"cannot write {what} to {path}: the folder {p.parent} does not exist")
+    if isinstance(data, str):
+        atomic_write_text(p, data)
+    else:
+        atomic_write_bytes(p, data)
+    click.echo(f"wrote {what} {path}", err=True)
+
+
+def _read_weights(graph, ckpt_path):
+    """{layer: {tensor: array}} of a cnncalc checkpoint, checked against the graph."""
+    from cnncalc.runtime import checkpoint as C
+
+    ps = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
+    ss = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}
+    try:
+        ck = C.load_checkpoint(ckpt_path, param_shapes=ps, state_shapes=ss)
+    except C.CheckpointError as e:
+        fail(str(e))
+    params, state = {}, {}
+    for key, a in ck.params.items():
+        layer, t = key.rsplit("/", 1)
+        params.setdefault(layer, {})[t] = a
+    for key, a in ck.state.items():
+        layer, t = key.rsplit("/", 1)
+        state.setdefault(layer, {})[t] = a
+    for n in graph.layers:
+        params.setdefault(n.name, {})
+        state.setdefault(n.name, {})
+    return params, state
+
+
+@click.command("import")
+@click.argument("model", required=False, metavar="MODEL.onnx")
+@click.option("--torch", "torch_ref", metavar="FILE.py:FACTORY",
+              help="Build the model with FACTORY() from a Python file (needs --input).")
+@click.option("-o", "--output", metavar="SPEC.yaml", help="Write the spec here (default: print it).")
+@input_option
+@click.option("--opaque", is_flag=True,
+              help="Keep ops with no cnncalc layer type as opaque layers (0 params/MACs, flagged).")
+@click.option("--weights", metavar="CKPT.npz",
+              help="Also write the model's weights as a cnncalc checkpoint (for evaluate / verify).")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def import_(model, torch_ref, output, input_shape, opaque, weights, force):
+    """Convert an ONNX model (or a PyTorch module) into a readable cnncalc spec.
+
+    \b
+    Examples:
+      cnncalc import net.onnx -o net.yaml
+      cnncalc import net.onnx --input 224x224x3 --opaque
+      cnncalc import --torch models.py:resnet18 --input 224x224x3 -o resnet18.yaml
+      cnncalc import net.onnx -o net.yaml --weights net.npz
+    """
+    if bool(model) == bool(torch_ref):
+        fail("give either MODEL.onnx or --torch FILE.py:FACTORY")
+    if torch_ref:
+        if input_shape is None:
+            fail("--torch needs --input HxWxC (the size to trace the model at), e.g. --input 224x224x3")
+        from cnncalc.interop.torch_import import import_torch
+
+        imp = import_torch(torch_ref, input_shape, opaque=opaque)
+    else:
+        from cnncalc.interop.onnx_import import import_onnx
+
+        imp = import_onnx(model, input_shape=input_shape, opaque=opaque)
+    from cnncalc.spec.loader import load_spec_text
+
+    graph = load_spec_text(imp.text, file=output or "<imported spec>")
+    graph.infer()
+    total = sum(math.prod(sh) for n in graph.layers for sh, _ in n.layer.param_shapes().values())
+    if output:
+        _write(output, imp.text, force, "spec")
+    else:
+        sys.stdout.write(imp.text)
+    if imp.opaque:
+        click.echo(f"warning: {len(imp.opaque)} opaque layer(s) ({', '.join(imp.opaque[:5])}"
+                   f"{', ...' if len(imp.opaque) > 5 else ''}) count 0 params/MACs", err=True)
+    if weights:
+        _write_checkpoint(weights, graph, imp, force)
+    if imp.source_count is not None and imp.source_count != total:
+        fail(f"the spec has {total:,} parameters but sum(p.numel() for p in model.parameters()) is "
+             f"{imp.source_count:,}: parameters the forward pass never uses (or an op mapped "
+             f"unfaithfully) make the difference", 1)
+    elif imp.source_count is not None:
+        click.echo(f"parameters: {total:,} = sum(p.numel() for p in model.parameters())", err=True)
+
+
+def _write_checkpoint(path, graph, imp, force):
+    import numpy as np
+
+    from cnncalc.runtime import checkpoint as C
+
+    params, state = {}, {}
+    for n in graph.layers:
+        for t, (shape, _) in n.layer.param_shapes().items():
+            a = imp.params.get(n.name, {}).get(t)
+            if a is None or tuple(a.shape) != tuple(shape):
+                fail(f"{n.name}/{t}: the model's weights do not fit the spec ({None if a is None else a.shape} vs {shape})", 70)
+            params[f"{n.name}/{t}"] = np.asarray(a, np.float32)
+        for t, shape in n.layer.state_shapes().items():
+            state[f"{n.name}/{t}"] = np.asarray(imp.state[n.name][t], np.float32)
+    if Path(path).exists() and not force:
+        fail(f"{path} already exists; pass --force to overwrite it")
+    meta = {"spec_text": imp.text, "spec_file": str(graph.file), "imported_from": imp.source,
+            "options": {"input": "x".join(map(str, graph.input_shape))}}
+    C.save_checkpoint(path, C.Checkpoint(graph.name, C.spec_hash(imp.text), 0, params, state=state, metadata=meta))
+    click.echo(f"wrote checkpoint {path}", err=True)
+
+
+@click.command("export")
+@click.argument("spec")
+@click.option("--to", "target", type=click.Choice(["torch", "onnx"]), required=True)
+@click.option("-o", "--output", metavar="PATH", help="Default: print the module (torch) / SPEC-NAME.onnx.")
+@click.option("--weights", metavar="CKPT.npz",
+              help="A cnncalc checkpoint (e.g. RUN_DIR/best.npz): ONNX initializers, or a .pt next to net.py.")
+@input_option
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def export(spec, target, output, weights, input_shape, force):
+    """Write SPEC as a standalone PyTorch module or as an ONNX model (opset 17).
+
+    \b
+    Examples:
+      cnncalc export lenet5 --to torch -o lenet5_net.py
+      cnncalc export lenet5 --to torch -o lenet5_net.py --weights runs/lenet5/best.npz
+      cnncalc export vgg16 --to onnx -o vgg16.onnx
+      cnncalc export lenet5 --to onnx -o lenet5.onnx --weights runs/lenet5/best.npz
+    """
+    graph = load_graph(spec, input_shape)
+    graph.infer(input_shape)
+    params = state = None
+    if weights:
+        params, state = _read_weights(graph, weights)
+    if target == "onnx":
+        from cnncalc.interop.onnx_export import OPSET, export_onnx
+
+        model = export_onnx(graph, params, state)
+        from cnncalc.interop import require
+
+        require("onnx").checker.check_model(model)
+        out = output or f"{Path(graph.file or graph.name).stem}.onnx"
+        _write(out, model.SerializeToString(), force, f"ONNX model (opset {OPSET})")
+        return
+    from cnncalc.interop.torch_export import torch_source, torch_state_dict
+
+    src = torch_source(graph)
+    if output:
+        _write(output, src, force, "PyTorch module")
+    else:
+        sys.stdout.write(src)
+    if weights:
+        from cnncalc.interop import require
+
+        torch = require("torch")
+        pt = str(Path(output).with_suffix(".pt")) if output else f"{Path(graph.file or graph.name).stem}.pt"
+        if Path(pt).exists() and not force:
+            fail(f"{pt} already exists; pass --force to overwrite it")
+        import io
+
+        buf = io.BytesIO()
+        torch.save(torch_state_dict(graph, params, state), buf)
+        _write(pt, buf.getvalue(), True, "state_dict")

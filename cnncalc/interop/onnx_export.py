@@ -1,0 +1,330 @@
+"""Spec → ONNX: one exporter per spec layer type (the ``EXPORTERS`` table).
+
+The model keeps the spec's names: a layer's output tensor and its main node are named as
+the layer; a fused activation is a second node named ``<layer>/<activation>``; helper
+nodes (the Flatten in front of an fc that reads a 1x1xC map, the strided Slice of a
+pad_channels) are named ``<layer>/<what>``. Initializers are ``<layer>/<tensor>`` with the
+tensor names of cnncalc's checkpoints (``weight``, ``bias``, ``gamma``, ``beta``,
+``running_mean``, ``running_var``). Layout NCHW (NCL for 1-D specs, NF for flat ones), the
+batch axis symbolic (``N``). Opset :data:`OPSET`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from cnncalc.graph import INPUT, Graph
+from cnncalc.interop import InteropError, require
+from cnncalc.shapes import spatial
+
+OPSET = 17
+PRODUCER = "cnncalc"
+
+# spec layer types the exporter cannot write, and why (also the round-trip exclusions)
+UNSUPPORTED = {
+    "local": "ONNX has no locally-connected (untied-weight) convolution",
+    "maxout": "no single ONNX op; a Reshape+ReduceMax would not import back as maxout",
+    "opaque": "an opaque layer has no known computation",
+}
+
+
+def onnx_dims(shape) -> list:
+    """A spec shape (HxWxC, LxC, [F]) → ONNX dims with a symbolic batch: [N, C, H, W]."""
+    if len(shape) == 1:
+        return ["N", shape[0]]
+    return ["N", shape[-1], *shape[:-1]]
+
+
+def unsupported_layers(graph: Graph) -> list[tuple[str, str]]:
+    """(layer name, reason) for every layer the exporter cannot write."""
+    graph.infer()
+    out = []
+    for n in graph.layers:
+        lay = n.layer
+        if lay.kind in UNSUPPORTED:
+            out.append((n.name, UNSUPPORTED[lay.kind]))
+        elif lay.kind in ("conv", "dwconv") and lay.connections is not None:
+            out.append((n.name, "a connection table (LeNet's C3) is not a grouped convolution"))
+        elif lay.kind in ("conv", "dwconv") and lay.args["bias"] == "untied":
+            out.append((n.name, "an untied (per-position) bias has no ONNX Conv equivalent"))
+        elif lay.kind == "avgpool" and not lay.args["count_include_pad"] and _asym(lay):
+            out.append((n.name, "asymmetric padding with count_include_pad: false"))
+    return out
+
+
+def _asym(layer) -> bool:
+    return any(w.pad_lo != w.pad_hi for w in layer.windows)
+
+
+class _Builder:
+    def __init__(self, graph: Graph, params, state):
+        self.onnx = require("onnx")
+        self.h = self.onnx.helper
+        self.graph = graph
+        self.params = params
+        self.state = state
+        self.nodes: list = []
+        self.inits: list = []
+        self._names: set[str] = set()
+
+    def init(self, name: str, array) -> str:
+        a = np.asarray(array)
+        a = np.asarray(a, np.float32 if a.dtype.kind == "f" else np.int64)
+        t = self.onnx.TensorProto()  # raw bytes: one copy (make_graph's extend would copy again)
+        t.name = name
+        t.dims.extend(a.shape)
+        t.data_type = self.onnx.TensorProto.FLOAT if a.dtype == np.float32 else self.onnx.TensorProto.INT64
+        t.raw_data = np.ascontiguousarray(a).astype("<" + a.dtype.str[1:], copy=False).tobytes()
+        self.inits.append(t)
+        return name
+
+    def param(self, layer: str, pname: str) -> str:
+        return self.init(f"{layer}/{pname}", self.params[layer][pname])
+
+    def st(self, layer: str, sname: str) -> str:
+        return self.init(f"{layer}/{sname}", self.state[layer][sname])
+
+    def ints(self, name: str, values) -> str:
+        return self.init(name, np.asarray(values, dtype=np.int64))
+
+    def node(self, op: str, inputs, output: str, name: str, **attrs):
+        self.nodes.append(self.h.make_node(op, list(inputs), [output], name=name, **attrs))
+        return output
+
+
+def window_attrs(layer, *, pool: bool) -> dict:
+    """kernel_shape, strides, pads (with the extra high pad a ceil/floor output implies),
+    dilations — read off the inferred layer so the ONNX output size equals the spec's."""
+    in_sp, out_sp = spatial(layer.in_shapes[0]), spatial(layer.out_shape)
+    lo, hi, ceil = [], [], False
+    for n, w, o in zip(in_sp, layer.windows, out_sp):
+        span = n + w.pad_lo + w.pad_hi - w.extent
+        floor_o = span // w.stride + 1
+        extra = 0
+        if o > floor_o:
+            if pool:
+                ceil = True
+            else:
+                extra = (o - 1) * w.stride + w.extent - (n + w.pad_lo + w.pad_hi)
+        lo.append(w.pad_lo)
+        hi.append(w.pad_hi + extra)
+    attrs = {"kernel_shape": list(layer.kernel), "strides": list(layer.stride), "pads": lo + hi}
+    if any(d != 1 for d in layer.dilation):
+        attrs["dilations"] = list(layer.dilation)
+    if ceil:
+        attrs["ceil_mode"] = 1
+    return attrs
+
+
+# ----------------------------------------------------------------------------- the table
+def _conv(b: _Builder, node, xs, out):
+    lay = node.layer
+    ins = [xs[0], b.param(node.name, "weight")]
+    if lay.args["bias"]:
+        ins.append(b.param(node.name, "bias"))
+    attrs = window_attrs(lay, pool=False)
+    if lay.groups != 1:
+        attrs["group"] = lay.groups
+    return b.node("Conv", ins, out, node.name, **attrs)
+
+
+def _deconv(b: _Builder, node, xs, out):
+    lay = node.layer
+    ins = [xs[0], b.param(node.name, "weight")]
+    if lay.args["bias"]:
+        ins.append(b.param(node.name, "bias"))
+    attrs = {"kernel_shape": list(lay.kernel), "strides": list(lay.stride),
+             "pads": [w.pad_lo for w in lay.windows] + [w.pad_hi for w in lay.windows]}
+    if any(d != 1 for d in lay.dilation):
+        attrs["dilations"] = list(lay.dilation)
+    if any(lay.output_padding):
+        attrs["output_padding"] = list(lay.output_padding)
+    if lay.groups != 1:
+        attrs["group"] = lay.groups
+    return b.node("ConvTranspose", ins, out, node.name, **attrs)
+
+
+def _fc(b: _Builder, node, xs, out):
+    lay = node.layer
+    x = xs[0]
+    if len(lay.in_shapes[0]) > 1:  # 1x1xC → [C]
+        x = b.node("Flatten", [x], f"{node.name}/flat", f"{node.name}/flatten", axis=1)
+    ins = [x, b.param(node.name, "weight")]
+    if lay.args["bias"]:
+        ins.append(b.param(node.name, "bias"))
+    return b.node("Gemm", ins, out, node.name, transB=1)
+
+
+def _pool(op):
+    def f(b: _Builder, node, xs, out):
+        lay = node.layer
+        attrs = window_attrs(lay, pool=True)
+        if op == "AveragePool":
+            attrs["count_include_pad"] = int(lay.args["count_include_pad"])
+        return b.node(op, xs, out, node.name, **attrs)
+    return f
+
+
+def _simple(op, **fixed):
+    def f(b: _Builder, node, xs, out):
+        return b.node(op, xs, out, node.name, **fixed)
+    return f
+
+
+def _relu6(b, node, xs, out, name=None):
+    lo = b.init(f"{name or node.name}/min", np.array(0.0, np.float32))
+    hi = b.init(f"{name or node.name}/max", np.array(6.0, np.float32))
+    return b.node("Clip", [xs[0], lo, hi], out, name or node.name)
+
+
+def _leaky(b, node, xs, out):
+    return b.node("LeakyRelu", xs, out, node.name, alpha=float(node.layer.args["alpha"]))
+
+
+def _dropout(b, node, xs, out):
+    ratio = b.init(f"{node.name}/ratio", np.array(node.layer.args["p"], np.float32))
+    return b.node("Dropout", [xs[0], ratio], out, node.name)
+
+
+def _bn(b, node, xs, out):
+    a = node.layer.args
+    ins = [xs[0], b.param(node.name, "gamma"), b.param(node.name, "beta"),
+           b.st(node.name, "running_mean"), b.st(node.name, "running_var")]
+    # ONNX momentum weighs the running value (PyTorch's weighs the new batch)
+    return b.node("BatchNormalization", ins, out, node.name, epsilon=float(a["eps"]),
+                  momentum=float(round(1.0 - a["momentum"], 12)))
+
+
+def _lrn(b, node, xs, out):
+    a = node.layer.args
+    return b.node("LRN", xs, out, node.name, size=a["size"], alpha=float(a["alpha"]),
+                  beta=float(a["beta"]), bias=float(a["k"]))
+
+
+def _add(b, node, xs, out):
+    return b.node("Add" if len(xs) == 2 else "Sum", xs, out, node.name)
+
+
+def _split(b, node, xs, out):
+    a = node.layer.args
+    c = node.layer.in_shapes[0][-1]
+    w = c // a["parts"]
+    starts = b.ints(f"{node.name}/starts", [a["part"] * w])
+    ends = b.ints(f"{node.name}/ends", [(a["part"] + 1) * w])
+    axes = b.ints(f"{node.name}/axes", [1])
+    return b.node("Slice", [xs[0], starts, ends, axes], out, node.name)
+
+
+def _shuffle(b, node, xs, out):
+    shape = node.layer.in_shapes[0]
+    g, c, sp = node.layer.args["groups"], shape[-1], list(shape[:-1])
+    s1 = b.ints(f"{node.name}/shape1", [0, g, c // g, *sp])
+    s2 = b.ints(f"{node.name}/shape2", [0, c, *sp])
+    t = b.node("Reshape", [xs[0], s1], f"{node.name}/grouped", f"{node.name}/reshape1")
+    t = b.node("Transpose", [t], f"{node.name}/transposed", f"{node.name}/transpose",
+               perm=[0, 2, 1, *range(3, 3 + len(sp))])
+    return b.node("Reshape", [t, s2], out, node.name)
+
+
+def _pad_channels(b, node, xs, out):
+    lay = node.layer
+    x = xs[0]
+    nsp = len(lay.strides)
+    if any(s > 1 for s in lay.strides):
+        starts = b.ints(f"{node.name}/starts", [0] * nsp)
+        ends = b.ints(f"{node.name}/ends", [np.iinfo(np.int64).max] * nsp)
+        axes = b.ints(f"{node.name}/axes", list(range(2, 2 + nsp)))
+        steps = b.ints(f"{node.name}/steps", list(lay.strides))
+        x = b.node("Slice", [x, starts, ends, axes, steps], f"{node.name}/sub", f"{node.name}/subsample")
+    lo = lay.added // 2 if lay.args["place"] == "both" else 0
+    hi = lay.added - lo
+    pads = b.ints(f"{node.name}/pads", [0, lo] + [0] * nsp + [0, hi] + [0] * nsp)
+    return b.node("Pad", [x, pads], out, node.name, mode="constant")
+
+
+EXPORTERS: dict[str, Callable] = {
+    "conv": _conv, "dwconv": _conv, "deconv": _deconv, "fc": _fc,
+    "flatten": _simple("Flatten", axis=1),
+    "maxpool": _pool("MaxPool"), "avgpool": _pool("AveragePool"),
+    "global_maxpool": _simple("GlobalMaxPool"), "global_avgpool": _simple("GlobalAveragePool"),
+    "relu": _simple("Relu"), "relu6": _relu6, "leakyrelu": _leaky, "tanh": _simple("Tanh"),
+    "sigmoid": _simple("Sigmoid"), "softmax": _simple("Softmax", axis=1),
+    "dropout": _dropout, "batchnorm": _bn, "lrn": _lrn,
+    "concat": _simple("Concat", axis=1), "add": _add, "identity": _simple("Identity"),
+    "split": _split, "channel_shuffle": _shuffle, "pad_channels": _pad_channels,
+}
+
+# a fused ``activation:`` of a layer → (ONNX op, attributes)
+ACTIVATIONS = {"relu": ("Relu", {}), "leakyrelu": ("LeakyRelu", {"alpha": 0.01}), "tanh": ("Tanh", {}),
+               "sigmoid": ("Sigmoid", {}), "softmax": ("Softmax", {"axis": 1})}
+
+
+def random_weights(graph: Graph, seed: int | None = 0):
+    """He-normal weights, small biases, BN at identity: what an export without --weights holds.
+    ``seed=None``: all zeros (fast; for comparing structure only)."""
+    rng = np.random.default_rng(seed or 0)
+    if seed is None:
+        class _Zeros:
+            def standard_normal(self, shape, dtype=np.float32):
+                return np.zeros(shape, dtype)
+        rng = _Zeros()
+    params, state = {}, {}
+    for n in graph.layers:
+        lay = n.layer
+        ps = {}
+        for pname, (shape, role) in lay.param_shapes().items():
+            if lay.kind == "batchnorm":
+                ps[pname] = np.full(shape, 1.0 if pname == "gamma" else 0.0, np.float32)
+            elif role == "bias":
+                ps[pname] = (0.01 * rng.standard_normal(shape, dtype=np.float32))
+            else:
+                fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+                if lay.kind == "deconv":
+                    fan_in = shape[0] * int(np.prod(shape[2:]))
+                ps[pname] = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / max(fan_in, 1)))
+        params[n.name] = ps
+        state[n.name] = {s: (np.ones(shape, np.float32) if "var" in s else np.zeros(shape, np.float32))
+                         for s, shape in lay.state_shapes().items()}
+    return params, state
+
+
+def export_onnx(graph: Graph, params=None, state=None, *, seed: int | None = 0):
+    """The ONNX ModelProto of an inferred graph; ``params``/``state`` as ``{layer: {tensor: array}}``
+    (default: :func:`random_weights`). Raises InteropError for layers ONNX cannot express."""
+    graph.infer()
+    bad = unsupported_layers(graph)
+    if bad:
+        listing = "; ".join(f"{n}: {why}" for n, why in bad[:8]) + (f"; ... ({len(bad)} in all)" if len(bad) > 8 else "")
+        raise InteropError(f"{graph.name}: cannot export {len(bad)} layer(s) to ONNX — {listing}")
+    if params is None:
+        p0, s0 = random_weights(graph, seed)
+        params = params or p0
+        state = state or s0
+    b = _Builder(graph, params, state or {})
+    onnx, h = b.onnx, b.h
+    for node in graph.layers:
+        lay = node.layer
+        fn = EXPORTERS.get(lay.kind)
+        if fn is None:
+            raise InteropError(f"{node.name}: no ONNX exporter for layer type {lay.kind!r}")
+        act = lay.activation
+        out = f"{node.name}/pre" if act else node.name
+        fn(b, node, list(node.inputs), out)
+        if act:
+            name = f"{node.name}/{act}"
+            if act == "relu6":
+                _relu6(b, node, [out], node.name, name=name)
+            else:
+                op, attrs = ACTIVATIONS[act]
+                b.node(op, [out], node.name, name, **attrs)
+    f32 = onnx.TensorProto.FLOAT
+    inputs = [h.make_tensor_value_info(INPUT, f32, onnx_dims(graph.input_shape))]
+    outputs = [h.make_tensor_value_info(o, f32, onnx_dims(graph[o].shape)) for o in graph.outputs]
+    g = h.make_graph(b.nodes, graph.name, inputs, outputs)
+    for t in b.inits:  # moved, not copied
+        g.initializer.append(t)
+    doc = f"exported by cnncalc from {graph.file or graph.name}" + (f" ({graph.source})" if graph.source else "")
+    model = h.make_model(g, producer_name=PRODUCER, opset_imports=[h.make_opsetid("", OPSET)], doc_string=doc)
+    model.ir_version = 8
+    return model

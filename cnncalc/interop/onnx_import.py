@@ -1,0 +1,900 @@
+"""ONNX → spec: one importer per ONNX op (the ``IMPORTERS`` table).
+
+``import_onnx(path)`` reads the model with the ``onnx`` package, fixes the input size (the
+batch is set to 1 for folding), runs ONNX shape inference, folds shape-only subgraphs
+(Shape → Gather → Unsqueeze → Concat → Reshape: the ``x.view(x.size(0), -1)`` idiom), maps
+every other node onto a spec layer and writes a readable spec: names from the nodes and
+initializers, ``inputs:`` only where the graph branches, arguments every layer of a type
+shares factored into ``defaults``. An op with no mapping is an error listing every such
+node — or, with ``opaque=True``, an ``opaque`` layer whose shape ONNX inferred.
+
+Layouts: ONNX NCHW (NCL, NF) ↔ spec HxWxC (LxC, [F]); weights keep their ONNX layout,
+which is the runtime's (conv ``(F, C/g, k…)``, fc ``(out, in)``).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cnncalc.interop import InteropError, require
+from cnncalc.layers import REGISTRY
+from cnncalc.shapes import fmt_shape
+
+MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
+
+# ONNX ops whose spec layer type does not exist in this version (TODO when `layers` lands)
+PENDING = {
+    "HardSwish": "hardswish", "HardSigmoid": "hardsigmoid", "Gelu": "gelu", "Mish": "mish",
+    "Elu": "elu", "Selu": "selu", "Softplus": "softplus", "PRelu": "prelu", "Mul": "mul",
+    "Resize": "upsample", "Upsample": "upsample", "Pad": "pad", "Slice": "crop",
+    "LayerNormalization": "layernorm", "GroupNormalization": "groupnorm",
+    "InstanceNormalization": "instancenorm",
+}
+
+
+@dataclass
+class Item:
+    """One spec layer being built."""
+    kind: str
+    args: dict
+    name: str
+    inputs: list[str]  # spec layer names ("input" for the network input)
+    raw: str = ""  # the ONNX node name it came from
+
+
+@dataclass
+class Imported:
+    text: str  # the spec (YAML)
+    name: str
+    input_shape: tuple
+    params: dict = field(default_factory=dict)  # {layer: {tensor: array}}
+    state: dict = field(default_factory=dict)
+    opaque: list = field(default_factory=list)  # names of opaque layers
+    source: str = ""  # the file (or FILE.py:FACTORY) it came from
+    source_count: int | None = None  # parameters the framework itself counts (--torch)
+
+
+def spec_shape(dims) -> tuple:
+    """ONNX dims without the batch (C, H, W) → spec (H, W, C)."""
+    dims = tuple(int(d) for d in dims)
+    if len(dims) == 1:
+        return dims
+    return (*dims[1:], dims[0])
+
+
+def _module_path(node_name: str, op: str) -> str:
+    """'/layer1/layer1.0/conv1/Conv' → 'layer1.0.conv1' (PyTorch's exported node names)."""
+    comps = [c for c in node_name.split("/") if c]
+    if node_name.startswith("/") and comps and comps[-1].split("_")[0] == op:
+        comps = comps[:-1]
+    path = ""
+    for c in comps:
+        path = c if (not path or c.startswith(path + ".")) else f"{path}.{c}"
+    return path
+
+
+class _Importer:
+    def __init__(self, model, *, source: str, opaque: bool, input_shape=None):
+        self.onnx = require("onnx")
+        self.model = model
+        self.source = source
+        self.allow_opaque = opaque
+        self.cnncalc = model.producer_name == "cnncalc"
+        self.g = model.graph
+        self.consts: dict[str, np.ndarray] = {}
+        self.layer_of: dict[str, str] = {}  # tensor → spec layer
+        self.pending: dict[str, tuple] = {}  # tensor → ("pad"|"slice", src tensor, info, node name)
+        self.items: list[Item] = []
+        self.by_name: dict[str, Item] = {}
+        self.params: dict[str, dict] = {}
+        self.state: dict[str, dict] = {}
+        self.unmapped: dict[str, list[str]] = {}
+        self.skip: set[int] = set()
+        self.rounding_floor = False
+        self._setup(input_shape)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, input_shape):
+        onnx = self.onnx
+        inits = {t.name for t in self.g.initializer}
+        for t in self.g.initializer:
+            self.consts[t.name] = onnx.numpy_helper.to_array(t)
+        ins = [i for i in self.g.input if i.name not in inits]
+        if len(ins) != 1:
+            raise InteropError(f"{self.source}: cnncalc imports models with one input; this one has "
+                               f"{len(ins)} ({', '.join(i.name for i in ins) or 'none'})")
+        inp = ins[0]
+        self.input_name = inp.name
+        tt = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if len(dims) not in (2, 3, 4):
+            raise InteropError(f"{self.source}: the input {inp.name!r} has {len(dims)} axes; cnncalc "
+                               f"reads N x C x H x W, N x C x L or N x F")
+        if input_shape is not None:
+            want = tuple(input_shape)
+            if len(want) != len(dims) - 1:
+                raise InteropError(f"{self.source}: --input {fmt_shape(want)} has {len(want)} axes but the "
+                                   f"model's input has {len(dims) - 1} (without the batch)")
+            chw = (want[-1], *want[:-1]) if len(want) > 1 else want
+            if dims[1] not in (None, 0) and len(dims) > 2 and dims[1] != chw[0]:
+                raise InteropError(f"{self.source}: --input has {chw[0]} channels but the model takes {dims[1]}")
+            dims = [1, *chw]
+        else:
+            rest = dims[1:]
+            if any(d in (None, 0) for d in rest):
+                shown = " x ".join("?" if d in (None, 0) else str(d) for d in dims[1:])
+                raise InteropError(f"{self.source}: the input {inp.name!r} has dynamic sizes (C x H x W = "
+                                   f"{shown})\n  hint: give the size with --input HxWxC, e.g. --input 224x224x3")
+            dims = [1, *rest]
+        for d, v in zip(tt.shape.dim, dims):
+            d.Clear()
+            d.dim_value = v
+        self.input_dims = dims
+        self.input_shape = spec_shape(dims[1:])
+        self.layer_of[inp.name] = "input"
+        try:
+            inferred = onnx.shape_inference.infer_shapes(_light(self.model), data_prop=True)
+        except Exception as e:  # onnx raises several types; all mean an inconsistent model
+            raise InteropError(f"{self.source}: ONNX shape inference failed: {str(e).splitlines()[0][:300]}") from None
+        self.shapes: dict[str, tuple | None] = {}
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+            t = vi.type.tensor_type
+            if t.HasField("shape"):
+                ds = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+                self.shapes[vi.name] = None if any(d is None for d in ds) else tuple(ds)
+        self.n_consumers = Counter(i for n in self.g.node for i in n.input if i)
+        for o in self.g.output:
+            self.n_consumers[o.name] += 1
+
+    # ------------------------------------------------------------------ helpers
+    def attr(self, node, name, default=None):
+        for a in node.attribute:
+            if a.name == name:
+                return self.onnx.helper.get_attribute_value(a)
+        return default
+
+    def const(self, name):
+        return self.consts.get(name) if name else None
+
+    def shape(self, tensor):
+        if tensor in self.consts:
+            return tuple(self.consts[tensor].shape)
+        return self.shapes.get(tensor)
+
+    def src(self, tensor, node) -> str:
+        if tensor in self.pending:
+            kind, _, _, pname = self.pending.pop(tensor)
+            raise _Unmapped("Pad" if kind == "pad" else "Slice", pname)
+        if tensor not in self.layer_of:
+            raise _Unmapped(node.op_type, node.name, f"input {tensor!r} is not computed by a mapped layer")
+        return self.layer_of[tensor]
+
+    def name_for(self, node, weight: str | None = None) -> str:
+        if self.cnncalc and node.name:
+            raw = node.name
+        elif weight and "." in weight and weight.rsplit(".", 1)[1] in ("weight", "bias"):
+            raw = weight.rsplit(".", 1)[0]
+        elif node.name:
+            raw = _module_path(node.name, node.op_type) or node.op_type.lower()
+        else:
+            raw = node.op_type.lower()
+        name = raw.strip("/").replace("/", ".") or node.op_type.lower()
+        if name == "input":
+            name = "input_"
+        base, k = name, 1
+        while name in self.by_name:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def emit(self, node, kind, args, inputs, *, out=None, weight=None, name=None, params=None, state=None):
+        name = name or self.name_for(node, weight)
+        it = Item(kind, args, name, [self.src(t, node) for t in inputs], node.name)
+        self.items.append(it)
+        self.by_name[name] = it
+        if params:
+            self.params[name] = params
+        if state:
+            self.state[name] = state
+        self.layer_of[out or node.output[0]] = name
+        return it
+
+    def alias(self, node, tensor):
+        self.layer_of[node.output[0]] = self.src(tensor, node)
+
+    def single_use(self, tensor) -> bool:
+        return self.n_consumers[tensor] == 1
+
+    # ------------------------------------------------------------------ driver
+    def run(self):
+        nodes = list(self.g.node)
+        self.nodes = nodes
+        for i, node in enumerate(nodes):
+            if i in self.skip:
+                continue
+            self.index = i
+            if node.op_type == "Constant":
+                self._constant(node)
+                continue
+            if self._fold(node):
+                continue
+            fn = IMPORTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            try:
+                if fn is None:
+                    raise _Unmapped(node.op_type, node.name)
+                fn(self, node)
+            except _Unmapped as u:
+                self._unmapped(node, u)
+        if self.unmapped:
+            lines = []
+            for op, names in sorted(self.unmapped.items()):
+                shown = ", ".join(n or "(unnamed)" for n in names[:5]) + (", ..." if len(names) > 5 else "")
+                why = f" — needs the layer type '{PENDING[op]}', not in this version" if op in PENDING else ""
+                lines.append(f"  {op}: {len(names)} node(s): {shown}{why}")
+            raise InteropError(f"{self.source}: {sum(map(len, self.unmapped.values()))} ONNX node(s) have no "
+                               f"cnncalc layer type:\n" + "\n".join(lines) +
+                               "\n  hint: add --opaque to keep them as opaque layers (0 params/MACs, flagged "
+                               "in every report)")
+        if not self.items:
+            raise InteropError(f"{self.source}: the model has no layers cnncalc can read")
+
+    def _unmapped(self, node, u):
+        if not self.allow_opaque or u.hard:
+            self.unmapped.setdefault(u.op, []).append(u.node or node.name)
+            for o in node.output:  # keep going: report every unmapped node at once
+                self.layer_of.setdefault(o, "input")
+            return
+        outs = [o for o in node.output if o and self.n_consumers[o]]
+        shape = self.shape(node.output[0])
+        if len(outs) > 1 or shape is None or len(shape) < 2:
+            self.unmapped.setdefault(u.op, []).append(node.name)
+            for o in node.output:
+                self.layer_of.setdefault(o, "input")
+            return
+        data = [t for t in node.input if t and t not in self.consts]
+        for t in data:
+            self.pending.pop(t, None)
+        ins = [self.layer_of.get(t, "input") for t in data] or ["input"]
+        name = self.name_for(node)
+        it = Item("opaque", {"opaque": node.op_type, "shape": fmt_shape(spec_shape(shape[1:]))}, name,
+                  ins, node.name)
+        self.items.append(it)
+        self.by_name[name] = it
+        self.layer_of[node.output[0]] = name
+
+    # ------------------------------------------------------------------ constant folding
+    def _constant(self, node):
+        v = self.attr(node, "value")
+        if v is not None:
+            self.consts[node.output[0]] = self.onnx.numpy_helper.to_array(v)
+            return
+        for key in ("value_float", "value_int"):
+            v = self.attr(node, key)
+            if v is not None:
+                self.consts[node.output[0]] = np.array(v)
+                return
+        for key in ("value_floats", "value_ints"):
+            v = self.attr(node, key)
+            if v is not None:
+                self.consts[node.output[0]] = np.array(v)
+                return
+        raise _Unmapped("Constant", node.name)
+
+    def _fold(self, node) -> bool:
+        """Evaluate a node whose inputs are all known constants (or a Shape of a tensor whose
+        shape is known): the shape arithmetic of a Reshape target."""
+        op = node.op_type
+        if op == "Shape":
+            s = self.shape(node.input[0])
+            if s is None:
+                return False
+            a = np.array(s, dtype=np.int64)
+            start, end = self.attr(node, "start", 0), self.attr(node, "end", None)
+            self.consts[node.output[0]] = a[start:end]
+            return True
+        if op not in FOLD:
+            return False
+        ins = [self.const(t) if t else None for t in node.input]
+        if any(t and self.const(t) is None for t in node.input):
+            return False
+        try:
+            out = FOLD[op](self, node, ins)
+        except Exception:
+            return False
+        self.consts[node.output[0]] = np.asarray(out)
+        return True
+
+
+def _light(model):
+    """A copy for shape inference without the weights' bytes: big initializers become typed
+    graph inputs (shape inference needs their shapes, not their values)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model) if len(model.graph.initializer) == 0 else None
+    if len(model.graph.initializer) == 0:
+        return m
+    m.ir_version = model.ir_version
+    m.opset_import.extend(model.opset_import)
+    g = m.graph
+    g.name = model.graph.name
+    g.node.extend(model.graph.node)
+    g.input.extend(model.graph.input)
+    g.output.extend(model.graph.output)
+    g.value_info.extend(model.graph.value_info)
+    listed = {i.name for i in model.graph.input}
+    for t in model.graph.initializer:
+        n = 1
+        for d in t.dims:
+            n *= d
+        if n <= 64:
+            g.initializer.append(t)
+        elif t.name not in listed:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return m
+
+
+class _Unmapped(Exception):
+    def __init__(self, op, node, why="", hard=False):
+        super().__init__(why)
+        self.op, self.node, self.hard = op, node, hard
+
+
+def _axes(imp, node, ins, pos=1):
+    a = imp.attr(node, "axes")
+    if a is None and len(ins) > pos and ins[pos] is not None:
+        a = ins[pos].tolist()
+    return a
+
+
+FOLD: dict[str, Callable] = {
+    "Gather": lambda imp, n, i: np.take(i[0], i[1], axis=imp.attr(n, "axis", 0)),
+    "Unsqueeze": lambda imp, n, i: np.expand_dims(i[0], tuple(_axes(imp, n, i))),
+    "Squeeze": lambda imp, n, i: np.squeeze(i[0], tuple(_axes(imp, n, i)) if _axes(imp, n, i) else None),
+    "Concat": lambda imp, n, i: np.concatenate([np.atleast_1d(x) for x in i], axis=imp.attr(n, "axis", 0)),
+    "Cast": lambda imp, n, i: i[0],
+    "Identity": lambda imp, n, i: i[0],
+    "Mul": lambda imp, n, i: i[0] * i[1], "Add": lambda imp, n, i: i[0] + i[1],
+    "Sub": lambda imp, n, i: i[0] - i[1], "Div": lambda imp, n, i: i[0] // i[1]
+    if i[0].dtype.kind in "iu" else i[0] / i[1],
+    "ReduceProd": lambda imp, n, i: np.prod(i[0], keepdims=bool(imp.attr(n, "keepdims", 1))),
+    "Slice": lambda imp, n, i: i[0][tuple(slice(None) for _ in range(int((i[3] if len(i) > 3 and i[3] is not None else [0])[0])))
+                                      + (slice(int(i[1][0]), int(i[2][0]), int(i[4][0]) if len(i) > 4 and i[4] is not None else 1),)]
+    if len(i[1]) == 1 else (_ for _ in ()).throw(ValueError()),
+}
+
+
+# ----------------------------------------------------------------------------- op importers
+def _ints(v, n):
+    return list(v) if v is not None else [n]
+
+
+def _compact(vals):
+    vals = [int(v) for v in vals]
+    return vals[0] if len(set(vals)) == 1 else vals
+
+
+def _pads_arg(lo, hi):
+    if all(a == b for a, b in zip(lo, hi)):
+        return _compact(lo)
+    return [[int(a), int(b)] for a, b in zip(lo, hi)]
+
+
+def _window(imp, node, in_sp, kernel, *, default_stride=1):
+    nd = len(kernel)
+    strides = list(imp.attr(node, "strides", [default_stride] * nd))
+    dil = list(imp.attr(node, "dilations", [1] * nd))
+    pads = list(imp.attr(node, "pads", [0] * (2 * nd)))
+    lo, hi = pads[:nd], pads[nd:]
+    auto = imp.attr(node, "auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        lo, hi = [], []
+        for n, k, s, d in zip(in_sp, kernel, strides, dil):
+            ext = d * (k - 1) + 1
+            total = max((-(-n // s) - 1) * s + ext - n, 0)
+            small, big = total // 2, total - total // 2
+            lo.append(small if auto == "SAME_UPPER" else big)
+            hi.append(big if auto == "SAME_UPPER" else small)
+    elif auto == "VALID":
+        lo, hi = [0] * nd, [0] * nd
+    return strides, dil, lo, hi
+
+
+def _rounding(imp, in_sp, kernel, strides, dil, lo, hi, ceil=False):
+    inexact = any((n + a + b - (d * (k - 1) + 1)) % s for n, k, s, d, a, b in
+                  zip(in_sp, kernel, strides, dil, lo, hi))
+    if not inexact:
+        return None
+    return "ceil" if ceil else "floor"
+
+
+def _nchw(imp, tensor, node):
+    s = imp.shape(tensor)
+    if s is None:
+        raise _Unmapped(node.op_type, node.name, f"the shape of {tensor!r} is unknown")
+    return s
+
+
+def _take_pad(imp, node, x, nd):
+    """A zero Pad feeding this node (F.pad before a conv) adds to its padding."""
+    if x in imp.pending and imp.pending[x][0] == "pad":
+        _, src, (plo, phi), _ = imp.pending.pop(x)
+        return src, plo, phi
+    return x, [0] * nd, [0] * nd
+
+
+def conv(imp: _Importer, node):
+    x = node.input[0]
+    W = imp.const(node.input[1])
+    if W is None:
+        raise _Unmapped("Conv", node.name, "weights that are not constants")
+    B = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    F, cg, *k = W.shape
+    nd = len(k)
+    x, plo, phi = _take_pad(imp, node, x, nd)
+    xs = _nchw(imp, x, node)
+    c, in_sp = xs[1], xs[2:]
+    k = list(imp.attr(node, "kernel_shape", k))
+    g = imp.attr(node, "group", 1)
+    strides, dil, lo, hi = _window(imp, node, in_sp, k)
+    lo = [a + b for a, b in zip(lo, plo)]
+    hi = [a + b for a, b in zip(hi, phi)]
+    if g == c and g > 1 and F % c == 0:
+        kind, args = "dwconv", {"dwconv": _compact(k)}
+        if F // c != 1:
+            args["multiplier"] = F // c
+    else:
+        kind, args = "conv", {"conv": int(F), "kernel": _compact(k)}
+    if any(s != 1 for s in strides):
+        args["stride"] = _compact(strides)
+    if any(lo) or any(hi):
+        args["pad"] = _pads_arg(lo, hi)
+    if any(d != 1 for d in dil):
+        args["dilation"] = _compact(dil)
+    if kind == "conv" and g != 1:
+        args["groups"] = int(g)
+    if B is None:
+        args["bias"] = False
+    r = _rounding(imp, in_sp, k, strides, dil, lo, hi)
+    if r:
+        args["rounding"] = r
+    p = {"weight": W}
+    if B is not None:
+        p["bias"] = B
+    imp.emit(node, kind, args, [x], weight=node.input[1], params=p)
+
+
+def conv_transpose(imp, node):
+    W = imp.const(node.input[1])
+    if W is None:
+        raise _Unmapped("ConvTranspose", node.name, "weights that are not constants")
+    if imp.attr(node, "output_shape") is not None or imp.attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise _Unmapped("ConvTranspose", node.name, "output_shape / auto_pad (give explicit pads)")
+    B = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    C, fg, *k = W.shape
+    nd = len(k)
+    g = imp.attr(node, "group", 1)
+    strides = list(imp.attr(node, "strides", [1] * nd))
+    dil = list(imp.attr(node, "dilations", [1] * nd))
+    pads = list(imp.attr(node, "pads", [0] * (2 * nd)))
+    op = list(imp.attr(node, "output_padding", [0] * nd))
+    args = {"deconv": int(fg * g), "kernel": _compact(k)}
+    if any(s != 1 for s in strides):
+        args["stride"] = _compact(strides)
+    if any(pads):
+        args["pad"] = _pads_arg(pads[:nd], pads[nd:])
+    if any(op):
+        args["output_padding"] = _compact(op)
+    if any(d != 1 for d in dil):
+        args["dilation"] = _compact(dil)
+    if g != 1:
+        args["groups"] = int(g)
+    if B is None:
+        args["bias"] = False
+    p = {"weight": W, **({"bias": B} if B is not None else {})}
+    imp.emit(node, "deconv", args, [node.input[0]], weight=node.input[1], params=p)
+
+
+def gemm(imp, node):
+    A, Bn = node.input[0], node.input[1]
+    W = imp.const(Bn)
+    if W is None or imp.attr(node, "transA", 0) or W.ndim != 2:
+        raise _Unmapped("Gemm", node.name, "a Gemm whose second input is not a constant matrix")
+    W = W if imp.attr(node, "transB", 0) else W.T
+    alpha, beta = imp.attr(node, "alpha", 1.0), imp.attr(node, "beta", 1.0)
+    W = W * alpha if alpha != 1.0 else W
+    C = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    args = {"fc": int(W.shape[0])}
+    p = {"weight": np.ascontiguousarray(W)}
+    if C is None:
+        args["bias"] = False
+    else:
+        p["bias"] = np.broadcast_to(C * beta, (W.shape[0],)).copy() if C.size in (1, W.shape[0]) else None
+        if p["bias"] is None:
+            raise _Unmapped("Gemm", node.name, "a bias that is not one value per unit")
+    imp.emit(node, "fc", args, [A], weight=Bn, params=p)
+
+
+def matmul(imp, node):
+    W = imp.const(node.input[1])
+    xs = imp.shape(node.input[0])
+    if W is None or W.ndim != 2 or xs is None or len(xs) != 2:
+        raise _Unmapped("MatMul", node.name, "only a flat input times a constant matrix is an fc layer")
+    imp.emit(node, "fc", {"fc": int(W.shape[1]), "bias": False}, [node.input[0]], weight=node.input[1],
+             params={"weight": np.ascontiguousarray(W.T)})
+
+
+def add(imp, node):
+    ks = [imp.const(t) for t in node.input]
+    if any(k is not None for k in ks):
+        # MatMul + Add(bias) = fc with a bias
+        if len(node.input) == 2:
+            j = 0 if ks[0] is None else 1
+            b = ks[1 - j]
+            prod = imp.layer_of.get(node.input[j])
+            it = imp.by_name.get(prod)
+            if (it is not None and it.kind == "fc" and it.args.get("bias") is False and not it.args.get("activation")
+                    and imp.single_use(node.input[j]) and b.size == it.args["fc"]):
+                del it.args["bias"]
+                imp.params[it.name]["bias"] = b.reshape(-1).astype(np.float32)
+                imp.layer_of[node.output[0]] = it.name
+                return
+        raise _Unmapped(node.op_type, node.name, "adding a constant")
+    imp.emit(node, "add", {"add": None}, list(node.input))
+
+
+def pool(kind, onnx_op):
+    def f(imp, node):
+        x = node.input[0]
+        if len(node.output) > 1 and node.output[1] and imp.n_consumers[node.output[1]]:
+            raise _Unmapped(onnx_op, node.name, "pooling indices")
+        xs = _nchw(imp, x, node)
+        in_sp = xs[2:]
+        k = list(imp.attr(node, "kernel_shape"))
+        strides, dil, lo, hi = _window(imp, node, in_sp, k)
+        ceil = bool(imp.attr(node, "ceil_mode", 0))
+        args = {kind: _compact(k)}
+        if strides != k:
+            args["stride"] = _compact(strides)
+        if any(lo) or any(hi):
+            args["pad"] = _pads_arg(lo, hi)
+        if any(d != 1 for d in dil):
+            args["dilation"] = _compact(dil)
+        r = _rounding(imp, in_sp, k, strides, dil, lo, hi, ceil)
+        if r:
+            args["rounding"] = r
+        if kind == "avgpool" and not imp.attr(node, "count_include_pad", 0) and (any(lo) or any(hi) or r == "ceil"):
+            args["count_include_pad"] = False
+        imp.emit(node, kind, args, [x])
+    return f
+
+
+def simple(kind, **fixed):
+    def f(imp, node):
+        imp.emit(node, kind, {kind: None, **fixed}, [node.input[0]])
+    return f
+
+
+def activation(kind, op):
+    def f(imp, node, args=None):
+        x = node.input[0]
+        prod = imp.layer_of.get(x)
+        it = imp.by_name.get(prod)
+        fusable = (it is not None and REGISTRY[it.kind].takes_activation and not it.args.get("activation")
+                   and imp.single_use(x) and x not in {o.name for o in imp.g.output} and not args)
+        if fusable and imp.cnncalc:
+            fusable = node.name == f"{it.raw}/{kind}"
+        if fusable:
+            it.args["activation"] = kind
+            imp.layer_of[node.output[0]] = it.name
+            return
+        imp.emit(node, kind, {kind: None, **(args or {})}, [x])
+    return f
+
+
+def leaky(imp, node):
+    alpha = float(imp.attr(node, "alpha", 0.01))
+    args = None if abs(alpha - 0.01) < 1e-9 else {"alpha": round(alpha, 9)}
+    activation("leakyrelu", "LeakyRelu")(imp, node, args)
+
+
+def clip(imp, node):
+    lo = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else imp.attr(node, "min")
+    hi = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else imp.attr(node, "max")
+    if lo is None or hi is None or float(lo) != 0.0 or float(hi) != 6.0:
+        raise _Unmapped("Clip", node.name, "only Clip(0, 6) is relu6")
+    activation("relu6", "Clip")(imp, node)
+
+
+def softmax(imp, node):
+    xs = _nchw(imp, node.input[0], node)
+    axis = imp.attr(node, "axis", -1 if imp.opset >= 13 else 1)
+    if axis % len(xs) != 1 or (imp.opset < 13 and len(xs) > 2):
+        raise _Unmapped("Softmax", node.name, "softmax over an axis other than the channels")
+    activation("softmax", "Softmax")(imp, node)
+
+
+def dropout(imp, node):
+    r = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    p = float(r) if r is not None else float(imp.attr(node, "ratio", 0.5))
+    args = {"dropout": round(p, 9)}
+    imp.emit(node, "dropout", args, [node.input[0]])
+
+
+def batchnorm(imp, node):
+    ts = [imp.const(t) for t in node.input[1:5]]
+    if any(t is None for t in ts):
+        raise _Unmapped("BatchNormalization", node.name, "statistics that are not constants")
+    eps = float(imp.attr(node, "epsilon", 1e-5))
+    mom = 1.0 - float(imp.attr(node, "momentum", 0.9))
+    args = {"batchnorm": None}
+    if abs(eps - 1e-5) > 1e-12:
+        args["eps"] = float(f"{eps:.6g}")
+    if abs(mom - 0.1) > 1e-6:
+        args["momentum"] = float(f"{mom:.6g}")
+    imp.emit(node, "batchnorm", args, [node.input[0]], weight=node.input[1],
+             params={"gamma": ts[0], "beta": ts[1]}, state={"running_mean": ts[2], "running_var": ts[3]})
+
+
+def lrn(imp, node):
+    args = {"lrn": int(imp.attr(node, "size")), "alpha": float(f"{imp.attr(node, 'alpha', 1e-4):.6g}"),
+            "beta": float(f"{imp.attr(node, 'beta', 0.75):.6g}"), "k": float(f"{imp.attr(node, 'bias', 1.0):.6g}")}
+    imp.emit(node, "lrn", args, [node.input[0]])
+
+
+def concat(imp, node):
+    s = _nchw(imp, node.output[0], node)
+    if imp.attr(node, "axis") % len(s) != 1:
+        raise _Unmapped("Concat", node.name, "concatenation along an axis other than the channels")
+    imp.emit(node, "concat", {"concat": None}, list(node.input))
+
+
+def flatten(imp, node):
+    xs = _nchw(imp, node.input[0], node)
+    if imp.attr(node, "axis", 1) != 1:
+        raise _Unmapped("Flatten", node.name, "flatten from an axis other than 1")
+    nxt = [n for n in imp.nodes if node.output[0] in n.input]
+    if len(xs) == 2 or (imp.cnncalc and node.name.endswith("/flatten") and nxt and nxt[0].op_type == "Gemm"):
+        imp.alias(node, node.input[0])  # already flat, or the helper in front of an fc
+        return
+    imp.emit(node, "flatten", {"flatten": None}, [node.input[0]])
+
+
+def reshape(imp, node):
+    target = imp.const(node.input[1])
+    xs = _nchw(imp, node.input[0], node)
+    if target is None:
+        raise _Unmapped("Reshape", node.name, "a target shape that depends on the data")
+    t = [int(v) for v in target]
+    t = [xs[i] if v == 0 and i < len(xs) else v for i, v in enumerate(t)]
+    n = int(np.prod(xs))
+    if -1 in t:
+        known = int(np.prod([v for v in t if v != -1]))
+        t[t.index(-1)] = n // known
+    if len(t) == 2 and t[0] == xs[0]:
+        if len(xs) == 2:
+            imp.alias(node, node.input[0])
+        else:
+            imp.emit(node, "flatten", {"flatten": None}, [node.input[0]])
+        return
+    if len(t) == len(xs) + 1 and len(xs) >= 3 and t[0] == xs[0] and t[1] * t[2] == xs[1] and t[3:] == list(xs[2:]):
+        # channel shuffle: Reshape(N, g, C/g, H, W) → Transpose(0, 2, 1, ...) → Reshape(N, C, H, W)
+        j = imp.index
+        tr = [k for k in range(j + 1, len(imp.nodes)) if node.output[0] in imp.nodes[k].input]
+        if len(tr) == 1 and imp.nodes[tr[0]].op_type == "Transpose" and imp.single_use(node.output[0]):
+            perm = list(imp.attr(imp.nodes[tr[0]], "perm"))
+            if perm == [0, 2, 1, *range(3, len(t))]:
+                tnode = imp.nodes[tr[0]]
+                rs = [k for k in range(tr[0] + 1, len(imp.nodes)) if tnode.output[0] in imp.nodes[k].input]
+                if len(rs) == 1 and imp.nodes[rs[0]].op_type == "Reshape":
+                    last = imp.nodes[rs[0]]
+                    back = imp.const(last.input[1])
+                    if back is not None and [int(v) for v in back][1:] in ([xs[1], *xs[2:]], [-1, *xs[2:]]):
+                        imp.skip.update({tr[0], rs[0]})
+                        name = imp.name_for(last) if imp.cnncalc else None
+                        imp.emit(last, "channel_shuffle", {"channel_shuffle": int(t[1])}, [node.input[0]],
+                                 name=name)
+                        return
+    if tuple(t) == tuple(xs):
+        imp.alias(node, node.input[0])
+        return
+    raise _Unmapped("Reshape", node.name, f"a reshape {list(xs)} → {t}")
+
+
+def identity(imp, node):
+    imp.emit(node, "identity", {"identity": None}, [node.input[0]])
+
+
+def global_reduce(imp, node):
+    axes = _axes(imp, node, [imp.const(t) for t in node.input])
+    xs = _nchw(imp, node.input[0], node)
+    if axes is None or sorted(a % len(xs) for a in axes) != list(range(2, len(xs))):
+        raise _Unmapped(node.op_type, node.name, "a reduction over axes other than the spatial ones")
+    kind = "global_avgpool" if node.op_type == "ReduceMean" else "global_maxpool"
+    if imp.attr(node, "keepdims", 1):
+        imp.emit(node, kind, {kind: None}, [node.input[0]])
+    else:
+        it = imp.emit(node, kind, {kind: None}, [node.input[0]], out=node.output[0] + "#pool")
+        imp.emit(node, "flatten", {"flatten": None}, [node.output[0] + "#pool"], name=it.name + ".flatten")
+
+
+def slice_(imp, node):
+    xs = _nchw(imp, node.input[0], node)
+    ins = [imp.const(t) if t else None for t in node.input]
+    if any(v is None for v in ins[1:]):
+        raise _Unmapped("Slice", node.name, "slice bounds that depend on the data")
+    starts, ends = [int(v) for v in ins[1]], [int(v) for v in ins[2]]
+    axes = [int(a) % len(xs) for a in ins[3]] if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+    steps = [int(v) for v in ins[4]] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    if axes == [1] and steps == [1]:
+        c = xs[1]
+        lo, hi = max(starts[0], 0) if starts[0] >= 0 else c + starts[0], min(ends[0], c) if ends[0] >= 0 else c + ends[0]
+        w = hi - lo
+        if w > 0 and c % w == 0 and lo % w == 0:
+            imp.emit(node, "split", {"split": c // w, "part": lo // w}, [node.input[0]])
+            return
+    if sorted(axes) == list(range(2, len(xs))) and all(s == 0 for s in starts) and all(e >= xs[a] for e, a in zip(ends, axes)):
+        order = sorted(range(len(axes)), key=lambda i: axes[i])
+        imp.pending[node.output[0]] = ("slice", node.input[0], [steps[i] for i in order], node.name)
+        return
+    raise _Unmapped("Slice", node.name)
+
+
+def pad(imp, node):
+    xs = _nchw(imp, node.input[0], node)
+    pads = imp.const(node.input[1]) if len(node.input) > 1 else imp.attr(node, "pads")
+    mode = imp.attr(node, "mode", b"constant")
+    value = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if pads is None or mode not in (b"constant", "constant") or (value is not None and float(value) != 0.0) \
+            or (len(node.input) > 3 and node.input[3]):
+        raise _Unmapped("Pad", node.name)
+    pads = [int(p) for p in pads]
+    r = len(xs)
+    lo, hi = pads[:r], pads[r:]
+    if lo[0] or hi[0] or any(p < 0 for p in pads):
+        raise _Unmapped("Pad", node.name)
+    if not any(lo[2:]) and not any(hi[2:]):  # channels only: pad_channels (ResNet option A)
+        x, strides = node.input[0], [1] * (r - 2)
+        if x in imp.pending and imp.pending[x][0] == "slice":
+            _, x, strides, _ = imp.pending.pop(x)
+        args = {"pad_channels": int(xs[1] + lo[1] + hi[1])}
+        if any(s != 1 for s in strides):
+            args["stride"] = _compact(strides)
+        if lo[1]:
+            if lo[1] != (lo[1] + hi[1]) // 2:
+                raise _Unmapped("Pad", node.name, "an uneven channel padding")
+            args["place"] = "both"
+        imp.emit(node, "pad_channels", args, [x])
+        return
+    if not lo[1] and not hi[1]:  # spatial zero padding: folded into the next conv
+        imp.pending[node.output[0]] = ("pad", node.input[0], (lo[2:], hi[2:]), node.name)
+        return
+    raise _Unmapped("Pad", node.name)
+
+
+def split(imp, node):
+    xs = _nchw(imp, node.input[0], node)
+    axis = imp.attr(node, "axis", 0) % len(xs)
+    sizes = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else imp.attr(node, "split")
+    parts = len(node.output)
+    sizes = [int(s) for s in sizes] if sizes is not None else [xs[1] // parts] * parts
+    if axis != 1 or len(set(sizes)) != 1 or sum(sizes) != xs[1]:
+        raise _Unmapped("Split", node.name, "only equal channel splits are a split layer")
+    base = imp.name_for(node)
+    for i, o in enumerate(node.output):
+        if o and imp.n_consumers[o]:
+            imp.emit(node, "split", {"split": parts, "part": i}, [node.input[0]], out=o, name=f"{base}_{i}")
+
+
+IMPORTERS: dict[str, Callable] = {
+    "Conv": conv, "ConvTranspose": conv_transpose, "Gemm": gemm, "MatMul": matmul,
+    "MaxPool": pool("maxpool", "MaxPool"), "AveragePool": pool("avgpool", "AveragePool"),
+    "GlobalAveragePool": simple("global_avgpool"), "GlobalMaxPool": simple("global_maxpool"),
+    "ReduceMean": global_reduce, "ReduceMax": global_reduce,
+    "Relu": activation("relu", "Relu"), "LeakyRelu": leaky, "Clip": clip,
+    "Sigmoid": activation("sigmoid", "Sigmoid"), "Tanh": activation("tanh", "Tanh"), "Softmax": softmax,
+    "Dropout": dropout, "BatchNormalization": batchnorm, "LRN": lrn,
+    "Add": add, "Sum": add, "Concat": concat, "Flatten": flatten, "Reshape": reshape,
+    "Identity": identity, "Slice": slice_, "Pad": pad, "Split": split,
+}
+
+
+# ----------------------------------------------------------------------------- the spec text
+def _dump(v) -> str:
+    import yaml
+    return yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10**9).strip().removesuffix("\n...")
+
+
+def _factor_defaults(items: list[Item]) -> dict:
+    by_kind: dict[str, list[Item]] = {}
+    for it in items:
+        by_kind.setdefault(it.kind, []).append(it)
+    defaults = {}
+    for kind, its in by_kind.items():
+        if len(its) < 2 or kind == "opaque":
+            continue
+        keys = [k for k in its[0].args if k != kind and all(k in i.args for i in its)]
+        shared = {k: its[0].args[k] for k in keys if all(i.args[k] == its[0].args[k] for i in its)}
+        if shared:
+            defaults[kind] = shared
+            for i in its:
+                for k in shared:
+                    del i.args[k]
+    return defaults
+
+
+def spec_text(imp: _Importer, name: str) -> str:
+    items = imp.items
+    defaults = _factor_defaults(items)
+    lines = [f"# imported by cnncalc from {imp.source}", f"name: {_dump(name)}",
+             f"source: {_dump(imp.source_text)}", f"input: {fmt_shape(imp.input_shape)}"]
+    if defaults:
+        lines.append("defaults:")
+        lines += [f"  {k}: {_dump(v)}" for k, v in defaults.items()]
+    lines.append("layers:")
+    prev = "input"
+    for it in items:
+        d = {}
+        for k, v in it.args.items():
+            d[k] = v
+        d["name"] = it.name
+        if it.inputs != [prev]:
+            d["inputs"] = it.inputs if len(it.inputs) > 1 else it.inputs[0]
+        lines.append(f"  - {_dump(d)}")
+        prev = it.name
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- entry points
+def read_model(path: str | Path):
+    onnx = require("onnx")
+    p = Path(path)
+    if not p.is_file():
+        raise InteropError(f"{path}: no such ONNX file")
+    size = p.stat().st_size
+    if size > MAX_ONNX_BYTES:
+        raise InteropError(f"{path}: {size:,} bytes is over the {MAX_ONNX_BYTES:,}-byte protobuf limit")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:
+        raise InteropError(f"{path}: not a readable ONNX model (truncated or corrupt?): "
+                           f"{type(e).__name__}: {str(e)[:200]}") from None
+    if not model.graph.node:
+        raise InteropError(f"{path}: not a readable ONNX model (no graph nodes: truncated or corrupt?)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise InteropError(f"{path}: the ONNX checker rejects the model: {str(e).splitlines()[0][:300]}") from None
+    return model
+
+
+def import_model(model, *, source: str, input_shape=None, opaque: bool = False, name: str | None = None) -> Imported:
+    """Convert a loaded ModelProto into a spec (``Imported.text``) and its weights."""
+    imp = _Importer(model, source=source, opaque=opaque, input_shape=input_shape)
+    imp.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    imp.run()
+    producer = f"{model.producer_name} {model.producer_version}".strip()
+    imp.source_text = f"ONNX model {Path(source).name}" + (f" (exported by {producer})" if producer else "")
+    name = name or model.graph.name or Path(source).stem
+    text = spec_text(imp, name)
+    return Imported(text=text, name=name, input_shape=imp.input_shape, source=source,
+                    params={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.params.items()},
+                    state={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.state.items()},
+                    opaque=[it.name for it in imp.items if it.kind == "opaque"])
+
+
+def import_onnx(path: str | Path, *, input_shape=None, opaque: bool = False) -> Imported:
+    return import_model(read_model(path), source=str(path), input_shape=input_shape, opaque=opaque)
+
+
+def load_onnx_graph(path: str | Path, *, input_shape=None):
+    """The Graph of an .onnx file (what ``cnncalc summarize model.onnx`` analyses)."""
+    from cnncalc.spec.loader import load_spec_text
+
+    imp = import_onnx(path, input_shape=input_shape)
+    return load_spec_text(imp.text, file=str(path))

@@ -1,0 +1,73 @@
+"""A user's PyTorch model → spec: build it from ``FILE.py:FACTORY``, export it with
+``torch.onnx.export`` (TorchScript exporter, eval mode, no Conv+BN fusion) to an in-memory
+ONNX model, and import that (:mod:`cnncalc.interop.onnx_import`). The parameter count of
+the spec is checked against ``sum(p.numel() for p in model.parameters())``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+import warnings
+from pathlib import Path
+
+from cnncalc.interop import InteropError, require
+from cnncalc.interop.onnx_export import OPSET
+
+
+def load_factory(ref: str):
+    """``path/to/file.py:make_model`` → the module the factory returns."""
+    torch = require("torch")
+    path, sep, attr = ref.rpartition(":")
+    if not sep or not path or not attr:
+        raise InteropError(f"--torch {ref!r}: write FILE.py:FACTORY, e.g. --torch models.py:resnet18")
+    p = Path(path)
+    if not p.is_file():
+        raise InteropError(f"--torch: no such file {path}")
+    spec = importlib.util.spec_from_file_location(f"_cnncalc_user_{p.stem}", p)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as e:
+        raise InteropError(f"{path}: running the file raised {type(e).__name__}: {e}") from None
+    fn = getattr(mod, attr, None)
+    if fn is None or not callable(fn):
+        raise InteropError(f"{path} has no function {attr!r}",)
+    try:
+        model = fn()
+    except Exception as e:
+        raise InteropError(f"{path}:{attr}() raised {type(e).__name__}: {e}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise InteropError(f"{path}:{attr}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def torch_to_onnx(model, input_shape):
+    """An in-memory ONNX ModelProto of ``model`` for one input of spec shape ``input_shape``."""
+    torch = require("torch")
+    onnx = require("onnx")
+    dims = (input_shape[-1], *input_shape[:-1]) if len(input_shape) > 1 else tuple(input_shape)
+    model.eval()
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(1, *dims),), buf, dynamo=False, opset_version=OPSET,
+                              input_names=["input"], do_constant_folding=False,
+                              training=torch.onnx.TrainingMode.PRESERVE,
+                              keep_initializers_as_inputs=False)
+    except Exception as e:
+        raise InteropError(f"torch.onnx.export failed for input {'x'.join(map(str, input_shape))}: "
+                           f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+    return onnx.load_from_string(buf.getvalue())
+
+
+def import_torch(ref: str, input_shape, *, opaque: bool = False):
+    from cnncalc.interop.onnx_import import import_model
+
+    model = load_factory(ref)
+    proto = torch_to_onnx(model, input_shape)
+    name = ref.rpartition(":")[2]
+    imp = import_model(proto, source=ref, input_shape=input_shape, opaque=opaque, name=name)
+    imp.source_count = sum(p.numel() for p in model.parameters())
+    return imp

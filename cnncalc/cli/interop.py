@@ -121,7 +121,7 @@ def _write_checkpoint(path, graph, imp, force):
     if Path(path).exists() and not force:
         fail(f"{path} already exists; pass --force to overwrite it")
     meta = {"spec_text": imp.text, "spec_file": str(graph.file), "imported_from": imp.source,
-            "options": {"input": "x".join(map(str, graph.input_shape))}}
+            "options": {}}
     C.save_checkpoint(path, C.Checkpoint(graph.name, C.spec_hash(imp.text), 0, params, state=state, metadata=meta))
     click.echo(f"wrote checkpoint {path}", err=True)
 

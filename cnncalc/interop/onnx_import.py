@@ -94,6 +94,8 @@ class _Importer:
         self.state: dict[str, dict] = {}
         self.unmapped: dict[str, list[str]] = {}
         self.skip: set[int] = set()
+        self.poisoned: set[str] = set()
+        self.spec_shapes: dict[str, tuple] = {}
         self.rounding_floor = False
         self._setup(input_shape)
 
@@ -136,6 +138,7 @@ class _Importer:
         self.input_dims = dims
         self.input_shape = spec_shape(dims[1:])
         self.layer_of[inp.name] = "input"
+        self.spec_shapes["input"] = self.input_shape
         try:
             inferred = onnx.shape_inference.infer_shapes(_light(self.model), data_prop=True)
         except Exception as e:  # onnx raises several types; all mean an inconsistent model
@@ -201,10 +204,27 @@ class _Importer:
         if state:
             self.state[name] = state
         self.layer_of[out or node.output[0]] = name
+        self._own_shape(it, out or node.output[0])
         return it
+
+    def _own_shape(self, it, tensor):
+        """The layer's shape by cnncalc's own rules, so that later nodes do not depend on ONNX
+        shape inference (which gives up on, e.g., a Pad whose pads are computed)."""
+        cls = REGISTRY[it.kind]
+        args = {k: v for k, v in it.args.items() if k != it.kind}
+        if cls.primary and it.args.get(it.kind) is not None:
+            args[cls.primary] = it.args[it.kind]
+        try:
+            shp = cls(it.name, args).infer([self.spec_shapes[i] for i in it.inputs], "exact")
+        except Exception:  # let ONNX's inferred shape stand; the spec's loader reports real errors
+            return
+        self.spec_shapes[it.name] = shp
+        self.shapes[tensor] = (1, *((shp[-1], *shp[:-1]) if len(shp) > 1 else shp))
 
     def alias(self, node, tensor):
         self.layer_of[node.output[0]] = self.src(tensor, node)
+        if self.shape(tensor) is not None:
+            self.shapes[node.output[0]] = self.shape(tensor)
 
     def single_use(self, tensor) -> bool:
         return self.n_consumers[tensor] == 1
@@ -217,6 +237,9 @@ class _Importer:
             if i in self.skip:
                 continue
             self.index = i
+            if any(t in self.poisoned for t in node.input):  # downstream of an unmapped node: not its fault
+                self.poisoned.update(node.output)
+                continue
             if node.op_type == "Constant":
                 self._constant(node)
                 continue
@@ -245,15 +268,13 @@ class _Importer:
     def _unmapped(self, node, u):
         if not self.allow_opaque or u.hard:
             self.unmapped.setdefault(u.op, []).append(u.node or node.name)
-            for o in node.output:  # keep going: report every unmapped node at once
-                self.layer_of.setdefault(o, "input")
+            self.poisoned.update(node.output)  # keep going: report every unmapped node at once
             return
         outs = [o for o in node.output if o and self.n_consumers[o]]
         shape = self.shape(node.output[0])
         if len(outs) > 1 or shape is None or len(shape) < 2:
             self.unmapped.setdefault(u.op, []).append(node.name)
-            for o in node.output:
-                self.layer_of.setdefault(o, "input")
+            self.poisoned.update(node.output)
             return
         data = [t for t in node.input if t and t not in self.consts]
         for t in data:
@@ -351,12 +372,20 @@ def _axes(imp, node, ins, pos=1):
     return a
 
 
+def _cos_value(imp, node):
+    v = imp.attr(node, "value")
+    return imp.onnx.numpy_helper.to_array(v).reshape(-1)[0] if v is not None else np.float32(0)
+
+
 FOLD: dict[str, Callable] = {
     "Gather": lambda imp, n, i: np.take(i[0], i[1], axis=imp.attr(n, "axis", 0)),
     "Unsqueeze": lambda imp, n, i: np.expand_dims(i[0], tuple(_axes(imp, n, i))),
     "Squeeze": lambda imp, n, i: np.squeeze(i[0], tuple(_axes(imp, n, i)) if _axes(imp, n, i) else None),
     "Concat": lambda imp, n, i: np.concatenate([np.atleast_1d(x) for x in i], axis=imp.attr(n, "axis", 0)),
     "Cast": lambda imp, n, i: i[0],
+    "ConstantOfShape": lambda imp, n, i: np.full(tuple(int(d) for d in i[0]), _cos_value(imp, n)),
+    "Transpose": lambda imp, n, i: np.transpose(i[0], imp.attr(n, "perm")),
+    "Reshape": lambda imp, n, i: i[0].reshape([int(d) if d != 0 else i[0].shape[k] for k, d in enumerate(i[1])]),
     "Identity": lambda imp, n, i: i[0],
     "Mul": lambda imp, n, i: i[0] * i[1], "Add": lambda imp, n, i: i[0] + i[1],
     "Sub": lambda imp, n, i: i[0] - i[1], "Div": lambda imp, n, i: i[0] // i[1]
@@ -592,6 +621,8 @@ def activation(kind, op):
         if fusable:
             it.args["activation"] = kind
             imp.layer_of[node.output[0]] = it.name
+            if imp.shape(x) is not None:
+                imp.shapes[node.output[0]] = imp.shape(x)
             return
         imp.emit(node, kind, {kind: None, **(args or {})}, [x])
     return f

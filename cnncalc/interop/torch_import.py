@@ -53,7 +53,7 @@ def torch_to_onnx(model, input_shape):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (torch.zeros(1, *dims),), buf, dynamo=False, opset_version=OPSET,
-                              input_names=["input"], do_constant_folding=False,
+                              input_names=["input"], do_constant_folding=True,
                               training=torch.onnx.TrainingMode.PRESERVE,
                               keep_initializers_as_inputs=False)
     except Exception as e:

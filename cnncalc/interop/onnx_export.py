@@ -441,11 +441,12 @@ def _padding(b, node, xs, out):
     return b.node("Pad", [xs[0], p], out, node.name, mode=mode)
 
 
-def _adaptive(op, global_op):
+def _adaptive(op):
+    """An output size that divides the input: one window, kernel = stride = In/Out (also for
+    size 1, where a Global*Pool would import as global pooling, whose receptive field the
+    report treats as the whole image)."""
     def f(b, node, xs, out):
         k = _adaptive_kernel(node.layer)
-        if all(o == 1 for o in spatial(node.layer.out_shape)):
-            return b.node(global_op, xs, out, node.name)
         return b.node(op, xs, out, node.name, kernel_shape=k, strides=k)
     return f
 
@@ -464,8 +465,7 @@ EXPORTERS: dict[str, Callable] = {
     "prelu": _prelu, "mul": _mul, "scale": _scale,
     "layernorm": _layernorm, "groupnorm": _groupnorm, "instancenorm": _instancenorm,
     "upsample": _upsample, "crop": _crop, "padding": _padding,
-    "adaptive_avgpool": _adaptive("AveragePool", "GlobalAveragePool"),
-    "adaptive_maxpool": _adaptive("MaxPool", "GlobalMaxPool"),
+    "adaptive_avgpool": _adaptive("AveragePool"), "adaptive_maxpool": _adaptive("MaxPool"),
 }
 
 

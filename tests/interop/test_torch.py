@@ -24,7 +24,7 @@ def _module(graph):
     ns = {}
     exec(compile(torch_source(graph), "net.py", "exec"), ns)
     with torch.device("meta"):  # shapes without allocating VGG's 138M weights
-        return ns["Net"]()
+        return ns["Net"]().eval()
 
 
 def _nchw(shape):

@@ -409,15 +409,14 @@ def _upsample(b, node, xs, out):
     else:
         attrs = {"mode": "linear",
                  "coordinate_transformation_mode": "align_corners" if a["align_corners"] else "half_pixel"}
-    if a["factor"] is not None:
-        ins = [xs[0], roi, b.init(f"{node.name}/scales", np.array(
-            [1, 1, *(o / i for o, i in zip(sizes, spatial(lay.in_shapes[0])))], np.float32))]
-    else:
-        ins = [xs[0], roi, "", b.ints(f"{node.name}/sizes", [1, lay.out_shape[-1], *sizes])]
-    # a batch other than 1 needs the scales form; sizes is N=1-specific, so write scales when exact
-    if a["factor"] is None and all(o % i == 0 for o, i in zip(sizes, spatial(lay.in_shapes[0]))):
-        ins = [xs[0], roi, b.init(f"{node.name}/scales", np.array(
-            [1, 1, *(o // i for o, i in zip(sizes, spatial(lay.in_shapes[0])))], np.float32))]
+    ratios = [o / i for o, i in zip(sizes, spatial(lay.in_shapes[0]))]
+    if all(r == int(r) for r in ratios):  # integer factors: scales, any batch
+        ins = [xs[0], roi, b.init(f"{node.name}/scales", np.array([1, 1, *ratios], np.float32))]
+    else:  # sizes (N, C) + the spec's, as torch.onnx.export writes it: Shape → Slice → Concat
+        nc = b.node("Shape", [xs[0]], f"{node.name}/input_shape", f"{node.name}/shape", start=0, end=2)
+        sz = b.node("Concat", [nc, b.ints(f"{node.name}/spatial_sizes", sizes)], f"{node.name}/sizes",
+                    f"{node.name}/sizes", axis=0)
+        ins = [xs[0], roi, "", sz]
     return b.node("Resize", ins, out, node.name, **attrs)
 
 

@@ -195,8 +195,9 @@ class _Importer:
         return name
 
     def emit(self, node, kind, args, inputs, *, out=None, weight=None, name=None, params=None, state=None):
+        srcs = [self.src(t, node) for t in inputs]  # first: it may emit a pending padding layer
         name = name or self.name_for(node, weight)
-        it = Item(kind, args, name, [self.src(t, node) for t in inputs], node.name)
+        it = Item(kind, args, name, srcs, node.name)
         self.items.append(it)
         self.by_name[name] = it
         if params:
@@ -1160,6 +1161,7 @@ def pad(imp, node):
     if not lo[1] and not hi[1]:  # spatial zero padding: folded into the next conv (else a padding layer)
         imp.pending[node.output[0]] = ("pad", node.input[0], (lo[2:], hi[2:]), node.name)
         imp.pad_nodes[node.output[0]] = node
+        imp.shapes[node.output[0]] = (*xs[:2], *(n + a + b for n, a, b in zip(xs[2:], lo[2:], hi[2:])))
         return
     raise _Unmapped("Pad", node.name)
 

@@ -5,9 +5,11 @@ The generated file imports only torch. Every spec layer that is a torch module b
 attribute named as the layer (module instances ``a/b`` become nested containers ``self.a.b``;
 a name that is not a Python identifier is reached with ``getattr``); parameter-free plumbing
 (concat, add, split, pad_channels, flatten) is written inline in ``forward``, commented with
-the layer's name. The state_dict keys are the checkpoint's keys with ``/`` → ``.`` and, for
-batch norm, ``gamma`` → ``weight``, ``beta`` → ``bias`` (plus PyTorch's
-``num_batches_tracked``): :func:`state_dict_key`.
+the layer's name. The state_dict keys are the checkpoint's keys with ``/`` → ``.`` (a path
+component named like an ``nn.Module`` attribute gets a trailing ``_``) and, for the norms,
+``gamma`` → ``weight``, ``beta`` → ``bias`` (plus batch norm's ``num_batches_tracked``):
+:func:`state_dict_key`. Layers torch has no module for (layer scale, a LayerNorm over the
+channels of N x C x H x W) use small helper classes written into the file (``HELPERS``).
 """
 from __future__ import annotations
 

@@ -149,6 +149,7 @@ def test_onnxruntime_equals_exported_torch(key):
 
 
 @pytest.mark.torch
+@pytest.mark.slow  # a subprocess each (torch import): seconds
 @pytest.mark.parametrize("key", SPECS)
 def test_torch_onnx_export_of_the_module_imports_with_the_same_totals(tmp_path, key):
     """PyTorch's own ONNX (Sigmoid·x, the Erf GELU, Softplus·Tanh·x, GroupNorm through
@@ -166,10 +167,43 @@ def test_torch_onnx_export_of_the_module_imports_with_the_same_totals(tmp_path, 
     res = run_module("summarize", out, "--format", "json")
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
-    want = analyze_graph(g).to_dict() if hasattr(analyze_graph(g), "to_dict") else None
     rep = analyze_graph(g)
     assert got["totals"]["params"] == sum(x.params for x in rep.layers)
     assert got["totals"]["macs"] == sum(x.macs for x in rep.layers)
     assert got["layers"][-1]["shape"] == list(g[g.outputs[0]].shape)
     assert "opaque" not in {x["type"] for x in got["layers"]}
-    del want
+
+
+def _one_op_model(op, opset, **attrs):
+    h = onnx.helper
+    w = onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "c.weight")
+    nodes = [h.make_node("Conv", ["x", "c.weight"], ["a"], name="/c/Conv", pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["a"], ["r"], name="/r/Relu"),  # fused: the op is a layer of its own
+             h.make_node(op, ["r"], ["y"], name=f"/act/{op}", **attrs)]
+    g = h.make_graph(nodes, "one", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
+    onnx.checker.check_model(m)
+    return m
+
+
+@pytest.mark.parametrize("op,opset,attrs,want", [
+    ("Gelu", 20, {}, {"gelu": None}),
+    ("Gelu", 20, {"approximate": "tanh"}, {"gelu": None, "approximate": "tanh"}),
+    ("Mish", 18, {}, {"mish": None}),
+    ("HardSigmoid", 17, {"alpha": 1 / 6}, {"hardsigmoid": None}),
+    ("Elu", 17, {"alpha": 0.25}, {"elu": None, "alpha": 0.25}),
+])
+def test_single_onnx_ops_of_newer_opsets(op, opset, attrs, want):
+    imp = import_model(_one_op_model(op, opset, **attrs), source="one.onnx")
+    g = load_spec_text(imp.text)
+    assert [(n.kind, n.layer.activation) for n in g.layers] == [("conv", "relu"), (next(iter(want)), None)]
+    assert {k: v for k, v in g.layers[-1].layer.args.items() if k in want} == \
+        {k: v for k, v in want.items() if v is not None}
+
+
+def test_hardsigmoid_with_onnx_default_alpha_is_not_pytorchs():
+    """ONNX's default HardSigmoid (α = 0.2) is not relu6(x + 3)/6: listed as unmapped."""
+    from cnncalc.interop import InteropError
+    with pytest.raises(InteropError, match="HardSigmoid: 1 node"):
+        import_model(_one_op_model("HardSigmoid", 17), source="one.onnx")

@@ -19,7 +19,7 @@ NOT_EXPORTABLE = {
     "alphago-policy": "conv13 has an untied (per-position) bias; ONNX Conv has one bias per filter",
     "lenet5-paper": "C3's connection table (LeCun 1998, Table I) is not a grouped convolution",
 }
-BIG = {"cifar_resnet1202", "cifar_resnet110", "densenet169", "densenet121", "resnet152", "resnet152_tv",
+BIG = {"cifar_resnet1202", "cifar_resnet110", "densenet201", "densenet169", "densenet121", "resnet152", "resnet152_tv",
        "resnet101", "resnet101_tv"}
 
 

@@ -28,6 +28,11 @@ UNSUPPORTED = {
     "opaque": "an opaque layer has no known computation",
 }
 
+# decomposed activations (opset 17 has no Gelu/Mish/Swish op): the same node patterns
+# torch.onnx.export writes, which the importer recognises by evaluating them
+SQRT2 = 1.4142135381698608
+SQRT_2_OVER_PI = 0.7978845608028654
+
 
 def onnx_dims(shape) -> list:
     """A spec shape (HxWxC, LxC, [F]) → ONNX dims with a symbolic batch: [N, C, H, W]."""
@@ -50,7 +55,21 @@ def unsupported_layers(graph: Graph) -> list[tuple[str, str]]:
             out.append((n.name, "an untied (per-position) bias has no ONNX Conv equivalent"))
         elif lay.kind == "avgpool" and not lay.args["count_include_pad"] and _asym(lay):
             out.append((n.name, "asymmetric padding with count_include_pad: false"))
+        elif lay.kind in ("adaptive_avgpool", "adaptive_maxpool") and _adaptive_kernel(lay) is None:
+            out.append((n.name, "adaptive pooling whose output size does not divide the input "
+                                "(ONNX pools have one window size; PyTorch's exporter refuses it too)"))
+        elif lay.kind == "mul" and len(lay.in_shapes) != 2:
+            out.append((n.name, "a mul of more than two branches"))
     return out
+
+
+def _adaptive_kernel(layer):
+    """The one window (kernel = stride) of an adaptive pool whose output size divides its
+    input, or None."""
+    sp, out = spatial(layer.in_shapes[0]), spatial(layer.out_shape)
+    if any(i % o for i, o in zip(sp, out)):
+        return None
+    return [i // o for i, o in zip(sp, out)]
 
 
 def _asym(layer) -> bool:
@@ -243,6 +262,194 @@ def _pad_channels(b, node, xs, out):
     return b.node("Pad", [x, pads], out, node.name, mode="constant")
 
 
+
+def act_nodes(b: _Builder, kind: str, args: dict, x: str, out: str, name: str):
+    """The node(s) of an activation ``kind`` from ``x`` to ``out``; the last node is named
+    ``name``, helper nodes ``name/<what>`` (shared by layers and fused ``activation:``)."""
+    c = lambda what, v: b.init(f"{name}/{what}", np.array(v, np.float32))  # noqa: E731
+    t = lambda what: f"{name}/{what}"  # noqa: E731
+    if kind == "relu6":
+        return b.node("Clip", [x, c("min", 0.0), c("max", 6.0)], out, name)
+    if kind in SIMPLE_ACTS:
+        op, attrs = SIMPLE_ACTS[kind]
+        return b.node(op, [x], out, name, **attrs)
+    if kind == "leakyrelu":
+        return b.node("LeakyRelu", [x], out, name, alpha=float(args.get("alpha", 0.01)))
+    if kind == "elu":
+        return b.node("Elu", [x], out, name, alpha=float(args.get("alpha", 1.0)))
+    if kind == "hardsigmoid":  # relu6(x + 3)/6 = clip(x/6 + 1/2, 0, 1); ONNX's default alpha is 0.2
+        return b.node("HardSigmoid", [x], out, name, alpha=1.0 / 6.0, beta=0.5)
+    if kind == "silu":  # x·sigmoid(x)
+        s = b.node("Sigmoid", [x], t("sigmoid"), t("sigmoid"))
+        return b.node("Mul", [x, s], out, name)
+    if kind == "mish":  # x·tanh(softplus(x))
+        s = b.node("Softplus", [x], t("softplus"), t("softplus"))
+        s = b.node("Tanh", [s], t("tanh"), t("tanh"))
+        return b.node("Mul", [x, s], out, name)
+    if kind == "softplus":
+        beta = float(args.get("beta", 1.0))
+        if beta == 1.0:
+            return b.node("Softplus", [x], out, name)
+        s = b.node("Mul", [x, c("beta", beta)], t("scaled"), t("scale"))
+        s = b.node("Softplus", [s], t("softplus"), t("softplus"))
+        return b.node("Div", [s, c("beta_", beta)], out, name)
+    if kind == "gelu" and args.get("approximate", "none") == "tanh":
+        # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+        x3 = b.node("Mul", [b.node("Mul", [x, x], t("x2"), t("x2")), x], t("x3"), t("x3"))
+        s = b.node("Mul", [x3, c("k", 0.044715)], t("kx3"), t("kx3"))
+        s = b.node("Add", [x, s], t("inner"), t("inner"))
+        s = b.node("Mul", [s, c("sqrt_2_over_pi", SQRT_2_OVER_PI)], t("arg"), t("arg"))
+        s = b.node("Tanh", [s], t("tanh"), t("tanh"))
+        s = b.node("Add", [s, c("one", 1.0)], t("one_plus"), t("one_plus"))
+        s = b.node("Mul", [x, s], t("x_times"), t("x_times"))
+        return b.node("Mul", [s, c("half", 0.5)], out, name)
+    if kind == "gelu":  # x·½(1 + erf(x/√2)), torch.onnx.export's pattern
+        s = b.node("Div", [x, c("sqrt2", SQRT2)], t("scaled"), t("scale"))
+        s = b.node("Erf", [s], t("erf"), t("erf"))
+        s = b.node("Add", [s, c("one", 1.0)], t("one_plus"), t("one_plus"))
+        s = b.node("Mul", [x, s], t("x_times"), t("x_times"))
+        return b.node("Mul", [s, c("half", 0.5)], out, name)
+    raise InteropError(f"{name}: no ONNX form for the activation {kind!r}")
+
+
+SIMPLE_ACTS = {"relu": ("Relu", {}), "tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}),
+               "softmax": ("Softmax", {"axis": 1}), "hardswish": ("HardSwish", {}), "selu": ("Selu", {})}
+
+
+def _act_layer(b, node, xs, out):
+    return act_nodes(b, node.layer.kind, node.layer.args, xs[0], out, node.name)
+
+
+def _per_channel(b, node, pname, nsp):
+    """A per-channel parameter (C,) as a (C, 1, …) initializer that broadcasts over NCHW."""
+    a = np.asarray(b.params[node.name][pname])
+    return b.init(f"{node.name}/{pname}", a.reshape(a.shape[0], *([1] * nsp)))
+
+
+def _prelu(b, node, xs, out):
+    nsp = len(spatial(node.layer.out_shape))
+    return b.node("PRelu", [xs[0], _per_channel(b, node, "weight", nsp)], out, node.name)
+
+
+def _scale(b, node, xs, out):
+    nsp = len(spatial(node.layer.out_shape))
+    return b.node("Mul", [xs[0], _per_channel(b, node, "gamma", nsp)], out, node.name)
+
+
+def _mul(b, node, xs, out):
+    lay = node.layer
+    ins = list(xs)
+    rank = max(len(s) for s in lay.in_shapes)
+    for i, s in enumerate(lay.in_shapes):
+        if len(s) < rank:  # a flat [C] gate → (N, C, 1, 1)
+            shp = b.ints(f"{node.name}/gate_shape{i}", [0, s[-1], *([1] * (rank - 1))])
+            ins[i] = b.node("Reshape", [ins[i], shp], f"{node.name}/gate{i}", f"{node.name}/gate{i}")
+    return b.node("Mul", ins, out, node.name)
+
+
+def _affine(b, node, shape_c, nsp, names=("gamma", "beta")):
+    """γ, β initializers (or, for ``affine: false``, the ones/zeros ONNX requires, named
+    ``unit_scale``/``zero_bias`` so the importer reads them back as no parameters)."""
+    if node.layer.args["affine"]:
+        g, bb = (np.asarray(b.params[node.name][n]) for n in names)
+        return (b.init(f"{node.name}/gamma", g.reshape(*shape_c)), b.init(f"{node.name}/beta", bb.reshape(*shape_c)))
+    return (b.init(f"{node.name}/unit_scale", np.ones(shape_c, np.float32)),
+            b.init(f"{node.name}/zero_bias", np.zeros(shape_c, np.float32)))
+
+
+def _layernorm(b, node, xs, out):
+    lay = node.layer
+    eps = float(lay.args["eps"])
+    shape = lay.out_shape
+    nsp = len(spatial(shape))
+    if lay.args["over"] == "all" or nsp == 0:
+        aff = _affine(b, node, lay._affine_shape() if lay.args["over"] == "all" else (shape[-1],), 0)
+        return b.node("LayerNormalization", [xs[0], *aff], out, node.name, axis=1, epsilon=eps)
+    # over the channels at each position: channels-last, normalise the last axis, back
+    aff = _affine(b, node, (shape[-1],), 0)
+    t = b.node("Transpose", [xs[0]], f"{node.name}/channels_last", f"{node.name}/to_channels_last",
+               perm=[0, *range(2, 2 + nsp), 1])
+    t = b.node("LayerNormalization", [t, *aff], f"{node.name}/normed", f"{node.name}/layernorm",
+               axis=-1, epsilon=eps)
+    return b.node("Transpose", [t], out, node.name, perm=[0, 1 + nsp, *range(1, 1 + nsp)])
+
+
+def _instancenorm(b, node, xs, out):
+    aff = _affine(b, node, (node.layer.out_shape[-1],), 0)
+    return b.node("InstanceNormalization", [xs[0], *aff], out, node.name, epsilon=float(node.layer.args["eps"]))
+
+
+def _groupnorm(b, node, xs, out):
+    """torch.onnx.export's opset-17 pattern: Reshape (N, G, -1) → InstanceNormalization with
+    unit γ → Reshape back → Mul γ → Add β (GroupNormalization-18 has per-group γ, β)."""
+    lay = node.layer
+    g = lay.args["groups"]
+    shape = lay.out_shape
+    nsp = len(spatial(shape))
+    t = b.node("Reshape", [xs[0], b.ints(f"{node.name}/grouped_shape", [0, g, -1])],
+               f"{node.name}/grouped", f"{node.name}/group")
+    t = b.node("InstanceNormalization", [t, b.init(f"{node.name}/unit_scale", np.ones(g, np.float32)),
+                                         b.init(f"{node.name}/zero_bias", np.zeros(g, np.float32))],
+               f"{node.name}/normed", f"{node.name}/norm", epsilon=float(lay.args["eps"]))
+    back = b.ints(f"{node.name}/shape", [0, shape[-1], *spatial(shape)])
+    if not lay.args["affine"]:
+        return b.node("Reshape", [t, back], out, node.name)
+    t = b.node("Reshape", [t, back], f"{node.name}/ungrouped", f"{node.name}/ungroup")
+    t = b.node("Mul", [t, _per_channel(b, node, "gamma", nsp)], f"{node.name}/scaled", f"{node.name}/scale")
+    return b.node("Add", [t, _per_channel(b, node, "beta", nsp)], out, node.name)
+
+
+def _upsample(b, node, xs, out):
+    lay = node.layer
+    a = lay.args
+    sizes = [int(v) for v in spatial(lay.out_shape)]
+    roi = ""
+    if a["mode"] == "nearest":  # PyTorch's nearest: o reads floor(o·In/Out)
+        attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    else:
+        attrs = {"mode": "linear",
+                 "coordinate_transformation_mode": "align_corners" if a["align_corners"] else "half_pixel"}
+    ratios = [o / i for o, i in zip(sizes, spatial(lay.in_shapes[0]))]
+    if all(r == int(r) for r in ratios):  # integer factors: scales, any batch
+        ins = [xs[0], roi, b.init(f"{node.name}/scales", np.array([1, 1, *ratios], np.float32))]
+    else:  # sizes (N, C) + the spec's, as torch.onnx.export writes it: Shape → Slice → Concat
+        nc = b.node("Shape", [xs[0]], f"{node.name}/input_shape", f"{node.name}/shape", start=0, end=2)
+        sz = b.node("Concat", [nc, b.ints(f"{node.name}/spatial_sizes", sizes)], f"{node.name}/sizes",
+                    f"{node.name}/sizes", axis=0)
+        ins = [xs[0], roi, "", sz]
+    return b.node("Resize", ins, out, node.name, **attrs)
+
+
+def _slice_spatial(b, node, x, out, lohi):
+    sp = spatial(node.layer.in_shapes[0])
+    starts = b.ints(f"{node.name}/starts", [lo for lo, _ in lohi])
+    ends = b.ints(f"{node.name}/ends", [n - hi for n, (_, hi) in zip(sp, lohi)])
+    axes = b.ints(f"{node.name}/axes", list(range(2, 2 + len(sp))))
+    return b.node("Slice", [x, starts, ends, axes], out, node.name)
+
+
+def _crop(b, node, xs, out):
+    return _slice_spatial(b, node, xs[0], out, node.layer.crops)
+
+
+def _padding(b, node, xs, out):
+    lay = node.layer
+    pads = lay.pads
+    mode = {"zero": "constant", "reflect": "reflect", "replicate": "edge"}[lay.args["mode"]]
+    p = b.ints(f"{node.name}/pads", [0, 0, *(lo for lo, _ in pads), 0, 0, *(hi for _, hi in pads)])
+    return b.node("Pad", [xs[0], p], out, node.name, mode=mode)
+
+
+def _adaptive(op):
+    """An output size that divides the input: one window, kernel = stride = In/Out (also for
+    size 1, where a Global*Pool would import as global pooling, whose receptive field the
+    report treats as the whole image)."""
+    def f(b, node, xs, out):
+        k = _adaptive_kernel(node.layer)
+        return b.node(op, xs, out, node.name, kernel_shape=k, strides=k)
+    return f
+
+
 EXPORTERS: dict[str, Callable] = {
     "conv": _conv, "dwconv": _conv, "deconv": _deconv, "fc": _fc,
     "flatten": _simple("Flatten", axis=1),
@@ -253,11 +460,13 @@ EXPORTERS: dict[str, Callable] = {
     "dropout": _dropout, "batchnorm": _bn, "lrn": _lrn,
     "concat": _simple("Concat", axis=1), "add": _add, "identity": _simple("Identity"),
     "split": _split, "channel_shuffle": _shuffle, "pad_channels": _pad_channels,
+    **{k: _act_layer for k in ("silu", "hardswish", "hardsigmoid", "gelu", "mish", "elu", "selu", "softplus")},
+    "prelu": _prelu, "mul": _mul, "scale": _scale,
+    "layernorm": _layernorm, "groupnorm": _groupnorm, "instancenorm": _instancenorm,
+    "upsample": _upsample, "crop": _crop, "padding": _padding,
+    "adaptive_avgpool": _adaptive("AveragePool"), "adaptive_maxpool": _adaptive("MaxPool"),
 }
 
-# a fused ``activation:`` of a layer → (ONNX op, attributes)
-ACTIVATIONS = {"relu": ("Relu", {}), "leakyrelu": ("LeakyRelu", {"alpha": 0.01}), "tanh": ("Tanh", {}),
-               "sigmoid": ("Sigmoid", {}), "softmax": ("Softmax", {"axis": 1})}
 
 
 def random_weights(graph: Graph, seed: int | None = 0):
@@ -312,12 +521,7 @@ def export_onnx(graph: Graph, params=None, state=None, *, seed: int | None = 0):
         out = f"{node.name}/pre" if act else node.name
         fn(b, node, list(node.inputs), out)
         if act:
-            name = f"{node.name}/{act}"
-            if act == "relu6":
-                _relu6(b, node, [out], node.name, name=name)
-            else:
-                op, attrs = ACTIVATIONS[act]
-                b.node(op, [out], node.name, name, **attrs)
+            act_nodes(b, act, {}, out, node.name, f"{node.name}/{act}")
     f32 = onnx.TensorProto.FLOAT
     inputs = [h.make_tensor_value_info(INPUT, f32, onnx_dims(graph.input_shape))]
     outputs = [h.make_tensor_value_info(o, f32, onnx_dims(graph[o].shape)) for o in graph.outputs]

@@ -26,14 +26,9 @@ from cnncalc.shapes import fmt_shape
 
 MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 
-# ONNX ops whose spec layer type does not exist in this version (TODO when `layers` lands)
-PENDING = {
-    "HardSwish": "hardswish", "HardSigmoid": "hardsigmoid", "Gelu": "gelu", "Mish": "mish",
-    "Elu": "elu", "Selu": "selu", "Softplus": "softplus", "PRelu": "prelu", "Mul": "mul",
-    "Resize": "upsample", "Upsample": "upsample", "Pad": "pad", "Slice": "crop",
-    "LayerNormalization": "layernorm", "GroupNormalization": "groupnorm",
-    "InstanceNormalization": "instancenorm",
-}
+# ONNX ops whose spec layer type does not exist in this version (none left since the layer
+# types of issue 10; kept for the error message of a future op)
+PENDING: dict[str, str] = {}
 
 
 @dataclass
@@ -87,7 +82,8 @@ class _Importer:
         self.g = model.graph
         self.consts: dict[str, np.ndarray] = {}
         self.layer_of: dict[str, str] = {}  # tensor → spec layer
-        self.pending: dict[str, tuple] = {}  # tensor → ("pad"|"slice", src tensor, info, node name)
+        self.pending: dict[str, tuple] = {}  # tensor → ("pad"|"slice"|"nhwc", src tensor, info, node name)
+        self.pad_nodes: dict[str, object] = {}
         self.items: list[Item] = []
         self.by_name: dict[str, Item] = {}
         self.params: dict[str, dict] = {}
@@ -113,9 +109,9 @@ class _Importer:
         self.input_name = inp.name
         tt = inp.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        if len(dims) not in (2, 3, 4):
+        if len(dims) not in (2, 3, 4, 5):
             raise InteropError(f"{self.source}: the input {inp.name!r} has {len(dims)} axes; cnncalc "
-                               f"reads N x C x H x W, N x C x L or N x F")
+                               f"reads N x C x D x H x W, N x C x H x W, N x C x L or N x F")
         if input_shape is not None:
             want = tuple(input_shape)
             if len(want) != len(dims) - 1:
@@ -170,7 +166,11 @@ class _Importer:
 
     def src(self, tensor, node) -> str:
         if tensor in self.pending:
-            kind, _, _, pname = self.pending.pop(tensor)
+            kind, src, info, pname = self.pending.pop(tensor)
+            if kind == "pad":  # F.pad that no conv folded: a padding layer of its own
+                pnode = self.pad_nodes[tensor]
+                self.emit(pnode, "padding", {"padding": _pads_arg(*info)}, [src])
+                return self.layer_of[tensor]
             raise _Unmapped("Pad" if kind == "pad" else "Slice", pname)
         if tensor not in self.layer_of:
             raise _Unmapped(node.op_type, node.name, f"input {tensor!r} is not computed by a mapped layer")
@@ -195,8 +195,9 @@ class _Importer:
         return name
 
     def emit(self, node, kind, args, inputs, *, out=None, weight=None, name=None, params=None, state=None):
+        srcs = [self.src(t, node) for t in inputs]  # first: it may emit a pending padding layer
         name = name or self.name_for(node, weight)
-        it = Item(kind, args, name, [self.src(t, node) for t in inputs], node.name)
+        it = Item(kind, args, name, srcs, node.name)
         self.items.append(it)
         self.by_name[name] = it
         if params:
@@ -245,6 +246,8 @@ class _Importer:
                 continue
             if self._fold(node):
                 continue
+            if node.op_type in ELEMENTWISE and self._elementwise_region(i):
+                continue
             fn = IMPORTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
             try:
                 if fn is None:
@@ -286,6 +289,56 @@ class _Importer:
         self.items.append(it)
         self.by_name[name] = it
         self.layer_of[node.output[0]] = name
+
+    # ------------------------------------------------------------------ decomposed activations
+    def _elementwise_region(self, i) -> bool:
+        """Nodes from ``i`` on that compute an elementwise function of one mapped tensor x
+        (with scalar constants): torch.onnx.export's GELU (Div, Erf, Add, Mul, Mul), SiLU
+        (Sigmoid, Mul), Mish (Softplus, Tanh, Mul), Softplus(β) … . The longest such chain whose
+        intermediate tensors are used only inside it is evaluated on sample values and named by
+        what it computes (silu, gelu, gelu tanh, mish, hardswish, hardsigmoid, softplus β)."""
+        first = self.nodes[i]
+        data = [t for t in first.input if t and t not in self.consts]
+        if len(set(data)) != 1 or data[0] not in self.layer_of or data[0] in self.pending:
+            return False
+        x = data[0]
+        have, region = {x}, []
+        for k in range(i, min(len(self.nodes), i + 40)):
+            n = self.nodes[k]
+            if k in self.skip:
+                continue
+            if n.op_type == "Constant" and k > i:
+                try:
+                    self._constant(n)
+                except _Unmapped:
+                    break
+                continue
+            ins = [t for t in n.input if t]
+            if n.op_type not in ELEMENTWISE or len(n.output) != 1:
+                continue
+            if not all(t in have or (t in self.consts and self.consts[t].size == 1) for t in ins):
+                continue
+            if not any(t in have for t in ins):
+                continue
+            region.append(k)
+            have.add(n.output[0])
+        outs = {o.name for o in self.g.output}
+        for end in range(len(region), 1, -1):
+            part = region[:end]
+            inside = {self.nodes[k].output[0] for k in part}
+            last = self.nodes[part[-1]].output[0]
+            if any(t != last and (t in outs or self.n_consumers[t] != sum(
+                    1 for k in part for u in self.nodes[k].input if u == t)) for t in inside):
+                continue
+            found = _identify(self, [self.nodes[k] for k in part], x, last)
+            if found is None:
+                continue
+            kind, args = found
+            self.skip.update(part)
+            uses = sum(1 for k in part for t in self.nodes[k].input if t == x)
+            activation(kind, kind)(self, self.nodes[part[-1]], args or None, x=x, uses=uses)
+            return True
+        return False
 
     # ------------------------------------------------------------------ constant folding
     def _constant(self, node):
@@ -375,6 +428,64 @@ def _axes(imp, node, ins, pos=1):
 def _cos_value(imp, node):
     v = imp.attr(node, "value")
     return imp.onnx.numpy_helper.to_array(v).reshape(-1)[0] if v is not None else np.float32(0)
+
+
+def _erf(v):
+    import math
+    return np.vectorize(math.erf)(v)
+
+
+def _softplus(v):
+    return np.logaddexp(0.0, v)
+
+
+EW_EVAL: dict[str, Callable] = {
+    "Mul": lambda a, b: a * b, "Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Div": lambda a, b: a / b,
+    "Pow": lambda a, b: a ** b, "Erf": _erf, "Tanh": np.tanh, "Sigmoid": lambda a: 1 / (1 + np.exp(-a)),
+    "Softplus": _softplus, "Relu": lambda a: np.maximum(a, 0), "Exp": np.exp, "Log": np.log,
+    "Neg": np.negative, "Sqrt": np.sqrt, "HardSwish": lambda a: a * np.clip(a + 3, 0, 6) / 6,
+}
+ELEMENTWISE = set(EW_EVAL) | {"HardSigmoid", "Clip"}
+
+_PROBE = np.linspace(-6.0, 6.0, 97)
+_SQRT2 = np.sqrt(2.0)
+KNOWN_FUNCTIONS = [
+    ("silu", {}, lambda x: x / (1 + np.exp(-x))),
+    ("gelu", {}, lambda x: 0.5 * x * (1 + _erf(x / _SQRT2))),
+    ("gelu", {"approximate": "tanh"}, lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))),
+    ("mish", {}, lambda x: x * np.tanh(_softplus(x))),
+    ("hardswish", {}, lambda x: x * np.clip(x + 3, 0, 6) / 6),
+    ("hardsigmoid", {}, lambda x: np.clip(x / 6 + 0.5, 0, 1)),
+]
+
+
+def _identify(imp, nodes, x, last):
+    """(kind, args) of the function the elementwise ``nodes`` compute from ``x``, or None."""
+    vals = {x: _PROBE}
+    try:
+        with np.errstate(all="ignore"):
+            for n in nodes:
+                ins = [vals[t] if t in vals else np.float64(imp.consts[t].reshape(-1)[0]) for t in n.input if t]
+                if n.op_type == "HardSigmoid":
+                    vals[n.output[0]] = np.clip(imp.attr(n, "alpha", 0.2) * ins[0] + imp.attr(n, "beta", 0.5), 0, 1)
+                elif n.op_type == "Clip":
+                    lo = ins[1] if len(ins) > 1 else imp.attr(n, "min", -np.inf)
+                    hi = ins[2] if len(ins) > 2 else imp.attr(n, "max", np.inf)
+                    vals[n.output[0]] = np.clip(ins[0], lo, hi)
+                else:
+                    vals[n.output[0]] = EW_EVAL[n.op_type](*ins)
+    except (KeyError, TypeError, ValueError):
+        return None
+    y = vals[last]
+    if y.shape != _PROBE.shape or not np.all(np.isfinite(y)):
+        return None
+    for kind, args, fn in KNOWN_FUNCTIONS:
+        if np.allclose(y, fn(_PROBE), rtol=1e-5, atol=1e-6):
+            return kind, args
+    beta = float(np.log(2.0) / y[48]) if y[48] > 0 else 0.0  # softplus_β(0) = ln 2 / β
+    if beta > 0 and np.allclose(y, _softplus(beta * _PROBE) / beta, rtol=1e-5, atol=1e-6):
+        return "softplus", {"beta": float(f"{beta:.6g}")}
+    return None
 
 
 FOLD: dict[str, Callable] = {
@@ -610,12 +721,12 @@ def simple(kind, **fixed):
 
 
 def activation(kind, op):
-    def f(imp, node, args=None):
-        x = node.input[0]
+    def f(imp, node, args=None, x=None, uses=1):
+        x = x or node.input[0]
         prod = imp.layer_of.get(x)
         it = imp.by_name.get(prod)
         fusable = (it is not None and REGISTRY[it.kind].takes_activation and not it.args.get("activation")
-                   and imp.single_use(x) and x not in {o.name for o in imp.g.output} and not args)
+                   and imp.n_consumers[x] == uses and x not in {o.name for o in imp.g.output} and not args)
         if fusable and imp.cnncalc:
             fusable = node.name == f"{it.raw}/{kind}"
         if fusable:
@@ -626,6 +737,228 @@ def activation(kind, op):
             return
         imp.emit(node, kind, {kind: None, **(args or {})}, [x])
     return f
+
+
+def hardsigmoid(imp, node):
+    alpha, beta = float(imp.attr(node, "alpha", 0.2)), float(imp.attr(node, "beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
+        raise _Unmapped("HardSigmoid", node.name, f"alpha {alpha:g}, beta {beta:g} (the layer is PyTorch's "
+                        "relu6(x + 3)/6: alpha 1/6, beta 0.5)")
+    activation("hardsigmoid", "HardSigmoid")(imp, node)
+
+
+def elu(imp, node):
+    alpha = float(imp.attr(node, "alpha", 1.0))
+    activation("elu", "Elu")(imp, node, None if abs(alpha - 1.0) < 1e-9 else {"alpha": float(f"{alpha:.6g}")})
+
+
+def selu(imp, node):
+    a, g = float(imp.attr(node, "alpha", 1.67326319217681884765625)), float(imp.attr(node, "gamma", 1.05070102214813232421875))
+    if abs(a - 1.6732632) > 1e-5 or abs(g - 1.0507010) > 1e-5:
+        raise _Unmapped("Selu", node.name, "alpha/gamma other than SELU's constants")
+    activation("selu", "Selu")(imp, node)
+
+
+def gelu(imp, node):
+    approx = imp.attr(node, "approximate", b"none")
+    approx = approx.decode() if isinstance(approx, bytes) else approx
+    activation("gelu", "Gelu")(imp, node, {"approximate": "tanh"} if approx == "tanh" else None)
+
+
+def prelu(imp, node):
+    w = imp.const(node.input[1])
+    xs = _nchw(imp, node.input[0], node)
+    if w is None or w.size not in (1, xs[1]):
+        raise _Unmapped("PRelu", node.name, "slopes that are neither one per channel nor one")
+    args = {"prelu": "shared"} if w.size == 1 and xs[1] != 1 else {"prelu": None}
+    imp.emit(node, "prelu", args, [node.input[0]], weight=node.input[1],
+             params={"weight": w.reshape(-1).astype(np.float32)})
+
+
+def mul(imp, node):
+    ks = [imp.const(t) for t in node.input]
+    if all(k is None for k in ks):
+        a, b = (_nchw(imp, t, node) for t in node.input)
+        if len(a) != len(b):
+            raise _Unmapped("Mul", node.name, "a product of tensors of different ranks")
+        imp.emit(node, "mul", {"mul": None}, list(node.input))
+        return
+    j = 0 if ks[0] is None else 1
+    g = ks[1 - j]
+    xs = _nchw(imp, node.input[j], node)
+    c = xs[1] if len(xs) > 1 else None
+    if g is None or c is None or g.size != c or (g.ndim > 1 and g.shape[0] != c) or (g.ndim == len(xs) and g.shape[0] == 1 and c != 1):
+        raise _Unmapped("Mul", node.name, "multiplying by a constant that is not one value per channel")
+    imp.emit(node, "scale", {"scale": None}, [node.input[j]], weight=node.input[1 - j],
+             params={"gamma": g.reshape(-1).astype(np.float32)})
+
+
+def _unit_affine(imp, scale, bias) -> bool:
+    """ONNX requires γ (and InstanceNormalization β): ones/zeros that are not parameters (not
+    named like one) stand for ``affine: false``."""
+    s, b = imp.const(scale), imp.const(bias) if bias else None
+    named = scale.endswith((".weight", "/gamma", ".gamma")) and not scale.endswith("unit_scale")
+    return (s is not None and not named and np.all(s == 1) and (b is None or np.all(b == 0)))
+
+
+def _affine_params(imp, node, xs_c):
+    scale, bias = node.input[1], node.input[2] if len(node.input) > 2 and node.input[2] else None
+    if _unit_affine(imp, scale, bias):
+        return {"affine": False}, None
+    s = imp.const(scale)
+    b = imp.const(bias) if bias else np.zeros_like(s)
+    if s is None or b is None:
+        raise _Unmapped(node.op_type, node.name, "a scale or bias that is not a constant")
+    return {}, {"gamma": s.astype(np.float32), "beta": b.astype(np.float32)}
+
+
+def _eps(imp, node, args):
+    eps = float(imp.attr(node, "epsilon", 1e-5))
+    if abs(eps - 1e-5) > 1e-12:
+        args["eps"] = float(f"{eps:.6g}")
+    return args
+
+
+def _consumer(imp, tensor, op):
+    """The index of the one node that reads ``tensor``, if it is an ``op``; else None."""
+    if not imp.single_use(tensor):
+        return None
+    ks = [k for k in range(imp.index + 1, len(imp.nodes)) if tensor in imp.nodes[k].input]
+    return ks[0] if len(ks) == 1 and imp.nodes[ks[0]].op_type == op else None
+
+
+def transpose(imp, node):
+    xs = _nchw(imp, node.input[0], node)
+    r = len(xs)
+    perm = list(imp.attr(node, "perm", []))
+    if r > 2 and perm == [0, *range(2, r), 1] and _consumer(imp, node.output[0], "LayerNormalization") is not None:
+        imp.pending[node.output[0]] = ("nhwc", node.input[0], None, node.name)
+        return
+    raise _Unmapped("Transpose", node.name, "a transpose other than channels-last around a LayerNormalization")
+
+
+def layernorm(imp, node):
+    x = node.input[0]
+    if x in imp.pending and imp.pending[x][0] == "nhwc":
+        _, src, _, _ = imp.pending.pop(x)
+        xs = _nchw(imp, src, node)
+        r = len(xs)
+        axis = imp.attr(node, "axis", -1) % r
+        k = _consumer(imp, node.output[0], "Transpose")
+        if axis != r - 1 or k is None or list(imp.attr(imp.nodes[k], "perm")) != [0, r - 1, *range(1, r - 1)]:
+            raise _Unmapped("LayerNormalization", node.name, "a channels-last LayerNorm not over the channels alone")
+        back = imp.nodes[k]
+        imp.skip.add(k)
+        extra, p = _affine_params(imp, node, xs[1])
+        name = imp.name_for(back) if imp.cnncalc else imp.name_for(node, node.input[1])
+        imp.emit(node, "layernorm", _eps(imp, node, {"layernorm": None, **extra}), [src], out=back.output[0],
+                 name=name, params=p)
+        return
+    xs = _nchw(imp, x, node)
+    r = len(xs)
+    axis = imp.attr(node, "axis", -1) % r
+    if axis != 1:
+        raise _Unmapped("LayerNormalization", node.name, "normalising axes other than C (flat) or C, H, W")
+    extra, p = _affine_params(imp, node, xs[1])
+    if p is not None:
+        p = {k: v.reshape(xs[1:]) if r > 2 else v.reshape(-1) for k, v in p.items()}
+    over = "all" if r > 2 else None
+    imp.emit(node, "layernorm", _eps(imp, node, {"layernorm": over, **extra}), [x], weight=node.input[1], params=p)
+
+
+def instancenorm(imp, node):
+    xs = _nchw(imp, node.input[0], node)
+    extra, p = _affine_params(imp, node, xs[1])
+    imp.emit(node, "instancenorm", _eps(imp, node, {"instancenorm": None, **extra}), [node.input[0]],
+             weight=node.input[1], params=p)
+
+
+def _groupnorm(imp, node, xs, groups) -> bool:
+    """torch.onnx.export's GroupNorm (opset < 18): Reshape (N, G, -1) → InstanceNormalization
+    (unit γ) → Reshape back → Mul γ → Add β. True when ``node`` starts it (and it was imported)."""
+    k1 = _consumer(imp, node.output[0], "InstanceNormalization")
+    if k1 is None:
+        return False
+    inorm = imp.nodes[k1]
+    if not _unit_affine(imp, inorm.input[1], inorm.input[2] if len(inorm.input) > 2 else None):
+        return False
+    saved, imp.index = imp.index, k1
+    k2 = _consumer(imp, inorm.output[0], "Reshape")
+    imp.index = saved
+    if k2 is None:
+        return False
+    chain, last = [k1, k2], imp.nodes[k2].output[0]
+    params, nsp = {}, len(xs) - 2
+    for op, pname in (("Mul", "gamma"), ("Add", "beta")):
+        saved, imp.index = imp.index, chain[-1]
+        k = _consumer(imp, last, op)
+        imp.index = saved
+        if k is None:
+            break
+        other = [t for t in imp.nodes[k].input if t != last]
+        v = imp.const(other[0]) if len(other) == 1 else None
+        if v is None or v.size != xs[1]:
+            break
+        params[pname] = v.reshape(-1).astype(np.float32)
+        chain.append(k)
+        last = imp.nodes[k].output[0]
+    if len(params) == 1:
+        return False
+    imp.skip.update(chain)
+    args = _eps(imp, inorm, {"groupnorm": int(groups)})
+    if not params:
+        args["affine"] = False
+    final = imp.nodes[chain[-1]]
+    name = imp.name_for(final) if imp.cnncalc else imp.name_for(node)
+    imp.emit(node, "groupnorm", args, [node.input[0]], out=last, name=name, params=params or None)
+    return True
+
+
+def resize(imp, node):
+    xs = _nchw(imp, node.input[0], node)
+    nsp = len(xs) - 2
+    mode = imp.attr(node, "mode", b"nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    ctm = imp.attr(node, "coordinate_transformation_mode", b"half_pixel")
+    ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+    if node.op_type == "Upsample":
+        scales, sizes = imp.const(node.input[1]) if len(node.input) > 1 else imp.attr(node, "scales"), None
+        ctm = "asymmetric"
+    else:
+        scales = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        sizes = imp.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    if scales is not None and np.size(scales) == 0:
+        scales = None
+    if (scales is None) == (sizes is None):
+        raise _Unmapped(node.op_type, node.name, "scales or sizes that are not constants")
+    if scales is not None:
+        scales = [float(v) for v in scales]
+        if scales[:2] != [1.0, 1.0]:
+            raise _Unmapped(node.op_type, node.name, "resizing the batch or channel axis")
+        out = [int(np.floor(n * f)) for n, f in zip(xs[2:], scales[2:])]
+    else:
+        out = [int(v) for v in sizes][2:]
+    args = {}
+    if all(o % n == 0 for o, n in zip(out, xs[2:])):
+        args["upsample"] = _compact([o // n for o, n in zip(out, xs[2:])])
+    else:
+        args.update(upsample=None, size="x".join(map(str, out)))
+    if mode == "nearest":
+        nm = imp.attr(node, "nearest_mode", b"round_prefer_floor")
+        nm = nm.decode() if isinstance(nm, bytes) else nm
+        if ctm != "asymmetric" or (node.op_type == "Resize" and nm != "floor"):
+            raise _Unmapped(node.op_type, node.name, f"nearest with {ctm}/{nm} (PyTorch's nearest is asymmetric/floor)")
+    elif mode == "linear":
+        if ctm not in ("align_corners", "half_pixel", "pytorch_half_pixel"):
+            raise _Unmapped(node.op_type, node.name, f"linear with coordinate_transformation_mode {ctm}")
+        args["mode"] = {1: "linear", 2: "bilinear", 3: "trilinear"}[nsp]
+        if ctm == "align_corners":
+            args["align_corners"] = True
+    else:
+        raise _Unmapped(node.op_type, node.name, f"mode {mode} (nearest and linear are layer types)")
+    if any(o < n for o, n in zip(out, xs[2:])):
+        raise _Unmapped(node.op_type, node.name, "downsampling")
+    imp.emit(node, "upsample", args, [node.input[0]])
 
 
 def leaky(imp, node):
@@ -707,6 +1040,9 @@ def reshape(imp, node):
     if -1 in t:
         known = int(np.prod([v for v in t if v != -1]))
         t[t.index(-1)] = n // known
+    if len(t) == 3 and t[0] == xs[0] and len(xs) > 2 and xs[1] % t[1] == 0 and t[1] * t[2] == int(np.prod(xs[1:])):
+        if _groupnorm(imp, node, xs, t[1]):
+            return
     if len(t) == 2 and t[0] == xs[0]:
         if len(xs) == 2:
             imp.alias(node, node.input[0])
@@ -769,6 +1105,18 @@ def slice_(imp, node):
         if w > 0 and c % w == 0 and lo % w == 0:
             imp.emit(node, "split", {"split": c // w, "part": lo // w}, [node.input[0]])
             return
+    if axes and all(a >= 2 for a in axes) and all(s == 1 for s in steps):
+        lohi = [[0, 0] for _ in xs[2:]]
+        for a, st, en in zip(axes, starts, ends):
+            n = xs[a]
+            lo = min(max(st + n if st < 0 else st, 0), n)
+            hi = min(max(en + n if en < 0 else en, 0), n)
+            lohi[a - 2] = [lo, n - hi]
+        if not any(map(any, lohi)):
+            imp.alias(node, node.input[0])
+            return
+        imp.emit(node, "crop", {"crop": _pads_arg([a for a, _ in lohi], [b for _, b in lohi])}, [node.input[0]])
+        return
     if sorted(axes) == list(range(2, len(xs))) and all(s == 0 for s in starts) and all(e >= xs[a] for e, a in zip(ends, axes)):
         order = sorted(range(len(axes)), key=lambda i: axes[i])
         imp.pending[node.output[0]] = ("slice", node.input[0], [steps[i] for i in order], node.name)
@@ -781,14 +1129,22 @@ def pad(imp, node):
     pads = imp.const(node.input[1]) if len(node.input) > 1 else imp.attr(node, "pads")
     mode = imp.attr(node, "mode", b"constant")
     value = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    if pads is None or mode not in (b"constant", "constant") or (value is not None and float(value) != 0.0) \
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if pads is None or mode not in ("constant", "reflect", "edge") or (value is not None and float(value) != 0.0) \
             or (len(node.input) > 3 and node.input[3]):
-        raise _Unmapped("Pad", node.name)
+        raise _Unmapped("Pad", node.name, "a padding that is not zero / reflect / edge with constant amounts")
     pads = [int(p) for p in pads]
     r = len(xs)
     lo, hi = pads[:r], pads[r:]
     if lo[0] or hi[0] or any(p < 0 for p in pads):
         raise _Unmapped("Pad", node.name)
+    if not lo[1] and not hi[1] and (mode != "constant" or imp.cnncalc):  # a padding layer
+        spec_mode = {"constant": "zero", "reflect": "reflect", "edge": "replicate"}[mode]
+        imp.emit(node, "padding", {"padding": _pads_arg(lo[2:], hi[2:]),
+                                   **({"mode": spec_mode} if spec_mode != "zero" else {})}, [node.input[0]])
+        return
+    if mode != "constant":
+        raise _Unmapped("Pad", node.name, "reflect/edge padding of the channels")
     if not any(lo[2:]) and not any(hi[2:]):  # channels only: pad_channels (ResNet option A)
         x, strides = node.input[0], [1] * (r - 2)
         if x in imp.pending and imp.pending[x][0] == "slice":
@@ -802,8 +1158,10 @@ def pad(imp, node):
             args["place"] = "both"
         imp.emit(node, "pad_channels", args, [x])
         return
-    if not lo[1] and not hi[1]:  # spatial zero padding: folded into the next conv
+    if not lo[1] and not hi[1]:  # spatial zero padding: folded into the next conv (else a padding layer)
         imp.pending[node.output[0]] = ("pad", node.input[0], (lo[2:], hi[2:]), node.name)
+        imp.pad_nodes[node.output[0]] = node
+        imp.shapes[node.output[0]] = (*xs[:2], *(n + a + b for n, a, b in zip(xs[2:], lo[2:], hi[2:])))
         return
     raise _Unmapped("Pad", node.name)
 
@@ -832,6 +1190,10 @@ IMPORTERS: dict[str, Callable] = {
     "Dropout": dropout, "BatchNormalization": batchnorm, "LRN": lrn,
     "Add": add, "Sum": add, "Concat": concat, "Flatten": flatten, "Reshape": reshape,
     "Identity": identity, "Slice": slice_, "Pad": pad, "Split": split,
+    "HardSwish": activation("hardswish", "HardSwish"), "HardSigmoid": hardsigmoid, "Elu": elu, "Selu": selu,
+    "Softplus": activation("softplus", "Softplus"), "Mish": activation("mish", "Mish"), "Gelu": gelu,
+    "PRelu": prelu, "Mul": mul, "Transpose": transpose, "LayerNormalization": layernorm,
+    "InstanceNormalization": instancenorm, "Resize": resize, "Upsample": resize,
 }
 
 

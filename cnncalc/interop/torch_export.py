@@ -5,9 +5,11 @@ The generated file imports only torch. Every spec layer that is a torch module b
 attribute named as the layer (module instances ``a/b`` become nested containers ``self.a.b``;
 a name that is not a Python identifier is reached with ``getattr``); parameter-free plumbing
 (concat, add, split, pad_channels, flatten) is written inline in ``forward``, commented with
-the layer's name. The state_dict keys are the checkpoint's keys with ``/`` → ``.`` and, for
-batch norm, ``gamma`` → ``weight``, ``beta`` → ``bias`` (plus PyTorch's
-``num_batches_tracked``): :func:`state_dict_key`.
+the layer's name. The state_dict keys are the checkpoint's keys with ``/`` → ``.`` (a path
+component named like an ``nn.Module`` attribute gets a trailing ``_``) and, for the norms,
+``gamma`` → ``weight``, ``beta`` → ``bias`` (plus batch norm's ``num_batches_tracked``):
+:func:`state_dict_key`. Layers torch has no module for (layer scale, a LayerNorm over the
+channels of N x C x H x W) use small helper classes written into the file (``HELPERS``).
 """
 from __future__ import annotations
 
@@ -20,17 +22,32 @@ from cnncalc.interop.onnx_export import unsupported_layers, window_attrs
 from cnncalc.shapes import spatial
 
 _BN_KEYS = {"gamma": "weight", "beta": "bias"}
+_NORMS = ("batchnorm", "layernorm", "groupnorm", "instancenorm")  # torch names γ, β weight, bias
 
 
 def state_dict_key(layer: str, tensor: str, kind: str) -> str:
     """The PyTorch state_dict key of a cnncalc tensor ``layer/tensor``."""
-    if kind == "batchnorm":
+    if kind in _NORMS:
         tensor = _BN_KEYS.get(tensor, tensor)
     return ".".join(_attr_path(layer)) + "." + tensor
 
 
+# attributes of nn.Module (and of the helper modules): a layer path component named like one
+# (U-Net's ``up4/double/conv1``) would find the method, so it gets a trailing underscore
+_MODULE_ATTRS = frozenset(
+    "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double "
+    "dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half "
+    "ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters "
+    "register_backward_hook register_buffer register_forward_hook register_forward_pre_hook "
+    "register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook "
+    "register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook "
+    "register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict to "
+    "to_empty train training type xpu zero_grad weight bias gamma view".split())
+
+
 def _attr_path(layer: str) -> list[str]:
-    return [p.replace(".", "_") for p in layer.split("/")]
+    parts = [p.replace(".", "_") for p in layer.split("/")]
+    return [p + "_" if p in _MODULE_ATTRS else p for p in parts]
 
 
 def _ident(name: str) -> bool:
@@ -61,6 +78,7 @@ class _Gen:
         self.vars: dict[str, str] = {INPUT: "x"}
         self.containers: set[tuple] = set()
         self.used = {"x", "self", "torch", "nn", "F"}
+        self.helpers: dict[str, str] = {}  # class name → source, for layers torch has no module for
 
     def var(self, name: str) -> str:
         v = re.sub(r"\W", "_", name.replace("/", "__"))
@@ -217,6 +235,132 @@ def _pad_channels(g, node, xs):
     return f"F.pad({x}, {(0, 0) * nsp + (lo, lay.added - lo)})"
 
 
+# helper modules written into the generated file when a spec uses them (torch has no module
+# for a layer scale, nor for a LayerNorm over the channels of an N x C x H x W tensor)
+HELPERS = {
+    "LayerScale": '''class LayerScale(nn.Module):
+    """A learned multiplier per channel (ConvNeXt's layer scale)."""
+
+    def __init__(self, channels, init, spatial_axes):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), float(init)))
+        self.view = (-1,) + (1,) * spatial_axes  # (C,) -> (C, 1, 1) broadcasts over N x C x H x W
+
+    def forward(self, x):
+        return x * self.gamma.view(self.view)
+''',
+    "ChannelsLastLayerNorm": '''class ChannelsLastLayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over the channels at each position of an N x C x ... tensor: move the
+    channels last, normalise them, move them back."""
+
+    def forward(self, x):
+        to_last = (0, *range(2, x.dim()), 1)
+        back = (0, x.dim() - 1, *range(1, x.dim() - 1))
+        return super().forward(x.permute(to_last)).permute(back)
+''',
+}
+
+
+def _helper(g: _Gen, name: str) -> str:
+    g.helpers[name] = HELPERS[name]
+    return name
+
+
+def _act_module(kind):
+    def code(l):
+        a = l.args
+        if kind == "gelu":
+            return "nn.GELU(approximate='tanh')" if a["approximate"] == "tanh" else "nn.GELU()"
+        if kind == "elu":
+            return f"nn.ELU({a['alpha']!r})"
+        if kind == "softplus":
+            return f"nn.Softplus(beta={a['beta']!r}, threshold={a['threshold']!r})"
+        return {"silu": "nn.SiLU()", "hardswish": "nn.Hardswish()", "hardsigmoid": "nn.Hardsigmoid()",
+                "mish": "nn.Mish()", "selu": "nn.SELU()"}[kind]
+    return _mod(code)
+
+
+def _prelu(layer):
+    n = 1 if layer.args["slopes"] == "shared" else layer.out_shape[-1]
+    return f"nn.PReLU({n}, init={layer.args['init']!r})"
+
+
+def _mul(g, node, xs):
+    rank = max(len(s) for s in node.layer.in_shapes)
+    terms = []
+    for x, s in zip(xs, node.layer.in_shapes):
+        if len(s) < rank:  # a flat [C] gate: N x C → N x C x 1 x 1
+            x = f"{x}[(...,) + (None,) * {rank - len(s)}]"
+        terms.append(x)
+    return " * ".join(terms)  # N x C x 1 x 1 broadcasts over N x C x H x W
+
+
+def _scale(g, node, xs):
+    lay = node.layer
+    code = f"{_helper(g, 'LayerScale')}({lay.out_shape[-1]}, {lay.args['init']!r}, {_nd(lay.out_shape)})"
+    return f"{g.module(node, code)}({xs[0]})"
+
+
+def _layernorm(g, node, xs):
+    lay = node.layer
+    a = lay.args
+    extra = f", eps={a['eps']!r}" + ("" if a["affine"] else ", elementwise_affine=False")
+    if a["over"] == "all" and len(lay.out_shape) > 1:
+        code = f"nn.LayerNorm({list(lay._affine_shape())}{extra})"  # [C, H, W]
+    elif len(lay.out_shape) == 1:
+        code = f"nn.LayerNorm({lay.out_shape[0]}{extra})"
+    else:
+        code = f"{_helper(g, 'ChannelsLastLayerNorm')}({lay.out_shape[-1]}{extra})"
+    return f"{g.module(node, code)}({xs[0]})"
+
+
+def _groupnorm(layer):
+    a = layer.args
+    return (f"nn.GroupNorm({a['groups']}, {layer.out_shape[-1]}, eps={a['eps']!r}"
+            + ("" if a["affine"] else ", affine=False") + ")")
+
+
+def _instancenorm(layer):
+    a = layer.args
+    return f"nn.InstanceNorm{_nd(layer.out_shape)}d({layer.out_shape[-1]}, eps={a['eps']!r}, affine={a['affine']!r})"
+
+
+def _upsample(layer):
+    a = layer.args
+    nd = _nd(layer.out_shape)
+    if a["factor"] is not None:
+        fs = [o // i for o, i in zip(spatial(layer.out_shape), spatial(layer.in_shapes[0]))]
+        how = f"scale_factor={_one(fs) if len(set(fs)) == 1 else tuple(float(f) for f in fs)}"
+    else:
+        how = f"size={_one(spatial(layer.out_shape)) if len(set(spatial(layer.out_shape))) == 1 else _t(spatial(layer.out_shape))}"
+    if a["mode"] == "nearest":
+        return f"nn.Upsample({how}, mode='nearest')"
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[nd]
+    return f"nn.Upsample({how}, mode={mode!r}, align_corners={a['align_corners']!r})"
+
+
+def _crop(g, node, xs):
+    lay = node.layer
+    sl = ", ".join(f"{lo}:{n - hi}" for n, (lo, hi) in zip(spatial(lay.in_shapes[0]), lay.crops))
+    return f"{xs[0]}[:, :, {sl}]"
+
+
+def _padding(g, node, xs):
+    lay = node.layer
+    mode = {"zero": "constant", "reflect": "reflect", "replicate": "replicate"}[lay.args["mode"]]
+    p = []
+    for lo, hi in reversed(lay.pads):  # F.pad: the last axis first
+        p += [lo, hi]
+    return f"F.pad({xs[0]}, {tuple(p)}, mode={mode!r})"
+
+
+def _adaptive(kind):
+    def code(layer):
+        out = spatial(layer.out_shape)
+        return f"nn.Adaptive{kind}Pool{_nd(layer.out_shape)}d({_one(out) if len(set(out)) == 1 else _t(out)})"
+    return _mod(code)
+
+
 MODULES = {
     "conv": _conv, "dwconv": _conv, "deconv": _deconv, "fc": _fc,
     "flatten": lambda g, n, xs: f"torch.flatten({xs[0]}, 1)",
@@ -234,10 +378,18 @@ MODULES = {
     "identity": _mod("nn.Identity()"),
     "split": _split, "channel_shuffle": _mod(lambda l: f"nn.ChannelShuffle({l.args['groups']})"),
     "pad_channels": _pad_channels,
+    **{k: _act_module(k) for k in ("silu", "hardswish", "hardsigmoid", "gelu", "mish", "elu", "selu", "softplus")},
+    "prelu": _mod(_prelu), "mul": _mul, "scale": _scale,
+    "layernorm": _layernorm, "groupnorm": _mod(_groupnorm), "instancenorm": _mod(_instancenorm),
+    "upsample": _mod(_upsample), "crop": _crop, "padding": _padding,
+    "adaptive_avgpool": _adaptive("Avg"), "adaptive_maxpool": _adaptive("Max"),
 }
 
 ACTIVATIONS = {"relu": "torch.relu({})", "relu6": "F.relu6({})", "leakyrelu": "F.leaky_relu({}, 0.01)",
-               "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})", "softmax": "torch.softmax({}, 1)"}
+               "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})", "softmax": "torch.softmax({}, 1)",
+               "silu": "F.silu({})", "hardswish": "F.hardswish({})", "hardsigmoid": "F.hardsigmoid({})",
+               "gelu": "F.gelu({})", "mish": "F.mish({})", "elu": "F.elu({})", "selu": "F.selu({})",
+               "softplus": "F.softplus({})"}
 
 
 def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
@@ -261,7 +413,7 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
     outs = [g.vars[o] for o in graph.outputs]
     ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
     shape = graph.input_shape
-    layout = ("N x C x H x W" if len(shape) == 3 else "N x C x L" if len(shape) == 2 else "N x F")
+    layout = {4: "N x C x D x H x W", 3: "N x C x H x W", 2: "N x C x L"}.get(len(shape), "N x F")
     dims = (shape[-1], *shape[:-1]) if len(shape) > 1 else shape
     example = ", ".join(map(str, (1, *dims)))
     head = [
@@ -280,6 +432,7 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
         "from torch import nn",
         "",
         "",
+        *[line for src in g.helpers.values() for line in (*src.splitlines(), "", "")],
         f"class {class_name}(nn.Module):",
         "    def __init__(self):",
         "        super().__init__()",
@@ -306,6 +459,6 @@ def torch_state_dict(graph: Graph, params: dict, state: dict):
             sd[state_dict_key(node.name, t, kind)] = torch.from_numpy(np.array(a, np.float32))
         for t, a in state.get(node.name, {}).items():
             sd[state_dict_key(node.name, t, kind)] = torch.from_numpy(np.array(a, np.float32))
-        if kind == "batchnorm":
+        if kind == "batchnorm":  # (InstanceNorm/GroupNorm/LayerNorm keep no running statistics)
             sd[state_dict_key(node.name, "num_batches_tracked", kind)] = torch.tensor(0, dtype=torch.long)
     return sd

@@ -72,6 +72,42 @@ class UNet(nn.Module):
         return self.head(d1)
 
 
+class UNetUpsample(nn.Module):
+    """A small U-Net as in the 2015 paper (valid 3x3 convs, so the skips are centre-cropped),
+    upsampling with nn.Upsample (bilinear) + a 1x1 conv instead of a transposed conv, SiLU."""
+
+    def __init__(self, c=4, classes=2):
+        super().__init__()
+
+        def double(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3), nn.SiLU(), nn.Conv2d(cout, cout, 3), nn.SiLU())
+        self.enc1, self.enc2, self.mid = double(3, c), double(c, 2 * c), double(2 * c, 4 * c)
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.reduce2, self.reduce1 = nn.Conv2d(4 * c, 2 * c, 1), nn.Conv2d(2 * c, c, 1)
+        self.dec2, self.dec1 = double(4 * c, 2 * c), double(2 * c, c)
+        self.head = nn.Conv2d(c, classes, 1)
+
+    @staticmethod
+    def crop(skip, like):
+        dh, dw = (skip.shape[2] - like.shape[2]) // 2, (skip.shape[3] - like.shape[3]) // 2
+        return skip[:, :, dh:dh + like.shape[2], dw:dw + like.shape[3]]
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        m = self.mid(self.pool(e2))
+        u2 = self.reduce2(self.up(m))
+        d2 = self.dec2(torch.cat([self.crop(e2, u2), u2], 1))
+        u1 = self.reduce1(self.up(d2))
+        d1 = self.dec1(torch.cat([self.crop(e1, u1), u1], 1))
+        return self.head(d1)
+
+
+def unet_upsample():
+    return UNetUpsample()
+
+
 def resnet18():
     return ResNet18()
 

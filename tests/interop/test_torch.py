@@ -24,7 +24,7 @@ def _module(graph):
     ns = {}
     exec(compile(torch_source(graph), "net.py", "exec"), ns)
     with torch.device("meta"):  # shapes without allocating VGG's 138M weights
-        return ns["Net"]()
+        return ns["Net"]().eval()
 
 
 def _nchw(shape):
@@ -76,7 +76,8 @@ def _hook_macs(model, shape):
     return sum(total)
 
 
-@pytest.mark.parametrize("factory,shape", [("resnet18", (224, 224, 3)), ("unet", (64, 64, 3))])
+@pytest.mark.parametrize("factory,shape", [("resnet18", (224, 224, 3)), ("unet", (64, 64, 3)),
+                                           ("unet_upsample", (60, 60, 3))])
 def test_import_torch_counts_exactly(tmp_path, factory, shape):
     import importlib.util
     spec = importlib.util.spec_from_file_location("nets", NETS)
@@ -94,6 +95,10 @@ def test_import_torch_counts_exactly(tmp_path, factory, shape):
     assert totals["macs"] == want_macs
     if factory == "resnet18":
         assert want_params == 11_689_512  # torchvision's published resnet18 parameter count
+    if factory == "unet_upsample":  # upsample, crop, concat and silu came through as layers
+        kinds = [x["type"] for x in json.loads(res.stdout)["layers"]]
+        assert kinds.count("upsample") == 2 and kinds.count("crop") >= 2 and kinds.count("concat") == 2
+        assert "opaque" not in kinds
 
 
 @pytest.mark.parametrize("factory,message", [("raises", "raised RuntimeError: no GPU here"),

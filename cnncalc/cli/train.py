@@ -145,6 +145,13 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def _speed(b):
+    if not b:
+        return "none"
+    return (f"{_mib(b)} (the unfolded inputs, reused by the weight gradient instead of unfolding "
+            f"again; not activations, --conv-algo direct keeps none)")
+
+
 def _mib(b):
     return None if b is None else f"{b / 2**20:.2f} MiB ({b:,} bytes)"
 
@@ -438,7 +445,9 @@ def _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads,
             "measured_activation_bytes": trainer.measured_bytes,
             "measured_what": "distinct arrays the forward pass keeps for backward (layer caches + input), "
                              "measured at the first training step; weights the caches refer to are "
-                             "parameters and not counted",
+                             "parameters and not counted, im2col columns kept for speed are "
+                             "speed_cache_bytes",
+            "speed_cache_bytes": trainer.speed_cache_bytes,
             "difference": why,
             "predicted_backward_saved_bytes": mem["backward_saved_bytes"],
             "predicted_forward_bytes": mem["forward_bytes"],
@@ -469,6 +478,7 @@ def _summary_view(s: dict) -> TableView:
              (f"activations kept for backward (batch {m['batch']})",
               f"measured {_mib(m['measured_activation_bytes'])}, analyzer {_mib(m['predicted_backward_saved_bytes'])}"
               f": {m['difference']}"),
+             ("im2col columns kept for speed", _speed(m.get("speed_cache_bytes"))),
              ("run directory", s["run_dir"])]
     if s["checkpoints"]["best"]:
         items.append(("evaluate with", f"cnncalc evaluate --checkpoint {s['checkpoints']['best']}"))

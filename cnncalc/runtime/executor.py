@@ -289,6 +289,13 @@ class Net:
         _collect_arrays(self._caches, out)
         return out
 
+    def speed_cache_arrays(self) -> list[np.ndarray]:
+        """The part of :meth:`cache_arrays` kept only for speed (im2col's unfolded inputs, reused
+        by the weight gradient): memory a training step spends that is not an activation."""
+        out: list[np.ndarray] = []
+        _collect_speed_arrays(self._caches, out)
+        return out
+
     def run_node(self, name, xs, *, train=False, index=None, rng=None):
         """One layer's forward (op, then its fused activation): (y, cache)."""
         node = self.graph[name]
@@ -424,6 +431,17 @@ def _collect_arrays(obj, out):
             _collect_arrays(v, out)
     elif hasattr(obj, "arrays"):
         out.extend(obj.arrays())
+
+
+def _collect_speed_arrays(obj, out):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            _collect_speed_arrays(v, out)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _collect_speed_arrays(v, out)
+    elif hasattr(obj, "speed_arrays"):
+        out.extend(obj.speed_arrays())
 
 
 def _nd(shape) -> int:

@@ -98,6 +98,7 @@ class TrainNet(Net):
 
     measure_next = False
     measured_bytes: int | None = None
+    speed_cache_bytes: int | None = None
 
     def forward(self, x, **kw):
         self._input_kept = x
@@ -107,9 +108,12 @@ class TrainNet(Net):
 
     def backward(self, douts, **kw):
         if self.measure_next:
-            # the caches also refer to the weights: those are parameters (counted there), not activations
+            # the caches also refer to the weights: those are parameters (counted there), not
+            # activations; im2col's kept columns are a speed cache, measured on their own
+            speed = self.speed_cache_arrays()
             self.measured_bytes = held_bytes([self.cache_arrays(), self._input_kept, self.last_outputs],
-                                             exclude=[self.params, getattr(self, "state", None)])
+                                             exclude=[self.params, getattr(self, "state", None), speed])
+            self.speed_cache_bytes = held_bytes(speed)
             self.measure_next = False
         return super().backward(douts, **kw)
 
@@ -271,6 +275,7 @@ class Trainer:
         self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.stop_requested = False
         self.measured_bytes: int | None = None
+        self.speed_cache_bytes: int | None = None
         if resume is not None:
             self._restore(resume)
 
@@ -287,6 +292,7 @@ class Trainer:
         self.epoch, self.next_batch = ck.epoch, int(m.get("next_batch", 0))
         self.partial = dict(m.get("partial") or self.partial)
         self.measured_bytes = m.get("measured_activation_bytes")
+        self.speed_cache_bytes = m.get("speed_cache_bytes")
 
     def checkpoint(self) -> C.Checkpoint:
         meta = {
@@ -295,6 +301,7 @@ class Trainer:
             "best_test_accuracy": self.best_accuracy, "best_epoch": self.best_epoch,
             "next_batch": self.next_batch, "partial": self.partial,
             "measured_activation_bytes": self.measured_bytes,
+            "speed_cache_bytes": self.speed_cache_bytes,
         }
         return C.Checkpoint(self.graph.name, C.spec_hash(self.spec_text), self.epoch,
                             {k: a.copy() for k, a in self.params.items()},
@@ -327,6 +334,7 @@ class Trainer:
                 loss, _ = net.loss(x, y, rng=step_seed(o.seed, e, b), input_grad=False)
                 if net.measured_bytes is not None and self.measured_bytes is None:
                     self.measured_bytes = net.measured_bytes
+                    self.speed_cache_bytes = net.speed_cache_bytes
                 if not math.isfinite(loss):
                     return self._diverged(loss, e, b, lr)
                 grads = flat(net.grads)

@@ -539,6 +539,10 @@ class ConvCache:
         """The arrays this cache keeps alive (for memory accounting)."""
         return [a for a in (self.x, self.w, self.cols) if a is not None]
 
+    def speed_arrays(self):
+        """Arrays kept only to make backward faster (im2col's unfolded input), not needed by it."""
+        return [] if self.cols is None else [self.cols]
+
 
 def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto", keep_cols=False):
     """y = conv2d(x, w) + b.  Returns ``(y, cache)``; see the module docstring.

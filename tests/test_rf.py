@@ -288,10 +288,13 @@ layers:
 
 
 # ----------------------------------------------------------------------------- brute force
-def brute_force(graph):
+def brute_force(graph, reads=None, kinds=()):
     """For every node: unit → (the set of input pixels it depends on, whether any window on the
     way reached into padding). Padding is zeros: no dependency. A second method, independent
-    of the analytic passes: it only applies each layer's sliding rule to real units."""
+    of the analytic passes: it only applies each layer's sliding rule to real units.
+
+    ``reads(layer, axis, o, n_in, n_out)`` is the own rule of the layer types in ``kinds``: (the
+    input indices unit coordinate ``o`` reads on ``axis``, whether it reads padding)."""
     in_sp = spatial(graph.input_shape)
     nd = len(in_sp)
     deps = {INPUT: {u: ({u}, False) for u in _units(in_sp)}}
@@ -300,7 +303,18 @@ def brute_force(graph):
         win = layer.rf_windows()
         sp = spatial(node.shape)
         src = [deps[s] for s in node.inputs]
-        if win is None:
+        if layer.kind in kinds:
+            in_shape = spatial(graph[node.inputs[0]].shape)
+            out = {}
+            for u in _units(sp):
+                per_axis = [reads(layer, ax, o, n, m) for ax, (o, n, m) in enumerate(zip(u, in_shape, sp))]
+                acc, pad = set(), any(p for _, p in per_axis)
+                for v in itertools.product(*(r for r, _ in per_axis)):
+                    acc |= src[0][v][0]
+                    pad = pad or src[0][v][1]
+                out[u] = (acc, pad)
+            deps[node.name] = out
+        elif win is None:
             if len(sp) == nd and len(src) > 1:
                 deps[node.name] = {u: (set().union(*(s[u][0] for s in src)), any(s[u][1] for s in src))
                                    for u in _units(sp)}

@@ -5,7 +5,6 @@ the upsample / adaptive-pool dependency rules against PyTorch's own autograd (sk
 without torch)."""
 from __future__ import annotations
 
-import itertools
 import json
 from fractions import Fraction
 from math import ceil, floor
@@ -16,8 +15,6 @@ from hypothesis import strategies as st
 
 from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.errors import SpecError
-from cnncalc.graph import INPUT
-from cnncalc.layers.base import GLOBAL
 from cnncalc.shapes import spatial
 from cnncalc.spec.loader import load_spec_text
 from tests import test_rf as base
@@ -56,50 +53,8 @@ def _reads(layer, ax, o, n_in, n_out):
 
 def brute_force(graph):
     """tests/test_rf.brute_force, with the resampling layers' rules from _reads."""
-    in_sp = spatial(graph.input_shape)
-    nd = len(in_sp)
-    deps = {INPUT: {u: ({u}, False) for u in base._units(in_sp)}}
-    for node in graph.layers:
-        layer = node.layer
-        win = layer.rf_windows()
-        sp = spatial(node.shape)
-        src = [deps[s] for s in node.inputs]
-        if layer.kind in ("upsample", "crop", "padding", "adaptive_avgpool", "adaptive_maxpool"):
-            in_shape = spatial(graph[node.inputs[0]].shape)
-            out = {}
-            for u in base._units(sp):
-                acc, pad = set(), False
-                per_axis = [_reads(layer, ax, o, n, m) for ax, (o, n, m) in enumerate(zip(u, in_shape, sp))]
-                pad = any(p for _, p in per_axis)
-                for v in itertools.product(*(r for r, _ in per_axis)):
-                    acc |= src[0][v][0]
-                    pad = pad or src[0][v][1]
-                out[u] = (acc, pad)
-            deps[node.name] = out
-        elif win is None:
-            if len(sp) == nd and len(src) > 1:
-                deps[node.name] = {u: (set().union(*(s[u][0] for s in src)), any(s[u][1] for s in src))
-                                   for u in base._units(sp)}
-            else:
-                deps[node.name] = src[0]
-        elif win == GLOBAL:
-            deps[node.name] = {(0,) * nd: (set().union(*(v[0] for v in src[0].values())),
-                                           any(v[1] for v in src[0].values()))}
-        else:
-            in_shape = spatial(graph[node.inputs[0]].shape)
-            deconv = layer.kind == "deconv"
-            out = {}
-            for u in base._units(sp):
-                acc, pad = set(), False
-                for v in itertools.product(*[base._taps(o, w, deconv) for o, w in zip(u, win)]):
-                    if all(0 <= i < n for i, n in zip(v, in_shape)):
-                        acc |= src[0][v][0]
-                        pad = pad or src[0][v][1]
-                    else:
-                        pad = True
-                out[u] = (acc, pad)
-            deps[node.name] = out
-    return deps
+    return base.brute_force(graph, _reads, ("upsample", "crop", "padding", "adaptive_avgpool",
+                                            "adaptive_maxpool"))
 
 
 def check(graph):

@@ -208,6 +208,19 @@ def view(run: CheckRun, hide_expected: bool) -> TableView:
     return TableView(title=title, columns=cols, rows=rows, notes=notes)
 
 
+def _failure_text(where: str, answered: str, o, hide_expected: bool) -> str:
+    """The body of a JUnit <failure>: where, what was answered, the note, and — unless answers
+    are hidden — the expected value and its arithmetic."""
+    body = [where, f"answered: {answered}"]
+    if o.note:
+        body.append(o.note)
+    if not hide_expected:
+        body.append(f"expected: {o.expected}")
+        if o.arithmetic:
+            body.append(f"arithmetic: {o.arithmetic}")
+    return "\n".join(body)
+
+
 def to_junit(run: CheckRun, hide_expected: bool = False) -> str:
     """JUnit XML (the schema Jenkins, GitLab and GitHub test reporters read); ElementTree
     escapes every text and attribute."""
@@ -227,14 +240,7 @@ def to_junit(run: CheckRun, hide_expected: bool = False) -> str:
             answered = q.answer_text or "(nothing)"
             msg = f"wrong answer: {answered}" if not o.note else f"{o.note}: {answered}"
             fail = ET.SubElement(case, "failure", message=msg, type="WrongAnswer")
-            body = [f"{run.file}:{q.line}: {q.label}", f"answered: {answered}"]
-            if o.note:
-                body.append(o.note)
-            if not hide_expected:
-                body.append(f"expected: {o.expected}")
-                if o.arithmetic:
-                    body.append(f"arithmetic: {o.arithmetic}")
-            fail.text = "\n".join(body)
+            fail.text = _failure_text(f"{run.file}:{q.line}: {q.label}", answered, o, hide_expected)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
@@ -366,14 +372,7 @@ def book_junit(book, hide_expected: bool = False) -> str:
                 answered = q.answer_text or "(nothing)"
                 msg = f"wrong answer: {answered}" if not o.note else f"{o.note}: {answered}"
                 fail_ = ET.SubElement(case, "failure", message=msg, type="Missing" if r.missing else "WrongAnswer")
-                body = [f"{g.file}:{q.line or ''}: {q.label}", f"answered: {answered}"]
-                if o.note:
-                    body.append(o.note)
-                if not hide_expected:
-                    body.append(f"expected: {o.expected}")
-                    if o.arithmetic:
-                        body.append(f"arithmetic: {o.arithmetic}")
-                fail_.text = "\n".join(body)
+                fail_.text = _failure_text(f"{g.file}:{q.line or ''}: {q.label}", answered, o, hide_expected)
             if q.id in changed:
                 ET.SubElement(case, "system-out").text = "\n".join(changed[q.id]) + \
                     "\n(the grade uses the sheet's definition)"

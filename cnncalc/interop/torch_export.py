@@ -137,14 +137,22 @@ def _conv(g: _Gen, node, xs):
         x, pad = _fpad(x, lo, hi), 0
     else:
         pad = _one(lo)
+    extra = _conv_extra(lay)
+    ref = g.module(node, f"nn.Conv{nd}d({lay.in_channels}, {lay.filters}, kernel_size={_one(lay.kernel)}, "
+                         f"stride={_one(lay.stride)}, padding={pad}{extra})")
+    return f"{ref}({x})"
+
+
+def _conv_extra(lay, output_padding=False) -> str:
+    """The keyword arguments of nn.Conv*/nn.ConvTranspose* that differ from PyTorch's defaults."""
     extra = "" if lay.groups == 1 else f", groups={lay.groups}"
+    if output_padding and any(lay.output_padding):
+        extra += f", output_padding={_one(lay.output_padding)}"
     if any(d != 1 for d in lay.dilation):
         extra += f", dilation={_one(lay.dilation)}"
     if not lay.args["bias"]:
         extra += ", bias=False"
-    ref = g.module(node, f"nn.Conv{nd}d({lay.in_channels}, {lay.filters}, kernel_size={_one(lay.kernel)}, "
-                         f"stride={_one(lay.stride)}, padding={pad}{extra})")
-    return f"{ref}({x})"
+    return extra
 
 
 def _deconv(g, node, xs):
@@ -153,13 +161,7 @@ def _deconv(g, node, xs):
     lo, hi = [w.pad_lo for w in lay.windows], [w.pad_hi for w in lay.windows]
     if lo != hi:
         raise InteropError(f"{node.name}: PyTorch's ConvTranspose has no asymmetric padding")
-    extra = "" if lay.groups == 1 else f", groups={lay.groups}"
-    if any(lay.output_padding):
-        extra += f", output_padding={_one(lay.output_padding)}"
-    if any(d != 1 for d in lay.dilation):
-        extra += f", dilation={_one(lay.dilation)}"
-    if not lay.args["bias"]:
-        extra += ", bias=False"
+    extra = _conv_extra(lay, output_padding=True)
     ref = g.module(node, f"nn.ConvTranspose{nd}d({lay.in_channels}, {lay.filters}, kernel_size={_one(lay.kernel)}, "
                          f"stride={_one(lay.stride)}, padding={_one(lo)}{extra})")
     return f"{ref}({xs[0]})"

@@ -66,8 +66,8 @@ def mask_edges(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 
 def png_rgb(img: np.ndarray) -> bytes:
-    """An 8-bit RGB PNG with zlib only."""
-    h, w, _ = img.shape
+    """An 8-bit PNG with zlib only: RGB for an (h, w, 3) array, greyscale for (h, w)."""
+    h, w = img.shape[:2]
     img = np.ascontiguousarray(img, dtype=np.uint8)
     raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
 
@@ -75,7 +75,8 @@ def png_rgb(img: np.ndarray) -> bytes:
         body = tag + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    colour = 2 if img.ndim == 3 else 0
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 

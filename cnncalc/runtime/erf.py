@@ -8,8 +8,6 @@ Its size is given as the share of the theoretical (analytic, clipped) field that
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 
@@ -86,15 +84,9 @@ def to_gray(m):
 
 def png_bytes(gray: np.ndarray) -> bytes:
     """An 8-bit greyscale PNG, written with zlib only (no Pillow)."""
-    h, w = gray.shape
-    raw = b"".join(b"\x00" + gray[r].tobytes() for r in range(h))
+    from cnncalc.report.erf_figure import png_rgb
 
-    def chunk(tag, data):
-        body = tag + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return png_rgb(gray)
 
 
 def write_map(m, path: str, *, res=None, net: str = "") -> bool:

@@ -482,3 +482,29 @@ def test_resnet50_zoo_paper_vs_torchvision():
         assert got == want
         assert rep["conv5_x/block3/add"].S == (32, 32) and rep.aligned
         assert rep["conv5_x/block3/add"].min_path_r == (11, 11)  # all identity shortcuts from pool1
+
+
+# ----------------------------------------------------------------------------- pruning is exact
+@pytest.mark.parametrize("name", ["resnet50", "googlenet", "efficientnet_b0", "shufflenet_v2", "xception"])
+def test_pruned_paths_give_the_same_numbers_as_every_path(name, monkeypatch):
+    """Each node carries only the paths holding an extreme; every reported number must equal
+    the one computed from all distinct paths (pruning switched off)."""
+    from cnncalc.analysis import rf as rfmod
+
+    pruned = rfmod.receptive_fields(name).to_dict()
+    monkeypatch.setattr(rfmod, "_prune", frozenset)
+    monkeypatch.setattr(rfmod, "MAX_PATHS", 10 ** 9)
+    every = rfmod.receptive_fields(name).to_dict()
+    assert pruned == every
+    assert any(lay["paths"] > 8 for lay in every["layers"])  # pruning had something to drop
+
+
+def test_deep_nets_keep_few_paths_and_say_when_the_count_is_over_the_cap():
+    from cnncalc.analysis import rf as rfmod
+
+    rep = rfmod.receptive_fields("cifar_resnet1202")
+    kept = max(len(a.paths) for lf in rep.layers.values() for a in lf.axes)
+    assert kept <= 16  # the work per layer stays constant with depth
+    last = rep.to_dict()["layers"][-1]
+    assert last["paths"] is None and last["paths_more_than"] == rfmod.MAX_PATHS
+    assert rep.to_dict()["layers"][5]["paths"] == 1

@@ -76,7 +76,7 @@ from cnncalc.layers.base import GLOBAL, AxisMap, Window
 from cnncalc.shapes import Shape, spatial
 
 Interval = tuple[int, int]
-MAX_PATHS = 256  # distinct path fields kept per node and axis before exact pruning
+MAX_PATHS = 256  # distinct path fields counted (and listed per unit) exactly, per node and axis
 
 
 # ----------------------------------------------------------------------------- one path, one axis
@@ -172,14 +172,16 @@ def _sample_units(pf: PathField, n: int) -> list[int]:
 
 def _prune(paths: set[PathField]) -> frozenset[PathField]:
     """Keep, per (q, T), only the paths that hold an extreme: exact for everything reported,
-    because every later layer moves all paths of equal (q, T) by the same amounts."""
-    if len(paths) <= MAX_PATHS:
-        return frozenset(paths)
+    because every later layer moves all paths of equal (q, T) by the same amounts. At most
+    8 paths per phase and (q, T) survive, so the work per layer does not grow with depth."""
     keep: set[PathField] = set()
     by: dict[tuple[int, int], list[PathField]] = {}
     for p in paths:
         by.setdefault((p.q, p.T), []).append(p)
     for group in by.values():
+        if len(group) <= 2:
+            keep.update(group)
+            continue
         for ph in range(group[0].q):
             live = [p for p in group if p.lo[ph] is not None]
             if not live:
@@ -192,6 +194,18 @@ def _prune(paths: set[PathField]) -> frozenset[PathField]:
     return frozenset(keep)
 
 
+def _carry(src: list["AxisField"], fn=None) -> tuple[frozenset[PathField], frozenset[PathField] | None]:
+    """(pruned paths, every distinct path while there are at most MAX_PATHS) of a node whose
+    inputs are ``src``, each path mapped by ``fn``."""
+    fn = fn or (lambda p: p)
+    pruned = _prune({fn(p) for a in src for p in a.paths})
+    full = None
+    if all(a.full is not None for a in src):
+        full = {fn(p) for a in src for p in a.full}
+        full = frozenset(full) if len(full) <= MAX_PATHS else None
+    return pruned, full
+
+
 def _clip(iv: Interval | None, n: int) -> Interval | None:
     if iv is None:
         return None
@@ -202,11 +216,20 @@ def _clip(iv: Interval | None, n: int) -> Interval | None:
 # ----------------------------------------------------------------------------- one node, one axis
 @dataclass(frozen=True)
 class AxisField:
-    """All paths' fields of one node along one axis, and the numbers reported for it."""
+    """All paths' fields of one node along one axis, and the numbers reported for it.
+
+    ``paths`` holds the paths with an extreme (all that any reported number needs);
+    ``full`` every distinct path field, while there are at most MAX_PATHS (else None)."""
     paths: frozenset[PathField]
     n: int          # units along this axis (of the last spatial map, for flat outputs)
     size_in: int    # input pixels along this axis
     is_global: bool = False
+    full: frozenset[PathField] | None = field(default=None, compare=False)
+
+    @property
+    def count(self) -> int | None:
+        """Distinct path fields, or None when there are more than MAX_PATHS."""
+        return None if self.full is None else len(self.full)
 
     def interval(self, u: int) -> Interval | None:
         """The union (hull) of the paths' fields of unit u, unclipped."""
@@ -379,8 +402,10 @@ class LayerField:
         return any(a.is_global for a in self.axes)
 
     @property
-    def n_paths(self) -> int:
-        return max((len(a.paths) for a in self.axes), default=1)
+    def n_paths(self) -> int | None:
+        """Distinct path fields (the most over the axes), or None when over MAX_PATHS."""
+        counts = [a.count for a in self.axes]
+        return None if None in counts else max(counts, default=1)
 
     @property
     def phase_dependent(self) -> bool:
@@ -394,6 +419,8 @@ class LayerField:
              "r_min": _collapse(self.r_min), "r_max": _collapse(self.r_max),
              "max_path_r": _collapse(self.max_path_r), "min_path_r": _collapse(self.min_path_r),
              "r_unclipped": _collapse(self.r_unclipped), "paths": self.n_paths, "aligned": self.aligned, "global": self.is_global}
+        if self.n_paths is None:
+            d["paths_more_than"] = MAX_PATHS
         if self.gated:
             d["gated"] = True
         fr = [s for s in self.S if isinstance(s, Fraction) and s.denominator != 1]
@@ -471,7 +498,7 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
         raise CnnCalcError(f"the input {list(graph.input_shape)} has no spatial axes, so there is no "
                            "receptive field", )
     nd = len(in_sp)
-    start = tuple(AxisField(frozenset({IDENTITY}), n, n) for n in in_sp)
+    start = tuple(AxisField(frozenset({IDENTITY}), n, n, full=frozenset({IDENTITY})) for n in in_sp)
     fields: dict[str, LayerField] = {
         INPUT: LayerField(INPUT, "input", "input", [], graph.input_shape, start,
                           explain=["r = 1, S = 1, P = 0 (each pixel sees itself)"])}
@@ -487,20 +514,20 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
             src = [f.axes[ax] for f in ins]
             n_out = sp[ax] if len(sp) == nd else src[0].n
             if win is None:
-                paths = frozenset().union(*(a.paths for a in src))
-                axes.append(AxisField(_prune(set(paths)), n_out, in_sp[ax], any(a.is_global for a in src)))
+                paths, full = _carry(src)
+                axes.append(AxisField(paths, n_out, in_sp[ax], any(a.is_global for a in src), full))
             elif win == GLOBAL:
                 a = src[0]
-                axes.append(AxisField(frozenset({apply_global(p, a.n) for p in a.paths}), 1,
-                                      in_sp[ax], True))
+                paths, full = _carry([a], lambda p, n=a.n: apply_global(p, n))
+                axes.append(AxisField(paths, 1, in_sp[ax], True, full))
             else:
                 # an AxisMap layer may have a shape-only second input (crop's 'to:')
                 if len(win) != nd or (len(src) != 1 and not isinstance(win[ax], AxisMap)):
                     raise CnnCalcError(f"{node.name}: cannot follow the receptive field through a "
                                        f"{layer.kind} layer with {len(src)} inputs")
                 a = src[0]
-                paths = {apply_window(p, win[ax], deconv) for p in a.paths}
-                axes.append(AxisField(_prune(paths), n_out, in_sp[ax], a.is_global))
+                paths, full = _carry([a], lambda p, w=win[ax]: apply_window(p, w, deconv))
+                axes.append(AxisField(paths, n_out, in_sp[ax], a.is_global, full))
         lf = LayerField(node.name, layer.kind, layer.describe(), list(node.inputs), node.shape,
                         tuple(axes), win, deconv, field_inputs=srcs,
                         gated=len(srcs) < len(node.inputs) and layer.kind == "mul")
@@ -595,7 +622,7 @@ def unit_field(source: RFReport | Graph | str, layer: str, unit, input_shape: Sh
             raise CnnCalcError(f"unit index {u} is outside {layer}'s axis {ax} (0..{a.n - 1})")
     return UnitField(layer, unit, tuple(a.interval(u) for a, u in zip(lf.axes, unit)),
                      tuple(a.clipped(u) for a, u in zip(lf.axes, unit)),
-                     tuple(tuple(sorted({iv for iv in (p.at(u) for p in a.paths) if iv}))
+                     tuple(tuple(sorted({iv for iv in (p.at(u) for p in (a.full or a.paths)) if iv}))
                            for a, u in zip(lf.axes, unit)),
                      rep.input_shape,
                      tuple(support_arrays(rep, layer, ax)[u if not lf.is_global else 0]

@@ -6,7 +6,7 @@ import re
 
 import click
 
-from cnncalc.analysis.rf import RFReport, fmt_num, receptive_fields, unit_field
+from cnncalc.analysis.rf import MAX_PATHS, RFReport, fmt_num, receptive_fields, unit_field
 from cnncalc.cli.common import fail, format_option, hidden_alias, input_option, load_graph, rounding_option
 from cnncalc.errors import CnnCalcError, SpecError
 from cnncalc.report.render import Column, TableView, emit_json, render
@@ -203,8 +203,9 @@ def _notes(lf) -> str:
         more = any(a.r > a.max_path_r for a in lf.axes)
         notes.append(f"MISALIGNED ({why}); union r {'>' if more else 'vs'} max-path r "
                      f"{_per_axis(lf.max_path_r)}")
-    elif lf.n_paths > 1 and lf.max_path_r != lf.min_path_r:
-        notes.append(f"{lf.n_paths} paths, r {_per_axis(lf.min_path_r)}..{_per_axis(lf.max_path_r)}")
+    elif (lf.n_paths is None or lf.n_paths > 1) and lf.max_path_r != lf.min_path_r:
+        count = f"over {MAX_PATHS}" if lf.n_paths is None else f"{lf.n_paths}"
+        notes.append(f"{count} paths, r {_per_axis(lf.min_path_r)}..{_per_axis(lf.max_path_r)}")
     return "; ".join(notes)
 
 

@@ -15,7 +15,10 @@ rlimit; the CI slice runs the hostile classes in a child process with its own ti
 
 The long run (numbers reported in the README)::
 
-    python -m tests.fuzz --cases 20000 --answer-cases 2000
+    python -m tests.fuzz --cases 20000 --answer-cases 2000 --jobs 2
+
+(``--jobs N`` splits the seeds over N worker processes; the cases and counts are the same as
+with one process.)
 
 The fast CI slice is tests/test_fuzz.py.
 """
@@ -425,12 +428,46 @@ def run_hostile(tmp: Path) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- the long run
+def _worker(job):
+    """One worker's share of the seeds: (seed, outcome, seconds, output tail, name, text if a bug)."""
+    kind, seeds, tmp = job
+    runner = run_answer_case if kind == "answer" else run_spec_case
+    out = []
+    for seed in seeds:
+        outcome, dt, text_out, name, text = runner(seed, Path(tmp))
+        out.append((seed, outcome, dt, text_out[-400:], name, text if outcome in BUGS else ""))
+    return out
+
+
+def _run_cases(kind: str, seeds: range, tmp: Path, jobs: int):
+    """Yield every case's result in seed order; with jobs > 1, chunks run in worker processes
+    (forked: each has its own alarm, rlimit and work folder)."""
+    if jobs == 1:
+        runner = run_answer_case if kind == "answer" else run_spec_case
+        for seed in seeds:
+            outcome, dt, out, name, text = runner(seed, tmp)
+            yield seed, outcome, dt, out, name, text
+        return
+    import multiprocessing
+
+    chunk = 50
+    jobs_list = []
+    for i, start in enumerate(range(seeds.start, seeds.stop, chunk)):
+        d = tmp / f"{kind}-{i}"  # its own work folder: chunks never share a file
+        d.mkdir(exist_ok=True)
+        jobs_list.append((kind, range(start, min(start + chunk, seeds.stop)), str(d)))
+    with multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=20) as pool:
+        for results in pool.imap(_worker, jobs_list):
+            yield from results
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=20000, help="mutated spec cases")
     ap.add_argument("--answer-cases", type=int, default=2000, help="mutated answer-file cases")
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--save", metavar="DIR", help="write the input of every bug case here")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes (seeds are split among them)")
     ap.add_argument("--hostile-json", action="store_true",
                     help="run only the hostile classes, in this process, and print one JSON object per line "
                          "(the CI slice runs this in a subprocess with a memory limit)")
@@ -457,11 +494,10 @@ def main(argv=None) -> int:
             if r["outcome"] in BUGS or r["leak"] or r["outcome"] != r["expected"]:
                 bugs.append(("hostile", r["name"], r["outcome"], r["output"], ""))
         print(f"hostile classes: {dict(counts['hostile'])}", flush=True)
-        for kind, n_cases, runner in (("answer", args.answer_cases, run_answer_case),
-                                      ("spec", args.cases, run_spec_case)):
-            for k in range(n_cases):
-                seed = args.seed + k
-                outcome, dt, out, name, text = runner(seed, tmp)
+        for kind, n_cases in (("answer", args.answer_cases), ("spec", args.cases)):
+            seeds = range(args.seed, args.seed + n_cases)
+            for k, (seed, outcome, dt, out, name, text) in enumerate(
+                    _run_cases(kind, seeds, tmp, max(1, args.jobs))):
                 counts[kind][outcome] += 1
                 slowest[kind] = max(slowest[kind], dt)
                 if outcome in BUGS:

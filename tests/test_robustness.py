@@ -186,3 +186,30 @@ def test_verify_agrees_on_the_dilated_example(tmp_path):
     r = run("verify", f, "--rf-units", "all")
     assert r.exit_code == 0, r.output
     assert re.search(r"receptive field\s+(\d+) of \1 agree", r.output), r.output
+
+
+# ------------------------------------------------------------------------------ found by the long fuzz run
+def test_a_kernel_of_a_billion_taps_has_its_receptive_field_in_milliseconds(tmp_path):
+    """Fuzz seed 16523: a 10^9-tap kernel (legal with pad 10^9) made the field walk every tap
+    (MemoryError). Shapes: 8 → (8 − 3 + 2)/1 + 1 = 8 → (8 − 10^9 + 2·499,999,996)/1 + 1 = 1 → 1."""
+    spec = tmp_path / "wide.yaml"
+    spec.write_text("input: 8x8x1\nlayers:\n  - {conv: 2, kernel: 3, pad: 1}\n"
+                    "  - {conv: 2, kernel: 1000000000, pad: 499999996}\n"
+                    "  - {conv: 2, kernel: 3, dilation: 2, stride: 2, pad: 2}\n")
+    r = run("receptive-field", spec, "--format", "json")
+    assert r.exit_code == 0, r.output
+    import json
+    layers = json.loads(r.output)["layers"]
+    assert layers[1]["r"] == 3 + (10 ** 9 - 1)  # r = 3 + (k − 1)·S with S = 1
+    assert layers[2]["r"] == layers[1]["r"] + (2 * (3 - 1) + 1 - 1) * 1
+    uf = unit_field(load_spec_text(spec.read_text()), layers[2]["name"], (0, 0))
+    assert uf.support == ((0, 7), (0, 7))
+
+
+def test_module_argument_names_must_be_words():
+    """Fuzz seed 997: `args: {1: 16}` made the arity message fail to join the names."""
+    spec = ("input: 8x8x4\nmodules:\n  blk:\n    args: {1: 16}\n    layers: [{conv: 4, kernel: 1}]\n"
+            "layers:\n  - {blk: [1, 2]}\n")
+    with pytest.raises(SpecError) as e:
+        load_spec_text(spec)
+    assert "'args' is a list of names" in str(e.value) and ":4" in str(e.value)

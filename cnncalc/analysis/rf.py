@@ -119,30 +119,63 @@ class PathField:
 IDENTITY = PathField(1, 1, (0,), (0,))
 
 
-def _window_inputs(win: Window | AxisMap, deconv: bool):
-    """(a, b, f): f(o) lists the input units that output unit o reads, f(o + a) = f(o) + b."""
+def _period(win: Window | AxisMap, deconv: bool) -> tuple[int, int]:
+    """(a, b): the reads of output unit o + a are those of o moved by b input units."""
     if isinstance(win, AxisMap):  # upsample, crop, padding, adaptive pooling
-        return win.a, win.b, win.reads
+        return win.a, win.b
+    return (win.stride, 1) if deconv else (1, win.stride)
+
+
+def _reads(win: Window | AxisMap, deconv: bool, o: int) -> tuple[int, int, int]:
+    """The input units output unit o reads, as an arithmetic progression (first, step, count):
+    never a list, so a kernel of 10^12 taps costs no more than one of 3."""
+    if isinstance(win, AxisMap):
+        m, ph = divmod(o, win.a)
+        lo, hi = win.starts[ph] + m * win.b, win.ends[ph] + m * win.b
+        return lo, 1, max(0, hi - lo)
     k, s, pl, d = win.kernel, win.stride, win.pad_lo, win.dilation
     if not deconv:
-        return 1, s, lambda o: [o * s - pl + j * d for j in range(k)]
+        return o * s - pl, d, k
+    # transposed: o reads input unit i through tap j when i*s + j*d = o + pl
+    t, g = o + pl, gcd(d, s)
+    if t % g:
+        return 0, 1, 0
+    sg = s // g
+    j0 = (t // g) * pow(d // g, -1, sg) % sg if sg > 1 else 0
+    if j0 >= k:
+        return 0, 1, 0
+    return (t - j0 * d) // s, -(d // g), (k - 1 - j0) // sg + 1
 
-    def f(o):
-        t = o + pl
-        return [(t - j * d) // s for j in range(k) if (t - j * d) % s == 0]
-    return s, 1, f
+
+def _extreme_taps(first: int, step: int, count: int, q: int):
+    """The units of a progression that can hold the extremes of a field of period q: along
+    each residue class mod q a path's field only moves right as the unit grows, so only the
+    first and the last unit of each class matter, and the classes repeat every q/gcd(step, q)."""
+    per = q // gcd(abs(step), q)
+    if count <= 2 * per:
+        return [first + j * step for j in range(count)]
+    return [first + j * step for j in (*range(per), *range(count - per, count))]
+
+
+def _inside(first: int, step: int, count: int, n: int) -> range:
+    """The units of a progression that lie in 0..n−1 (step ≠ 0)."""
+    if step < 0:
+        first, step = first + (count - 1) * step, -step
+    j_lo = max(0, -(first // step) if first < 0 else 0)
+    j_hi = min(count - 1, (n - 1 - first) // step) if n - 1 >= first else -1
+    return range(first + j_lo * step, first + j_hi * step + 1, step) if j_hi >= j_lo else range(0)
 
 
 def apply_window(pf: PathField, win: Window, deconv: bool = False) -> PathField:
     """The field of a windowed layer's units from the field of its input units."""
-    a, b, f = _window_inputs(win, deconv)
+    a, b = _period(win, deconv)
     g = gcd(b, pf.q)
     q2 = a * (pf.q // g)
     t2 = (b // g) * pf.T
     los, his = [], []
     for ph in range(q2):
         lo = hi = None
-        for i in f(ph):
+        for i in _extreme_taps(*_reads(win, deconv, ph), pf.q):
             iv = pf.at(i)
             if iv is None:
                 continue
@@ -571,8 +604,8 @@ def support_arrays(rep: RFReport, layer: str, ax: int) -> list[Interval | None]:
             arr = [_hull(memo[(lf.sources[0], ax)])]
         else:
             src = memo[(lf.sources[0], ax)]
-            _, _, f = _window_inputs(lf.windows[ax], lf.deconv)
-            arr = [_hull(src[i] for i in f(u) if 0 <= i < len(src)) for u in range(a.n)]
+            w = lf.windows[ax]
+            arr = [_hull(src[i] for i in _inside(*_reads(w, lf.deconv, u), len(src))) for u in range(a.n)]
         memo[(name, ax)] = arr
         if name == layer:
             break

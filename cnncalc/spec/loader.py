@@ -233,8 +233,11 @@ class _Builder:
             elif isinstance(args, list) and all(isinstance(a, str) for a in args):
                 params, pdefaults = list(args), {}
             else:
+                params = None
+            if params is None or not all(isinstance(a, str) and a.isidentifier() for a in params):
                 raise self.err(f"module {mname!r}: 'args' is a list of names or a mapping of names "
-                               f"to defaults", line=body.line_of("args"))
+                               f"to defaults", line=body.line_of("args"),
+                               hint="argument names are words like filters or stride")
             if not isinstance(body["layers"], list) or not body["layers"]:
                 raise self.err(f"module {mname!r}: 'layers' must be a non-empty list",
                                line=body.line_of("layers"))

@@ -204,18 +204,26 @@ def _sample_units(pf: PathField, n: int) -> list[int]:
 
 
 def _prune(paths: set[PathField]) -> frozenset[PathField]:
-    """Keep, per (q, T), only the paths that hold an extreme: exact for everything reported,
-    because every later layer moves all paths of equal (q, T) by the same amounts. At most
-    8 paths per phase and (q, T) survive, so the work per layer does not grow with depth."""
+    """Keep only the paths that can hold an extreme of a reported number.
+
+    Exact for paths of period 1 (q = 1), always: every later layer moves the lo and hi of all
+    paths of equal (q, T) by the same amounts, so the paths holding the least and greatest lo,
+    hi, hi − lo and hi + lo are the only ones any later number can come from — at most 8 per
+    (1, T), and the work per layer stops growing with depth. A field with phases (q > 1, after
+    upsampling or a transposed conv) mixes its phases at the next window, so no per-phase
+    extreme is enough: those paths are all kept, up to MAX_PATHS, and only beyond that pruned
+    by per-phase extremes: the union field (r, S, P, start, end, r range) stays exact, but
+    the per-path sizes and the alignment may then miss a path — the caller marks them."""
     keep: set[PathField] = set()
     by: dict[tuple[int, int], list[PathField]] = {}
     for p in paths:
         by.setdefault((p.q, p.T), []).append(p)
-    for group in by.values():
-        if len(group) <= 2:
+    many = len(paths) > MAX_PATHS
+    for (q, _), group in by.items():
+        if len(group) <= 2 or (q > 1 and not many):
             keep.update(group)
             continue
-        for ph in range(group[0].q):
+        for ph in range(q):
             live = [p for p in group if p.lo[ph] is not None]
             if not live:
                 continue
@@ -227,16 +235,19 @@ def _prune(paths: set[PathField]) -> frozenset[PathField]:
     return frozenset(keep)
 
 
-def _carry(src: list["AxisField"], fn=None) -> tuple[frozenset[PathField], frozenset[PathField] | None]:
-    """(pruned paths, every distinct path while there are at most MAX_PATHS) of a node whose
-    inputs are ``src``, each path mapped by ``fn``."""
+def _carry(src: list["AxisField"], fn=None) -> dict:
+    """The path sets of a node whose inputs are ``src``, each path mapped by ``fn``: the pruned
+    paths, every distinct path while there are at most MAX_PATHS, and whether a path with
+    phases had to be dropped (then per-path numbers are from the kept paths only)."""
     fn = fn or (lambda p: p)
-    pruned = _prune({fn(p) for a in src for p in a.paths})
+    mapped = {fn(p) for a in src for p in a.paths}
+    pruned = _prune(mapped)
     full = None
     if all(a.full is not None for a in src):
         full = {fn(p) for a in src for p in a.full}
         full = frozenset(full) if len(full) <= MAX_PATHS else None
-    return pruned, full
+    approx = any(a.approx for a in src) or any(p.q > 1 for p in mapped - pruned)
+    return {"paths": pruned, "full": full, "approx": approx}
 
 
 def _clip(iv: Interval | None, n: int) -> Interval | None:
@@ -258,6 +269,7 @@ class AxisField:
     size_in: int    # input pixels along this axis
     is_global: bool = False
     full: frozenset[PathField] | None = field(default=None, compare=False)
+    approx: bool = field(default=False, compare=False)  # per-path numbers from kept paths only
 
     @property
     def count(self) -> int | None:
@@ -382,7 +394,9 @@ class AxisField:
         if self.S is None:
             return "effective strides differ: " + ", ".join(fmt_num(s) for s in self.Ss)
         for u in self._units():
-            cs = sorted({Fraction(iv[0] + iv[1], 2) for iv in (p.at(u) for p in self.paths) if iv})
+            cs = sorted({Fraction(iv[0] + iv[1], 2) for iv in (p.at(u) for p in (self.full or self.paths)) if iv})
+            if len(cs) > 1 and self.full is None:  # the kept paths hold the extremes only
+                return f"centres of unit {u} differ: {fmt_num(cs[0])} to {fmt_num(cs[-1])}"
             if len(cs) > 1:
                 return f"centres of unit {u} differ: " + ", ".join(fmt_num(c) for c in cs)
         return ""
@@ -454,6 +468,8 @@ class LayerField:
              "r_unclipped": _collapse(self.r_unclipped), "paths": self.n_paths, "aligned": self.aligned, "global": self.is_global}
         if self.n_paths is None:
             d["paths_more_than"] = MAX_PATHS
+        if any(a.approx for a in self.axes):
+            d["per_path_approximate"] = True  # max/min_path_r and alignment: from the kept paths
         if self.gated:
             d["gated"] = True
         fr = [s for s in self.S if isinstance(s, Fraction) and s.denominator != 1]
@@ -547,20 +563,20 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
             src = [f.axes[ax] for f in ins]
             n_out = sp[ax] if len(sp) == nd else src[0].n
             if win is None:
-                paths, full = _carry(src)
-                axes.append(AxisField(paths, n_out, in_sp[ax], any(a.is_global for a in src), full))
+                axes.append(AxisField(n=n_out, size_in=in_sp[ax], is_global=any(a.is_global for a in src),
+                                      **_carry(src)))
             elif win == GLOBAL:
                 a = src[0]
-                paths, full = _carry([a], lambda p, n=a.n: apply_global(p, n))
-                axes.append(AxisField(paths, 1, in_sp[ax], True, full))
+                axes.append(AxisField(n=1, size_in=in_sp[ax], is_global=True,
+                                      **_carry([a], lambda p, n=a.n: apply_global(p, n))))
             else:
                 # an AxisMap layer may have a shape-only second input (crop's 'to:')
                 if len(win) != nd or (len(src) != 1 and not isinstance(win[ax], AxisMap)):
                     raise CnnCalcError(f"{node.name}: cannot follow the receptive field through a "
                                        f"{layer.kind} layer with {len(src)} inputs")
                 a = src[0]
-                paths, full = _carry([a], lambda p, w=win[ax]: apply_window(p, w, deconv))
-                axes.append(AxisField(paths, n_out, in_sp[ax], a.is_global, full))
+                axes.append(AxisField(n=n_out, size_in=in_sp[ax], is_global=a.is_global,
+                                      **_carry([a], lambda p, w=win[ax]: apply_window(p, w, deconv))))
         lf = LayerField(node.name, layer.kind, layer.describe(), list(node.inputs), node.shape,
                         tuple(axes), win, deconv, field_inputs=srcs,
                         gated=len(srcs) < len(node.inputs) and layer.kind == "mul")

@@ -206,6 +206,8 @@ def _notes(lf) -> str:
     elif (lf.n_paths is None or lf.n_paths > 1) and lf.max_path_r != lf.min_path_r:
         count = f"over {MAX_PATHS}" if lf.n_paths is None else f"{lf.n_paths}"
         notes.append(f"{count} paths, r {_per_axis(lf.min_path_r)}..{_per_axis(lf.max_path_r)}")
+    if any(a.approx for a in lf.axes):
+        notes.append(f"over {MAX_PATHS} paths with phases: per-path r and alignment from the extremes kept")
     return "; ".join(notes)
 
 

@@ -37,8 +37,7 @@ def summarize_json(cli, spec, *extra) -> dict:
 
 @pytest.mark.parametrize("spec", zoo_names())
 def test_every_zoo_spec(spec, cli):
-    # the receptive-field pass alone takes minutes on the 1202-layer net (tests/test_rf.py covers it)
-    page = build_report(spec, with_rf=spec != "cifar_resnet1202")
+    page = build_report(spec)
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in page and "<link" not in page and " src=" not in page  # self-contained
     data = embedded(page)

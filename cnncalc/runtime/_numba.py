@@ -55,9 +55,10 @@ if not getattr(numba.config, "CACHE_DIR", ""):
 
 
 def njit(fn=None, **kwargs):
-    """``numba.njit`` with ``cache=True`` (and no fastmath: kernels must agree
+    """``numba.njit`` with ``cache=True``, ``nogil=True`` (and no fastmath: kernels must agree
     across algorithms to 1e-10 in float64).  Use as ``@njit`` or ``@njit(parallel=True)``."""
     kwargs.setdefault("cache", True)
+    kwargs.setdefault("nogil", True)  # sub-batches run on Python threads (executor.loss)
     if fn is None:
         return lambda f: numba.njit(**kwargs)(f)
     return numba.njit(**kwargs)(fn)
@@ -100,6 +101,12 @@ def set_threads(n: int | None = None, blas_threads: int = 1) -> int:
         except Exception:  # pragma: no cover - exotic BLAS builds
             pass
     return numba.get_num_threads()
+
+
+def set_thread_count(n: int) -> None:
+    """numba's thread count for parallel regions started by the *calling* Python thread
+    only (numba keeps it per thread); BLAS is left alone."""
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
 def get_threads() -> int:

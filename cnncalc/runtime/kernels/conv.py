@@ -430,6 +430,13 @@ def _pointwise(w_shape, pads, groups):
     return w_shape[2] == 1 and w_shape[3] == 1 and groups == 1 and not any(pads[0] + pads[1])
 
 
+def _whole_window(x_shape, w_shape, pads, dilation, groups):
+    """An unpadded ungrouped conv whose window covers the whole input (LeNet's C5, a 5x5
+    conv on a 5x5 input): a dense layer. Its unfold is the input itself, (N, C*kh*kw)."""
+    return (groups == 1 and dilation == (1, 1) and not any(pads[0] + pads[1])
+            and tuple(x_shape[2:]) == tuple(w_shape[2:]))
+
+
 def _pw_cols(x, stride, OH, OW):
     """(N, C, OH*OW): the input at the strided positions (a view for stride 1)."""
     if stride != (1, 1):
@@ -469,6 +476,8 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     cols = None
     if algo == "direct":
         y = _direct_fwd(xp, w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
+    elif algo == "im2col" and _whole_window(x.shape, w.shape, pads, dilation, groups):
+        y = (x.reshape(x.shape[0], -1) @ w.reshape(w.shape[0], -1).T).reshape(x.shape[0], w.shape[0], 1, 1)
     elif algo == "im2col" and _pointwise(w.shape, pads, groups):
         cols = _pw_cols(x, stride, OH, OW)
         y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
@@ -486,6 +495,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     (pt, pb), (pl, pr) = pads
     N, C, H, W = x_shape
     Hp, Wp = H + pt + pb, W + pl + pr
+    if algo == "im2col" and _whole_window(x_shape, w.shape, pads, dilation, groups):
+        return (dy.reshape(N, -1) @ w.reshape(w.shape[0], -1)).reshape(x_shape)
     if algo == "im2col" and _pointwise(w.shape, pads, groups):
         return _pw_dx(dy, w, x_shape, stride)
     if algo == "direct":
@@ -500,6 +511,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
 
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
+    if algo == "im2col" and _whole_window(x.shape, w_shape, pads, dilation, groups):
+        return (dy.reshape(dy.shape[0], -1).T @ x.reshape(x.shape[0], -1)).reshape(w_shape)
     if algo == "im2col" and _pointwise(w_shape, pads, groups):
         return _pw_dw(dy, _pw_cols(x, stride, *dy.shape[2:]) if cols is None else cols, w_shape)
     if algo == "im2col" and cols is not None:
@@ -566,7 +579,9 @@ class ConvCache:
 
     def speed_arrays(self):
         """Arrays kept only to make backward faster (im2col's unfolded input), not needed by it."""
-        return [] if self.cols is None else [self.cols]
+        if self.cols is None or np.may_share_memory(self.cols, self.x):  # a 1x1 conv's view of x
+            return []
+        return [self.cols]
 
 
 def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto", keep_cols=False):
@@ -595,7 +610,8 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     c = cache
     dout = as_float(dout, c.x.dtype)
     dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
-           and not _pointwise(c.w.shape, c.pads, c.groups) else None)
+           and not _pointwise(c.w.shape, c.pads, c.groups)
+           and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
     dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None
     dw = db = None
     if need_dw:

@@ -21,7 +21,9 @@ slowdown was observed.  :func:`set_threads` changes numba's thread count and,
 best effort, the thread count of an already-loaded OpenBLAS (through the
 ``openblas_set_num_threads`` symbol numpy's bundled OpenBLAS exports, found
 with ``ctypes``; no threadpoolctl dependency).  Pass ``blas_threads`` to
-override the single-threaded-BLAS default.
+override the single-threaded-BLAS default. A training step that runs as sub-batches
+(``Net.loss``) puts one sub-batch per thread instead, each thread's kernels running
+single-threaded (:func:`set_thread_count`; the kernels are ``nogil``).
 """
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ topological order forward and in reverse order backward.  The public interface (
     loss, dx = net.loss(x, labels, rng=7)      # softmax-cross-entropy + backward
     net.backward(douts, params=False)          # data gradients only (receptive fields)
     net.loss(x, labels, input_grad=False)      # training: no gradient for the input
+    net.sub_batch = 0                          # loss on whole batches (default: sub-batches
+                                               # of 32 where no layer couples the samples)
     net.grads["C1"]["weight"]                  # same shape as net.params["C1"]["weight"]
     net.cache_arrays()                         # arrays the forward kept for backward
     y, cache = net.run_node("C1", [x]); dxs, dps = net.backward_node("C1", dy, cache)

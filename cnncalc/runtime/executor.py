@@ -222,9 +222,10 @@ class Net:
         self._separable: bool | None = None
         self._replicas: list[Net] = []
 
-    #: samples per sub-batch of a training step (:meth:`loss`); 0 = whole batches. LeNet-5's
-    #: step cost per image, 1 thread, CPU time: 0.27 ms at batch 32, 0.30 at 48, 0.42 at 64,
-    #: 0.47 at 96 — past ~32 images the im2col columns of C1 (2.5 MB) leave the caches.
+    #: samples per sub-batch of a training step (:meth:`loss`); 0 = whole batches. Fixed (not
+    #: derived from the thread count) so the bits do not depend on it; 32 so that batch 64
+    #: splits over two threads. On one thread, LeNet-5 at batch 256 costs ~7 % more CPU per
+    #: image as sub-batches of 32 than as one batch (the per-call Python overhead).
     sub_batch = 32
 
     # -- parameters ---------------------------------------------------------------------
@@ -459,6 +460,8 @@ def _sub_batch_loss(net, x, labels, train, rng, input_grad):
         r = copy.copy(net)
         r._replicas, r.sub_batch = [], 0
         reps.append(r)
+    for r in reps:  # what a caller may have rebound since the copies were made
+        r.params, r.state, r.seed, r.conv_algo = net.params, net.state, net.seed, net.conv_algo
     results: list = [None] * len(spans)
 
     def run(w):

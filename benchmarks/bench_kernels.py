@@ -266,6 +266,8 @@ def main():
     ap.add_argument("--headline", action="store_true",
                     help="only the alternating cnncalc-vs-PyTorch comparison of the headline conv shapes")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the headline comparison")
+    ap.add_argument("--all-shapes", action="store_true",
+                    help="with --headline: every conv shape of the Kernels table, not only the headline ones")
     a = ap.parse_args()
     if a.torch_worker:
         return torch_worker(a.threads, a.repeat, a.quick)
@@ -273,7 +275,7 @@ def main():
         return conv_worker(a.conv_worker, a.shape, a.threads, a.repeat)
     if a.headline:
         print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-        headline(a.threads, a.rounds, a.repeat, tuple(CONV_SHAPES))
+        headline(a.threads, a.rounds, a.repeat, tuple(CONV_SHAPES) + (tuple(AUTO_SHAPES) if a.all_shapes else ()))
         print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         return
     n = _numba.set_threads(a.threads)

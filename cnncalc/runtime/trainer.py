@@ -108,14 +108,28 @@ class TrainNet(Net):
 
     def backward(self, douts, **kw):
         if self.measure_next:
-            # the caches also refer to the weights: those are parameters (counted there), not
-            # activations; im2col's kept columns are a speed cache, measured on their own
-            speed = self.speed_cache_arrays()
-            self.measured_bytes = held_bytes([self.cache_arrays(), self._input_kept, self.last_outputs],
-                                             exclude=[self.params, getattr(self, "state", None), speed])
-            self.speed_cache_bytes = held_bytes(speed)
-            self.measure_next = False
+            self._measure()
         return super().backward(douts, **kw)
+
+    def loss(self, x, labels, **kw):
+        if self.measure_next and self.sub_batched(len(labels)):
+            # the step runs as sub-batches: measure what a whole-batch forward keeps (the
+            # analyzer's claim is per batch), then discard it; the step's numbers are unchanged
+            self.forward(x, train=kw.get("train", True), rng=kw.get("rng"))
+            self._measure()
+        out = super().loss(x, labels, **kw)
+        if self.sub_batched(len(labels)):
+            self.last_outputs = dict(self._last_outputs)
+        return out
+
+    def _measure(self):
+        # the caches also refer to the weights: those are parameters (counted there), not
+        # activations; im2col's kept columns are a speed cache, measured on their own
+        speed = self.speed_cache_arrays()
+        self.measured_bytes = held_bytes([self.cache_arrays(), self._input_kept, self.last_outputs],
+                                         exclude=[self.params, getattr(self, "state", None), speed])
+        self.speed_cache_bytes = held_bytes(speed)
+        self.measure_next = False
 
 
 try:  # NumPy >= 2

@@ -175,3 +175,45 @@ def test_channel_layers_match_their_docstring_formulas(tmp_path):
             assert np.array_equal(sh[:, k * 2 + j], pa[:, j * 5 + k])
     assert np.array_equal(v["sp"], sh[:, 6:8])              # part 3 of 5 slices of 2: 6..7
     assert np.shares_memory(v["sp"], sh)                    # a view, as the analyzer claims (0 bytes)
+
+
+def test_sub_batches_give_the_whole_batch_sums_for_any_thread_count():
+    # lenet5 (no batch norm, no dropout) at batch 70 runs as sub-batches 32 + 32 + 6: the same
+    # loss, input and parameter gradients and logits as one whole batch (float64: to rounding),
+    # and bit-identical results with 1 and 2 threads (the sub-batch gradients are summed in
+    # sub-batch order, not per thread)
+    from cnncalc.runtime import _numba
+
+    graph = cnncalc.load("lenet5")
+    rng = np.random.default_rng(1)
+    x = rng.random((70, 1, 32, 32))
+    y = rng.integers(0, 10, 70)
+    runs = {}
+    try:
+        for sub, threads in ((0, 1), (32, 1), (32, 2)):
+            _numba.set_threads(threads)
+            net = Net(graph, dtype="float64", conv_algo="im2col")
+            net.sub_batch = sub
+            assert net.sub_batched(70) == bool(sub)
+            loss, dx = net.loss(x, y)
+            runs[sub, threads] = (loss, dx, net.logits("output"),
+                                  {(n, p): g for n, d in net.grads.items() for p, g in d.items()})
+    finally:
+        _numba.set_threads(None)
+    whole, sub1, sub2 = runs[0, 1], runs[32, 1], runs[32, 2]
+    assert sub1[0] == pytest.approx(whole[0], rel=1e-12)
+    np.testing.assert_allclose(sub1[1], whole[1], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(sub1[2], whole[2], rtol=1e-10)
+    assert sub1[3].keys() == whole[3].keys() == {(n.name, p) for n in graph.layers
+                                                  for p in n.layer.param_shapes()}
+    for k in whole[3]:
+        np.testing.assert_allclose(sub1[3][k], whole[3][k], rtol=1e-10, atol=1e-14, err_msg=str(k))
+    assert sub1[0] == sub2[0] and np.array_equal(sub1[1], sub2[1]) and np.array_equal(sub1[2], sub2[2])
+    assert all(np.array_equal(sub1[3][k], sub2[3][k]) for k in whole[3])
+
+
+def test_batch_norm_and_dropout_keep_whole_batches():
+    # their training forward couples the samples (batch statistics, one mask per batch)
+    net = Net(cnncalc.load(SPECS / "all2d.yaml"))
+    assert any(n.layer.kind in ("batchnorm", "dropout") for n in net.graph.layers)
+    assert not net.sub_batched(1000)

@@ -132,6 +132,25 @@ def test_ctrl_c_then_resume_is_exact(files, tmp_path, monkeypatch, epoch, batch)
     assert _metrics(ref) == _metrics(cut)
 
 
+def test_sub_batched_resume_is_exact_with_another_thread_count(files, tmp_path, monkeypatch):
+    # no batch norm, no dropout, batch 48 > 32: every step runs as sub-batches 32 + 16 (on two
+    # threads when asked); stopped in mid-epoch 2 and resumed with 2 threads instead of 1,
+    # the run ends bit-identical to an uninterrupted 1-thread run
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(SPEC.replace(", bn: true", "").replace("  - {dropout: 0.25, name: drop}\n", ""))
+    opts = ["--spec", plain, "--data", files / "tiny.npz", "--epochs", "3", "--batch-size", "48",
+            "--lr", "0.05", "--seed", "3"]
+    ref, cut = tmp_path / "straight", tmp_path / "cut"
+    assert run("train", *opts, "--out", ref, "--threads", "1").exit_code == 0
+    with monkeypatch.context() as mp:
+        _stop_at(mp, 1, 2)
+        assert run("train", *opts, "--out", cut, "--threads", "1").exit_code == 130
+    r = run("train", "--resume", cut, "--threads", "2")
+    assert r.exit_code == 0, r.output
+    _same_checkpoints(ref / "latest.npz", cut / "latest.npz")
+    assert _metrics(ref) == _metrics(cut)
+
+
 def test_resume_extends_and_refuses_changed_options(files, tmp_path):
     assert train(files, tmp_path / "r", "--lr-schedule", "constant", "--epochs", "1").exit_code == 0
     r = run("train", "--resume", tmp_path / "r", "--lr", "0.1")
@@ -246,6 +265,12 @@ def test_measured_activation_memory_equals_the_analyzer_without_kernel_caches(fi
     assert m["predicted_backward_saved_bytes"] == 4 * 32 * (64 + 256 + 64 + 3) == 49_536
     assert m["measured_activation_bytes"] == 49_536
     assert m["difference"].startswith("equal")
+    # batch 48 runs as sub-batches of 32 + 16; the measurement is still of a whole batch:
+    # 4*48*387 = 74,304 B
+    r = run("train", tmp_path / "plain.yaml", "--data", files / "tiny.npz", "-o", tmp_path / "run48",
+            "--epochs", "1", "--batch", "48", "--threads", "1", "--format", "json")
+    m = json.loads(r.stdout)["memory"]
+    assert m["predicted_backward_saved_bytes"] == m["measured_activation_bytes"] == 74_304
     # with BN (its x̂ cache) the runtime keeps more, and the summary says why
     r = train(files, tmp_path / "bn", "--format", "json")
     m = json.loads(r.stdout)["memory"]

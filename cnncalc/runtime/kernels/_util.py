@@ -4,8 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def pair(v, name="value"):
     """``3`` -> ``(3, 3)``; ``(2, 1)`` -> ``(2, 1)``."""
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int:
+        return v  # the executor's normal form: no conversion (a per-call cost in every kernel)
     if np.isscalar(v):
         return int(v), int(v)
     a, b = v
@@ -21,6 +26,9 @@ def pads2d(pad):
         p = int(pad)
         return (p, p), (p, p)
     a, b = pad
+    if type(a) is tuple and type(b) is tuple and len(a) == len(b) == 2 and all(
+            type(v) is int and v >= 0 for v in (*a, *b)):
+        return pad
     if np.isscalar(a) and np.isscalar(b):
         return (int(a), int(a)), (int(b), int(b))
     (t, bo), (l, r) = a, b
@@ -44,6 +52,9 @@ def float_dtype(x):
 
 
 def as_float(x, dtype=None):
+    if type(x) is np.ndarray and x.flags.c_contiguous and (
+            x.dtype == dtype if dtype is not None else (x.dtype == _F32 or x.dtype == _F64)):
+        return x  # already a contiguous float array of the wanted dtype
     x = np.asarray(x)
     dtype = float_dtype(x) if dtype is None else dtype
     return np.ascontiguousarray(x, dtype=dtype)

@@ -177,28 +177,30 @@ def _im2col(xp, kh, kw, sh, sw, dh, dw, OH, OW, groups):
 
 @njit(parallel=True)
 def _col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw, dh, dw, OH, OW):
-    """Adjoint of :func:`_im2col`: scatter-add the columns back into the padded image."""
+    """Adjoint of :func:`_im2col`: scatter-add the columns back into the padded image
+    (accumulated in the columns' dtype, like the GEMM that produced them)."""
     groups = cols.shape[0]
     Cg = C // groups
     P = OH * OW
-    dxp = np.empty((N, C, Hp, Wp), dtype=cols.dtype)
+    dxp = np.zeros((N, C, Hp, Wp), dtype=cols.dtype)
     for t in prange(N * C):
         n = t // C
         ci = t % C
         g = ci // Cg
         c = ci % Cg
-        acc = np.zeros((Hp, Wp), dtype=np.float64)
         for i in range(kh):
             for j in range(kw):
                 k = (c * kh + i) * kw + j
+                off = j * dw
                 for oh in range(OH):
                     r = oh * sh + i * dh
                     base = n * P + oh * OW
-                    for ow in range(OW):
-                        acc[r, ow * sw + j * dw] += cols[g, k, base + ow]
-        for r in range(Hp):
-            for q in range(Wp):
-                dxp[n, ci, r, q] = acc[r, q]
+                    if sw == 1:  # unit stride: a vectorisable run
+                        for ow in range(OW):
+                            dxp[n, ci, r, off + ow] += cols[g, k, base + ow]
+                    else:
+                        for ow in range(OW):
+                            dxp[n, ci, r, ow * sw + off] += cols[g, k, base + ow]
     return dxp
 
 
@@ -221,9 +223,32 @@ def _dy_rows(dy, groups):
     return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, F // groups, N * OH * OW)
 
 
+def _flip_conv_dx(dy, w, dilation, Hp, Wp):
+    """Stride 1: dX_pad is the forward conv of dY, zero-padded by the kernel's extent, with
+    the 180-degree flipped kernels, input and output channels swapped (the lectures'
+    "full correlation"), so it runs as an unfold (a copy) and one GEMM instead of a GEMM
+    and a fold (a scatter-add)."""
+    _, _, kh, kw = w.shape
+    ph, pw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+    dyp = np.pad(dy, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return _im2col_fwd(dyp, wf, (1, 1), dilation, 1, Hp, Wp)
+
+
+def _flip_pays(dy_shape, w_shape, stride, groups, Hp, Wp):
+    """Use :func:`_flip_conv_dx` when its unfolded dY is at most twice the fold's columns
+    (a copy costs about half a scatter-add per element): VGG's 3x3 64->64 (1.07x) yes,
+    LeNet's C3 6->16 5x5 (5.2x) no."""
+    N, F, OH, OW = dy_shape
+    _, Cg, kh, kw = w_shape
+    return stride == (1, 1) and groups == 1 and F * Hp * Wp <= 2 * Cg * OH * OW
+
+
 def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
+    if _flip_pays(dy.shape, w.shape, stride, groups, Hp, Wp):
+        return _flip_conv_dx(dy, w, dilation, Hp, Wp)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
     if dyr is None:
         dyr = _dy_rows(dy, groups)
@@ -405,6 +430,13 @@ def _pointwise(w_shape, pads, groups):
     return w_shape[2] == 1 and w_shape[3] == 1 and groups == 1 and not any(pads[0] + pads[1])
 
 
+def _whole_window(x_shape, w_shape, pads, dilation, groups):
+    """An unpadded ungrouped conv whose window covers the whole input (LeNet's C5, a 5x5
+    conv on a 5x5 input): a dense layer. Its unfold is the input itself, (N, C*kh*kw)."""
+    return (groups == 1 and dilation == (1, 1) and not any(pads[0] + pads[1])
+            and tuple(x_shape[2:]) == tuple(w_shape[2:]))
+
+
 def _pw_cols(x, stride, OH, OW):
     """(N, C, OH*OW): the input at the strided positions (a view for stride 1)."""
     if stride != (1, 1):
@@ -444,6 +476,8 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     cols = None
     if algo == "direct":
         y = _direct_fwd(xp, w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
+    elif algo == "im2col" and _whole_window(x.shape, w.shape, pads, dilation, groups):
+        y = (x.reshape(x.shape[0], -1) @ w.reshape(w.shape[0], -1).T).reshape(x.shape[0], w.shape[0], 1, 1)
     elif algo == "im2col" and _pointwise(w.shape, pads, groups):
         cols = _pw_cols(x, stride, OH, OW)
         y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
@@ -461,6 +495,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     (pt, pb), (pl, pr) = pads
     N, C, H, W = x_shape
     Hp, Wp = H + pt + pb, W + pl + pr
+    if algo == "im2col" and _whole_window(x_shape, w.shape, pads, dilation, groups):
+        return (dy.reshape(N, -1) @ w.reshape(w.shape[0], -1)).reshape(x_shape)
     if algo == "im2col" and _pointwise(w.shape, pads, groups):
         return _pw_dx(dy, w, x_shape, stride)
     if algo == "direct":
@@ -475,6 +511,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
 
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
+    if algo == "im2col" and _whole_window(x.shape, w_shape, pads, dilation, groups):
+        return (dy.reshape(dy.shape[0], -1).T @ x.reshape(x.shape[0], -1)).reshape(w_shape)
     if algo == "im2col" and _pointwise(w_shape, pads, groups):
         return _pw_dw(dy, _pw_cols(x, stride, *dy.shape[2:]) if cols is None else cols, w_shape)
     if algo == "im2col" and cols is not None:
@@ -541,7 +579,9 @@ class ConvCache:
 
     def speed_arrays(self):
         """Arrays kept only to make backward faster (im2col's unfolded input), not needed by it."""
-        return [] if self.cols is None else [self.cols]
+        if self.cols is None or np.may_share_memory(self.cols, self.x):  # a 1x1 conv's view of x
+            return []
+        return [self.cols]
 
 
 def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto", keep_cols=False):
@@ -570,7 +610,8 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     c = cache
     dout = as_float(dout, c.x.dtype)
     dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
-           and not _pointwise(c.w.shape, c.pads, c.groups) else None)
+           and not _pointwise(c.w.shape, c.pads, c.groups)
+           and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
     dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None
     dw = db = None
     if need_dw:

@@ -26,6 +26,7 @@ import numpy as np
 from cnncalc.analysis.report import analyze_graph
 from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.graph import INPUT
+from cnncalc.runtime._numba import njit
 from cnncalc.runtime.executor import Net, random_input, spec_shape, to_runtime
 from cnncalc.shapes import fmt_shape
 
@@ -172,16 +173,34 @@ class _TooNarrow(Exception):
     """A field pass left the dtype's safe band (:data:`_BAND`): redo it in float64."""
 
 
+@njit
+def _band_stats(v, big):
+    """Over ``v``, a float array viewed as signed integers of its width (for floats >= +0 the
+    integer order is the float order; -0, negatives and negative NaNs are negative integers,
+    +inf and positive NaNs above every finite float): the smallest and largest entry, and the
+    smallest positive one (``big`` if none). Integer reductions: one vectorised pass."""
+    mn = v[0]
+    mx = v[0]
+    mp = big
+    for i in range(v.size):
+        x = v[i]
+        mn = min(mn, x)
+        mx = max(mx, x)
+        mp = min(mp, x if x > 0 else big)
+    return mn, mx, mp
+
+
 def _check_band(g, dtype):
-    """Raise :class:`_TooNarrow` unless every entry of ``g`` is 0 or within the safe band (and
-    none is negative: the linear copy has no negative coefficient, so nothing can cancel)."""
-    lo, hi = _BAND[dtype]
+    """Raise :class:`_TooNarrow` unless every entry of ``g`` is +0 or within the safe band
+    (none negative: the linear copy has no negative coefficient, so nothing can cancel)."""
     if not g.size:
         return
-    top, bottom = float(g.max()), float(g.min())
-    if not np.isfinite(top) or top > hi or bottom < 0:
-        raise _TooNarrow
-    if top > 0 and float(g[g > 0].min()) < lo:
+    lo, hi = _BAND[dtype]
+    it = np.int32 if g.dtype == np.float32 else np.int64
+    big = np.iinfo(it).max
+    mn, mx, mp = _band_stats(np.ascontiguousarray(g).reshape(-1).view(it), it(big))
+    bits = lambda x: int(np.array(x, g.dtype).view(it))  # noqa: E731
+    if mn < 0 or mx > bits(hi) or (mp != big and mp < bits(lo)):
         raise _TooNarrow
 
 
@@ -222,11 +241,14 @@ def _resolve(g_b, nd, known):
     is a measured unit: the linear copy's Jacobian is non-negative, so the support of its
     transpose applied to a non-negative ``g_b`` is the union of the supports of the one-hot
     seeds (every channel of a unit) it is a positive combination of."""
-    nz = g_b != 0
     if nd == 0:
+        nz = g_b != 0
         if not nz.any():
             return np.False_
         return known.get("flat") if nz.all() else None
+    if np.count_nonzero(g_b[0]) > len(known):  # channel 0 alone touches too many positions
+        return None
+    nz = g_b != 0
     anyc, allc = nz.any(axis=0), nz.all(axis=0)
     if not np.array_equal(anyc, allc):
         return None
@@ -272,6 +294,15 @@ def _field_masks(fnet, order, node, picks, known, band=True):
             if done:
                 g = g.copy()
                 g[done] = 0
+                # a resolved row leaves the pass unless another branch still carries it
+                live = [r for r in range(len(items))
+                        if r not in done or any(t[r].any() for t in frontier.values())]
+                if not live:
+                    break
+                if len(live) < len(items):
+                    items = [items[r] for r in live]
+                    g = g[live]
+                    frontier = {s: t[live] for s, t in frontier.items()}
         if not g.any():
             continue
         dxs, _ = net.backward_node(k.name, g, fnet.caches(len(items))[k.name], params=False)
@@ -286,13 +317,6 @@ def _field_masks(fnet, order, node, picks, known, band=True):
                     masks[items[r]] = np.logical_or(masks[items[r]], nz[r])
             else:
                 frontier[src] = dx if src not in frontier else frontier[src] + dx
-        # rows no longer carried by any gradient leave the pass
-        live = [r for r in range(len(items)) if any(t[r].any() for t in frontier.values())]
-        if len(live) < len(items):
-            if not live:
-                break
-            items = [items[r] for r in live]
-            frontier = {s: t[live] for s, t in frontier.items()}
     return masks
 
 

@@ -9,13 +9,16 @@
   ``backward_saved_bytes``; kernel caches beyond the outputs (max-pool argmax, BN x̂,
   dropout masks) are reported, not compared: the analyzer does not claim them;
 * **receptive field** — a linearised float32 copy (identity activations, average pooling for
-  max, positive weights; float64 where float32 could underflow) back-propagates a one-hot gradient from one position of the layer
+  max, positive weights) back-propagates a one-hot gradient from one position of the layer
   (every channel) to the input; the bounding box of the non-zero input gradient must equal
   ``unit_field(...).support`` (the hull of the pixels reached by taps that land on real
   units at every layer; taps in the padding see zeros) and no pixel may lie outside it. Units: the centre and the two
   corners (``rf_units``: centre | corners | all = the four corners) of every layer except
   single-input pointwise ones (their field is their input's; ``rf_every_layer`` checks them
-  too), all units of a layer in one backward pass, one per batch item.
+  too), all units of a layer in one backward pass, one per batch item. A pass ends where its
+  gradient is a positive combination of units measured before and takes the union of their
+  supports (:func:`check_fields`); every gradient is kept inside a band where float32 cannot
+  lose or invent a non-zero, else the layer is redone in float64.
 """
 from __future__ import annotations
 

@@ -155,9 +155,12 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
     """
     graph = _graph(spec, input_shape)
     _refuse_if_too_big(graph, batch, "verify")
-    from cnncalc.runtime.verify import fmt_value, verify as run
+    from cnncalc.runtime import _numba
+    from cnncalc.runtime.verify import field_layers, fmt_value, verify as run
 
-    from cnncalc.runtime.verify import field_layers
+    # numba on every core, BLAS on one: the executor loads numpy before the thread policy
+    # could set it, and a multi-threaded OpenBLAS next to numba's workers ran 10x slower
+    _numba.set_threads()
 
     with _progress(len(field_layers(graph.infer(), rf_every_layer)), "receptive fields") as advance:
         items, info = run(graph, batch=batch, conv_algo=conv_algo, seed=seed, fields=not no_fields,
@@ -192,7 +195,8 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
                      Column("claimed", "Analyzer", fmt=fmt_value), Column("measured", "Runtime", fmt=fmt_value),
                      Column("status", "", "left"), Column("note", "Note", "left", style="dim", drop=1)],
             rows=[{**i.__dict__, "status": "ok" if i.ok else "DIFFERS"} for i in rows],
-            sections=[(f"checks (batch {batch}, float32; fields in float64)", summary)])
+            sections=[(f"checks (batch {batch}, float32; fields in float32, float64 where float32 "
+                                f"could underflow)", summary)])
         render(view, fmt)
     sys.exit(1 if bad else 0)
 

@@ -9,13 +9,16 @@
   ``backward_saved_bytes``; kernel caches beyond the outputs (max-pool argmax, BN x̂,
   dropout masks) are reported, not compared: the analyzer does not claim them;
 * **receptive field** — a linearised float32 copy (identity activations, average pooling for
-  max, positive weights; float64 where float32 could underflow) back-propagates a one-hot gradient from one position of the layer
+  max, positive weights) back-propagates a one-hot gradient from one position of the layer
   (every channel) to the input; the bounding box of the non-zero input gradient must equal
   ``unit_field(...).support`` (the hull of the pixels reached by taps that land on real
   units at every layer; taps in the padding see zeros) and no pixel may lie outside it. Units: the centre and the two
   corners (``rf_units``: centre | corners | all = the four corners) of every layer except
   single-input pointwise ones (their field is their input's; ``rf_every_layer`` checks them
-  too), all units of a layer in one backward pass, one per batch item.
+  too), all units of a layer in one backward pass, one per batch item. A pass ends where its
+  gradient is a positive combination of units measured before and takes the union of their
+  supports (:func:`check_fields`); every gradient is kept inside a band where float32 cannot
+  lose or invent a non-zero, else the layer is redone in float64.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np
 from cnncalc.analysis.report import analyze_graph
 from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.graph import INPUT
+from cnncalc.runtime._numba import njit
 from cnncalc.runtime.executor import Net, random_input, spec_shape, to_runtime
 from cnncalc.shapes import fmt_shape
 
@@ -139,49 +143,214 @@ def field_layers(graph, every=False):
     return out
 
 
-def _unit_grads(net, vals, node, picks):
-    """Input gradients of one-hot seeds at ``picks`` of ``node``, one unit per batch item."""
-    y = vals[node.name]
-    if y.ndim == 2 and node.kind == "flatten" and vals[node.inputs[0]].ndim >= 4:
-        d4 = np.zeros_like(vals[node.inputs[0]])  # flatten is pointwise: C-major position
+def _seed(shape, node, nd, in_shape, picks):
+    """One-hot gradients at ``picks`` of ``node`` (every channel of the unit), one unit per
+    batch item: shape (len(picks), *shape). A flatten layer's units are its input's positions."""
+    if len(shape) == 1 and node.kind == "flatten" and len(in_shape) >= 3:
+        d4 = np.zeros((len(picks), *in_shape), np.float32)  # flatten is pointwise: C-major position
         for b, unit in enumerate(picks):
             if d4.ndim == 5:
                 d4[(b, slice(None), *unit)] = 1.0
             else:
                 d4[b, :, unit[0] if len(unit) == 2 else 0, unit[-1]] = 1.0
-        d = d4.reshape(y.shape)
-    else:
-        d = np.zeros_like(y)
-        for b, unit in enumerate(picks):
-            if y.ndim == 2:
-                d[b, :] = 1.0
-            elif net.nd[node.name] == 1:
-                d[b, :, 0, unit[-1]] = 1.0
-            else:  # 2-D and 3-D: every spatial index of the unit
-                d[(b, slice(None), *unit)] = 1.0
-    return net.backward({node.name: d}, keep_cache=True, params=False)
+        return d4.reshape(len(picks), *shape)
+    d = np.zeros((len(picks), *shape), np.float32)
+    for b, unit in enumerate(picks):
+        if len(shape) == 1:
+            d[b, :] = 1.0
+        elif nd == 1:
+            d[b, :, 0, unit[-1]] = 1.0
+        else:  # 2-D and 3-D: every spatial index of the unit
+            d[(b, slice(None), *unit)] = 1.0
+    return d
 
 
-def _may_underflow(g) -> bool:
-    """True when a float32 gradient comes within 2^40 of the smallest normal float32: a path
-    product that small could have flushed to zero, so the support is recomputed in float64."""
-    if g.dtype != np.float32:
-        return False
-    nz = g[g != 0]
-    return bool(nz.size) and float(np.abs(nz).min()) < float(np.finfo(np.float32).tiny) * 2.0 ** 40
+#: per dtype, the band every gradient value of a field pass must stay in: a non-zero value
+#: of at least ``lo`` times a coefficient of the linear copy (weights >= 0.5/fan_in, pooling
+#: and resampling shares, BN scale) — up to four of them in one layer, each >= 2^-20 — is
+#: still non-zero, and a value of at most ``hi`` times such coefficients (<= 2^20) stays finite
+_BAND = {"float32": (2.0 ** -60, 2.0 ** 60), "float64": (2.0 ** -500, 2.0 ** 500)}
+
+
+class _TooNarrow(Exception):
+    """A field pass left the dtype's safe band (:data:`_BAND`): redo it in float64."""
+
+
+@njit
+def _band_stats(v, big):
+    """Over ``v``, a float array viewed as signed integers of its width (for floats >= +0 the
+    integer order is the float order; -0, negatives and negative NaNs are negative integers,
+    +inf and positive NaNs above every finite float): the smallest and largest entry, and the
+    smallest positive one (``big`` if none). Integer reductions: one vectorised pass."""
+    mn = v[0]
+    mx = v[0]
+    mp = big
+    for i in range(v.size):
+        x = v[i]
+        mn = min(mn, x)
+        mx = max(mx, x)
+        mp = min(mp, x if x > 0 else big)
+    return mn, mx, mp
+
+
+def _check_band(g, dtype):
+    """Raise :class:`_TooNarrow` unless every entry of ``g`` is +0 or within the safe band
+    (none negative: the linear copy has no negative coefficient, so nothing can cancel)."""
+    if not g.size:
+        return
+    lo, hi = _BAND[dtype]
+    it = np.int32 if g.dtype == np.float32 else np.int64
+    big = np.iinfo(it).max
+    mn, mx, mp = _band_stats(np.ascontiguousarray(g).reshape(-1).view(it), it(big))
+    bits = lambda x: int(np.array(x, g.dtype).view(it))  # noqa: E731
+    if mn < 0 or mx > bits(hi) or (mp != big and mp < bits(lo)):
+        raise _TooNarrow
+
+
+class _FieldNet:
+    """The linearised copy in one dtype: the net, and the caches of a forward of the
+    positive input repeated ``b`` times, per batch size ``b`` (built when first needed)."""
+
+    def __init__(self, graph, dtype, conv_algo, seed, x1):
+        self.dtype = dtype
+        self.net = Net(graph, dtype=dtype, conv_algo=conv_algo, seed=seed, linear=True)
+        self.x1 = x1
+        self._caches = {}
+        self.shapes = None
+
+    def caches(self, b):
+        if b not in self._caches:
+            self.net.forward(np.repeat(self.x1, b, axis=0).astype(self.dtype), keep=self.shapes is None)
+            if self.shapes is None:
+                self.shapes = {k: v.shape[1:] for k, v in self.net.outputs_seen.items()}
+            self._caches[b] = self.net.caches
+        return self._caches[b]
+
+
+def _unit_key(nd, pos):
+    """The unit (as ``field_layers``' picks spell it) at runtime position ``pos`` of a tensor
+    whose spatial rank is ``nd``."""
+    if nd == 0:
+        return "flat"
+    if nd == 1:
+        return (int(pos[-1]),)
+    return tuple(int(p) for p in pos)
+
+
+def _resolve(g_b, nd, known):
+    """The input support of the gradient ``g_b`` (one batch item) at a layer's output, from the
+    supports already measured there (``known``: unit -> mask), or None when they do not
+    determine it. They do when every position ``g_b`` touches is touched on every channel and
+    is a measured unit: the linear copy's Jacobian is non-negative, so the support of its
+    transpose applied to a non-negative ``g_b`` is the union of the supports of the one-hot
+    seeds (every channel of a unit) it is a positive combination of."""
+    if nd == 0:
+        nz = g_b != 0
+        if not nz.any():
+            return np.False_
+        return known.get("flat") if nz.all() else None
+    if np.count_nonzero(g_b[0]) > len(known):  # channel 0 alone touches too many positions
+        return None
+    nz = g_b != 0
+    anyc, allc = nz.any(axis=0), nz.all(axis=0)
+    if not np.array_equal(anyc, allc):
+        return None
+    mask = None
+    for pos in zip(*np.nonzero(anyc)):
+        m = known.get(_unit_key(nd, pos))
+        if m is None:
+            return None
+        mask = m.copy() if mask is None else np.logical_or(mask, m, out=mask)
+    return np.False_ if mask is None else mask
+
+
+def _field_masks(fnet, order, node, picks, known, band=True):
+    """Input-support masks (one per unit of ``picks`` of ``node``) through the linear copy.
+
+    A backward pass over ``node``'s ancestors, one unit per batch item, data gradients only,
+    layer by layer (the executor's ``backward_node``). Before a layer is differentiated, the
+    batch items whose gradient there is a positive combination of units already measured
+    (``known``: {layer: {unit: mask}}) take the union of those units' masks and leave the
+    pass (see :func:`_resolve`); the pass shrinks to the items left. Every gradient is checked
+    against the dtype's band first (:func:`_check_band`)."""
+    net = fnet.net
+    fnet.caches(len(picks))
+    shape = fnet.shapes[node.name]
+    d = _seed(shape, node, net.nd[node.name], fnet.shapes[node.inputs[0]], picks).astype(fnet.dtype)
+    items = list(range(len(picks)))      # original index of each row still in the pass
+    masks = [np.zeros(fnet.shapes[INPUT][1:], bool) for _ in picks]
+    frontier = {node.name: d}
+    for k in reversed(order):
+        g = frontier.pop(k.name, None)
+        if g is None:
+            continue
+        if band:
+            _check_band(g, fnet.dtype)
+        kn = known.get(k.name)
+        if kn:
+            done = []
+            for r in range(g.shape[0]):
+                m = _resolve(g[r], net.nd[k.name], kn)
+                if m is not None:
+                    masks[items[r]] = np.logical_or(masks[items[r]], m)
+                    done.append(r)
+            if done:
+                g = g.copy()
+                g[done] = 0
+                # a resolved row leaves the pass unless another branch still carries it
+                live = [r for r in range(len(items))
+                        if r not in done or any(t[r].any() for t in frontier.values())]
+                if not live:
+                    break
+                if len(live) < len(items):
+                    items = [items[r] for r in live]
+                    g = g[live]
+                    frontier = {s: t[live] for s, t in frontier.items()}
+        if not g.any():
+            continue
+        dxs, _ = net.backward_node(k.name, g, fnet.caches(len(items))[k.name], params=False)
+        for src, dx in zip(k.inputs, dxs):
+            if dx is None:
+                continue
+            if src == INPUT:
+                if band:
+                    _check_band(dx, fnet.dtype)
+                nz = (dx != 0).any(axis=1)  # over the channels: (N,), (N, 1, L), (N, H, W), ...
+                for r in range(dx.shape[0]):
+                    masks[items[r]] = np.logical_or(masks[items[r]], nz[r])
+            else:
+                frontier[src] = dx if src not in frontier else frontier[src] + dx
+    return masks
+
+
+def _mask_box(mask):
+    """Per axis (lo, hi) of the True entries of a support mask (None on an axis without any)."""
+    box = []
+    for ax in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != ax)
+        nz = np.nonzero(np.any(mask, axis=other) if other else mask)[0]
+        box.append((int(nz[0]), int(nz[-1])) if len(nz) else None)
+    return tuple(box)
 
 
 def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="corners", every_layer=False):
     """Receptive-field checks through the linearised copy, in float32.
 
-    One backward pass per layer: the units are seeded on separate batch items (the linear copy
-    never mixes samples: BN runs on its running statistics), only parameter-free data gradients
-    are formed, and the pass stops at the layer's ancestors (the rest get no gradient).
+    Layers in forward order; per layer one backward pass over its ancestors, a unit per batch
+    item, data gradients only (:func:`_field_masks`). A unit's pass ends early where its
+    gradient is a positive combination of units measured before — every channel at the
+    centre and corners of a 1x1 convolution's or a merge's input, say — and takes the union of
+    their supports: in the linear copy (positive weights, identity activations, average
+    pooling, BN on its running statistics, samples never mixed) that union *is* the support
+    the rest of the pass would produce. Only windowed layers then pay for a pass down to the
+    input.
 
     float32 is enough for the claim checked — *which* input pixels get a non-zero gradient:
-    weights and inputs are positive, so every path adds a positive term and nothing cancels; a
-    sum of positive float32 terms is zero only if every term underflowed. A layer whose
-    gradient comes near the underflow range (:func:`_may_underflow`) is redone in float64.
+    weights and gradients are positive, so every path adds a positive term and nothing
+    cancels; a positive float32 sum is zero only if every term underflowed, and a zero stays
+    exactly zero. Every gradient of a pass is checked against a band (:data:`_BAND`) inside
+    which no product of it with a coefficient of the copy can underflow or overflow; a layer
+    whose pass leaves the band is redone in float64.
     """
     if units not in RF_UNITS:
         raise ValueError(f"units must be one of {RF_UNITS}, got {units!r}")
@@ -189,34 +358,37 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cor
         conv_algo = "im2col"  # exact zeros: FFT leaves 1e-17 noise everywhere
     rep = receptive_fields(graph)
     nodes = field_layers(graph, every_layer)
-    per_layer = {n.name: _units([a.n for a in rep[n.name].axes], units) for n in nodes}
-    k = max((len(u) for u in per_layer.values()), default=1)
     x1 = random_input(graph.input_shape, 1, np.random.default_rng(seed)) ** 2 + 1.0  # positive
-    passes = {}
+    nets: dict[str, _FieldNet] = {}
 
-    def field_pass(dtype):
-        """(net, every node's output) of the linearised copy in ``dtype``, built once."""
-        if dtype not in passes:
-            net = Net(graph, dtype=dtype, conv_algo=conv_algo, seed=seed, linear=True)
-            net.forward(np.repeat(x1, k, axis=0).astype(dtype), keep=True)
-            passes[dtype] = (net, dict(net.outputs_seen))
-        return passes[dtype]
+    def fnet(dtype):
+        if dtype not in nets:
+            nets[dtype] = _FieldNet(graph, dtype, conv_algo, seed, x1)
+        return nets[dtype]
 
-    net, vals = field_pass("float32")
-    in_nd = net.nd[INPUT]
+    index = {n.name: i for i, n in enumerate(graph.layers)}
+    known: dict[str, dict] = {}
     items: list[Item] = []
     for node in nodes:
-        gs = _unit_grads(net, vals, node, per_layer[node.name])
-        if gs is not None and _may_underflow(gs):  # float32 too narrow here: redo in float64
-            gs = _unit_grads(*field_pass("float64"), node, per_layer[node.name])
-        picks = per_layer[node.name]
-        if gs is None:
-            continue
-        for b, unit in enumerate(picks):
-            g = gs[b]
-            if in_nd == 1:
-                g = g[:, None, :] if g.ndim == 2 else g
-            box, mask = _support_box(g)
+        picks = _units([a.n for a in rep[node.name].axes], units)
+        order = graph.layers[:index[node.name] + 1]
+        note = ""
+        try:
+            masks = _field_masks(fnet("float32"), order, node, picks, known)
+        except _TooNarrow:  # float32 too narrow here: redo in float64
+            try:
+                masks = _field_masks(fnet("float64"), order, node, picks, known)
+            except _TooNarrow:
+                masks = _field_masks(fnet("float64"), order, node, picks, known, band=False)
+                note = "; gradients outside float64's safe band"
+        net = nets["float32"].net
+        in_nd = net.nd[INPUT]
+        if net.nd[node.name]:
+            known[node.name] = dict(zip(picks, masks))
+        elif len(picks) == 1 and not (node.kind == "flatten" and net.nd[node.inputs[0]]):
+            known[node.name] = {"flat": masks[0]}
+        for unit, mask in zip(picks, masks):
+            box = _mask_box(mask)
             if in_nd == 1:
                 box = box[1:]
             elif in_nd == 0:
@@ -227,7 +399,7 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cor
             claimed = tuple(tuple(c) if c is not None else None for c in claimed)
             uname = ",".join(map(str, unit))
             items.append(Item(node.name, f"field of unit ({uname})", claimed, box,
-                              f"support fills {_box_fill(mask, box, in_nd):.0%} of its box"))
+                              f"support fills {_box_fill(mask, box, in_nd):.0%} of its box{note}"))
         if progress:
             progress(node.name)
     return items

@@ -142,8 +142,9 @@ def test_verify_channel_plumbing_passes(name):
 
 
 def _naive_fields(graph, units):
-    """The pre-batching method, as a second path: per unit a batch-1 backward of the full
-    linearised net (weight gradients included), support box of the input gradient."""
+    """The pre-batching method, as a second path: per unit a batch-1 float64 backward of the
+    full linearised net (weight gradients included, no early stop), support box of the input
+    gradient. 1-D units are ``(l,)`` on a ``(N, C, 1, L)`` tensor, 3-D ones ``(d, h, w)``."""
     import numpy as np
     from cnncalc.graph import INPUT
     from cnncalc.runtime.executor import Net
@@ -151,16 +152,43 @@ def _naive_fields(graph, units):
     net = Net(graph, dtype="float64", conv_algo="im2col", linear=True)
     net.forward(random_input(graph.input_shape, 1, np.random.default_rng(0)) ** 2 + 1.0, keep=True)
     vals, out = dict(net.outputs_seen), {}
+    in_nd = len(graph.input_shape) - 1
     for node in graph.layers:
         for unit in units.get(node.name, ()):
             d = np.zeros_like(vals[node.name])
-            if d.ndim == 2:
+            x = vals[node.inputs[0]]
+            if node.kind == "flatten" and x.ndim > 2:  # its units are its input's positions
+                d = np.zeros_like(x)
+                d[(0, slice(None), 0, *unit) if len(unit) == 1 else (0, slice(None), *unit)] = 1.0
+                d = d.reshape(vals[node.name].shape)
+            elif d.ndim == 2:
                 d[0] = 1.0
+            elif d.ndim == 4 and len(unit) == 1:
+                d[0, :, 0, unit[0]] = 1.0
             else:
-                d[0, :, unit[0], unit[1]] = 1.0
+                d[(0, slice(None), *unit)] = 1.0
             g = net.backward({node.name: d}, keep_cache=True)
-            out[(node.name, unit)] = _support_box(g[0])[0] if g is not None else None
+            if g is None:
+                out[(node.name, unit)] = None
+                continue
+            box = _support_box(g[0][:, None, :] if in_nd == 1 else g[0])[0]
+            out[(node.name, unit)] = box[1:] if in_nd == 1 else box
     return out
+
+
+def _unit_of(item):
+    return tuple(int(v) for v in item.check[len("field of unit ("):-1].split(",") if v)
+
+
+def _assert_fields_equal_naive(g):
+    from cnncalc.runtime.verify import check_fields
+    items = check_fields(g, units="all", every_layer=True)
+    assert all(i.ok for i in items), [i.to_dict() for i in items if not i.ok]
+    units = {}
+    for i in items:
+        units.setdefault(i.layer, []).append(_unit_of(i))
+    assert _naive_fields(g, units) == {(i.layer, _unit_of(i)): i.measured for i in items}
+    return items
 
 
 GOOGLENET_LIKE = """
@@ -197,21 +225,82 @@ layers:
 
 def test_batched_field_check_equals_the_per_unit_backward(tmp_path):
     # one pass per layer with a unit per batch item must measure exactly what one pass per unit did
-    from cnncalc.runtime.verify import check_fields
     p = tmp_path / "g.yaml"
     p.write_text(GOOGLENET_LIKE)
+    items = _assert_fields_equal_naive(cnncalc.load(p).infer())
+    layers = {i.layer for i in items}
+    assert len(items) > 2 * len(layers)  # several units per layer batched
+
+
+BOTTLENECK = """
+name: bottleneck ResNet, reduced (stride-2 1x1 convs, a projection shortcut)
+input: 32x32x3
+rounding: floor
+layers:
+  - {conv: 8, kernel: 3, stride: 2, pad: 1, bn: true, activation: relu, name: stem}
+  - {add: [[{conv: 4, kernel: 1, bn: true, activation: relu}, {conv: 4, kernel: 3, pad: 1, bn: true, activation: relu},
+            {conv: 8, kernel: 1, bn: true}], []], activation: relu, name: b1}
+  - {add: [[{conv: 8, kernel: 1, stride: 2, bn: true, activation: relu}, {conv: 8, kernel: 3, pad: 1, bn: true,
+             activation: relu}, {conv: 16, kernel: 1, bn: true}], [{conv: 16, kernel: 1, stride: 2, bn: true}]],
+     activation: relu, name: b2}
+  - {global_avgpool: , name: gap}
+  - {flatten: , name: flat}
+  - {fc: 10, name: fc}
+"""
+
+RESIDUAL_3D = """
+name: 3-D residual, reduced
+input: 6x8x8x2
+rounding: floor
+layers:
+  - {conv: 4, kernel: 3, pad: 1, activation: relu, name: c1}
+  - {add: [[{conv: 4, kernel: 1, activation: relu}, {conv: 4, kernel: 3, pad: 1}], []], name: a1}
+  - {maxpool: 2, name: p1}
+  - {conv: 6, kernel: 1, name: c2}
+  - {global_avgpool: , name: gap}
+  - {fc: 3, name: fc}
+"""
+
+
+@pytest.mark.parametrize("text", [BOTTLENECK, RESIDUAL_3D, None], ids=["bottleneck-2d", "residual-3d", "channels-1d"])
+def test_early_ending_passes_measure_what_full_passes_do(text, tmp_path):
+    # a pass that ends on units measured before (1x1 convs, merges, BN, fc) takes the union of
+    # their supports; it must equal the full float64 backward of every unit, in 1-D, 2-D and 3-D
+    if text is None:
+        g = cnncalc.load(SPECS / "channels1d.yaml").infer()
+    else:
+        p = tmp_path / "g.yaml"
+        p.write_text(text)
+        g = cnncalc.load(p).infer()
+    _assert_fields_equal_naive(g)
+
+
+def test_passes_of_1x1_convs_and_merges_end_early(tmp_path, monkeypatch):
+    # the point of the early end: a stride-1 1x1 conv, an add and fc differentiate a layer or
+    # two, not every ancestor; a 3x3 conv's pass and a strided 1x1 conv's corner reach the input
+    import cnncalc.runtime.verify as V
+    from cnncalc.runtime.executor import Net
+    p = tmp_path / "g.yaml"
+    p.write_text(BOTTLENECK)
     g = cnncalc.load(p).infer()
-    items = check_fields(g, units="all", every_layer=True)
-    assert all(i.ok for i in items), [i.to_dict() for i in items if not i.ok]
-    units = {}
-    for i in items:
-        u = tuple(int(v) for v in i.check[len("field of unit ("):-1].split(",") if v)
-        units.setdefault(i.layer, []).append(u)
-    naive = _naive_fields(g, units)
-    fast = {(i.layer, tuple(int(v) for v in i.check[len("field of unit ("):-1].split(",") if v)): i.measured
-            for i in items}
-    assert fast == naive
-    assert sum(len(u) for u in units.values()) > 2 * len(units)  # several units per layer batched
+    steps, cur = {}, []
+    real_bn, real_fm = Net.backward_node, V._field_masks
+
+    def counting(self, name, *a, **k):
+        steps.setdefault(cur[-1], []).append(name)
+        return real_bn(self, name, *a, **k)
+
+    def per_pass(fnet, order, node, *a, **k):
+        cur.append(node.name)
+        return real_fm(fnet, order, node, *a, **k)
+
+    monkeypatch.setattr(Net, "backward_node", counting)
+    monkeypatch.setattr(V, "_field_masks", per_pass)
+    items = V.check_fields(g, units="all")
+    assert all(i.ok for i in items)
+    for layer in ("conv1", "conv3", "b1", "conv6", "b2", "fc"):  # itself, then only BN / flatten
+        assert steps[layer][0] == layer and all(g[n].kind in ("batchnorm", "flatten") for n in steps[layer][1:]), steps
+    assert steps["conv2"][-1] == "stem" and steps["conv4"][-1] == "stem"  # down to the input
 
 
 def test_field_layers_skip_only_pointwise_single_input(tmp_path):
@@ -246,3 +335,42 @@ def test_verify_googlenet_like_passes_and_catches_a_wrong_merge_field(tmp_path, 
     r = run("verify", str(p), "--format", "json")
     assert r.exit_code == 1
     assert {c["layer"] for c in json.loads(r.stdout)["checks"]} == {cat}
+
+
+def test_band_check_flags_what_could_hide_or_fake_a_nonzero():
+    import numpy as np
+    from cnncalc.runtime.verify import _TooNarrow, _check_band
+
+    def ok(values, dtype):
+        try:
+            _check_band(np.array(values, dtype), dtype)
+            return True
+        except _TooNarrow:
+            return False
+
+    for dt in ("float32", "float64"):
+        assert ok([0.0, 1.0, 3.5], dt) and ok([0.0, 0.0], dt) and ok([2.0 ** -59, 1.0], dt)
+        assert not ok([-1.0, 1.0], dt) and not ok([np.nan, 1.0], dt) and not ok([np.inf], dt)
+        assert not ok([-0.0, 1.0], dt)  # a sign where none can arise: not trusted
+    assert not ok([2.0 ** -61, 1.0], "float32") and ok([2.0 ** -61, 1.0], "float64")   # 2^-60 .. 2^60
+    assert not ok([2.0 ** 61], "float32") and ok([2.0 ** 61], "float64")
+    assert not ok([2.0 ** -501], "float64") and not ok([2.0 ** 501], "float64")
+
+
+def test_a_pass_outside_the_float32_band_is_redone_in_float64(tmp_path, monkeypatch):
+    # force every float32 pass out of its band: the float64 copy measures the same supports
+    import cnncalc.runtime.verify as V
+    p = tmp_path / "g.yaml"
+    p.write_text(BOTTLENECK)
+    g = cnncalc.load(p).infer()
+    want = [(i.layer, i.check, i.measured, i.note) for i in V.check_fields(g, units="all")]
+    built, real = [], V._FieldNet.__init__
+
+    def spy(self, graph, dtype, *a):
+        built.append(dtype)
+        real(self, graph, dtype, *a)
+
+    monkeypatch.setattr(V._FieldNet, "__init__", spy)
+    monkeypatch.setattr(V, "_BAND", {**V._BAND, "float32": (2.0 ** 70, 2.0 ** 71)})
+    got = [(i.layer, i.check, i.measured, i.note) for i in V.check_fields(g, units="all")]
+    assert built == ["float32", "float64"] and got == want

@@ -5,3 +5,14 @@ kernels live in :mod:`cnncalc.runtime.kernels` (conv, pool, activation, norm,
 dense, loss) and import numba only through :mod:`cnncalc.runtime._numba`,
 which sets the JIT cache directory and the BLAS/numba thread policy first.
 """
+import os as _os
+import sys as _sys
+
+#: True when the BLAS thread defaults were set before numpy was loaded: here, when the package
+#: is first imported, because every runtime module (the executor, the data loader) imports
+#: numpy before it imports ``_numba`` — setting them there was too late (OpenBLAS reads them
+#: once, when numpy loads it) and a multi-threaded OpenBLAS beside numba's workers ran 10x slower.
+BLAS_ENV_APPLIED = "numpy" not in _sys.modules
+if BLAS_ENV_APPLIED:
+    for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        _os.environ.setdefault(_v, "1")

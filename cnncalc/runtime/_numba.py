@@ -42,11 +42,9 @@ if "NUMBA_CACHE_DIR" not in os.environ:
     os.environ["NUMBA_CACHE_DIR"] = _default_cache_dir()
 CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 
-#: True when the BLAS env defaults were applied before numpy was loaded.
-BLAS_ENV_APPLIED = "numpy" not in sys.modules
-if BLAS_ENV_APPLIED:
-    for _v in _BLAS_VARS:
-        os.environ.setdefault(_v, "1")
+#: True when the BLAS env defaults were applied before numpy was loaded (the package's
+#: ``__init__`` applies them, before any runtime module imports numpy).
+from cnncalc.runtime import BLAS_ENV_APPLIED  # noqa: E402
 
 
 

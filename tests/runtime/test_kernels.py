@@ -532,3 +532,7 @@ def test_blas_env_defaults_before_numpy():
             "print(m.BLAS_ENV_APPLIED, os.environ.get('OPENBLAS_NUM_THREADS'))")
     assert _run_py(code) == "True 1"
     assert _run_py(code, OPENBLAS_NUM_THREADS="2") == "True 2"  # the user's choice stays
+    # the executor imports numpy before _numba: the package's __init__ must have set them
+    code = ("import os; import cnncalc.runtime.executor; from cnncalc.runtime import _numba as m; "
+            "print(m.BLAS_ENV_APPLIED, os.environ.get('OPENBLAS_NUM_THREADS'))")
+    assert _run_py(code) == "True 1"

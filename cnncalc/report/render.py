@@ -7,9 +7,7 @@ object (see ``emit_json``).
 """
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import re
 import sys
@@ -106,6 +104,8 @@ def render(view: TableView, fmt: str = "table", stream=None) -> None:
 
 def to_csv(view: TableView) -> str:
     buf = io.StringIO()
+    import csv
+
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([c.key for c in view.columns])
     for row in view.rows + view.footer:
@@ -329,4 +329,6 @@ _rich = render_rich  # the name render() uses
 
 def emit_json(obj, stream=None) -> None:
     stream = stream or sys.stdout
+    import json
+
     stream.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

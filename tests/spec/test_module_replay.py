@@ -64,7 +64,7 @@ def test_a_global_path_into_the_instance_itself_is_not_replayed(monkeypatch):
     # 'inputs: m1/a' written as a global path: in instance m2 it still means m1's layer
     text = ("input: 8x8x4\nmodules:\n  m:\n    args: [w]\n    layers:\n      - {conv: $w, kernel: 1, name: a}\n"
             "      - {add: null, inputs: [a, m1/a]}\n"
-            "layers:\n  - {m: [4], name: m1}\n  - {m: [4], name: m2}\n")
+            "layers:\n  - {m: [4], repeat: 2, name: 'm$n'}\n")     # one line: the same context
     g = load_spec_text(text, file="<t>")
     assert g["m2/add1"].inputs == ["m2/a", "m1/a"]
     assert _sig(g) == _sig(_full(monkeypatch, text))

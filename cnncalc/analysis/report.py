@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cnncalc._gc import paused_gc
-from cnncalc.analysis.memory import gradient_peak, inference_peak
+from cnncalc.analysis.memory import gradient_peak, inference_peak, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.shapes import Shape, fmt_int, numel
@@ -194,7 +194,11 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     dx_macs = sum(r.input_grad_macs for r in rows)
     dw_macs = sum(r.weight_grad_macs for r in rows)
     acts = sum(r.activations for r in rows if not r.view)
-    ops = {k: sum(r.ops.get(k, 0) for r in rows) for k in OP_KINDS}
+    ops = dict.fromkeys(OP_KINDS, 0)
+    for r in rows:
+        for k, v in r.ops.items():
+            if k in ops:
+                ops[k] += v
     input_elems = sizes[INPUT]
     totals = {
         "params": trainable if bias else weights, "trainable": trainable, "nontrainable": nontrain,
@@ -204,8 +208,9 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         "input_grad_macs": dx_macs, "weight_grad_macs": dw_macs,
         "training_macs": macs + dx_macs + dw_macs, "training_flops": 2 * (macs + dx_macs + dw_macs),
     }
-    peak_elems, peak_at = inference_peak(graph, sizes)
-    grad_peak = gradient_peak(graph, sizes)
+    intervals = tensor_intervals(graph, sizes)
+    peak_elems, peak_at = inference_peak(graph, sizes, intervals)
+    grad_peak = gradient_peak(graph, sizes, intervals)
     saved = input_elems + acts
     param_bytes = (trainable + nontrain) * nbytes
     memory = {

@@ -113,11 +113,26 @@ class Graph:
             return self
         self.nodes[INPUT]._shape = self.input_shape
         shapes: dict[str, Shape] = {INPUT: self.input_shape}
+        # Copies of one layer (the loader's replayed module instances share their validated
+        # args) on the same input shapes infer the same state: take it from the first one.
+        done: dict[tuple, Layer] = {}
         for node in self.nodes.values():
-            if node.layer is None:
+            layer = node.layer
+            if layer is None:
+                continue
+            ins = [shapes[s] for s in node.inputs]
+            key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(ins))
+            first = done.get(key)
+            if first is not None:
+                name, factors = layer.name, layer.__dict__.get("in_factors")
+                layer.__dict__.update(first.__dict__)
+                layer.name = name
+                layer.__dict__["in_factors"] = factors
+                shapes[node.name] = layer.out_shape
                 continue
             try:
-                shapes[node.name] = node.layer.infer([shapes[s] for s in node.inputs], self.rounding)
+                shapes[node.name] = layer.infer(ins, self.rounding)
+                done[key] = layer
             except SpecError as e:
                 if node.trace and node.trace not in (e.hint or ""):
                     e.hint = (e.hint + f" ({node.trace})") if e.hint else node.trace

@@ -51,3 +51,32 @@ def test_train_spec_argument_or_option(cli):
     assert r.exit_code == 2 and "two specs given" in r.output
     r = cli("train")
     assert r.exit_code == 2 and "give a SPEC" in r.output
+
+
+# Every command that reads a spec (or a sheet/answer file/checkpoint naming one) takes
+# --rounding floor|ceil|strict; conv/pool/fc take a layer on the command line and their own
+# --rounding (default exact).
+SPEC_READERS = ["summarize", "receptive-field", "graph", "report", "export", "verify", "gradcheck", "erf",
+                "train", "evaluate", "check", "quiz", "conv", "pool"]
+
+
+@pytest.mark.parametrize("name", SPEC_READERS)
+def test_every_spec_reading_command_takes_rounding(cli, name):
+    out = " ".join(cli(name, "--help").output.split())
+    assert "--rounding [floor|ceil|strict]" in out or (name in ("conv", "pool") and "--rounding" in out), name
+
+
+def test_spec_reading_commands_are_all_listed():
+    # a new command that loads a spec must join SPEC_READERS (and take --rounding)
+    import inspect
+    import importlib
+
+    readers = set()
+    for name, target in COMMANDS.items():
+        module, attr = target.split(":")
+        src = inspect.getsource(importlib.import_module(module))
+        if any(s in src for s in ("load_graph(", "load_spec(", "load_spec_text(", "Sheet(", "run_check(")):
+            readers.add(name)
+    # import writes a spec (from an ONNX or torch model), it reads none
+    assert "summarize" in readers and "check" in readers
+    assert readers - {"import"} <= set(SPEC_READERS), readers - set(SPEC_READERS)

@@ -46,15 +46,15 @@ def peak(intervals: dict[str, tuple[int, int, int]], n_steps: int, skip: set[str
     return best, where
 
 
-def inference_peak(graph: Graph, sizes: dict[str, int]) -> tuple[int, str]:
-    iv = tensor_intervals(graph, sizes)
+def inference_peak(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str]:
+    iv = tensor_intervals(graph, sizes) if intervals is None else intervals
     best, where = peak(iv, len(graph.nodes))
     return best, list(graph.nodes)[where]
 
 
-def gradient_peak(graph: Graph, sizes: dict[str, int]) -> int:
+def gradient_peak(graph: Graph, sizes: dict[str, int], intervals=None) -> int:
     """During backward the gradient of a tensor lives over the same steps as the tensor
     (from its last reader's backward to its producer's); the input needs no gradient."""
-    iv = tensor_intervals(graph, sizes)
+    iv = tensor_intervals(graph, sizes) if intervals is None else intervals
     best, _ = peak(iv, len(graph.nodes), skip={INPUT})
     return best

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cnncalc._gc import paused_gc
-from cnncalc.analysis.memory import gradient_peak, inference_peak
+from cnncalc.analysis.memory import gradient_peak, inference_peak, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.shapes import Shape, fmt_int, numel
@@ -137,18 +137,27 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     sizes: dict[str, int] = {INPUT: numel(graph.input_shape) * batch}
     # does the gradient reach this layer's output? only if a trainable tensor lies upstream of it
     grad_flows: dict[str, bool] = {INPUT: False}
+    # copies of one layer on the same input shapes (replayed module instances) count the same
+    counted: dict[tuple, tuple] = {}
     for node in graph.layers:
         layer = node.layer
-        weights = biases = 0
-        for shape, role in layer.param_shapes().values():
-            if role == "weight":
-                weights += numel(shape)
-            else:
-                biases += numel(shape)
-        nontrain = sum(numel(s) for s in layer.state_shapes().values())
+        key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(layer.in_shapes))
+        hit = None if explain else counted.get(key)
+        if hit is None:
+            weights = biases = 0
+            for shape, role in layer.param_shapes().values():
+                if role == "weight":
+                    weights += numel(shape)
+                else:
+                    biases += numel(shape)
+            nontrain = sum(numel(s) for s in layer.state_shapes().values())
+            hit = (weights, biases, nontrain, layer.macs(), layer.describe(), layer.ops(), type_key(layer))
+            if not explain:
+                counted[key] = hit
+        weights, biases, nontrain, macs1, description, ops1, tkey = hit
         elems = numel(layer.out_shape) * batch
         sizes[node.name] = 0 if layer.view else elems
-        macs = layer.macs() * batch
+        macs = macs1 * batch
         # Every forward MAC multiplies one input value by one weight (conv, grouped/depthwise,
         # transposed, locally connected, fc). Backward repeats each product once for the input
         # gradient (dX += w·dY) and once for the weight gradient (dW += x·dY): the same count
@@ -158,11 +167,11 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         grad_flows[node.name] = needs_dx or weights + biases > 0
         row = LayerStats(
             name=node.name, type=layer.kind, inputs=list(node.inputs), shape=layer.out_shape,
-            description=layer.describe(), weights=weights, biases=biases, nontrainable=nontrain,
+            description=description, weights=weights, biases=biases, nontrainable=nontrain,
             activations=elems, activation_bytes=elems * nbytes, view=layer.view,
             macs=macs, input_grad_macs=macs if needs_dx else 0, weight_grad_macs=macs if weights else 0,
-            ops={k: v * batch for k, v in layer.ops().items()},
-            line=node.line, type_key=type_key(layer),
+            ops={k: v * batch for k, v in ops1.items()},
+            line=node.line, type_key=tkey,
         )
         if explain:
             # write an fc layer after a flatten as the slides do: 7*7*512*4096, not 25088*4096
@@ -185,7 +194,11 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     dx_macs = sum(r.input_grad_macs for r in rows)
     dw_macs = sum(r.weight_grad_macs for r in rows)
     acts = sum(r.activations for r in rows if not r.view)
-    ops = {k: sum(r.ops.get(k, 0) for r in rows) for k in OP_KINDS}
+    ops = dict.fromkeys(OP_KINDS, 0)
+    for r in rows:
+        for k, v in r.ops.items():
+            if k in ops:
+                ops[k] += v
     input_elems = sizes[INPUT]
     totals = {
         "params": trainable if bias else weights, "trainable": trainable, "nontrainable": nontrain,
@@ -195,8 +208,9 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         "input_grad_macs": dx_macs, "weight_grad_macs": dw_macs,
         "training_macs": macs + dx_macs + dw_macs, "training_flops": 2 * (macs + dx_macs + dw_macs),
     }
-    peak_elems, peak_at = inference_peak(graph, sizes)
-    grad_peak = gradient_peak(graph, sizes)
+    intervals = tensor_intervals(graph, sizes)
+    peak_elems, peak_at = inference_peak(graph, sizes, intervals)
+    grad_peak = gradient_peak(graph, sizes, intervals)
     saved = input_elems + acts
     param_bytes = (trainable + nontrain) * nbytes
     memory = {

@@ -97,8 +97,11 @@ class CheckRun:
 class Grader:
     """Grades the questions of one answer file; networks are loaded once and shared."""
 
-    def __init__(self, answers: AnswerFile):
+    def __init__(self, answers: AnswerFile, rounding: str | None = None):
         self.answers = answers
+        # the command line's --rounding: the spec-wide rule of every network this grader builds
+        # (a layer's own 'rounding:' still wins); None keeps each spec's own rule
+        self.rounding = rounding
         self._graphs: dict = {}
         self._reports: dict = {}
 
@@ -116,7 +119,7 @@ class Grader:
         if isinstance(q.layer, dict):
             key = ("layer", id(q.layer), id(ref))
             if key not in self._graphs:
-                self._graphs[key] = self._standalone(q, ref)
+                self._graphs[key] = self._override(self._standalone(q, ref))
             return self._graphs[key]
         if ref is None:
             raise SpecError("this question names no network", file=q.file, line=q.line,
@@ -124,8 +127,14 @@ class Grader:
                                  "question or at the top of the file")
         key = ("spec", ref if isinstance(ref, str) else id(ref), str(q.input))
         if key not in self._graphs:
-            self._graphs[key] = self._load(ref, q)
+            self._graphs[key] = self._override(self._load(ref, q))
         return self._graphs[key]
+
+    def _override(self, graph: Graph) -> Graph:
+        if self.rounding is not None and graph.rounding != self.rounding:
+            graph.rounding = self.rounding
+            graph.inferred = False
+        return graph
 
     def _load(self, ref, q: Question) -> Graph:
         from cnncalc.spec.loader import build_graph, load_spec
@@ -393,12 +402,13 @@ def _not_fit_text(nf: NotFit) -> str:
     return nf.reason
 
 
-def run_check(path: str | Path, allow_outside=()) -> CheckRun:
+def run_check(path: str | Path, allow_outside=(), rounding: str | None = None) -> CheckRun:
     """Grade every question of an answer file (bad file → SpecError, exit 2).
 
-    ``allow_outside``: folders besides the answer file's own that its ``spec:`` may name."""
+    ``allow_outside``: folders besides the answer file's own that its ``spec:`` may name;
+    ``rounding``: ``exact``, ``floor`` or ``ceil`` overrides the rule of every network it names."""
     answers = load_answers(path, allow_outside)
-    grader = Grader(answers)
+    grader = Grader(answers, rounding)
     run = CheckRun(file=str(path), title=answers.title)
     for q in answers.questions:
         run.outcomes.append(grader.grade(q))

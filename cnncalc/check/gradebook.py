@@ -216,7 +216,7 @@ def grade_submission(sheet: Sheet, sub: Submission, pass_mark: Fraction = Fracti
             used |= keys
             if design_grader is None:
                 af = AnswerFile(path=sub.path, title=None, questions=[], base_dir=sub.base_dir)
-                design_grader = SharedGrader(af, sheet.cache)
+                design_grader = SharedGrader(af, sheet.cache, sheet.rounding)
             for q in item.questions:
                 g.results.append(_grade_design(design_grader, item, q, ans, sub, share))
             continue

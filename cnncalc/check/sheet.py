@@ -88,8 +88,8 @@ class SharedGrader(Grader):
     """A Grader whose expected values are shared, by question definition, through ``cache``
     (one dict for a whole sheet and all its variants)."""
 
-    def __init__(self, answers: AnswerFile, cache: dict):
-        super().__init__(answers)
+    def __init__(self, answers: AnswerFile, cache: dict, rounding: str | None = None):
+        super().__init__(answers, rounding)
         self.cache = cache
         self._keys: dict[str, str] = {}
 
@@ -156,9 +156,12 @@ class SheetVariant:
 class Sheet:
     """A question sheet loaded once; :meth:`variant` gives any student's version of it."""
 
-    def __init__(self, path: str | Path, text: str | None = None):
+    def __init__(self, path: str | Path, text: str | None = None, rounding: str | None = None):
         p = Path(path)
         self.path = str(path)
+        # --rounding: every network of the sheet (and of the submissions' design answers) is built
+        # with it, the per-student draws included (which values fit can depend on it)
+        self.rounding = rounding
         if text is None:
             try:
                 text = p.read_text(encoding="utf-8")
@@ -264,7 +267,7 @@ class Sheet:
             doc.pop("require", None)
         try:
             af = self._parse(doc)
-            g = SharedGrader(af, self.cache)
+            g = SharedGrader(af, self.cache, self.rounding)
             for q in af.questions:
                 if q.quantity == "require":
                     continue
@@ -306,7 +309,7 @@ class Sheet:
                 it["text"] = fill_text(it, _drawn(values, n))
                 it.key_lines.setdefault("text", it.line)
         af = self._parse(doc)
-        grader = SharedGrader(af, self.cache)
+        grader = SharedGrader(af, self.cache, self.rounding)
         grader.fix_definitions([q for q in af.questions if q.quantity != "require"])
         items = self._group_items(doc, af, values)
         for it in items:                          # validate (and analyse) every question now

@@ -9,7 +9,7 @@ from fractions import Fraction
 import click
 
 from cnncalc.check.grade import CheckRun, run_check
-from cnncalc.cli.common import fail
+from cnncalc.cli.common import fail, make_rounding_option, rounding_override
 from cnncalc.report.render import Column, TableView, emit_json, render
 
 FORMATS = ("table", "plain", "json", "junit", "csv", "markdown")
@@ -43,6 +43,12 @@ FORMATS = ("table", "plain", "json", "junit", "csv", "markdown")
               type=click.Path(file_okay=False, exists=True),
               help="Let 'spec:' name files under DIR too (by default only zoo names and files under "
                    "the answer file's folder: students cannot make the grader read other files).")
+@make_rounding_option(
+    "Build every network the answer file or sheet names (zoo names, paths, inline specs, one-layer "
+    "questions, and the submissions' own networks of design questions) with this rounding rule: floor "
+    "(PyTorch), ceil (Caffe pooling) or strict (a window that does not fit is an error); a layer's own "
+    "'rounding:' still wins. With --key it also decides which per-student values fit, so give the same "
+    "--rounding to --template/--variant/quiz as when grading.")
 def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mark, details, output,
           allow_outside):
     """Check homework answers against the exact numbers.
@@ -70,6 +76,7 @@ def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mar
       cnncalc check --key QUESTIONS.yaml --variant s1234          # that student's questions
       cnncalc check --key QUESTIONS.yaml --solutions --variant s1234
       cnncalc check student/ANSWERS.yaml --allow-spec-outside course/specs
+      cnncalc check ANSWERS.yaml --rounding floor   # expected values as PyTorch rounds
     """
     if key is None:
         if template or solutions or variant is not None:
@@ -78,7 +85,7 @@ def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mar
             fail("give one answer file (ANSWERS.yaml), or grade submissions with --key QUESTIONS.yaml"
                  if files else "no answer file given: cnncalc check ANSWERS.yaml (or --key QUESTIONS.yaml "
                                "SUBMISSION...)")
-        run = run_check(files[0], allow_outside)
+        run = run_check(files[0], allow_outside, rounding_override())
         if fmt == "json":
             text = _json(run.to_dict(hide_expected))
         elif fmt == "junit":
@@ -93,7 +100,7 @@ def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mar
 def keyed(files, key, template, solutions, variant, fmt, hide_expected, pass_mark, details, output):
     from cnncalc.check.sheet import Sheet
 
-    sheet = Sheet(key)
+    sheet = Sheet(key, rounding=rounding_override())
     if template or solutions or (variant is not None and not files):
         if files:
             fail("--template, --solutions and a quiz (--variant) take no submissions")

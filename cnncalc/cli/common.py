@@ -47,18 +47,29 @@ def _rounding(ctx, param, value):
     return value
 
 
-rounding_option = click.option(
-    "--rounding", type=click.Choice(["floor", "ceil", "strict"]), default=None, expose_value=False,
-    callback=_rounding, is_eager=True,
-    help="Override the spec's rounding rule: floor (PyTorch), ceil (Caffe pooling) or strict "
-         "(a window that does not fit is an error). A layer's own 'rounding:' still wins.")
+ROUNDING_HELP = ("Override the spec's rounding rule: floor (PyTorch), ceil (Caffe pooling) or strict "
+                 "(a window that does not fit is an error). A layer's own 'rounding:' still wins.")
+
+
+def make_rounding_option(help_text: str = ROUNDING_HELP):
+    """``--rounding floor|ceil|strict``; its value is read back with :func:`rounding_override`."""
+    return click.option("--rounding", type=click.Choice(["floor", "ceil", "strict"]), default=None,
+                        expose_value=False, callback=_rounding, is_eager=True, help=help_text)
+
+
+rounding_option = make_rounding_option()
+
+
+def rounding_override() -> str | None:
+    """The spec-wide rule --rounding asks for (``exact`` for strict), or None when not given."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("cnncalc.rounding") if ctx is not None else None
 
 
 def prepare_graph(graph):
     """Apply the command line's --rounding to a loaded graph and warn (on stderr, never in the
     JSON on stdout) about every layer whose output nothing reads."""
-    ctx = click.get_current_context(silent=True)
-    rounding = ctx.meta.get("cnncalc.rounding") if ctx is not None else None
+    rounding = rounding_override()
     if rounding is not None and rounding != graph.rounding:
         graph.rounding = rounding
         graph.inferred = False

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cnncalc.cli.common import fail, input_option, load_graph
+from cnncalc.cli.common import fail, input_option, load_graph, rounding_option
 
 SUFFIXES = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid"}
 GRAPH_FORMATS = ["svg", "png", "dot", "mermaid"]
@@ -52,6 +52,7 @@ def chosen_format(output: str | None, fmt: str | None) -> str:
               help="Collapse module instances and blocks: one box per name prefix of this depth "
                    "(as summarize --depth).")
 @input_option
+@rounding_option
 @force_option
 def graph(spec, output, fmt, depth, input_shape, force):
     """Draw the layer graph of SPEC top to bottom: one box per layer (name, type with kernel and

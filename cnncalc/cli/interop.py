@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cnncalc.cli.common import fail, input_option, load_graph
+from cnncalc.cli.common import fail, input_option, load_graph, rounding_option
 
 
 def _write(path: str, data: bytes | str, force: bool, what: str):
@@ -133,6 +133,7 @@ def _write_checkpoint(path, graph, imp, force):
 @click.option("--weights", metavar="CKPT.npz",
               help="A cnncalc checkpoint (e.g. RUN_DIR/best.npz): ONNX initializers, or a .pt next to net.py.")
 @input_option
+@rounding_option
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def export(spec, target, output, weights, input_shape, force):
     """Write SPEC as a standalone PyTorch module or as an ONNX model (opset 17).

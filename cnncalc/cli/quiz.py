@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from cnncalc.cli.check import _variant, _write
+from cnncalc.cli.common import make_rounding_option, rounding_override
 
 
 @click.command()
@@ -14,6 +15,10 @@ from cnncalc.cli.check import _variant, _write
               show_default=True, help="plain text, markdown (to hand out), or json.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write to this file instead of standard output (an existing file is not overwritten).")
+@make_rounding_option(
+    "Build the sheet's networks with this rounding rule (floor, ceil or strict; a layer's own "
+    "'rounding:' still wins): it can decide which per-student values fit, so give the same "
+    "--rounding as to 'cnncalc check --key' when grading.")
 def quiz(sheet, variant, fmt, output):
     """Render the questions of a question sheet as one student sees them.
 
@@ -31,5 +36,5 @@ def quiz(sheet, variant, fmt, output):
     from cnncalc.check.quiz import render_quiz
     from cnncalc.check.sheet import Sheet
 
-    sv = _variant(Sheet(sheet), variant)
+    sv = _variant(Sheet(sheet, rounding=rounding_override()), variant)
     _write(render_quiz(sv, fmt), output, overwrite=False)

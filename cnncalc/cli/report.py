@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cnncalc.cli.common import batch_option, dtype_option, fail, input_option, load_graph
+from cnncalc.cli.common import batch_option, dtype_option, fail, input_option, load_graph, rounding_option
 from cnncalc.cli.graph import force_option, write_output
 
 
@@ -14,6 +14,7 @@ from cnncalc.cli.graph import force_option, write_output
 @batch_option
 @dtype_option
 @input_option
+@rounding_option
 @click.option("--no-bias", is_flag=True, help="Count weights only (the VGG table's 'not counting biases').")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Collapse modules in the graph picture (as graph --depth); the table keeps every layer.")

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import click
 
-from cnncalc.cli.common import (batch_size_option, format_option, input_option, output_option, prepare_graph,
-                                require_kernels, rounding_option)
+from cnncalc.cli.common import (batch_size_option, format_option, input_option, make_rounding_option,
+                                output_option, prepare_graph, require_kernels, rounding_option,
+                                rounding_override)
 from cnncalc.errors import CnnCalcError
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
@@ -29,7 +30,7 @@ SCHEDULES = ("step", "plateau", "cosine", "constant")
 LARGE_EPOCH_MACS = 10**11
 # options a resumed run takes from its checkpoint (changing them would break exactness)
 FROZEN = ("spec", "data", "batch", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
-          "init", "seed", "conv_algo", "normalize", "input_shape")
+          "init", "seed", "conv_algo", "normalize", "input_shape", "rounding")
 
 
 class _Fail(CnnCalcError):
@@ -63,10 +64,15 @@ def _spec_source(ref: str) -> tuple[str, str]:
     return read_text_file(res, "spec"), str(res)  # a regular file of bounded size, or exit 2
 
 
-def _graph(text: str, file: str, input_shape):
+def _graph(text: str, file: str, input_shape, rounding: str | None = None):
+    """The graph a run trains: ``rounding`` (the run's stored --rounding) is the spec-wide rule
+    unless this command line gives its own --rounding."""
     from cnncalc.spec.loader import load_spec_text
 
     g = prepare_graph(load_spec_text(text, file=file))
+    if rounding is not None and rounding_override() is None and g.rounding != rounding:
+        g.rounding = rounding
+        g.inferred = False
     g.infer(tuple(input_shape) if input_shape else None)
     if len(g.input_shape) != 3:
         raise _Fail(f"{file}: train needs an image input HxWxC, the spec's input is "
@@ -293,8 +299,9 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
             opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                                 nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule,
                                 init=init, seed=seed, conv_algo=conv_algo, normalize=normalize, data=data,
-                                input=list(input_shape) if input_shape else None)
-        graph = _graph(spec_text, spec_file, opts.input)
+                                input=list(input_shape) if input_shape else None,
+                                rounding=rounding_override())
+        graph = _graph(spec_text, spec_file, opts.input, opts.rounding)
         from cnncalc.runtime.trainer import outputs_of
 
         _, num_outputs = outputs_of(graph)
@@ -495,6 +502,10 @@ def _summary_view(s: dict) -> TableView:
 @click.option("--spec", default=None, metavar="SPEC", help="Default: the spec stored in the checkpoint.")
 @batch_size_option(256)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
+@make_rounding_option(
+    "Override the spec's rounding rule (floor, ceil or strict; a layer's own 'rounding:' still wins). "
+    "Default: the rule the run was trained with (train --rounding is stored in the checkpoint), else "
+    "the spec's.")
 @format_option()
 def evaluate(ckpt_path, data, spec, batch, threads, fmt):
     """Accuracy and confusion matrix of a checkpoint on a test split.
@@ -503,6 +514,7 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
     Examples:
       cnncalc evaluate --checkpoint runs/lenet5-20250101-120000/best.npz
       cnncalc evaluate --checkpoint best.npz --data ~/mnist --format json
+      cnncalc evaluate --checkpoint best.npz --spec my.yaml --rounding floor
     """
     import numpy as np
 
@@ -520,7 +532,7 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
         else:
             raise _Fail(f"{ckpt_path} does not store its spec; pass --spec")
         opts = m.get("options", {})
-        graph = _graph(spec_text, spec_file, opts.get("input"))
+        graph = _graph(spec_text, spec_file, opts.get("input"), opts.get("rounding"))
         _, num_outputs = outputs_of(graph)
         param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
         state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}

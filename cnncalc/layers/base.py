@@ -8,7 +8,6 @@ All numbers are Python ints: exact, never rounded.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -91,6 +90,8 @@ def _suggest(word, options, what="field") -> str | None:
     """'did you mean …?' or the list of known names; keys of any type (YAML allows 1, null)."""
     names = sorted({str(o)[:80] for o in options})
     word = str(word)[:80]
+    import difflib
+
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6) if len(names) <= 1000 else []
     if close:
         return f"did you mean '{close[0]}'?"

@@ -18,8 +18,7 @@ uneven windows are followed unit by unit.
 """
 from __future__ import annotations
 
-from fractions import Fraction
-from math import ceil, floor, gcd
+from math import floor, gcd
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import (AxisMap, Layer, as_bool, as_int, axis_map, fmt_int,
@@ -99,6 +98,8 @@ class Upsample(_Resample):
         return (*out, x[-1])
 
     def _map(self, n_in: int, n_out: int) -> AxisMap:
+        from fractions import Fraction  # receptive fields only: summarize does not pay for it
+
         if not self.linear:
             g = gcd(n_in, n_out)
             a, b = n_out // g, n_in // g
@@ -244,9 +245,10 @@ class AdaptiveAvgPool(_Resample):
             if o > w:
                 raise SpecError(f"adaptive pooling to {o} from {w}: the output is larger than the input",
                                 hint="this would repeat input values; use upsample instead")
-            sizes = sorted({ceil(Fraction((i + 1) * w, o)) - floor(Fraction(i * w, o)) for i in range(o)})
-            self.windows_per_axis.append([ceil(Fraction((i + 1) * w, o)) - floor(Fraction(i * w, o))
-                                          for i in range(o)])
+            # end ⌈(i+1)·w/o⌉ − start ⌊i·w/o⌋, in integers
+            windows = [-(-(i + 1) * w // o) - (i * w // o) for i in range(o)]
+            sizes = sorted(set(windows))
+            self.windows_per_axis.append(windows)
             parts.append(f"{w} → {o}, windows of {' or '.join(map(str, sizes))} "
                          f"(start ⌊i*{w}/{o}⌋, end ⌈(i+1)*{w}/{o}⌉)")
         self._axes_note(parts)

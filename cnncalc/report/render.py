@@ -7,9 +7,7 @@ object (see ``emit_json``).
 """
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import re
 import sys
@@ -57,8 +55,15 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
     """A horizontal bar in eighths of a character: 0.5 → '█████'."""
     fraction = min(max(fraction, 0.0), 1.0)
     eighths = round(fraction * width * 8)
-    full, rem = divmod(eighths, 8)
-    return ("█" * full + (_BLOCKS[rem] if rem else "")).ljust(width)
+    key = (eighths, width)
+    out = _BARS.get(key)
+    if out is None:  # one string per length: a 3,000-row table draws few distinct bars
+        full, rem = divmod(eighths, 8)
+        out = _BARS[key] = ("█" * full + (_BLOCKS[rem] if rem else "")).ljust(width)
+    return out
+
+
+_BARS: dict[tuple[int, int], str] = {}
 
 
 def use_rich(stream=None) -> bool:
@@ -106,6 +111,8 @@ def render(view: TableView, fmt: str = "table", stream=None) -> None:
 
 def to_csv(view: TableView) -> str:
     buf = io.StringIO()
+    import csv
+
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([c.key for c in view.columns])
     for row in view.rows + view.footer:
@@ -143,10 +150,32 @@ def to_markdown(view: TableView) -> str:
     return "\n".join(out) + "\n"
 
 
+def _cells(columns: list[Column], rows: list[dict]) -> list[list[str]]:
+    """``[[_cell(c, r) for c in columns] for r in rows]``, with the common cases (an int, a
+    column formatter) decided without a call per cell: summarize draws 3,000-row tables."""
+    keys = [(c.key, c.fmt, c) for c in columns]
+    out = []
+    for r in rows:
+        get = r.get
+        line = []
+        for key, fmt, col in keys:
+            v = get(key, "")
+            if v is None or v == "":
+                line.append("")
+            elif fmt is not None:
+                line.append(fmt(v))
+            elif v.__class__ is int:
+                line.append(f"{v:,}")
+            else:
+                line.append(_cell(col, r))
+        out.append(line)
+    return out
+
+
 def to_plain(view: TableView) -> str:
     cells = [[c.header for c in view.columns]]
-    body = [[_cell(c, r) for c in view.columns] for r in view.rows]
-    foot = [[_cell(c, r) for c in view.columns] for r in view.footer]
+    body = _cells(view.columns, view.rows)
+    foot = _cells(view.columns, view.footer)
     allrows = cells + body + foot
     widths = [max(len(r[i]) for r in allrows) for i in range(len(view.columns))]
 
@@ -329,4 +358,6 @@ _rich = render_rich  # the name render() uses
 
 def emit_json(obj, stream=None) -> None:
     stream = stream or sys.stdout
+    import json
+
     stream.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

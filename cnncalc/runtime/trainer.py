@@ -73,6 +73,7 @@ class TrainOptions:
     normalize: str = "scale"
     data: str | None = None
     input: list[int] | None = None
+    rounding: str | None = None     # --rounding: the spec-wide rule the run was built with
 
     def schedule(self):
         # step: ÷10 at 2/3 of the run (the classic recipe); plateau: ÷10 after 2 stalled epochs

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 
 from cnncalc import limits
@@ -131,6 +132,11 @@ class _Builder:
         self.max_depth = limits.get("module_depth")
         self.calls = 0
         self.max_calls = limits.get("module_calls")
+        # module instances expanded once per distinct (module, arguments, defaults, context) and
+        # replayed under a new name prefix (cifar_resnet1202 has 600 identical 'basic' blocks)
+        self._memo: dict = {}
+        self._recording: list[list] = []   # [prefix, safe] of the instances being recorded
+        self._keep: list = []
 
     # ---------------------------------------------------------------- errors
     def err(self, msg, line=None, layer=None, hint=None):
@@ -334,6 +340,12 @@ class _Builder:
             for cand in (ctx.prefix + s, s):
                 if cand in self.graph.nodes:
                     out.append(cand)
+                    if cand is s and ctx.prefix:
+                        # a name resolved outside the current prefix: an instance that names
+                        # a layer of itself this way would not replay under another prefix
+                        for rec in self._recording:
+                            if s.startswith(rec[0]):
+                                rec[1] = False
                     break
             else:
                 raise self.err(f"'inputs' names {short(s)}, which is not a layer defined before this one",
@@ -509,13 +521,99 @@ class _Builder:
             raise self.err(f"module {mod.name!r} needs {', '.join(repr(m) for m in missing)}", line=line,
                            hint=f"write {{{mod.name}: [{', '.join(mod.params)}]}}")
         local = name or self._auto_name(mod.name, ctx)
-        defaults = {k: {**ctx.defaults.get(k, {}), **v} for k, v in mod.layer_defaults.items()}
-        defaults = {**ctx.defaults, **defaults}
         scope = {k: v for k, v in ctx.scope.items() if k not in ("n", "i")}
         scope.update(args)
         trace = f"in module '{mod.name}' used at line {line}" + (f", {ctx.trace}" if ctx.trace else "")
-        sub = _Ctx(ctx.prefix + local + "/", scope, {}, defaults, trace, ctx.depth + 1)
-        return self._seq(mod.layers, sub, src[0])
+        prefix = ctx.prefix + local + "/"
+        # the instance's nodes follow from the module, its scope, the caller's defaults (never
+        # changed once built; kept alive below, so their id stays theirs), trace and depth
+        frozen = _freeze(scope)
+        key = None if frozen is None else (id(mod), id(ctx.defaults), frozen, trace, ctx.depth)
+        if key is not None:
+            rec = self._memo.get(key)
+            if rec is not None:
+                out = self._replay(rec, prefix, src[0])
+                if out is not None:
+                    return out
+        defaults = {k: {**ctx.defaults.get(k, {}), **v} for k, v in mod.layer_defaults.items()}
+        defaults = {**ctx.defaults, **defaults}
+        sub = _Ctx(prefix, scope, {}, defaults, trace, ctx.depth + 1)
+        n0, steps0, calls0 = len(self.graph.nodes), self.steps, self.calls
+        recording = [prefix, key is not None]
+        self._recording.append(recording)
+        try:
+            out = self._seq(mod.layers, sub, src[0])
+        finally:
+            self._recording.pop()
+        if recording[1] and key not in self._memo:
+            self._keep.append(ctx.defaults)
+            self._memo[key] = self._record(prefix, src[0], out, len(self.graph.nodes) - n0,
+                                           self.steps - steps0, self.calls - calls0)
+        return out
+
+    def _record(self, prefix: str, src: str, out: str, count: int, steps: int, calls: int):
+        """The nodes an instance added, with names relative to its prefix (None if one of them
+        cannot be renamed that way)."""
+        def rel(name):
+            if name == src:
+                return (0, None)
+            if name.startswith(prefix):
+                return (1, name[len(prefix):])
+            return (2, name)
+
+        nodes = list(islice(reversed(self.graph.nodes.values()), count))[::-1]
+        items = []
+        for node in nodes:
+            if not node.name.startswith(prefix):
+                return None
+            items.append((node.name[len(prefix):], node.layer, [rel(i) for i in node.inputs], node.line,
+                          node.trace, node.is_output))
+        return items, rel(out), steps, calls
+
+    def _replay(self, rec, prefix: str, src: str) -> str | None:
+        """Add a recorded instance's nodes under ``prefix``; None (expand it for real, which
+        reports the error) when a limit would be crossed."""
+        if rec is None:
+            return None
+        items, out, steps, calls = rec
+        if (self.steps + steps > self.max_steps or self.calls + calls > self.max_calls
+                or len(self.graph.nodes) + len(items) > self.max_nodes):
+            return None
+        self.steps += steps
+        self.calls += calls
+
+        def name(r):
+            return src if r[0] == 0 else (prefix + r[1] if r[0] == 1 else r[1])
+
+        for local, layer, inputs, line, trace, is_output in items:
+            full = prefix + local
+            copy = _copy(layer)
+            copy.name = full
+            self._add(Node(full, copy, [name(i) for i in inputs], line, trace, is_output=is_output))
+        return name(out)
+
+
+def _freeze(v):
+    """A hashable stand-in for a YAML value (None when it has none)."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return (type(v), v)
+    if isinstance(v, (list, tuple)):
+        parts = tuple(_freeze(x) for x in v)
+        return None if None in parts else ("list", parts)
+    if isinstance(v, dict):
+        parts = tuple((_freeze(k), _freeze(x)) for k, x in v.items())
+        return None if any(a is None or b is None for a, b in parts) else ("dict", parts)
+    return None
+
+
+def _copy(layer):
+    """A fresh, not yet inferred copy of a layer built by the loader: every attribute that
+    shape inference or counting writes is assigned anew, and its validated ``args`` are never
+    changed after construction, so the copy may share them."""
+    new = object.__new__(type(layer))
+    new.__dict__.update(layer.__dict__)
+    new.in_shapes, new.out_shape, new._notes = [], (), []
+    return new
 
 
 def _skipped(item, scope) -> bool:

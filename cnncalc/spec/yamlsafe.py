@@ -147,7 +147,7 @@ def _fast_ok(text: str) -> bool:
     expansion): use it only for text that cannot hit them — no anchors or aliases at all, and
     flow brackets nested no deeper than the depth limit (an over-estimate: brackets inside
     quotes count too). Block nesting by indentation is bounded by the file-size limit."""
-    if "&" in text or "*" in text:
+    if ("&" in text or "*" in text) and _may_alias(text):
         return False
     depth = top = 0
     for ch in text:
@@ -157,6 +157,48 @@ def _fast_ok(text: str) -> bool:
         elif ch in "]}":
             depth -= 1
     return top <= limits.get("yaml_depth")
+
+
+_TOKEN_START = " \t[{,:"
+
+
+def _may_alias(text: str) -> bool:
+    """Could ``text`` hold a YAML anchor (&a) or alias (*a)? Those can only begin a token: at the
+    start of a line or after whitespace, ``[``, ``{``, ``,`` or ``:``. A ``*`` inside an
+    expression (``${4*w}``), a quoted scalar or a comment is none, so specs with arithmetic
+    still take the fast path. Conservative: a line it cannot read for sure (a quoted scalar
+    that does not close on its line) counts as a possible alias."""
+    for line in text.splitlines():
+        if "&" not in line and "*" not in line:
+            continue
+        quote = None
+        prev = " "
+        i, n = 0, len(line)
+        while i < n:
+            ch = line[i]
+            if quote == '"':
+                if ch == "\\":
+                    i += 1
+                elif ch == '"':
+                    quote = None
+            elif quote == "'":
+                if ch == "'":
+                    if i + 1 < n and line[i + 1] == "'":
+                        i += 1
+                    else:
+                        quote = None
+            elif prev in _TOKEN_START:
+                if ch in "&*":
+                    return True
+                if ch in "\"'":
+                    quote = ch
+                elif ch == "#" and prev in " \t":
+                    break                       # a comment, to the end of the line
+            prev = ch if quote is None else "x"
+            i += 1
+        if quote is not None:
+            return True
+    return False
 
 
 def load_yaml(text: str, file: str | None = None):

@@ -28,6 +28,18 @@ def test_gradcheck_every_layer_type(name):
     assert {c.layer for c in checks} == {n.name for n in graph.layers} | {"network"}
 
 
+@pytest.mark.parametrize("name", ["new1d", "new3d"])
+def test_1d_3d_specs_cover_the_issue10_activations(name):
+    # gradcheck in 1-D and 3-D as well as 2-D (issue 10): each as a layer of its own, prelu in
+    # both forms, and (3-D) fused on a conv
+    graph = cnncalc.load(SPECS / f"{name}.yaml").infer()
+    kinds = {n.kind for n in graph.layers}
+    assert {"elu", "selu", "softplus", "hardsigmoid", "prelu"} <= kinds
+    assert {n.layer.args["slopes"] for n in graph.layers if n.kind == "prelu"} == {"channel", "shared"}
+    assert {"elu", "selu", "softplus"} <= {n.layer.activation for n in graph.layers if n.kind == "conv"}
+    assert len(graph.input_shape) == (2 if name == "new1d" else 4)
+
+
 def test_specs_cover_every_layer_type():
     from cnncalc.layers import REGISTRY
     kinds = {n.kind for s in ALL for n in cnncalc.load(SPECS / f"{s}.yaml").infer().layers}

@@ -63,6 +63,23 @@ def test_activation_layers(tmp_path, spec, fn):
     run(tmp_path, "5x4x3", spec, lambda x, p: fn(x), (2, 3, 5, 4), 1e-7 if spec == "hardsigmoid" else TOL)
 
 
+ACTS_1D_3D = [("elu", F.elu), ("{elu: 0.3}", lambda x: F.elu(x, 0.3)), ("selu", F.selu),
+              ("softplus", F.softplus), ("{softplus: {beta: 2, threshold: 1}}", lambda x: F.softplus(x, 2, 1)),
+              ("hardsigmoid", F.hardsigmoid)]
+
+
+@pytest.mark.parametrize("shape,rt", [("7x3", (2, 3, 1, 7)), ("3x4x2x3", (2, 3, 3, 4, 2))], ids=["1d", "3d"])
+@pytest.mark.parametrize("spec,fn", ACTS_1D_3D, ids=[a[0] for a in ACTS_1D_3D])
+def test_activation_layers_1d_3d(tmp_path, spec, fn, shape, rt):
+    run(tmp_path, shape, spec, lambda x, p: fn(x), rt, 1e-7 if spec == "hardsigmoid" else TOL)
+
+
+@pytest.mark.parametrize("shape,rt", [("7x3", (2, 3, 1, 7)), ("3x4x2x3", (2, 3, 3, 4, 2))], ids=["1d", "3d"])
+@pytest.mark.parametrize("slopes", ["channel", "shared"])
+def test_prelu_1d_3d(tmp_path, slopes, shape, rt):
+    run(tmp_path, shape, f"{{prelu: {slopes}}}", lambda x, p: F.prelu(x, p["weight"]), rt)
+
+
 @pytest.mark.parametrize("act,fn", [("silu", F.silu), ("gelu", F.gelu), ("hardswish", F.hardswish),
                                     ("mish", F.mish), ("elu", F.elu), ("selu", F.selu)])
 def test_fused_activation_on_a_conv(tmp_path, act, fn):

@@ -276,3 +276,26 @@ def test_measured_activation_memory_equals_the_analyzer_without_kernel_caches(fi
     m = json.loads(r.stdout)["memory"]
     assert m["measured_activation_bytes"] > m["predicted_backward_saved_bytes"]
     assert "kernel caches" in m["difference"]
+
+
+def test_rounding_is_stored_with_the_run_and_used_by_evaluate(files, tmp_path):
+    # p1 becomes a 3x3/3 pool on 8x8: (8 − 3)/3 + 1 = 2.67 does not fit; floor → 2x2x4, ceil → 3x3x4
+    (files / "tiny_r.yaml").write_text(SPEC.replace("{maxpool: 2, name: p1}", "{maxpool: 3, stride: 3, name: p1}"))
+    base = ["--spec", files / "tiny_r.yaml", "--data", files / "tiny.npz", *OPTS]
+    r = run("train", *base, "--out", tmp_path / "strict")
+    assert r.exit_code == 2 and "does not fit" in r.stderr
+    r = run("train", *base, "--epochs", "1", "--rounding", "floor", "--out", tmp_path / "run", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["options"]["rounding"] == "floor"
+    ck = C.load_checkpoint(tmp_path / "run" / "best.npz")
+    assert ck.params["out/weight"].shape == (3, 2 * 2 * 4)                # PyTorch layout (units, in)
+    e = run("evaluate", "--checkpoint", tmp_path / "run" / "best.npz", "--format", "json", "--threads", "1")
+    assert e.exit_code == 0, e.output                                  # the stored rule, no flag needed
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert json.loads(e.stdout)["accuracy"] == summary["test_accuracy"]
+    e = run("evaluate", "--checkpoint", tmp_path / "run" / "best.npz", "--rounding", "ceil", "--threads", "1")
+    assert e.exit_code == 2 and "Traceback" not in e.output            # 3x3x4 = 36 inputs, not 16
+    r = run("train", "--resume", tmp_path / "run", "--epochs", "2", "--rounding", "ceil")
+    assert r.exit_code == 2 and "--rounding cannot change when resuming" in r.stderr
+    r = run("train", "--resume", tmp_path / "run", "--epochs", "2", "--threads", "1")
+    assert r.exit_code == 0, r.output                                  # resumed with the stored rule

@@ -54,8 +54,8 @@ def test_train_spec_argument_or_option(cli):
 
 
 # Every command that reads a spec (or a sheet/answer file/checkpoint naming one) takes
-# --rounding floor|ceil|strict; conv/pool/fc take a layer on the command line and their own
-# --rounding (default exact).
+# --rounding floor|ceil|strict; conv/pool take a layer on the command line and the same
+# spellings (default strict; the old 'exact' still accepted).
 SPEC_READERS = ["summarize", "receptive-field", "graph", "report", "export", "verify", "gradcheck", "erf",
                 "train", "evaluate", "check", "quiz", "conv", "pool"]
 
@@ -63,7 +63,18 @@ SPEC_READERS = ["summarize", "receptive-field", "graph", "report", "export", "ve
 @pytest.mark.parametrize("name", SPEC_READERS)
 def test_every_spec_reading_command_takes_rounding(cli, name):
     out = " ".join(cli(name, "--help").output.split())
-    assert "--rounding [floor|ceil|strict]" in out or (name in ("conv", "pool") and "--rounding" in out), name
+    assert "--rounding [floor|ceil|strict]" in out or (name in ("conv", "pool") and
+                                                         "--rounding [strict|floor|ceil]" in out), name
+
+
+@pytest.mark.parametrize("name", ["conv", "pool"])
+def test_calculators_spell_rounding_as_the_spec_commands_do(cli, name):
+    args = [name, "7x7x1", "--kernel", "3", "--stride", "3"] + (["--filters", "1"] if name == "conv" else [])
+    default, strict, old = (cli(*args, *extra, env={"NO_COLOR": "1"})
+                            for extra in ((), ("--rounding", "strict"), ("--rounding", "exact")))
+    assert default.exit_code == strict.exit_code == old.exit_code == 2  # (7 − 3)/3 + 1 = 2.33
+    assert default.output == strict.output == old.output
+    assert cli(*args, "--rounding", "floor").exit_code == 0
 
 
 def test_spec_reading_commands_are_all_listed():

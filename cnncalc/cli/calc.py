@@ -17,7 +17,19 @@ from cnncalc.layers.base import MINUS
 from cnncalc.report.render import Column, TableView, emit_json, render
 from cnncalc.shapes import fmt_int, fmt_shape, numel, parse_shape
 
-ROUNDING = click.Choice(["exact", "floor", "ceil"])
+class _Rounding(click.Choice):
+    """strict|floor|ceil, as on every command that reads a spec; 'exact' (the old spelling)
+    is still accepted. The value passed on is the graph's own name for the rule."""
+
+    def __init__(self):
+        super().__init__(["strict", "floor", "ceil"])
+
+    def convert(self, value, param, ctx):
+        value = super().convert("strict" if value == "exact" else value, param, ctx)
+        return "exact" if value == "strict" else value
+
+
+ROUNDING = _Rounding()
 
 
 # ------------------------------------------------------------------------------ option parsing
@@ -58,8 +70,8 @@ def _groups(ctx, param, value):
 
 
 def window_options(f):
-    f = click.option("--rounding", type=ROUNDING, default="exact", show_default=True,
-                     help="exact: a window that does not fit is an error (the slides' rule); "
+    f = click.option("--rounding", type=ROUNDING, default="strict", show_default=True,
+                     help="strict: a window that does not fit is an error (the slides' rule); "
                           "floor: PyTorch; ceil: Caffe pooling.")(f)
     f = click.option("--dilation", "-d", callback=_axes, default=None, metavar="D",
                      help="Dilation (default 1).")(f)

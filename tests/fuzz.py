@@ -443,10 +443,7 @@ def _run_cases(kind: str, seeds: range, tmp: Path, jobs: int):
     """Yield every case's result in seed order; with jobs > 1, chunks run in worker processes
     (forked: each has its own alarm, rlimit and work folder)."""
     if jobs == 1:
-        runner = run_answer_case if kind == "answer" else run_spec_case
-        for seed in seeds:
-            outcome, dt, out, name, text = runner(seed, tmp)
-            yield seed, outcome, dt, out, name, text
+        yield from _worker((kind, seeds, str(tmp)))
         return
     import multiprocessing
 

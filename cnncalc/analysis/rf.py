@@ -130,8 +130,7 @@ def _reads(win: Window | AxisMap, deconv: bool, o: int) -> tuple[int, int, int]:
     """The input units output unit o reads, as an arithmetic progression (first, step, count):
     never a list, so a kernel of 10^12 taps costs no more than one of 3."""
     if isinstance(win, AxisMap):
-        m, ph = divmod(o, win.a)
-        lo, hi = win.starts[ph] + m * win.b, win.ends[ph] + m * win.b
+        lo, hi = win.span(o)
         return lo, 1, max(0, hi - lo)
     k, s, pl, d = win.kernel, win.stride, win.pad_lo, win.dilation
     if not deconv:
@@ -240,12 +239,14 @@ def _carry(src: list["AxisField"], fn=None) -> dict:
     paths, every distinct path while there are at most MAX_PATHS, and whether a path with
     phases had to be dropped (then per-path numbers are from the kept paths only)."""
     fn = fn or (lambda p: p)
-    mapped = {fn(p) for a in src for p in a.paths}
-    pruned = _prune(mapped)
+    # while every distinct path is known (at most MAX_PATHS), map those only: the kept ones
+    # are among them; past the cap, only the kept ones
     full = None
     if all(a.full is not None for a in src):
-        full = {fn(p) for a in src for p in a.full}
-        full = frozenset(full) if len(full) <= MAX_PATHS else None
+        full = frozenset(fn(p) for a in src for p in a.full)
+        full = full if len(full) <= MAX_PATHS else None
+    mapped = set(full) if full is not None else {fn(p) for a in src for p in a.paths}
+    pruned = _prune(mapped)
     approx = any(a.approx for a in src) or any(p.q > 1 for p in mapped - pruned)
     return {"paths": pruned, "full": full, "approx": approx}
 

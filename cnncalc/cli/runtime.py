@@ -158,8 +158,8 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
     from cnncalc.runtime import _numba
     from cnncalc.runtime.verify import field_layers, fmt_value, verify as run
 
-    # numba on every core, BLAS on one: the executor loads numpy before the thread policy
-    # could set it, and a multi-threaded OpenBLAS next to numba's workers ran 10x slower
+    # numba on every core, BLAS on one (a multi-threaded OpenBLAS next to numba's workers
+    # ran 10x slower), as train does
     _numba.set_threads()
 
     with _progress(len(field_layers(graph.infer(), rf_every_layer)), "receptive fields") as advance:

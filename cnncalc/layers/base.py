@@ -188,9 +188,13 @@ class AxisMap:
     ends: tuple[int, ...]
     label: str = ""
 
-    def reads(self, o: int) -> list[int]:
+    def span(self, o: int) -> tuple[int, int]:
+        """reads(o) as the half-open range (start, end)."""
         m, ph = divmod(o, self.a)
-        return list(range(self.starts[ph] + m * self.b, self.ends[ph] + m * self.b))
+        return self.starts[ph] + m * self.b, self.ends[ph] + m * self.b
+
+    def reads(self, o: int) -> list[int]:
+        return list(range(*self.span(o)))
 
 
 def axis_map(a: int, b: int, fn, label: str = "") -> AxisMap:

@@ -12,7 +12,8 @@ import sys as _sys
 #: is first imported, because every runtime module (the executor, the data loader) imports
 #: numpy before it imports ``_numba`` — setting them there was too late (OpenBLAS reads them
 #: once, when numpy loads it) and a multi-threaded OpenBLAS beside numba's workers ran 10x slower.
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 BLAS_ENV_APPLIED = "numpy" not in _sys.modules
 if BLAS_ENV_APPLIED:
-    for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for _v in BLAS_VARS:
         _os.environ.setdefault(_v, "1")

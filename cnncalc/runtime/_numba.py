@@ -36,7 +36,6 @@ def _default_cache_dir() -> str:
     return os.path.join(base, "cnncalc", "numba")
 
 
-_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 if "NUMBA_CACHE_DIR" not in os.environ:
     os.environ["NUMBA_CACHE_DIR"] = _default_cache_dir()
@@ -44,7 +43,7 @@ CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 
 #: True when the BLAS env defaults were applied before numpy was loaded (the package's
 #: ``__init__`` applies them, before any runtime module imports numpy).
-from cnncalc.runtime import BLAS_ENV_APPLIED  # noqa: E402
+from cnncalc.runtime import BLAS_ENV_APPLIED, BLAS_VARS  # noqa: E402
 
 
 
@@ -122,7 +121,7 @@ def set_threads(n: int | None = None, blas_threads: int = 1) -> int:
     ``blas_threads`` in BLAS.  Returns the numba thread count in effect."""
     n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
-    for v in _BLAS_VARS:
+    for v in BLAS_VARS:
         os.environ[v] = str(blas_threads)
     for fn in _openblas_setters():
         try:

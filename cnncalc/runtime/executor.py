@@ -304,7 +304,7 @@ class Net:
         """The part of :meth:`cache_arrays` kept only for speed (im2col's unfolded inputs, reused
         by the weight gradient): memory a training step spends that is not an activation."""
         out: list[np.ndarray] = []
-        _collect_speed_arrays(self._caches, out)
+        _collect_arrays(self._caches, out, "speed_arrays")
         return out
 
     def run_node(self, name, xs, *, train=False, index=None, rng=None):
@@ -522,28 +522,21 @@ class _Ctx:
         return np.random.default_rng(seed + [self.index])
 
 
-def _collect_arrays(obj, out):
+def _collect_arrays(obj, out, method="arrays"):
+    """Walk a cache (arrays, dicts, lists, kernel cache objects) and gather its arrays: every
+    array with ``method="arrays"``, only those kernel caches keep for speed with
+    ``method="speed_arrays"`` (plain arrays in a cache are activations, not speed caches)."""
     if isinstance(obj, np.ndarray):
-        out.append(obj)
+        if method == "arrays":
+            out.append(obj)
     elif isinstance(obj, dict):
         for v in obj.values():
-            _collect_arrays(v, out)
+            _collect_arrays(v, out, method)
     elif isinstance(obj, (list, tuple)):
         for v in obj:
-            _collect_arrays(v, out)
-    elif hasattr(obj, "arrays"):
-        out.extend(obj.arrays())
-
-
-def _collect_speed_arrays(obj, out):
-    if isinstance(obj, dict):
-        for v in obj.values():
-            _collect_speed_arrays(v, out)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _collect_speed_arrays(v, out)
-    elif hasattr(obj, "speed_arrays"):
-        out.extend(obj.speed_arrays())
+            _collect_arrays(v, out, method)
+    elif hasattr(obj, method):
+        out.extend(getattr(obj, method)())
 
 
 def _nd(shape) -> int:

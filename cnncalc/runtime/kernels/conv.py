@@ -223,32 +223,57 @@ def _dy_rows(dy, groups):
     return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, F // groups, N * OH * OW)
 
 
-def _flip_conv_dx(dy, w, dilation, Hp, Wp):
-    """Stride 1: dX_pad is the forward conv of dY, zero-padded by the kernel's extent, with
-    the 180-degree flipped kernels, input and output channels swapped (the lectures'
-    "full correlation"), so it runs as an unfold (a copy) and one GEMM instead of a GEMM
-    and a fold (a scatter-add)."""
-    _, _, kh, kw = w.shape
-    ph, pw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
-    dyp = np.pad(dy, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return _im2col_fwd(dyp, wf, (1, 1), dilation, 1, Hp, Wp)
+def _gemm_nchw(wr, cols, N, OH, OW):
+    """``wr (F, K) @ cols (K, N*OH*OW)`` as an ``(N, F, OH, OW)`` array: one GEMM per image
+    written straight into its slice of the output (no transpose of a ``(F, N, ...)`` result)."""
+    F = wr.shape[0]
+    P = OH * OW
+    y = np.empty((N, F, P), dtype=cols.dtype)
+    for n in range(N):
+        np.matmul(wr, cols[:, n * P:(n + 1) * P], out=y[n])
+    return y.reshape(N, F, OH, OW)
 
 
-def _flip_pays(dy_shape, w_shape, stride, groups, Hp, Wp):
+def _flip_pads(w_shape, pads, dilation):
+    """The zero padding of dY that makes dX (the input's interior, not the padded input) the
+    flipped-kernel forward conv of dY: ``(kh-1)*dh - top`` etc.; None if one is negative (a
+    padding wider than the kernel: some padded rows are never read)."""
+    kh, kw = w_shape[2:]
+    (pt, pb), (pl, pr) = pads
+    eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+    q = ((eh - pt, eh - pb), (ew - pl, ew - pr))
+    return None if min(q[0] + q[1]) < 0 else q
+
+
+def _flip_conv_dx(dy, w, dilation, fpads, H, W):
+    """Stride 1: dX is the forward conv of dY, zero-padded by ``fpads`` (:func:`_flip_pads`),
+    with the 180-degree flipped kernels, input and output channels swapped (the lectures'
+    "full correlation" restricted to the input's interior), so it runs as an unfold (a copy)
+    and one GEMM per image into dX's layout, instead of a GEMM and a fold (a scatter-add)
+    followed by a crop of the padding."""
+    F, C, kh, kw = w.shape
+    N = dy.shape[0]
+    dyp = _pad_input(dy, fpads)
+    cols = _im2col(dyp, kh, kw, 1, 1, dilation[0], dilation[1], H, W, 1)
+    wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, F * kh * kw)
+    return _gemm_nchw(wf, cols[0], N, H, W)
+
+
+def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
     """Use :func:`_flip_conv_dx` when its unfolded dY is at most twice the fold's columns
-    (a copy costs about half a scatter-add per element): VGG's 3x3 64->64 (1.07x) yes,
-    LeNet's C3 6->16 5x5 (5.2x) no."""
+    (a copy costs about half a scatter-add per element; the fold also crops the padding):
+    VGG's 3x3 64->64 and the 7x7 16->16 and 5x5 32->32 "same" convs (1x) yes, LeNet's C3
+    6->16 5x5 (2.6x) no."""
     N, F, OH, OW = dy_shape
     _, Cg, kh, kw = w_shape
-    return stride == (1, 1) and groups == 1 and F * Hp * Wp <= 2 * Cg * OH * OW
+    return (stride == (1, 1) and groups == 1 and fpads is not None
+            and F * x_hw[0] * x_hw[1] <= 2 * Cg * OH * OW)
 
 
 def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
+    """dX of the padded input: ``col2im(W^T dY)``."""
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
-    if _flip_pays(dy.shape, w.shape, stride, groups, Hp, Wp):
-        return _flip_conv_dx(dy, w, dilation, Hp, Wp)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
     if dyr is None:
         dyr = _dy_rows(dy, groups)
@@ -502,6 +527,9 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     if algo == "direct":
         dxp = _direct_dx(dy, w, stride[0], stride[1], dilation[0], dilation[1], groups, Hp, Wp)
     elif algo == "im2col":
+        fpads = _flip_pads(w.shape, pads, dilation)
+        if _flip_pays(dy.shape, w.shape, stride, groups, (H, W), fpads):
+            return _flip_conv_dx(dy, w, dilation, fpads, H, W)
         dxp = _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr)
     else:
         dxp = _fft_dx(dy, w, stride, dilation, groups, Hp, Wp)

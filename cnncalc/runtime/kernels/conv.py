@@ -211,10 +211,10 @@ def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=False):
     cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
     if groups == 1:
-        y = wr[0] @ cols[0]  # (F, N*P): a plain 2-D GEMM
+        y = _gemm_nchw(wr[0], cols[0], N, OH, OW)  # (F, N*P): a plain 2-D GEMM
     else:
         y = np.matmul(wr, cols)  # (g, Fg, N*P)
-    y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+        y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
     return (y, cols) if keep_cols else y
 
 
@@ -224,14 +224,12 @@ def _dy_rows(dy, groups):
 
 
 def _gemm_nchw(wr, cols, N, OH, OW):
-    """``wr (F, K) @ cols (K, N*OH*OW)`` as an ``(N, F, OH, OW)`` array: one GEMM per image
-    written straight into its slice of the output (no transpose of a ``(F, N, ...)`` result)."""
-    F = wr.shape[0]
-    P = OH * OW
-    y = np.empty((N, F, P), dtype=cols.dtype)
-    for n in range(N):
-        np.matmul(wr, cols[:, n * P:(n + 1) * P], out=y[n])
-    return y.reshape(N, F, OH, OW)
+    """``wr (F, K) @ cols (K, N*OH*OW)`` as an ``(N, F, OH, OW)`` array: one GEMM, then the
+    ``(F, N)`` -> ``(N, F)`` reorder (one GEMM per image written into its slice of the output
+    measured no faster: 3.4 vs 3.0 ms for the 7x7 28x28x16->16 forward at N=4, and slower
+    for small images, 2.7 vs 1.6 ms for the 5x5 16x16x32->32 GEMM at N=8)."""
+    y = wr @ cols
+    return np.ascontiguousarray(y.reshape(wr.shape[0], N, OH, OW).transpose(1, 0, 2, 3))
 
 
 def _flip_pads(w_shape, pads, dilation):
@@ -438,7 +436,12 @@ def _pad_input(x, pads):
     (pt, pb), (pl, pr) = pads
     if pt == pb == pl == pr == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    # zeros + one slice copy: np.pad's generic edge handling took 0.22 ms for 8x32x16x16 by 2
+    # (this 0.05) and 1.2 ms for 8x64x56x56 by 1 (this 1.0)
+    N, C, H, W = x.shape
+    xp = np.zeros((N, C, H + pt + pb, W + pl + pr), dtype=x.dtype)
+    xp[:, :, pt:pt + H, pl:pl + W] = x
+    return xp
 
 
 def _check(x, w, groups):

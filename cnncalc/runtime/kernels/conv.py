@@ -43,7 +43,9 @@ Backward, as derived in the lectures: ``dW[f,c] = corr(X_pad[c], dY[f])`` (with 
 stride/dilation of the forward pass), and ``dX`` is the *full* correlation of dY
 (zero-upsampled by the stride) with the 180-degree flipped (dilated) kernels, cropped by
 the padding.  ``direct`` evaluates that sum visiting only the non-inserted dY taps;
-``im2col`` gets it as ``col2im(W^T dY)``; ``fft`` as ``irfft(FFT(dY_up) * FFT(W_dil))``.
+``im2col`` gets it as ``col2im(W^T dY)`` or, at stride 1 when it moves less data
+(:func:`_flip_pays`), as the forward im2col conv of dY with those flipped kernels, computed
+on the input's interior only; ``fft`` as ``irfft(FFT(dY_up) * FFT(W_dil))``.
 """
 from __future__ import annotations
 
@@ -410,8 +412,15 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
       cost does not grow with the kernel while im2col's grows with kh*kw (9x9 32x32x16->16:
       fft 16 ms, im2col 45; 11x11 56x56x8->8: 17 vs 43);
     * everything else -> ``im2col``, including LeNet's 5x5 convs and 7x7 (LeNet C1 N=64:
-      im2col 18 ms, fft 30; C3: 9.6 vs 20; C5, a 1x1 output: 1.2 vs 14; 5x5 16x16x32:
-      18 vs 29; 7x7 28x28x16: 14 vs 17; 3x3 56x56x64: 207 vs 886).
+      im2col 18 ms, fft 30; C3: 9.6 vs 20; C5, a 1x1 output: 1.2 vs 14; 3x3 56x56x64: 207
+      vs 886).
+
+    Re-measured after im2col's stride-1 data gradient became the flipped-kernel conv onto the
+    input's interior (branch ``kern3``; 1 thread, CPU ms, min of 5, load average ~2.4): 5x5
+    16x16x32->32 (N=8) im2col 9.4 vs fft 17.5; 7x7 28x28x16->16 (N=4) 9.0 vs 13.0 — im2col;
+    9x9 32x32x16->16 (N=4) 19-23 vs 16-18 and 11x11 56x56x8->8 (N=2) 19-23 vs 15-20 — fft
+    still ahead, by less than before; but 9x9 28x28x32->32 (N=4) 47 vs 58: with more channels
+    im2col wins at 9x9 too (left as is: one shape, and fft's lead at 16 channels is as large).
     """
     F, Cg, kh, kw = w_shape
     sh, sw = pair(stride)

@@ -237,7 +237,7 @@ def _gemm_nchw(wr, cols, N, OH, OW):
 def _flip_pads(w_shape, pads, dilation):
     """The zero padding of dY that makes dX (the input's interior, not the padded input) the
     flipped-kernel forward conv of dY: ``(kh-1)*dh - top`` etc.; None if one is negative (a
-    padding wider than the kernel: some padded rows are never read)."""
+    padding wider than the kernel's reach: dY would need cropping, not padding)."""
     kh, kw = w_shape[2:]
     (pt, pb), (pl, pr) = pads
     eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
@@ -249,8 +249,8 @@ def _flip_conv_dx(dy, w, dilation, fpads, H, W):
     """Stride 1: dX is the forward conv of dY, zero-padded by ``fpads`` (:func:`_flip_pads`),
     with the 180-degree flipped kernels, input and output channels swapped (the lectures'
     "full correlation" restricted to the input's interior), so it runs as an unfold (a copy)
-    and one GEMM per image into dX's layout, instead of a GEMM and a fold (a scatter-add)
-    followed by a crop of the padding."""
+    and one GEMM, instead of a GEMM and a fold (a scatter-add) followed by a crop of the
+    padding."""
     F, C, kh, kw = w.shape
     N = dy.shape[0]
     dyp = _pad_input(dy, fpads)

@@ -93,6 +93,10 @@ CONV_CASES = [
     pytest.param(1, 2, 5, 5, 2, 1, (5, 5), (1, 1), 0, (1, 1), id="kernel-covers-input"),
     pytest.param(1, 2, 9, 10, 2, 1, (2, 2), (3, 3), 0, (1, 1), id="stride-gt-kernel"),
     pytest.param(2, 2, 9, 8, 4, 2, (3, 3), (2, 3), ((0, 2), (1, 0)), (2, 1), id="all-at-once"),
+    # im2col's data gradient as the flipped-kernel conv of dY (asymmetric pads, dilation) ...
+    pytest.param(2, 3, 9, 8, 3, 1, (3, 3), (1, 1), ((2, 1), (0, 2)), (1, 2), id="flip-dx-asym-dilated"),
+    # ... and the fold, when a padding is wider than the kernel's reach (rows never read)
+    pytest.param(2, 3, 6, 6, 3, 1, (3, 3), (1, 1), ((3, 0), (1, 1)), (1, 1), id="pad-wider-than-kernel"),
 ]
 
 
@@ -145,6 +149,23 @@ def test_conv2d_algorithms_agree(dtype, rtol, N, C, H, W, F, groups, kernel, str
         for name, a, r in zip(("y", "dx", "dw", "db"), results[algo], ref):
             scale = max(1.0, float(np.abs(r).max()))
             np.testing.assert_allclose(a, r, rtol=rtol, atol=rtol * scale, err_msg=f"{algo} {name}")
+
+
+def test_im2col_data_grad_path_choice():
+    """The two CONV_CASES above exercise the two data-gradient paths of im2col they name."""
+    def flip(H, W, F, C, k, pads, dil):
+        OH, OW = conv.conv2d_output_size(H, W, k, 1, pads, dil)
+        fp = conv._flip_pads((F, C) + k, pads, dil)
+        return conv._flip_pays((1, F, OH, OW), (F, C) + k, (1, 1), 1, (H, W), fp)
+
+    # OH = 9 + 3 - 1*2 = 10, OW = 8 + 2 - 2*2 = 6; unfolded dY 3*9*8 = 216 <= 1.5 * 3*10*6 = 270
+    assert flip(9, 8, 3, 3, (3, 3), ((2, 1), (0, 2)), (1, 2))
+    assert conv._flip_pads((3, 3, 3, 3), ((2, 1), (0, 2)), (1, 2)) == ((0, 1), (4, 2))
+    # top pad 3 > the kernel's reach 2: dY would need a negative pad -> the fold
+    assert conv._flip_pads((3, 3, 3, 3), ((3, 0), (1, 1)), (1, 1)) is None
+    assert not flip(6, 6, 3, 3, (3, 3), ((3, 0), (1, 1)), (1, 1))
+    # LeNet's C3 (6->16 5x5 on 14x14): unfolded dY 16*14*14 = 3136 > 1.5 * 6*10*10 = 900 -> the fold
+    assert not flip(14, 14, 16, 6, (5, 5), ((0, 0), (0, 0)), (1, 1))
 
 
 def test_conv2d_output_size_floor():

@@ -43,7 +43,9 @@ Backward, as derived in the lectures: ``dW[f,c] = corr(X_pad[c], dY[f])`` (with 
 stride/dilation of the forward pass), and ``dX`` is the *full* correlation of dY
 (zero-upsampled by the stride) with the 180-degree flipped (dilated) kernels, cropped by
 the padding.  ``direct`` evaluates that sum visiting only the non-inserted dY taps;
-``im2col`` gets it as ``col2im(W^T dY)``; ``fft`` as ``irfft(FFT(dY_up) * FFT(W_dil))``.
+``im2col`` gets it as ``col2im(W^T dY)`` or, at stride 1 when it moves less data
+(:func:`_flip_pays`), as the forward im2col conv of dY with those flipped kernels, computed
+on the input's interior only; ``fft`` as ``irfft(FFT(dY_up) * FFT(W_dil))``.
 """
 from __future__ import annotations
 
@@ -211,10 +213,10 @@ def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=False):
     cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
     if groups == 1:
-        y = wr[0] @ cols[0]  # (F, N*P): a plain 2-D GEMM
+        y = _gemm_nchw(wr[0], cols[0], N, OH, OW)  # (F, N*P): a plain 2-D GEMM
     else:
         y = np.matmul(wr, cols)  # (g, Fg, N*P)
-    y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+        y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
     return (y, cols) if keep_cols else y
 
 
@@ -223,32 +225,58 @@ def _dy_rows(dy, groups):
     return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, F // groups, N * OH * OW)
 
 
-def _flip_conv_dx(dy, w, dilation, Hp, Wp):
-    """Stride 1: dX_pad is the forward conv of dY, zero-padded by the kernel's extent, with
-    the 180-degree flipped kernels, input and output channels swapped (the lectures'
-    "full correlation"), so it runs as an unfold (a copy) and one GEMM instead of a GEMM
-    and a fold (a scatter-add)."""
-    _, _, kh, kw = w.shape
-    ph, pw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
-    dyp = np.pad(dy, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return _im2col_fwd(dyp, wf, (1, 1), dilation, 1, Hp, Wp)
+def _gemm_nchw(wr, cols, N, OH, OW):
+    """``wr (F, K) @ cols (K, N*OH*OW)`` as an ``(N, F, OH, OW)`` array: one GEMM, then the
+    ``(F, N)`` -> ``(N, F)`` reorder (one GEMM per image written into its slice of the output
+    measured no faster: 3.4 vs 3.0 ms for the 7x7 28x28x16->16 forward at N=4, and slower
+    for small images, 2.7 vs 1.6 ms for the 5x5 16x16x32->32 GEMM at N=8)."""
+    y = wr @ cols
+    return np.ascontiguousarray(y.reshape(wr.shape[0], N, OH, OW).transpose(1, 0, 2, 3))
 
 
-def _flip_pays(dy_shape, w_shape, stride, groups, Hp, Wp):
-    """Use :func:`_flip_conv_dx` when its unfolded dY is at most twice the fold's columns
-    (a copy costs about half a scatter-add per element): VGG's 3x3 64->64 (1.07x) yes,
-    LeNet's C3 6->16 5x5 (5.2x) no."""
+def _flip_pads(w_shape, pads, dilation):
+    """The zero padding of dY that makes dX (the input's interior, not the padded input) the
+    flipped-kernel forward conv of dY: ``(kh-1)*dh - top`` etc.; None if one is negative (a
+    padding wider than the kernel's reach: dY would need cropping, not padding)."""
+    kh, kw = w_shape[2:]
+    (pt, pb), (pl, pr) = pads
+    eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+    q = ((eh - pt, eh - pb), (ew - pl, ew - pr))
+    return None if min(q[0] + q[1]) < 0 else q
+
+
+def _flip_conv_dx(dy, w, dilation, fpads, H, W):
+    """Stride 1: dX is the forward conv of dY, zero-padded by ``fpads`` (:func:`_flip_pads`),
+    with the 180-degree flipped kernels, input and output channels swapped (the lectures'
+    "full correlation" restricted to the input's interior), so it runs as an unfold (a copy)
+    and one GEMM, instead of a GEMM and a fold (a scatter-add) followed by a crop of the
+    padding."""
+    F, C, kh, kw = w.shape
+    N = dy.shape[0]
+    dyp = _pad_input(dy, fpads)
+    cols = _im2col(dyp, kh, kw, 1, 1, dilation[0], dilation[1], H, W, 1)
+    wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, F * kh * kw)
+    return _gemm_nchw(wf, cols[0], N, H, W)
+
+
+def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
+    """Use :func:`_flip_conv_dx` when its unfolded dY (``F*H*W`` per kernel tap) is at most
+    1.5x the fold's columns (``C*OH*OW``). Measured (dX only, float32, 1 thread, min ms, flip
+    against GEMM + fold + crop): ratio 0.5 (3x3 28x28 64->32, N=8) 4.6 vs 9.9; 1.0 (3x3
+    56x56x64->64 N=8: 42 vs 54; 7x7 28x28x16->16 N=4: 3.2 vs 4.9; 5x5 16x16x32->32 N=8:
+    3.8 vs 6.7); 1.25 (3x3 28x28 32->40: 5.3 vs 7.3; 5x5 16x16 32->40 N=16: 10.5 vs 14.5);
+    1.56 (an unpadded 3x3 10x10 16->16, N=32) 1.41 vs 0.90; 2.0 (3x3 28x28 32->64) 6.4 vs
+    5.9; 5.2 (LeNet's C3, 5x5 6->16) 4.2 vs 1.2."""
     N, F, OH, OW = dy_shape
     _, Cg, kh, kw = w_shape
-    return stride == (1, 1) and groups == 1 and F * Hp * Wp <= 2 * Cg * OH * OW
+    return (stride == (1, 1) and groups == 1 and fpads is not None
+            and 2 * F * x_hw[0] * x_hw[1] <= 3 * Cg * OH * OW)
 
 
 def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
+    """dX of the padded input: ``col2im(W^T dY)``."""
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
-    if _flip_pays(dy.shape, w.shape, stride, groups, Hp, Wp):
-        return _flip_conv_dx(dy, w, dilation, Hp, Wp)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
     if dyr is None:
         dyr = _dy_rows(dy, groups)
@@ -384,8 +412,15 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
       cost does not grow with the kernel while im2col's grows with kh*kw (9x9 32x32x16->16:
       fft 16 ms, im2col 45; 11x11 56x56x8->8: 17 vs 43);
     * everything else -> ``im2col``, including LeNet's 5x5 convs and 7x7 (LeNet C1 N=64:
-      im2col 18 ms, fft 30; C3: 9.6 vs 20; C5, a 1x1 output: 1.2 vs 14; 5x5 16x16x32:
-      18 vs 29; 7x7 28x28x16: 14 vs 17; 3x3 56x56x64: 207 vs 886).
+      im2col 18 ms, fft 30; C3: 9.6 vs 20; C5, a 1x1 output: 1.2 vs 14; 3x3 56x56x64: 207
+      vs 886).
+
+    Re-measured after im2col's stride-1 data gradient became the flipped-kernel conv onto the
+    input's interior (branch ``kern3``; 1 thread, CPU ms, min of 5, load average ~2.4): 5x5
+    16x16x32->32 (N=8) im2col 9.4 vs fft 17.5; 7x7 28x28x16->16 (N=4) 9.0 vs 13.0 — im2col;
+    9x9 32x32x16->16 (N=4) 19-23 vs 16-18 and 11x11 56x56x8->8 (N=2) 19-23 vs 15-20 — fft
+    still ahead, by less than before; but 9x9 28x28x32->32 (N=4) 47 vs 58: with more channels
+    im2col wins at 9x9 too (left as is: one shape, and fft's lead at 16 channels is as large).
     """
     F, Cg, kh, kw = w_shape
     sh, sw = pair(stride)
@@ -410,7 +445,12 @@ def _pad_input(x, pads):
     (pt, pb), (pl, pr) = pads
     if pt == pb == pl == pr == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    # zeros + one slice copy: np.pad's generic edge handling took 0.22 ms for 8x32x16x16 by 2
+    # (this 0.05) and 1.2 ms for 8x64x56x56 by 1 (this 1.0)
+    N, C, H, W = x.shape
+    xp = np.zeros((N, C, H + pt + pb, W + pl + pr), dtype=x.dtype)
+    xp[:, :, pt:pt + H, pl:pl + W] = x
+    return xp
 
 
 def _check(x, w, groups):
@@ -502,6 +542,9 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     if algo == "direct":
         dxp = _direct_dx(dy, w, stride[0], stride[1], dilation[0], dilation[1], groups, Hp, Wp)
     elif algo == "im2col":
+        fpads = _flip_pads(w.shape, pads, dilation)
+        if _flip_pays(dy.shape, w.shape, stride, groups, (H, W), fpads):
+            return _flip_conv_dx(dy, w, dilation, fpads, H, W)
         dxp = _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr)
     else:
         dxp = _fft_dx(dy, w, stride, dilation, groups, Hp, Wp)

@@ -38,23 +38,82 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncalc.runtime._numba import njit, prange
+from cnncalc.runtime._numba import njit, numba, prange
+
+# Loops index flat 1-D arrays through unsigned offsets: numba wraps negative signed indices
+# around (a branch per access, which stops vectorisation) and a row view per row costs an
+# atomic reference count (about as much as the 56-wide row it would serve).
+_U = numba.uint64
 
 
 @njit
-def _col_ranges(W, OW, kw, sw, dw, pl):
-    """For tap column ``j``: the output columns ``ow`` in ``[lo[j], hi[j])`` read input
-    column ``ow*sw + j*dw - pl`` inside ``[0, W)`` (the others read padding)."""
+def _ranges(n_out, n_in, s, offs):
+    """For tap ``j``: the outputs ``k`` in ``[lo[j], hi[j])`` read ``src[k*s + offs[j]]``
+    inside ``[0, n_in)`` (the others read padding)."""
+    kw = offs.shape[0]
     lo = np.empty(kw, np.int64)
     hi = np.empty(kw, np.int64)
     for j in range(kw):
-        off = j * dw - pl
-        a = 0 if off >= 0 else (-off + sw - 1) // sw
-        b = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-        a = min(a, OW)
+        off = offs[j]
+        a = 0 if off >= 0 else (-off + s - 1) // s
+        b = (n_in - 1 - off) // s + 1 if n_in - 1 - off >= 0 else 0
+        a = min(a, n_out)
         lo[j] = a
-        hi[j] = max(min(b, OW), a)
+        hi[j] = max(min(b, n_out), a)
     return lo, hi
+
+
+@njit
+def _corr_row(acc, src, base, wf, wb, offs, lo, hi, s):
+    """``acc[k] += sum_j wf[wb + j] * src[base + k*s + offs[j]]`` over the valid ``k`` of
+    each tap ``j``.
+
+    With ``s == 1`` the taps go in groups of three (two, one for the rest): where all taps
+    of a group are valid, one vectorised pass adds ``(w0*x0 + w1*x1) + w2*x2`` (one load
+    and store of ``acc`` per three products); the few edge columns get the taps one at a
+    time.  The order of the additions is fixed by the shapes alone."""
+    kw = offs.shape[0]
+    if s != 1:
+        for j in range(kw):
+            wv = wf[_U(wb + j)]
+            o = base + offs[j]
+            for k in range(lo[j], hi[j]):
+                acc[_U(k)] += wv * src[_U(o + k * s)]
+        return
+    for j0 in range(0, kw, 3):
+        G = min(3, kw - j0)
+        L = lo[j0]
+        R = hi[j0]
+        for j in range(j0 + 1, j0 + G):
+            L = max(L, lo[j])
+            R = min(R, hi[j])
+        if G == 1 or L >= R:
+            L = R = hi[j0]  # no common run: every tap on its own below
+            for j in range(j0, j0 + G):
+                wv = wf[_U(wb + j)]
+                o = base + offs[j]
+                for k in range(lo[j], hi[j]):
+                    acc[_U(k)] += wv * src[_U(k + o)]
+            continue
+        w0 = wf[_U(wb + j0)]
+        w1 = wf[_U(wb + j0 + 1)]
+        o0 = base + offs[j0]
+        o1 = base + offs[j0 + 1]
+        if G == 3:
+            w2 = wf[_U(wb + j0 + 2)]
+            o2 = base + offs[j0 + 2]
+            for k in range(L, R):
+                acc[_U(k)] += (w0 * src[_U(k + o0)] + w1 * src[_U(k + o1)]) + w2 * src[_U(k + o2)]
+        else:
+            for k in range(L, R):
+                acc[_U(k)] += w0 * src[_U(k + o0)] + w1 * src[_U(k + o1)]
+        for j in range(j0, j0 + G):  # the edges: columns where only some taps are valid
+            wv = wf[_U(wb + j)]
+            o = base + offs[j]
+            for k in range(lo[j], min(L, hi[j])):
+                acc[_U(k)] += wv * src[_U(k + o)]
+            for k in range(max(R, lo[j]), hi[j]):
+                acc[_U(k)] += wv * src[_U(k + o)]
 
 
 @njit(parallel=True)
@@ -62,8 +121,12 @@ def _fwd(x, w, sh, sw, dh, dw, pt, pl, groups, OH, OW):
     N, C, H, W = x.shape
     F, Cg, kh, kw = w.shape
     Fg = F // groups
-    lo, hi = _col_ranges(W, OW, kw, sw, dw, pl)
+    offs = np.arange(kw) * dw - pl
+    lo, hi = _ranges(OW, W, sw, offs)
     y = np.empty((N, F, OH, OW), dtype=x.dtype)
+    xf = x.reshape(-1)
+    wf = w.reshape(-1)
+    yf = y.reshape(-1)
     zero = x.dtype.type(0)
     for t in prange(N * F):
         n = t // F
@@ -71,44 +134,41 @@ def _fwd(x, w, sh, sw, dh, dw, pt, pl, groups, OH, OW):
         g = f // Fg
         acc = np.empty(OW, dtype=x.dtype)
         for oh in range(OH):
-            for ow in range(OW):
-                acc[ow] = zero
+            for k in range(OW):
+                acc[k] = zero
             for c in range(Cg):
                 ci = g * Cg + c
                 for i in range(kh):
                     r = oh * sh + i * dh - pt
                     if r < 0 or r >= H:
                         continue
-                    xr = x[n, ci, r]
-                    for j in range(kw):
-                        wv = w[f, c, i, j]
-                        off = j * dw - pl
-                        a = lo[j]
-                        m = hi[j] - a
-                        if sw == 1:
-                            ar = acc[a:a + m]
-                            xs = xr[a + off:a + off + m]
-                            for k in range(m):
-                                ar[k] += wv * xs[k]
-                        else:
-                            for ow in range(lo[j], hi[j]):
-                                acc[ow] += wv * xr[ow * sw + off]
-            yr = y[n, f, oh]
-            for ow in range(OW):
-                yr[ow] = acc[ow]
+                    _corr_row(acc, xf, ((n * C + ci) * H + r) * W, wf, ((f * Cg + c) * kh + i) * kw,
+                              offs, lo, hi, sw)
+            yb = (t * OH + oh) * OW
+            for k in range(OW):
+                yf[_U(yb + k)] = acc[k]
     return y
 
 
 @njit(parallel=True)
 def _dx(dy, w, sh, sw, dh, dw, pt, pl, groups, H, W):
     # dx[n, ci, h, q] = sum_{fo, i, j} w[f, c, i, j] * dy[n, f, oh, ow]
-    #   over oh*sh + i*dh - pt == h and ow*sw + j*dw - pl == q (a gather per output row)
+    #   over oh*sh + i*dh - pt == h and ow*sw + j*dw - pl == q: per output row, a gather
+    #   (stride 1: a correlation of dy's row with offsets pl - j*dw) or a scatter (stride > 1)
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
     C = Cg * groups
     Fg = F // groups
-    lo, hi = _col_ranges(W, OW, kw, sw, dw, pl)
+    if sw == 1:
+        offs = pl - np.arange(kw) * dw
+        lo, hi = _ranges(W, OW, 1, offs)
+    else:
+        offs = np.arange(kw) * dw - pl
+        lo, hi = _ranges(OW, W, sw, offs)
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
+    dyf = dy.reshape(-1)
+    wf = w.reshape(-1)
+    dxf = dx.reshape(-1)
     zero = dy.dtype.type(0)
     for t in prange(N * C):
         n = t // C
@@ -125,68 +185,62 @@ def _dx(dy, w, sh, sw, dh, dw, pt, pl, groups, H, W):
                     s = h + pt - i * dh
                     if s < 0 or s % sh != 0 or s // sh >= OH:
                         continue
-                    dyr = dy[n, f, s // sh]
+                    base = ((n * F + f) * OH + s // sh) * OW
+                    wb = ((f * Cg + c) * kh + i) * kw
+                    if sw == 1:
+                        _corr_row(acc, dyf, base, wf, wb, offs, lo, hi, 1)
+                        continue
                     for j in range(kw):
-                        wv = w[f, c, i, j]
-                        off = j * dw - pl
-                        if sw == 1:
-                            a = lo[j]
-                            m = hi[j] - a
-                            ar = acc[a + off:a + off + m]
-                            ds = dyr[a:a + m]
-                            for k in range(m):
-                                ar[k] += wv * ds[k]
-                        else:
-                            for ow in range(lo[j], hi[j]):
-                                acc[ow * sw + off] += wv * dyr[ow]
-            dr = dx[n, ci, h]
+                        wv = wf[_U(wb + j)]
+                        for ow in range(lo[j], hi[j]):
+                            acc[_U(ow * sw + offs[j])] += wv * dyf[_U(base + ow)]
+            xb = (t * H + h) * W
             for q in range(W):
-                dr[q] = acc[q]
+                dxf[_U(xb + q)] = acc[q]
     return dx
 
 
 @njit(parallel=True)
 def _dw(dy, x, Cg, kh, kw, sh, sw, dh, dw, pt, pl, groups):
-    # dw[f, c, i, j] = sum_{n, oh, ow} dy[n, f, oh, ow] * x[n, ci, oh*sh + i*dh - pt, ow*sw + j*dw - pl]
+    # dw[f, c, i, j] = sum_{n, oh, ow} dy[n, f, oh, ow] * x[n, ci, oh*sh + i*dh - pt, ow*sw + j*dw - pl],
+    # summed into one partial sum per tap and output column (vectorised), then over the columns
     N, F, OH, OW = dy.shape
-    H, W = x.shape[2], x.shape[3]
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
     Fg = F // groups
-    lo, hi = _col_ranges(W, OW, kw, sw, dw, pl)
+    offs = np.arange(kw) * dw - pl
+    lo, hi = _ranges(OW, W, sw, offs)
     out = np.empty((F, Cg, kh, kw), dtype=dy.dtype)
+    dyf = dy.reshape(-1)
+    xf = x.reshape(-1)
     for t in prange(F * Cg):
         f = t // Cg
         c = t % Cg
         ci = (f // Fg) * Cg + c
-        part = np.zeros((kh * kw, OW), dtype=dy.dtype)  # one partial sum per tap and column
+        part = np.zeros(kh * kw * OW, dtype=dy.dtype)
         for n in range(N):
             for oh in range(OH):
-                dyr = dy[n, f, oh]
+                db = ((n * F + f) * OH + oh) * OW
                 for i in range(kh):
                     r = oh * sh + i * dh - pt
                     if r < 0 or r >= H:
                         continue
-                    xr = x[n, ci, r]
+                    xb = ((n * C + ci) * H + r) * W
                     for j in range(kw):
-                        pr = part[i * kw + j]
-                        off = j * dw - pl
+                        pb = (i * kw + j) * OW
+                        o = xb + offs[j]
                         if sw == 1:
-                            a = lo[j]
-                            m = hi[j] - a
-                            ps = pr[a:a + m]
-                            ds = dyr[a:a + m]
-                            xs = xr[a + off:a + off + m]
-                            for k in range(m):
-                                ps[k] += ds[k] * xs[k]
+                            for k in range(lo[j], hi[j]):
+                                part[_U(pb + k)] += dyf[_U(db + k)] * xf[_U(o + k)]
                         else:
-                            for ow in range(lo[j], hi[j]):
-                                pr[ow] += dyr[ow] * xr[ow * sw + off]
+                            for k in range(lo[j], hi[j]):
+                                part[_U(pb + k)] += dyf[_U(db + k)] * xf[_U(o + k * sw)]
         for i in range(kh):
             for j in range(kw):
-                pr = part[i * kw + j]
-                s = pr[0]
-                for ow in range(1, OW):
-                    s += pr[ow]
-                out[f, c, i, j] = s
+                pb = (i * kw + j) * OW
+                acc = part[pb]
+                for k in range(1, OW):
+                    acc += part[pb + k]
+                out[f, c, i, j] = acc
     return out
 
 

@@ -244,15 +244,193 @@ def _dw(dy, x, Cg, kh, kw, sh, sw, dh, dw, pt, pl, groups):
     return out
 
 
+@njit
+def _pad_plane(dst, src, sb, H, W, top, left, Hs, Ws):
+    """``dst[r*Ws + q] = src[sb + (r - top)*W + (q - left)]``, zero outside the source plane
+    (a negative ``top``/``left`` crops), for ``r < Hs``, ``q < Ws``; the rest of ``dst``
+    (slack read by the last taps) is zeroed."""
+    zero = dst.dtype.type(0)
+    for r in range(Hs):
+        rr = r - top
+        db = r * Ws
+        if rr < 0 or rr >= H:
+            for q in range(Ws):
+                dst[_U(db + q)] = zero
+            continue
+        a = min(max(left, 0), Ws)
+        b = max(min(left + W, Ws), a)
+        for q in range(a):
+            dst[_U(db + q)] = zero
+        o = sb + rr * W - left
+        for q in range(a, b):
+            dst[_U(db + q)] = src[_U(o + q)]
+        for q in range(b, Ws):
+            dst[_U(db + q)] = zero
+    for p in range(Hs * Ws, dst.shape[0]):
+        dst[p] = zero
+
+
+@njit
+def _wide_corr(acc, xp, Ws, n, wf, wb, kh, kw, dh, dw, flip):
+    """Stride 1 on the "wide" grid of row pitch ``Ws``: ``acc[p] += sum_{i,j} w[i, j] *
+    xp[p + i*dh*Ws + j*dw]`` for ``p < n`` — one long vectorised loop per group of three
+    taps along a kernel row (columns past the output width are computed and discarded).
+    ``flip`` reads the kernel rotated by 180 degrees (the data gradient)."""
+    for i in range(kh):
+        wi = wb + ((kh - 1 - i) if flip else i) * kw
+        for j0 in range(0, kw, 3):
+            G = min(3, kw - j0)
+            o0 = i * dh * Ws + j0 * dw
+            w0 = wf[_U(wi + ((kw - 1 - j0) if flip else j0))]
+            if G == 1:
+                for p in range(n):
+                    acc[_U(p)] += w0 * xp[_U(p + o0)]
+                continue
+            o1 = o0 + dw
+            w1 = wf[_U(wi + ((kw - 2 - j0) if flip else j0 + 1))]
+            if G == 2:
+                for p in range(n):
+                    acc[_U(p)] += w0 * xp[_U(p + o0)] + w1 * xp[_U(p + o1)]
+                continue
+            o2 = o1 + dw
+            w2 = wf[_U(wi + ((kw - 3 - j0) if flip else j0 + 2))]
+            for p in range(n):
+                acc[_U(p)] += (w0 * xp[_U(p + o0)] + w1 * xp[_U(p + o1)]) + w2 * xp[_U(p + o2)]
+
+
+@njit(parallel=True)
+def _fwd1(x, w, dh, dw, pt, pl, groups, OH, OW):
+    """Stride 1: per output plane, the padded input plane (a cache-resident copy) and
+    :func:`_wide_corr`."""
+    N, C, H, W = x.shape
+    F, Cg, kh, kw = w.shape
+    Fg = F // groups
+    Ws = OW + (kw - 1) * dw
+    Hs = OH + (kh - 1) * dh + 1  # + a zero row: the last taps of the last row read past Ws
+    n = OH * Ws
+    y = np.empty((N, F, OH, OW), dtype=x.dtype)
+    xf = x.reshape(-1)
+    wf = w.reshape(-1)
+    yf = y.reshape(-1)
+    zero = x.dtype.type(0)
+    for t in prange(N * F):
+        nn = t // F
+        f = t % F
+        g = f // Fg
+        acc = np.empty(n, dtype=x.dtype)
+        xp = np.empty(Hs * Ws, dtype=x.dtype)
+        for p in range(n):
+            acc[p] = zero
+        for c in range(Cg):
+            ci = g * Cg + c
+            _pad_plane(xp, xf, (nn * C + ci) * H * W, H, W, pt, pl, Hs, Ws)
+            _wide_corr(acc, xp, Ws, n, wf, (f * Cg + c) * kh * kw, kh, kw, dh, dw, False)
+        for oh in range(OH):
+            for ow in range(OW):
+                yf[_U((t * OH + oh) * OW + ow)] = acc[_U(oh * Ws + ow)]
+    return y
+
+
+@njit(parallel=True)
+def _dx1(dy, w, dh, dw, pt, pl, groups, H, W):
+    """Stride 1: ``dx`` is the forward correlation of ``dy`` padded by the kernel extent
+    less the forward padding, with the kernels rotated by 180 degrees (and the roles of
+    filters and channels swapped within a group)."""
+    N, F, OH, OW = dy.shape
+    _, Cg, kh, kw = w.shape
+    C = Cg * groups
+    Fg = F // groups
+    Ws = W + (kw - 1) * dw
+    Hs = H + (kh - 1) * dh + 1
+    top = (kh - 1) * dh - pt
+    left = (kw - 1) * dw - pl
+    n = H * Ws
+    dx = np.empty((N, C, H, W), dtype=dy.dtype)
+    dyf = dy.reshape(-1)
+    wf = w.reshape(-1)
+    dxf = dx.reshape(-1)
+    zero = dy.dtype.type(0)
+    for t in prange(N * C):
+        nn = t // C
+        ci = t % C
+        g = ci // Cg
+        c = ci % Cg
+        acc = np.empty(n, dtype=dy.dtype)
+        sp = np.empty(Hs * Ws, dtype=dy.dtype)
+        for p in range(n):
+            acc[p] = zero
+        for fo in range(Fg):
+            f = g * Fg + fo
+            _pad_plane(sp, dyf, (nn * F + f) * OH * OW, OH, OW, top, left, Hs, Ws)
+            _wide_corr(acc, sp, Ws, n, wf, (f * Cg + c) * kh * kw, kh, kw, dh, dw, True)
+        for h in range(H):
+            for q in range(W):
+                dxf[_U((t * H + h) * W + q)] = acc[_U(h * Ws + q)]
+    return dx
+
+
+_LANES = 128
+
+
+@njit(parallel=True)
+def _dw1(dy, x, Cg, kh, kw, dh, dw, pt, pl, groups):
+    """Stride 1: ``dw[f, c, i, j]`` is the dot product of ``dy``'s plane laid on the wide
+    grid (zeros past the output width) with the padded input plane shifted by the tap:
+    the products go into ``_LANES`` partial sums (element ``p`` of the plane into lane
+    ``p % _LANES``, vectorised, in order over ``p`` and the images), then the lanes are
+    summed in order — a summation order fixed by the shapes alone."""
+    N, F, OH, OW = dy.shape
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    Fg = F // groups
+    Ws = OW + (kw - 1) * dw
+    L = OH * Ws
+    Hs = OH + (kh - 1) * dh
+    xlen = max(Hs * Ws, L + (kh - 1) * dh * Ws + (kw - 1) * dw)
+    out = np.empty((F, Cg, kh, kw), dtype=dy.dtype)
+    dyf = dy.reshape(-1)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for t in prange(F * Cg):
+        f = t // Cg
+        c = t % Cg
+        ci = (f // Fg) * Cg + c
+        part = np.zeros(kh * kw * _LANES, dtype=dy.dtype)  # _LANES partial sums per tap
+        xp = np.empty(xlen, dtype=dy.dtype)
+        dyw = np.zeros(L, dtype=dy.dtype)  # columns past OW stay zero
+        for nn in range(N):
+            _pad_plane(xp, xf, (nn * C + ci) * H * W, H, W, pt, pl, Hs, Ws)
+            db = (nn * F + f) * OH * OW
+            for oh in range(OH):
+                for ow in range(OW):
+                    dyw[_U(oh * Ws + ow)] = dyf[_U(db + oh * OW + ow)]
+            for i in range(kh):
+                for j in range(kw):
+                    o = i * dh * Ws + j * dw
+                    pb = (i * kw + j) * _LANES
+                    for c0 in range(0, L, _LANES):
+                        for q in range(min(_LANES, L - c0)):
+                            part[_U(pb + q)] += dyw[_U(c0 + q)] * xp[_U(c0 + q + o)]
+        for k in range(kh * kw):
+            acc = part[k * _LANES]
+            for q in range(1, _LANES):
+                acc += part[k * _LANES + q]
+            of[_U(t * kh * kw + k)] = acc
+    return out
+
+
 def depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW):
     """``y (N, F, OH, OW)`` of the unpadded input ``x`` (the padding is implicit)."""
     (pt, _), (pl, _) = pads
+    if stride == (1, 1):
+        return _fwd1(x, w, dilation[0], dilation[1], pt, pl, groups, OH, OW)
     return _fwd(x, w, stride[0], stride[1], dilation[0], dilation[1], pt, pl, groups, OH, OW)
 
 
 def depthwise_data_grad(dy, w, x_shape, stride, pads, dilation, groups):
     """``dL/dx`` of shape ``x_shape`` (zero where no window reads the input)."""
     (pt, _), (pl, _) = pads
+    if stride == (1, 1):
+        return _dx1(dy, w, dilation[0], dilation[1], pt, pl, groups, x_shape[2], x_shape[3])
     return _dx(dy, w, stride[0], stride[1], dilation[0], dilation[1], pt, pl, groups, x_shape[2], x_shape[3])
 
 
@@ -260,4 +438,6 @@ def depthwise_weight_grad(dy, x, w_shape, stride, pads, dilation, groups):
     """``dL/dw`` of shape ``w_shape``."""
     (pt, _), (pl, _) = pads
     _, Cg, kh, kw = w_shape
+    if stride == (1, 1):
+        return _dw1(dy, x, Cg, kh, kw, dilation[0], dilation[1], pt, pl, groups)
     return _dw(dy, x, Cg, kh, kw, stride[0], stride[1], dilation[0], dilation[1], pt, pl, groups)

@@ -3,20 +3,27 @@
 A depthwise conv (``groups == C``, ``F = m*C``) has one input channel per filter: im2col's
 GEMMs degenerate to dot products, and the lectures' ``direct`` loops (float64 accumulators,
 a zero-filled plane per output, a scalar weight-gradient reduction, a padded copy of the
-input) leave the vector units idle.  These kernels compute the same sums with
+whole input) leave the vector units idle.  These kernels compute the same sums with
 
 * float32 in, float32 out and float32 accumulation (float64 stays float64), like PyTorch;
-* the innermost loop running along an output row (contiguous ``W``) with unit stride when
-  the conv's stride is 1, so LLVM vectorises it (an axpy ``acc[ow] += w * x[ow + off]``);
-* no padded copy of the input and no cropped copy of the gradient: every loop is clipped
-  to the taps that fall inside the input (precomputed per kernel column), so padding costs
-  nothing and rows no window reaches come out zero;
-* every output row written once from a row accumulator (no zero-filled output);
-* the weight gradient reduced into one partial sum per output column and tap (vectorisable,
-  no reassociation: numba runs without fastmath), then summed over the columns in order.
+* one long vectorised loop per tap (three taps per pass) over a whole output plane: each
+  input plane is padded into a small cache-resident buffer — split by stride phase when
+  the stride is > 1 — whose row pitch makes every tap a *constant offset* from the output
+  position on a "wide" output grid (the few columns past the output width are computed
+  and dropped).  Measured at 56x56x64 3x3 (N=2, 1 thread, CPU ms, forward / data grad /
+  weight grad): row loops clipped to the valid taps with no padding at all 0.79 / 0.81 /
+  1.34; these plane loops 0.32 / 0.32 / 0.63 (the clipped rows are 56 wide: the loop
+  set-up and remainder cost as much as the arithmetic);
+* no ``np.pad`` of the whole input and no crop of the gradient, and every output written
+  once (no zero-filled output array);
+* the weight gradient summed into ``_LANES`` partial sums per tap (vectorisable without
+  reassociation: numba runs without fastmath), then over the lanes in order;
+* the data gradient, for stride 1, as the correlation of the padded ``dy`` with the
+  180-degree rotated kernels (a gather); for stride > 1 as a scatter of ``dy`` into the
+  stride phases of the padded input, read back through the padding.
 
-They are correct for any ``groups`` (a thin group only is fast: the work per output is
-``Cg*kh*kw`` axpys of a row), any kernel size, stride, dilation and asymmetric padding.
+They are correct for any ``groups`` (a thin group only is fast: the work per output plane
+is ``Cg*kh*kw`` passes), any kernel size, stride, dilation and asymmetric padding.
 
 Parallelism: ``prange`` over independent outputs — (image, filter) planes in forward,
 (image, input channel) planes for the data gradient, (filter, channel) pairs for the
@@ -41,8 +48,8 @@ import numpy as np
 from cnncalc.runtime._numba import njit, numba, prange
 
 # Loops index flat 1-D arrays through unsigned offsets: numba wraps negative signed indices
-# around (a branch per access, which stops vectorisation) and a row view per row costs an
-# atomic reference count (about as much as the 56-wide row it would serve).
+# around (a branch per access, which stops vectorisation), and a view per row costs an
+# atomic reference count (measured: about as much as the 56-wide row it would serve).
 _U = numba.uint64
 
 

@@ -87,8 +87,11 @@ def test_auto_routes_depthwise_like_convs_to_it_and_direct_stays_the_reference()
     assert conv.choose_algo(x.shape, w.shape, 1, 1, groups) == "depthwise"
     assert conv.conv2d_forward(x, w, b, 1, 1, 1, groups)[1].algo == "depthwise"
     assert conv.conv2d_forward(x, w, b, 1, 1, 1, groups, "direct")[1].algo == "direct"
-    # a grouped conv with more than 4 filter x channel pairs per group stays on im2col
-    assert conv.choose_algo((2, 8, 8, 8), (8, 4, 3, 3), 1, 1, 2) == "im2col"
+    # thin groups too (ResNeXt-50's 4x4 first stage), up to 32 filter x channel pairs per
+    # group; wider groups stay on im2col (measured: 64 pairs are faster there)
+    assert conv.choose_algo((2, 128, 56, 56), (128, 4, 3, 3), 1, 1, 32) == "depthwise"
+    assert conv.choose_algo((2, 64, 8, 8), (32, 8, 3, 3), 1, 1, 8) == "depthwise"  # 8 x 4 = 32
+    assert conv.choose_algo((2, 64, 8, 8), (64, 8, 3, 3), 1, 1, 8) == "im2col"  # 8 x 8 = 64
     assert "depthwise" not in conv.ALGOS  # the CLI's --conv-algo lists the lectures' three
     with pytest.raises(ValueError, match="unknown conv algorithm"):
         conv.conv2d_forward(x, w, b, 1, 1, 1, groups, "depthwise2")

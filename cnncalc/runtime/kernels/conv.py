@@ -38,9 +38,10 @@ Algorithms (``algo=``) -- all compute the same sums and are tested to agree:
             applied by subsampling the stride-1 result.  The channel sum is a batched complex
             matmul over frequencies.  Backward uses FFTs too.
 ``auto``    :func:`choose_algo`; it runs depthwise-like convs with ``depthwise``, a
-            fourth, non-lecture kernel (:mod:`.depthwise`: vectorised float32 row loops,
-            no padded copy), selectable here as ``algo="depthwise"`` but not in
-            ``ALGOS`` (the CLI's ``--conv-algo`` offers the lectures' three and ``auto``).
+            fourth, non-lecture kernel (:mod:`.depthwise`: float32, one vectorised pass
+            per three taps over each padded, cache-resident plane), selectable here as
+            ``algo="depthwise"`` but not in ``ALGOS`` (the CLI's ``--conv-algo`` offers
+            the lectures' three and ``auto``).
 
 Backward, as derived in the lectures: ``dW[f,c] = corr(X_pad[c], dY[f])`` (with the
 stride/dilation of the forward pass), and ``dX`` is the *full* correlation of dY
@@ -383,10 +384,13 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
     training: im2col keeps its columns for the weight gradient; 1 thread, CPU ms; table in
     benchmarks/README.md, "Kernels"):
 
-    * depthwise-like (groups > 1 with <= 4 filter x channel pairs per group) -> ``depthwise``,
-      the kernel of :mod:`.depthwise`: the GEMMs degenerate to dot products (56x56x64 dw 3x3,
-      N=2, wall min: depthwise 2.1 ms — PyTorch 2.1 in the same run —, the reference ``direct``
-      loops 16.7, fft 22, im2col 32).
+    * thin groups (groups > 1 with <= 32 filter x channel pairs per group: depthwise convs,
+      ResNeXt-50's first-stage 4x4 groups) -> ``depthwise``, the kernel of
+      :mod:`.depthwise`: the GEMMs degenerate to (near) dot products (56x56x64 dw 3x3, N=2,
+      wall min: depthwise 2.1 ms — PyTorch 2.1 in the same run —, the reference ``direct``
+      loops 16.7, fft 22, im2col 32; 3x3 N=2, CPU ms, depthwise vs im2col: 4 pairs 5.5 vs
+      17.3, 16 pairs (56x56x128, 32 groups) 18.7 vs 36.2, 32 pairs 4.2 vs 7.4 and 8.5 vs 12.6,
+      64 pairs 10.3 vs 8.5 and 12.2 vs 8.0 — there im2col wins).
       ``--conv-algo direct`` still runs the lectures' reference loops for every conv,
       depthwise included: ``direct`` names an algorithm to read, ``auto`` the fast choice;
     * stride 1, >= 81 taps (9x9 and larger) and an output larger than 1x1 -> ``fft``: its
@@ -398,7 +402,7 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
     """
     F, Cg, kh, kw = w_shape
     sh, sw = pair(stride)
-    if groups > 1 and Cg * (F // groups) <= 4:
+    if groups > 1 and Cg * (F // groups) <= 32:
         return "depthwise"
     H, W = x_shape[2:]
     one_by_one = H - (kh - 1) * pair(dilation)[0] <= sh and W - (kw - 1) * pair(dilation)[1] <= sw
@@ -481,7 +485,7 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     OH, OW = out_hw
     if OH < 1 or OW < 1:
         raise ValueError(f"conv output would be empty: {out_hw}")
-    if algo == "depthwise":  # reads the padding implicitly: no padded copy
+    if algo == "depthwise":  # pads plane by plane inside the kernel: no padded copy of x
         y = _dwk.depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW)
         return (y, None) if keep_cols else y
     xp = _pad_input(x, pads)

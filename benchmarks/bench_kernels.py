@@ -1,7 +1,8 @@
 """Kernel benchmark: forward+backward time per layer type and per conv algorithm.
 
     python benchmarks/bench_kernels.py [--threads N] [--repeat R] [--quick] [--no-startup]
-    python benchmarks/bench_kernels.py --headline [--threads 1] [--rounds 3]
+    python benchmarks/bench_kernels.py --headline [--threads 1] [--rounds 3] [--all-shapes] [--only WORDS]
+    python benchmarks/bench_kernels.py --passes [--threads 1] [--rounds 3] [--only WORDS]
 
 Prints markdown tables (paste into benchmarks/README.md, section "Kernels"):
 
@@ -93,6 +94,7 @@ CONV_SHAPES = {
 }
 AUTO_SHAPES = {
     "depthwise 56x56x64 3x3 (N=2)": (2, 64, 56, 64, 3, 1, 1, 64),
+    "depthwise s2 112x112x64 3x3 (N=2)": (2, 64, 112, 64, 3, 2, 1, 64),
     "7x7 s1 28x28x16->16 (N=4)": (4, 16, 28, 16, 7, 1, 3, 1),
     "7x7 s2 112x112x3->64 (N=2)": (2, 3, 112, 64, 7, 2, 3, 1),
     "11x11 s4 227x227x3->96 (N=1)": (1, 3, 227, 96, 11, 4, 0, 1),
@@ -254,6 +256,75 @@ def headline(threads, rounds, repeat, names=(HEADLINE,)):
         print(f"| {name} | {lo:.1f} / {mo:.1f} | {lt:.1f} / {mt:.1f} | {mo / mt:.2f} | {lo / lt:.2f} |", flush=True)
 
 
+def pass_worker(which, name, threads, repeat):
+    """Forward, data gradient and weight gradient timed apart (wall and thread CPU time, min
+    and median of ``repeat``), in a fresh interpreter; PyTorch's backward passes through
+    ``aten.convolution_backward`` with one output mask at a time. Prints JSON."""
+    import json
+
+    N, C, H, F, k, s, p, *g = {**CONV_SHAPES, **AUTO_SHAPES}[name]
+    x, w, b, s, p, groups = conv_case(N, C, H, F, k, s, p, g[0] if g else 1)
+    dy = np.random.default_rng(1).standard_normal(
+        (N, F) + conv.conv2d_output_size(H, H, k, s, p)).astype(np.float32)
+    if which == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        xt, wt, bt, dyt = (torch.tensor(a) for a in (x, w, b, dy))
+        cb = torch.ops.aten.convolution_backward
+
+        def bwd(mask):
+            return lambda: cb(dyt, xt, wt, [F], [s, s], [p, p], [1, 1], False, [0, 0], groups, mask)
+
+        fns = {"fwd": lambda: torch.nn.functional.conv2d(xt, wt, bt, s, p, 1, groups),
+               "dx": bwd([True, False, False]), "dw": bwd([False, True, False]),
+               "db": bwd([False, False, True])}
+    else:
+        _numba.set_threads(threads)
+        fns = {"fwd": lambda: conv.conv2d_forward(x, w, b, s, p, 1, groups),
+               "dx": lambda: conv.conv2d_data_grad(dy, w, x.shape, s, p, 1, groups),
+               "dw": lambda: conv.conv2d_weight_grad(dy, x, w.shape, s, p, 1, groups),
+               "db": lambda: dy.sum(axis=(0, 2, 3))}
+    out = {}
+    for key, fn in fns.items():
+        fn()
+        wall, cpu = [], []
+        for _ in range(repeat):
+            t, c = time.perf_counter(), time.thread_time()
+            fn()
+            cpu.append(time.thread_time() - c)
+            wall.append(time.perf_counter() - t)
+        out[key] = [float(np.min(wall)) * 1e3, float(np.median(wall)) * 1e3,
+                    float(np.min(cpu)) * 1e3, float(np.median(cpu)) * 1e3]
+    print(json.dumps(out))
+
+
+def passes(threads, rounds, repeat, names):
+    """Per pass (forward, data grad, weight grad, bias grad), cnncalc (auto) against PyTorch,
+    alternating fresh processes; min / median over the rounds of each round's min / median."""
+    import json
+
+    print(f"\n## conv passes apart, {threads} thread(s), {rounds} alternating rounds in fresh processes "
+          f"(each {repeat} runs), ms: wall min / median, CPU min / median\n")
+    print("| shape | pass | cnncalc wall | PyTorch wall | cnncalc CPU | PyTorch CPU | ratio (CPU min) |\n"
+          "|---|---|---|---|---|---|---|")
+    for name in names:
+        res = {"ours": [], "torch": []}
+        for _ in range(rounds):
+            for which in ("ours", "torch"):
+                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--pass-worker", which, "--shape", name,
+                                    "--threads", str(threads), "--repeat", str(repeat)],
+                                   capture_output=True, text=True, check=True)
+                res[which].append(json.loads(r.stdout.strip().splitlines()[-1]))
+        for key in ("fwd", "dx", "dw", "db"):
+            o = [min(r[key][0] for r in res["ours"]), float(np.median([r[key][1] for r in res["ours"]])),
+                 min(r[key][2] for r in res["ours"]), float(np.median([r[key][3] for r in res["ours"]]))]
+            t = [min(r[key][0] for r in res["torch"]), float(np.median([r[key][1] for r in res["torch"]])),
+                 min(r[key][2] for r in res["torch"]), float(np.median([r[key][3] for r in res["torch"]]))]
+            print(f"| {name} | {key} | {o[0]:.2f} / {o[1]:.2f} | {t[0]:.2f} / {t[1]:.2f} | {o[2]:.2f} / {o[3]:.2f} "
+                  f"| {t[2]:.2f} / {t[3]:.2f} | {o[2] / t[2]:.2f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -262,6 +333,12 @@ def main():
     ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--conv-worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--pass-worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--passes", action="store_true",
+                    help="the depthwise shapes (or --only), forward / data grad / weight grad timed apart vs PyTorch")
+    ap.add_argument("--only", default="",
+                    help="with --headline or --passes: only the shapes whose name contains one of these "
+                         "comma-separated words")
     ap.add_argument("--shape", default=HEADLINE, help=argparse.SUPPRESS)
     ap.add_argument("--headline", action="store_true",
                     help="only the alternating cnncalc-vs-PyTorch comparison of the headline conv shapes")
@@ -273,9 +350,19 @@ def main():
         return torch_worker(a.threads, a.repeat, a.quick)
     if a.conv_worker:
         return conv_worker(a.conv_worker, a.shape, a.threads, a.repeat)
+    if a.pass_worker:
+        return pass_worker(a.pass_worker, a.shape, a.threads, a.repeat)
+    only = [w for w in a.only.split(",") if w]
+    if a.passes:
+        names = [n for n in {**CONV_SHAPES, **AUTO_SHAPES} if any(w in n for w in (only or ["depthwise"]))]
+        print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        passes(a.threads, a.rounds, max(a.repeat, 20), names)
+        print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        return
     if a.headline:
         print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-        headline(a.threads, a.rounds, a.repeat, tuple(CONV_SHAPES) + (tuple(AUTO_SHAPES) if a.all_shapes else ()))
+        names = tuple(CONV_SHAPES) + (tuple(AUTO_SHAPES) if a.all_shapes else ())
+        headline(a.threads, a.rounds, a.repeat, tuple(n for n in names if not only or any(w in n for w in only)))
         print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         return
     n = _numba.set_threads(a.threads)
@@ -295,14 +382,18 @@ def main():
     if not a.quick:
         shapes.update(AUTO_SHAPES)
     print("\n## conv2d forward+backward, ms (float32)\n")
-    print("| shape | direct | im2col | fft | auto picks | torch | best/torch |\n|---|---|---|---|---|---|---|")
+    print("| shape | direct | im2col | fft | depthwise | auto picks | torch | best/torch |\n"
+          "|---|---|---|---|---|---|---|---|")
     for name, shp in shapes.items():
         ts = {algo: bench_conv(shp, algo, a.repeat) * 1e3 for algo in conv.ALGOS}
         N, C, H, F, k, s, p, *g = shp
+        if g and g[0] > 1:  # the depthwise kernel (what auto picks for thin groups)
+            ts["depthwise"] = bench_conv(shp, "depthwise", a.repeat) * 1e3
         pick = conv.choose_algo((N, C, H, H), (F, C // (g[0] if g else 1), k, k), s, 1, g[0] if g else 1)
         t = tt.get(name, nan)
         best = min(ts.values())
-        print(f"| {name} | {ts['direct']:.1f} | {ts['im2col']:.1f} | {ts['fft']:.1f} | {pick} "
+        dwk = f"{ts['depthwise']:.1f}" if "depthwise" in ts else ""
+        print(f"| {name} | {ts['direct']:.1f} | {ts['im2col']:.1f} | {ts['fft']:.1f} | {dwk} | {pick} "
               f"| {t:.1f} | {best / t:.1f}x |")
 
     _, cases = layer_cases()

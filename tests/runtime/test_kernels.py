@@ -294,7 +294,7 @@ def test_conv_bad_args():
 
 def test_choose_algo_returns_known():
     assert conv.choose_algo((8, 64, 56, 56), (64, 64, 3, 3)) in conv.ALGOS
-    assert conv.choose_algo((8, 32, 56, 56), (32, 1, 3, 3), groups=32) == "direct"
+    assert conv.choose_algo((8, 32, 56, 56), (32, 1, 3, 3), groups=32) == "depthwise"
     assert conv.choose_algo((8, 32, 16, 16), (32, 32, 5, 5)) == "im2col"
     assert conv.choose_algo((4, 16, 32, 32), (16, 16, 9, 9)) == "fft"
     assert conv.choose_algo((4, 16, 32, 32), (16, 16, 9, 9), stride=2) == "im2col"

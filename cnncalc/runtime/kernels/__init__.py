@@ -3,6 +3,7 @@
 =============  ==============================================================
 ``conv``       conv2d / conv1d (direct, im2col, fft, auto), transposed conv,
                locally-connected (untied) conv
+``depthwise``  depthwise / thin grouped conv2d (what ``auto`` picks for them)
 ``pool``       max / avg pooling (2-D, 1-D, global)
 ``activation`` relu, relu6, leaky_relu, tanh, sigmoid, softmax, maxout, dropout
 ``norm``       batchnorm (NCHW and (N, C)), local response norm

@@ -24,7 +24,7 @@ Public API
 ``locally_connected2d_forward(x, w, b=None, stride=1, pad=0, dilation=1) -> (y, cache)``
     weight ``(OH, OW, F, C, kh, kw)``, bias ``(OH, OW, F)``; groups=1.
 ``locally_connected2d_backward(dout, cache) -> (dx, dw, db)``
-``choose_algo(x_shape, w_shape, stride, dilation, groups) -> "direct" | "im2col" | "fft"``
+``choose_algo(x_shape, w_shape, stride, dilation, groups) -> "depthwise" | "im2col" | "fft"``
 
 Algorithms (``algo=``) -- all compute the same sums and are tested to agree:
 
@@ -37,7 +37,11 @@ Algorithms (``algo=``) -- all compute the same sums and are tested to agree:
             5-smooth size >= the padded input; the valid correlation never wraps, stride is
             applied by subsampling the stride-1 result.  The channel sum is a batched complex
             matmul over frequencies.  Backward uses FFTs too.
-``auto``    :func:`choose_algo`.
+``auto``    :func:`choose_algo`; it runs depthwise-like convs with ``depthwise``, a
+            fourth, non-lecture kernel (:mod:`.depthwise`: float32, one vectorised pass
+            per three taps over each padded, cache-resident plane), selectable here as
+            ``algo="depthwise"`` but not in ``ALGOS`` (the CLI's ``--conv-algo`` offers
+            the lectures' three and ``auto``).
 
 Backward, as derived in the lectures: ``dW[f,c] = corr(X_pad[c], dY[f])`` (with the
 stride/dilation of the forward pass), and ``dX`` is the *full* correlation of dY
@@ -52,9 +56,12 @@ from __future__ import annotations
 import numpy as np
 
 from cnncalc.runtime._numba import njit, prange
+from cnncalc.runtime.kernels import depthwise as _dwk
 from cnncalc.runtime.kernels._util import as_float, pads1d, pads2d, pair
 
 ALGOS = ("direct", "im2col", "fft")
+#: every ``algo=`` the kernels accept besides ``auto``: the lectures' three and ``depthwise``
+KERNEL_ALGOS = ALGOS + ("depthwise",)
 
 
 def conv2d_output_size(H, W, kernel, stride=1, pad=0, dilation=1):
@@ -405,9 +412,15 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
     training: im2col keeps its columns for the weight gradient; 1 thread, CPU ms; table in
     benchmarks/README.md, "Kernels"):
 
-    * depthwise-like (groups > 1 with <= 4 filter x channel pairs per group) -> ``direct``:
-      the GEMMs degenerate to dot products (56x56x64 dw 3x3: direct 4.6 ms, fft 22,
-      im2col 32);
+    * thin groups (groups > 1 with <= 32 filter x channel pairs per group: depthwise convs,
+      ResNeXt-50's first-stage 4x4 groups) -> ``depthwise``, the kernel of
+      :mod:`.depthwise`: the GEMMs degenerate to (near) dot products (56x56x64 dw 3x3, N=2,
+      wall min: depthwise 2.1 ms — PyTorch 2.1 in the same run —, the reference ``direct``
+      loops 16.7, fft 22, im2col 32; 3x3 N=2, CPU ms, depthwise vs im2col: 4 pairs 5.5 vs
+      17.3, 16 pairs (56x56x128, 32 groups) 18.7 vs 36.2, 32 pairs 4.2 vs 7.4 and 8.5 vs 12.6,
+      64 pairs 10.3 vs 8.5 and 12.2 vs 8.0 — there im2col wins).
+      ``--conv-algo direct`` still runs the lectures' reference loops for every conv,
+      depthwise included: ``direct`` names an algorithm to read, ``auto`` the fast choice;
     * stride 1, >= 81 taps (9x9 and larger) and an output larger than 1x1 -> ``fft``: its
       cost does not grow with the kernel while im2col's grows with kh*kw (9x9 32x32x16->16:
       fft 16 ms, im2col 45; 11x11 56x56x8->8: 17 vs 43);
@@ -424,8 +437,8 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
     """
     F, Cg, kh, kw = w_shape
     sh, sw = pair(stride)
-    if groups > 1 and Cg * (F // groups) <= 4:
-        return "direct"
+    if groups > 1 and Cg * (F // groups) <= 32:
+        return "depthwise"
     H, W = x_shape[2:]
     one_by_one = H - (kh - 1) * pair(dilation)[0] <= sh and W - (kw - 1) * pair(dilation)[1] <= sw
     if kh * kw >= 81 and sh == 1 and sw == 1 and not one_by_one:
@@ -436,8 +449,8 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
 def _resolve(algo, x_shape, w_shape, stride, dilation, groups):
     if algo == "auto":
         return choose_algo(x_shape, w_shape, stride, dilation, groups)
-    if algo not in ALGOS:
-        raise ValueError(f"unknown conv algorithm {algo!r}; expected one of {ALGOS + ('auto',)}")
+    if algo not in KERNEL_ALGOS:
+        raise ValueError(f"unknown conv algorithm {algo!r}; expected one of {KERNEL_ALGOS + ('auto',)}")
     return algo
 
 
@@ -512,6 +525,9 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     OH, OW = out_hw
     if OH < 1 or OW < 1:
         raise ValueError(f"conv output would be empty: {out_hw}")
+    if algo == "depthwise":  # pads plane by plane inside the kernel: no padded copy of x
+        y = _dwk.depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW)
+        return (y, None) if keep_cols else y
     xp = _pad_input(x, pads)
     cols = None
     if algo == "direct":
@@ -535,6 +551,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     (pt, pb), (pl, pr) = pads
     N, C, H, W = x_shape
     Hp, Wp = H + pt + pb, W + pl + pr
+    if algo == "depthwise":
+        return _dwk.depthwise_data_grad(dy, w, x_shape, stride, pads, dilation, groups)
     if algo == "im2col" and _whole_window(x_shape, w.shape, pads, dilation, groups):
         return (dy.reshape(N, -1) @ w.reshape(w.shape[0], -1)).reshape(x_shape)
     if algo == "im2col" and _pointwise(w.shape, pads, groups):
@@ -554,6 +572,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
 
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
+    if algo == "depthwise":
+        return _dwk.depthwise_weight_grad(dy, x, w_shape, stride, pads, dilation, groups)
     if algo == "im2col" and _whole_window(x.shape, w_shape, pads, dilation, groups):
         return (dy.reshape(dy.shape[0], -1).T @ x.reshape(x.shape[0], -1)).reshape(w_shape)
     if algo == "im2col" and _pointwise(w_shape, pads, groups):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from cnncalc._gc import paused_gc
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
                                 load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
@@ -38,6 +39,13 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
     """
+    # a command that runs once and exits: reference counting frees what it drops, and the
+    # cyclic GC would only rescan the thousands of rows a big spec makes, again and again
+    with paused_gc():
+        _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart)
+
+
+def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
     graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)

@@ -154,6 +154,7 @@ def to_markdown(view: TableView) -> str:
 
 
 _SAME = frozenset((int, str, tuple, type(None)))  # types whose equal values format alike
+_STR = {str}
 
 
 def _cells(columns: list[Column], rows: list[dict]) -> list[tuple[str, ...]]:
@@ -165,7 +166,10 @@ def _cells(columns: list[Column], rows: list[dict]) -> list[tuple[str, ...]]:
     for col in columns:
         key = col.key
         vals = [r.get(key, "") for r in rows]
-        if set(map(type, vals)) <= _SAME:  # (no bools or floats: 1 == True, 0.0 == -0.0)
+        types = set(map(type, vals))
+        if types == _STR and col.fmt is None:  # text as it is (e.g. 3,000 distinct layer names)
+            out.append(vals)
+        elif types <= _SAME:  # (no bools or floats: 1 == True, 0.0 == -0.0)
             done = {v: _fmt(col, v) for v in set(vals)}
             out.append(list(map(done.__getitem__, vals)))
         else:

@@ -237,20 +237,22 @@ def _longest_word(text: str) -> int:
 
 
 # a number inside text: 1,849,688,064 · 0.57 · 1e-07 · 224x224x64 · -42..153 · (0,0) — not conv5_3
-_NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?(?:(?:x|\.\.)[-−]?\d+)*%?(?![\w])")
+# (a pattern, compiled by re on first use: only a terminal's layout needs it)
+_NUMBER = r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?(?:(?:x|\.\.)[-−]?\d+)*%?(?![\w])"
 
 
 def _longest_number(text: str) -> int:
-    return max((len(m.group()) for m in _NUMBER.finditer(text)), default=0)
+    return max((len(m.group()) for m in re.finditer(_NUMBER, text)), default=0)
 
 
-@dataclass
 class Layout:
-    """Which columns a table shows at a terminal width, and how wide each is."""
-    columns: list[Column]
-    widths: list[int]
-    dropped: list[Column]
-    natural_width: int  # the width at which nothing is dropped, wrapped or shortened
+    """Which columns a table shows at a terminal width, and how wide each is. (A plain class:
+    a dataclass costs every cold start about 1 ms to create, and only a terminal needs this.)"""
+    __slots__ = ("columns", "widths", "dropped", "natural_width")
+
+    def __init__(self, columns: list[Column], widths: list[int], dropped: list[Column], natural_width: int):
+        self.columns, self.widths, self.dropped = columns, widths, dropped
+        self.natural_width = natural_width  # the width at which nothing is dropped, wrapped or shortened
 
     def note(self, width: int) -> str | None:
         if not self.dropped:

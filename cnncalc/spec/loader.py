@@ -22,7 +22,6 @@ the repeat counters ``n`` (1-based) and ``i`` (0-based).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -100,24 +99,23 @@ def build_graph(doc, file: str | None = "<spec>") -> Graph:
     return _Builder(file).build(doc)
 
 
-@dataclass
+# (plain classes, not dataclasses: each dataclass costs a cold start about 1 ms to create)
 class _Module:
-    name: str
-    params: list[str]
-    defaults: dict
-    layers: list
-    line: int | None
-    layer_defaults: dict = field(default_factory=dict)
+    __slots__ = ("name", "params", "defaults", "layers", "line", "layer_defaults")
+
+    def __init__(self, name: str, params: list[str], defaults: dict, layers: list, line: int | None,
+                 layer_defaults: dict | None = None):
+        self.name, self.params, self.defaults, self.layers, self.line = name, params, defaults, layers, line
+        self.layer_defaults = {} if layer_defaults is None else layer_defaults
 
 
-@dataclass
 class _Ctx:
-    prefix: str
-    scope: dict
-    counters: dict
-    defaults: dict
-    trace: str = ""
-    depth: int = 0
+    __slots__ = ("prefix", "scope", "counters", "defaults", "trace", "depth")
+
+    def __init__(self, prefix: str, scope: dict, counters: dict, defaults: dict, trace: str = "",
+                 depth: int = 0):
+        self.prefix, self.scope, self.counters, self.defaults = prefix, scope, counters, defaults
+        self.trace, self.depth = trace, depth
 
 
 class _Builder:
@@ -612,16 +610,13 @@ class _Builder:
         return src if k == 0 else (prefix + v if k == 1 else v)
 
 
-@dataclass
 class _Lazy:
     """A module instance's nodes, ``_order[start:stop]``, not yet read into a recording."""
-    prefix: str
-    src: str
-    out: str
-    start: int
-    stop: int
-    steps: int
-    calls: int
+    __slots__ = ("prefix", "src", "out", "start", "stop", "steps", "calls")
+
+    def __init__(self, prefix: str, src: str, out: str, start: int, stop: int, steps: int, calls: int):
+        self.prefix, self.src, self.out, self.start, self.stop = prefix, src, out, start, stop
+        self.steps, self.calls = steps, calls
 
 
 def _freeze(v):

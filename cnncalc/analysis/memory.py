@@ -12,18 +12,17 @@ from cnncalc.graph import INPUT, Graph
 
 def tensor_intervals(graph: Graph, sizes: dict[str, int]) -> dict[str, tuple[int, int, int]]:
     """Root tensor name → (first step, last step, elements). Steps are topological indices."""
-    order = {name: i for i, name in enumerate(graph.nodes)}
     base: dict[str, str] = {}
     intervals: dict[str, list[int]] = {}
-    for name, node in graph.nodes.items():
+    # steps are visited in order, so a tensor's last reader so far is the current step
+    for step, (name, node) in enumerate(graph.nodes.items()):
         if node.layer is not None and node.layer.view:
             base[name] = base[node.inputs[0]]
         else:
             base[name] = name
-            intervals[name] = [order[name], order[name]]
+            intervals[name] = [step, step]
         for src in node.inputs:
-            b = base[src]
-            intervals[b][1] = max(intervals[b][1], order[name])
+            intervals[base[src]][1] = step
     end = len(graph.nodes) - 1
     for out in graph.outputs:
         intervals[base[out]][1] = end

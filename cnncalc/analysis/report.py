@@ -137,42 +137,66 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     sizes: dict[str, int] = {INPUT: numel(graph.input_shape) * batch}
     # does the gradient reach this layer's output? only if a trainable tensor lies upstream of it
     grad_flows: dict[str, bool] = {INPUT: False}
-    # copies of one layer on the same input shapes (replayed module instances) count the same
-    counted: dict[tuple, tuple] = {}
+    # copies of one layer on the same input shapes (replayed module instances) count the same:
+    # their rows are copies of the first one's, with their own name, inputs and line
+    counted: dict[tuple, dict] = {}
+    new = object.__new__
+    weights = biases = nontrain = macs = dx_macs = dw_macs = acts = 0
+    ops = dict.fromkeys(OP_KINDS, 0)
     for node in graph.layers:
         layer = node.layer
         key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(layer.in_shapes))
-        hit = None if explain else counted.get(key)
-        if hit is None:
-            weights = biases = 0
+        tmpl = None if explain else counted.get(key)
+        if tmpl is None:
+            w = b = 0
             for shape, role in layer.param_shapes().values():
                 if role == "weight":
-                    weights += numel(shape)
+                    w += numel(shape)
                 else:
-                    biases += numel(shape)
-            nontrain = sum(numel(s) for s in layer.state_shapes().values())
-            hit = (weights, biases, nontrain, layer.macs(), layer.describe(), layer.ops(), type_key(layer))
+                    b += numel(shape)
+            elems = numel(layer.out_shape) * batch
+            m = layer.macs() * batch
+            tmpl = {"type": layer.kind, "shape": layer.out_shape, "description": layer.describe(),
+                    "weights": w, "biases": b, "nontrainable": sum(numel(s) for s in layer.state_shapes().values()),
+                    "activations": elems, "activation_bytes": elems * nbytes, "view": layer.view,
+                    "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
+                    "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
             if not explain:
-                counted[key] = hit
-        weights, biases, nontrain, macs1, description, ops1, tkey = hit
-        elems = numel(layer.out_shape) * batch
-        sizes[node.name] = 0 if layer.view else elems
-        macs = macs1 * batch
+                counted[key] = tmpl
         # Every forward MAC multiplies one input value by one weight (conv, grouped/depthwise,
         # transposed, locally connected, fc). Backward repeats each product once for the input
         # gradient (dX += w·dY) and once for the weight gradient (dW += x·dY): the same count
         # each, under the same convention (padding positions included, as in forward). The input
         # gradient is skipped when no trainable tensor lies upstream (e.g. the first conv).
-        needs_dx = any(grad_flows.get(i, False) for i in node.inputs)
-        grad_flows[node.name] = needs_dx or weights + biases > 0
-        row = LayerStats(
-            name=node.name, type=layer.kind, inputs=list(node.inputs), shape=layer.out_shape,
-            description=description, weights=weights, biases=biases, nontrainable=nontrain,
-            activations=elems, activation_bytes=elems * nbytes, view=layer.view,
-            macs=macs, input_grad_macs=macs if needs_dx else 0, weight_grad_macs=macs if weights else 0,
-            ops={k: v * batch for k, v in ops1.items()},
-            line=node.line, type_key=tkey,
-        )
+        needs_dx = False
+        for i in node.inputs:
+            if grad_flows.get(i, False):
+                needs_dx = True
+                break
+        d = tmpl.copy()
+        d["name"] = node.name
+        d["inputs"] = list(node.inputs)
+        d["ops"] = d["ops"].copy()
+        d["explain"] = []
+        d["line"] = node.line
+        if needs_dx:
+            d["input_grad_macs"] = d["macs"]
+        row = new(LayerStats)
+        row.__dict__ = d
+        w = d["weights"]
+        grad_flows[node.name] = needs_dx or w + d["biases"] > 0
+        sizes[node.name] = 0 if d["view"] else d["activations"]
+        weights += w
+        biases += d["biases"]
+        nontrain += d["nontrainable"]
+        macs += d["macs"]
+        dx_macs += d["input_grad_macs"]
+        dw_macs += d["weight_grad_macs"]
+        if not d["view"]:
+            acts += d["activations"]
+        for k, v in d["ops"].items():
+            if k in ops:
+                ops[k] += v
         if explain:
             # write an fc layer after a flatten as the slides do: 7*7*512*4096, not 25088*4096
             src = graph[node.inputs[0]] if node.inputs else None
@@ -186,19 +210,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                                    f"{fmt_int(row.weight_grad_macs)} weight gradient = {fmt_int(row.training_macs)}")
         rows.append(row)
 
-    weights = sum(r.weights for r in rows)
-    biases = sum(r.biases for r in rows)
     trainable = weights + biases
-    nontrain = sum(r.nontrainable for r in rows)
-    macs = sum(r.macs for r in rows)
-    dx_macs = sum(r.input_grad_macs for r in rows)
-    dw_macs = sum(r.weight_grad_macs for r in rows)
-    acts = sum(r.activations for r in rows if not r.view)
-    ops = dict.fromkeys(OP_KINDS, 0)
-    for r in rows:
-        for k, v in r.ops.items():
-            if k in ops:
-                ops[k] += v
     input_elems = sizes[INPUT]
     totals = {
         "params": trainable if bias else weights, "trainable": trainable, "nontrainable": nontrain,

@@ -10,6 +10,7 @@ import sys
 import click
 
 from cnncalc import __version__
+from cnncalc._gc import paused_gc
 from cnncalc.errors import CnnCalcError
 
 # command name → "module:attribute"; a command whose module is absent is not listed.
@@ -47,7 +48,8 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         if importlib.util.find_spec(module) is None:
             return None
-        return getattr(importlib.import_module(module), attr)
+        with paused_gc():  # (importing leaves no garbage to collect)
+            return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx):
         try:

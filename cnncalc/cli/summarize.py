@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from cnncalc._gc import paused_gc
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
                                 load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
@@ -38,6 +39,13 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
     """
+    # a command that runs once and exits: reference counting frees what it drops, and the
+    # cyclic GC would only rescan the thousands of rows a big spec makes, again and again
+    with paused_gc():
+        _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart)
+
+
+def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
     graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
@@ -92,14 +100,20 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
     if depth:
         rows = [input_row] + _collapse(report, depth)
     else:
+        wb = report.with_bias
         rows = [input_row] + [{"name": r.name, "type": r.description, "shape": r.shape,
-                               "activations": r.activations, "params": r.params if report.with_bias else r.weights,
+                               "activations": r.activations, "params": r.weights + r.biases if wb else r.weights,
                                "macs": r.macs, "view": r.view} for r in report.layers]
     max_mem = max((r["activations"] for r in rows), default=1) or 1
     max_par = max((r["params"] for r in rows), default=1) or 1
+    bars: dict[tuple[int, int], tuple[str, str]] = {}  # a 3,000-row table has few distinct pairs
     for r in rows:
         if chart:
-            r["chart"] = (bar(r["activations"] / max_mem, 8), bar(r["params"] / max_par, 8))
+            key = (r["activations"], r["params"])
+            pair = bars.get(key)
+            if pair is None:
+                pair = bars[key] = (bar(key[0] / max_mem, 8), bar(key[1] / max_par, 8))
+            r["chart"] = pair
         if r.get("view"):
             r["memory_note"] = "view"
     mem_header = "Memory (elements)" if report.batch == 1 else f"Memory (elements, batch {report.batch})"

@@ -78,7 +78,10 @@ def use_rich(stream=None) -> bool:
 
 
 def _cell(col: Column, row: dict) -> str:
-    v = row.get(col.key, "")
+    return _fmt(col, row.get(col.key, ""))
+
+
+def _fmt(col: Column, v) -> str:
     if v is None or v == "":
         return ""
     if col.fmt is not None:
@@ -150,39 +153,56 @@ def to_markdown(view: TableView) -> str:
     return "\n".join(out) + "\n"
 
 
-def _cells(columns: list[Column], rows: list[dict]) -> list[list[str]]:
-    """``[[_cell(c, r) for c in columns] for r in rows]``, with the common cases (an int, a
-    column formatter) decided without a call per cell: summarize draws 3,000-row tables."""
-    keys = [(c.key, c.fmt, c) for c in columns]
+_SAME = frozenset((int, str, tuple, type(None)))  # types whose equal values format alike
+_STR = {str}
+
+
+def _cells(columns: list[Column], rows: list[dict]) -> list[tuple[str, ...]]:
+    """``[tuple(_cell(c, r) for c in columns) for r in rows]``, column by column, each distinct
+    value formatted once: summarize draws 3,000-row tables of a few distinct values."""
+    if not rows or not columns:
+        return [() for _ in rows]
     out = []
-    for r in rows:
-        get = r.get
-        line = []
-        for key, fmt, col in keys:
-            v = get(key, "")
-            if v is None or v == "":
-                line.append("")
-            elif fmt is not None:
-                line.append(fmt(v))
-            elif v.__class__ is int:
-                line.append(f"{v:,}")
-            else:
-                line.append(_cell(col, r))
-        out.append(line)
-    return out
+    for col in columns:
+        key = col.key
+        vals = [r.get(key, "") for r in rows]
+        types = set(map(type, vals))
+        if types == _STR and col.fmt is None:  # text as it is (e.g. 3,000 distinct layer names)
+            out.append(vals)
+        elif types <= _SAME:  # (no bools or floats: 1 == True, 0.0 == -0.0)
+            done = {v: _fmt(col, v) for v in set(vals)}
+            out.append(list(map(done.__getitem__, vals)))
+        else:
+            out.append([_fmt(col, v) for v in vals])
+    return list(zip(*out))
 
 
 def to_plain(view: TableView) -> str:
-    cells = [[c.header for c in view.columns]]
-    body = _cells(view.columns, view.rows)
-    foot = _cells(view.columns, view.footer)
+    columns = view.columns
+    cells = [tuple(c.header for c in columns)]
+    body = _cells(columns, view.rows)
+    foot = _cells(columns, view.footer)
     allrows = cells + body + foot
-    widths = [max(len(r[i]) for r in allrows) for i in range(len(view.columns))]
+    widths = [max(map(len, col)) for col in zip(*allrows)] if columns else []
+    right = [c.align == "right" for c in columns]
+
+    def pad(v, w, r):
+        return v.rjust(w) if r else v.ljust(w)
+
+    # every column but the first repeats a few distinct combinations: join each once
+    rest_w, rest_r = widths[1:], right[1:]
+    rests: dict[tuple, str] = {}
+    w0, r0 = (widths[0], right[0]) if columns else (0, False)
 
     def line(r):
-        parts = [(v.rjust(w) if c.align == "right" else v.ljust(w))
-                 for v, w, c in zip(r, widths, view.columns)]
-        return "  ".join(parts).rstrip()
+        if not r:
+            return ""
+        k = tuple(r[1:])
+        rest = rests.get(k)
+        if rest is None:
+            rest = rests[k] = "  ".join(map(pad, k, rest_w, rest_r)).rstrip()
+        first = r[0].rjust(w0) if r0 else r[0].ljust(w0)
+        return f"{first}  {rest}" if rest else first.rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     out = []
@@ -217,20 +237,22 @@ def _longest_word(text: str) -> int:
 
 
 # a number inside text: 1,849,688,064 · 0.57 · 1e-07 · 224x224x64 · -42..153 · (0,0) — not conv5_3
-_NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?(?:(?:x|\.\.)[-−]?\d+)*%?(?![\w])")
+# (a pattern, compiled by re on first use: only a terminal's layout needs it)
+_NUMBER = r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?(?:(?:x|\.\.)[-−]?\d+)*%?(?![\w])"
 
 
 def _longest_number(text: str) -> int:
-    return max((len(m.group()) for m in _NUMBER.finditer(text)), default=0)
+    return max((len(m.group()) for m in re.finditer(_NUMBER, text)), default=0)
 
 
-@dataclass
 class Layout:
-    """Which columns a table shows at a terminal width, and how wide each is."""
-    columns: list[Column]
-    widths: list[int]
-    dropped: list[Column]
-    natural_width: int  # the width at which nothing is dropped, wrapped or shortened
+    """Which columns a table shows at a terminal width, and how wide each is. (A plain class:
+    a dataclass costs every cold start about 1 ms to create, and only a terminal needs this.)"""
+    __slots__ = ("columns", "widths", "dropped", "natural_width")
+
+    def __init__(self, columns: list[Column], widths: list[int], dropped: list[Column], natural_width: int):
+        self.columns, self.widths, self.dropped = columns, widths, dropped
+        self.natural_width = natural_width  # the width at which nothing is dropped, wrapped or shortened
 
     def note(self, width: int) -> str | None:
         if not self.dropped:

@@ -22,9 +22,7 @@ the repeat counters ``n`` (1-based) and ``i`` (0-based).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from importlib import resources
-from itertools import islice
 from pathlib import Path
 
 from cnncalc import limits
@@ -101,24 +99,23 @@ def build_graph(doc, file: str | None = "<spec>") -> Graph:
     return _Builder(file).build(doc)
 
 
-@dataclass
+# (plain classes, not dataclasses: each dataclass costs a cold start about 1 ms to create)
 class _Module:
-    name: str
-    params: list[str]
-    defaults: dict
-    layers: list
-    line: int | None
-    layer_defaults: dict = field(default_factory=dict)
+    __slots__ = ("name", "params", "defaults", "layers", "line", "layer_defaults")
+
+    def __init__(self, name: str, params: list[str], defaults: dict, layers: list, line: int | None,
+                 layer_defaults: dict | None = None):
+        self.name, self.params, self.defaults, self.layers, self.line = name, params, defaults, layers, line
+        self.layer_defaults = {} if layer_defaults is None else layer_defaults
 
 
-@dataclass
 class _Ctx:
-    prefix: str
-    scope: dict
-    counters: dict
-    defaults: dict
-    trace: str = ""
-    depth: int = 0
+    __slots__ = ("prefix", "scope", "counters", "defaults", "trace", "depth")
+
+    def __init__(self, prefix: str, scope: dict, counters: dict, defaults: dict, trace: str = "",
+                 depth: int = 0):
+        self.prefix, self.scope, self.counters, self.defaults = prefix, scope, counters, defaults
+        self.trace, self.depth = trace, depth
 
 
 class _Builder:
@@ -137,6 +134,7 @@ class _Builder:
         self._memo: dict = {}
         self._recording: list[list] = []   # [prefix, safe] of the instances being recorded
         self._keep: list = []
+        self._order: list[Node] = []  # the nodes added, in order
 
     # ---------------------------------------------------------------- errors
     def err(self, msg, line=None, layer=None, hint=None):
@@ -434,6 +432,7 @@ class _Builder:
             raise self.err(f"the spec expands to more than {self.max_nodes:,} layers", line=node.line,
                            hint=limits.LIMITS["layers"].how_to_raise())
         self.graph.add(node)
+        self._order.append(node)
 
     def _merge(self, kind, it, ctx, src, name, line) -> str:
         raw_key = next(k for k in it if ALIASES.get(k, k) == kind)
@@ -532,13 +531,13 @@ class _Builder:
         if key is not None:
             rec = self._memo.get(key)
             if rec is not None:
-                out = self._replay(rec, prefix, src[0])
+                out = self._replay(key, prefix, src[0])
                 if out is not None:
                     return out
         defaults = {k: {**ctx.defaults.get(k, {}), **v} for k, v in mod.layer_defaults.items()}
         defaults = {**ctx.defaults, **defaults}
         sub = _Ctx(prefix, scope, {}, defaults, trace, ctx.depth + 1)
-        n0, steps0, calls0 = len(self.graph.nodes), self.steps, self.calls
+        n0, steps0, calls0 = len(self._order), self.steps, self.calls
         recording = [prefix, key is not None]
         self._recording.append(recording)
         try:
@@ -547,13 +546,17 @@ class _Builder:
             self._recording.pop()
         if recording[1] and key not in self._memo:
             self._keep.append(ctx.defaults)
-            self._memo[key] = self._record(prefix, src[0], out, len(self.graph.nodes) - n0,
-                                           self.steps - steps0, self.calls - calls0)
+            # kept as a slice of the nodes added; read into a recording when first replayed
+            self._memo[key] = _Lazy(prefix, src[0], out, n0, len(self._order),
+                                    self.steps - steps0, self.calls - calls0)
         return out
 
-    def _record(self, prefix: str, src: str, out: str, count: int, steps: int, calls: int):
+    def _record(self, lazy: "_Lazy"):
         """The nodes an instance added, with names relative to its prefix (None if one of them
-        cannot be renamed that way)."""
+        cannot be renamed that way): per node its local name, layer class, the layer's
+        attributes as a fresh copy starts them, inputs, line, trace and output mark."""
+        prefix, src = lazy.prefix, lazy.src
+
         def rel(name):
             if name == src:
                 return (0, None)
@@ -561,18 +564,24 @@ class _Builder:
                 return (1, name[len(prefix):])
             return (2, name)
 
-        nodes = list(islice(reversed(self.graph.nodes.values()), count))[::-1]
         items = []
-        for node in nodes:
+        for node in self._order[lazy.start:lazy.stop]:
             if not node.name.startswith(prefix):
                 return None
-            items.append((node.name[len(prefix):], node.layer, [rel(i) for i in node.inputs], node.line,
-                          node.trace, node.is_output))
-        return items, rel(out), steps, calls
+            layer = node.layer
+            state = dict(layer.__dict__)
+            state["out_shape"] = ()
+            items.append((node.name[len(prefix):], type(layer), state, [rel(i) for i in node.inputs],
+                          node.line, node.trace, node.is_output))
+        return items, rel(lazy.out), lazy.steps, lazy.calls
 
-    def _replay(self, rec, prefix: str, src: str) -> str | None:
-        """Add a recorded instance's nodes under ``prefix``; None (expand it for real, which
-        reports the error) when a limit would be crossed."""
+    def _replay(self, key, prefix: str, src: str) -> str | None:
+        """Add a recorded instance's nodes under ``prefix``: fresh, not yet inferred layer
+        copies sharing the validated ``args`` (never changed after construction). None (expand
+        it for real, which reports the error) when a limit would be crossed."""
+        rec = self._memo[key]
+        if rec.__class__ is _Lazy:
+            rec = self._memo[key] = self._record(rec)
         if rec is None:
             return None
         items, out, steps, calls = rec
@@ -581,16 +590,33 @@ class _Builder:
             return None
         self.steps += steps
         self.calls += calls
-
-        def name(r):
-            return src if r[0] == 0 else (prefix + r[1] if r[0] == 1 else r[1])
-
-        for local, layer, inputs, line, trace, is_output in items:
+        nodes, order, new = self.graph.nodes, self._order, object.__new__
+        for local, cls, state, inputs, line, trace, is_output in items:
             full = prefix + local
-            copy = _copy(layer)
-            copy.name = full
-            self._add(Node(full, copy, [name(i) for i in inputs], line, trace, is_output=is_output))
-        return name(out)
+            layer = new(cls)
+            d = layer.__dict__
+            d.update(state)
+            d["name"] = full
+            d["in_shapes"] = []
+            d["_notes"] = []
+            node = Node(full, layer, [src if k == 0 else (prefix + v if k == 1 else v) for k, v in inputs],
+                        line, trace, is_output=is_output)
+            if full in nodes:  # a name used twice: the error an expansion reports
+                self._add(node)
+            nodes[full] = node  # (its inputs are the source and nodes added before it)
+            order.append(node)
+        self.graph.inferred = False
+        k, v = out
+        return src if k == 0 else (prefix + v if k == 1 else v)
+
+
+class _Lazy:
+    """A module instance's nodes, ``_order[start:stop]``, not yet read into a recording."""
+    __slots__ = ("prefix", "src", "out", "start", "stop", "steps", "calls")
+
+    def __init__(self, prefix: str, src: str, out: str, start: int, stop: int, steps: int, calls: int):
+        self.prefix, self.src, self.out, self.start, self.stop = prefix, src, out, start, stop
+        self.steps, self.calls = steps, calls
 
 
 def _freeze(v):
@@ -604,16 +630,6 @@ def _freeze(v):
         parts = tuple((_freeze(k), _freeze(x)) for k, x in v.items())
         return None if any(a is None or b is None for a, b in parts) else ("dict", parts)
     return None
-
-
-def _copy(layer):
-    """A fresh, not yet inferred copy of a layer built by the loader: every attribute that
-    shape inference or counting writes is assigned anew, and its validated ``args`` are never
-    changed after construction, so the copy may share them."""
-    new = object.__new__(type(layer))
-    new.__dict__.update(layer.__dict__)
-    new.in_shapes, new.out_shape, new._notes = [], (), []
-    return new
 
 
 def _skipped(item, scope) -> bool:

@@ -82,3 +82,15 @@ def test_the_layers_limit_holds_for_replayed_instances(monkeypatch):
     finally:
         monkeypatch.delenv("CNNCALC_LIMIT_LAYERS")
         limits.reload()
+
+
+def test_a_name_used_twice_is_reported_as_a_full_expansion_reports_it(monkeypatch):
+    # the second 'x' is replayed from the first one's recording: its first layer collides
+    text = ("input: 8x8x4\nmodules:\n  m:\n    args: [w]\n    layers: [{conv: $w, kernel: 1, name: a}, {relu: , name: r}]\n"
+            "layers:\n  - {m: [4], name: x}\n  - {m: [4], name: x}\n")
+    with pytest.raises(SpecError) as replayed:
+        load_spec_text(text, file="<t>")
+    with pytest.raises(SpecError) as full:
+        _full(monkeypatch, text)
+    assert "'x/a' is used twice" in str(replayed.value)
+    assert (str(replayed.value), replayed.value.line) == (str(full.value), full.value.line)

@@ -32,7 +32,10 @@ Algorithms (``algo=``) -- all compute the same sums and are tested to agree:
             channels (dX) and output x input channels (dW).  Accumulates in float64.
 ``im2col``  njit ``im2col`` / ``col2im`` (parallel over channel rows) and the GEMM in numpy
             between the njit calls (``np.dot`` inside njit would need SciPy).  ``cols`` is
-            ``(groups, C/g*kh*kw, N*OH*OW)`` so each group is one ``np.matmul``.
+            ``(groups, C/g*kh*kw, N*OH*OW)`` so each group is one ``np.matmul``.  Stride-1
+            ungrouped convs with wide kernels (:func:`_rows_pays`) unfold only the kernel
+            rows over the padded width and sum the kernel columns after the GEMM
+            (:func:`_rows_fwd`, :func:`_rows_dw`).
 ``fft``     ``numpy.fft.rfft2`` of the padded input and of the *dilated* kernel at a common
             5-smooth size >= the padded input; the valid correlation never wraps, stride is
             applied by subsampling the stride-1 result.  The channel sum is a batched complex

@@ -97,6 +97,10 @@ CONV_CASES = [
     pytest.param(2, 3, 9, 8, 3, 1, (3, 3), (1, 1), ((2, 1), (0, 2)), (1, 2), id="flip-dx-asym-dilated"),
     # ... and the fold, when a padding is wider than the kernel's reach (rows never read)
     pytest.param(2, 3, 6, 6, 3, 1, (3, 3), (1, 1), ((3, 0), (1, 1)), (1, 1), id="pad-wider-than-kernel"),
+    # im2col's row unfold (stride 1, kw >= 5, C*kh >= 64): forward, flipped dX and dW, with
+    # dilation along the width (the shifted sum) and the height (the row offsets)
+    pytest.param(1, 13, 9, 8, 3, 1, (5, 5), (1, 1), ((2, 1), (0, 2)), (1, 2), id="rows-asym-dilated"),
+    pytest.param(2, 16, 8, 9, 2, 1, (5, 7), (1, 1), 3, (2, 1), id="rows-7-wide-hdilated"),
 ]
 
 
@@ -166,6 +170,20 @@ def test_im2col_data_grad_path_choice():
     assert not flip(6, 6, 3, 3, (3, 3), ((3, 0), (1, 1)), (1, 1))
     # LeNet's C3 (6->16 5x5 on 14x14): unfolded dY 16*14*14 = 3136 > 1.5 * 6*10*10 = 900 -> the fold
     assert not flip(14, 14, 16, 6, (5, 5), ((0, 0), (0, 0)), (1, 1))
+
+
+def test_im2col_row_unfold_path_choice():
+    """The two "rows-" CONV_CASES take the row unfold (and its flipped dX); LeNet's convs,
+    3x3 kernels and strided convs keep im2col's column unfold."""
+    assert conv._rows_pays((3, 13, 5, 5), (1, 1), 1)  # 13 channels * 5 rows = 65 >= 64
+    assert conv._rows_pays((2, 16, 5, 7), (1, 1), 1)
+    assert conv._flip_pays((1, 3, 8, 2), (3, 13, 5, 5), (1, 1), 1, (9, 8),
+                           conv._flip_pads((3, 13, 5, 5), ((2, 1), (0, 2)), (1, 2)))
+    assert not conv._rows_pays((16, 6, 5, 5), (1, 1), 1)  # LeNet C3: 6 * 5 = 30 rows
+    assert not conv._rows_pays((6, 1, 5, 5), (1, 1), 1)  # LeNet C1
+    assert not conv._rows_pays((64, 64, 3, 3), (1, 1), 1)  # 3x3: kept on the column unfold
+    assert not conv._rows_pays((64, 3, 7, 7), (2, 2), 1)  # strided
+    assert not conv._rows_pays((16, 16, 7, 7), (1, 1), 2)  # grouped
 
 
 def test_conv2d_output_size_floor():

@@ -45,6 +45,9 @@ def torch_pad(x, pads):
         (3, 8, 1, (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)),
         (4, 6, 2, (3, 2), (2, 3), ((1, 0), (2, 1)), (2, 1)),
         (6, 6, 6, (3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1)),
+        # im2col's row unfold (C*kh >= 64, kw >= 5, stride 1), plain and dilated/asymmetric
+        (16, 8, 1, (7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1)),
+        (13, 4, 1, (5, 5), (1, 1), ((2, 1), (4, 3)), (1, 2)),
     ],
 )
 def test_conv2d_vs_torch(algo, C, Fo, groups, k, stride, pads, dil):
@@ -83,6 +86,23 @@ def test_conv_transpose2d_vs_torch(algo):
     dy = f32(r, *yt.shape)
     yt.backward(torch.from_numpy(dy))
     y, cache = conv.conv_transpose2d_forward(x, w, b, (2, 3), (1, 2), (1, 2), 2, (1, 1), algo)
+    close(y, yt)
+    for ours, t in zip(conv.conv_transpose2d_backward(dy, cache), (xt, wt, bt)):
+        close(ours, t.grad)
+
+
+@pytest.mark.parametrize("algo", conv.ALGOS)
+def test_conv_transpose2d_row_unfold_vs_torch(algo):
+    # weight (4, 16, 5, 5): the conv it transposes has 16 input channels * 5 rows = 80 >= 64,
+    # so im2col's forward (a data gradient), dX (a forward conv) and dW take the row unfold
+    assert conv._rows_pays((4, 16, 5, 5), (1, 1), 1)
+    r = np.random.default_rng(3)
+    x, w, b = f32(r, 2, 4, 6, 7), f32(r, 4, 16, 5, 5), f32(r, 16)
+    xt, wt, bt = leaf(x), leaf(w), leaf(b)
+    yt = F.conv_transpose2d(xt, wt, bt, 1, 1)
+    dy = f32(r, *yt.shape)
+    yt.backward(torch.from_numpy(dy))
+    y, cache = conv.conv_transpose2d_forward(x, w, b, 1, 1, algo=algo)
     close(y, yt)
     for ours, t in zip(conv.conv_transpose2d_backward(dy, cache), (xt, wt, bt)):
         close(ours, t.grad)

@@ -139,15 +139,16 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     grad_flows: dict[str, bool] = {INPUT: False}
     # copies of one layer on the same input shapes (replayed module instances) count the same:
     # their rows are copies of the first one's, with their own name, inputs and line
-    counted: dict[tuple, dict] = {}
+    counted: dict[tuple, list] = {}
+    # the totals are summed per distinct row: [its fields, how many rows have them]
+    distinct: list[list] = []
     new = object.__new__
-    weights = biases = nontrain = macs = dx_macs = dw_macs = acts = 0
-    ops = dict.fromkeys(OP_KINDS, 0)
+    dx_macs = 0
     for node in graph.layers:
         layer = node.layer
         key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(layer.in_shapes))
-        tmpl = None if explain else counted.get(key)
-        if tmpl is None:
+        entry = None if explain else counted.get(key)
+        if entry is None:
             w = b = 0
             for shape, role in layer.param_shapes().values():
                 if role == "weight":
@@ -161,8 +162,12 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     "activations": elems, "activation_bytes": elems * nbytes, "view": layer.view,
                     "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
                     "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
+            entry = [tmpl, 0]
+            distinct.append(entry)
             if not explain:
-                counted[key] = tmpl
+                counted[key] = entry
+        tmpl = entry[0]
+        entry[1] += 1
         # Every forward MAC multiplies one input value by one weight (conv, grouped/depthwise,
         # transposed, locally connected, fc). Backward repeats each product once for the input
         # gradient (dX += w·dY) and once for the weight gradient (dW += x·dY): the same count
@@ -180,23 +185,12 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         d["explain"] = []
         d["line"] = node.line
         if needs_dx:
+            dx_macs += d["macs"]
             d["input_grad_macs"] = d["macs"]
         row = new(LayerStats)
         row.__dict__ = d
-        w = d["weights"]
-        grad_flows[node.name] = needs_dx or w + d["biases"] > 0
+        grad_flows[node.name] = needs_dx or d["weights"] + d["biases"] > 0
         sizes[node.name] = 0 if d["view"] else d["activations"]
-        weights += w
-        biases += d["biases"]
-        nontrain += d["nontrainable"]
-        macs += d["macs"]
-        dx_macs += d["input_grad_macs"]
-        dw_macs += d["weight_grad_macs"]
-        if not d["view"]:
-            acts += d["activations"]
-        for k, v in d["ops"].items():
-            if k in ops:
-                ops[k] += v
         if explain:
             # write an fc layer after a flatten as the slides do: 7*7*512*4096, not 25088*4096
             src = graph[node.inputs[0]] if node.inputs else None
@@ -210,6 +204,19 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                                    f"{fmt_int(row.weight_grad_macs)} weight gradient = {fmt_int(row.training_macs)}")
         rows.append(row)
 
+    weights = biases = nontrain = macs = dw_macs = acts = 0
+    ops = dict.fromkeys(OP_KINDS, 0)
+    for tmpl, n in distinct:
+        weights += tmpl["weights"] * n
+        biases += tmpl["biases"] * n
+        nontrain += tmpl["nontrainable"] * n
+        macs += tmpl["macs"] * n
+        dw_macs += tmpl["weight_grad_macs"] * n
+        if not tmpl["view"]:
+            acts += tmpl["activations"] * n
+        for k, v in tmpl["ops"].items():
+            if k in ops:
+                ops[k] += v * n
     trainable = weights + biases
     input_elems = sizes[INPUT]
     totals = {

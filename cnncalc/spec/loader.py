@@ -22,6 +22,7 @@ the repeat counters ``n`` (1-based) and ``i`` (0-based).
 """
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from cnncalc import limits
@@ -53,7 +54,7 @@ def resolve_spec(ref: str | Path) -> Path | tuple[str, str]:
     name = str(ref)
     if "/" not in name and "\\" not in name:
         stem = name[:-5] if name.endswith(".yaml") else name
-        zoo = _zoo()
+        zoo = resources.files("cnncalc") / "zoo"
         cand = zoo / f"{stem}.yaml"
         if cand.is_file():
             return (f"{stem}.yaml", cand.read_text(encoding="utf-8"))
@@ -62,16 +63,8 @@ def resolve_spec(ref: str | Path) -> Path | tuple[str, str]:
     raise SpecError(f"no spec file {short(str(ref))} and no zoo spec of that name", hint=hint)
 
 
-def _zoo():
-    # importlib.resources only when a spec is named rather than given as a path: importing it
-    # costs every cold start of `summarize specs/x.yaml` about 1 ms
-    from importlib import resources
-
-    return resources.files("cnncalc") / "zoo"
-
-
 def zoo_names() -> list[str]:
-    zoo = _zoo()
+    zoo = resources.files("cnncalc") / "zoo"
     if not zoo.is_dir():
         return []
     return sorted(p.name[:-5] for p in zoo.iterdir() if p.name.endswith(".yaml"))

@@ -5,8 +5,7 @@ spec line of the layer that caused it); analysis passes and the runtime read it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from cnncalc._record import Record
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import Layer
 from cnncalc.shapes import Shape
@@ -14,14 +13,21 @@ from cnncalc.shapes import Shape
 INPUT = "input"
 
 
-@dataclass
-class Node:
-    name: str
-    layer: Layer | None  # None for the input node
-    inputs: list[str]
-    line: int | None = None
-    trace: str = ""  # e.g. "in module 'inception' used at line 40"
-    is_output: bool = False  # marked `output: true`: an intended second output (an aux head)
+class Node(Record):
+    """One named node: its layer (None for the input), the names it reads, where the spec
+    wrote it. (Repr and equality as a dataclass's; see cnncalc._record.)"""
+    _fields = ("name", "layer", "inputs", "line", "trace", "is_output", "_shape")
+    __match_args__ = _fields
+
+    def __init__(self, name: str, layer: Layer | None, inputs: list[str], line: int | None = None,
+                 trace: str = "", is_output: bool = False, _shape: Shape = ()):
+        self.name = name
+        self.layer = layer  # None for the input node
+        self.inputs = inputs
+        self.line = line
+        self.trace = trace  # e.g. "in module 'inception' used at line 40"
+        self.is_output = is_output  # marked `output: true`: an intended second output (an aux head)
+        self._shape = _shape
 
     @property
     def kind(self) -> str:
@@ -31,26 +37,29 @@ class Node:
     def shape(self) -> Shape:
         return self.layer.out_shape if self.layer is not None else self._shape
 
-    _shape: Shape = ()
-
     @property
     def group(self) -> tuple[str, ...]:
         """The enclosing module instances / blocks, from the hierarchical name."""
         return tuple(self.name.split("/")[:-1])
 
 
-@dataclass
-class Graph:
-    name: str
-    input_shape: Shape
-    nodes: dict[str, Node] = field(default_factory=dict)
-    source: str | None = None
-    file: str | None = None
-    rounding: str = "exact"
-    description: str | None = None
-    inferred: bool = False
+class Graph(Record):
+    """The nodes by name, in topological order, and the spec's header. (Repr and equality as a
+    dataclass's; see cnncalc._record.)"""
+    _fields = ("name", "input_shape", "nodes", "source", "file", "rounding", "description", "inferred")
+    __match_args__ = _fields
 
-    def __post_init__(self):
+    def __init__(self, name: str, input_shape: Shape, nodes: dict[str, Node] | None = None,
+                 source: str | None = None, file: str | None = None, rounding: str = "exact",
+                 description: str | None = None, inferred: bool = False):
+        self.name = name
+        self.input_shape = input_shape
+        self.nodes = {} if nodes is None else nodes
+        self.source = source
+        self.file = file
+        self.rounding = rounding
+        self.description = description
+        self.inferred = inferred
         if INPUT not in self.nodes:
             self.nodes = {INPUT: Node(INPUT, None, []), **self.nodes}
 
@@ -90,18 +99,25 @@ class Graph:
                 out[src].append(n.name)
         return out
 
+    def _read(self) -> set[str]:
+        """The names some node reads (``consumers()`` without a list per node)."""
+        read: set[str] = set()
+        for n in self.nodes.values():
+            read.update(n.inputs)
+        return read
+
     def unconsumed(self) -> list[str]:
         """Layers whose output nothing reads, other than the last layer and those marked
         ``output: true``: usually a branch left dangling by mistake (it is still counted)."""
-        cons = self.consumers()
-        last = next(reversed(self.nodes))
-        return [name for name, c in cons.items()
-                if not c and name not in (INPUT, last) and not self.nodes[name].is_output]
+        read, nodes = self._read(), self.nodes
+        last = next(reversed(nodes))
+        return [name for name in nodes
+                if name not in read and name not in (INPUT, last) and not nodes[name].is_output]
 
     @property
     def outputs(self) -> list[str]:
-        cons = self.consumers()
-        return [name for name, c in cons.items() if not c and name != INPUT] or [INPUT]
+        read = self._read()
+        return [name for name in self.nodes if name not in read and name != INPUT] or [INPUT]
 
     # -- shape inference ------------------------------------------------------------------
     def infer(self, input_shape: Shape | None = None) -> "Graph":

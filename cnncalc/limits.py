@@ -8,14 +8,20 @@ bad input (exit 2) with a message naming the limit and how to raise it; see the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from cnncalc._record import FrozenRecord
 
 
-@dataclass(frozen=True)
-class Limit:
-    name: str
-    default: int
-    what: str
+class Limit(FrozenRecord):
+    """A named bound with its default and what it bounds. (Frozen, with a dataclass's repr and
+    equality; see cnncalc._record.)"""
+    _fields = ("name", "default", "what")
+    __match_args__ = _fields
+
+    def __init__(self, name: str, default: int, what: str):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "default", default)
+        object.__setattr__(self, "what", what)
 
     @property
     def env(self) -> str:

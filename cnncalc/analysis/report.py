@@ -6,9 +6,8 @@ All numbers are exact ints.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from cnncalc._gc import paused_gc
+from cnncalc._record import Record
 from cnncalc.analysis.memory import gradient_peak, inference_peak, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
@@ -25,27 +24,38 @@ def dtype_bytes(dtype: str) -> int:
         raise CnnCalcError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
 
 
-@dataclass
-class LayerStats:
-    name: str
-    type: str
-    inputs: list[str]
-    shape: Shape
-    description: str = ""
-    weights: int = 0
-    biases: int = 0
-    nontrainable: int = 0
-    activations: int = 0  # elements of the output, times batch
-    activation_bytes: int = 0
-    view: bool = False  # output aliases the input: no new memory
-    macs: int = 0
-    # training: backward MACs (see training_macs below); 0 for layers without MACs
-    input_grad_macs: int = 0
-    weight_grad_macs: int = 0
-    ops: dict = field(default_factory=dict)
-    explain: list[str] = field(default_factory=list)
-    line: int | None = None
-    type_key: str = ""
+class LayerStats(Record):
+    """One layer's row of the report. (Repr and equality as a dataclass's, the same constructor
+    and attributes; see cnncalc._record.)"""
+    _fields = ("name", "type", "inputs", "shape", "description", "weights", "biases", "nontrainable",
+               "activations", "activation_bytes", "view", "macs", "input_grad_macs", "weight_grad_macs",
+               "ops", "explain", "line", "type_key")
+    __match_args__ = _fields
+
+    def __init__(self, name: str, type: str, inputs: list[str], shape: Shape, description: str = "",
+                 weights: int = 0, biases: int = 0, nontrainable: int = 0, activations: int = 0,
+                 activation_bytes: int = 0, view: bool = False, macs: int = 0, input_grad_macs: int = 0,
+                 weight_grad_macs: int = 0, ops: dict | None = None, explain: list[str] | None = None,
+                 line: int | None = None, type_key: str = ""):
+        self.name = name
+        self.type = type
+        self.inputs = inputs
+        self.shape = shape
+        self.description = description
+        self.weights = weights
+        self.biases = biases
+        self.nontrainable = nontrainable
+        self.activations = activations  # elements of the output, times batch
+        self.activation_bytes = activation_bytes
+        self.view = view  # output aliases the input: no new memory
+        self.macs = macs
+        # training: backward MACs (see training_macs below); 0 for layers without MACs
+        self.input_grad_macs = input_grad_macs
+        self.weight_grad_macs = weight_grad_macs
+        self.ops = {} if ops is None else ops
+        self.explain = [] if explain is None else explain
+        self.line = line
+        self.type_key = type_key
 
     @property
     def params(self) -> int:
@@ -82,19 +92,27 @@ class LayerStats:
         }
 
 
-@dataclass
-class Report:
-    name: str
-    source: str | None
-    input_shape: Shape
-    batch: int
-    dtype: str
-    layers: list[LayerStats]
-    totals: dict
-    memory: dict
-    file: str | None = None
-    with_bias: bool = True
-    peak_at: str = ""
+class Report(Record):
+    """The per-layer rows and the totals. (Repr and equality as a dataclass's, the same
+    constructor and attributes; see cnncalc._record.)"""
+    _fields = ("name", "source", "input_shape", "batch", "dtype", "layers", "totals", "memory", "file",
+               "with_bias", "peak_at")
+    __match_args__ = _fields
+
+    def __init__(self, name: str, source: str | None, input_shape: Shape, batch: int, dtype: str,
+                 layers: list[LayerStats], totals: dict, memory: dict, file: str | None = None,
+                 with_bias: bool = True, peak_at: str = ""):
+        self.name = name
+        self.source = source
+        self.input_shape = input_shape
+        self.batch = batch
+        self.dtype = dtype
+        self.layers = layers
+        self.totals = totals
+        self.memory = memory
+        self.file = file
+        self.with_bias = with_bias
+        self.peak_at = peak_at
 
     def __getitem__(self, name: str) -> LayerStats:
         for row in self.layers:
@@ -139,15 +157,16 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     grad_flows: dict[str, bool] = {INPUT: False}
     # copies of one layer on the same input shapes (replayed module instances) count the same:
     # their rows are copies of the first one's, with their own name, inputs and line
-    counted: dict[tuple, dict] = {}
+    counted: dict[tuple, list] = {}
+    # the totals are summed per distinct row: [its fields, how many rows have them]
+    distinct: list[list] = []
     new = object.__new__
-    weights = biases = nontrain = macs = dx_macs = dw_macs = acts = 0
-    ops = dict.fromkeys(OP_KINDS, 0)
+    dx_macs = 0
     for node in graph.layers:
         layer = node.layer
         key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(layer.in_shapes))
-        tmpl = None if explain else counted.get(key)
-        if tmpl is None:
+        entry = None if explain else counted.get(key)
+        if entry is None:
             w = b = 0
             for shape, role in layer.param_shapes().values():
                 if role == "weight":
@@ -161,8 +180,12 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     "activations": elems, "activation_bytes": elems * nbytes, "view": layer.view,
                     "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
                     "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
+            entry = [tmpl, 0]
+            distinct.append(entry)
             if not explain:
-                counted[key] = tmpl
+                counted[key] = entry
+        tmpl = entry[0]
+        entry[1] += 1
         # Every forward MAC multiplies one input value by one weight (conv, grouped/depthwise,
         # transposed, locally connected, fc). Backward repeats each product once for the input
         # gradient (dX += w·dY) and once for the weight gradient (dW += x·dY): the same count
@@ -180,23 +203,12 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         d["explain"] = []
         d["line"] = node.line
         if needs_dx:
+            dx_macs += d["macs"]
             d["input_grad_macs"] = d["macs"]
         row = new(LayerStats)
         row.__dict__ = d
-        w = d["weights"]
-        grad_flows[node.name] = needs_dx or w + d["biases"] > 0
+        grad_flows[node.name] = needs_dx or d["weights"] + d["biases"] > 0
         sizes[node.name] = 0 if d["view"] else d["activations"]
-        weights += w
-        biases += d["biases"]
-        nontrain += d["nontrainable"]
-        macs += d["macs"]
-        dx_macs += d["input_grad_macs"]
-        dw_macs += d["weight_grad_macs"]
-        if not d["view"]:
-            acts += d["activations"]
-        for k, v in d["ops"].items():
-            if k in ops:
-                ops[k] += v
         if explain:
             # write an fc layer after a flatten as the slides do: 7*7*512*4096, not 25088*4096
             src = graph[node.inputs[0]] if node.inputs else None
@@ -210,6 +222,19 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                                    f"{fmt_int(row.weight_grad_macs)} weight gradient = {fmt_int(row.training_macs)}")
         rows.append(row)
 
+    weights = biases = nontrain = macs = dw_macs = acts = 0
+    ops = dict.fromkeys(OP_KINDS, 0)
+    for tmpl, n in distinct:
+        weights += tmpl["weights"] * n
+        biases += tmpl["biases"] * n
+        nontrain += tmpl["nontrainable"] * n
+        macs += tmpl["macs"] * n
+        dw_macs += tmpl["weight_grad_macs"] * n
+        if not tmpl["view"]:
+            acts += tmpl["activations"] * n
+        for k, v in tmpl["ops"].items():
+            if k in ops:
+                ops[k] += v * n
     trainable = weights + biases
     input_elems = sizes[INPUT]
     totals = {

@@ -9,9 +9,9 @@ All numbers are Python ints: exact, never rounded.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from cnncalc._record import FrozenRecord
 from cnncalc.errors import SpecError, short
 from cnncalc.shapes import Shape, fmt_int, fmt_shape, numel, spatial
 
@@ -157,14 +157,19 @@ def pads_per_axis(value, ndim: int, in_sp, k_eff, strides, name="pad") -> tuple[
 
 
 # ----------------------------------------------------------------------------- windows
-@dataclass(frozen=True)
-class Window:
-    """A sliding window along one axis: what shape inference and receptive fields share."""
-    kernel: int
-    stride: int
-    pad_lo: int
-    pad_hi: int
-    dilation: int = 1
+class Window(FrozenRecord):
+    """A sliding window along one axis: what shape inference and receptive fields share.
+    (Frozen, with a dataclass's repr and equality; see cnncalc._record.)"""
+    _fields = ("kernel", "stride", "pad_lo", "pad_hi", "dilation")
+    __match_args__ = _fields
+
+    def __init__(self, kernel: int, stride: int, pad_lo: int, pad_hi: int, dilation: int = 1):
+        setattr_ = object.__setattr__
+        setattr_(self, "kernel", kernel)
+        setattr_(self, "stride", stride)
+        setattr_(self, "pad_lo", pad_lo)
+        setattr_(self, "pad_hi", pad_hi)
+        setattr_(self, "dilation", dilation)
 
     @property
     def extent(self) -> int:
@@ -175,18 +180,23 @@ class Window:
 GLOBAL = "global"  # the layer sees its whole input (fc, global pooling)
 
 
-@dataclass(frozen=True)
-class AxisMap:
+class AxisMap(FrozenRecord):
     """Which input units an output unit reads along one axis, for layers that are not a plain
     sliding window (upsampling, cropping, padding, adaptive pooling): ``reads(o)`` lists the
     input unit indices (indices outside 0..n−1 lie in padding) and the map is periodic:
     ``reads(o + a) = reads(o) + b``. The effective stride is multiplied by b/a (a Fraction
-    when a ∤ b: an upsampling by 2 halves it). ``label`` names the rule in explanations."""
-    a: int
-    b: int
-    starts: tuple[int, ...]  # reads(o) for o in 0..a−1 is range(starts[o], ends[o])
-    ends: tuple[int, ...]
-    label: str = ""
+    when a ∤ b: an upsampling by 2 halves it). ``label`` names the rule in explanations.
+    (Frozen, with a dataclass's repr and equality; see cnncalc._record.)"""
+    _fields = ("a", "b", "starts", "ends", "label")
+    __match_args__ = _fields
+
+    def __init__(self, a: int, b: int, starts: tuple[int, ...], ends: tuple[int, ...], label: str = ""):
+        setattr_ = object.__setattr__
+        setattr_(self, "a", a)
+        setattr_(self, "b", b)
+        setattr_(self, "starts", starts)  # reads(o) for o in 0..a−1 is range(starts[o], ends[o])
+        setattr_(self, "ends", ends)
+        setattr_(self, "label", label)
 
     def span(self, o: int) -> tuple[int, int]:
         """reads(o) as the half-open range (start, end)."""

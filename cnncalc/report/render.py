@@ -14,26 +14,35 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from cnncalc._record import Record
+
 FORMATS = ("table", "plain", "json", "csv", "markdown")
 BAR_WIDTH = 10
 CHART_MEMORY, CHART_PARAMS = "cyan", "magenta"  # the two bars of summarize's chart
 _BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
-@dataclass
-class Column:
-    key: str
-    header: str
-    align: str = "right"  # left | right
-    fmt: Callable[[Any], str] | None = None  # for table and markdown; CSV writes raw values
-    style: str | None = None
-    # On a narrow terminal: "number" cells (the default for right-aligned columns) are never cut
-    # or wrapped; "text" cells (left-aligned) wrap at spaces, long words fold; "chart" columns go
-    # first. ``drop`` > 0 lets the column be left out when the table does not fit: the highest
-    # first (the chart is always dropped before any other column). 0 = always shown.
-    kind: str | None = None
-    drop: int = 0
-    styles: tuple[str, ...] | None = None  # chart cells given as tuples: one style per part
+class Column(Record):
+    """One column of a table. (Repr and equality as a dataclass's; see cnncalc._record.)"""
+    _fields = ("key", "header", "align", "fmt", "style", "kind", "drop", "styles")
+    __match_args__ = _fields
+
+    def __init__(self, key: str, header: str, align: str = "right",
+                 fmt: Callable[[Any], str] | None = None, style: str | None = None,
+                 kind: str | None = None, drop: int = 0, styles: tuple[str, ...] | None = None):
+        self.key = key
+        self.header = header
+        self.align = align  # left | right
+        self.fmt = fmt  # for table and markdown; CSV writes raw values
+        self.style = style
+        # On a narrow terminal: "number" cells (the default for right-aligned columns) are never
+        # cut or wrapped; "text" cells (left-aligned) wrap at spaces, long words fold; "chart"
+        # columns go first. ``drop`` > 0 lets the column be left out when the table does not
+        # fit: the highest first (the chart is always dropped before any other column). 0 =
+        # always shown.
+        self.kind = kind
+        self.drop = drop
+        self.styles = styles  # chart cells given as tuples: one style per part
 
     @property
     def kind_(self) -> str:

@@ -600,7 +600,7 @@ class _Builder:
             d["in_shapes"] = []
             d["_notes"] = []
             node = Node(full, layer, [src if k == 0 else (prefix + v if k == 1 else v) for k, v in inputs],
-                        line, trace, is_output=is_output)
+                        line, trace, is_output)
             if full in nodes:  # a name used twice: the error an expansion reports
                 self._add(node)
             nodes[full] = node  # (its inputs are the source and nodes added before it)

@@ -6,8 +6,9 @@ All numbers are exact ints.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from cnncalc._gc import paused_gc
-from cnncalc._record import Record
 from cnncalc.analysis.memory import gradient_peak, inference_peak, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
@@ -24,38 +25,27 @@ def dtype_bytes(dtype: str) -> int:
         raise CnnCalcError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
 
 
-class LayerStats(Record):
-    """One layer's row of the report. (Repr and equality as a dataclass's, the same constructor
-    and attributes; see cnncalc._record.)"""
-    _fields = ("name", "type", "inputs", "shape", "description", "weights", "biases", "nontrainable",
-               "activations", "activation_bytes", "view", "macs", "input_grad_macs", "weight_grad_macs",
-               "ops", "explain", "line", "type_key")
-    __match_args__ = _fields
-
-    def __init__(self, name: str, type: str, inputs: list[str], shape: Shape, description: str = "",
-                 weights: int = 0, biases: int = 0, nontrainable: int = 0, activations: int = 0,
-                 activation_bytes: int = 0, view: bool = False, macs: int = 0, input_grad_macs: int = 0,
-                 weight_grad_macs: int = 0, ops: dict | None = None, explain: list[str] | None = None,
-                 line: int | None = None, type_key: str = ""):
-        self.name = name
-        self.type = type
-        self.inputs = inputs
-        self.shape = shape
-        self.description = description
-        self.weights = weights
-        self.biases = biases
-        self.nontrainable = nontrainable
-        self.activations = activations  # elements of the output, times batch
-        self.activation_bytes = activation_bytes
-        self.view = view  # output aliases the input: no new memory
-        self.macs = macs
-        # training: backward MACs (see training_macs below); 0 for layers without MACs
-        self.input_grad_macs = input_grad_macs
-        self.weight_grad_macs = weight_grad_macs
-        self.ops = {} if ops is None else ops
-        self.explain = [] if explain is None else explain
-        self.line = line
-        self.type_key = type_key
+@dataclass
+class LayerStats:
+    name: str
+    type: str
+    inputs: list[str]
+    shape: Shape
+    description: str = ""
+    weights: int = 0
+    biases: int = 0
+    nontrainable: int = 0
+    activations: int = 0  # elements of the output, times batch
+    activation_bytes: int = 0
+    view: bool = False  # output aliases the input: no new memory
+    macs: int = 0
+    # training: backward MACs (see training_macs below); 0 for layers without MACs
+    input_grad_macs: int = 0
+    weight_grad_macs: int = 0
+    ops: dict = field(default_factory=dict)
+    explain: list[str] = field(default_factory=list)
+    line: int | None = None
+    type_key: str = ""
 
     @property
     def params(self) -> int:
@@ -92,27 +82,19 @@ class LayerStats(Record):
         }
 
 
-class Report(Record):
-    """The per-layer rows and the totals. (Repr and equality as a dataclass's, the same
-    constructor and attributes; see cnncalc._record.)"""
-    _fields = ("name", "source", "input_shape", "batch", "dtype", "layers", "totals", "memory", "file",
-               "with_bias", "peak_at")
-    __match_args__ = _fields
-
-    def __init__(self, name: str, source: str | None, input_shape: Shape, batch: int, dtype: str,
-                 layers: list[LayerStats], totals: dict, memory: dict, file: str | None = None,
-                 with_bias: bool = True, peak_at: str = ""):
-        self.name = name
-        self.source = source
-        self.input_shape = input_shape
-        self.batch = batch
-        self.dtype = dtype
-        self.layers = layers
-        self.totals = totals
-        self.memory = memory
-        self.file = file
-        self.with_bias = with_bias
-        self.peak_at = peak_at
+@dataclass
+class Report:
+    name: str
+    source: str | None
+    input_shape: Shape
+    batch: int
+    dtype: str
+    layers: list[LayerStats]
+    totals: dict
+    memory: dict
+    file: str | None = None
+    with_bias: bool = True
+    peak_at: str = ""
 
     def __getitem__(self, name: str) -> LayerStats:
         for row in self.layers:

@@ -49,3 +49,18 @@ def test_lenet5_dense_counts():
     assert r.totals["params"] == sum(expected.values()) == 61_706
     assert r["C5"].shape == (1, 1, 120)
     assert r["C1"].macs == 28 * 28 * 6 * 25
+
+
+def test_analyze_results_stay_dataclasses():
+    """``analyze()``'s results are public: users serialise them with ``dataclasses.asdict``.
+    (The internal records — Node, Graph, Column… — are plain classes to save start-up time;
+    these two must not follow.) LeNet-5's params, by hand: 156 + 2,416 + 48,120 + 10,164 + 850
+    = 61,706 (C3 dense)."""
+    import dataclasses
+
+    import cnncalc
+
+    r = cnncalc.analyze("lenet5")
+    d = dataclasses.asdict(r)
+    assert sum(row["weights"] + row["biases"] for row in d["layers"]) == 61706
+    assert dataclasses.asdict(r.layers[0])["name"] == r.layers[0].name

@@ -237,6 +237,20 @@ def conv_worker(which, name, threads, repeat):
         print(bench_conv(shp, "auto", repeat) * 1e3)
 
 
+def _alternate(worker_flag, name, threads, rounds, repeat, parse):
+    """``{"ours": [...], "torch": [...]}``: ``rounds`` runs of each side's worker for shape
+    ``name``, alternating fresh processes (so background load hits both alike), each run's
+    stdout read by ``parse``."""
+    res = {"ours": [], "torch": []}
+    for _ in range(rounds):
+        for which in ("ours", "torch"):
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), worker_flag, which, "--shape", name,
+                                "--threads", str(threads), "--repeat", str(repeat)],
+                               capture_output=True, text=True, check=True)
+            res[which].append(parse(r.stdout))
+    return res
+
+
 def headline(threads, rounds, repeat, names=(HEADLINE,)):
     """Conv forward+backward, cnncalc (auto) against PyTorch, alternating fresh processes."""
     import statistics
@@ -245,13 +259,7 @@ def headline(threads, rounds, repeat, names=(HEADLINE,)):
           f"{rounds} alternating rounds in fresh processes (each the min of {repeat} runs), ms\n")
     print("| shape | cnncalc min / median | PyTorch min / median | ratio (median) | ratio (min) |\n|---|---|---|---|---|")
     for name in names:
-        res = {"ours": [], "torch": []}
-        for _ in range(rounds):
-            for which in ("ours", "torch"):
-                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--conv-worker", which, "--shape", name,
-                                    "--threads", str(threads), "--repeat", str(repeat)],
-                                   capture_output=True, text=True, check=True)
-                res[which].append(float(r.stdout.split()[-1]))
+        res = _alternate("--conv-worker", name, threads, rounds, repeat, lambda out: float(out.split()[-1]))
         (lo, mo), (lt, mt) = ((min(v), statistics.median(v)) for v in (res["ours"], res["torch"]))
         print(f"| {name} | {lo:.1f} / {mo:.1f} | {lt:.1f} / {mt:.1f} | {mo / mt:.2f} | {lo / lt:.2f} |", flush=True)
 
@@ -309,13 +317,8 @@ def passes(threads, rounds, repeat, names):
     print("| shape | pass | cnncalc wall | PyTorch wall | cnncalc CPU | PyTorch CPU | ratio (CPU min) |\n"
           "|---|---|---|---|---|---|---|")
     for name in names:
-        res = {"ours": [], "torch": []}
-        for _ in range(rounds):
-            for which in ("ours", "torch"):
-                r = subprocess.run([sys.executable, os.path.abspath(__file__), "--pass-worker", which, "--shape", name,
-                                    "--threads", str(threads), "--repeat", str(repeat)],
-                                   capture_output=True, text=True, check=True)
-                res[which].append(json.loads(r.stdout.strip().splitlines()[-1]))
+        res = _alternate("--pass-worker", name, threads, rounds, repeat,
+                         lambda out: json.loads(out.strip().splitlines()[-1]))
         for key in ("fwd", "dx", "dw", "db"):
             o = [min(r[key][0] for r in res["ours"]), float(np.median([r[key][1] for r in res["ours"]])),
                  min(r[key][2] for r in res["ours"]), float(np.median([r[key][3] for r in res["ours"]]))]

@@ -339,14 +339,11 @@ def _flip_conv_dx(dy, w, dilation, fpads, H, W):
     "full correlation" restricted to the input's interior), so it runs as an unfold (a copy)
     and one GEMM, instead of a GEMM and a fold (a scatter-add) followed by a crop of the
     padding."""
-    F, C, kh, kw = w.shape
-    N = dy.shape[0]
     dyp = _pad_input(dy, fpads)
+    wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     if _rows_pays(w.shape, (1, 1), 1):
-        return _rows_fwd(dyp, np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), dilation, H, W)[0]
-    cols = _im2col(dyp, kh, kw, 1, 1, dilation[0], dilation[1], H, W, 1)
-    wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, F * kh * kw)
-    return _gemm_nchw(wf, cols[0], N, H, W)
+        return _rows_fwd(dyp, wf, dilation, H, W)[0]
+    return _im2col_fwd(dyp, wf, (1, 1), dilation, 1, H, W)
 
 
 def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):

@@ -146,6 +146,24 @@ def _wide_corr(acc, xp, n, wf, wb, offs, kh, kw):
                 acc[_U(p)] += (w0 * xp[_U(p + o0)] + w1 * xp[_U(p + o1)]) + w2 * xp[_U(p + o2)]
 
 
+@njit
+def _to_wide(dst, src, sb, OH, OW, Wq):
+    """The ``OH x OW`` plane at ``src[sb:]`` onto the wide grid of row pitch ``Wq``
+    (``dst``'s columns past ``OW`` are left as they are)."""
+    for oh in range(OH):
+        for ow in range(OW):
+            dst[_U(oh * Wq + ow)] = src[_U(sb + oh * OW + ow)]
+
+
+@njit
+def _from_wide(dst, db, src, OH, OW, Wq):
+    """The inverse of :func:`_to_wide`: the first ``OW`` columns of each wide row of
+    ``src`` to the ``OH x OW`` plane at ``dst[db:]``."""
+    for oh in range(OH):
+        for ow in range(OW):
+            dst[_U(db + oh * OW + ow)] = src[_U(oh * Wq + ow)]
+
+
 @njit(parallel=True)
 def _fwd(x, w, sh, sw, dh, dw, pt, pl, groups, OH, OW):
     """Per output plane: the phase planes of its input channel(s) (a cache-resident copy
@@ -172,9 +190,7 @@ def _fwd(x, w, sh, sw, dh, dw, pt, pl, groups, OH, OW):
             ci = g * Cg + c
             _phase_planes(xp, xf, (nn * C + ci) * H * W, H, W, pt, pl, sh, sw, Hq, Wq)
             _wide_corr(acc, xp, n, wf, (f * Cg + c) * kh * kw, offs, kh, kw)
-        for oh in range(OH):
-            for ow in range(OW):
-                yf[_U((t * OH + oh) * OW + ow)] = acc[_U(oh * Wq + ow)]
+        _from_wide(yf, t * OH * OW, acc, OH, OW, Wq)
     return y
 
 
@@ -209,9 +225,7 @@ def _dx1(dy, w, dh, dw, pt, pl, groups, H, W):
             _phase_planes(sp, dyf, (nn * F + f) * OH * OW, OH, OW, (kh - 1) * dh - pt, (kw - 1) * dw - pl,
                           1, 1, Hq, Wq)
             _wide_corr(acc, sp, n, wf, (f * Cg + c) * kh * kw, rot, kh, kw)
-        for h in range(H):
-            for q in range(W):
-                dxf[_U((t * H + h) * W + q)] = acc[_U(h * Wq + q)]
+        _from_wide(dxf, t * H * W, acc, H, W, Wq)
     return dx
 
 
@@ -242,10 +256,7 @@ def _dxs(dy, w, sh, sw, dh, dw, pt, pl, groups, H, W):
             ph[p] = zero
         for fo in range(Fg):
             f = g * Fg + fo
-            db = (nn * F + f) * OH * OW
-            for oh in range(OH):
-                for ow in range(OW):
-                    dyw[_U(oh * Wq + ow)] = dyf[_U(db + oh * OW + ow)]
+            _to_wide(dyw, dyf, (nn * F + f) * OH * OW, OH, OW, Wq)
             wb = (f * Cg + c) * kh * kw
             for k in range(kh * kw):
                 wv = wf[_U(wb + k)]
@@ -298,10 +309,7 @@ def _dw(dy, x, Cg, kh, kw, sh, sw, dh, dw, pt, pl, groups):
         dyw = np.zeros(n, dtype=dy.dtype)  # columns past OW stay zero
         for nn in range(N):
             _phase_planes(xp, xf, (nn * C + ci) * H * W, H, W, pt, pl, sh, sw, Hq, Wq)
-            db = (nn * F + f) * OH * OW
-            for oh in range(OH):
-                for ow in range(OW):
-                    dyw[_U(oh * Wq + ow)] = dyf[_U(db + oh * OW + ow)]
+            _to_wide(dyw, dyf, (nn * F + f) * OH * OW, OH, OW, Wq)
             for k in range(kh * kw):
                 o = offs[k]
                 pb = k * _LANES

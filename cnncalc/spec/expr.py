@@ -217,6 +217,32 @@ def substitute(value, scope: dict):
     return value
 
 
+def names_read(value) -> frozenset | None:
+    """The scope names ``substitute(value, scope)`` reads, or None when that cannot be told
+    without evaluating (an expression that does not parse: substitute reports it)."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return frozenset()
+        m = _WHOLE.match(value)
+        sources = [m.group(1) or m.group(2)] if m else [mm.group(1) or mm.group(2) for mm in _PART.finditer(value)]
+        out: set = set()
+        for src in sources:
+            try:
+                out.update(_parse(src.strip())[2])
+            except ExprError:
+                return None
+        return frozenset(out)
+    if isinstance(value, (list, dict)):
+        out = set()
+        for v in (value.values() if isinstance(value, dict) else value):
+            part = names_read(v)
+            if part is None:
+                return None
+            out |= part
+        return frozenset(out)
+    return frozenset()
+
+
 def _tidy(v):
     if isinstance(v, float) and v.is_integer():
         return int(v)

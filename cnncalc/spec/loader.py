@@ -32,7 +32,7 @@ from cnncalc.graph import INPUT, Graph, Node
 from cnncalc.layers import ALIASES, REGISTRY
 from cnncalc.layers.base import _suggest, as_rounding
 from cnncalc.shapes import parse_shape
-from cnncalc.spec.expr import ExprError, substitute
+from cnncalc.spec.expr import ExprError, names_read, substitute
 from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml, read_text_file
 
 TOP_KEYS = {"name", "source", "input", "rounding", "defaults", "modules", "layers", "vars",
@@ -135,6 +135,7 @@ class _Builder:
         self._recording: list[list] = []   # [prefix, safe] of the instances being recorded
         self._keep: list = []
         self._order: list[Node] = []  # the nodes added, in order
+        self._items: dict[int, tuple] = {}  # id(item) → (item, names its values read, copies)
 
     # ---------------------------------------------------------------- errors
     def err(self, msg, line=None, layer=None, hint=None):
@@ -256,7 +257,8 @@ class _Builder:
         return prev
 
     def _item(self, item, ctx: _Ctx, prev: str, line) -> str:
-        if isinstance(item, str):
+        fresh = isinstance(item, str)  # (made here: not worth remembering)
+        if fresh:
             item = LineDict({item: None})
             item.line, item.key_lines = line, {}
         if not isinstance(item, dict):
@@ -291,10 +293,10 @@ class _Builder:
                                    line=line)
                 if not when:
                     continue
-                it = _substitute_item(item, scope)
+                it = self._substitute_item(item, scope, fresh)
+                name = substitute(item["name"], scope) if "name" in item else None
             except ExprError as e:
                 raise self.err(str(e), line=line) from None
-            name = it.get("name")
             if name is not None:
                 if not _valid_name(name):
                     raise self.err(f"'name' is a layer name (text like conv1), got {short(name)}",
@@ -309,6 +311,32 @@ class _Builder:
             src = self._inputs(it, sub, prev, line)
             prev = self._one(kind, it, sub, src, name, line)
         return prev
+
+    def _substitute_item(self, item, scope, fresh: bool):
+        """``_substitute_item(item, scope)``, computed once per item and values of the names it
+        reads (a repeated item's copy is the same for every n it does not read): the copy is
+        shared, and nothing downstream changes it."""
+        if fresh:
+            return _substitute_item(item, scope)
+        info = self._items.get(id(item))
+        if info is None:  # (the item is kept in the entry: its id stays its own)
+            info = self._items[id(item)] = (item, _item_names(item), {})
+        names, done = info[1], info[2]
+        if names is None:
+            return _substitute_item(item, scope)
+        key = []
+        for nm in names:
+            v = scope.get(nm, _UNSET)
+            cls = v.__class__
+            if cls is not int and cls is not str and cls is not bool and v is not _UNSET:
+                return _substitute_item(item, scope)  # (floats: 0.0 == -0.0; lists: unhashable)
+            key.append(cls)
+            key.append(v)
+        key = tuple(key)
+        out = done.get(key)
+        if out is None:
+            out = done[key] = _substitute_item(item, scope)
+        return out
 
     def _kind_of(self, item, line) -> str:
         keys = [k for k in item if k not in ITEM_KEYS]
@@ -610,6 +638,9 @@ class _Builder:
         return src if k == 0 else (prefix + v if k == 1 else v)
 
 
+_UNSET = object()
+
+
 class _Lazy:
     """A module instance's nodes, ``_order[start:stop]``, not yet read into a recording."""
     __slots__ = ("prefix", "src", "out", "start", "stop", "steps", "calls")
@@ -648,15 +679,32 @@ def _is_prelu(v) -> bool:
     return isinstance(v, str) and v.lower() == "prelu"
 
 
+_UNREAD = frozenset(("name", "when", "repeat"))  # read off the item itself, never off its copy
+
+
 def _substitute_item(item, scope):
     """Substitute an item's own values; nested layer lists are substituted when expanded,
-    so that an inner ``repeat`` binds its own ``n``."""
+    so that an inner ``repeat`` binds its own ``n``. Its name, when and repeat are left as
+    written: ``_item`` reads those off the item itself."""
     out = LineDict()
     out.line, out.key_lines = getattr(item, "line", None), getattr(item, "key_lines", {})
     for k, v in item.items():
-        nested = k == "layers" or ALIASES.get(k, k) in MERGES
+        nested = k in _UNREAD or k == "layers" or ALIASES.get(k, k) in MERGES
         out[k] = v if nested else substitute(v, scope)
     return out
+
+
+def _item_names(item) -> tuple | None:
+    """The scope names ``_substitute_item(item, ·)`` reads, sorted (None: cannot tell)."""
+    names: set = set()
+    for k, v in item.items():
+        if k in _UNREAD or k == "layers" or ALIASES.get(k, k) in MERGES:
+            continue
+        part = names_read(v)
+        if part is None:
+            return None
+        names |= part
+    return tuple(sorted(names))
 
 
 def _valid_name(v) -> bool:

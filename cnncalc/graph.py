@@ -5,6 +5,8 @@ spec line of the layer that caused it); analysis passes and the runtime read it.
 """
 from __future__ import annotations
 
+from itertools import chain
+
 from cnncalc._record import Record
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import Layer
@@ -101,10 +103,7 @@ class Graph(Record):
 
     def _read(self) -> set[str]:
         """The names some node reads (``consumers()`` without a list per node)."""
-        read: set[str] = set()
-        for n in self.nodes.values():
-            read.update(n.inputs)
-        return read
+        return set(chain.from_iterable([n.inputs for n in self.nodes.values()]))
 
     def unconsumed(self) -> list[str]:
         """Layers whose output nothing reads, other than the last layer and those marked

@@ -135,15 +135,17 @@ class Graph(Record):
             layer = node.layer
             if layer is None:
                 continue
-            ins = [shapes[s] for s in node.inputs]
-            key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(ins))
+            inputs = node.inputs
+            ins = (shapes[inputs[0]],) if len(inputs) == 1 else tuple([shapes[s] for s in inputs])
+            key = (layer.__class__, id(layer.args), layer.activation, layer.rounding, ins)
             first = done.get(key)
             if first is not None:
-                name, factors = layer.name, layer.__dict__.get("in_factors")
-                layer.__dict__.update(first.__dict__)
-                layer.name = name
-                layer.__dict__["in_factors"] = factors
-                shapes[node.name] = layer.out_shape
+                d = layer.__dict__
+                name, factors = d["name"], d.get("in_factors")
+                d.update(first.__dict__)
+                d["name"] = name
+                d["in_factors"] = factors
+                shapes[node.name] = d["out_shape"]
                 continue
             try:
                 shapes[node.name] = layer.infer(ins, self.rounding)

@@ -12,21 +12,30 @@ from cnncalc.graph import INPUT, Graph
 
 def tensor_intervals(graph: Graph, sizes: dict[str, int]) -> dict[str, tuple[int, int, int]]:
     """Root tensor name → (first step, last step, elements). Steps are topological indices."""
-    base: dict[str, str] = {}
-    intervals: dict[str, list[int]] = {}
+    base: dict[str, str] = {}  # a view → the tensor it aliases (any other tensor is its own)
+    start: dict[str, int] = {}
+    last: dict[str, int] = {}
     # steps are visited in order, so a tensor's last reader so far is the current step
-    for step, (name, node) in enumerate(graph.nodes.items()):
-        if node.layer is not None and node.layer.view:
-            base[name] = base[node.inputs[0]]
+    step = 0
+    for name, node in graph.nodes.items():
+        layer = node.layer
+        inputs = node.inputs
+        if layer is not None and layer.view:
+            src = inputs[0]
+            base[name] = base.get(src, src)
         else:
-            base[name] = name
-            intervals[name] = [step, step]
-        for src in node.inputs:
-            intervals[base[src]][1] = step
-    end = len(graph.nodes) - 1
+            start[name] = last[name] = step
+        if len(inputs) == 1:
+            src = inputs[0]
+            last[base.get(src, src)] = step
+        else:
+            for src in inputs:
+                last[base.get(src, src)] = step
+        step += 1
+    end = step - 1
     for out in graph.outputs:
-        intervals[base[out]][1] = end
-    return {b: (lo, hi, sizes[b]) for b, (lo, hi) in intervals.items()}
+        last[base.get(out, out)] = end
+    return {b: (lo, last[b], sizes[b]) for b, lo in start.items()}
 
 
 def peak(intervals: dict[str, tuple[int, int, int]], n_steps: int, skip: set[str] = frozenset()) -> tuple[int, int]:

@@ -146,7 +146,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     dx_macs = 0
     for node in graph.layers:
         layer = node.layer
-        key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(layer.in_shapes))
+        # (graph.infer gives a copy its first's in_shapes list: the same object, the same shapes)
+        key = (layer.__class__, id(layer.args), layer.activation, layer.rounding, id(layer.in_shapes))
         entry = None if explain else counted.get(key)
         if entry is None:
             w = b = 0
@@ -162,7 +163,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     "activations": elems, "activation_bytes": elems * nbytes, "view": layer.view,
                     "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
                     "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
-            entry = [tmpl, 0]
+            entry = [tmpl, 0, w + b > 0, 0 if tmpl["view"] else elems]
             distinct.append(entry)
             if not explain:
                 counted[key] = entry
@@ -173,14 +174,19 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         # gradient (dX += w·dY) and once for the weight gradient (dW += x·dY): the same count
         # each, under the same convention (padding positions included, as in forward). The input
         # gradient is skipped when no trainable tensor lies upstream (e.g. the first conv).
-        needs_dx = False
-        for i in node.inputs:
-            if grad_flows.get(i, False):
-                needs_dx = True
-                break
+        inputs = node.inputs
+        if len(inputs) == 1:
+            needs_dx = grad_flows.get(inputs[0], False)
+        else:
+            needs_dx = False
+            for i in inputs:
+                if grad_flows.get(i, False):
+                    needs_dx = True
+                    break
+        name = node.name
         d = tmpl.copy()
-        d["name"] = node.name
-        d["inputs"] = list(node.inputs)
+        d["name"] = name
+        d["inputs"] = list(inputs)
         d["ops"] = d["ops"].copy()
         d["explain"] = []
         d["line"] = node.line
@@ -189,8 +195,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
             d["input_grad_macs"] = d["macs"]
         row = new(LayerStats)
         row.__dict__ = d
-        grad_flows[node.name] = needs_dx or d["weights"] + d["biases"] > 0
-        sizes[node.name] = 0 if d["view"] else d["activations"]
+        grad_flows[name] = needs_dx or entry[2]
+        sizes[name] = entry[3]
         if explain:
             # write an fc layer after a flatten as the slides do: 7*7*512*4096, not 25088*4096
             src = graph[node.inputs[0]] if node.inputs else None
@@ -206,7 +212,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
 
     weights = biases = nontrain = macs = dw_macs = acts = 0
     ops = dict.fromkeys(OP_KINDS, 0)
-    for tmpl, n in distinct:
+    for tmpl, n, _, _ in distinct:
         weights += tmpl["weights"] * n
         biases += tmpl["biases"] * n
         nontrain += tmpl["nontrainable"] * n

@@ -6,9 +6,10 @@ All numbers are exact ints.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from cnncalc._gc import paused_gc
+from cnncalc._record import FACTORY, Record
 from cnncalc.analysis.memory import gradient_peak, inference_peak, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
@@ -25,8 +26,13 @@ def dtype_bytes(dtype: str) -> int:
         raise CnnCalcError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
 
 
-@dataclass
-class LayerStats:
+# LayerStats and Report are dataclasses (``dataclasses.asdict/fields/replace`` work on what
+# ``cnncalc.analyze`` returns) whose ``__init__``, repr and ``==`` are written out, as
+# ``@dataclass`` would write them (repr and ``==`` from cnncalc._record): generating them costs
+# every cold start about 5 M instructions per class.
+@dataclass(init=False, repr=False, eq=False)
+class LayerStats(Record):
+    """One row of the report: a layer's shape, counts and memory (all exact ints)."""
     name: str
     type: str
     inputs: list[str]
@@ -46,6 +52,30 @@ class LayerStats:
     explain: list[str] = field(default_factory=list)
     line: int | None = None
     type_key: str = ""
+
+    def __init__(self, name: str, type: str, inputs: list[str], shape: Shape, description: str = "",
+                 weights: int = 0, biases: int = 0, nontrainable: int = 0, activations: int = 0,
+                 activation_bytes: int = 0, view: bool = False, macs: int = 0, input_grad_macs: int = 0,
+                 weight_grad_macs: int = 0, ops: dict = FACTORY, explain: list[str] = FACTORY,
+                 line: int | None = None, type_key: str = ""):
+        self.name = name
+        self.type = type
+        self.inputs = inputs
+        self.shape = shape
+        self.description = description
+        self.weights = weights
+        self.biases = biases
+        self.nontrainable = nontrainable
+        self.activations = activations
+        self.activation_bytes = activation_bytes
+        self.view = view
+        self.macs = macs
+        self.input_grad_macs = input_grad_macs
+        self.weight_grad_macs = weight_grad_macs
+        self.ops = {} if ops is FACTORY else ops
+        self.explain = [] if explain is FACTORY else explain
+        self.line = line
+        self.type_key = type_key
 
     @property
     def params(self) -> int:
@@ -82,8 +112,9 @@ class LayerStats:
         }
 
 
-@dataclass
-class Report:
+@dataclass(init=False, repr=False, eq=False)
+class Report(Record):
+    """Per-layer rows and totals of one network: what every command renders."""
     name: str
     source: str | None
     input_shape: Shape
@@ -95,6 +126,21 @@ class Report:
     file: str | None = None
     with_bias: bool = True
     peak_at: str = ""
+
+    def __init__(self, name: str, source: str | None, input_shape: Shape, batch: int, dtype: str,
+                 layers: list[LayerStats], totals: dict, memory: dict, file: str | None = None,
+                 with_bias: bool = True, peak_at: str = ""):
+        self.name = name
+        self.source = source
+        self.input_shape = input_shape
+        self.batch = batch
+        self.dtype = dtype
+        self.layers = layers
+        self.totals = totals
+        self.memory = memory
+        self.file = file
+        self.with_bias = with_bias
+        self.peak_at = peak_at
 
     def __getitem__(self, name: str) -> LayerStats:
         for row in self.layers:
@@ -120,6 +166,10 @@ class Report:
             "layers": [r.to_dict(self.with_bias) for r in self.layers],
             "totals": dict(self.totals), "memory": dict(self.memory),
         }
+
+
+LayerStats._fields = LayerStats.__match_args__ = tuple(f.name for f in fields(LayerStats))
+Report._fields = Report.__match_args__ = tuple(f.name for f in fields(Report))
 
 
 def analyze_graph(graph: Graph, *, batch: int = 1, dtype: str = "float32", bias: bool = True,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Callable
 
-from cnncalc._record import Record
+from cnncalc._record import FACTORY, Record
 
 FORMATS = ("table", "plain", "json", "csv", "markdown")
 BAR_WIDTH = 10
@@ -50,8 +50,11 @@ class Column(Record):
         return self.kind or ("number" if self.align == "right" else "text")
 
 
-@dataclass
-class TableView:
+@dataclass(init=False, repr=False, eq=False)
+class TableView(Record):
+    """What a report shows: a table, its totals rows, key: value sections and notes. (A
+    dataclass whose __init__, repr and == are written out as @dataclass writes them: generating
+    them costs every cold start about 5 M instructions.)"""
     title: str
     columns: list[Column]
     rows: list[dict]
@@ -59,6 +62,21 @@ class TableView:
     sections: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)  # key: value blocks
     notes: list[str] = field(default_factory=list)
     caption: str | None = None
+
+    def __init__(self, title: str, columns: list[Column], rows: list[dict], footer: list[dict] = FACTORY,
+                 sections: list[tuple[str, list[tuple[str, str]]]] = FACTORY, notes: list[str] = FACTORY,
+                 caption: str | None = None):
+        self.title = title
+        self.columns = columns
+        self.rows = rows
+        self.footer = [] if footer is FACTORY else footer
+        self.sections = [] if sections is FACTORY else sections
+        self.notes = [] if notes is FACTORY else notes
+        self.caption = caption
+
+
+TableView._fields = TableView.__match_args__ = ("title", "columns", "rows", "footer", "sections", "notes",
+                                               "caption")
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:

@@ -7,6 +7,8 @@ Graph outputs live to the end.
 """
 from __future__ import annotations
 
+from itertools import accumulate
+
 from cnncalc.graph import INPUT, Graph
 
 
@@ -38,20 +40,28 @@ def tensor_intervals(graph: Graph, sizes: dict[str, int]) -> dict[str, tuple[int
     return {b: (lo, last[b], sizes[b]) for b, lo in start.items()}
 
 
-def peak(intervals: dict[str, tuple[int, int, int]], n_steps: int, skip: set[str] = frozenset()) -> tuple[int, int]:
-    """Largest sum of live tensor sizes over the steps, and the step where it happens."""
+def live_sizes(intervals: dict[str, tuple[int, int, int]], n_steps: int,
+               skip: set[str] = frozenset()) -> list[int]:
+    """The sum of the live tensors' sizes at each step."""
     delta = [0] * (n_steps + 1)
     for name, (lo, hi, size) in intervals.items():
         if name in skip:
             continue
         delta[lo] += size
         delta[hi + 1] -= size
-    best, where, live = 0, 0, 0
-    for step in range(n_steps):
-        live += delta[step]
-        if live > best:
-            best, where = live, step
-    return best, where
+    del delta[n_steps]
+    return list(accumulate(delta))
+
+
+def _highest(live: list[int]) -> tuple[int, int]:
+    """The largest value and the first step that has it ((0, 0) when nothing is live)."""
+    best = max(live, default=0)
+    return (best, live.index(best)) if best > 0 else (0, 0)
+
+
+def peak(intervals: dict[str, tuple[int, int, int]], n_steps: int, skip: set[str] = frozenset()) -> tuple[int, int]:
+    """Largest sum of live tensor sizes over the steps, and the step where it happens."""
+    return _highest(live_sizes(intervals, n_steps, skip))
 
 
 def inference_peak(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str]:
@@ -66,3 +76,14 @@ def gradient_peak(graph: Graph, sizes: dict[str, int], intervals=None) -> int:
     iv = tensor_intervals(graph, sizes) if intervals is None else intervals
     best, _ = peak(iv, len(graph.nodes), skip={INPUT})
     return best
+
+
+def peaks(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str, int]:
+    """``inference_peak`` and ``gradient_peak`` from one pass over the intervals: the live
+    gradients are the live tensors without the input's interval."""
+    iv = tensor_intervals(graph, sizes) if intervals is None else intervals
+    live = live_sizes(iv, len(graph.nodes))
+    best, where = _highest(live)
+    lo, hi, size = iv[INPUT]
+    grad = live if not size else live[:lo] + [v - size for v in live[lo:hi + 1]] + live[hi + 1:]
+    return best, list(graph.nodes)[where], _highest(grad)[0]

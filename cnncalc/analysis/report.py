@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 
 from cnncalc._gc import paused_gc
 from cnncalc._record import FACTORY, Record
-from cnncalc.analysis.memory import gradient_peak, inference_peak, tensor_intervals
+from cnncalc.analysis.memory import peaks, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.shapes import Shape, fmt_int, numel
@@ -284,8 +284,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         "training_macs": macs + dx_macs + dw_macs, "training_flops": 2 * (macs + dx_macs + dw_macs),
     }
     intervals = tensor_intervals(graph, sizes)
-    peak_elems, peak_at = inference_peak(graph, sizes, intervals)
-    grad_peak = gradient_peak(graph, sizes, intervals)
+    peak_elems, peak_at, grad_peak = peaks(graph, sizes, intervals)
     saved = input_elems + acts
     param_bytes = (trainable + nontrain) * nbytes
     memory = {

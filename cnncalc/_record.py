@@ -42,3 +42,14 @@ class FrozenRecord(Record):
 
     def __hash__(self) -> int:
         return hash(self._astuple())
+
+
+class _Factory:
+    """A default meaning "a fresh one": what ``field(default_factory=...)`` gives a dataclass."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+FACTORY = _Factory()

@@ -5,6 +5,8 @@ spec line of the layer that caused it); analysis passes and the runtime read it.
 """
 from __future__ import annotations
 
+from itertools import chain
+
 from cnncalc._record import Record
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import Layer
@@ -101,10 +103,7 @@ class Graph(Record):
 
     def _read(self) -> set[str]:
         """The names some node reads (``consumers()`` without a list per node)."""
-        read: set[str] = set()
-        for n in self.nodes.values():
-            read.update(n.inputs)
-        return read
+        return set(chain.from_iterable([n.inputs for n in self.nodes.values()]))
 
     def unconsumed(self) -> list[str]:
         """Layers whose output nothing reads, other than the last layer and those marked
@@ -136,15 +135,17 @@ class Graph(Record):
             layer = node.layer
             if layer is None:
                 continue
-            ins = [shapes[s] for s in node.inputs]
-            key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(ins))
+            inputs = node.inputs
+            ins = (shapes[inputs[0]],) if len(inputs) == 1 else tuple([shapes[s] for s in inputs])
+            key = (layer.__class__, id(layer.args), layer.activation, layer.rounding, ins)
             first = done.get(key)
             if first is not None:
-                name, factors = layer.name, layer.__dict__.get("in_factors")
-                layer.__dict__.update(first.__dict__)
-                layer.name = name
-                layer.__dict__["in_factors"] = factors
-                shapes[node.name] = layer.out_shape
+                d = layer.__dict__
+                name, factors = d["name"], d.get("in_factors")
+                d.update(first.__dict__)
+                d["name"] = name
+                d["in_factors"] = factors
+                shapes[node.name] = d["out_shape"]
                 continue
             try:
                 shapes[node.name] = layer.infer(ins, self.rounding)

@@ -38,3 +38,38 @@ layers:
 """))
     # step b: input 256 (needed by sum) + a 256 + b 256 = 768
     assert r.memory["inference_peak_activation_bytes"] == 768 * 4
+
+
+def _peak_by_steps(intervals, n_steps, skip=()):
+    """The peak walked step by step: at each step, the sum of every interval covering it (the
+    definition, without running sums)."""
+    best, where = 0, 0
+    for step in range(n_steps):
+        live = sum(size for name, (lo, hi, size) in intervals.items() if lo <= step <= hi and name not in skip)
+        if live > best:
+            best, where = live, step
+    return best, where
+
+
+def test_peaks_agree_with_the_step_by_step_definition_on_every_zoo_spec():
+    """``peaks`` (one running sum, the gradient's derived from it) against the sum over the
+    intervals covering each step, for every shipped spec, at batch 1 and 3."""
+    from cnncalc.analysis.memory import peaks, tensor_intervals
+    from cnncalc.graph import INPUT
+    from cnncalc.spec import load_spec
+    from cnncalc.spec.loader import zoo_names
+
+    for name in zoo_names():
+        graph = load_spec(name)
+        for batch in (1, 3):
+            r = analyze(graph, batch=batch)
+            sizes = {INPUT: r.totals["input"], **{row.name: 0 if row.view else row.activations for row in r.layers}}
+            iv = tensor_intervals(graph, sizes)
+            n = len(graph.nodes)
+            best, where = _peak_by_steps(iv, n)
+            grad, _ = _peak_by_steps(iv, n, skip={INPUT})
+            assert peaks(graph, sizes, iv) == (best, list(graph.nodes)[where], grad), name
+            nb = r.memory["bytes_per_element"]
+            assert r.memory["inference_peak_activation_bytes"] == best * nb, name
+            assert r.memory["activation_gradient_peak_bytes"] == grad * nb, name
+            assert r.peak_at == list(graph.nodes)[where], name

@@ -7,42 +7,61 @@ Graph outputs live to the end.
 """
 from __future__ import annotations
 
+from itertools import accumulate
+
 from cnncalc.graph import INPUT, Graph
 
 
 def tensor_intervals(graph: Graph, sizes: dict[str, int]) -> dict[str, tuple[int, int, int]]:
     """Root tensor name → (first step, last step, elements). Steps are topological indices."""
-    base: dict[str, str] = {}
-    intervals: dict[str, list[int]] = {}
+    base: dict[str, str] = {}  # a view → the tensor it aliases (any other tensor is its own)
+    start: dict[str, int] = {}
+    last: dict[str, int] = {}
     # steps are visited in order, so a tensor's last reader so far is the current step
-    for step, (name, node) in enumerate(graph.nodes.items()):
-        if node.layer is not None and node.layer.view:
-            base[name] = base[node.inputs[0]]
+    step = 0
+    for name, node in graph.nodes.items():
+        layer = node.layer
+        inputs = node.inputs
+        if layer is not None and layer.view:
+            src = inputs[0]
+            base[name] = base.get(src, src)
         else:
-            base[name] = name
-            intervals[name] = [step, step]
-        for src in node.inputs:
-            intervals[base[src]][1] = step
-    end = len(graph.nodes) - 1
+            start[name] = last[name] = step
+        if len(inputs) == 1:
+            src = inputs[0]
+            last[base.get(src, src)] = step
+        else:
+            for src in inputs:
+                last[base.get(src, src)] = step
+        step += 1
+    end = step - 1
     for out in graph.outputs:
-        intervals[base[out]][1] = end
-    return {b: (lo, hi, sizes[b]) for b, (lo, hi) in intervals.items()}
+        last[base.get(out, out)] = end
+    return {b: (lo, last[b], sizes[b]) for b, lo in start.items()}
 
 
-def peak(intervals: dict[str, tuple[int, int, int]], n_steps: int, skip: set[str] = frozenset()) -> tuple[int, int]:
-    """Largest sum of live tensor sizes over the steps, and the step where it happens."""
+def live_sizes(intervals: dict[str, tuple[int, int, int]], n_steps: int,
+               skip: set[str] = frozenset()) -> list[int]:
+    """The sum of the live tensors' sizes at each step."""
     delta = [0] * (n_steps + 1)
     for name, (lo, hi, size) in intervals.items():
         if name in skip:
             continue
         delta[lo] += size
         delta[hi + 1] -= size
-    best, where, live = 0, 0, 0
-    for step in range(n_steps):
-        live += delta[step]
-        if live > best:
-            best, where = live, step
-    return best, where
+    del delta[n_steps]
+    return list(accumulate(delta))
+
+
+def _highest(live: list[int]) -> tuple[int, int]:
+    """The largest value and the first step that has it ((0, 0) when nothing is live)."""
+    best = max(live, default=0)
+    return (best, live.index(best)) if best > 0 else (0, 0)
+
+
+def peak(intervals: dict[str, tuple[int, int, int]], n_steps: int, skip: set[str] = frozenset()) -> tuple[int, int]:
+    """Largest sum of live tensor sizes over the steps, and the step where it happens."""
+    return _highest(live_sizes(intervals, n_steps, skip))
 
 
 def inference_peak(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str]:
@@ -57,3 +76,14 @@ def gradient_peak(graph: Graph, sizes: dict[str, int], intervals=None) -> int:
     iv = tensor_intervals(graph, sizes) if intervals is None else intervals
     best, _ = peak(iv, len(graph.nodes), skip={INPUT})
     return best
+
+
+def peaks(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str, int]:
+    """``inference_peak`` and ``gradient_peak`` from one pass over the intervals: the live
+    gradients are the live tensors without the input's interval."""
+    iv = tensor_intervals(graph, sizes) if intervals is None else intervals
+    live = live_sizes(iv, len(graph.nodes))
+    best, where = _highest(live)
+    lo, hi, size = iv[INPUT]
+    grad = live if not size else live[:lo] + [v - size for v in live[lo:hi + 1]] + live[hi + 1:]
+    return best, list(graph.nodes)[where], _highest(grad)[0]

@@ -6,10 +6,11 @@ All numbers are exact ints.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from cnncalc._gc import paused_gc
-from cnncalc.analysis.memory import gradient_peak, inference_peak, tensor_intervals
+from cnncalc._record import FACTORY, Record
+from cnncalc.analysis.memory import peaks, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.shapes import Shape, fmt_int, numel
@@ -25,8 +26,13 @@ def dtype_bytes(dtype: str) -> int:
         raise CnnCalcError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
 
 
-@dataclass
-class LayerStats:
+# LayerStats and Report are dataclasses (``dataclasses.asdict/fields/replace`` work on what
+# ``cnncalc.analyze`` returns) whose ``__init__``, repr and ``==`` are written out, as
+# ``@dataclass`` would write them (repr and ``==`` from cnncalc._record): generating them costs
+# every cold start about 5 M instructions per class.
+@dataclass(init=False, repr=False, eq=False)
+class LayerStats(Record):
+    """One row of the report: a layer's shape, counts and memory (all exact ints)."""
     name: str
     type: str
     inputs: list[str]
@@ -46,6 +52,30 @@ class LayerStats:
     explain: list[str] = field(default_factory=list)
     line: int | None = None
     type_key: str = ""
+
+    def __init__(self, name: str, type: str, inputs: list[str], shape: Shape, description: str = "",
+                 weights: int = 0, biases: int = 0, nontrainable: int = 0, activations: int = 0,
+                 activation_bytes: int = 0, view: bool = False, macs: int = 0, input_grad_macs: int = 0,
+                 weight_grad_macs: int = 0, ops: dict = FACTORY, explain: list[str] = FACTORY,
+                 line: int | None = None, type_key: str = ""):
+        self.name = name
+        self.type = type
+        self.inputs = inputs
+        self.shape = shape
+        self.description = description
+        self.weights = weights
+        self.biases = biases
+        self.nontrainable = nontrainable
+        self.activations = activations
+        self.activation_bytes = activation_bytes
+        self.view = view
+        self.macs = macs
+        self.input_grad_macs = input_grad_macs
+        self.weight_grad_macs = weight_grad_macs
+        self.ops = {} if ops is FACTORY else ops
+        self.explain = [] if explain is FACTORY else explain
+        self.line = line
+        self.type_key = type_key
 
     @property
     def params(self) -> int:
@@ -82,8 +112,9 @@ class LayerStats:
         }
 
 
-@dataclass
-class Report:
+@dataclass(init=False, repr=False, eq=False)
+class Report(Record):
+    """Per-layer rows and totals of one network: what every command renders."""
     name: str
     source: str | None
     input_shape: Shape
@@ -95,6 +126,21 @@ class Report:
     file: str | None = None
     with_bias: bool = True
     peak_at: str = ""
+
+    def __init__(self, name: str, source: str | None, input_shape: Shape, batch: int, dtype: str,
+                 layers: list[LayerStats], totals: dict, memory: dict, file: str | None = None,
+                 with_bias: bool = True, peak_at: str = ""):
+        self.name = name
+        self.source = source
+        self.input_shape = input_shape
+        self.batch = batch
+        self.dtype = dtype
+        self.layers = layers
+        self.totals = totals
+        self.memory = memory
+        self.file = file
+        self.with_bias = with_bias
+        self.peak_at = peak_at
 
     def __getitem__(self, name: str) -> LayerStats:
         for row in self.layers:
@@ -122,6 +168,10 @@ class Report:
         }
 
 
+LayerStats._fields = LayerStats.__match_args__ = tuple(f.name for f in fields(LayerStats))
+Report._fields = Report.__match_args__ = tuple(f.name for f in fields(Report))
+
+
 def analyze_graph(graph: Graph, *, batch: int = 1, dtype: str = "float32", bias: bool = True,
                   input_shape: Shape | None = None, explain: bool = False) -> Report:
     with paused_gc():
@@ -146,7 +196,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     dx_macs = 0
     for node in graph.layers:
         layer = node.layer
-        key = (type(layer), id(layer.args), layer.activation, layer.rounding, tuple(layer.in_shapes))
+        # (graph.infer gives a copy its first's in_shapes list: the same object, the same shapes)
+        key = (layer.__class__, id(layer.args), layer.activation, layer.rounding, id(layer.in_shapes))
         entry = None if explain else counted.get(key)
         if entry is None:
             w = b = 0
@@ -162,7 +213,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     "activations": elems, "activation_bytes": elems * nbytes, "view": layer.view,
                     "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
                     "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
-            entry = [tmpl, 0]
+            entry = [tmpl, 0, w + b > 0, 0 if tmpl["view"] else elems]
             distinct.append(entry)
             if not explain:
                 counted[key] = entry
@@ -173,14 +224,19 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         # gradient (dX += w·dY) and once for the weight gradient (dW += x·dY): the same count
         # each, under the same convention (padding positions included, as in forward). The input
         # gradient is skipped when no trainable tensor lies upstream (e.g. the first conv).
-        needs_dx = False
-        for i in node.inputs:
-            if grad_flows.get(i, False):
-                needs_dx = True
-                break
+        inputs = node.inputs
+        if len(inputs) == 1:
+            needs_dx = grad_flows.get(inputs[0], False)
+        else:
+            needs_dx = False
+            for i in inputs:
+                if grad_flows.get(i, False):
+                    needs_dx = True
+                    break
+        name = node.name
         d = tmpl.copy()
-        d["name"] = node.name
-        d["inputs"] = list(node.inputs)
+        d["name"] = name
+        d["inputs"] = list(inputs)
         d["ops"] = d["ops"].copy()
         d["explain"] = []
         d["line"] = node.line
@@ -189,8 +245,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
             d["input_grad_macs"] = d["macs"]
         row = new(LayerStats)
         row.__dict__ = d
-        grad_flows[node.name] = needs_dx or d["weights"] + d["biases"] > 0
-        sizes[node.name] = 0 if d["view"] else d["activations"]
+        grad_flows[name] = needs_dx or entry[2]
+        sizes[name] = entry[3]
         if explain:
             # write an fc layer after a flatten as the slides do: 7*7*512*4096, not 25088*4096
             src = graph[node.inputs[0]] if node.inputs else None
@@ -206,7 +262,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
 
     weights = biases = nontrain = macs = dw_macs = acts = 0
     ops = dict.fromkeys(OP_KINDS, 0)
-    for tmpl, n in distinct:
+    for tmpl, n, _, _ in distinct:
         weights += tmpl["weights"] * n
         biases += tmpl["biases"] * n
         nontrain += tmpl["nontrainable"] * n
@@ -228,8 +284,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         "training_macs": macs + dx_macs + dw_macs, "training_flops": 2 * (macs + dx_macs + dw_macs),
     }
     intervals = tensor_intervals(graph, sizes)
-    peak_elems, peak_at = inference_peak(graph, sizes, intervals)
-    grad_peak = gradient_peak(graph, sizes, intervals)
+    peak_elems, peak_at, grad_peak = peaks(graph, sizes, intervals)
     saved = input_elems + acts
     param_bytes = (trainable + nontrain) * nbytes
     memory = {

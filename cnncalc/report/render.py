@@ -12,9 +12,10 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable
 
-from cnncalc._record import Record
+from cnncalc._record import FACTORY, Record
 
 FORMATS = ("table", "plain", "json", "csv", "markdown")
 BAR_WIDTH = 10
@@ -49,8 +50,11 @@ class Column(Record):
         return self.kind or ("number" if self.align == "right" else "text")
 
 
-@dataclass
-class TableView:
+@dataclass(init=False, repr=False, eq=False)
+class TableView(Record):
+    """What a report shows: a table, its totals rows, key: value sections and notes. (A
+    dataclass whose __init__, repr and == are written out as @dataclass writes them: generating
+    them costs every cold start about 5 M instructions.)"""
     title: str
     columns: list[Column]
     rows: list[dict]
@@ -58,6 +62,21 @@ class TableView:
     sections: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)  # key: value blocks
     notes: list[str] = field(default_factory=list)
     caption: str | None = None
+
+    def __init__(self, title: str, columns: list[Column], rows: list[dict], footer: list[dict] = FACTORY,
+                 sections: list[tuple[str, list[tuple[str, str]]]] = FACTORY, notes: list[str] = FACTORY,
+                 caption: str | None = None):
+        self.title = title
+        self.columns = columns
+        self.rows = rows
+        self.footer = [] if footer is FACTORY else footer
+        self.sections = [] if sections is FACTORY else sections
+        self.notes = [] if notes is FACTORY else notes
+        self.caption = caption
+
+
+TableView._fields = TableView.__match_args__ = ("title", "columns", "rows", "footer", "sections", "notes",
+                                               "caption")
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:
@@ -166,15 +185,16 @@ _SAME = frozenset((int, str, tuple, type(None)))  # types whose equal values for
 _STR = {str}
 
 
-def _cells(columns: list[Column], rows: list[dict]) -> list[tuple[str, ...]]:
-    """``[tuple(_cell(c, r) for c in columns) for r in rows]``, column by column, each distinct
-    value formatted once: summarize draws 3,000-row tables of a few distinct values."""
-    if not rows or not columns:
-        return [() for _ in rows]
+def _columns(columns: list[Column], rows: list[dict]) -> list[list[str]]:
+    """``[[_cell(c, r) for r in rows] for c in columns]``, each distinct value of a column
+    formatted once: summarize draws 3,000-row tables of a few distinct values."""
     out = []
     for col in columns:
         key = col.key
-        vals = [r.get(key, "") for r in rows]
+        try:
+            vals = list(map(itemgetter(key), rows))
+        except KeyError:  # (a row without this cell: empty)
+            vals = [r.get(key, "") for r in rows]
         types = set(map(type, vals))
         if types == _STR and col.fmt is None:  # text as it is (e.g. 3,000 distinct layer names)
             out.append(vals)
@@ -183,46 +203,61 @@ def _cells(columns: list[Column], rows: list[dict]) -> list[tuple[str, ...]]:
             out.append(list(map(done.__getitem__, vals)))
         else:
             out.append([_fmt(col, v) for v in vals])
-    return list(zip(*out))
+    return out
+
+
+def _cells(columns: list[Column], rows: list[dict]) -> list[tuple[str, ...]]:
+    """The cells row by row: ``[tuple(_cell(c, r) for c in columns) for r in rows]``."""
+    if not rows or not columns:
+        return [() for _ in rows]
+    return list(zip(*_columns(columns, rows)))
+
+
+def _plain_lines(cols: list[list[str]], widths: list[int], right: list[bool]) -> list[str]:
+    """The rows given column by column, each cell padded to its column's width, two spaces
+    between cells, no trailing spaces. Every column but the first repeats a few distinct
+    combinations: each is joined once."""
+    first = cols[0]
+    firsts = list(map(str.rjust if right[0] else str.ljust, first, [widths[0]] * len(first)))
+    if len(cols) == 1:
+        return [a.rstrip() for a in firsts]
+    keys = list(zip(*cols[1:]))
+    rest_w, rest_r = widths[1:], right[1:]
+    rests = {k: "  ".join([v.rjust(w) if r else v.ljust(w) for v, w, r in zip(k, rest_w, rest_r)]).rstrip()
+             for k in set(keys)}
+    rest = list(map(rests.__getitem__, keys))
+    if "" in rests.values():
+        return [f"{a}  {b}" if b else a.rstrip() for a, b in zip(firsts, rest)]
+    return list(map("{}  {}".format, firsts, rest))
 
 
 def to_plain(view: TableView) -> str:
     columns = view.columns
-    cells = [tuple(c.header for c in columns)]
-    body = _cells(columns, view.rows)
-    foot = _cells(columns, view.footer)
-    allrows = cells + body + foot
-    widths = [max(map(len, col)) for col in zip(*allrows)] if columns else []
-    right = [c.align == "right" for c in columns]
-
-    def pad(v, w, r):
-        return v.rjust(w) if r else v.ljust(w)
-
-    # every column but the first repeats a few distinct combinations: join each once
-    rest_w, rest_r = widths[1:], right[1:]
-    rests: dict[tuple, str] = {}
-    w0, r0 = (widths[0], right[0]) if columns else (0, False)
-
-    def line(r):
-        if not r:
-            return ""
-        k = tuple(r[1:])
-        rest = rests.get(k)
-        if rest is None:
-            rest = rests[k] = "  ".join(map(pad, k, rest_w, rest_r)).rstrip()
-        first = r[0].rjust(w0) if r0 else r[0].ljust(w0)
-        return f"{first}  {rest}" if rest else first.rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
     out = []
     if view.title:
         out.append(view.title)
     if view.caption:
         out.append(view.caption)
-    out += [line(cells[0]), rule] + [line(r) for r in body]
-    if foot:
+    if columns:
+        head = [[c.header] for c in columns]
+        body = _columns(columns, view.rows)
+        foot = _columns(columns, view.footer)
+        widths = [max(len(h[0]), max(map(len, b), default=0), max(map(len, f), default=0))
+                  for h, b, f in zip(head, body, foot)]
+        right = [c.align == "right" for c in columns]
+        rule = "  ".join("-" * w for w in widths)
+        out += _plain_lines(head, widths, right)
         out.append(rule)
-        out += [line(r) for r in foot]
+        if view.rows:
+            out += _plain_lines(body, widths, right)
+        if view.footer:
+            out.append(rule)
+            out += _plain_lines(foot, widths, right)
+    else:  # no columns: an empty header, a rule and an empty line per row
+        out += ["", ""] + [""] * len(view.rows)
+        if view.footer:
+            out.append("")
+            out += [""] * len(view.footer)
     for title, items in view.sections:
         out += ["", title]
         kw = max((len(k) for k, _ in items), default=0)

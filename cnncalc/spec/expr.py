@@ -198,10 +198,10 @@ def substitute(value, scope: dict):
     Integral floats (``${w/2}`` with w = 64) become ints.
     """
     if isinstance(value, str) and "$" in value:
-        m = _WHOLE.match(value)
-        if m:
-            return _tidy(evaluate(m.group(1) or m.group(2), scope))
-        return _PART.sub(lambda mm: str(_tidy(evaluate(mm.group(1) or mm.group(2), scope))), value)
+        whole, parts = _template(value)
+        if whole is not None:
+            return _tidy(evaluate(whole, scope))
+        return "".join([p if literal else str(_tidy(evaluate(p, scope))) for literal, p in parts])
     if isinstance(value, list):
         out = type(value)(substitute(v, scope) for v in value)
         for attr in ("line", "item_lines"):
@@ -215,6 +215,50 @@ def substitute(value, scope: dict):
                 setattr(out, attr, getattr(value, attr))
         return out
     return value
+
+
+def names_read(value) -> frozenset | None:
+    """The scope names ``substitute(value, scope)`` reads, or None when that cannot be told
+    without evaluating (an expression that does not parse: substitute reports it)."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return frozenset()
+        m = _WHOLE.match(value)
+        sources = [m.group(1) or m.group(2)] if m else [mm.group(1) or mm.group(2) for mm in _PART.finditer(value)]
+        out: set = set()
+        for src in sources:
+            try:
+                out.update(_parse(src.strip())[2])
+            except ExprError:
+                return None
+        return frozenset(out)
+    if isinstance(value, (list, dict)):
+        out = set()
+        for v in (value.values() if isinstance(value, dict) else value):
+            part = names_read(v)
+            if part is None:
+                return None
+            out |= part
+        return frozenset(out)
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(value: str):
+    """A string with references, read once: (the expression, None) when the whole string is
+    one reference, else (None, its pieces as (True, literal text) / (False, expression))."""
+    m = _WHOLE.match(value)
+    if m:
+        return m.group(1) or m.group(2), None
+    parts, at = [], 0
+    for mm in _PART.finditer(value):
+        if mm.start() > at:
+            parts.append((True, value[at:mm.start()]))
+        parts.append((False, mm.group(1) or mm.group(2)))
+        at = mm.end()
+    if at < len(value):
+        parts.append((True, value[at:]))
+    return None, tuple(parts)
 
 
 def _tidy(v):

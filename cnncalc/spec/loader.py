@@ -32,7 +32,7 @@ from cnncalc.graph import INPUT, Graph, Node
 from cnncalc.layers import ALIASES, REGISTRY
 from cnncalc.layers.base import _suggest, as_rounding
 from cnncalc.shapes import parse_shape
-from cnncalc.spec.expr import ExprError, substitute
+from cnncalc.spec.expr import ExprError, names_read, substitute
 from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml, read_text_file
 
 TOP_KEYS = {"name", "source", "input", "rounding", "defaults", "modules", "layers", "vars",
@@ -135,6 +135,7 @@ class _Builder:
         self._recording: list[list] = []   # [prefix, safe] of the instances being recorded
         self._keep: list = []
         self._order: list[Node] = []  # the nodes added, in order
+        self._items: dict[int, tuple] = {}  # id(item) → (item, names its values read, copies)
 
     # ---------------------------------------------------------------- errors
     def err(self, msg, line=None, layer=None, hint=None):
@@ -256,7 +257,8 @@ class _Builder:
         return prev
 
     def _item(self, item, ctx: _Ctx, prev: str, line) -> str:
-        if isinstance(item, str):
+        fresh = isinstance(item, str)  # (made here: not worth remembering)
+        if fresh:
             item = LineDict({item: None})
             item.line, item.key_lines = line, {}
         if not isinstance(item, dict):
@@ -281,20 +283,22 @@ class _Builder:
                            f"{self.max_steps:,} expansion steps", line=line,
                            hint=limits.LIMITS["expansion_steps"].how_to_raise())
         self.steps += repeat
+        explicit = repeat > 1 or "repeat" in item or "n" not in ctx.scope
+        has_when = "when" in item
+        loop: dict = {}  # what a module instance computes once for every n it does not read
         for n in range(1, repeat + 1):
-            explicit = repeat > 1 or "repeat" in item or "n" not in ctx.scope
             scope = {**ctx.scope, "n": n, "i": n - 1} if explicit else ctx.scope
             try:
-                when = substitute(item.get("when", True), scope)
+                when = substitute(item["when"], scope) if has_when else True
                 if not isinstance(when, bool):
                     raise self.err(f"'when' must be true or false (or an expression), got {short(when)}",
                                    line=line)
                 if not when:
                     continue
-                it = _substitute_item(item, scope)
+                it = self._substitute_item(item, scope, fresh)
+                name = substitute(item["name"], scope) if "name" in item else None
             except ExprError as e:
                 raise self.err(str(e), line=line) from None
-            name = it.get("name")
             if name is not None:
                 if not _valid_name(name):
                     raise self.err(f"'name' is a layer name (text like conv1), got {short(name)}",
@@ -307,8 +311,34 @@ class _Builder:
                                    hint="'/' separates a module instance from its layers")
             sub = _Ctx(ctx.prefix, scope, ctx.counters, ctx.defaults, ctx.trace, ctx.depth)
             src = self._inputs(it, sub, prev, line)
-            prev = self._one(kind, it, sub, src, name, line)
+            prev = self._one(kind, it, sub, src, name, line, loop)
         return prev
+
+    def _substitute_item(self, item, scope, fresh: bool):
+        """``_substitute_item(item, scope)``, computed once per item and values of the names it
+        reads (a repeated item's copy is the same for every n it does not read): the copy is
+        shared, and nothing downstream changes it."""
+        if fresh:
+            return _substitute_item(item, scope)
+        info = self._items.get(id(item))
+        if info is None:  # (the item is kept in the entry: its id stays its own)
+            info = self._items[id(item)] = (item, _item_names(item), {})
+        names, done = info[1], info[2]
+        if names is None:
+            return _substitute_item(item, scope)
+        key = []
+        for nm in names:
+            v = scope.get(nm, _UNSET)
+            cls = v.__class__
+            if cls is not int and cls is not str and cls is not bool and v is not _UNSET:
+                return _substitute_item(item, scope)  # (floats: 0.0 == -0.0; lists: unhashable)
+            key.append(cls)
+            key.append(v)
+        key = tuple(key)
+        out = done.get(key)
+        if out is None:
+            out = done[key] = _substitute_item(item, scope)
+        return out
 
     def _kind_of(self, item, line) -> str:
         keys = [k for k in item if k not in ITEM_KEYS]
@@ -357,11 +387,11 @@ class _Builder:
         ctx.counters[base] = k
         return f"{base}{k}"
 
-    def _one(self, kind, it, ctx: _Ctx, src: list[str], name, line) -> str:
+    def _one(self, kind, it, ctx: _Ctx, src: list[str], name, line, loop: dict | None = None) -> str:
         if kind == "layers":
             return self._block(it, ctx, src, name, line)
         if kind in self.modules:
-            return self._module(self.modules[kind], it, ctx, src, name, line)
+            return self._module(self.modules[kind], it, ctx, src, name, line, loop)
         kind = ALIASES.get(kind, kind)
         if kind in MERGES:
             return self._merge(kind, it, ctx, src, name, line)
@@ -485,49 +515,19 @@ class _Builder:
         sub = _Ctx(ctx.prefix + name + "/", ctx.scope, {}, ctx.defaults, ctx.trace, ctx.depth + 1)
         return self._seq(body, sub, src[0])
 
-    def _module(self, mod: _Module, it, ctx, src, name, line) -> str:
-        val = it[mod.name]
-        extra = [k for k in it if k not in ITEM_KEYS and k != mod.name]
-        if extra:
-            raise self.err(f"unknown field {short(extra[0])} for module {mod.name!r}", line=line,
-                           hint=f"module arguments go in {{{mod.name}: [...]}} or {{{mod.name}: {{arg: value}}}}; "
-                                f"its arguments are {', '.join(mod.params) or 'none'}")
-        if len(src) != 1:
-            raise self.err("a module instance takes one input", line=line)
-        self.calls += 1
-        if self.calls > self.max_calls:
-            raise self.err(f"the spec expands more than {self.max_calls:,} module instances "
-                           f"(a module that calls itself?)", line=line,
-                           hint=limits.LIMITS["module_calls"].how_to_raise())
-        args = dict(mod.defaults)
-        if isinstance(val, list):
-            if len(val) > len(mod.params):
-                raise self.err(f"module {mod.name!r} takes {len(mod.params)} arguments "
-                               f"({', '.join(mod.params)}), got {len(val)}", line=line)
-            args.update(zip(mod.params, val))
-        elif isinstance(val, dict):
-            for k in val:
-                if k not in mod.params:
-                    raise self.err(f"module {mod.name!r} has no argument {short(k)}", line=line,
-                                   hint=_suggest(k, mod.params, "argument"))
-            args.update(val)
-        elif val is not None:
-            if not mod.params:
-                raise self.err(f"module {mod.name!r} takes no arguments", line=line)
-            args[mod.params[0]] = val
-        missing = [p for p in mod.params if p not in args]
-        if missing:
-            raise self.err(f"module {mod.name!r} needs {', '.join(repr(m) for m in missing)}", line=line,
-                           hint=f"write {{{mod.name}: [{', '.join(mod.params)}]}}")
+    def _module(self, mod: _Module, it, ctx, src, name, line, loop: dict | None = None) -> str:
+        # one repeated item: its copy ``it`` is the same object for every n it does not read,
+        # and so are the arguments, the scope (the caller's, without n and i) and the key
+        done = None if loop is None else loop.get(id(mod))
+        if done is not None and done[0] is it:
+            self._count_call(src, line)
+            scope, trace, key = done[1], done[2], done[3]
+        else:
+            scope, trace, key = self._instance(mod, it, ctx, src, line)
+            if loop is not None:  # (``it`` is kept in the entry: its id stays its own)
+                loop[id(mod)] = (it, scope, trace, key)
         local = name or self._auto_name(mod.name, ctx)
-        scope = {k: v for k, v in ctx.scope.items() if k not in ("n", "i")}
-        scope.update(args)
-        trace = f"in module '{mod.name}' used at line {line}" + (f", {ctx.trace}" if ctx.trace else "")
         prefix = ctx.prefix + local + "/"
-        # the instance's nodes follow from the module, its scope, the caller's defaults (never
-        # changed once built; kept alive below, so their id stays theirs), trace and depth
-        frozen = _freeze(scope)
-        key = None if frozen is None else (id(mod), id(ctx.defaults), frozen, trace, ctx.depth)
         if key is not None:
             rec = self._memo.get(key)
             if rec is not None:
@@ -550,6 +550,53 @@ class _Builder:
             self._memo[key] = _Lazy(prefix, src[0], out, n0, len(self._order),
                                     self.steps - steps0, self.calls - calls0)
         return out
+
+    def _count_call(self, src, line):
+        if len(src) != 1:
+            raise self.err("a module instance takes one input", line=line)
+        self.calls += 1
+        if self.calls > self.max_calls:
+            raise self.err(f"the spec expands more than {self.max_calls:,} module instances "
+                           f"(a module that calls itself?)", line=line,
+                           hint=limits.LIMITS["module_calls"].how_to_raise())
+
+    def _instance(self, mod: _Module, it, ctx, src, line):
+        """A module instance's checked arguments: its scope, trace and replay key."""
+        val = it[mod.name]
+        extra = [k for k in it if k not in ITEM_KEYS and k != mod.name]
+        if extra:
+            raise self.err(f"unknown field {short(extra[0])} for module {mod.name!r}", line=line,
+                           hint=f"module arguments go in {{{mod.name}: [...]}} or {{{mod.name}: {{arg: value}}}}; "
+                                f"its arguments are {', '.join(mod.params) or 'none'}")
+        self._count_call(src, line)
+        args = dict(mod.defaults)
+        if isinstance(val, list):
+            if len(val) > len(mod.params):
+                raise self.err(f"module {mod.name!r} takes {len(mod.params)} arguments "
+                               f"({', '.join(mod.params)}), got {len(val)}", line=line)
+            args.update(zip(mod.params, val))
+        elif isinstance(val, dict):
+            for k in val:
+                if k not in mod.params:
+                    raise self.err(f"module {mod.name!r} has no argument {short(k)}", line=line,
+                                   hint=_suggest(k, mod.params, "argument"))
+            args.update(val)
+        elif val is not None:
+            if not mod.params:
+                raise self.err(f"module {mod.name!r} takes no arguments", line=line)
+            args[mod.params[0]] = val
+        missing = [p for p in mod.params if p not in args]
+        if missing:
+            raise self.err(f"module {mod.name!r} needs {', '.join(repr(m) for m in missing)}", line=line,
+                           hint=f"write {{{mod.name}: [{', '.join(mod.params)}]}}")
+        scope = {k: v for k, v in ctx.scope.items() if k not in ("n", "i")}
+        scope.update(args)
+        trace = f"in module '{mod.name}' used at line {line}" + (f", {ctx.trace}" if ctx.trace else "")
+        # the instance's nodes follow from the module, its scope, the caller's defaults (never
+        # changed once built; kept alive below, so their id stays theirs), trace and depth
+        frozen = _freeze_scope(scope)
+        key = None if frozen is None else (id(mod), id(ctx.defaults), frozen, trace, ctx.depth)
+        return scope, trace, key
 
     def _record(self, lazy: "_Lazy"):
         """The nodes an instance added, with names relative to its prefix (None if one of them
@@ -610,6 +657,9 @@ class _Builder:
         return src if k == 0 else (prefix + v if k == 1 else v)
 
 
+_UNSET = object()
+
+
 class _Lazy:
     """A module instance's nodes, ``_order[start:stop]``, not yet read into a recording."""
     __slots__ = ("prefix", "src", "out", "start", "stop", "steps", "calls")
@@ -632,6 +682,24 @@ def _freeze(v):
     return None
 
 
+def _freeze_scope(scope: dict):
+    """``_freeze(scope)`` for a scope of names (a different, equally faithful stand-in):
+    plain values as they are, anything else through ``_freeze``."""
+    parts = []
+    for k, v in scope.items():
+        c = v.__class__
+        if k.__class__ is not str:
+            return _freeze(scope)
+        if c is int or c is str or c is bool or v is None:
+            parts.append((k, c, v))
+        else:
+            f = _freeze(v)
+            if f is None:
+                return None
+            parts.append((k, f))
+    return tuple(parts)
+
+
 def _skipped(item, scope) -> bool:
     """True when the item's ``when`` is false before anything else of it is read. A ``when``
     that uses the item's own repeat counter (n, i) is decided per repetition instead."""
@@ -648,15 +716,32 @@ def _is_prelu(v) -> bool:
     return isinstance(v, str) and v.lower() == "prelu"
 
 
+_UNREAD = frozenset(("name", "when", "repeat"))  # read off the item itself, never off its copy
+
+
 def _substitute_item(item, scope):
     """Substitute an item's own values; nested layer lists are substituted when expanded,
-    so that an inner ``repeat`` binds its own ``n``."""
+    so that an inner ``repeat`` binds its own ``n``. Its name, when and repeat are left as
+    written: ``_item`` reads those off the item itself."""
     out = LineDict()
     out.line, out.key_lines = getattr(item, "line", None), getattr(item, "key_lines", {})
     for k, v in item.items():
-        nested = k == "layers" or ALIASES.get(k, k) in MERGES
+        nested = k in _UNREAD or k == "layers" or ALIASES.get(k, k) in MERGES
         out[k] = v if nested else substitute(v, scope)
     return out
+
+
+def _item_names(item) -> tuple | None:
+    """The scope names ``_substitute_item(item, ·)`` reads, sorted (None: cannot tell)."""
+    names: set = set()
+    for k, v in item.items():
+        if k in _UNREAD or k == "layers" or ALIASES.get(k, k) in MERGES:
+            continue
+        part = names_read(v)
+        if part is None:
+            return None
+        names |= part
+    return tuple(sorted(names))
 
 
 def _valid_name(v) -> bool:

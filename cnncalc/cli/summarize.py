@@ -103,19 +103,17 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
         wb = report.with_bias
         rows = [input_row] + [{"name": r.name, "type": r.description, "shape": r.shape,
                                "activations": r.activations, "params": r.weights + r.biases if wb else r.weights,
-                               "macs": r.macs, "view": r.view} for r in report.layers]
-    max_mem = max((r["activations"] for r in rows), default=1) or 1
-    max_par = max((r["params"] for r in rows), default=1) or 1
-    bars: dict[tuple[int, int], tuple[str, str]] = {}  # a 3,000-row table has few distinct pairs
-    for r in rows:
-        if chart:
+                               "macs": r.macs} for r in report.layers]
+    if chart:
+        max_mem = max((r["activations"] for r in rows), default=1) or 1
+        max_par = max((r["params"] for r in rows), default=1) or 1
+        bars: dict[tuple[int, int], tuple[str, str]] = {}  # a 3,000-row table has few distinct pairs
+        for r in rows:
             key = (r["activations"], r["params"])
             pair = bars.get(key)
             if pair is None:
                 pair = bars[key] = (bar(key[0] / max_mem, 8), bar(key[1] / max_par, 8))
             r["chart"] = pair
-        if r.get("view"):
-            r["memory_note"] = "view"
     mem_header = "Memory (elements)" if report.batch == 1 else f"Memory (elements, batch {report.batch})"
     cols = [
         Column("name", "Layer", "left"),

@@ -185,25 +185,28 @@ _SAME = frozenset((int, str, tuple, type(None)))  # types whose equal values for
 _STR = {str}
 
 
+def _column(col: Column, rows: list[dict]) -> tuple[list[str], int]:
+    """``[_cell(col, r) for r in rows]`` and the longest of them, each distinct value
+    formatted (and measured) once: summarize draws 3,000-row tables of a few distinct values."""
+    key = col.key
+    try:
+        vals = list(map(itemgetter(key), rows))
+    except KeyError:  # (a row without this cell: empty)
+        vals = [r.get(key, "") for r in rows]
+    types = set(map(type, vals))
+    if types == _STR and col.fmt is None:  # text as it is (e.g. 3,000 distinct layer names)
+        texts = vals
+    elif types <= _SAME:  # (no bools or floats: 1 == True, 0.0 == -0.0)
+        done = {v: _fmt(col, v) for v in set(vals)}
+        return list(map(done.__getitem__, vals)), max(map(len, done.values()), default=0)
+    else:
+        texts = [_fmt(col, v) for v in vals]
+    return texts, max(map(len, texts), default=0)
+
+
 def _columns(columns: list[Column], rows: list[dict]) -> list[list[str]]:
-    """``[[_cell(c, r) for r in rows] for c in columns]``, each distinct value of a column
-    formatted once: summarize draws 3,000-row tables of a few distinct values."""
-    out = []
-    for col in columns:
-        key = col.key
-        try:
-            vals = list(map(itemgetter(key), rows))
-        except KeyError:  # (a row without this cell: empty)
-            vals = [r.get(key, "") for r in rows]
-        types = set(map(type, vals))
-        if types == _STR and col.fmt is None:  # text as it is (e.g. 3,000 distinct layer names)
-            out.append(vals)
-        elif types <= _SAME:  # (no bools or floats: 1 == True, 0.0 == -0.0)
-            done = {v: _fmt(col, v) for v in set(vals)}
-            out.append(list(map(done.__getitem__, vals)))
-        else:
-            out.append([_fmt(col, v) for v in vals])
-    return out
+    """``[[_cell(c, r) for r in rows] for c in columns]``."""
+    return [_column(col, rows)[0] for col in columns]
 
 
 def _cells(columns: list[Column], rows: list[dict]) -> list[tuple[str, ...]]:
@@ -240,10 +243,10 @@ def to_plain(view: TableView) -> str:
         out.append(view.caption)
     if columns:
         head = [[c.header] for c in columns]
-        body = _columns(columns, view.rows)
-        foot = _columns(columns, view.footer)
-        widths = [max(len(h[0]), max(map(len, b), default=0), max(map(len, f), default=0))
-                  for h, b, f in zip(head, body, foot)]
+        body = [_column(c, view.rows) for c in columns]
+        foot = [_column(c, view.footer) for c in columns]
+        widths = [max(len(h[0]), b[1], f[1]) for h, b, f in zip(head, body, foot)]
+        body, foot = [b[0] for b in body], [f[0] for f in foot]
         right = [c.align == "right" for c in columns]
         rule = "  ".join("-" * w for w in widths)
         out += _plain_lines(head, widths, right)

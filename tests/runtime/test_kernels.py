@@ -101,10 +101,6 @@ CONV_CASES = [
     # dilation along the width (the shifted sum) and the height (the row offsets)
     pytest.param(1, 13, 9, 8, 3, 1, (5, 5), (1, 1), ((2, 1), (0, 2)), (1, 2), id="rows-asym-dilated"),
     pytest.param(2, 16, 8, 9, 2, 1, (5, 7), (1, 1), 3, (2, 1), id="rows-7-wide-hdilated"),
-    # im2col on the wide grid (stride 1, rows < 16): forward, dW and the wide fold for dX,
-    # with dilation, asymmetric pads, and a 1-row kernel (conv1d's shape)
-    pytest.param(2, 3, 10, 11, 8, 1, (3, 3), (1, 1), ((1, 2), (2, 1)), (2, 1), id="wide-asym-dilated"),
-    pytest.param(3, 2, 1, 13, 4, 1, (1, 4), (1, 1), ((0, 0), (1, 2)), (1, 1), id="wide-1-row"),
 ]
 
 
@@ -188,29 +184,6 @@ def test_im2col_row_unfold_path_choice():
     assert not conv._rows_pays((64, 64, 3, 3), (1, 1), 1)  # 3x3: kept on the column unfold
     assert not conv._rows_pays((64, 3, 7, 7), (2, 2), 1)  # strided
     assert not conv._rows_pays((16, 16, 7, 7), (1, 1), 2)  # grouped
-
-
-def test_im2col_wide_grid_path_choice():
-    """Which CONV_CASES run im2col on the wide grid (and, for dX, its fold): short rows at
-    stride 1 without groups, the wide grid at most 1.5x the output width."""
-    def wide(H, W, F, C, k, pads, dil, stride=(1, 1), groups=1):
-        return conv._wide_pays((1, C * groups, H, W), (F, C) + k, conv.pads2d(pads), stride, dil, groups)
-
-    # Wp = 11 + 2 + 1 = 14, OW = 14 - 2 = 12: 2*14 <= 3*12
-    assert wide(10, 11, 8, 3, (3, 3), ((1, 2), (2, 1)), (2, 1))
-    # its dX is the wide fold, not the flipped conv: 2*8*10*11 = 1760 > 3*3*9*12 = 972
-    assert not conv._flip_pays((1, 8, 9, 12), (8, 3, 3, 3), (1, 1), 1, (10, 11),
-                               conv._flip_pads((8, 3, 3, 3), ((1, 2), (2, 1)), (2, 1)))
-    assert wide(1, 13, 4, 2, (1, 4), ((0, 0), (1, 2)), (1, 1))  # Wp 16, OW 13
-    assert wide(12, 12, 3, 1, (5, 5), 0, (1, 1))  # "lenet-like": Wp 12, OW 8, just 1.5x
-    assert wide(14, 14, 16, 6, (5, 5), 0, (1, 1))  # LeNet's C3: Wp 14, OW 10
-    assert not wide(32, 32, 6, 1, (5, 5), 0, (1, 1))  # LeNet's C1: rows of 28
-    assert not wide(9, 8, 3, 3, (3, 3), ((2, 1), (0, 2)), (1, 2))  # Wp 10, OW 6: 1.67x
-    assert not wide(10, 9, 4, 3, (3, 3), ((1, 0), (0, 1)), (1, 1), stride=(2, 2))
-    assert not wide(8, 8, 1, 1, (3, 3), 1, (1, 1), groups=4)
-    assert not wide(6, 6, 3, 5, (1, 1), 0, (1, 1))  # pointwise
-    assert not wide(5, 5, 2, 2, (5, 5), 0, (1, 1))  # the window covers the input
-    assert not wide(9, 8, 3, 13, (5, 5), ((2, 1), (0, 2)), (1, 2))  # the row unfold
 
 
 def test_conv2d_output_size_floor():

@@ -58,16 +58,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncalc.runtime._numba import njit, numba, prange
+from cnncalc.runtime._numba import njit, prange
 from cnncalc.runtime.kernels import depthwise as _dwk
 from cnncalc.runtime.kernels._util import as_float, pads1d, pads2d, pair
 
 ALGOS = ("direct", "im2col", "fft")
 #: every ``algo=`` the kernels accept besides ``auto``: the lectures' three and ``depthwise``
 KERNEL_ALGOS = ALGOS + ("depthwise",)
-#: unsigned flat indices: numba wraps negative signed indices (a branch per access that
-#: stops vectorisation; see kernels/depthwise.py)
-_U = numba.uint64
 
 
 def conv2d_output_size(H, W, kernel, stride=1, pad=0, dilation=1):
@@ -363,145 +360,6 @@ def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
             and 2 * F * x_hw[0] * x_hw[1] <= 3 * Cg * OH * OW)
 
 
-# --------------------------------------------------------------------------------------
-# im2col on the wide grid (stride 1, ungrouped, short output rows)
-# --------------------------------------------------------------------------------------
-@njit(parallel=True)
-def _wide_unfold(xp, kh, kw, dh, dw, OH):
-    """``cols[(c*kh + i)*kw + j, n*OH*Wp + p] = xp[n, c].flat[p + i*dh*Wp + j*dw]`` for
-    ``p < OH*Wp``: the unfold on the *wide* output grid (row pitch ``Wp``, the padded
-    width) -- one contiguous run of ``OH*Wp`` per (tap, image) instead of ``OH`` runs of
-    ``OW``. Column ``p = oh*Wp + ow`` with ``ow >= OW`` holds values of the input that no
-    output uses (the next row, or the next plane); past the end of the array, zeros."""
-    N, C, Hp, Wp = xp.shape
-    L = OH * Wp
-    xf = xp.reshape(-1)
-    total = xf.shape[0]
-    cols = np.empty((C * kh * kw, N * L), dtype=xp.dtype)
-    cf = cols.reshape(-1)
-    zero = xp.dtype.type(0)
-    for t in prange(C * kh * kw):
-        c = t // (kh * kw)
-        i = (t // kw) % kh
-        j = t % kw
-        for n in range(N):
-            src = (n * C + c) * Hp * Wp + i * dh * Wp + j * dw
-            m = min(L, total - src)
-            dst = t * N * L + n * L
-            for p in range(m):
-                cf[_U(dst + p)] = xf[_U(src + p)]
-            for p in range(m, L):
-                cf[_U(dst + p)] = zero
-    return cols
-
-
-@njit(parallel=True)
-def _wide_rows(dy, Wp):
-    """``D[f, n*OH*Wp + oh*Wp + ow] = dy[n, f, oh, ow]``, zero for ``ow >= OW``: dY on the
-    wide grid, so the garbage columns of :func:`_wide_unfold` meet zeros."""
-    N, F, OH, OW = dy.shape
-    L = OH * Wp
-    D = np.empty((F, N * L), dtype=dy.dtype)
-    for t in prange(F * N):
-        f = t // N
-        n = t % N
-        for oh in range(OH):
-            b = n * L + oh * Wp
-            for ow in range(OW):
-                D[f, b + ow] = dy[n, f, oh, ow]
-            for ow in range(OW, Wp):
-                D[f, b + ow] = 0
-    return D
-
-
-@njit(parallel=True)
-def _from_wide(G, N, OH, OW, Wp):
-    """``y[n, f, oh, ow] = G[f, n*OH*Wp + oh*Wp + ow]``: the valid columns of the wide grid."""
-    F = G.shape[0]
-    L = OH * Wp
-    y = np.empty((N, F, OH, OW), dtype=G.dtype)
-    for t in prange(N * F):
-        n = t // F
-        f = t % F
-        for oh in range(OH):
-            b = n * L + oh * Wp
-            for ow in range(OW):
-                y[n, f, oh, ow] = G[f, b + ow]
-    return y
-
-
-@njit(parallel=True)
-def _wide_fold(dcols, N, C, Hp, Wp, kh, kw, dh, dw, OH, pt, pl, H, W):
-    """Adjoint of :func:`_wide_unfold`, cropped to the input's interior: per (image,
-    channel), each tap's column run of ``OH*Wp`` added at its offset ``i*dh*Wp + j*dw`` of
-    the padded plane (a contiguous, vectorised run; the garbage columns carry zeros, see
-    :func:`_wide_rows`), taps in the order (i, j) like :func:`_col2im`."""
-    L = OH * Wp
-    dx = np.empty((N, C, H, W), dtype=dcols.dtype)
-    df = dcols.reshape(-1)
-    xf = dx.reshape(-1)
-    for t in prange(N * C):
-        n = t // C
-        c = t % C
-        acc = np.zeros(Hp * Wp + (kw - 1) * dw, dtype=dcols.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                src = ((c * kh + i) * kw + j) * N * L + n * L
-                off = i * dh * Wp + j * dw
-                for p in range(L):
-                    acc[_U(off + p)] += df[_U(src + p)]
-        for h in range(H):
-            for q in range(W):
-                xf[_U((t * H + h) * W + q)] = acc[_U((h + pt) * Wp + q + pl)]
-    return dx
-
-
-def _wide_pays(x_shape, w_shape, pads, stride, dilation, groups):
-    """Run im2col on the wide grid (:func:`_wide_unfold`, :func:`_wide_fold`): stride 1,
-    ungrouped, not one of the special cases (row unfold, 1x1, whole window), output rows
-    shorter than 16 and the wide grid at most 1.5x the output (every GEMM grows by
-    ``Wp/OW``). Short rows are where the row-by-row copies cost most: measured on LeNet's
-    C3 (5x5, 14x14x6->16, N=32, 1 thread, CPU ms; unfold / forward GEMM / dW GEMM / dX GEMM
-    / fold): im2col 0.39 / 0.25 / 0.33 / 0.27 / 0.58 (1.82 in all), wide 0.10 / 0.37 (GEMM
-    and the valid columns) / 0.47 (dY widened and GEMM) / 0.37 / 0.10 (1.41). On C1 (28-wide
-    rows, 32x32x1->6, no data gradient) it did not pay: 0.78 vs 0.96."""
-    if stride != (1, 1) or groups != 1:
-        return False
-    if (_rows_pays(w_shape, stride, groups) or _pointwise(w_shape, pads, groups)
-            or _whole_window(x_shape, w_shape, pads, dilation, groups)):
-        return False
-    Wp = x_shape[3] + pads[1][0] + pads[1][1]
-    OW = Wp - dilation[1] * (w_shape[3] - 1)
-    return 0 < OW < 16 and 2 * Wp <= 3 * OW
-
-
-def _wide_fwd(xp, w, dilation, OH, OW):
-    """``(y, cols)``: the wide unfold, one GEMM, the valid columns."""
-    N, _, _, Wp = xp.shape
-    F, C, kh, kw = w.shape
-    cols = _wide_unfold(xp, kh, kw, dilation[0], dilation[1], OH)
-    return _from_wide(w.reshape(F, C * kh * kw) @ cols, N, OH, OW, Wp), cols
-
-
-def _wide_dx(dy, w, dilation, pads, H, W, D=None):
-    """dX of the interior: ``W^T D`` on the wide grid and :func:`_wide_fold`."""
-    N, F, OH, OW = dy.shape
-    _, C, kh, kw = w.shape
-    (pt, pb), (pl, pr) = pads
-    Hp, Wp = H + pt + pb, W + pl + pr
-    if D is None:
-        D = _wide_rows(dy, Wp)
-    dcols = w.reshape(F, C * kh * kw).T @ D
-    return _wide_fold(dcols, N, C, Hp, Wp, kh, kw, dilation[0], dilation[1], OH, pt, pl, H, W)
-
-
-def _wide_dw(dy, cols, w_shape, Wp, D=None):
-    """dW ``= D cols^T`` (the garbage columns of ``cols`` meet the zeros of ``D``)."""
-    if D is None:
-        D = _wide_rows(dy, Wp)
-    return np.ascontiguousarray((D @ cols.T).reshape(w_shape))
-
-
 def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
     """dX of the padded input: ``col2im(W^T dY)``."""
     N, F, OH, OW = dy.shape
@@ -762,9 +620,6 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     elif algo == "im2col" and _rows_pays(w.shape, stride, groups):
         y, R = _rows_fwd(xp, w, dilation, OH, OW)
         cols = R if keep_cols and R.nbytes <= KEEP_COLS_BYTES else None
-    elif algo == "im2col" and _wide_pays(x.shape, w.shape, pads, stride, dilation, groups):
-        y, cw = _wide_fwd(xp, w, dilation, OH, OW)
-        cols = cw if keep_cols and cw.nbytes <= KEEP_COLS_BYTES else None
     elif algo == "im2col":
         keep = keep_cols and x.shape[0] * OH * OW * w[0].size * x.itemsize <= KEEP_COLS_BYTES
         y = _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=keep)
@@ -791,8 +646,6 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
         fpads = _flip_pads(w.shape, pads, dilation)
         if _flip_pays(dy.shape, w.shape, stride, groups, (H, W), fpads):
             return _flip_conv_dx(dy, w, dilation, fpads, H, W)
-        if _wide_pays(x_shape, w.shape, pads, stride, dilation, groups):
-            return _wide_dx(dy, w, dilation, pads, H, W, dyr)
         dxp = _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr)
     else:
         dxp = _fft_dx(dy, w, stride, dilation, groups, Hp, Wp)
@@ -813,11 +666,6 @@ def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None
         if cols is None:
             cols = _row_unfold(_pad_input(x, pads), w_shape[2], dilation[0], dy.shape[2])
         return _rows_dw(dy, cols, w_shape, dilation, Wp)
-    if algo == "im2col" and _wide_pays(x.shape, w_shape, pads, stride, dilation, groups):  # cols: wide
-        Wp = x.shape[3] + pads[1][0] + pads[1][1]
-        if cols is None:
-            cols = _wide_unfold(_pad_input(x, pads), w_shape[2], w_shape[3], dilation[0], dilation[1], dy.shape[2])
-        return _wide_dw(dy, cols, w_shape, Wp, dyr)
     if algo == "im2col" and cols is not None:
         return _im2col_dw(dy, None, w_shape, stride, dilation, groups, cols, dyr)
     xp = _pad_input(x, pads)
@@ -912,13 +760,9 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     data-gradient entry point."""
     c = cache
     dout = as_float(dout, c.x.dtype)
-    if c.algo == "im2col" and need_dx and need_dw and _wide_pays(c.x.shape, c.w.shape, c.pads, c.stride,
-                                                                  c.dilation, c.groups):
-        dyr = _wide_rows(dout, c.x.shape[3] + c.pads[1][0] + c.pads[1][1])  # dY on the wide grid
-    else:
-        dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
-               and not _pointwise(c.w.shape, c.pads, c.groups) and not _rows_pays(c.w.shape, c.stride, c.groups)
-               and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
+    dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
+           and not _pointwise(c.w.shape, c.pads, c.groups) and not _rows_pays(c.w.shape, c.stride, c.groups)
+           and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
     dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None
     dw = db = None
     if need_dw:

@@ -459,6 +459,12 @@ def test_float32_tanh_is_within_7_ulp_of_the_exact_tanh():
     np.testing.assert_allclose(act.tanh_forward(strided)[0], np.tanh(strided), rtol=1e-6, atol=1e-7)
     special = act.tanh_forward(np.array([np.nan, np.inf, -np.inf, -0.0], np.float32))[0]
     assert np.isnan(special[0]) and list(special[1:3]) == [1.0, -1.0] and np.signbit(special[3])
+    # the backward (one numba pass for contiguous arrays) gives the numpy form's bits
+    dy = np.cos(np.arange(x.size, dtype=np.float32))
+    t = np.multiply(y, y)
+    np.subtract(1, t, out=t)
+    assert np.array_equal(act.tanh_backward(dy, y), np.multiply(t, dy))
+    assert np.array_equal(act.tanh_backward(dy[::-1], y[::-1]), np.multiply(t, dy)[::-1])  # strided: numpy
     # float64 keeps numpy's tanh (gradient checks need it)
     x64 = x[::997].astype(np.float64)
     assert np.array_equal(act.tanh_forward(x64)[0], np.tanh(x64))

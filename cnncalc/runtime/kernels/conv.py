@@ -170,9 +170,10 @@ def _im2col(xp, kh, kw, sh, sw, dh, dw, OH, OW, groups):
 
     Indexes the flat arrays with unsigned offsets (numba wraps negative signed indices: a
     branch per access, which keeps short rows from vectorising); rows of 32 or more at
-    stride 1 are slice copies. Measured (1 thread, CPU ms, 4-D indexing -> flat): LeNet's C3
-    (5x5, 14x14x6, N=32, rows of 10) 0.47 -> 0.13; C1 (32x32x1, N=32) 0.28 -> 0.13; 7x7
-    28x28x16 N=4 0.79 -> 0.49; 3x3 56x56x64 N=8 5.6-6.7 -> 5.2-5.3."""
+    stride 1 stay slice copies of row views (as before: as fast as a flat loop or faster).
+    Measured (1 thread, CPU ms, 4-D indexing -> flat): LeNet's C3 (5x5, 14x14x6, N=32, rows
+    of 10) 0.47 -> 0.13; C1 (32x32x1, N=32) 0.28 -> 0.13; 7x7 28x28x16 N=4 0.79 -> 0.49;
+    7x7 s2 112x112x3 N=2 0.95-1.35 -> 0.49; 11x11 s4 227x227x3 1.1-1.3 -> 0.4-0.6."""
     N, C, Hp, Wp = xp.shape
     Cg = C // groups
     P = OH * OW
@@ -186,12 +187,13 @@ def _im2col(xp, kh, kw, sh, sw, dh, dw, OH, OW, groups):
         g = ci // Cg
         k = ((ci % Cg) * kh + i) * kw + j
         rb = (g * Cg * kh * kw + k) * N * P
+        row = cols[g, k]
         for n in range(N):
             for oh in range(OH):
                 src = ((n * C + ci) * Hp + oh * sh + i * dh) * Wp + j * dw
                 dst = rb + n * P + oh * OW
                 if sw == 1 and OW >= 32:  # a long contiguous run: a slice copy
-                    cf[dst:dst + OW] = xf[src:src + OW]
+                    row[n * P + oh * OW:n * P + oh * OW + OW] = xp[n, ci, oh * sh + i * dh, j * dw:j * dw + OW]
                 elif sw == 1:
                     for ow in range(OW):
                         cf[_U(dst + ow)] = xf[_U(src + ow)]

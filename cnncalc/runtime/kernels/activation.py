@@ -3,8 +3,9 @@
 These are memory-bound one-pass maps; numpy's ufuncs are already compiled loops, so
 they are written in numpy (no JIT compile time, no numba dtype specialisations) -- except
 float32 tanh: numpy's is a scalar libm call per element on CPUs without AVX-512 (~3 ns),
-so float32 tanh is the rational approximation of :func:`_tanh32` (one vectorised numba
-pass, ~0.6 ns; at most 6.4 ulp / 3.9e-7 from the exact tanh, float64 keeps ``np.tanh``).
+so float32 tanh is the rational approximation of :func:`_tanh1` in one vectorised numba
+pass (~0.6 ns; at most 6.4 ulp / 3.9e-7 from the exact tanh; float64 keeps ``np.tanh``),
+and the tanh backward is one numba pass (the numpy form's bits).
 
 Public API (every ``*_forward`` returns ``(y, cache)``, every ``*_backward(dout, cache)``
 returns ``dx``):

@@ -22,6 +22,12 @@ network computes.  (PyTorch decays everything unless told otherwise; pass
 ``params`` and ``grads`` are ``{name: ndarray}`` dicts with the same keys and shapes;
 parameters are updated in place (the arrays keep their identity), gradients are not
 modified.  Momentum buffers are kept in the parameter's dtype.
+
+A contiguous float parameter whose gradient has its dtype is updated by one numba pass
+(:func:`_update`): the same operations, each rounded to the parameter's dtype in the same
+order as the numpy form it replaces (no fused multiply-add: numba runs without fastmath),
+so the same bits, without the ~7 numpy calls and temporaries per tensor (LeNet-5's ten
+tensors: ~0.2 ms a step, a few per cent of a batch-64 step).
 """
 from __future__ import annotations
 
@@ -29,7 +35,33 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from cnncalc.runtime._numba import njit
+
 __all__ = ["SGD", "default_decay"]
+
+
+@njit
+def _update(p, grad, buf, lr, mu, wd, first, nesterov):
+    """One SGD step of the flat arrays ``p`` and ``buf`` (``mu == 0``: ``buf`` is unused)
+    from ``grad``, element by element in the order of the numpy form in :meth:`SGD.step`:
+    ``g = grad + wd*p``; ``buf = g`` (first step) or ``buf = mu*buf + g``; ``d = g +
+    mu*buf`` (Nesterov) or ``buf``; ``p = p - lr*d``. ``lr``, ``mu``, ``wd`` are scalars
+    of ``p``'s dtype (``wd`` 0 when the parameter is not decayed)."""
+    for i in range(p.shape[0]):
+        g = grad[i]
+        if wd != 0:
+            g = g + wd * p[i]
+        if mu != 0:
+            if first:
+                b = g
+            else:
+                b = buf[i] * mu
+                b = b + g
+            buf[i] = b
+            d = g + mu * b if nesterov else b
+        else:
+            d = g
+        p[i] = p[i] - lr * d
 
 
 def default_decay(name: str, param: np.ndarray) -> bool:
@@ -78,6 +110,12 @@ class SGD:
             grad = grads[name]
             if grad.shape != p.shape:
                 raise ValueError(f"gradient of {name} has shape {grad.shape}, parameter has {p.shape}")
+            buf = self.buffers.get(name)
+            if (p.dtype == grad.dtype and p.dtype in (np.float32, np.float64) and p.flags.c_contiguous
+                    and grad.flags.c_contiguous and p.flags.writeable
+                    and (buf is None or (buf.dtype == p.dtype and buf.flags.c_contiguous))):
+                self._fused(name, p, grad, lr)
+                continue
             g = grad.astype(p.dtype, copy=True)
             if wd and self.decay(name, p):
                 g += p.dtype.type(wd) * p
@@ -94,6 +132,18 @@ class SGD:
                     g = buf
             p -= p.dtype.type(lr) * g
         self.steps += 1
+
+    def _fused(self, name, p, grad, lr):
+        """:meth:`step` of one parameter by :func:`_update` (the same bits)."""
+        t = p.dtype.type
+        mu = self.momentum
+        wd = self.weight_decay if self.weight_decay and self.decay(name, p) else 0.0
+        buf = self.buffers.get(name) if mu else None
+        first = mu != 0 and buf is None
+        if first:
+            buf = self.buffers[name] = np.empty_like(p)
+        _update(p.reshape(-1), grad.reshape(-1), p.reshape(-1) if buf is None else buf.reshape(-1),
+                t(lr), t(mu), t(wd), first, self.nesterov)
 
     # ------------------------------------------------------------------ checkpoints
 

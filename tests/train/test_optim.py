@@ -72,6 +72,32 @@ def test_nesterov_equals_sutskever_lookahead_form():
         assert np.allclose(p["x"][0], theta + mu * v, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum,nesterov,wd", [(0.9, False, 5e-4), (0.9, True, 1e-2), (0.0, False, 1e-3),
+                                                  (0.5, False, 0.0)])
+def test_fused_update_gives_the_numpy_forms_bits(dtype, momentum, nesterov, wd):
+    # a C-contiguous parameter takes the one-pass numba update, a Fortran-ordered copy of it
+    # the numpy operations: the same values to the last bit, step after step (and the
+    # momentum buffers too), for a decayed weight and an undecayed bias
+    r = np.random.default_rng(4)
+    w = r.standard_normal((6, 5)).astype(dtype)
+    b = r.standard_normal(5).astype(dtype)
+    fused = {"w": w.copy(), "b": b.copy()}
+    plain = {"w": np.asfortranarray(w.copy()), "b": b.copy()[::-1].copy()[::-1]}  # b: a reversed view
+    assert fused["w"].flags.c_contiguous and not plain["w"].flags.c_contiguous
+    assert not plain["b"].flags.c_contiguous
+    opts = [SGD(0.05, momentum=momentum, nesterov=nesterov, weight_decay=wd) for _ in range(2)]
+    for step in range(4):
+        g = {"w": r.standard_normal((6, 5)).astype(dtype), "b": r.standard_normal(5).astype(dtype)}
+        opts[0].step(fused, g)
+        opts[1].step(plain, {"w": np.asfortranarray(g["w"]), "b": g["b"]})
+        for k in ("w", "b"):
+            assert np.array_equal(fused[k], plain[k]), (step, k)
+            if momentum:
+                assert np.array_equal(opts[0].buffers[k], opts[1].buffers[k]), (step, k)
+    assert not np.array_equal(fused["w"], w)  # it did move
+
+
 def test_state_round_trip_continues_identically():
     rng = np.random.default_rng(0)
     init = {"w": rng.standard_normal((3, 4)).astype(np.float32), "b": np.zeros(3, np.float32)}

@@ -141,11 +141,11 @@ class Graph(Record):
             first = done.get(key)
             if first is not None:
                 d = layer.__dict__
-                name, factors = d["name"], d.get("in_factors")
-                d.update(first.__dict__)
-                d["name"] = name
-                d["in_factors"] = factors
-                shapes[node.name] = d["out_shape"]
+                fd = first.__dict__.copy()
+                fd["name"] = d["name"]
+                fd["in_factors"] = d.get("in_factors")
+                layer.__dict__ = fd
+                shapes[node.name] = fd["out_shape"]
                 continue
             try:
                 shapes[node.name] = layer.infer(ins, self.rounding)

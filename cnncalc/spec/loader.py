@@ -646,8 +646,12 @@ class _Builder:
             d["name"] = full
             d["in_shapes"] = []
             d["_notes"] = []
-            node = Node(full, layer, [src if k == 0 else (prefix + v if k == 1 else v) for k, v in inputs],
-                        line, trace, is_output)
+            if len(inputs) == 1:
+                k, v = inputs[0]
+                ins = [src if k == 0 else (prefix + v if k == 1 else v)]
+            else:
+                ins = [src if k == 0 else (prefix + v if k == 1 else v) for k, v in inputs]
+            node = Node(full, layer, ins, line, trace, is_output)
             if full in nodes:  # a name used twice: the error an expansion reports
                 self._add(node)
             nodes[full] = node  # (its inputs are the source and nodes added before it)

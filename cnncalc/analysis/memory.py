@@ -40,13 +40,10 @@ def tensor_intervals(graph: Graph, sizes: dict[str, int]) -> dict[str, tuple[int
     return {b: (lo, last[b], sizes[b]) for b, lo in start.items()}
 
 
-def live_sizes(intervals: dict[str, tuple[int, int, int]], n_steps: int,
-               skip: set[str] = frozenset()) -> list[int]:
+def live_sizes(intervals: dict[str, tuple[int, int, int]], n_steps: int) -> list[int]:
     """The sum of the live tensors' sizes at each step."""
     delta = [0] * (n_steps + 1)
-    for name, (lo, hi, size) in intervals.items():
-        if name in skip:
-            continue
+    for lo, hi, size in intervals.values():
         delta[lo] += size
         delta[hi + 1] -= size
     del delta[n_steps]
@@ -59,28 +56,12 @@ def _highest(live: list[int]) -> tuple[int, int]:
     return (best, live.index(best)) if best > 0 else (0, 0)
 
 
-def peak(intervals: dict[str, tuple[int, int, int]], n_steps: int, skip: set[str] = frozenset()) -> tuple[int, int]:
-    """Largest sum of live tensor sizes over the steps, and the step where it happens."""
-    return _highest(live_sizes(intervals, n_steps, skip))
-
-
-def inference_peak(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str]:
-    iv = tensor_intervals(graph, sizes) if intervals is None else intervals
-    best, where = peak(iv, len(graph.nodes))
-    return best, list(graph.nodes)[where]
-
-
-def gradient_peak(graph: Graph, sizes: dict[str, int], intervals=None) -> int:
-    """During backward the gradient of a tensor lives over the same steps as the tensor
-    (from its last reader's backward to its producer's); the input needs no gradient."""
-    iv = tensor_intervals(graph, sizes) if intervals is None else intervals
-    best, _ = peak(iv, len(graph.nodes), skip={INPUT})
-    return best
-
-
 def peaks(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str, int]:
-    """``inference_peak`` and ``gradient_peak`` from one pass over the intervals: the live
-    gradients are the live tensors without the input's interval."""
+    """The inference peak (the largest sum of live tensors over the steps, and the layer
+    where it happens) and the gradient peak. During backward the gradient of a tensor lives
+    over the same steps as the tensor (from its last reader's backward to its producer's)
+    and the input needs none: the live gradients are the live tensors without the input's
+    interval."""
     iv = tensor_intervals(graph, sizes) if intervals is None else intervals
     live = live_sizes(iv, len(graph.nodes))
     best, where = _highest(live)

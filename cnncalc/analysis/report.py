@@ -6,7 +6,7 @@ All numbers are exact ints.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from cnncalc._gc import paused_gc
 from cnncalc._record import FACTORY, Record
@@ -168,8 +168,9 @@ class Report(Record):
         }
 
 
-LayerStats._fields = LayerStats.__match_args__ = tuple(f.name for f in fields(LayerStats))
-Report._fields = Report.__match_args__ = tuple(f.name for f in fields(Report))
+# (__match_args__ is set by @dataclass: the fields in order)
+LayerStats._fields = LayerStats.__match_args__
+Report._fields = Report.__match_args__
 
 
 def analyze_graph(graph: Graph, *, batch: int = 1, dtype: str = "float32", bias: bool = True,

@@ -75,8 +75,7 @@ class TableView(Record):
         self.caption = caption
 
 
-TableView._fields = TableView.__match_args__ = ("title", "columns", "rows", "footer", "sections", "notes",
-                                               "caption")
+TableView._fields = TableView.__match_args__  # (set by @dataclass: the fields in order)
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:
@@ -202,18 +201,6 @@ def _column(col: Column, rows: list[dict]) -> tuple[list[str], int]:
     else:
         texts = [_fmt(col, v) for v in vals]
     return texts, max(map(len, texts), default=0)
-
-
-def _columns(columns: list[Column], rows: list[dict]) -> list[list[str]]:
-    """``[[_cell(c, r) for r in rows] for c in columns]``."""
-    return [_column(col, rows)[0] for col in columns]
-
-
-def _cells(columns: list[Column], rows: list[dict]) -> list[tuple[str, ...]]:
-    """The cells row by row: ``[tuple(_cell(c, r) for c in columns) for r in rows]``."""
-    if not rows or not columns:
-        return [() for _ in rows]
-    return list(zip(*_columns(columns, rows)))
 
 
 def _plain_lines(cols: list[list[str]], widths: list[int], right: list[bool]) -> list[str]:

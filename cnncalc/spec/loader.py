@@ -33,7 +33,7 @@ from cnncalc.layers import ALIASES, REGISTRY
 from cnncalc.layers.base import _suggest, as_rounding
 from cnncalc.shapes import parse_shape
 from cnncalc.spec.expr import ExprError, names_read, substitute
-from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml, read_text_file
+from cnncalc.spec.yamlsafe import LineDict, load_yaml, read_text_file
 
 TOP_KEYS = {"name", "source", "input", "rounding", "defaults", "modules", "layers", "vars",
             "description", "notes", "variant", "tables"}
@@ -295,7 +295,7 @@ class _Builder:
                                    line=line)
                 if not when:
                     continue
-                it = self._substitute_item(item, scope, fresh)
+                it = self._item_copy(item, scope, fresh)
                 name = substitute(item["name"], scope) if "name" in item else None
             except ExprError as e:
                 raise self.err(str(e), line=line) from None
@@ -314,7 +314,7 @@ class _Builder:
             prev = self._one(kind, it, sub, src, name, line, loop)
         return prev
 
-    def _substitute_item(self, item, scope, fresh: bool):
+    def _item_copy(self, item, scope, fresh: bool):
         """``_substitute_item(item, scope)``, computed once per item and values of the names it
         reads (a repeated item's copy is the same for every n it does not read): the copy is
         shared, and nothing downstream changes it."""

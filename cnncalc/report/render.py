@@ -282,10 +282,6 @@ def _texts(col: Column, vals: list) -> tuple[list[str], int]:
     return texts, max(map(len, texts), default=0)
 
 
-def _pad(cells: tuple[str, ...], widths: list[int], right: list[bool]) -> str:
-    return "  ".join([v.rjust(w) if r else v.ljust(w) for v, w, r in zip(cells, widths, right)]).rstrip()
-
-
 def _plain_lines(cols: list[list[str]], widths: list[int], right: list[bool],
                  kinds: list[int] | None = None) -> list[str]:
     """The rows given column by column, each cell padded to its column's width, two spaces
@@ -297,18 +293,26 @@ def _plain_lines(cols: list[list[str]], widths: list[int], right: list[bool],
     if len(cols) == 1:
         return [a.rstrip() for a in firsts]
     rest_w, rest_r = widths[1:], right[1:]
+    # (each distinct rest of a line is made once, with the two spaces before it; a line
+    # whose rest is empty is its first cell without trailing spaces)
     if kinds is not None:
-        per_kind = [_pad(k, rest_w, rest_r) for k in zip(*cols[1:])]
+        per_kind = [_rest(k, rest_w, rest_r) for k in zip(*cols[1:])]
         rest = list(map(per_kind.__getitem__, kinds))
         empty = "" in per_kind
     else:
         keys = list(zip(*cols[1:]))
-        rests = {k: _pad(k, rest_w, rest_r) for k in set(keys)}
+        rests = {k: _rest(k, rest_w, rest_r) for k in set(keys)}
         rest = list(map(rests.__getitem__, keys))
         empty = "" in rests.values()
     if empty:
-        return [f"{a}  {b}" if b else a.rstrip() for a, b in zip(firsts, rest)]
-    return list(map("{}  {}".format, firsts, rest))
+        return [a + b if b else a.rstrip() for a, b in zip(firsts, rest)]
+    return list(map(str.__add__, firsts, rest))
+
+
+def _rest(cells: tuple[str, ...], widths: list[int], right: list[bool]) -> str:
+    """The cells after a line's first, padded, each after two spaces ("" if all are empty)."""
+    text = "  ".join([v.rjust(w) if r else v.ljust(w) for v, w, r in zip(cells, widths, right)]).rstrip()
+    return "  " + text if text else ""
 
 
 def _body(columns: list[Column], rows) -> tuple[list[tuple[list[str], int]], list[int] | None]:

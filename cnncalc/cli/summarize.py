@@ -50,6 +50,7 @@ def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain
     graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
+    del graph  # (the report holds what is shown: the table reuses the graph's memory)
     if fmt == "json":
         obj = report.to_dict()
         if by:

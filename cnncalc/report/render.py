@@ -194,7 +194,7 @@ def _fmt(col: Column, v) -> str:
 def render(view: TableView, fmt: str = "table", stream=None) -> None:
     stream = stream or sys.stdout
     if fmt == "plain":
-        stream.write(to_plain(view))
+        write_plain(view, stream)
     elif fmt == "csv":
         stream.write(to_csv(view))
     elif fmt == "markdown":
@@ -203,7 +203,7 @@ def render(view: TableView, fmt: str = "table", stream=None) -> None:
         if use_rich(stream):
             _rich(view, stream)
         else:
-            stream.write(to_plain(view))
+            write_plain(view, stream)
     else:  # pragma: no cover - click restricts the choices
         raise ValueError(fmt)
 
@@ -325,6 +325,19 @@ def _body(columns: list[Column], rows) -> tuple[list[tuple[list[str], int]], lis
 
 
 def to_plain(view: TableView) -> str:
+    return "\n".join(plain_lines(view)) + "\n"
+
+
+def write_plain(view: TableView, stream) -> None:
+    """``stream.write(to_plain(view))``, a block of lines at a time: a 3,000-row table never
+    exists as one string (nor as its encoded bytes), which would be new memory to map."""
+    lines = plain_lines(view)
+    for i in range(0, len(lines), 256):
+        stream.write("\n".join(lines[i:i + 256]) + "\n")
+
+
+def plain_lines(view: TableView) -> list[str]:
+    """The lines of ``to_plain(view)``."""
     columns = view.columns
     out = []
     if view.title:
@@ -358,7 +371,7 @@ def to_plain(view: TableView) -> str:
     if view.notes:
         out.append("")
         out += [f"note: {n}" for n in view.notes]
-    return "\n".join(out) + "\n"
+    return out
 
 
 # ------------------------------------------------------------------------------ terminal layout

@@ -285,6 +285,8 @@ class _Builder:
         self.steps += repeat
         explicit = repeat > 1 or "repeat" in item or "n" not in ctx.scope
         has_when = "when" in item
+        name_of = item.get("name")
+        numbered = repeat > 1 and "$" not in str(name_of)  # (a fixed name: name_1, name_2, ...)
         loop: dict = {}  # what a module instance computes once for every n it does not read
         for n in range(1, repeat + 1):
             scope = {**ctx.scope, "n": n, "i": n - 1} if explicit else ctx.scope
@@ -296,7 +298,7 @@ class _Builder:
                 if not when:
                     continue
                 it = self._item_copy(item, scope, fresh)
-                name = substitute(item["name"], scope) if "name" in item else None
+                name = substitute(name_of, scope) if name_of is not None else None
             except ExprError as e:
                 raise self.err(str(e), line=line) from None
             if name is not None:
@@ -304,7 +306,7 @@ class _Builder:
                     raise self.err(f"'name' is a layer name (text like conv1), got {short(name)}",
                                    line=line, hint="write e.g. 'name: conv1'")
                 name = str(name)
-                if repeat > 1 and "$" not in str(item.get("name")):
+                if numbered:
                     name = f"{name}_{n}"
                 if "/" in name:
                     raise self.err(f"a layer name cannot contain '/': {short(name)}", line=line,
@@ -750,6 +752,8 @@ def _item_names(item) -> tuple | None:
 
 def _valid_name(v) -> bool:
     """A name is a non-empty text (a plain number is accepted and read as text)."""
+    if v.__class__ is str:
+        return 0 < len(v) <= 200 and not v.isspace()
     if isinstance(v, bool) or not isinstance(v, (str, int)):
         return False
     text = str(v)

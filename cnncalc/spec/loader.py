@@ -288,6 +288,10 @@ class _Builder:
         name_of = item.get("name")
         numbered = repeat > 1 and "$" not in str(name_of)  # (a fixed name: name_1, name_2, ...)
         loop: dict = {}  # what a module instance computes once for every n it does not read
+        # an item that reads neither n nor i has the same copy for every n: made once
+        names = None if fresh or repeat < 2 else self._item_info(item)[1]
+        invariant = names is not None and "n" not in names and "i" not in names
+        it = None
         for n in range(1, repeat + 1):
             scope = {**ctx.scope, "n": n, "i": n - 1} if explicit else ctx.scope
             try:
@@ -297,7 +301,8 @@ class _Builder:
                                    line=line)
                 if not when:
                     continue
-                it = self._item_copy(item, scope, fresh)
+                if it is None or not invariant:
+                    it = self._item_copy(item, scope, fresh)
                 name = substitute(name_of, scope) if name_of is not None else None
             except ExprError as e:
                 raise self.err(str(e), line=line) from None
@@ -316,16 +321,20 @@ class _Builder:
             prev = self._one(kind, it, sub, src, name, line, loop)
         return prev
 
+    def _item_info(self, item) -> tuple:
+        """(item, the names it reads or None, its copies by their values)."""
+        info = self._items.get(id(item))
+        if info is None:  # (the item is kept in the entry: its id stays its own)
+            info = self._items[id(item)] = (item, _item_names(item), {})
+        return info
+
     def _item_copy(self, item, scope, fresh: bool):
         """``_substitute_item(item, scope)``, computed once per item and values of the names it
         reads (a repeated item's copy is the same for every n it does not read): the copy is
         shared, and nothing downstream changes it."""
         if fresh:
             return _substitute_item(item, scope)
-        info = self._items.get(id(item))
-        if info is None:  # (the item is kept in the entry: its id stays its own)
-            info = self._items[id(item)] = (item, _item_names(item), {})
-        names, done = info[1], info[2]
+        _, names, done = self._item_info(item)
         if names is None:
             return _substitute_item(item, scope)
         key = []

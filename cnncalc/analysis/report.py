@@ -198,8 +198,10 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     distinct: list[list] = []
     new = object.__new__
     dx_macs = 0
-    for node in graph.layers:
+    for node in graph.nodes.values():
         layer = node.layer
+        if layer is None:  # (the input)
+            continue
         # (graph.infer gives a copy its first's in_shapes list: the same object, the same shapes)
         key = (layer.__class__, id(layer.args), layer.activation, layer.rounding, id(layer.in_shapes))
         entry = None if explain else counted.get(key)

@@ -332,7 +332,7 @@ def write_plain(view: TableView, stream) -> None:
     """``stream.write(to_plain(view))``, a block of lines at a time: a 3,000-row table never
     exists as one string (nor as its encoded bytes), which would be new memory to map."""
     lines = plain_lines(view)
-    for i in range(0, len(lines), 256):
+    for i in range(0, max(len(lines), 1), 256):
         stream.write("\n".join(lines[i:i + 256]) + "\n")
 
 

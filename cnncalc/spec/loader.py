@@ -649,8 +649,9 @@ class _Builder:
         self.steps += steps
         self.calls += calls
         nodes, order, new = self.graph.nodes, self._order, object.__new__
+        fulls = {}  # local name → the full name made for it (its readers share the string)
         for local, cls, state, inputs, line, trace, is_output in items:
-            full = prefix + local
+            full = fulls[local] = prefix + local
             layer = new(cls)
             d = layer.__dict__
             d.update(state)
@@ -659,9 +660,9 @@ class _Builder:
             d["_notes"] = []
             if len(inputs) == 1:
                 k, v = inputs[0]
-                ins = [src if k == 0 else (prefix + v if k == 1 else v)]
+                ins = [src if k == 0 else ((fulls.get(v) or prefix + v) if k == 1 else v)]
             else:
-                ins = [src if k == 0 else (prefix + v if k == 1 else v) for k, v in inputs]
+                ins = [src if k == 0 else ((fulls.get(v) or prefix + v) if k == 1 else v) for k, v in inputs]
             node = Node(full, layer, ins, line, trace, is_output)
             if full in nodes:  # a name used twice: the error an expansion reports
                 self._add(node)

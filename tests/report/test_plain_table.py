@@ -89,3 +89,14 @@ def test_column_rows_reads_like_a_list_of_dicts():
         ColumnRows({"name": ["a", "b"], "v": [1]})
     plain = ColumnRows({"name": ["a", "b"], "v": [1, 2]})
     assert plain.kinds is None and list(plain) == [{"name": "a", "v": 1}, {"name": "b", "v": 2}]
+
+
+@pytest.mark.parametrize("spec", ["cifar_resnet110", "lenet5"])
+def test_write_plain_writes_to_plain(spec):
+    # summarize writes its table a block of lines at a time: the same text as to_plain
+    from cnncalc.report.render import write_plain
+    for view in (layer_view(analyze(spec)), TableView(title="", columns=[], rows=[]),
+                 TableView(title="t", columns=[Column("k", "K")], rows=[{"k": i} for i in range(600)])):
+        buf = io.StringIO()
+        write_plain(view, buf)
+        assert buf.getvalue() == to_plain(view)

@@ -121,3 +121,31 @@ def test_analysis_never_imports_numba_or_numpy():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "MODULES []"
+
+
+def test_script_entry_freezes_before_exit_and_keeps_exit_codes():
+    """`cnncalc` / `python -m cnncalc` run cnncalc.cli:run, which freezes the live objects
+    before the interpreter exits (so its exit scans none of the graph) and keeps click's exit
+    code; an in-process main() (the library, CliRunner) freezes nothing."""
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('FROZEN', gc.get_freeze_count() > 0))\n"
+            "from cnncalc.cli import run, main\n"
+            "sys.argv = ['cnncalc'] + sys.argv[1:]\n"
+            "run()\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ok = subprocess.run([sys.executable, "-c", code, "summarize", "lenet5"], capture_output=True,
+                        text=True, env=env, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+    assert "LeNet-5" in ok.stdout and ok.stdout.rstrip().endswith("FROZEN True")
+    bad = subprocess.run([sys.executable, "-c", code, "summarize", "no-such-spec"], capture_output=True,
+                         text=True, env=env, cwd=ROOT)
+    assert bad.returncode == 2 and "no spec file 'no-such-spec'" in bad.stderr
+    lib = subprocess.run([sys.executable, "-c", "import gc; from cnncalc.cli import main\n"
+                          "main(['summarize', 'lenet5'], standalone_mode=False)\n"
+                          "print('FROZEN', gc.get_freeze_count() > 0)"],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    assert lib.returncode == 0 and lib.stdout.rstrip().endswith("FROZEN False"), lib.stderr

@@ -72,3 +72,15 @@ def test_layer_stats_from_analyze_round_trip_through_replace():
     assert dataclasses.replace(r) == r
     assert dataclasses.replace(r.layers[0]) == r.layers[0]
     assert TableView("t", [Column("a", "A")], [{"a": 1}]).footer == []
+
+
+def test_analysis_rows_are_rows_init_would_make():
+    # _analyze sets a row's attributes itself (in __init__'s order, values kept inline): every
+    # field must be its own, none left to a class default, in the order __init__ sets them
+    from cnncalc import analyze
+    from cnncalc.analysis.report import LayerStats
+    for spec, kw in [("cifar_resnet56", {}), ("googlenet", {"batch": 4, "bias": False}), ("lenet5", {})]:
+        for row in analyze(spec, **kw).layers:
+            assert list(vars(row)) == list(LayerStats._fields), (spec, row.name)
+            made = LayerStats(**{f: getattr(row, f) for f in LayerStats._fields})
+            assert made == row and vars(made) == vars(row)

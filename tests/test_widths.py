@@ -33,15 +33,15 @@ def numbers(text: str) -> Counter:
 def capture(cli, monkeypatch, *args):
     """Run a command with plain output and return the TableViews it rendered."""
     views = []
-    orig = R.to_plain
+    orig = R.plain_lines  # (what to_plain and write_plain draw with)
 
     def spy(view):
         views.append(view)
         return orig(view)
 
-    monkeypatch.setattr(R, "to_plain", spy)
+    monkeypatch.setattr(R, "plain_lines", spy)
     res = cli(*args, env={"NO_COLOR": "1"})
-    monkeypatch.setattr(R, "to_plain", orig)
+    monkeypatch.setattr(R, "plain_lines", orig)
     assert res.exit_code in (0, 1), res.output
     assert views, f"{args} rendered no table"
     return list(views)

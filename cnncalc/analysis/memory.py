@@ -14,30 +14,28 @@ from cnncalc.graph import INPUT, Graph
 
 def tensor_intervals(graph: Graph, sizes: dict[str, int]) -> dict[str, tuple[int, int, int]]:
     """Root tensor name → (first step, last step, elements). Steps are topological indices."""
-    base: dict[str, str] = {}  # a view → the tensor it aliases (any other tensor is its own)
-    start: dict[str, int] = {}
-    last: dict[str, int] = {}
+    root: dict[str, int] = {}  # name → the step that made the tensor it is (a view: its input's)
+    last: list[int] = []  # step → the last step that reads the tensor it made, so far
     # steps are visited in order, so a tensor's last reader so far is the current step
     step = 0
     for name, node in graph.nodes.items():
         layer = node.layer
         inputs = node.inputs
+        last.append(step)
         if layer is not None and layer.view:
-            src = inputs[0]
-            base[name] = base.get(src, src)
+            root[name] = root[inputs[0]]
         else:
-            start[name] = last[name] = step
+            root[name] = step
         if len(inputs) == 1:
-            src = inputs[0]
-            last[base.get(src, src)] = step
+            last[root[inputs[0]]] = step
         else:
             for src in inputs:
-                last[base.get(src, src)] = step
+                last[root[src]] = step
         step += 1
     end = step - 1
     for out in graph.outputs:
-        last[base.get(out, out)] = end
-    return {b: (lo, last[b], sizes[b]) for b, lo in start.items()}
+        last[root[out]] = end
+    return {name: (r, last[r], sizes[name]) for (name, r), i in zip(root.items(), range(step)) if r == i}
 
 
 def live_sizes(intervals: dict[str, tuple[int, int, int]], n_steps: int) -> list[int]:

@@ -168,6 +168,9 @@ class Report(Record):
         }
 
 
+# the fields a row takes from the first row counted the same, between type and input_grad_macs
+_SHARED = ("shape", "description", "weights", "biases", "nontrainable", "activations",
+           "activation_bytes", "view", "macs")
 # (__match_args__ is set by @dataclass: the fields in order)
 LayerStats._fields = LayerStats.__match_args__
 Report._fields = Report.__match_args__
@@ -195,8 +198,10 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     distinct: list[list] = []
     new = object.__new__
     dx_macs = 0
-    for node in graph.layers:
+    for node in graph.nodes.values():
         layer = node.layer
+        if layer is None:  # (the input)
+            continue
         # (graph.infer gives a copy its first's in_shapes list: the same object, the same shapes)
         key = (layer.__class__, id(layer.args), layer.activation, layer.rounding, id(layer.in_shapes))
         entry = None if explain else counted.get(key)
@@ -214,7 +219,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     "activations": elems, "activation_bytes": elems * nbytes, "view": layer.view,
                     "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
                     "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
-            entry = [tmpl, 0, w + b > 0, 0 if tmpl["view"] else elems]
+            entry = [tmpl, 0, w + b > 0, 0 if tmpl["view"] else elems,
+                     tuple(tmpl[f] for f in _SHARED)]
             distinct.append(entry)
             if not explain:
                 counted[key] = entry
@@ -235,17 +241,25 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     needs_dx = True
                     break
         name = node.name
-        d = tmpl.copy()
-        d["name"] = name
-        d["inputs"] = list(inputs)
-        d["ops"] = d["ops"].copy()
-        d["explain"] = []
-        d["line"] = node.line
-        if needs_dx:
-            dx_macs += d["macs"]
-            d["input_grad_macs"] = d["macs"]
+        # a row's own attributes, set in the order __init__ sets them (so that rows keep
+        # their values inline, as instances made by __init__ do: less memory, faster reads)
         row = new(LayerStats)
-        row.__dict__ = d
+        row.name = name
+        row.type = tmpl["type"]
+        row.inputs = list(inputs)
+        (row.shape, row.description, row.weights, row.biases, row.nontrainable, row.activations,
+         row.activation_bytes, row.view, row.macs) = entry[4]
+        if needs_dx:
+            m = tmpl["macs"]
+            dx_macs += m
+            row.input_grad_macs = m
+        else:
+            row.input_grad_macs = 0
+        row.weight_grad_macs = tmpl["weight_grad_macs"]
+        row.ops = tmpl["ops"].copy()
+        row.explain = []
+        row.line = node.line
+        row.type_key = tmpl["type_key"]
         grad_flows[name] = needs_dx or entry[2]
         sizes[name] = entry[3]
         if explain:
@@ -263,7 +277,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
 
     weights = biases = nontrain = macs = dw_macs = acts = 0
     ops = dict.fromkeys(OP_KINDS, 0)
-    for tmpl, n, _, _ in distinct:
+    for tmpl, n, _, _, _ in distinct:
         weights += tmpl["weights"] * n
         biases += tmpl["biases"] * n
         nontrain += tmpl["nontrainable"] * n

@@ -7,7 +7,8 @@ from cnncalc._gc import paused_gc
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
                                 load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
-from cnncalc.report.render import CHART_MEMORY, CHART_PARAMS, Column, TableView, bar, emit_json, render
+from cnncalc.report.render import (CHART_MEMORY, CHART_PARAMS, Column, ColumnRows, TableView, bar,
+                                   emit_json, render)
 from cnncalc.shapes import fmt_int, fmt_shape, human
 
 
@@ -49,6 +50,7 @@ def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain
     graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
+    del graph  # (the report holds what is shown: the table reuses the graph's memory)
     if fmt == "json":
         obj = report.to_dict()
         if by:
@@ -95,25 +97,31 @@ def _collapse(report: Report, depth: int) -> list[dict]:
 def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> TableView:
     t, m = report.totals, report.memory
     pkey = "params" if report.with_bias else "weights"
-    input_row = {"name": "input", "type": "input", "shape": report.input_shape,
-                 "activations": t["input"], "params": 0, "macs": 0}
+    cells = ("type", "shape", "activations", "params", "macs")
+    input_cells = ("input", report.input_shape, t["input"], 0, 0)
     if depth:
-        rows = [input_row] + _collapse(report, depth)
+        rows = _collapse(report, depth)
+        names = ["input"] + [r["name"] for r in rows]
+        distinct = [input_cells] + [tuple(r[k] for k in cells) for r in rows]
+        kinds = list(range(len(distinct)))
     else:
-        wb = report.with_bias
-        rows = [input_row] + [{"name": r.name, "type": r.description, "shape": r.shape,
-                               "activations": r.activations, "params": r.weights + r.biases if wb else r.weights,
-                               "macs": r.macs} for r in report.layers]
+        # a replayed block's rows differ only in their names: each kind of row (the same
+        # cells but the name) is formatted once, and a row is its name and its kind
+        layers = report.layers
+        names = ["input"] + [r.name for r in layers]
+        if report.with_bias:
+            keys = [(r.description, r.shape, r.activations, r.weights + r.biases, r.macs) for r in layers]
+        else:
+            keys = [(r.description, r.shape, r.activations, r.weights, r.macs) for r in layers]
+        index = {input_cells: 0}
+        kinds = [0] + [index.setdefault(k, len(index)) for k in keys]
+        distinct = list(index)
+    shared = {k: list(v) for k, v in zip(cells, zip(*distinct))}
     if chart:
-        max_mem = max((r["activations"] for r in rows), default=1) or 1
-        max_par = max((r["params"] for r in rows), default=1) or 1
-        bars: dict[tuple[int, int], tuple[str, str]] = {}  # a 3,000-row table has few distinct pairs
-        for r in rows:
-            key = (r["activations"], r["params"])
-            pair = bars.get(key)
-            if pair is None:
-                pair = bars[key] = (bar(key[0] / max_mem, 8), bar(key[1] / max_par, 8))
-            r["chart"] = pair
+        acts, params = shared["activations"], shared["params"]
+        max_mem = max(acts, default=1) or 1
+        max_par = max(params, default=1) or 1
+        shared["chart"] = [(bar(a / max_mem, 8), bar(p / max_par, 8)) for a, p in zip(acts, params)]
     mem_header = "Memory (elements)" if report.batch == 1 else f"Memory (elements, batch {report.batch})"
     cols = [
         Column("name", "Layer", "left"),
@@ -170,7 +178,7 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
     if opaque:
         notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}{', ...' if len(opaque) > 5 else ''})"
                      f" are counted as 0 params and 0 MACs: the totals are lower bounds")
-    return TableView(title=title, columns=cols, rows=rows, footer=footer, sections=sections,
+    return TableView(title=title, columns=cols, rows=ColumnRows({"name": names}, kinds, shared), footer=footer, sections=sections,
                      notes=notes, caption=caption)
 
 

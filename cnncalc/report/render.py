@@ -11,6 +11,7 @@ import io
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Callable
@@ -50,6 +51,74 @@ class Column(Record):
         return self.kind or ("number" if self.align == "right" else "text")
 
 
+class ColumnRows(Sequence):
+    """A table's rows kept column by column: ``rows[i]`` is row i as a dict, as in a list of
+    dicts, and ``column(key)`` a whole column as a list. A 3,000-row summarize table is built
+    and drawn a column at a time, without a dict per row.
+
+    Rows may also share cells: with ``kinds`` (one int per row) and ``shared`` (per key, one
+    value per kind), row i's cell of a shared key is ``shared[key][kinds[i]]``. Every kind
+    has a row. The plain table then formats, pads and joins each kind's cells once."""
+    __slots__ = ("_columns", "_n", "kinds", "_shared")
+
+    def __init__(self, columns: dict[str, list], kinds: list[int] | None = None,
+                 shared: dict[str, list] | None = None):
+        lengths = {len(v) for v in columns.values()}
+        if kinds is not None:
+            lengths.add(len(kinds))
+        if len(lengths) > 1:
+            raise ValueError(f"columns of different lengths: {sorted(lengths)}")
+        self._columns = columns
+        self._n = lengths.pop() if lengths else 0
+        shared = shared or {}
+        if shared:
+            n_kinds = {len(v) for v in shared.values()}
+            if kinds is None or len(n_kinds) > 1 or set(kinds) != set(range(n_kinds.pop())):
+                raise ValueError("shared cells need kinds 0 … K-1, each with a row, and K values per key")
+            if shared.keys() & columns.keys():
+                raise ValueError(f"a key both shared and per row: {sorted(shared.keys() & columns.keys())}")
+        self.kinds = kinds if shared else None
+        self._shared = shared
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError("row index out of range")
+        row = {k: v[i] for k, v in self._columns.items()}
+        if self._shared:
+            kind = self.kinds[i]
+            row.update({k: v[kind] for k, v in self._shared.items()})
+        return row
+
+    def column(self, key: str) -> list | None:
+        """Every row's cell of ``key`` (None if no row has one)."""
+        vals = self._columns.get(key)
+        if vals is None and key in self._shared:
+            vals = list(map(self._shared[key].__getitem__, self.kinds))
+        return vals
+
+    def shared(self, key: str) -> list | None:
+        """One cell per kind, if ``key`` is a shared column."""
+        return self._shared.get(key)
+
+    def __add__(self, other) -> list[dict]:
+        return [*self, *other]
+
+    def __eq__(self, other):
+        if isinstance(other, (ColumnRows, list)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"ColumnRows({list(self)!r})"
+
+
 @dataclass(init=False, repr=False, eq=False)
 class TableView(Record):
     """What a report shows: a table, its totals rows, key: value sections and notes. (A
@@ -57,13 +126,13 @@ class TableView(Record):
     them costs every cold start about 5 M instructions.)"""
     title: str
     columns: list[Column]
-    rows: list[dict]
+    rows: list[dict] | ColumnRows
     footer: list[dict] = field(default_factory=list)  # totals rows, drawn under a rule
     sections: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)  # key: value blocks
     notes: list[str] = field(default_factory=list)
     caption: str | None = None
 
-    def __init__(self, title: str, columns: list[Column], rows: list[dict], footer: list[dict] = FACTORY,
+    def __init__(self, title: str, columns: list[Column], rows: list[dict] | ColumnRows, footer: list[dict] = FACTORY,
                  sections: list[tuple[str, list[tuple[str, str]]]] = FACTORY, notes: list[str] = FACTORY,
                  caption: str | None = None):
         self.title = title
@@ -125,7 +194,7 @@ def _fmt(col: Column, v) -> str:
 def render(view: TableView, fmt: str = "table", stream=None) -> None:
     stream = stream or sys.stdout
     if fmt == "plain":
-        stream.write(to_plain(view))
+        write_plain(view, stream)
     elif fmt == "csv":
         stream.write(to_csv(view))
     elif fmt == "markdown":
@@ -134,7 +203,7 @@ def render(view: TableView, fmt: str = "table", stream=None) -> None:
         if use_rich(stream):
             _rich(view, stream)
         else:
-            stream.write(to_plain(view))
+            write_plain(view, stream)
     else:  # pragma: no cover - click restricts the choices
         raise ValueError(fmt)
 
@@ -184,14 +253,24 @@ _SAME = frozenset((int, str, tuple, type(None)))  # types whose equal values for
 _STR = {str}
 
 
-def _column(col: Column, rows: list[dict]) -> tuple[list[str], int]:
-    """``[_cell(col, r) for r in rows]`` and the longest of them, each distinct value
-    formatted (and measured) once: summarize draws 3,000-row tables of a few distinct values."""
+def _column(col: Column, rows: list[dict] | ColumnRows) -> tuple[list[str], int]:
+    """``[_cell(col, r) for r in rows]`` and the longest of them."""
     key = col.key
-    try:
-        vals = list(map(itemgetter(key), rows))
-    except KeyError:  # (a row without this cell: empty)
-        vals = [r.get(key, "") for r in rows]
+    if rows.__class__ is ColumnRows:
+        vals = rows.column(key)
+        if vals is None:
+            vals = [""] * len(rows)
+    else:
+        try:
+            vals = list(map(itemgetter(key), rows))
+        except KeyError:  # (a row without this cell: empty)
+            vals = [r.get(key, "") for r in rows]
+    return _texts(col, vals)
+
+
+def _texts(col: Column, vals: list) -> tuple[list[str], int]:
+    """``[_fmt(col, v) for v in vals]`` and the longest of them, each distinct value
+    formatted (and measured) once: summarize draws 3,000-row tables of a few distinct values."""
     types = set(map(type, vals))
     if types == _STR and col.fmt is None:  # text as it is (e.g. 3,000 distinct layer names)
         texts = vals
@@ -203,25 +282,62 @@ def _column(col: Column, rows: list[dict]) -> tuple[list[str], int]:
     return texts, max(map(len, texts), default=0)
 
 
-def _plain_lines(cols: list[list[str]], widths: list[int], right: list[bool]) -> list[str]:
+def _plain_lines(cols: list[list[str]], widths: list[int], right: list[bool],
+                 kinds: list[int] | None = None) -> list[str]:
     """The rows given column by column, each cell padded to its column's width, two spaces
     between cells, no trailing spaces. Every column but the first repeats a few distinct
-    combinations: each is joined once."""
+    combinations: each is joined once. (With ``kinds``, the columns after the first hold one
+    cell per kind, and row i shows kind ``kinds[i]``.)"""
     first = cols[0]
     firsts = list(map(str.rjust if right[0] else str.ljust, first, [widths[0]] * len(first)))
     if len(cols) == 1:
         return [a.rstrip() for a in firsts]
-    keys = list(zip(*cols[1:]))
     rest_w, rest_r = widths[1:], right[1:]
-    rests = {k: "  ".join([v.rjust(w) if r else v.ljust(w) for v, w, r in zip(k, rest_w, rest_r)]).rstrip()
-             for k in set(keys)}
-    rest = list(map(rests.__getitem__, keys))
-    if "" in rests.values():
-        return [f"{a}  {b}" if b else a.rstrip() for a, b in zip(firsts, rest)]
-    return list(map("{}  {}".format, firsts, rest))
+    # (each distinct rest of a line is made once, with the two spaces before it; a line
+    # whose rest is empty is its first cell without trailing spaces)
+    if kinds is not None:
+        per_kind = [_rest(k, rest_w, rest_r) for k in zip(*cols[1:])]
+        rest = list(map(per_kind.__getitem__, kinds))
+        empty = "" in per_kind
+    else:
+        keys = list(zip(*cols[1:]))
+        rests = {k: _rest(k, rest_w, rest_r) for k in set(keys)}
+        rest = list(map(rests.__getitem__, keys))
+        empty = "" in rests.values()
+    if empty:
+        return [a + b if b else a.rstrip() for a, b in zip(firsts, rest)]
+    return list(map(str.__add__, firsts, rest))
+
+
+def _rest(cells: tuple[str, ...], widths: list[int], right: list[bool]) -> str:
+    """The cells after a line's first, padded, each after two spaces ("" if all are empty)."""
+    text = "  ".join([v.rjust(w) if r else v.ljust(w) for v, w, r in zip(cells, widths, right)]).rstrip()
+    return "  " + text if text else ""
+
+
+def _body(columns: list[Column], rows) -> tuple[list[tuple[list[str], int]], list[int] | None]:
+    """Each column's cells and width; when only the first column varies within a kind of
+    rows (ColumnRows with shared cells), the other columns' cells are one per kind."""
+    if (rows.__class__ is ColumnRows and rows.kinds is not None
+            and all(rows.shared(c.key) is not None for c in columns[1:])):
+        return [_column(columns[0], rows)] + [_texts(c, rows.shared(c.key)) for c in columns[1:]], rows.kinds
+    return [_column(c, rows) for c in columns], None
 
 
 def to_plain(view: TableView) -> str:
+    return "\n".join(plain_lines(view)) + "\n"
+
+
+def write_plain(view: TableView, stream) -> None:
+    """``stream.write(to_plain(view))``, a block of lines at a time: a 3,000-row table never
+    exists as one string (nor as its encoded bytes), which would be new memory to map."""
+    lines = plain_lines(view)
+    for i in range(0, max(len(lines), 1), 256):
+        stream.write("\n".join(lines[i:i + 256]) + "\n")
+
+
+def plain_lines(view: TableView) -> list[str]:
+    """The lines of ``to_plain(view)``."""
     columns = view.columns
     out = []
     if view.title:
@@ -230,7 +346,7 @@ def to_plain(view: TableView) -> str:
         out.append(view.caption)
     if columns:
         head = [[c.header] for c in columns]
-        body = [_column(c, view.rows) for c in columns]
+        body, kinds = _body(columns, view.rows)
         foot = [_column(c, view.footer) for c in columns]
         widths = [max(len(h[0]), b[1], f[1]) for h, b, f in zip(head, body, foot)]
         body, foot = [b[0] for b in body], [f[0] for f in foot]
@@ -239,7 +355,7 @@ def to_plain(view: TableView) -> str:
         out += _plain_lines(head, widths, right)
         out.append(rule)
         if view.rows:
-            out += _plain_lines(body, widths, right)
+            out += _plain_lines(body, widths, right, kinds)
         if view.footer:
             out.append(rule)
             out += _plain_lines(foot, widths, right)
@@ -255,7 +371,7 @@ def to_plain(view: TableView) -> str:
     if view.notes:
         out.append("")
         out += [f"note: {n}" for n in view.notes]
-    return "\n".join(out) + "\n"
+    return out
 
 
 # ------------------------------------------------------------------------------ terminal layout

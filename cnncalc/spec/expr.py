@@ -140,8 +140,11 @@ def _pow(left, right, src):
     return out
 
 
+_OPERANDS = (int, float, str)
+
+
 def _binop(op, left, right, src):
-    if not all(isinstance(x, (int, float, str)) for x in (left, right)):
+    if not (isinstance(left, _OPERANDS) and isinstance(right, _OPERANDS)):
         raise ExprError(f"${{{src}}}: arithmetic works on numbers and strings, not lists or mappings")
     if isinstance(op, ast.Pow):
         return _pow(left, right, src)

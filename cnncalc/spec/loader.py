@@ -285,7 +285,13 @@ class _Builder:
         self.steps += repeat
         explicit = repeat > 1 or "repeat" in item or "n" not in ctx.scope
         has_when = "when" in item
+        name_of = item.get("name")
+        numbered = repeat > 1 and "$" not in str(name_of)  # (a fixed name: name_1, name_2, ...)
         loop: dict = {}  # what a module instance computes once for every n it does not read
+        # an item that reads neither n nor i has the same copy for every n: made once
+        names = None if fresh or repeat < 2 else self._item_info(item)[1]
+        invariant = names is not None and "n" not in names and "i" not in names
+        it = None
         for n in range(1, repeat + 1):
             scope = {**ctx.scope, "n": n, "i": n - 1} if explicit else ctx.scope
             try:
@@ -295,8 +301,9 @@ class _Builder:
                                    line=line)
                 if not when:
                     continue
-                it = self._item_copy(item, scope, fresh)
-                name = substitute(item["name"], scope) if "name" in item else None
+                if it is None or not invariant:
+                    it = self._item_copy(item, scope, fresh)
+                name = substitute(name_of, scope) if name_of is not None else None
             except ExprError as e:
                 raise self.err(str(e), line=line) from None
             if name is not None:
@@ -304,7 +311,7 @@ class _Builder:
                     raise self.err(f"'name' is a layer name (text like conv1), got {short(name)}",
                                    line=line, hint="write e.g. 'name: conv1'")
                 name = str(name)
-                if repeat > 1 and "$" not in str(item.get("name")):
+                if numbered:
                     name = f"{name}_{n}"
                 if "/" in name:
                     raise self.err(f"a layer name cannot contain '/': {short(name)}", line=line,
@@ -314,16 +321,20 @@ class _Builder:
             prev = self._one(kind, it, sub, src, name, line, loop)
         return prev
 
+    def _item_info(self, item) -> tuple:
+        """(item, the names it reads or None, its copies by their values)."""
+        info = self._items.get(id(item))
+        if info is None:  # (the item is kept in the entry: its id stays its own)
+            info = self._items[id(item)] = (item, _item_names(item), {})
+        return info
+
     def _item_copy(self, item, scope, fresh: bool):
         """``_substitute_item(item, scope)``, computed once per item and values of the names it
         reads (a repeated item's copy is the same for every n it does not read): the copy is
         shared, and nothing downstream changes it."""
         if fresh:
             return _substitute_item(item, scope)
-        info = self._items.get(id(item))
-        if info is None:  # (the item is kept in the entry: its id stays its own)
-            info = self._items[id(item)] = (item, _item_names(item), {})
-        names, done = info[1], info[2]
+        _, names, done = self._item_info(item)
         if names is None:
             return _substitute_item(item, scope)
         key = []
@@ -638,8 +649,9 @@ class _Builder:
         self.steps += steps
         self.calls += calls
         nodes, order, new = self.graph.nodes, self._order, object.__new__
+        fulls = {}  # local name → the full name made for it (its readers share the string)
         for local, cls, state, inputs, line, trace, is_output in items:
-            full = prefix + local
+            full = fulls[local] = prefix + local
             layer = new(cls)
             d = layer.__dict__
             d.update(state)
@@ -648,9 +660,9 @@ class _Builder:
             d["_notes"] = []
             if len(inputs) == 1:
                 k, v = inputs[0]
-                ins = [src if k == 0 else (prefix + v if k == 1 else v)]
+                ins = [src if k == 0 else ((fulls.get(v) or prefix + v) if k == 1 else v)]
             else:
-                ins = [src if k == 0 else (prefix + v if k == 1 else v) for k, v in inputs]
+                ins = [src if k == 0 else ((fulls.get(v) or prefix + v) if k == 1 else v) for k, v in inputs]
             node = Node(full, layer, ins, line, trace, is_output)
             if full in nodes:  # a name used twice: the error an expansion reports
                 self._add(node)
@@ -750,6 +762,8 @@ def _item_names(item) -> tuple | None:
 
 def _valid_name(v) -> bool:
     """A name is a non-empty text (a plain number is accepted and read as text)."""
+    if v.__class__ is str:
+        return 0 < len(v) <= 200 and not v.isspace()
     if isinstance(v, bool) or not isinstance(v, (str, int)):
         return False
     text = str(v)

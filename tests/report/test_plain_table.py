@@ -52,3 +52,51 @@ def test_equal_values_of_different_types_keep_their_own_format():
                            {"k": "d", "v": 0}, {"k": "e", "v": 1000}, {"k": "f", "v": 1000.0}])
     assert _plain_rows(to_plain(view), 2) == [["a", "yes"], ["b", "1"], ["c", "no"], ["d", "0"],
                                                 ["e", "1,000"], ["f", "1000.0"]]
+
+
+@pytest.mark.parametrize("spec,kw", [("cifar_resnet110", {}), ("googlenet", {"bias": False}),
+                                     ("densenet121", {"batch": 8}), ("lenet5", {})])
+@pytest.mark.parametrize("depth", [None, 2])
+def test_rows_sharing_cells_draw_as_the_same_rows_written_out(spec, kw, depth):
+    # summarize's view keeps a row as its name and its kind (the cells the rows of a replayed
+    # block share): every rendering must equal that of the same rows as plain dicts
+    from cnncalc.report.render import ColumnRows, to_markdown
+    view = layer_view(analyze(spec, **kw), depth=depth, chart=True)
+    assert isinstance(view.rows, ColumnRows) and view.rows.kinds is not None
+    if depth is None and spec != "lenet5":
+        assert len(set(view.rows.kinds)) < len(view.rows)  # rows do share cells
+    written = TableView(title=view.title, columns=view.columns, rows=[dict(r) for r in view.rows],
+                        footer=view.footer, sections=view.sections, notes=view.notes, caption=view.caption)
+    assert to_plain(view) == to_plain(written)
+    assert to_csv(view) == to_csv(written) and to_markdown(view) == to_markdown(written)
+    assert view == written and view.rows == written.rows
+
+
+def test_column_rows_reads_like_a_list_of_dicts():
+    from cnncalc.report.render import ColumnRows
+    rows = ColumnRows({"name": ["a", "b", "c"]}, kinds=[0, 1, 0], shared={"v": [10, 20], "w": ["x", "y"]})
+    assert len(rows) == 3 and rows[1] == {"name": "b", "v": 20, "w": "y"} and rows[-1]["v"] == 10
+    assert list(rows) == [{"name": "a", "v": 10, "w": "x"}, {"name": "b", "v": 20, "w": "y"},
+                          {"name": "c", "v": 10, "w": "x"}]
+    assert rows[1:] == list(rows)[1:] and rows + [{"name": "t"}] == list(rows) + [{"name": "t"}]
+    assert rows.column("v") == [10, 20, 10] and rows.column("name") == ["a", "b", "c"]
+    assert rows.column("nope") is None and rows.shared("v") == [10, 20] and rows.shared("name") is None
+    with pytest.raises(IndexError):
+        rows[3]
+    with pytest.raises(ValueError):  # a kind without a row
+        ColumnRows({"name": ["a"]}, kinds=[1], shared={"v": [1, 2]})
+    with pytest.raises(ValueError):  # columns of different lengths
+        ColumnRows({"name": ["a", "b"], "v": [1]})
+    plain = ColumnRows({"name": ["a", "b"], "v": [1, 2]})
+    assert plain.kinds is None and list(plain) == [{"name": "a", "v": 1}, {"name": "b", "v": 2}]
+
+
+@pytest.mark.parametrize("spec", ["cifar_resnet110", "lenet5"])
+def test_write_plain_writes_to_plain(spec):
+    # summarize writes its table a block of lines at a time: the same text as to_plain
+    from cnncalc.report.render import write_plain
+    for view in (layer_view(analyze(spec)), TableView(title="", columns=[], rows=[]),
+                 TableView(title="t", columns=[Column("k", "K")], rows=[{"k": i} for i in range(600)])):
+        buf = io.StringIO()
+        write_plain(view, buf)
+        assert buf.getvalue() == to_plain(view)

@@ -517,7 +517,8 @@ def render_rich(view: TableView, stream, width: int | None = None) -> None:
         console.print(Text(view.title, style="italic"), overflow="fold")
     if view.caption:
         console.print(Text(view.caption, style="dim"), overflow="fold")
-    by_kind = _rows_by_kind(view, lay)
+    # (a legacy Windows console is driven by calls, not by the escape codes captured here)
+    by_kind = None if console.legacy_windows else _rows_by_kind(view, lay)
     text = None
     if by_kind is not None:  # one row per kind through rich, then every row from its kind's line
         with console.capture() as capture:

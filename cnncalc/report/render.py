@@ -427,8 +427,7 @@ def layout(view: TableView, width: int) -> Layout:
     resort text columns fold further, never below their longest number. The room left is
     shared out. tests/test_widths.py checks that no number is cut at 60–200 columns."""
     cols = list(view.columns)
-    rows = view.rows + view.footer
-    cells = {id(c): [_cell(c, r) for r in rows] for c in cols}
+    cells = {id(c): _layout_cells(c, view) for c in cols}
     natural, minimum, floor = {}, {}, {}
     for c in cols:
         body = cells[id(c)]
@@ -468,6 +467,17 @@ def layout(view: TableView, width: int) -> Layout:
     return Layout(kept, widths, dropped, natural_width)
 
 
+def _layout_cells(col: Column, view: TableView) -> list[str]:
+    """The cells of ``col`` a layout must fit: every row's and the footer's (a column that rows
+    share by kind: each kind's cell once, since every kind has a row)."""
+    rows, foot = view.rows, [_cell(col, r) for r in view.footer]
+    if rows.__class__ is ColumnRows and rows.shared(col.key) is not None:
+        return [_fmt(col, v) for v in rows.shared(col.key)] + foot
+    if rows.__class__ is ColumnRows:
+        return _column(col, rows)[0] + foot
+    return [_cell(col, r) for r in rows] + foot
+
+
 def render_rich(view: TableView, stream, width: int | None = None) -> None:
     """Draw ``view`` with rich on ``stream`` (its terminal width, or ``width``)."""
     from rich import box
@@ -478,10 +488,6 @@ def render_rich(view: TableView, stream, width: int | None = None) -> None:
     console = Console(file=stream, width=width)
     W = console.width
     lay = layout(view, W)
-    table = Table(box=box.SIMPLE_HEAD, show_footer=False, header_style="bold")
-    for c, w in zip(lay.columns, lay.widths):
-        table.add_column(Text(c.header, overflow="fold"), justify=c.align, style=c.style, width=w,
-                         no_wrap=False, overflow="fold")
 
     def cell(c: Column, r: dict):
         v = r.get(c.key, "")
@@ -495,16 +501,33 @@ def render_rich(view: TableView, stream, width: int | None = None) -> None:
             return t
         return Text(_cell(c, r), overflow="fold")
 
-    for i, r in enumerate(view.rows):
-        last = i == len(view.rows) - 1
-        table.add_row(*[cell(c, r) for c in lay.columns], end_section=last and bool(view.footer))
-    for r in view.footer:
-        table.add_row(*[cell(c, r) for c in lay.columns], style="bold")
+    def draw(body) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, show_footer=False, header_style="bold")
+        for c, w in zip(lay.columns, lay.widths):
+            table.add_column(Text(c.header, overflow="fold"), justify=c.align, style=c.style, width=w,
+                             no_wrap=False, overflow="fold")
+        for i, r in enumerate(body):
+            last = i == len(body) - 1
+            table.add_row(*[cell(c, r) for c in lay.columns], end_section=last and bool(view.footer))
+        for r in view.footer:
+            table.add_row(*[cell(c, r) for c in lay.columns], style="bold")
+        return table
+
     if view.title:
         console.print(Text(view.title, style="italic"), overflow="fold")
     if view.caption:
         console.print(Text(view.caption, style="dim"), overflow="fold")
-    console.print(table)
+    # (a legacy Windows console is driven by calls, not by the escape codes captured here)
+    by_kind = None if console.legacy_windows else _rows_by_kind(view, lay)
+    text = None
+    if by_kind is not None:  # one row per kind through rich, then every row from its kind's line
+        with console.capture() as capture:
+            console.print(draw(by_kind[0]))
+        text = _expand_kinds(capture.get(), view, lay, by_kind[1])
+    if text is None:
+        console.print(draw(view.rows))
+    else:
+        console.file.write(text)
     note = lay.note(W)
     if note:
         console.print(Text("note: ", style="yellow") + Text(note), overflow="fold")
@@ -523,6 +546,72 @@ def render_rich(view: TableView, stream, width: int | None = None) -> None:
         console.print(sub)
     for n in view.notes:
         console.print(Text("note: ", style="yellow") + Text(n), overflow="fold")
+
+
+def _rows_by_kind(view: TableView, lay: Layout):
+    """Rows whose cells after the first are shared by kind (summarize's 3,000-row tables) are
+    drawn by rich once per kind, a placeholder in the first cell, and each row is then its
+    kind's line with its own first cell: rich takes ~1 ms a row. Only when every first cell is
+    printable ASCII that fits its column (no wrapping), and the first column is unstyled.
+    Returns (the kinds' rows, the placeholders) or None (draw every row)."""
+    rows = view.rows
+    if (rows.__class__ is not ColumnRows or rows.kinds is None or not lay.columns
+            or len(rows) <= 2 * len(set(rows.kinds))):
+        return None
+    first, w = lay.columns[0], lay.widths[0]
+    if first.style or first.styles or rows.shared(first.key) is not None:
+        return None
+    if not all(rows.shared(c.key) is not None for c in lay.columns[1:]):
+        return None
+    names = rows.column(first.key)
+    if names is None or not all(v.__class__ is str for v in names):
+        return None
+    joined = "".join(names)
+    if not (joined.isascii() and joined.isprintable()) or max(map(len, names), default=0) > w:
+        return None
+    n_kinds = len(rows.shared(lay.columns[1].key)) if len(lay.columns) > 1 else 1
+    marks = [_placeholder(k, w) for k in range(n_kinds)]
+    if marks[-1] is None:
+        return None
+    kind_rows = [{first.key: marks[k], **{c.key: rows.shared(c.key)[k] for c in lay.columns[1:]}}
+                 for k in range(n_kinds)]
+    return kind_rows, marks
+
+
+def _placeholder(k: int, width: int) -> str | None:
+    """A first cell no name is: '@' then kind k in base 36, '@'-padded to ``width``."""
+    digits = ""
+    while True:
+        k, d = divmod(k, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+        if not k:
+            break
+    return ("@" + digits).rjust(width, "@") if len(digits) < width else None
+
+
+def _expand_kinds(drawn: str, view: TableView, lay: Layout, marks: list[str]) -> str | None:
+    """The table rich drew with one row per kind, with every row of ``view`` in place of the
+    kinds' rows: row i is its own first cell, then the rest of kind i's line. None if the
+    kinds' rows did not come out as one line each, in order, each starting with its mark."""
+    lines = drawn.split("\n")
+    at = [i for i, line in enumerate(lines) if line.startswith("  @") and line[2:3] == "@"]
+    if len(at) != len(marks) or at != list(range(at[0], at[0] + len(marks))):
+        return None
+    # a line with text but a blank first cell, after the first kind's: a row that wrapped
+    blank = "  " + " " * len(marks[0])
+    if any(line.startswith(blank) and re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in lines[at[0]:]):
+        return None
+    tails = []
+    for i, mark in zip(at, marks):
+        if not lines[i].startswith("  " + mark):
+            return None
+        tails.append(lines[i][2 + len(mark):])
+    w, first = lay.widths[0], lay.columns[0]
+    names = view.rows.column(first.key)
+    pad = str.rjust if first.align == "right" else str.ljust
+    body = list(map("  {}{}".format, map(pad, names, [w] * len(names)),
+                    map(tails.__getitem__, view.rows.kinds)))
+    return "\n".join(lines[:at[0]] + body + lines[at[-1] + 1:])
 
 
 _rich = render_rich  # the name render() uses

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Callable
 
@@ -274,12 +275,21 @@ def _texts(col: Column, vals: list) -> tuple[list[str], int]:
     types = set(map(type, vals))
     if types == _STR and col.fmt is None:  # text as it is (e.g. 3,000 distinct layer names)
         texts = vals
-    elif types <= _SAME:  # (no bools or floats: 1 == True, 0.0 == -0.0)
+    elif types <= _SAME and (tuple not in types or _plain_tuples(vals)):
+        # (no bools or floats, in tuples neither: 1 == True and (True, 1) == (1, 1), 0.0 == -0.0)
         done = {v: _fmt(col, v) for v in set(vals)}
         return list(map(done.__getitem__, vals)), max(map(len, done.values()), default=0)
     else:
         texts = [_fmt(col, v) for v in vals]
     return texts, max(map(len, texts), default=0)
+
+
+def _plain_tuples(vals: list) -> bool:
+    """Every tuple among ``vals`` holds only ints (not bools) and strs: equal tuples format alike."""
+    return _TUPLE_ITEMS.issuperset(map(type, chain.from_iterable(v for v in vals if v.__class__ is tuple)))
+
+
+_TUPLE_ITEMS = frozenset((int, str))
 
 
 def _plain_lines(cols: list[list[str]], widths: list[int], right: list[bool],

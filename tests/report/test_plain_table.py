@@ -100,3 +100,13 @@ def test_write_plain_writes_to_plain(spec):
         buf = io.StringIO()
         write_plain(view, buf)
         assert buf.getvalue() == to_plain(view)
+
+
+def test_equal_tuples_of_different_types_keep_their_own_format():
+    # (True, 1) == (1, 1) == (1.0, 1): the plain table formats each distinct value once, and
+    # must not let one stand in for another; tuples of ints and strs (shapes, chart bars) share
+    view = TableView(title="", columns=[Column("k", "K", "left"), Column("v", "V", fmt=str)],
+                     rows=[{"k": "a", "v": (True, 1)}, {"k": "b", "v": (1, 1)}, {"k": "c", "v": (1.0, 1)},
+                           {"k": "d", "v": ((1,), 1)}, {"k": "e", "v": ((True,), 1)}, {"k": "f", "v": (1, 1)}])
+    assert _plain_rows(to_plain(view), 2) == [["a", "(True, 1)"], ["b", "(1, 1)"], ["c", "(1.0, 1)"],
+                                                ["d", "((1,), 1)"], ["e", "((True,), 1)"], ["f", "(1, 1)"]]

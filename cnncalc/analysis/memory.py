@@ -35,7 +35,7 @@ def tensor_intervals(graph: Graph, sizes: dict[str, int]) -> dict[str, tuple[int
     end = step - 1
     for out in graph.outputs:
         last[root[out]] = end
-    return {name: (r, last[r], sizes[name]) for (name, r), i in zip(root.items(), range(step)) if r == i}
+    return {name: (r, last[r], sizes[name]) for i, (name, r) in enumerate(root.items()) if r == i}
 
 
 def live_sizes(intervals: dict[str, tuple[int, int, int]], n_steps: int) -> list[int]:

@@ -10,8 +10,7 @@ import sys
 import click
 
 from cnncalc import __version__
-from cnncalc import _gc
-from cnncalc._gc import paused_gc
+from cnncalc._gc import exiting, one_shot, paused_gc
 from cnncalc.errors import CnnCalcError
 
 # command name → "module:attribute"; a command whose module is absent is not listed.
@@ -93,9 +92,8 @@ def run() -> None:
     A big spec's graph and report are hundreds of thousands of objects; the interpreter's exit
     would scan them all for cycles (a twentieth of a cold ``summarize`` of cifar_resnet1202)
     before freeing what reference counting frees anyway (see cnncalc._gc)."""
-    _gc.one_shot()
+    one_shot()
     try:
         main()
     finally:
-        _gc.exiting()
-
+        exiting()

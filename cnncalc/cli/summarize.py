@@ -178,8 +178,8 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
     if opaque:
         notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}{', ...' if len(opaque) > 5 else ''})"
                      f" are counted as 0 params and 0 MACs: the totals are lower bounds")
-    return TableView(title=title, columns=cols, rows=ColumnRows({"name": names}, kinds, shared), footer=footer, sections=sections,
-                     notes=notes, caption=caption)
+    return TableView(title=title, columns=cols, rows=ColumnRows({"name": names}, kinds, shared),
+                     footer=footer, sections=sections, notes=notes, caption=caption)
 
 
 def _mem(nbytes: int, elements: int | None = None) -> str:

@@ -60,7 +60,7 @@ class ColumnRows(Sequence):
     Rows may also share cells: with ``kinds`` (one int per row) and ``shared`` (per key, one
     value per kind), row i's cell of a shared key is ``shared[key][kinds[i]]``. Every kind
     has a row. The plain table then formats, pads and joins each kind's cells once."""
-    __slots__ = ("_columns", "_n", "kinds", "_shared")
+    __slots__ = ("_columns", "_n", "kinds", "n_kinds", "_shared")
 
     def __init__(self, columns: dict[str, list], kinds: list[int] | None = None,
                  shared: dict[str, list] | None = None):
@@ -72,9 +72,11 @@ class ColumnRows(Sequence):
         self._columns = columns
         self._n = lengths.pop() if lengths else 0
         shared = shared or {}
+        self.n_kinds = 0
         if shared:
             n_kinds = {len(v) for v in shared.values()}
-            if kinds is None or len(n_kinds) > 1 or set(kinds) != set(range(n_kinds.pop())):
+            self.n_kinds = n_kinds.pop()
+            if kinds is None or n_kinds or set(kinds) != set(range(self.n_kinds)):
                 raise ValueError("shared cells need kinds 0 … K-1, each with a row, and K values per key")
             if shared.keys() & columns.keys():
                 raise ValueError(f"a key both shared and per row: {sorted(shared.keys() & columns.keys())}")
@@ -325,11 +327,17 @@ def _rest(cells: tuple[str, ...], widths: list[int], right: list[bool]) -> str:
     return "  " + text if text else ""
 
 
+def _by_kind(rows, columns: list[Column]) -> bool:
+    """Only the first of ``columns`` varies within a kind of ``rows`` (ColumnRows whose other
+    columns are shared by kind)."""
+    return (rows.__class__ is ColumnRows and rows.kinds is not None
+            and all(rows.shared(c.key) is not None for c in columns[1:]))
+
+
 def _body(columns: list[Column], rows) -> tuple[list[tuple[list[str], int]], list[int] | None]:
     """Each column's cells and width; when only the first column varies within a kind of
-    rows (ColumnRows with shared cells), the other columns' cells are one per kind."""
-    if (rows.__class__ is ColumnRows and rows.kinds is not None
-            and all(rows.shared(c.key) is not None for c in columns[1:])):
+    rows, the other columns' cells are one per kind."""
+    if _by_kind(rows, columns):
         return [_column(columns[0], rows)] + [_texts(c, rows.shared(c.key)) for c in columns[1:]], rows.kinds
     return [_column(c, rows) for c in columns], None
 
@@ -482,7 +490,7 @@ def _layout_cells(col: Column, view: TableView) -> list[str]:
     share by kind: each kind's cell once, since every kind has a row)."""
     rows, foot = view.rows, [_cell(col, r) for r in view.footer]
     if rows.__class__ is ColumnRows and rows.shared(col.key) is not None:
-        return [_fmt(col, v) for v in rows.shared(col.key)] + foot
+        return _texts(col, rows.shared(col.key))[0] + foot
     if rows.__class__ is ColumnRows:
         return _column(col, rows)[0] + foot
     return [_cell(col, r) for r in rows] + foot
@@ -565,13 +573,10 @@ def _rows_by_kind(view: TableView, lay: Layout):
     printable ASCII that fits its column (no wrapping), and the first column is unstyled.
     Returns (the kinds' rows, the placeholders) or None (draw every row)."""
     rows = view.rows
-    if (rows.__class__ is not ColumnRows or rows.kinds is None or not lay.columns
-            or len(rows) <= 2 * len(set(rows.kinds))):
+    if not lay.columns or not _by_kind(rows, lay.columns) or len(rows) <= 2 * rows.n_kinds:
         return None
     first, w = lay.columns[0], lay.widths[0]
     if first.style or first.styles or rows.shared(first.key) is not None:
-        return None
-    if not all(rows.shared(c.key) is not None for c in lay.columns[1:]):
         return None
     names = rows.column(first.key)
     if names is None or not all(v.__class__ is str for v in names):
@@ -579,7 +584,7 @@ def _rows_by_kind(view: TableView, lay: Layout):
     joined = "".join(names)
     if not (joined.isascii() and joined.isprintable()) or max(map(len, names), default=0) > w:
         return None
-    n_kinds = len(rows.shared(lay.columns[1].key)) if len(lay.columns) > 1 else 1
+    n_kinds = rows.n_kinds
     marks = [_placeholder(k, w) for k in range(n_kinds)]
     if marks[-1] is None:
         return None
@@ -604,7 +609,7 @@ def _expand_kinds(drawn: str, view: TableView, lay: Layout, marks: list[str]) ->
     kinds' rows: row i is its own first cell, then the rest of kind i's line. None if the
     kinds' rows did not come out as one line each, in order, each starting with its mark."""
     lines = drawn.split("\n")
-    at = [i for i, line in enumerate(lines) if line.startswith("  @") and line[2:3] == "@"]
+    at = [i for i, line in enumerate(lines) if line.startswith("  @")]
     if len(at) != len(marks) or at != list(range(at[0], at[0] + len(marks))):
         return None
     # a line with text but a blank first cell, after the first kind's: a row that wrapped

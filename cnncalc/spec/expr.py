@@ -226,8 +226,8 @@ def names_read(value) -> frozenset | None:
     if isinstance(value, str):
         if "$" not in value:
             return frozenset()
-        m = _WHOLE.match(value)
-        sources = [m.group(1) or m.group(2)] if m else [mm.group(1) or mm.group(2) for mm in _PART.finditer(value)]
+        whole, parts = _template(value)
+        sources = [whole] if whole is not None else [p for literal, p in parts if not literal]
         out: set = set()
         for src in sources:
             try:

@@ -735,6 +735,13 @@ def _is_prelu(v) -> bool:
 _UNREAD = frozenset(("name", "when", "repeat"))  # read off the item itself, never off its copy
 
 
+def _kept(key) -> bool:
+    """An item's value its copy keeps as written: its name, when and repeat (``_item`` reads
+    them off the item itself) and nested layer lists (substituted when expanded, so that an
+    inner ``repeat`` binds its own ``n``)."""
+    return key in _UNREAD or key == "layers" or ALIASES.get(key, key) in MERGES
+
+
 def _substitute_item(item, scope):
     """Substitute an item's own values; nested layer lists are substituted when expanded,
     so that an inner ``repeat`` binds its own ``n``. Its name, when and repeat are left as
@@ -742,8 +749,7 @@ def _substitute_item(item, scope):
     out = LineDict()
     out.line, out.key_lines = getattr(item, "line", None), getattr(item, "key_lines", {})
     for k, v in item.items():
-        nested = k in _UNREAD or k == "layers" or ALIASES.get(k, k) in MERGES
-        out[k] = v if nested else substitute(v, scope)
+        out[k] = v if _kept(k) else substitute(v, scope)
     return out
 
 
@@ -751,7 +757,7 @@ def _item_names(item) -> tuple | None:
     """The scope names ``_substitute_item(item, ·)`` reads, sorted (None: cannot tell)."""
     names: set = set()
     for k, v in item.items():
-        if k in _UNREAD or k == "layers" or ALIASES.get(k, k) in MERGES:
+        if _kept(k):
             continue
         part = names_read(v)
         if part is None:

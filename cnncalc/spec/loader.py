@@ -399,14 +399,44 @@ class _Builder:
         return f"{base}{k}"
 
     def _one(self, kind, it, ctx: _Ctx, src: list[str], name, line, loop: dict | None = None) -> str:
-        if kind == "layers":
-            return self._block(it, ctx, src, name, line)
-        if kind in self.modules:
-            return self._module(self.modules[kind], it, ctx, src, name, line, loop)
+        if kind == "layers" or kind in self.modules:  # a block or a module instance
+            out = (self._block(it, ctx, src, name, line) if kind == "layers" else
+                   self._module(self.modules[kind], it, ctx, src, name, line, loop))
+            return self._bn_after(out, None, ctx, line) if self._bn_of(it, {}, line, name) else out
         kind = ALIASES.get(kind, kind)
         if kind in MERGES:
             return self._merge(kind, it, ctx, src, name, line)
         return self._layer(kind, it, ctx, src, name, line)
+
+    def _bn_of(self, it, args, line, name) -> bool:
+        """The item's ``bn`` (over the defaults' ``bn`` in ``args``, which is popped)."""
+        bn = args.pop("bn", False)
+        bn = it["bn"] if "bn" in it else bn  # the item's own bn overrides the defaults
+        if not isinstance(bn, bool):
+            raise self.err(f"'bn' must be true or false, got {short(bn)}", line=line, layer=name)
+        return bn
+
+    def _bn_after(self, full, activation, ctx, line) -> str:
+        """``bn: true``: a batch norm after ``full``, carrying the item's activation (a prelu,
+        which has parameters, becomes its own layer after it). Returns the new output."""
+        bn_args = dict(ctx.defaults.get("batchnorm", {}))
+        bn_prelu = _is_prelu(activation)
+        if activation is not None and not bn_prelu:
+            bn_args["activation"] = activation
+        if _is_prelu(bn_args.get("activation")):
+            bn_args.pop("activation")
+            bn_prelu = True
+        bn_args.pop("bn", None)
+        try:
+            bn_layer = REGISTRY["batchnorm"](full + "_bn", bn_args)
+        except SpecError as e:
+            raise e.located(file=self.file, line=line, layer=full + "_bn")
+        self._add(Node(full + "_bn", bn_layer, [full], line, ctx.trace))
+        full = full + "_bn"
+        if bn_prelu:
+            self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
+            full = full + "_prelu"
+        return full
 
     def _layer(self, kind, it, ctx, src, name, line) -> str:
         cls = REGISTRY[kind]
@@ -423,10 +453,7 @@ class _Builder:
         for k, v in it.items():
             if k not in ITEM_KEYS and k != raw_key:
                 args[k] = v
-        bn = args.pop("bn", False)
-        bn = it["bn"] if "bn" in it else bn  # the item's own bn overrides the defaults
-        if not isinstance(bn, bool):
-            raise self.err(f"'bn' must be true or false, got {short(bn)}", line=line, layer=name)
+        bn = self._bn_of(it, args, line, name)
         local = name or self._auto_name(kind, ctx)
         full = ctx.prefix + local
         activation = args.pop("activation", None) if bn else None
@@ -444,28 +471,8 @@ class _Builder:
         if prelu:
             self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
             full = full + "_prelu"
-        if bn and _is_prelu(activation):
-            activation = None
-            bn_prelu = True
-        else:
-            bn_prelu = False
         if bn:
-            bn_args = dict(ctx.defaults.get("batchnorm", {}))
-            if activation is not None:
-                bn_args["activation"] = activation
-            if _is_prelu(bn_args.get("activation")):
-                bn_args.pop("activation")
-                bn_prelu = True
-            bn_args.pop("bn", None)
-            try:
-                bn_layer = REGISTRY["batchnorm"](full + "_bn", bn_args)
-            except SpecError as e:
-                raise e.located(file=self.file, line=line, layer=full + "_bn")
-            self._add(Node(full + "_bn", bn_layer, [full], line, ctx.trace))
-            full = full + "_bn"
-            if bn_prelu:
-                self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
-                full = full + "_prelu"
+            full = self._bn_after(full, activation, ctx, line)
         return full
 
     def _add(self, node):
@@ -478,7 +485,11 @@ class _Builder:
     def _merge(self, kind, it, ctx, src, name, line) -> str:
         raw_key = next(k for k in it if ALIASES.get(k, k) == kind)
         branches = it[raw_key]
-        extra = {k: v for k, v in it.items() if k not in ITEM_KEYS and k != raw_key}
+        # the spec's defaults for this merge kind apply as they do to every other layer
+        extra = {**ctx.defaults.get(kind, {}),
+                 **{k: v for k, v in it.items() if k not in ITEM_KEYS and k != raw_key}}
+        bn = self._bn_of(it, extra, line, name)
+        activation = extra.pop("activation", None) if bn else None
         if branches is None and "inputs" in it:
             outs = src  # merge of named layers: {add: null, inputs: [a, b]}
         else:
@@ -509,6 +520,8 @@ class _Builder:
         if prelu:
             self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
             full = full + "_prelu"
+        if bn:
+            full = self._bn_after(full, activation, ctx, line)
         return full
 
     def _block(self, it, ctx, src, name, line) -> str:

@@ -1,5 +1,6 @@
-"""The README tells the truth: every ```text block whose first line is `$ cnncalc …` is executed
-and its output compared with the one shown, so the examples cannot drift.
+"""The README and the pages under docs/ tell the truth: every ```text block whose first line is
+`$ cnncalc …` is executed and its output compared with the one shown, so the examples cannot
+drift.
 
 Rules (kept small on purpose):
 
@@ -12,7 +13,9 @@ Rules (kept small on purpose):
 * A line `...` in the output stands for one or more lines left out of the README.
 * Masks, applied to both sides before comparing (MASKS below): durations (`12.3 s`, `3 min`),
   throughput (`1,234 img/s`, `images/s`), run-directory timestamps (`runs/lenet5-20261123-182237`),
-  and the thread count (`2 thread(s)`). Numbers are never masked otherwise.
+  and the thread count (`2 thread(s)`), and relative errors below 1e-7 in scientific notation
+  (`2.2e-09`: a float64 gradient check's rounding noise, which moves with the CPU's fused
+  multiply-add). Numbers are never masked otherwise.
 * Blocks that train or verify a network are marked slow (they still run in the full suite).
 """
 import re
@@ -24,6 +27,7 @@ from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 SLOW = ("train", "verify", "gradcheck", "erf", "evaluate")
 
 MASKS = [
@@ -33,6 +37,7 @@ MASKS = [
     (re.compile(r"[\d,]+(?:\.\d+)? (img/s|images/s)"), r"<N> \1"),
     (re.compile(r"(runs/[\w.]+?)-\d{8}-\d{6}(?:-\d+)?"), r"\1-<DATE>"),
     (re.compile(r"\b\d+ thread\(s\)"), "<N> thread(s)"),
+    (re.compile(r"\b\d\.\de-(?:0[89]|[1-9]\d)\b"), "<1e-7>"),
 ]
 
 
@@ -42,9 +47,9 @@ def mask(line: str) -> str:
     return line.rstrip()
 
 
-def blocks():
-    """(line number, [(command, expected lines)]) for every executable ```text block."""
-    text = README.read_text(encoding="utf-8").splitlines()
+def blocks(page: Path = README):
+    """(line number, [(command, expected lines)]) for every executable ```text block of a page."""
+    text = page.read_text(encoding="utf-8").splitlines()
     out, i = [], 0
     while i < len(text):
         if text[i].strip() == "```text":
@@ -127,9 +132,11 @@ def matches(expected: list[str], actual: list[str]) -> bool:
 
 def _params():
     out = []
-    for line, cmds in blocks():
-        slow = any(c.split()[1] in SLOW for c, _ in cmds)
-        out.append(pytest.param(cmds, id=f"README.md:{line}", marks=[pytest.mark.slow] if slow else []))
+    for page in PAGES:
+        for line, cmds in blocks(page):
+            slow = any(c.split()[1] in SLOW for c, _ in cmds)
+            out.append(pytest.param(cmds, id=f"{page.relative_to(ROOT)}:{line}",
+                                    marks=[pytest.mark.slow] if slow else []))
     return out
 
 
@@ -159,6 +166,8 @@ def test_masks_and_ellipsis():
     assert mask("epoch 1/20  6.3 s  630 img/s") == mask("epoch 1/20  0.5 s  12,345 img/s")
     assert mask("run directory: runs/lenet5-20261123-182237") == "run directory: runs/lenet5-<DATE>"
     assert mask("1,849,688,064") == "1,849,688,064"  # numbers are not masked
+    assert mask("C1  conv  20  2.2e-09  ok") == mask("C1  conv  20  4.5e-11  ok")
+    assert mask("2.2e-07") == "2.2e-07" and mask("1.5e-06") == "1.5e-06"  # a real error shows
     assert matches(["a", "...", "d"], ["a", "b", "c", "d"])
     assert not matches(["a", "...", "d"], ["a", "d"])
     assert not matches(["a", "b"], ["a", "c"])

@@ -2,8 +2,8 @@
 
 Each limit has a name, a value and a way to raise it: an environment variable
 ``CNNCALC_LIMIT_<NAME>`` (e.g. ``CNNCALC_LIMIT_SPEC_BYTES=50000000``). Hitting a limit is
-bad input (exit 2) with a message naming the limit and how to raise it; see the README's
-"Limits" section (a test checks that the README lists every limit here).
+bad input (exit 2) with a message naming the limit and how to raise it; see docs/limits.md
+(a test checks that it lists every limit here).
 """
 from __future__ import annotations
 

@@ -141,7 +141,8 @@ def _params():
 
 
 def test_readme_has_executable_blocks():
-    assert len(blocks()) >= 15
+    assert len(blocks()) >= 1  # the front door shows the main job
+    assert sum(len(blocks(p)) for p in PAGES) >= 15
 
 
 @pytest.mark.parametrize("cmds", _params())

@@ -293,7 +293,7 @@ def unit_view(rep: RFReport, uf) -> TableView:
             Column("clipped", "Sees (clipped to the input)"), Column("size", "Size"),
             Column("input", "Input size", drop=1)]
     notes = ["pixel i is centred at i; indices outside 0..N-1 lie in the padding"]
-    if any(r["_differs"] for r in rows):  # dilated taps in the padding: README, Conventions
+    if any(r["_differs"] for r in rows):  # dilated taps in the padding: docs/conventions.md
         cols.append(Column("support", "Depends on"))
         notes.append("depends on: the pixels reached by taps that land on the image (taps in the "
                      "padding see zeros); this is what verify measures")

@@ -394,7 +394,7 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cor
             elif in_nd == 0:
                 box = ()
             # the pixels the unit depends on: taps landing in any layer's padding see zeros, so
-            # they are dropped (a dilated kernel larger than its input: README, Conventions)
+            # they are dropped (a dilated kernel larger than its input: docs/conventions.md)
             claimed = unit_field(rep, node.name, unit).support
             claimed = tuple(tuple(c) if c is not None else None for c in claimed)
             uname = ",".join(map(str, unit))

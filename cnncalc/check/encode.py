@@ -6,7 +6,7 @@ makes one such text safe for one reader, and keeps it readable:
 
 * :func:`csv_cell` — a cell starting with ``= + - @`` TAB or CR gets a leading ``'`` (OWASP's
   CSV-injection advice), so no spreadsheet takes it for a formula; the ``csv`` module still
-  quotes commas, quotes and newlines.
+  quotes commas, quotes and newlines; other control characters are shown escaped.
 * :func:`xml_text` — characters XML 1.0 forbids (C0 controls but TAB/LF/CR, U+FFFE/U+FFFF,
   lone surrogates) become a visible ``\\x01``; ElementTree escapes ``& < > "``.
 * :func:`md_cell` — markdown: control characters (newlines included) shown escaped, and
@@ -45,11 +45,18 @@ def term_text(s) -> str:
     return _CONTROL.sub(_escape, s) if _CONTROL.search(s) else s
 
 
+_CSV_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def csv_cell(v):
-    """A CSV cell no spreadsheet runs: text starting with = + - @ TAB or CR gets a leading '."""
-    if isinstance(v, str) and v.startswith(CSV_TRIGGERS):
-        return "'" + v
-    return v
+    """A CSV cell no spreadsheet runs: text starting with = + - @ TAB or CR gets a leading '.
+    Control characters but TAB and LF are shown escaped (a CR inside a cell is not quoted by
+    the ``csv`` module and ends the row for many readers)."""
+    if not isinstance(v, str):
+        return v
+    if v.startswith(CSV_TRIGGERS):
+        v = "'" + v
+    return _CSV_CONTROL.sub(_escape, v) if _CSV_CONTROL.search(v) else v
 
 
 def xml_text(s) -> str:

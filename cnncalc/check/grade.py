@@ -339,15 +339,12 @@ class Grader:
             readings = [ans] + ([alt] if q.quantity == "memory_bytes" and isinstance(q.answer_text, str)
                                 and (alt := binary_reading(q.answer_text)) is not None else [])
             ok = any(a.matches(v) for a in readings for v in [exp.value, *(v for v, _ in exp.also)])
-            notes = []
             if not ans.exact:
                 unit = "B" if q.quantity == "memory_bytes" and not _binary(q, ans) else \
                     ("iB" if q.quantity == "memory_bytes" else "")
-                notes.append(f"≈ {round_as(exp.value, ans, binary=_binary(q, ans))}{unit} as written")
-            notes += [f"or {fmt_int(v)} {what}" for v, what in exp.also]
-            if notes:
-                shown += f" ({'; '.join(notes)})"
-        return Outcome(q, ok, shown, exp.arithmetic)
+                shown += f" ≈ {round_as(exp.value, ans, binary=_binary(q, ans))}{unit}"   # as the answer rounds
+        return Outcome(q, ok, shown, exp.arithmetic + "".join(f"; {what}, {fmt_int(v)} also passes"
+                                                              for v, what in exp.also))
 
     def _constraint(self, q: Question, exp: Expected) -> Outcome:
         qty, op, bound = q.answer

@@ -126,7 +126,8 @@ def run_view(run: CheckRun, hide_expected: bool) -> Fitted:
     if hide_expected:
         notes.append("expected values are hidden (--hide-expected)")
     view = TableView(title=run.title or run.file, columns=cols, rows=rows, notes=notes)
-    return Fitted(view, whole=("status", "n", "id"), optional=("arithmetic", "question", "id"), texts="question")
+    return Fitted(view, whole=("status", "n", "id"), optional=("arithmetic", "question", "id"), texts="question",
+                  comfort=12)
 
 
 def item_labels(questions) -> list[str]:
@@ -181,7 +182,7 @@ def submission_view(book: Gradebook, g: Graded, hide_expected: bool) -> Fitted:
         notes.append("expected values are hidden (--hide-expected)")
     view = TableView(title=title, columns=cols, rows=rows, notes=notes)
     return Fitted(view, whole=("status", "n", "id", "score"), optional=("arithmetic", "question", "id"),
-                  texts="question")
+                  texts="question", comfort=12)
 
 
 def name_of(path: str) -> str:
@@ -212,7 +213,7 @@ def gradebook_view(book: Gradebook) -> Fitted:
     cols = [Column("student", "Student", "left", kind="number"), Column("id", "ID", "left", kind="number")]
     if show_variant:
         cols.append(Column("variant", "Variant", "left", kind="number", drop=1))
-    cols += [Column("score", "Score", "right"), Column("percent", "%", "right"),
+    cols += [Column("score", "Score", "right", drop=1), Column("percent", "%", "right"),
              Column("status", "Status", "left", kind="number"),
              Column("failed", "Failed", "left", kind="number", drop=2),   # (wraps between numbers, never
              Column("flags", "Flags", "left", kind="number", drop=3)]     # inside one)
@@ -242,7 +243,8 @@ def gradebook_view(book: Gradebook) -> Fitted:
     view = TableView(title=f"Gradebook — {book.sheet.title or book.sheet.id}", columns=cols, rows=rows,
                      notes=notes, caption=book.summary_text())
     return Fitted(view, whole=("status", "student", "id", "variant", "score", "percent"),
-                  optional=("flags", "failed", "variant"), hint="the notes below, --matrix or --format csv",
+                  optional=("flags", "failed", "variant", "score", "id"),
+                  hint="the notes below, --matrix or --format csv",
                   mark=("flags", " *"), comfort=10)
 
 

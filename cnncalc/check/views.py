@@ -340,7 +340,7 @@ def gradescope_results(book: Gradebook, g: Graded, hide_expected: bool, problem:
         tests.append({"name": f"{q.id}", "number": book.labels.get(q.id, ""), "score": float(r.earned),
                       "max_score": float(r.possible), "status": "passed" if o.passed else "failed",
                       "visibility": r.item.visibility, "output": "\n".join(lines)})
-    head = [f"{fmt_points(g.score)} of {fmt_points(g.points)} points ({g.percent} %)"]
+    head = [f"{fmt_points(g.score)} of {fmt_points(g.points)} points ({g.percent}%)"]
     if g.variant is not None:
         head.append(f"variant {g.variant}")
     out = "; ".join(head)
@@ -460,7 +460,7 @@ def feedback(book: Gradebook, g: Graded) -> str:
     title = book.sheet.title or book.sheet.id
     who = g.name + (f" ({g.sid})" if g.sid else "")
     out = [f"# {md_cell(title)}: feedback for {md_cell(who)}", ""]
-    head = f"**{fmt_points(g.score)} of {fmt_points(g.points)} points ({g.percent} %)**: {g.status}"
+    head = f"**{fmt_points(g.score)} of {fmt_points(g.points)} points ({g.percent}%)**: {g.status}"
     if g.variant is not None:
         head += f" · variant {md_cell(g.variant)}"
     out += [head, "", "| # | Question | Your answer | Points |", "|:---|:---|:---|---:|"]

@@ -328,8 +328,10 @@ def _personal(text: str, student, sheet) -> str:
             line = f"id: {yaml_value(student.id, exact=True)}"
         elif line == "student:":
             line = f"student: {yaml_value(student.name, exact=True)}" if student.name else line
-        elif line.startswith("variant:") and sheet.has_variants:
-            line = f"variant: {yaml_value(student.variant or student.id, exact=True)}"
+        elif line.startswith("variant:"):          # only a variant the roster assigns (else: the id)
+            if not student.variant:
+                continue
+            line = f"variant: {yaml_value(student.variant, exact=True)}"
         out.append(line)
     return "\n".join(out) + "\n"
 

@@ -101,6 +101,21 @@ def quantity_label(q: Question) -> str:
     return QUANTITIES.get(q.quantity, q.quantity)
 
 
+def item_labels(questions) -> list[str]:
+    """Each question's number: its item's (1, 2, …), with a letter when the item asks several
+    (7a, 7b) — the numbers the quiz and the gradebook use."""
+    count: dict = {}
+    for q in questions:
+        count[q.item] = count.get(q.item, 0) + 1
+    seen: dict = {}
+    out = []
+    for q in questions:
+        k = seen[q.item] = seen.get(q.item, -1) + 1
+        n = str(q.item) if q.item is not None else "?"
+        out.append(n if count[q.item] == 1 else f"{n}{chr(97 + k)}" if k < 26 else f"{n}.{k + 1}")
+    return out
+
+
 # Quantities written in two common conventions: both are accepted (stated on every quiz)
 CONVENTIONS = {
     "memory": "a network's memory is its input + activations; the activations alone also pass",
@@ -459,5 +474,5 @@ def _str_or_none(v) -> str | None:
 
 
 __all__ = ["Question", "AnswerFile", "load_answers", "parse_answers", "answers_from_doc", "parse_answer", "parse_number",
-           "parse_constraint", "parse_fits", "QUANTITIES", "CONVENTIONS", "quantity_label", "binary_reading",
+           "parse_constraint", "parse_fits", "QUANTITIES", "CONVENTIONS", "quantity_label", "binary_reading", "item_labels",
            "Shape", "Fraction", "LineList"]

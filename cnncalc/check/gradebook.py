@@ -26,9 +26,10 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 
-from cnncalc.check.answers import AnswerFile, Question
+from cnncalc.check.answers import AnswerFile, Question, item_labels
 from cnncalc.check.grade import Outcome
 from cnncalc.check.roster import Roster, Student, name_key
 from cnncalc.check.sheet import (Item, SharedGrader, Sheet, SheetVariant, definition, fmt_points, plain,
@@ -111,11 +112,12 @@ class Graded:
             return self.student
         return Path(self.file).stem if self.file else (self.sid or "")
 
-    @property
+    # (score and points are read many times by every view: summed once, after grading)
+    @cached_property
     def score(self) -> Fraction:
         return sum((r.earned for r in self.results), Fraction(0))
 
-    @property
+    @cached_property
     def points(self) -> Fraction:
         return sum((r.possible for r in self.results), Fraction(0))
 
@@ -387,12 +389,11 @@ def grade_file(sheet: Sheet, path: str | Path | Entry, pass_mark: Fraction = Fra
     try:
         sub = load_submission(entry.path)
         g.student, g.declared = sub.student, sub.variant
-        check_target(sheet, sub)
         sid, student, flags = identify(sub, roster, identity)
-        g.sid, g.roster = sid, student
+        g.sid, g.roster = sid, student           # (an error row below keeps who it is)
         variant = assigned_variant(sheet, sub, sid, student)
         g = grade_submission(sheet, sub, pass_mark, variant)
-        g.sid, g.roster, g.declared = sid, student, sub.variant
+        g.sid, g.roster = sid, student
         if identity is not None and identity[1] and not g.student:
             g.student = identity[1]
         for f in flags:
@@ -625,8 +626,6 @@ def numbering(items: list[Item]) -> dict[str, str]:
     """Each question id's number as the quiz shows it: the item's number, and a letter per
     answer when the item asks several (7a, 7b, 7c)."""
     qs = [dataclasses.replace(q, item=n) for n, it in enumerate(items, 1) for q in it.questions]
-    from cnncalc.check.views import item_labels
-
     return dict(zip((q.id for q in qs), item_labels(qs)))
 
 

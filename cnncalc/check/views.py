@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnncalc.check.answers import item_labels
 from cnncalc.check.encode import csv_cell, md_cell, xml_text
 from cnncalc.check.gradebook import FLAGS, Gradebook, Graded, names
 from cnncalc.check.grade import CheckRun
@@ -64,8 +65,8 @@ def fit(f: Fitted, width: int) -> TableView:
         if fits and whole and words:
             break
     if left_out:
-        names = ", ".join(c.header or c.key for c in left_out)
-        view.notes.insert(0, f"not shown at {width} columns: {names}; see {f.hint}")
+        headers = ", ".join(c.header or c.key for c in left_out)
+        view.notes.insert(0, f"not shown at {width} columns: {headers}; see {f.hint}")
         keys = {c.key for c in left_out}
         if f.texts in keys:
             view.notes += [f"{r['id']}: {r[f.texts]}" for r in view.rows
@@ -103,6 +104,18 @@ def _natural(view: TableView, key: str, header: bool = False) -> int:
 
 
 # ------------------------------------------------------------------------------ one answer file
+def _question_columns(hide_expected: bool, points: bool = False) -> list[Column]:
+    """A row per question: verdict, number, id, answer (points), then — unless hidden — the
+    expected value; the question's text and the arithmetic go first on a narrow terminal."""
+    cols = [Column("status", "", "left", kind="number"), Column("n", "#", "left", kind="number"),
+            Column("id", "Question", "left", kind="number", drop=1), Column("answer", "Answer", "left")]
+    cols += [Column("score", "Points", "right")] if points else []
+    cols += [] if hide_expected else [Column("expected", "Expected", "left")]
+    cols.append(Column("question", "Asked", "left", drop=2))
+    cols += [] if hide_expected else [Column("arithmetic", "Arithmetic", "left", drop=3)]
+    return cols
+
+
 def run_view(run: CheckRun, hide_expected: bool) -> Fitted:
     """``check ANSWERS.yaml``: a row per question; on a narrow terminal the arithmetic, then the
     question text, are left out (the failed questions' texts then come as notes)."""
@@ -115,34 +128,13 @@ def run_view(run: CheckRun, hide_expected: bool) -> Fitted:
         if o.note:
             d["answer"] = f"{d['answer']} ({o.note})" if d["answer"] else f"({o.note})"
         rows.append(d)
-    cols = [Column("status", "", "left", kind="number"), Column("n", "#", "left", kind="number"),
-            Column("id", "Question", "left", kind="number", drop=1), Column("answer", "Answer", "left")]
-    if not hide_expected:
-        cols.append(Column("expected", "Expected", "left"))
-    cols.append(Column("question", "Asked", "left", drop=2))
-    if not hide_expected:
-        cols.append(Column("arithmetic", "Arithmetic", "left", drop=3))
+    cols = _question_columns(hide_expected)
     notes = [f"{run.passed} of {len(run.outcomes)} passed" + (f", {run.failed} failed" if run.failed else "")]
     if hide_expected:
         notes.append("expected values are hidden (--hide-expected)")
     view = TableView(title=run.title or run.file, columns=cols, rows=rows, notes=notes)
     return Fitted(view, whole=("status", "n", "id"), optional=("arithmetic", "question", "id"), texts="question",
                   comfort=12)
-
-
-def item_labels(questions) -> list[str]:
-    """Each question's number: its item's (1, 2, …), with a letter when the item asks several
-    (7a, 7b) — the numbers the quiz and the gradebook use."""
-    count: dict = {}
-    for q in questions:
-        count[q.item] = count.get(q.item, 0) + 1
-    seen: dict = {}
-    out = []
-    for q in questions:
-        k = seen[q.item] = seen.get(q.item, -1) + 1
-        n = str(q.item) if q.item is not None else "?"
-        out.append(n if count[q.item] == 1 else f"{n}{chr(97 + k)}" if k < 26 else f"{n}.{k + 1}")
-    return out
 
 
 # ------------------------------------------------------------------------------ one submission
@@ -152,9 +144,7 @@ def submission_view(book: Gradebook, g: Graded, hide_expected: bool) -> Fitted:
     title = f"{book.sheet.title or book.sheet.id} — {who}"
     if g.variant is not None:
         title += f", variant {g.variant}"
-    cols = [Column("status", "", "left", kind="number"), Column("n", "#", "left", kind="number"),
-            Column("id", "Question", "left", kind="number", drop=1), Column("answer", "Answer", "left"),
-            Column("score", "Points", "right")]
+    cols = _question_columns(hide_expected, points=True)
     if g.error is not None:
         return Fitted(TableView(title=title, columns=cols, rows=[], notes=[f"cannot be graded: {g.error}"]))
     rows = []
@@ -166,11 +156,6 @@ def submission_view(book: Gradebook, g: Graded, hide_expected: bool) -> Fitted:
             d["answer"] = f"{d['answer']} ({r.outcome.note})" if d["answer"] else f"({r.outcome.note})"
         d["score"] = f"{d['earned']}/{d['points']}"
         rows.append(d)
-    if not hide_expected:
-        cols.append(Column("expected", "Expected", "left"))
-    cols.append(Column("question", "Asked", "left", drop=2))
-    if not hide_expected:
-        cols.append(Column("arithmetic", "Arithmetic", "left", drop=3))
     passed = sum(r.outcome.passed for r in g.results)
     notes = [f"{fmt_points(g.score)} of {fmt_points(g.points)} points ({g.percent}%): {g.status}; "
              f"{passed} of {len(g.results)} answers right"]
@@ -297,6 +282,56 @@ def matrix_view(book: Gradebook) -> TableView:
     notes += flag_notes(book.rows)
     return TableView(title=f"Gradebook — {book.sheet.title or book.sheet.id}", columns=cols, rows=rows,
                      notes=notes)
+
+
+TICK = {"pass": "✓", "fail": "✗", "missing": "–"}
+
+
+def matrix_terminal(book: Gradebook) -> TableView:
+    """``--matrix`` for people: every question of every student, a column per question headed
+    by its quiz number (the Questions table says which is which), ✓ right, ✗ wrong, – not
+    answered."""
+    cols = [Column("student", "Student", "left", kind="number"), Column("id", "ID", "left", kind="number"),
+            Column("percent", "%", "right"), Column("status", "Status", "left", kind="number")]
+    cols += [Column(q, book.labels.get(q, q), "left", kind="number") for q in book.question_ids]
+    rows = []
+    for g in book.rows:
+        row = {"student": g.name, "id": g.sid or "", "status": MARK[g.status], "percent": g.percent}
+        row.update({r.outcome.question.id: TICK[r.status] for r in g.results})
+        rows.append(row)
+    notes = ["✓ right, ✗ wrong, – not answered; the columns are the questions' numbers (see Questions)"]
+    return TableView(title=f"Every answer — {book.sheet.title or book.sheet.id}", columns=cols, rows=rows,
+                     notes=notes)
+
+
+def split_columns(view: TableView, keep: int, width: int, named_from: int = 0) -> list[TableView]:
+    """A table too wide for ``width`` columns as several tables, each with the first ``keep``
+    columns and as many of the others as fit (as pandas prints a wide frame); each part is
+    titled with the headers of its first and last column from index ``named_from`` on."""
+    from cnncalc.check.encode import cell_text
+
+    def w(c):
+        return max([len(c.header)] + [len(cell_text(c, r.get(c.key, ""))) for r in view.rows])
+
+    head, rest = view.columns[:keep], view.columns[keep:]
+    base = sum(w(c) + 3 for c in head) + 1
+    parts, cur, used = [], [], base
+    for c in rest:
+        if cur and used + w(c) + 3 > width:
+            parts.append(cur)
+            cur, used = [], base
+        cur.append(c)
+        used += w(c) + 3
+    parts.append(cur)
+    if len(parts) == 1:
+        return [view]
+    out, named = [], {id(c) for c in view.columns[named_from:]}
+    for n, cols in enumerate(parts):
+        heads = [c.header for c in cols if id(c) in named]
+        span = heads[0] if len(heads) == 1 else f"{heads[0]}–{heads[-1]}" if heads else ""
+        out.append(TableView(f"{view.title} ({span})" if n == 0 else f"({span})", head + cols,
+                             view.rows, notes=view.notes if n == len(parts) - 1 else []))
+    return out
 
 
 # ------------------------------------------------------------------------------ LMS and autograders
@@ -486,5 +521,5 @@ def feedback(book: Gradebook, g: Graded) -> str:
 
 
 __all__ = ["Fitted", "fit", "run_view", "submission_view", "gradebook_view", "questions_view",
-           "matrix_view", "lms_csv", "gradescope_results", "run_junit", "book_junit", "feedback", "flag_notes",
+           "matrix_view", "matrix_terminal", "split_columns", "lms_csv", "gradescope_results", "run_junit", "book_junit", "feedback", "flag_notes",
            "name_of", "MARK"]

@@ -193,7 +193,7 @@ def keyed(files, key, roster, template, solutions, variant, fmt, matrix, gradesc
     else:
         parts = [views.submission_view(book, g, hide_expected) for g in book.graded] if details else []
         if matrix:
-            text = parts + [views.matrix_view(book)]
+            text = parts + [Matrix(views.matrix_terminal(book)), views.questions_view(book)]
         else:
             text = parts + [views.gradebook_view(book), views.questions_view(book)]
     _write(text, output, fmt=fmt)
@@ -353,6 +353,13 @@ def _json(obj) -> str:
     return buf.getvalue()
 
 
+class Matrix:
+    """A table of a column per question: split into several on a terminal too narrow for it."""
+
+    def __init__(self, view):
+        self.view = view
+
+
 def _chunk(c, fmt: str, stream) -> None:
     """One table (or text) on ``stream`` in ``fmt``: every name is encoded for where it goes."""
     from cnncalc.check import encode, views
@@ -360,6 +367,18 @@ def _chunk(c, fmt: str, stream) -> None:
 
     if isinstance(c, str):
         stream.write(c)
+        return
+    if isinstance(c, Matrix):        # on a terminal: as many tables as its width needs
+        if fmt == "table" and use_rich(stream):
+            from rich.console import Console
+
+            width = Console(file=stream).width
+            for n, part in enumerate(views.split_columns(c.view, 1, width, named_from=4)):
+                if n:
+                    stream.write("\n")
+                render(encode.terminal_view(part), fmt, stream)
+        else:
+            render(encode.terminal_view(c.view), fmt, stream)
         return
     fitted = c if isinstance(c, views.Fitted) else None
     view = c.view if fitted is not None else c

@@ -248,9 +248,7 @@ def test_a_submission_never_answers_with_the_sheets_files(tmp_path, cli):
     d = json.loads(cli("check", "--key", key, subs, "-F", "json").output)["submissions"][0]
     assert {s for _, s in design(d)} == {"pass"}
     # the combined format names the network with 'spec:': the same rule
-    combined = (HOMEWORK / "ANSWERS.yaml").read_text()
-    (tmp_path / "combined.yaml").write_text(combined)
-    shutil.copy(tmp_path / "QUESTIONS.yaml", tmp_path / "Q2.yaml")
+    (tmp_path / "combined.yaml").write_text((HOMEWORK / "ANSWERS.yaml").read_text())
     ak = tmp_path / "AK.yaml"
     shutil.copy(HOMEWORK / "ANSWERS.yaml", ak)
     d = json.loads(cli("check", "--key", ak, tmp_path / "combined.yaml", "-F", "json").output)["submissions"][0]

@@ -389,6 +389,7 @@ def grade_file(sheet: Sheet, path: str | Path | Entry, pass_mark: Fraction = Fra
     try:
         sub = load_submission(entry.path)
         g.student, g.declared = sub.student, sub.variant
+        check_target(sheet, sub)
         sid, student, flags = identify(sub, roster, identity)
         g.sid, g.roster = sid, student           # (an error row below keeps who it is)
         variant = assigned_variant(sheet, sub, sid, student)

@@ -188,6 +188,7 @@ class Sheet:
         self.seed = None if seed is None else str(seed)
         self.title = doc.get("title")
         self.cache: dict = {}           # definition → Expected (or SpecError), for all variants
+        self._own: set[Path] | None = None
         self._admissible: dict = {}
         self._variants: dict = {}
         items = doc.get("questions") or []
@@ -219,6 +220,11 @@ class Sheet:
     def own_files(self) -> set[Path]:
         """The sheet file and the network files it names (its reference solutions among them),
         resolved: a submission's design answer may never be one of them."""
+        if self._own is None:
+            self._own = self._files()
+        return self._own
+
+    def _files(self) -> set[Path]:
         items = self._items if isinstance(self._items, list) else []
         specs = self.doc.get("specs") if isinstance(self.doc.get("specs"), dict) else {}
         refs = [self.doc.get("spec"), *specs.values(), *(it.get("spec") for it in items if isinstance(it, dict))]

@@ -69,7 +69,7 @@ def fit(f: Fitted, width: int) -> TableView:
         view.notes.insert(0, f"not shown at {width} columns: {headers}; see {f.hint}")
         keys = {c.key for c in left_out}
         if f.texts in keys:
-            view.notes += [f"{r['id']}: {r[f.texts]}" for r in view.rows
+            view.notes += [f"{(r.get('n') or '') + ' '}{r['id']}: {r[f.texts]}".lstrip() for r in view.rows
                            if r.get("status") not in ("PASS", "") and r.get(f.texts)]
         if f.mark is not None and f.mark[0] in keys:
             key, marker = f.mark

@@ -140,7 +140,7 @@ def test_one_answer_file_at_every_width(cli, width):
             ids = ("forgot-stride", "rounded-wrong", "thinks-it-fits", "slide-memory")
             assert all(i in out for i in ids), out          # in the table or in the notes
             if "Asked" not in out:
-                assert "forgot-stride: AlexNet CONV1 output, computed as if the stride were 1" in " ".join(out.split())
+                assert "1 forgot-stride: AlexNet CONV1 output, computed as if the stride were 1" in " ".join(out.split())
 
 
 @pytest.mark.parametrize("width", WIDTHS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -48,7 +49,8 @@ def make_class(dest: Path, n: int) -> None:
             own = ("{input: 128x128x3, layers: [{conv: %d, kernel: 4, stride: 2, pad: 1}, "
                    "{conv: %d, kernel: 4, stride: 2, pad: 1}, {global_avgpool: }, {conv: 10, kernel: 1}]}"
                    % (width, 2 * width))
-            text = text.replace('design: design_net.yaml', f"design: {own}")
+            # (the solution key writes the reference network inline, as an indented block)
+            text = re.sub(r"^  design:.*\n(?:    .*\n)+", f"  design: {own}\n", text, flags=re.M)
         (subs / f"{vid}.yaml").write_text(text)
     shutil.copy(subs / "s0000.yaml", dest / "one.yaml")
     (dest / "one").mkdir()

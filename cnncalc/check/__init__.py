@@ -23,8 +23,10 @@ students fill in the answers; ``cnncalc check ANSWERS.yaml`` (or CI) grades them
         fits: no                   # yes / no ("does not fit" is also accepted as a shape)
       - spec: vgg16                # no 'layer': a question about the whole network
         params: 138M
-        memory: 15.2M              # input + every layer's output, in elements
-        memory_bytes: 61 MB        # MB = 10^6 B, MiB = 2^20 B; 'batch:' and 'dtype:' apply
+        memory: 15.2M              # input + every layer's output, in elements (the outputs
+                                   # alone also pass: both conventions are common)
+        memory_bytes: 61 MB        # MB = 10^6 B (2^20 B also passes), MiB = 2^20 B; 'batch:' and
+                                   # 'dtype:' apply
       - spec: two7
         rf: 19                     # receptive field size r of the output (or of 'layer:')
         rf_stride: 2               # its stride (jump) S
@@ -54,14 +56,18 @@ YAML note: inside ``{...}`` a comma separates fields, so quote ``'34,848'`` ther
 style ``params: 34,848`` needs no quotes).
 
 Grading a class (``cnncalc check --key QUESTIONS.yaml SUBMISSION…``): the question sheet
-(``cnncalc.check.sheet``: the format above with the answers left blank, plus ``sheet:`` and
-``points:``, and per-student ``{choose: […]}`` / ``{range: [lo, hi]}`` values, see
-``cnncalc.check.variants``) is the authority; submissions (``cnncalc.check.submission``)
-carry only answers by id; ``cnncalc.check.gradebook`` grades them::
+(``cnncalc.check.sheet``: the format above with the answers left blank, plus ``sheet:``,
+``seed:``, ``points:`` and ``visibility:``, and per-student ``{choose: […]}`` /
+``{range: [lo, hi]}`` values, see ``cnncalc.check.variants``) is the authority; submissions
+(``cnncalc.check.submission``) carry only the student's ``id:`` and answers by question id;
+a roster (``cnncalc.check.roster``) lists the class; ``cnncalc.check.gradebook`` grades them
+with the variant assigned to each student and looks across the class (missing students,
+copies); ``cnncalc.check.views`` draws the gradebook and writes the LMS, Gradescope, JUnit
+and feedback formats, every name encoded for its reader (``cnncalc.check.encode``)::
 
     from cnncalc.check import Sheet, grade_all
     book = grade_all(Sheet("QUESTIONS.yaml"), ["submissions/ada.yaml", "submissions/bob.yaml"])
-    [(g.student, g.score, g.points, g.status) for g in book.graded]
+    [(g.name, g.sid, g.score, g.points, g.status, g.flags) for g in book.graded]
 
 Python API::
 

@@ -29,8 +29,8 @@ QUANTITIES = {
     "params_per_filter": "parameters of one filter (weights + 1 bias)",
     "macs": "multiply-accumulates",
     "flops": "FLOPs (2 × MACs)",
-    "memory": "activation memory (elements)",
-    "memory_bytes": "activation memory (bytes)",
+    "memory": "input + activations (elements)",          # of a layer: its output (see quantity_label)
+    "memory_bytes": "input + activations (bytes)",
     "rf": "receptive field size r",
     "rf_stride": "receptive field stride (jump) S",
     "fits": "does it fit",
@@ -69,13 +69,14 @@ class Question:
     op: str = "="              # for constraints
     file: str | None = None
     layer_line: int | None = None
+    item: int | None = None    # the number of its item in the file (1, 2, …): an item may ask several
 
     @property
     def label(self) -> str:
         """What is asked, in words: 'conv1: output shape', 'vgg16: parameters ≤ 1,000,000'."""
         if self.text:
             return self.text
-        what = QUANTITIES.get(self.quantity, self.quantity)
+        what = quantity_label(self)
         if isinstance(self.layer, dict):
             args = ", ".join(f"{k}: {v}" for k, v in self.layer.items() if k != "input")
             inp = self.layer.get("input", self.input)
@@ -87,6 +88,40 @@ class Question:
         if self.quantity == "require":
             return f"{where} must have {self.answer_text}"
         return f"{where}: {what}"
+
+
+def quantity_label(q: Question) -> str:
+    """Exactly what a question grades, in the words ``summarize`` uses: a network's memory is
+    its input + activations, a layer's is its output; parameters with or without biases."""
+    if q.quantity in ("memory", "memory_bytes"):
+        unit = "elements" if q.quantity == "memory" else "bytes"
+        return f"input + activations ({unit})" if q.layer is None else f"the layer's output activations ({unit})"
+    if q.quantity == "params":
+        return "parameters (weights + biases)" if q.bias else "parameters without biases (weights only)"
+    return QUANTITIES.get(q.quantity, q.quantity)
+
+
+def item_labels(questions) -> list[str]:
+    """Each question's number: its item's (1, 2, …), with a letter when the item asks several
+    (7a, 7b) — the numbers the quiz and the gradebook use."""
+    count: dict = {}
+    for q in questions:
+        count[q.item] = count.get(q.item, 0) + 1
+    seen: dict = {}
+    out = []
+    for q in questions:
+        k = seen[q.item] = seen.get(q.item, -1) + 1
+        n = str(q.item) if q.item is not None else "?"
+        out.append(n if count[q.item] == 1 else f"{n}{chr(97 + k)}" if k < 26 else f"{n}.{k + 1}")
+    return out
+
+
+# Quantities written in two common conventions: both are accepted (stated on every quiz)
+CONVENTIONS = {
+    "memory": "a network's memory is its input + activations; the activations alone also pass",
+    "memory_bytes": "a network's memory is its input + activations (the activations alone also pass); "
+                    "MB = 10^6 B, and MB read as 2^20 B also passes; MiB = 2^20 B",
+}
 
 
 @dataclass
@@ -251,7 +286,7 @@ def _read_item(item, n: int, line, defaults: dict, lines: list[str], file) -> li
         raise err("a standalone layer needs its input shape", item.line_of("layer"),
                   "add 'input: 32x32x3' inside the layer mapping")
     common = dict(spec=item.get("spec"), layer=layer, input=item.get("input"), batch=batch, dtype=dtype,
-                  bias=bias, text=_str_or_none(text), file=file,
+                  bias=bias, text=_str_or_none(text), file=file, item=n,
                   layer_line=item.line_of("layer") if "layer" in item else None)
     out = []
     if "require" in item:
@@ -269,8 +304,7 @@ def _read_item(item, n: int, line, defaults: dict, lines: list[str], file) -> li
         out.append(Question(id=aid, quantity=canon, answer=value, answer_text=text_, line=kline, **common))
     if text is not None and len(out) > 1:
         for q in out:
-            q.text = f"{text} — {QUANTITIES.get(q.quantity, q.answer_text)}" if q.quantity != "require" \
-                else f"{text} — {q.answer_text}"
+            q.text = f"{text} — {quantity_label(q)}" if q.quantity != "require" else f"{text} — {q.answer_text}"
     return out
 
 
@@ -359,14 +393,24 @@ def raw_text(item, key, value, lines: list[str]) -> str:
 _BYTES_RE = re.compile(r"^(?P<num>.*?[\d.])\s*(?P<prefix>[kKMGT]?)(?P<bin>i?)(?:B|bytes?)\s*$")
 
 
-def parse_number(text: Any, bytes_: bool = False) -> Quantity:
+def parse_number(text: Any, bytes_: bool = False, binary: bool = False) -> Quantity:
     """A count as people write it (see cnncalc.numbers); with ``bytes_``, also ``61 MB``,
-    ``58.1 MiB``, ``60,950,432 B`` (MB = 10^6 B, MiB = 2^20 B)."""
+    ``58.1 MiB``, ``60,950,432 B`` (MB = 10^6 B — or 2^20 B with ``binary`` —, MiB = 2^20 B)."""
     if bytes_ and isinstance(text, str):
         m = _BYTES_RE.match(text.strip())
         if m:
-            return parse_quantity(m.group("num") + m.group("prefix").upper(), binary=bool(m.group("bin")))
+            return parse_quantity(m.group("num") + m.group("prefix").upper(),
+                                  binary=bool(m.group("bin")) or binary)
     return parse_quantity(text)
+
+
+def binary_reading(text: str) -> Quantity | None:
+    """``58 MB`` read the other common way, with M = 2^20 (None if the text has no decimal
+    prefix: ``58 MiB`` and ``60,950,432 B`` mean one thing only)."""
+    m = _BYTES_RE.match(str(text).strip())
+    if not m or not m.group("prefix") or m.group("bin"):
+        return None
+    return parse_number(text, bytes_=True, binary=True)
 
 
 def parse_answer(quantity: str, answer: Any, text: str) -> Any:
@@ -430,4 +474,5 @@ def _str_or_none(v) -> str | None:
 
 
 __all__ = ["Question", "AnswerFile", "load_answers", "parse_answers", "answers_from_doc", "parse_answer", "parse_number",
-           "parse_constraint", "parse_fits", "QUANTITIES", "Shape", "Fraction", "LineList"]
+           "parse_constraint", "parse_fits", "QUANTITIES", "CONVENTIONS", "quantity_label", "binary_reading", "item_labels",
+           "Shape", "Fraction", "LineList"]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cnncalc.analysis.report import DTYPES, Report, analyze_graph
-from cnncalc.check.answers import (QUANTITIES, AnswerFile, Question, load_answers, parse_answer,
-                                   resolve_spec_ref)
+from cnncalc.check.answers import (QUANTITIES, AnswerFile, Question, binary_reading, load_answers,
+                                   parse_answer, resolve_spec_ref)
 from cnncalc.errors import SpecError
 from cnncalc.graph import Graph
 from cnncalc.layers import Conv
@@ -43,6 +43,7 @@ class NotFit:
 class Expected:
     value: Any              # Shape, int, bool, or NotFit
     arithmetic: str = ""
+    also: tuple = ()        # (value, what it is): another common convention, also accepted
 
 
 @dataclass
@@ -291,10 +292,11 @@ class Grader:
             n = t["input"] + t["activations"]
             text = (f"input {fmt_int(t['input'])} + the outputs of {sum(not r.view for r in rows)} layers "
                     f"{fmt_int(t['activations'])} = {fmt_int(n)}" + (f" (batch {q.batch})" if q.batch > 1 else ""))
+            alone = "without the input"   # the other convention (CONVENTIONS)
             if qty == "memory":
-                return Expected(n, text)
-            nbytes = n * DTYPES[q.dtype]
-            return Expected(nbytes, _bytes_text(text, nbytes, q.dtype))
+                return Expected(n, text, also=((t["activations"], alone),))
+            nbytes, size = n * DTYPES[q.dtype], DTYPES[q.dtype]
+            return Expected(nbytes, _bytes_text(text, nbytes, q.dtype), also=((t["activations"] * size, alone),))
         if qty in ("rf", "rf_stride"):
             outs = graph.outputs
             if len(outs) != 1:
@@ -332,12 +334,17 @@ class Grader:
         elif isinstance(exp.value, tuple) or isinstance(ans, tuple):
             ok = isinstance(ans, tuple) and isinstance(exp.value, tuple) and ans == exp.value
         else:
-            ok = ans.matches(exp.value)
+            # the answer as written, and (for bytes) 'MB' read as 2^20 B; the expected value,
+            # and another common convention of the same quantity
+            readings = [ans] + ([alt] if q.quantity == "memory_bytes" and isinstance(q.answer_text, str)
+                                and (alt := binary_reading(q.answer_text)) is not None else [])
+            ok = any(a.matches(v) for a in readings for v in [exp.value, *(v for v, _ in exp.also)])
             if not ans.exact:
                 unit = "B" if q.quantity == "memory_bytes" and not _binary(q, ans) else \
                     ("iB" if q.quantity == "memory_bytes" else "")
-                shown += f" (≈ {round_as(exp.value, ans, binary=_binary(q, ans))}{unit} as written)"
-        return Outcome(q, ok, shown, exp.arithmetic)
+                shown += f" ≈ {round_as(exp.value, ans, binary=_binary(q, ans))}{unit}"   # as the answer rounds
+        return Outcome(q, ok, shown, exp.arithmetic + "".join(f"; {what}, {fmt_int(v)} also passes"
+                                                              for v, what in exp.also))
 
     def _constraint(self, q: Question, exp: Expected) -> Outcome:
         qty, op, bound = q.answer

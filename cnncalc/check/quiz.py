@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from cnncalc.check.answers import CONVENTIONS
 from cnncalc.check.sheet import SheetVariant, asks, fmt_points, item_text, solutions
 
 ANSWER_FORMS = ("55x55x96, [55, 55, 96], 34,848, 35K, 1.8e9, 61 MB, yes / no")
@@ -30,7 +31,9 @@ def quiz_dict(sv: SheetVariant) -> dict:
             answers = [{"id": q.id, "asks": asks(q)} for q in it.questions]
         items.append({"n": n, "id": it.id, "text": item_text(it, sv.answers), "points": fmt_points(it.points),
                       "answers": answers})
-    return {"sheet": sheet.id, "title": sheet.title, "variant": sv.variant, "items": items}
+    asked = {q.quantity for q in sv.questions}
+    return {"sheet": sheet.id, "title": sheet.title, "variant": sv.variant, "items": items,
+            "conventions": [CONVENTIONS[k] for k in CONVENTIONS if k in asked]}
 
 
 def render_quiz(sv: SheetVariant, fmt: str = "plain") -> str:
@@ -47,8 +50,9 @@ def render_quiz(sv: SheetVariant, fmt: str = "plain") -> str:
             out.append(f"{it['n']}. **{_md(it['text'])}** ({_pts_s(it['points'])})")
             for a in it["answers"]:
                 out.append(f"   - `{a['id']}`: {_md(a['asks'])}")
-        out += ["", f"Answer forms: {ANSWER_FORMS}.", ""]
-        return "\n".join(out)
+        out += ["", f"Answer forms: {ANSWER_FORMS}."]
+        out += [f"Also accepted: {_md(c)}." for c in d["conventions"]]
+        return "\n".join(out + [""])
     out += [title, who, ""]
     for it in d["items"]:
         out.append(f"{it['n']}. {it['text']}  [{_pts_s(it['points'])}]")
@@ -56,6 +60,7 @@ def render_quiz(sv: SheetVariant, fmt: str = "plain") -> str:
         for a in it["answers"]:
             out.append(f"   {a['id'].ljust(w)}  {a['asks']}")
     out += ["", f"Answer forms: {ANSWER_FORMS}."]
+    out += [f"Also accepted: {c}." for c in d["conventions"]]
     return "\n".join(out) + "\n"
 
 
@@ -116,15 +121,20 @@ def render_template(sv: SheetVariant, filled: bool = False) -> str:
                 f"#   {ANSWER_FORMS}",
                 "# Only the answers count: the questions, networks and points come from the sheet."]
     out.append(f"sheet: {yaml_value(sheet.id, exact=True)}")
+    out.append("id:                   # your student id (as on the class list)")
     if sheet.has_variants:
         out.append(f"variant: {yaml_value(sv.variant, exact=True)}" if sv.variant is not None
-                   else "variant:            # your student id: the numbers of your questions depend on it")
+                   else "variant:              # the variant you were given: your questions' numbers depend on it")
     out += ["student:", "answers:"]
     rows: list[tuple[str, str] | str] = []
     for n, it in enumerate(sv.items, 1):
         rows.append(f"  # {n}. {_one_line(item_text(it, sv.answers))} ({_pts(it.points)})")
         if it.design:
             val = sol[it.questions[0].id].answer if filled else None
+            if isinstance(val, dict):      # the reference network, inline (block style)
+                rows.append((f"  {_id(it.id)}:", _one_line(_design_note(sv, it))))
+                rows += ["    " + line for line in _block(val)]
+                continue
             rows.append((f"  {_id(it.id)}: {yaml_value(val)}".rstrip(), _one_line(_design_note(sv, it))))
             continue
         for q in it.questions:
@@ -133,6 +143,14 @@ def render_template(sv: SheetVariant, filled: bool = False) -> str:
     w = max((len(r[0]) for r in rows if isinstance(r, tuple)), default=0)
     out += [r if isinstance(r, str) else f"{r[0].ljust(w)}  # {r[1]}" for r in rows]
     return "\n".join(out) + "\n"
+
+
+def _block(doc: dict) -> list[str]:
+    """A network spec as block YAML lines (its innermost mappings and lists in flow style)."""
+    import yaml
+
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, allow_unicode=True,
+                          width=100).splitlines()
 
 
 def _one_line(s: str) -> str:

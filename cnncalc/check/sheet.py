@@ -37,14 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from cnncalc.check import variants as V
-from cnncalc.check.answers import QUANTITIES, AnswerFile, Question, answers_from_doc
+from cnncalc.check.answers import AnswerFile, Question, answers_from_doc, quantity_label
 from cnncalc.check.grade import Expected, Grader, NotFit
 from cnncalc.errors import SpecError
 from cnncalc.shapes import fmt_shape
 from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml
 
-SHEET_ONLY_TOP = ("sheet",)
-SHEET_ONLY_ITEM = ("points",)
+SHEET_ONLY_TOP = ("sheet", "seed")
+SHEET_ONLY_ITEM = ("points", "visibility")
+VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")   # Gradescope's
 
 
 # ------------------------------------------------------------------------------ definitions
@@ -124,6 +125,7 @@ class Item:
     design: bool                      # a 'require:' item: the student's network is the answer
     doc: Any = None                   # the item as drawn (a mapping)
     drawn: list[tuple[str, Any]] = field(default_factory=list)   # (name, value) of its choices
+    visibility: str = "visible"       # when Gradescope shows its tests to students
 
     def share(self) -> Fraction:
         return self.points / len(self.questions)
@@ -162,14 +164,10 @@ class Sheet:
         # --rounding: every network of the sheet (and of the submissions' design answers) is built
         # with it, the per-student draws included (which values fit can depend on it)
         self.rounding = rounding
-        if text is None:
-            try:
-                text = p.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise SpecError(f"no question sheet {self.path!r}") from None
-            except (OSError, UnicodeDecodeError) as e:
-                raise SpecError(f"cannot read the question sheet: {getattr(e, 'strerror', None) or e}",
-                                file=self.path) from None
+        if text is None:   # a regular UTF-8 file within the size limit (never /dev/zero or a FIFO)
+            from cnncalc.spec.yamlsafe import read_text_file
+
+            text = read_text_file(p, "question sheet")
         self.lines = text.splitlines()
         self.base_dir = p.parent
         doc = load_yaml(text, self.path)
@@ -183,8 +181,14 @@ class Sheet:
                             line=doc.line_of("sheet"))
         self.id = str(sid) if sid is not None else p.stem
         self.id_line = doc.line_of("sheet") if sid is not None else None
+        seed = doc.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (str, int)) or not str(seed)):
+            raise SpecError("'seed' is a secret word or number that, with each student's id, draws their "
+                            "numbers", file=self.path, line=doc.line_of("seed"))
+        self.seed = None if seed is None else str(seed)
         self.title = doc.get("title")
         self.cache: dict = {}           # definition → Expected (or SpecError), for all variants
+        self._own: set[Path] | None = None
         self._admissible: dict = {}
         self._variants: dict = {}
         items = doc.get("questions") or []
@@ -212,6 +216,26 @@ class Sheet:
         self.base = self.variant(None) if not self.has_variants else None
         if self.has_variants:   # validate the questions once, with some draw of each
             self.variant("\x00check")
+
+    def own_files(self) -> set[Path]:
+        """The sheet file and the network files it names (its reference solutions among them),
+        resolved: a submission's design answer may never be one of them."""
+        if self._own is None:
+            self._own = self._files()
+        return self._own
+
+    def _files(self) -> set[Path]:
+        items = self._items if isinstance(self._items, list) else []
+        specs = self.doc.get("specs") if isinstance(self.doc.get("specs"), dict) else {}
+        refs = [self.doc.get("spec"), *specs.values(), *(it.get("spec") for it in items if isinstance(it, dict))]
+        out = set()
+        for ref in [self.path] + [self.base_dir / r for r in refs if isinstance(r, str)]:
+            try:
+                if Path(ref).is_file():
+                    out.add(Path(ref).resolve())
+            except (OSError, ValueError):
+                continue
+        return out
 
     @staticmethod
     def _item_id(it, n: int) -> str:
@@ -284,13 +308,13 @@ class Sheet:
             if gpath[0] == "questions":
                 continue
             paths, ok = self._admissible_for(name, gpath, node, {})
-            values.update(zip(paths, V.pick(ok, self.id, variant, name)))
+            values.update(zip(paths, V.pick(ok, self.id, variant, name, self.seed)))
         fixed = dict(values)
         for name, gpath, node in self.groups:
             if gpath[0] != "questions":
                 continue
             paths, ok = self._admissible_for(name, gpath, node, fixed)
-            values.update(zip(paths, V.pick(ok, self.id, variant, name)))
+            values.update(zip(paths, V.pick(ok, self.id, variant, name, self.seed)))
         return values
 
     def variant(self, variant: str | None) -> SheetVariant:
@@ -336,8 +360,13 @@ class Sheet:
                           orig.line_of("points") if isinstance(orig, LineDict) else None)
             drawn = _drawn(values, n)
             text = it.get("text", it.get("question")) if isinstance(it, dict) else None
+            vis = orig.get("visibility", "visible") if isinstance(orig, dict) else "visible"
+            if vis not in VISIBILITIES:
+                raise SpecError(f"'visibility' is one of {', '.join(VISIBILITIES)} (when Gradescope shows the "
+                                f"item's tests), got {vis!r}", file=self.path,
+                                line=orig.line_of("visibility") if isinstance(orig, LineDict) else None)
             items.append(Item(iid, pts, getattr(it, "line", None), mine, None if text is None else str(text),
-                              any(q.quantity == "require" for q in mine), it, drawn))
+                              any(q.quantity == "require" for q in mine), it, drawn, vis))
         if k < len(qs):   # a top-level 'require:'
             rest = qs[k:]
             items.append(Item("design", Fraction(1), rest[0].line, rest, None, True,
@@ -411,7 +440,7 @@ def show(v) -> str:
 def asks(q: Question) -> str:
     if q.quantity == "require":
         return f"a network with {q.answer_text}"
-    return QUANTITIES.get(q.quantity, q.quantity)
+    return quantity_label(q)
 
 
 def fmt_points(p: Fraction) -> str:
@@ -456,8 +485,21 @@ def solutions(sv: SheetVariant) -> list[Solution]:
 
 
 def _design_ref(sv: SheetVariant, ref):
-    """The reference network as the sheet writes it (a path is relative to the sheet: the
-    solution key works saved next to it)."""
+    """The reference network as an answer that works anywhere: a zoo name stays a name; a file
+    is inlined (its YAML document), so the solution key passes wherever it is saved — in
+    ``submissions/`` too, where a submission may not name the sheet's files."""
+    from cnncalc.check.answers import resolve_spec_ref
+    from cnncalc.spec.yamlsafe import load_yaml, read_text_file
+
+    seen = set()
+    while isinstance(ref, str) and ref in sv.answers.specs and ref not in seen:
+        seen.add(ref)
+        ref = sv.answers.specs[ref]
+    if isinstance(ref, str):
+        where = resolve_spec_ref(ref, sv.answers)
+        if where.path is None:
+            return where.zoo
+        return plain(load_yaml(read_text_file(where.path, "spec"), str(where.path)))
     return plain(ref)
 
 

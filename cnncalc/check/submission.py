@@ -3,8 +3,11 @@
 The minimal format (what ``cnncalc check --key QUESTIONS.yaml --template`` writes)::
 
     sheet: cnn-homework-2      # the sheet it answers (checked when given)
-    variant: s1234567          # the student's variant id (required when the sheet has variants)
+    id: s1234567               # the student's id (on the roster): it decides their variant
     student: Ada Lovelace      # optional, shown in the gradebook
+    variant: s1234567          # optional: the variant the student was given (a 'variant:' that
+                               # is not the one assigned to the id is flagged; older files that
+                               # carry only 'variant:' are read with it as the id)
     answers:
       conv1-shape: 55x55x96
       conv1.params: 35K        # an item asking several quantities: id.quantity …
@@ -30,8 +33,8 @@ from cnncalc.check.answers import ALIASES, AnswerFile, answers_from_doc, raw_tex
 from cnncalc.errors import SpecError
 from cnncalc.spec.yamlsafe import LineDict, load_yaml
 
-MINIMAL_KEYS = ("sheet", "variant", "student", "answers", "title")
-EXTRA_KEYS = ("sheet", "variant", "student")      # allowed on top of the combined format
+MINIMAL_KEYS = ("sheet", "id", "variant", "student", "answers", "title")
+EXTRA_KEYS = ("sheet", "id", "variant", "student")      # allowed on top of the combined format
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Submission:
     path: str
     base_dir: Path
     student: str | None = None
+    id: str | None = None
     variant: str | None = None
     sheet: str | None = None
     sheet_line: int | None = None
@@ -60,14 +64,13 @@ class Submission:
 
 
 def load_submission(path: str | Path) -> Submission:
-    """Read a submission; a file that cannot be read is a SpecError with file:line."""
+    """Read a submission as answer files are read (a regular UTF-8 file within the size limit:
+    a 1 GB file, a device or a FIFO is an error, never a hang); a file that cannot be used is a
+    SpecError with file:line."""
+    from cnncalc.spec.yamlsafe import read_text_file
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"no submission {str(path)!r}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"cannot read the submission: {getattr(e, 'strerror', None) or e}", file=str(path)) from None
+    text = read_text_file(p, "submission")
     return parse_submission(text, str(path), p.parent)
 
 
@@ -83,15 +86,17 @@ def parse_submission(text: str, file: str = "<submission>", base_dir: Path | str
         if v is not None and not isinstance(v, (str, int, float)):
             raise SpecError(f"'{key}' is a single value, got {v!r}", file=file, line=doc.line_of(key))
     sub.student = None if doc.get("student") is None else str(doc["student"])
+    sub.id = _as_written(doc, "id", lines)
     sub.variant = _as_written(doc, "variant", lines)
     sub.sheet = None if doc.get("sheet") is None else str(doc["sheet"])
     sub.sheet_line = doc.line_of("sheet") if "sheet" in doc else None
     if "questions" in doc or "require" in doc:        # the combined format
+        from cnncalc.check.sheet import SHEET_ONLY_ITEM, SHEET_ONLY_TOP
         from cnncalc.check.variants import substitute
 
         # a copy of the sheet: its sheet-only keys (points) are the sheet's business, not hers
-        rest = substitute(doc, {}, drop=lambda path, k: (path == () and k in EXTRA_KEYS) or
-                          (len(path) == 2 and path[0] == "questions" and k == "points"))
+        rest = substitute(doc, {}, drop=lambda path, k: (path == () and k in EXTRA_KEYS + SHEET_ONLY_TOP) or
+                          (len(path) == 2 and path[0] == "questions" and k in SHEET_ONLY_ITEM))
         af = answers_from_doc(rest, lines, file=file, base_dir=base_dir)
         sub.combined = af
         for q in af.questions:

@@ -11,8 +11,9 @@ The choice points of one *group* (one question item, one named spec, the sheet's
 drawn together: every combination is enumerated, the ones that do not make a gradable
 question are dropped (a window that does not fit, say — except for ``fits:`` questions,
 whose point is exactly that), and a student's combination is picked by a stable hash
-(SHA-256, never Python's per-process ``hash()``) of the sheet id, the student's variant id
-and the group. The same id always draws the same numbers, on any machine, in any run.
+(SHA-256, never Python's per-process ``hash()``) of the sheet id, the student's variant id,
+the group and the sheet's secret ``seed:`` (when it has one). The same id always draws the
+same numbers, on any machine, in any run.
 
 Everything here is plain data manipulation; checking which combinations are admissible is
 the sheet's business (``cnncalc.check.sheet``), which calls :func:`combinations` and
@@ -143,8 +144,11 @@ def stable_index(n: int, *parts: str) -> int:
     return int.from_bytes(digest[:8], "big") % n
 
 
-def pick(admissible: list[tuple], sheet_id: str, variant: str, group: str) -> tuple:
-    return admissible[stable_index(len(admissible), sheet_id, str(variant), group)]
+def pick(admissible: list[tuple], sheet_id: str, variant: str, group: str, seed: str | None = None) -> tuple:
+    """The combination of ``group`` drawn for ``variant``; a sheet's secret ``seed`` joins the
+    hash, so that nobody without the sheet can tell which numbers an id draws."""
+    parts = (sheet_id, str(variant), group) + ((seed,) if seed is not None else ())
+    return admissible[stable_index(len(admissible), *parts)]
 
 
 __all__ = ["CHOICE_KEYS", "MAX_COMBINATIONS", "is_choice", "choice_points", "options", "combinations",

@@ -1,18 +1,21 @@
-"""``cnncalc check ANSWERS.yaml``: grade homework answers (exit 0 all pass, 1 any fails, 2 bad file)."""
+"""``cnncalc check ANSWERS.yaml``: grade homework answers (exit 0 all pass, 1 any fails, 2 bad file);
+``cnncalc check --key QUESTIONS.yaml SUBMISSIONS…``: grade a class."""
 from __future__ import annotations
 
 import io
+import json
 import sys
-import xml.etree.ElementTree as ET
 from fractions import Fraction
+from pathlib import Path
 
 import click
 
-from cnncalc.check.grade import CheckRun, run_check
+from cnncalc.check.grade import run_check
 from cnncalc.cli.common import fail, make_rounding_option, rounding_override
-from cnncalc.report.render import Column, TableView, emit_json, render
+from cnncalc.report.render import TableView, emit_json, render
 
-FORMATS = ("table", "plain", "json", "junit", "csv", "markdown")
+FORMATS = ("table", "plain", "json", "junit", "csv", "markdown", "lms")
+FEEDBACK_MARK = ".cnncalc-feedback"
 
 
 @click.command()
@@ -20,23 +23,41 @@ FORMATS = ("table", "plain", "json", "junit", "csv", "markdown")
 @click.option("--key", "key", metavar="QUESTIONS.yaml", default=None,
               help="The instructor's question sheet: questions, specs and points come only from it; "
                    "FILES are submissions (files or directories of them) with answers by question id.")
+@click.option("--roster", metavar="ROSTER.csv", default=None, type=click.Path(dir_okay=False),
+              help="With --key: the class list (columns id, name, optional variant; a Canvas gradebook export "
+                   "works). Submissions are matched to it, students who handed nothing in are listed (0 in "
+                   "the exports), submissions not on it are flagged; with --template/quiz and no --variant, "
+                   "one file per student into -o DIR.")
 @click.option("--template", is_flag=True,
               help="With --key: write the blank answer file for students (each question's text as a "
                    "comment). With --solutions too: the solution key as an answer file.")
 @click.option("--solutions", is_flag=True,
               help="With --key: every expected answer with its arithmetic (for instructors).")
 @click.option("--variant", metavar="ID", default=None,
-              help="With --key: the student whose variant to show (quiz, template or solutions).")
+              help="With --key: the variant (a student's id, unless the roster assigns another) whose "
+                   "questions to show (quiz, template or solutions).")
 @click.option("--format", "-F", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="table for people, json for scripts, junit (XML) for CI dashboards; csv/markdown for "
-                   "a gradebook.")
+                   "the full gradebook (a column per question); lms: each student's total, for Canvas "
+                   "or Moodle's grade import.")
+@click.option("--matrix", is_flag=True,
+              help="With --key: the table shows every question of every student (as csv and markdown do), "
+                   "not one row per student with the failed questions.")
+@click.option("--gradescope", is_flag=True,
+              help="With --key and one submission (a file, or Gradescope's /autograder/submission folder): "
+                   "write Gradescope's results.json (the student id comes from submission_metadata.json "
+                   "next to that folder). See examples/homework/gradescope/run_autograder.")
 @click.option("--hide-expected", is_flag=True,
               help="Graded runs: show only pass/fail, never the expected values or their arithmetic.")
+@click.option("--feedback", "feedback_dir", metavar="DIR", default=None, type=click.Path(file_okay=False),
+              help="With --key: write each student's feedback (markdown: their answers, and the expected "
+                   "value and arithmetic of every question they missed) into DIR. Releases the answers: "
+                   "--hide-expected does not apply to it.")
 @click.option("--pass-mark", type=click.FloatRange(0, 100), default=100, show_default=True,
               help="With --key: the percentage of the points a submission needs to pass.")
 @click.option("--details", is_flag=True,
               help="With --key and several submissions: each submission's questions before the gradebook.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--output", "-o", type=click.Path(writable=True), default=None,
               help="Write the report to this file instead of standard output (e.g. report.xml); "
                    "--template never overwrites an existing file.")
 @click.option("--allow-spec-outside", "allow_outside", multiple=True, metavar="DIR",
@@ -49,8 +70,8 @@ FORMATS = ("table", "plain", "json", "junit", "csv", "markdown")
     "(PyTorch), ceil (Caffe pooling) or strict (a window that does not fit is an error); a layer's own "
     "'rounding:' still wins. With --key it also decides which per-student values fit, so give the same "
     "--rounding to --template/--variant/quiz as when grading.")
-def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mark, details, output,
-          allow_outside):
+def check(files, key, roster, template, solutions, variant, fmt, matrix, gradescope, hide_expected, feedback_dir,
+          pass_mark, details, output, allow_outside):
     """Check homework answers against the exact numbers.
 
     Without --key, ANSWERS.yaml holds questions and answers together (the format is
@@ -59,9 +80,12 @@ def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mar
     With --key QUESTIONS.yaml, the instructor's sheet is the authority: each submission
     supplies only answers by question id (`answers: {conv1.shape: 55x55x96, ...}`; the
     combined format is accepted too, its question definitions ignored and any that differ
-    from the sheet's reported). Several files or directories give a class gradebook.
-    Sheets may draw per-student numbers ({choose: [...]}, {range: [lo, hi]}); a submission
-    names its `variant:`. See `cnncalc.check.sheet` and examples/homework/.
+    from the sheet's reported). Several files or directories give a class gradebook: a row
+    per student (the failed questions by their quiz numbers), a summary, and how the class
+    did on each question. Sheets may draw per-student numbers ({choose: [...]},
+    {range: [lo, hi]}): each student is graded with the variant assigned to their `id:`
+    (the roster's, else their id, drawn with the sheet's secret `seed:`); a `variant:` that
+    disagrees is flagged, and so are identical answer sets. See docs/instructors.md.
 
     Exit status: 0 every answer (every submission) passes, 1 some answer is wrong or
     missing, 2 a file cannot be used (with file:line; the other submissions are still graded).
@@ -71,80 +95,245 @@ def check(files, key, template, solutions, variant, fmt, hide_expected, pass_mar
       cnncalc check examples/homework/ANSWERS.yaml
       cnncalc check ANSWERS.yaml --hide-expected --format junit -o report.xml
       cnncalc check --key examples/homework/QUESTIONS.yaml examples/homework/submissions/
-      cnncalc check --key QUESTIONS.yaml submissions/ --format csv -o gradebook.csv
+      cnncalc check --key QUESTIONS.yaml submissions/ --roster roster.csv --format csv -o gradebook.csv
+      cnncalc check --key QUESTIONS.yaml submissions/ --roster roster.csv --format lms -o canvas.csv
+      cnncalc check --key QUESTIONS.yaml submissions/ --feedback feedback/
+      cnncalc check --key QUESTIONS.yaml /autograder/submission --gradescope -o results.json
       cnncalc check --key QUESTIONS.yaml --template --variant s1234 > answers.yaml
+      cnncalc check --key QUESTIONS.yaml --template --roster roster.csv -o handouts/
       cnncalc check --key QUESTIONS.yaml --variant s1234          # that student's questions
       cnncalc check --key QUESTIONS.yaml --solutions --variant s1234
       cnncalc check student/ANSWERS.yaml --allow-spec-outside course/specs
       cnncalc check ANSWERS.yaml --rounding floor   # expected values as PyTorch rounds
     """
     if key is None:
-        if template or solutions or variant is not None:
-            fail("--template, --solutions and --variant need the question sheet: --key QUESTIONS.yaml")
+        if template or solutions or variant is not None or roster or matrix or gradescope or feedback_dir:
+            fail("--template, --solutions, --variant, --roster, --matrix, --gradescope and --feedback need the "
+                 "question sheet: --key QUESTIONS.yaml")
+        if fmt == "lms":
+            fail("--format lms is a class's totals: grade submissions with --key QUESTIONS.yaml")
         if len(files) != 1:
             fail("give one answer file (ANSWERS.yaml), or grade submissions with --key QUESTIONS.yaml"
                  if files else "no answer file given: cnncalc check ANSWERS.yaml (or --key QUESTIONS.yaml "
                                "SUBMISSION...)")
         run = run_check(files[0], allow_outside, rounding_override())
+        from cnncalc.check import views
+
         if fmt == "json":
             text = _json(run.to_dict(hide_expected))
         elif fmt == "junit":
-            text = to_junit(run, hide_expected)
+            text = views.run_junit(run, hide_expected)
         else:
-            text = view(run, hide_expected)
+            text = views.run_view(run, hide_expected)
         _write(text, output, fmt=fmt)
         sys.exit(run.exit_code)
-    keyed(files, key, template, solutions, variant, fmt, hide_expected, pass_mark, details, output)
+    keyed(files, key, roster, template, solutions, variant, fmt, matrix, gradescope, hide_expected, feedback_dir,
+          pass_mark, details, output)
 
 
-def keyed(files, key, template, solutions, variant, fmt, hide_expected, pass_mark, details, output):
+def keyed(files, key, roster, template, solutions, variant, fmt, matrix, gradescope, hide_expected, feedback_dir,
+          pass_mark, details, output):
+    from cnncalc.check import views
+    from cnncalc.check.roster import load_roster
     from cnncalc.check.sheet import Sheet
 
     sheet = Sheet(key, rounding=rounding_override())
-    if template or solutions or (variant is not None and not files):
+    class_list = load_roster(roster) if roster else None
+    if template or solutions or (variant is not None and not files) or (class_list is not None and not files):
         if files:
             fail("--template, --solutions and a quiz (--variant) take no submissions")
-        sv = _variant(sheet, variant)
+        if hide_expected and solutions:
+            fail("--hide-expected and --solutions contradict each other")
         from cnncalc.check.quiz import render_quiz, render_template
 
         if template:
-            if hide_expected and solutions:
-                fail("--hide-expected and --solutions contradict each other")
-            _write(render_template(sv, filled=solutions), output, overwrite=False)
+            make = (lambda sv: render_template(sv, filled=solutions))
         elif solutions:
-            if hide_expected:
-                fail("--hide-expected and --solutions contradict each other")
-            _write(_solutions_report(sv, fmt), output, fmt=fmt)
+            make = (lambda sv: _solutions_report(sv, fmt))
         else:
-            if fmt in ("csv", "junit"):
+            if fmt in ("csv", "junit", "lms"):
                 fail(f"a student's questions are rendered as table (plain), markdown or json, not {fmt}")
-            _write(render_quiz(sv, {"table": "plain"}.get(fmt, fmt)), output)
+            make = (lambda sv: render_quiz(sv, {"table": "plain"}.get(fmt, fmt)))
+        if class_list is not None and variant is None:
+            ext = ".yaml" if template else {"json": ".json", "markdown": ".md"}.get(fmt, ".txt")
+            per_student(sheet, class_list, make, output, ext, template)
+        else:
+            _write(make(_variant(sheet, variant)), output, overwrite=not template, fmt=fmt)
         sys.exit(0)
     if not files:
         fail("no submissions given: cnncalc check --key QUESTIONS.yaml SUBMISSION.yaml… (or a directory); "
              "--template writes the blank answer file")
     if variant is not None:
-        fail("--variant is for showing one student's questions; a submission names its own 'variant:'")
+        fail("--variant is for showing one student's questions; a submission is graded with its student's variant")
+    if gradescope:
+        return _gradescope(sheet, files, class_list, pass_mark, hide_expected, output, fmt)
     from cnncalc.check.gradebook import collect, grade_all
 
-    paths = collect(list(files), exclude=key)
-    book = grade_all(sheet, paths, Fraction(pass_mark) / 100 if pass_mark != 100 else Fraction(1))
+    entries = collect(list(files), exclude=key)
+    book = grade_all(sheet, entries, _pass_mark(pass_mark), class_list)
+    from cnncalc.check.encode import error_text
+
     for g in book.graded:
         if g.error is not None:
-            click.echo(f"error: {g.error}", err=True)
+            click.echo(f"error: {error_text(g.error)}", err=True)
+    if feedback_dir is not None:
+        write_feedback(book, Path(feedback_dir))
     if fmt == "json":
         text = _json(book.to_dict(hide_expected))
     elif fmt == "junit":
-        text = book_junit(book, hide_expected)
+        text = views.book_junit(book, hide_expected)
+    elif fmt == "lms":
+        text = views.lms_csv(book)
     elif fmt == "csv":
-        text = gradebook_view(book, hide_expected)
-    elif len(book.graded) == 1 and not details:
-        text = submission_view(book, book.graded[0], hide_expected)
+        text = views.matrix_view(book)
+    elif fmt == "markdown":
+        text = [views.matrix_view(book), views.questions_view(book).view]
+    elif len(book.graded) == 1 and not book.absent and not details and not matrix:
+        text = views.submission_view(book, book.graded[0], hide_expected)
     else:
-        parts = [submission_view(book, g, hide_expected) for g in book.graded] if details else []
-        text = parts + [gradebook_view(book, hide_expected)]
+        parts = [views.submission_view(book, g, hide_expected) for g in book.graded] if details else []
+        if matrix:
+            text = parts + [Matrix(views.matrix_terminal(book)), views.questions_view(book)]
+        else:
+            text = parts + [views.gradebook_view(book), views.questions_view(book)]
     _write(text, output, fmt=fmt)
     sys.exit(book.exit_code)
+
+
+def _pass_mark(pass_mark: float) -> Fraction:
+    return Fraction(pass_mark) / 100 if pass_mark != 100 else Fraction(1)
+
+
+def _gradescope(sheet, files, class_list, pass_mark, hide_expected, output, fmt):
+    """One Gradescope submission → results.json. The student's id and name come from
+    ``submission_metadata.json`` beside the submission folder (Gradescope writes it there):
+    it wins over the file's own ``id:``. A submission that cannot be graded still gets a
+    results.json (0 points, and what to fix); exit status 2 then."""
+    from cnncalc.check import views
+    from cnncalc.check.gradebook import Gradebook, Graded, collect, grade_all
+    from cnncalc.errors import SpecError
+
+    if fmt != "table":
+        fail("--gradescope writes Gradescope's results.json; leave out --format")
+    if len(files) != 1:
+        fail("--gradescope grades one submission: a file, or Gradescope's /autograder/submission folder")
+    identity = _gradescope_identity(Path(files[0]))
+    problem, entries = None, []
+    try:
+        entries = collect(list(files), exclude=sheet.path)
+    except SpecError as e:
+        problem = f"no answer file found: {e.message}"
+    if len(entries) > 1:
+        problem = ("upload one answer file (.yaml); found " +
+                   ", ".join(Path(str(e)).name for e in entries[:5]) + ("…" if len(entries) > 5 else ""))
+    if problem is None:
+        book = grade_all(sheet, entries, _pass_mark(pass_mark), class_list, identity)
+        g, code = book.graded[0], book.exit_code
+    else:
+        book, g, code = Gradebook(sheet, [], [], {}), Graded(file=str(files[0])), 2
+    results = views.gradescope_results(book, g, hide_expected, problem)
+    _write(json.dumps(results, indent=2, ensure_ascii=False) + "\n", output, fmt="json")
+    sys.exit(code)
+
+
+def _gradescope_identity(submission: Path):
+    """(id, name) of the (first) student of a Gradescope submission, or None: their student id
+    ('sid') when Gradescope has one, else their email."""
+    folder = submission if submission.is_dir() else submission.parent
+    meta = folder.parent / "submission_metadata.json"
+    if not meta.is_file():
+        return None
+    from cnncalc.spec.yamlsafe import read_text_file
+
+    try:
+        users = json.loads(read_text_file(meta, "Gradescope metadata")).get("users") or []
+        user = users[0]
+        sid = user.get("sid") or user.get("email") or user.get("id")
+        return (None if sid is None else str(sid), user.get("name"))
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError):
+        fail(f"{meta} is not Gradescope's submission metadata (a JSON object with 'users')")
+
+
+def write_feedback(book, folder: Path) -> None:
+    """Every graded student's feedback file, ``folder/<id or file name>.md``. The folder is
+    created, or must be empty or one cnncalc wrote before (so no file of the user's is
+    overwritten); each file is written atomically."""
+    from cnncalc.check.views import feedback
+    from cnncalc.fsutil import atomic_write_text
+
+    if folder.exists() and any(folder.iterdir()) and not (folder / FEEDBACK_MARK).exists():
+        fail(f"{folder} holds other files: not writing feedback there (name an empty or new folder)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / FEEDBACK_MARK).write_text("feedback files written by cnncalc check --feedback\n")
+        used: set[str] = set()
+        for g in book.ok():
+            stem = safe_stem(g.sid or Path(g.file).stem)
+            name, n = stem, 1
+            while name.casefold() in used:
+                n += 1
+                name = f"{stem}-{n}"
+            used.add(name.casefold())
+            atomic_write_text(folder / f"{name}.md", feedback(book, g))
+    except OSError as e:
+        fail(f"cannot write the feedback into {folder}: {e.strerror or e}")
+
+
+def safe_stem(name: str) -> str:
+    """A file name made of a student id: letters, digits, '_' and '-' only (never a path)."""
+    import re
+
+    return re.sub(r"[^\w-]", "_", name, flags=re.ASCII)[:80] or "student"
+
+
+def per_student(sheet, class_list, make, output, ext: str, template: bool) -> None:
+    """One file per roster student (their variant's quiz, template or solutions) into the
+    folder ``output``; an existing file is not overwritten."""
+    from cnncalc.fsutil import atomic_write_text
+
+    if output is None:
+        fail("with --roster and no --variant, name the folder for the students' files: -o DIR")
+    folder = Path(output)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create {folder}: {e.strerror or e}")
+    for s in class_list.students:
+        v = s.variant or s.id
+        sv = _variant(sheet, v if sheet.has_variants else None)
+        text = make(sv)
+        if not isinstance(text, str):
+            buf = io.StringIO()
+            render(text, "plain", buf)
+            text = buf.getvalue()
+        if template:
+            text = _personal(text, s, sheet)
+        stem = safe_stem(s.id)
+        try:
+            atomic_write_text(folder / f"{stem}{ext}", text, overwrite=False)
+        except FileExistsError:
+            fail(f"{folder / (stem + ext)} already exists: not overwriting it")
+        except OSError as e:
+            fail(f"cannot write {folder / (stem + ext)}: {e.strerror or e}")
+    click.echo(f"wrote {len(class_list.students)} files into {folder}", err=True)
+
+
+def _personal(text: str, student, sheet) -> str:
+    """A template with the student's id and name (and an assigned variant) filled in."""
+    from cnncalc.check.quiz import yaml_value
+
+    out = []
+    for line in text.splitlines():
+        if line.startswith("id:"):
+            line = f"id: {yaml_value(student.id, exact=True)}"
+        elif line == "student:":
+            line = f"student: {yaml_value(student.name, exact=True)}" if student.name else line
+        elif line.startswith("variant:"):          # only a variant the roster assigns (else: the id)
+            if not student.variant:
+                continue
+            line = f"variant: {yaml_value(student.variant, exact=True)}"
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _variant(sheet, variant):
@@ -164,248 +353,87 @@ def _json(obj) -> str:
     return buf.getvalue()
 
 
-def _write(text, output: str | None, overwrite: bool = True, fmt: str = "table") -> None:
-    """Write text (or a TableView, or a list of both) to stdout or, atomically, to ``output``."""
-    chunks = text if isinstance(text, list) else [text]
-    if output is None:
-        for n, c in enumerate(chunks):
-            if n:
-                sys.stdout.write("\n")
-            if isinstance(c, TableView):
-                render(c, fmt, sys.stdout)   # rich on a terminal, plain when piped
-            else:
-                sys.stdout.write(c)
-        sys.stdout.flush()
+class Matrix:
+    """A table of a column per question: split into several on a terminal too narrow for it."""
+
+    def __init__(self, view):
+        self.view = view
+
+
+def _chunk(c, fmt: str, stream) -> None:
+    """One table (or text) on ``stream`` in ``fmt``: every name is encoded for where it goes."""
+    from cnncalc.check import encode, views
+    from cnncalc.report.render import use_rich
+
+    if isinstance(c, str):
+        stream.write(c)
         return
-    buf = io.StringIO()
+    if isinstance(c, Matrix):        # on a terminal: as many tables as its width needs
+        if fmt == "table" and use_rich(stream):
+            from rich.console import Console
+
+            width = Console(file=stream).width
+            for n, part in enumerate(views.split_columns(c.view, 1, width, named_from=4)):
+                if n:
+                    stream.write("\n")
+                render(encode.terminal_view(part), fmt, stream)
+        else:
+            render(encode.terminal_view(c.view), fmt, stream)
+        return
+    fitted = c if isinstance(c, views.Fitted) else None
+    view = c.view if fitted is not None else c
+    if fmt == "csv":
+        stream.write(encode.to_csv(view))
+    elif fmt == "markdown":
+        stream.write(encode.to_markdown(view))
+    else:
+        rich = fmt == "table" and use_rich(stream)
+        if rich and fitted is not None:
+            from rich.console import Console
+
+            view = views.fit(fitted, Console(file=stream).width)
+        render(encode.terminal_view(view), fmt, stream)  # rich on a terminal, plain when piped
+
+
+def _write(text, output: str | None, overwrite: bool = True, fmt: str = "table") -> None:
+    """Write text (or tables, or a list of both) to stdout or, atomically, to ``output``."""
+    chunks = text if isinstance(text, list) else [text]
+    stream = sys.stdout if output is None else io.StringIO()
     for n, c in enumerate(chunks):
         if n:
-            buf.write("\n")
-        if isinstance(c, TableView):
-            render(c, fmt, buf)              # a file is never a terminal: plain text
-        else:
-            buf.write(c)
+            stream.write("\n")
+        _chunk(c, fmt, stream)
+    if output is None:
+        sys.stdout.flush()
+        return
     from cnncalc.fsutil import atomic_write_text
 
+    if Path(output).is_dir():
+        fail(f"{output} is a folder: name the file to write (e.g. {Path(output) / 'report.txt'})")
     try:
-        atomic_write_text(output, buf.getvalue(), overwrite=overwrite)
+        atomic_write_text(output, stream.getvalue(), overwrite=overwrite)
     except FileExistsError:
         fail(f"{output} already exists: not overwriting it (choose another name, or remove it first)")
     except OSError as e:
         fail(f"cannot write {output}: {e.strerror or e}")
 
 
-def view(run: CheckRun, hide_expected: bool) -> TableView:
-    rows = []
-    for o in run.outcomes:
-        d = o.to_dict(hide_expected)
-        d["status"] = "PASS" if o.passed else "FAIL"
-        if o.note:
-            d["answer"] = f"{d['answer']} ({o.note})" if d["answer"] else f"({o.note})"
-        rows.append(d)
-    cols = [Column("status", "", "left"), Column("id", "Question", "left"),
-            Column("question", "Asked", "left", drop=2), Column("answer", "Answer", "left")]
-    if not hide_expected:  # on a narrow terminal the arithmetic goes first, then the question text
-        cols += [Column("expected", "Expected", "left"), Column("arithmetic", "Arithmetic", "left", drop=3)]
-    title = run.title or run.file
-    summary = f"{run.passed} of {len(run.outcomes)} passed" + (f", {run.failed} failed" if run.failed else "")
-    notes = [summary]
-    if hide_expected:
-        notes.append("expected values are hidden (--hide-expected)")
-    return TableView(title=title, columns=cols, rows=rows, notes=notes)
-
-
-def _failure_text(where: str, answered: str, o, hide_expected: bool) -> str:
-    """The body of a JUnit <failure>: where, what was answered, the note, and — unless answers
-    are hidden — the expected value and its arithmetic."""
-    body = [where, f"answered: {answered}"]
-    if o.note:
-        body.append(o.note)
-    if not hide_expected:
-        body.append(f"expected: {o.expected}")
-        if o.arithmetic:
-            body.append(f"arithmetic: {o.arithmetic}")
-    return "\n".join(body)
-
-
-def to_junit(run: CheckRun, hide_expected: bool = False) -> str:
-    """JUnit XML (the schema Jenkins, GitLab and GitHub test reporters read); ElementTree
-    escapes every text and attribute."""
-    suite_name = run.title or run.file
-    root = ET.Element("testsuites", name="cnncalc check", tests=str(len(run.outcomes)),
-                      failures=str(run.failed), errors="0")
-    suite = ET.SubElement(root, "testsuite", name=suite_name, tests=str(len(run.outcomes)),
-                          failures=str(run.failed), errors="0", skipped="0", time="0")
-    for o in run.outcomes:
-        q = o.question
-        case = ET.SubElement(suite, "testcase", classname=_classname(run.file), name=f"{q.id}: {q.label}",
-                             time="0")
-        if q.line:
-            case.set("file", run.file)
-            case.set("line", str(q.line))
-        if not o.passed:
-            answered = q.answer_text or "(nothing)"
-            msg = f"wrong answer: {answered}" if not o.note else f"{o.note}: {answered}"
-            fail = ET.SubElement(case, "failure", message=msg, type="WrongAnswer")
-            fail.text = _failure_text(f"{run.file}:{q.line}: {q.label}", answered, o, hide_expected)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _classname(path: str) -> str:
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return "cnncalc.check." + (name[:-5] if name.endswith(".yaml") else name).replace(".", "_")
-
-
-# ------------------------------------------------------------------------------ --key views
-_MARK = {"pass": "PASS", "fail": "FAIL", "missing": "MISSING", "error": "ERROR"}
-
-
-def _name(path: str) -> str:
-    from pathlib import Path
-
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
-
-
-def submission_view(book, g, hide_expected: bool) -> TableView:
-    """One submission's questions: verdict, answer, points (and the expected value, unless hidden)."""
-    from cnncalc.check.sheet import fmt_points
-
-    title = f"{book.sheet.title or book.sheet.id} — {g.student + ' (' + _name(g.file) + ')' if g.student else _name(g.file)}"
-    if g.variant is not None:
-        title += f", variant {g.variant}"
-    cols = [Column("status", "", "left"), Column("id", "Question", "left"), Column("question", "Asked", "left"),
-            Column("answer", "Answer", "left"), Column("score", "Points", "right")]
-    if g.error is not None:
-        return TableView(title=title, columns=cols, rows=[], notes=[f"cannot be graded: {g.error}"])
-    rows = []
-    for r in g.results:
-        d = r.to_dict(hide_expected)
-        d["status"] = _MARK[r.status]
-        if r.outcome.note:
-            d["answer"] = f"{d['answer']} ({r.outcome.note})" if d["answer"] else f"({r.outcome.note})"
-        d["score"] = f"{d['earned']}/{d['points']}"
-        rows.append(d)
-    if not hide_expected:
-        cols += [Column("expected", "Expected", "left"), Column("arithmetic", "Arithmetic", "left")]
-    passed = sum(r.outcome.passed for r in g.results)
-    notes = [f"{fmt_points(g.score)} of {fmt_points(g.points)} points ({g.percent}%): {g.status}; "
-             f"{passed} of {len(g.results)} answers right"]
-    notes += [f"{_name(g.file)}:{c.line}: {c.text()} — graded with the sheet's" for c in g.changed]
-    notes += [f"{_name(g.file)}:{ln}: unknown question id {i!r} (not on the sheet; ignored)" for i, ln in g.unknown]
-    if g.missing:
-        notes.append(f"not answered: {', '.join(g.missing)}")
-    if hide_expected:
-        notes.append("expected values are hidden (--hide-expected)")
-    return TableView(title=title, columns=cols, rows=rows, notes=notes)
-
-
-def gradebook_view(book, hide_expected: bool = False) -> TableView:
-    """The class gradebook: one row per submission, one column per question."""
-    from cnncalc.check.sheet import fmt_points
-
-    mark = (lambda v: _MARK.get(v, v) if v != "pass" else "pass")
-    cols = [Column("submission", "Submission", "left"), Column("student", "Student", "left")]
-    if book.sheet.has_variants:
-        cols.append(Column("variant", "Variant", "left"))
-    cols += [Column("score", "Score", "right"), Column("points", "Points", "right"),
-             Column("percent", "%", "right"), Column("status", "Status", "left", fmt=lambda v: _MARK.get(v, v))]
-    cols += [Column(q, q, "left", fmt=mark) for q in book.question_ids]
-    cols += [Column("changed", "Changed definitions", "left"), Column("unknown", "Unknown ids", "left")]
-    rows = []
-    notes = []
-    for g in book.graded:
-        row = {"submission": _name(g.file), "student": g.student or "", "variant": g.variant or "",
-               "status": g.status}
-        if g.error is None:
-            row.update({"score": fmt_points(g.score), "points": fmt_points(g.points), "percent": g.percent,
-                        "changed": "; ".join(f"{c.id}: {c.field}" for c in g.changed),
-                        "unknown": "; ".join(i for i, _ in g.unknown)})
-            row.update({r.outcome.question.id: r.status for r in g.results})
-            for c in g.changed:
-                notes.append(f"{_name(g.file)}:{c.line}: {c.text()} — graded with the sheet's")
-        else:
-            notes.append(f"cannot be graded: {g.error}".replace("\n", " "))
-        rows.append(row)
-    d = book.to_dict()["summary"]
-    summary = f"{d['submissions']} submission{'s' if d['submissions'] != 1 else ''}: {d['passed']} pass, " \
-              f"{d['failed']} fail" + (f", {d['errors']} cannot be graded" if d["errors"] else "")
-    notes.insert(0, summary)
-    if hide_expected:
-        notes.append("expected values are hidden (--hide-expected)")
-    return TableView(title=f"Gradebook — {book.sheet.title or book.sheet.id}", columns=cols, rows=rows,
-                     notes=notes)
-
-
-def book_junit(book, hide_expected: bool = False) -> str:
-    """JUnit XML: one <testsuite> per submission, one <testcase> per question; a submission
-    that cannot be graded is a suite with one <error>."""
-    total = sum(max(len(g.results), 1) for g in book.graded)
-    fails = sum(sum(not r.outcome.passed for r in g.results) for g in book.graded)
-    errors = sum(g.error is not None for g in book.graded)
-    root = ET.Element("testsuites", name=f"cnncalc check --key {book.sheet.id}", tests=str(total),
-                      failures=str(fails), errors=str(errors))
-    for g in book.graded:
-        name = g.student or _name(g.file)
-        if g.error is not None:
-            suite = ET.SubElement(root, "testsuite", name=name, tests="1", failures="0", errors="1",
-                                  skipped="0", time="0")
-            case = ET.SubElement(suite, "testcase", classname=_classname(g.file), name="submission", time="0")
-            ET.SubElement(case, "error", message=g.error.message, type="BadSubmission").text = str(g.error)
-            continue
-        nfail = sum(not r.outcome.passed for r in g.results)
-        suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(g.results)), failures=str(nfail),
-                              errors="0", skipped="0", time="0")
-        props = ET.SubElement(suite, "properties")
-        for k, v in (("file", g.file), ("variant", g.variant or ""), ("score", _pts(g.score)),
-                     ("points", _pts(g.points)), ("status", g.status)):
-            ET.SubElement(props, "property", name=k, value=v)
-        changed = {}
-        for c in g.changed:
-            changed.setdefault(c.id, []).append(c.text())
-        for r in g.results:
-            q = r.outcome.question
-            case = ET.SubElement(suite, "testcase", classname=_classname(g.file), name=f"{q.id}: {q.label}",
-                                 time="0")
-            if q.line:
-                case.set("file", g.file)
-                case.set("line", str(q.line))
-            o = r.outcome
-            if not o.passed:
-                answered = q.answer_text or "(nothing)"
-                msg = f"wrong answer: {answered}" if not o.note else f"{o.note}: {answered}"
-                fail_ = ET.SubElement(case, "failure", message=msg, type="Missing" if r.missing else "WrongAnswer")
-                fail_.text = _failure_text(f"{g.file}:{q.line or ''}: {q.label}", answered, o, hide_expected)
-            if q.id in changed:
-                ET.SubElement(case, "system-out").text = "\n".join(changed[q.id]) + \
-                    "\n(the grade uses the sheet's definition)"
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _pts(p) -> str:
-    from cnncalc.check.sheet import fmt_points
-
-    return fmt_points(p)
-
-
 def _solutions_report(sv, fmt: str):
     """Every expected answer of a variant with its arithmetic (the solution key)."""
-    from cnncalc.check.sheet import solutions
+    from cnncalc.check.sheet import fmt_points, solutions
 
     sols = solutions(sv)
-    if fmt == "junit":
-        fail("--solutions is a table, json, csv or markdown report, not junit")
+    if fmt in ("junit", "lms"):
+        fail(f"--solutions is a table, json, csv or markdown report, not {fmt}")
     rows = [{"id": s.question.id, "question": s.question.label, "expected": s.expected,
-             "arithmetic": s.arithmetic, "points": _pts(s.item.share()),
-             "answer": s.answer if not isinstance(s.answer, (list, dict)) else str(s.answer)} for s in sols]
+             "arithmetic": s.arithmetic, "points": fmt_points(s.item.share()),
+             "answer": s.answer if not isinstance(s.answer, (list, dict)) else json.dumps(s.answer)}
+            for s in sols]
     if fmt == "json":
         return _json({"sheet": sv.sheet.id, "title": sv.sheet.title, "variant": sv.variant, "solutions": rows})
     title = f"Solutions — {sv.sheet.title or sv.sheet.id}" + (f", variant {sv.variant}" if sv.variant else "")
+    from cnncalc.report.render import Column
+
     cols = [Column("id", "Question", "left"), Column("question", "Asked", "left"),
             Column("expected", "Expected", "left"), Column("arithmetic", "Arithmetic", "left"),
             Column("points", "Points", "right")]

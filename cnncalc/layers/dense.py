@@ -11,7 +11,8 @@ class Flatten(Layer):
     family = "reshape"
     view = True
     takes_activation = False
-    doc = "flatten: HxWxC → [H·W·C] (a view, no new memory)"
+    tensors = True  # a token sequence or a tensor flattens in its own (PyTorch) order
+    doc = "flatten: HxWxC → [H·W·C] (C-major, as PyTorch; a tensor in its own order); a view"
 
     def _infer(self, in_shapes, rounding):
         x = in_shapes[0]

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import Layer
-from cnncalc.shapes import fmt_shape, numel
+from cnncalc.layers.tensor import TensorOp, as_axis, channel_axis, concat_rule
+from cnncalc.shapes import Tensor, fmt_shape, numel
 
 
-class Concat(Layer):
+class Concat(TensorOp):
+    """Concatenation along the channels of images (the Inception merge), or along ``axis`` (PyTorch
+    order) of any operands, constants included (a class token before the patch tokens)."""
+
     kind = "concat"
     family = "merge"
-    n_inputs = None
-    doc = "concatenate branches along the channels; spatial sizes must match"
+    takes_activation = True
+    n_consts = 4
+    n_operands = (1, 99)
+    doc = "concatenate branches along the channels (or `axis`, PyTorch order); other sizes must match"
+    fields = {"axis": (as_axis, None)}
 
     def _infer(self, in_shapes, rounding):
+        if self.args["axis"] is not None or self.args["const"] or any(s.__class__ is Tensor for s in in_shapes):
+            return super()._infer(in_shapes, rounding)
+        self.ops_, self.effects, self.gate_inputs = (), {}, []
         first = in_shapes[0]
         for s in in_shapes[1:]:
             if len(s) != len(first) or s[:-1] != first[:-1]:
@@ -24,11 +34,16 @@ class Concat(Layer):
         self._notes.append(" + ".join(str(s[-1]) for s in in_shapes) + f" = {c} channels")
         return (*first[:-1], c)
 
+    def rule(self, ops):
+        a = self.args["axis"]
+        return concat_rule(self, ops, channel_axis(ops[0].shape, "concat") if a is None else a)
+
 
 class Add(Layer):
     kind = "add"
     family = "merge"
     n_inputs = None
+    tensors = True  # equal shapes of any kind (residual adds of tokens); broadcasting: binary
     doc = "elementwise sum of branches (residual connection); shapes must match"
 
     def _infer(self, in_shapes, rounding):
@@ -48,6 +63,7 @@ class Add(Layer):
 class Identity(Layer):
     kind = "identity"
     family = "reshape"
+    tensors = True
     view = True
     takes_activation = False
     doc = "passes its input on unchanged"

@@ -539,11 +539,11 @@ class RFReport:
     def misaligned(self) -> list[str]:
         """Merge nodes where the paths disagree (the first place each misalignment appears)."""
         return [f.name for f in self.layers.values()
-                if f.windows is None and len(f.sources) > 1 and not f.aligned]
+                if f.windows is None and len(f.sources) > 1 and f.unknown is None and not f.aligned]
 
     @property
     def aligned(self) -> bool:
-        return all(f.aligned for f in self.layers.values())
+        return all(f.aligned for f in self.layers.values() if f.unknown is None)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "input": list(self.input_shape),

@@ -426,6 +426,10 @@ class Layer:
         """Multiply-accumulates of conv / fc / locally-connected layers."""
         return 0
 
+    # MACs of the input gradients in training, given which inputs need one (None: as many
+    # as the forward's, once: every forward MAC multiplies one input value by one weight)
+    input_grad_macs = None
+
     def ops(self) -> dict[str, int]:
         """Operations other than MACs, by kind: bias, activation, pool, add, norm."""
         out = self._ops()

@@ -949,6 +949,11 @@ class MatMul(TensorOp):
     def macs(self):
         return numel(self.out_shape) * self.k
 
+    def input_grad_macs(self, flows):
+        """Backward: dA = dY·Bᵀ and dB = Aᵀ·dY, the forward's MACs each, for every activation
+        operand whose gradient flows (a constant's is the weight gradient)."""
+        return self.macs() * sum(flows[o.input] for o in self.ops_ if o.const is None)
+
     def explain_macs(self):
         return f"{fmt_int(numel(self.out_shape))} outputs * {fmt_int(self.k)} (contracted) = {fmt_int(self.macs())}"
 

@@ -1043,7 +1043,21 @@ def pad_rule(layer, x, pads, axes, mode):
     return dims, roles, effects_of(pairs)
 
 
+def pad_source(n: int, lo: int, hi: int, mode: str) -> list[int]:
+    """Which unit of an axis of n each unit of the padded axis copies: reflect mirrors without
+    the edge (ONNX and PyTorch reflect), replicate clamps (ONNX edge)."""
+    out = []
+    for o in range(-lo, n + hi):
+        if mode == "replicate":
+            out.append(min(max(o, 0), n - 1))
+        else:
+            period = 2 * (n - 1)
+            m = abs(o) % period if n > 1 else 0
+            out.append(period - m if m >= n else m)
+    return out
+
+
 __all__ = ["TensorOp", "Reshape", "Transpose", "Slice", "Gather", "Expand", "Tile", "Binary", "Where",
            "Unary", "Reduce", "Softmax", "LogSoftmax", "channel_axis", "MatMul", "Stack", "UNKNOWN", "BINARY", "UNARY", "REDUCE",
            "Const", "as_consts", "concat_rule", "slice_rule", "pad_rule", "slice_range", "norm_axis", "effects_of",
-           "PAD_MODES"]
+           "PAD_MODES", "pad_source"]

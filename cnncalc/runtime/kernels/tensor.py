@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from cnncalc.layers.tensor import pad_source
 from cnncalc.runtime._numba import njit
 
 
@@ -262,14 +263,8 @@ def take_bwd(dy, cache):
 
 
 def pad_index(n, lo, hi, mode):
-    """Source index of every output unit of an axis of n padded by (lo, hi): reflect mirrors
-    without the edge (ONNX reflect, PyTorch reflect), replicate clamps (ONNX edge)."""
-    o = np.arange(-lo, n + hi)
-    if mode == "replicate":
-        return np.clip(o, 0, n - 1)
-    period = 2 * (n - 1) if n > 1 else 1
-    o = np.abs(o) % period if n > 1 else np.zeros_like(o)
-    return np.where(o >= n, period - o, o)
+    """Source index of every output unit of an axis of n padded by (lo, hi) (layers/tensor.py)."""
+    return np.asarray(pad_source(n, lo, hi, mode), dtype=np.int64)
 
 
 def pad_fwd(x, pads, mode, value=0.0):

@@ -120,14 +120,16 @@ def spec_shape(a: np.ndarray, nd: int) -> tuple[int, ...]:
 def to_runtime(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A batch given in the runtime layout of the spec shape: (N,C,H,W), (N,C,L) or (N,F)."""
     x = np.asarray(x)
-    if len(shape) == 2 and x.ndim == 3:  # (N, C, L) → (N, C, 1, L)
+    if len(shape) == 2 and x.ndim == 3 and shape.__class__ is tuple:  # (N, C, L) → (N, C, 1, L)
         return x[:, :, None, :]
-    return x
+    return x  # (a token sequence or a tensor: batch first, then its own dims)
 
 
 def random_input(shape, batch, rng, dtype="float64"):
     """A standard-normal runtime input of ``batch`` items for an analysis ``shape``."""
-    if len(shape) == 4:
+    if shape.__class__ is not tuple:  # tokens, a tensor: batch first, then its own dims
+        x = rng.standard_normal((batch, *shape))
+    elif len(shape) == 4:
         x = rng.standard_normal((batch, shape[3], *shape[:3]))
     elif len(shape) == 3:
         x = rng.standard_normal((batch, shape[2], shape[0], shape[1]))
@@ -384,7 +386,7 @@ class Net:
                     continue
                 grads[src] = dx if src not in grads else grads[src] + dx  # summed, never in place
         dx = grads.get(INPUT)
-        if dx is not None and len(self.graph.input_shape) == 2:
+        if dx is not None and len(self.graph.input_shape) == 2 and self.graph.input_shape.__class__ is tuple:
             dx = dx[:, :, 0, :]
         return dx
 

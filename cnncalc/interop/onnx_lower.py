@@ -8,28 +8,32 @@ One public function::
   (``onnx.helper.get_attribute_value``: ints, floats, lists; bytes are decoded).
 * ``inputs``: one :class:`Operand` per node input (``None`` for an omitted optional input):
   an activation (``value is None``) names the spec layer it comes from (``name``) and gives
-  its ONNX shape at the import batch (batch axis first; ``batched=False`` when a reshape has
-  folded the batch into axis 0, as MobileViT's unfolding does); a constant gives its
+  its ONNX shape at the import batch and ``batch``, the ONNX axis that holds the batch (0
+  usually; 1 after timm attention's ``permute(2, 0, 3, 1, 4)``; None when a reshape has folded
+  the batch into axis 0, as MobileViT's unfolding does); a constant gives its
   ``value`` (an initializer, a Constant node, a folded subgraph) and whether it is a
   ``learned`` parameter (counted as parameters; otherwise a buffer, non-trainable state, or —
   at most 16 values — a number written in the spec, counted nowhere). The caller decides
   ``learned`` (the PyTorch exporter names parameters after their module; ``--torch`` knows).
 * Returns :class:`Lowered`: ``items`` (spec layers in order, each with its own parameters and
   buffers, named ``name`` for the one that yields the node's output and ``name.<what>`` for
-  helpers: the caller keeps those names free), ``outputs`` (per node output: the item name and whether its axis 0 is the batch),
+  helpers: the caller keeps those names free), ``outputs`` (per node output: the item name and
+  its ``batch`` axis),
   and ``constants`` (a node that only makes a constant: Constant, Identity/Cast of a constant
   — the caller keeps the value for the nodes that read it).
 * Raises :class:`Unlowered` (``op``, ``reason``) for what has no exact low-level form; the
   importer collects them into its refusal (or, with ``--opaque``, keeps an opaque layer).
 
-Axes: ONNX axis a ≥ 1 of a batched activation is the spec's axis a − 1 (PyTorch order); a
-node that moves, reduces or broadcasts the batch axis is refused. Example::
+Axes: the spec's axes are the ONNX axes without the batch axis (ONNX axis a ≥ 1 is the spec's
+a − 1 while the batch is axis 0). A node may move the batch axis (a transpose) and later ones
+read it where it is; a node that reduces, slices, broadcasts or reshapes across the batch is
+refused. Example::
 
     >>> low = lower("MatMul", {}, [Operand((1, 196, 96), name="ln"),
     ...                           Operand((96, 384), value=w, learned=True)], name="fc1")
     >>> low.items[0].as_spec()
     {'matmul': None, 'const': {'index': 1, 'shape': [96, 384], 'learned': True}, 'name': 'fc1', 'inputs': ['ln']}
-    >>> low.items[0].params                                  # {'const1': w}
+    >>> low.items[0].params, low.outputs                     # ({'const1': w}, [('fc1', 0)])
 
 Covered (opset 11–18): MatMul, Gemm, Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice,
 Split, Concat, Gather (constant indices), Expand, Tile, Add, Sub, Mul, Div, Pow, Max, Min,
@@ -59,7 +63,7 @@ class Operand:
     shape: tuple
     value: np.ndarray | None = None
     learned: bool = False
-    batched: bool = True
+    batch: int | None = 0
     name: str = ""
 
     @property
@@ -68,8 +72,9 @@ class Operand:
 
     @property
     def sample(self) -> tuple:
-        """An activation's per-sample shape."""
-        return tuple(self.shape[1:]) if self.batched else tuple(self.shape)
+        """An activation's per-sample shape: its ONNX shape without the batch axis."""
+        b = self.batch
+        return tuple(self.shape) if b is None else tuple(d for k, d in enumerate(self.shape) if k != b)
 
 
 @dataclass
@@ -89,7 +94,7 @@ class SpecItem:
 @dataclass
 class Lowered:
     items: list = field(default_factory=list)
-    outputs: list = field(default_factory=list)  # per node output: (item name, batched)
+    outputs: list = field(default_factory=list)  # per node output: (item name, its batch axis)
     constants: dict = field(default_factory=dict)  # node output index → value
 
 
@@ -140,36 +145,51 @@ class _Node:
         if not -r <= a < r:
             self.refuse(f"axis {a} is out of range for rank {r}")
         a %= r
-        if a == 0:
-            self.refuse("it works on the batch axis (axis 0)")
-        return a - 1 if o.batched else a
+        b = o.batch
+        if a == (0 if b is None else b):
+            self.refuse(f"it works on the batch axis (axis {a})")
+        return a if b is None else a - (a > b)
 
-    def const_spec(self, o: Operand, index: int, rank: int, item: str) -> tuple[dict, dict, dict]:
-        """A constant operand as a ``const:`` entry (per-sample shape: leading size-1 axes that
-        line up with the batch axis dropped) and its tensor for params or state."""
+    def const_spec(self, o: Operand, index: int, act: Operand | None, matrix: bool = False):
+        """A constant operand as a ``const:`` entry and its tensor for params or state. Lined
+        up (from the right) against the activation ``act``, the constant's axis at the batch
+        axis must be 1 and is dropped; so are leading size-1 axes beyond a sample's rank."""
         v = np.asarray(o.value)
         if v.dtype.kind not in "fiub":
             self.refuse(f"a constant of type {v.dtype} is not a float tensor")
-        shape = tuple(v.shape)
-        while len(shape) > rank:
-            if shape[0] != 1:
-                self.refuse(f"the constant {tuple(v.shape)} broadcasts over the batch axis")
-            shape = shape[1:]
+        shape = list(v.shape)
+        if act is not None and matrix:  # a matmul operand: only its leading (batch) axes line up
+            if len(shape) <= 2:
+                act = None
+            elif len(act.shape) <= 2:
+                self.refuse("a constant with batch axes times a per-sample vector would move the batch")
+            else:
+                act = Operand((*act.shape[:-2], *shape[-2:]), batch=act.batch)
+        if act is not None:
+            r, b = len(act.shape), act.batch
+            if len(shape) > r:
+                self.refuse(f"the constant {tuple(v.shape)} has more axes than the activation")
+            if b is not None and len(shape) > r - 1 - b:  # it reaches the batch axis
+                k = b - (r - len(shape))
+                if shape[k] != 1:
+                    self.refuse(f"the constant {tuple(v.shape)} broadcasts over the batch axis")
+                del shape[k]
+            while len(shape) > len(act.sample) and shape[0] == 1:
+                del shape[0]
         v = v.astype(np.float64 if v.dtype == np.float64 else np.float32).reshape(shape)
         if not o.learned and v.size <= LITERAL_MAX:
-            lit = v.tolist()
-            return {"index": index, "value": lit}, {}, {}
+            return {"index": index, "value": v.tolist()}, {}, {}
         spec = {"index": index, "shape": list(shape), "learned": bool(o.learned)}
         tensors = {f"const{index}": v}
         return spec, (tensors if o.learned else {}), ({} if o.learned else tensors)
 
-    def emit(self, kind, args, inputs, *, last=True, what="", consts=(), rank=None):
-        """Add an item; ``consts`` are (index, Operand) pairs, ``rank`` the per-sample rank the
-        constants line up against."""
+    def emit(self, kind, args, inputs, *, last=True, what="", consts=(), act=None):
+        """Add an item; ``consts`` are (index, Operand) pairs lined up against the activation
+        ``act`` (None: taken as they are)."""
         name = self.name if last else f"{self.name}.{what or kind}"
         params, state, specs = {}, {}, []
         for index, o in consts:
-            spec, p, s = self.const_spec(o, index, rank, name)
+            spec, p, s = self.const_spec(o, index, act, matrix=kind == "matmul")
             specs.append(spec)
             params.update(p)
             state.update(s)
@@ -179,24 +199,30 @@ class _Node:
         self.out.items.append(SpecItem(kind, args, name, list(inputs), params, state))
         return name
 
-    def done(self, item_name=None, batched=True):
-        self.out.outputs.append((item_name or self.name, batched))
+    def done(self, item_name=None, batch=0):
+        self.out.outputs.append((item_name or self.name, batch))
         return self.out
 
 
 # ----------------------------------------------------------------------------- the ops
-def _elementwise(n: _Node, kind, args):
+def _same_layout(n: _Node, acts):
+    """Activations read together: the same rank and batch axis (else ONNX would broadcast the
+    batch against another axis)."""
+    if len({len(o.shape) for o in acts}) > 1 or len({o.batch for o in acts}) > 1:
+        n.refuse("activations of different ranks or batch axes would broadcast the batch against another axis")
+    return acts[0]
+
+
+def _elementwise(n: _Node, kind, args, ins=None):
     """A broadcasting op of activations and constants (one activation at least)."""
-    ins = [o for o in n.ins if o is not None]
+    ins = [o for o in (n.ins if ins is None else ins) if o is not None]
     acts = [o for o in ins if not o.const]
     if not acts:
         n.refuse("every input is a constant (fold it)")
-    if len({len(o.shape) for o in acts}) > 1 or len({o.batched for o in acts}) > 1:
-        n.refuse("activations of different ranks would broadcast the batch axis against another")
-    rank = len(acts[0].sample)
+    act = _same_layout(n, acts)
     consts = [(k, o) for k, o in enumerate(ins) if o.const]
-    n.emit(kind, args, [o.name for o in acts], consts=consts, rank=rank)
-    return n.done(batched=acts[0].batched)
+    n.emit(kind, args, [o.name for o in acts], consts=consts, act=act)
+    return n.done(batch=act.batch)
 
 
 def _binary(op):
@@ -206,144 +232,112 @@ def _binary(op):
             return _elementwise(n, "binary", {"op": op})
         if op not in ("max", "min") or len(ins) < 2:
             n.refuse(f"{len(ins)} inputs")
-        # variadic Max/Min: a chain of pairs, constants folded first
+        # variadic Max/Min: a chain of pairs, the constants folded into one first
         consts = [o for o in ins if o.const]
         acts = [o for o in ins if not o.const]
+        act = _same_layout(n, acts)
         if len(consts) > 1:
-            fold = consts[0].value
+            fold = np.asarray(consts[0].value)
             for c in consts[1:]:
                 fold = (np.maximum if op == "max" else np.minimum)(fold, c.value)
             consts = [Operand(np.shape(fold), np.asarray(fold))]
         chain = acts + consts
         prev = chain[0]
         for k, o in enumerate(chain[1:]):
-            sub = _Node(n.op, {}, [prev, o], n.name if k == len(chain) - 2 else f"{n.name}.{op}{k}", n.opset)
-            _elementwise(sub, "binary", {"op": op})
-            n.out.items += sub.out.items
-            prev = Operand(prev.shape, name=sub.name, batched=prev.batched)
-        return n.done(batched=acts[0].batched)
+            last = k == len(chain) - 2
+            name = n.emit("binary", {"op": op}, [x.name for x in (prev, o) if not x.const],
+                          consts=[(1, o)] if o.const else [], act=act, last=last, what=f"{op}{k}")
+            prev = Operand(prev.shape, name=name, batch=act.batch)
+        return n.done(batch=act.batch)
     return f
 
 
-def _unary(op):
+def _one(kind, **fixed):
+    """A layer of one activation input and fixed arguments (unary ops, activations)."""
     def f(n: _Node):
         x = n.need_act()
-        n.emit("unary", {"op": op}, [x.name])
-        return n.done(batched=x.batched)
+        args = {k: (v(n) if callable(v) else v) for k, v in fixed.items()}
+        n.emit(kind, {k: v for k, v in args.items() if v is not None}, [x.name])
+        return n.done(batch=x.batch)
     return f
-
-
-def _layer(kind, **fixed):
-    """An existing elementwise layer (relu, tanh, …), which reads every kind of tensor."""
-    def f(n: _Node):
-        x = n.need_act()
-        n.emit(kind, dict(fixed), [x.name])
-        return n.done(batched=x.batched)
-    return f
-
-
-def _leaky(n):
-    x = n.need_act()
-    n.emit("leakyrelu", {"alpha": float(n.attr("alpha", 0.01))}, [x.name])
-    return n.done(batched=x.batched)
-
-
-def _elu(n):
-    x = n.need_act()
-    n.emit("elu", {"alpha": float(n.attr("alpha", 1.0))}, [x.name])
-    return n.done(batched=x.batched)
 
 
 def _selu(n):
     a, g = n.attr("alpha", 1.67326319217681884765625), n.attr("gamma", 1.05070102214813232421875)
     if not (math.isclose(a, 1.6732632423543772, rel_tol=1e-6) and math.isclose(g, 1.0507009873554805, rel_tol=1e-6)):
         n.refuse("a SELU with other constants than PyTorch's")
-    return _layer("selu")(n)
+    return _one("selu")(n)
 
 
 def _hardsigmoid(n):
     if not (math.isclose(n.attr("alpha", 0.2), 1 / 6, rel_tol=1e-6) and math.isclose(n.attr("beta", 0.5), 0.5)):
         n.refuse("a HardSigmoid other than PyTorch's relu6(x + 3)/6 (alpha 1/6, beta 1/2)")
-    return _layer("hardsigmoid")(n)
-
-
-def _gelu(n):
-    x = n.need_act()
-    approx = n.attr("approximate", "none")
-    n.emit("gelu", {} if approx == "none" else {"approximate": approx}, [x.name])
-    return n.done(batched=x.batched)
+    return _one("hardsigmoid")(n)
 
 
 def _clip(n):
     x = n.need_act()
-    if n.opset < 11:
-        lo, hi = n.attr("min"), n.attr("max")
-    else:
-        lo = n.value(1, "minimum")
-        hi = n.value(2, "maximum")
+    lo, hi = (n.attr("min"), n.attr("max")) if n.opset < 11 else (n.value(1, "minimum"), n.value(2, "maximum"))
     lo = None if lo is None else float(np.asarray(lo))
     hi = None if hi is None else float(np.asarray(hi))
     if lo == 0.0 and hi == 6.0:
         n.emit("relu6", {}, [x.name])
     elif lo == 0.0 and hi is None:
         n.emit("relu", {}, [x.name])
-    else:
+    else:  # min(max(x, lo), hi)
         cur = x.name
         if lo is not None:
             cur = n.emit("binary", {"op": "max", "const": {"index": 1, "value": lo}}, [cur], last=hi is None,
                          what="min")
         if hi is not None:
             n.emit("binary", {"op": "min", "const": {"index": 1, "value": hi}}, [cur])
-    return n.done(batched=x.batched)
+    return n.done(batch=x.batch)
 
 
 def _prelu(n):
     x = n.need_act()
     slope = np.asarray(n.value(1, "slope"))
-    per_channel = (x.batched and len(x.shape) >= 3 and slope.ndim == len(x.shape) - 1 and slope.shape[0] == x.shape[1]
-                   and all(d == 1 for d in slope.shape[1:]))
-    if slope.size == 1:
-        item = n.emit("prelu", {"slopes": "shared"}, [x.name])
-    elif per_channel:
-        item = n.emit("prelu", {"slopes": "channel"}, [x.name])
-    else:
+    per_channel = (x.batch == 0 and len(x.shape) >= 3 and slope.ndim == len(x.shape) - 1
+                   and slope.shape[0] == x.shape[1] and all(d == 1 for d in slope.shape[1:]))
+    if slope.size != 1 and not per_channel:
         n.refuse(f"slopes of shape {slope.shape}: one per channel (C, 1, 1) or one in all")
+    item = n.emit("prelu", {"slopes": "shared" if slope.size == 1 else "channel"}, [x.name])
     n.out.items[-1].params = {"weight": slope.reshape(-1).astype(np.float32)}
-    return n.done(item, batched=x.batched)
+    return n.done(item, batch=x.batch)
 
 
 def _matmul(n):
     a, b = n.ins[0], n.ins[1]
-    if a.const and b.const:
-        n.refuse("both inputs are constants (fold them)")
-    if not a.const and not b.const and (len(a.shape) != len(b.shape) or a.batched != b.batched):
-        n.refuse("activations of different ranks: their batch axes would not line up")
-    if not b.const and b.batched and len(b.shape) == 2:
-        n.refuse("B is a 2-D activation: ONNX would contract its batch axis")
-    act = b if a.const else a
+    acts = [o for o in (a, b) if not o.const]
+    act = _same_layout(n, acts)
+    for o in acts:
+        if o.batch is not None and o.batch >= len(o.shape) - 2 and not (o is a and len(o.shape) == 2):
+            n.refuse("the batch axis is one of the two axes the product runs over")
     consts = [(k, o) for k, o in enumerate((a, b)) if o.const]
-    n.emit("matmul", {}, [o.name for o in (a, b) if not o.const], consts=consts, rank=max(len(act.sample), 2))
-    return n.done(batched=act.batched)
+    n.emit("matmul", {}, [o.name for o in acts], consts=consts, act=act)
+    return n.done(batch=act.batch)
 
 
 def _gemm(n):
     a, b, c = (n.ins + [None, None, None])[:3]
-    if a is None or a.const or not a.batched or n.attr("transA", 0):
+    if a is None or a.const or a.batch != 0 or n.attr("transA", 0):
         n.refuse("Gemm reads its batch from A (an activation, not transposed)")
     if b is None or not b.const:
         n.refuse("Gemm's B is an activation (its rows would be the batch)")
     w = np.asarray(b.value)
     w = w.T if n.attr("transB", 0) else w
     alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
-    last_mm = c is None and alpha == 1.0
-    cur = n.emit("matmul", {}, [a.name], consts=[(1, Operand(w.shape, w, b.learned))], rank=2,
-                 last=last_mm, what="matmul")
+    cur = n.emit("matmul", {}, [a.name], consts=[(1, Operand(w.shape, w, b.learned))], act=a,
+                 last=c is None and alpha == 1.0, what="matmul")
     if alpha != 1.0:
         cur = n.emit("binary", {"op": "mul", "const": {"index": 1, "value": alpha}}, [cur], last=c is None,
                      what="alpha")
     if c is not None:
-        cv = np.asarray(c.value) * beta if c.const else n.refuse("Gemm's C is computed")
-        n.emit("binary", {"op": "add"}, [cur], consts=[(1, Operand(cv.shape, cv, c.learned))], rank=1)
+        if not c.const:
+            n.refuse("Gemm's C is computed")
+        cv = np.asarray(c.value) * beta
+        n.emit("binary", {"op": "add"}, [cur], consts=[(1, Operand(cv.shape, cv, c.learned))],
+               act=Operand((a.shape[0], w.shape[1]), name=cur))
     return n.done()
 
 
@@ -367,12 +361,13 @@ def _resolve_reshape(n, x, target, allowzero):
     return out
 
 
-def _to_shape(n, x, full, what="reshape"):
-    """A reshape of activation x to the ONNX shape ``full`` (batch first, or folded into it)."""
-    batched = full[0] == x.shape[0] if x.batched else full[0] == 1
-    if x.batched and full[0] != x.shape[0] and full[0] % x.shape[0]:
-        n.refuse(f"the batch does not divide axis 0 of {tuple(full)}")
-    dims = list(full[1:]) if batched else list(full)
+def _to_shape(n, x, full):
+    """A reshape of activation x to the ONNX shape ``full``: the batch stays outermost (axis 0,
+    or folded into it: MobileViT's unfolding and its way back)."""
+    if x.batch not in (0, None):
+        n.refuse(f"a reshape with the batch at axis {x.batch}")
+    batch = 0 if full[0] == (x.shape[0] if x.batch == 0 else 1) else None
+    dims = list(full[1:]) if batch == 0 else list(full)
     if not dims:
         n.refuse("the result has no axis per sample")
     if dims == list(x.sample):
@@ -381,7 +376,7 @@ def _to_shape(n, x, full, what="reshape"):
         n.emit("flatten", {}, [x.name])
     else:
         n.emit("reshape", {"shape": dims}, [x.name])
-    return n.done(batched=batched)
+    return n.done(batch=batch)
 
 
 def _reshape(n):
@@ -398,17 +393,13 @@ def _flatten(n):
     return _to_shape(n, x, [math.prod(x.shape[:a]), math.prod(x.shape[a:])])
 
 
-def _squeeze_axes(n, x):
-    axes = n.value(1, "axes") if n.opset >= 13 else n.attr("axes")
-    if axes is None:  # every size-1 axis but the batch
-        return [k for k, d in enumerate(x.shape) if d == 1 and k > 0]
-    return [int(a) % len(x.shape) for a in np.asarray(axes).reshape(-1)]
-
-
 def _squeeze(n):
     x = n.need_act()
-    axes = _squeeze_axes(n, x)
-    if 0 in axes and x.batched:
+    axes = n.value(1, "axes") if n.opset >= 13 else n.attr("axes")
+    if axes is None:  # every size-1 axis but the batch
+        axes = [k for k, d in enumerate(x.shape) if d == 1 and k != x.batch]
+    axes = [int(a) % len(x.shape) for a in np.asarray(axes).reshape(-1)]
+    if x.batch in axes:
         n.refuse("it squeezes the batch axis")
     return _to_shape(n, x, [d for k, d in enumerate(x.shape) if k not in axes])
 
@@ -416,7 +407,7 @@ def _squeeze(n):
 def _unsqueeze(n):
     x = n.need_act()
     axes = n.value(1, "axes") if n.opset >= 13 else n.attr("axes")
-    r = len(x.shape) + len(np.asarray(axes).reshape(-1))
+    r = len(x.shape) + np.size(axes)
     axes = sorted(int(a) % r for a in np.asarray(axes).reshape(-1))
     if 0 in axes:
         n.refuse("it inserts an axis before the batch")
@@ -428,15 +419,18 @@ def _unsqueeze(n):
 
 def _transpose(n):
     x = n.need_act()
-    perm = n.attr("perm") or list(range(len(x.shape)))[::-1]
-    if perm[0] != 0:
-        n.refuse("it moves the batch axis")
-    sp = [p - 1 for p in perm[1:]] if x.batched else list(perm)
+    r = len(x.shape)
+    perm = [int(p) % r for p in (n.attr("perm") or list(range(r))[::-1])]
+    if x.batch is None and perm[0] != 0:
+        n.refuse("it moves the axis the batch is folded into")
+    b = x.batch if x.batch is not None else None
+    rest = [k for k in range(r) if k != b]
+    sp = [rest.index(p) for p in perm if p != b]
     if sp == list(range(len(sp))):
         n.emit("identity", {}, [x.name])
     else:
         n.emit("transpose", {"perm": sp}, [x.name])
-    return n.done(batched=x.batched)
+    return n.done(batch=None if b is None else perm.index(b))
 
 
 def _slice(n):
@@ -450,38 +444,32 @@ def _slice(n):
     ends = [int(v) for v in np.asarray(ends).reshape(-1)]
     axes = list(range(len(starts))) if axes is None else [int(v) for v in np.asarray(axes).reshape(-1)]
     steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).reshape(-1)]
-    sp_axes, s2, e2, st2 = [], [], [], []
-    for a, s, e, st in zip(axes, starts, ends, steps):
+    args = {"starts": [], "ends": [], "axes": []}
+    for a, st, en in zip(axes, starts, ends):
         ax = n.axis(x, a)
         size = x.sample[ax]
-        e = max(min(e, size), -size - 1)  # INT64_MAX and friends: the end of the axis
-        s = max(min(s, size), -size - 1)
-        sp_axes.append(ax)
-        s2.append(s)
-        e2.append(e)
-        st2.append(st)
-    args = {"starts": s2, "ends": e2, "axes": sp_axes}
-    if any(st != 1 for st in st2):
-        args["steps"] = st2
+        args["axes"].append(ax)  # INT64_MAX and friends: clamped as ONNX clamps them
+        args["starts"].append(max(min(st, size), -size - 1))
+        args["ends"].append(max(min(en, size), -size - 1))
+    if any(st != 1 for st in steps):
+        args["steps"] = steps
     n.emit("slice", args, [x.name])
-    return n.done(batched=x.batched)
+    return n.done(batch=x.batch)
 
 
 def _split(n):
-    n_out = n.n_outputs
     x = n.need_act()
-    ax = n.attr("axis", 0)
-    a = n.axis(x, ax)
+    a = n.axis(x, n.attr("axis", 0))
     size = x.sample[a]
     split = n.value(1, "split") if n.opset >= 13 and len(n.ins) > 1 else n.attr("split")
     if split is None:
-        k = n.attr("num_outputs", n_out)
+        k = n.attr("num_outputs", n.n_outputs)
         part = -(-size // k)
         split = [part] * (k - 1) + [size - part * (k - 1)]
     sizes = [int(v) for v in np.asarray(split).reshape(-1)]
     for i in range(len(sizes)):
         item = n.emit("split", {"parts": sizes, "part": i, "axis": a}, [x.name], last=False, what=f"part{i}")
-        n.out.outputs.append((item, x.batched))
+        n.out.outputs.append((item, x.batch))
     return n.out
 
 
@@ -490,30 +478,29 @@ def _concat(n):
     acts = [o for o in ins if not o.const]
     if not acts:
         n.refuse("every input is a constant (fold it)")
-    a = n.axis(acts[0], n.attr("axis", 0))
+    act = _same_layout(n, acts)
+    a = n.axis(act, n.attr("axis", 0))
     if len(ins) == 1:
-        n.emit("identity", {}, [acts[0].name])
-        return n.done(batched=acts[0].batched)
-    rank = len(acts[0].shape)
-    if any(len(o.shape) != rank for o in ins):
+        n.emit("identity", {}, [act.name])
+        return n.done(batch=act.batch)
+    if any(len(o.shape) != len(act.shape) for o in ins):
         n.refuse("inputs of different ranks")
-    consts = [(k, Operand(o.shape[1:] if acts[0].batched else o.shape, np.asarray(o.value)[0]
-                          if acts[0].batched else o.value, o.learned)) for k, o in enumerate(ins) if o.const]
-    for k, o in enumerate(ins):
-        if o.const and acts[0].batched and np.shape(o.value)[0] != 1:
-            n.refuse("a constant input with a batch of its own")
-    n.emit("concat", {"axis": a}, [o.name for o in acts], consts=consts, rank=len(acts[0].sample))
-    return n.done(batched=acts[0].batched)
+    # a constant's batch axis has size 1 at the import batch: it is repeated over the batch
+    consts = [(k, o) for k, o in enumerate(ins) if o.const]
+    n.emit("concat", {"axis": a}, [o.name for o in acts], consts=consts, act=act)
+    return n.done(batch=act.batch)
 
 
 def _gather(n):
     x = n.need_act()
-    idx = n.value(1, "indices")
-    if np.asarray(idx).dtype.kind not in "iu":
+    idx = np.asarray(n.value(1, "indices"))
+    if idx.dtype.kind not in "iu":
         n.refuse("float indices")
-    a = n.axis(x, n.attr("axis", 0))
-    n.emit("gather", {"indices": np.asarray(idx).tolist(), "axis": a}, [x.name])
-    return n.done(batched=x.batched)
+    ax_onnx = n.attr("axis", 0) % len(x.shape)
+    a = n.axis(x, ax_onnx)
+    n.emit("gather", {"indices": idx.tolist(), "axis": a}, [x.name])
+    b = x.batch
+    return n.done(batch=b if b is None or ax_onnx > b else b + idx.ndim - 1)
 
 
 def _expand(n):
@@ -523,24 +510,25 @@ def _expand(n):
         full = list(np.broadcast_shapes(tuple(x.shape), tuple(target)))
     except ValueError:
         n.refuse(f"{tuple(x.shape)} does not broadcast to {tuple(target)}")
-    if len(full) != len(x.shape) or (x.batched and full[0] != x.shape[0]):
+    b = 0 if x.batch is None else x.batch
+    if len(full) != len(x.shape) or full[b] != x.shape[b]:
         n.refuse("it broadcasts over the batch axis")
-    dims = full[1:] if x.batched else full
-    if dims == list(x.sample):
+    y = Operand(tuple(full), batch=x.batch)
+    if list(y.sample) == list(x.sample):
         n.emit("identity", {}, [x.name])
     else:
-        n.emit("expand", {"shape": dims}, [x.name])
-    return n.done(batched=x.batched)
+        n.emit("expand", {"shape": list(y.sample)}, [x.name])
+    return n.done(batch=x.batch)
 
 
 def _tile(n):
     x = n.need_act()
     reps = [int(v) for v in np.asarray(n.value(1, "repeats")).reshape(-1)]
-    if x.batched and reps[0] != 1:
+    b = 0 if x.batch is None else x.batch
+    if reps[b] != 1:
         n.refuse("it repeats the batch axis")
-    reps = reps[1:] if x.batched else reps
-    n.emit("tile", {"repeats": reps}, [x.name])
-    return n.done(batched=x.batched)
+    n.emit("tile", {"repeats": reps if x.batch is None else [r for k, r in enumerate(reps) if k != b]}, [x.name])
+    return n.done(batch=x.batch)
 
 
 _REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min",
@@ -555,31 +543,30 @@ def _reduce(n):
     if axes is None or np.size(axes) == 0:
         if n.attr("noop_with_empty_axes", 0):
             n.emit("identity", {}, [x.name])
-            return n.done(batched=x.batched)
+            return n.done(batch=x.batch)
         n.refuse("no axes: it reduces the batch axis too")
-    sp = [n.axis(x, int(a)) for a in np.asarray(axes).reshape(-1)]
+    onnx_axes = [int(a) % len(x.shape) for a in np.asarray(axes).reshape(-1)]
+    sp = [n.axis(x, a) for a in onnx_axes]
     keep = bool(n.attr("keepdims", 1))
     if not keep and len(sp) == len(x.sample):
         n.refuse("it reduces every axis of a sample to a scalar")
     n.emit("reduce", {"op": _REDUCE[n.op], "axes": sp, "keepdims": keep}, [x.name])
-    return n.done(batched=x.batched)
+    b = x.batch
+    return n.done(batch=b if keep or b is None else b - sum(a < b for a in onnx_axes))
 
 
 def _softmax(n):
     x = n.need_act()
-    default = -1 if n.opset >= 13 else 1
-    a = n.attr("axis", default)
+    a = n.attr("axis", -1 if n.opset >= 13 else 1)
     if n.opset < 13 and a % len(x.shape) != len(x.shape) - 1:
         n.refuse("an opset < 13 softmax over several axes (coerced to 2-D)")
     n.emit("softmax" if n.op == "Softmax" else "logsoftmax", {"axis": n.axis(x, a)}, [x.name])
-    return n.done(batched=x.batched)
+    return n.done(batch=x.batch)
 
 
 def _pad(n):
     x = n.need_act()
     mode = n.attr("mode", "constant")
-    if isinstance(mode, bytes):
-        mode = mode.decode()
     if mode not in ("constant", "reflect", "edge"):
         n.refuse(f"mode {mode!r}")
     if n.opset < 11:
@@ -589,22 +576,22 @@ def _pad(n):
         value = n.value(2, "constant value") if len(n.ins) > 2 else None
         axes = n.value(3, "axes") if len(n.ins) > 3 else None
     pads = [int(v) for v in np.asarray(pads).reshape(-1)]
-    axes = list(range(len(x.shape))) if axes is None else [int(a) % len(x.shape) for a in np.asarray(axes).reshape(-1)]
+    r = len(x.shape)
+    axes = list(range(r)) if axes is None else [int(a) % r for a in np.asarray(axes).reshape(-1)]
     k = len(axes)
     per = {a: (pads[i], pads[i + k]) for i, a in enumerate(axes) if pads[i] or pads[i + k]}
     if any(p < 0 or q < 0 for p, q in per.values()):
         n.refuse("negative pads (a crop)")
     if not per:
         n.emit("identity", {}, [x.name])
-        return n.done(batched=x.batched)
-    sp = [n.axis(x, a) for a in per]
+        return n.done(batch=x.batch)
     value = 0.0 if value is None or np.size(value) == 0 else float(np.asarray(value).reshape(-1)[0])
-    args = {"amount": [list(per[a]) for a in per], "axes": sp,
+    args = {"amount": [list(per[a]) for a in per], "axes": [n.axis(x, a) for a in per],
             "mode": {"reflect": "reflect", "edge": "replicate"}.get(mode, "constant" if value else "zero")}
     if value:
         args["value"] = value
     n.emit("padding", args, [x.name])
-    return n.done(batched=x.batched)
+    return n.done(batch=x.batch)
 
 
 def _layernorm(n):
@@ -612,29 +599,23 @@ def _layernorm(n):
     scale, bias = n.ins[1], n.ins[2] if len(n.ins) > 2 else None
     if scale is None or not scale.const or bias is None or not bias.const:
         n.refuse("a LayerNormalization without a constant scale and bias")
-    a = n.axis(x, n.attr("axis", -1))
-    eps = float(n.attr("epsilon", 1e-5))
-    g, b = np.asarray(scale.value, np.float32), np.asarray(bias.value, np.float32)
-    item = n.emit("layernorm", {"axis": a, "eps": eps}, [x.name])
+    onnx_axis = n.attr("axis", -1) % len(x.shape)
+    a = n.axis(x, onnx_axis)
+    if x.batch is not None and x.batch > onnx_axis:
+        n.refuse("its statistics run over the batch axis")
+    item = n.emit("layernorm", {"axis": a, "eps": float(n.attr("epsilon", 1e-5))}, [x.name])
     shape = tuple(x.sample[a:])
-    n.out.items[-1].params = {"gamma": np.broadcast_to(g, shape).copy(), "beta": np.broadcast_to(b, shape).copy()}
-    return n.done(item, batched=x.batched)
+    n.out.items[-1].params = {k: np.broadcast_to(np.asarray(o.value, np.float32), shape).copy()
+                              for k, o in (("gamma", scale), ("beta", bias))}
+    return n.done(item, batch=x.batch)
 
 
 def _where(n):
     cond, a, b = n.ins[:3]
     if not cond.const:
         n.refuse("its condition is computed (only a constant mask has a spec form)")
-    acts = [o for o in (a, b) if not o.const]
-    if not acts:
-        n.refuse("every input is a constant (fold it)")
-    if len({len(o.shape) for o in acts}) > 1:
-        n.refuse("activations of different ranks")
-    rank = len(acts[0].sample)
-    c = Operand(np.shape(cond.value), np.asarray(cond.value, np.float32), False)
-    consts = [(0, c)] + [(k, o) for k, o in ((1, a), (2, b)) if o.const]
-    n.emit("where", {}, [o.name for o in acts], consts=consts, rank=rank)
-    return n.done(batched=acts[0].batched)
+    mask = Operand(np.shape(cond.value), np.asarray(cond.value, np.float32))
+    return _elementwise(n, "where", {}, ins=[mask, a, b])
 
 
 _FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -647,42 +628,37 @@ def _identity(n):
     if x.const:
         n.out.constants[0] = np.asarray(x.value)
         return n.out
-    n.emit("identity", {}, [x.name])
-    return n.done(batched=x.batched)
-
-
-def _dropout(n):
-    x = n.need_act()
-    n.emit("identity", {}, [x.name])  # an inference graph: dropout is the identity
-    return n.done(batched=x.batched)
+    n.emit("identity", {}, [x.name])  # (Dropout: an inference graph's identity)
+    return n.done(batch=x.batch)
 
 
 def _constant(n):
     for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
         if key in n.attrs:
-            v = n.attrs[key]
-            v = v if isinstance(v, np.ndarray) else np.asarray(v)
-            n.out.constants[0] = v
+            n.out.constants[0] = np.asarray(n.attrs[key])
             return n.out
     n.refuse("a Constant without a value")
 
 
 LOWERINGS = {
     "MatMul": _matmul, "Gemm": _gemm, "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose,
-    "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Slice": _slice, "Concat": _concat, "Gather": _gather,
-    "Expand": _expand, "Tile": _tile,
+    "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Slice": _slice, "Split": _split, "Concat": _concat,
+    "Gather": _gather, "Expand": _expand, "Tile": _tile,
     **{op: _binary(k) for op, k in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div"),
                                     ("Pow", "pow"), ("Max", "max"), ("Min", "min"))},
-    **{op: _unary(k) for op, k in (("Sqrt", "sqrt"), ("Exp", "exp"), ("Log", "log"), ("Erf", "erf"),
-                                   ("Neg", "neg"), ("Abs", "abs"), ("Reciprocal", "reciprocal"),
-                                   ("Sin", "sin"), ("Cos", "cos"), ("Floor", "floor"), ("Ceil", "ceil"),
-                                   ("Round", "round"), ("Sign", "sign"))},
-    "Tanh": _layer("tanh"), "Sigmoid": _layer("sigmoid"), "Relu": _layer("relu"), "LeakyRelu": _leaky,
-    "Elu": _elu, "Selu": _selu, "Softplus": _layer("softplus"), "HardSigmoid": _hardsigmoid,
-    "HardSwish": _layer("hardswish"), "Gelu": _gelu, "Mish": _layer("mish"), "Clip": _clip, "PRelu": _prelu,
+    **{op: _one("unary", op=k) for op, k in (("Sqrt", "sqrt"), ("Exp", "exp"), ("Log", "log"), ("Erf", "erf"),
+                                             ("Neg", "neg"), ("Abs", "abs"), ("Reciprocal", "reciprocal"),
+                                             ("Sin", "sin"), ("Cos", "cos"), ("Floor", "floor"),
+                                             ("Ceil", "ceil"), ("Round", "round"), ("Sign", "sign"))},
+    "Tanh": _one("tanh"), "Sigmoid": _one("sigmoid"), "Relu": _one("relu"),
+    "LeakyRelu": _one("leakyrelu", alpha=lambda n: float(n.attr("alpha", 0.01))),
+    "Elu": _one("elu", alpha=lambda n: float(n.attr("alpha", 1.0))), "Selu": _selu, "Softplus": _one("softplus"),
+    "HardSigmoid": _hardsigmoid, "HardSwish": _one("hardswish"), "Mish": _one("mish"),
+    "Gelu": _one("gelu", approximate=lambda n: None if n.attr("approximate", "none") == "none" else "tanh"),
+    "Clip": _clip, "PRelu": _prelu,
     **{op: _reduce for op in _REDUCE}, "Softmax": _softmax, "LogSoftmax": _softmax, "Pad": _pad,
     "LayerNormalization": _layernorm, "Where": _where, "Identity": _identity, "Cast": _identity,
-    "Dropout": _dropout, "Constant": _constant, "Split": _split,
+    "Dropout": _identity, "Constant": _constant,
 }
 
 

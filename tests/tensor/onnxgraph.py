@@ -26,8 +26,10 @@ def model(nodes, x_shape, out_names, inits=(), opset=17, extra_inputs=()):
     return m
 
 
-def lower_model(m, x_shape, spec_input, learned=(), opset=None):
-    """(spec text, params, state, spec names of the outputs): every node lowered in order."""
+def lower_model(m, x_shape, spec_input, learned=(), opset=None, lifted=None):
+    """(spec text, params, state, spec names of the outputs): every node lowered in order, but
+    those in ``lifted`` ({node name: (spec item, its params)}: what an importer's pattern
+    would write, e.g. a Conv)."""
     opset = opset or m.opset_import[0].version
     fixed = onnx.ModelProto()
     fixed.CopyFrom(m)
@@ -43,6 +45,12 @@ def lower_model(m, x_shape, spec_input, learned=(), opset=None):
     env = {"x": Operand(tuple(x_shape), name="input")}
     layers, params, state = [], {}, {}
     for node in m.graph.node:
+        if node.name in (lifted or {}):
+            item, tensors = lifted[node.name]
+            layers.append({**item, "name": node.name, "inputs": [env[node.input[0]].name]})
+            params[node.name], state[node.name] = tensors, {}
+            env[node.output[0]] = Operand(shapes[node.output[0]], name=node.name)
+            continue
         ins = []
         for t in node.input:
             if not t:
@@ -62,18 +70,18 @@ def lower_model(m, x_shape, spec_input, learned=(), opset=None):
             layers.append(it.as_spec())
             params[it.name] = it.params
             state[it.name] = it.state
-        for out, (item, batched) in zip(node.output, low.outputs):
-            env[out] = Operand(shapes[out], name=item, batched=batched)
+        for out, (item, batch) in zip(node.output, low.outputs):
+            env[out] = Operand(shapes[out], name=item, batch=batch)
     spec = {"name": "lowered", "input": spec_input, "layers": layers}
     return yaml.safe_dump(spec, sort_keys=False), params, state, [env[o.name].name for o in m.graph.output]
 
 
-def run_both(m, x, spec_input, learned=(), opset=None, atol=1e-5):
+def run_both(m, x, spec_input, learned=(), opset=None, atol=1e-5, lifted=None):
     """Lower ``m``, run the spec (float64, the model's weights) and onnxruntime on the same
     batch ``x`` (onnxruntime one sample at a time: the spec is per sample); returns
     (graph, net, ours, theirs) with the outputs as lists."""
     ort = __import__("pytest").importorskip("onnxruntime")
-    text, params, state, outs = lower_model(m, (1, *x.shape[1:]), spec_input, learned, opset)
+    text, params, state, outs = lower_model(m, (1, *x.shape[1:]), spec_input, learned, opset, lifted)
     graph = load_spec_text(text)
     graph.infer()
     net = Net(graph, dtype="float64")
@@ -93,4 +101,5 @@ def run_both(m, x, spec_input, learned=(), opset=None, atol=1e-5):
         a = a.reshape(b.shape)
         scale = max(1.0, float(np.abs(b).max()))
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol * scale)
+    net.weights = (params, state)  # (for the tests that export the spec with them)
     return graph, net, ours, theirs

@@ -278,7 +278,9 @@ def test_constant_identity_cast_dropout_where():
 
 # ----------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("op,attrs,ins,why", [
-    ("Transpose", {"perm": [1, 0, 2]}, [Operand((1, 7, 8), name="input")], "moves the batch axis"),
+    ("Reshape", {}, [Operand((7, 1, 8), name="input", batch=1), Operand((2,), np.array([7, 8]))],
+     "batch at axis 1"),
+    ("MatMul", {}, [Operand((1, 7, 8), name="input"), Operand((1, 8), name="input")], "different ranks"),
     ("ReduceMean", {}, [Operand((1, 7, 8), name="input")], "reduces the batch axis"),
     ("Softmax", {"axis": 0}, [Operand((1, 7, 8), name="input")], "batch axis"),
     ("Einsum", {}, [Operand((1, 7, 8), name="input")], "no low-level form"),
@@ -301,7 +303,7 @@ def test_interface_example_in_the_docstring():
                 name="fc1")
     assert low.items[0].as_spec() == {"matmul": None, "const": {"index": 1, "shape": [96, 384], "learned": True},
                                       "name": "fc1", "inputs": ["ln"]}
-    assert low.items[0].params["const1"] is not None and low.outputs == [("fc1", True)]
+    assert low.items[0].params["const1"] is not None and low.outputs == [("fc1", 0)]
 
 
 def test_a_spec_of_lowered_items_loads_with_its_kinds():

@@ -349,6 +349,9 @@ def explain_layer(layer, batch: int, with_bias: bool) -> list[str]:
     if layer.view:
         mem += " (a view of its input: no new memory)"
     out.append(mem)
+    o = layer.explain_ops() if hasattr(layer, "explain_ops") else None
+    if o:
+        out.append(f"ops: {o}")
     m = layer.explain_macs()
     if m:
         out.append(f"MACs: {m}" + (f" per image, *{batch} = {fmt_int(layer.macs() * batch)}" if batch > 1 else ""))

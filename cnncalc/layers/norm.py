@@ -115,8 +115,9 @@ class LayerNorm(_StatNorm):
                 raise SpecError(f"'axis' {a} is out of range for {fmt_shape(x)} ({len(t)} axes, PyTorch order)")
             self.norm_axis = a % len(t)
             self.t_shape = tuple(t)
-            self._notes.append(f"statistics over axes {self.norm_axis}..{len(t) - 1} (PyTorch order): "
-                               f"{fmt_int(numel(t[self.norm_axis:]))} values each")
+            axes = f"axis {self.norm_axis}" if self.norm_axis == len(t) - 1 else f"axes {self.norm_axis}..{len(t) - 1}"
+            self._notes.append(f"statistics over {axes} (PyTorch order): {fmt_int(numel(t[self.norm_axis:]))} "
+                               f"values each")
             return x
         if self.args["over"] == "all":
             self._notes.append(f"statistics over all {fmt_int(numel(x))} values of the sample")

@@ -354,7 +354,18 @@ class TensorOp(Layer):
 
     # -- text -----------------------------------------------------------------------------
     def operand_text(self) -> str:
-        return ", ".join(("const " if o.const is not None else "") + _shape_text(o.shape) for o in self.ops_)
+        return ", ".join(_shape_text(o.shape) if o.const is None else
+                         short(o.const.value, 24) if not o.const.tensor else f"const {_shape_text(o.shape)}"
+                         for o in self.ops_)
+
+    def explain_ops(self) -> str | None:
+        """The other ops' arithmetic: one per output value unless the op says otherwise (the
+        image forms of softmax, concat and split explain nothing more than they always did)."""
+        ops = self.ops() if self.ops_ else None
+        if not ops:
+            return None
+        n = numel(self.out_shape)
+        return ", ".join(f"{fmt_int(n)} {k}" for k, v in ops.items() if v == n) or None
 
     def describe(self):
         return self.kind
@@ -844,6 +855,12 @@ class Reduce(TensorOp):
     def _ops(self):
         per = REDUCE[self.args["op"]](self.n)
         return {k: v * numel(self.out_shape) for k, v in per.items()}
+
+    def explain_ops(self):
+        out, n = numel(self.out_shape), self.n
+        return ", ".join(f"{expr}*{fmt_int(out)} = {fmt_int(v * out)} {k}" for k, v, expr in (
+            (k, v, f"({fmt_int(n)} − 1)" if k == "pool" else f"{fmt_int(v)}")
+            for k, v in REDUCE[self.args["op"]](n).items()))
 
     def describe(self):
         return f"reduce {self.args['op']}"

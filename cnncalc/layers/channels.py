@@ -130,7 +130,7 @@ class Split(TensorOp):
     def rule(self, ops):
         x = ops[0].shape
         a = self.args["axis"]
-        ax = channel_axis(x, "split") if a is None else norm_axis(a, len(x))
+        ax = channel_axis(self.in_shapes[0], "split") if a is None else norm_axis(a, len(x))
         n = x[ax]
         p, i = self.args["parts"], self.args["part"]
         sizes = p if isinstance(p, tuple) else None

@@ -36,7 +36,7 @@ class Concat(TensorOp):
 
     def rule(self, ops):
         a = self.args["axis"]
-        return concat_rule(self, ops, channel_axis(ops[0].shape, "concat") if a is None else a)
+        return concat_rule(self, ops, channel_axis(self.in_shapes[0], "concat") if a is None else a)
 
 
 class Add(Layer):

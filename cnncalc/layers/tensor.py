@@ -866,14 +866,14 @@ class Reduce(TensorOp):
         return f"reduce {self.args['op']}"
 
 
-def channel_axis(x: Tensor, what: str) -> int:
-    """The channel axis of an operand in PyTorch order: 0 of an image (C, H, W), 1 of tokens
-    (N, C), 0 of a flat vector; a generic tensor has none."""
-    if is_channels(x.roles[0]) or len(x) == 1:
+def channel_axis(shape, what: str) -> int:
+    """The channel axis of an input in PyTorch order: 0 of an image (C, H, W) or a flat vector,
+    1 of tokens (N, C); a generic tensor has none."""
+    if shape.__class__ is not Tensor:
         return 0
-    if x.kind == "tokens":
+    if shape.kind == "tokens":
         return 1
-    raise SpecError(f"a {what} layer on the tensor {_shape_text(x)} needs 'axis' (which axis, PyTorch order)")
+    raise SpecError(f"a {what} layer on the tensor {_shape_text(shape)} needs 'axis' (which axis, PyTorch order)")
 
 
 class _AxisSoftmax(TensorOp):
@@ -893,7 +893,7 @@ class _AxisSoftmax(TensorOp):
     def rule(self, ops):
         x = ops[0].shape
         a = self.args["axis"]
-        ax = norm_axis(a, len(x)) if a is not None else channel_axis(x, self.kind)
+        ax = norm_axis(a, len(x)) if a is not None else channel_axis(self.in_shapes[0], self.kind)
         self.axis = ax
         self._notes.append(f"over axis {ax} ({x[ax]} values)")
         return x, x.roles, effects_of([(x.roles[ax], GLOBAL)])

@@ -39,7 +39,7 @@ def onnx_dims(shape) -> list:
     """A spec shape (HxWxC, LxC, [F]) → ONNX dims with a symbolic batch: [N, C, H, W]; a token
     sequence or a tensor: [N, *its dims] (PyTorch's order)."""
     if shape.__class__ is Tensor or len(shape) == 1:
-        return ["N", shape[0]]
+        return ["N", *shape]
     return ["N", shape[-1], *shape[:-1]]
 
 

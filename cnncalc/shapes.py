@@ -125,12 +125,18 @@ class Tensor(tuple):
     ``(("c", 8), (0, 7))`` an axis that flattens C and H. ``None``: the positions along the
     axis were scrambled (a reshape that cut a spatial axis): the receptive field past it is
     unknown. Roles compare with the shape: a Tensor never equals a plain tuple.
+
+    ``strides``: None for a tensor laid out contiguously (batch first), else the runtime's
+    element strides of the batch axis and of each axis — a view (a transpose, a strided
+    slice, an expand) keeps its input's storage, and a later reshape is a view only where
+    NumPy's and PyTorch's rule allows one (:func:`reshape_strides`).
     """
 
-    def __new__(cls, dims, roles=None, nsp: int = 0):
+    def __new__(cls, dims, roles=None, nsp: int = 0, strides=None):
         t = tuple.__new__(cls, dims)
         t.roles = tuple(roles) if roles is not None else tuple(((C, d),) for d in t)
         t.nsp = nsp
+        t.strides = None if strides is None or tuple(strides) == contiguous(t) else tuple(strides)
         return t
 
     @property
@@ -140,19 +146,61 @@ class Tensor(tuple):
 
     def __eq__(self, other):
         return (other.__class__ is Tensor and tuple.__eq__(self, other) and self.roles == other.roles
-                and self.nsp == other.nsp)
+                and self.nsp == other.nsp and self.strides == other.strides)
 
     def __ne__(self, other):
         return not self == other
 
     def __hash__(self):
-        return hash((tuple(self), self.roles, self.nsp))
+        return hash((tuple(self), self.roles, self.nsp, self.strides))
 
     def __reduce__(self):
-        return (Tensor, (tuple(self), self.roles, self.nsp))
+        return (Tensor, (tuple(self), self.roles, self.nsp, self.strides))
 
     def __repr__(self):
-        return f"Tensor({tuple(self)!r}, {self.roles!r}, nsp={self.nsp})"
+        return f"Tensor({tuple(self)!r}, {self.roles!r}, nsp={self.nsp}" + (
+            f", strides={self.strides!r})" if self.strides else ")")
+
+
+def contiguous(dims) -> tuple[int, ...]:
+    """Element strides (batch axis first) of a batch of samples of ``dims`` laid out densely."""
+    out, step = [], 1
+    for d in reversed(tuple(dims)):
+        out.append(step)
+        step *= d
+    return (step, *reversed(out))
+
+
+def reshape_strides(dims, strides, new_dims) -> tuple[int, ...] | None:
+    """The strides of a batch of ``dims`` (strides batch first) reshaped to ``new_dims`` without
+    a copy, or None when it needs one: NumPy's ``_attempt_nocopy_reshape`` (PyTorch's
+    ``view`` rule), on a batch of 2."""
+    old = [(d, st) for d, st in zip((2, *dims), strides) if d != 1]
+    od, os_ = [d for d, _ in old], [st for _, st in old]
+    nd = (2, *new_dims)
+    ns = [0] * len(nd)
+    oi = oj = ni = nj = 0
+    while ni < len(nd) and oi < len(od):
+        np_, op = nd[ni], od[oi]
+        while np_ != op:
+            if np_ < op:
+                nj += 1
+                np_ *= nd[nj]
+            else:
+                oj += 1
+                op *= od[oj]
+        for ok in range(oi, oj):
+            if os_[ok] != od[ok + 1] * os_[ok + 1]:
+                return None
+        ns[nj] = os_[oj]
+        for nk in range(nj - 1, ni - 1, -1):
+            ns[nk] = ns[nk + 1] * nd[nk + 1]
+        ni = nj = nj + 1
+        oi = oj = oj + 1
+    last = ns[ni - 1] if ni else 1
+    for nk in range(ni, len(nd)):
+        ns[nk] = last
+    return tuple(ns)
 
 
 def is_channels(role) -> bool:
@@ -201,17 +249,18 @@ def torch_order(shape: Shape) -> Tensor:
                   nsp=nsp)
 
 
-def settle(dims, roles, nsp: int) -> Shape:
+def settle(dims, roles, nsp: int, strides=None) -> Shape:
     """The shape a low-level op's result is: an image when its axes are channels then each
     spatial axis of the input in order (PyTorch's C, H, W: a transpose back to channels-first
-    gives an image again), a flat vector when it has one axis, else a Tensor."""
+    gives an image again), a flat vector when it has one axis, else a Tensor. (Images and flat
+    vectors are laid out contiguously: an op whose view would not be writes a copy.)"""
     dims = tuple(int(d) for d in dims)
     if len(dims) == 1:
         return dims
     if nsp and len(dims) == nsp + 1 and is_channels(roles[0]) and all(
             roles[1 + s] == ((s, dims[1 + s]),) for s in range(nsp)):
         return (*dims[1:], dims[0])
-    return Tensor(dims, roles, nsp)
+    return Tensor(dims, roles, nsp, strides)
 
 
 def spatial_units(shape: Tensor) -> tuple[int, ...]:

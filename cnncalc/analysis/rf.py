@@ -714,13 +714,14 @@ def unit_field(source: RFReport | Graph | str, layer: str, unit, input_shape: Sh
     for ax, (u, a) in enumerate(zip(unit, lf.axes)):
         if not 0 <= u < a.n:
             raise CnnCalcError(f"unit index {u} is outside {layer}'s axis {ax} (0..{a.n - 1})")
+    support = tuple(support_arrays(rep, layer, ax)[u] for ax, u in enumerate(unit))
+    if None in support:  # a box with an empty side is empty (a unit in the padding along one axis)
+        support = (None,) * len(support)
     return UnitField(layer, unit, tuple(a.interval(u) for a, u in zip(lf.axes, unit)),
                      tuple(a.clipped(u) for a, u in zip(lf.axes, unit)),
                      tuple(tuple(sorted({iv for iv in (p.at(u) for p in (a.full or a.paths)) if iv}))
                            for a, u in zip(lf.axes, unit)),
-                     rep.input_shape,
-                     tuple(support_arrays(rep, layer, ax)[u if not lf.is_global else 0]
-                           for ax, u in enumerate(unit)))
+                     rep.input_shape, support)
 
 
 # ----------------------------------------------------------------------------- explanations

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import REQUIRED, Layer, as_float, as_int, fmt_int
+from cnncalc.layers.tensor import dense
 from cnncalc.shapes import numel
 
 
@@ -10,6 +11,9 @@ class _Elementwise(Layer):
     family = "activation"
     takes_activation = False
     tensors = True  # elementwise: any kind, in its own order
+
+    def _infer(self, in_shapes, rounding):
+        return dense(in_shapes[0])
 
     def _ops(self):
         return {"activation": numel(self.out_shape)}

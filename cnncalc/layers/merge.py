@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import Layer
-from cnncalc.layers.tensor import TensorOp, as_axis, channel_axis, concat_rule
+from cnncalc.layers.tensor import TensorOp, as_axis, channel_axis, concat_rule, joined
 from cnncalc.shapes import Tensor, fmt_shape, numel
 
 
@@ -48,6 +48,14 @@ class Add(Layer):
 
     def _infer(self, in_shapes, rounding):
         first = in_shapes[0]
+        self.effects = None
+        if first.__class__ is Tensor:  # tokens, tensors: equal sizes and kind; a new dense tensor
+            if any(s.__class__ is not Tensor or tuple(s) != tuple(first) for s in in_shapes[1:]):
+                raise SpecError("add needs equal shapes on every branch, got "
+                                + " and ".join(fmt_shape(x) for x in in_shapes),
+                                hint="broadcasting adds are {binary: add} layers")
+            out, self.effects = joined(in_shapes)
+            return out
         if any(s != first for s in in_shapes[1:]):
             what = "channels" if all(s[:-1] == first[:-1] for s in in_shapes) else "shapes"
             raise SpecError(f"add needs equal {what} on every branch, got "
@@ -55,6 +63,9 @@ class Add(Layer):
                             hint="project the shortcut with a 1x1 conv (and the same stride) so the "
                                  "shapes agree")
         return first
+
+    def rf_windows(self):
+        return self.effects or None  # tensors whose axes hold different positions: unknown there
 
     def _ops(self):
         return {"add": numel(self.out_shape) * (len(self.in_shapes) - 1)}

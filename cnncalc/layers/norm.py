@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import REQUIRED, Layer, as_bool, as_float, as_int, fmt_int
+from cnncalc.layers.tensor import dense
 from cnncalc.shapes import Tensor, fmt_shape, numel, spatial, torch_order
 
 
@@ -118,7 +119,7 @@ class LayerNorm(_StatNorm):
             axes = f"axis {self.norm_axis}" if self.norm_axis == len(t) - 1 else f"axes {self.norm_axis}..{len(t) - 1}"
             self._notes.append(f"statistics over {axes} (PyTorch order): {fmt_int(numel(t[self.norm_axis:]))} "
                                f"values each")
-            return x
+            return dense(x)
         if self.args["over"] == "all":
             self._notes.append(f"statistics over all {fmt_int(numel(x))} values of the sample")
         else:

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError, short
 from cnncalc.layers.base import GLOBAL, Layer, as_bool, as_float, axis_map
-from cnncalc.shapes import (C, MAX_RANK, Tensor, fmt_int, fmt_shape, is_channels, numel, settle,
-                            torch_order)
+from cnncalc.shapes import (C, MAX_RANK, Tensor, contiguous, fmt_int, fmt_shape, is_channels, numel,
+                            reshape_strides, settle, torch_order)
 
 UNKNOWN = "unknown"  # an rf effect: the op scrambles the positions along a spatial axis
 
@@ -240,6 +240,37 @@ def _shape_text(s) -> str:
     return "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
 
 
+def dense(shape):
+    """A new tensor written by an elementwise layer: the input's dims and roles, dense (not a
+    view of the input's storage)."""
+    if shape.__class__ is Tensor and shape.strides is not None:
+        return Tensor(tuple(shape), shape.roles, shape.nsp)
+    return shape
+
+
+def joined(shapes):
+    """The result of an elementwise op of equal-sized tensors (residual adds of tokens): dense,
+    with each axis' role where the inputs agree (None where they hold different positions,
+    whose fields then cannot be joined: the rf effects say UNKNOWN there)."""
+    first = shapes[0]
+    roles, bad = [], set()
+    for k in range(len(first)):
+        rs = {s.roles[k] for s in shapes}
+        roles.append(first.roles[k] if len(rs) == 1 else None)
+        if len(rs) > 1:
+            for r in rs:
+                bad.update(spatial_of(r))
+    return Tensor(tuple(first), roles, max(s.nsp for s in shapes)), {s: UNKNOWN for s in bad}
+
+
+def strides_of(shape) -> tuple[int, ...]:
+    """Runtime strides (batch first) of a value in PyTorch's order: images and flat vectors are
+    dense; a Tensor says (a view of another's storage keeps that storage's strides)."""
+    if shape.__class__ is Tensor and shape.strides is not None:
+        return shape.strides
+    return contiguous(torch_order(shape))
+
+
 class Operand:
     """One operand of an op: a per-sample shape (a Tensor, PyTorch order) and either the index
     of the activation input it is, or the constant it is."""
@@ -308,13 +339,26 @@ class TensorOp(Layer):
         self.ops_ = ops
         self.nsp = max((o.shape.nsp for o in ops), default=0)
         self.gate_inputs = []  # inputs broadcast along a spatial axis (set by the rule)
+        self.out_strides = None  # a view's strides (set by the rule; None: a new, dense tensor)
         dims, roles, effects = self.rule(ops)
         if not 1 <= len(dims) <= MAX_RANK:
             raise SpecError(f"the result would have {len(dims)} axes per sample; tensors have 1 to {MAX_RANK}",
                             hint="keep one axis (keepdims: true), or reshape")
         roles = [canon(r) for r in roles]
         self.effects = {s: e for s, e in effects.items() if e is not None}
-        return settle(dims, roles, self.nsp)
+        out = settle(dims, roles, self.nsp, self.out_strides)
+        if self.view and self.out_strides is not None and out.__class__ is not Tensor \
+                and tuple(self.out_strides) != contiguous(dims):
+            self.view = False  # an image or a flat vector is dense: this view is written as a copy
+        return out
+
+    def view_of(self, x, strides):
+        """Mark the result a view with these strides (batch axis first), or — None: the
+        storage cannot be viewed that way — a copy."""
+        if strides is None:
+            self.view = False
+        else:
+            self.out_strides = tuple(strides)
 
     # -- counting -----------------------------------------------------------------------
     def _consts(self):
@@ -433,6 +477,7 @@ class Reshape(TensorOp):
                             f"({fmt_int(numel(dims))} values)")
         roles, scrambled = regroup(x, x.roles, dims)
         self.dims = tuple(dims)
+        self.view_of(x, reshape_strides(x, strides_of(x), dims))
         self._notes.append(f"{_shape_text(x)} → {_shape_text(tuple(dims))}")
         return dims, roles, {s: UNKNOWN for s in scrambled}
 
@@ -459,6 +504,8 @@ class Transpose(TensorOp):
             raise SpecError(f"'perm' {list(self.args['perm'])} is not a permutation of the {len(x)} axes "
                             f"of {_shape_text(x)}")
         self.perm = perm
+        st = strides_of(x)
+        self.view_of(x, (st[0], *(st[1 + p] for p in perm)))
         self._notes.append(f"{_shape_text(x)} → {_shape_text(tuple(x[p] for p in perm))}")
         return [x[p] for p in perm], [x.roles[p] for p in perm], {}
 
@@ -548,6 +595,10 @@ def slice_rule(layer, x: Tensor, ranges: dict):
     sliced with a positive step keeps an exact field; a merged one becomes unknown)."""
     dims, roles, pairs = list(x), list(x.roles), []
     layer.ranges = ranges
+    st = list(strides_of(x))
+    for ax, r in ranges.items():
+        st[1 + ax] *= r.step
+    layer.view_of(x, st)
     for ax, r in ranges.items():
         dims[ax] = len(r)
         eff = _index_effect(x.roles[ax], x[ax], r, f"slice {r.start}:{r.stop}:{r.step}")
@@ -593,7 +644,8 @@ class Gather(TensorOp):
                 raise SpecError(f"index {i} is out of range for axis {ax} of size {n}")
         flat = [int(i) % n for i in flat]
         self.axis, self.flat = ax, flat
-        self.view = not ishape
+        st = strides_of(x)
+        self.view_of(x, (*st[:1 + ax], *st[2 + ax:]) if not ishape else None)  # one index: torch.select
         eff = _index_effect(x.roles[ax], n, flat, f"gather {flat[0]}" if len(flat) == 1 else "gather")
         if ishape and len(ishape) == 1:
             new_roles = [_picked_role(x.roles[ax], len(flat), eff)]
@@ -635,6 +687,9 @@ class Expand(TensorOp):
                  for k in range(r)]
         self._notes.append(f"{_shape_text(x)} → {_shape_text(dims)} (size-1 axes repeated, not copied)")
         self.out_shape_t = dims
+        st = strides_of(x)
+        self.view_of(x, (st[0], *(st[1 + k - (r - len(x))] if k >= r - len(x) and x[k - (r - len(x))] == dims[k]
+                                  else 0 for k in range(r))))
         return dims, roles, {}
 
 
@@ -1077,4 +1132,4 @@ def pad_source(n: int, lo: int, hi: int, mode: str) -> list[int]:
 __all__ = ["TensorOp", "Reshape", "Transpose", "Slice", "Gather", "Expand", "Tile", "Binary", "Where",
            "Unary", "Reduce", "Softmax", "LogSoftmax", "channel_axis", "MatMul", "Stack", "UNKNOWN", "BINARY", "UNARY", "REDUCE",
            "Const", "as_consts", "concat_rule", "slice_rule", "pad_rule", "slice_range", "norm_axis", "effects_of",
-           "PAD_MODES", "pad_source"]
+           "PAD_MODES", "pad_source", "dense", "joined"]

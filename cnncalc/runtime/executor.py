@@ -97,7 +97,10 @@ LINEAR_KIND = {"maxpool": "avgpool", "global_maxpool": "global_avgpool", "maxout
                "lrn": "identity", "dropout": "identity", "adaptive_maxpool": "adaptive_avgpool",
                "prelu": "identity", "layernorm": "identity", "groupnorm": "identity",
                "instancenorm": "identity", "scale": "identity", "mul": "_mul_linear",
-               **{k: "identity" for k in (*ELEMENTWISE, *ACTIVATIONS2)}}
+               **{k: "identity" for k in (*ELEMENTWISE, *ACTIVATIONS2)},
+               # the tensor vocabulary: sums with the same dependencies (every gradient positive)
+               "unary": "identity", "binary": "_sum_linear", "where": "_sum_linear", "reduce": "_reduce_linear",
+               "logsoftmax": "_softmax_linear", "padding": "_pad_linear"}
 
 
 class RuntimeUnsupported(CnnCalcError):
@@ -252,6 +255,12 @@ class Net:
             return (0.1 * rng.standard_normal(shape)).astype(self.dtype)
         return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(self.dtype)
 
+    def sample_shape(self, name: str, y: np.ndarray) -> tuple[int, ...]:
+        """The spec's shape of one sample of node ``name``'s runtime output ``y``: images as
+        HxWxC (:func:`spec_shape`), token sequences and tensors as they are (batch first)."""
+        shape = self.graph[name].shape
+        return tuple(y.shape[1:]) if shape.__class__ is not tuple else spec_shape(y, self.nd[name])
+
     def param_count(self, name: str | None = None) -> int:
         names = [name] if name else list(self.params)
         return sum(a.size for n in names for a in self.params[n].values())
@@ -343,6 +352,8 @@ class Net:
     def _kind(self, layer):
         k = layer.kind
         if self.linear:
+            if k == "softmax" and layer.axis is not None:  # over an axis: global along it
+                return "_softmax_linear"
             return LINEAR_KIND.get(k, k)
         return k
 
@@ -1134,7 +1145,8 @@ TENSOR_OPS: dict[str, tuple[Callable, Callable]] = {
                                              for a in range(o[0].ndim - 1)])], None),
               lambda L, d, c, s: [_scatter(d, s[0], _slices([L.ranges.get(a, range(0, s[0][a + 1]))
                                                             for a in range(len(s[0]) - 1)]))]),
-    "gather": (lambda L, o, n: K_t.take_fwd(o[0], L.axis + 1, np.reshape(L.flat, np.shape(L.args["indices"]))),
+    "gather": (lambda L, o, n: K_t.take_fwd(o[0], L.axis + 1, np.reshape(L.flat, np.shape(L.args["indices"])),
+                                            view=L.view),
                lambda L, d, c, s: [K_t.take_bwd(d, c)]),
     "expand": (lambda L, o, n: (np.broadcast_to(K_t.align(o[0], len(L.out_shape_t)), (n, *L.out_shape_t)), None),
                lambda L, d, c, s: [K_t.unbroadcast(d, s[0])]),
@@ -1150,7 +1162,36 @@ TENSOR_OPS: dict[str, tuple[Callable, Callable]] = {
     "padding": (lambda L, o, n: K_t.pad_fwd(o[0], {a + 1: p for a, p in zip(L.pad_axes, L.pads)},
                                             L.args["mode"], L.args["value"]),
                 lambda L, d, c, s: [K_t.pad_bwd(d, c)]),
+    # the linearised copy's forms (LINEAR_KIND): a sum of the operands (binary, where: the mask
+    # is not an operand of the sum), a sum over the axes (reduce), a sum over the axis put back
+    # on every value (softmax over an axis)
+    "_sum_linear": (lambda L, o, n: K_t.binary_fwd("add", *[x for x, p in zip(o, L.ops_) if not _mask(L, p)]),
+                    lambda L, d, c, s: _sum_linear_bwd(L, d, c, s)),
+    "_reduce_linear": (lambda L, o, n: K_t.reduce_fwd("sum", o[0], tuple(a + 1 for a in L.axes), L.args["keepdims"]),
+                       lambda L, d, c, s: [K_t.reduce_bwd(d, c)]),
+    "_pad_linear": (lambda L, o, n: K_t.pad_fwd(o[0], {a + 1: p for a, p in zip(L.pad_axes, L.pads)}, "zero"),
+                    lambda L, d, c, s: [K_t.pad_bwd(d, c)]),
+    "_softmax_linear": (lambda L, o, n: (np.broadcast_to(o[0].sum(axis=L.axis + 1, keepdims=True), o[0].shape),
+                                         None),
+                        lambda L, d, c, s: [np.broadcast_to(d.sum(axis=L.axis + 1, keepdims=True), s[0])]),
 }
+
+
+def _mask(layer, operand) -> bool:
+    """Left out of the linearised sum: where's condition, and a broadcast gate (held constant,
+    as the linearised mul holds it: the analysis flags its field instead of widening it)."""
+    if operand.const is None:
+        return operand.input in layer.gate_inputs
+    return layer.kind == "where" and operand.const.index == 0
+
+
+def _sum_linear_bwd(layer, dy, cache, shapes):
+    kept = [k for k, p in enumerate(layer.ops_) if not _mask(layer, p)]
+    grads = K_t.binary_bwd(dy, cache, [shapes[k] for k in kept])
+    out: list = [None] * len(shapes)
+    for k, g in zip(kept, grads):
+        out[k] = g
+    return out
 
 
 def _scatter(d, shape, index):
@@ -1162,14 +1203,16 @@ def _scatter(d, shape, index):
 def tensor_fwd(net, node, xs, ctx):
     layer = node.layer
     ops = _operands(net, node, xs)
-    y, cache = TENSOR_OPS[layer.kind][0](layer, ops, xs[0].shape[0])
+    y, cache = TENSOR_OPS[net._kind(layer)][0](layer, ops, xs[0].shape[0])
+    if not layer.view:  # a new tensor, dense (as the analysis counts it)
+        y = np.ascontiguousarray(y)
     return K_t.from_torch(y, layer.out_shape), (cache, [o.shape for o in ops], [x.shape for x in xs])
 
 
 def tensor_bwd(net, node, dy, cache, ctx):
     c, op_shapes, x_shapes = cache
     layer = node.layer
-    grads = TENSOR_OPS[layer.kind][1](layer, K_t.to_torch(dy, layer.out_shape), c, op_shapes)
+    grads = TENSOR_OPS[net._kind(layer)][1](layer, K_t.to_torch(dy, layer.out_shape), c, op_shapes)
     dxs: list = [None] * len(x_shapes)
     dps = {}
     for o, g, shp in zip(layer.ops_, grads, op_shapes):
@@ -1229,6 +1272,9 @@ OPS: dict[str, LayerOps] = {
 }
 
 
+OPS.update({k: LayerOps(tensor_fwd, tensor_bwd) for k in ("_sum_linear", "_reduce_linear", "_softmax_linear")})
+
+
 def _generic_or(row: LayerOps, generic) -> LayerOps:
     """A row whose layer kind reads tensors too (concat with an axis, split along an axis, a
     softmax over an axis, padding of other axes): the tensor kernels when ``generic(layer)``."""
@@ -1248,3 +1294,4 @@ def _generic_or(row: LayerOps, generic) -> LayerOps:
 for _k, _generic in (("concat", lambda L: bool(L.ops_)), ("split", lambda L: bool(L.ops_)),
                      ("softmax", lambda L: L.axis is not None), ("padding", lambda L: L.generic)):
     OPS[_k] = _generic_or(OPS[_k], _generic)
+OPS["_pad_linear"] = OPS["padding"]  # (an image's padding linearises itself: pad_fwd)

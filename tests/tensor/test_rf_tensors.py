@@ -121,3 +121,18 @@ def test_receptive_field_cli_shows_unknown_and_the_json_says_which_layer(cli):
     assert rows["qk"]["unknown"] == "qk" and rows["qk"]["r"] is None and rows["norm"]["kind"] == "tokens"
     res = cli("receptive-field", "examples/tensors/attention.yaml", "--layer", "attn", "--unit", "0")
     assert res.exit_code == 2 and "unknown" in res.output
+
+
+@pytest.mark.parametrize("spec", ["tests/tensor/rf_ops.yaml", BLOCK_LOW, "tests/runtime/specs/tensor.yaml"])
+def test_the_runtime_gradients_confirm_every_field(spec):
+    """A second, independent method: the support of input gradients through the linearised copy
+    (cnncalc verify). Unknown fields are not claimed, so not checked."""
+    from cnncalc.runtime.verify import check_fields
+    items = check_fields(load_spec(spec))
+    assert items and all(i.ok for i in items), [(i.layer, i.check, i.claimed, i.measured) for i in items if not i.ok]
+
+
+def test_rf_ops_by_hand():
+    _, r = rf("tests/tensor/rf_ops.yaml")
+    assert (r["sw"].r, r["sw"].S) == ((3, 8), (1, 0))  # conv 3x3 then the whole width
+    assert r["rh"].is_global and r["rh"].r == (8, 8)

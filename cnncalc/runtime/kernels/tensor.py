@@ -247,9 +247,12 @@ def softmax_bwd(dy, cache):
 
 
 # ----------------------------------------------------------------------------- moving values
-def take_fwd(x, axis, index):
-    """``np.take`` along runtime ``axis`` with an index array (any shape)."""
+def take_fwd(x, axis, index, view=False):
+    """``np.take`` along runtime ``axis`` with an index array (any shape); one index with
+    ``view``: a view (``torch.select``)."""
     idx = np.asarray(index, dtype=np.int64)
+    if view:
+        return x[(slice(None),) * axis + (int(idx),)], (x.shape, axis, idx)
     return np.take(x, idx, axis=axis), (x.shape, axis, idx)
 
 

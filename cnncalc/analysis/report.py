@@ -253,7 +253,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
          row.activation_bytes, row.view, row.macs) = entry[4]
         if needs_dx:
             m = tmpl["macs"]
-            if m and layer.__class__.input_grad_macs is not None:  # a matmul of two activations: one per flowing input
+            if m and layer.input_grad_macs is not None:  # a matmul of two activations: one per flowing input
                 m = layer.input_grad_macs([grad_flows.get(i, False) for i in inputs]) * batch
             dx_macs += m
             row.input_grad_macs = m
@@ -349,7 +349,7 @@ def explain_layer(layer, batch: int, with_bias: bool) -> list[str]:
     if layer.view:
         mem += " (a view of its input: no new memory)"
     out.append(mem)
-    o = layer.explain_ops() if hasattr(layer, "explain_ops") else None
+    o = layer.explain_ops()
     if o:
         out.append(f"ops: {o}")
     m = layer.explain_macs()

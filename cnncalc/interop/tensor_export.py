@@ -29,10 +29,11 @@ _ONNX_REDUCE = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "m
 _PAD_MODE = {"zero": "constant", "constant": "constant", "reflect": "reflect", "replicate": "edge"}
 
 
-def _const_value(b, node, c):
+def _const_value(b, node, o):
+    c = o.const
     if not c.tensor:
         return np.asarray(c.value, np.float32)
-    return (b.params if c.learned else b.state)[node.name][c.name(c.index)]
+    return (b.params if c.learned else b.state)[node.name][o.cname]
 
 
 class _OnnxOps:
@@ -45,8 +46,7 @@ class _OnnxOps:
             if o.const is None:
                 self.names.append(xs[o.input])
             else:
-                self.names.append(b.init(f"{node.name}/{o.const.name(o.const.index)}",
-                                         np.asarray(_const_value(b, node, o.const))))
+                self.names.append(b.init(f"{node.name}/{o.cname}", np.asarray(_const_value(b, node, o))))
             self.ranks.append(len(o.shape))
             self.consts.append(o.const)
 
@@ -263,14 +263,14 @@ _TORCH_UNARY = {"neg": "torch.neg", "abs": "torch.abs", "sqrt": "torch.sqrt", "e
 def _torch_ops(g, node, xs, helper):
     """(operand expressions, per-sample ranks, constant or None per operand)."""
     lay = node.layer
-    consts = [o.const for o in lay.ops_ if o.const is not None]
+    consts = [o for o in lay.ops_ if o.const is not None]
     ref = None
     if consts:
-        learned = [(c.name(c.index), tuple(c.shape)) for c in consts if c.tensor and c.learned]
-        buffers = [(c.name(c.index), tuple(c.shape)) for c in consts if c.tensor and not c.learned]
-        values = [(c.name(c.index), c.value) for c in consts if not c.tensor]
+        learned = [(o.cname, tuple(o.const.shape)) for o in consts if o.const.tensor and o.const.learned]
+        buffers = [(o.cname, tuple(o.const.shape)) for o in consts if o.const.tensor and not o.const.learned]
+        values = [(o.cname, o.const.value) for o in consts if not o.const.tensor]
         ref = g.module(node, f"{helper(g, 'Constants')}(learned={learned!r}, buffers={buffers!r}, values={values!r})")
-    exprs = [xs[o.input] if o.const is None else f"{ref}.{o.const.name(o.const.index)}" for o in lay.ops_]
+    exprs = [xs[o.input] if o.const is None else f"{ref}.{o.cname}" for o in lay.ops_]
     return exprs, [len(o.shape) for o in lay.ops_], [o.const for o in lay.ops_]
 
 

@@ -460,6 +460,10 @@ class Layer:
     def explain_macs(self) -> str | None:
         return None
 
+    def explain_ops(self) -> str | None:
+        """The arithmetic of the other ops, where a layer writes it (the tensor ops)."""
+        return None
+
     def describe(self) -> str:
         """A short text like the slides' 'CONV3-64' column."""
         return self.kind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import Layer
-from cnncalc.layers.tensor import TensorOp, as_axis, channel_axis, concat_rule, joined
+from cnncalc.layers.tensor import TensorOp, as_axis, broadcast_dims, channel_axis, concat_rule, joined
 from cnncalc.shapes import Tensor, fmt_shape, numel
 
 
@@ -80,20 +80,6 @@ class Identity(Layer):
     doc = "passes its input on unchanged"
 
 
-def broadcast(shapes) -> tuple[int, ...] | None:
-    """NumPy's rule, right-aligned (channels last): each axis equal or 1; a flat [C] lines up
-    with the channels. None when the shapes do not broadcast."""
-    n = max(len(s) for s in shapes)
-    out = []
-    for ax in range(n):
-        dims = {s[len(s) - n + ax] for s in shapes if len(s) - n + ax >= 0}
-        big = dims - {1}
-        if len(big) > 1:
-            return None
-        out.append(big.pop() if big else 1)
-    return tuple(out)
-
-
 class Mul(Layer):
     """Elementwise product of branches, a branch of 1x1xC (or [C]) broadcast over HxWxC:
     squeeze-and-excitation's gate (Hu et al. 2018). Its products are counted as the op
@@ -109,7 +95,7 @@ class Mul(Layer):
         if len(in_shapes) < 2:
             raise SpecError("mul multiplies two or more branches, got one",
                             hint="write {mul: [[...gate layers...], []]} or {mul: null, inputs: [a, b]}")
-        out = broadcast(in_shapes)
+        out = broadcast_dims(in_shapes)
         if out is None:
             raise SpecError("mul branches do not broadcast: "
                             + " and ".join(fmt_shape(x) for x in in_shapes),

@@ -81,9 +81,6 @@ class Const:
         """True for a learned tensor or a buffer (a runtime array), False for a literal."""
         return self.value is None
 
-    def name(self, index: int) -> str:
-        return f"const{index}"
-
 
 def as_consts(v, name):
     """``const:`` — one constant or a list of them (see the module docstring)."""
@@ -219,18 +216,27 @@ def _cut(comps, sizes):
     return out
 
 
-def broadcast(shapes, what="operands"):
-    """ONNX/NumPy multidirectional broadcasting of per-sample shapes (right-aligned)."""
+def broadcast_dims(shapes) -> tuple[int, ...] | None:
+    """NumPy's rule, right-aligned: each axis equal or 1 (for images, channels last: a flat [C]
+    lines up with the channels; the mul merge's gate). None when the shapes do not broadcast."""
     n = max(len(s) for s in shapes)
     out = []
     for ax in range(n):
         dims = {s[len(s) - n + ax] for s in shapes if len(s) - n + ax >= 0}
         big = dims - {1}
         if len(big) > 1:
-            raise SpecError(f"the {what} do not broadcast: " + " and ".join(_shape_text(s) for s in shapes),
-                            hint="each axis (counted from the right) must be equal or 1")
+            return None
         out.append(big.pop() if big else 1)
     return tuple(out)
+
+
+def broadcast(shapes, what="operands"):
+    """ONNX/NumPy multidirectional broadcasting of per-sample shapes (PyTorch order)."""
+    out = broadcast_dims(shapes)
+    if out is None:
+        raise SpecError(f"the {what} do not broadcast: " + " and ".join(_shape_text(s) for s in shapes),
+                        hint="each axis (counted from the right) must be equal or 1")
+    return out
 
 
 def _shape_text(s) -> str:
@@ -273,15 +279,20 @@ def strides_of(shape) -> tuple[int, ...]:
 
 class Operand:
     """One operand of an op: a per-sample shape (a Tensor, PyTorch order) and either the index
-    of the activation input it is, or the constant it is."""
-    __slots__ = ("shape", "input", "const")
+    of the activation input it is, or the constant it is and its operand position ``index``
+    (its tensor is named ``const<index>``)."""
+    __slots__ = ("shape", "input", "const", "index")
 
-    def __init__(self, shape, input=None, const=None):
-        self.shape, self.input, self.const = shape, input, const
+    def __init__(self, shape, input=None, const=None, index=None):
+        self.shape, self.input, self.const, self.index = shape, input, const, index
 
     @property
     def roles(self):
         return self.shape.roles
+
+    @property
+    def cname(self) -> str:
+        return f"const{self.index}"
 
 
 # ----------------------------------------------------------------------------- the base class
@@ -297,9 +308,12 @@ class TensorOp(Layer):
     n_consts = 0
     n_operands: tuple[int, int] = (1, 1)  # (min, max) operands, constants included
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.n_consts and "const" not in cls.fields:  # an op that takes constants reads 'const:'
+            cls.fields = {**cls.fields, "const": (as_consts, ())}
+
     def __init__(self, name, args=None):
-        if self.n_consts:
-            self.fields = {**self.fields, "const": (as_consts, ())}
         super().__init__(name, args)
         consts = self.args.get("const", ())
         if len(consts) > self.n_consts:
@@ -320,18 +334,14 @@ class TensorOp(Layer):
             if c.index is not None:
                 if c.index >= total:
                     raise SpecError(f"constant index {c.index} is past the {total} operands")
-                slots[c.index] = Operand(Tensor(c.shape), const=c)
+                slots[c.index] = Operand(Tensor(c.shape), const=c, index=c.index)
         free = iter([c for c in consts if c.index is None])
         acts = iter(range(len(in_shapes)))
         for k in range(total):
             if slots[k] is None:
                 i = next(acts, None)
-                if i is not None:
-                    slots[k] = Operand(torch_order(in_shapes[i]), input=i)
-                else:
-                    c = next(free)
-                    c.index = k
-                    slots[k] = Operand(Tensor(c.shape), const=c)
+                slots[k] = (Operand(torch_order(in_shapes[i]), input=i) if i is not None else
+                            Operand(Tensor(c.shape), const=(c := next(free)), index=k))
         return slots
 
     def _infer(self, in_shapes, rounding):
@@ -361,28 +371,31 @@ class TensorOp(Layer):
             self.out_strides = tuple(strides)
 
     # -- counting -----------------------------------------------------------------------
-    def _consts(self):
-        return [o.const for o in getattr(self, "ops_", ()) if o.const is not None]
+    def _consts(self) -> list[Operand]:
+        """The constant operands (after infer)."""
+        return [o for o in getattr(self, "ops_", ()) if o.const is not None]
 
     def const_role(self, c: Const) -> str:
         return "weight"
 
     def const_init(self, name: str) -> float | None:
         """The 'init:' value of the constant tensor ``name`` (None: the runtime's default)."""
-        return next((c.init for c in self._consts() if c.name(c.index) == name), None)
+        return next((o.const.init for o in self._consts() if o.cname == name), None)
 
     def param_shapes(self):
-        return {c.name(c.index): (c.shape, self.const_role(c)) for c in self._consts() if c.tensor and c.learned}
+        return {o.cname: (o.const.shape, self.const_role(o.const)) for o in self._consts()
+                if o.const.tensor and o.const.learned}
 
     def state_shapes(self):
-        return {c.name(c.index): c.shape for c in self._consts() if c.tensor and not c.learned}
+        return {o.cname: o.const.shape for o in self._consts() if o.const.tensor and not o.const.learned}
 
     def explain_params(self, with_bias=True):
         parts = []
-        for c in self._consts():
+        for o in self._consts():
+            c = o.const
             if c.tensor:
                 what = "learned" if c.learned else "buffer, not trainable"
-                parts.append(f"{c.name(c.index)} {_shape_text(c.shape)} = {fmt_int(numel(c.shape))} ({what})")
+                parts.append(f"{o.cname} {_shape_text(c.shape)} = {fmt_int(numel(c.shape))} ({what})")
         return "; ".join(parts) or None
 
     # -- receptive field ----------------------------------------------------------------
@@ -790,7 +803,7 @@ class Binary(TensorOp):
 
     def _ops(self):
         cls = BINARY[self.args["op"]][0]
-        if cls == "add" and any(c.tensor and c.learned for c in self._consts()):
+        if cls == "add" and any(o.const.tensor and o.const.learned for o in self._consts()):
             cls = "bias"
         return {cls: numel(self.out_shape)}
 
@@ -798,7 +811,7 @@ class Binary(TensorOp):
         c = [o for o in getattr(self, "ops_", ()) if o.const is not None]
         if c and c[0].const.value is not None and not c[0].shape:
             v = c[0].const.value
-            return f"{self.args['op']} {v}" if c[0].const.index else f"{v} {self.args['op']}"
+            return f"{self.args['op']} {v}" if c[0].index else f"{v} {self.args['op']}"
         return f"{self.args['op']}" + (" const" if c else "")
 
 

@@ -1096,10 +1096,11 @@ def pad_bwd(net, node, dy, cache, ctx):
 
 
 # ----------------------------------------------------------------------------- the tensor vocabulary
-def _const(net, node, c):
+def _const(net, node, o):
     """A constant operand as a runtime array with a batch axis of 1."""
+    c = o.const
     if c.tensor:
-        a = (net.params if c.learned else net.state)[node.name][c.name(c.index)]
+        a = (net.params if c.learned else net.state)[node.name][o.cname]
     else:
         a = np.asarray(c.value, dtype=net.dtype)
     return a[None]
@@ -1107,7 +1108,7 @@ def _const(net, node, c):
 
 def _operands(net, node, xs):
     layer = node.layer
-    return [K_t.to_torch(xs[o.input], layer.in_shapes[o.input]) if o.const is None else _const(net, node, o.const)
+    return [K_t.to_torch(xs[o.input], layer.in_shapes[o.input]) if o.const is None else _const(net, node, o)
             for o in layer.ops_]
 
 
@@ -1182,7 +1183,7 @@ def _mask(layer, operand) -> bool:
     as the linearised mul holds it: the analysis flags its field instead of widening it)."""
     if operand.const is None:
         return operand.input in layer.gate_inputs
-    return layer.kind == "where" and operand.const.index == 0
+    return layer.kind == "where" and operand.index == 0
 
 
 def _sum_linear_bwd(layer, dy, cache, shapes):
@@ -1223,7 +1224,7 @@ def tensor_bwd(net, node, dy, cache, ctx):
                 g = np.ascontiguousarray(K_t.unbroadcast(g, shp)).reshape(x_shapes[o.input])
                 dxs[o.input] = g if dxs[o.input] is None else dxs[o.input] + g
         elif ctx.params and o.const.tensor and o.const.learned:
-            dps[o.const.name(o.const.index)] = np.ascontiguousarray(
+            dps[o.cname] = np.ascontiguousarray(
                 K_t.unbroadcast(g, shp)).reshape(o.const.shape).astype(dy.dtype, copy=False)
     return dxs, dps
 

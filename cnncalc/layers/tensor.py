@@ -345,6 +345,7 @@ class TensorOp(Layer):
         return slots
 
     def _infer(self, in_shapes, rounding):
+        self.__dict__.pop("view", None)  # (the class's: a rule decides again for these inputs)
         ops = self.operands(in_shapes)
         self.ops_ = ops
         self.nsp = max((o.shape.nsp for o in ops), default=0)
@@ -640,6 +641,7 @@ class Gather(TensorOp):
 
     kind = "gather"
     primary = "indices"
+    view = True  # one index (torch.select); a list of indices copies
     doc = "take `indices` (a number, list or nested list; negative from the end) along `axis`"
     fields = {"indices": (lambda v, n: v, None), "axis": (as_axis, 0)}
 

@@ -127,3 +127,18 @@ def test_a_tensor_input_reads_as_pytorch_and_a_conv_reads_a_3_axis_tensor():
     g = load_spec_text(spec(["{reshape: [1, 28, 28], name: img}", "{conv: 6, kernel: 5, name: c1}"], "784"))
     g.infer()
     assert g["img"].shape.kind == "tensor" and g["c1"].shape == (24, 24, 6)  # C x H x W, as torch reads it
+
+
+def test_views_cost_nothing_and_a_reshape_across_a_transpose_is_a_copy():
+    """PyTorch's and NumPy's rule: a reshape is a view unless it merges axes a transpose
+    separated; the runtime's memory (verify) agrees with every claim."""
+    from cnncalc.analysis.report import analyze_graph
+    from cnncalc.runtime.verify import check_counts_and_memory
+    g = load_spec_text(open(ATT).read())
+    rep = analyze_graph(g)
+    views = {r.name: r.view for r in rep.layers}
+    assert views["heads"] and views["qkv_heads"] and views["q"] and views["merge"]  # views
+    assert not views["merged"]  # (196, 4, 16) transposed, merged to (196, 64): a copy
+    assert rep.totals["activations"] == sum(r.activations for r in rep.layers if not r.view)
+    items, _ = check_counts_and_memory(g, batch=2)
+    assert all(i.ok for i in items), [(i.layer, i.check, i.claimed, i.measured) for i in items if not i.ok]

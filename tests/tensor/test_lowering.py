@@ -120,6 +120,11 @@ def test_slice(starts, ends, axes, steps):
     ins = [("st", np.array(starts, np.int64)), ("en", np.array(ends, np.int64)),
            ("ax", np.array(axes, np.int64)), ("sp", np.array(steps, np.int64))]
     check([node("Slice", ["x", "st", "en", "ax", "sp"])], IMG, inits=ins)
+    spec = yaml.safe_load(lower_model(model([node("Slice", ["x", "st", "en", "ax", "sp"])], IMG[0], ["y"],
+                                            inits=ins), IMG[0], IMG[1])[0])
+    item = spec["layers"][0]  # INT64_MAX and friends are written as the axis' end
+    sizes = [(4, 5, 6)[a] for a in item["axes"]]
+    assert all(-n - 1 <= e <= n for e, n in zip(item["ends"], sizes))
 
 
 def test_split_equal_unequal_and_opset18():

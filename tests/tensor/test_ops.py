@@ -234,11 +234,12 @@ def test_1d_image_through_tensor_ops():
     twin("9x4", ["{transpose: [1, 0], name: t}"], lambda x, p, b: x[0][:, :, 0, :].transpose(1, 2))
 
 
-def test_network_gradcheck_and_allocation_of_the_vocabulary_spec():
-    from cnncalc.runtime.gradcheck import gradcheck
+def test_allocation_of_the_vocabulary_spec_equals_the_analysis():
+    """The code that counts is the code that allocates: learned constants are parameters,
+    buffers state (the whole spec's gradcheck is tests/runtime/test_executor.py's)."""
     graph = cnncalc.load("tests/runtime/specs/tensor.yaml")
     rep = cnncalc.analyze(graph)
     net = Net(graph)
     assert net.param_count() == rep.totals["params"] and net.state_count() == rep.totals["nontrainable"]
-    checks = gradcheck(graph, entries=6)
-    assert all(c.ok for c in checks), [c.to_dict() for c in checks if not c.ok]
+    for node in graph.layers:
+        assert net.param_count(node.name) == rep[node.name].params

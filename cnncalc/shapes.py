@@ -215,6 +215,17 @@ def kind(shape: Shape) -> str:
     return FLAT if len(shape) == 1 else IMAGE
 
 
+def from_json(dims, kind_: str | None = None) -> Shape:
+    """A shape read back from JSON (``"shape"`` with its ``"kind"``, or ``"input"`` with
+    ``"input_kind"``): tokens and tensors keep their kind (and print as such)."""
+    dims = tuple(dims)
+    if kind_ == TOKENS:
+        return Tensor(dims, (((0, dims[0]),), ((C, dims[1]),)), nsp=1)
+    if kind_ == TENSOR:
+        return Tensor(dims)
+    return dims
+
+
 def kind_key(shape: Shape) -> dict:
     """``{"kind": ...}`` for a token sequence or a tensor, ``{}`` for images and flat vectors
     (whose JSON rows stay as they were: their kind follows from the rank)."""

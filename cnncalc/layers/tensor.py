@@ -1006,6 +1006,8 @@ class MatMul(TensorOp):
         a, b = ops[0].shape, ops[1].shape
         if all(o.const is not None for o in ops):
             raise SpecError("a matmul layer needs at least one input that is not a constant")
+        if not a or not b:
+            raise SpecError("a matmul's operands have at least one axis (a scalar factor is {binary: mul})")
         ad, ar = (list(a), list(a.roles)) if len(a) > 1 else ([1, a[0]], [chan(1), a.roles[0]])
         bd, br = (list(b), list(b.roles)) if len(b) > 1 else ([b[0], 1], [b.roles[0], chan(1)])
         if ad[-1] != bd[-2]:

@@ -97,6 +97,7 @@ def spec(layers, input_="7x8 tokens"):
     (["{matmul: , const: {shape: [7, 3]}}"], "7x8 tokens", "a's last axis = b's second to last"),
     (["{binary: add, const: {shape: [3]}}"], "7x8 tokens", "do not broadcast"),
     (["{binary: pow}"], "7x8 tokens", "takes 2 operand"),
+    (["{matmul: , const: {shape: []}}"], "7x8 tokens", "at least one axis"),  # (found by fuzzing)
     (["{binary: modulo, const: 2.0}"], "7x8 tokens", "unknown binary op 'modulo'"),
     (["{transpose: [0, 0]}"], "7x8 tokens", "is not a permutation"),
     (["{softmax: , axis: 2}"], "7x8 tokens", "'axis' 2 is out of range for a tensor of 2 axes"),

@@ -583,7 +583,7 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
             src = [f.axes[ax] for f in ins]
             n_out = sp[ax] if len(sp) == nd else src[0].n
             w = win[ax] if win.__class__ is list else win
-            if w == UNKNOWN:  # positions scrambled: harmless where every source sees the whole input
+            if w is UNKNOWN:  # positions scrambled: harmless where every source sees the whole input
                 if not all(a.is_global for a in src):
                     unknown = unknown or node.name
                 w = None
@@ -767,7 +767,7 @@ def _axis_window(lf: LayerField, ax: int):
     """What the layer does along axis ``ax``: None (pointwise), GLOBAL, or a Window/AxisMap (an
     UNKNOWN of a field that stayed known is pointwise: every source sees the whole input)."""
     w = lf.windows[ax] if lf.windows.__class__ is list else lf.windows
-    return None if w.__class__ is str and w == UNKNOWN else w
+    return None if w is UNKNOWN else w
 
 
 def _iv(iv) -> str:

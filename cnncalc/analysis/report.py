@@ -13,7 +13,7 @@ from cnncalc._record import FACTORY, Record
 from cnncalc.analysis.memory import peaks, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
-from cnncalc.shapes import Shape, fmt_int, numel
+from cnncalc.shapes import Shape, fmt_int, kind_key, numel
 
 DTYPES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
 OP_KINDS = ("bias", "activation", "pool", "add", "mul", "norm", "interp")
@@ -101,6 +101,7 @@ class LayerStats(Record):
     def to_dict(self, with_bias: bool = True) -> dict:
         return {
             "name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape),
+            **kind_key(self.shape),
             "params": self.params if with_bias else self.weights, "weights": self.weights,
             "biases": self.biases, "trainable": self.trainable, "nontrainable": self.nontrainable,
             "activations": self.activations, "activation_bytes": self.activation_bytes,
@@ -162,6 +163,7 @@ class Report(Record):
     def to_dict(self) -> dict:
         return {
             "name": self.name, "source": self.source, "input": list(self.input_shape),
+            **{f"input_{k}": v for k, v in kind_key(self.input_shape).items()},
             "batch": self.batch, "dtype": self.dtype, "biases_counted": self.with_bias,
             "layers": [r.to_dict(self.with_bias) for r in self.layers],
             "totals": dict(self.totals), "memory": dict(self.memory),
@@ -251,6 +253,8 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
          row.activation_bytes, row.view, row.macs) = entry[4]
         if needs_dx:
             m = tmpl["macs"]
+            if m and layer.input_grad_macs is not None:  # a matmul of two activations: one per flowing input
+                m = layer.input_grad_macs([grad_flows.get(i, False) for i in inputs]) * batch
             dx_macs += m
             row.input_grad_macs = m
         else:
@@ -345,6 +349,9 @@ def explain_layer(layer, batch: int, with_bias: bool) -> list[str]:
     if layer.view:
         mem += " (a view of its input: no new memory)"
     out.append(mem)
+    o = layer.explain_ops()
+    if o:
+        out.append(f"ops: {o}")
     m = layer.explain_macs()
     if m:
         out.append(f"MACs: {m}" + (f" per image, *{batch} = {fmt_int(layer.macs() * batch)}" if batch > 1 else ""))

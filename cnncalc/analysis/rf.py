@@ -28,6 +28,15 @@ Follows Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neura
   geometrically (as zero padding); the border units' real sources are mirrored pixels.
 * ``mul`` with a broadcast gate (squeeze-excitation): the field follows the full-size
   branches; the node is flagged ``gated`` (every unit also depends on what the gate sees).
+* Token sequences and tensors (the low-level ops, docs/tensors.md): the roles of their axes
+  say which axis holds which spatial axis of the input, so a transpose to channels-last and
+  back, a reshape that keeps H and W whole, or a matmul / norm over the channels keep an exact
+  field. An op reports ``{spatial axis: effect}``: ``GLOBAL`` when every output reads every
+  unit along it (a reduction, a softmax, a contraction), an ``AxisMap`` (a slice, a pad) or
+  ``UNKNOWN`` when it scrambles the positions (a reshape that cuts H, a product of two
+  positions such as QKᵀ). From an ``UNKNOWN`` on, the field is unknown (``unknown`` names the
+  layer), never a number that might be wrong; an image layer reading a tensor whose axes are
+  not channels then spatial (PyTorch's order) makes it unknown too.
 * Branches: every distinct path from the input is carried as its own *path field*;
   a merge (concat, add) takes the union (the hull) of its inputs' fields. ``max_path_r`` /
   ``min_path_r`` are the largest / smallest field over the paths; a node is *aligned* when
@@ -73,7 +82,8 @@ from math import gcd
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.layers.base import GLOBAL, AxisMap, Window
-from cnncalc.shapes import Shape, spatial
+from cnncalc.layers.tensor import UNKNOWN
+from cnncalc.shapes import Shape, Tensor, kind_key, spatial
 
 Interval = tuple[int, int]
 MAX_PATHS = 256  # distinct path fields counted (and listed per unit) exactly, per node and axis
@@ -421,6 +431,7 @@ class LayerField:
     explain: list[str] = field(default_factory=list)
     field_inputs: list[str] | None = None  # the inputs that carry the field (default: inputs)
     gated: bool = False          # multiplied by a broadcast gate that sees its whole input
+    unknown: str | None = None   # the layer where the field became unknown (then no number holds)
 
     @property
     def sources(self) -> list[str]:
@@ -460,6 +471,10 @@ class LayerField:
         return any(a.r_min != a.r_max for a in self.axes)
 
     def to_dict(self) -> dict:
+        if self.unknown is not None:
+            return {"name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape),
+                    **kind_key(self.shape), "r": None, "S": None, "P": None, "start": None, "end": None,
+                    "centre": None, "global": False, "unknown": self.unknown}
         d = {"name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape),
              "r": _collapse(self.r), "S": _collapse(tuple(_jnum(s) for s in self.S)),
              "P": _collapse(self.P), "start": _collapse(self.start), "end": _collapse(self.end),
@@ -473,6 +488,7 @@ class LayerField:
             d["per_path_approximate"] = True  # max/min_path_r and alignment: from the kept paths
         if self.gated:
             d["gated"] = True
+        d.update(kind_key(self.shape))
         fr = [s for s in self.S if isinstance(s, Fraction) and s.denominator != 1]
         if fr:
             d["S_exact"] = _collapse(tuple(str(s) if s is not None else None for s in self.S))
@@ -523,11 +539,11 @@ class RFReport:
     def misaligned(self) -> list[str]:
         """Merge nodes where the paths disagree (the first place each misalignment appears)."""
         return [f.name for f in self.layers.values()
-                if f.windows is None and len(f.sources) > 1 and not f.aligned]
+                if f.windows is None and len(f.sources) > 1 and f.unknown is None and not f.aligned]
 
     @property
     def aligned(self) -> bool:
-        return all(f.aligned for f in self.layers.values())
+        return all(f.aligned for f in self.layers.values() if f.unknown is None)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "input": list(self.input_shape),
@@ -557,31 +573,43 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
         srcs = [node.inputs[i] for i in layer.rf_inputs()]
         ins = [fields[s] for s in srcs]
         win = layer.rf_windows()
+        if win.__class__ is dict:  # a tensor op: {spatial axis: effect}, pointwise on the others
+            win = [win.get(ax) for ax in range(nd)]
+        unknown = _unknown(layer, ins)
         deconv = layer.kind == "deconv"
         sp = spatial(node.shape)
         axes = []
         for ax in range(nd):
             src = [f.axes[ax] for f in ins]
             n_out = sp[ax] if len(sp) == nd else src[0].n
-            if win is None:
+            w = win[ax] if win.__class__ is list else win
+            if w is UNKNOWN:  # positions scrambled: harmless where every source sees the whole input
+                if not all(a.is_global for a in src):
+                    unknown = unknown or node.name
+                w = None
+            if w is None:
                 axes.append(AxisField(n=n_out, size_in=in_sp[ax], is_global=any(a.is_global for a in src),
                                       **_carry(src)))
-            elif win == GLOBAL:
-                a = src[0]
-                axes.append(AxisField(n=1, size_in=in_sp[ax], is_global=True,
-                                      **_carry([a], lambda p, n=a.n: apply_global(p, n))))
+            elif w == GLOBAL:
+                n = 1 if win == GLOBAL else n_out
+                each = [AxisField(n=1, size_in=a.size_in, is_global=True,
+                                  **_carry([a], lambda p, n=a.n: apply_global(p, n))) for a in src]
+                axes.append(AxisField(n=n, size_in=in_sp[ax], is_global=True, **_carry(each)))
             else:
                 # an AxisMap layer may have a shape-only second input (crop's 'to:')
-                if len(win) != nd or (len(src) != 1 and not isinstance(win[ax], AxisMap)):
+                if len(win) != nd or (len(src) != 1 and not isinstance(w, AxisMap)):
                     raise CnnCalcError(f"{node.name}: cannot follow the receptive field through a "
                                        f"{layer.kind} layer with {len(src)} inputs")
                 a = src[0]
                 axes.append(AxisField(n=n_out, size_in=in_sp[ax], is_global=a.is_global,
-                                      **_carry([a], lambda p, w=win[ax]: apply_window(p, w, deconv))))
+                                      **_carry([a], lambda p, w=w: apply_window(p, w, deconv))))
         lf = LayerField(node.name, layer.kind, layer.describe(), list(node.inputs), node.shape,
                         tuple(axes), win, deconv, field_inputs=srcs,
-                        gated=len(srcs) < len(node.inputs) and layer.kind == "mul")
-        lf.explain = _explain(lf, ins)
+                        gated=len(srcs) < len(node.inputs) and getattr(layer, "gated", False),
+                        unknown=unknown)
+        lf.explain = _explain(lf, ins) if unknown is None else [
+            f"unknown: {unknown} scrambles the positions of the input" + (" (this layer)" if unknown == node.name
+                                                                            else "")]
         if lf.gated:
             gate = [s for s in node.inputs if s not in srcs]
             lf.explain.append(f"gated by {', '.join(gate)} (broadcast, e.g. squeeze-excitation): "
@@ -589,6 +617,20 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
                               f"the full-size branch")
         fields[node.name] = lf
     return RFReport(graph.name, graph.input_shape, fields, graph.source)
+
+
+def _unknown(layer, ins) -> str | None:
+    """Where the field became unknown, if a source's is; an image layer reading a tensor whose
+    axes are not channels then spatial (read as C x H x W, as PyTorch) makes it unknown here
+    (unless every source sees the whole input)."""
+    for f in ins:
+        if f.unknown is not None:
+            return f.unknown
+    if not layer.tensors:
+        for f in ins:
+            if f.shape.__class__ is Tensor and not all(a.is_global for a in f.axes):
+                return layer.name
+    return None
 
 
 # ----------------------------------------------------------------------------- unit queries
@@ -614,14 +656,13 @@ def support_arrays(rep: RFReport, layer: str, ax: int) -> list[Interval | None]:
         a = lf.axes[ax]
         if name == INPUT:
             arr = [(u, u) for u in range(a.n)]
-        elif lf.windows is None:
+        elif (w := _axis_window(lf, ax)) is None:
             srcs = [memo[(s, ax)] for s in lf.sources]
             arr = srcs[0] if len(srcs) == 1 else [_hull(s[u] for s in srcs) for u in range(a.n)]
-        elif lf.windows == GLOBAL:
-            arr = [_hull(memo[(lf.sources[0], ax)])]
+        elif w == GLOBAL:
+            arr = [_hull(iv for s in lf.sources for iv in memo[(s, ax)])] * a.n
         else:
             src = memo[(lf.sources[0], ax)]
-            w = lf.windows[ax]
             arr = [_hull(src[i] for i in _inside(*_reads(w, lf.deconv, u), len(src))) for u in range(a.n)]
         memo[(name, ax)] = arr
         if name == layer:
@@ -660,6 +701,9 @@ def unit_field(source: RFReport | Graph | str, layer: str, unit, input_shape: Sh
     """
     rep = source if isinstance(source, RFReport) else receptive_fields(source, input_shape)
     lf = rep[layer]
+    if lf.unknown is not None:
+        raise CnnCalcError(f"the receptive field of {layer} is unknown: {lf.unknown} scrambles the positions "
+                           f"of the input (a reshape across H/W, a product of two positions)")
     unit = tuple(int(u) for u in (unit if isinstance(unit, (tuple, list)) else (unit,)))
     nd = len(lf.axes)
     if len(unit) == 1 and nd > 1 and lf.is_global:
@@ -670,13 +714,14 @@ def unit_field(source: RFReport | Graph | str, layer: str, unit, input_shape: Sh
     for ax, (u, a) in enumerate(zip(unit, lf.axes)):
         if not 0 <= u < a.n:
             raise CnnCalcError(f"unit index {u} is outside {layer}'s axis {ax} (0..{a.n - 1})")
+    support = tuple(support_arrays(rep, layer, ax)[u] for ax, u in enumerate(unit))
+    if None in support:  # a box with an empty side is empty (a unit in the padding along one axis)
+        support = (None,) * len(support)
     return UnitField(layer, unit, tuple(a.interval(u) for a, u in zip(lf.axes, unit)),
                      tuple(a.clipped(u) for a, u in zip(lf.axes, unit)),
                      tuple(tuple(sorted({iv for iv in (p.at(u) for p in (a.full or a.paths)) if iv}))
                            for a, u in zip(lf.axes, unit)),
-                     rep.input_shape,
-                     tuple(support_arrays(rep, layer, ax)[u if not lf.is_global else 0]
-                           for ax, u in enumerate(unit)))
+                     rep.input_shape, support)
 
 
 # ----------------------------------------------------------------------------- explanations
@@ -692,7 +737,8 @@ def _explain(lf: LayerField, ins: list[LayerField]) -> list[str]:
     for ax in range(nd):
         a = lf.axes[ax]
         srcs = [f.axes[ax] for f in ins]
-        if lf.windows is None:
+        w = _axis_window(lf, ax)
+        if w is None:
             if len(ins) > 1:
                 parts = ", ".join(f"{f.name} [{_iv(f.axes[ax].first)}]" for f in ins)
                 text = f"union of {parts} = [{_iv(a.first)}], r = {a.r}"
@@ -705,17 +751,23 @@ def _explain(lf: LayerField, ins: list[LayerField]) -> list[str]:
             else:
                 text = f"pointwise: r = {a.r}, S = {fmt_num(a.S)}, P = {fmt_num(a.P)}"
             per_axis.append(text)
-        elif lf.windows == GLOBAL:
+        elif w == GLOBAL:
             s = srcs[0]
             per_axis.append(f"global: sees all {s.n} input units: [{_iv(a.first)}], clipped "
                             f"[{_iv(a.clipped(0))}] = {_size(a.clipped(0))} of {a.size_in} input pixels")
         else:
-            w = lf.windows[ax]
             s = srcs[0]
             per_axis.append(_explain_window(w, s, a, lf.deconv))
     if nd > 1 and len(set(per_axis)) == 1:
         return per_axis[:1]
     return [f"{n}: {t}" for n, t in zip(names, per_axis)]
+
+
+def _axis_window(lf: LayerField, ax: int):
+    """What the layer does along axis ``ax``: None (pointwise), GLOBAL, or a Window/AxisMap (an
+    UNKNOWN of a field that stayed known is pointwise: every source sees the whole input)."""
+    w = lf.windows[ax] if lf.windows.__class__ is list else lf.windows
+    return None if w is UNKNOWN else w
 
 
 def _iv(iv) -> str:

@@ -216,9 +216,15 @@ def layer_view(rep: RFReport, only: str | None = None, explain: bool = False) ->
     for name, lf in rep.layers.items():
         if only is not None and name != only:
             continue
-        row = {"name": name, "type": lf.description, "shape": lf.shape, "r": _r(lf),
-               "S": _per_axis(lf.S, fmt_num), "P": _per_axis(lf.P, fmt_num), "field": _field(lf),
-               "centre": _per_axis(lf.centre, fmt_num), "notes": _notes(lf)}
+        if lf.unknown is not None:  # positions scrambled upstream: no number would be right
+            row = {"name": name, "type": lf.description, "shape": lf.shape, "r": "?", "S": "?", "P": "?",
+                   "field": "unknown", "centre": "?",
+                   "notes": f"unknown: {lf.unknown} scrambles the positions" if lf.unknown == name
+                   else f"unknown since {lf.unknown}"}
+        else:
+            row = {"name": name, "type": lf.description, "shape": lf.shape, "r": _r(lf),
+                   "S": _per_axis(lf.S, fmt_num), "P": _per_axis(lf.P, fmt_num), "field": _field(lf),
+                   "centre": _per_axis(lf.centre, fmt_num), "notes": _notes(lf)}
         if explain:
             row["explain"] = " | ".join(lf.explain)
         rows.append(row)
@@ -240,6 +246,10 @@ def layer_view(rep: RFReport, only: str | None = None, explain: bool = False) ->
                                  f" the largest single path's r = {a.max_path_r}")
     else:
         notes.append("aligned: every path to every layer has the same S and the same centre")
+    unknown = sorted({lf.unknown for lf in rep.layers.values() if lf.unknown is not None})
+    if unknown:
+        notes.append(f"unknown: {', '.join(unknown[:5])} scramble(s) the positions of the input (a reshape "
+                     f"across H/W, a product of two positions such as QKᵀ): no field is given after it")
     opaque = [n for n, lf in rep.layers.items() if lf.type == "opaque"]
     if opaque:
         notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}) are treated as "
@@ -265,7 +275,7 @@ def _axis_labels(nd: int):
 def _last_local(rep: RFReport) -> str | None:
     last = None
     for name, lf in rep.layers.items():
-        if name != "input" and not lf.is_global and spatial(lf.shape):
+        if name != "input" and lf.unknown is None and not lf.is_global and spatial(lf.shape):
             last = name
     return last
 

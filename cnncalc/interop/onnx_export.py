@@ -16,7 +16,8 @@ import numpy as np
 
 from cnncalc.graph import INPUT, Graph
 from cnncalc.interop import InteropError, require
-from cnncalc.shapes import spatial
+from cnncalc.interop.tensor_export import onnx_rows
+from cnncalc.shapes import Tensor, spatial
 
 OPSET = 17
 PRODUCER = "cnncalc"
@@ -35,9 +36,10 @@ SQRT_2_OVER_PI = 0.7978845608028654
 
 
 def onnx_dims(shape) -> list:
-    """A spec shape (HxWxC, LxC, [F]) → ONNX dims with a symbolic batch: [N, C, H, W]."""
-    if len(shape) == 1:
-        return ["N", shape[0]]
+    """A spec shape (HxWxC, LxC, [F]) → ONNX dims with a symbolic batch: [N, C, H, W]; a token
+    sequence or a tensor: [N, *its dims] (PyTorch's order)."""
+    if shape.__class__ is Tensor or len(shape) == 1:
+        return ["N", *shape]
     return ["N", shape[-1], *shape[:-1]]
 
 
@@ -466,6 +468,7 @@ EXPORTERS: dict[str, Callable] = {
     "upsample": _upsample, "crop": _crop, "padding": _padding,
     "adaptive_avgpool": _adaptive("AveragePool"), "adaptive_maxpool": _adaptive("MaxPool"),
 }
+EXPORTERS.update(onnx_rows(EXPORTERS))  # the tensor vocabulary (interop/tensor_export.py)
 
 
 

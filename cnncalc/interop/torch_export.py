@@ -19,7 +19,8 @@ import re
 from cnncalc.graph import INPUT, Graph
 from cnncalc.interop import InteropError
 from cnncalc.interop.onnx_export import unsupported_layers, window_attrs
-from cnncalc.shapes import spatial
+from cnncalc.interop.tensor_export import torch_rows
+from cnncalc.shapes import Tensor, spatial, torch_order
 
 _BN_KEYS = {"gamma": "weight", "beta": "bias"}
 _NORMS = ("batchnorm", "layernorm", "groupnorm", "instancenorm")  # torch names γ, β weight, bias
@@ -386,6 +387,7 @@ MODULES = {
     "upsample": _mod(_upsample), "crop": _crop, "padding": _padding,
     "adaptive_avgpool": _adaptive("Avg"), "adaptive_maxpool": _adaptive("Max"),
 }
+MODULES.update(torch_rows(MODULES))  # the tensor vocabulary (interop/tensor_export.py)
 
 ACTIVATIONS = {"relu": "torch.relu({})", "relu6": "F.relu6({})", "leakyrelu": "F.leaky_relu({}, 0.01)",
                "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})", "softmax": "torch.softmax({}, 1)",
@@ -415,8 +417,9 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
     outs = [g.vars[o] for o in graph.outputs]
     ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
     shape = graph.input_shape
-    layout = {4: "N x C x D x H x W", 3: "N x C x H x W", 2: "N x C x L"}.get(len(shape), "N x F")
-    dims = (shape[-1], *shape[:-1]) if len(shape) > 1 else shape
+    layout = ("N x " + " x ".join(map(str, shape)) if shape.__class__ is Tensor else
+              {4: "N x C x D x H x W", 3: "N x C x H x W", 2: "N x C x L"}.get(len(shape), "N x F"))
+    dims = tuple(torch_order(shape))
     example = ", ".join(map(str, (1, *dims)))
     head = [
         f'"""{graph.name} as a PyTorch module, written by `cnncalc export` from {graph.file or graph.name}.',
@@ -445,8 +448,7 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
 
 
 def _out_example(graph):
-    s = graph[graph.outputs[0]].shape
-    return str(tuple([1, *((s[-1], *s[:-1]) if len(s) > 1 else s)]))
+    return str(tuple([1, *torch_order(graph[graph.outputs[0]].shape)]))
 
 
 def torch_state_dict(graph: Graph, params: dict, state: dict):

@@ -1,6 +1,6 @@
 """The layer registry: spec keyword → Layer class. Each layer type's rules live in one module."""
 from cnncalc.layers.activation import (ELU, GELU, SELU, Hardsigmoid, Hardswish, LeakyReLU, Maxout,
-                                       Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus, Tanh)
+                                       Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Softplus, Tanh)
 from cnncalc.layers.base import GLOBAL, AxisMap, Layer, Window
 from cnncalc.layers.channels import ChannelShuffle, PadChannels, Split
 from cnncalc.layers.conv import Conv, ConvTranspose, DepthwiseConv, LocallyConnected
@@ -10,13 +10,18 @@ from cnncalc.layers.norm import LRN, BatchNorm, Dropout, GroupNorm, InstanceNorm
 from cnncalc.layers.opaque import Opaque
 from cnncalc.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from cnncalc.layers.resample import AdaptiveAvgPool, AdaptiveMaxPool, Crop, Pad, Upsample
+from cnncalc.layers.tensor import (Binary, Expand, Gather, LogSoftmax, MatMul, Reduce, Reshape, Slice,
+                                   Softmax, Stack, Tile, Transpose, Unary, Where)
 
 _ALL = [Conv, DepthwiseConv, ConvTranspose, LocallyConnected, Dense, Flatten, MaxPool, AvgPool,
         GlobalMaxPool, GlobalAvgPool, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, Softmax, Maxout,
         BatchNorm, LRN, Dropout, Concat, Add, Identity, PadChannels, ChannelShuffle, Split,
         SiLU, Hardswish, Hardsigmoid, GELU, Mish, ELU, SELU, Softplus, PReLU, Mul, Scale,
         LayerNorm, GroupNorm, InstanceNorm, Upsample, Crop, Pad, AdaptiveAvgPool, AdaptiveMaxPool,
-        Opaque]
+        Opaque,
+        # the low-level tensor vocabulary (docs/tensors.md)
+        MatMul, Reshape, Transpose, Slice, Gather, Expand, Tile, Stack, Binary, Unary, Where, Reduce,
+        LogSoftmax]
 
 REGISTRY: dict[str, type[Layer]] = {cls.kind: cls for cls in _ALL}
 # Other names people write for the same layers.
@@ -32,6 +37,7 @@ ALIASES = {
     "layer_norm": "layernorm", "ln": "layernorm", "group_norm": "groupnorm", "gn": "groupnorm",
     "instance_norm": "instancenorm", "layer_scale": "scale", "interpolate": "upsample",
     "adaptive_avg_pool": "adaptive_avgpool", "adaptive_max_pool": "adaptive_maxpool",
+    "permute": "transpose", "log_softmax": "logsoftmax",
 }
 
 __all__ = ["REGISTRY", "ALIASES", "GLOBAL", "AxisMap", "Layer", "Window"] + [c.__name__ for c in _ALL]

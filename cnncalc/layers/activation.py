@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import REQUIRED, Layer, as_float, as_int, fmt_int
+from cnncalc.layers.tensor import dense
 from cnncalc.shapes import numel
 
 
 class _Elementwise(Layer):
     family = "activation"
     takes_activation = False
+    tensors = True  # elementwise: any kind, in its own order
+
+    def _infer(self, in_shapes, rounding):
+        return dense(in_shapes[0])
 
     def _ops(self):
         return {"activation": numel(self.out_shape)}
@@ -23,7 +28,6 @@ ReLU = _make("relu", "max(0, x)")
 ReLU6 = _make("relu6", "min(max(0, x), 6) (MobileNet)")
 Tanh = _make("tanh", "tanh(x)")
 Sigmoid = _make("sigmoid", "1 / (1 + e^−x)")
-Softmax = _make("softmax", "softmax over the channels")
 LeakyReLU = _make("leakyrelu", "max(αx, x)", {"alpha": (lambda v, n: as_float(v, n, 0, 1), 0.01)})
 LeakyReLU.primary = "alpha"
 SiLU = _make("silu", "x·sigmoid(x) (swish; EfficientNet)")
@@ -67,6 +71,7 @@ class PReLU(_Elementwise):
 
     kind = "prelu"
     primary = "slopes"
+    tensors = False  # one slope per channel: images and flat vectors
     doc = "max(0, x) + a·min(0, x), learned a: one per channel (slopes: channel) or one (shared)"
     fields = {"slopes": (_as_slopes, "channel"), "init": (lambda v, n: as_float(v, n), 0.25)}
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from cnncalc._record import FrozenRecord
 from cnncalc.errors import SpecError, short
-from cnncalc.shapes import Shape, fmt_int, fmt_shape, numel, spatial
+from cnncalc.shapes import Shape, Tensor, fmt_int, fmt_shape, image_view, numel, spatial
 
 REQUIRED = object()
 MINUS = "−"  # the slides' minus sign in explanations
@@ -338,6 +338,9 @@ class Layer:
     view: ClassVar[bool] = False  # output aliases the input: no new activation memory
     takes_activation: ClassVar[bool] = True
     doc: ClassVar[str] = ""
+    # reads token sequences and tensors in their own (PyTorch) order; a layer without it
+    # reads images: a tensor of 3 or 4 axes as C x H x W (x D), anything else is an error
+    tensors: ClassVar[bool] = False
 
     # Fields every layer accepts.
     common_fields: ClassVar[dict[str, tuple[Any, Any]]] = {
@@ -384,10 +387,21 @@ class Layer:
         if self.n_inputs is not None and len(in_shapes) != self.n_inputs:
             raise SpecError(f"a {self.kind} layer takes {self.n_inputs} input(s), got {len(in_shapes)}",
                             layer=self.name)
+        if not self.tensors:
+            for s in in_shapes:
+                if s.__class__ is Tensor:
+                    try:
+                        in_shapes = [image_view(x, self.kind) for x in in_shapes]
+                    except ValueError as e:
+                        raise SpecError(str(e), layer=self.name,
+                                        hint="transpose and reshape it to channels-first (C, H, W) first, "
+                                             "or use a layer that reads tensors (docs/tensors.md)") from None
+                    break
         self.in_shapes = list(in_shapes)
         self._notes = []
         try:
-            self.out_shape = tuple(self._infer(self.in_shapes, self.rounding or rounding))
+            out = self._infer(self.in_shapes, self.rounding or rounding)
+            self.out_shape = out if isinstance(out, tuple) else tuple(out)  # (a Tensor stays one)
         except SpecError as e:
             raise e.located(layer=self.name)
         return self.out_shape
@@ -411,6 +425,10 @@ class Layer:
     def macs(self) -> int:
         """Multiply-accumulates of conv / fc / locally-connected layers."""
         return 0
+
+    # MACs of the input gradients in training, given which inputs need one (None: as many
+    # as the forward's, once: every forward MAC multiplies one input value by one weight)
+    input_grad_macs = None
 
     def ops(self) -> dict[str, int]:
         """Operations other than MACs, by kind: bias, activation, pool, add, norm."""
@@ -440,6 +458,10 @@ class Layer:
         return None
 
     def explain_macs(self) -> str | None:
+        return None
+
+    def explain_ops(self) -> str | None:
+        """The arithmetic of the other ops, where a layer writes it (the tensor ops)."""
         return None
 
     def describe(self) -> str:

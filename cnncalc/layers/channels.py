@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError, short
 from cnncalc.layers.base import Layer, Window, as_int, per_axis
-from cnncalc.shapes import numel
+from cnncalc.layers.tensor import TensorOp, as_axis, channel_axis, norm_axis, slice_rule
+from cnncalc.shapes import Tensor, numel
 
 
 def _as_place(v, name):
@@ -91,20 +92,32 @@ class ChannelShuffle(Layer):
         return f"shuffle/g{self.args['groups']}"
 
 
-class Split(Layer):
-    """ShuffleNet v2's channel split: one of ``parts`` equal slices of the channels (a view)."""
+def _as_parts(v, name):
+    """A number of equal parts, or a list of part sizes (unequal parts, as ONNX Split)."""
+    if isinstance(v, list):
+        return tuple(as_int(x, name) for x in v)
+    return as_int(v, name)
+
+
+class Split(TensorOp):
+    """ShuffleNet v2's channel split: one of ``parts`` equal slices of the channels (a view).
+    ``parts`` may list unequal sizes and ``axis`` (PyTorch order) split another axis, of any
+    kind of tensor (ONNX Split: one split layer per output)."""
 
     kind = "split"
     family = "reshape"
     primary = "parts"
     view = True
-    takes_activation = False
-    doc = "take slice `part` (0-based) of the channels cut into `parts` equal slices (a view)"
-    fields = {"parts": (lambda v, n: as_int(v, n), 2), "part": (lambda v, n: as_int(v, n, 0), 0)}
+    doc = ("take slice `part` (0-based) of the channels (or `axis`, PyTorch order) cut into `parts` "
+           "equal slices, or slices of the sizes `parts` lists (a view)")
+    fields = {"parts": (_as_parts, 2), "part": (lambda v, n: as_int(v, n, 0), 0), "axis": (as_axis, None)}
 
     def _infer(self, in_shapes, rounding):
         x = in_shapes[0]
         p, i = self.args["parts"], self.args["part"]
+        if isinstance(p, tuple) or self.args["axis"] is not None or x.__class__ is Tensor:
+            return super()._infer(in_shapes, rounding)
+        self.ops_, self.effects, self.gate_inputs = (), {}, []
         if i >= p:
             raise SpecError(f"part {i} does not exist: parts are numbered 0..{p - 1}")
         if x[-1] % p:
@@ -114,8 +127,28 @@ class Split(Layer):
         self._notes.append(f"channels {i * w}..{(i + 1) * w - 1} of {x[-1]}")
         return (*x[:-1], w)
 
+    def rule(self, ops):
+        x = ops[0].shape
+        a = self.args["axis"]
+        ax = channel_axis(self.in_shapes[0], "split") if a is None else norm_axis(a, len(x))
+        n = x[ax]
+        p, i = self.args["parts"], self.args["part"]
+        sizes = p if isinstance(p, tuple) else None
+        if sizes is None:
+            if n % p:
+                raise SpecError(f"cannot split {n} into {p} equal parts", hint=f"the size must be divisible by {p}")
+            sizes = (n // p,) * p
+        if sum(sizes) != n:
+            raise SpecError(f"the parts {list(sizes)} add up to {sum(sizes)}, not the {n} of axis {ax}")
+        if i >= len(sizes):
+            raise SpecError(f"part {i} does not exist: parts are numbered 0..{len(sizes) - 1}")
+        lo = sum(sizes[:i])
+        self.range = (ax, lo, lo + sizes[i])
+        return slice_rule(self, x, {ax: range(lo, lo + sizes[i])})
+
     def describe(self):
-        return f"split {self.args['part'] + 1}/{self.args['parts']}"
+        p = self.args["parts"]
+        return f"split {self.args['part'] + 1}/{p if isinstance(p, int) else len(p)}"
 
 
 __all__ = ["PadChannels", "ChannelShuffle", "Split", "numel"]

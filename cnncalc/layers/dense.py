@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import GLOBAL, REQUIRED, Layer, as_bool, as_int, fmt_int
-from cnncalc.shapes import fmt_shape, numel, spatial
+from cnncalc.shapes import Tensor, fmt_shape, numel, reshape_strides, spatial
 
 
 class Flatten(Layer):
@@ -11,12 +11,15 @@ class Flatten(Layer):
     family = "reshape"
     view = True
     takes_activation = False
-    doc = "flatten: HxWxC → [H·W·C] (a view, no new memory)"
+    tensors = True  # a token sequence or a tensor flattens in its own (PyTorch) order
+    doc = "flatten: HxWxC → [H·W·C] (C-major, as PyTorch; a tensor in its own order); a view"
 
     def _infer(self, in_shapes, rounding):
         x = in_shapes[0]
         n = numel(x)
         self._notes.append(f"{'*'.join(map(str, x))} = {fmt_int(n)}")
+        if x.__class__ is Tensor and x.strides is not None and reshape_strides(x, x.strides, (n,)) is None:
+            self.view = False  # a view that cannot be flattened in place (a transposed tensor): a copy
         return (n,)
 
 

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import Layer
-from cnncalc.shapes import fmt_shape, numel
+from cnncalc.layers.tensor import TensorOp, as_axis, broadcast_dims, channel_axis, concat_rule, joined
+from cnncalc.shapes import Tensor, fmt_shape, numel
 
 
-class Concat(Layer):
+class Concat(TensorOp):
+    """Concatenation along the channels of images (the Inception merge), or along ``axis`` (PyTorch
+    order) of any operands, constants included (a class token before the patch tokens)."""
+
     kind = "concat"
     family = "merge"
-    n_inputs = None
-    doc = "concatenate branches along the channels; spatial sizes must match"
+    takes_activation = True
+    n_consts = 4
+    n_operands = (1, 99)
+    doc = "concatenate branches along the channels (or `axis`, PyTorch order); other sizes must match"
+    fields = {"axis": (as_axis, None)}
 
     def _infer(self, in_shapes, rounding):
+        if self.args["axis"] is not None or self.args["const"] or any(s.__class__ is Tensor for s in in_shapes):
+            return super()._infer(in_shapes, rounding)
+        self.ops_, self.effects, self.gate_inputs = (), {}, []
         first = in_shapes[0]
         for s in in_shapes[1:]:
             if len(s) != len(first) or s[:-1] != first[:-1]:
@@ -24,15 +34,28 @@ class Concat(Layer):
         self._notes.append(" + ".join(str(s[-1]) for s in in_shapes) + f" = {c} channels")
         return (*first[:-1], c)
 
+    def rule(self, ops):
+        a = self.args["axis"]
+        return concat_rule(self, ops, channel_axis(self.in_shapes[0], "concat") if a is None else a)
+
 
 class Add(Layer):
     kind = "add"
     family = "merge"
     n_inputs = None
+    tensors = True  # equal shapes of any kind (residual adds of tokens); broadcasting: binary
     doc = "elementwise sum of branches (residual connection); shapes must match"
 
     def _infer(self, in_shapes, rounding):
         first = in_shapes[0]
+        self.effects = None
+        if first.__class__ is Tensor:  # tokens, tensors: equal sizes and kind; a new dense tensor
+            if any(s.__class__ is not Tensor or tuple(s) != tuple(first) for s in in_shapes[1:]):
+                raise SpecError("add needs equal shapes on every branch, got "
+                                + " and ".join(fmt_shape(x) for x in in_shapes),
+                                hint="broadcasting adds are {binary: add} layers")
+            out, self.effects = joined(in_shapes)
+            return out
         if any(s != first for s in in_shapes[1:]):
             what = "channels" if all(s[:-1] == first[:-1] for s in in_shapes) else "shapes"
             raise SpecError(f"add needs equal {what} on every branch, got "
@@ -41,6 +64,9 @@ class Add(Layer):
                                  "shapes agree")
         return first
 
+    def rf_windows(self):
+        return self.effects or None  # tensors whose axes hold different positions: unknown there
+
     def _ops(self):
         return {"add": numel(self.out_shape) * (len(self.in_shapes) - 1)}
 
@@ -48,23 +74,10 @@ class Add(Layer):
 class Identity(Layer):
     kind = "identity"
     family = "reshape"
+    tensors = True
     view = True
     takes_activation = False
     doc = "passes its input on unchanged"
-
-
-def broadcast(shapes) -> tuple[int, ...] | None:
-    """NumPy's rule, right-aligned (channels last): each axis equal or 1; a flat [C] lines up
-    with the channels. None when the shapes do not broadcast."""
-    n = max(len(s) for s in shapes)
-    out = []
-    for ax in range(n):
-        dims = {s[len(s) - n + ax] for s in shapes if len(s) - n + ax >= 0}
-        big = dims - {1}
-        if len(big) > 1:
-            return None
-        out.append(big.pop() if big else 1)
-    return tuple(out)
 
 
 class Mul(Layer):
@@ -82,7 +95,7 @@ class Mul(Layer):
         if len(in_shapes) < 2:
             raise SpecError("mul multiplies two or more branches, got one",
                             hint="write {mul: [[...gate layers...], []]} or {mul: null, inputs: [a, b]}")
-        out = broadcast(in_shapes)
+        out = broadcast_dims(in_shapes)
         if out is None:
             raise SpecError("mul branches do not broadcast: "
                             + " and ".join(fmt_shape(x) for x in in_shapes),

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from cnncalc.errors import SpecError
 from cnncalc.layers.base import REQUIRED, Layer, as_bool, as_float, as_int, fmt_int
-from cnncalc.shapes import fmt_shape, numel, spatial
+from cnncalc.layers.tensor import dense
+from cnncalc.shapes import Tensor, fmt_shape, numel, spatial, torch_order
 
 
 class BatchNorm(Layer):
@@ -46,6 +47,7 @@ class Dropout(Layer):
     primary = "p"
     view = True  # identity at inference
     takes_activation = False
+    tensors = True
     doc = "dropout with drop probability p (identity at inference, so no memory is counted)"
     fields = {"p": (lambda v, n: as_float(v, n, 0, 0.999), 0.5)}
 
@@ -89,15 +91,35 @@ class LayerNorm(_StatNorm):
     """Layer normalisation (Ba et al. 2016). ``over: channels`` (default) normalises the C
     values at each position with γ, β of C — ConvNeXt's LayerNorm, PyTorch's
     ``nn.LayerNorm(C)`` on channels-last data (or on a flat [N] vector); ``over: all``
-    normalises the whole sample with γ, β of C·H·W — ``nn.LayerNorm([C, H, W])``."""
+    normalises the whole sample with γ, β of C·H·W — ``nn.LayerNorm([C, H, W])``.
+
+    On tokens and tensors (or with ``axis``) it is ONNX's LayerNormalization: the statistics run
+    over the axes from ``axis`` (PyTorch order) to the last, γ and β have their shape; tokens
+    default to their channels (axis −1), tensors to the last axis."""
 
     kind = "layernorm"
     primary = "over"
-    doc = "layer normalisation over the channels at each position (over: channels) or the whole sample (over: all); γ, β"
-    fields = {**_StatNorm.fields, "eps": (lambda v, n: as_float(v, n, 0), 1e-5), "over": (_as_over, "channels")}
+    tensors = True
+    doc = ("layer normalisation over the channels at each position (over: channels) or the whole sample "
+           "(over: all); on tensors over the axes from `axis` (PyTorch order) to the last; γ, β")
+    fields = {**_StatNorm.fields, "eps": (lambda v, n: as_float(v, n, 0), 1e-5), "over": (_as_over, "channels"),
+              "axis": (lambda v, n: as_int(v, n, -64), None)}
 
     def _infer(self, in_shapes, rounding):
         x = in_shapes[0]
+        self.norm_axis = None
+        if self.args["axis"] is not None or x.__class__ is Tensor:
+            t = torch_order(x)
+            a = self.args["axis"]
+            a = (-1 if self.args["over"] == "channels" else 0) if a is None else a
+            if not -len(t) <= a < len(t):
+                raise SpecError(f"'axis' {a} is out of range for {fmt_shape(x)} ({len(t)} axes, PyTorch order)")
+            self.norm_axis = a % len(t)
+            self.t_shape = tuple(t)
+            axes = f"axis {self.norm_axis}" if self.norm_axis == len(t) - 1 else f"axes {self.norm_axis}..{len(t) - 1}"
+            self._notes.append(f"statistics over {axes} (PyTorch order): {fmt_int(numel(t[self.norm_axis:]))} "
+                               f"values each")
+            return dense(x)
         if self.args["over"] == "all":
             self._notes.append(f"statistics over all {fmt_int(numel(x))} values of the sample")
         else:
@@ -106,6 +128,8 @@ class LayerNorm(_StatNorm):
         return x
 
     def _affine_shape(self):
+        if self.norm_axis is not None:
+            return self.t_shape[self.norm_axis:]
         if self.args["over"] == "all" and len(self.out_shape) > 1:
             return (self.out_shape[-1], *self.out_shape[:-1])  # PyTorch's (C, H, W) layout
         return (self.out_shape[-1],)

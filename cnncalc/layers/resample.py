@@ -12,7 +12,9 @@ uneven windows are followed unit by unit.
 * ``crop``: ``to: LAYER`` crops the centre to that layer's spatial size (lo = ⌊(In − T)/2⌋, the
   U-Net skip crop; LAYER is a shape-only second input), or explicit per-side amounts
   (``crop: 4``, ``[4, 4]``, ``[[lo, hi], [lo, hi]]``). A crop is a view (a slice): no new memory.
-* ``padding``: explicit padding (a layer; ``pad:`` stays the conv/pool argument), ``mode: zero | reflect | replicate``.
+* ``padding``: explicit padding (a layer; ``pad:`` stays the conv/pool argument), ``mode: zero | reflect | replicate``
+  (or ``constant`` with ``value``); ``axes`` (PyTorch order) pads other axes, channels included,
+  and any kind of tensor (ONNX Pad).
 * ``adaptive_avgpool`` / ``adaptive_maxpool``: ``size`` (per axis); PyTorch's windows
   start = ⌊i·In/Out⌋, end = ⌈(i + 1)·In/Out⌉. Ops ``pool``: window size − 1 per value.
 """
@@ -21,9 +23,10 @@ from __future__ import annotations
 from math import floor, gcd
 
 from cnncalc.errors import SpecError
-from cnncalc.layers.base import (AxisMap, Layer, as_bool, as_int, axis_map, fmt_int,
+from cnncalc.layers.base import (AxisMap, Layer, as_bool, as_float, as_int, axis_map, fmt_int,
                                  pads_per_axis, per_axis, raw)
-from cnncalc.shapes import fmt_shape, numel
+from cnncalc.layers.tensor import Operand, as_ints, norm_axis, pad_rule
+from cnncalc.shapes import Tensor, fmt_shape, numel, settle, torch_order
 
 
 def _sizes_field(v, name):
@@ -202,14 +205,34 @@ class Crop(_Resample):
 class Pad(_Resample):
     kind = "padding"
     primary = "amount"
-    doc = "explicit padding: amount (int, per axis, or [lo, hi] per axis), mode zero | reflect | replicate"
-    fields = {"amount": (raw, None), "mode": (_mode(("zero", "reflect", "replicate")), "zero")}
+    tensors = True
+    doc = ("explicit padding: amount (int, per axis, or [lo, hi] per axis), mode zero | reflect | replicate "
+           "| constant (value); `axes` (PyTorch order) pads other axes (ONNX Pad)")
+    fields = {"amount": (raw, None), "mode": (_mode(("zero", "constant", "reflect", "replicate")), "zero"),
+              "value": (lambda v, n: as_float(v, n), 0.0), "axes": (as_ints, None)}
 
     def _infer(self, in_shapes, rounding):
         x = in_shapes[0]
-        sp = self._need_spatial(x)
         if self.args["amount"] is None:
             raise SpecError("a pad layer needs 'amount'", hint="e.g. {padding: 1} or {padding: [[0, 1], [0, 1]]}")
+        if self.args["value"] and self.args["mode"] != "constant":
+            raise SpecError("'value' is the fill of mode: constant", hint="write mode: constant")
+        self.generic = self.args["axes"] is not None or self.args["mode"] == "constant" or x.__class__ is Tensor
+        if self.generic:
+            t = torch_order(x)
+            axes = self.args["axes"]
+            axes = tuple(range(1 if t.nsp and len(x) == t.nsp + 1 and x.__class__ is not Tensor else 0, len(t))) \
+                if axes is None else tuple(norm_axis(a, len(t), "axes") for a in axes)
+            if len(set(axes)) < len(axes):
+                raise SpecError("'axes' names an axis twice")
+            self.pad_axes = axes
+            self.ops_ = [Operand(t, input=0)]  # what the tensor kernels read
+            self.pads = pads_per_axis(self.args["amount"], len(axes), [t[a] for a in axes], (1,) * len(axes),
+                                      (1,) * len(axes), "amount")
+            dims, roles, effects = pad_rule(self, t, self.pads, axes, self.args["mode"])
+            self.effects = {k: e for k, e in effects.items() if e is not None}
+            return settle(dims, roles, t.nsp)
+        sp = self._need_spatial(x)
         pads = pads_per_axis(self.args["amount"], len(sp), sp, (1,) * len(sp), (1,) * len(sp), "amount")
         if self.args["mode"] == "reflect":
             for w, (lo, hi) in zip(sp, pads):
@@ -222,6 +245,9 @@ class Pad(_Resample):
         self.maps = [axis_map(1, 1, lambda o, lo=lo: (o - lo, o - lo + 1), f"pad {lo} before")
                      for lo, _ in pads]
         return (*out, x[-1])
+
+    def rf_windows(self):
+        return (dict(self.effects) or None) if self.generic else list(self.maps)
 
     def describe(self):
         return f"pad {self.args['mode']}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from xml.sax.saxutils import escape
 
-from cnncalc.shapes import fmt_int, fmt_shape
+from cnncalc.shapes import fmt_int, fmt_shape, from_json
 
 CSS = """
 *{box-sizing:border-box}
@@ -64,30 +64,30 @@ var D=JSON.parse(document.getElementById('cnncalc-data').textContent);
 var S=D.summary, RF={};
 (D.receptive_field||[]).forEach(function(f){RF[f.name]=f;});
 function fmt(n){return n==null?'':String(n).replace(/\B(?=(\d{3})+(?!\d))/g,',');}
-function shape(s){return s.length==1?'['+s[0]+']':s.join('x');}
+function shape(s,k){return k=='tokens'?s.join('x')+' tokens':k=='tensor'?'('+s.join(', ')+')':s.length==1?'['+s[0]+']':s.join('x');}
 function one(v){return Array.isArray(v)?v.join('x'):(v==null?'':String(v));}
 var tbody=document.querySelector('#layers tbody');
 var cols=['index','name','description','shape','activations','params','macs','r','S'];
 var rows=S.layers.map(function(l,i){var f=RF[l.name]||{};
-  return {index:i+1,name:l.name,description:l.description,shape:l.shape,activations:l.activations,
-    params:l.params,macs:l.macs,r:f.r,S:f.S,group:l.name.indexOf('/')>0?l.name.split('/')[0]:null,layer:l};});
+  return {index:i+1,name:l.name,description:l.description,shape:l.shape,kind:l.kind,activations:l.activations,
+    params:l.params,macs:l.macs,r:f.unknown?'?':f.r,S:f.unknown?'?':f.S,group:l.name.indexOf('/')>0?l.name.split('/')[0]:null,layer:l};});
 var groups={};rows.forEach(function(r){if(r.group){(groups[r.group]=groups[r.group]||[]).push(r);}});
 var collapsed={}, sortKey=null, sortDir=1;
 function cell(tr,text,cls){var td=document.createElement('td');td.textContent=text;if(cls)td.className=cls;tr.appendChild(td);}
 function layerRow(r,inner){var tr=document.createElement('tr');tr.className='layer'+(inner?' inner':'');
   tr.dataset.name=r.name;cell(tr,r.index,'num');cell(tr,r.name);cell(tr,r.description);
-  cell(tr,shape(r.shape),'num mono');cell(tr,fmt(r.activations),'num');cell(tr,fmt(r.params),'num');
+  cell(tr,shape(r.shape,r.kind),'num mono');cell(tr,fmt(r.activations),'num');cell(tr,fmt(r.params),'num');
   cell(tr,fmt(r.macs),'num');cell(tr,one(r.r),'num');cell(tr,one(r.S),'num');
   tr.addEventListener('click',function(){show(r.name,tr);});return tr;}
 function groupRow(g,members){var tr=document.createElement('tr');tr.className='group';tr.dataset.group=g;
   var sum=function(k){return members.reduce(function(a,m){return a+(m.layer.view&&k=='activations'?0:m[k]);},0);};
   cell(tr,'');cell(tr,(collapsed[g]?'\u25b8 ':'\u25be ')+g+'  ('+members.length+' layers)');cell(tr,'module');
-  cell(tr,shape(members[members.length-1].shape),'num mono');cell(tr,fmt(sum('activations')),'num');
+  cell(tr,shape(members[members.length-1].shape,members[members.length-1].kind),'num mono');cell(tr,fmt(sum('activations')),'num');
   cell(tr,fmt(sum('params')),'num');cell(tr,fmt(sum('macs')),'num');cell(tr,'');cell(tr,'');
   tr.addEventListener('click',function(){collapsed[g]=!collapsed[g];draw();});return tr;}
 function draw(){tbody.textContent='';
   var inp=document.createElement('tr');inp.className='layer';cell(inp,0,'num');cell(inp,'input');cell(inp,'input');
-  cell(inp,shape(S.input),'num mono');cell(inp,fmt(S.totals.input),'num');cell(inp,'0','num');cell(inp,'0','num');
+  cell(inp,shape(S.input,S.input_kind),'num mono');cell(inp,fmt(S.totals.input),'num');cell(inp,'0','num');cell(inp,'0','num');
   cell(inp,'1','num');cell(inp,'1','num');tbody.appendChild(inp);
   if(sortKey){var sorted=rows.slice().sort(function(a,b){var x=a[sortKey],y=b[sortKey];
       if(Array.isArray(x))x=x.reduce(function(p,q){return p*q;},1);if(Array.isArray(y))y=y.reduce(function(p,q){return p*q;},1);
@@ -107,9 +107,9 @@ document.getElementById('expand-all').addEventListener('click',function(){collap
 var ex=document.getElementById('explain');
 function show(name,tr){document.querySelectorAll('#layers tr.sel').forEach(function(t){t.classList.remove('sel');});
   if(tr)tr.classList.add('sel');var l=null;S.layers.forEach(function(x){if(x.name==name)l=x;});if(!l)return;
-  var out=[l.name+' ('+l.description+') \u2192 '+shape(l.shape)];
+  var out=[l.name+' ('+l.description+') \u2192 '+shape(l.shape,l.kind)];
   (l.explain||[]).forEach(function(e){out.push('    '+e);});
-  var f=RF[name];if(f&&f.explain&&f.explain.length){out.push('receptive field: r = '+one(f.r)+', S = '+one(f.S)+', P = '+one(f.P));
+  var f=RF[name];if(f&&f.explain&&f.explain.length){out.push(f.unknown?'receptive field: unknown':'receptive field: r = '+one(f.r)+', S = '+one(f.S)+', P = '+one(f.P));
     f.explain.forEach(function(e){out.push('    '+e);});}
   ex.textContent=out.join('\n');
   document.querySelectorAll('.cnncalc-graph g.node rect').forEach(function(r){r.removeAttribute('stroke-width');});}
@@ -183,7 +183,7 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     data = {"summary": summary, "receptive_field": rf, "comparisons": comparisons}
     blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
     names = [r["name"] for r in layers]
-    title = f"{summary['name']} — input {fmt_shape(tuple(summary['input']))}"
+    title = f"{summary['name']} — input {fmt_shape(from_json(summary['input'], summary.get('input_kind')))}"
     charts = [
         _bar_chart("Memory per layer (output elements)", names, [0 if r["view"] else r["activations"] for r in layers], "#3f6fb5"),
         _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a"),

@@ -18,6 +18,7 @@ from operator import itemgetter
 from typing import Any, Callable
 
 from cnncalc._record import FACTORY, Record
+from cnncalc.shapes import Tensor, fmt_shape
 
 FORMATS = ("table", "plain", "json", "csv", "markdown")
 BAR_WIDTH = 10
@@ -223,6 +224,8 @@ def to_csv(view: TableView) -> str:
 
 
 def _raw(v):
+    if v.__class__ is Tensor:  # tokens, a tensor: as they print (never like an image)
+        return fmt_shape(v)
     if isinstance(v, (list, tuple)):
         return "x".join(map(str, v))
     return "" if v is None else v

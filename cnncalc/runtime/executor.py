@@ -77,7 +77,8 @@ from cnncalc.runtime.kernels import norm as K_norm
 from cnncalc.runtime.kernels import pool as K_pool
 from cnncalc.runtime.kernels import resample as K_rs
 from cnncalc.runtime.kernels import statnorm as K_sn
-from cnncalc.shapes import numel
+from cnncalc.runtime.kernels import tensor as K_t
+from cnncalc.shapes import numel, torch_order
 
 CONV_ALGOS = ("auto", "direct", "im2col", "fft")
 _ACT_NAME = {"leakyrelu": "leaky_relu"}  # spec name → kernel name
@@ -96,7 +97,10 @@ LINEAR_KIND = {"maxpool": "avgpool", "global_maxpool": "global_avgpool", "maxout
                "lrn": "identity", "dropout": "identity", "adaptive_maxpool": "adaptive_avgpool",
                "prelu": "identity", "layernorm": "identity", "groupnorm": "identity",
                "instancenorm": "identity", "scale": "identity", "mul": "_mul_linear",
-               **{k: "identity" for k in (*ELEMENTWISE, *ACTIVATIONS2)}}
+               **{k: "identity" for k in (*ELEMENTWISE, *ACTIVATIONS2)},
+               # the tensor vocabulary: sums with the same dependencies (every gradient positive)
+               "unary": "identity", "binary": "_sum_linear", "where": "_sum_linear", "reduce": "_reduce_linear",
+               "logsoftmax": "_softmax_linear", "padding": "_pad_linear"}
 
 
 class RuntimeUnsupported(CnnCalcError):
@@ -119,14 +123,16 @@ def spec_shape(a: np.ndarray, nd: int) -> tuple[int, ...]:
 def to_runtime(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A batch given in the runtime layout of the spec shape: (N,C,H,W), (N,C,L) or (N,F)."""
     x = np.asarray(x)
-    if len(shape) == 2 and x.ndim == 3:  # (N, C, L) → (N, C, 1, L)
+    if len(shape) == 2 and x.ndim == 3 and shape.__class__ is tuple:  # (N, C, L) → (N, C, 1, L)
         return x[:, :, None, :]
-    return x
+    return x  # (a token sequence or a tensor: batch first, then its own dims)
 
 
 def random_input(shape, batch, rng, dtype="float64"):
     """A standard-normal runtime input of ``batch`` items for an analysis ``shape``."""
-    if len(shape) == 4:
+    if shape.__class__ is not tuple:  # tokens, a tensor: batch first, then its own dims
+        x = rng.standard_normal((batch, *shape))
+    elif len(shape) == 4:
         x = rng.standard_normal((batch, shape[3], *shape[:3]))
     elif len(shape) == 3:
         x = rng.standard_normal((batch, shape[2], shape[0], shape[1]))
@@ -210,7 +216,8 @@ class Net:
                 name: self._init(rng, layer, name, shape, role)
                 for name, (shape, role) in layer.param_shapes().items()}
             self.state[node.name] = {
-                name: (np.ones(shape, self.dtype) if "var" in name else np.zeros(shape, self.dtype))
+                name: (np.ones(shape, self.dtype) if "var" in name else np.full(shape, _state_init(layer, name),
+                                                                                self.dtype))
                 for name, shape in layer.state_shapes().items()}
         self._caches: dict[str, tuple] = {}
         self._logits: dict[str, np.ndarray] = {}
@@ -238,12 +245,21 @@ class Net:
             return (base + 0.1 * rng.standard_normal(shape)).astype(self.dtype)
         if layer.kind in ("scale", "prelu"):  # PyTorch's init: the spec's value
             return np.full(shape, layer.args["init"], self.dtype)
+        init = getattr(layer, "const_init", None)
+        if init is not None and init(name) is not None:  # a constant with its 'init:' value
+            return np.full(shape, init(name), self.dtype)
         fan_in = _fan_in(layer, shape) if role == "weight" else 1
         if self.linear:  # positive weights: no cancellation, so the gradient support is exact
             return (rng.uniform(0.5, 1.5, shape) / fan_in).astype(self.dtype)
         if role == "bias":
             return (0.1 * rng.standard_normal(shape)).astype(self.dtype)
         return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(self.dtype)
+
+    def sample_shape(self, name: str, y: np.ndarray) -> tuple[int, ...]:
+        """The spec's shape of one sample of node ``name``'s runtime output ``y``: images as
+        HxWxC (:func:`spec_shape`), token sequences and tensors as they are (batch first)."""
+        shape = self.graph[name].shape
+        return tuple(y.shape[1:]) if shape.__class__ is not tuple else spec_shape(y, self.nd[name])
 
     def param_count(self, name: str | None = None) -> int:
         names = [name] if name else list(self.params)
@@ -323,7 +339,7 @@ class Net:
         if node.name in self._outputs and not self.linear:  # logits for softmax-CE
             if act == "softmax":
                 self._logits[node.name] = (y, node.name, True)
-            elif layer.kind == "softmax" and not act:
+            elif layer.kind == "softmax" and not act and layer.args["axis"] is None:
                 self._logits[node.name] = (xs[0], node.inputs[0], False)
         if act:
             name = _ACT_NAME.get(act, act)
@@ -336,6 +352,8 @@ class Net:
     def _kind(self, layer):
         k = layer.kind
         if self.linear:
+            if k == "softmax" and layer.axis is not None:  # over an axis: global along it
+                return "_softmax_linear"
             return LINEAR_KIND.get(k, k)
         return k
 
@@ -379,7 +397,7 @@ class Net:
                     continue
                 grads[src] = dx if src not in grads else grads[src] + dx  # summed, never in place
         dx = grads.get(INPUT)
-        if dx is not None and len(self.graph.input_shape) == 2:
+        if dx is not None and len(self.graph.input_shape) == 2 and self.graph.input_shape.__class__ is tuple:
             dx = dx[:, :, 0, :]
         return dx
 
@@ -537,6 +555,12 @@ def _collect_arrays(obj, out, method="arrays"):
             _collect_arrays(v, out, method)
     elif hasattr(obj, method):
         out.extend(getattr(obj, method)())
+
+
+def _state_init(layer, name) -> float:
+    """A buffer's initial value: a constant's 'init:', else 0 (the weights file holds it)."""
+    init = getattr(layer, "const_init", None)
+    return (init(name) if init is not None else None) or 0.0
 
 
 def _nd(shape) -> int:
@@ -967,6 +991,9 @@ def _norm_plan(net, node, x):
     """(array to normalise, its groups shape, γ/β broadcast shape, γ's reduce axes, channels last?)."""
     kind, a = node.layer.kind, node.layer.args
     n = x.shape[0]
+    if kind == "layernorm" and node.layer.norm_axis is not None:  # ONNX's: axes axis.. last (PyTorch order)
+        r = node.layer.norm_axis + 1
+        return x, (-1, int(np.prod(x.shape[r:]))), x.shape[r:], tuple(range(r)), False
     if kind == "layernorm" and a["over"] == "channels":
         xt = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         return xt, (-1, xt.shape[-1]), (xt.shape[-1],), tuple(range(xt.ndim - 1)), True
@@ -1068,6 +1095,140 @@ def pad_bwd(net, node, dy, cache, ctx):
     return [K_rs.axis_linear_backward(dy, c)], {}
 
 
+# ----------------------------------------------------------------------------- the tensor vocabulary
+def _const(net, node, o):
+    """A constant operand as a runtime array with a batch axis of 1."""
+    c = o.const
+    if c.tensor:
+        a = (net.params if c.learned else net.state)[node.name][o.cname]
+    else:
+        a = np.asarray(c.value, dtype=net.dtype)
+    return a[None]
+
+
+def _operands(net, node, xs):
+    layer = node.layer
+    return [K_t.to_torch(xs[o.input], layer.in_shapes[o.input]) if o.const is None else _const(net, node, o)
+            for o in layer.ops_]
+
+
+def _full(ops, n):
+    """Constants repeated over the batch (concat and stack join whole samples)."""
+    return [o if o.shape[0] == n else np.broadcast_to(o, (n, *o.shape[1:])) for o in ops]
+
+
+def _split_back(dy, sizes, axis):
+    return np.split(dy, np.cumsum(sizes)[:-1], axis=axis)
+
+
+def _slices(ranges):
+    return (slice(None),) + tuple(slice(r.start, r.stop if r.stop >= 0 else None, r.step) for r in ranges)
+
+
+#: kind → (forward(layer, operands, n) -> (y, cache), backward(layer, dy, cache, operand shapes) -> grads)
+TENSOR_OPS: dict[str, tuple[Callable, Callable]] = {
+    "matmul": (lambda L, o, n: K_t.matmul_fwd(o[0], o[1]), lambda L, d, c, s: K_t.matmul_bwd(d, c)),
+    "binary": (lambda L, o, n: K_t.binary_fwd(L.args["op"], o[0], o[1]),
+               lambda L, d, c, s: K_t.binary_bwd(d, c, s)),
+    "where": (lambda L, o, n: K_t.where_fwd(*o), lambda L, d, c, s: K_t.where_bwd(d, c, s)),
+    "unary": (lambda L, o, n: K_t.unary_fwd(L.args["op"], o[0]), lambda L, d, c, s: [K_t.unary_bwd(d, c)]),
+    "reduce": (lambda L, o, n: K_t.reduce_fwd(L.args["op"], o[0], tuple(a + 1 for a in L.axes),
+                                              L.args["keepdims"]),
+               lambda L, d, c, s: [K_t.reduce_bwd(d, c)]),
+    "softmax": (lambda L, o, n: K_t.softmax_fwd(o[0], L.axis + 1), lambda L, d, c, s: [K_t.softmax_bwd(d, c)]),
+    "logsoftmax": (lambda L, o, n: K_t.softmax_fwd(o[0], L.axis + 1, log=True),
+                   lambda L, d, c, s: [K_t.softmax_bwd(d, c)]),
+    "reshape": (lambda L, o, n: (o[0].reshape(n, *torch_order(L.out_shape)), None),
+                lambda L, d, c, s: [d.reshape(s[0])]),
+    "transpose": (lambda L, o, n: (o[0].transpose(0, *(p + 1 for p in L.perm)), None),
+                  lambda L, d, c, s: [d.transpose(0, *(int(p) + 1 for p in np.argsort(L.perm)))]),
+    "slice": (lambda L, o, n: (o[0][_slices([L.ranges.get(a, range(0, o[0].shape[a + 1]))
+                                             for a in range(o[0].ndim - 1)])], None),
+              lambda L, d, c, s: [_scatter(d, s[0], _slices([L.ranges.get(a, range(0, s[0][a + 1]))
+                                                            for a in range(len(s[0]) - 1)]))]),
+    "gather": (lambda L, o, n: K_t.take_fwd(o[0], L.axis + 1, np.reshape(L.flat, np.shape(L.args["indices"])),
+                                            view=L.view),
+               lambda L, d, c, s: [K_t.take_bwd(d, c)]),
+    "expand": (lambda L, o, n: (np.broadcast_to(K_t.align(o[0], len(L.out_shape_t)), (n, *L.out_shape_t)), None),
+               lambda L, d, c, s: [K_t.unbroadcast(d, s[0])]),
+    "tile": (lambda L, o, n: K_t.tile_fwd(o[0], L.args["repeats"]), lambda L, d, c, s: [K_t.tile_bwd(d, c)]),
+    "concat": (lambda L, o, n: (np.concatenate(_full(o, n), axis=L.axis + 1), None),
+               lambda L, d, c, s: _split_back(d, [x[L.axis + 1] for x in s], L.axis + 1)),
+    "stack": (lambda L, o, n: (np.stack(_full(o, n), axis=L.axis + 1), None),
+              lambda L, d, c, s: [np.take(d, k, axis=L.axis + 1) for k in range(len(s))]),
+    "split": (lambda L, o, n: (o[0][_slices([L.ranges.get(a, range(0, o[0].shape[a + 1]))
+                                             for a in range(o[0].ndim - 1)])], None),
+              lambda L, d, c, s: [_scatter(d, s[0], _slices([L.ranges.get(a, range(0, s[0][a + 1]))
+                                                            for a in range(len(s[0]) - 1)]))]),
+    "padding": (lambda L, o, n: K_t.pad_fwd(o[0], {a + 1: p for a, p in zip(L.pad_axes, L.pads)},
+                                            L.args["mode"], L.args["value"]),
+                lambda L, d, c, s: [K_t.pad_bwd(d, c)]),
+    # the linearised copy's forms (LINEAR_KIND): a sum of the operands (binary, where: the mask
+    # is not an operand of the sum), a sum over the axes (reduce), a sum over the axis put back
+    # on every value (softmax over an axis)
+    "_sum_linear": (lambda L, o, n: K_t.binary_fwd("add", *[x for x, p in zip(o, L.ops_) if not _mask(L, p)]),
+                    lambda L, d, c, s: _sum_linear_bwd(L, d, c, s)),
+    "_reduce_linear": (lambda L, o, n: K_t.reduce_fwd("sum", o[0], tuple(a + 1 for a in L.axes), L.args["keepdims"]),
+                       lambda L, d, c, s: [K_t.reduce_bwd(d, c)]),
+    "_pad_linear": (lambda L, o, n: K_t.pad_fwd(o[0], {a + 1: p for a, p in zip(L.pad_axes, L.pads)}, "zero"),
+                    lambda L, d, c, s: [K_t.pad_bwd(d, c)]),
+    "_softmax_linear": (lambda L, o, n: (np.broadcast_to(o[0].sum(axis=L.axis + 1, keepdims=True), o[0].shape),
+                                         None),
+                        lambda L, d, c, s: [np.broadcast_to(d.sum(axis=L.axis + 1, keepdims=True), s[0])]),
+}
+
+
+def _mask(layer, operand) -> bool:
+    """Left out of the linearised sum: where's condition, and a broadcast gate (held constant,
+    as the linearised mul holds it: the analysis flags its field instead of widening it)."""
+    if operand.const is None:
+        return operand.input in layer.gate_inputs
+    return layer.kind == "where" and operand.index == 0
+
+
+def _sum_linear_bwd(layer, dy, cache, shapes):
+    kept = [k for k, p in enumerate(layer.ops_) if not _mask(layer, p)]
+    grads = K_t.binary_bwd(dy, cache, [shapes[k] for k in kept])
+    out: list = [None] * len(shapes)
+    for k, g in zip(kept, grads):
+        out[k] = g
+    return out
+
+
+def _scatter(d, shape, index):
+    dx = np.zeros(shape, d.dtype)
+    dx[index] = d
+    return dx
+
+
+def tensor_fwd(net, node, xs, ctx):
+    layer = node.layer
+    ops = _operands(net, node, xs)
+    y, cache = TENSOR_OPS[net._kind(layer)][0](layer, ops, xs[0].shape[0])
+    if not layer.view:  # a new tensor, dense (as the analysis counts it)
+        y = np.ascontiguousarray(y)
+    return K_t.from_torch(y, layer.out_shape), (cache, [o.shape for o in ops], [x.shape for x in xs])
+
+
+def tensor_bwd(net, node, dy, cache, ctx):
+    c, op_shapes, x_shapes = cache
+    layer = node.layer
+    grads = TENSOR_OPS[net._kind(layer)][1](layer, K_t.to_torch(dy, layer.out_shape), c, op_shapes)
+    dxs: list = [None] * len(x_shapes)
+    dps = {}
+    for o, g, shp in zip(layer.ops_, grads, op_shapes):
+        if g is None:
+            continue
+        if o.const is None:
+            if ctx.need_dx[o.input]:
+                g = np.ascontiguousarray(K_t.unbroadcast(g, shp)).reshape(x_shapes[o.input])
+                dxs[o.input] = g if dxs[o.input] is None else dxs[o.input] + g
+        elif ctx.params and o.const.tensor and o.const.learned:
+            dps[o.cname] = np.ascontiguousarray(
+                K_t.unbroadcast(g, shp)).reshape(o.const.shape).astype(dy.dtype, copy=False)
+    return dxs, dps
+
+
 class LayerOps(NamedTuple):
     """One row of the dispatch table (see the module docstring)."""
 
@@ -1105,4 +1266,33 @@ OPS: dict[str, LayerOps] = {
     "adaptive_avgpool": LayerOps(adaptive_avg_fwd, axis_linear_bwd, True),
     "adaptive_maxpool": LayerOps(adaptive_max_fwd, adaptive_max_bwd, True),
     "crop": LayerOps(crop_fwd, crop_bwd), "padding": LayerOps(pad_fwd, pad_bwd, True),
+    # the low-level tensor vocabulary (layers/tensor.py, kernels/tensor.py)
+    **{k: LayerOps(tensor_fwd, tensor_bwd) for k in ("matmul", "binary", "where", "unary", "reduce",
+                                                      "logsoftmax", "reshape", "transpose", "slice",
+                                                      "gather", "expand", "tile", "stack")},
 }
+
+
+OPS.update({k: LayerOps(tensor_fwd, tensor_bwd) for k in ("_sum_linear", "_reduce_linear", "_softmax_linear")})
+
+
+def _generic_or(row: LayerOps, generic) -> LayerOps:
+    """A row whose layer kind reads tensors too (concat with an axis, split along an axis, a
+    softmax over an axis, padding of other axes): the tensor kernels when ``generic(layer)``."""
+    def fwd(net, node, xs, ctx):
+        if generic(node.layer):
+            y, cache = tensor_fwd(net, node, xs, ctx)
+            return y, ("tensor", cache)
+        y, cache = row.forward(net, node, xs, ctx)
+        return y, ("row", cache)
+
+    def bwd(net, node, dy, cache, ctx):
+        how, c = cache
+        return (tensor_bwd if how == "tensor" else row.backward)(net, node, dy, c, ctx)
+    return LayerOps(fwd, bwd, row.fresh)
+
+
+for _k, _generic in (("concat", lambda L: bool(L.ops_)), ("split", lambda L: bool(L.ops_)),
+                     ("softmax", lambda L: L.axis is not None), ("padding", lambda L: L.generic)):
+    OPS[_k] = _generic_or(OPS[_k], _generic)
+OPS["_pad_linear"] = OPS["padding"]  # (an image's padding linearises itself: pad_fwd)

@@ -30,7 +30,7 @@ from cnncalc.analysis.report import analyze_graph
 from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.graph import INPUT
 from cnncalc.runtime._numba import njit
-from cnncalc.runtime.executor import Net, random_input, spec_shape, to_runtime
+from cnncalc.runtime.executor import Net, random_input, to_runtime
 from cnncalc.shapes import fmt_shape
 
 
@@ -83,7 +83,7 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
     for node in graph.layers:
         row = report[node.name]
         y = vals[node.name]
-        items.append(Item(node.name, "shape", tuple(row.shape), spec_shape(y, net.nd[node.name])))
+        items.append(Item(node.name, "shape", tuple(row.shape), net.sample_shape(node.name, y)))
         owned = _owned_bytes(y, [vals[s] for s in node.inputs])
         items.append(Item(node.name, "activation bytes", row.activation_bytes if not row.view else 0, owned,
                           "a view of its input" if row.view else ""))
@@ -137,6 +137,8 @@ def field_layers(graph, every=False):
     Merges, windowed and global layers, and the outputs, are always checked."""
     out = []
     for node in graph.layers:
+        if node.shape.__class__ is not tuple:  # tokens, tensors: checked where they are images again
+            continue
         pointwise = node.layer.rf_windows() is None and len(node.inputs) == 1 and node.kind != "flatten"
         if every or not pointwise or node.name in graph.outputs:
             out.append(node)
@@ -357,7 +359,7 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cor
     if conv_algo in ("fft", "auto"):
         conv_algo = "im2col"  # exact zeros: FFT leaves 1e-17 noise everywhere
     rep = receptive_fields(graph)
-    nodes = field_layers(graph, every_layer)
+    nodes = [n for n in field_layers(graph, every_layer) if rep[n.name].unknown is None]
     x1 = random_input(graph.input_shape, 1, np.random.default_rng(seed)) ** 2 + 1.0  # positive
     nets: dict[str, _FieldNet] = {}
 

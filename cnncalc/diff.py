@@ -95,7 +95,7 @@ MEMORY = ("forward_bytes", "backward_saved_bytes", "params_bytes", "training_tot
           "inference_peak_bytes")
 
 
-@dataclass
+@dataclass(repr=False)
 class Diff:
     a: Report
     b: Report
@@ -135,6 +135,23 @@ class Diff:
                    "by_structure": sum(r.matched_by == "structure" for r in self.layers)},
                 "identical": self.identical,
                 "layers": [r.to_dict() for r in self.layers], "totals": totals}
+
+    def table(self, show_all: bool = False) -> str:
+        """The plain table of ``cnncalc diff``."""
+        from cnncalc.cli.diff import diff_view
+        from cnncalc.report.render import to_plain
+
+        return to_plain(diff_view(self, show_all=show_all))
+
+    def __repr__(self) -> str:
+        return self.table()
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the table of ``cnncalc diff`` (cnncalc.results renders it)."""
+        from cnncalc.cli.diff import diff_view
+        from cnncalc.results import TABLE_CSS, view_html
+
+        return f'<div class="cnncalc-summary">{TABLE_CSS}{view_html(diff_view(self))}</div>'
 
 
 def percent(a: int, b: int) -> float | None:

@@ -104,6 +104,24 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, force):
         click.echo(f"parameters: {total:,} = sum(p.numel() for p in model.parameters())", err=True)
 
 
+def _annotate(graph, model, *, rf: bool = True) -> dict:
+    """cnncalc's numbers in the model (doc_string per node, metadata_props) and as a dict."""
+    from cnncalc.analysis.report import analyze_graph
+    from cnncalc.errors import CnnCalcError
+    from cnncalc.interop.onnx_metrics import annotate
+
+    report = analyze_graph(graph)
+    fields = None
+    if rf:
+        from cnncalc.analysis.rf import receptive_fields
+
+        try:
+            fields = {d["name"]: d for d in receptive_fields(graph).to_dict()["layers"]}
+        except CnnCalcError:  # no spatial axes
+            fields = None
+    return annotate(model, report, fields)
+
+
 def _write_checkpoint(path, graph, imp, force):
     import numpy as np
 
@@ -134,8 +152,13 @@ def _write_checkpoint(path, graph, imp, force):
               help="A cnncalc checkpoint (e.g. RUN_DIR/best.npz): ONNX initializers, or a .pt next to net.py.")
 @input_option
 @rounding_option
+@click.option("--metrics", "metrics_path", metavar="FILE.json",
+              help="ONNX: also write each node's numbers (params, MACs, memory, receptive field) as JSON "
+                   "keyed by ONNX node name. The .onnx always carries them (node doc_string, model metadata: "
+                   "Netron shows both).")
+@click.option("--no-rf", is_flag=True, help="ONNX: leave receptive fields out of the numbers.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def export(spec, target, output, weights, input_shape, force):
+def export(spec, target, output, weights, input_shape, metrics_path, no_rf, force):
     """Write SPEC as a standalone PyTorch module or as an ONNX model (opset 17).
 
     \b
@@ -144,7 +167,10 @@ def export(spec, target, output, weights, input_shape, force):
       cnncalc export lenet5 --to torch -o lenet5_net.py --weights runs/lenet5/best.npz
       cnncalc export vgg16 --to onnx -o vgg16.onnx
       cnncalc export lenet5 --to onnx -o lenet5.onnx --weights runs/lenet5/best.npz
+      cnncalc export resnet18 --to onnx -o resnet18.onnx --metrics resnet18.metrics.json
     """
+    if metrics_path and target != "onnx":
+        fail("--metrics annotates an ONNX model: add --to onnx")
     graph = load_graph(spec, input_shape)
     graph.infer(input_shape)
     params = state = None
@@ -156,9 +182,17 @@ def export(spec, target, output, weights, input_shape, force):
         model = export_onnx(graph, params, state)
         from cnncalc.interop import require
 
-        require("onnx").checker.check_model(model)
         out = output or f"{Path(graph.file or graph.name).stem}.onnx"
+        if metrics_path and Path(metrics_path).exists() and not force:
+            fail(f"{metrics_path} already exists; pass --force to overwrite it")
+        side = _annotate(graph, model, rf=not no_rf)
+        require("onnx").checker.check_model(model)
         _write(out, model.SerializeToString(), force, f"ONNX model (opset {OPSET})")
+        if metrics_path:
+            import json
+
+            _write(metrics_path, json.dumps(side, indent=1, ensure_ascii=False) + "\n", force,
+                   "per-node numbers")
         return
     from cnncalc.interop.torch_export import torch_source, torch_state_dict
 

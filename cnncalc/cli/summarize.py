@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from cnncalc._gc import paused_gc
+from cnncalc.cli.summarize_views import requested_view, run_view, symbolic_option
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
                                 load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
@@ -27,6 +28,7 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 @click.option("--explain", is_flag=True, help="Show the arithmetic behind every number.")
 @click.option("--chart/--no-chart", default=True, show_default=True,
               help="Bars showing where memory and parameters sit.")
+@symbolic_option
 def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
     """Shapes, parameters, memory and MACs of every layer of SPEC, and the totals.
 
@@ -39,7 +41,11 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
       cnncalc summarize vgg16 --batch 64 --dtype float16
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
+      cnncalc summarize resnet50 --symbolic      # MACs and memory as formulas in H and W
     """
+    view = requested_view()
+    if view:
+        return run_view(view, spec, fmt, batch, dtype, input_shape, explain, depth=depth, by=by, no_bias=no_bias)
     # a command that runs once and exits: reference counting frees what it drops, and the
     # cyclic GC would only rescan the thousands of rows a big spec makes, again and again
     with paused_gc():

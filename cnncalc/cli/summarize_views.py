@@ -1,0 +1,135 @@
+"""``summarize --symbolic`` (cost as formulas in the input size) and ``summarize --workspace``
+(the extra memory of each convolution algorithm): the options, and their views."""
+from __future__ import annotations
+
+import click
+
+from cnncalc.report.render import Column, TableView, emit_json, render
+from cnncalc.shapes import fmt_int
+
+_KEY = "cnncalc.summarize_view"
+
+
+def _remember(ctx, param, value):
+    if value:
+        views = ctx.meta.setdefault(_KEY, [])
+        views.append(param.name)
+    return value
+
+
+symbolic_option = click.option(
+    "--symbolic", is_flag=True, expose_value=False, callback=_remember,
+    help="Parameters, MACs and activation memory as exact formulas in the input's H and W, "
+         "and the input sizes the network accepts.")
+
+
+def requested_view() -> str | None:
+    """'symbolic', 'workspace' or None: which of the two views the command line asks for."""
+    ctx = click.get_current_context(silent=True)
+    views = ctx.meta.get(_KEY, []) if ctx is not None else []
+    if len(views) > 1:
+        from cnncalc.cli.common import fail
+
+        fail("--symbolic and --workspace are two reports: ask for one at a time")
+    return views[0] if views else None
+
+
+def run_view(view: str, spec, fmt, batch, dtype, input_shape, explain, depth=None, by=None, no_bias=False):
+    from cnncalc.cli.common import fail, load_graph
+
+    for flag, given in (("--depth", depth), ("--by", by), ("--no-bias", no_bias)):
+        if given:
+            fail(f"--{view} does not combine with {flag}")
+    graph = load_graph(spec, input_shape)
+    show_symbolic(graph, fmt, batch, dtype, input_shape, explain)
+
+
+# ------------------------------------------------------------------------------- symbolic
+def show_symbolic(graph, fmt, batch, dtype, input_shape, explain):
+    from cnncalc.analysis.report import dtype_bytes
+    from cnncalc.analysis.symbolic import symbolic
+
+    nb = dtype_bytes(dtype)
+    rep = symbolic(graph, batch=batch, nbytes=nb, dtype=dtype, input_shape=input_shape, explain=explain)
+    if fmt == "json":
+        obj = rep.to_dict()
+        if explain:
+            for row, lrow in zip(obj["layers"], rep.layers):
+                row["explain"] = list(lrow.explain)
+        emit_json(obj)
+        return
+    render(symbolic_view(rep), fmt)
+    if explain and fmt != "csv":
+        _explain_symbolic(rep, fmt)
+
+
+def _shape(row) -> str:
+    if row.sizes is None:
+        return f"[{row.channels.text()}]"
+    return " x ".join([s.text() for s in row.sizes] + [str(row.channels)])
+
+
+def symbolic_view(rep) -> TableView:
+    axes = "x".join(rep.axes)
+    per = "" if rep.batch == 1 else f", batch {rep.batch}"
+    rows = [{"name": "input", "type": "input", "shape": " x ".join([*rep.axes, str(rep.input_shape[-1])]),
+             "params": "0", "macs": "0", "activations": rep.totals["input"].text()}]
+    for r in rep.layers:
+        rows.append({"name": r.name, "type": r.description, "shape": _shape(r), "params": r.params.text(),
+                     "macs": r.macs.text(), "activations": r.activations.text()})
+    t = rep.totals
+    cols = [Column("name", "Layer", "left"), Column("type", "Type", "left", style="dim", drop=2),
+            Column("shape", "Output shape", "left"), Column("params", "Params", "left"),
+            Column("macs", f"MACs{per}", "left"), Column("activations", f"Memory (elements{per})", "left")]
+    footer = [{"name": "Total", "type": "", "shape": "", "params": t["params"].text(), "macs": "(below)",
+               "activations": "(below: input + activations)"}]
+    nominal = tuple(rep.input_shape[:-1])
+    at = rep.evaluate(nominal) if rep.accepts(nominal) else None
+    accepted = [(d.axis, d.text()) for d in rep.domains]
+    if rep.fixed:
+        accepted.append(("fixed by", f"{', '.join(rep.fixed)}: an fc layer after a flatten reads as many values "
+                                      "as its weights were made for, so the sizes before it are fixed"))
+    sections = [
+        (f"Accepted input sizes ({axes})", accepted),
+        (f"Totals as formulas in {', '.join(rep.axes)} ({rep.dtype}, {rep.nbytes} bytes/element{per})", [
+            ("params", t["params"].text()),
+            ("MACs", t["macs"].text()),
+            ("FLOPs", "2 × MACs"),
+            ("input", t["input"].text()),
+            ("forward activations", t["activations"].text()),
+            ("input + activations (bytes)", t["memory_bytes"].text()),
+        ]),
+    ]
+    if at is not None:
+        where = "x".join(map(str, nominal))
+        sections.append((f"At the spec's input {where}", [
+            ("params", fmt_int(at["params"])), ("MACs", fmt_int(at["macs"])),
+            ("input + activations", f"{fmt_int(at['input'] + at['activations'])} elements = "
+                                    f"{fmt_int(at['memory_bytes'])} B"),
+        ]))
+    notes = ["formulas are exact for every accepted size: floor/ceil are integer division, x/n "
+             "(exact rounding) is a whole number on the accepted sizes; JSON gives each as integer Python"]
+    return TableView(title=f"{rep.name} — cost as a function of the input size ({axes})", columns=cols,
+                     rows=rows, footer=footer, sections=sections, notes=notes, caption=rep.source)
+
+
+def _explain_symbolic(rep, fmt):
+    lines = [f"{rep.name}: the shape rules on {', '.join(rep.axes)}", ""]
+    for r in rep.layers:
+        lines.append(f"{r.name} ({r.description}) → {_shape(r)}")
+        lines += [f"    {e}" for e in r.explain]
+    lines.append("")
+    lines.append("accepted sizes: every constraint below holds")
+    for c in rep.constraints:
+        lines.append(f"    {c.axis}: {c.text()}   ({c.why})")
+    if not rep.constraints:
+        lines.append("    (none: every size from 1 up)")
+    lines.append("")
+    t = rep.totals
+    lines.append(f"total MACs = sum of the layers' terms, equal sizes merged = {t['macs'].text()}")
+    lines.append(f"total activations = {t['activations'].text()}")
+    lines.append(f"memory bytes = {rep.nbytes} * (input {t['input'].text()} + activations)")
+    text = "\n".join(lines) + "\n"
+    if fmt == "markdown":
+        text = "```\n" + text + "```\n"
+    click.echo(text, nl=False)

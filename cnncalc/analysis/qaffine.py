@@ -65,7 +65,7 @@ class Floor:
         return f"floor({self.num.text(paren=True)}/{self.d})"
 
     def py(self) -> str:
-        return f"({self.num.py()})//{self.d}"
+        return f"(({self.num.py()})//{self.d})"
 
     def sort_key(self):
         return (1, self.text())

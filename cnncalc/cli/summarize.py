@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from cnncalc._gc import paused_gc
-from cnncalc.cli.summarize_views import requested_view, run_view, symbolic_option
+from cnncalc.cli.summarize_views import requested_view, run_view, symbolic_option, workspace_option
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
                                 load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
@@ -29,6 +29,7 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 @click.option("--chart/--no-chart", default=True, show_default=True,
               help="Bars showing where memory and parameters sit.")
 @symbolic_option
+@workspace_option
 def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
     """Shapes, parameters, memory and MACs of every layer of SPEC, and the totals.
 
@@ -42,6 +43,7 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
       cnncalc summarize resnet50 --symbolic      # MACs and memory as formulas in H and W
+      cnncalc summarize resnet18 --workspace     # conv memory: im2col, Winograd, FFT
     """
     view = requested_view()
     if view:

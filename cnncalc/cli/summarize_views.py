@@ -21,6 +21,10 @@ symbolic_option = click.option(
     "--symbolic", is_flag=True, expose_value=False, callback=_remember,
     help="Parameters, MACs and activation memory as exact formulas in the input's H and W, "
          "and the input sizes the network accepts.")
+workspace_option = click.option(
+    "--workspace", is_flag=True, expose_value=False, callback=_remember,
+    help="Extra memory of every conv per algorithm (direct, im2col, Winograd F(2x2,3x3), FFT), "
+         "the peak over the network, and the runtime's own choice.")
 
 
 def requested_view() -> str | None:
@@ -41,7 +45,10 @@ def run_view(view: str, spec, fmt, batch, dtype, input_shape, explain, depth=Non
         if given:
             fail(f"--{view} does not combine with {flag}")
     graph = load_graph(spec, input_shape)
-    show_symbolic(graph, fmt, batch, dtype, input_shape, explain)
+    if view == "symbolic":
+        show_symbolic(graph, fmt, batch, dtype, input_shape, explain)
+    else:
+        show_workspace(graph, fmt, batch, dtype, input_shape, explain)
 
 
 # ------------------------------------------------------------------------------- symbolic
@@ -133,3 +140,75 @@ def _explain_symbolic(rep, fmt):
     if fmt == "markdown":
         text = "```\n" + text + "```\n"
     click.echo(text, nl=False)
+
+
+# ------------------------------------------------------------------------------ workspace
+def show_workspace(graph, fmt, batch, dtype, input_shape, explain):
+    from cnncalc.analysis.report import dtype_bytes
+    from cnncalc.analysis.workspace import workspace
+
+    rep = workspace(graph, batch=batch, nbytes=dtype_bytes(dtype), dtype=dtype, input_shape=input_shape)
+    if fmt == "json":
+        obj = rep.to_dict()
+        if explain:
+            for row, r in zip(obj["layers"], rep.rows):
+                row["explain"] = list(r.explain)
+        emit_json(obj)
+        return
+    render(workspace_view(rep), fmt)
+    if explain and fmt != "csv":
+        lines = [f"{rep.name}: the arithmetic of each conv's workspace (elements)", ""]
+        for r in rep.rows:
+            lines.append(f"{r.name} ({r.description}): {_fmt_shape(r.in_shape)} -> {_fmt_shape(r.out_shape)}")
+            lines += [f"    {e}" for e in r.explain]
+        text = "\n".join(lines) + "\n"
+        click.echo("```\n" + text + "```\n" if fmt == "markdown" else text, nl=False)
+
+
+def _fmt_shape(shape) -> str:
+    from cnncalc.shapes import fmt_shape
+
+    return fmt_shape(shape)
+
+
+def _mb(elements: int, nbytes: int) -> str:
+    b = elements * nbytes
+    return f"{fmt_int(elements)} elements = {fmt_int(b)} B = {b / 1e6:,.2f} MB ({b / 2**20:,.2f} MiB)"
+
+
+def workspace_view(rep) -> TableView:
+    from cnncalc.analysis.workspace import WINOGRAD
+
+    dash = lambda v: "—" if v is None else fmt_int(v)  # noqa: E731
+    rows = [{"name": r.name, "type": r.description, "shape": _fmt_shape(r.out_shape), "direct": r.direct,
+             "im2col": r.im2col, "winograd": r.winograd, "fft": r.fft, "runtime_algo": r.runtime_algo,
+             "runtime": r.runtime} for r in rep.rows]
+    per = "" if rep.batch == 1 else f", batch {rep.batch}"
+    cols = [Column("name", "Layer", "left"), Column("type", "Type", "left", style="dim", drop=2),
+            Column("shape", "Output shape", "right", drop=1),
+            Column("direct", "direct"), Column("im2col", "im2col"), Column("winograd", "Winograd", fmt=dash),
+            Column("fft", "FFT"), Column("runtime_algo", "runtime", "left"), Column("runtime", "runtime ws")]
+    peaks = rep.peaks()
+    nb = rep.nbytes
+    sections = [(f"Peak over the network (elements{per}; {rep.dtype}, {nb} bytes/element; MB = 10^6 B, MiB = 2^20 B)", [
+        (k, f"{_mb(v, nb)}" + (f" at {n}" if n else "")) for k, (v, n) in
+        ((label, peaks[key]) for label, key in (("direct", "direct"), ("im2col", "im2col"),
+                                                ("Winograd F(2x2,3x3)", "winograd"), ("FFT", "fft"),
+                                                ("runtime (its own choice per conv)", "runtime")))])]
+    notes = [
+        "workspace = extra memory besides input, weights and output, in elements; each conv frees its "
+        "workspace when it returns, so the network's peak is the largest one",
+        "im2col = k*k*C_in x H_out*W_out per image; FFT = rfft2 spectra of the input, filters and "
+        "products at the next 5-smooth padded size (2 reals per complex) + the inverse transform",
+        f"Winograd: {WINOGRAD}: tiles = ceil(H_out/2)*ceil(W_out/2); 16*tiles*(C_in + C_out) per image "
+        "+ 16*C_out*C_in/groups filters; only 3x3, stride 1",
+        "runtime ws: what cnncalc's runtime allocates for its choice (padded input copy included; "
+        "its depthwise kernel: per running thread)",
+    ]
+    if rep.skipped:
+        notes.append(f"not covered: {', '.join(rep.skipped[:6])}{', ...' if len(rep.skipped) > 6 else ''} "
+                     "(transposed, locally connected or 3-D convolutions)")
+    if not rep.rows:
+        notes.append("this network has no 2-D or 1-D convolutions")
+    return TableView(title=f"{rep.name} — convolution workspace per algorithm (elements{per})", columns=cols,
+                     rows=rows, sections=sections, notes=notes, caption=rep.source)

@@ -265,7 +265,7 @@ class Expr:
         s = ("-" if parts[0][0] == "-" else "") + parts[0][1]
         for sign, body in parts[1:]:
             s += f" {sign} {body}"
-        if paren and (len(parts) > 1 or parts[0][0] == "-"):
+        if paren and (len(parts) > 1 or parts[0][0] == "-" or "/" in parts[0][1] and "(" not in parts[0][1]):
             return f"({s})"
         return s
 

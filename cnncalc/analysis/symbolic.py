@@ -480,7 +480,9 @@ class _Walk:
             out = num.exact_div(s) + 1
             rule = "exact"
         if ex is not None:
-            r = {"exact": step, "floor": f"floor({step})", "ceil": f"ceil({step}), last window in the input"}[rule]
+            nt = f"({w.text()} + {win.pad_lo + win.pad_hi} - {e})"
+            r = {"exact": step, "floor": f"floor({nt}/{s}) + 1",
+                 "ceil": f"ceil({nt}/{s}) + 1, a last window starting in the right padding dropped"}[rule]
             ex.append(f"{axis}: {r} = {out.text()}")
         return out
 

@@ -94,8 +94,9 @@ def symbolic_view(rep) -> TableView:
     at = rep.evaluate(nominal) if rep.accepts(nominal) else None
     accepted = [(d.axis, d.text()) for d in rep.domains]
     if rep.fixed:
-        accepted.append(("fixed by", f"{', '.join(rep.fixed)}: an fc layer after a flatten reads as many values "
-                                      "as its weights were made for, so the sizes before it are fixed"))
+        accepted.append(("fixed by", f"{', '.join(rep.fixed)}: an fc layer reads as many values as its weights "
+                                      "were made for (after a flatten or a fixed-size pool), so the sizes "
+                                      "before it are fixed"))
     sections = [
         (f"Accepted input sizes ({axes})", accepted),
         (f"Totals as formulas in {', '.join(rep.axes)} ({rep.dtype}, {rep.nbytes} bytes/element{per})", [

@@ -184,6 +184,12 @@ def test_cli_symbolic_table_and_formats():
     assert rows[1]["name"] == "conv1" and rows[1]["macs"] == "9,408*ceil(H/2)*ceil(W/2)"
     r = _run("resnet18", "--symbolic", "--format", "markdown")
     assert r.exit_code == 0 and "| conv1 |" in r.output
+    # parsed as markdown: the formulas are code, their '*' never emphasis
+    from markdown_it import MarkdownIt  # (a dependency of rich)
+
+    html = MarkdownIt("commonmark").enable("table").render(r.output)
+    assert "<em>" not in html
+    assert "<code>9,408*ceil(H/2)*ceil(W/2)</code>" in html
 
 
 def test_cli_symbolic_explain_and_fixed_sizes():
@@ -220,3 +226,61 @@ def test_symbolic_batch_and_dtype_scale():
     a, b = one.evaluate((96, 128)), four.evaluate((96, 128))
     assert b["macs"] == 4 * a["macs"] and b["params"] == a["params"]
     assert b["memory_bytes"] == 4 * 2 * (a["input"] + a["activations"])
+
+
+def _random_signal_spec(rng, n_layers):
+    """A random chain of windows (every rounding, 'same' padding, dilation), resamplings and
+    a two-branch merge, on a signal L x 2."""
+    lines = []
+    for i in range(n_layers):
+        t = rng.choice(["conv", "conv", "maxpool", "avgpool", "upsample", "crop", "padding", "same"])
+        r = rng.choice(["", ", rounding: floor", ", rounding: ceil"])
+        if t == "conv":
+            lines.append(f"{{conv: 2, kernel: {rng.randint(1, 5)}, stride: {rng.randint(1, 3)}, "
+                         f"pad: {rng.randint(0, 2)}, dilation: {rng.randint(1, 2)}{r}, name: l{i}}}")
+        elif t in ("maxpool", "avgpool"):
+            k = rng.randint(1, 4)
+            lines.append(f"{{{t}: {k}, stride: {rng.randint(1, 3)}, pad: {rng.randint(0, k // 2)}{r}, name: l{i}}}")
+        elif t == "upsample":
+            lines.append(f"{{upsample: {rng.randint(2, 3)}, name: l{i}}}")
+        elif t in ("crop", "padding"):
+            lines.append(f"{{{t}: {rng.randint(0, 2)}, name: l{i}}}")
+        else:
+            lines.append(f"{{conv: 2, kernel: {rng.randint(1, 3)}, stride: {rng.randint(1, 3)}, pad: same{r}, "
+                         f"name: l{i}}}")
+    if rng.random() < 0.5:  # branches that agree only at some sizes
+        last = f"l{n_layers - 1}"
+        lines += [f"{{conv: 2, kernel: 3, stride: 2, pad: 1, rounding: floor, inputs: [{last}], name: a}}",
+                  f"{{maxpool: 2, stride: 2, rounding: {rng.choice(['floor', 'ceil'])}, inputs: [{last}], name: b}}",
+                  "{concat: null, inputs: [a, b], name: m}"]
+    return lines
+
+
+@pytest.mark.parametrize("seed,specs", [(0, 25), pytest.param(1, 300, marks=pytest.mark.slow)])
+def test_random_specs_domain_and_values_exact(tmp_path, seed, specs):
+    """Random specs: at every L in 1..100 the numeric analysis accepts L exactly when the
+    symbolic domain does, and then the formulas give its numbers."""
+    rng = random.Random(seed)
+    done = 0
+    for trial in range(specs):
+        p = tmp_path / f"s{trial}.yaml"
+        body = "".join(f"  - {line}\n" for line in _random_signal_spec(rng, rng.randint(1, 5)))
+        p.write_text(f"name: s\ninput: {rng.randint(20, 60)}x2\nlayers:\n{body}")
+        graph = cnncalc.load(str(p))
+        try:
+            graph.infer(None)
+        except CnnCalcError:
+            continue  # (the spec's own size does not fit: draw another)
+        rep = symbolic(graph)
+        for L in range(1, 101):
+            try:
+                num = analyze_graph(graph, input_shape=(L, 2))
+            except CnnCalcError:
+                assert L not in rep.domains[0], (p.read_text(), L)
+                continue
+            assert L in rep.domains[0], (p.read_text(), L)
+            got = rep.evaluate((L,))
+            assert (got["params"], got["macs"], got["activations"]) == \
+                (num.totals["params"], num.totals["macs"], num.totals["activations"]), (p.read_text(), L)
+        done += 1
+    assert done >= specs // 3

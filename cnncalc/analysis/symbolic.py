@@ -21,7 +21,7 @@ low-level vocabulary, opaque layers) are refused by name.
 """
 from __future__ import annotations
 
-from math import ceil, lcm
+from math import ceil, gcd, lcm
 
 from cnncalc.analysis.qaffine import Expr, Poly
 from cnncalc.errors import SpecError
@@ -80,13 +80,6 @@ class Domain:
     @property
     def finite(self) -> bool:
         return not self.residues
-
-    def first(self) -> int | None:
-        if self.small:
-            return self.small[0]
-        if not self.residues:
-            return None
-        return min(self.start + (r - self.start) % self.period for r in self.residues)
 
     def text(self) -> str:
         a = self.axis
@@ -444,15 +437,12 @@ class _Walk:
             # TensorFlow's rule: output ceil(W/S), total padding max((ceil(W/S) − 1)·S + E − W, 0)
             out = w.ceil_div(s)
             self.need(axis, "ge", w - 1, f"{name}: a non-empty input")
-            if e < s:
-                # the padding is 0 when (−W mod S) < S − E; then (W − E)/S + 1 is floor'd to
-                # ceil(W/S) as well, but exact rounding refuses it, and ceil adds one
-                if rounding == "exact":
-                    self.need(axis, "ge", out * s - w - (s - e),
-                              f"{name}: pad same, kernel {e} < stride {s}: exact rounding needs "
-                              f"(-{axis} mod {s}) >= {s - e}")
-                elif rounding == "ceil":
-                    self.refuse(node, "pad: same with a kernel smaller than its stride and ceil rounding")
+            if e < s and rounding == "exact":
+                # W = qS − r: the padding is 0 when r < S − E, and then (W − E)/S is not whole
+                # (floor gives q − 1 + 1, ceil q + 1 less the window in the padding: q again)
+                self.need(axis, "ge", out * s - w - (s - e),
+                          f"{name}: pad same, kernel {e} < stride {s}: exact rounding needs "
+                          f"(-{axis} mod {s}) >= {s - e}")
             if ex is not None:
                 ex.append(f"{axis}: pad same: ceil({w.text()}/{s}) = {out.text()}")
             return out
@@ -466,13 +456,16 @@ class _Walk:
             out = num.floor_div(s) + 1
             rule = "floor"
         elif rounding == "ceil":
-            t = win.pad_hi - e + s - 1  # a last window starting in the right padding is dropped
+            # ceil(num/S) + 1, less one when the last window starts in the right padding
+            # ((out − 1)·S ≥ W + P_lo) and num is not a multiple of S (cnncalc.layers.base.slide).
+            # With x = num + S − 1 that last window is dropped iff x mod S ≤ t, t = P_hi − E + S − 1,
+            # and x mod S ≠ S − 1: so out = floor(x/S) + 1 − [x mod S ≤ t'], t' = min(t, S − 2),
+            # and [x mod S ≥ t' + 1] = floor((x + S − t' − 1)/S) − floor(x/S)
+            t = min(win.pad_hi - e + s - 1, s - 2)
             if t < 0:
                 out = num.ceil_div(s) + 1
-            elif t >= s - 1:
-                out = num.ceil_div(s)
             else:
-                out = (w + win.pad_lo).ceil_div(s)
+                out = (num + (2 * s - 2 - t)).floor_div(s)
             rule = "ceil"
         else:
             self.need(axis, "div", num, f"{name}: exact rounding: the stride {s} divides "
@@ -507,8 +500,7 @@ def scan_domain(axis: str, constraints: list[Constraint]) -> Domain:
         sigma = f.slope()
         if c.kind == "div":
             step = int(sigma * p)
-            from math import gcd
-            p = p * c.m // gcd(step, c.m) if step % c.m else p
+            p = p * c.m // gcd(step, c.m)
             period = lcm(period, p)
             continue
         period = lcm(period, p)

@@ -65,7 +65,7 @@ def show_symbolic(graph, fmt, batch, dtype, input_shape, explain):
                 row["explain"] = list(lrow.explain)
         emit_json(obj)
         return
-    render(symbolic_view(rep), fmt)
+    render(symbolic_view(rep, code=fmt == "markdown"), fmt)
     if explain and fmt != "csv":
         _explain_symbolic(rep, fmt)
 
@@ -76,7 +76,9 @@ def _shape(row) -> str:
     return " x ".join([s.text() for s in row.sizes] + [str(row.channels)])
 
 
-def symbolic_view(rep) -> TableView:
+def symbolic_view(rep, code: bool = False) -> TableView:
+    """The formulas as a table; ``code``: each formula a markdown code span (its ``*`` would
+    otherwise read as emphasis)."""
     axes = "x".join(rep.axes)
     per = "" if rep.batch == 1 else f", batch {rep.batch}"
     rows = [{"name": "input", "type": "input", "shape": " x ".join([*rep.axes, str(rep.input_shape[-1])]),
@@ -115,6 +117,13 @@ def symbolic_view(rep) -> TableView:
             ("input + activations", f"{fmt_int(at['input'] + at['activations'])} elements = "
                                     f"{fmt_int(at['memory_bytes'])} B"),
         ]))
+    if code:
+        for row in rows + footer:
+            for k in ("shape", "params", "macs", "activations"):
+                if row[k] and not row[k].startswith("(below"):
+                    row[k] = f"`{row[k]}`"
+        sections = [(title, [(k, f"`{v}`" if any(ch in v for ch in "*/") else v) for k, v in items])
+                    for title, items in sections]
     notes = ["formulas are exact for every accepted size: floor/ceil are integer division, x/n "
              "(exact rounding) is a whole number on the accepted sizes; JSON gives each as integer Python"]
     return TableView(title=f"{rep.name} — cost as a function of the input size ({axes})", columns=cols,

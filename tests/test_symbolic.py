@@ -284,3 +284,22 @@ def test_random_specs_domain_and_values_exact(tmp_path, seed, specs):
                 (num.totals["params"], num.totals["macs"], num.totals["activations"]), (p.read_text(), L)
         done += 1
     assert done >= specs // 3
+
+
+@pytest.mark.parametrize("flag", ["--symbolic", "--workspace"])
+def test_symbolic_and_workspace_never_import_numba_or_numpy(flag):
+    """The analysis path stays light: formulas and workspaces restate the runtime's rules
+    instead of importing it."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys; from cnncalc.cli import main\n"
+            f"try:\n    main(['summarize', 'vgg16', '{flag}', '--format', 'json'], standalone_mode=False)\n"
+            "finally:\n    print('MODULES', sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('numba', 'numpy', 'torch', 'onnx')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "MODULES []"

@@ -337,11 +337,15 @@ class Poly:
             total += v
         return _norm(Fraction(total)) if total.__class__ is Fraction else total
 
+    def _ordered(self):
+        """Terms in the order they came (the network's order), the constant last."""
+        return sorted(self.terms.items(), key=lambda t: not t[0])
+
     def text(self) -> str:
         if not self.terms:
             return "0"
         parts = []
-        for fs, c in self.terms.items():
+        for fs, c in self._ordered():
             body = "*".join(f.text(paren=True) for f in fs)
             if c.__class__ is Fraction:
                 mag = f"{abs(c.numerator)}*{body}/{c.denominator}" if body else str(abs(c))
@@ -359,7 +363,7 @@ class Poly:
         if not self.terms:
             return "0"
         parts = []
-        for fs, c in self.terms.items():
+        for fs, c in self._ordered():
             if c.__class__ is Fraction:  # (a whole number on the domain)
                 body = "*".join([str(c.numerator)] + [f"({f.py()})" for f in fs])
                 parts.append(f"({body})//{c.denominator}")

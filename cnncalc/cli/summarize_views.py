@@ -112,7 +112,7 @@ def symbolic_view(rep, code: bool = False) -> TableView:
     ]
     if at is not None:
         where = "x".join(map(str, nominal))
-        sections.append((f"At the spec's input {where}", [
+        sections.append((f"At the input {where}", [
             ("params", fmt_int(at["params"])), ("MACs", fmt_int(at["macs"])),
             ("input + activations", f"{fmt_int(at['input'] + at['activations'])} elements = "
                                     f"{fmt_int(at['memory_bytes'])} B"),

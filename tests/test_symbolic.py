@@ -303,3 +303,49 @@ def test_symbolic_and_workspace_never_import_numba_or_numpy(flag):
                          env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "MODULES []"
+
+
+def test_random_images_with_different_rules_per_axis(tmp_path):
+    """Kernels, strides and pads that differ between H and W, 'same' depthwise convs and
+    upsampling by [2, 3]: each axis gets its own formula and accepted sizes, and the numeric
+    analysis agrees on a grid of (H, W)."""
+    rng = random.Random(7)
+    done = 0
+    for trial in range(20):
+        lines = []
+        for i in range(rng.randint(1, 4)):
+            t = rng.choice(["conv", "maxpool", "dw", "up"])
+            r = rng.choice(["", ", rounding: floor", ", rounding: ceil"])
+            if t == "conv":
+                lines.append(f"{{conv: 3, kernel: [{rng.randint(1, 4)}, {rng.randint(1, 4)}], "
+                             f"stride: [{rng.randint(1, 3)}, {rng.randint(1, 3)}], pad: [[{rng.randint(0, 2)}, "
+                             f"{rng.randint(0, 2)}], [{rng.randint(0, 1)}, {rng.randint(0, 2)}]]{r}, name: l{i}}}")
+            elif t == "maxpool":
+                lines.append(f"{{maxpool: [2, 3], stride: [{rng.randint(1, 3)}, {rng.randint(1, 2)}]{r}, name: l{i}}}")
+            elif t == "dw":
+                lines.append(f"{{dwconv: 3, stride: 2, pad: same{r}, name: l{i}}}")
+            else:
+                lines.append(f"{{upsample: [2, 3], name: l{i}}}")
+        lines += ["{global_avgpool: null, name: g}", "{fc: 4, name: f}"]
+        p = tmp_path / f"s{trial}.yaml"
+        p.write_text(f"name: s\ninput: {rng.randint(15, 40)}x{rng.randint(15, 40)}x3\nlayers:\n"
+                     + "".join(f"  - {line}\n" for line in lines))
+        graph = cnncalc.load(str(p))
+        try:
+            graph.infer(None)
+        except CnnCalcError:
+            continue
+        rep = symbolic(graph)
+        for H in range(1, 45, 3):
+            for W in range(1, 45, 4):
+                try:
+                    num = analyze_graph(graph, input_shape=(H, W, 3))
+                except CnnCalcError:
+                    assert not rep.accepts((H, W)), (p.read_text(), H, W)
+                    continue
+                assert rep.accepts((H, W)), (p.read_text(), H, W)
+                got = rep.evaluate((H, W))
+                assert (got["macs"], got["activations"], got["params"]) == \
+                    (num.totals["macs"], num.totals["activations"], num.totals["params"]), (p.read_text(), H, W)
+        done += 1
+    assert done >= 10

@@ -162,15 +162,18 @@ class Expr:
         """``self / d`` as a real number (a whole number wherever the rounding is exact)."""
         return self * Fraction(1, d)
 
+    def denominator(self) -> int:
+        """The least m with integer coefficients in m·self."""
+        m = 1
+        for c in [c for _, c in self.terms] + [self.const]:
+            if c.__class__ is Fraction:
+                m = lcm(m, c.denominator)
+        return m
+
     def floor_div(self, d: int) -> "Expr":
         """``floor(self / d)``, in canonical form."""
         # integer coefficients: floor(e/d) = floor(e·m / (d·m))
-        m = 1
-        for _, c in self.terms:
-            if c.__class__ is Fraction:
-                m = lcm(m, c.denominator)
-        if self.const.__class__ is Fraction:
-            m = lcm(m, self.const.denominator)
+        m = self.denominator()
         num = self * m if m > 1 else self
         den = d * m
         g = den
@@ -271,12 +274,7 @@ class Expr:
 
     def py(self) -> str:
         """Integer-only Python (``//`` is floor division): exact wherever the network is."""
-        m = 1
-        for _, c in self.terms:
-            if c.__class__ is Fraction:
-                m = lcm(m, c.denominator)
-        if self.const.__class__ is Fraction:
-            m = lcm(m, self.const.denominator)
+        m = self.denominator()
         num = self * m if m > 1 else self
         parts = [f"{int(c)}*{a.py()}" if c != 1 else a.py() for a, c in num.terms]
         if num.const or not parts:

@@ -51,6 +51,14 @@ def run_view(view: str, spec, fmt, batch, dtype, input_shape, explain, depth=Non
         show_workspace(graph, fmt, batch, dtype, input_shape, explain)
 
 
+def _json(obj: dict, rows, explain: bool) -> None:
+    """The report as one JSON object; with --explain each layer's arithmetic as a list."""
+    if explain:
+        for row, r in zip(obj["layers"], rows):
+            row["explain"] = list(r.explain)
+    emit_json(obj)
+
+
 # ------------------------------------------------------------------------------- symbolic
 def show_symbolic(graph, fmt, batch, dtype, input_shape, explain):
     from cnncalc.analysis.report import dtype_bytes
@@ -59,12 +67,7 @@ def show_symbolic(graph, fmt, batch, dtype, input_shape, explain):
     nb = dtype_bytes(dtype)
     rep = symbolic(graph, batch=batch, nbytes=nb, dtype=dtype, input_shape=input_shape, explain=explain)
     if fmt == "json":
-        obj = rep.to_dict()
-        if explain:
-            for row, lrow in zip(obj["layers"], rep.layers):
-                row["explain"] = list(lrow.explain)
-        emit_json(obj)
-        return
+        return _json(rep.to_dict(), rep.layers, explain)
     render(symbolic_view(rep, code=fmt == "markdown"), fmt)
     if explain and fmt != "csv":
         _explain_symbolic(rep, fmt)
@@ -159,12 +162,7 @@ def show_workspace(graph, fmt, batch, dtype, input_shape, explain):
 
     rep = workspace(graph, batch=batch, nbytes=dtype_bytes(dtype), dtype=dtype, input_shape=input_shape)
     if fmt == "json":
-        obj = rep.to_dict()
-        if explain:
-            for row, r in zip(obj["layers"], rep.rows):
-                row["explain"] = list(r.explain)
-        emit_json(obj)
-        return
+        return _json(rep.to_dict(), rep.rows, explain)
     render(workspace_view(rep), fmt)
     if explain and fmt != "csv":
         lines = [f"{rep.name}: the arithmetic of each conv's workspace (elements)", ""]

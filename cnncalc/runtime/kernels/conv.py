@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnncalc.analysis.workspace import fast_len
 from cnncalc.runtime._numba import njit, numba, prange
 from cnncalc.runtime.kernels import depthwise as _dwk
 from cnncalc.runtime.kernels._util import as_float, pads1d, pads2d, pair
@@ -413,17 +414,9 @@ def _im2col_dw(dy, xp, w_shape, stride, dilation, groups, cols=None, dyr=None):
 # --------------------------------------------------------------------------------------
 # fft
 # --------------------------------------------------------------------------------------
-def _fast_len(n):
-    """Smallest 2,3,5-smooth integer >= n (fast pocketfft sizes)."""
-    m = max(int(n), 1)
-    while True:
-        k = m
-        for p in (2, 3, 5):
-            while k % p == 0:
-                k //= p
-        if k == 1:
-            return m
-        m += 1
+# the smallest 2,3,5-smooth integer >= n (fast pocketfft sizes); one definition, shared with
+# the workspace analysis (summarize --workspace) that counts these buffers
+_fast_len = fast_len
 
 
 def _dilate(w, dh, dw):

@@ -172,7 +172,7 @@ class WorkspaceReport:
                 v = getattr(r, k)
                 if v is not None and (best is None or v > best[0]):
                     best = (v, r.name)
-            out[k] = best or (0, "")
+            out[k] = best or (0, None)
         return out
 
     def to_dict(self) -> dict:

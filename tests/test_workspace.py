@@ -49,26 +49,36 @@ np = pytest.importorskip("numpy")
 
 
 def _run_conv(tmp_path, conv, input_, batch, algo):
-    """The analysis row and the runtime's cache for one conv on a random input."""
-    from cnncalc.runtime.kernels import conv as K
+    """The analysis row and the runtime's cache for one conv, run by the runtime's executor
+    (its own padding, variant and, with ``auto``, algorithm) in a training forward pass."""
+    from cnncalc.runtime.executor import Net, random_input
 
     graph = cnncalc.load(_spec(tmp_path, [conv + ", name: c}"], input_))
     (r,) = workspace(graph, batch=batch).rows
-    layer = graph["c"].layer
-    H, W, C = layer.in_shapes[0]
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, C, H, W)).astype(np.float32)
-    w = rng.standard_normal((layer.filters, C // layer.groups, *layer.kernel)).astype(np.float32)
-    y, cache = K.conv2d_forward(x, w, None, layer.stride, layer.pad, layer.dilation, layer.groups, algo,
-                                keep_cols=True)
-    assert y.shape[2:] == layer.out_shape[:2]
-    return r, cache
+    net = Net(graph, dtype="float32", conv_algo=algo)
+    x = random_input(graph.input_shape, batch, np.random.default_rng(0), "float32")
+    y = net.forward(x, train=True)["c"]
+    assert y.shape[2:] == graph["c"].layer.out_shape[:2]
+    return r, _conv_cache(net.caches["c"])
+
+
+def _conv_cache(c):
+    """The kernel's ConvCache inside the executor's cache for a node (a tuple with the
+    activation's part)."""
+    if hasattr(c, "algo") and hasattr(c, "cols"):
+        return c
+    for part in c if isinstance(c, (tuple, list)) else ():
+        found = _conv_cache(part)
+        if found is not None:
+            return found
+    return None
 
 
 @pytest.mark.parametrize("conv,input_,batch", [
     ("{conv: 6, kernel: 3, pad: 1", "12x10x4", 2),                  # im2col columns
     ("{conv: 8, kernel: 3, stride: 2, pad: 1, groups: 2", "11x9x8", 3),  # grouped, strided
     ("{conv: 6, kernel: 3, dilation: 2", "13x13x3", 1),             # dilated
+    ("{conv: 4, kernel: 3, stride: 2, rounding: ceil", "10x8x3", 1),  # ceil: extra high padding
 ])
 def test_im2col_columns_are_the_runtimes(tmp_path, conv, input_, batch):
     r, cache = _run_conv(tmp_path, conv, input_, batch, "im2col")
@@ -95,6 +105,7 @@ def test_runtime_variants_match_their_buffers(tmp_path, conv, input_, variant):
 @pytest.mark.parametrize("conv,input_,batch", [
     ("{conv: 5, kernel: 3, pad: 1", "14x11x3", 2),
     ("{conv: 4, kernel: 9, pad: 4, groups: 2", "20x17x6", 1),
+    ("{conv: 4, kernel: 3, stride: 2, rounding: ceil", "10x8x3", 2),  # the runtime pads 11x9: 12x9 FFTs
 ])
 def test_fft_buffers_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batch):
     """The spectra the runtime's FFT path gets from numpy.fft (recorded as it runs): input

@@ -84,6 +84,10 @@ def conv_workspace(layer, batch: int = 1) -> ConvWorkspace | None:
         sh, sw = layer.stride
         dh, dw = layer.dilation
         (pt, pb), (pl, pr) = layer.pad
+    # the runtime's kernels round down: a ceil-rounded conv gets the extra high padding that
+    # makes floor give its size (cnncalc.runtime.executor._sizes)
+    pb += max(0, (OH - 1) * sh + dh * (kh - 1) + 1 - (H + pt + pb))
+    pr += max(0, (OW - 1) * sw + dw * (kw - 1) + 1 - (W + pl + pr))
     F, g = y[-1], layer.groups
     Cg = C // g
     N = batch

@@ -15,6 +15,8 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 
 @click.command()
 @click.argument("spec")
+@symbolic_option
+@workspace_option
 @format_option()
 @batch_option
 @dtype_option
@@ -28,8 +30,6 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 @click.option("--explain", is_flag=True, help="Show the arithmetic behind every number.")
 @click.option("--chart/--no-chart", default=True, show_default=True,
               help="Bars showing where memory and parameters sit.")
-@symbolic_option
-@workspace_option
 def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
     """Shapes, parameters, memory and MACs of every layer of SPEC, and the totals.
 
@@ -38,18 +38,18 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
     \b
     Examples:
       cnncalc summarize specs/vgg16.yaml
+      cnncalc summarize resnet50 --symbolic      # MACs and memory as formulas in H and W
+      cnncalc summarize resnet18 --workspace     # conv memory: im2col, Winograd, FFT
       cnncalc summarize vgg16 --no-bias --explain
       cnncalc summarize vgg16 --batch 64 --dtype float16
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
-      cnncalc summarize resnet50 --symbolic      # MACs and memory as formulas in H and W
-      cnncalc summarize resnet18 --workspace     # conv memory: im2col, Winograd, FFT
     """
-    view = requested_view()
-    if view:
-        return run_view(view, spec, fmt, batch, dtype, input_shape, explain, depth=depth, by=by, no_bias=no_bias)
     # a command that runs once and exits: reference counting frees what it drops, and the
     # cyclic GC would only rescan the thousands of rows a big spec makes, again and again
+    view = requested_view()  # --symbolic / --workspace: reports of their own
+    if view:
+        return run_view(view, spec, fmt, batch, dtype, input_shape, explain, depth=depth, by=by, no_bias=no_bias)
     with paused_gc():
         _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart)
 

@@ -41,6 +41,11 @@ def _escape(m: re.Match) -> str:
     return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
 
 
+def has_control(s: str) -> bool:
+    """True if ``s`` holds a character :func:`term_text` escapes."""
+    return _CONTROL.search(s) is not None
+
+
 def term_text(s) -> str:
     """``s`` with control characters shown escaped (``\\x1b``, ``\\n``): safe to print."""
     s = "" if s is None else str(s)
@@ -75,6 +80,7 @@ def py_docstring_text(s) -> str:
 
 
 CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")  # -42, -0.5, 1e-07: numbers, not formulas
 _CSV_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
 
@@ -85,7 +91,7 @@ def csv_cell(v):
     (a negative number is a number, not a formula)."""
     if not isinstance(v, str):
         return v
-    if v.startswith(CSV_TRIGGERS):
+    if v.startswith(CSV_TRIGGERS) and not _NUMBER.fullmatch(v):
         v = "'" + v
     return _CSV_CONTROL.sub(_escape, v) if _CSV_CONTROL.search(v) else v
 
@@ -126,5 +132,5 @@ def json_script(text: str) -> str:
     return _JSON_SCRIPT_RE.sub(lambda m: _JSON_SCRIPT[m.group()], text)
 
 
-__all__ = ["term_text", "error_text", "one_line", "comment_text", "py_docstring_text", "csv_cell", "CSV_TRIGGERS",
+__all__ = ["has_control", "term_text", "error_text", "one_line", "comment_text", "py_docstring_text", "csv_cell", "CSV_TRIGGERS",
            "xml_text", "md_cell", "md_text", "json_script"]

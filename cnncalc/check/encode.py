@@ -20,42 +20,9 @@ makes one such text safe for one reader, and keeps it readable:
 from __future__ import annotations
 
 from cnncalc.escape import CSV_TRIGGERS, csv_cell, error_text, md_cell, term_text, xml_text
-from cnncalc.report.render import TableView
-
-
-def terminal_view(view: TableView) -> TableView:
-    """A copy of ``view`` whose every text (cells, title, caption, notes, sections) shows
-    control characters escaped: what the terminal and plain renderings draw."""
-    def cells(rows):
-        return [{k: term_text(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
-
-    return TableView(term_text(view.title), view.columns, cells(view.rows), cells(view.footer),
-                     [(term_text(t), [(term_text(k), term_text(v)) for k, v in items]) for t, items in view.sections],
-                     [term_text(n) for n in view.notes], None if view.caption is None else term_text(view.caption))
-
-
-def error_text(e) -> str:
-    """An error message for the terminal: each of its lines with control characters escaped."""
-    return "\n".join(term_text(line) for line in str(e).split("\n"))
-
-
-def to_csv(view: TableView) -> str:
-    """The table as CSV (``render.to_csv``'s layout: keys as the header), every cell neutralised."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([csv_cell(c.key) for c in view.columns])
-    for row in list(view.rows) + list(view.footer):
-        w.writerow([csv_cell(_raw(row.get(c.key, ""))) for c in view.columns])
-    return buf.getvalue()
-
-
-def _raw(v):
-    if isinstance(v, (list, tuple)):
-        return "x".join(map(str, v))
-    return "" if v is None else v
+# (the terminal and CSV renderings of report.render escape every table with cnncalc.escape:
+# the gradebook uses them as they are)
+from cnncalc.report.render import TableView, terminal_view, to_csv
 
 
 def to_markdown(view: TableView) -> str:

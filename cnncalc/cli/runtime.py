@@ -257,7 +257,9 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, output, force, 
         emit_json({k: v for k, v in res.items() if k != "map"} | {"map": res["map"].tolist()})
         return
     lines = heatmap_lines(res["map"], res["field"])
-    click.echo(f"{graph.name} — effective receptive field of {layer} unit {res['unit']} "
+    from cnncalc.escape import term_text
+
+    click.echo(f"{term_text(graph.name)} — effective receptive field of {term_text(layer)} unit {res['unit']} "
                f"(mean |gradient| over {samples} inputs)")
     for line in lines:
         click.echo(line)

@@ -102,6 +102,9 @@ class _Out:
             self.console = Console(file=self.stream, highlight=False)
 
     def line(self, text: str = "", style: str | None = None):
+        from cnncalc.escape import error_text
+
+        text = error_text(text)  # (the spec's name, layer names: shown escaped)
         if self.console is not None:
             self.console.print(text, style=style, markup=False)
         else:

@@ -149,6 +149,11 @@ def export(spec, target, output, weights, input_shape, force):
     """
     graph = load_graph(spec, input_shape)
     graph.infer(input_shape)
+    from cnncalc import limits
+
+    limits.check_memory(graph, batch=1, command="export")  # before reading or making any weight
+    if target == "onnx":
+        limits.check_onnx_size(graph)
     params = state = None
     if weights:
         params, state = _read_weights(graph, weights)

@@ -305,6 +305,9 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
                                 input=list(input_shape) if input_shape else None,
                                 rounding=rounding_override())
         graph = _graph(spec_text, spec_file, opts.input, opts.rounding)
+        from cnncalc import limits
+
+        limits.check_memory(graph, batch=opts.batch_size, command="train")  # before any array exists
         from cnncalc.runtime.trainer import outputs_of
 
         _, num_outputs = outputs_of(graph)
@@ -536,6 +539,9 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
             raise _Fail(f"{ckpt_path} does not store its spec; pass --spec")
         opts = m.get("options", {})
         graph = _graph(spec_text, spec_file, opts.get("input"), opts.get("rounding"))
+        from cnncalc import limits
+
+        limits.check_memory(graph, batch=batch, command="evaluate")
         _, num_outputs = outputs_of(graph)
         param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
         state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}

@@ -273,6 +273,9 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
             if not run_dir.is_dir():
                 raise _Fail(f"--resume {resume_dir}: no such run directory")
             locks.append(lock_run_dir(run_dir))
+            from cnncalc.fsutil import remove_stale_temps
+
+            remove_stale_temps(run_dir, (C.LATEST, C.BEST))  # left by a kill -9 mid-write (we hold the lock)
             if not (run_dir / C.LATEST).exists():
                 raise _Fail(f"{run_dir} has no checkpoint ({C.LATEST}): the run stopped before its first "
                             f"checkpoint was written, so there is nothing to resume; start it again with "

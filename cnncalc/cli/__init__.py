@@ -55,7 +55,9 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CnnCalcError as e:
-            click.echo(f"error: {e}", err=True)
+            from cnncalc.escape import error_text  # names in messages cannot drive the terminal
+
+            click.echo(f"error: {error_text(e)}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -68,7 +70,9 @@ class LazyGroup(click.Group):
         except Exception as e:  # a bug, not the user's fault: say so without a wall of text
             if os.environ.get("CNNCALC_DEBUG"):
                 raise
-            click.echo(f"internal error (a bug in cnncalc, please report it): {type(e).__name__}: {e}\n"
+            from cnncalc.escape import error_text
+
+            click.echo(f"internal error (a bug in cnncalc, please report it): {type(e).__name__}: {error_text(e)}\n"
                        f"set CNNCALC_DEBUG=1 to see the traceback", err=True)
             ctx.exit(70)
 

@@ -92,7 +92,9 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, force):
     else:
         sys.stdout.write(imp.text)
     if imp.opaque:
-        click.echo(f"warning: {len(imp.opaque)} opaque layer(s) ({', '.join(imp.opaque[:5])}"
+        from cnncalc.escape import term_text
+
+        click.echo(f"warning: {len(imp.opaque)} opaque layer(s) ({term_text(', '.join(imp.opaque[:5]))}"
                    f"{', ...' if len(imp.opaque) > 5 else ''}) count 0 params/MACs", err=True)
     if weights:
         _write_checkpoint(weights, graph, imp, force)
@@ -147,6 +149,11 @@ def export(spec, target, output, weights, input_shape, force):
     """
     graph = load_graph(spec, input_shape)
     graph.infer(input_shape)
+    from cnncalc import limits
+
+    limits.check_memory(graph, batch=1, command="export")  # before reading or making any weight
+    if target == "onnx":
+        limits.check_onnx_size(graph)
     params = state = None
     if weights:
         params, state = _read_weights(graph, weights)

@@ -240,7 +240,9 @@ def _explain(report: Report, fmt: str) -> None:
         lines.append(f"total weights (no biases): "
                      f"{' + '.join(fmt_int(r.weights) for r in report.layers if r.weights)} = "
                      f"{fmt_int(t['weights'])}")
-    text = "\n".join(lines) + "\n"
+    from cnncalc.escape import term_text
+
+    text = "\n".join(map(term_text, lines)) + "\n"  # (a name cannot drive the terminal nor close the fence)
     if fmt == "markdown":
         text = "```\n" + text + "```\n"
     click.echo(text, nl=False)

@@ -102,6 +102,9 @@ class _Out:
             self.console = Console(file=self.stream, highlight=False)
 
     def line(self, text: str = "", style: str | None = None):
+        from cnncalc.escape import error_text
+
+        text = error_text(text)  # (the spec's name, layer names: shown escaped)
         if self.console is not None:
             self.console.print(text, style=style, markup=False)
         else:
@@ -270,6 +273,9 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
             if not run_dir.is_dir():
                 raise _Fail(f"--resume {resume_dir}: no such run directory")
             locks.append(lock_run_dir(run_dir))
+            from cnncalc.fsutil import remove_stale_temps
+
+            remove_stale_temps(run_dir, (C.LATEST, C.BEST))  # left by a kill -9 mid-write (we hold the lock)
             if not (run_dir / C.LATEST).exists():
                 raise _Fail(f"{run_dir} has no checkpoint ({C.LATEST}): the run stopped before its first "
                             f"checkpoint was written, so there is nothing to resume; start it again with "
@@ -302,6 +308,9 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
                                 input=list(input_shape) if input_shape else None,
                                 rounding=rounding_override())
         graph = _graph(spec_text, spec_file, opts.input, opts.rounding)
+        from cnncalc import limits
+
+        limits.check_memory(graph, batch=opts.batch_size, command="train")  # before any array exists
         from cnncalc.runtime.trainer import outputs_of
 
         _, num_outputs = outputs_of(graph)
@@ -533,6 +542,9 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
             raise _Fail(f"{ckpt_path} does not store its spec; pass --spec")
         opts = m.get("options", {})
         graph = _graph(spec_text, spec_file, opts.get("input"), opts.get("rounding"))
+        from cnncalc import limits
+
+        limits.check_memory(graph, batch=batch, command="evaluate")
         _, num_outputs = outputs_of(graph)
         param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
         state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}

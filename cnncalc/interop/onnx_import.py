@@ -1224,7 +1224,9 @@ def _factor_defaults(items: list[Item]) -> dict:
 def spec_text(imp: _Importer, name: str) -> str:
     items = imp.items
     defaults = _factor_defaults(items)
-    lines = [f"# imported by cnncalc from {imp.source}", f"name: {_dump(name)}",
+    from cnncalc.escape import comment_text  # a file name with a line break cannot add YAML keys
+
+    lines = [f"# imported by cnncalc from {comment_text(imp.source)}", f"name: {_dump(name)}",
              f"source: {_dump(imp.source_text)}", f"input: {fmt_shape(imp.input_shape)}"]
     if defaults:
         lines.append("defaults:")

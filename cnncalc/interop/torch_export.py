@@ -16,6 +16,7 @@ from __future__ import annotations
 import keyword
 import re
 
+from cnncalc.escape import comment_text, py_docstring_text
 from cnncalc.graph import INPUT, Graph
 from cnncalc.interop import InteropError
 from cnncalc.interop.onnx_export import unsupported_layers, window_attrs
@@ -52,7 +53,9 @@ def _attr_path(layer: str) -> list[str]:
 
 
 def _ident(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name)
+    """An attribute name written as ``self.name``: ASCII only (Python NFKC-normalises other
+    identifiers, so ``self.ﬁ`` would be ``self.fi``); any other name goes through repr()."""
+    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
 
 
 def _ref(path: list[str]) -> str:
@@ -82,7 +85,7 @@ class _Gen:
         self.helpers: dict[str, str] = {}  # class name → source, for layers torch has no module for
 
     def var(self, name: str) -> str:
-        v = re.sub(r"\W", "_", name.replace("/", "__"))
+        v = re.sub(r"[^0-9A-Za-z_]", "_", name.replace("/", "__"))[:60]  # an ASCII identifier
         if not v or v[0].isdigit() or keyword.iskeyword(v):
             v = "v_" + v
         base, k = v, 1
@@ -397,7 +400,11 @@ ACTIVATIONS = {"relu": "torch.relu({})", "relu6": "F.relu6({})", "leakyrelu": "F
 
 
 def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
-    """The Python source of a standalone ``nn.Module`` computing ``graph``."""
+    """The Python source of a standalone ``nn.Module`` computing ``graph``. Names (the graph's,
+    its file's, the layers') reach the source only escaped in comments and the docstring, as
+    repr() string literals, or reduced to ASCII identifiers."""
+    if not (class_name.isascii() and class_name.isidentifier()) or keyword.iskeyword(class_name):
+        raise InteropError(f"class name {class_name!r} is not a Python identifier")
     graph.infer()
     bad = unsupported_layers(graph)
     if bad:
@@ -413,7 +420,7 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
             expr = ACTIVATIONS[node.layer.activation].format(expr)
         v = g.var(node.name)
         g.vars[node.name] = v
-        g.fwd.append(f"{v} = {expr}  # {node.name}: {node.layer.describe()}")
+        g.fwd.append(f"{v} = {expr}  # {comment_text(node.name)}: {comment_text(node.layer.describe())}")
     outs = [g.vars[o] for o in graph.outputs]
     ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
     shape = graph.input_shape
@@ -422,7 +429,9 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
     dims = tuple(torch_order(shape))
     example = ", ".join(map(str, (1, *dims)))
     head = [
-        f'"""{graph.name} as a PyTorch module, written by `cnncalc export` from {graph.file or graph.name}.',
+        # names reach the source only escaped (no quote, backslash or line break can end the string)
+        f'"""{py_docstring_text(graph.name)} as a PyTorch module, written by `cnncalc export` from '
+        f'{py_docstring_text(graph.file or graph.name)}.',
         "",
         f"Input: a float tensor {layout} = {example.replace(', ', ' x ')[4:]} per item (spec input "
         f"{'x'.join(map(str, shape))}).",

@@ -17,8 +17,11 @@ Nothing here imports numpy or the runtime.
 """
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 
+from cnncalc.escape import term_text
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.shapes import fmt_shape
@@ -376,8 +379,13 @@ def overlaps(layout: Layout) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------------- text formats
+def _dot_esc(s: str) -> str:
+    """Text inside a DOT "string": control characters shown escaped, \\ and " escaped."""
+    return term_text(s).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _dot_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _dot_esc(s) + '"'
 
 
 def to_dot(layout: Layout) -> str:
@@ -385,7 +393,7 @@ def to_dot(layout: Layout) -> str:
            '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="monospace", fontsize=11];',
            '  edge [fontname="monospace", fontsize=9];']
     for n in layout.real_nodes:
-        label = _dot_str("\n".join(n.lines)).replace("\n", "\\n")
+        label = '"' + "\\n".join(map(_dot_esc, n.lines)) + '"'  # (DOT's \\n: a line break)
         out.append(f"  {_dot_str(n.id)} [label={label}];")
     for e in layout.edges:
         out.append(f"  {_dot_str(e.src)} -> {_dot_str(e.dst)} [label={_dot_str(e.label)}];")
@@ -394,12 +402,16 @@ def to_dot(layout: Layout) -> str:
 
 
 def _mmd_text(s: str) -> str:
-    return s.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    """Text inside a quoted mermaid label: one line (control characters shown escaped), its
+    quote and markup characters as mermaid's entity codes."""
+    s = term_text(s)
+    return s.replace("#", "#35;").replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
 def to_mermaid(layout: Layout) -> str:
     ids = {n.id: f"n{i}" for i, n in enumerate(layout.real_nodes)}
-    out = ["---", f"title: {_mmd_text(layout.title)}", "---", "flowchart TB"]
+    # the front matter is YAML: the title as a JSON string (valid YAML), on one line
+    out = ["---", f"title: {json.dumps(term_text(layout.title), ensure_ascii=False)}", "---", "flowchart TB"]
     for n in layout.real_nodes:
         out.append(f'  {ids[n.id]}["{"<br/>".join(_mmd_text(s) for s in n.lines)}"]')
     for e in layout.edges:

@@ -13,8 +13,9 @@ into ``#cnncalc-errors`` so a headless browser test can read both from the DOM.
 from __future__ import annotations
 
 import json
-from xml.sax.saxutils import escape
 
+from cnncalc.escape import json_script
+from cnncalc.report.svg import escape  # (& < > escaped, characters XML forbids shown escaped)
 from cnncalc.shapes import fmt_int, fmt_shape, from_json
 
 CSS = """
@@ -181,7 +182,8 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     for row in layers:
         row["explain"] = explain.get(row["name"], [])
     data = {"summary": summary, "receptive_field": rf, "comparisons": comparisons}
-    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+    # (< > & U+2028 U+2029 as \\u escapes: the same JSON, and no "</script" or "<!--" in the page)
+    blob = json_script(json.dumps(data, separators=(",", ":")))
     names = [r["name"] for r in layers]
     title = f"{summary['name']} — input {fmt_shape(from_json(summary['input'], summary.get('input_kind')))}"
     charts = [

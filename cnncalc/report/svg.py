@@ -1,7 +1,19 @@
 """The layer graph as SVG (pure Python: the base install draws it, no Graphviz, no system package)."""
 from __future__ import annotations
 
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _xml_escape
+from xml.sax.saxutils import quoteattr as _quoteattr
+
+from cnncalc.escape import xml_text
+
+
+def escape(s: str) -> str:
+    """Text of an SVG element: & < > escaped, characters XML 1.0 forbids shown escaped."""
+    return _xml_escape(xml_text(s))
+
+
+def quoteattr(s: str) -> str:
+    return _quoteattr(xml_text(s))
 
 from cnncalc.report.graph import (LABEL_PX, LINE_GAP, NAME_PX, PAD_Y, STEM, TEXT_PX, GNode, Layout,
                                   text_width)

@@ -41,7 +41,7 @@ COMMANDS = {
 # Every command of COMMANDS has one (tests/test_cli_help.py).
 SHORT_HELP = {
     "summarize": "Shapes, params, memory and MACs of every layer.",
-    "receptive-field": "Receptive field r, jump S, padding P of every layer.",
+    "receptive-field": "Receptive field r, stride S, padding P of every layer.",
     "zoo": "List the shipped specs and their published tables.",
     "compare": "A published table against the exact numbers.",
     "diff": "Layer-by-layer differences of two specs or models.",

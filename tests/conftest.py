@@ -1,3 +1,4 @@
+import inspect
 import os
 import re
 import subprocess
@@ -58,12 +59,32 @@ SLOW_PATHS: tuple[str, ...] = ()
 FAST_BUDGET_S = 10.0  # CPU seconds: a fast test over this is named at the end of the run
 
 
+_TORCH_IN_BODY = re.compile(r"importorskip\(\s*[\"'](?:torch|torchvision|timm)[\"']"
+                            r"|^\s+(?:import|from) (?:torch|torchvision|timm)\b", re.MULTILINE)
+_body_cache: dict = {}
+
+
+def _body_imports_torch(item) -> bool:
+    """The test function itself imports torch, torchvision or timm (importorskip included)."""
+    fn = getattr(item, "function", None)
+    if fn is None:
+        return False
+    if fn not in _body_cache:
+        try:
+            _body_cache[fn] = bool(_TORCH_IN_BODY.search(inspect.getsource(fn)))
+        except (OSError, TypeError):
+            _body_cache[fn] = False
+    return _body_cache[fn]
+
+
 def _is_slow(item) -> bool:
     if item.get_closest_marker("slow") or item.get_closest_marker("torch"):
         return True
     module = getattr(item, "module", None)
     if module is not None and any(getattr(getattr(module, name, None), "__name__", None) == name
                                   for name in SLOW_MODULES):
+        return True
+    if _body_imports_torch(item):
         return True
     nodeid = item.nodeid
     return any(nodeid == p or nodeid.startswith(p + "::") or nodeid.startswith(p + "[")
@@ -108,16 +129,28 @@ def _cpu() -> float:
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
+_torch_importers: list[str] = []
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    start = _cpu()
+    start, had_torch = _cpu(), "torch" in sys.modules
     yield
     spent = _cpu() - start
-    if spent > FAST_BUDGET_S and not item.get_closest_marker("slow"):
-        _cpu_over.append((spent, item.nodeid))
+    if not item.get_closest_marker("slow"):
+        if spent > FAST_BUDGET_S:
+            _cpu_over.append((spent, item.nodeid))
+        if not had_torch and "torch" in sys.modules:
+            _torch_importers.append(item.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _torch_importers:
+        terminalreporter.section("fast tests that imported torch")
+        terminalreporter.write_line("importing torch costs seconds and hundreds of MB in every later test's "
+                                    "process; mark these @pytest.mark.torch (docs/contributing.md):")
+        for nodeid in _torch_importers:
+            terminalreporter.write_line(f"  {nodeid}")
     if _cpu_over:
         terminalreporter.section("fast tests over their budget")
         terminalreporter.write_line(f"these tests are not marked slow but took over {FAST_BUDGET_S:.0f} CPU "

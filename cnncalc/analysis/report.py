@@ -160,6 +160,18 @@ class Report(Record):
     def __iter__(self):
         return iter(self.layers)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the table of ``cnncalc summarize`` with its totals (cnncalc.results)."""
+        from cnncalc.results import summary_html
+
+        return summary_html(self, None)
+
+    def to_pandas(self):
+        """One pandas DataFrame row per layer, indexed by name (needs pandas)."""
+        from cnncalc.results import report_frame
+
+        return report_frame(self)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name, "source": self.source, "input": list(self.input_shape),

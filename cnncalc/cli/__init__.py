@@ -19,6 +19,7 @@ COMMANDS = {
     "receptive-field": "cnncalc.cli.rf:receptive_field",
     "zoo": "cnncalc.cli.zoo:zoo",
     "compare": "cnncalc.cli.zoo:compare",
+    "diff": "cnncalc.cli.diff:diff",
     "graph": "cnncalc.cli.graph:graph",
     "report": "cnncalc.cli.report:report",
     "conv": "cnncalc.cli.calc:conv",

@@ -30,7 +30,10 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 @click.option("--explain", is_flag=True, help="Show the arithmetic behind every number.")
 @click.option("--chart/--no-chart", default=True, show_default=True,
               help="Bars showing where memory and parameters sit.")
-def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
+@click.option("--convention", type=click.Choice(["cnncalc", "torchinfo", "fvcore", "ptflops", "thop", "all"]),
+              default=None, help="Also count as torchinfo, fvcore, ptflops or thop count (a column, and what "
+                                 "the count is made of); all: the five totals side by side.")
+def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention):
     """Shapes, parameters, memory and MACs of every layer of SPEC, and the totals.
 
     SPEC is a YAML file or the name of a shipped spec (see `cnncalc zoo`).
@@ -44,6 +47,7 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
       cnncalc summarize vgg16 --batch 64 --dtype float16
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
+      cnncalc summarize resnet18 --convention all   # why torchinfo, fvcore, ptflops, thop differ
     """
     # a command that runs once and exits: reference counting frees what it drops, and the
     # cyclic GC would only rescan the thousands of rows a big spec makes, again and again
@@ -51,14 +55,37 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
     if view:
         return run_view(view, spec, fmt, batch, dtype, input_shape, explain, depth=depth, by=by, no_bias=no_bias)
     with paused_gc():
-        _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart)
+        _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention)
 
 
-def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
+def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention=None):
     graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
+    if convention:
+        from cnncalc.cli import convention_view as CV
+
+        ccs = CV.counts(graph, report, convention)
     del graph  # (the report holds what is shown: the table reuses the graph's memory)
+    if convention and fmt == "json":
+        obj = report.to_dict()
+        obj["conventions"] = [cc.to_dict() for cc in ccs]
+        for row in obj["layers"]:
+            row["convention"] = {cc.convention: cc.layers[row["name"]] for cc in ccs}
+        emit_json(obj)
+        return
+    if convention == "all":
+        render(CV.comparison_view(report, ccs), fmt)
+        return
+    if convention:
+        if by or depth:
+            from cnncalc.cli.common import fail
+
+            fail("--convention shows one row per layer: leave out --by and --depth")
+        view = layer_view(report, chart=chart and fmt in ("table", "plain"), extra=CV.column(ccs[0]))
+        view.sections.append(CV.section(ccs[0]))
+        render(view, fmt)
+        return
     if fmt == "json":
         obj = report.to_dict()
         if by:
@@ -102,7 +129,9 @@ def _collapse(report: Report, depth: int) -> list[dict]:
     return out
 
 
-def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> TableView:
+def layer_view(report: Report, depth: int | None = None, chart: bool = True,
+               extra: tuple[Column, dict[str, int], int] | None = None) -> TableView:
+    """summarize's table; ``extra`` = (a column after MACs, its value per layer name, its total)."""
     t, m = report.totals, report.memory
     pkey = "params" if report.with_bias else "weights"
     cells = ("type", "shape", "activations", "params", "macs")
@@ -139,12 +168,18 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
         Column("params", "Params" if report.with_bias else "Weights (no biases)"),
         Column("macs", "MACs", drop=1),
     ]
+    columns = {"name": names}
+    if extra is not None:
+        cols.insert(next(i for i, c in enumerate(cols) if c.key == "macs") + 1, extra[0])
+        columns[extra[0].key] = [0] + [extra[1][n] for n in names[1:]]
     if chart:  # two bars in two colours (plain text: the same bars, side by side)
         cols.append(Column("chart", "memory │ params", "left", kind="chart", drop=1,
                            styles=(CHART_MEMORY, CHART_PARAMS)))
     total_label = "Total" + ("" if report.with_bias else " (no biases)")
     footer = [{"name": total_label, "type": "", "shape": "",
                "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"]}]
+    if extra is not None:
+        footer[0][extra[0].key] = extra[2]
     nb = m["bytes_per_element"]
     sections = [
         ("Parameters", [
@@ -186,7 +221,7 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
     if opaque:
         notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}{', ...' if len(opaque) > 5 else ''})"
                      f" are counted as 0 params and 0 MACs: the totals are lower bounds")
-    return TableView(title=title, columns=cols, rows=ColumnRows({"name": names}, kinds, shared),
+    return TableView(title=title, columns=cols, rows=ColumnRows(columns, kinds, shared),
                      footer=footer, sections=sections, notes=notes, caption=caption)
 
 

@@ -433,7 +433,7 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
         f'"""{py_docstring_text(graph.name)} as a PyTorch module, written by `cnncalc export` from '
         f'{py_docstring_text(graph.file or graph.name)}.',
         "",
-        f"Input: a float tensor {layout} = {example.replace(', ', ' x ')[4:]} per item (spec input "
+        f"Input: a float tensor of shape (N, {', '.join(map(str, dims))}){_axes(layout, dims)} (spec input "
         f"{'x'.join(map(str, shape))}).",
         "state_dict keys = cnncalc checkpoint keys with '/' -> '.' (batch norm: gamma -> weight, beta -> bias).",
         "",
@@ -454,6 +454,14 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
     body = [f"        {l}" for l in g.init] or ["        pass"]
     fwd = ["", "    def forward(self, x):"] + [f"        {l}" for l in g.fwd] + [f"        return {ret}", ""]
     return "\n".join(head + body + fwd)
+
+
+def _axes(layout: str, dims) -> str:
+    """': N x C x H x W with C = 3, H = 32, W = 32' (nothing for a tensor of no named axes)."""
+    names = layout.split(" x ")[1:]
+    if not names or not all(n.isalpha() for n in names):
+        return ""
+    return f": {layout} with " + ", ".join(f"{n} = {d}" for n, d in zip(names, dims))
 
 
 def _out_example(graph):

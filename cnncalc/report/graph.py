@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from cnncalc.escape import term_text
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
-from cnncalc.shapes import fmt_shape
+from cnncalc.shapes import fmt_int, fmt_shape, numel
 
 # text metrics of the monospace font the renderers use (DejaVu Sans Mono: 0.602 em per char)
 NAME_PX, TEXT_PX, LABEL_PX = 12, 11, 10
@@ -82,6 +82,7 @@ class Layout:
     height: float = 0.0
     depth: int | None = None
     crossings: int = 0  # edge crossings between adjacent rows after ordering
+    direction: str = "TB"  # TB: rows top to bottom; LR: columns left to right
 
     @property
     def real_nodes(self) -> list[GNode]:
@@ -103,9 +104,11 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
     nodes[INPUT] = GNode(INPUT, INPUT, "input", [INPUT, "input", fmt_shape(graph.input_shape)],
                          tuple(graph.input_shape), [INPUT])
     owner = {INPUT: INPUT}
+    params: dict[str, int] = {}
     for n in graph.layers:
         key = group_key(n.name, depth)
         owner[n.name] = key
+        params[key] = params.get(key, 0) + sum(numel(sh) for sh, _ in n.layer.param_shapes().values())
         g = nodes.get(key)
         if g is None:
             nodes[key] = GNode(key, key, n.kind, [], n.shape, [n.name], desc=n.layer.describe())
@@ -117,7 +120,8 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
             continue
         if len(g.members) > 1 or g.members[0] != g.id:
             g.kind = "module"
-            g.lines = [g.name, f"module, {len(g.members)} layers", fmt_shape(g.shape)]
+            g.lines = [g.name, f"module, {len(g.members)} layers", f"{fmt_int(params[g.id])} params",
+                       fmt_shape(g.shape)]
         else:
             g.lines = [g.name, g.desc, fmt_shape(g.shape)]
     edges: dict[tuple[str, str], GEdge] = {}
@@ -308,7 +312,13 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
 
 
 # ---------------------------------------------------------------------------------- public
-def layout_graph(graph: Graph, depth: int | None = None) -> Layout:
+DIRECTIONS = ("TB", "LR")
+
+
+def layout_graph(graph: Graph, depth: int | None = None, direction: str = "TB") -> Layout:
+    """Boxes and routes of the layer graph: rows top to bottom (TB) or columns left to right (LR)."""
+    if direction not in DIRECTIONS:
+        raise CnnCalcError(f"direction must be TB or LR, not {direction!r}")
     nodes, edges = build(graph, depth)
     outs: dict[str, list[str]] = {}
     for e in edges:
@@ -329,6 +339,9 @@ def layout_graph(graph: Graph, depth: int | None = None) -> Layout:
     for row in rows:
         for i, k in enumerate(row):
             nodes[k].order = i
+    title = f"{graph.name} — input {fmt_shape(graph.input_shape)}" + (f", depth {depth}" if depth else "")
+    if direction == "LR":
+        return _left_to_right(nodes, edges, rows, up, down, title, depth, crossings)
     _coordinates(nodes, rows, up, down)
     # rows top to bottom
     y = MARGIN + 28  # room for the title
@@ -359,10 +372,64 @@ def layout_graph(graph: Graph, depth: int | None = None) -> Layout:
                 pts.append((n.x, n.y))
                 pts.append((n.x, n.y + n.h))
         e.points = pts
-    title = f"{graph.name} — input {fmt_shape(graph.input_shape)}" + (f", depth {depth}" if depth else "")
     width = max(right - left + 2 * MARGIN, text_width(title, 14) + 2 * MARGIN)
     return Layout(title, nodes, edges, width=round(width), height=round(y - ROW_GAP + MARGIN), depth=depth,
                   crossings=crossings)
+
+
+def _left_to_right(nodes, edges, rows, up, down, title, depth, crossings) -> Layout:
+    """The same ordering placed in columns: the in-row placement runs on the boxes' heights
+    (sizes swapped), then each column is as wide as its widest box plus room for the shape
+    written on the stems leaving it."""
+    labels = {k: n.out_label for k, n in nodes.items()}
+    for n in nodes.values():  # place along the cross axis with the boxes' heights
+        n.w, n.h = n.h, n.w
+        n.out_label = ""
+    _coordinates(nodes, rows, up, down)
+    cross = {k: n.x for k, n in nodes.items()}
+    for k, n in nodes.items():
+        n.w, n.h = n.h, n.w
+        n.out_label = labels[k]
+    x = MARGIN
+    for row in rows:
+        real = [nodes[k] for k in row if not nodes[k].dummy]
+        wmax = max((n.w for n in real), default=DUMMY_W)
+        lab = max((text_width(n.out_label, LABEL_PX) for n in real if n.out_label), default=0)
+        for k in row:
+            n = nodes[k]
+            if n.dummy:
+                n.w, n.h = wmax, DUMMY_W
+            n.x = x + n.w / 2  # boxes of a column share their left edge (TB: their top)
+            n.y = cross[k] - n.h / 2
+        x += wmax + max(ROW_GAP, STEM + lab + 18)
+    top = min(n.y for n in nodes.values())
+    shift = MARGIN + 28 - top
+    for n in nodes.values():
+        n.y += shift
+    for e in edges:
+        pts = []
+        for i, k in enumerate(e.chain):
+            n = nodes[k]
+            cy = n.y + n.h / 2
+            if i == 0:
+                pts += [(n.x + n.w / 2, cy), (n.x + n.w / 2 + STEM, cy)]
+            elif i == len(e.chain) - 1:
+                pts.append((n.x - n.w / 2, cy))
+            else:
+                pts += [(n.x - n.w / 2, cy), (n.x + n.w / 2, cy)]
+        e.points = pts
+    right = max(n.x + n.w / 2 for n in nodes.values() if not n.dummy)
+    bottom = max(n.y + n.h for n in nodes.values())
+    width = max(right + MARGIN, text_width(title, 14) + 2 * MARGIN)
+    return Layout(title, nodes, edges, width=round(width), height=round(bottom + MARGIN), depth=depth,
+                  crossings=crossings, direction="LR")
+
+
+def label_at(layout: Layout, n: GNode) -> tuple[float, float]:
+    """Where the shape written on a box's outgoing stem starts (text baseline, left end)."""
+    if layout.direction == "LR":
+        return n.x + n.w / 2 + 4, n.y + n.h / 2 - 4
+    return n.x + 6, n.y + n.h + STEM - 2
 
 
 def overlaps(layout: Layout) -> list[tuple[str, str]]:
@@ -389,7 +456,7 @@ def _dot_str(s: str) -> str:
 
 
 def to_dot(layout: Layout) -> str:
-    out = [f"digraph {_dot_str(layout.title)} {{", "  rankdir=TB;",
+    out = [f"digraph {_dot_str(layout.title)} {{", f"  rankdir={layout.direction};",
            '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="monospace", fontsize=11];',
            '  edge [fontname="monospace", fontsize=9];']
     for n in layout.real_nodes:
@@ -411,7 +478,8 @@ def _mmd_text(s: str) -> str:
 def to_mermaid(layout: Layout) -> str:
     ids = {n.id: f"n{i}" for i, n in enumerate(layout.real_nodes)}
     # the front matter is YAML: the title as a JSON string (valid YAML), on one line
-    out = ["---", f"title: {json.dumps(term_text(layout.title), ensure_ascii=False)}", "---", "flowchart TB"]
+    out = ["---", f"title: {json.dumps(term_text(layout.title), ensure_ascii=False)}", "---",
+           f"flowchart {layout.direction}"]
     for n in layout.real_nodes:
         out.append(f'  {ids[n.id]}["{"<br/>".join(_mmd_text(s) for s in n.lines)}"]')
     for e in layout.edges:

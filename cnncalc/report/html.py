@@ -192,7 +192,8 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     rf_html = ("<p class=\"muted\">No receptive fields: the input has no spatial axes, or they were left "
                "out (--no-rf).</p>")
     if rf:
-        rfl = [f for f in rf if f["name"] in set(names)]
+        shown = set(names)
+        rfl = [f for f in rf if f["name"] in shown]
         rs = [_num(f["r"]) or 0 for f in rfl]
         ss = [_num(f["S"]) or 0 for f in rfl]
         rf_html = (_bar_chart("Receptive field size r per layer (pixels)", [f["name"] for f in rfl], rs, "#3d8b4a")

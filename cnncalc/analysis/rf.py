@@ -326,6 +326,8 @@ class Q1Paths:
     def __eq__(self, other):
         if isinstance(other, Q1Paths):
             other = other.frozen()
+        elif not isinstance(other, (set, frozenset)):
+            return NotImplemented
         return self.frozen() == other
 
     __hash__ = None
@@ -378,7 +380,7 @@ def _carry_merge(src: list["AxisField"]) -> dict | None:
             return None
         fulls.append(f)
     full = None
-    if None not in fulls:
+    if all(f is not None for f in fulls):
         full = Q1Paths.union(fulls)
         if len(full) > MAX_PATHS:
             full = None

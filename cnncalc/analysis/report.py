@@ -218,7 +218,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
             continue
         # (graph.infer gives a copy its first's in_shapes list: the same object, the same shapes)
         key = (layer.__class__, id(layer.args), layer.activation, layer.rounding, id(layer.in_shapes))
-        entry = None if explain else counted.get(key)
+        entry = counted.get(key)
         if entry is None:
             w = b = 0
             for shape, role in layer.param_shapes().values():
@@ -234,10 +234,9 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
                     "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
             entry = [tmpl, 0, w + b > 0, 0 if tmpl["view"] else elems,
-                     tuple(tmpl[f] for f in _SHARED)]
+                     tuple(tmpl[f] for f in _SHARED), {}]
             distinct.append(entry)
-            if not explain:
-                counted[key] = entry
+            counted[key] = entry
         tmpl = entry[0]
         entry[1] += 1
         # Every forward MAC multiplies one input value by one weight (conv, grouped/depthwise,
@@ -283,7 +282,12 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
             src = graph[node.inputs[0]] if node.inputs else None
             layer.in_factors = (src.layer.in_shapes[0] if src is not None and src.layer is not None
                                 and src.kind == "flatten" else None)
-            row.explain = explain_layer(layer, batch, bias)
+            # copies counted the same explain the same (their lines are made once per copy's
+            # in_factors; each row gets its own list)
+            lines = entry[5].get(layer.in_factors)
+            if lines is None:
+                lines = entry[5][layer.in_factors] = explain_layer(layer, batch, bias)
+            row.explain = lines.copy()
             if row.macs:
                 dx = (f"{fmt_int(row.input_grad_macs)} input gradient" if row.input_grad_macs
                       else "no input gradient (nothing trainable upstream)")
@@ -293,7 +297,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
 
     weights = biases = nontrain = macs = dw_macs = acts = 0
     ops = dict.fromkeys(OP_KINDS, 0)
-    for tmpl, n, _, _, _ in distinct:
+    for tmpl, n, _, _, _, _ in distinct:
         weights += tmpl["weights"] * n
         biases += tmpl["biases"] * n
         nontrain += tmpl["nontrainable"] * n

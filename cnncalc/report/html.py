@@ -221,7 +221,8 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     rf_html = ("<p class=\"muted\">No receptive fields: the input has no spatial axes, or they were left "
                "out (--no-rf).</p>")
     if rf:
-        rfl = [f for f in rf if f["name"] in set(names)]
+        shown = set(names)
+        rfl = [f for f in rf if f["name"] in shown]
         rs = [_num(f["r"]) or 0 for f in rfl]
         ss = [_num(f["S"]) or 0 for f in rfl]
         rdesc = {r["name"]: r.get("description", "") for r in layers}

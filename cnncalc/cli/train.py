@@ -24,6 +24,11 @@ from cnncalc.cli.common import (batch_size_option, format_option, input_option, 
 from cnncalc.errors import CnnCalcError
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
+# the rule of cnncalc.runtime._numba.default_threads, said without importing numba
+THREADS_HELP = ("Threads for the kernels and sub-batches. Default: the cores not busy with other work "
+                "when the command starts (usable cores minus the 1-minute load average, rounded, at "
+                "least 1; NUMBA_NUM_THREADS when set): on a shared machine a thread that waits for a "
+                "busy core makes training slower than 1 thread.")
 SCHEDULES = ("step", "plateau", "cosine", "constant")
 # training MACs per epoch above which train estimates the duration from the first batches
 # (LeNet-5 on 4,000 digits: 4.5e9, a few seconds; VGG-16 at 32x32 on 50,000 images: 2.3e13)
@@ -184,7 +189,7 @@ def _mib(b):
                    "cosine: to 0 at the last epoch.")
 @click.option("--init", type=click.Choice(["he", "xavier", "lecun"]), default="he", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="numba threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help=THREADS_HELP)
 @click.option("--conv-algo", type=click.Choice(["auto", "direct", "im2col", "fft"]), default="auto",
               show_default=True)
 @click.option("--normalize", type=click.Choice(["scale", "standardize"]), default="scale", show_default=True,
@@ -501,7 +506,7 @@ def _summary_view(s: dict) -> TableView:
               help="Data to evaluate on (its test split); default: the data the run was trained on.")
 @click.option("--spec", default=None, metavar="SPEC", help="Default: the spec stored in the checkpoint.")
 @batch_size_option(256)
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help=THREADS_HELP)
 @make_rounding_option(
     "Override the spec's rounding rule (floor, ceil or strict; a layer's own 'rounding:' still wins). "
     "Default: the rule the run was trained with (train --rounding is stored in the checkpoint), else "

@@ -117,9 +117,9 @@ def _openblas_setters():
 
 
 def set_threads(n: int | None = None, blas_threads: int = 1) -> int:
-    """Use ``n`` threads in numba parallel regions (default: all cores) and
+    """Use ``n`` threads in numba parallel regions (default: :func:`default_threads`) and
     ``blas_threads`` in BLAS.  Returns the numba thread count in effect."""
-    n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    n = default_threads() if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     for v in BLAS_VARS:
         os.environ[v] = str(blas_threads)
@@ -129,6 +129,32 @@ def set_threads(n: int | None = None, blas_threads: int = 1) -> int:
         except Exception:  # pragma: no cover - exotic BLAS builds
             pass
     return numba.get_num_threads()
+
+
+def default_threads(cores: int | None = None, load: float | None = None) -> int:
+    """The thread count a runtime command uses when none is given (``--threads`` says it too).
+
+    The cores this process may run on, minus the 1-minute load average (the other work
+    already running), rounded to the nearest integer, clamped to [1, cores]; a user-set
+    ``NUMBA_NUM_THREADS`` wins. On this project's 2-core machine (benchmarks/README.md,
+    "Threads"): with the other core busy, LeNet-5 at 2 threads trained at 0.83x its 1-thread
+    speed (a thread waits for the busy core at every fork/join); idle, at 1.33x. The load
+    average is the kernel's count of runnable tasks, so a run started right after another
+    heavy one may choose fewer threads than the machine has: never slower than 1 thread."""
+    if cores is None and "NUMBA_NUM_THREADS" in os.environ:
+        return numba.config.NUMBA_NUM_THREADS
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not Linux
+            cores = os.cpu_count() or 1
+        cores = min(cores, numba.config.NUMBA_NUM_THREADS)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average (Windows): assume a quiet machine
+            load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 def set_thread_count(n: int) -> None:

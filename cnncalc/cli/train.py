@@ -86,6 +86,12 @@ def _graph(text: str, file: str, input_shape, rounding: str | None = None):
     return g
 
 
+def _compiles_done():
+    from cnncalc.runtime import _numba
+
+    _numba.compiles_done()
+
+
 def _threads(n):
     from cnncalc.runtime import _numba
 
@@ -355,11 +361,14 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
     n_train = len(ds.train_labels)
     out.line(f"work: {per_image:,} training MACs per image (forward + backward) x {n_train:,} images = "
              f"{per_image * n_train:,} per epoch")
-    said = {"estimate": False, "first_epoch": False}
+    said = {"estimate": False, "first_epoch": False, "compiled": False}
     large = per_image * n_train >= LARGE_EPOCH_MACS
     remaining_epochs = opts.epochs - (ck.epoch if ck else 0)
 
     def on_batch(p):
+        if p.batch == 1 or not said["compiled"]:
+            said["compiled"] = True
+            _compiles_done()  # the first batch compiled what a cold cache lacked: end that notice
         if out.progress is None and out.rich:
             out.start_epoch(p.epoch, p.epochs, p.batches)
         out.batch(p)
@@ -552,6 +561,7 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
     load_flat(net.state, ck.state)
     assert flat(net.params).keys() == ck.params.keys()
     loss, acc, pred = evaluate_net(net, ds.test_images, ds.test_labels, batch)
+    _compiles_done()
     k = num_outputs
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (ds.test_labels, pred), 1)

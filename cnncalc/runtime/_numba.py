@@ -203,17 +203,19 @@ class CompileNotice(_Listener):
         import time
 
         with self.lock:
+            disp = (event.data or {}).get("dispatcher")
+            fn = getattr(disp, "py_func", None)
+            ours = getattr(fn, "__module__", "").startswith("cnncalc")  # not numba's own overloads
             if event.is_start:
                 self.depth += 1
-                disp = (event.data or {}).get("dispatcher")
-                fn = getattr(disp, "py_func", None)
-                self.current = getattr(fn, "__qualname__", "") or ""
+                if ours:
+                    self.current = getattr(fn, "__qualname__", "") or ""
                 if self.start is None:
                     self.start = time.perf_counter()
                     self._begin()
             else:
                 self.depth = max(0, self.depth - 1)
-                self.count += 1
+                self.count += ours
             self.last = time.perf_counter()
             self._draw()
 

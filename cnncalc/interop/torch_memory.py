@@ -1,0 +1,99 @@
+"""Training memory as PyTorch spends it, measured on the module ``cnncalc export --to torch``
+writes: the second, independent method the memory model (cnncalc.analysis.memory) is
+tested against. Imports torch (an optional extra).
+
+- :func:`measured_saved_bytes`: the tensors autograd keeps for backward during one forward in
+  train mode, seen through ``torch.autograd.graph.saved_tensors_hooks``: every packed tensor's
+  storage, counted once (several tensors can view one storage), parameters and buffers left
+  out. On the ``meta`` device (the default) nothing is computed or allocated, so a batch of 32
+  at 224 x 224 costs nothing; the storages' sizes are what the CPU and CUDA kernels allocate.
+- :func:`measured_peak_bytes`: the peak of one training step (forward, backward, optimizer
+  step) on the CPU, from ``torch.profiler`` with ``profile_memory=True``: every allocation and
+  free of the step in time order, summed; the peak of the running sum over what was already
+  allocated when the step began (parameters, and optimizer state from a first step).
+"""
+from __future__ import annotations
+
+from cnncalc.graph import Graph
+from cnncalc.interop.torch_export import torch_source
+from cnncalc.shapes import torch_order
+
+
+def torch_module(graph: Graph, device: str = "cpu"):
+    """The exported module of ``graph``, built on ``device``, in train mode."""
+    import torch
+
+    ns: dict = {}
+    exec(compile(torch_source(graph), f"<{graph.name} exported>", "exec"), ns)
+    with torch.device(device):
+        net = ns["Net"]()
+    return net.train()
+
+
+def _input(graph: Graph, batch: int, device: str):
+    import torch
+
+    return torch.randn(batch, *torch_order(graph.input_shape), device=device)
+
+
+def measured_saved_bytes(graph: Graph, batch: int, device: str = "meta", net=None) -> int:
+    """Bytes of the distinct storages autograd keeps for backward in one training forward."""
+    import torch
+
+    net = torch_module(graph, device) if net is None else net
+    own = {t.untyped_storage()._cdata for t in (*net.parameters(), *net.buffers())}
+    kept: dict[int, int] = {}
+    refs = []  # (keep the packed tensors alive: a freed storage's address could be reused)
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st._cdata not in own:
+            kept.setdefault(st._cdata, st.nbytes())
+        refs.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = net(_input(graph, batch, device))
+    del out, refs
+    return sum(kept.values())
+
+
+def measured_peak_bytes(graph: Graph, batch: int, optimizer: str = "sgd", lr: float = 1e-3) -> dict:
+    """One training step on the CPU under torch.profiler: {'peak': the highest sum of bytes
+    allocated during the step over what was allocated before it, 'base': parameters +
+    optimizer state (from a first, unmeasured step), 'steps': the running sum's length}."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    net = torch_module(graph, "cpu")
+    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr),
+           "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+           "adam": lambda p: torch.optim.Adam(p, lr=lr),
+           "adamw": lambda p: torch.optim.AdamW(p, lr=lr),
+           "rmsprop": lambda p: torch.optim.RMSprop(p, lr=lr),
+           "adagrad": lambda p: torch.optim.Adagrad(p, lr=lr)}[optimizer]([p for p in net.parameters()
+                                                                         if p.requires_grad])
+    x = _input(graph, batch, "cpu")
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = net(x)
+        out = out[0] if isinstance(out, tuple) else out
+        out.sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()  # optimizer state exists from now on
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    run = peak = 0
+    for e in events:
+        run += e.cpu_memory_usage
+        peak = max(peak, run)
+    base = sum(p.numel() * p.element_size() for p in net.parameters())
+    base += sum(b.numel() * b.element_size() for b in net.buffers())
+    base += sum(t.numel() * t.element_size() for st in opt.state.values() for t in st.values()
+                if torch.is_tensor(t))
+    return {"peak": peak, "base": base, "steps": len(events)}

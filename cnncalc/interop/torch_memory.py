@@ -9,7 +9,7 @@ tested against. Imports torch (an optional extra).
   at 224 x 224 costs nothing; the storages' sizes are what the CPU and CUDA kernels allocate.
 - :func:`measured_peak_bytes`: the peak of one training step (forward, backward, optimizer
   step) on the CPU, from ``torch.profiler`` with ``profile_memory=True``: every allocation and
-  free of the step in time order, summed; the peak of the running sum over what was already
+  free of the step (the Allocation nodes of the profiler's event tree) in time order, summed; the peak of the running sum over what was already
   allocated when the step began (parameters, and optimizer state from a first step).
 """
 from __future__ import annotations
@@ -87,10 +87,18 @@ def measured_peak_bytes(graph: Graph, batch: int, optimizer: str = "sgd", lr: fl
     step()  # optimizer state exists from now on
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    # every allocation and free (an Allocation node of the profiler's event tree, wherever it
+    # sits: prof.events() keeps only those outside any op) in time order
+    nodes, todo = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while todo:
+        e = todo.pop()
+        todo.extend(e.children)
+        if e.tag.name == "Allocation":
+            nodes.append((e.start_time_ns, e.extra_fields.alloc_size))
+    events = sorted(nodes)
     run = peak = 0
-    for e in events:
-        run += e.cpu_memory_usage
+    for _, size in events:
+        run += size
         peak = max(peak, run)
     base = sum(p.numel() * p.element_size() for p in net.parameters())
     base += sum(b.numel() * b.element_size() for b in net.buffers())

@@ -116,19 +116,32 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
     sizes[INPUT] = numel(graph.input_shape) * batch * ib
     rg[INPUT] = False
     cache: dict = {}
+    tmpl: dict = {}
     for step, node in enumerate(graph.layers):
         layer, name, ins = node.layer, node.name, node.inputs
-        has_params = bool(layer.param_shapes())
+        # (copies of one layer on the same input shapes — replayed module instances — share
+        # their arguments and in_shapes objects: their templates are computed once)
+        lkey = (layer.__class__, id(layer.args), layer.activation, id(layer.in_shapes))
+        t = tmpl.get(lkey)
+        if t is None:
+            ps = layer.param_shapes()
+            t = tmpl[lkey] = (bool(ps), numel(layer.out_shape),
+                              sum(numel(sh) for sh, role in ps.values() if role == "weight"))
+        has_params, out_elems, n_weights = t
+        out_elems *= batch
         w = has_params and (trainable is None or trainable(name))
-        r = [rg[i] for i in ins]
-        rg[name] = w or any(r)
-        out_elems = numel(layer.out_shape) * batch
+        if len(ins) == 1:
+            r = [rg[ins[0]]]
+            rg[name] = w or r[0]
+        else:
+            r = [rg[i] for i in ins]
+            rg[name] = w or any(r)
         if layer.view and layer.kind != "dropout":  # (dropout is a view at inference only)
             roots[name] = roots[ins[0]]
         else:
             roots[name] = name
             sizes[name] = out_elems * act_bytes
-        key = (id(layer), tuple(r), w)
+        key = (lkey, tuple(r), w)
         entries = cache.get(key)
         if entries is None:
             entries = cache[key] = layer_saves(layer, r, w)
@@ -156,8 +169,7 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
                 first[sk] = step
                 added += size
         if mixed and layer.kind in _AUTOCAST_HALF and rg[name]:
-            s.weight_copies += sum(numel(sh) for sh, role in layer.param_shapes().values()
-                                   if role == "weight") * act_bytes
+            s.weight_copies += n_weights * act_bytes
         s.per_layer[name] = added
         s.keeps[name] = keeps
         s.total += added

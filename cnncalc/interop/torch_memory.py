@@ -19,12 +19,43 @@ from cnncalc.interop.torch_export import torch_source
 from cnncalc.shapes import torch_order
 
 
+def frugal_source(source: str) -> str:
+    """The exported source with each local of ``forward`` deleted after its last use, as a
+    hand-written forward (``x = layer(x)``) drops its intermediates: the exported forward
+    names every layer's output, and a local would keep its tensor alive to the end of the
+    forward, which is not what a training step has to spend."""
+    import ast
+
+    tree = ast.parse(source)
+    for cls in tree.body:
+        if not isinstance(cls, ast.ClassDef) or cls.name != "Net":
+            continue
+        fwd = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "forward")
+        local = {a.arg for a in fwd.args.args} - {"self"}
+        local |= {t.id for st in fwd.body if isinstance(st, ast.Assign) for t in st.targets
+                  if isinstance(t, ast.Name)}
+        last: dict[str, int] = {}
+        for i, st in enumerate(fwd.body):
+            for n in ast.walk(st):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in local:
+                    last[n.id] = i
+        body = []
+        for i, st in enumerate(fwd.body):
+            body.append(st)
+            dead = sorted(k for k, v in last.items() if v == i)
+            if dead and not isinstance(st, ast.Return):
+                body.append(ast.Delete(targets=[ast.Name(k, ast.Del()) for k in dead]))
+        fwd.body = body
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
 def torch_module(graph: Graph, device: str = "cpu"):
-    """The exported module of ``graph``, built on ``device``, in train mode."""
+    """The exported module of ``graph`` (its forward dropping each intermediate after its
+    last use), built on ``device``, in train mode."""
     import torch
 
     ns: dict = {}
-    exec(compile(torch_source(graph), f"<{graph.name} exported>", "exec"), ns)
+    exec(compile(frugal_source(torch_source(graph)), f"<{graph.name} exported>", "exec"), ns)
     with torch.device(device):
         net = ns["Net"]()
     return net.train()
@@ -59,13 +90,25 @@ def measured_saved_bytes(graph: Graph, batch: int, device: str = "meta", net=Non
 
 
 def measured_peak_bytes(graph: Graph, batch: int, optimizer: str = "sgd", lr: float = 1e-3) -> dict:
-    """One training step on the CPU under torch.profiler: {'peak': the highest sum of bytes
-    allocated during the step over what was allocated before it, 'base': parameters +
-    optimizer state (from a first, unmeasured step), 'steps': the running sum's length}."""
+    """One training step on the CPU (one thread) under torch.profiler: {'peak': the highest
+    sum of bytes allocated during the step over what was allocated before it (the input batch,
+    parameters, buffers and optimizer state from a first, unmeasured step), 'base': those
+    parameters, buffers and optimizer state, 'steps': how many allocations and frees}."""
+    import torch
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # (a conv backward keeps a weight-gradient buffer per thread)
+    try:
+        return _peak(graph, batch, optimizer, lr)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _peak(graph, batch, optimizer, lr):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    torch.manual_seed(0)
     net = torch_module(graph, "cpu")
     opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr),
            "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),

@@ -16,6 +16,7 @@ from cnncalc.errors import CnnCalcError
 # command name → "module:attribute"; a command whose module is absent is not listed.
 COMMANDS = {
     "summarize": "cnncalc.cli.summarize:summarize",
+    "fit": "cnncalc.cli.fit:fit",
     "receptive-field": "cnncalc.cli.rf:receptive_field",
     "zoo": "cnncalc.cli.zoo:zoo",
     "compare": "cnncalc.cli.zoo:compare",
@@ -83,6 +84,7 @@ def main():
       cnncalc summarize specs/vgg16.yaml
       cnncalc summarize vgg16 --format json
       cnncalc summarize alexnet --explain
+      cnncalc fit resnet50 --memory 24GiB --optimizer adamw --precision bf16-mixed
     """
 
 

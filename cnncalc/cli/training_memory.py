@@ -11,6 +11,11 @@ from cnncalc.analysis.memory import OPTIMIZERS, PRECISIONS, training_step
 from cnncalc.errors import CnnCalcError
 from cnncalc.shapes import fmt_int
 
+def usage_error(message: str, hint: str | None = None) -> CnnCalcError:
+    """Bad options (exit 2): the message, and what to write instead."""
+    return CnnCalcError(message + (f"\n  hint: {hint}" if hint else ""))
+
+
 TRAINING_KEYS = ("optimizer", "precision", "checkpoint_every", "checkpoint_segments", "freeze", "trainable")
 
 
@@ -69,7 +74,7 @@ def walk(graph, report, opts: dict):
                          input_grad_macs=dx, **opts)
     if opts["freeze"] or opts["trainable"]:
         if not step.trainable_params:
-            raise CnnCalcError("--freeze/--trainable leave no layer with trainable parameters",
+            raise usage_error("--freeze/--trainable leave no layer with trainable parameters",
                                hint="a prefix matches a layer's name or a module containing it (conv1, "
                                     "layer4, block3/conv1); see `cnncalc summarize SPEC` for the names")
     return step
@@ -101,7 +106,7 @@ def parse_bytes(text: str, what: str = "--memory") -> int:
     """'24GiB', '16 GB', '8000MB', '1.5GiB' → bytes (GB = 10^9, GiB = 2^30)."""
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|B)?\s*", str(text), re.IGNORECASE)
     if not m:
-        raise CnnCalcError(f"{what}: cannot read {text[:40]!r} as a size",
+        raise usage_error(f"{what}: cannot read {text[:40]!r} as a size",
                            hint="write a number and a unit: 24GiB, 16GB, 8000MiB (GB = 10^9 B, GiB = 2^30 B)")
     value, unit = m.group(1), (m.group(2) or "").lower()
     n = int(float(value) * _UNITS[unit]) if "." in value else int(value) * _UNITS[unit]

@@ -16,6 +16,7 @@ from cnncalc.errors import CnnCalcError
 # command name → "module:attribute"; a command whose module is absent is not listed.
 COMMANDS = {
     "summarize": "cnncalc.cli.summarize:summarize",
+    "fit": "cnncalc.cli.fit:fit",
     "receptive-field": "cnncalc.cli.rf:receptive_field",
     "zoo": "cnncalc.cli.zoo:zoo",
     "compare": "cnncalc.cli.zoo:compare",
@@ -43,6 +44,7 @@ COMMANDS = {
 # Every command of COMMANDS has one (tests/test_cli_help.py).
 SHORT_HELP = {
     "summarize": "Shapes, params, memory and MACs of every layer.",
+    "fit": "The largest batch or input that fits a memory budget.",
     "receptive-field": "Receptive field r, stride S, padding P of every layer.",
     "zoo": "List the shipped specs and their published tables.",
     "compare": "A published table against the exact numbers.",
@@ -59,6 +61,7 @@ SHORT_HELP = {
     "erf": "Effective receptive field (Luo et al., 2016).",
     "train": "Train a network on the numba runtime.",
     "evaluate": "Accuracy and confusion matrix of a checkpoint.",
+    "cache": "Show or clear the compiled-kernel cache.",
     "import": "An ONNX model or a PyTorch module into a spec.",
     "export": "A spec as a PyTorch module or an ONNX model.",
 }
@@ -135,6 +138,7 @@ def main():
       cnncalc summarize alexnet --explain
       cnncalc conv 32x32x3 --filters 10 --kernel 5 --pad 2
       cnncalc receptive-field --chain "3x3 3x3 3x3"
+      cnncalc fit resnet50 --memory 24GiB --optimizer adamw --precision bf16-mixed
       cnncalc COMMAND --help     (each command's options and examples)
     """
 

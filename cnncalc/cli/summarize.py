@@ -4,9 +4,15 @@ from __future__ import annotations
 import click
 
 from cnncalc._gc import paused_gc
+from cnncalc.cli.summarize_views import requested_view, run_view, symbolic_option, workspace_option
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
                                 load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
+from cnncalc.cli.training_memory import asked as train_asked
+from cnncalc.cli.training_memory import section as train_section
+from cnncalc.cli.training_memory import setup as train_setup
+from cnncalc.cli.training_memory import training_options
+from cnncalc.cli.training_memory import walk as train_walk
 from cnncalc.report.render import (CHART_MEMORY, CHART_PARAMS, Column, ColumnRows, TableView, bar,
                                    emit_json, render)
 from cnncalc.shapes import fmt_int, fmt_shape, human
@@ -14,6 +20,8 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 
 @click.command()
 @click.argument("spec")
+@symbolic_option
+@workspace_option
 @format_option()
 @batch_option
 @dtype_option
@@ -30,7 +38,8 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 @click.option("--convention", type=click.Choice(["cnncalc", "torchinfo", "fvcore", "ptflops", "thop", "all"]),
               default=None, help="Also count as torchinfo, fvcore, ptflops or thop count (a column, and what "
                                  "the count is made of); all: the five totals side by side.")
-def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention):
+@training_options
+def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention, **training):
     """Shapes, parameters, memory and MACs of every layer of SPEC, and the totals.
 
     SPEC is a YAML file or the name of a shipped spec (see `cnncalc zoo`).
@@ -38,19 +47,26 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
     \b
     Examples:
       cnncalc summarize specs/vgg16.yaml
+      cnncalc summarize resnet50 --symbolic      # MACs and memory as formulas in H and W
+      cnncalc summarize resnet18 --workspace     # conv memory: im2col, Winograd, FFT
       cnncalc summarize vgg16 --no-bias --explain
       cnncalc summarize vgg16 --batch 64 --dtype float16
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
       cnncalc summarize resnet18 --convention all   # why torchinfo, fvcore, ptflops, thop differ
+      cnncalc summarize resnet50 --batch 32 --optimizer adamw --precision bf16-mixed
     """
     # a command that runs once and exits: reference counting frees what it drops, and the
     # cyclic GC would only rescan the thousands of rows a big spec makes, again and again
+    view = requested_view()  # --symbolic / --workspace: reports of their own
+    if view:
+        return run_view(view, spec, fmt, batch, dtype, input_shape, explain, depth=depth, by=by, no_bias=no_bias)
     with paused_gc():
-        _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention)
+        _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention, training)
 
 
-def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention=None):
+def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention=None,
+               training=None):
     graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
@@ -58,6 +74,8 @@ def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain
         from cnncalc.cli import convention_view as CV
 
         ccs = CV.counts(graph, report, convention)
+    # the training step's liveness walk: only when a training setup is asked for
+    step = train_walk(graph, report, train_setup(training)) if training and train_asked(training) else None
     del graph  # (the report holds what is shown: the table reuses the graph's memory)
     if convention and fmt == "json":
         obj = report.to_dict()
@@ -80,6 +98,8 @@ def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain
         return
     if fmt == "json":
         obj = report.to_dict()
+        if step is not None:
+            obj["training"] = step.as_dict()
         if by:
             obj["by_type"] = by_type(report)
         if explain:
@@ -91,6 +111,8 @@ def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain
         render(by_type_view(report), fmt)
         return
     view = layer_view(report, depth=depth, chart=chart and fmt in ("table", "plain"))
+    if step is not None:
+        view.sections.append(train_section(step, report.batch))
     render(view, fmt)
     if explain and fmt != "csv":
         _explain(report, fmt)
@@ -107,13 +129,14 @@ def _collapse(report: Report, depth: int) -> list[dict]:
         row = index.get(key)
         if row is None:
             row = {"name": key, "type": r.description if key == r.name else "module", "shape": r.shape,
-                   "activations": 0, "params": 0, "macs": 0, "layers": 0}
+                   "activations": 0, "params": 0, "macs": 0, "saved": 0, "layers": 0}
             index[key] = row
             out.append(row)
         row["shape"] = r.shape
         row["activations"] += 0 if r.view else r.activations
         row["params"] += r.params if report.with_bias else r.weights
         row["macs"] += r.macs
+        row["saved"] += r.saved_bytes
         row["layers"] += 1
     for row in out:
         if row["layers"] > 1:
@@ -126,8 +149,8 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
     """summarize's table; ``extra`` = (a column after MACs, its value per layer name, its total)."""
     t, m = report.totals, report.memory
     pkey = "params" if report.with_bias else "weights"
-    cells = ("type", "shape", "activations", "params", "macs")
-    input_cells = ("input", report.input_shape, t["input"], 0, 0)
+    cells = ("type", "shape", "activations", "params", "macs", "saved")
+    input_cells = ("input", report.input_shape, t["input"], 0, 0, 0)
     if depth:
         rows = _collapse(report, depth)
         names = ["input"] + [r["name"] for r in rows]
@@ -139,9 +162,10 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
         layers = report.layers
         names = ["input"] + [r.name for r in layers]
         if report.with_bias:
-            keys = [(r.description, r.shape, r.activations, r.weights + r.biases, r.macs) for r in layers]
+            keys = [(r.description, r.shape, r.activations, r.weights + r.biases, r.macs, r.saved_bytes)
+                    for r in layers]
         else:
-            keys = [(r.description, r.shape, r.activations, r.weights, r.macs) for r in layers]
+            keys = [(r.description, r.shape, r.activations, r.weights, r.macs, r.saved_bytes) for r in layers]
         index = {input_cells: 0}
         kinds = [0] + [index.setdefault(k, len(index)) for k in keys]
         distinct = list(index)
@@ -159,6 +183,7 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
         Column("activations", mem_header, fmt=lambda v: fmt_int(v), drop=2),
         Column("params", "Params" if report.with_bias else "Weights (no biases)"),
         Column("macs", "MACs", drop=1),
+        Column("saved", "Saved (B)", drop=2),
     ]
     columns = {"name": names}
     if extra is not None:
@@ -169,7 +194,8 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
                            styles=(CHART_MEMORY, CHART_PARAMS)))
     total_label = "Total" + ("" if report.with_bias else " (no biases)")
     footer = [{"name": total_label, "type": "", "shape": "",
-               "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"]}]
+               "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"],
+               "saved": t["saved_bytes"]}]
     if extra is not None:
         footer[0][extra[0].key] = extra[2]
     nb = m["bytes_per_element"]
@@ -192,12 +218,14 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
             ("input", _mem(m["input_bytes"], t["input"])),
             ("forward activations", _mem(m["forward_bytes"], t["activations"])),
             ("input + activations", _mem(m["input_bytes"] + m["forward_bytes"], t["input"] + t["activations"])),
-            ("backward keeps (saved tensors)", _mem(m["backward_saved_bytes"])),
+            ("saved for backward (as torch's autograd keeps them)", _mem(m["autograd_saved_bytes"])),
             ("activation gradients (peak)", _mem(m["activation_gradient_peak_bytes"])),
             ("parameters (+ BN state)", _mem(m["params_bytes"])),
             ("gradients", _mem(m["gradients_bytes"])),
             ("optimizer state (SGD momentum)", _mem(m["optimizer_bytes"])),
-            ("estimated training total", _mem(m["training_total_bytes"])),
+            ("training total, summed", _mem(m["training_total_bytes"])
+             + "  (parameters + gradients + momentum + input and every output + gradient peak: "
+               "cnncalc's runtime; --optimizer walks a PyTorch step)"),
             ("  rule of thumb: 2 × (input + activations)", _mem(m["rule_of_thumb_bytes"])),
             ("inference peak, buffers reused", _mem(m["inference_peak_activation_bytes"])
              + f" activations at {report.peak_at} (+ parameters = {m['inference_peak_bytes'] / 1e6:,.1f} MB)"),
@@ -267,7 +295,9 @@ def _explain(report: Report, fmt: str) -> None:
         lines.append(f"total weights (no biases): "
                      f"{' + '.join(fmt_int(r.weights) for r in report.layers if r.weights)} = "
                      f"{fmt_int(t['weights'])}")
-    text = "\n".join(lines) + "\n"
+    from cnncalc.escape import term_text
+
+    text = "\n".join(map(term_text, lines)) + "\n"  # (a name cannot drive the terminal nor close the fence)
     if fmt == "markdown":
         text = "```\n" + text + "```\n"
     click.echo(text, nl=False)

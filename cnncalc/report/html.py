@@ -14,8 +14,9 @@ from the DOM and a reader sees only errors.
 from __future__ import annotations
 
 import json
-from xml.sax.saxutils import escape
 
+from cnncalc.escape import json_script
+from cnncalc.report.svg import escape  # (& < > escaped, characters XML forbids shown escaped)
 from cnncalc.shapes import fmt_int, fmt_shape, from_json
 
 CSS = """
@@ -206,7 +207,8 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     for row in layers:
         row["explain"] = explain.get(row["name"], [])
     data = {"summary": summary, "receptive_field": rf, "comparisons": comparisons}
-    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+    # (< > & U+2028 U+2029 as \\u escapes: the same JSON, and no "</script" or "<!--" in the page)
+    blob = json_script(json.dumps(data, separators=(",", ":")))
     names = [r["name"] for r in layers]
     descs = [r.get("description", "") for r in layers]
     title = f"{summary['name']} — input {fmt_shape(from_json(summary['input'], summary.get('input_kind')))}"
@@ -219,7 +221,8 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     rf_html = ("<p class=\"muted\">No receptive fields: the input has no spatial axes, or they were left "
                "out (--no-rf).</p>")
     if rf:
-        rfl = [f for f in rf if f["name"] in set(names)]
+        shown = set(names)
+        rfl = [f for f in rf if f["name"] in shown]
         rs = [_num(f["r"]) or 0 for f in rfl]
         ss = [_num(f["S"]) or 0 for f in rfl]
         rdesc = {r["name"]: r.get("description", "") for r in layers}

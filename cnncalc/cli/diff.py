@@ -162,7 +162,8 @@ def diff_view(d, show_all: bool = False, wide: bool = False) -> TableView:
     notes += d.notes
     if d.identical:
         notes.insert(0, "the two networks count the same in every layer")
-    caption = f"A: {d.a.file or d.a.name}  ({fmt_shape(d.a.input_shape)})\nB: {d.b.file or d.b.name}  ({fmt_shape(d.b.input_shape)})"
+    caption = (f"A = {d.a.file or d.a.name} ({fmt_shape(d.a.input_shape)}), "
+               f"B = {d.b.file or d.b.name} ({fmt_shape(d.b.input_shape)})")
     title = f"{d.a.name} → {d.b.name}: {human(abs(tb[pkey] - ta[pkey]))} {'more' if tb[pkey] >= ta[pkey] else 'fewer'} " \
             f"{pname.lower()}, {human(abs(tb['macs'] - ta['macs']))} {'more' if tb['macs'] >= ta['macs'] else 'fewer'} MACs"
     return TableView(title=title, columns=cols, rows=rows, footer=footer, sections=sections, notes=notes,

@@ -1,6 +1,6 @@
 """cnncalc's numbers where Netron shows them: each exported ONNX node's ``doc_string`` (Netron's
-node "description") and the model's ``metadata_props`` (its model properties), and the same
-numbers as a JSON side file keyed by ONNX node name.
+node "description") and ``metadata_props`` (its node "metadata"), the model's ``metadata_props``
+(its model properties), and the same numbers as a JSON side file keyed by ONNX node name.
 
 The exporter names a layer's main node after the layer (``conv1``) and its helpers and fused
 activation ``<layer>/<what>`` (``conv1/relu``, ``fc/flatten``); a node belongs to the layer
@@ -64,6 +64,15 @@ def doc(name: str, m: dict, report) -> str:
     return "\n".join(lines)
 
 
+def _set_props(field, props: dict) -> None:
+    """Replace the ``cnncalc.*`` entries of a metadata_props field (ints written with commas)."""
+    keep = [(p.key, p.value) for p in field if not p.key.startswith(PREFIX + ".")]
+    del field[:]
+    for k, v in keep + [(f"{PREFIX}.{k}", f"{v:,}" if isinstance(v, int) else str(v)) for k, v in props.items()]:
+        p = field.add()
+        p.key, p.value = k, v
+
+
 def annotate(model, report, rf: dict | None = None) -> dict:
     """Write the numbers into ``model`` (in place) and return the side file's object."""
     per_layer = layer_metrics(report, rf)
@@ -75,8 +84,15 @@ def annotate(model, report, rf: dict | None = None) -> dict:
             continue
         entry = {"layer": layer, "op_type": node.op_type}
         if node.name == layer:  # the layer's main node carries its numbers
-            entry.update(per_layer[layer])
-            node.doc_string = doc(layer, per_layer[layer], report)
+            m = per_layer[layer]
+            entry.update(m)
+            node.doc_string = doc(layer, m, report)
+            props = {"layer": layer, "output": fmt_shape(tuple(m["shape"])), "params": m["params"],
+                     "macs": m["macs"], "activations": m["activations"], "activation_bytes": m["activation_bytes"]}
+            f = m.get("receptive_field")
+            if f and f["r"] is not None:
+                props["receptive_field"] = f"r {_rf_text(f['r'])}, S {_rf_text(f['S'])}, P {_rf_text(f['P'])}"
+            _set_props(node.metadata_props, props)
         else:
             entry["numbers_on"] = layer
             node.doc_string = f"{PREFIX}: part of layer {layer} (its numbers are on node {layer})"
@@ -90,11 +106,7 @@ def annotate(model, report, rf: dict | None = None) -> dict:
         f = rf.get(last) if last else None
         if f is not None and f.get("r") is not None:
             props["receptive_field"] = _rf_text(f["r"])
-    del model.metadata_props[:]
-    for k, v in props.items():
-        p = model.metadata_props.add()
-        p.key = f"{PREFIX}.{k}"
-        p.value = f"{v:,}" if isinstance(v, int) else str(v)
+    _set_props(model.metadata_props, props)
     return {"model": report.name, "source": report.source, "input": list(report.input_shape),
             "batch": report.batch, "dtype": report.dtype,
             "convention": "MACs = multiply-accumulates of conv/fc/matmul; params = learned tensors "

@@ -30,6 +30,8 @@ def test_lenet5_numbers_in_the_model_and_the_side_file(cli, tmp_path):
     assert c1["receptive_field"]["r"] == 5
     doc = next(n.doc_string for n in model.graph.node if n.name == "C1")
     assert "MACs 117,600" in doc and "params 156 (weights 150 + biases 6)" in doc and "receptive field r 5" in doc
+    c1_props = {p.key: p.value for p in next(n for n in model.graph.node if n.name == "C1").metadata_props}
+    assert c1_props["cnncalc.macs"] == "117,600" and c1_props["cnncalc.receptive_field"] == "r 5, S 1, P 0"
     rep = cnncalc.analyze("lenet5")
     props = {p.key: p.value for p in model.metadata_props}
     assert int(props["cnncalc.params"].replace(",", "")) == rep.totals["params"] == data["totals"]["params"]

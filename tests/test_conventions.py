@@ -162,3 +162,13 @@ def test_resnet18_zoo_spec_counts_as_the_tools_count_torchvision():
     ours = _counts("resnet18")
     assert {c: ours[c].total for c in tools} == {c: int(v) for c, v in tools.items()}
     assert ours["cnncalc"].params == sum(p.numel() for p in model.parameters())
+    try:  # torchinfo's "Total params" are the parameters: BN's running statistics are buffers, not counted
+        import torchinfo
+    except ImportError:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stats = torchinfo.summary(model, input_data=x, verbose=0)
+    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
+    assert stats.total_params == ours["torchinfo"].params
+    assert buffers == cnncalc.analyze("resnet18").totals["nontrainable"]  # in no total of the five

@@ -112,29 +112,16 @@ def report_frame(report: Report):
     return pd.DataFrame(rows, columns=list(COLUMNS)).set_index("name")
 
 
-def cell_text(col, v) -> str:
-    """A cell as the plain table writes it: the column's format, else ints with commas."""
-    if v is None or v == "":
-        return ""
-    if col.fmt is not None:
-        return col.fmt(v)
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, tuple):
-        return " ".join(v).rstrip()
-    return str(v)
-
-
 def view_html(view) -> str:
     """A TableView (summarize's table, totals and notes) as an HTML fragment."""
+    from cnncalc.report.render import format_cell
+
     head = "".join(f'<th class="{"num" if c.align == "right" else ""}">{escape(c.header)}</th>'
                    for c in view.columns)
 
     def tr(row, tag="td"):
         return "<tr>" + "".join(f'<{tag} class="{"num" if c.align == "right" else ""}">'
-                                f'{escape(cell_text(c, row.get(c.key, "")))}</{tag}>' for c in view.columns) + "</tr>"
+                                f'{escape(format_cell(c, row.get(c.key, "")))}</{tag}>' for c in view.columns) + "</tr>"
 
     body = "".join(tr(r) for r in view.rows)
     foot = "".join(tr(r) for r in view.footer)

@@ -196,6 +196,12 @@ def _fmt(col: Column, v) -> str:
     return str(v)
 
 
+def format_cell(col: Column, v) -> str:
+    """A cell's text as every rendering writes it: the column's format, else ints with commas
+    (for renderings outside this module, such as the notebook's HTML)."""
+    return _fmt(col, v)
+
+
 def _term_cells(vals: list) -> list:
     """``vals`` with every text that holds a control character escaped (the list itself when
     none does: one scan of the joined texts)."""

@@ -140,13 +140,29 @@ def test_rules_match_the_tools_on_a_probe_network():
             y += x
             return self.sm(self.fc(torch.flatten(self.gap(self.a5(y)), 1)))
 
-    model = Probe().eval()
-    x = torch.randn(2, 3, 32, 32)
-    s = cnncalc.summary(model, input_size=tuple(x.shape))
-    tools = _tool_counts(model, x)
-    ours = {c: count(s.graph, s.report, c) for c in tools}
-    assert {c: ours[c].total for c in tools} == {c: int(v) for c, v in tools.items()}
-    assert not any(cc.not_modelled for cc in ours.values())
+    class Probe2(nn.Module):  # the other norms, activations, a transposed conv, bilinear upsampling
+        def __init__(self):
+            super().__init__()
+            self.c1, self.in1, self.a1 = nn.Conv2d(3, 8, 3, padding=1), nn.InstanceNorm2d(8, affine=True), nn.PReLU(8)
+            self.d1, self.a2 = nn.ConvTranspose2d(8, 8, 2, stride=2), nn.ELU()
+            self.c2, self.a3 = nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False), nn.Hardswish()
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+            self.c3, self.a4 = nn.Conv2d(8, 8, 1), nn.Sigmoid()
+            self.c4, self.a5 = nn.Conv2d(8, 4, 3, padding=1), nn.Tanh()
+            self.ap, self.fc = nn.AvgPool2d(8), nn.Linear(64, 5, bias=False)
+
+        def forward(self, x):
+            x = self.a2(self.d1(self.a1(self.in1(self.c1(x)))))
+            x = self.a4(self.c3(self.up(self.a3(self.c2(x)))))
+            return self.fc(torch.flatten(self.ap(self.a5(self.c4(x))), 1))
+
+    for model, size in ((Probe().eval(), (2, 3, 32, 32)), (Probe2().eval(), (2, 3, 16, 16))):
+        x = torch.randn(*size)
+        s = cnncalc.summary(model, input_size=size)
+        tools = _tool_counts(model, x)
+        ours = {c: count(s.graph, s.report, c) for c in tools}
+        assert {c: ours[c].total for c in tools} == {c: int(v) for c, v in tools.items()}, type(model).__name__
+        assert not any(cc.not_modelled for cc in ours.values())
 
 
 @pytest.mark.slow

@@ -168,7 +168,7 @@ def _bar_chart(title: str, names: list[str], values: list[int], colour: str, uni
         x = left + i * bw
         desc = f" ({descriptions[i]})" if descriptions and descriptions[i] else ""
         parts.append(f'<rect class="bar" x="{x}" y="{top + h - bh:.1f}" width="{max(bw - 1, 1)}" height="{bh:.1f}" '
-                     f'fill="{colour}" data-name="{escape(name, {chr(34): "&quot;"})}"><title>{i + 1}. {escape(name)}{escape(desc)}: '
+                     f'fill="{colour}" data-name="{escape(name).replace(chr(34), "&quot;")}"><title>{i + 1}. {escape(name)}{escape(desc)}: '
                      f'{fmt_int(v)}{unit}</title></rect>')
         if i % step == 0:
             cx, cy = x + bw / 2 + 4, top + h + 6

@@ -69,7 +69,11 @@ def _spec_input(size) -> tuple[Shape, int]:
     """(spec shape H x W x C, batch) of a torch-style size (N, C, *spatial) or a spec string."""
     if isinstance(size, str):
         return parse_shape(size), 1
-    dims = tuple(int(d) for d in size)
+    try:
+        dims = tuple(int(d) for d in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_size {size!r}: give one input's shape, batch first, e.g. (1, 3, 224, 224) "
+                         "(cnncalc reads networks with one input)") from None
     if len(dims) < 2 or any(d < 1 for d in dims):
         raise ValueError(f"input_size {tuple(size)}: give PyTorch's shape with the batch first, "
                          "e.g. (1, 3, 224, 224) for N, C, H, W, or a spec shape such as '224x224x3'")

@@ -107,6 +107,8 @@ def test_to_pandas():
 def test_input_size_errors():
     with pytest.raises(ValueError, match="batch first"):
         cnncalc.summary("lenet5", input_size=(32,))
+    with pytest.raises(ValueError, match="one input"):
+        cnncalc.summary("lenet5", input_size=[(1, 1, 32, 32), (1, 10)])
     with pytest.raises(TypeError, match="input_size"):
         cnncalc.summary(object())
 

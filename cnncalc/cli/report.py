@@ -18,10 +18,12 @@ from cnncalc.cli.graph import force_option, write_output
 @click.option("--no-bias", is_flag=True, help="Count weights only (the VGG table's 'not counting biases').")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Collapse modules in the graph picture (as graph --depth); the table keeps every layer.")
+@click.option("--direction", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB",
+              show_default=True, help="The graph picture top to bottom (TB) or left to right (LR), as graph.")
 @click.option("--no-rf", is_flag=True,
               help="Leave out the receptive fields (their analysis takes minutes on 1000-layer residual nets).")
 @force_option
-def report(spec, output, batch, dtype, input_shape, no_bias, depth, no_rf, force):
+def report(spec, output, batch, dtype, input_shape, no_bias, depth, direction, no_rf, force):
     """Write one self-contained HTML page about SPEC: the totals and memory lines of summarize,
     the layer graph, the per-layer table (sortable, modules foldable, a click shows the
     arithmetic), bar charts of memory, params and MACs per layer, the receptive-field growth
@@ -39,13 +41,13 @@ def report(spec, output, batch, dtype, input_shape, no_bias, depth, no_rf, force
     if Path(output).exists() and not force:
         fail(f"--output {output}: the file exists; add --force to replace it")
     page = build_report(spec, batch=batch, dtype=dtype, input_shape=input_shape, bias=not no_bias, depth=depth,
-                        with_rf=not no_rf)
+                        with_rf=not no_rf, direction=direction.upper())
     write_output(output, page, force)
     click.echo(f"wrote {output} ({len(page.encode()):,} bytes)")
 
 
 def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True, depth=None,
-                 with_rf=True) -> str:
+                 with_rf=True, direction="TB") -> str:
     from cnncalc.analysis.report import analyze_graph
     from cnncalc.cli.summarize import layer_view
     from cnncalc.errors import CnnCalcError
@@ -56,7 +58,7 @@ def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True,
     graph = load_graph(spec)
     rep = analyze_graph(graph, batch=batch, dtype=dtype, bias=bias, input_shape=input_shape, explain=True)
     sections = layer_view(rep, chart=False).sections
-    svg = to_svg(layout_graph(graph, depth), standalone=False)
+    svg = to_svg(layout_graph(graph, depth, direction), standalone=False)
     rf = None
     try:
         if not with_rf:

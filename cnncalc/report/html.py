@@ -37,7 +37,7 @@ th.sortable:hover{background:#e1e8f1}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .mono{font-family:DejaVu Sans Mono,Menlo,Consolas,monospace}
 .kv td:first-child{color:#444;padding-right:18px}
-.kv td:last-child{font-family:DejaVu Sans Mono,Menlo,Consolas,monospace}
+.kv td:last-child{font-family:DejaVu Sans Mono,Menlo,Consolas,monospace;white-space:normal;min-width:24em}
 #layers-wrap{max-height:640px;overflow:auto;border:1px solid #eee}
 #layers tr.layer{cursor:pointer}
 #layers tr.layer:hover{background:#f4f8ff}

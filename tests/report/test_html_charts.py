@@ -61,3 +61,25 @@ def test_no_status_line_and_table_rows_agree_in_the_browser(tmp_path):
     first = [html.unescape(re.sub(r"<[^>]+>", "", re.findall(r"<td[^>]*>(.*?)</td>", r)[0])) for r in rows]
     layers = int(re.search(r'id="t-layers">([\d,]+)<', dom).group(1).replace(",", ""))
     assert first == [str(i) for i in range(layers + 1)]  # row 0 the input, rows 1..layers
+
+
+def test_report_graph_left_to_right(cli, tmp_path):
+    out = tmp_path / "r.html"
+    assert cli("report", "resnet18", "--depth", "1", "--direction", "LR", "--no-rf", "-o", out).exit_code == 0
+    svg = re.search(r'<svg xmlns="http://www.w3.org/2000/svg" width="([\d.]+)" height="([\d.]+)"[^>]*class="cnncalc-graph"',
+                    out.read_text())
+    assert float(svg.group(1)) > 4 * float(svg.group(2))  # a row of boxes, not a column
+
+
+@needs_chromium
+def test_page_is_no_wider_than_the_window(tmp_path):
+    """Long memory lines wrap: only the graph, the table and the charts scroll, inside their boxes."""
+    page = build_report("resnet18", with_rf=False)
+    probe = ("<script>window.addEventListener('load',function(){var p=document.createElement('pre');"
+             "p.id='probe';p.textContent=document.documentElement.scrollWidth+' '+"
+             "document.documentElement.clientWidth;document.body.appendChild(p);});</script></body>")
+    out = tmp_path / "r.html"
+    out.write_text(page.replace("</body>", probe))
+    dom = chromium("--virtual-time-budget=3000", "--window-size=1100,900", "--dump-dom", out.as_uri()).stdout
+    scroll, client = map(int, re.search(r'<pre id="probe">(\d+) (\d+)</pre>', dom).groups())
+    assert scroll <= client

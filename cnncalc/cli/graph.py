@@ -51,7 +51,7 @@ def chosen_format(output: str | None, fmt: str | None) -> str:
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Collapse module instances and blocks: one box per name prefix of this depth "
                    "(as summarize --depth).")
-@click.option("--direction", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB",
+@click.option("--direction", type=click.Choice(["TB", "LR"]), default="TB",
               show_default=True, help="TB: top to bottom; LR: left to right (wide screens, slides).")
 @click.option("--dpi", type=click.FloatRange(min=10, max=1200), default=None,
               help="PNG resolution (100: one pixel per unit of the layout, 300 for print).")

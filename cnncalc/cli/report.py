@@ -18,7 +18,7 @@ from cnncalc.cli.graph import force_option, write_output
 @click.option("--no-bias", is_flag=True, help="Count weights only (the VGG table's 'not counting biases').")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Collapse modules in the graph picture (as graph --depth); the table keeps every layer.")
-@click.option("--direction", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB",
+@click.option("--direction", type=click.Choice(["TB", "LR"]), default="TB",
               show_default=True, help="The graph picture top to bottom (TB) or left to right (LR), as graph.")
 @click.option("--no-rf", is_flag=True,
               help="Leave out the receptive fields (their analysis takes minutes on 1000-layer residual nets).")

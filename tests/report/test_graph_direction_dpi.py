@@ -57,7 +57,7 @@ def test_cli_dpi_scale_direction(cli, tmp_path):
     lr = layout_graph(cnncalc.load("lenet5"), direction="LR")
     cli("graph", "lenet5", "-o", tmp_path / "c.png", "--direction", "LR")
     assert _png_size(tmp_path / "c.png") == (lr.width, lr.height) and lr.width > lr.height
-    r = cli("graph", "lenet5", "-o", tmp_path / "d.svg", "--scale", "2", "--direction", "lr")
+    r = cli("graph", "lenet5", "-o", tmp_path / "d.svg", "--scale", "2", "--direction", "LR")
     root = ET.parse(tmp_path / "d.svg").getroot()
     assert float(root.get("width")) == 2 * lr.width
 

@@ -100,23 +100,28 @@ class Saved:
 
 
 def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int | None = None,
-                  trainable=None, mixed: bool = False) -> Saved:
+                  trainable=None, mixed: bool = False, detail: bool = True) -> Saved:
     """Walk the layers in forward order and collect what each keeps for backward.
 
     ``trainable(name)`` says whether a layer's parameters are trained (default: all are);
     ``mixed``: torch autocast (activations in ``act_bytes``, the graph input in
-    ``input_bytes``, conv/linear/matmul read half copies of their fp32 inputs and weights)."""
+    ``input_bytes``, conv/linear/matmul read half copies of their fp32 inputs and weights).
+    ``detail``: also list each layer's tensors (``keeps``, ``first``, ``hidden``: what
+    --explain and the training walk read); without it only ``per_layer`` and ``total``."""
     from cnncalc.analysis.saved import DTYPE_BYTES, layer_saves
     from cnncalc.shapes import numel
 
     ib = act_bytes if input_bytes is None else input_bytes
     s = Saved()
     roots, sizes, rg, first = s.roots, s.sizes, s.rg, s.first
+    per_layer, keeps_of, hidden = s.per_layer, s.keeps, s.hidden
     roots[INPUT] = INPUT
     sizes[INPUT] = numel(graph.input_shape) * batch * ib
     rg[INPUT] = False
+    seen = set()  # storages counted (first keeps only the earliest keeper: with detail)
     cache: dict = {}
     tmpl: dict = {}
+    total = weight_copies = 0
     for step, node in enumerate(graph.layers):
         layer, name, ins = node.layer, node.name, node.inputs
         # (copies of one layer on the same input shapes — replayed module instances — share
@@ -125,54 +130,69 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
         t = tmpl.get(lkey)
         if t is None:
             ps = layer.param_shapes()
-            t = tmpl[lkey] = (bool(ps), numel(layer.out_shape),
-                              sum(numel(sh) for sh, role in ps.values() if role == "weight"))
-        has_params, out_elems, n_weights = t
-        out_elems *= batch
+            t = tmpl[lkey] = (bool(ps), numel(layer.out_shape) * batch * act_bytes,
+                              sum(numel(sh) for sh, role in ps.values() if role == "weight") * act_bytes,
+                              layer.view and layer.kind != "dropout",  # (a view at inference only)
+                              mixed and layer.kind in _AUTOCAST_HALF)
+        has_params, out_bytes, weight_bytes, alias, half = t
         w = has_params and (trainable is None or trainable(name))
         if len(ins) == 1:
-            r = [rg[ins[0]]]
+            r = (rg[ins[0]],)
             rg[name] = w or r[0]
         else:
-            r = [rg[i] for i in ins]
+            r = tuple([rg[i] for i in ins])
             rg[name] = w or any(r)
-        if layer.view and layer.kind != "dropout":  # (dropout is a view at inference only)
+        if alias:
             roots[name] = roots[ins[0]]
         else:
             roots[name] = name
-            sizes[name] = out_elems * act_bytes
-        key = (lkey, tuple(r), w)
-        entries = cache.get(key)
-        if entries is None:
-            entries = cache[key] = layer_saves(layer, r, w)
+            sizes[name] = out_bytes
+        key = (lkey, r, w)
+        plan = cache.get(key)
+        if plan is None:  # (tag, input index or entry index, bytes of a tensor made here, what)
+            plan = []
+            for k, e in enumerate(layer_saves(layer, list(r), w)):
+                if e[0] == "in":
+                    plan.append((0, e[1], 0, f"input {ins[e[1]]}" if len(ins) > 1 else "input"))
+                elif e[0] == "out":
+                    plan.append((1, 0, 0, "output"))
+                elif e[0] == "pre":
+                    plan.append((2, k, out_bytes, "output before the activation"))
+                else:
+                    _, per, fixed, dt, what = e
+                    plan.append((2, k, (per * batch + fixed) * (act_bytes if dt == "act" else DTYPE_BYTES[dt]), what))
+            cache[key] = plan
         added = 0
-        keeps = []
-        for k, e in enumerate(entries):
-            tag = e[0]
-            if tag == "in":
-                src = roots[ins[e[1]]]
-                if mixed and src == INPUT and layer.kind in _AUTOCAST_HALF:
+        keeps = [] if detail else None
+        for tag, k, size, what in plan:
+            if tag == 0:
+                sk = roots[ins[k]]
+                if half and sk == INPUT:
                     sk, size, what = ("half", INPUT), sizes[INPUT] // ib * act_bytes, "half copy of the input"
                 else:
-                    sk, size, what = src, sizes[src], f"input {ins[e[1]]}" if len(ins) > 1 else "input"
-            elif tag == "out":
-                sk, size, what = roots[name], sizes[roots[name]], "output"
-            elif tag == "pre":
-                sk, size, what = (name, "pre"), out_elems * act_bytes, "output before the activation"
+                    size = sizes[sk]
+            elif tag == 1:
+                sk = roots[name]
+                size = sizes[sk]
             else:
-                _, per, fixed, dt, what = e
                 sk = (name, k)
-                size = (per * batch + fixed) * (act_bytes if dt == "act" else DTYPE_BYTES[dt])
-                s.hidden[sk] = size
-            keeps.append((sk, size, what))
-            if sk not in first:
-                first[sk] = step
+                if detail:
+                    hidden[sk] = size
+            if sk not in seen:
+                seen.add(sk)
                 added += size
-        if mixed and layer.kind in _AUTOCAST_HALF and rg[name]:
-            s.weight_copies += n_weights * act_bytes
-        s.per_layer[name] = added
-        s.keeps[name] = keeps
-        s.total += added
+                if detail:
+                    first[sk] = step
+            if detail:
+                keeps.append((sk, size, what))
+        if half and r and (w or any(r)):
+            weight_copies += weight_bytes
+        per_layer[name] = added
+        if detail:
+            keeps_of[name] = keeps
+        total += added
+    s.total = total
+    s.weight_copies = weight_copies
     return s
 
 

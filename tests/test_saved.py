@@ -144,6 +144,8 @@ def test_chain_peak_by_hand():
     assert live[4] == 4 * (80 + 32 + 272)
     assert live[7] == 4 * (16 + 16 + 16 + 4 * 272)  # x, a, a's gradient; four parameter gradients
     assert t.peak == max(t.timeline) == params + 4 * (16 + 16 + 16 + 4 * 272)
+    assert t.peak_parts == {"parameters, buffers, optimizer state": params, "activations and kept tensors": 4 * 32,
+                            "activation gradients": 4 * 16, "parameter gradients so far": 4 * 4 * 272}
 
 
 def test_optimizer_state_and_mixed_precision_lines():

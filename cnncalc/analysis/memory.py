@@ -243,7 +243,7 @@ def segments(n: int, every: int | None = None, count: int | None = None) -> list
 class TrainingStep:
     """The memory of one training step from the liveness walk (see ``training_step``)."""
 
-    __slots__ = ("lines", "timeline", "peak", "peak_step", "peak_layer", "n_layers", "recompute_macs",
+    __slots__ = ("lines", "timeline", "peak", "peak_step", "peak_layer", "peak_parts", "n_layers", "recompute_macs",
                  "training_macs", "trainable_params", "frozen_params", "optimizer", "precision", "saved",
                  "checkpointed")
 
@@ -314,12 +314,16 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     per_param, has_step = OPTIMIZERS[optimizer]
     opt_bytes = per_param * trained * pbytes + (4 * ntensors if has_step else 0)
     const = (trained + frozen + state) * pbytes + opt_bytes
-    delta = [0] * (2 * n + 1)
+    # one difference array per kind of tensor: activations (and what backward keeps),
+    # activation gradients, parameter gradients, autocast's half weights
+    deltas = [[0] * (2 * n + 1) for _ in range(4)]
+    delta = deltas[0]
 
-    def live(lo, hi, size):
+    def live(lo, hi, size, kind=0):
         if size and lo <= hi:
-            delta[lo] += size
-            delta[hi + 1] -= size
+            d = deltas[kind]
+            d[lo] += size
+            d[hi + 1] -= size
 
     # readers: the last forward step reading each storage (through any view of it)
     last = {}
@@ -379,12 +383,12 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     for r, p in producer.items():
         if r == INPUT or not s.rg.get(r, False):
             continue
-        live(end - last.get(r, p), end - p, s.sizes[r])
+        live(end - last.get(r, p), end - p, s.sizes[r], 1)
     for i, size in pgrad:
-        live(end - i, end, size)
+        live(end - i, end, size, 2)
     if mixed and s.weight_copies:
-        live(0, end, s.weight_copies)  # (autocast's weight cache: the forward, kept for backward)
-    timeline = list(accumulate(delta[:2 * n]))
+        live(0, end, s.weight_copies, 3)  # (autocast's weight cache: the forward, kept for backward)
+    timeline = list(accumulate(map(sum, zip(*deltas))))[:2 * n]
     t = TrainingStep()
     t.timeline = [v + const for v in timeline]
     best = max(timeline, default=0)
@@ -392,6 +396,13 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     t.peak = best + const
     t.n_layers = n
     t.peak_layer = layers[t.peak_step if t.peak_step < n else end - t.peak_step].name if n else ""
+    # what is live at the peak, by kind (they add up to the peak)
+    at = t.peak_step + 1
+    acts, agrads, pgrads, copies = (sum(d[:at]) for d in deltas)
+    t.peak_parts = {"parameters, buffers, optimizer state": const, "activations and kept tensors": acts,
+                    "activation gradients": agrads, "parameter gradients so far": pgrads}
+    if mixed:
+        t.peak_parts["half copies of weights"] = copies
     t.optimizer, t.precision = optimizer, precision
     t.saved = saved_total + (s.weight_copies if mixed else 0)
     t.trainable_params, t.frozen_params = trained, frozen

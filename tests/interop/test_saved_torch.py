@@ -72,3 +72,18 @@ def test_peak_equals_torch_measured_peak(name, batch, optimizer):
     assert abs(m["base"] - const) <= 8 * 19  # (torch adds an int64 num_batches_tracked per BN)
     ours = t.peak - const - batch * 32 * 32 * 3 * 4
     assert abs(ours - m["peak"]) <= 0.01 * m["peak"], (ours, m["peak"], f"{100 * (ours / m['peak'] - 1):+.2f}%")
+
+
+@pytest.mark.parametrize("name,side", [("resnet18", 64), ("vgg11", 32), ("mobilenet_v2", 64)])
+def test_mixed_precision_saved_equals_torch_autocast(name, side):
+    """bf16 autocast on the CPU: half activations, the half copies of the input batch and of the
+    conv/linear weights that autocast makes and backward keeps — equal to torch's count."""
+    from cnncalc.interop.torch_memory import torch_module
+
+    g = load_spec(name)
+    g.infer((side, side, 3))
+    net = torch_module(g, "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = measured_saved_bytes(g, 4, "cpu", net=net)
+    s = saved_tensors(g, 4, 2, input_bytes=4, mixed=True)
+    assert s.total + s.weight_copies == theirs

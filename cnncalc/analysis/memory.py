@@ -368,17 +368,21 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
         live(lo, hi, size)
         for k, first in savers.items():
             a, b = cuts[k]
+            if not isinstance(key, tuple) and (key == INPUT or producer.get(key, 0) < a):
+                continue  # it enters the segment: the checkpoint keeps it (below), nothing is remade
             live(end - b, end - first, size)  # made again by the segment's recomputation
     # the inputs of each checkpointed segment: kept until the segment's backward is done
+    entered = set()
     for k, (a, b) in enumerate(cuts):
         entering = {s.roots[src] for node in layers[a:b + 1] for src in node.inputs}
         for r in entering:
             if producer.get(r, 0) < a or r == INPUT:
-                hi = max(last.get(r, 0), end - kept_fwd[r] if r in kept_fwd else 0)
+                hi = end if r == INPUT else max(last.get(r, 0), end - kept_fwd[r] if r in kept_fwd else 0)
                 if end - a > hi:
                     live(hi + 1, end - a, sizes[r])
-                    if r not in kept_fwd:
-                        saved_total += sizes[r]
+                if r not in kept_fwd and r not in entered:
+                    entered.add(r)
+                    saved_total += sizes[r]
     # activation gradients
     for r, p in producer.items():
         if r == INPUT or not s.rg.get(r, False):

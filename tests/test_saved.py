@@ -144,6 +144,27 @@ def test_chain_peak_by_hand():
     assert live[4] == 4 * (80 + 32 + 272)
     assert live[7] == 4 * (16 + 16 + 16 + 4 * 272)  # x, a, a's gradient; four parameter gradients
     assert t.peak == max(t.timeline) == params + 4 * (16 + 16 + 16 + 4 * 272)
+    assert t.peak_parts == {"parameters, buffers, optimizer state": params, "activations and kept tensors": 4 * 32,
+                            "activation gradients": 4 * 16, "parameter gradients so far": 4 * 4 * 272}
+
+
+def test_checkpointed_chain_by_hand():
+    """CHAIN with --checkpoint-every 2: layers a, b form a checkpointed segment, c, d run
+    normally. Forward: a's output is dropped after b reads it (nothing in the segment is kept);
+    b's is kept by c. Backward of b (step 6) runs a and b again: their outputs live from then
+    to their own backward. Live (elements; parameters and their 4 · 272 gradients aside):
+    steps 0-3: x a | x a b | x b c | x b c d; step 4: x b c d + gradients of d, c; step 5: x b c
+    + gradients of c, b; step 6: x, a and b remade + gradients of b, a; step 7: x a + a's gradient."""
+    g = load_spec_text(CHAIN)
+    g.infer()
+    t = training_step(g, 1, optimizer="sgd", checkpoint_every=2, macs={"a": 256, "b": 256, "c": 256, "d": 256})
+    params = 4 * 272 * 4
+    pgrads = [0, 0, 0, 0, 272, 544, 816, 1088]
+    acts = [32, 48, 48, 64, 64 + 32, 48 + 32, 48 + 32, 32 + 16]
+    assert [v - params for v in t.timeline] == [4 * (a + p) for a, p in zip(acts, pgrads)]
+    assert t.recompute_macs == 512 and t.checkpointed == 1
+    # kept through the forward: x (it enters the segment) and b, c, d
+    assert t.saved == 4 * 4 * 16
 
 
 def test_optimizer_state_and_mixed_precision_lines():

@@ -100,23 +100,28 @@ class Saved:
 
 
 def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int | None = None,
-                  trainable=None, mixed: bool = False) -> Saved:
+                  trainable=None, mixed: bool = False, detail: bool = True) -> Saved:
     """Walk the layers in forward order and collect what each keeps for backward.
 
     ``trainable(name)`` says whether a layer's parameters are trained (default: all are);
     ``mixed``: torch autocast (activations in ``act_bytes``, the graph input in
-    ``input_bytes``, conv/linear/matmul read half copies of their fp32 inputs and weights)."""
+    ``input_bytes``, conv/linear/matmul read half copies of their fp32 inputs and weights).
+    ``detail``: also list each layer's tensors (``keeps``, ``first``, ``hidden``: what
+    --explain and the training walk read); without it only ``per_layer`` and ``total``."""
     from cnncalc.analysis.saved import DTYPE_BYTES, layer_saves
     from cnncalc.shapes import numel
 
     ib = act_bytes if input_bytes is None else input_bytes
     s = Saved()
     roots, sizes, rg, first = s.roots, s.sizes, s.rg, s.first
+    per_layer, keeps_of, hidden = s.per_layer, s.keeps, s.hidden
     roots[INPUT] = INPUT
     sizes[INPUT] = numel(graph.input_shape) * batch * ib
     rg[INPUT] = False
+    seen = set()  # storages counted (first keeps only the earliest keeper: with detail)
     cache: dict = {}
     tmpl: dict = {}
+    total = weight_copies = 0
     for step, node in enumerate(graph.layers):
         layer, name, ins = node.layer, node.name, node.inputs
         # (copies of one layer on the same input shapes — replayed module instances — share
@@ -125,54 +130,69 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
         t = tmpl.get(lkey)
         if t is None:
             ps = layer.param_shapes()
-            t = tmpl[lkey] = (bool(ps), numel(layer.out_shape),
-                              sum(numel(sh) for sh, role in ps.values() if role == "weight"))
-        has_params, out_elems, n_weights = t
-        out_elems *= batch
+            t = tmpl[lkey] = (bool(ps), numel(layer.out_shape) * batch * act_bytes,
+                              sum(numel(sh) for sh, role in ps.values() if role == "weight") * act_bytes,
+                              layer.view and layer.kind != "dropout",  # (a view at inference only)
+                              mixed and layer.kind in _AUTOCAST_HALF)
+        has_params, out_bytes, weight_bytes, alias, half = t
         w = has_params and (trainable is None or trainable(name))
         if len(ins) == 1:
-            r = [rg[ins[0]]]
+            r = (rg[ins[0]],)
             rg[name] = w or r[0]
         else:
-            r = [rg[i] for i in ins]
+            r = tuple([rg[i] for i in ins])
             rg[name] = w or any(r)
-        if layer.view and layer.kind != "dropout":  # (dropout is a view at inference only)
+        if alias:
             roots[name] = roots[ins[0]]
         else:
             roots[name] = name
-            sizes[name] = out_elems * act_bytes
-        key = (lkey, tuple(r), w)
-        entries = cache.get(key)
-        if entries is None:
-            entries = cache[key] = layer_saves(layer, r, w)
+            sizes[name] = out_bytes
+        key = (lkey, r, w)
+        plan = cache.get(key)
+        if plan is None:  # (tag, input index or entry index, bytes of a tensor made here, what)
+            plan = []
+            for k, e in enumerate(layer_saves(layer, list(r), w)):
+                if e[0] == "in":
+                    plan.append((0, e[1], 0, f"input {ins[e[1]]}" if len(ins) > 1 else "input"))
+                elif e[0] == "out":
+                    plan.append((1, 0, 0, "output"))
+                elif e[0] == "pre":
+                    plan.append((2, k, out_bytes, "output before the activation"))
+                else:
+                    _, per, fixed, dt, what = e
+                    plan.append((2, k, (per * batch + fixed) * (act_bytes if dt == "act" else DTYPE_BYTES[dt]), what))
+            cache[key] = plan
         added = 0
-        keeps = []
-        for k, e in enumerate(entries):
-            tag = e[0]
-            if tag == "in":
-                src = roots[ins[e[1]]]
-                if mixed and src == INPUT and layer.kind in _AUTOCAST_HALF:
+        keeps = [] if detail else None
+        for tag, k, size, what in plan:
+            if tag == 0:
+                sk = roots[ins[k]]
+                if half and sk == INPUT:
                     sk, size, what = ("half", INPUT), sizes[INPUT] // ib * act_bytes, "half copy of the input"
                 else:
-                    sk, size, what = src, sizes[src], f"input {ins[e[1]]}" if len(ins) > 1 else "input"
-            elif tag == "out":
-                sk, size, what = roots[name], sizes[roots[name]], "output"
-            elif tag == "pre":
-                sk, size, what = (name, "pre"), out_elems * act_bytes, "output before the activation"
+                    size = sizes[sk]
+            elif tag == 1:
+                sk = roots[name]
+                size = sizes[sk]
             else:
-                _, per, fixed, dt, what = e
                 sk = (name, k)
-                size = (per * batch + fixed) * (act_bytes if dt == "act" else DTYPE_BYTES[dt])
-                s.hidden[sk] = size
-            keeps.append((sk, size, what))
-            if sk not in first:
-                first[sk] = step
+                if detail:
+                    hidden[sk] = size
+            if sk not in seen:
+                seen.add(sk)
                 added += size
-        if mixed and layer.kind in _AUTOCAST_HALF and rg[name]:
-            s.weight_copies += n_weights * act_bytes
-        s.per_layer[name] = added
-        s.keeps[name] = keeps
-        s.total += added
+                if detail:
+                    first[sk] = step
+            if detail:
+                keeps.append((sk, size, what))
+        if half and r and (w or any(r)):
+            weight_copies += weight_bytes
+        per_layer[name] = added
+        if detail:
+            keeps_of[name] = keeps
+        total += added
+    s.total = total
+    s.weight_copies = weight_copies
     return s
 
 
@@ -223,7 +243,7 @@ def segments(n: int, every: int | None = None, count: int | None = None) -> list
 class TrainingStep:
     """The memory of one training step from the liveness walk (see ``training_step``)."""
 
-    __slots__ = ("lines", "timeline", "peak", "peak_step", "peak_layer", "n_layers", "recompute_macs",
+    __slots__ = ("lines", "timeline", "peak", "peak_step", "peak_layer", "peak_parts", "n_layers", "recompute_macs",
                  "training_macs", "trainable_params", "frozen_params", "optimizer", "precision", "saved",
                  "checkpointed")
 
@@ -294,12 +314,16 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     per_param, has_step = OPTIMIZERS[optimizer]
     opt_bytes = per_param * trained * pbytes + (4 * ntensors if has_step else 0)
     const = (trained + frozen + state) * pbytes + opt_bytes
-    delta = [0] * (2 * n + 1)
+    # one difference array per kind of tensor: activations (and what backward keeps),
+    # activation gradients, parameter gradients, autocast's half weights
+    deltas = [[0] * (2 * n + 1) for _ in range(4)]
+    delta = deltas[0]
 
-    def live(lo, hi, size):
+    def live(lo, hi, size, kind=0):
         if size and lo <= hi:
-            delta[lo] += size
-            delta[hi + 1] -= size
+            d = deltas[kind]
+            d[lo] += size
+            d[hi + 1] -= size
 
     # readers: the last forward step reading each storage (through any view of it)
     last = {}
@@ -344,27 +368,31 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
         live(lo, hi, size)
         for k, first in savers.items():
             a, b = cuts[k]
+            if not isinstance(key, tuple) and (key == INPUT or producer.get(key, 0) < a):
+                continue  # it enters the segment: the checkpoint keeps it (below), nothing is remade
             live(end - b, end - first, size)  # made again by the segment's recomputation
     # the inputs of each checkpointed segment: kept until the segment's backward is done
+    entered = set()
     for k, (a, b) in enumerate(cuts):
         entering = {s.roots[src] for node in layers[a:b + 1] for src in node.inputs}
         for r in entering:
             if producer.get(r, 0) < a or r == INPUT:
-                hi = max(last.get(r, 0), end - kept_fwd[r] if r in kept_fwd else 0)
+                hi = end if r == INPUT else max(last.get(r, 0), end - kept_fwd[r] if r in kept_fwd else 0)
                 if end - a > hi:
                     live(hi + 1, end - a, sizes[r])
-                    if r not in kept_fwd:
-                        saved_total += sizes[r]
+                if r not in kept_fwd and r not in entered:
+                    entered.add(r)
+                    saved_total += sizes[r]
     # activation gradients
     for r, p in producer.items():
         if r == INPUT or not s.rg.get(r, False):
             continue
-        live(end - last.get(r, p), end - p, s.sizes[r])
+        live(end - last.get(r, p), end - p, s.sizes[r], 1)
     for i, size in pgrad:
-        live(end - i, end, size)
+        live(end - i, end, size, 2)
     if mixed and s.weight_copies:
-        live(0, end, s.weight_copies)  # (autocast's weight cache: the forward, kept for backward)
-    timeline = list(accumulate(delta[:2 * n]))
+        live(0, end, s.weight_copies, 3)  # (autocast's weight cache: the forward, kept for backward)
+    timeline = list(accumulate(map(sum, zip(*deltas))))[:2 * n]
     t = TrainingStep()
     t.timeline = [v + const for v in timeline]
     best = max(timeline, default=0)
@@ -372,6 +400,13 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     t.peak = best + const
     t.n_layers = n
     t.peak_layer = layers[t.peak_step if t.peak_step < n else end - t.peak_step].name if n else ""
+    # what is live at the peak, by kind (they add up to the peak)
+    at = t.peak_step + 1
+    acts, agrads, pgrads, copies = (sum(d[:at]) for d in deltas)
+    t.peak_parts = {"parameters, buffers, optimizer state": const, "activations and kept tensors": acts,
+                    "activation gradients": agrads, "parameter gradients so far": pgrads}
+    if mixed:
+        t.peak_parts["half copies of weights"] = copies
     t.optimizer, t.precision = optimizer, precision
     t.saved = saved_total + (s.weight_copies if mixed else 0)
     t.trainable_params, t.frozen_params = trained, frozen

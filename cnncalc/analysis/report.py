@@ -324,7 +324,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     intervals = tensor_intervals(graph, sizes)
     peak_elems, peak_at, grad_peak = peaks(graph, sizes, intervals)
     # what autograd keeps for backward, as PyTorch keeps it (cnncalc.analysis.saved)
-    kept = saved_tensors(graph, batch, nbytes)
+    kept = saved_tensors(graph, batch, nbytes, detail=explain)
     per_layer = kept.per_layer
     for row in rows:
         row.saved_bytes = per_layer[row.name]

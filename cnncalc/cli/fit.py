@@ -235,6 +235,7 @@ def _fit(spec, sweep_axes, memory, overhead, batch, max_input, sweep, fmt, dtype
         total = step.peak + over
         return {"batch": b, "input": fmt_shape(shape), "peak_bytes": step.peak, "total_bytes": total,
                 "total": _gib(total), "training_macs": step.training_macs, "peak_at": step.peak_layer,
+                "peak_parts": dict(step.peak_parts),
                 "fits": "yes" if total <= budget else "no"}
 
     cols = [Column("batch", "Batch"), Column("input", "Input"),
@@ -251,7 +252,7 @@ def _fit(spec, sweep_axes, memory, overhead, batch, max_input, sweep, fmt, dtype
             if side is not None and not model.accepts(shape):
                 for b in axes.get("batch", [1]):
                     rows.append({"batch": b, "input": fmt_shape(shape), "peak_bytes": None, "total_bytes": None,
-                                 "total": "-", "training_macs": None, "peak_at": None,
+                                 "total": "-", "training_macs": None, "peak_at": None, "peak_parts": None,
                                  "fits": "no: the network does not accept this input"})
                 continue
             for b in axes.get("batch", [1]):
@@ -285,6 +286,7 @@ def _fit(spec, sweep_axes, memory, overhead, batch, max_input, sweep, fmt, dtype
             op = "≤" if r["total_bytes"] <= budget else ">"
             lines.append(f"batch {r['batch']}, input {r['input']}: peak {fmt_int(r['peak_bytes'])} B (at {r['peak_at']})"
                          f" + overhead {fmt_int(over)} B = {fmt_int(r['total_bytes'])} B {op} {fmt_int(budget)} B")
+            lines.append("    peak = " + " + ".join(f"{k} {fmt_int(v)}" for k, v in r["peak_parts"].items()))
         if answer and "batch" in answer and len(rows) == 2:
             lines.append(f"batch {rows[0]['batch']} fits and batch {rows[1]['batch']} does not: the peak grows "
                          f"with the batch, so {rows[0]['batch']} is the largest")

@@ -5,6 +5,7 @@ import click
 
 from cnncalc.cli.common import batch_option, dtype_option, fail, input_option, load_graph, rounding_option
 from cnncalc.cli.graph import force_option, write_output
+from cnncalc.cli.training_memory import training_options
 
 
 @click.command()
@@ -23,7 +24,8 @@ from cnncalc.cli.graph import force_option, write_output
 @click.option("--no-rf", is_flag=True,
               help="Leave out the receptive fields (their analysis takes minutes on 1000-layer residual nets).")
 @force_option
-def report(spec, output, batch, dtype, input_shape, no_bias, depth, direction, no_rf, force):
+@training_options
+def report(spec, output, batch, dtype, input_shape, no_bias, depth, direction, no_rf, force, **training):
     """Write one self-contained HTML page about SPEC: the totals and memory lines of summarize,
     the layer graph, the per-layer table (sortable, modules foldable, a click shows the
     arithmetic), bar charts of memory, params and MACs per layer, the receptive-field growth
@@ -41,13 +43,13 @@ def report(spec, output, batch, dtype, input_shape, no_bias, depth, direction, n
     if Path(output).exists() and not force:
         fail(f"--output {output}: the file exists; add --force to replace it")
     page = build_report(spec, batch=batch, dtype=dtype, input_shape=input_shape, bias=not no_bias, depth=depth,
-                        with_rf=not no_rf, direction=direction.upper())
+                        with_rf=not no_rf, direction=direction.upper(), training=training)
     write_output(output, page, force)
     click.echo(f"wrote {output} ({len(page.encode()):,} bytes)")
 
 
 def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True, depth=None,
-                 with_rf=True, direction="TB") -> str:
+                 with_rf=True, direction="TB", training=None) -> str:
     from cnncalc.analysis.report import analyze_graph
     from cnncalc.cli.summarize import layer_view
     from cnncalc.errors import CnnCalcError
@@ -75,8 +77,23 @@ def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True,
     # it is one (batch 1, float32, with biases), instead of analysing the spec again
     plain = rep if (batch, dtype, bias) == (1, "float32", True) else None
     comparisons = _comparisons(spec, graph, input_shape, plain)
+    timeline = _timeline(graph, rep, training or {})
     return build_html(rep.to_dict(), sections=sections, graph_svg=svg, rf=rf, comparisons=comparisons,
-                      explain={r.name: r.explain for r in rep.layers})
+                      explain={r.name: r.explain for r in rep.layers}, timeline=timeline)
+
+
+def _timeline(graph, rep, training: dict) -> str:
+    """The SVG of one training step's live bytes (forward, then backward), for the report."""
+    from cnncalc.cli.training_memory import setup, walk
+    from cnncalc.report.timeline import timeline_svg
+
+    step = walk(graph, rep, setup(training))
+    lines = {k: v for k, v, _ in step.lines}
+    base = lines["parameters"] + lines["buffers"] + lines["optimizer state"]
+    title = (f"Live memory of one training step: batch {rep.batch}, {step.optimizer}, {step.precision}"
+             + (f", {step.checkpointed} checkpointed segments" if step.checkpointed else "")
+             + f" — peak {step.peak / 2**20:,.1f} MiB")
+    return timeline_svg(step, [n.name for n in graph.layers], base, title)
 
 
 def _comparisons(spec: str, graph, input_shape, rep=None) -> list[dict]:

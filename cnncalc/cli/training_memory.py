@@ -88,6 +88,8 @@ def section(step, batch: int) -> tuple[str, list[tuple[str, str]]]:
     """('Training step (…)', [(line, value — what it counts)])."""
     rows = [(label, f"{mem(v)}  — {what}") for label, v, what in step.lines]
     extra = step.recompute_macs
+    rows.append(("peak, by kind", " + ".join(f"{k} {fmt_int(v)}" for k, v in step.peak_parts.items())
+                 + f" = {fmt_int(step.peak)} B"))
     rows.append(("training MACs per step", f"{fmt_int(step.training_macs)}  — forward + input gradients"
                  " (where a gradient flows) + weight gradients (trained layers)"
                  + (f" + recomputed forward {fmt_int(extra)}" if extra else "")))

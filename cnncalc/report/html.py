@@ -199,7 +199,8 @@ def _num(v) -> int | None:
 
 
 def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]]], graph_svg: str,
-               rf: list[dict] | None, comparisons: list[dict], explain: dict[str, list[str]]) -> str:
+               rf: list[dict] | None, comparisons: list[dict], explain: dict[str, list[str]],
+               timeline: str = "") -> str:
     """The page. ``summary`` is ``Report.to_dict()``; ``sections`` the totals and memory lines of
     summarize; ``rf`` the ``layers`` of ``receptive-field --format json`` (None when the input has
     no spatial axes); ``comparisons`` the ``to_dict()`` of each published-table comparison."""
@@ -290,6 +291,7 @@ to fold it; click a layer (here or in the graph) for its arithmetic.
 </section>
 <section id="graph"><h2>Graph</h2><div class="graph-wrap">{graph_svg}</div></section>
 <section id="charts"><h2>Per layer</h2><div class="chart-wrap">{''.join(charts)}</div></section>
+{f'<section id="timeline"><h2>Memory of one training step</h2><div class="chart-wrap">{timeline}</div></section>' if timeline else ''}
 <section id="rf"><h2>Receptive-field growth</h2><div class="chart-wrap">{rf_html}</div></section>
 <section id="compare"><h2>Published tables</h2>{comp_html}</section>
 <p class="muted">Written by cnncalc; every number is computed from the spec. Self-contained: no network access.</p>

@@ -72,3 +72,36 @@ def test_peak_equals_torch_measured_peak(name, batch, optimizer):
     assert abs(m["base"] - const) <= 8 * 19  # (torch adds an int64 num_batches_tracked per BN)
     ours = t.peak - const - batch * 32 * 32 * 3 * 4
     assert abs(ours - m["peak"]) <= 0.01 * m["peak"], (ours, m["peak"], f"{100 * (ours / m['peak'] - 1):+.2f}%")
+
+
+@pytest.mark.parametrize("name,side", [("resnet18", 64), ("vgg11", 32), ("mobilenet_v2", 64)])
+def test_mixed_precision_saved_equals_torch_autocast(name, side):
+    """bf16 autocast on the CPU: half activations, the half copies of the input batch and of the
+    conv/linear weights that autocast makes and backward keeps — equal to torch's count."""
+    from cnncalc.interop.torch_memory import torch_module
+
+    g = load_spec(name)
+    g.infer((side, side, 3))
+    net = torch_module(g, "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = measured_saved_bytes(g, 4, "cpu", net=net)
+    s = saved_tensors(g, 4, 2, input_bytes=4, mixed=True)
+    assert s.total + s.weight_copies == theirs
+
+
+@pytest.mark.parametrize("name,side,keep", [("resnet18", 64, ("conv5_x", "fc")), ("vgg16", 32, ("fc6", "fc7", "fc8")),
+                                            ("mobilenet_v2", 64, ("conv2d_2", "conv2d_2_bn", "conv2d_3"))])
+def test_fine_tuning_saved_equals_torch(name, side, keep):
+    """--trainable: the other layers' parameters do not require gradients (requires_grad_(False)
+    in torch): nothing before the first trained layer is kept."""
+    from cnncalc.analysis.memory import matcher
+    from cnncalc.interop.torch_memory import torch_module
+
+    g = load_spec(name)
+    g.infer((side, side, 3))
+    net = torch_module(g, "meta")
+    for pname, p in net.named_parameters():
+        p.requires_grad_(pname.split(".")[0] in keep)
+    theirs = measured_saved_bytes(g, 4, "meta", net=net)
+    ours = saved_tensors(g, 4, 4, trainable=matcher(trainable=keep)).total
+    assert ours == theirs and ours < saved_tensors(g, 4, 4).total

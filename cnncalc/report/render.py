@@ -688,6 +688,6 @@ _rich = render_rich  # the name render() uses
 
 def emit_json(obj, stream=None) -> None:
     stream = stream or sys.stdout
-    import json
+    from cnncalc.escape import json_dumps
 
-    stream.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    stream.write(json_dumps(obj, indent=2) + "\n")

@@ -148,3 +148,30 @@ def test_svg_and_dot_parse(cli, spec):
 
 def test_one_line_is_unambiguous():
     assert one_line("a\nb") != one_line("a\\nb") and "\n" not in one_line("a\nb")
+
+
+def test_rich_never_reads_a_name_as_markup(cli, tmp_path, monkeypatch):
+    p = tmp_path / "m.yaml"
+    p.write_text('name: "[link=http://evil]click[/link]"\ninput: 8x8x1\nlayers:\n'
+                 '  - {conv: 2, kernel: 3, name: "[blink]c"}\n  - {conv: 2, kernel: 3, name: "[b]x[red]"}\n')
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    res = cli("summarize", p)
+    assert res.exit_code == 0, res.output
+    text = SGR.sub("", res.output)
+    assert "[link=http://evil]click[/link]" in text and "[blink]c" in text and "[b]x[red]" in text
+    assert "\x1b]8;" not in res.output  # no OSC 8 hyperlink
+
+
+def test_rich_sections_and_titles_are_text_not_markup():
+    from cnncalc.report.render import Column, TableView, render_rich
+
+    view = TableView("[blink]title", [Column("name", "Name", "left")], [{"name": "[bold]row"}],
+                     sections=[("[link=http://evil]sec[/link]", [("[red]key", "[link=http://x]value[/link]")])],
+                     notes=["[b]note"])
+    buf = io.StringIO()
+    render_rich(view, buf, width=120)
+    text = SGR.sub("", buf.getvalue())
+    for s in ("[blink]title", "[bold]row", "[link=http://evil]sec[/link]", "[red]key", "[link=http://x]value[/link]", "[b]note"):
+        assert s in text, (s, text)

@@ -175,3 +175,11 @@ def test_rich_sections_and_titles_are_text_not_markup():
     text = SGR.sub("", buf.getvalue())
     for s in ("[blink]title", "[bold]row", "[link=http://evil]sec[/link]", "[red]key", "[link=http://x]value[/link]", "[b]note"):
         assert s in text, (s, text)
+
+
+def test_compare_csv_cells_from_a_users_table_are_not_formulas(cli, tmp_path):
+    t = tmp_path / "t.csv"
+    t.write_text("# spec: lenet5\nlayer,quantity,published,note\nC1,params,156,-2+3\nC1,params,157,@SUM(1)\n")
+    rows = list(csv.reader(io.StringIO(cli("compare", t, "--format", "csv").output)))
+    notes = [r[-1] for r in rows[1:]]
+    assert notes == ["'-2+3", "'@SUM(1)"]

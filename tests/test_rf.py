@@ -132,6 +132,15 @@ def _last(res):
     ("11s4,pool3s2", 19, 8),       # AlexNet's conv1 + pool1: 11 + 2·4
     ("3x3d2*2", 9, 1),             # dilated: 1 + 4 + 4
     ("pool2,pool2", 4, 4),         # pool stride defaults to the kernel: 2 + 1·2
+    # spaces separate items (issue 29: "3x3 3x3 3x3" was read as 3x33x33x3)
+    ("3x3 3x3 3x3", 7, 1),
+    ("conv 3x3, conv 3x3", 5, 1),  # a bare kind joins the next word
+    ("7x7 s2, 7x7", 19, 2),        # a suffix joins the word before
+    # the tool's own Type-column notation and the slash stride: 7 + 6·2 as 7x7s2,7x7s1
+    ("7x7/2 7x7", 19, 2),
+    ("conv7x7/s2-64 conv7x7-64", 19, 2),
+    ("conv7x7/s2-64 maxpool3x3/s2", 11, 4),   # ResNet's stem: 7 + 2·2 = 11, S = 2·2
+    ("convdw3x3/s2-32*2", 7, 4),   # 3 + 2·2
 ])
 def test_chain(chain, r, S):
     row = _last(run("--chain", chain, "-F", "json"))
@@ -142,6 +151,20 @@ def test_chain_without_padding_uses_the_smallest_input():
     res = run("--chain", "7x7s2,7x7s1")
     assert res.exit_code == 0 and "input 19x19x1" in res.output
     assert run("--chain", "3x3", "--input", "10x10x1").exit_code == 0
+
+
+def test_chain_grammar_is_in_the_help():
+    out = run("--help").output
+    assert "[KIND]K[xK2][sS | /S | /sS][pP][dD][-F][*N]" in out
+    assert "see below" not in out            # the old help promised a grammar it never showed
+    for example in ("\"3x3 3x3 3x3\"", "\"7x7/2 7x7\"", "conv7x7/s2-64"):
+        assert example in out
+
+
+def test_bad_chain_item_names_it_and_points_at_the_help():
+    res = run("--chain", "3x3 7q7")
+    assert res.exit_code == 2
+    assert "'7q7'" in res.output and "--help" in res.output
 
 
 def test_bad_input_exit_2():

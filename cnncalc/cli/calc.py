@@ -6,6 +6,8 @@ count and the arithmetic are the ones ``summarize`` uses, never a second copy.
 """
 from __future__ import annotations
 
+import re
+
 import click
 
 from cnncalc.analysis.report import DTYPES, analyze_graph
@@ -52,12 +54,33 @@ def _axes(ctx, param, value):
     return nums[0] if len(nums) == 1 else nums
 
 
+_PAIR = re.compile(r"^\s*\[?\s*(\d+)\s*,\s*(\d+)\s*\]?\s*$")
+
+
 def _pad(ctx, param, value):
+    """``2`` (every side), ``1x2`` (symmetric, one per axis), ``same``/``valid``, or ``lo,hi`` /
+    ``[lo, hi]`` (one-sided: lo before and hi after, on every spatial axis; the way the "does not
+    fit" hint writes it). A pair comes back as ``("pair", lo, hi)``: the number of axes is the
+    input's, known only when the command runs."""
     if value is None:
         return None
     if str(value).lower() in ("same", "valid"):
         return str(value).lower()
-    return _axes(ctx, param, value)
+    m = _PAIR.match(str(value))
+    if m:
+        return ("pair", int(m[1]), int(m[2]))
+    try:
+        return _axes(ctx, param, value)
+    except click.BadParameter:
+        raise click.BadParameter(f"{value!r}: give a number, one per axis (1x2), lo,hi such as 0,2 "
+                                 f"(one-sided), 'same' or 'valid'") from None
+
+
+def _pads(pad, input_shape):
+    """The layer's ``pad`` argument: a ``lo,hi`` pair applies to every spatial axis."""
+    if isinstance(pad, tuple) and pad[0] == "pair":
+        return [[pad[1], pad[2]] for _ in range(max(len(input_shape) - 1, 1))]
+    return pad
 
 
 def _groups(ctx, param, value):
@@ -76,7 +99,8 @@ def window_options(f):
     f = click.option("--dilation", "-d", callback=_axes, default=None, metavar="D",
                      help="Dilation (default 1).")(f)
     f = click.option("--pad", "-p", callback=_pad, default=None, metavar="P",
-                     help="Zero padding per side: a number, HxW, 'same' or 'valid' (default 0).")(f)
+                     help="Zero padding: a number (every side), HxW (one per axis), lo,hi (before, after; "
+                          "e.g. 0,2 or '[0, 2]'), 'same' or 'valid' (default 0).")(f)
     return f
 
 
@@ -103,10 +127,10 @@ def conv(input_shape, filters, kernel, stride, pad, dilation, rounding, groups, 
       cnncalc conv 7x7x1 -f 1 -k 3 -s 3        # does not fit: exit 2
       cnncalc conv 56x56x128 -f 128 -k 3 -p 1 --groups 32 --format json
     """
-    args = {"filters": filters, "kernel": kernel, "stride": stride, "pad": pad, "dilation": dilation,
-            "groups": groups, "bias": False if no_bias else None}
+    args = {"filters": filters, "kernel": kernel, "stride": stride, "pad": _pads(pad, input_shape),
+            "dilation": dilation, "groups": groups, "bias": False if no_bias else None}
     label = _label("conv", kernel, stride, input_shape)
-    _run([("conv", Conv, args)], input_shape, rounding, fmt, batch, dtype, label)
+    _run([("conv", Conv, args)], input_shape, rounding, fmt, batch, dtype, label, window=args)
 
 
 @click.command()
@@ -131,9 +155,10 @@ def pool(input_shape, kernel, stride, pad, dilation, rounding, kind, fmt, batch,
     cls = MaxPool if kind == "max" else AvgPool
     if dilation is not None and cls is AvgPool:
         raise click.BadParameter("average pooling has no dilation", param_hint="--dilation")
-    args = {"kernel": kernel, "stride": stride, "pad": pad, "dilation": dilation}
+    args = {"kernel": kernel, "stride": stride, "pad": _pads(pad, input_shape), "dilation": dilation}
     label = _label(f"{kind}pool", kernel, stride if stride is not None else kernel, input_shape)
-    _run([("pool", cls, args)], input_shape, rounding, fmt, batch, dtype, label)
+    _run([("pool", cls, args)], input_shape, rounding, fmt, batch, dtype, label,
+         window={**args, "stride": stride if stride is not None else kernel})
 
 
 @click.command()
@@ -163,10 +188,65 @@ def fc(input_shape, units, no_bias, fmt, batch, dtype):
 
 # ------------------------------------------------------------------------------ shared
 def _label(kind, kernel, stride, shape) -> str:
-    k = "x".join(map(str, kernel)) if isinstance(kernel, list) else f"{kernel}x{kernel}"
+    """``conv 5x5/s1 on 32x32x3``; a 1-D input gets a 1-D kernel and says how it was read:
+    ``conv 5/s1 on 32x32 (1-D: length 32, 32 channels)``."""
+    nd = max(len(shape) - 1, 1)
+    k = "x".join(map(str, kernel)) if isinstance(kernel, list) else "x".join([str(kernel)] * nd)
     s = stride if stride is not None else 1
     s = "x".join(map(str, s)) if isinstance(s, list) else s
-    return f"{kind} {k}/s{s} on {fmt_shape(shape)}"
+    label = f"{kind} {k}/s{s} on {fmt_shape(shape)}"
+    if len(shape) == 2:
+        label += f" (1-D: length {shape[0]}, {shape[1]} channels)"
+    return label
+
+
+def reading_notes(shape) -> list[str]:
+    """What a student may have meant by an input shape that reads as something else: a 1-D
+    signal (``32x32`` is L×C) or channels first (``3x32x32`` is C×H×W, not H×W×C)."""
+    notes = []
+    if len(shape) == 2:
+        length, ch = shape
+        notes.append(f"{fmt_shape(shape)} is read as a 1-D signal (L×C: length {length}, {ch} channels); "
+                     f"for a {length}x{ch} image write {length}x{ch}x1 (grey) or {length}x{ch}x3 (H×W×C)")
+    elif len(shape) == 3 and shape[0] <= 4 and min(shape[1], shape[2]) >= 8:
+        c, h, w = shape
+        notes.append(f"did you mean {h}x{w}x{c}? shapes are H×W×C (channels last), "
+                     f"{fmt_shape(shape)} is {h} channels of {c}x{w}")
+    return notes
+
+
+def _fitting_inputs(shape, window) -> list[int] | None:
+    """The smallest input sizes, per spatial axis, not below the given ones, on which the
+    window fits exactly (AlexNet's 224 → 227); None when padding is 'same'/'valid' or an
+    axis would have to grow by more than the stride."""
+    nd = len(shape) - 1
+    if nd < 1:
+        return None
+
+    def each(v, default):
+        v = default if v is None else v
+        return list(v) if isinstance(v, list) else [v] * nd
+
+    pad = window.get("pad")
+    if isinstance(pad, str):
+        return None
+    try:
+        ks, ss, ds = each(window["kernel"], 1), each(window.get("stride"), 1), each(window.get("dilation"), 1)
+        if pad is None:
+            pads = [0] * nd
+        elif isinstance(pad, list):
+            pads = [sum(p) if isinstance(p, list) else 2 * p for p in pad]
+        else:
+            pads = [2 * pad] * nd
+        out = []
+        for w, k, s, d, p in zip(shape[:-1], ks, ss, ds, pads):
+            extent = d * (k - 1) + 1
+            need = max(extent - p, w)
+            need += (-(need + p - extent)) % s
+            out.append(need)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == nd and out != list(shape[:-1]) else None
 
 
 def build(chain, input_shape, rounding="exact", name="calc") -> Graph:
@@ -272,20 +352,45 @@ def view(obj: dict, title: str) -> TableView:
     return TableView(title=title, columns=cols, rows=rows, caption=caption)
 
 
-def _run(chain, input_shape, rounding, fmt, batch, dtype, label):
+def _pad_flags(message: str) -> str:
+    """The message's pad suggestions as the flags that give them: 'use pad 1, pad [0, 2]
+    (one-sided)' → '--pad 1 or --pad 0,2'."""
+    flags = [f"--pad {m[1]}" for m in re.finditer(r"use pad (\d+)", message)]
+    flags += [f"--pad {m[1]},{m[2]}" for m in re.finditer(r"pad \[(\d+), (\d+)\] \(one-sided\)", message)]
+    return " or ".join(flags) or "--pad"
+
+
+def _run(chain, input_shape, rounding, fmt, batch, dtype, label, window=None):
+    notes = reading_notes(input_shape) if window is not None else []
     try:
         obj = compute(chain, input_shape, rounding, batch, dtype)
     except SpecError as e:
         e.layer = label
+        hints = list(notes)
         if "does not fit" in e.message or "larger than the padded input" in e.message:
-            e.hint = e.hint or ("change it with --pad / --stride, or accept a partial window with "
-                                "--rounding floor (PyTorch) or --rounding ceil (Caffe)")
+            hints.append(e.hint or (f"change it with {_pad_flags(e.message)} or --stride, or accept a "
+                                    f"partial window with --rounding floor (PyTorch) or --rounding ceil (Caffe)"))
+            fits = _fitting_inputs(input_shape, window) if window is not None and not notes else None
+            if fits and "does not fit" in e.message:
+                fit_shape = fmt_shape((*fits, input_shape[-1]))
+                hints.append(f"or input {fit_shape}" + (
+                    ": AlexNet's conv1 (the paper writes 224x224x3; its arithmetic needs 227x227x3)"
+                    if fit_shape == "227x227x3" and input_shape[:2] == (224, 224) else ""))
+        elif "spatial ax" in e.message and len(input_shape) == 2:
+            hints.append("a 1-D input takes one number per option (-k 5, not -k 5x5)")
+        elif e.hint:
+            hints.append(e.hint)
+        e.hint = "\n  hint: ".join(hints) or None
         raise
     obj["layer"] = label
+    if notes:
+        obj["notes"] = notes
     if fmt == "json":
         emit_json(obj)
         return
-    render(view(obj, label), fmt)
+    v = view(obj, label)
+    v.notes = [*v.notes, *notes]
+    render(v, fmt)
 
 
 __all__ = ["conv", "pool", "fc", "compute", "build", "MINUS", "CnnCalcError"]

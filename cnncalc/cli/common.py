@@ -85,8 +85,9 @@ def prepare_graph(graph):
 def require_kernels(graph):
     """Exit 2 before any work when the reference runtime cannot execute a layer of ``graph``:
     the analysis knows more layer types than the runtime has kernels for."""
-    from cnncalc.runtime import executor
+    from cnncalc.runtime import _numba, executor
 
+    _numba.announce_compiles()  # a cold kernel cache says so on a terminal (first run only)
     ops = set(getattr(executor, "OPS", {}))
     acts = set(getattr(executor, "FUSED_ACTIVATIONS", getattr(executor, "ELEMENTWISE", ())))
     for node in graph.layers:

@@ -13,18 +13,26 @@ from cnncalc.report.render import Column, TableView, emit_json, render
 from cnncalc.shapes import fmt_shape, spatial
 
 CHAIN_HELP = """\b
-A chain is a comma-separated list of layers, each written
-  [KIND]K[xK2][sS[xS2]][pP[xP2]][dD][*N]
-KIND: conv (default), pool / maxpool (stride defaults to the kernel), avgpool,
-      deconv (transposed conv), dwconv; K: kernel; s: stride; p: pad (symmetric);
-      d: dilation; *N: the layer N times. Examples: 3x3*3, conv3,conv3,conv3,
-      7x7s2,7x7s1, 11s4,pool3s2, 3d2*4, deconv4s2p1."""
+Chains (--chain): layers separated by commas or spaces, each written
+  [KIND]K[xK2][sS | /S | /sS][pP][dD][-F][*N]
+KIND  conv (default), pool or maxpool (stride defaults to the kernel),
+      avgpool, deconv (transposed conv), dwconv
+K     kernel size; S stride; P padding (both sides); D dilation;
+      -F the filter count, as the Type column writes it (ignored: the
+      field does not depend on it); *N the layer N times.
+Every spelling below is the same grammar:
+  3x3*3   "3x3 3x3 3x3"   3,3,3   conv3,conv3,conv3
+  7x7s2,7x7s1   "7x7/2 7x7"   "conv7x7/s2-64 maxpool3x3/s2"
+  11s4,pool3s2   3d2*4   deconv4s2p1
+Without --input, the input is the smallest square on which every window fits."""
 
-_ITEM = re.compile(r"^(?P<kind>conv|maxpool|avgpool|pool|deconv|dwconv)?"
-                   r"(?P<k>\d+(?:x\d+)?)(?:s(?P<s>\d+(?:x\d+)?))?(?:p(?P<p>\d+(?:x\d+)?))?"
-                   r"(?:d(?P<d>\d+(?:x\d+)?))?(?:\*(?P<n>\d+))?$")
+_NUM = r"\d+(?:x\d+)?"
+_ITEM = re.compile(rf"^(?P<kind>conv|convdw|maxpool|avgpool|pool|deconv|dwconv)?"
+                   rf"(?P<k>{_NUM})(?:(?:s|/s|/)(?P<s>{_NUM}))?(?:/g\d+)?(?:/?p(?P<p>{_NUM}))?"
+                   rf"(?:/?d(?P<d>{_NUM}))?(?:-\d+)?(?:\*(?P<n>\d+))?$")
 _KINDS = {None: "conv", "conv": "conv", "pool": "maxpool", "maxpool": "maxpool", "avgpool": "avgpool",
-          "deconv": "deconv", "dwconv": "dwconv"}
+          "deconv": "deconv", "dwconv": "dwconv", "convdw": "dwconv"}
+_SUFFIX = re.compile(r"^(?:/|s\d|p\d|d\d|-\d|\*\d)")
 
 
 def _axes(v: str | None):
@@ -34,15 +42,30 @@ def _axes(v: str | None):
     return parts[0] if len(parts) == 1 or len(set(parts)) == 1 else parts
 
 
+def chain_items(text: str) -> list[str]:
+    """The items of a chain: separated by commas or spaces; within a comma's part a bare kind
+    (``conv 3x3``) joins the next word and a suffix (``7x7 s2``, ``3x3 *3``) the word before."""
+    items: list[str] = []
+    for part in text.lower().replace("×", "x").split(","):
+        words: list[str] = []
+        for w in part.split():
+            if words and (words[-1] in _KINDS or _SUFFIX.match(w)):
+                words[-1] += w
+            else:
+                words.append(w)
+        items += words or [""]
+    return items
+
+
 def parse_chain(text: str) -> list[tuple[str, dict]]:
     """'7x7s2,7x7s1' → [(name, {conv: 1, kernel: 7, stride: 2}), ...] (see CHAIN_HELP)."""
     out: list[tuple[str, dict]] = []
-    tokens = [t.strip().lower().replace(" ", "") for t in text.split(",")]
-    for tok in tokens:
+    for tok in chain_items(text):
         m = _ITEM.match(tok)
         if not m or not tok:
-            raise CnnCalcError(f"cannot read the chain item {tok!r}; write e.g. 3x3, 7x7s2, conv3p1, "
-                               f"pool2, 3x3d2, deconv4s2p1 or 3x3*3")
+            raise CnnCalcError(f"cannot read the chain item {tok!r}; write e.g. 3x3, 7x7s2, 7x7/2, conv3p1, "
+                               f"pool2, 3x3d2, deconv4s2p1 or 3x3*3, separated by commas or spaces "
+                               f"(cnncalc receptive-field --help shows the grammar)")
         kind = _KINDS[m["kind"]]
         args: dict = {"kernel": _axes(m["k"])}
         if kind in ("conv", "deconv"):
@@ -57,7 +80,7 @@ def parse_chain(text: str) -> list[tuple[str, dict]]:
         n = int(m["n"] or 1)
         if not 1 <= n <= 1000:
             raise CnnCalcError(f"{tok!r}: repeat between 1 and 1000 times")
-        base = tok.split("*")[0]
+        base = re.sub(r"[^\w]", "_", tok.split("*")[0])
         for _ in range(n):
             out.append((f"{len(out) + 1}_{base}", args))
     return out
@@ -112,14 +135,14 @@ def _unit(ctx, param, value):
         raise click.BadParameter(f"write the unit as i,j (e.g. 3,4), got {value!r}") from None
 
 
-@click.command("receptive-field")
+@click.command("receptive-field", epilog=CHAIN_HELP)
 @click.argument("spec", required=False)
 @format_option()
 @input_option
 @rounding_option
 @click.option("--chain", "chain", metavar="CHAIN",
-              help="Analyse a quick chain of layers instead of a spec, e.g. '3x3*3' or "
-                   "'7x7s2,7x7s1' (see below).")
+              help="Analyse a quick chain of layers instead of a spec, e.g. '3x3*3', "
+                   "'3x3 3x3 3x3' or '7x7/2 7x7' (the grammar is below).")
 @hidden_alias("--layers", "chain")
 @click.option("--layer", "-l", "layer", metavar="NAME", help="Show only this layer (with --unit: query one unit).")
 @click.option("--unit", "unit", metavar="I,J", callback=_unit,
@@ -140,7 +163,6 @@ def receptive_field(spec, fmt, input_shape, chain, layer, unit, explain):
       cnncalc receptive-field --chain 3x3*3              # three 3x3 convs see 7x7
       cnncalc receptive-field --chain 7x7s2,7x7s1 --explain
       cnncalc receptive-field alexnet --format json
-
     """
     if (spec is None) == (chain is None):
         fail("give a SPEC (file or zoo name) or --chain, e.g. --chain 7x7s2,7x7s1")

@@ -34,6 +34,31 @@ def state_dict_key(layer: str, tensor: str, kind: str) -> str:
     return ".".join(_attr_path(layer)) + "." + tensor
 
 
+def original_key(layer: str, tensor: str, kind: str) -> str:
+    """The key a tensor has under the spec's own layer name (``layer1.0.conv1.weight``: for an
+    import of a PyTorch module, the module's own state_dict key)."""
+    if kind in _NORMS:
+        tensor = _BN_KEYS.get(tensor, tensor)
+    return layer.replace("/", ".") + "." + tensor
+
+
+def key_map(graph: Graph) -> dict[str, str]:
+    """{original key: the generated module's key} where they differ, or {} when two tensors
+    would share an original key (then the module's own keys are used everywhere)."""
+    pairs = []
+    for node in graph.layers:
+        kind = node.layer.kind
+        names = [*node.layer.param_shapes(), *node.layer.state_shapes()]
+        if kind == "batchnorm":
+            names.append("num_batches_tracked")
+        pairs += [(original_key(node.name, t, kind), state_dict_key(node.name, t, kind)) for t in names]
+    originals = [a for a, _ in pairs]
+    attrs = {b for _, b in pairs}
+    if len(set(originals)) != len(originals) or any(a in attrs and a != b for a, b in pairs):
+        return {}
+    return {a: b for a, b in pairs if a != b}
+
+
 # attributes of nn.Module (and of the helper modules): a layer path component named like one
 # (U-Net's ``up4/double/conv1``) would find the method, so it gets a trailing underscore
 _MODULE_ATTRS = frozenset(
@@ -433,7 +458,7 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
         f'"""{py_docstring_text(graph.name)} as a PyTorch module, written by `cnncalc export` from '
         f'{py_docstring_text(graph.file or graph.name)}.',
         "",
-        f"Input: a float tensor {layout} = {example.replace(', ', ' x ')[4:]} per item (spec input "
+        f"Input: a float tensor of shape (N, {', '.join(map(str, dims))}){_axes(layout, dims)} (spec input "
         f"{'x'.join(map(str, shape))}).",
         "state_dict keys = cnncalc checkpoint keys with '/' -> '.' (batch norm: gamma -> weight, beta -> bias).",
         "",
@@ -448,24 +473,45 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
         "",
         *[line for src in g.helpers.values() for line in (*src.splitlines(), "", "")],
         f"class {class_name}(nn.Module):",
-        "    def __init__(self):",
-        "        super().__init__()",
     ]
+    keys = key_map(graph)
+    if keys:
+        head += ["    # the spec's layer names -> this module's attributes ('.' cannot name a submodule):",
+                 "    # load_state_dict accepts a state_dict under either name (the .pt of `cnncalc export --weights`",
+                 "    # uses the spec's names, e.g. those of the imported PyTorch module)",
+                 "    KEYS = {", *[f"        {a!r}: {b!r}," for a, b in keys.items()], "    }", ""]
+    head += ["    def __init__(self):", "        super().__init__()"]
     body = [f"        {l}" for l in g.init] or ["        pass"]
+    if keys:
+        body += ["", "    def load_state_dict(self, state_dict, *args, **kwargs):",
+                 "        state_dict = {self.KEYS.get(k, k): v for k, v in state_dict.items()}",
+                 "        return super().load_state_dict(state_dict, *args, **kwargs)"]
     fwd = ["", "    def forward(self, x):"] + [f"        {l}" for l in g.fwd] + [f"        return {ret}", ""]
     return "\n".join(head + body + fwd)
+
+
+def _axes(layout: str, dims) -> str:
+    """': N x C x H x W with C = 3, H = 32, W = 32' (nothing for a tensor of no named axes)."""
+    names = layout.split(" x ")[1:]
+    if not names or not all(n.isalpha() for n in names):
+        return ""
+    return f": {layout} with " + ", ".join(f"{n} = {d}" for n, d in zip(names, dims))
 
 
 def _out_example(graph):
     return str(tuple([1, *torch_order(graph[graph.outputs[0]].shape)]))
 
 
-def torch_state_dict(graph: Graph, params: dict, state: dict):
-    """{key: torch.Tensor} that ``load_state_dict`` of the generated module accepts."""
+def torch_state_dict(graph: Graph, params: dict, state: dict, *, original_names: bool = False):
+    """{key: torch.Tensor} that ``load_state_dict`` of the generated module accepts; with
+    ``original_names``, keyed by the spec's layer names where :func:`key_map` allows it."""
     import numpy as np
     import torch
 
     sd = {}
+    if original_names:
+        back = {b: a for a, b in key_map(graph).items()}
+        return {back.get(k, k): v for k, v in torch_state_dict(graph, params, state).items()}
     for node in graph.layers:
         kind = node.layer.kind
         for t, a in params.get(node.name, {}).items():

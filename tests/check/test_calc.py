@@ -77,3 +77,58 @@ def test_bad_options_exit_2():
     assert run("conv", "32x32", "-f", "1", "-k", "x").exit_code == 2
     assert run("conv", "banana", "-f", "1", "-k", "3").exit_code == 2
     assert run("conv", "32x32x3", "-f", "10", "-k", "5", "-g", "4").exit_code == 2   # 4 does not divide 3
+
+
+# ----------------------------------------------------------------------------- student hints (issue 29)
+def test_a_2d_shape_is_1d_and_the_title_says_so():
+    r = run("conv", "32x32", "-f", "16", "-k", "5")
+    assert r.exit_code == 0, r.output
+    title = r.output.splitlines()[0]
+    assert title == "conv 5/s1 on 32x32 (1-D: length 32, 32 channels)"   # not "5x5"
+    assert "(32 − 5)/1 + 1 = 28" in r.output                               # one spatial axis
+    assert "for a 32x32 image write 32x32x1 (grey) or 32x32x3 (H×W×C)" in r.output
+    d = json.loads(run("conv", "32x32", "-f", "16", "-k", "5", "-F", "json").output)
+    assert d["shape"] == [28, 16] and d["layer"] == title
+    assert "32x32x1" in d["notes"][0]
+    assert "notes" not in json.loads(run("conv", "32x32x1", "-f", "16", "-k", "5", "-F", "json").output)
+
+
+def test_a_2d_kernel_on_a_1d_input_is_explained():
+    r = run("conv", "32x32", "-f", "16", "-k", "5x5")
+    assert r.exit_code == 2
+    assert "'kernel' has 2 values but the input has 1 spatial axis" in r.output
+    assert "is read as a 1-D signal" in r.output and "-k 5, not -k 5x5" in r.output
+    assert "give one number, or exactly 1" not in r.output
+
+
+def test_pad_takes_lo_hi_as_the_hint_writes_it():
+    r = run("conv", "7x7x1", "-f", "1", "-k", "3", "-s", "3")
+    assert r.exit_code == 2
+    assert "pad [0, 2] (one-sided)" in r.output and "--pad 0,2" in r.output
+    for spelling in ("0,2", "[0, 2]", "[0,2]"):
+        d = json.loads(run("conv", "7x7x1", "-f", "1", "-k", "3", "-s", "3", "--pad", spelling, "-F", "json").output)
+        assert d["shape"] == [3, 3, 1]                      # (7 + 0 + 2 − 3)/3 + 1 = 3 on each axis
+        assert d["arithmetic"]["shape"] == "(7 + 0 + 2 − 3)/3 + 1 = 3"
+    d = json.loads(run("pool", "7x7x1", "-k", "2", "--pad", "0,1", "-F", "json").output)
+    assert d["shape"] == [4, 4, 1]                          # (7 + 0 + 1 − 2)/2 + 1 = 4
+    assert run("conv", "7x7x1", "-f", "1", "-k", "3", "--pad", "0,2,3").exit_code == 2
+
+
+def test_channels_first_gets_a_did_you_mean():
+    r = run("conv", "3x32x32", "-f", "16", "-k", "5")       # 3 rows cannot hold a 5x5 window
+    assert r.exit_code == 2
+    assert "did you mean 32x32x3? shapes are H×W×C" in r.output
+    r = run("conv", "3x224x224", "-f", "64", "-k", "3", "-p", "1")   # fits, but is surely not meant
+    assert r.exit_code == 0 and "did you mean 224x224x3?" in r.output
+    assert "did you mean" not in run("conv", "224x224x3", "-f", "64", "-k", "3", "-p", "1").output
+
+
+def test_alexnet_224_suggests_227():
+    r = run("conv", "224x224x3", "-f", "96", "-k", "11", "-s", "4")
+    assert r.exit_code == 2
+    assert "(224 − 11)/4 + 1 = 54.25 does not fit" in r.output
+    assert "or input 227x227x3: AlexNet's conv1" in r.output
+    d = json.loads(run("conv", "227x227x3", "-f", "96", "-k", "11", "-s", "4", "-F", "json").output)
+    assert d["shape"] == [55, 55, 96]                       # (227 − 11)/4 + 1 = 55
+    r = run("conv", "7x7x1", "-f", "1", "-k", "3", "-s", "3")
+    assert "or input 9x9x1" in r.output and "AlexNet" not in r.output   # (9 − 3)/3 + 1 = 3

@@ -24,8 +24,9 @@ BIG = {"cifar_resnet1202", "cifar_resnet110", "densenet201", "densenet169", "den
 
 
 def _slow(n):
-    """Deep graphs, or > 40M parameters (the weights' bytes dominate the export)."""
-    return n in BIG or n.startswith(("vgg", "alexnet", "zfnet"))
+    """Deep graphs, or > 40M parameters (the weights' bytes dominate the export: C3D's 80M
+    took the test process from 0.7 to 2.2 GB)."""
+    return n in BIG or n.startswith(("vgg", "alexnet", "zfnet", "c3d", "wide_resnet"))
 
 
 def _zoo_params():

@@ -39,10 +39,10 @@ def test_every_plain_row_shows_its_own_values(spec):
     assert table[0] == [c.key for c in view.columns]
     assert len(body) == len(view.rows) == len(table) - 2           # header and the total row
     for cells, raw, row in zip(body, table[1:], view.rows):
-        name, typ, shape, act, params, macs = raw
+        name, typ, shape, act, params, macs, saved = raw
         assert cells[0] == name and cells[1] == typ
         assert cells[2] == fmt_shape(row["shape"]) and "x".join(map(str, row["shape"])) == shape
-        assert [c.replace(",", "") for c in cells[3:]] == [act, params, macs]
+        assert [c.replace(",", "") for c in cells[3:]] == [act, params, macs, saved]
 
 
 def test_equal_values_of_different_types_keep_their_own_format():

@@ -183,3 +183,15 @@ def test_compare_csv_cells_from_a_users_table_are_not_formulas(cli, tmp_path):
     rows = list(csv.reader(io.StringIO(cli("compare", t, "--format", "csv").output)))
     notes = [r[-1] for r in rows[1:]]
     assert notes == ["'-2+3", "'@SUM(1)"]
+
+
+@pytest.mark.parametrize("args", [["summarize", "--explain"], ["summarize", "--workspace", "--explain"],
+                                  ["summarize", "--symbolic", "--explain"], ["fit", "--memory", "2GiB", "--explain"],
+                                  ["receptive-field"], ["graph", "-F", "dot"]])
+def test_explanations_show_names_escaped(cli, tmp_path, args):
+    p = tmp_path / "e.yaml"
+    p.write_text('name: "n\\e[2J"\ninput: 8x8x1\nlayers:\n  - {conv: 2, kernel: 3, name: "\\e]52;c;aGk=\\a"}\n'
+                 '  - {conv: 2, kernel: 3, name: "b\\rc"}\n  - {flatten: }\n  - {fc: 3, name: "\\e[1A"}\n')
+    res = cli(args[0], p, *args[1:])
+    assert res.exit_code == 0, res.output
+    assert not RAW.search(res.output), (RAW.search(res.output), res.output[:2000])

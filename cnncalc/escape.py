@@ -122,6 +122,19 @@ def md_text(s) -> str:
     return _MD_STRUCT.sub(r"\\\1", s) if _MD_STRUCT.search(s) else s
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_dumps(obj, **kw) -> str:
+    """``json.dumps(obj, ensure_ascii=False, **kw)``; if a string holds a lone surrogate (a
+    YAML "\\ud800" escape makes one) the text cannot be written as UTF-8: then every non-ASCII
+    character is written as a \\u escape (the same JSON value)."""
+    import json
+
+    text = json.dumps(obj, ensure_ascii=False, **kw)
+    return json.dumps(obj, ensure_ascii=True, **kw) if _SURROGATE.search(text) else text
+
+
 _JSON_SCRIPT = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _JSON_SCRIPT_RE = re.compile("[<>&\u2028\u2029]")
 
@@ -132,5 +145,5 @@ def json_script(text: str) -> str:
     return _JSON_SCRIPT_RE.sub(lambda m: _JSON_SCRIPT[m.group()], text)
 
 
-__all__ = ["has_control", "term_text", "error_text", "one_line", "comment_text", "py_docstring_text", "csv_cell", "CSV_TRIGGERS",
+__all__ = ["json_dumps", "has_control", "term_text", "error_text", "one_line", "comment_text", "py_docstring_text", "csv_cell", "CSV_TRIGGERS",
            "xml_text", "md_cell", "md_text", "json_script"]

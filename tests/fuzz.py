@@ -9,6 +9,9 @@ Every case runs the CLI and is classified by its outcome:
     traceback   a Python traceback reached the user                (a bug)
     crash       any other exit status, or an exception escaping     (a bug)
     slow        over the time bound (10 CPU seconds)                (a bug)
+    unsafe      an output its own parser rejects, or one that shows   (a bug)
+                a name unescaped or content from outside the folder
+                (names and folders: tests/fuzz_outputs.py)
 
 Cases run in-process (click's CliRunner, fast) under a CPU-time alarm and an address-space
 rlimit; the CI slice runs the hostile classes in a child process with its own timeout.
@@ -46,7 +49,7 @@ ANSWER_FILES = sorted(p for p in HOMEWORK.glob("*.yaml") if "questions" in p.rea
 TIME_LIMIT = 10.0  # CPU seconds per case
 WALL_FACTOR = 12  # wall-clock guard (a blocked read uses no CPU)
 MEMORY_LIMIT = 2 * 1024 ** 3
-BUGS = ("internal", "traceback", "crash", "slow")
+BUGS = ("internal", "traceback", "crash", "slow", "unsafe")  # unsafe: an output its own parser rejects
 
 
 class _Timeout(BaseException):
@@ -68,8 +71,10 @@ def classify(code: int | None, out: str, *, answers: bool = False) -> str:
     return "crash"
 
 
-def run_inprocess(args: list[str], *, answers: bool = False, time_limit: float = TIME_LIMIT):
-    """Run `cnncalc ARGS` in this process; returns (outcome, seconds, output)."""
+def run_inprocess(args: list[str], *, answers: bool = False, time_limit: float = TIME_LIMIT, env=None,
+                  stdout: list | None = None):
+    """Run `cnncalc ARGS` in this process; returns (outcome, seconds, output). With ``stdout``
+    (a list), the exit code and what went to stdout alone are appended to it."""
     from click.testing import CliRunner
 
     from cnncalc.cli import main
@@ -84,7 +89,7 @@ def run_inprocess(args: list[str], *, answers: bool = False, time_limit: float =
     signal.setitimer(signal.ITIMER_REAL, time_limit * WALL_FACTOR)
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        result = CliRunner().invoke(main, args, catch_exceptions=True)
+        result = CliRunner().invoke(main, args, catch_exceptions=True, env=env)
     except _Timeout:
         return "slow", time.process_time() - c0, (f"timed out: {time.process_time() - c0:.1f} s CPU, "
                                                   f"{time.perf_counter() - t0:.1f} s wall: {' '.join(args)}")
@@ -95,6 +100,8 @@ def run_inprocess(args: list[str], *, answers: bool = False, time_limit: float =
         signal.signal(signal.SIGPROF, old[1])
     dt = time.process_time() - c0  # CPU seconds
     out = (result.stdout or "") + (result.stderr or "")
+    if stdout is not None:
+        stdout.append((result.exit_code, result.stdout or ""))
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         return "crash", dt, f"{type(result.exception).__name__}: {result.exception}"[:2000]
     outcome = classify(result.exit_code, out, answers=answers)
@@ -273,6 +280,75 @@ def run_answer_case(seed: int, workdir: Path):
     return outcome, dt, out, name, text
 
 
+# --------------------------------------------------------------------------- what cnncalc writes
+def _output_runner(outcomes: list):
+    """``run(args, env=None) -> (exit code, stdout)`` for tests/fuzz_outputs.py, recording each
+    run's outcome (a bug there is a bug of the case)."""
+    def run(args, env=None):
+        got = []
+        outcome, dt, out = run_inprocess(args, env=env, stdout=got, answers=args[0] == "check")
+        outcomes.append((outcome, dt, out))
+        if not got:  # timed out
+            return 124, out
+        return got[0][0], got[0][1]
+    return run
+
+
+def _case_result(outcomes, kind, problems):
+    dt = sum(o[1] for o in outcomes)
+    bugs = [o for o in outcomes if o[0] in BUGS]
+    if bugs:
+        return bugs[0][0], dt, bugs[0][2]
+    if problems:
+        return "unsafe", dt, "; ".join(problems)[:2000]
+    return kind, dt, ""
+
+
+def _have_onnx() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
+def run_name_case(seed: int, workdir: Path):
+    """Hostile names through every output format (tests/fuzz_outputs.py)."""
+    from tests import fuzz_outputs as F
+
+    text = F.name_spec(seed)
+    work = workdir / f"names{seed % 7}"
+    work.mkdir(exist_ok=True)
+    spec = work / "net.yaml"
+    spec.write_text(text)
+    outcomes: list = []
+    try:
+        kind, problems = F.check_name_outputs(_output_runner(outcomes), spec, work, rich=seed % 3 == 0,
+                                              onnx=seed % 4 == 0 and _have_onnx())
+    except Exception as e:  # an output so broken that reading it back failed
+        kind, problems = "ok", [f"reading the outputs back failed: {type(e).__name__}: {e}"]
+    outcome, dt, out = _case_result(outcomes, "bad-input" if kind == "refused" else "ok", problems)
+    return outcome, dt, out, "names", text
+
+
+def run_folder_case(seed: int, workdir: Path):
+    """A hostile submission folder through every gradebook format (tests/fuzz_outputs.py)."""
+    from tests import fuzz_outputs as F
+
+    base = workdir / f"folder{seed}"
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir()
+    folder = F.hostile_folder(seed, base)
+    outcomes: list = []
+    try:
+        _, problems = F.check_folder_outputs(_output_runner(outcomes), folder)
+    except Exception as e:
+        problems = [f"reading the outputs back failed: {type(e).__name__}: {e}"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    outcome, dt, out = _case_result(outcomes, "ok", problems)
+    return outcome, dt, out, "folder", f"seed {seed}"
+
+
 # --------------------------------------------------------------------------- hostile classes
 def _bomb(levels: int = 9, width: int = 9) -> tuple[str, str]:
     """YAML anchors that double... nine-fold at every level; returns (anchor lines, last alias)."""
@@ -431,7 +507,7 @@ def run_hostile(tmp: Path) -> list[dict]:
 def _worker(job):
     """One worker's share of the seeds: (seed, outcome, seconds, output tail, name, text if a bug)."""
     kind, seeds, tmp = job
-    runner = run_answer_case if kind == "answer" else run_spec_case
+    runner = {"answer": run_answer_case, "names": run_name_case, "folders": run_folder_case}.get(kind, run_spec_case)
     out = []
     for seed in seeds:
         outcome, dt, text_out, name, text = runner(seed, Path(tmp))
@@ -462,6 +538,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=20000, help="mutated spec cases")
     ap.add_argument("--answer-cases", type=int, default=2000, help="mutated answer-file cases")
+    ap.add_argument("--name-cases", type=int, default=200,
+                    help="hostile-name cases (every output format parsed back; tests/fuzz_outputs.py)")
+    ap.add_argument("--folder-cases", type=int, default=100,
+                    help="hostile submission folders (every gradebook format parsed back)")
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--save", metavar="DIR", help="write the input of every bug case here")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (seeds are split among them)")
@@ -477,7 +557,8 @@ def main(argv=None) -> int:
             for r in run_hostile(Path(tmp)):
                 print(json.dumps(r), flush=True)
         return 0
-    counts: dict[str, collections.Counter] = {k: collections.Counter() for k in ("spec", "answer", "hostile")}
+    counts: dict[str, collections.Counter] = {k: collections.Counter()
+                                              for k in ("spec", "answer", "names", "folders", "hostile")}
     slowest = {k: 0.0 for k in counts}
     bugs = []
     t_start = time.time()
@@ -491,7 +572,8 @@ def main(argv=None) -> int:
             if r["outcome"] in BUGS or r["leak"] or r["outcome"] != r["expected"]:
                 bugs.append(("hostile", r["name"], r["outcome"], r["output"], ""))
         print(f"hostile classes: {dict(counts['hostile'])}", flush=True)
-        for kind, n_cases in (("answer", args.answer_cases), ("spec", args.cases)):
+        for kind, n_cases in (("answer", args.answer_cases), ("names", args.name_cases),
+                              ("folders", args.folder_cases), ("spec", args.cases)):
             seeds = range(args.seed, args.seed + n_cases)
             for k, (seed, outcome, dt, out, name, text) in enumerate(
                     _run_cases(kind, seeds, tmp, max(1, args.jobs))):

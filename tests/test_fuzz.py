@@ -76,3 +76,20 @@ def test_hostile_answer_files(hostile):
         assert r["outcome"] == r["expected"], r
         assert not r["leak"], r
         assert r["seconds"] < fuzz.TIME_LIMIT, r
+
+
+# ------------------------------------------------------------------- what cnncalc writes (issue 25)
+def test_hostile_names_through_every_output_format(tmp_path):
+    """8 specs of hostile names, each output parsed back with its own parser (csv, a markdown
+    table parser, json, xml.etree, yaml.safe_load, ast): tests/fuzz_outputs.py. Most specs are
+    accepted by the loader (else the formats would go untested). The long run: --name-cases."""
+    results = [fuzz.run_name_case(seed, tmp_path) for seed in range(8)]
+    bugs = [(seed, r[0], r[4][:500], r[2][-800:]) for seed, r in enumerate(results) if r[0] not in ("ok", "bad-input")]
+    assert not bugs, bugs
+    assert [r[0] for r in results].count("ok") >= 5, [r[0] for r in results]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_hostile_submission_folders(seed, tmp_path):
+    outcome, dt, out, name, text = fuzz.run_folder_case(seed, tmp_path)
+    assert outcome == "ok", f"{outcome}: {text}\n{out[-1500:]}"

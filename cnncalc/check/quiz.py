@@ -40,7 +40,9 @@ def render_quiz(sv: SheetVariant, fmt: str = "plain") -> str:
     """A student's questions with the drawn numbers: ``plain``, ``markdown`` or ``json``."""
     d = quiz_dict(sv)
     if fmt == "json":
-        return json.dumps(d, indent=2, ensure_ascii=False) + "\n"
+        from cnncalc.escape import json_dumps
+
+        return json_dumps(d, indent=2) + "\n"
     title = d["title"] or d["sheet"]
     who = f"sheet {d['sheet']}" + (f", variant {d['variant']}" if d["variant"] is not None else "")
     out = []
@@ -113,7 +115,7 @@ def render_template(sv: SheetVariant, filled: bool = False) -> str:
     sheet = sv.sheet
     sol = {s.question.id: s for s in solutions(sv)} if filled else {}
     title = sheet.title or sheet.id
-    out = [f"# Answers to: {_one_line(title)} ({sheet.path})"]
+    out = [f"# Answers to: {_one_line(title)} ({_one_line(sheet.path)})"]
     if filled:
         out.append("# THE SOLUTION KEY (every expected answer filled in) — not for students")
     else:
@@ -154,7 +156,11 @@ def _block(doc: dict) -> list[str]:
 
 
 def _one_line(s: str) -> str:
-    return " ".join(str(s).split())
+    """One line for a YAML comment: whitespace runs (line breaks included) as one space, any
+    other control character shown escaped (YAML refuses them even in comments)."""
+    from cnncalc.escape import term_text
+
+    return term_text(" ".join(str(s).split()))
 
 
 __all__ = ["render_quiz", "render_template", "quiz_dict", "yaml_value"]

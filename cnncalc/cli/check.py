@@ -232,7 +232,9 @@ def _gradescope(sheet, files, class_list, pass_mark, hide_expected, output, fmt)
     else:
         book, g, code = Gradebook(sheet, [], [], {}), Graded(file=str(files[0])), 2
     results = views.gradescope_results(book, g, hide_expected, problem)
-    _write(json.dumps(results, indent=2, ensure_ascii=False) + "\n", output, fmt="json")
+    from cnncalc.escape import json_dumps
+
+    _write(json_dumps(results, indent=2) + "\n", output, fmt="json")
     sys.exit(code)
 
 

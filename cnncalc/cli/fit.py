@@ -290,5 +290,7 @@ def _fit(spec, sweep_axes, memory, overhead, batch, max_input, sweep, fmt, dtype
         if answer and "batch" in answer and len(rows) == 2:
             lines.append(f"batch {rows[0]['batch']} fits and batch {rows[1]['batch']} does not: the peak grows "
                          f"with the batch, so {rows[0]['batch']} is the largest")
-        text = "\n".join(lines) + "\n"
+        from cnncalc.escape import term_text
+
+        text = "\n".join(map(term_text, lines)) + "\n"  # (a layer name cannot drive the terminal)
         click.echo("```\n" + text + "```" if fmt == "markdown" else text, nl=fmt != "markdown")

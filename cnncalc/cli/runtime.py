@@ -29,7 +29,12 @@ def _progress(total: int, label: str):
                   TextColumn("{task.fields[what]}"), TimeElapsedColumn(),
                   console=Console(file=sys.stderr), transient=True) as prog:
         task = prog.add_task(label, total=total, what="")
-        yield lambda name=None: prog.update(task, advance=1, what=name or "")
+        from rich.markup import escape
+
+        from cnncalc.escape import term_text
+
+        # (a layer name is text: neither rich markup such as "[link=…]" nor control characters)
+        yield lambda name=None: prog.update(task, advance=1, what=escape(term_text(name or "")))
 
 
 def _graph(spec, input_shape):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cnncalc.escape import term_text
 from cnncalc.report.render import Column, TableView, emit_json, render
 from cnncalc.shapes import fmt_int
 
@@ -149,7 +150,7 @@ def _explain_symbolic(rep, fmt):
     lines.append(f"total MACs = sum of the layers' terms, equal sizes merged = {t['macs'].text()}")
     lines.append(f"total activations = {t['activations'].text()}")
     lines.append(f"memory bytes = {rep.nbytes} * (input {t['input'].text()} + activations)")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(map(term_text, lines)) + "\n"  # (names shown escaped)
     if fmt == "markdown":
         text = "```\n" + text + "```\n"
     click.echo(text, nl=False)
@@ -169,7 +170,7 @@ def show_workspace(graph, fmt, batch, dtype, input_shape, explain):
         for r in rep.rows:
             lines.append(f"{r.name} ({r.description}): {_fmt_shape(r.in_shape)} -> {_fmt_shape(r.out_shape)}")
             lines += [f"    {e}" for e in r.explain]
-        text = "\n".join(lines) + "\n"
+        text = "\n".join(map(term_text, lines)) + "\n"  # (names shown escaped)
         click.echo("```\n" + text + "```\n" if fmt == "markdown" else text, nl=False)
 
 

@@ -141,13 +141,15 @@ def compare(refs, all_tables, explain, fmt):
         import csv
         import sys
 
+        from cnncalc.escape import csv_cell  # (a table's layer names and notes: never a formula)
+
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(["table", "spec", "layer", "quantity", "published", "cnncalc", "exact", "status", "note"])
         for res in results:
             for r in res.results:
                 ex = fmt_shape(r.exact) if isinstance(r.exact, tuple) else r.exact_text().replace(",", "")
-                w.writerow([res.table.id, r.spec, r.row.layer, r.row.quantity, r.row.published, r.printed,
-                            ex, r.status, r.row.note])
+                w.writerow([csv_cell(c) for c in (res.table.id, r.spec, r.row.layer, r.row.quantity, r.row.published,
+                                                  r.printed, ex, r.status, r.row.note)])
     else:
         for i, res in enumerate(results):
             if i:

@@ -611,7 +611,7 @@ def render_rich(view: TableView, stream, width: int | None = None) -> None:
         console.print(Text("note: ", style="yellow") + Text(note), overflow="fold")
     for title, items in view.sections:
         console.print()
-        sub = Table(title=title, box=None, show_header=False, title_justify="left",
+        sub = Table(title=Text(title), box=None, show_header=False, title_justify="left",
                     title_style="bold", padding=(0, 2))
         kw = max((len(k) for k, _ in items), default=1)
         vw = max((_longest_word(v) for _, v in items), default=1)
@@ -619,8 +619,8 @@ def render_rich(view: TableView, stream, width: int | None = None) -> None:
         key_w = min(kw, max(min(kw, 12), min(W - 8 - vw, W * 2 // 5)))  # keys wrap before values
         sub.add_column(style="cyan", width=key_w, overflow="fold")
         sub.add_column(overflow="fold", width=max(min(vmax, W - 8 - key_w), 1))
-        for k, v in items:
-            sub.add_row(k, v)
+        for k, v in items:  # (Text: a name is never read as rich markup such as "[link=…]")
+            sub.add_row(Text(k), Text(v))
         console.print(sub)
     for n in view.notes:
         console.print(Text("note: ", style="yellow") + Text(n), overflow="fold")
@@ -694,6 +694,6 @@ _rich = render_rich  # the name render() uses
 
 def emit_json(obj, stream=None) -> None:
     stream = stream or sys.stdout
-    import json
+    from cnncalc.escape import json_dumps
 
-    stream.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    stream.write(json_dumps(obj, indent=2) + "\n")

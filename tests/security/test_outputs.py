@@ -148,3 +148,50 @@ def test_svg_and_dot_parse(cli, spec):
 
 def test_one_line_is_unambiguous():
     assert one_line("a\nb") != one_line("a\\nb") and "\n" not in one_line("a\nb")
+
+
+def test_rich_never_reads_a_name_as_markup(cli, tmp_path, monkeypatch):
+    p = tmp_path / "m.yaml"
+    p.write_text('name: "[link=http://evil]click[/link]"\ninput: 8x8x1\nlayers:\n'
+                 '  - {conv: 2, kernel: 3, name: "[blink]c"}\n  - {conv: 2, kernel: 3, name: "[b]x[red]"}\n')
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    res = cli("summarize", p)
+    assert res.exit_code == 0, res.output
+    text = SGR.sub("", res.output)
+    assert "[link=http://evil]click[/link]" in text and "[blink]c" in text and "[b]x[red]" in text
+    assert "\x1b]8;" not in res.output  # no OSC 8 hyperlink
+
+
+def test_rich_sections_and_titles_are_text_not_markup():
+    from cnncalc.report.render import Column, TableView, render_rich
+
+    view = TableView("[blink]title", [Column("name", "Name", "left")], [{"name": "[bold]row"}],
+                     sections=[("[link=http://evil]sec[/link]", [("[red]key", "[link=http://x]value[/link]")])],
+                     notes=["[b]note"])
+    buf = io.StringIO()
+    render_rich(view, buf, width=120)
+    text = SGR.sub("", buf.getvalue())
+    for s in ("[blink]title", "[bold]row", "[link=http://evil]sec[/link]", "[red]key", "[link=http://x]value[/link]", "[b]note"):
+        assert s in text, (s, text)
+
+
+def test_compare_csv_cells_from_a_users_table_are_not_formulas(cli, tmp_path):
+    t = tmp_path / "t.csv"
+    t.write_text("# spec: lenet5\nlayer,quantity,published,note\nC1,params,156,-2+3\nC1,params,157,@SUM(1)\n")
+    rows = list(csv.reader(io.StringIO(cli("compare", t, "--format", "csv").output)))
+    notes = [r[-1] for r in rows[1:]]
+    assert notes == ["'-2+3", "'@SUM(1)"]
+
+
+@pytest.mark.parametrize("args", [["summarize", "--explain"], ["summarize", "--workspace", "--explain"],
+                                  ["summarize", "--symbolic", "--explain"], ["fit", "--memory", "2GiB", "--explain"],
+                                  ["receptive-field"], ["graph", "-F", "dot"]])
+def test_explanations_show_names_escaped(cli, tmp_path, args):
+    p = tmp_path / "e.yaml"
+    p.write_text('name: "n\\e[2J"\ninput: 8x8x1\nlayers:\n  - {conv: 2, kernel: 3, name: "\\e]52;c;aGk=\\a"}\n'
+                 '  - {conv: 2, kernel: 3, name: "b\\rc"}\n  - {flatten: }\n  - {fc: 3, name: "\\e[1A"}\n')
+    res = cli(args[0], p, *args[1:])
+    assert res.exit_code == 0, res.output
+    assert not RAW.search(res.output), (RAW.search(res.output), res.output[:2000])

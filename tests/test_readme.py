@@ -172,3 +172,19 @@ def test_masks_and_ellipsis():
     assert matches(["a", "...", "d"], ["a", "b", "c", "d"])
     assert not matches(["a", "...", "d"], ["a", "d"])
     assert not matches(["a", "b"], ["a", "c"])
+
+
+def test_front_door_and_ci_run_the_same_commands():
+    """Clone, venv, install and the first command on the README's first screen; `.ci/run` runs
+    the README's two set-up commands verbatim, then the slow group the README names."""
+    first_screen = "\n".join(README.read_text(encoding="utf-8").splitlines()[:30])
+    for step in ("git clone", "python3 -m venv .venv", "pip install . && cnncalc summarize specs/vgg16.yaml",
+                 "pip install '.[test]' && python -m pytest -q"):
+        assert step in first_screen, step
+    readme = README.read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    for command in ("pip install . && cnncalc summarize specs/vgg16.yaml",
+                    "pip install '.[test]' && python -m pytest -q\n", "python -m pytest -q -m slow"):
+        assert command.strip() in readme and command in ci, command
+    assert ci.index("pytest -q\n") < ci.index("pytest -q -m slow")  # the README's command first
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme  # the CPU-only torch

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -169,6 +171,40 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool 
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def stale_temps(directory: str | os.PathLike, names) -> list[Path]:
+    """The temporary files :func:`atomic_writer` leaves behind when killed (``kill -9``, power
+    loss) while writing one of ``names`` in ``directory``: ``.NAME.XXXXXXXX.tmp`` (mkstemp's 8
+    characters), regular files (not links) owned by this user. Nothing else matches."""
+    pattern = re.compile("|".join(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}\.tmp" for n in names))
+    out = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return out
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for e in entries:
+        if not pattern.fullmatch(e.name):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and (uid is None or st.st_uid == uid):
+            out.append(Path(e.path))
+    return out
+
+
+def remove_stale_temps(directory: str | os.PathLike, names) -> list[Path]:
+    """Remove :func:`stale_temps` (call it only while holding the directory's lock, e.g. a
+    run directory's: no other writer is then half-way through). Returns what was removed."""
+    removed = []
+    for p in stale_temps(directory, names):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> None:

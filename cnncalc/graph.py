@@ -118,6 +118,21 @@ class Graph(Record):
         read = self._read()
         return [name for name in self.nodes if name not in read and name != INPUT] or [INPUT]
 
+    # -- display (Jupyter, pandas): cnncalc.results, imported only when used ---------------
+    def _repr_html_(self) -> str:
+        """Jupyter: the table of ``cnncalc summarize`` and the layer graph."""
+        from cnncalc.analysis.report import analyze_graph
+        from cnncalc.results import summary_html
+
+        return summary_html(analyze_graph(self), self)
+
+    def to_pandas(self):
+        """One DataFrame row per layer (batch 1, float32; ``cnncalc.summary`` takes options)."""
+        from cnncalc.analysis.report import analyze_graph
+        from cnncalc.results import report_frame
+
+        return report_frame(analyze_graph(self))
+
     # -- shape inference ------------------------------------------------------------------
     def infer(self, input_shape: Shape | None = None) -> "Graph":
         """Infer every node's output shape in topological order (idempotent)."""

@@ -57,8 +57,9 @@ LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
     Limit("int_digits", 30, "decimal digits of an integer in a spec or an expression result (10^30)"),
     Limit("string_chars", 10_000, "characters of a string made by an expression or a name"),
     Limit("runtime_bytes", 8 * 2 ** 30,
-          "memory verify / gradcheck may need (float64 parameters, gradients and activations, "
-          "estimated by the analyzer before anything is allocated)"),
+          "memory a command that runs or writes a network may need (train, evaluate, verify, gradcheck, "
+          "erf, export: parameters, gradients, optimizer state and activations, estimated by the "
+          "analyzer before anything is allocated)"),
 )}
 
 
@@ -84,6 +85,60 @@ def exceeded(name: str, what: str):
 
     lim = LIMITS[name]
     return SpecError(f"{what}: over the limit on {lim.what}", hint=lim.how_to_raise())
+
+
+# what each command that allocates keeps per parameter and per activation value, in copies of
+# its element type (the estimate is a floor: what cannot fit certainly does not run)
+MEMORY_PROFILES = {
+    # command: (bytes per element, copies of the parameters and state, copies of input + activations)
+    "gradcheck": (8, 3, 3),   # float64: values, gradients, a working copy
+    "verify": (8, 3, 3),
+    "erf": (8, 3, 3),
+    "train": (4, 4, 3),       # float32: weights, gradients, momentum, a saved copy; activations kept for backward, their gradients
+    "evaluate": (4, 2, 2),    # forward only
+    "export": (4, 3, 0),      # the weights as arrays, as initializers/tensors, serialized
+}
+ONNX_MAX_BYTES = 2 ** 31 - 2 ** 20  # protobuf's 2 GiB limit on one message, less room for the graph itself
+
+
+def memory_needed(graph, *, batch: int, command: str) -> int:
+    """Bytes ``command`` needs at least to run ``graph`` at ``batch``, from the analyzer's counts
+    (nothing is allocated): see :data:`MEMORY_PROFILES`."""
+    from cnncalc.analysis.report import analyze_graph
+
+    size, p_copies, a_copies = MEMORY_PROFILES[command]
+    t = analyze_graph(graph, batch=batch).totals
+    return size * (p_copies * (t["trainable"] + t["nontrainable"]) + a_copies * (t["input"] + t["activations"]))
+
+
+def check_memory(graph, *, batch: int, command: str) -> int:
+    """Refuse (exit 2, naming the limit) before allocating anything what ``command`` could not
+    hold: a 10^12-element spec analyses in milliseconds, running it would ask for terabytes.
+    Returns the estimate."""
+    need, cap = memory_needed(graph, batch=batch, command=command), get("runtime_bytes")
+    if need > cap:
+        from cnncalc.errors import SpecError
+
+        size = MEMORY_PROFILES[command][0]
+        raise SpecError(f"{command} of {graph.name} (batch {batch}) needs at least {need / 2 ** 30:,.1f} GiB "
+                        f"(float{size * 8} parameters, activations and what {command} keeps with them), "
+                        f"over the {cap / 2 ** 30:,.0f} GiB limit; try a smaller --input or --batch",
+                        hint=LIMITS["runtime_bytes"].how_to_raise())
+    return need
+
+
+def check_onnx_size(graph) -> None:
+    """Refuse before building it an ONNX model whose weights alone exceed protobuf's 2 GiB."""
+    from cnncalc.analysis.report import analyze_graph
+
+    t = analyze_graph(graph, batch=1).totals
+    need = 4 * (t["trainable"] + t["nontrainable"])
+    if need > ONNX_MAX_BYTES:
+        from cnncalc.errors import SpecError
+
+        raise SpecError(f"the ONNX model of {graph.name} would hold {need / 2 ** 30:,.2f} GiB of float32 weights: "
+                        f"an ONNX file (one protobuf message) holds at most 2 GiB",
+                        hint="export --to torch has no such limit")
 
 
 def max_int() -> int:

@@ -56,7 +56,8 @@ def test_train_spec_argument_or_option(cli):
 # Every command that reads a spec (or a sheet/answer file/checkpoint naming one) takes
 # --rounding floor|ceil|strict; conv/pool take a layer on the command line and the same
 # spellings (default strict; the old 'exact' still accepted).
-SPEC_READERS = ["summarize", "receptive-field", "graph", "report", "export", "verify", "gradcheck", "erf",
+SPEC_READERS = ["summarize", "fit", "receptive-field", "graph", "report", "export", "verify", "gradcheck", "erf",
+                "diff",
                 "train", "evaluate", "check", "quiz", "conv", "pool"]
 
 

@@ -20,7 +20,12 @@ layers:
     assert r.peak_at == "maxpool1"
     # gradients never include the input's: peak 128 + 32 = 160
     assert m["activation_gradient_peak_bytes"] == 160 * 4
-    assert m["backward_saved_bytes"] == (16 + 170) * 4
+    # saved for backward, as torch keeps them: conv its input (16 × 4 B), the fused relu its
+    # output (128 × 4), maxpool its input (relu's output: counted already) and int64 indices
+    # (32 × 8), fc its input (a view of the pool's output, 32 × 4)
+    assert m["autograd_saved_bytes"] == 16 * 4 + 128 * 4 + 32 * 8 + 32 * 4 == 960
+    assert m["backward_saved_bytes"] == (16 + 170) * 4  # what cnncalc's runtime keeps: every output
+    assert [r.saved_bytes for r in r.layers] == [16 * 4 + 128 * 4, 32 * 8, 0, 32 * 4]
     trainable = (9 * 8 + 8) + (32 * 10 + 10)
     assert t["trainable"] == trainable
     assert m["training_total_bytes"] == (3 * trainable + 16 + 170 + 160) * 4

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from itertools import accumulate
 
+from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 
 
@@ -66,3 +67,342 @@ def peaks(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str
     lo, hi, size = iv[INPUT]
     grad = live if not size else live[:lo] + [v - size for v in live[lo:hi + 1]] + live[hi + 1:]
     return best, list(graph.nodes)[where], _highest(grad)[0]
+
+
+# ------------------------------------------------------------------ what backward keeps
+# layers whose inputs torch's autocast casts to half: under mixed precision the fp32 graph
+# input they read is kept as a half copy, and their weights' half copies are kept too
+_AUTOCAST_HALF = frozenset(("conv", "dwconv", "deconv", "local", "fc", "matmul"))
+
+
+class Saved:
+    """What autograd keeps for backward, layer by layer (see cnncalc.analysis.saved).
+
+    ``per_layer[name]``: the bytes that layer adds (a storage already kept by an earlier layer
+    counts there); ``keeps[name]``: (storage key, bytes, what) per tensor the layer keeps, the
+    storages counted once in ``total``. ``first[key]`` is the earliest layer (in forward order)
+    that keeps storage ``key``: backward frees the storage after that layer's backward.
+    ``rg[name]``: does the layer's output require a gradient. ``roots[name]``: the storage a
+    layer's output lives in (views share their source's), ``sizes[root]`` its bytes."""
+
+    __slots__ = ("per_layer", "keeps", "total", "first", "rg", "roots", "sizes", "weight_copies", "hidden")
+
+    def __init__(self):
+        self.per_layer: dict[str, int] = {}
+        self.keeps: dict[str, list] = {}
+        self.total = 0
+        self.first: dict = {}
+        self.rg: dict[str, bool] = {}
+        self.roots: dict[str, str] = {}
+        self.sizes: dict = {}
+        self.weight_copies = 0
+        self.hidden: dict = {}  # key of a tensor made for backward → its bytes
+
+
+def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int | None = None,
+                  trainable=None, mixed: bool = False) -> Saved:
+    """Walk the layers in forward order and collect what each keeps for backward.
+
+    ``trainable(name)`` says whether a layer's parameters are trained (default: all are);
+    ``mixed``: torch autocast (activations in ``act_bytes``, the graph input in
+    ``input_bytes``, conv/linear/matmul read half copies of their fp32 inputs and weights)."""
+    from cnncalc.analysis.saved import DTYPE_BYTES, layer_saves
+    from cnncalc.shapes import numel
+
+    ib = act_bytes if input_bytes is None else input_bytes
+    s = Saved()
+    roots, sizes, rg, first = s.roots, s.sizes, s.rg, s.first
+    roots[INPUT] = INPUT
+    sizes[INPUT] = numel(graph.input_shape) * batch * ib
+    rg[INPUT] = False
+    cache: dict = {}
+    tmpl: dict = {}
+    for step, node in enumerate(graph.layers):
+        layer, name, ins = node.layer, node.name, node.inputs
+        # (copies of one layer on the same input shapes — replayed module instances — share
+        # their arguments and in_shapes objects: their templates are computed once)
+        lkey = (layer.__class__, id(layer.args), layer.activation, id(layer.in_shapes))
+        t = tmpl.get(lkey)
+        if t is None:
+            ps = layer.param_shapes()
+            t = tmpl[lkey] = (bool(ps), numel(layer.out_shape),
+                              sum(numel(sh) for sh, role in ps.values() if role == "weight"))
+        has_params, out_elems, n_weights = t
+        out_elems *= batch
+        w = has_params and (trainable is None or trainable(name))
+        if len(ins) == 1:
+            r = [rg[ins[0]]]
+            rg[name] = w or r[0]
+        else:
+            r = [rg[i] for i in ins]
+            rg[name] = w or any(r)
+        if layer.view and layer.kind != "dropout":  # (dropout is a view at inference only)
+            roots[name] = roots[ins[0]]
+        else:
+            roots[name] = name
+            sizes[name] = out_elems * act_bytes
+        key = (lkey, tuple(r), w)
+        entries = cache.get(key)
+        if entries is None:
+            entries = cache[key] = layer_saves(layer, r, w)
+        added = 0
+        keeps = []
+        for k, e in enumerate(entries):
+            tag = e[0]
+            if tag == "in":
+                src = roots[ins[e[1]]]
+                if mixed and src == INPUT and layer.kind in _AUTOCAST_HALF:
+                    sk, size, what = ("half", INPUT), sizes[INPUT] // ib * act_bytes, "half copy of the input"
+                else:
+                    sk, size, what = src, sizes[src], f"input {ins[e[1]]}" if len(ins) > 1 else "input"
+            elif tag == "out":
+                sk, size, what = roots[name], sizes[roots[name]], "output"
+            elif tag == "pre":
+                sk, size, what = (name, "pre"), out_elems * act_bytes, "output before the activation"
+            else:
+                _, per, fixed, dt, what = e
+                sk = (name, k)
+                size = (per * batch + fixed) * (act_bytes if dt == "act" else DTYPE_BYTES[dt])
+                s.hidden[sk] = size
+            keeps.append((sk, size, what))
+            if sk not in first:
+                first[sk] = step
+                added += size
+        if mixed and layer.kind in _AUTOCAST_HALF and rg[name]:
+            s.weight_copies += n_weights * act_bytes
+        s.per_layer[name] = added
+        s.keeps[name] = keeps
+        s.total += added
+    return s
+
+
+# ------------------------------------------------------------------ one training step
+OPTIMIZERS = {  # state tensors per parameter, and whether torch keeps a 'step' scalar per tensor
+    "sgd": (0, False), "momentum": (1, False), "adam": (2, True), "adamw": (2, True),
+    "rmsprop": (1, True), "adagrad": (1, True),
+}
+PRECISIONS = ("fp32", "fp16-mixed", "bf16-mixed")
+
+
+def matcher(freeze=(), trainable=()):
+    """``name → trained?`` from --freeze / --trainable prefixes (None: everything trains). A
+    prefix matches a layer named so or a layer inside it (``layer1`` matches ``layer1/conv1``,
+    not ``layer10``); a trailing ``*`` matches any continuation."""
+    if not freeze and not trainable:
+        return None
+
+    def hit(name, prefixes):
+        for p in prefixes:
+            if p.endswith("*"):
+                if name.startswith(p[:-1]):
+                    return True
+            elif name == p or name.startswith(p.rstrip("/") + "/"):
+                return True
+        return False
+
+    if trainable:
+        return lambda name: hit(name, trainable) and not hit(name, freeze)
+    return lambda name: not hit(name, freeze)
+
+
+def segments(n: int, every: int | None = None, count: int | None = None) -> list[tuple[int, int]]:
+    """Checkpointed segments (first, last layer index), as torch.utils.checkpoint_sequential
+    cuts them: ``every`` layers each, or ``count`` segments of n // count layers (the last takes
+    the rest); the last segment is never checkpointed (its forward runs just before backward)."""
+    if every:
+        cuts = [(a, min(a + every, n) - 1) for a in range(0, n, every)]
+    elif count:
+        size = max(n // count, 1)
+        cuts = [(a * size, a * size + size - 1) for a in range(min(count, n) - 1)]
+        cuts.append((cuts[-1][1] + 1 if cuts else 0, n - 1))
+    else:
+        return []
+    return cuts[:-1]
+
+
+class TrainingStep:
+    """The memory of one training step from the liveness walk (see ``training_step``)."""
+
+    __slots__ = ("lines", "timeline", "peak", "peak_step", "peak_layer", "n_layers", "recompute_macs",
+                 "training_macs", "trainable_params", "frozen_params", "optimizer", "precision", "saved",
+                 "checkpointed")
+
+    def as_dict(self) -> dict:
+        return {"optimizer": self.optimizer, "precision": self.precision, "peak_bytes": self.peak,
+                "peak_at": self.peak_layer, "peak_phase": "forward" if self.peak_step < self.n_layers else "backward",
+                "saved_bytes": self.saved, "recompute_macs": self.recompute_macs,
+                "training_macs": self.training_macs, "trainable_params": self.trainable_params,
+                "frozen_params": self.frozen_params, "checkpointed_segments": self.checkpointed,
+                "lines": {k: v for k, v, _ in self.lines}}
+
+
+def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: str = "momentum",
+                  precision: str = "fp32", checkpoint_every: int | None = None,
+                  checkpoint_segments: int | None = None, freeze=(), trainable=(),
+                  macs: dict | None = None, input_grad_macs=None) -> TrainingStep:
+    """Walk one training step: forward (layer i at step i), then backward (layer i at step
+    2n − 1 − i), then the optimizer step. Live at each step:
+
+    - parameters, BN running statistics and optimizer state (the whole step);
+    - each activation storage from the layer that makes it to its last reader in forward, or,
+      when a layer keeps it for backward, to the backward of the earliest layer keeping it;
+      tensors made for backward (indices, statistics, masks) from their layer's forward to its
+      backward; the input for the whole step;
+    - each activation gradient from the backward of its tensor's last reader to the backward
+      of the layer that made the tensor (tensors that require no gradient have none);
+    - each parameter gradient from its layer's backward to the optimizer step.
+
+    Checkpointed segments keep only what enters them; their backward first runs their forward
+    again, and what their layers keep lives from then to each layer's backward. Mixed precision
+    (torch autocast): activations and their gradients in 2 bytes, the input and parameters,
+    gradients and optimizer state in fp32, plus the half copies of conv/linear weights."""
+    from cnncalc.shapes import numel
+
+    if optimizer not in OPTIMIZERS:
+        raise CnnCalcError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    if precision not in PRECISIONS:
+        raise CnnCalcError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    mixed = precision != "fp32"
+    act = 2 if mixed else dtype_bytes
+    pbytes = 4 if mixed else dtype_bytes
+    train = matcher(freeze, trainable)
+    s = saved_tensors(graph, batch, act, input_bytes=pbytes if mixed else act, trainable=train, mixed=mixed)
+    layers = graph.layers
+    n = len(layers)
+    end = 2 * n - 1
+    step_of = {node.name: i for i, node in enumerate(layers)}
+    cuts = segments(n, checkpoint_every, checkpoint_segments)
+    seg_of = [None] * n
+    for k, (a, b) in enumerate(cuts):
+        for i in range(a, b + 1):
+            seg_of[i] = k
+    # parameters
+    trained = frozen = state = ntensors = 0
+    pgrad = []  # (step, bytes) of each trained layer's parameter gradients
+    for i, node in enumerate(layers):
+        ps = node.layer.param_shapes()
+        state += sum(numel(sh) for sh in node.layer.state_shapes().values())
+        if not ps:
+            continue
+        k = sum(numel(sh) for sh, _ in ps.values())
+        if train is None or train(node.name):
+            trained += k
+            ntensors += len(ps)
+            pgrad.append((i, k * pbytes))
+        else:
+            frozen += k
+    per_param, has_step = OPTIMIZERS[optimizer]
+    opt_bytes = per_param * trained * pbytes + (4 * ntensors if has_step else 0)
+    const = (trained + frozen + state) * pbytes + opt_bytes
+    delta = [0] * (2 * n + 1)
+
+    def live(lo, hi, size):
+        if size and lo <= hi:
+            delta[lo] += size
+            delta[hi + 1] -= size
+
+    # readers: the last forward step reading each storage (through any view of it)
+    last = {}
+    producer = {INPUT: 0}
+    for i, node in enumerate(layers):
+        r = s.roots[node.name]
+        if r == node.name:
+            producer[r] = i
+        for src in node.inputs:
+            last[s.roots[src]] = i
+    for out in graph.outputs:
+        last[s.roots[out]] = max(last.get(s.roots[out], 0), n - 1)
+    # who keeps each storage: forward-kept (outside checkpoints) and per checkpointed segment
+    kept_fwd: dict = {}
+    kept_seg: dict = {}
+    for node in layers:
+        i = step_of[node.name]
+        for key, size, _ in s.keeps[node.name]:
+            k = seg_of[i]
+            if k is None:
+                kept_fwd[key] = min(kept_fwd.get(key, i), i)
+            else:
+                d = kept_seg.setdefault(key, {})
+                d[k] = min(d.get(k, i), i)
+    sizes = dict(s.sizes)
+    sizes.update(s.hidden)
+    sizes[("half", INPUT)] = s.sizes[INPUT] // (pbytes if mixed else act) * act
+    saved_total = 0  # kept through the forward: by layers outside checkpoints, and by the checkpoints
+    for key, size in sizes.items():
+        savers = kept_seg.get(key, {})
+        if isinstance(key, tuple):  # made for backward by one layer (or the input's half copy)
+            if key not in kept_fwd and not savers:
+                continue
+            lo = step_of[key[0]] if key[0] in step_of else min([kept_fwd.get(key, n), *savers.values()])
+            hi = -1
+        else:
+            lo = producer.get(key, 0)
+            hi = end if key == INPUT else last.get(key, lo)
+        if key in kept_fwd:
+            hi = max(hi, end - kept_fwd[key])
+            saved_total += size
+        live(lo, hi, size)
+        for k, first in savers.items():
+            a, b = cuts[k]
+            live(end - b, end - first, size)  # made again by the segment's recomputation
+    # the inputs of each checkpointed segment: kept until the segment's backward is done
+    for k, (a, b) in enumerate(cuts):
+        entering = {s.roots[src] for node in layers[a:b + 1] for src in node.inputs}
+        for r in entering:
+            if producer.get(r, 0) < a or r == INPUT:
+                hi = max(last.get(r, 0), end - kept_fwd[r] if r in kept_fwd else 0)
+                if end - a > hi:
+                    live(hi + 1, end - a, sizes[r])
+                    if r not in kept_fwd:
+                        saved_total += sizes[r]
+    # activation gradients
+    for r, p in producer.items():
+        if r == INPUT or not s.rg.get(r, False):
+            continue
+        live(end - last.get(r, p), end - p, s.sizes[r])
+    for i, size in pgrad:
+        live(end - i, end, size)
+    if mixed and s.weight_copies:
+        live(0, end, s.weight_copies)  # (autocast's weight cache: the forward, kept for backward)
+    timeline = list(accumulate(delta[:2 * n]))
+    t = TrainingStep()
+    t.timeline = [v + const for v in timeline]
+    best = max(timeline, default=0)
+    t.peak_step = timeline.index(best) if timeline else 0
+    t.peak = best + const
+    t.n_layers = n
+    t.peak_layer = layers[t.peak_step if t.peak_step < n else end - t.peak_step].name if n else ""
+    t.optimizer, t.precision = optimizer, precision
+    t.saved = saved_total + (s.weight_copies if mixed else 0)
+    t.trainable_params, t.frozen_params = trained, frozen
+    t.checkpointed = len(cuts)
+    m = macs or {}
+    t.recompute_macs = sum(m.get(layers[i].name, 0) for a, b in cuts for i in range(a, b + 1))
+    fwd = sum(m.values())
+    dx = dw = 0
+    for node in layers:
+        mm = m.get(node.name, 0)
+        if not mm:
+            continue
+        flows = [s.rg[x] for x in node.inputs]
+        if any(flows):
+            dx += input_grad_macs(node, flows) if input_grad_macs else mm
+        if node.layer.param_shapes() and (train is None or train(node.name)):
+            dw += mm
+    t.training_macs = fwd + dx + dw + t.recompute_macs
+    prec = {"fp32": f"{pbytes}-byte", "fp16-mixed": "fp16 autocast", "bf16-mixed": "bf16 autocast"}[precision]
+    t.lines = [
+        ("parameters", (trained + frozen) * pbytes, f"{trained + frozen:,} parameters × {pbytes} B"
+         + (" (fp32 master weights)" if mixed else "") + (f", {frozen:,} frozen" if frozen else "")),
+        ("buffers", state * pbytes, "batch-norm running statistics"),
+        ("optimizer state", opt_bytes, f"{optimizer}: {per_param} tensor(s) per trained parameter"
+         + (", + a step counter per tensor" if has_step else "")),
+        ("parameter gradients", trained * pbytes, f"one per trained parameter, {pbytes} B"),
+        ("saved for backward", t.saved, f"what autograd keeps ({prec} activations"
+         + (", half copies of conv/linear weights" if mixed else "")
+         + (f"; {len(cuts)} checkpointed segments keep their inputs" if cuts else "") + ")"),
+        ("peak of the step", t.peak, f"the highest sum of live tensors, at the "
+         f"{'forward' if t.peak_step < n else 'backward'} of {t.peak_layer}: parameters + state + "
+         "live activations, saved tensors and gradients"),
+    ]
+    return t

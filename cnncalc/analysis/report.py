@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from cnncalc._gc import paused_gc
 from cnncalc._record import FACTORY, Record
-from cnncalc.analysis.memory import peaks, tensor_intervals
+from cnncalc.analysis.memory import peaks, saved_tensors, tensor_intervals
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.shapes import Shape, fmt_int, kind_key, numel
@@ -52,12 +52,13 @@ class LayerStats(Record):
     explain: list[str] = field(default_factory=list)
     line: int | None = None
     type_key: str = ""
+    saved_bytes: int = 0  # what autograd keeps for this layer's backward (storages new here)
 
     def __init__(self, name: str, type: str, inputs: list[str], shape: Shape, description: str = "",
                  weights: int = 0, biases: int = 0, nontrainable: int = 0, activations: int = 0,
                  activation_bytes: int = 0, view: bool = False, macs: int = 0, input_grad_macs: int = 0,
                  weight_grad_macs: int = 0, ops: dict = FACTORY, explain: list[str] = FACTORY,
-                 line: int | None = None, type_key: str = ""):
+                 line: int | None = None, type_key: str = "", saved_bytes: int = 0):
         self.name = name
         self.type = type
         self.inputs = inputs
@@ -76,6 +77,7 @@ class LayerStats(Record):
         self.explain = [] if explain is FACTORY else explain
         self.line = line
         self.type_key = type_key
+        self.saved_bytes = saved_bytes
 
     @property
     def params(self) -> int:
@@ -107,7 +109,7 @@ class LayerStats(Record):
             "activations": self.activations, "activation_bytes": self.activation_bytes,
             "view": self.view, "macs": self.macs, "flops": self.flops,
             "input_grad_macs": self.input_grad_macs, "weight_grad_macs": self.weight_grad_macs,
-            "training_macs": self.training_macs,
+            "training_macs": self.training_macs, "saved_bytes": self.saved_bytes,
             "ops": dict(self.ops), "description": self.description,
             **({"line": self.line} if self.line else {}),
         }
@@ -160,6 +162,18 @@ class Report(Record):
     def __iter__(self):
         return iter(self.layers)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the table of ``cnncalc summarize`` with its totals (cnncalc.results)."""
+        from cnncalc.results import summary_html
+
+        return summary_html(self, None)
+
+    def to_pandas(self):
+        """One pandas DataFrame row per layer, indexed by name (needs pandas)."""
+        from cnncalc.results import report_frame
+
+        return report_frame(self)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name, "source": self.source, "input": list(self.input_shape),
@@ -206,7 +220,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
             continue
         # (graph.infer gives a copy its first's in_shapes list: the same object, the same shapes)
         key = (layer.__class__, id(layer.args), layer.activation, layer.rounding, id(layer.in_shapes))
-        entry = None if explain else counted.get(key)
+        entry = counted.get(key)
         if entry is None:
             w = b = 0
             for shape, role in layer.param_shapes().values():
@@ -222,10 +236,9 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
                     "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
             entry = [tmpl, 0, w + b > 0, 0 if tmpl["view"] else elems,
-                     tuple(tmpl[f] for f in _SHARED)]
+                     tuple(tmpl[f] for f in _SHARED), {}]
             distinct.append(entry)
-            if not explain:
-                counted[key] = entry
+            counted[key] = entry
         tmpl = entry[0]
         entry[1] += 1
         # Every forward MAC multiplies one input value by one weight (conv, grouped/depthwise,
@@ -264,6 +277,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         row.explain = []
         row.line = node.line
         row.type_key = tmpl["type_key"]
+        row.saved_bytes = 0
         grad_flows[name] = needs_dx or entry[2]
         sizes[name] = entry[3]
         if explain:
@@ -271,7 +285,12 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
             src = graph[node.inputs[0]] if node.inputs else None
             layer.in_factors = (src.layer.in_shapes[0] if src is not None and src.layer is not None
                                 and src.kind == "flatten" else None)
-            row.explain = explain_layer(layer, batch, bias)
+            # copies counted the same explain the same (their lines are made once per copy's
+            # in_factors; each row gets its own list)
+            lines = entry[5].get(layer.in_factors)
+            if lines is None:
+                lines = entry[5][layer.in_factors] = explain_layer(layer, batch, bias)
+            row.explain = lines.copy()
             if row.macs:
                 dx = (f"{fmt_int(row.input_grad_macs)} input gradient" if row.input_grad_macs
                       else "no input gradient (nothing trainable upstream)")
@@ -281,7 +300,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
 
     weights = biases = nontrain = macs = dw_macs = acts = 0
     ops = dict.fromkeys(OP_KINDS, 0)
-    for tmpl, n, _, _, _ in distinct:
+    for tmpl, n, _, _, _, _ in distinct:
         weights += tmpl["weights"] * n
         biases += tmpl["biases"] * n
         nontrain += tmpl["nontrainable"] * n
@@ -304,18 +323,28 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     }
     intervals = tensor_intervals(graph, sizes)
     peak_elems, peak_at, grad_peak = peaks(graph, sizes, intervals)
-    saved = input_elems + acts
+    # what autograd keeps for backward, as PyTorch keeps it (cnncalc.analysis.saved)
+    kept = saved_tensors(graph, batch, nbytes)
+    per_layer = kept.per_layer
+    for row in rows:
+        row.saved_bytes = per_layer[row.name]
+        if explain:
+            row.explain.append(_explain_saved(kept.keeps[row.name], kept.first, row.name, graph))
+    totals["saved_bytes"] = kept.total
     param_bytes = (trainable + nontrain) * nbytes
     memory = {
         "bytes_per_element": nbytes,
         "input_bytes": input_elems * nbytes,
         "forward_bytes": acts * nbytes,
-        "backward_saved_bytes": saved * nbytes,
+        # what cnncalc's runtime keeps for backward (every output; `cnncalc verify` checks it)
+        "backward_saved_bytes": (input_elems + acts) * nbytes,
+        # what PyTorch's autograd keeps (cnncalc.analysis.saved; tests hold it against torch)
+        "autograd_saved_bytes": kept.total,
         "activation_gradient_peak_bytes": grad_peak * nbytes,
         "params_bytes": param_bytes,
         "gradients_bytes": trainable * nbytes,
         "optimizer_bytes": trainable * nbytes,
-        "training_total_bytes": param_bytes + 2 * trainable * nbytes + (saved + grad_peak) * nbytes,
+        "training_total_bytes": param_bytes + 2 * trainable * nbytes + (input_elems + acts + grad_peak) * nbytes,
         "inference_peak_bytes": peak_elems * nbytes + param_bytes,
         "inference_peak_activation_bytes": peak_elems * nbytes,
         "rule_of_thumb_bytes": 2 * (input_elems + acts) * nbytes,
@@ -323,6 +352,23 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     return Report(name=graph.name, source=graph.source, input_shape=graph.input_shape, batch=batch,
                   dtype=dtype, layers=rows, totals=totals, memory=memory, file=graph.file,
                   with_bias=bias, peak_at=peak_at)
+
+
+def _explain_saved(keeps, first, name, graph) -> str:
+    """'saved for backward: input 802,816 B + … = …' (a storage an earlier layer keeps counts
+    there, not here)."""
+    if not keeps:
+        return "saved for backward: nothing"
+    layers = graph.layers
+    parts, total = [], 0
+    for key, size, what in keeps:
+        owner = layers[first[key]].name
+        if owner == name:
+            parts.append(f"{what} {fmt_int(size)} B")
+            total += size
+        else:
+            parts.append(f"{what} (kept by {owner}: 0 B here)")
+    return "saved for backward: " + " + ".join(parts) + f" = {fmt_int(total)} B"
 
 
 def type_key(layer) -> str:

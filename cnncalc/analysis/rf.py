@@ -261,6 +261,135 @@ def _carry(src: list["AxisField"], fn=None) -> dict:
     return {"paths": pruned, "full": full, "approx": approx}
 
 
+class Q1Paths:
+    """Every distinct path field of a node, all of period 1 (q = 1) and seeing something, kept
+    lazily: per jump T, a set of (lo, hi) pairs and an offset (dlo, dhi) added to them all.
+
+    A windowed layer moves the lo and hi of every path of jump T by the same amounts (a
+    translation, exactly ``apply_window`` for q = 1) and multiplies T by its stride, so it maps
+    this set in O(number of jumps) instead of O(paths): the paths of a deep residual stack
+    (hundreds per node) are carried through each block's layers without being touched, and
+    are only re-based at a merge. Reads like the frozenset of PathFields it stands for
+    (iteration, ``len``, ``in``, ``==``); iterating builds those PathFields once."""
+    __slots__ = ("groups", "_len", "_set")
+
+    def __init__(self, groups: dict):
+        self.groups = groups  # T -> (dlo, dhi, frozenset of (lo, hi))
+        self._len = sum(len(g[2]) for g in groups.values())
+        self._set = None
+
+    @classmethod
+    def of(cls, paths) -> "Q1Paths | None":
+        """The lazy form of ``paths`` (PathFields), or None unless all are q = 1, T >= 0 and see
+        something."""
+        groups: dict = {}
+        for p in paths:
+            if p.q != 1 or p.T < 0 or p.lo[0] is None:
+                return None
+            groups.setdefault(p.T, set()).add((p.lo[0], p.hi[0]))
+        return cls({t: (0, 0, frozenset(v)) for t, v in groups.items()})
+
+    def window(self, pl: int, span: int, s: int) -> "Q1Paths":
+        """After a window of stride s, low padding pl and extent span + 1 (see ``_map_q1``)."""
+        return Q1Paths({s * t: (dlo - pl * t, dhi + (span - pl) * t, rel)
+                        for t, (dlo, dhi, rel) in self.groups.items()})
+
+    @staticmethod
+    def union(parts: "list[Q1Paths]") -> "Q1Paths":
+        groups: dict = {}
+        for part in parts:
+            for t, (dlo, dhi, rel) in part.groups.items():
+                g = groups.get(t)
+                if g is None:
+                    groups[t] = (dlo, dhi, rel)
+                elif rel is not g[2] or (dlo, dhi) != g[:2]:
+                    a, b = dlo - g[0], dhi - g[1]
+                    moved = rel if a == 0 == b else frozenset([(lo + a, hi + b) for lo, hi in rel])
+                    groups[t] = (g[0], g[1], g[2] | moved)
+        return Q1Paths(groups)
+
+    def frozen(self) -> frozenset:
+        if self._set is None:
+            self._set = frozenset(PathField(1, t, (lo + dlo,), (hi + dhi,))
+                                  for t, (dlo, dhi, rel) in self.groups.items() for lo, hi in rel)
+        return self._set
+
+    def __len__(self):
+        return self._len
+
+    def __iter__(self):
+        return iter(self.frozen())
+
+    def __contains__(self, p):
+        return p in self.frozen()
+
+    def __eq__(self, other):
+        if isinstance(other, Q1Paths):
+            other = other.frozen()
+        elif not isinstance(other, (set, frozenset)):
+            return NotImplemented
+        return self.frozen() == other
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Q1Paths({set(self.frozen())!r})"
+
+
+def _map_q1(p: PathField, pl: int, span: int, s: int) -> PathField:
+    """``apply_window`` of a path of period 1 (T >= 0, seeing something) through a plain window
+    (not transposed): unit 0 reads input units −pl … −pl + span, whose fields are moved by
+    their index times T; the extremes are the first and the last tap."""
+    t = p.T
+    return PathField(1, s * t, (p.lo[0] - pl * t,), (p.hi[0] + (span - pl) * t,))
+
+
+def _q1(paths) -> bool:
+    for p in paths:
+        if p.q != 1 or p.T < 0 or p.lo[0] is None:
+            return False
+    return True
+
+
+def _carry_window(a: "AxisField", w: Window) -> dict | None:
+    """``_carry([a], apply_window(·, w))`` for a plain window when every path has period 1: the
+    kept paths mapped one by one (a translation keeps which paths hold the extremes) and the
+    set of every path mapped lazily (``Q1Paths``). None when the shortcut does not apply."""
+    if not _q1(a.paths):
+        return None
+    full = a.full
+    if full is not None and full.__class__ is not Q1Paths:
+        full = Q1Paths.of(full)
+        if full is None:
+            return None
+    pl, span, s = w.pad_lo, w.dilation * (w.kernel - 1), w.stride
+    return {"paths": frozenset([_map_q1(p, pl, span, s) for p in a.paths]),
+            "full": None if full is None else full.window(pl, span, s), "approx": a.approx}
+
+
+def _carry_merge(src: list["AxisField"]) -> dict | None:
+    """``_carry(src)`` (a merge) when every source's every path has period 1: the union of the
+    kept paths pruned again (the extremes of a union are among its parts' extremes) and the
+    union of the lazy sets of every path. None when the shortcut does not apply."""
+    fulls = []
+    for a in src:
+        if not _q1(a.paths):
+            return None
+        f = a.full
+        if f is not None and f.__class__ is not Q1Paths:
+            return None
+        fulls.append(f)
+    full = None
+    if all(f is not None for f in fulls):
+        full = Q1Paths.union(fulls)
+        if len(full) > MAX_PATHS:
+            full = None
+    paths = set()
+    for a in src:
+        paths.update(a.paths)
+    return {"paths": _prune(paths), "full": full, "approx": any(a.approx for a in src)}
+
+
 def _clip(iv: Interval | None, n: int) -> Interval | None:
     if iv is None:
         return None
@@ -316,32 +445,32 @@ class AxisField:
     def first(self) -> Interval | None:
         return self.shown(0)
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def r_unclipped(self) -> int:
         return _size(self.interval(0))
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def start(self) -> int | None:
         f = self.first
         return None if f is None else f[0]
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def end(self) -> int | None:
         f = self.first
         return None if f is None else f[1]
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def r(self) -> int:
         """Size of unit 0's (union) field."""
         f = self.first
         return 0 if f is None else f[1] - f[0] + 1
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def P(self) -> int | None:
         f = self.first
         return None if f is None or self.is_global else -f[0]
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def centre(self) -> Fraction | None:
         f = self.first
         return None if f is None else Fraction(f[0] + f[1], 2)
@@ -377,15 +506,15 @@ class AxisField:
             return p.sizes()
         return [_size(_clip(iv, self.size_in)) for iv in (p.at(ph) for ph in range(p.q))]
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def max_path_r(self) -> int:
         return max(max(self._path_sizes(p)) for p in self.paths)
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def min_path_r(self) -> int:
         return min(min(self._path_sizes(p)) for p in self.paths)
 
-    @property
+    @cached_property  # (read for every layer that shares this field)
     def aligned(self) -> bool:
         """Same S on every path and the same centre for every unit."""
         if len(self.paths) <= 1:
@@ -470,13 +599,37 @@ class LayerField:
     def phase_dependent(self) -> bool:
         return any(a.r_min != a.r_max for a in self.axes)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, _cache: dict | None = None) -> dict:
+        """``_cache``: the per-axes part of earlier layers' dicts, by the identity of their axes
+        (layers through pointwise ones share their fields; RFReport.to_dict passes one)."""
         if self.unknown is not None:
             return {"name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape),
                     **kind_key(self.shape), "r": None, "S": None, "P": None, "start": None, "end": None,
                     "centre": None, "global": False, "unknown": self.unknown}
-        d = {"name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape),
-             "r": _collapse(self.r), "S": _collapse(tuple(_jnum(s) for s in self.S)),
+        key = tuple(map(id, self.axes))
+        parts = None if _cache is None else _cache.get(key)
+        if parts is None:
+            parts = self._axes_dict()
+            if _cache is not None:
+                _cache[key] = parts
+        numbers, tail, lists = parts
+        d = {"name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape)}
+        d.update(numbers)
+        if self.gated:
+            d["gated"] = True
+        d.update(kind_key(self.shape))
+        if tail:
+            d.update(tail)
+        if lists:  # each layer's dict holds its own lists
+            for k, v in d.items():
+                if v.__class__ is list and k not in ("inputs", "shape"):
+                    d[k] = _copy_lists(v)
+        return d
+
+    def _axes_dict(self) -> tuple[dict, dict, bool]:
+        """The keys of ``to_dict`` that depend on the axes only: those before ``gated``, those
+        after the shape's kind, and whether any value is a list."""
+        d = {"r": _collapse(self.r), "S": _collapse(tuple(_jnum(s) for s in self.S)),
              "P": _collapse(self.P), "start": _collapse(self.start), "end": _collapse(self.end),
              "centre": _collapse(tuple(_jnum(c) for c in self.centre)),
              "r_min": _collapse(self.r_min), "r_max": _collapse(self.r_max),
@@ -486,16 +639,19 @@ class LayerField:
             d["paths_more_than"] = MAX_PATHS
         if any(a.approx for a in self.axes):
             d["per_path_approximate"] = True  # max/min_path_r and alignment: from the kept paths
-        if self.gated:
-            d["gated"] = True
-        d.update(kind_key(self.shape))
+        tail = {}
         fr = [s for s in self.S if isinstance(s, Fraction) and s.denominator != 1]
         if fr:
-            d["S_exact"] = _collapse(tuple(str(s) if s is not None else None for s in self.S))
+            tail["S_exact"] = _collapse(tuple(str(s) if s is not None else None for s in self.S))
         if not self.aligned:
-            d["misaligned"] = "; ".join(a.why_misaligned() for a in self.axes if not a.aligned)
-            d["S_paths"] = _collapse(tuple(tuple(_jnum(s) for s in a.Ss) for a in self.axes))
-        return d
+            tail["misaligned"] = "; ".join(a.why_misaligned() for a in self.axes if not a.aligned)
+            tail["S_paths"] = _collapse(tuple(tuple(_jnum(s) for s in a.Ss) for a in self.axes))
+        lists = any(v.__class__ is list for v in (*d.values(), *tail.values()))
+        return d, tail, lists
+
+
+def _copy_lists(v):
+    return [_copy_lists(x) if x.__class__ is list else x for x in v]
 
 
 def _collapse(t: tuple):
@@ -546,8 +702,9 @@ class RFReport:
         return all(f.aligned for f in self.layers.values() if f.unknown is None)
 
     def to_dict(self) -> dict:
+        cache: dict = {}
         return {"name": self.name, "input": list(self.input_shape),
-                "layers": [f.to_dict() for n, f in self.layers.items() if n != INPUT],
+                "layers": [f.to_dict(cache) for n, f in self.layers.items() if n != INPUT],
                 "aligned": self.aligned, "misaligned": self.misaligned,
                 "convention": "pixel i centred at i; unit u sees [u*S - P, u*S - P + r - 1] "
                               "(Araujo, Norris & Sim, Distill 2019)"}
@@ -564,7 +721,9 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
         raise CnnCalcError(f"the input {list(graph.input_shape)} has no spatial axes, so there is no "
                            "receptive field", )
     nd = len(in_sp)
-    start = tuple(AxisField(frozenset({IDENTITY}), n, n, full=frozenset({IDENTITY})) for n in in_sp)
+    first = {}  # axes of equal size start as one AxisField (see below)
+    start = tuple(first.setdefault(n, AxisField(frozenset({IDENTITY}), n, n, full=frozenset({IDENTITY})))
+                  for n in in_sp)
     fields: dict[str, LayerField] = {
         INPUT: LayerField(INPUT, "input", "input", [], graph.input_shape, start,
                           explain=["r = 1, S = 1, P = 0 (each pixel sees itself)"])}
@@ -583,13 +742,24 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
             src = [f.axes[ax] for f in ins]
             n_out = sp[ax] if len(sp) == nd else src[0].n
             w = win[ax] if win.__class__ is list else win
+            if ax and n_out == sp_prev and w == w_prev and all(
+                    f.axes[ax] is f.axes[ax - 1] for f in ins) and in_sp[ax] == in_sp[ax - 1]:
+                # the same sources, window and size as the axis before (a square layer on a
+                # square map): the same field, one object (its numbers are computed once)
+                axes.append(axes[-1])
+                continue
+            sp_prev, w_prev = n_out, w
             if w is UNKNOWN:  # positions scrambled: harmless where every source sees the whole input
                 if not all(a.is_global for a in src):
                     unknown = unknown or node.name
                 w = None
             if w is None:
+                if len(src) == 1 and src[0].n == n_out:  # pointwise: the source's field itself
+                    axes.append(src[0])
+                    continue
+                carried = _carry_merge(src) if len(src) > 1 else None
                 axes.append(AxisField(n=n_out, size_in=in_sp[ax], is_global=any(a.is_global for a in src),
-                                      **_carry(src)))
+                                      **(carried or _carry(src))))
             elif w == GLOBAL:
                 n = 1 if win == GLOBAL else n_out
                 each = [AxisField(n=1, size_in=a.size_in, is_global=True,
@@ -601,8 +771,9 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
                     raise CnnCalcError(f"{node.name}: cannot follow the receptive field through a "
                                        f"{layer.kind} layer with {len(src)} inputs")
                 a = src[0]
+                carried = _carry_window(a, w) if not deconv and w.__class__ is Window else None
                 axes.append(AxisField(n=n_out, size_in=in_sp[ax], is_global=a.is_global,
-                                      **_carry([a], lambda p, w=w: apply_window(p, w, deconv))))
+                                      **(carried or _carry([a], lambda p, w=w: apply_window(p, w, deconv)))))
         lf = LayerField(node.name, layer.kind, layer.describe(), list(node.inputs), node.shape,
                         tuple(axes), win, deconv, field_inputs=srcs,
                         gated=len(srcs) < len(node.inputs) and getattr(layer, "gated", False),
@@ -735,6 +906,10 @@ def _explain(lf: LayerField, ins: list[LayerField]) -> list[str]:
     names = _axis_names(nd)
     per_axis = []
     for ax in range(nd):
+        if ax and lf.axes[ax] is lf.axes[ax - 1] and _axis_window(lf, ax) == _axis_window(lf, ax - 1) and all(
+                f.axes[ax] is f.axes[ax - 1] for f in ins):
+            per_axis.append(per_axis[-1])  # the same field, window and sources: the same text
+            continue
         a = lf.axes[ax]
         srcs = [f.axes[ax] for f in ins]
         w = _axis_window(lf, ax)

@@ -1,4 +1,5 @@
-"""Names in a gradebook are written by students: each output encodes them for its own reader.
+"""Names in a gradebook are written by students: each output encodes them for its own reader
+(with the encoders of :mod:`cnncalc.escape`, shared by every renderer).
 
 A student's name, id, variant, answers and file name reach the instructor's spreadsheet (CSV),
 the CI dashboard (JUnit XML), the job summary (markdown) and the terminal. Each function here
@@ -18,92 +19,10 @@ makes one such text safe for one reader, and keeps it readable:
 """
 from __future__ import annotations
 
-import re
-
-from cnncalc.report.render import TableView
-
-CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
-
-
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(m: re.Match) -> str:
-    c = m.group()
-    if c in _NAMED:
-        return _NAMED[c]
-    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-
-
-def term_text(s) -> str:
-    """``s`` with control characters shown escaped (``\\x1b``, ``\\n``): safe to print."""
-    s = "" if s is None else str(s)
-    return _CONTROL.sub(_escape, s) if _CONTROL.search(s) else s
-
-
-_CSV_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def csv_cell(v):
-    """A CSV cell no spreadsheet runs: text starting with = + - @ TAB or CR gets a leading '.
-    Control characters but TAB and LF are shown escaped (a CR inside a cell is not quoted by
-    the ``csv`` module and ends the row for many readers)."""
-    if not isinstance(v, str):
-        return v
-    if v.startswith(CSV_TRIGGERS):
-        v = "'" + v
-    return _CSV_CONTROL.sub(_escape, v) if _CSV_CONTROL.search(v) else v
-
-
-def xml_text(s) -> str:
-    """``s`` with the characters XML 1.0 forbids shown escaped (the document stays well-formed)."""
-    s = "" if s is None else str(s)
-    return _XML_ILLEGAL.sub(_escape, s) if _XML_ILLEGAL.search(s) else s
-
-
-def md_cell(s) -> str:
-    """``s`` as one markdown table cell (or one line of text): it cannot end the row, add a
-    column, or start a tag, a link or emphasis."""
-    return _MD_SPECIAL.sub(r"\\\1", term_text(s))
-
-
-def terminal_view(view: TableView) -> TableView:
-    """A copy of ``view`` whose every text (cells, title, caption, notes, sections) shows
-    control characters escaped: what the terminal and plain renderings draw."""
-    def cells(rows):
-        return [{k: term_text(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
-
-    return TableView(term_text(view.title), view.columns, cells(view.rows), cells(view.footer),
-                     [(term_text(t), [(term_text(k), term_text(v)) for k, v in items]) for t, items in view.sections],
-                     [term_text(n) for n in view.notes], None if view.caption is None else term_text(view.caption))
-
-
-def error_text(e) -> str:
-    """An error message for the terminal: each of its lines with control characters escaped."""
-    return "\n".join(term_text(line) for line in str(e).split("\n"))
-
-
-def to_csv(view: TableView) -> str:
-    """The table as CSV (``render.to_csv``'s layout: keys as the header), every cell neutralised."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([csv_cell(c.key) for c in view.columns])
-    for row in list(view.rows) + list(view.footer):
-        w.writerow([csv_cell(_raw(row.get(c.key, ""))) for c in view.columns])
-    return buf.getvalue()
-
-
-def _raw(v):
-    if isinstance(v, (list, tuple)):
-        return "x".join(map(str, v))
-    return "" if v is None else v
+from cnncalc.escape import CSV_TRIGGERS, csv_cell, error_text, md_cell, term_text, xml_text
+# (the terminal and CSV renderings of report.render escape every table with cnncalc.escape:
+# the gradebook uses them as they are)
+from cnncalc.report.render import TableView, terminal_view, to_csv
 
 
 def to_markdown(view: TableView) -> str:

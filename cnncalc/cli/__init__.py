@@ -16,9 +16,11 @@ from cnncalc.errors import CnnCalcError
 # command name → "module:attribute"; a command whose module is absent is not listed.
 COMMANDS = {
     "summarize": "cnncalc.cli.summarize:summarize",
+    "fit": "cnncalc.cli.fit:fit",
     "receptive-field": "cnncalc.cli.rf:receptive_field",
     "zoo": "cnncalc.cli.zoo:zoo",
     "compare": "cnncalc.cli.zoo:compare",
+    "diff": "cnncalc.cli.diff:diff",
     "graph": "cnncalc.cli.graph:graph",
     "report": "cnncalc.cli.report:report",
     "conv": "cnncalc.cli.calc:conv",
@@ -31,6 +33,7 @@ COMMANDS = {
     "erf": "cnncalc.cli.runtime:erf",
     "train": "cnncalc.cli.train:train",
     "evaluate": "cnncalc.cli.train:evaluate",
+    "cache": "cnncalc.cli.cache:cache",
     "import": "cnncalc.cli.interop:import_",
     "export": "cnncalc.cli.interop:export",
 }
@@ -41,6 +44,7 @@ COMMANDS = {
 # Every command of COMMANDS has one (tests/test_cli_help.py).
 SHORT_HELP = {
     "summarize": "Shapes, params, memory and MACs of every layer.",
+    "fit": "The largest batch or input that fits a memory budget.",
     "receptive-field": "Receptive field r, stride S, padding P of every layer.",
     "zoo": "List the shipped specs and their published tables.",
     "compare": "A published table against the exact numbers.",
@@ -57,6 +61,7 @@ SHORT_HELP = {
     "erf": "Effective receptive field (Luo et al., 2016).",
     "train": "Train a network on the numba runtime.",
     "evaluate": "Accuracy and confusion matrix of a checkpoint.",
+    "cache": "Show or clear the compiled-kernel cache.",
     "import": "An ONNX model or a PyTorch module into a spec.",
     "export": "A spec as a PyTorch module or an ONNX model.",
 }
@@ -97,7 +102,9 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CnnCalcError as e:
-            click.echo(f"error: {e}", err=True)
+            from cnncalc.escape import error_text  # names in messages cannot drive the terminal
+
+            click.echo(f"error: {error_text(e)}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -110,7 +117,9 @@ class LazyGroup(click.Group):
         except Exception as e:  # a bug, not the user's fault: say so without a wall of text
             if os.environ.get("CNNCALC_DEBUG"):
                 raise
-            click.echo(f"internal error (a bug in cnncalc, please report it): {type(e).__name__}: {e}\n"
+            from cnncalc.escape import error_text
+
+            click.echo(f"internal error (a bug in cnncalc, please report it): {type(e).__name__}: {error_text(e)}\n"
                        f"set CNNCALC_DEBUG=1 to see the traceback", err=True)
             ctx.exit(70)
 
@@ -129,6 +138,7 @@ def main():
       cnncalc summarize alexnet --explain
       cnncalc conv 32x32x3 --filters 10 --kernel 5 --pad 2
       cnncalc receptive-field --chain "3x3 3x3 3x3"
+      cnncalc fit resnet50 --memory 24GiB --optimizer adamw --precision bf16-mixed
       cnncalc COMMAND --help     (each command's options and examples)
     """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from cnncalc.analysis.report import DTYPES
+from cnncalc.escape import term_text
 from cnncalc.errors import CnnCalcError
 from cnncalc.report.render import FORMATS
 from cnncalc.shapes import parse_shape
@@ -75,7 +76,7 @@ def prepare_graph(graph):
         graph.inferred = False
     for name in graph.unconsumed():
         node = graph[name]
-        where = f"{graph.file}:{node.line}: " if graph.file and node.line else ""
+        where = f"{term_text(graph.file)}:{node.line}: " if graph.file and node.line else ""
         click.echo(f"warning: {where}the output of {name!r} is not used by any layer (it is still "
                    f"counted); connect it, remove it, or mark it 'output: true'", err=True)
     return graph
@@ -84,8 +85,9 @@ def prepare_graph(graph):
 def require_kernels(graph):
     """Exit 2 before any work when the reference runtime cannot execute a layer of ``graph``:
     the analysis knows more layer types than the runtime has kernels for."""
-    from cnncalc.runtime import executor
+    from cnncalc.runtime import _numba, executor
 
+    _numba.announce_compiles()  # a cold kernel cache says so on a terminal (first run only)
     ops = set(getattr(executor, "OPS", {}))
     acts = set(getattr(executor, "FUSED_ACTIVATIONS", getattr(executor, "ELEMENTWISE", ())))
     for node in graph.layers:
@@ -98,7 +100,7 @@ def require_kernels(graph):
         elif len(layer.out_shape or ()) == 4 and layer.kind in getattr(executor, "NO_3D", ()):
             missing = f"3-D layer type {layer.kind!r}"
         if missing:
-            where = f"{graph.file}:{node.line}: " if graph.file and node.line else ""
+            where = f"{term_text(graph.file)}:{node.line}: " if graph.file and node.line else ""
             fail(f"{where}{node.name}: the runtime has no kernel for {missing} yet; the analysis "
                  f"commands (summarize, receptive-field) handle it, train/verify/gradcheck/erf "
                  f"cannot run this spec")

@@ -52,16 +52,27 @@ def _read_weights(graph, ckpt_path):
 @click.command("import")
 @click.argument("model", required=False, metavar="MODEL.onnx")
 @click.option("--torch", "torch_ref", metavar="FILE.py:FACTORY",
-              help="Build the model with FACTORY() from a Python file (needs --input).")
+              help="Build the model with FACTORY() from a Python file (needs --input). This executes "
+                   "FILE.py: use files you trust.")
 @click.option("-o", "--output", metavar="SPEC.yaml", help="Write the spec here (default: print it).")
 @input_option
 @click.option("--opaque", is_flag=True,
-              help="Keep ops with no cnncalc layer type as opaque layers (0 params/MACs, flagged).")
+              help="Keep ops with no cnncalc layer type as opaque layers (parameters kept, MACs unknown).")
 @click.option("--weights", metavar="CKPT.npz",
               help="Also write the model's weights as a cnncalc checkpoint (for evaluate / verify).")
+@click.option("--no-check", is_flag=True,
+              help="Skip running the spec against onnxruntime / the torch module (done with --weights "
+                   "or --torch).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def import_(model, torch_ref, output, input_shape, opaque, weights, force):
+def import_(model, torch_ref, output, input_shape, opaque, weights, no_check, force):
     """Convert an ONNX model (or a PyTorch module) into a readable cnncalc spec.
+
+    With --weights or --torch, the import proves itself: the spec runs on cnncalc's runtime
+    with the model's weights on random inputs and is compared with onnxruntime (an ONNX file)
+    or the PyTorch module (--torch). It prints the largest difference; a spec that does not
+    compute the same network is exit 2 with nothing written (--no-check skips the run).
+
+    --torch FILE.py:FACTORY executes FILE.py (and FACTORY()): use files you trust.
 
     \b
     Examples:
@@ -72,6 +83,9 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, force):
     """
     if bool(model) == bool(torch_ref):
         fail("give either MODEL.onnx or --torch FILE.py:FACTORY")
+    for path in (output, weights):
+        if path and Path(path).exists() and not force:
+            fail(f"{path} already exists; pass --force to overwrite it")
     if torch_ref:
         if input_shape is None:
             fail("--torch needs --input HxWxC (the size to trace the model at), e.g. --input 224x224x3")
@@ -87,15 +101,28 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, force):
     graph = load_spec_text(imp.text, file=output or "<imported spec>")
     graph.infer()
     total = sum(math.prod(sh) for n in graph.layers for sh, _ in n.layer.param_shapes().values())
+    ckpt = _checkpoint_tensors(graph, imp) if weights else None  # validated before anything is written
+    if (weights or torch_ref) and not no_check:
+        from cnncalc.interop.check import check_import
+
+        res = check_import(graph, imp)
+        click.echo(res.line(), err=True)
+        if not res.ok:
+            fail(f"the imported spec does not compute the same network as {imp.source} (largest difference "
+                 f"{res.max_diff:.3g} at output {res.worst!r}); nothing was written\n"
+                 f"  hint: please report it; --no-check writes the spec anyway")
     if output:
         _write(output, imp.text, force, "spec")
     else:
         sys.stdout.write(imp.text)
     if imp.opaque:
-        click.echo(f"warning: {len(imp.opaque)} opaque layer(s) ({', '.join(imp.opaque[:5])}"
-                   f"{', ...' if len(imp.opaque) > 5 else ''}) count 0 params/MACs", err=True)
+        from cnncalc.escape import term_text
+
+        click.echo(f"warning: {len(imp.opaque)} opaque layer(s) ({term_text(', '.join(imp.opaque[:5]))}"
+                   f"{', ...' if len(imp.opaque) > 5 else ''}): their MACs are unknown, so every MAC "
+                   f"total is a lower bound", err=True)
     if weights:
-        _write_checkpoint(weights, graph, imp, force)
+        _write_checkpoint(weights, graph, imp, ckpt, force)
     if imp.source_count is not None and imp.source_count != total:
         fail(f"the spec has {total:,} parameters but sum(p.numel() for p in model.parameters()) is "
              f"{imp.source_count:,}: parameters the forward pass never uses (or an op mapped "
@@ -104,20 +131,32 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, force):
         click.echo(f"parameters: {total:,} = sum(p.numel() for p in model.parameters())", err=True)
 
 
-def _write_checkpoint(path, graph, imp, force):
+def _checkpoint_tensors(graph, imp):
+    """({layer/tensor: array} params, state) of the model's weights, each checked against the
+    spec's shapes (exit 2 before anything is written)."""
     import numpy as np
-
-    from cnncalc.runtime import checkpoint as C
 
     params, state = {}, {}
     for n in graph.layers:
         for t, (shape, _) in n.layer.param_shapes().items():
             a = imp.params.get(n.name, {}).get(t)
             if a is None or tuple(a.shape) != tuple(shape):
-                fail(f"{n.name}/{t}: the model's weights do not fit the spec ({None if a is None else a.shape} vs {shape})", 70)
+                got = "missing" if a is None else "x".join(map(str, a.shape))
+                fail(f"{n.name}/{t}: the model's weights do not fit the spec (the model has {got}, the "
+                     f"layer needs {'x'.join(map(str, shape))}); nothing was written")
             params[f"{n.name}/{t}"] = np.asarray(a, np.float32)
         for t, shape in n.layer.state_shapes().items():
-            state[f"{n.name}/{t}"] = np.asarray(imp.state[n.name][t], np.float32)
+            a = imp.state.get(n.name, {}).get(t)
+            if a is None or tuple(a.shape) != tuple(shape):
+                fail(f"{n.name}/{t}: the model's statistics do not fit the spec; nothing was written")
+            state[f"{n.name}/{t}"] = np.asarray(a, np.float32)
+    return params, state
+
+
+def _write_checkpoint(path, graph, imp, tensors, force):
+    from cnncalc.runtime import checkpoint as C
+
+    params, state = tensors
     if Path(path).exists() and not force:
         fail(f"{path} already exists; pass --force to overwrite it")
     meta = {"spec_text": imp.text, "spec_file": str(graph.file), "imported_from": imp.source,
@@ -147,6 +186,11 @@ def export(spec, target, output, weights, input_shape, force):
     """
     graph = load_graph(spec, input_shape)
     graph.infer(input_shape)
+    from cnncalc import limits
+
+    limits.check_memory(graph, batch=1, command="export")  # before reading or making any weight
+    if target == "onnx":
+        limits.check_onnx_size(graph)
     params = state = None
     if weights:
         params, state = _read_weights(graph, weights)
@@ -177,5 +221,5 @@ def export(spec, target, output, weights, input_shape, force):
         import io
 
         buf = io.BytesIO()
-        torch.save(torch_state_dict(graph, params, state), buf)
+        torch.save(torch_state_dict(graph, params, state, original_names=True), buf)
         _write(pt, buf.getvalue(), True, "state_dict")

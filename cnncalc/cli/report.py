@@ -69,13 +69,20 @@ def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True,
             row["explain"] = list(rfr.layers[row["name"]].explain)
     except CnnCalcError:
         rf = None
-    comparisons = _comparisons(spec, graph, input_shape)
+    # the published tables compare the numbers of a plain summarize: reuse this analysis when
+    # it is one (batch 1, float32, with biases), instead of analysing the spec again
+    plain = rep if (batch, dtype, bias) == (1, "float32", True) else None
+    comparisons = _comparisons(spec, graph, input_shape, plain)
     return build_html(rep.to_dict(), sections=sections, graph_svg=svg, rf=rf, comparisons=comparisons,
                       explain={r.name: r.explain for r in rep.layers})
 
 
-def _comparisons(spec: str, graph, input_shape) -> list[dict]:
-    """The shipped published tables that cover this zoo spec (rows of other specs left out)."""
+def _comparisons(spec: str, graph, input_shape, rep=None) -> list[dict]:
+    """The shipped published tables that cover this zoo spec (rows of other specs left out:
+    they are not compared, so their specs are not analysed). ``rep``: this spec's analysis
+    with the defaults (explain=True), used for the tables read at the spec's own input."""
+    import dataclasses
+
     if input_shape is not None and tuple(input_shape) != tuple(graph.input_shape):
         return []
     from pathlib import Path
@@ -88,17 +95,33 @@ def _comparisons(spec: str, graph, input_shape) -> list[dict]:
         stem = Path(stem).name
         if stem not in zoo_names() or Path(spec).resolve().parent.name not in ("zoo", "specs"):
             return []
+    if rep is not None and not _is_zoo_file(spec, stem):
+        rep = None  # a file of the same name elsewhere: the tables compare the zoo's
     out = []
     cache: dict = {}
     for tid in table_ids():
         t = load_table(tid)
         if stem not in t.specs:
             continue
+        t = dataclasses.replace(t, rows=[r for r in t.rows if (r.spec or t.spec) == stem])
+        if rep is not None and (t.input is None or tuple(t.input) == tuple(graph.input_shape)):
+            cache[(stem, t.input)] = rep
         res = compare_table(t, _cache=cache).to_dict()
-        res["rows"] = [r for r in res["rows"] if r["spec"] == stem]
         keys = ("match", "known discrepancy", "MISMATCH", "STALE")
         n = {k: sum(r["status"] == k for r in res["rows"]) for k in keys}
         res["counts"] = {"rows": len(res["rows"]), "match": n["match"], "known_discrepancy": n["known discrepancy"],
                          "mismatch": n["MISMATCH"], "stale": n["STALE"]}
         out.append(res)
     return out
+
+
+def _is_zoo_file(spec: str, stem: str) -> bool:
+    """Does ``spec`` name the shipped zoo spec ``stem`` (by name, or a file with its text)?"""
+    from importlib import resources
+    from pathlib import Path
+
+    zoo = resources.files("cnncalc") / "zoo" / f"{stem}.yaml"
+    p = Path(spec)
+    if p.is_file():
+        return p.read_bytes() == zoo.read_bytes()
+    return spec in (stem, f"{stem}.yaml")

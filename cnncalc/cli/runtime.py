@@ -39,26 +39,11 @@ def _graph(spec, input_shape):
     return graph
 
 
-def runtime_bytes(graph, batch: int) -> int:
-    """What running ``graph`` in float64 needs at least, from the analyzer (nothing allocated):
-    parameters + state, their gradients and a working copy; the input and every activation,
-    kept for backward, with their gradients and a working copy."""
-    from cnncalc.analysis.report import analyze_graph
-
-    t = analyze_graph(graph, batch=batch, dtype="float64").totals
-    return 8 * 3 * (t["trainable"] + t["nontrainable"] + t["input"] + t["activations"])
-
-
 def _refuse_if_too_big(graph, batch: int, command: str) -> None:
-    """Refuse up front what the machine could not hold (a 10^12-parameter spec analyses in
-    milliseconds, but running it would try to allocate terabytes)."""
+    """Refuse up front what the machine could not hold (cnncalc.limits.check_memory)."""
     from cnncalc import limits
 
-    need, cap = runtime_bytes(graph, batch), limits.get("runtime_bytes")
-    if need > cap:
-        fail(f"{command} of {graph.name} (batch {batch}) needs at least {need / 2 ** 30:,.1f} GiB "
-             f"(float64 parameters, activations and their gradients), over the {cap / 2 ** 30:,.0f} GiB "
-             f"limit; try a smaller --input or --batch. {limits.LIMITS['runtime_bytes'].how_to_raise()}")
+    limits.check_memory(graph, batch=batch, command=command)
 
 
 # ------------------------------------------------------------------------------ gradcheck
@@ -247,6 +232,7 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, output, force, 
             fail(f"--output {out}: the file exists; add --force to replace it")
     if len(graph.input_shape) != 3:
         fail("erf draws a 2-D map: the spec's input must be HxWxC")
+    _refuse_if_too_big(graph, 1, "erf")
     from cnncalc.runtime.erf import effective_field, heatmap_lines, write_map
 
     res = effective_field(graph, layer, samples=samples, mass=mass, conv_algo=conv_algo, seed=seed)
@@ -257,7 +243,9 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, output, force, 
         emit_json({k: v for k, v in res.items() if k != "map"} | {"map": res["map"].tolist()})
         return
     lines = heatmap_lines(res["map"], res["field"])
-    click.echo(f"{graph.name} — effective receptive field of {layer} unit {res['unit']} "
+    from cnncalc.escape import term_text
+
+    click.echo(f"{term_text(graph.name)} — effective receptive field of {term_text(layer)} unit {res['unit']} "
                f"(mean |gradient| over {samples} inputs)")
     for line in lines:
         click.echo(line)

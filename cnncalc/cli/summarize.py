@@ -4,9 +4,15 @@ from __future__ import annotations
 import click
 
 from cnncalc._gc import paused_gc
+from cnncalc.cli.summarize_views import requested_view, run_view, symbolic_option, workspace_option
 from cnncalc.cli.common import (batch_option, dtype_option, format_option, input_option,
                                 load_graph, rounding_option)
 from cnncalc.analysis.report import OP_KINDS, Report, analyze_graph
+from cnncalc.cli.training_memory import asked as train_asked
+from cnncalc.cli.training_memory import section as train_section
+from cnncalc.cli.training_memory import setup as train_setup
+from cnncalc.cli.training_memory import training_options
+from cnncalc.cli.training_memory import walk as train_walk
 from cnncalc.report.render import (CHART_MEMORY, CHART_PARAMS, Column, ColumnRows, TableView, bar,
                                    emit_json, render)
 from cnncalc.shapes import fmt_int, fmt_shape, human
@@ -14,6 +20,8 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 
 @click.command()
 @click.argument("spec")
+@symbolic_option
+@workspace_option
 @format_option()
 @batch_option
 @dtype_option
@@ -27,7 +35,11 @@ from cnncalc.shapes import fmt_int, fmt_shape, human
 @click.option("--explain", is_flag=True, help="Show the arithmetic behind every number.")
 @click.option("--chart/--no-chart", default=True, show_default=True,
               help="Bars showing where memory and parameters sit.")
-def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
+@click.option("--convention", type=click.Choice(["cnncalc", "torchinfo", "fvcore", "ptflops", "thop", "all"]),
+              default=None, help="Also count as torchinfo, fvcore, ptflops or thop count (a column, and what "
+                                 "the count is made of); all: the five totals side by side.")
+@training_options
+def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention, **training):
     """Shapes, parameters, memory and MACs of every layer of SPEC, and the totals.
 
     SPEC is a YAML file or the name of a shipped spec (see `cnncalc zoo`).
@@ -35,24 +47,59 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
     \b
     Examples:
       cnncalc summarize specs/vgg16.yaml
+      cnncalc summarize resnet50 --symbolic      # MACs and memory as formulas in H and W
+      cnncalc summarize resnet18 --workspace     # conv memory: im2col, Winograd, FFT
       cnncalc summarize vgg16 --no-bias --explain
       cnncalc summarize vgg16 --batch 64 --dtype float16
       cnncalc summarize alexnet --format json > alexnet.json
       cnncalc summarize vgg16 --input 7x7x3      # does it fit? (no: exit 2)
+      cnncalc summarize resnet18 --convention all   # why torchinfo, fvcore, ptflops, thop differ
+      cnncalc summarize resnet50 --batch 32 --optimizer adamw --precision bf16-mixed
     """
     # a command that runs once and exits: reference counting frees what it drops, and the
     # cyclic GC would only rescan the thousands of rows a big spec makes, again and again
+    view = requested_view()  # --symbolic / --workspace: reports of their own
+    if view:
+        return run_view(view, spec, fmt, batch, dtype, input_shape, explain, depth=depth, by=by, no_bias=no_bias)
     with paused_gc():
-        _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart)
+        _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention, training)
 
 
-def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
+def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention=None,
+               training=None):
     graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
+    if convention:
+        from cnncalc.cli import convention_view as CV
+
+        ccs = CV.counts(graph, report, convention)
+    # the training step's liveness walk: only when a training setup is asked for
+    step = train_walk(graph, report, train_setup(training)) if training and train_asked(training) else None
     del graph  # (the report holds what is shown: the table reuses the graph's memory)
+    if convention and fmt == "json":
+        obj = report.to_dict()
+        obj["conventions"] = [cc.to_dict() for cc in ccs]
+        for row in obj["layers"]:
+            row["convention"] = {cc.convention: cc.layers[row["name"]] for cc in ccs}
+        emit_json(obj)
+        return
+    if convention == "all":
+        render(CV.comparison_view(report, ccs), fmt)
+        return
+    if convention:
+        if by or depth:
+            from cnncalc.cli.common import fail
+
+            fail("--convention shows one row per layer: leave out --by and --depth")
+        view = layer_view(report, chart=chart and fmt in ("table", "plain"), extra=CV.column(ccs[0]))
+        view.sections.append(CV.section(ccs[0]))
+        render(view, fmt)
+        return
     if fmt == "json":
         obj = report.to_dict()
+        if step is not None:
+            obj["training"] = step.as_dict()
         if by:
             obj["by_type"] = by_type(report)
         if explain:
@@ -64,6 +111,8 @@ def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain
         render(by_type_view(report), fmt)
         return
     view = layer_view(report, depth=depth, chart=chart and fmt in ("table", "plain"))
+    if step is not None:
+        view.sections.append(train_section(step, report.batch))
     render(view, fmt)
     if explain and fmt != "csv":
         _explain(report, fmt)
@@ -80,13 +129,14 @@ def _collapse(report: Report, depth: int) -> list[dict]:
         row = index.get(key)
         if row is None:
             row = {"name": key, "type": r.description if key == r.name else "module", "shape": r.shape,
-                   "activations": 0, "params": 0, "macs": 0, "layers": 0}
+                   "activations": 0, "params": 0, "macs": 0, "saved": 0, "layers": 0}
             index[key] = row
             out.append(row)
         row["shape"] = r.shape
         row["activations"] += 0 if r.view else r.activations
         row["params"] += r.params if report.with_bias else r.weights
         row["macs"] += r.macs
+        row["saved"] += r.saved_bytes
         row["layers"] += 1
     for row in out:
         if row["layers"] > 1:
@@ -94,11 +144,13 @@ def _collapse(report: Report, depth: int) -> list[dict]:
     return out
 
 
-def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> TableView:
+def layer_view(report: Report, depth: int | None = None, chart: bool = True,
+               extra: tuple[Column, dict[str, int], int] | None = None) -> TableView:
+    """summarize's table; ``extra`` = (a column after MACs, its value per layer name, its total)."""
     t, m = report.totals, report.memory
     pkey = "params" if report.with_bias else "weights"
-    cells = ("type", "shape", "activations", "params", "macs")
-    input_cells = ("input", report.input_shape, t["input"], 0, 0)
+    cells = ("type", "shape", "activations", "params", "macs", "saved")
+    input_cells = ("input", report.input_shape, t["input"], 0, 0, 0)
     if depth:
         rows = _collapse(report, depth)
         names = ["input"] + [r["name"] for r in rows]
@@ -110,9 +162,10 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
         layers = report.layers
         names = ["input"] + [r.name for r in layers]
         if report.with_bias:
-            keys = [(r.description, r.shape, r.activations, r.weights + r.biases, r.macs) for r in layers]
+            keys = [(r.description, r.shape, r.activations, r.weights + r.biases, r.macs, r.saved_bytes)
+                    for r in layers]
         else:
-            keys = [(r.description, r.shape, r.activations, r.weights, r.macs) for r in layers]
+            keys = [(r.description, r.shape, r.activations, r.weights, r.macs, r.saved_bytes) for r in layers]
         index = {input_cells: 0}
         kinds = [0] + [index.setdefault(k, len(index)) for k in keys]
         distinct = list(index)
@@ -130,13 +183,21 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
         Column("activations", mem_header, fmt=lambda v: fmt_int(v), drop=2),
         Column("params", "Params" if report.with_bias else "Weights (no biases)"),
         Column("macs", "MACs", drop=1),
+        Column("saved", "Saved (B)", drop=2),
     ]
+    columns = {"name": names}
+    if extra is not None:
+        cols.insert(next(i for i, c in enumerate(cols) if c.key == "macs") + 1, extra[0])
+        columns[extra[0].key] = [0] + [extra[1][n] for n in names[1:]]
     if chart:  # two bars in two colours (plain text: the same bars, side by side)
         cols.append(Column("chart", "memory │ params", "left", kind="chart", drop=1,
                            styles=(CHART_MEMORY, CHART_PARAMS)))
     total_label = "Total" + ("" if report.with_bias else " (no biases)")
     footer = [{"name": total_label, "type": "", "shape": "",
-               "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"]}]
+               "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"],
+               "saved": t["saved_bytes"]}]
+    if extra is not None:
+        footer[0][extra[0].key] = extra[2]
     nb = m["bytes_per_element"]
     sections = [
         ("Parameters", [
@@ -157,12 +218,14 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
             ("input", _mem(m["input_bytes"], t["input"])),
             ("forward activations", _mem(m["forward_bytes"], t["activations"])),
             ("input + activations", _mem(m["input_bytes"] + m["forward_bytes"], t["input"] + t["activations"])),
-            ("backward keeps (saved tensors)", _mem(m["backward_saved_bytes"])),
+            ("saved for backward (as torch's autograd keeps them)", _mem(m["autograd_saved_bytes"])),
             ("activation gradients (peak)", _mem(m["activation_gradient_peak_bytes"])),
             ("parameters (+ BN state)", _mem(m["params_bytes"])),
             ("gradients", _mem(m["gradients_bytes"])),
             ("optimizer state (SGD momentum)", _mem(m["optimizer_bytes"])),
-            ("estimated training total", _mem(m["training_total_bytes"])),
+            ("training total, summed", _mem(m["training_total_bytes"])
+             + "  (parameters + gradients + momentum + input and every output + gradient peak: "
+               "cnncalc's runtime; --optimizer walks a PyTorch step)"),
             ("  rule of thumb: 2 × (input + activations)", _mem(m["rule_of_thumb_bytes"])),
             ("inference peak, buffers reused", _mem(m["inference_peak_activation_bytes"])
              + f" activations at {report.peak_at} (+ parameters = {m['inference_peak_bytes'] / 1e6:,.1f} MB)"),
@@ -178,7 +241,7 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True) -> 
     if opaque:
         notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}{', ...' if len(opaque) > 5 else ''})"
                      f" are counted as 0 params and 0 MACs: the totals are lower bounds")
-    return TableView(title=title, columns=cols, rows=ColumnRows({"name": names}, kinds, shared),
+    return TableView(title=title, columns=cols, rows=ColumnRows(columns, kinds, shared),
                      footer=footer, sections=sections, notes=notes, caption=caption)
 
 
@@ -232,7 +295,9 @@ def _explain(report: Report, fmt: str) -> None:
         lines.append(f"total weights (no biases): "
                      f"{' + '.join(fmt_int(r.weights) for r in report.layers if r.weights)} = "
                      f"{fmt_int(t['weights'])}")
-    text = "\n".join(lines) + "\n"
+    from cnncalc.escape import term_text
+
+    text = "\n".join(map(term_text, lines)) + "\n"  # (a name cannot drive the terminal nor close the fence)
     if fmt == "markdown":
         text = "```\n" + text + "```\n"
     click.echo(text, nl=False)

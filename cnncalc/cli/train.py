@@ -24,6 +24,11 @@ from cnncalc.cli.common import (batch_size_option, format_option, input_option, 
 from cnncalc.errors import CnnCalcError
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
 
+# the rule of cnncalc.runtime._numba.default_threads, said without importing numba
+THREADS_HELP = ("Threads for the kernels and sub-batches. Default: the cores not busy with other work "
+                "when the command starts (usable cores minus the 1-minute load average, rounded, at "
+                "least 1; NUMBA_NUM_THREADS when set): on a shared machine a thread that waits for a "
+                "busy core makes training slower than 1 thread.")
 SCHEDULES = ("step", "plateau", "cosine", "constant")
 # training MACs per epoch above which train estimates the duration from the first batches
 # (LeNet-5 on 4,000 digits: 4.5e9, a few seconds; VGG-16 at 32x32 on 50,000 images: 2.3e13)
@@ -81,6 +86,12 @@ def _graph(text: str, file: str, input_shape, rounding: str | None = None):
     return g
 
 
+def _compiles_done():
+    from cnncalc.runtime import _numba
+
+    _numba.compiles_done()
+
+
 def _threads(n):
     from cnncalc.runtime import _numba
 
@@ -102,6 +113,9 @@ class _Out:
             self.console = Console(file=self.stream, highlight=False)
 
     def line(self, text: str = "", style: str | None = None):
+        from cnncalc.escape import error_text
+
+        text = error_text(text)  # (the spec's name, layer names: shown escaped)
         if self.console is not None:
             self.console.print(text, style=style, markup=False)
         else:
@@ -184,7 +198,7 @@ def _mib(b):
                    "cosine: to 0 at the last epoch.")
 @click.option("--init", type=click.Choice(["he", "xavier", "lecun"]), default="he", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="numba threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help=THREADS_HELP)
 @click.option("--conv-algo", type=click.Choice(["auto", "direct", "im2col", "fft"]), default="auto",
               show_default=True)
 @click.option("--normalize", type=click.Choice(["scale", "standardize"]), default="scale", show_default=True,
@@ -270,6 +284,9 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
             if not run_dir.is_dir():
                 raise _Fail(f"--resume {resume_dir}: no such run directory")
             locks.append(lock_run_dir(run_dir))
+            from cnncalc.fsutil import remove_stale_temps
+
+            remove_stale_temps(run_dir, (C.LATEST, C.BEST))  # left by a kill -9 mid-write (we hold the lock)
             if not (run_dir / C.LATEST).exists():
                 raise _Fail(f"{run_dir} has no checkpoint ({C.LATEST}): the run stopped before its first "
                             f"checkpoint was written, so there is nothing to resume; start it again with "
@@ -302,6 +319,9 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
                                 input=list(input_shape) if input_shape else None,
                                 rounding=rounding_override())
         graph = _graph(spec_text, spec_file, opts.input, opts.rounding)
+        from cnncalc import limits
+
+        limits.check_memory(graph, batch=opts.batch_size, command="train")  # before any array exists
         from cnncalc.runtime.trainer import outputs_of
 
         _, num_outputs = outputs_of(graph)
@@ -350,11 +370,14 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
     n_train = len(ds.train_labels)
     out.line(f"work: {per_image:,} training MACs per image (forward + backward) x {n_train:,} images = "
              f"{per_image * n_train:,} per epoch")
-    said = {"estimate": False, "first_epoch": False}
+    said = {"estimate": False, "first_epoch": False, "compiled": False}
     large = per_image * n_train >= LARGE_EPOCH_MACS
     remaining_epochs = opts.epochs - (ck.epoch if ck else 0)
 
     def on_batch(p):
+        if p.batch == 1 or not said["compiled"]:
+            said["compiled"] = True
+            _compiles_done()  # the first batch compiled what a cold cache lacked: end that notice
         if out.progress is None and out.rich:
             out.start_epoch(p.epoch, p.epochs, p.batches)
         out.batch(p)
@@ -501,7 +524,7 @@ def _summary_view(s: dict) -> TableView:
               help="Data to evaluate on (its test split); default: the data the run was trained on.")
 @click.option("--spec", default=None, metavar="SPEC", help="Default: the spec stored in the checkpoint.")
 @batch_size_option(256)
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help=THREADS_HELP)
 @make_rounding_option(
     "Override the spec's rounding rule (floor, ceil or strict; a layer's own 'rounding:' still wins). "
     "Default: the rule the run was trained with (train --rounding is stored in the checkpoint), else "
@@ -533,6 +556,9 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
             raise _Fail(f"{ckpt_path} does not store its spec; pass --spec")
         opts = m.get("options", {})
         graph = _graph(spec_text, spec_file, opts.get("input"), opts.get("rounding"))
+        from cnncalc import limits
+
+        limits.check_memory(graph, batch=batch, command="evaluate")
         _, num_outputs = outputs_of(graph)
         param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
         state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}
@@ -547,6 +573,7 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
     load_flat(net.state, ck.state)
     assert flat(net.params).keys() == ck.params.keys()
     loss, acc, pred = evaluate_net(net, ds.test_images, ds.test_labels, batch)
+    _compiles_done()
     k = num_outputs
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (ds.test_labels, pred), 1)

@@ -51,6 +51,9 @@ class Imported:
     opaque: list = field(default_factory=list)  # names of opaque layers
     source: str = ""  # the file (or FILE.py:FACTORY) it came from
     source_count: int | None = None  # parameters the framework itself counts (--torch)
+    reference: object = None  # what the spec must compute the same as: the ModelProto, or the torch module
+    outputs: list = field(default_factory=list)  # [(ONNX output name, spec layer)]
+    onnx_input_dims: tuple = ()  # the ONNX input without the batch (C, H, W)
 
 
 def spec_shape(dims) -> tuple:
@@ -1224,7 +1227,9 @@ def _factor_defaults(items: list[Item]) -> dict:
 def spec_text(imp: _Importer, name: str) -> str:
     items = imp.items
     defaults = _factor_defaults(items)
-    lines = [f"# imported by cnncalc from {imp.source}", f"name: {_dump(name)}",
+    from cnncalc.escape import comment_text  # a file name with a line break cannot add YAML keys
+
+    lines = [f"# imported by cnncalc from {comment_text(imp.source)}", f"name: {_dump(name)}",
              f"source: {_dump(imp.source_text)}", f"input: {fmt_shape(imp.input_shape)}"]
     if defaults:
         lines.append("defaults:")
@@ -1259,6 +1264,7 @@ def read_model(path: str | Path):
                            f"{type(e).__name__}: {str(e)[:200]}") from None
     if not model.graph.node:
         raise InteropError(f"{path}: not a readable ONNX model (no graph nodes: truncated or corrupt?)")
+    _load_external_data(model, p)
     try:
         onnx.checker.check_model(model)
     except Exception as e:
@@ -1266,8 +1272,57 @@ def read_model(path: str | Path):
     return model
 
 
+def _load_external_data(model, path: Path):
+    """Tensors stored outside the .onnx file are read from the model's own folder, through
+    onnx's checked opener (an absolute location, one with '..', or a symlink is refused), and
+    their total size is bounded like the file's."""
+    onnx = require("onnx")
+    ext = [t for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not ext:
+        return
+    total = 0
+    for t in ext:
+        try:
+            info = onnx.external_data_helper.ExternalDataInfo(t)
+        except Exception as e:
+            raise InteropError(f"{path}: tensor {t.name!r} has unreadable external-data fields: {str(e)[:200]}") from None
+        n = info.length if info.length else 0
+        total += n
+        if total > MAX_ONNX_BYTES:
+            raise InteropError(f"{path}: the external data is over {MAX_ONNX_BYTES:,} bytes")
+        try:
+            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
+        except Exception as e:  # onnx's checks: outside the folder, a symlink, missing file, short read
+            raise InteropError(f"{path}: the external data of tensor {t.name!r} (location {info.location!r}) "
+                               f"cannot be read from the model's folder {str(path.parent)!r}: "
+                               f"{str(e).splitlines()[0][:200]}") from None
+
+
+def _all_tensors(graph):
+    """Every TensorProto of a graph: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("g"):
+                yield from _all_tensors(a.g)
+            for sub in a.graphs:
+                yield from _all_tensors(sub)
+
+
+def _refuse_unloaded_external_data(model, source):
+    onnx = require("onnx")
+    bad = [t.name for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if bad:
+        raise InteropError(f"{source}: tensor {bad[0]!r} keeps its data in an external file; load the model "
+                           f"from its .onnx file so that the data is read from the model's folder")
+
+
 def import_model(model, *, source: str, input_shape=None, opaque: bool = False, name: str | None = None) -> Imported:
     """Convert a loaded ModelProto into a spec (``Imported.text``) and its weights."""
+    _refuse_unloaded_external_data(model, source)
     imp = _Importer(model, source=source, opaque=opaque, input_shape=input_shape)
     imp.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     imp.run()
@@ -1278,7 +1333,9 @@ def import_model(model, *, source: str, input_shape=None, opaque: bool = False, 
     return Imported(text=text, name=name, input_shape=imp.input_shape, source=source,
                     params={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.params.items()},
                     state={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.state.items()},
-                    opaque=[it.name for it in imp.items if it.kind == "opaque"])
+                    opaque=[it.name for it in imp.items if it.kind == "opaque"], reference=model,
+                    outputs=[(o.name, imp.layer_of.get(o.name, o.name)) for o in model.graph.output],
+                    onnx_input_dims=tuple(imp.input_dims[1:]))
 
 
 def import_onnx(path: str | Path, *, input_shape=None, opaque: bool = False) -> Imported:

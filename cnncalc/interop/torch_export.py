@@ -16,6 +16,7 @@ from __future__ import annotations
 import keyword
 import re
 
+from cnncalc.escape import comment_text, py_docstring_text
 from cnncalc.graph import INPUT, Graph
 from cnncalc.interop import InteropError
 from cnncalc.interop.onnx_export import unsupported_layers, window_attrs
@@ -31,6 +32,31 @@ def state_dict_key(layer: str, tensor: str, kind: str) -> str:
     if kind in _NORMS:
         tensor = _BN_KEYS.get(tensor, tensor)
     return ".".join(_attr_path(layer)) + "." + tensor
+
+
+def original_key(layer: str, tensor: str, kind: str) -> str:
+    """The key a tensor has under the spec's own layer name (``layer1.0.conv1.weight``: for an
+    import of a PyTorch module, the module's own state_dict key)."""
+    if kind in _NORMS:
+        tensor = _BN_KEYS.get(tensor, tensor)
+    return layer.replace("/", ".") + "." + tensor
+
+
+def key_map(graph: Graph) -> dict[str, str]:
+    """{original key: the generated module's key} where they differ, or {} when two tensors
+    would share an original key (then the module's own keys are used everywhere)."""
+    pairs = []
+    for node in graph.layers:
+        kind = node.layer.kind
+        names = [*node.layer.param_shapes(), *node.layer.state_shapes()]
+        if kind == "batchnorm":
+            names.append("num_batches_tracked")
+        pairs += [(original_key(node.name, t, kind), state_dict_key(node.name, t, kind)) for t in names]
+    originals = [a for a, _ in pairs]
+    attrs = {b for _, b in pairs}
+    if len(set(originals)) != len(originals) or any(a in attrs and a != b for a, b in pairs):
+        return {}
+    return {a: b for a, b in pairs if a != b}
 
 
 # attributes of nn.Module (and of the helper modules): a layer path component named like one
@@ -52,7 +78,9 @@ def _attr_path(layer: str) -> list[str]:
 
 
 def _ident(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name)
+    """An attribute name written as ``self.name``: ASCII only (Python NFKC-normalises other
+    identifiers, so ``self.ﬁ`` would be ``self.fi``); any other name goes through repr()."""
+    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
 
 
 def _ref(path: list[str]) -> str:
@@ -82,7 +110,7 @@ class _Gen:
         self.helpers: dict[str, str] = {}  # class name → source, for layers torch has no module for
 
     def var(self, name: str) -> str:
-        v = re.sub(r"\W", "_", name.replace("/", "__"))
+        v = re.sub(r"[^0-9A-Za-z_]", "_", name.replace("/", "__"))[:60]  # an ASCII identifier
         if not v or v[0].isdigit() or keyword.iskeyword(v):
             v = "v_" + v
         base, k = v, 1
@@ -397,7 +425,11 @@ ACTIVATIONS = {"relu": "torch.relu({})", "relu6": "F.relu6({})", "leakyrelu": "F
 
 
 def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
-    """The Python source of a standalone ``nn.Module`` computing ``graph``."""
+    """The Python source of a standalone ``nn.Module`` computing ``graph``. Names (the graph's,
+    its file's, the layers') reach the source only escaped in comments and the docstring, as
+    repr() string literals, or reduced to ASCII identifiers."""
+    if not (class_name.isascii() and class_name.isidentifier()) or keyword.iskeyword(class_name):
+        raise InteropError(f"class name {class_name!r} is not a Python identifier")
     graph.infer()
     bad = unsupported_layers(graph)
     if bad:
@@ -413,7 +445,7 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
             expr = ACTIVATIONS[node.layer.activation].format(expr)
         v = g.var(node.name)
         g.vars[node.name] = v
-        g.fwd.append(f"{v} = {expr}  # {node.name}: {node.layer.describe()}")
+        g.fwd.append(f"{v} = {expr}  # {comment_text(node.name)}: {comment_text(node.layer.describe())}")
     outs = [g.vars[o] for o in graph.outputs]
     ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
     shape = graph.input_shape
@@ -422,9 +454,11 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
     dims = tuple(torch_order(shape))
     example = ", ".join(map(str, (1, *dims)))
     head = [
-        f'"""{graph.name} as a PyTorch module, written by `cnncalc export` from {graph.file or graph.name}.',
+        # names reach the source only escaped (no quote, backslash or line break can end the string)
+        f'"""{py_docstring_text(graph.name)} as a PyTorch module, written by `cnncalc export` from '
+        f'{py_docstring_text(graph.file or graph.name)}.',
         "",
-        f"Input: a float tensor {layout} = {example.replace(', ', ' x ')[4:]} per item (spec input "
+        f"Input: a float tensor of shape (N, {', '.join(map(str, dims))}){_axes(layout, dims)} (spec input "
         f"{'x'.join(map(str, shape))}).",
         "state_dict keys = cnncalc checkpoint keys with '/' -> '.' (batch norm: gamma -> weight, beta -> bias).",
         "",
@@ -439,24 +473,45 @@ def torch_source(graph: Graph, *, class_name: str = "Net") -> str:
         "",
         *[line for src in g.helpers.values() for line in (*src.splitlines(), "", "")],
         f"class {class_name}(nn.Module):",
-        "    def __init__(self):",
-        "        super().__init__()",
     ]
+    keys = key_map(graph)
+    if keys:
+        head += ["    # the spec's layer names -> this module's attributes ('.' cannot name a submodule):",
+                 "    # load_state_dict accepts a state_dict under either name (the .pt of `cnncalc export --weights`",
+                 "    # uses the spec's names, e.g. those of the imported PyTorch module)",
+                 "    KEYS = {", *[f"        {a!r}: {b!r}," for a, b in keys.items()], "    }", ""]
+    head += ["    def __init__(self):", "        super().__init__()"]
     body = [f"        {l}" for l in g.init] or ["        pass"]
+    if keys:
+        body += ["", "    def load_state_dict(self, state_dict, *args, **kwargs):",
+                 "        state_dict = {self.KEYS.get(k, k): v for k, v in state_dict.items()}",
+                 "        return super().load_state_dict(state_dict, *args, **kwargs)"]
     fwd = ["", "    def forward(self, x):"] + [f"        {l}" for l in g.fwd] + [f"        return {ret}", ""]
     return "\n".join(head + body + fwd)
+
+
+def _axes(layout: str, dims) -> str:
+    """': N x C x H x W with C = 3, H = 32, W = 32' (nothing for a tensor of no named axes)."""
+    names = layout.split(" x ")[1:]
+    if not names or not all(n.isalpha() for n in names):
+        return ""
+    return f": {layout} with " + ", ".join(f"{n} = {d}" for n, d in zip(names, dims))
 
 
 def _out_example(graph):
     return str(tuple([1, *torch_order(graph[graph.outputs[0]].shape)]))
 
 
-def torch_state_dict(graph: Graph, params: dict, state: dict):
-    """{key: torch.Tensor} that ``load_state_dict`` of the generated module accepts."""
+def torch_state_dict(graph: Graph, params: dict, state: dict, *, original_names: bool = False):
+    """{key: torch.Tensor} that ``load_state_dict`` of the generated module accepts; with
+    ``original_names``, keyed by the spec's layer names where :func:`key_map` allows it."""
     import numpy as np
     import torch
 
     sd = {}
+    if original_names:
+        back = {b: a for a, b in key_map(graph).items()}
+        return {back.get(k, k): v for k, v in torch_state_dict(graph, params, state).items()}
     for node in graph.layers:
         kind = node.layer.kind
         for t, a in params.get(node.name, {}).items():

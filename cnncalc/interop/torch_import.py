@@ -70,4 +70,5 @@ def import_torch(ref: str, input_shape, *, opaque: bool = False):
     name = ref.rpartition(":")[2]
     imp = import_model(proto, source=ref, input_shape=input_shape, opaque=opaque, name=name)
     imp.source_count = sum(p.numel() for p in model.parameters())
+    imp.reference = model
     return imp

@@ -17,11 +17,14 @@ Nothing here imports numpy or the runtime.
 """
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 
+from cnncalc.escape import term_text
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
-from cnncalc.shapes import fmt_shape
+from cnncalc.shapes import fmt_int, fmt_shape, numel
 
 # text metrics of the monospace font the renderers use (DejaVu Sans Mono: 0.602 em per char)
 NAME_PX, TEXT_PX, LABEL_PX = 12, 11, 10
@@ -79,6 +82,7 @@ class Layout:
     height: float = 0.0
     depth: int | None = None
     crossings: int = 0  # edge crossings between adjacent rows after ordering
+    direction: str = "TB"  # TB: rows top to bottom; LR: columns left to right
 
     @property
     def real_nodes(self) -> list[GNode]:
@@ -100,9 +104,11 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
     nodes[INPUT] = GNode(INPUT, INPUT, "input", [INPUT, "input", fmt_shape(graph.input_shape)],
                          tuple(graph.input_shape), [INPUT])
     owner = {INPUT: INPUT}
+    params: dict[str, int] = {}
     for n in graph.layers:
         key = group_key(n.name, depth)
         owner[n.name] = key
+        params[key] = params.get(key, 0) + sum(numel(sh) for sh, _ in n.layer.param_shapes().values())
         g = nodes.get(key)
         if g is None:
             nodes[key] = GNode(key, key, n.kind, [], n.shape, [n.name], desc=n.layer.describe())
@@ -114,7 +120,8 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
             continue
         if len(g.members) > 1 or g.members[0] != g.id:
             g.kind = "module"
-            g.lines = [g.name, f"module, {len(g.members)} layers", fmt_shape(g.shape)]
+            g.lines = [g.name, f"module, {len(g.members)} layers", f"{fmt_int(params[g.id])} params",
+                       fmt_shape(g.shape)]
         else:
             g.lines = [g.name, g.desc, fmt_shape(g.shape)]
     edges: dict[tuple[str, str], GEdge] = {}
@@ -189,6 +196,8 @@ def _links(edges) -> tuple[dict, dict]:
 
 
 def _crossings(upper: list[str], lower: list[str], down: dict) -> int:
+    if len(upper) < 2 or len(lower) < 2:  # edges from one node, or into one: none cross
+        return 0
     pos = {k: i for i, k in enumerate(lower)}
     segs = [(i, pos[b]) for i, a in enumerate(upper) for b in down.get(a, ()) if b in pos]
     segs.sort()
@@ -207,7 +216,8 @@ def _total_crossings(rows, down) -> int:
     return sum(_crossings(rows[r], rows[r + 1], down) for r in range(len(rows) - 1))
 
 
-def _order(rows: list[list[str]], up: dict, down: dict) -> list[list[str]]:
+def _order(rows: list[list[str]], up: dict, down: dict) -> tuple[list[list[str]], int]:
+    """The rows reordered by barycentre sweeps, and their crossings."""
     best = [list(r) for r in rows]
     best_c = _total_crossings(best, down)
     cur = [list(r) for r in rows]
@@ -228,7 +238,7 @@ def _order(rows: list[list[str]], up: dict, down: dict) -> list[list[str]]:
         c = _total_crossings(cur, down)
         if c < best_c:
             best, best_c = [list(r) for r in cur], c
-    return best
+    return best, best_c
 
 
 # ---------------------------------------------------------------------------------- coordinates
@@ -267,45 +277,85 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
         return out
 
     offs = [offsets(r) for r in rows]
+    # x of every node in a flat list (index = position in ``nodes``); what each node follows
+    # in each kind of sweep (0: down, its parents; 1: up, its children; 2: both) is fixed, so
+    # it is worked out once: (the indices it averages or None, its weight)
+    index = {k: i for i, k in enumerate(nodes)}
+    xs = [0.0] * len(index)
     for row, off in zip(rows, offs):
         for k, o in zip(row, off):
-            nodes[k].x = o
-    for it in range(4 * 2 + 1):
-        downward = it % 2 == 0
-        rng = range(1, len(rows)) if downward else range(len(rows) - 2, -1, -1)
-        if it == 8:  # a last balancing pass with both neighbours
-            rng = range(len(rows))
-        for r in rng:
-            row = rows[r]
-            desired, weights = [], []
+            xs[index[k]] = o
+    dummy = {k: n.dummy for k, n in nodes.items()}
+    plans: list[list] = [[], [], []]
+    for mode in range(3):
+        for row in rows:
+            plan = []
             for k in row:
-                n = nodes[k]
-                if it == 8:
+                if mode == 2:
                     ns = up.get(k, []) + down.get(k, [])
                 else:
-                    ns = up.get(k, []) if downward else down.get(k, [])
-                real = [p for p in ns if not nodes[p].dummy]
+                    ns = up.get(k, []) if mode == 0 else down.get(k, [])
+                real = [p for p in ns if not dummy[p]]
                 if ns:
                     # a real node follows its real neighbours (the main path stays straight and
                     # skip connections take the side lanes); lanes of dummies stay straight
-                    pick = real if (real and not n.dummy) else ns
-                    desired.append(sum(nodes[p].x for p in pick) / len(pick))
+                    pick = real if (real and not dummy[k]) else ns
                     # priorities (Sugiyama's priority method, as weights): a real node's
                     # place matters most, a lane continues straight, a lane leaving a real
                     # node moves aside
-                    if n.dummy:
-                        weights.append(50.0 if not real else 0.01)
+                    if dummy[k]:
+                        w = 50.0 if not real else 0.01
                     else:
-                        weights.append(100.0 if len(pick) == 1 else 20.0)
+                        w = 100.0 if len(pick) == 1 else 20.0
+                    plan.append(([index[p] for p in pick], w))
                 else:
-                    desired.append(n.x)
-                    weights.append(0.001)
-            for k, x in zip(row, _pav(desired, weights, offs[r])):
-                nodes[k].x = x
+                    plan.append((None, 0.001))
+            plans[mode].append((plan, [index[k] for k in row]))
+    for it in range(4 * 2 + 1):
+        downward = it % 2 == 0
+        rng = range(1, len(rows)) if downward else range(len(rows) - 2, -1, -1)
+        mode = 0 if downward else 1
+        if it == 8:  # a last balancing pass with both neighbours
+            rng, mode = range(len(rows)), 2
+        plan_rows = plans[mode]
+        for r in rng:
+            plan, ids = plan_rows[r]
+            if len(ids) == 1:  # one node: it goes where it wants (what _pav gives a single one)
+                pick = plan[0][0]
+                if pick is not None:
+                    xs[ids[0]] = sum([xs[p] for p in pick]) / len(pick)
+                continue
+            if len(ids) == 2:  # a node and a lane beside it: _pav of two, written out
+                (p0, w0), (p1, w1) = plan
+                i0, i1 = ids
+                o0, o1 = offs[r]
+                b0 = (xs[i0] if p0 is None else sum([xs[p] for p in p0]) / len(p0)) - o0
+                b1 = (xs[i1] if p1 is None else sum([xs[p] for p in p1]) / len(p1)) - o1
+                if b0 > b1:
+                    b0 = b1 = (b0 * w0 + b1 * w1) / (w0 + w1)
+                xs[i0], xs[i1] = b0 + o0, b1 + o1
+                continue
+            desired, weights = [], []
+            for (pick, w), i in zip(plan, ids):
+                if pick is None:
+                    desired.append(xs[i])
+                else:
+                    desired.append(sum([xs[p] for p in pick]) / len(pick))
+                weights.append(w)
+            for i, x in zip(ids, _pav(desired, weights, offs[r])):
+                xs[i] = x
+    for k, i in index.items():
+        nodes[k].x = xs[i]
 
 
 # ---------------------------------------------------------------------------------- public
-def layout_graph(graph: Graph, depth: int | None = None) -> Layout:
+DIRECTIONS = ("TB", "LR")
+
+
+def layout_graph(graph: Graph, depth: int | None = None, direction: str = "TB") -> Layout:
+    """Boxes and routes of the layer graph: rows top to bottom (TB) or columns left to right (LR)."""
+    if direction not in DIRECTIONS:
+        raise CnnCalcError(f"direction must be TB or LR, not {direction!r}")
     nodes, edges = build(graph, depth)
     outs: dict[str, list[str]] = {}
     for e in edges:
@@ -321,11 +371,13 @@ def layout_graph(graph: Graph, depth: int | None = None) -> Layout:
     _add_dummies(nodes, edges)
     rows = _rows(nodes)
     up, down = _links(edges)
-    rows = _order(rows, up, down)
-    crossings = _total_crossings(rows, down)
+    rows, crossings = _order(rows, up, down)
     for row in rows:
         for i, k in enumerate(row):
             nodes[k].order = i
+    title = f"{graph.name} — input {fmt_shape(graph.input_shape)}" + (f", depth {depth}" if depth else "")
+    if direction == "LR":
+        return _left_to_right(nodes, edges, rows, up, down, title, depth, crossings)
     _coordinates(nodes, rows, up, down)
     # rows top to bottom
     y = MARGIN + 28  # room for the title
@@ -356,10 +408,64 @@ def layout_graph(graph: Graph, depth: int | None = None) -> Layout:
                 pts.append((n.x, n.y))
                 pts.append((n.x, n.y + n.h))
         e.points = pts
-    title = f"{graph.name} — input {fmt_shape(graph.input_shape)}" + (f", depth {depth}" if depth else "")
     width = max(right - left + 2 * MARGIN, text_width(title, 14) + 2 * MARGIN)
     return Layout(title, nodes, edges, width=round(width), height=round(y - ROW_GAP + MARGIN), depth=depth,
                   crossings=crossings)
+
+
+def _left_to_right(nodes, edges, rows, up, down, title, depth, crossings) -> Layout:
+    """The same ordering placed in columns: the in-row placement runs on the boxes' heights
+    (sizes swapped), then each column is as wide as its widest box plus room for the shape
+    written on the stems leaving it."""
+    labels = {k: n.out_label for k, n in nodes.items()}
+    for n in nodes.values():  # place along the cross axis with the boxes' heights
+        n.w, n.h = n.h, n.w
+        n.out_label = ""
+    _coordinates(nodes, rows, up, down)
+    cross = {k: n.x for k, n in nodes.items()}
+    for k, n in nodes.items():
+        n.w, n.h = n.h, n.w
+        n.out_label = labels[k]
+    x = MARGIN
+    for row in rows:
+        real = [nodes[k] for k in row if not nodes[k].dummy]
+        wmax = max((n.w for n in real), default=DUMMY_W)
+        lab = max((text_width(n.out_label, LABEL_PX) for n in real if n.out_label), default=0)
+        for k in row:
+            n = nodes[k]
+            if n.dummy:
+                n.w, n.h = wmax, DUMMY_W
+            n.x = x + n.w / 2  # boxes of a column share their left edge (TB: their top)
+            n.y = cross[k] - n.h / 2
+        x += wmax + max(ROW_GAP, STEM + lab + 18)
+    top = min(n.y for n in nodes.values())
+    shift = MARGIN + 28 - top
+    for n in nodes.values():
+        n.y += shift
+    for e in edges:
+        pts = []
+        for i, k in enumerate(e.chain):
+            n = nodes[k]
+            cy = n.y + n.h / 2
+            if i == 0:
+                pts += [(n.x + n.w / 2, cy), (n.x + n.w / 2 + STEM, cy)]
+            elif i == len(e.chain) - 1:
+                pts.append((n.x - n.w / 2, cy))
+            else:
+                pts += [(n.x - n.w / 2, cy), (n.x + n.w / 2, cy)]
+        e.points = pts
+    right = max(n.x + n.w / 2 for n in nodes.values() if not n.dummy)
+    bottom = max(n.y + n.h for n in nodes.values())
+    width = max(right + MARGIN, text_width(title, 14) + 2 * MARGIN)
+    return Layout(title, nodes, edges, width=round(width), height=round(bottom + MARGIN), depth=depth,
+                  crossings=crossings, direction="LR")
+
+
+def label_at(layout: Layout, n: GNode) -> tuple[float, float]:
+    """Where the shape written on a box's outgoing stem starts (text baseline, left end)."""
+    if layout.direction == "LR":
+        return n.x + n.w / 2 + 4, n.y + n.h / 2 - 4
+    return n.x + 6, n.y + n.h + STEM - 2
 
 
 def overlaps(layout: Layout) -> list[tuple[str, str]]:
@@ -376,16 +482,21 @@ def overlaps(layout: Layout) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------------- text formats
+def _dot_esc(s: str) -> str:
+    """Text inside a DOT "string": control characters shown escaped, \\ and " escaped."""
+    return term_text(s).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _dot_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _dot_esc(s) + '"'
 
 
 def to_dot(layout: Layout) -> str:
-    out = [f"digraph {_dot_str(layout.title)} {{", "  rankdir=TB;",
+    out = [f"digraph {_dot_str(layout.title)} {{", f"  rankdir={layout.direction};",
            '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="monospace", fontsize=11];',
            '  edge [fontname="monospace", fontsize=9];']
     for n in layout.real_nodes:
-        label = _dot_str("\n".join(n.lines)).replace("\n", "\\n")
+        label = '"' + "\\n".join(map(_dot_esc, n.lines)) + '"'  # (DOT's \\n: a line break)
         out.append(f"  {_dot_str(n.id)} [label={label}];")
     for e in layout.edges:
         out.append(f"  {_dot_str(e.src)} -> {_dot_str(e.dst)} [label={_dot_str(e.label)}];")
@@ -394,12 +505,17 @@ def to_dot(layout: Layout) -> str:
 
 
 def _mmd_text(s: str) -> str:
-    return s.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    """Text inside a quoted mermaid label: one line (control characters shown escaped), its
+    quote and markup characters as mermaid's entity codes."""
+    s = term_text(s)
+    return s.replace("#", "#35;").replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
 def to_mermaid(layout: Layout) -> str:
     ids = {n.id: f"n{i}" for i, n in enumerate(layout.real_nodes)}
-    out = ["---", f"title: {_mmd_text(layout.title)}", "---", "flowchart TB"]
+    # the front matter is YAML: the title as a JSON string (valid YAML), on one line
+    out = ["---", f"title: {json.dumps(term_text(layout.title), ensure_ascii=False)}", "---",
+           f"flowchart {layout.direction}"]
     for n in layout.real_nodes:
         out.append(f'  {ids[n.id]}["{"<br/>".join(_mmd_text(s) for s in n.lines)}"]')
     for e in layout.edges:

@@ -5,24 +5,30 @@ from __future__ import annotations
 import io
 
 from cnncalc.errors import CnnCalcError
-from cnncalc.report.graph import LABEL_PX, LINE_GAP, NAME_PX, PAD_Y, STEM, TEXT_PX, Layout
+from cnncalc.report.graph import LABEL_PX, LINE_GAP, NAME_PX, PAD_Y, TEXT_PX, Layout, label_at
 from cnncalc.report.svg import colours
 
 MAX_PX = 32000  # Agg draws at most 2^16 pixels a side; stay well inside
-PT = 0.72  # points per pixel at 100 dpi
+PT = 0.72  # points per layout unit (a layout unit is one pixel at 100 dpi)
+DPI = 100
 
 
-def render_png(layout: Layout) -> bytes:
+def render_png(layout: Layout, dpi: float = DPI) -> bytes:
+    """The picture at ``dpi`` (100: one pixel per layout unit; 200: twice as sharp and as large)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyBboxPatch, PathPatch, Polygon
     from matplotlib.path import Path as MPath
 
     W, H = layout.width, layout.height
-    if max(W, H) > MAX_PX:
-        raise CnnCalcError(f"the picture would be {W}x{H} pixels, more than a PNG of {MAX_PX} pixels a side: "
-                           "collapse modules with --depth 1 or 2, or write .svg (any size)")
-    fig = Figure(figsize=(W / 100, H / 100), dpi=100)
+    pw, ph = round(W * dpi / DPI), round(H * dpi / DPI)
+    if max(pw, ph) > MAX_PX:
+        raise CnnCalcError(f"the picture would be {pw}x{ph} pixels, more than a PNG of {MAX_PX} pixels a side: "
+                           "collapse modules with --depth 1 or 2, lower --dpi/--scale, or write .svg (any size)")
+    if min(pw, ph) < 1:
+        raise CnnCalcError(f"the picture would be {pw}x{ph} pixels: raise --dpi/--scale")
+    lr = layout.direction == "LR"
+    fig = Figure(figsize=(W / DPI, H / DPI), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, W)
@@ -35,9 +41,13 @@ def render_png(layout: Layout) -> bytes:
         verts, codes = [pts[0]], [MPath.MOVETO]
         px, py = pts[0]
         for i, (x, y) in enumerate(pts[1:]):
-            if x == px or i == 0:
+            if (y == py if lr else x == px) or i == 0:
                 verts.append((x, y))
                 codes.append(MPath.LINETO)
+            elif lr:
+                mx = (px + x) / 2
+                verts += [(mx, py), (mx, y), (x, y)]
+                codes += [MPath.CURVE4] * 3
             else:
                 my = (py + y) / 2
                 verts += [(px, my), (x, my), (x, y)]
@@ -45,10 +55,12 @@ def render_png(layout: Layout) -> bytes:
             px, py = x, y
         ax.add_patch(PathPatch(MPath(verts, codes), fill=False, edgecolor="#666666", linewidth=0.8))
         x, y = pts[-1]
-        ax.add_patch(Polygon([(x - 3.5, y - 7), (x + 3.5, y - 7), (x, y)], closed=True, color="#666666"))
+        head = [(x - 7, y - 3.5), (x - 7, y + 3.5), (x, y)] if lr else [(x - 3.5, y - 7), (x + 3.5, y - 7), (x, y)]
+        ax.add_patch(Polygon(head, closed=True, color="#666666"))
     for n in layout.real_nodes:
         if n.out_label:
-            ax.text(n.x + 6, n.y + n.h + STEM - 2, n.out_label, fontsize=LABEL_PX * PT, color="#555555",
+            lx, ly = label_at(layout, n)
+            ax.text(lx, ly, n.out_label, fontsize=LABEL_PX * PT, color="#555555",
                     ha="left", va="baseline", bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5},
                     **mono)
     for n in layout.real_nodes:
@@ -64,5 +76,5 @@ def render_png(layout: Layout) -> bytes:
                     color="#0b3d91" if (last and i) else "#1a1a1a", **mono)
             y += TEXT_PX + LINE_GAP
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, facecolor="white")
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     return buf.getvalue()

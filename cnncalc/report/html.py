@@ -6,15 +6,17 @@ comparisons) and renders: the totals and memory lines of ``summarize``, the laye
 the per-layer table (sortable, modules collapsible, a click shows that layer's arithmetic),
 bar charts of memory / params / MACs per layer and the receptive-field growth (r and S).
 
-Pure Python; the page's script only reads the embedded JSON. A status element
+Pure Python; the page's script only reads the embedded JSON. A hidden status element
 (``#cnncalc-status``) says "ok" once the script ran, and ``window.onerror`` writes any error
-into ``#cnncalc-errors`` so a headless browser test can read both from the DOM.
+into ``#cnncalc-errors`` and shows the status line, so a headless browser test can read both
+from the DOM and a reader sees only errors.
 """
 from __future__ import annotations
 
 import json
-from xml.sax.saxutils import escape
 
+from cnncalc.escape import json_script
+from cnncalc.report.svg import escape  # (& < > escaped, characters XML forbids shown escaped)
 from cnncalc.shapes import fmt_int, fmt_shape, from_json
 
 CSS = """
@@ -48,6 +50,8 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .graph-wrap{max-height:760px;overflow:auto;border:1px solid #eee;background:#fff}
 .chart-wrap{overflow-x:auto}
 .chart text{font-family:DejaVu Sans,sans-serif;font-size:11px;fill:#333}
+.chart text.xl{font-size:10px;fill:#444}.chart text.muted-svg{font-size:10px;fill:#888}
+.chart rect.bar:hover{opacity:.65}
 .status-match{color:#16702e}.status-MISMATCH,.status-STALE{color:#b00020;font-weight:bold}
 .status-known{color:#8a6d00}
 .note{color:#666;white-space:normal;max-width:520px}
@@ -59,7 +63,8 @@ JS = r"""
 (function(){
 var errs=document.getElementById('cnncalc-errors');
 window.onerror=function(msg,src,line,col,err){errs.textContent+=msg+' ('+line+':'+col+')\n';
-  document.getElementById('cnncalc-status').textContent='error';};
+  document.getElementById('cnncalc-status').textContent='error';
+  document.getElementById('cnncalc-status-line').hidden=false;};
 var D=JSON.parse(document.getElementById('cnncalc-data').textContent);
 var S=D.summary, RF={};
 (D.receptive_field||[]).forEach(function(f){RF[f.name]=f;});
@@ -133,25 +138,46 @@ document.getElementById('cnncalc-status').textContent='ok';
 """
 
 
-def _bar_chart(title: str, names: list[str], values: list[int], colour: str, unit: str = "") -> str:
-    """A column chart, one column per layer in order, with a tooltip per column."""
+LABEL_CHARS = 22  # an axis label longer than this is cut (the column's tooltip has the full name)
+
+
+def _bar_chart(title: str, names: list[str], values: list[int], colour: str, unit: str = "",
+               descriptions: list[str] | None = None) -> str:
+    """A column chart, one column per layer in order: the y axis with ticks, the layer names
+    under the columns (every k-th when they would collide), and a tooltip per column (its
+    index, name, type and exact value)."""
     n = max(len(values), 1)
     bw = max(2, min(32, 1100 // n))
+    step = max(1, -(-12 // bw))  # label every step-th column: at least 12 px between labels
+    longest = max((min(len(x), LABEL_CHARS) for x in names[::step]), default=1)
     left, top, h = 70, 22, 150
-    W, H = left + n * bw + 20, top + h + 24
+    bottom = int(longest * 6.2) + 22
+    W, H = left + n * bw + 20, top + h + bottom
     vmax = max(values, default=0) or 1
     parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
              f'viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}">',
-             f'<text x="{left}" y="14" font-weight="bold">{escape(title)}</text>',
-             f'<line x1="{left}" y1="{top + h}" x2="{W - 10}" y2="{top + h}" stroke="#999"/>',
-             f'<text x="{left - 6}" y="{top + 8}" text-anchor="end">{escape(_short(vmax))}</text>',
-             f'<text x="{left - 6}" y="{top + h}" text-anchor="end">0</text>']
+             f'<text x="{left}" y="14" font-weight="bold">{escape(title)}</text>']
+    for frac in (0, 0.5, 1):  # y axis: 0, half, the largest value, with grid lines
+        y = top + h - frac * h
+        parts.append(f'<line x1="{left - 3}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" '
+                     f'stroke="{"#999" if frac == 0 else "#e4e4e4"}"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                     f'{escape(_short(round(vmax * frac)))}</text>')
     for i, (name, v) in enumerate(zip(names, values)):
         bh = v / vmax * h
         x = left + i * bw
-        parts.append(f'<rect x="{x}" y="{top + h - bh:.1f}" width="{max(bw - 1, 1)}" height="{bh:.1f}" '
-                     f'fill="{colour}"><title>{escape(name)}: {fmt_int(v)}{unit}</title></rect>')
-    parts.append(f'<text x="{left}" y="{H - 6}">layers 1..{len(values)} in order (hover a column)</text></svg>')
+        desc = f" ({descriptions[i]})" if descriptions and descriptions[i] else ""
+        parts.append(f'<rect class="bar" x="{x}" y="{top + h - bh:.1f}" width="{max(bw - 1, 1)}" height="{bh:.1f}" '
+                     f'fill="{colour}" data-name="{escape(name).replace(chr(34), "&quot;")}"><title>{i + 1}. {escape(name)}{escape(desc)}: '
+                     f'{fmt_int(v)}{unit}</title></rect>')
+        if i % step == 0:
+            cx, cy = x + bw / 2 + 4, top + h + 6
+            label = name if len(name) <= LABEL_CHARS else "…" + name[-(LABEL_CHARS - 1):]  # the specific end
+            parts.append(f'<text class="xl" x="{cx:.1f}" y="{cy}" text-anchor="end" '
+                         f'transform="rotate(-90 {cx:.1f} {cy})">{escape(label)}<title>{escape(name)}</title></text>')
+    every = "" if step == 1 else f", one named per {step} columns"
+    parts.append(f'<text x="{W - 10}" y="{H - 4}" text-anchor="end" class="muted-svg">layers in order{every}; '
+                 f'hover a column for its value</text></svg>')
     return "".join(parts)
 
 
@@ -181,22 +207,29 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     for row in layers:
         row["explain"] = explain.get(row["name"], [])
     data = {"summary": summary, "receptive_field": rf, "comparisons": comparisons}
-    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+    # (< > & U+2028 U+2029 as \\u escapes: the same JSON, and no "</script" or "<!--" in the page)
+    blob = json_script(json.dumps(data, separators=(",", ":")))
     names = [r["name"] for r in layers]
+    descs = [r.get("description", "") for r in layers]
     title = f"{summary['name']} — input {fmt_shape(from_json(summary['input'], summary.get('input_kind')))}"
     charts = [
-        _bar_chart("Memory per layer (output elements)", names, [0 if r["view"] else r["activations"] for r in layers], "#3f6fb5"),
-        _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a"),
-        _bar_chart("MACs per layer", names, [r["macs"] for r in layers], "#7b4bb3"),
+        _bar_chart("Memory per layer (output elements)", names, [0 if r["view"] else r["activations"] for r in layers],
+                   "#3f6fb5", " elements", descs),
+        _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a", " params", descs),
+        _bar_chart("MACs per layer", names, [r["macs"] for r in layers], "#7b4bb3", " MACs", descs),
     ]
     rf_html = ("<p class=\"muted\">No receptive fields: the input has no spatial axes, or they were left "
                "out (--no-rf).</p>")
     if rf:
-        rfl = [f for f in rf if f["name"] in set(names)]
+        shown = set(names)
+        rfl = [f for f in rf if f["name"] in shown]
         rs = [_num(f["r"]) or 0 for f in rfl]
         ss = [_num(f["S"]) or 0 for f in rfl]
-        rf_html = (_bar_chart("Receptive field size r per layer (pixels)", [f["name"] for f in rfl], rs, "#3d8b4a")
-                   + _bar_chart("Effective stride S per layer (pixels)", [f["name"] for f in rfl], ss, "#8a6d00")
+        rdesc = {r["name"]: r.get("description", "") for r in layers}
+        rnames = [f["name"] for f in rfl]
+        rd = [rdesc.get(x, "") for x in rnames]
+        rf_html = (_bar_chart("Receptive field size r per layer (pixels)", rnames, rs, "#3d8b4a", " px", rd)
+                   + _bar_chart("Effective stride S per layer (pixels)", rnames, ss, "#8a6d00", " px", rd)
                    + "<p class=\"muted\">Araujo, Norris &amp; Sim, Distill 2019; the values of every layer are in "
                      "the table's r and S columns (per axis where they differ).</p>")
     comp_html = ""
@@ -235,11 +268,13 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
 <body>
 <header><h1>{escape(title)}</h1>{source}</header>
 <main>
-<p class="muted">Status: <span id="cnncalc-status">script did not run</span>
+<p class="muted" id="cnncalc-status-line" hidden>Status: <span id="cnncalc-status">script did not run</span>
 <span id="cnncalc-errors" style="color:#b00020;white-space:pre"></span></p>
+<noscript><p class="muted">The table, its sorting and the arithmetic on click need JavaScript; the totals,
+the graph and the charts are here without it.</p></noscript>
 <pre id="cnncalc-selftest" hidden></pre>
 <section id="totals"><h2>Totals</h2>
-<table class="kv"><tr><td>layers</td><td id="t-layers">{fmt_int(t['layers'])}</td></tr>
+<table class="kv"><tr><td>layers (the table's rows 1 to {fmt_int(t['layers'])}; row 0 is the input)</td><td id="t-layers">{fmt_int(t['layers'])}</td></tr>
 <tr><td>params</td><td id="t-params">{fmt_int(t['params'])}</td></tr>
 <tr><td>MACs</td><td id="t-macs">{fmt_int(t['macs'])}</td></tr>
 <tr><td>FLOPs = 2 × MACs</td><td id="t-flops">{fmt_int(t['flops'])}</td></tr>

@@ -18,6 +18,7 @@ from operator import itemgetter
 from typing import Any, Callable
 
 from cnncalc._record import FACTORY, Record
+from cnncalc.escape import csv_cell, has_control, md_text, term_text
 from cnncalc.shapes import Tensor, fmt_shape
 
 FORMATS = ("table", "plain", "json", "csv", "markdown")
@@ -195,8 +196,59 @@ def _fmt(col: Column, v) -> str:
     return str(v)
 
 
+def _term_cells(vals: list) -> list:
+    """``vals`` with every text that holds a control character escaped (the list itself when
+    none does: one scan of the joined texts)."""
+    texts = [v for v in vals if v.__class__ is str]
+    if not texts or not has_control("".join(texts)):
+        return vals
+    return [term_text(v) if v.__class__ is str else v for v in vals]
+
+
+def terminal_view(view: TableView) -> TableView:
+    """``view`` with every text (cells, headers, title, caption, notes, sections) showing
+    control characters escaped (``\\x1b``): what the rich and plain tables draw. Names come
+    from specs, ONNX files and submissions; none may drive the terminal. Returns ``view``
+    itself when nothing needs escaping."""
+    rows = view.rows
+    if rows.__class__ is ColumnRows:
+        cols = {c.key: rows.column(c.key) for c in view.columns}
+        new = {k: _term_cells(v) for k, v in cols.items() if v is not None and rows.shared(k) is None}
+        shared = {c.key: rows.shared(c.key) for c in view.columns if rows.shared(c.key) is not None}
+        new_shared = {k: _term_cells(v) for k, v in shared.items()}
+        if any(new[k] is not cols[k] for k in new) or any(new_shared[k] is not shared[k] for k in shared):
+            rows = ColumnRows(new, rows.kinds if new_shared else None, new_shared or None)
+    else:
+        rows = _term_rows(rows)
+    footer = _term_rows(view.footer)
+    columns = view.columns
+    if any(has_control(c.header) for c in columns):
+        columns = [Column(c.key, term_text(c.header), c.align, c.fmt, c.style, c.kind, c.drop, c.styles)
+                   for c in columns]
+    texts = [view.title or "", view.caption or "", *view.notes,
+             *(t for title, items in view.sections for t in (title, *(x for kv in items for x in kv)))]
+    if rows is view.rows and footer is view.footer and columns is view.columns and not has_control(
+            "".join(map(str, texts))):
+        return view
+    return TableView(term_text(view.title) if view.title else view.title, columns, rows, footer,
+                     [(term_text(t), [(term_text(k), term_text(v)) for k, v in items]) for t, items in view.sections],
+                     [term_text(n) for n in view.notes], None if view.caption is None else term_text(view.caption))
+
+
+def _term_rows(rows: list[dict]) -> list[dict]:
+    out, changed = [], False
+    for r in rows:
+        if any(v.__class__ is str and has_control(v) for v in r.values()):
+            r = {k: term_text(v) if v.__class__ is str else v for k, v in r.items()}
+            changed = True
+        out.append(r)
+    return out if changed else rows
+
+
 def render(view: TableView, fmt: str = "table", stream=None) -> None:
     stream = stream or sys.stdout
+    if fmt in ("plain", "table"):
+        view = terminal_view(view)
     if fmt == "plain":
         write_plain(view, stream)
     elif fmt == "csv":
@@ -217,9 +269,9 @@ def to_csv(view: TableView) -> str:
     import csv
 
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([c.key for c in view.columns])
-    for row in view.rows + view.footer:
-        w.writerow([_raw(row.get(c.key, "")) for c in view.columns])
+    w.writerow([csv_cell(c.key) for c in view.columns])
+    for row in view.rows + view.footer:  # (a cell no spreadsheet runs: cnncalc.escape.csv_cell)
+        w.writerow([csv_cell(_raw(row.get(c.key, ""))) for c in view.columns])
     return buf.getvalue()
 
 
@@ -231,14 +283,13 @@ def _raw(v):
     return "" if v is None else v
 
 
-def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
+_md_escape = md_text  # a cell cannot end its row, add a column or open a tag
 
 
 def to_markdown(view: TableView) -> str:
-    out = [f"### {view.title}", ""] if view.title else []
+    out = [f"### {md_text(view.title)}", ""] if view.title else []
     if view.caption:
-        out += [view.caption, ""]
+        out += [md_text(view.caption), ""]
     out.append("| " + " | ".join(_md_escape(c.header) for c in view.columns) + " |")
     out.append("|" + "|".join("---:" if c.align == "right" else ":---" for c in view.columns) + "|")
     for row in view.rows:
@@ -247,11 +298,11 @@ def to_markdown(view: TableView) -> str:
         out.append("| " + " | ".join(f"**{_md_escape(_cell(c, row))}**" if _cell(c, row) else ""
                                      for c in view.columns) + " |")
     for title, items in view.sections:
-        out += ["", f"**{title}**", ""]
-        out += [f"- {k}: {v}" for k, v in items]
+        out += ["", f"**{md_text(title)}**", ""]
+        out += [f"- {md_text(k)}: {md_text(v)}" for k, v in items]
     if view.notes:
         out.append("")
-        out += [f"> {n}" for n in view.notes]
+        out += [f"> {md_text(n)}" for n in view.notes]
     return "\n".join(out) + "\n"
 
 

@@ -1,9 +1,8 @@
 """The layer graph as SVG (pure Python: the base install draws it, no Graphviz, no system package)."""
 from __future__ import annotations
 
-from xml.sax.saxutils import escape, quoteattr
-
-from cnncalc.report.graph import (LABEL_PX, LINE_GAP, NAME_PX, PAD_Y, STEM, TEXT_PX, GNode, Layout,
+from cnncalc.escape import xml_text
+from cnncalc.report.graph import (LABEL_PX, LINE_GAP, NAME_PX, PAD_Y, TEXT_PX, GNode, Layout, label_at,
                                   text_width)
 
 FONT = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
@@ -33,14 +32,41 @@ def _f(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
-def edge_path(points: list[tuple[float, float]]) -> str:
-    """Straight segments inside a row (stems, lanes), vertical-tangent curves between rows."""
+class _Numbers(dict):
+    """_f of each coordinate, formatted once (a column of boxes repeats its x, a row its y)."""
+    def __missing__(self, x):
+        s = self[x] = _f(x)
+        return s
+
+
+def escape(s: str) -> str:
+    """Text of an SVG element: & < > escaped (xml.sax.saxutils.escape without its Python-level
+    loop), characters XML 1.0 forbids shown escaped."""
+    return xml_text(s).replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+
+
+def quoteattr(s: str) -> str:
+    """xml.sax.saxutils.quoteattr of the XML-safe text, the same bytes, without its Python-level loop."""
+    s = escape(s).replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
+    if '"' in s:
+        if "'" in s:
+            return '"%s"' % s.replace('"', "&quot;")
+        return "'%s'" % s
+    return '"%s"' % s
+
+
+def edge_path(points: list[tuple[float, float]], lr: bool = False, _f=_f) -> str:
+    """Straight segments inside a row (stems, lanes), vertical-tangent curves between rows
+    (left to right: horizontal-tangent curves between columns)."""
     (x0, y0), rest = points[0], points[1:]
     d = [f"M{_f(x0)},{_f(y0)}"]
     px, py = x0, y0
     for i, (x, y) in enumerate(rest):
-        if x == px or i == 0:
+        if (y == py if lr else x == px) or i == 0:
             d.append(f"L{_f(x)},{_f(y)}")
+        elif lr:
+            mx = (px + x) / 2
+            d.append(f"C{_f(mx)},{_f(py)} {_f(mx)},{_f(y)} {_f(x)},{_f(y)}")
         else:
             my = (py + y) / 2
             d.append(f"C{_f(px)},{_f(my)} {_f(x)},{_f(my)} {_f(x)},{_f(y)}")
@@ -48,7 +74,7 @@ def edge_path(points: list[tuple[float, float]]) -> str:
     return " ".join(d)
 
 
-def node_svg(n: GNode) -> str:
+def node_svg(n: GNode, _f=_f) -> str:
     fill, stroke = colours(n.kind)
     x0, y0, _, _ = n.box
     out = [f'<g class="node" data-name={quoteattr(n.id)} data-kind={quoteattr(n.kind)}>',
@@ -64,9 +90,12 @@ def node_svg(n: GNode) -> str:
     return "".join(out)
 
 
-def to_svg(layout: Layout, *, standalone: bool = True) -> str:
+def to_svg(layout: Layout, *, standalone: bool = True, scale: float = 1.0) -> str:
+    """``scale`` multiplies the picture's width and height (the drawing keeps its coordinates)."""
     W, H = layout.width, layout.height
-    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+    _f = _Numbers().__getitem__
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_f(W * scale)}" height="{_f(H * scale)}" '
+            f'viewBox="0 0 {W} {H}" '
             f'class="cnncalc-graph" role="img" aria-label={quoteattr(layout.title)}>')
     style = (f"<style>.cnncalc-graph text{{font-family:{FONT};fill:#1a1a1a;text-anchor:middle}}"
              f".cnncalc-graph .nm{{font-size:{NAME_PX}px;font-weight:bold}}"
@@ -82,15 +111,16 @@ def to_svg(layout: Layout, *, standalone: bool = True) -> str:
              f'<text class="title" x="24" y="30">{escape(layout.title)}</text>', '<g class="edges">']
     for e in layout.edges:
         parts.append(f'<path class="edge" data-src={quoteattr(e.src)} data-dst={quoteattr(e.dst)} '
-                     f'd="{edge_path(e.points)}" marker-end="url(#cnncalc-arrow)">'
+                     f'd="{edge_path(e.points, layout.direction == "LR", _f)}" marker-end="url(#cnncalc-arrow)">'
                      f"<title>{escape(e.src)} → {escape(e.dst)}: {escape(e.label)}</title></path>")
     parts.append("</g><g class=\"labels\">")
     for n in layout.real_nodes:
         if n.out_label:
-            parts.append(f'<text class="el" data-src={quoteattr(n.id)} x="{_f(n.x + 6)}" '
-                         f'y="{_f(n.y + n.h + STEM - 2)}">{escape(n.out_label)}</text>')
+            lx, ly = label_at(layout, n)
+            parts.append(f'<text class="el" data-src={quoteattr(n.id)} x="{_f(lx)}" '
+                         f'y="{_f(ly)}">{escape(n.out_label)}</text>')
     parts.append("</g><g class=\"nodes\">")
-    parts += [node_svg(n) for n in layout.real_nodes]
+    parts += [node_svg(n, _f) for n in layout.real_nodes]
     parts.append("</g></svg>")
     svg = "".join(parts)
     if standalone:

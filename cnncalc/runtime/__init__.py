@@ -17,3 +17,14 @@ BLAS_ENV_APPLIED = "numpy" not in _sys.modules
 if BLAS_ENV_APPLIED:
     for _v in BLAS_VARS:
         _os.environ.setdefault(_v, "1")
+
+
+def cache_dir() -> tuple[str, str]:
+    """(directory, why) of the compiled-kernel cache, without importing numba: ``NUMBA_CACHE_DIR``
+    when set, else ``$XDG_CACHE_HOME/cnncalc/numba``, else ``~/.cache/cnncalc/numba``.
+    ``cnncalc cache --info`` shows it; :mod:`cnncalc.runtime._numba` hands it to numba."""
+    if _os.environ.get("NUMBA_CACHE_DIR"):
+        return _os.environ["NUMBA_CACHE_DIR"], "the NUMBA_CACHE_DIR variable"
+    if _os.environ.get("XDG_CACHE_HOME"):
+        return _os.path.join(_os.environ["XDG_CACHE_HOME"], "cnncalc", "numba"), "$XDG_CACHE_HOME (its cnncalc/numba)"
+    return _os.path.join(_os.path.expanduser("~"), ".cache", "cnncalc", "numba"), "the default, ~/.cache/cnncalc/numba"

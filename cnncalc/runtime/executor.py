@@ -332,9 +332,13 @@ class Net:
 
     def _run(self, node, xs, ctx):
         layer = node.layer
+        act = None if self.linear else layer.activation
+        if act == "relu" and layer.kind == "batchnorm" and node.name not in self._outputs:
+            # batch norm and its ReLU in one pass forward and one backward (kernels/norm.py)
+            y, cache = bn_fwd(self, node, xs, ctx, relu=True)
+            return y, (cache, None, None, len(xs))
         row = OPS[self._kind(layer)]
         y, cache = row.forward(self, node, xs, ctx)
-        act = None if self.linear else layer.activation
         act_cache = None
         if node.name in self._outputs and not self.linear:  # logits for softmax-CE
             if act == "softmax":
@@ -800,17 +804,29 @@ def dropout_bwd(net, node, dy, cache, ctx):
     return [K_act.dropout_backward(dy, cache)], {}
 
 
-def bn_fwd(net, node, xs, ctx):
+def bn_fwd(net, node, xs, ctx, relu=False):
     p, s, a = net.params[node.name], net.state[node.name], node.layer.args
     x = xs[0]
     train = ctx.train and not net.linear
+    if train and x.ndim >= 2 and x.dtype in (np.float32, np.float64):  # two numba passes
+        return K_norm.batchnorm_train_forward(x, p["gamma"], p["beta"], s["running_mean"], s["running_var"],
+                                              momentum=a["momentum"], eps=a["eps"], relu=relu)
     y, cache = K_norm.batchnorm_forward(x, p["gamma"], p["beta"], s["running_mean"], s["running_var"],
                                         train=train, momentum=a["momentum"], eps=a["eps"])
+    if relu:
+        y, act_cache = K_act.activation_forward_inplace("relu", y)
+        return y, ("relu", cache, act_cache)
     return y, cache
 
 
 def bn_bwd(net, node, dy, cache, ctx):
-    dx, dg, db = K_norm.batchnorm_backward(dy, cache)
+    if isinstance(cache, K_norm.BNCache):
+        dx, dg, db = K_norm.batchnorm_train_backward(dy, cache)
+    else:
+        if isinstance(cache, tuple) and isinstance(cache[0], str):  # ("relu", bn cache, mask)
+            dy = K_act.activation_backward("relu", dy, cache[2])
+            cache = cache[1]
+        dx, dg, db = K_norm.batchnorm_backward(dy, cache)
     return [dx], {"gamma": dg, "beta": db}
 
 

@@ -153,7 +153,33 @@ def _binop(op, left, right, src):
         if isinstance(k, int) and not isinstance(k, bool) and len(s) * max(k, 0) > limits.get("string_chars"):
             raise ExprError(f"${{{src}}} makes a string longer than {limits.get('string_chars'):,} "
                             f"characters; {limits.LIMITS['string_chars'].how_to_raise()}")
+    if isinstance(op, ast.Mod) and isinstance(left, str):
+        _check_format(left, src)
     return _BINOPS[type(op)](left, right)
+
+
+# a '%' conversion: flags, width, precision, type (printf-style string formatting)
+_CONVERSION = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.?)")
+
+
+def _check_format(fmt: str, src):
+    """``fmt % x`` with its widths and precisions bounded before formatting (as ``*`` and
+    ``**`` are): ``'%.999999999f' % 1.0`` would build a billion digits."""
+    cap = limits.get("string_chars")
+    total = 0
+    for m in _CONVERSION.finditer(fmt):
+        width, precision = m.group(1), m.group(2)
+        if "*" in (width, precision):
+            raise ExprError(f"${{{src}}}: a '*' width or precision in a '%' format is not supported; write the number")
+        for part in (width, precision):
+            if part:
+                if len(part) > 6:
+                    total = cap + 1
+                    break
+                total += int(part)
+        if total > cap:
+            raise ExprError(f"${{{src}}} formats a string longer than {cap:,} characters (a '%' width or "
+                            f"precision); {limits.LIMITS['string_chars'].how_to_raise()}")
 
 
 def _eval(node, scope, src):

@@ -220,6 +220,14 @@ def load_yaml(text: str, file: str | None = None):
                         f"allowed: a spec is plain data and is loaded safely, it can never run code",
                         file=file, line=mark.line + 1 if mark else None,
                         hint="remove the '!!...' tag and write the value as plain YAML") from None
+    except yaml.reader.ReaderError as e:  # a NUL or another character YAML does not allow
+        pos = e.position if isinstance(e.position, int) and 0 <= e.position <= len(text) else None
+        line = text.count("\n", 0, pos) + 1 if pos is not None else None
+        ch = e.character if isinstance(e.character, str) else chr(e.character) if isinstance(e.character, int) else "?"
+        raise SpecError(f"this is not valid YAML: the character U+{ord(ch[:1] or '?'):04X} is not allowed in a YAML file"
+                        + (f" (column {pos - text.rfind(chr(10), 0, pos)})" if pos is not None else ""),
+                        file=file, line=line,
+                        hint="remove it (inside a \"double-quoted\" string it can be written as an escape, e.g. \\x01)") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None

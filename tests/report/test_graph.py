@@ -118,7 +118,10 @@ def test_depth_collapses_modules_like_summarize():
     # pool3/pool4/pool5, dropout, linear, softmax)
     assert len(lay.real_nodes) == 23
     m = lay.nodes["inception_4a"]
-    assert m.kind == "module" and m.lines == ["inception_4a", "module, 8 layers", "14x14x512"]
+    # with its parameters: the sum of its rows in summarize --depth 1
+    params = sum(r.params for r in cnncalc.analyze("googlenet").layers if r.name.startswith("inception_4a/"))
+    assert params == 1 * 1 * 480 * (192 + 96 + 16 + 64) + 3 * 3 * 96 * 208 + 5 * 5 * 16 * 48 + (192 + 96 + 208 + 16 + 48 + 64)
+    assert m.kind == "module" and m.lines == ["inception_4a", "module, 8 layers", f"{params:,} params", "14x14x512"]
 
 
 def test_dot_and_mermaid_list_every_node_and_edge():

@@ -538,6 +538,35 @@ def test_batchnorm_gradient(shape, train):
     assert check_layer(fwd, norm.batchnorm_backward, [x, gamma, beta]) <= TOL
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 3, 2), (6, 5), (2, 3, 2, 2, 3), (3, 2, 5, 9)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_batchnorm_train_fused_gradient(shape, relu):
+    """The numba training batch norm (issue 27), with and without its fused ReLU: centred
+    differences, and the same numbers as the numpy kernels (then the ReLU) in float64 and float32."""
+    r = rng(10)
+    x = away_from_zero(r, shape) * 2 + 0.5
+    C = shape[1]
+    gamma, beta = r.standard_normal(C), r.standard_normal(C)
+    fwd = lambda x, g, b: norm.batchnorm_train_forward(x, g, b, None, None, relu=relu)  # noqa: E731
+    assert check_layer(fwd, norm.batchnorm_train_backward, [x, gamma, beta]) <= TOL
+    for dt, tol in ((np.float64, 1e-12), (np.float32, 3e-5)):
+        xd, gd, bd = x.astype(dt), gamma.astype(dt), beta.astype(dt)
+        rm1, rv1 = np.zeros(C, dt), np.ones(C, dt)
+        rm2, rv2 = rm1.copy(), rv1.copy()
+        y1, c1 = norm.batchnorm_forward(xd, gd, bd, rm1, rv1, train=True)
+        y2, c2 = norm.batchnorm_train_forward(xd, gd, bd, rm2, rv2, relu=relu)
+        dy = r.standard_normal(shape).astype(dt)
+        d = dy
+        if relu:
+            y1, mask = act.relu_forward(y1)
+            d = act.relu_backward(dy, mask)
+        want = (y1, rm1, rv1, *norm.batchnorm_backward(d, c1))
+        got = (y2, rm2, rv2, *norm.batchnorm_train_backward(dy, c2))
+        assert y2.dtype == dt and got[3].dtype == dt
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(b, a, rtol=tol, atol=tol * np.abs(a).max())
+
+
 def test_batchnorm_golden_running_stats():
     # channel 0 values 1,2,3,6 over (N=2, H*W=2): mean 3, biased var 3.5, unbiased 14/3
     x = np.array([[[[1.0, 2.0]]], [[[3.0, 6.0]]]])

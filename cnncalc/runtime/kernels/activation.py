@@ -38,7 +38,19 @@ def relu_forward(x):
 
 
 def relu_backward(dout, cache):
+    if (dout.dtype in (np.float32, np.float64) and dout.shape == cache.shape and dout.flags.c_contiguous
+            and cache.flags.c_contiguous and cache.dtype == np.bool_):
+        out = np.empty_like(dout)
+        # one pass (np.where with its broadcast and cast: ~3x slower)
+        _mask_into(dout.reshape(-1), cache.reshape(-1), out.reshape(-1), dout.dtype.type(0))
+        return out
     return np.where(cache, dout, 0).astype(dout.dtype, copy=False)
+
+
+@njit
+def _mask_into(d, m, out, zero):
+    for i in range(d.size):
+        out[i] = d[i] if m[i] else zero
 
 
 def relu6_forward(x):

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnncalc.analysis.workspace import fast_len
 from cnncalc.runtime._numba import njit, numba, prange
 from cnncalc.runtime.kernels import depthwise as _dwk
 from cnncalc.runtime.kernels._util import as_float, pads1d, pads2d, pair
@@ -237,32 +238,154 @@ def _col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw, dh, dw, OH, OW):
     return dxp
 
 
+# --------------------------------------------------------------------------------------
+# im2col by tiles of images (ungrouped convs): columns per image, GEMMs straight into NCHW
+# --------------------------------------------------------------------------------------
+#: bytes of unfolded columns per tile: half of this machine's 1 MiB L2, so a tile's columns are
+#: still in cache when its GEMM reads them (the whole batch's columns are 19 MB for
+#: resnet20's 16-filter convs at batch 32, 75 MB at 128: out of every cache)
+TILE_BYTES = 512 << 10
+
+
+def _tile(N, K, P, itemsize):
+    return max(1, min(N, TILE_BYTES // max(1, K * P * itemsize)))
+
+
+@njit
+def _unfold_imgs(xp, n0, kh, kw, sh, sw, dh, dw, OH, OW, out):
+    """``out[t, (c*kh + i)*kw + j, oh*OW + ow] = xp[n0 + t, c, oh*sh + i*dh, ow*sw + j*dw]``:
+    the columns of images ``n0 .. n0 + len(out)``, one (K, OH*OW) matrix per image, so that
+    ``W (F, K) @ out[t]`` is image ``t``'s output in NCHW. Flat unsigned indexing (see
+    :func:`_im2col`)."""
+    T, K, P = out.shape
+    N, C, Hp, Wp = xp.shape
+    xf = xp.reshape(-1)
+    of = out.reshape(-1)
+    for t in range(T):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    k = (c * kh + i) * kw + j
+                    ob = (t * K + k) * P
+                    for oh in range(OH):
+                        src = (((n0 + t) * C + c) * Hp + oh * sh + i * dh) * Wp + j * dw
+                        dst = ob + oh * OW
+                        if sw == 1:
+                            for ow in range(OW):
+                                of[_U(dst + ow)] = xf[_U(src + ow)]
+                        else:
+                            for ow in range(OW):
+                                of[_U(dst + ow)] = xf[_U(src + ow * sw)]
+
+
+@njit
+def _fold_imgs(dcols, n0, kh, kw, sh, sw, dh, dw, OH, OW, dxp):
+    """Adjoint of :func:`_unfold_imgs`: scatter-add image ``t``'s columns into ``dxp[n0 + t]``
+    (per pixel in tap order (i, j), as :func:`_col2im`)."""
+    T, K, P = dcols.shape
+    N, C, Hp, Wp = dxp.shape
+    cf = dcols.reshape(-1)
+    df = dxp.reshape(-1)
+    for t in range(T):
+        for c in range(C):
+            pb = ((n0 + t) * C + c) * Hp * Wp
+            for i in range(kh):
+                for j in range(kw):
+                    rb = (t * K + (c * kh + i) * kw + j) * P
+                    for oh in range(OH):
+                        d = pb + (oh * sh + i * dh) * Wp + j * dw
+                        s_ = rb + oh * OW
+                        if sw == 1:
+                            for ow in range(OW):
+                                df[_U(d + ow)] += cf[_U(s_ + ow)]
+                        else:
+                            for ow in range(OW):
+                                df[_U(d + ow * sw)] += cf[_U(s_ + ow)]
+
+
+def _tiled_fwd(xp, w, stride, dilation, OH, OW, keep_cols=False):
+    """An ungrouped conv as im2col tile by tile: each tile of images is unfolded into cache-sized
+    columns and multiplied at once into its slice of the NCHW output (``np.matmul`` of
+    ``W (F, K)`` with the tile's ``(T, K, P)`` columns is ``(T, F, P)``: no transpose copy).
+    ``keep_cols``: also return the whole batch's columns ``(N, K, P)`` for the weight gradient."""
+    N = xp.shape[0]
+    F, C, kh, kw = w.shape
+    K, P = C * kh * kw, OH * OW
+    wr = w.reshape(F, K)
+    y = np.empty((N, F, P), dtype=xp.dtype)
+    T = _tile(N, K, P, xp.itemsize)
+    cols = np.empty((N if keep_cols else T, K, P), dtype=xp.dtype)
+    xp = np.ascontiguousarray(xp)
+    for n0 in range(0, N, T):
+        n1 = min(N, n0 + T)
+        c = cols[n0:n1] if keep_cols else cols[:n1 - n0]
+        _unfold_imgs(xp, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
+        np.matmul(wr, c, out=y[n0:n1])
+    y = y.reshape(N, F, OH, OW)
+    return (y, cols) if keep_cols else y
+
+
+def _tiled_dw(dy, xp, w_shape, stride, dilation, cols=None):
+    """dW of an ungrouped conv: ``sum_n dY[n] (F, P) @ cols[n].T`` -- dY read in NCHW as it is,
+    the columns the forward kept (``cols``) or unfolded again tile by tile."""
+    N, F, OH, OW = dy.shape
+    _, C, kh, kw = w_shape
+    K, P = C * kh * kw, OH * OW
+    dy3 = np.ascontiguousarray(dy).reshape(N, F, P)
+    dwt = np.zeros((K, F), dtype=dy.dtype)  # dW transposed: cols (K, P) @ dY.T (P, F) is the
+    # faster GEMM shape for these thin products (1 thread, GFLOP/s: 114 vs 75 for 16x1024x144,
+    # 127 vs 94 for 32x256x288, 141 vs 75 for 64x64x576)
+    T = _tile(N, K, P, dy.itemsize)
+    buf = None if cols is not None else np.empty((T, K, P), dtype=dy.dtype)
+    if xp is not None:
+        xp = np.ascontiguousarray(xp)
+    for n0 in range(0, N, T):
+        n1 = min(N, n0 + T)
+        if cols is not None:
+            c = cols[n0:n1]
+        else:
+            c = buf[:n1 - n0]
+            _unfold_imgs(xp, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
+        for t in range(n1 - n0):
+            dwt += c[t] @ dy3[n0 + t].T
+    return np.ascontiguousarray(dwt.T).reshape(w_shape)
+
+
+def _tiled_dx(dy, w, stride, dilation, Hp, Wp):
+    """dX of the padded input of an ungrouped conv: per tile ``W.T (K, F) @ dY[tile]`` into
+    cache-sized columns, folded at once (:func:`_fold_imgs`)."""
+    N, F, OH, OW = dy.shape
+    _, C, kh, kw = w.shape
+    K, P = C * kh * kw, OH * OW
+    wt = np.ascontiguousarray(w.reshape(F, K).T)
+    dy3 = np.ascontiguousarray(dy).reshape(N, F, P)
+    dxp = np.zeros((N, C, Hp, Wp), dtype=dy.dtype)
+    T = _tile(N, K, P, dy.itemsize)
+    buf = np.empty((T, K, P), dtype=dy.dtype)
+    for n0 in range(0, N, T):
+        n1 = min(N, n0 + T)
+        c = buf[:n1 - n0]
+        np.matmul(wt, dy3[n0:n1], out=c)
+        _fold_imgs(c, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, dxp)
+    return dxp
+
+
 def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=False):
     """y (N, F, OH, OW); with ``keep_cols`` returns ``(y, cols)`` for the weight gradient."""
     N = xp.shape[0]
     F, Cg, kh, kw = w.shape
+    if groups == 1:
+        return _tiled_fwd(xp, w, stride, dilation, OH, OW, keep_cols)
     cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
-    if groups == 1:
-        y = _gemm_nchw(wr[0], cols[0], N, OH, OW)  # (F, N*P): a plain 2-D GEMM
-    else:
-        y = np.matmul(wr, cols)  # (g, Fg, N*P)
-        y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+    y = np.matmul(wr, cols)  # (g, Fg, N*P)
+    y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
     return (y, cols) if keep_cols else y
 
 
 def _dy_rows(dy, groups):
     N, F, OH, OW = dy.shape
     return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, F // groups, N * OH * OW)
-
-
-def _gemm_nchw(wr, cols, N, OH, OW):
-    """``wr (F, K) @ cols (K, N*OH*OW)`` as an ``(N, F, OH, OW)`` array: one GEMM, then the
-    ``(F, N)`` -> ``(N, F)`` reorder (one GEMM per image written into its slice of the output
-    measured no faster: 3.4 vs 3.0 ms for the 7x7 28x28x16->16 forward at N=4, and slower
-    for small images, 2.7 vs 1.6 ms for the 5x5 16x16x32->32 GEMM at N=8)."""
-    y = wr @ cols
-    return np.ascontiguousarray(y.reshape(wr.shape[0], N, OH, OW).transpose(1, 0, 2, 3))
 
 
 def _rows_pays(w_shape, stride, groups):
@@ -383,6 +506,8 @@ def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
 
 def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
     """dX of the padded input: ``col2im(W^T dY)``."""
+    if groups == 1:
+        return _tiled_dx(dy, w, stride, dilation, Hp, Wp)
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
@@ -397,6 +522,8 @@ def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
 
 
 def _im2col_dw(dy, xp, w_shape, stride, dilation, groups, cols=None, dyr=None):
+    if groups == 1:
+        return _tiled_dw(dy, xp, w_shape, stride, dilation, cols)
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w_shape
     if cols is None:
@@ -413,17 +540,9 @@ def _im2col_dw(dy, xp, w_shape, stride, dilation, groups, cols=None, dyr=None):
 # --------------------------------------------------------------------------------------
 # fft
 # --------------------------------------------------------------------------------------
-def _fast_len(n):
-    """Smallest 2,3,5-smooth integer >= n (fast pocketfft sizes)."""
-    m = max(int(n), 1)
-    while True:
-        k = m
-        for p in (2, 3, 5):
-            while k % p == 0:
-                k //= p
-        if k == 1:
-            return m
-        m += 1
+# the smallest 2,3,5-smooth integer >= n (fast pocketfft sizes); one definition, shared with
+# the workspace analysis (summarize --workspace) that counts these buffers
+_fast_len = fast_len
 
 
 def _dilate(w, dh, dw):
@@ -781,7 +900,7 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     data-gradient entry point."""
     c = cache
     dout = as_float(dout, c.x.dtype)
-    dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
+    dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw and c.groups > 1
            and not _pointwise(c.w.shape, c.pads, c.groups) and not _rows_pays(c.w.shape, c.stride, c.groups)
            and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
     dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None

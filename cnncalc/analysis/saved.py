@@ -1,0 +1,300 @@
+"""What autograd keeps for backward, layer by layer, as PyTorch's implementation keeps it.
+
+One rule per layer type (``RULES``; ``ACTIVATION_RULES`` for activations, standalone or fused
+on a layer): the tensors its backward reads. Each is one of
+
+- ``("in", k)``: input k — the storage it lives in (a view such as flatten, split or a slice
+  shares its source's storage, so keeping it keeps the whole source);
+- ``("out",)``: the layer's output (after its fused activation);
+- ``("pre",)``: the output of a layer before its fused activation (a tensor of its own);
+- ``("new", elements per sample, elements, dtype, what)``: a tensor made for backward
+  (pooling's int64 indices, batch norm's mean and 1/std, dropout's mask).
+
+A storage kept by several layers counts once (ReLU keeps its output and the next conv keeps
+the same tensor as its input). Parameters and buffers that a backward reads (conv weights,
+running statistics) are not counted here: they are in the parameters line.
+
+A layer saves only when autograd records it: when one of its inputs requires a gradient or it
+has trainable parameters (the first layers before any parameter keep nothing). Some rules
+depend on which operands require one (``a * b`` keeps ``a`` for ``b``'s gradient only).
+
+Every rule was read off PyTorch 2 (``torch.autograd.graph.saved_tensors_hooks`` on each
+``nn`` module and op that ``cnncalc export --to torch`` writes); tests/test_saved_torch.py
+holds the totals of the exported zoo networks against torch's. Dtypes: ``act`` is the
+activation dtype (``--dtype``, or half under mixed precision), indices are int64 (8 bytes),
+normalisation statistics float32, a where's condition bool. Dropout's mask is kept in the
+activation dtype (torch's CPU kernel; CUDA's fused kernel keeps a 1-byte bool mask).
+"""
+from __future__ import annotations
+
+from cnncalc.shapes import numel, spatial, torch_order
+
+IN0 = ("in", 0)
+OUT = ("out",)
+PRE = ("pre",)
+DTYPE_BYTES = {"int64": 8, "float32": 4, "bool": 1}  # ("act": the activation dtype)
+
+
+def _new(per_sample: int, what: str, dtype: str = "act", fixed: int = 0):
+    return ("new", per_sample, fixed, dtype, what)
+
+
+# activations: the tensor each keeps, its input ("in") or its output ("out")
+ACTIVATION_RULES = {
+    "relu": "out", "tanh": "out", "sigmoid": "out", "softmax": "out",
+    "relu6": "in", "leakyrelu": "in", "silu": "in", "hardswish": "in", "hardsigmoid": "in",
+    "gelu": "in", "mish": "in", "elu": "in", "selu": "in", "softplus": "in", "prelu": "in",
+}
+
+
+def _nothing(layer, rg, w):
+    return []
+
+
+def _input(layer, rg, w):
+    return [IN0]
+
+
+def _padded(layer, pool: bool):
+    """The zero-padded input a window layer keeps when PyTorch cannot pad it itself
+    (asymmetric padding, as TensorFlow's 'same' makes; a pool's pad over half its kernel):
+    ``F.pad`` writes a new tensor first, and the layer keeps that. None otherwise."""
+    x = layer.in_shapes[0]
+    sp, out = spatial(x), spatial(layer.out_shape)
+    lo, hi = [], []
+    for n, win, o in zip(sp, layer.windows, out):
+        extra = 0
+        if not pool:  # (a conv's ceil-rounded output: torch pads the end by the extra row)
+            span = n + win.pad_lo + win.pad_hi - win.extent
+            if o > span // win.stride + 1:
+                extra = (o - 1) * win.stride + win.extent - (n + win.pad_lo + win.pad_hi)
+        lo.append(win.pad_lo)
+        hi.append(win.pad_hi + extra)
+    if lo == hi and not (pool and any(h > win.kernel // 2 for h, win in zip(hi, layer.windows))):
+        return None
+    size = x[-1]
+    for n, a, b in zip(sp, lo, hi):
+        size *= n + a + b
+    return _new(size, "zero-padded input (F.pad: asymmetric padding)")
+
+
+def _conv(layer, rg, w):
+    p = _padded(layer, pool=False)
+    return [IN0] if p is None else [p]
+
+
+def _avgpool(layer, rg, w):
+    p = _padded(layer, pool=True)
+    return [IN0] if p is None else [p]
+
+
+def _input_if_trained(layer, rg, w):
+    """fc, locally connected, layer scale: the input serves the weight's gradient only."""
+    return [IN0] if w else []
+
+
+def _maxpool(layer, rg, w):
+    p = _padded(layer, pool=True) if layer.kind == "maxpool" else None
+    return [IN0 if p is None else p, _new(numel(layer.out_shape), "argmax indices", "int64")]
+
+
+def _global_maxpool(layer, rg, w):
+    return [IN0, _new(layer.out_shape[-1], "argmax indices", "int64")]
+
+
+def _adaptive_avgpool(layer, rg, w):
+    # an output of 1 is a mean (keeps nothing); other sizes keep the input
+    return [] if all(s == 1 for s in spatial(layer.out_shape)) else [IN0]
+
+
+def _batchnorm(layer, rg, w):
+    c = layer.out_shape[-1]
+    return [IN0, _new(0, "batch mean", "float32", c), _new(0, "batch 1/std", "float32", c)]
+
+
+def _groupnorm(layer, rg, w):
+    g = layer.args["groups"]
+    return [IN0, _new(g, "group mean", "float32"), _new(g, "group 1/std", "float32")]
+
+
+def _instancenorm(layer, rg, w):
+    c = layer.out_shape[-1]
+    out = [IN0, _new(c, "mean", "float32"), _new(c, "1/std", "float32")]
+    if layer.args["affine"]:
+        out.append(_new(c, "γ repeated per sample", "float32"))
+    return out
+
+
+def _layernorm(layer, rg, w):
+    if layer.norm_axis is not None:
+        positions = numel(layer.t_shape[:layer.norm_axis])
+    elif layer.args["over"] == "all" and len(layer.out_shape) > 1:
+        positions = 1
+    else:
+        positions = numel(spatial(layer.out_shape)) or 1
+    return [IN0, _new(positions, "mean", "float32"), _new(positions, "1/std", "float32")]
+
+
+def _lrn(layer, rg, w):
+    x = layer.in_shapes[0]
+    padded = (x[-1] + layer.args["size"] - 1) * (numel(spatial(x)) or 1)
+    n = numel(layer.out_shape)
+    return [IN0, _new(padded, "padded squares"), _new(n, "scale"), _new(n, "scale^-β")]
+
+
+def _dropout(layer, rg, w):
+    return [_new(numel(layer.out_shape), "mask")]
+
+
+def _padding(layer, rg, w):
+    if getattr(layer, "generic", False):  # the tensor form: zero pad, or one index_select per axis
+        if layer.args["mode"] in ("zero", "constant"):
+            return []
+        n = torch_order(layer.in_shapes[0])
+        return [_new(0, f"indices along axis {a}", "int64", n[a] + lo + hi)
+                for a, (lo, hi) in zip(layer.pad_axes, layer.pads)]
+    return [] if layer.args["mode"] == "zero" else [IN0]
+
+
+def _maxout(layer, rg, w):
+    return [_new(numel(layer.out_shape), "argmax indices", "int64")]
+
+
+def _operands(layer, rg):
+    """Per operand: (the saved reference or None for a constant, does it require a gradient)."""
+    out = []
+    for o in getattr(layer, "ops_", ()) or ():
+        if o.const is None:
+            out.append((("in", o.input), rg[o.input]))
+        else:
+            out.append((None, bool(o.const.tensor and o.const.learned)))
+    if not out:  # a plain two-input layer (mul)
+        out = [(("in", k), rg[k]) for k in range(len(rg))]
+    return out
+
+
+def _product(layer, rg, w):
+    """a · b keeps a for b's gradient and b for a's (constants are parameters or buffers)."""
+    ops = _operands(layer, rg)
+    saved = []
+    for i, (ref, _) in enumerate(ops):
+        if ref is not None and any(g for j, (_, g) in enumerate(ops) if j != i):
+            saved.append(ref)
+    return saved
+
+
+def _mul(layer, rg, w):
+    return _product(layer, rg, w)
+
+
+def _binary(layer, rg, w):
+    op = layer.args["op"]
+    if op in ("add", "sub"):
+        return []
+    if op == "mul":
+        return _product(layer, rg, w)
+    (ra, ga), (rb, gb) = _operands(layer, rg)
+    if op == "div":  # a / b keeps b, and a too when b needs a gradient
+        keep = [rb] + ([ra] if gb else [])
+    elif op == "pow":  # keeps base, exponent and result
+        keep = [ra, rb, OUT]
+    else:  # maximum, minimum: both operands
+        keep = [ra, rb]
+    return [r for r in keep if r is not None]
+
+
+def _where(layer, rg, w):
+    o = layer.ops_[0]
+    return [_new(numel(o.shape), "condition", "bool") if o.const is None else
+            _new(0, "condition", "bool", numel(o.shape))]
+
+
+_UNARY_IN = ("abs", "log", "erf", "sin", "cos")
+_UNARY_OUT = ("sqrt", "exp", "reciprocal")
+
+
+def _unary(layer, rg, w):
+    op = layer.args["op"]
+    return [IN0] if op in _UNARY_IN else [OUT] if op in _UNARY_OUT else []
+
+
+def _reduce(layer, rg, w):
+    op = layer.args["op"]
+    if op in ("sum", "mean"):
+        return []
+    if op in ("l1", "sumsquare"):
+        return [IN0]
+    if op == "prod":  # one torch.prod per axis, the last axis first: each keeps its input and output
+        shape = list(torch_order(layer.in_shapes[0]))
+        keep = []
+        for i, a in enumerate(sorted(layer.axes, reverse=True)):
+            if i:
+                keep.append(_new(numel(shape), "partial product"))
+            if layer.args["keepdims"]:
+                shape[a] = 1
+            else:
+                del shape[a]
+        return [IN0] + keep + [OUT]
+    return [IN0, OUT]  # max, min (amax), l2 (square keeps x, sqrt its result), logsumexp
+
+
+def _matmul(layer, rg, w):
+    return _product(layer, rg, w)
+
+
+def _gather(layer, rg, w):
+    return [] if layer.view else [_new(0, "indices", "int64", len(layer.flat))]
+
+
+def _slice(layer, rg, w):
+    return [_new(0, f"indices along axis {a}", "int64", len(r))
+            for a, r in sorted(layer.ranges.items()) if r.step < 0]
+
+
+def _split(layer, rg, w):
+    return _slice(layer, rg, w) if getattr(layer, "ops_", None) else []
+
+
+def _softmax(layer, rg, w):
+    return [OUT]
+
+
+def _activation(kind):
+    where = ACTIVATION_RULES[kind]
+    return lambda layer, rg, w: [IN0 if where == "in" else OUT]
+
+
+RULES = {
+    "conv": _conv, "dwconv": _conv, "deconv": _input, "local": _input_if_trained,
+    "fc": _input_if_trained, "scale": _input_if_trained, "matmul": _matmul,
+    "flatten": _nothing, "identity": _nothing, "reshape": _nothing, "transpose": _nothing,
+    "concat": _nothing, "add": _nothing, "stack": _nothing, "expand": _nothing, "tile": _nothing,
+    "pad_channels": _nothing, "channel_shuffle": _nothing, "upsample": _nothing, "crop": _nothing,
+    "global_avgpool": _nothing, "split": _split, "slice": _slice, "gather": _gather,
+    "maxpool": _maxpool, "avgpool": _avgpool, "global_maxpool": _global_maxpool,
+    "adaptive_avgpool": _adaptive_avgpool, "adaptive_maxpool": _maxpool,
+    "batchnorm": _batchnorm, "groupnorm": _groupnorm, "instancenorm": _instancenorm,
+    "layernorm": _layernorm, "lrn": _lrn, "dropout": _dropout, "padding": _padding,
+    "mul": _mul, "binary": _binary, "where": _where, "unary": _unary, "reduce": _reduce,
+    "softmax": _softmax, "logsoftmax": _softmax, "maxout": _maxout,
+    # an opaque layer's computation is unknown: it keeps nothing we can name (a lower bound,
+    # as its 0 parameters and 0 MACs are)
+    "opaque": _nothing,
+    **{k: _activation(k) for k in ACTIVATION_RULES if k != "softmax"},
+}
+
+
+def layer_saves(layer, rg: list[bool], trainable: bool) -> list[tuple]:
+    """The tensors ``layer`` keeps for backward, its fused activation's included, given which
+    inputs require a gradient (``rg``) and whether it has trainable parameters."""
+    if not trainable and not any(rg):
+        return []  # autograd records nothing
+    out = RULES[layer.kind](layer, rg, trainable)
+    act = layer.activation
+    if act:
+        if act == "softmax" or ACTIVATION_RULES.get(act) == "out":
+            fused = OUT
+        else:
+            fused = PRE
+        out = [PRE if r == OUT else r for r in out] + [fused]
+    return out

@@ -1,0 +1,80 @@
+"""Issue 25 item 10: one memory estimate (cnncalc.limits.check_memory) guards every command that
+allocates, before anything is allocated: exit 2 with a message naming the limit. An ONNX model
+whose weights exceed protobuf's 2 GiB is refused before it is built."""
+import numpy as np
+import pytest
+
+from cnncalc import limits
+from cnncalc.spec.loader import load_spec_text
+
+from conftest import run_module  # noqa: E402
+
+# 10^12 activation elements (and 10^10 parameters' worth of input): analysed in milliseconds
+HUGE = "name: huge\ninput: 1000000x1000000x1\nlayers:\n  - {conv: 1, kernel: 1}\n  - {global_avgpool: }\n  - {fc: 10}\n"
+# 10^10 parameters (40 GB of float32 weights): what an export has to make
+HUGE_PARAMS = "name: huge\ninput: 1x1x100000\nlayers:\n  - {flatten: }\n  - {fc: 100000}\n"
+TINY = "name: tiny\ninput: 8x8x1\nlayers:\n  - {conv: 2, kernel: 3, pad: 1}\n  - {flatten: }\n  - {fc: 10}\n"
+
+
+@pytest.fixture
+def huge(tmp_path):
+    p = tmp_path / "huge.yaml"
+    p.write_text(HUGE)
+    return p
+
+
+def _refused(res, command):
+    assert res.returncode == 2, (res.returncode, res.stderr[-800:])
+    assert f"{command} of huge" in res.stderr and "GiB" in res.stderr, res.stderr
+    assert "runtime_bytes" in res.stderr and "CNNCALC_LIMIT_RUNTIME_BYTES" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("args,command", [
+    (["train", "{spec}", "--epochs", "1", "--out", "{tmp}/run"], "train"),
+    (["verify", "{spec}"], "verify"),
+    (["gradcheck", "{spec}"], "gradcheck"),
+    (["erf", "{spec}", "--layer", "conv1"], "erf"),
+    (["export", "{spec}", "--to", "onnx", "-o", "{tmp}/h.onnx"], "export"),
+    (["export", "{spec}", "--to", "torch", "-o", "{tmp}/h.py"], "export"),
+])
+def test_every_allocating_command_refuses_before_allocating(huge, tmp_path, args, command):
+    if command == "export":
+        huge.write_text(HUGE_PARAMS)
+    res = run_module(*[a.format(spec=huge, tmp=tmp_path) for a in args],
+                     env={"CNNCALC_LIMIT_RUNTIME_BYTES": str(2 ** 30)})  # (a peak over 1 GiB fails the run)
+    _refused(res, command)
+    assert not (tmp_path / "h.onnx").exists() and not (tmp_path / "h.py").exists()
+
+
+def test_evaluate_refuses_a_checkpoint_whose_net_would_not_fit(tmp_path):
+    from cnncalc.runtime import checkpoint as C
+
+    g = load_spec_text(HUGE.replace("1000000x1000000x1", "8x8x1"), file="huge.yaml")
+    g.infer()
+    params = {f"{n.name}/{k}": np.zeros(s, np.float32) for n in g.layers for k, (s, _) in n.layer.param_shapes().items()}
+    ck = tmp_path / "ck.npz"
+    C.save_checkpoint(ck, C.Checkpoint("huge", C.spec_hash(HUGE), 0, params, state={},
+                                       metadata={"spec_text": HUGE.replace("1000000x1000000x1", "8x8x1"),
+                                                 "spec_file": "huge.yaml", "options": {"input": [100000, 100000, 1]}}))
+    res = run_module("evaluate", "--checkpoint", ck, "--batch", "256")
+    _refused(res, "evaluate")
+
+
+def test_estimate_is_the_analyzer_count():
+    g = load_spec_text(TINY, file="tiny.yaml")
+    g.infer()
+    # conv 3x3x1x2 + 2 = 20, fc 128*10 + 10 = 1290 params; input 64, activations conv 128 +
+    # fc 10 (flatten is a view of the conv's output: summarize counts it 0)
+    assert limits.memory_needed(g, batch=1, command="verify") == 8 * (3 * 1310 + 3 * (64 + 138))
+    assert limits.memory_needed(g, batch=2, command="train") == 4 * (4 * 1310 + 3 * 2 * (64 + 138))
+    assert limits.memory_needed(g, batch=1, command="export") == 4 * 3 * 1310
+
+
+def test_onnx_over_2gib_is_refused_before_building(tmp_path):
+    big = tmp_path / "big.yaml"  # 600M float32 weights = 2.2 GiB (under the runtime limit raised below)
+    big.write_text("name: big\ninput: 1x1x60000\nlayers:\n  - {flatten: }\n  - {fc: 10000, bias: false}\n")
+    res = run_module("export", big, "--to", "onnx", "-o", tmp_path / "big.onnx",
+                     env={"CNNCALC_LIMIT_RUNTIME_BYTES": str(2 ** 40)})
+    assert res.returncode == 2 and "at most 2 GiB" in res.stderr, res.stderr
+    assert not (tmp_path / "big.onnx").exists()

@@ -1,0 +1,183 @@
+"""What autograd keeps for backward (cnncalc.analysis.saved) and the training step's liveness
+walk (cnncalc.analysis.memory.training_step), by hand on small graphs. The totals against
+PyTorch's own are in tests/interop/test_saved_torch.py."""
+from pathlib import Path
+
+import pytest
+
+from cnncalc import analyze
+from cnncalc.analysis.memory import matcher, saved_tensors, segments, training_step
+from cnncalc.analysis.saved import RULES, layer_saves
+from cnncalc.layers import REGISTRY
+from cnncalc.spec import load_spec_text
+
+
+def test_every_registered_layer_type_has_a_rule():
+    assert set(RULES) == set(REGISTRY)
+
+
+SPECS = Path(__file__).parent / "runtime" / "specs"
+# the runtime's specs hold every layer type but these two (tests/runtime/test_executor.py)
+EXTRA = {"identity": "input: 4x4x2\nlayers:\n  - {conv: 2, kernel: 1}\n  - identity\n",
+         "opaque": "input: 4x4x2\nlayers:\n  - {conv: 2, kernel: 1}\n  - {opaque: custom_op, shape: 4x4x2}\n"}
+
+
+def _examples():
+    from cnncalc.spec import load_spec
+
+    out = {}
+    for s in ("all2d", "all1d", "acts", "channels", "channels1d", "new2d", "new1d", "new3d", "tensor"):
+        for node in load_spec(str(SPECS / f"{s}.yaml")).infer().layers:
+            out.setdefault(node.layer.kind, node)
+    for kind, text in EXTRA.items():
+        for node in load_spec_text(text).infer().layers:
+            out.setdefault(node.layer.kind, node)
+    return out
+
+
+def test_every_layer_type_gives_its_saves():
+    """Each rule runs on a real inferred layer of its type, whichever inputs require a gradient
+    and whether its parameters train, and names only inputs the layer has."""
+    examples = _examples()
+    assert set(REGISTRY) <= set(examples), set(REGISTRY) - set(examples)
+    for kind, node in examples.items():
+        n_in = len(node.inputs)
+        for rg in ([True] * n_in, [False] * n_in):
+            for w in (True, False):
+                saves = layer_saves(node.layer, rg, w)
+                if not any(rg) and not w:
+                    assert saves == []  # autograd records nothing
+                for e in saves:
+                    assert e[0] in ("in", "out", "pre", "new"), (kind, e)
+                    if e[0] == "in":
+                        assert 0 <= e[1] < n_in
+                    if e[0] == "new":
+                        assert e[1] >= 0 and e[2] >= 0 and e[1] + e[2] > 0 and e[3] in ("act", "int64", "float32", "bool")
+
+
+BLOCK = """
+input: 8x8x3
+layers:
+  - {conv: 4, kernel: 3, pad: 1, bias: false, name: c1}
+  - {batchnorm, activation: relu, name: bn1}
+  - {maxpool: 2, name: p1}
+  - {conv: 4, kernel: 3, pad: 1, activation: silu, name: c2}
+  - {dropout: 0.5, name: d}
+  - flatten
+  - {fc: 10, name: fc}
+"""
+
+
+def test_saved_by_hand():
+    r = analyze(load_spec_text(BLOCK), batch=2)
+    rows = {x.name: x.saved_bytes for x in r.layers}
+    # c1 keeps the input (2·8·8·3 · 4 B); bn1 keeps c1's output (2·8·8·4 · 4) and mean, 1/std
+    # (4 + 4 floats), its relu keeps its output (2·8·8·4 · 4); p1 keeps bn1's output (kept
+    # already) and int64 indices (2·4·4·4 · 8); c2 keeps p1's output (2·4·4·4 · 4), its silu the
+    # conv output before the activation (2·4·4·4 · 4); dropout its mask (2·4·4·4 · 4); fc its
+    # input (a flatten view of the dropout's output, 2·64 · 4)
+    assert rows == {"c1": 1536, "bn1": 2048 + 32 + 2048, "p1": 1024, "c2": 512 + 512, "d": 512,
+                    "flatten1": 0, "fc": 512}
+    assert r.memory["autograd_saved_bytes"] == sum(rows.values())
+
+
+def test_nothing_upstream_of_the_first_parameter_is_kept():
+    r = analyze(load_spec_text("""
+input: 4x4x2
+layers:
+  - {maxpool: 2, name: p}
+  - {relu, name: a}
+  - {conv: 2, kernel: 1, name: c}
+"""))
+    assert [x.saved_bytes for x in r.layers] == [0, 0, 2 * 2 * 2 * 4]
+
+
+def test_frozen_layers_keep_less_and_backward_stops_at_the_first_trained():
+    g = load_spec_text(BLOCK)
+    g.infer()
+    full = saved_tensors(g, 2, 4)
+    fc_only = saved_tensors(g, 2, 4, trainable=matcher(trainable=("fc",)))
+    assert fc_only.total == 512 and fc_only.per_layer["fc"] == 512  # only fc's input
+    assert full.total > fc_only.total
+    t = training_step(g, 2, trainable=("fc",), optimizer="adam", macs={"c1": 10, "c2": 20, "fc": 30})
+    assert t.frozen_params and t.trainable_params == 64 * 10 + 10
+    # no input gradient anywhere, fc's weight gradient only: forward 60 + 30
+    assert t.training_macs == 60 + 30
+
+
+def test_prefixes_match_names_and_modules():
+    m = matcher(freeze=("layer1",))
+    assert not m("layer1") and not m("layer1/conv1") and m("layer10/conv1")
+    assert not matcher(freeze=("layer1*",))("layer10")
+    assert matcher() is None
+
+
+def test_segments_as_checkpoint_sequential_cuts_them():
+    assert segments(10, every=4) == [(0, 3), (4, 7)]  # the last (8, 9) runs normally
+    assert segments(10, count=3) == [(0, 2), (3, 5)]
+    assert segments(10) == []
+
+
+CHAIN = """
+input: 16
+layers:
+  - {fc: 16, activation: relu, name: a}
+  - {fc: 16, activation: relu, name: b}
+  - {fc: 16, activation: relu, name: c}
+  - {fc: 16, activation: relu, name: d}
+"""
+
+
+def test_chain_peak_by_hand():
+    """Four fc+relu layers on a vector of 16, batch 1, SGD, fp32 (bytes = 4 × elements).
+    Steps 0-3 forward, 4-7 backward (d, c, b, a). Kept: input x (16, the whole step), a, b, c
+    (relu outputs, kept by the next fc and their relu) until the backward of a, b, c (steps 7,
+    6, 5), d's output (kept by its relu) until step 4. Activation gradients: d's from step 4 to 4,
+    c's 4..5, b's 5..6, a's 6..7; parameter gradients (272 each) from their layer's backward on.
+    Step 4 (backward of d): x a b c d = 80, gradients of d and c = 32, fc d's parameter gradient 272."""
+    g = load_spec_text(CHAIN)
+    g.infer()
+    t = training_step(g, 1, optimizer="sgd")
+    params = 4 * 272 * 4
+    live = [v - params for v in t.timeline]
+    assert live[:4] == [4 * 32, 4 * 48, 4 * 64, 4 * 80]
+    assert live[4] == 4 * (80 + 32 + 272)
+    assert live[7] == 4 * (16 + 16 + 16 + 4 * 272)  # x, a, a's gradient; four parameter gradients
+    assert t.peak == max(t.timeline) == params + 4 * (16 + 16 + 16 + 4 * 272)
+
+
+def test_optimizer_state_and_mixed_precision_lines():
+    g = load_spec_text(CHAIN)
+    g.infer()
+    lines = {o: dict((k, v) for k, v, _ in training_step(g, 1, optimizer=o).lines)
+             for o in ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad")}
+    n = 4 * 272
+    assert [lines[o]["optimizer state"] for o in lines] == [0, 4 * n, 8 * n + 32, 8 * n + 32, 4 * n + 32, 4 * n + 32]  # + a 4-byte step per tensor (8)
+    half = training_step(g, 1, precision="bf16-mixed")
+    full = training_step(g, 1)
+    h, f = dict((k, v) for k, v, _ in half.lines), dict((k, v) for k, v, _ in full.lines)
+    assert h["parameters"] == f["parameters"] and h["parameter gradients"] == f["parameter gradients"]
+    # saved: the input's half copy (16 · 2), a b c d relu outputs (4 · 16 · 2) + half weights (4 · 256 · 2)
+    assert h["saved for backward"] == 16 * 2 + 4 * 16 * 2 + 4 * 256 * 2
+
+
+def test_checkpointing_lowers_the_peak_and_recomputes_forward():
+    g = load_spec_text("input: 32x32x3\nlayers:\n" + "".join(
+        f"  - {{conv: 8, kernel: 3, pad: 1, activation: relu, name: c{i}}}\n" for i in range(8)))
+    g.infer()
+    macs = {f"c{i}": 1000 for i in range(8)}
+    plain = training_step(g, 4, macs=macs)
+    ck = training_step(g, 4, checkpoint_segments=4, macs=macs)
+    assert ck.peak < plain.peak and ck.saved < plain.saved
+    assert ck.recompute_macs == 6 * 1000  # three checkpointed segments of two layers
+    assert ck.training_macs == plain.training_macs + 6000
+
+
+def test_unknown_options_are_refused():
+    from cnncalc.errors import CnnCalcError
+
+    g = load_spec_text(CHAIN)
+    with pytest.raises(CnnCalcError, match="optimizer"):
+        training_step(g, 1, optimizer="lion")
+    with pytest.raises(CnnCalcError, match="precision"):
+        training_step(g, 1, precision="fp8")

@@ -188,3 +188,12 @@ def test_front_door_and_ci_run_the_same_commands():
         assert command.strip() in readme and command in ci, command
     assert ci.index("pytest -q\n") < ci.index("pytest -q -m slow")  # the README's command first
     assert "--index-url https://download.pytorch.org/whl/cpu" in readme  # the CPU-only torch
+
+
+def test_every_guide_is_linked_from_the_readme_and_every_link_resolves():
+    readme = README.read_text(encoding="utf-8")
+    links = set(re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)(?:#[\w-]+)?\)", readme))
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"docs/{page.name}" in links, f"README.md does not link docs/{page.name} (All guides)"
+    for link in links:
+        assert (ROOT / link).is_file(), link

@@ -55,6 +55,20 @@ def spec_file(tmp_path):
 #   * its file or test is listed in SLOW_PATHS (measured: docs/contributing.md has the run).
 # Every feature keeps at least one fast test: a slow test is a second method or a bigger case.
 SLOW_MODULES = ("torch", "torchvision", "timm")
+# A test over every shipped spec runs this sample in the fast run and the rest in the slow group
+# (zoo_params below): together the sample has every layer type of the zoo and 1-D and 3-D
+# inputs, cheapest first (tests/test_zoo_sample.py checks that it still does).
+ZOO_SAMPLE = ("kim-cnn", "lenet5-paper", "zfnet", "deeplabv3_head", "alphago-policy", "cifar_resnet20",
+              "unet", "shufflenet_v2", "convnext_tiny", "xception", "mobilenet_v3_large",
+              "inception_v3_aux", "c3d")
+
+
+def zoo_params(names=None, slow=()):
+    """pytest params of shipped spec names: ZOO_SAMPLE fast, the others (and `slow`) slow."""
+    from cnncalc.spec.loader import zoo_names
+
+    return [n if n in ZOO_SAMPLE and n not in slow else pytest.param(n, marks=pytest.mark.slow)
+            for n in (zoo_names() if names is None else names)]
 SLOW_PATHS: tuple[str, ...] = ()
 FAST_BUDGET_S = 10.0  # CPU seconds: a fast test over this is named at the end of the run
 

@@ -172,3 +172,28 @@ def test_masks_and_ellipsis():
     assert matches(["a", "...", "d"], ["a", "b", "c", "d"])
     assert not matches(["a", "...", "d"], ["a", "d"])
     assert not matches(["a", "b"], ["a", "c"])
+
+
+def test_front_door_and_ci_run_the_same_commands():
+    """Clone, venv, install and the first command on the README's first screen; `.ci/run` runs
+    the README's two set-up commands verbatim, then the slow group the README names."""
+    first_screen = "\n".join(README.read_text(encoding="utf-8").splitlines()[:30])
+    for step in ("git clone", "python3 -m venv .venv", "pip install . && cnncalc summarize specs/vgg16.yaml",
+                 "pip install '.[test]' && python -m pytest -q"):
+        assert step in first_screen, step
+    readme = README.read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    for command in ("pip install . && cnncalc summarize specs/vgg16.yaml",
+                    "pip install '.[test]' && python -m pytest -q\n", "python -m pytest -q -m slow"):
+        assert command.strip() in readme and command in ci, command
+    assert ci.index("pytest -q\n") < ci.index("pytest -q -m slow")  # the README's command first
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme  # the CPU-only torch
+
+
+def test_every_guide_is_linked_from_the_readme_and_every_link_resolves():
+    readme = README.read_text(encoding="utf-8")
+    links = set(re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)(?:#[\w-]+)?\)", readme))
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"docs/{page.name}" in links, f"README.md does not link docs/{page.name} (All guides)"
+    for link in links:
+        assert (ROOT / link).is_file(), link

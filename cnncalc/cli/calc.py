@@ -120,11 +120,15 @@ def window_options(f):
 def conv(input_shape, filters, kernel, stride, pad, dilation, rounding, groups, no_bias, fmt, batch, dtype):
     """Output shape, parameters and MACs of one convolution, with the arithmetic.
 
+    HxWxC is height x width x channels, as the slides write it (32x32x3, not 3x32x32);
+    two numbers (LxC, e.g. 56x300) are a 1-D signal, 3-D volumes are DxHxWxC.
+
     \b
     Examples:
       cnncalc conv 32x32x3 --filters 10 --kernel 5 --stride 1 --pad 2
       cnncalc conv 227x227x3 -f 96 -k 11 -s 4
       cnncalc conv 7x7x1 -f 1 -k 3 -s 3        # does not fit: exit 2
+      cnncalc conv 7x7x1 -f 1 -k 3 -s 3 --pad 0,2    # one-sided: 0 before, 2 after
       cnncalc conv 56x56x128 -f 128 -k 3 -p 1 --groups 32 --format json
     """
     args = {"filters": filters, "kernel": kernel, "stride": stride, "pad": _pads(pad, input_shape),

@@ -5,7 +5,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-from conftest import run_module  # noqa: E402
+from conftest import run_module, zoo_params  # noqa: E402
 
 from cnncalc.analysis.report import analyze_graph  # noqa: E402
 from cnncalc.analysis.rf import receptive_fields  # noqa: E402
@@ -30,7 +30,8 @@ def _slow(n):
 
 
 def _zoo_params():
-    return [pytest.param(n, marks=pytest.mark.slow) if _slow(n) else n for n in zoo_names()]
+    """The zoo sample fast (tests/conftest.py), the other specs and the big ones slow."""
+    return zoo_params(slow=[n for n in zoo_names() if _slow(n)])
 
 
 def test_unsupported_list_is_exactly_the_documented_one():

@@ -15,13 +15,14 @@ import pytest
 
 from cnncalc.cli.report import build_report
 from cnncalc.shapes import fmt_int
-from cnncalc.spec.loader import zoo_names
+from conftest import zoo_params
 
 CHROMIUM = "/usr/bin/chromium"
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-dev-shm-usage"]
 needs_chromium = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="no /usr/bin/chromium")
+browser = pytest.mark.slow  # a browser per test: the slow group (.ci/run installs chromium)
 
 
 def embedded(page: str) -> dict:
@@ -35,7 +36,7 @@ def summarize_json(cli, spec, *extra) -> dict:
     return json.loads(r.output)
 
 
-@pytest.mark.parametrize("spec", zoo_names())
+@pytest.mark.parametrize("spec", zoo_params())  # the sample fast, the rest in the slow group
 def test_every_zoo_spec(spec, cli):
     page = build_report(spec)
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
@@ -122,6 +123,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     return w, h, rows
 
 
+@browser
 @needs_chromium
 @pytest.mark.parametrize("spec", ["googlenet", "lenet5"])
 def test_page_in_headless_chromium(spec, cli, tmp_path):
@@ -162,6 +164,7 @@ def test_page_in_headless_chromium(spec, cli, tmp_path):
     assert sum((v - mean) ** 2 for v in lum) / len(lum) > 100  # variance of the distinct colours
 
 
+@browser
 @needs_chromium
 def test_graph_svg_renders_in_chromium(cli, tmp_path):
     out = tmp_path / "g.svg"

@@ -46,19 +46,24 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
         _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart)
 
 
+def _with_explain(dicts, rows):
+    for d, row in zip(dicts, rows):
+        d["explain"] = row.explain
+        yield d
+
+
 def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart):
     graph = load_graph(spec, input_shape)
     report = analyze_graph(graph, batch=batch, dtype=dtype, bias=not no_bias,
                            input_shape=input_shape, explain=explain)
     del graph  # (the report holds what is shown: the table reuses the graph's memory)
     if fmt == "json":
-        obj = report.to_dict()
+        obj = report.to_dict(lazy=True)  # (the rows' dicts made as they are written)
         if by:
             obj["by_type"] = by_type(report)
         if explain:
-            for row, lrow in zip(obj["layers"], report.layers):
-                row["explain"] = lrow.explain
-        emit_json(obj)
+            obj["layers"] = _with_explain(obj["layers"], report.layers)
+        emit_json(obj, rows="layers")
         return
     if by:
         render(by_type_view(report), fmt)

@@ -443,7 +443,8 @@ class AxisField:
 
     @cached_property  # paths are fixed once built: read many times by the report
     def Ss(self) -> list[Fraction]:
-        return sorted({p.S for p in self.paths})
+        # (one Fraction per distinct (T, q): the paths mostly share theirs)
+        return sorted({Fraction(t, q) for t, q in {(p.T, p.q) for p in self.paths}})
 
     @cached_property
     def S(self) -> Fraction | None:
@@ -977,7 +978,9 @@ def _explain(lf: LayerField, ins: list[LayerField]) -> list[str]:
                 elif a.max_path_r != a.min_path_r:
                     text += f" (paths: {a.min_path_r}..{a.max_path_r})"
             else:
-                text = f"pointwise: r = {a.r}, S = {fmt_num(a.S)}, P = {fmt_num(a.P)}"
+                text = a.__dict__.get("_pointwise") if SHORTCUTS else None
+                if text is None:  # (a field shared by a chain of pointwise layers: once)
+                    text = a.__dict__["_pointwise"] = f"pointwise: r = {a.r}, S = {fmt_num(a.S)}, P = {fmt_num(a.P)}"
             per_axis.append(text)
         elif w == GLOBAL:
             s = srcs[0]

@@ -135,6 +135,22 @@ def json_dumps(obj, **kw) -> str:
     return json.dumps(obj, ensure_ascii=True, **kw) if _SURROGATE.search(text) else text
 
 
+def json_encoder():
+    """A compact ``json_dumps``: the C encoder, ``ensure_ascii=False`` unless the text would hold
+    a lone surrogate (then \\u escapes: the same JSON value). For writers that encode a
+    document piece by piece."""
+    import json
+
+    plain = json.JSONEncoder(ensure_ascii=False).encode
+    ascii_ = json.JSONEncoder(ensure_ascii=True).encode
+
+    def encode(obj) -> str:
+        text = plain(obj)
+        return ascii_(obj) if _SURROGATE.search(text) else text
+
+    return encode
+
+
 _JSON_SCRIPT = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _JSON_SCRIPT_RE = re.compile("[<>&\u2028\u2029]")
 
@@ -145,5 +161,5 @@ def json_script(text: str) -> str:
     return _JSON_SCRIPT_RE.sub(lambda m: _JSON_SCRIPT[m.group()], text)
 
 
-__all__ = ["json_dumps", "has_control", "term_text", "error_text", "one_line", "comment_text", "py_docstring_text", "csv_cell", "CSV_TRIGGERS",
+__all__ = ["json_dumps", "json_encoder", "has_control", "term_text", "error_text", "one_line", "comment_text", "py_docstring_text", "csv_cell", "CSV_TRIGGERS",
            "xml_text", "md_cell", "md_text", "json_script"]

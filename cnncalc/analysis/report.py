@@ -174,12 +174,15 @@ class Report(Record):
 
         return report_frame(self)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, *, lazy: bool = False) -> dict:
+        """``lazy``: ``layers`` is a generator of the rows' dicts (a writer that streams them
+        never holds them all), not a list."""
+        rows = (r.to_dict(self.with_bias) for r in self.layers)
         return {
             "name": self.name, "source": self.source, "input": list(self.input_shape),
             **{f"input_{k}": v for k, v in kind_key(self.input_shape).items()},
             "batch": self.batch, "dtype": self.dtype, "biases_counted": self.with_bias,
-            "layers": [r.to_dict(self.with_bias) for r in self.layers],
+            "layers": rows if lazy else list(rows),
             "totals": dict(self.totals), "memory": dict(self.memory),
         }
 

@@ -79,6 +79,7 @@ from functools import cached_property
 from fractions import Fraction
 from math import gcd
 
+from cnncalc._gc import paused_gc
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.layers.base import GLOBAL, AxisMap, Window
@@ -87,6 +88,10 @@ from cnncalc.shapes import Shape, Tensor, kind_key, spatial
 
 Interval = tuple[int, int]
 MAX_PATHS = 256  # distinct path fields counted (and listed per unit) exactly, per node and axis
+# Shortcuts that give the same fields with less work (period-1 paths in closed form, the set
+# of every path carried lazily, fields shared between axes and through pointwise layers, the
+# numbers of a shared field computed once). Tests switch them off to check that.
+SHORTCUTS = True
 
 
 # ----------------------------------------------------------------------------- one path, one axis
@@ -344,6 +349,16 @@ def _map_q1(p: PathField, pl: int, span: int, s: int) -> PathField:
     return PathField(1, s * t, (p.lo[0] - pl * t,), (p.hi[0] + (span - pl) * t,))
 
 
+def _same(a, b) -> bool:
+    """a == b for what a layer reports per axis (None, GLOBAL, UNKNOWN, a Window, an AxisMap),
+    windows compared by their fields without building tuples."""
+    if a is b:
+        return True
+    if a.__class__ is b.__class__ and a.__class__ in (Window, AxisMap):
+        return a.__dict__ == b.__dict__
+    return a == b
+
+
 def _q1(paths) -> bool:
     for p in paths:
         if p.q != 1 or p.T < 0 or p.lo[0] is None:
@@ -428,7 +443,8 @@ class AxisField:
 
     @cached_property  # paths are fixed once built: read many times by the report
     def Ss(self) -> list[Fraction]:
-        return sorted({p.S for p in self.paths})
+        # (one Fraction per distinct (T, q): the paths mostly share theirs)
+        return sorted({Fraction(t, q) for t, q in {(p.T, p.q) for p in self.paths}})
 
     @cached_property
     def S(self) -> Fraction | None:
@@ -607,7 +623,7 @@ class LayerField:
                     **kind_key(self.shape), "r": None, "S": None, "P": None, "start": None, "end": None,
                     "centre": None, "global": False, "unknown": self.unknown}
         key = tuple(map(id, self.axes))
-        parts = None if _cache is None else _cache.get(key)
+        parts = None if _cache is None or not SHORTCUTS else _cache.get(key)
         if parts is None:
             parts = self._axes_dict()
             if _cache is not None:
@@ -629,6 +645,9 @@ class LayerField:
     def _axes_dict(self) -> tuple[dict, dict, bool]:
         """The keys of ``to_dict`` that depend on the axes only: those before ``gated``, those
         after the shape's kind, and whether any value is a list."""
+        a = self.axes[0]
+        if SHORTCUTS and all(x is a for x in self.axes):  # one field on every axis: each value is its own
+            return _axis_dict(a, len(self.axes))
         d = {"r": _collapse(self.r), "S": _collapse(tuple(_jnum(s) for s in self.S)),
              "P": _collapse(self.P), "start": _collapse(self.start), "end": _collapse(self.end),
              "centre": _collapse(tuple(_jnum(c) for c in self.centre)),
@@ -648,6 +667,31 @@ class LayerField:
             tail["S_paths"] = _collapse(tuple(tuple(_jnum(s) for s in a.Ss) for a in self.axes))
         lists = any(v.__class__ is list for v in (*d.values(), *tail.values()))
         return d, tail, lists
+
+
+def _axis_dict(a: AxisField, nd: int) -> tuple[dict, dict, bool]:
+    """``LayerField._axes_dict`` of a layer whose axes are all the field ``a`` (what
+    ``_collapse`` gives for equal values on every axis), computed once per field."""
+    got = a.__dict__.get("_dict")
+    if got is not None and got[0] == nd:
+        return got[1]
+    S = a.S
+    d = {"r": a.r, "S": _jnum(S), "P": a.P, "start": a.start, "end": a.end, "centre": _jnum(a.centre),
+         "r_min": a.r_min, "r_max": a.r_max, "max_path_r": a.max_path_r, "min_path_r": a.min_path_r,
+         "r_unclipped": a.r_unclipped, "paths": a.count, "aligned": a.aligned, "global": a.is_global}
+    if a.count is None:
+        d["paths_more_than"] = MAX_PATHS
+    if a.approx:
+        d["per_path_approximate"] = True  # max/min_path_r and alignment: from the kept paths
+    tail = {}
+    if isinstance(S, Fraction) and S.denominator != 1:
+        tail["S_exact"] = str(S)
+    if not a.aligned:
+        tail["misaligned"] = "; ".join([a.why_misaligned()] * nd)
+        tail["S_paths"] = [_jnum(s) for s in a.Ss]
+    got = (d, tail, "S_paths" in tail)
+    a.__dict__["_dict"] = (nd, got)
+    return got
 
 
 def _copy_lists(v):
@@ -702,6 +746,10 @@ class RFReport:
         return all(f.aligned for f in self.layers.values() if f.unknown is None)
 
     def to_dict(self) -> dict:
+        with paused_gc():
+            return self._to_dict()
+
+    def _to_dict(self) -> dict:
         cache: dict = {}
         return {"name": self.name, "input": list(self.input_shape),
                 "layers": [f.to_dict(cache) for n, f in self.layers.items() if n != INPUT],
@@ -712,6 +760,11 @@ class RFReport:
 
 def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RFReport:
     """The receptive field of every node of ``graph`` (a Graph, a spec path or a zoo name)."""
+    with paused_gc():  # (many small acyclic objects: see cnncalc._gc)
+        return _receptive_fields(graph, input_shape)
+
+
+def _receptive_fields(graph, input_shape) -> RFReport:
     if not isinstance(graph, Graph):
         from cnncalc.spec.loader import load_spec
         graph = load_spec(graph)
@@ -742,7 +795,7 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
             src = [f.axes[ax] for f in ins]
             n_out = sp[ax] if len(sp) == nd else src[0].n
             w = win[ax] if win.__class__ is list else win
-            if ax and n_out == sp_prev and w == w_prev and all(
+            if SHORTCUTS and ax and n_out == sp_prev and _same(w, w_prev) and all(
                     f.axes[ax] is f.axes[ax - 1] for f in ins) and in_sp[ax] == in_sp[ax - 1]:
                 # the same sources, window and size as the axis before (a square layer on a
                 # square map): the same field, one object (its numbers are computed once)
@@ -754,10 +807,10 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
                     unknown = unknown or node.name
                 w = None
             if w is None:
-                if len(src) == 1 and src[0].n == n_out:  # pointwise: the source's field itself
+                if SHORTCUTS and len(src) == 1 and src[0].n == n_out:  # pointwise: the source's field itself
                     axes.append(src[0])
                     continue
-                carried = _carry_merge(src) if len(src) > 1 else None
+                carried = _carry_merge(src) if SHORTCUTS and len(src) > 1 else None
                 axes.append(AxisField(n=n_out, size_in=in_sp[ax], is_global=any(a.is_global for a in src),
                                       **(carried or _carry(src))))
             elif w == GLOBAL:
@@ -771,7 +824,7 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
                     raise CnnCalcError(f"{node.name}: cannot follow the receptive field through a "
                                        f"{layer.kind} layer with {len(src)} inputs")
                 a = src[0]
-                carried = _carry_window(a, w) if not deconv and w.__class__ is Window else None
+                carried = _carry_window(a, w) if SHORTCUTS and not deconv and w.__class__ is Window else None
                 axes.append(AxisField(n=n_out, size_in=in_sp[ax], is_global=a.is_global,
                                       **(carried or _carry([a], lambda p, w=w: apply_window(p, w, deconv)))))
         lf = LayerField(node.name, layer.kind, layer.describe(), list(node.inputs), node.shape,
@@ -906,7 +959,8 @@ def _explain(lf: LayerField, ins: list[LayerField]) -> list[str]:
     names = _axis_names(nd)
     per_axis = []
     for ax in range(nd):
-        if ax and lf.axes[ax] is lf.axes[ax - 1] and _axis_window(lf, ax) == _axis_window(lf, ax - 1) and all(
+        if SHORTCUTS and ax and lf.axes[ax] is lf.axes[ax - 1] and _same(_axis_window(lf, ax),
+                                                                          _axis_window(lf, ax - 1)) and all(
                 f.axes[ax] is f.axes[ax - 1] for f in ins):
             per_axis.append(per_axis[-1])  # the same field, window and sources: the same text
             continue
@@ -924,7 +978,9 @@ def _explain(lf: LayerField, ins: list[LayerField]) -> list[str]:
                 elif a.max_path_r != a.min_path_r:
                     text += f" (paths: {a.min_path_r}..{a.max_path_r})"
             else:
-                text = f"pointwise: r = {a.r}, S = {fmt_num(a.S)}, P = {fmt_num(a.P)}"
+                text = a.__dict__.get("_pointwise") if SHORTCUTS else None
+                if text is None:  # (a field shared by a chain of pointwise layers: once)
+                    text = a.__dict__["_pointwise"] = f"pointwise: r = {a.r}, S = {fmt_num(a.S)}, P = {fmt_num(a.P)}"
             per_axis.append(text)
         elif w == GLOBAL:
             s = srcs[0]

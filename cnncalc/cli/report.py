@@ -53,14 +53,19 @@ def build_report(spec, *, batch=1, dtype="float32", input_shape=None, bias=True,
     from cnncalc.analysis.report import analyze_graph
     from cnncalc.cli.summarize import layer_view
     from cnncalc.errors import CnnCalcError
-    from cnncalc.report.graph import layout_graph
-    from cnncalc.report.html import build_html
+    from cnncalc.report.graph import group_key, layout_graph
+    from cnncalc.report.html import MAX_DRAWN, build_html, too_many_to_draw
     from cnncalc.report.svg import to_svg
 
     graph = load_graph(spec)
     rep = analyze_graph(graph, batch=batch, dtype=dtype, bias=bias, input_shape=input_shape, explain=True)
     sections = layer_view(rep, chart=False).sections
-    svg = to_svg(layout_graph(graph, depth, direction), standalone=False)
+    boxes = len({group_key(n.name, depth) for n in graph.layers}) + 1  # (and the input)
+    if boxes <= MAX_DRAWN:
+        svg = to_svg(layout_graph(graph, depth, direction), standalone=False)
+    else:
+        svg = too_many_to_draw("graph picture", boxes, "Collapse modules with --depth N, or draw it on its own: "
+                                                       "cnncalc graph SPEC -o FILE.svg")
     rf = None
     try:
         if not with_rf:

@@ -191,7 +191,7 @@ def receptive_field(spec, fmt, input_shape, chain, layer, unit, explain):
         if explain:
             for row in obj["layers"]:
                 row["explain"] = rep[row["name"]].explain
-        emit_json(obj)
+        emit_json(obj, rows="layers")  # (one compact line unless on a terminal)
         return
     render(layer_view(rep, only=layer, explain=explain and fmt != "csv"), fmt)
 

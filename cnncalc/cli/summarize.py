@@ -65,6 +65,12 @@ def summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain,
         _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention, training)
 
 
+def _with_explain(dicts, rows):
+    for d, row in zip(dicts, rows):
+        d["explain"] = row.explain
+        yield d
+
+
 def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain, chart, convention=None,
                training=None):
     graph = load_graph(spec, input_shape)
@@ -97,15 +103,14 @@ def _summarize(spec, fmt, batch, dtype, input_shape, no_bias, depth, by, explain
         render(view, fmt)
         return
     if fmt == "json":
-        obj = report.to_dict()
+        obj = report.to_dict(lazy=True)  # (the rows' dicts made as they are written)
         if step is not None:
             obj["training"] = step.as_dict()
         if by:
             obj["by_type"] = by_type(report)
         if explain:
-            for row, lrow in zip(obj["layers"], report.layers):
-                row["explain"] = lrow.explain
-        emit_json(obj)
+            obj["layers"] = _with_explain(obj["layers"], report.layers)
+        emit_json(obj, rows="layers")
         return
     if by:
         render(by_type_view(report), fmt)

@@ -54,6 +54,7 @@ class Imported:
     reference: object = None  # what the spec must compute the same as: the ModelProto, or the torch module
     outputs: list = field(default_factory=list)  # [(ONNX output name, spec layer)]
     onnx_input_dims: tuple = ()  # the ONNX input without the batch (C, H, W)
+    doc: dict | None = None  # the spec as the mapping its text reads as (import_model(as_doc=True))
 
 
 def spec_shape(dims) -> tuple:
@@ -1224,17 +1225,11 @@ def _factor_defaults(items: list[Item]) -> dict:
     return defaults
 
 
-def spec_text(imp: _Importer, name: str) -> str:
+def _spec_parts(imp: _Importer) -> tuple[dict, list[dict]]:
+    """The spec's defaults and layer items (factoring the defaults out of the items' args)."""
     items = imp.items
     defaults = _factor_defaults(items)
-    from cnncalc.escape import comment_text  # a file name with a line break cannot add YAML keys
-
-    lines = [f"# imported by cnncalc from {comment_text(imp.source)}", f"name: {_dump(name)}",
-             f"source: {_dump(imp.source_text)}", f"input: {fmt_shape(imp.input_shape)}"]
-    if defaults:
-        lines.append("defaults:")
-        lines += [f"  {k}: {_dump(v)}" for k, v in defaults.items()]
-    lines.append("layers:")
+    layers = []
     prev = "input"
     for it in items:
         d = {}
@@ -1243,9 +1238,36 @@ def spec_text(imp: _Importer, name: str) -> str:
         d["name"] = it.name
         if it.inputs != [prev]:
             d["inputs"] = it.inputs if len(it.inputs) > 1 else it.inputs[0]
-        lines.append(f"  - {_dump(d)}")
+        layers.append(d)
         prev = it.name
+    return defaults, layers
+
+
+def spec_text(imp: _Importer, name: str) -> str:
+    defaults, layers = _spec_parts(imp)
+    from cnncalc.escape import comment_text  # a file name with a line break cannot add YAML keys
+
+    lines = [f"# imported by cnncalc from {comment_text(imp.source)}", f"name: {_dump(name)}",
+             f"source: {_dump(imp.source_text)}", f"input: {fmt_shape(imp.input_shape)}"]
+    if defaults:
+        lines.append("defaults:")
+        lines += [f"  {k}: {_dump(v)}" for k, v in defaults.items()]
+    lines.append("layers:")
+    lines += [f"  - {_dump(d)}" for d in layers]
     return "\n".join(lines) + "\n"
+
+
+def spec_doc(imp: _Importer, name: str) -> dict:
+    """What the safe YAML loader reads back from ``spec_text``: the same values (plain
+    str/int/float/bool/None, lists and dicts: ``_dump`` can write nothing else), without
+    writing and parsing the text (the YAML parser reads ~100 KB/s; a 50,000-layer model's
+    spec is megabytes, over the spec_bytes limit meant for files people write)."""
+    defaults, layers = _spec_parts(imp)
+    doc = {"name": name, "source": imp.source_text, "input": fmt_shape(imp.input_shape)}
+    if defaults:
+        doc["defaults"] = defaults
+    doc["layers"] = layers
+    return doc
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -1320,8 +1342,10 @@ def _refuse_unloaded_external_data(model, source):
                            f"from its .onnx file so that the data is read from the model's folder")
 
 
-def import_model(model, *, source: str, input_shape=None, opaque: bool = False, name: str | None = None) -> Imported:
-    """Convert a loaded ModelProto into a spec (``Imported.text``) and its weights."""
+def import_model(model, *, source: str, input_shape=None, opaque: bool = False, name: str | None = None,
+                 as_doc: bool = False) -> Imported:
+    """Convert a loaded ModelProto into a spec (``Imported.text``) and its weights.
+    ``as_doc``: the spec as the parsed mapping (``Imported.doc``), no text."""
     _refuse_unloaded_external_data(model, source)
     imp = _Importer(model, source=source, opaque=opaque, input_shape=input_shape)
     imp.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -1329,8 +1353,9 @@ def import_model(model, *, source: str, input_shape=None, opaque: bool = False, 
     producer = f"{model.producer_name} {model.producer_version}".strip()
     imp.source_text = f"ONNX model {Path(source).name}" + (f" (exported by {producer})" if producer else "")
     name = name or model.graph.name or Path(source).stem
-    text = spec_text(imp, name)
-    return Imported(text=text, name=name, input_shape=imp.input_shape, source=source,
+    doc = spec_doc(imp, name) if as_doc else None
+    text = "" if as_doc else spec_text(imp, name)
+    return Imported(text=text, doc=doc, name=name, input_shape=imp.input_shape, source=source,
                     params={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.params.items()},
                     state={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.state.items()},
                     opaque=[it.name for it in imp.items if it.kind == "opaque"], reference=model,
@@ -1343,8 +1368,13 @@ def import_onnx(path: str | Path, *, input_shape=None, opaque: bool = False) -> 
 
 
 def load_onnx_graph(path: str | Path, *, input_shape=None):
-    """The Graph of an .onnx file (what ``cnncalc summarize model.onnx`` analyses)."""
-    from cnncalc.spec.loader import load_spec_text
+    """The Graph of an .onnx file (what ``cnncalc summarize model.onnx`` analyses), built from
+    the imported spec's mapping (the layer limit applies; the text's size limit does not: no
+    text is written or parsed)."""
+    from cnncalc._gc import paused_gc
+    from cnncalc.spec.loader import build_graph
+    from cnncalc.spec.yamlsafe import unlined
 
-    imp = import_onnx(path, input_shape=input_shape)
-    return load_spec_text(imp.text, file=str(path))
+    imp = import_model(read_model(path), source=str(path), input_shape=input_shape, as_doc=True)
+    with paused_gc():
+        return build_graph(unlined(imp.doc), file=str(path))

@@ -18,6 +18,7 @@ Nothing here imports numpy or the runtime.
 from __future__ import annotations
 
 import json
+from collections import deque
 
 from dataclasses import dataclass, field
 
@@ -148,10 +149,10 @@ def _ranks(nodes: dict[str, GNode], edges: list[GEdge], depth) -> None:
         preds[e.dst].append(e.src)
         succs[e.src].append(e.dst)
     indeg = {k: len(v) for k, v in preds.items()}
-    ready = [k for k in nodes if indeg[k] == 0]
+    ready = deque(k for k in nodes if indeg[k] == 0)
     seen = 0
     while ready:
-        k = ready.pop(0)
+        k = ready.popleft()  # (a list's pop(0) is quadratic over a merge of 24,000 branches)
         seen += 1
         nodes[k].rank = max((nodes[p].rank + 1 for p in preds[k]), default=0)
         for s in succs[k]:

@@ -138,6 +138,18 @@ document.getElementById('cnncalc-status').textContent='ok';
 """
 
 
+#: layers drawn as columns of the per-layer charts, and boxes of the graph picture: past this a
+#: page says it left them out (a 50,000-layer chain's pictures were 60 MB of SVG that no browser
+#: lays out usefully, and most of the time `report` took). The table and the data keep every layer.
+MAX_DRAWN = 5_000
+
+
+def too_many_to_draw(what: str, n: int, hint: str) -> str:
+    """The note a page shows instead of a picture of ``n`` items."""
+    return (f"<p class=\"muted\" id=\"{escape(what.split()[0])}-left-out\">Not drawn: {escape(what)} of {n:,} "
+            f"layers or boxes, over the {MAX_DRAWN:,} a page draws. {escape(hint)}</p>")
+
+
 LABEL_CHARS = 22  # an axis label longer than this is cut (the column's tooltip has the full name)
 
 
@@ -213,15 +225,20 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     names = [r["name"] for r in layers]
     descs = [r.get("description", "") for r in layers]
     title = f"{summary['name']} — input {fmt_shape(from_json(summary['input'], summary.get('input_kind')))}"
+    drawn = len(layers) <= MAX_DRAWN
     charts = [
         _bar_chart("Memory per layer (output elements)", names, [0 if r["view"] else r["activations"] for r in layers],
                    "#3f6fb5", " elements", descs),
         _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a", " params", descs),
         _bar_chart("MACs per layer", names, [r["macs"] for r in layers], "#7b4bb3", " MACs", descs),
-    ]
+    ] if drawn else [too_many_to_draw("charts per layer", len(layers),
+                                      "The table above has every layer's numbers (sortable).")]
     rf_html = ("<p class=\"muted\">No receptive fields: the input has no spatial axes, or they were left "
                "out (--no-rf).</p>")
-    if rf:
+    if rf and not drawn:
+        rf_html = too_many_to_draw("receptive-field charts", len(layers),
+                                   "The table above has every layer's r and S.")
+    elif rf:
         shown = set(names)
         rfl = [f for f in rf if f["name"] in shown]
         rs = [_num(f["r"]) or 0 for f in rfl]

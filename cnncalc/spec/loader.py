@@ -136,6 +136,7 @@ class _Builder:
         self._keep: list = []
         self._order: list[Node] = []  # the nodes added, in order
         self._items: dict[int, tuple] = {}  # id(item) → (item, names its values read, copies)
+        self._last_args: dict = {}  # layer class → the validated args of the last layer made
 
     # ---------------------------------------------------------------- errors
     def err(self, msg, line=None, layer=None, hint=None):
@@ -467,6 +468,14 @@ class _Builder:
             layer = cls(full, args)
         except SpecError as e:
             raise e.located(file=self.file, line=line, layer=full)
+        # a layer validated to the same args as the last one of its class (a repeated layer, a
+        # chain) shares that args object, as replayed module instances do: inference and the
+        # analysis passes then take its state and counts from the first (they key on it)
+        last = self._last_args.get(cls)
+        if last is not None and _same_args(layer.args, last):
+            layer.args = last
+        else:
+            self._last_args[cls] = layer.args
         self._add(Node(full, layer, src, line, ctx.trace, is_output=bool(it.get("output"))))
         if prelu:
             self._add(Node(full + "_prelu", REGISTRY["prelu"](full + "_prelu"), [full], line, ctx.trace))
@@ -687,6 +696,21 @@ class _Builder:
 
 
 _UNSET = object()
+
+
+def _same_args(a: dict, b: dict) -> bool:
+    """Equal validated args, value types included (True == 1, but not as a layer argument)."""
+    if a is b:
+        return True
+    if a.__class__ is not dict or b.__class__ is not dict or a.keys() != b.keys():
+        return False
+    for k, v in a.items():
+        w = b[k]
+        if v.__class__ is not w.__class__ or v != w:
+            return False
+        if v.__class__ in (list, tuple, dict) and repr(v) != repr(w):
+            return False
+    return True
 
 
 class _Lazy:

@@ -25,6 +25,22 @@ class LineList(list):
     item_lines: list
 
 
+def unlined(value):
+    """A plain mapping / list (made by a program, e.g. an importer) as the loader reads it from
+    YAML: LineDict / LineList without line numbers; integers checked as YAML's are."""
+    if value.__class__ is dict:
+        out = LineDict((k, unlined(v)) for k, v in value.items())
+        out.line, out.key_lines = None, {}
+        return out
+    if value.__class__ is list:
+        out = LineList(unlined(v) for v in value)
+        out.line, out.item_lines = None, [None] * len(out)
+        return out
+    if value.__class__ is int:
+        return limits.check_int(value, "a number")
+    return value
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader with bounds: nesting depth while composing, and the size of the document
     once aliases are expanded (an alias bomb is a few hundred bytes that mean billions of

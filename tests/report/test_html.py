@@ -174,3 +174,23 @@ def test_graph_svg_renders_in_chromium(cli, tmp_path):
     w, h, rows = png_pixels(shot.read_bytes())
     dark = sum(1 for row in rows for i in range(0, len(row), 3 if len(row) == 3 * w else 4) if row[i] < 80)
     assert dark > 500  # text and lines were drawn
+
+
+def test_pictures_of_huge_nets_are_left_out_and_said(monkeypatch, cli):
+    """Past MAX_DRAWN layers (boxes) the page leaves the graph picture and the per-layer charts
+    out and says so (issue 25 item 14: a 50,000-layer chain); the data and table keep every layer."""
+    from cnncalc.report import html as html_mod
+
+    full = build_report("lenet5")
+    assert "Not drawn" not in full and "<svg" in full
+    monkeypatch.setattr(html_mod, "MAX_DRAWN", 5)
+    page = build_report("lenet5")
+    assert 'class="cnncalc-graph"' not in page and 'id="graph-left-out"' in page
+    assert 'id="charts-left-out"' in page and 'id="receptive-field-left-out"' in page
+    assert "--depth N" in page and "Not drawn: graph picture of 8 layers or boxes, over the 5 a page draws" in page
+    want = summarize_json(cli, "lenet5")
+    assert embedded(page)["summary"]["totals"] == want["totals"]
+    assert len(embedded(page)["summary"]["layers"]) == len(want["layers"])
+    # collapsed below the cap, the graph is drawn again
+    monkeypatch.setattr(html_mod, "MAX_DRAWN", 8)
+    assert 'class="cnncalc-graph"' in build_report("lenet5")

@@ -34,6 +34,7 @@ COMMANDS = {
     "train": "cnncalc.cli.train:train",
     "evaluate": "cnncalc.cli.train:evaluate",
     "cache": "cnncalc.cli.cache:cache",
+    "bench": "cnncalc.cli.bench:bench",
     "import": "cnncalc.cli.interop:import_",
     "export": "cnncalc.cli.interop:export",
 }

@@ -567,12 +567,14 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
         norm = Normalization.from_dict(norm_d) if norm_d else opts.get("normalize", "scale")
         ds = load_dataset(data if data is not None else opts.get("data"))
         ds = prepare(ds, graph.input_shape, num_outputs, norm)
-        _threads(threads)
+        n_threads = _threads(threads)
     net = TrainNet(graph, dtype="float32", conv_algo=opts.get("conv_algo", "auto"))
     load_flat(net.params, ck.params)
     load_flat(net.state, ck.state)
     assert flat(net.params).keys() == ck.params.keys()
+    t0 = time.perf_counter()
     loss, acc, pred = evaluate_net(net, ds.test_images, ds.test_labels, batch)
+    seconds = time.perf_counter() - t0  # (a cold kernel cache's compilation included)
     _compiles_done()
     k = num_outputs
     cm = np.zeros((k, k), dtype=np.int64)
@@ -581,7 +583,9 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
               "epoch": ck.epoch, "data": ds.describe(), "num_test": int(len(ds.test_labels)),
               "correct": int(np.trace(cm)), "accuracy": acc, "loss": loss,
               "confusion_matrix": cm.tolist(),
-              "per_class_accuracy": [float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None for i in range(k)]}
+              "per_class_accuracy": [float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None for i in range(k)],
+              "seconds": round(seconds, 6), "images_per_second": round(len(ds.test_labels) / seconds, 1),
+              "batch": batch, "threads": n_threads}
     if fmt == "json":
         emit_json(result)
         return
@@ -599,6 +603,8 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
     view = TableView(title=f"{graph.name}: {acc:.2%} test accuracy ({result['correct']:,} of "
                            f"{result['num_test']:,}), loss {loss:.4f}",
                      columns=cols, rows=rows, footer=footer,
-                     notes=[f"checkpoint {ckpt_path} (after epoch {ck.epoch}); data {ds.describe()}"]
+                     notes=[f"checkpoint {ckpt_path} (after epoch {ck.epoch}); data {ds.describe()}",
+                            f"inference: {result['images_per_second']:,.0f} images/s ({seconds:.2f} s, batch "
+                            f"{batch}, {n_threads} thread(s)); 'cnncalc bench' shows where the time goes"]
                      + list(ds.messages))
     render(view, fmt)

@@ -198,6 +198,9 @@ def test_evaluate_confusion_matrix(files, tmp_path):
     assert e["correct"] == np.trace(cm) and e["accuracy"] == pytest.approx(np.trace(cm) / 48)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert e["accuracy"] == summary["test_accuracy"]                  # same net, same data, same number
+    # inference speed (issue 27): images over the seconds the pass took, with its batch and threads
+    assert e["threads"] == 1 and e["batch"] == 256 and e["seconds"] > 0
+    assert e["images_per_second"] == pytest.approx(48 / e["seconds"], rel=0.02)
     r = run("evaluate", "--checkpoint", tmp_path / "run" / "best.npz", "--format", "csv")
     assert r.exit_code == 0 and r.stdout.splitlines()[0] == "true,p0,p1,p2,total,recall"
     assert len(r.stdout.splitlines()) == 1 + 3 + 1

@@ -29,6 +29,33 @@ MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 # ONNX ops whose spec layer type does not exist in this version (none left since the layer
 # types of issue 10; kept for the error message of a future op)
 PENDING: dict[str, str] = {}
+MAX_NODES = 100_000  # ONNX nodes an import reads (a CNN has a few thousand)
+MAX_LISTED = 60  # refused nodes listed one per line (the rest are counted by op)
+
+
+@dataclass
+class _Refusal:
+    node: str  # the ONNX node name
+    op: str
+    why: str
+    kept: bool  # an opaque layer could stand for it (with --opaque)
+
+
+def _channels_first(sp, shape, batch) -> bool:
+    """A tensor C x H x W (x D) whose trailing axes are the input's spatial axes whole and in
+    order: the layout an image layer reads (as PyTorch's conv reads a 3-axis tensor)."""
+    if sp is None or sp.__class__ is tuple or batch != 0 or shape is None or len(shape) < 3:
+        return False
+    if tuple(sp) != tuple(shape[1:]) or sp.nsp != len(shape) - 2:
+        return False
+    roles = sp.roles or ()
+    return len(roles) == len(sp) and all(roles[1 + k] == ((k, shape[2 + k]),) for k in range(sp.nsp))
+
+
+def _show(name: str, limit: int = 120) -> str:
+    """A name for a message: control characters escaped, long names shortened, quoted."""
+    s = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+    return repr(s[:limit] + ("..." if len(s) > limit else ""))
 
 
 @dataclass
@@ -91,7 +118,11 @@ class _Importer:
         self.by_name: dict[str, Item] = {}
         self.params: dict[str, dict] = {}
         self.state: dict[str, dict] = {}
-        self.unmapped: dict[str, list[str]] = {}
+        self.refused: list[_Refusal] = []
+        self.batch_of: dict[str, int | None] = {}  # tensor → its batch axis, where a low-level op moved it
+        self.odd: set[str] = set()  # tensors not laid out N x C x (D x) H x W: only low-level ops read them
+        self.pending_node: dict[str, object] = {}  # tensor → the ONNX node a pending entry stands for
+        self.opaque_command = f"cnncalc import {source} --opaque"
         self.skip: set[int] = set()
         self.poisoned: set[str] = set()
         self.spec_shapes: dict[str, tuple] = {}
@@ -102,6 +133,7 @@ class _Importer:
     def _setup(self, input_shape):
         onnx = self.onnx
         inits = {t.name for t in self.g.initializer}
+        self.init_names = inits
         for t in self.g.initializer:
             self.consts[t.name] = onnx.numpy_helper.to_array(t)
         ins = [i for i in self.g.input if i.name not in inits]
@@ -169,12 +201,16 @@ class _Importer:
 
     def src(self, tensor, node) -> str:
         if tensor in self.pending:
-            kind, src, info, pname = self.pending.pop(tensor)
+            kind, src, info, pname = self.pending[tensor]
             if kind == "pad":  # F.pad that no conv folded: a padding layer of its own
+                self.pending.pop(tensor)
                 pnode = self.pad_nodes[tensor]
                 self.emit(pnode, "padding", {"padding": _pads_arg(*info)}, [src])
                 return self.layer_of[tensor]
-            raise _Unmapped("Pad" if kind == "pad" else "Slice", pname)
+            what = ("a channels-last Transpose" if kind == "nhwc" else "a strided Slice") + f" ({_show(pname)})"
+            raise _Unmapped(node.op_type, node.name, f"reads {what} that only a LayerNormalization over the "
+                            f"channels imports exactly" if kind == "nhwc" else
+                            f"reads {what} that only a channel Pad (ResNet option A) imports exactly")
         if tensor not in self.layer_of:
             raise _Unmapped(node.op_type, node.name, f"input {tensor!r} is not computed by a mapped layer")
         return self.layer_of[tensor]
@@ -227,6 +263,10 @@ class _Importer:
 
     def alias(self, node, tensor):
         self.layer_of[node.output[0]] = self.src(tensor, node)
+        if tensor in self.odd:
+            self.odd.add(node.output[0])
+        if tensor in self.batch_of:
+            self.batch_of[node.output[0]] = self.batch_of[tensor]
         if self.shape(tensor) is not None:
             self.shapes[node.output[0]] = self.shape(tensor)
 
@@ -236,16 +276,33 @@ class _Importer:
     # ------------------------------------------------------------------ driver
     def run(self):
         nodes = list(self.g.node)
+        if len(nodes) > MAX_NODES:
+            raise InteropError(f"{self.source}: {len(nodes):,} ONNX nodes is over the importer's limit of "
+                               f"{MAX_NODES:,} (a CNN has a few thousand at most)")
         self.nodes = nodes
+        constants = set()
+        for i, node in enumerate(nodes):  # every Constant first: a pattern may look ahead at them
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                try:
+                    self._constant(node)
+                    constants.add(i)
+                except _Unmapped:
+                    pass
         for i, node in enumerate(nodes):
-            if i in self.skip:
+            if i in self.skip or i in constants:
                 continue
             self.index = i
-            if any(t in self.poisoned for t in node.input):  # downstream of an unmapped node: not its fault
+            bad = next((t for t in node.input if t in self.poisoned), None)
+            if bad is not None:  # reads a refused node that could not be kept as a placeholder
+                self.refused.append(_Refusal(node.name, node.op_type, f"reads {bad!r}, the output of a refused "
+                                             f"node whose shape is unknown", kept=False))
                 self.poisoned.update(node.output)
                 continue
             if node.op_type == "Constant":
-                self._constant(node)
+                try:
+                    self._constant(node)
+                except _Unmapped as u:
+                    self._unmapped(node, u)
                 continue
             if self._fold(node):
                 continue
@@ -255,43 +312,174 @@ class _Importer:
             try:
                 if fn is None:
                     raise _Unmapped(node.op_type, node.name)
+                if any(t in self.odd for t in node.input):  # not an N x C x H x W image: low-level ops only
+                    raise _Unmapped(node.op_type, node.name, "its input is not laid out as N x C x H x W")
                 fn(self, node)
             except _Unmapped as u:
                 self._unmapped(node, u)
-        if self.unmapped:
-            lines = []
-            for op, names in sorted(self.unmapped.items()):
-                shown = ", ".join(n or "(unnamed)" for n in names[:5]) + (", ..." if len(names) > 5 else "")
-                why = f" — needs the layer type '{PENDING[op]}', not in this version" if op in PENDING else ""
-                lines.append(f"  {op}: {len(names)} node(s): {shown}{why}")
-            raise InteropError(f"{self.source}: {sum(map(len, self.unmapped.values()))} ONNX node(s) have no "
-                               f"cnncalc layer type:\n" + "\n".join(lines) +
-                               "\n  hint: add --opaque to keep them as opaque layers (0 params/MACs, flagged "
-                               "in every report)")
+        refused = self.refused if not self.allow_opaque else [r for r in self.refused if not r.kept]
+        if refused:
+            raise InteropError(self._refusal_message(refused))
         if not self.items:
             raise InteropError(f"{self.source}: the model has no layers cnncalc can read")
 
+    def _refusal_message(self, refused) -> str:
+        shown = refused[:MAX_LISTED]
+        lines = [f"  node {_show(r.node) if r.node else '(unnamed)'} ({_show(r.op)[1:-1]}): {r.why}" for r in shown]
+        if len(refused) > len(shown):
+            more = Counter(r.op for r in refused[len(shown):])
+            lines.append(f"  ... and {len(refused) - len(shown)} more: " +
+                         ", ".join(f"{_show(op)[1:-1]} x{k}" for op, k in more.most_common()))
+        head = (f"{self.source}: {len(refused)} ONNX node(s) cannot be imported exactly "
+                f"(ONNX node name, op type: why):")
+        if self.allow_opaque:
+            tail = "  (these cannot be kept as opaque layers either: their output shapes are unknown)"
+        else:
+            tail = (f"  hint: {self.opaque_command} keeps them as opaque layers (their parameters counted, "
+                    f"their MACs unknown, flagged in every report)")
+        return "\n".join([head, *lines, tail])
+
     def _unmapped(self, node, u):
-        if not self.allow_opaque or u.hard:
-            self.unmapped.setdefault(u.op, []).append(u.node or node.name)
-            self.poisoned.update(node.output)  # keep going: report every unmapped node at once
-            return
-        outs = [o for o in node.output if o and self.n_consumers[o]]
-        shape = self.shape(node.output[0])
-        if len(outs) > 1 or shape is None or len(shape) < 2:
-            self.unmapped.setdefault(u.op, []).append(node.name)
-            self.poisoned.update(node.output)
-            return
-        data = [t for t in node.input if t and t not in self.consts]
-        for t in data:
-            self.pending.pop(t, None)
-        ins = [self.layer_of.get(t, "input") for t in data] or ["input"]
+        why = u.why or ("no cnncalc layer type for this op" if u.op not in IMPORTERS else
+                        "no exact mapping of this form of the op")
+        name = u.node if u.node is not None else node.name
+        if not u.hard and node.domain in ("", "ai.onnx"):
+            from cnncalc.interop.onnx_lower import LOWERINGS
+
+            low = self._lower(node)
+            if low is None:
+                return
+            if node.op_type in LOWERINGS:  # (else the op has no low-level form at all: why says it)
+                why = f"{why}; as low-level ops: {low}" if u.why else f"as low-level ops: {low}"
+        kept = not u.hard and self._opaque_layer(node)
+        self.refused.append(_Refusal(name, u.op, why, kept))
+        if not kept:
+            self.poisoned.update(o for o in node.output if o)
+
+    def _learned(self, t) -> bool:
+        """An initializer a model trains (its parameters), as opposed to a buffer or a number:
+        float, and either named like a parameter or more than one value (exporters fold a
+        parameter's reshape into a new initializer named after the op)."""
+        a = self.consts.get(t)
+        if t not in self.init_names or a is None or a.dtype.kind != "f":
+            return False
+        named = "." in t and not t.startswith(("onnx::", "/"))
+        return named or a.size > 1
+
+    def _lower(self, node) -> str | None:
+        """``node`` as low-level layers (cnncalc.interop.onnx_lower); None when done, else why not."""
+        from cnncalc.interop.onnx_lower import Operand, Unlowered, lower
+
+        ops = []
+        for t in node.input:
+            if not t:
+                ops.append(None)
+            elif t in self.consts:
+                v = self.consts[t]
+                ops.append(Operand(tuple(v.shape), v, learned=self._learned(t)))
+            else:
+                shape = self.shape(t)
+                if shape is None:
+                    return f"the shape of {_show(t)} is unknown"
+                src = self._wire(t, lower=True)
+                if src is None:
+                    return f"its input {_show(t)} is not computed by an imported layer"
+                ops.append(Operand(tuple(shape), name=src, batch=self.batch_of.get(t, 0)))
+        attrs = {}
+        for a in node.attribute:
+            v = self.onnx.helper.get_attribute_value(a)
+            attrs[a.name] = self.onnx.numpy_helper.to_array(v) if hasattr(v, "dims") else v
         name = self.name_for(node)
-        it = Item("opaque", {"opaque": node.op_type, "shape": fmt_shape(spec_shape(shape[1:]))}, name,
-                  ins, node.name)
+        try:
+            low = lower(node.op_type, attrs, ops, name=name, n_outputs=len(node.output), opset=self.opset)
+        except Unlowered as e:
+            return e.reason
+        except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as e:
+            return f"{type(e).__name__}: {str(e)[:120]}"
+        for k, v in low.constants.items():
+            self.consts[node.output[k]] = np.asarray(v)
+        for li in low.items:
+            it = Item(li.kind, {li.kind: None, **li.args}, li.name, list(li.inputs), node.name)
+            self.items.append(it)
+            self.by_name[li.name] = it
+            if li.params:
+                self.params[li.name] = li.params
+            if li.state:
+                self.state[li.name] = li.state
+            self._lowered_shape(it)
+        for out, (item, batch) in zip(node.output, low.outputs):
+            if not out:
+                continue
+            self.layer_of[out] = item
+            self.batch_of[out] = batch
+            shape = self.shapes.get(out)
+            sp = self.spec_shapes.get(item)
+            # N x C x H x W again: the spec's own rules made it an image (or a flat vector)
+            nchw = (batch == 0 and shape is not None and sp is not None and sp.__class__ is tuple
+                    and sp == spec_shape(shape[1:])) or _channels_first(sp, shape, batch)
+            if not nchw:
+                self.odd.add(out)
+        return None
+
+    def _lowered_shape(self, it):
+        cls = REGISTRY.get(it.kind)
+        args = {k: v for k, v in it.args.items() if k != it.kind}
+        if cls is not None and cls.primary and it.args.get(it.kind) is not None:
+            args[cls.primary] = it.args[it.kind]
+        try:
+            self.spec_shapes[it.name] = cls(it.name, args).infer([self.spec_shapes[i] for i in it.inputs], "exact")
+        except Exception:  # (the spec's loader reports real errors)
+            self.spec_shapes.pop(it.name, None)
+
+    def _wire(self, t, lower=False):
+        """The spec layer that holds tensor ``t`` for an opaque layer reading it, or None."""
+        if t in self.pending:
+            kind = self.pending[t][0]
+            if kind == "pad":
+                return self.src(t, None)
+            pnode = self.pending_node.get(t)
+            self.pending.pop(t)
+            if pnode is None:
+                return None
+            if self._lower(pnode) is not None:  # exact as low-level ops (a transpose, a slice), else opaque
+                if not self._opaque_layer(pnode):
+                    return None
+                self.refused.append(_Refusal(pnode.name, pnode.op_type, f"a {'channels-last transpose' if kind == 'nhwc' else 'strided slice'} "
+                                             "whose consumer was not imported", True))
+        return self.layer_of.get(t)
+
+    def _opaque_layer(self, node) -> bool:
+        """An opaque layer for ``node`` (shape from ONNX, wired to its real inputs, its float
+        initializers counted as its parameters); False when that is impossible."""
+        outs = [o for o in node.output if o and self.n_consumers[o]]
+        shape = self.shape(node.output[0]) if node.output else None
+        if len(outs) > 1 or shape is None or len(shape) < 2 or any(d <= 0 for d in shape):
+            return False
+        data = [t for t in node.input if t and t not in self.consts]
+        ins = []
+        for t in dict.fromkeys(data):
+            src = self._wire(t)
+            if src is None:
+                return False
+            ins.append(src)
+        if not ins:
+            return False
+        params = {}
+        for t in node.input:
+            a = self.consts.get(t) if t in self.init_names else None
+            if a is not None and a.dtype.kind == "f" and a.size > 1:
+                params[f"p{len(params)}"] = a
+        name = self.name_for(node)
+        args = {"opaque": node.op_type, "shape": fmt_shape(spec_shape(shape[1:]))}
+        if params:
+            args["params"] = [list(a.shape) for a in params.values()]
+            self.params[name] = params
+        it = Item("opaque", args, name, ins, node.name)
         self.items.append(it)
         self.by_name[name] = it
         self.layer_of[node.output[0]] = name
+        self.shapes[node.output[0]] = tuple(shape)
+        return True
 
     # ------------------------------------------------------------------ decomposed activations
     def _elementwise_region(self, i) -> bool:
@@ -340,6 +528,10 @@ class _Importer:
             self.skip.update(part)
             uses = sum(1 for k in part for t in self.nodes[k].input if t == x)
             activation(kind, kind)(self, self.nodes[part[-1]], args or None, x=x, uses=uses)
+            if x in self.odd:  # elementwise: the layout it reads is the layout it gives
+                self.odd.add(last)
+            if x in self.batch_of:
+                self.batch_of[last] = self.batch_of[x]
             return True
         return False
 
@@ -418,7 +610,7 @@ def _light(model):
 class _Unmapped(Exception):
     def __init__(self, op, node, why="", hard=False):
         super().__init__(why)
-        self.op, self.node, self.hard = op, node, hard
+        self.op, self.node, self.why, self.hard = op, node, why, hard
 
 
 def _axes(imp, node, ins, pos=1):
@@ -836,6 +1028,7 @@ def transpose(imp, node):
     perm = list(imp.attr(node, "perm", []))
     if r > 2 and perm == [0, *range(2, r), 1] and _consumer(imp, node.output[0], "LayerNormalization") is not None:
         imp.pending[node.output[0]] = ("nhwc", node.input[0], None, node.name)
+        imp.pending_node[node.output[0]] = node
         return
     raise _Unmapped("Transpose", node.name, "a transpose other than channels-last around a LayerNormalization")
 
@@ -843,13 +1036,19 @@ def transpose(imp, node):
 def layernorm(imp, node):
     x = node.input[0]
     if x in imp.pending and imp.pending[x][0] == "nhwc":
-        _, src, _, _ = imp.pending.pop(x)
+        _, src, _, _ = imp.pending[x]
         xs = _nchw(imp, src, node)
         r = len(xs)
         axis = imp.attr(node, "axis", -1) % r
+        if axis != r - 1:
+            raise _Unmapped("LayerNormalization", node.name, f"a channels-last LayerNorm from axis {axis}: it "
+                            "normalises more than the channels")
         k = _consumer(imp, node.output[0], "Transpose")
-        if axis != r - 1 or k is None or list(imp.attr(imp.nodes[k], "perm")) != [0, r - 1, *range(1, r - 1)]:
-            raise _Unmapped("LayerNormalization", node.name, "a channels-last LayerNorm not over the channels alone")
+        if k is None or list(imp.attr(imp.nodes[k], "perm")) != [0, r - 1, *range(1, r - 1)]:
+            users = sorted({n.op_type for n in imp.nodes if node.output[0] in n.input})
+            raise _Unmapped("LayerNormalization", node.name, "a LayerNorm over the channels whose result stays "
+                            f"channels-last (it feeds {', '.join(users) or 'nothing'}, not one Transpose back)")
+        imp.pending.pop(x)
         back = imp.nodes[k]
         imp.skip.add(k)
         extra, p = _affine_params(imp, node, xs[1])
@@ -1123,6 +1322,7 @@ def slice_(imp, node):
     if sorted(axes) == list(range(2, len(xs))) and all(s == 0 for s in starts) and all(e >= xs[a] for e, a in zip(ends, axes)):
         order = sorted(range(len(axes)), key=lambda i: axes[i])
         imp.pending[node.output[0]] = ("slice", node.input[0], [steps[i] for i in order], node.name)
+        imp.pending_node[node.output[0]] = node
         return
     raise _Unmapped("Slice", node.name)
 
@@ -1318,10 +1518,14 @@ def _refuse_unloaded_external_data(model, source):
                            f"from its .onnx file so that the data is read from the model's folder")
 
 
-def import_model(model, *, source: str, input_shape=None, opaque: bool = False, name: str | None = None) -> Imported:
-    """Convert a loaded ModelProto into a spec (``Imported.text``) and its weights."""
+def import_model(model, *, source: str, input_shape=None, opaque: bool = False, name: str | None = None,
+                 opaque_command: str | None = None) -> Imported:
+    """Convert a loaded ModelProto into a spec (``Imported.text``) and its weights.
+    ``opaque_command``: the command a refusal's hint suggests (default ``cnncalc import SOURCE --opaque``)."""
     _refuse_unloaded_external_data(model, source)
     imp = _Importer(model, source=source, opaque=opaque, input_shape=input_shape)
+    if opaque_command:
+        imp.opaque_command = opaque_command
     imp.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     imp.run()
     producer = f"{model.producer_name} {model.producer_version}".strip()
@@ -1345,4 +1549,5 @@ def load_onnx_graph(path: str | Path, *, input_shape=None):
     from cnncalc.spec.loader import load_spec_text
 
     imp = import_onnx(path, input_shape=input_shape)
-    return load_spec_text(imp.text, file=str(path))
+    # (a message about the spec cites a line of the imported YAML, never of the binary .onnx)
+    return load_spec_text(imp.text, file=f"<spec imported from {path}>")

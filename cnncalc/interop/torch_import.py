@@ -68,7 +68,9 @@ def import_torch(ref: str, input_shape, *, opaque: bool = False):
     model = load_factory(ref)
     proto = torch_to_onnx(model, input_shape)
     name = ref.rpartition(":")[2]
-    imp = import_model(proto, source=ref, input_shape=input_shape, opaque=opaque, name=name)
+    shape = "x".join(map(str, input_shape))
+    imp = import_model(proto, source=ref, input_shape=input_shape, opaque=opaque, name=name,
+                       opaque_command=f"cnncalc import --torch {ref} --input {shape} --opaque")
     imp.source_count = sum(p.numel() for p in model.parameters())
     imp.reference = model
     return imp

@@ -13,6 +13,7 @@ which is the runtime's (conv ``(F, C/g, k…)``, fc ``(out, in)``).
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 # ONNX ops whose spec layer type does not exist in this version (none left since the layer
 # types of issue 10; kept for the error message of a future op)
 PENDING: dict[str, str] = {}
-MAX_NODES = 100_000  # ONNX nodes an import reads (a CNN has a few thousand)
+MAX_NODES = 20_000  # ONNX nodes an import reads (the largest torchvision/timm CNNs have a few thousand)
 MAX_LISTED = 60  # refused nodes listed one per line (the rest are counted by op)
 
 
@@ -39,6 +40,10 @@ class _Refusal:
     op: str
     why: str
     kept: bool  # an opaque layer could stand for it (with --opaque)
+
+
+_FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_NUMERIC_TYPES = _FLOAT_TYPES | {2, 3, 4, 5, 6, 7, 9, 12, 13}  # + (u)int8..64, bool
 
 
 def _channels_first(sp, shape, batch) -> bool:
@@ -135,7 +140,15 @@ class _Importer:
         inits = {t.name for t in self.g.initializer}
         self.init_names = inits
         for t in self.g.initializer:
-            self.consts[t.name] = onnx.numpy_helper.to_array(t)
+            if t.data_type not in _NUMERIC_TYPES:
+                raise InteropError(f"{self.source}: initializer {_show(t.name)} holds "
+                                   f"{onnx.TensorProto.DataType.Name(t.data_type)} values; cnncalc reads "
+                                   f"numeric tensors only")
+            try:
+                self.consts[t.name] = onnx.numpy_helper.to_array(t)
+            except Exception as e:  # a size that contradicts its dims, …
+                raise InteropError(f"{self.source}: initializer {_show(t.name)} is unreadable: "
+                                   f"{str(e).splitlines()[0][:200]}") from None
         ins = [i for i in self.g.input if i.name not in inits]
         if len(ins) != 1:
             raise InteropError(f"{self.source}: cnncalc imports models with one input; this one has "
@@ -143,6 +156,10 @@ class _Importer:
         inp = ins[0]
         self.input_name = inp.name
         tt = inp.type.tensor_type
+        if tt.elem_type not in _FLOAT_TYPES:
+            kind = onnx.TensorProto.DataType.Name(tt.elem_type) if tt.elem_type else "no tensor"
+            raise InteropError(f"{self.source}: the input {_show(inp.name)} is {kind}; cnncalc imports "
+                               f"networks of a float input")
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         if len(dims) not in (2, 3, 4, 5):
             raise InteropError(f"{self.source}: the input {inp.name!r} has {len(dims)} axes; cnncalc "
@@ -181,6 +198,12 @@ class _Importer:
                 ds = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
                 self.shapes[vi.name] = None if any(d is None for d in ds) else tuple(ds)
         self.n_consumers = Counter(i for n in self.g.node for i in n.input if i)
+        self.consumers: dict[str, list[int]] = {}  # tensor → indices of the nodes reading it
+        for k, n in enumerate(self.g.node):
+            for t in dict.fromkeys(n.input):
+                if t:
+                    self.consumers.setdefault(t, []).append(k)
+        self.output_names = {o.name for o in self.g.output}
         for o in self.g.output:
             self.n_consumers[o.name] += 1
 
@@ -332,8 +355,9 @@ class _Importer:
                          ", ".join(f"{_show(op)[1:-1]} x{k}" for op, k in more.most_common()))
         head = (f"{self.source}: {len(refused)} ONNX node(s) cannot be imported exactly "
                 f"(ONNX node name, op type: why):")
-        if self.allow_opaque:
-            tail = "  (these cannot be kept as opaque layers either: their output shapes are unknown)"
+        if self.allow_opaque or not any(r.kept for r in refused):
+            tail = ("  (these cannot be kept as opaque layers: the model is invalid there, or the output "
+                    "shapes are unknown)")
         else:
             tail = (f"  hint: {self.opaque_command} keeps them as opaque layers (their parameters counted, "
                     f"their MACs unknown, flagged in every report)")
@@ -513,17 +537,37 @@ class _Importer:
                 continue
             region.append(k)
             have.add(n.output[0])
-        outs = {o.name for o in self.g.output}
-        for end in range(len(region), 1, -1):
+            if len(region) >= 12:  # the longest known function (GELU's tanh form) has 9 nodes
+                break
+        if len(region) < 2:
+            return False
+        # one pass: evaluate each node once on the probe, and note after which node every
+        # intermediate tensor has all its consumers inside (a prefix that may be replaced)
+        outs = self.output_names
+        vals, open_, uses, ends = {x: _PROBE}, set(), Counter(), []
+        with np.errstate(all="ignore"):
+            for j, k in enumerate(region):
+                n = self.nodes[k]
+                try:
+                    vals[n.output[0]] = _eval_node(self, n, vals)
+                except (KeyError, TypeError, ValueError):
+                    break
+                for t in n.input:
+                    if t in open_:
+                        uses[t] += 1
+                        if uses[t] == self.n_consumers[t] and t not in outs:
+                            open_.discard(t)
+                open_.add(n.output[0])
+                if j and open_ == {n.output[0]}:
+                    ends.append(j + 1)
+        found = None
+        for end in reversed(ends):
             part = region[:end]
-            inside = {self.nodes[k].output[0] for k in part}
             last = self.nodes[part[-1]].output[0]
-            if any(t != last and (t in outs or self.n_consumers[t] != sum(
-                    1 for k in part for u in self.nodes[k].input if u == t)) for t in inside):
-                continue
-            found = _identify(self, [self.nodes[k] for k in part], x, last)
-            if found is None:
-                continue
+            found = _match(vals[last])
+            if found is not None:
+                break
+        if found is not None:
             kind, args = found
             self.skip.update(part)
             uses = sum(1 for k in part for t in self.nodes[k].input if t == x)
@@ -654,32 +698,45 @@ KNOWN_FUNCTIONS = [
 ]
 
 
-def _identify(imp, nodes, x, last):
-    """(kind, args) of the function the elementwise ``nodes`` compute from ``x``, or None."""
-    vals = {x: _PROBE}
-    try:
+def _eval_node(imp, n, vals):
+    """One elementwise node on the probe values (scalar constants as numbers)."""
+    ins = [vals[t] if t in vals else np.float64(imp.consts[t].reshape(-1)[0]) for t in n.input if t]
+    if n.op_type == "HardSigmoid":
+        return np.clip(imp.attr(n, "alpha", 0.2) * ins[0] + imp.attr(n, "beta", 0.5), 0, 1)
+    if n.op_type == "Clip":
+        lo = ins[1] if len(ins) > 1 else imp.attr(n, "min", -np.inf)
+        hi = ins[2] if len(ins) > 2 else imp.attr(n, "max", np.inf)
+        return np.clip(ins[0], lo, hi)
+    return EW_EVAL[n.op_type](*ins)
+
+
+_KNOWN_ON_PROBE = None
+_QUICK = (5, 40, 48, 60, 90)
+
+
+def _match(y):
+    """(kind, args) of the known function whose values on the probe are ``y``, or None."""
+    global _KNOWN_ON_PROBE
+    if y.shape != _PROBE.shape:
+        return None
+    if _KNOWN_ON_PROBE is None:
         with np.errstate(all="ignore"):
-            for n in nodes:
-                ins = [vals[t] if t in vals else np.float64(imp.consts[t].reshape(-1)[0]) for t in n.input if t]
-                if n.op_type == "HardSigmoid":
-                    vals[n.output[0]] = np.clip(imp.attr(n, "alpha", 0.2) * ins[0] + imp.attr(n, "beta", 0.5), 0, 1)
-                elif n.op_type == "Clip":
-                    lo = ins[1] if len(ins) > 1 else imp.attr(n, "min", -np.inf)
-                    hi = ins[2] if len(ins) > 2 else imp.attr(n, "max", np.inf)
-                    vals[n.output[0]] = np.clip(ins[0], lo, hi)
-                else:
-                    vals[n.output[0]] = EW_EVAL[n.op_type](*ins)
-    except (KeyError, TypeError, ValueError):
-        return None
-    y = vals[last]
-    if y.shape != _PROBE.shape or not np.all(np.isfinite(y)):
-        return None
-    for kind, args, fn in KNOWN_FUNCTIONS:
-        if np.allclose(y, fn(_PROBE), rtol=1e-5, atol=1e-6):
+            _KNOWN_ON_PROBE = [(kind, args, fn(_PROBE), [float(v) for v in fn(_PROBE)[list(_QUICK)]])
+                               for kind, args, fn in KNOWN_FUNCTIONS]
+    few = [float(y[k]) for k in _QUICK]  # a few points first: most chains are no known function
+    for kind, args, ref, ref_few in _KNOWN_ON_PROBE:
+        if all(abs(a - b) <= 1e-6 + 1e-5 * abs(b) for a, b in zip(few, ref_few)) and \
+                np.all(np.isfinite(y)) and np.allclose(y, ref, rtol=1e-5, atol=1e-6):
             return kind, args
+    if not np.isfinite(y[48]):
+        return None
     beta = float(np.log(2.0) / y[48]) if y[48] > 0 else 0.0  # softplus_β(0) = ln 2 / β
-    if beta > 0 and np.allclose(y, _softplus(beta * _PROBE) / beta, rtol=1e-5, atol=1e-6):
-        return "softplus", {"beta": float(f"{beta:.6g}")}
+    if beta > 0:
+        with np.errstate(all="ignore"):
+            pts = [float(np.logaddexp(0.0, beta * _PROBE[k]) / beta) for k in _QUICK]
+            if all(abs(a - b) <= 1e-6 + 1e-5 * abs(b) for a, b in zip(few, pts)) and \
+                    np.all(np.isfinite(y)) and np.allclose(y, _softplus(beta * _PROBE) / beta, rtol=1e-5, atol=1e-6):
+                return "softplus", {"beta": float(f"{beta:.6g}")}
     return None
 
 
@@ -724,6 +781,11 @@ def _window(imp, node, in_sp, kernel, *, default_stride=1):
     strides = list(imp.attr(node, "strides", [default_stride] * nd))
     dil = list(imp.attr(node, "dilations", [1] * nd))
     pads = list(imp.attr(node, "pads", [0] * (2 * nd)))
+    if (len(strides) != nd or len(dil) != nd or len(pads) != 2 * nd or any(v < 1 for v in (*strides, *dil, *kernel))
+            or any(p < 0 for p in pads)):
+        raise _Unmapped(node.op_type, node.name, f"an invalid window (kernel {list(kernel)}, strides {strides}, "
+                        f"dilations {dil}, pads {pads}): each must be ≥ 1 (pads ≥ 0), one per spatial axis",
+                        hard=True)
     lo, hi = pads[:nd], pads[nd:]
     auto = imp.attr(node, "auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
@@ -774,8 +836,13 @@ def conv(imp: _Importer, node):
     x, plo, phi = _take_pad(imp, node, x, nd)
     xs = _nchw(imp, x, node)
     c, in_sp = xs[1], xs[2:]
-    k = list(imp.attr(node, "kernel_shape", k))
+    if list(imp.attr(node, "kernel_shape", k)) != list(k):
+        raise _Unmapped("Conv", node.name, f"kernel_shape {list(imp.attr(node, 'kernel_shape'))} contradicts "
+                        f"the weight's {list(W.shape)}", hard=True)
     g = imp.attr(node, "group", 1)
+    if W.dtype.kind != "f" or g < 1 or c % g or cg * g != c or F % g:
+        raise _Unmapped("Conv", node.name, f"a weight {list(W.shape)} ({W.dtype}) that does not fit {c} input "
+                        f"channels in {g} group(s)", hard=True)
     strides, dil, lo, hi = _window(imp, node, in_sp, k)
     lo = [a + b for a, b in zip(lo, plo)]
     hi = [a + b for a, b in zip(hi, phi)]
@@ -818,6 +885,10 @@ def conv_transpose(imp, node):
     dil = list(imp.attr(node, "dilations", [1] * nd))
     pads = list(imp.attr(node, "pads", [0] * (2 * nd)))
     op = list(imp.attr(node, "output_padding", [0] * nd))
+    if (g < 1 or W.dtype.kind != "f" or C % g or len(strides) != nd or len(dil) != nd or len(pads) != 2 * nd
+            or any(v < 1 for v in (*strides, *dil, *k)) or any(v < 0 for v in (*pads, *op))):
+        raise _Unmapped("ConvTranspose", node.name, f"an invalid window or weight (kernel {k}, strides {strides}, "
+                        f"dilations {dil}, pads {pads}, groups {g})", hard=True)
     args = {"deconv": int(fg * g), "kernel": _compact(k)}
     if any(s != 1 for s in strides):
         args["stride"] = _compact(strides)
@@ -1018,7 +1089,7 @@ def _consumer(imp, tensor, op):
     """The index of the one node that reads ``tensor``, if it is an ``op``; else None."""
     if not imp.single_use(tensor):
         return None
-    ks = [k for k in range(imp.index + 1, len(imp.nodes)) if tensor in imp.nodes[k].input]
+    ks = [k for k in imp.consumers.get(tensor, ()) if k > imp.index]
     return ks[0] if len(ks) == 1 and imp.nodes[ks[0]].op_type == op else None
 
 
@@ -1045,7 +1116,7 @@ def layernorm(imp, node):
                             "normalises more than the channels")
         k = _consumer(imp, node.output[0], "Transpose")
         if k is None or list(imp.attr(imp.nodes[k], "perm")) != [0, r - 1, *range(1, r - 1)]:
-            users = sorted({n.op_type for n in imp.nodes if node.output[0] in n.input})
+            users = sorted({imp.nodes[k].op_type for k in imp.consumers.get(node.output[0], ())})
             raise _Unmapped("LayerNormalization", node.name, "a LayerNorm over the channels whose result stays "
                             f"channels-last (it feeds {', '.join(users) or 'nothing'}, not one Transpose back)")
         imp.pending.pop(x)
@@ -1224,7 +1295,7 @@ def flatten(imp, node):
     xs = _nchw(imp, node.input[0], node)
     if imp.attr(node, "axis", 1) != 1:
         raise _Unmapped("Flatten", node.name, "flatten from an axis other than 1")
-    nxt = [n for n in imp.nodes if node.output[0] in n.input]
+    nxt = [imp.nodes[k] for k in imp.consumers.get(node.output[0], ())]
     if len(xs) == 2 or (imp.cnncalc and node.name.endswith("/flatten") and nxt and nxt[0].op_type == "Gemm"):
         imp.alias(node, node.input[0])  # already flat, or the helper in front of an fc
         return
@@ -1238,10 +1309,17 @@ def reshape(imp, node):
         raise _Unmapped("Reshape", node.name, "a target shape that depends on the data")
     t = [int(v) for v in target]
     t = [xs[i] if v == 0 and i < len(xs) else v for i, v in enumerate(t)]
-    n = int(np.prod(xs))
+    n = math.prod(xs)
+    if t.count(-1) > 1 or any(v < -1 for v in t):
+        raise _Unmapped("Reshape", node.name, f"an invalid target shape {t}", hard=True)
     if -1 in t:
-        known = int(np.prod([v for v in t if v != -1]))
+        known = math.prod(v for v in t if v != -1)
+        if known == 0 or n % known:
+            raise _Unmapped("Reshape", node.name, f"a reshape of {n} values to {t}", hard=True)
         t[t.index(-1)] = n // known
+    if math.prod(t) != n:
+        raise _Unmapped("Reshape", node.name, f"a reshape of {list(xs)} ({n} values) to {t} "
+                        f"({math.prod(t)} values)", hard=True)
     if len(t) == 3 and t[0] == xs[0] and len(xs) > 2 and xs[1] % t[1] == 0 and t[1] * t[2] == int(np.prod(xs[1:])):
         if _groupnorm(imp, node, xs, t[1]):
             return
@@ -1254,12 +1332,12 @@ def reshape(imp, node):
     if len(t) == len(xs) + 1 and len(xs) >= 3 and t[0] == xs[0] and t[1] * t[2] == xs[1] and t[3:] == list(xs[2:]):
         # channel shuffle: Reshape(N, g, C/g, H, W) → Transpose(0, 2, 1, ...) → Reshape(N, C, H, W)
         j = imp.index
-        tr = [k for k in range(j + 1, len(imp.nodes)) if node.output[0] in imp.nodes[k].input]
+        tr = [k for k in imp.consumers.get(node.output[0], ()) if k > j]
         if len(tr) == 1 and imp.nodes[tr[0]].op_type == "Transpose" and imp.single_use(node.output[0]):
             perm = list(imp.attr(imp.nodes[tr[0]], "perm"))
             if perm == [0, 2, 1, *range(3, len(t))]:
                 tnode = imp.nodes[tr[0]]
-                rs = [k for k in range(tr[0] + 1, len(imp.nodes)) if tnode.output[0] in imp.nodes[k].input]
+                rs = [k for k in imp.consumers.get(tnode.output[0], ()) if k > tr[0]]
                 if len(rs) == 1 and imp.nodes[rs[0]].op_type == "Reshape":
                     last = imp.nodes[rs[0]]
                     back = imp.const(last.input[1])

@@ -86,3 +86,105 @@ def test_opaque_reads_its_real_input_and_carries_the_parameters(cli, tmp_path):
     table = cli("summarize", path).output
     assert "have unknown MACs: the MAC and FLOP totals are lower bounds" in table
     assert imp.params[op["name"]]["p0"].shape == (4, 4)
+
+
+# ----------------------------------------------------------------------------- hostile ONNX (issue 25 item 11)
+def _conv_model(**attrs):
+    return _model([h.make_node("Conv", ["x", "c.weight"], ["y"], name="/c/Conv", **attrs)], [W],
+                  out_shape=(1, 4, 6, 6))
+
+
+@pytest.mark.parametrize("attrs,why", [({"strides": [0, 0]}, "an invalid window"),
+                                       ({"dilations": [0, 1]}, "an invalid window"),
+                                       ({"kernel_shape": [5, 5]}, "kernel_shape [5, 5] contradicts the weight's")])
+def test_invalid_conv_attributes_are_refused_not_a_crash(attrs, why):
+    m = _conv_model(**attrs)
+    with pytest.raises(InteropError) as e:
+        import_model(m, source="m.onnx")
+    assert why in str(e.value) and "--opaque" not in str(e.value)
+
+
+def test_string_initializer_and_string_input_are_refused(cli, tmp_path):
+    m = _conv_model()
+    m.graph.initializer[0].CopyFrom(h.make_tensor("c.weight", onnx.TensorProto.STRING, [1], [b"x"]))
+    with pytest.raises(InteropError, match="initializer 'c.weight' holds STRING values"):
+        import_model(m, source="m.onnx")
+    m = _conv_model()
+    m.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.STRING
+    with pytest.raises(InteropError, match="the input 'x' is STRING; cnncalc imports networks of a float input"):
+        import_model(m, source="m.onnx")
+
+
+def test_reshape_to_a_different_number_of_values_is_refused():
+    """[1, 2**62] of 64 x 4 values was a silent flatten."""
+    m = _model([CONV, h.make_node("Reshape", ["a", "t"], ["y"], name="/r")], [W], out_shape=(1, 2**62))
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, 2**62], np.int64), "t"))
+    with pytest.raises(InteropError, match=r"node '/r' \(Reshape\): a reshape of \[1, 4, 8, 8\] \(256 values\) to "
+                                           r"\[1, 4611686018427387904\]"):
+        import_model(m, source="m.onnx")
+
+
+def _chain(n):
+    ops = ["Relu", "Neg", "Sigmoid", "Tanh"]
+    nodes = [h.make_node("Conv", ["x", "c.weight"], ["t0"], name="/c/Conv", pads=[1, 1, 1, 1])]
+    nodes += [h.make_node(ops[i % 4], [f"t{i}"], [f"t{i + 1}"], name=f"n{i}") for i in range(n)]
+    return _model(nodes, [W], out=f"t{n}")
+
+
+def test_a_long_elementwise_chain_imports_and_the_node_count_is_bounded(monkeypatch):
+    """Linear region search (each node evaluated once per start, a bounded look-ahead): a chain
+    of 600 elementwise nodes imports, every node a layer; over the bound: a message."""
+    imp = import_model(_chain(600), source="chain.onnx")
+    assert imp.text.count("\n  - ") == 600  # the conv (the first Relu fused into it) and 599 more
+    from cnncalc.interop import onnx_import
+    monkeypatch.setattr(onnx_import, "MAX_NODES", 500)
+    with pytest.raises(InteropError, match="601 ONNX nodes is over the importer's limit of 500"):
+        import_model(_chain(600), source="chain.onnx")
+
+
+def test_external_data_is_read_from_the_models_folder_only(cli, tmp_path, monkeypatch):
+    """Issue 25 item 2: data next to the model is read; a location outside its folder (.., an
+    absolute path, a symlink) is refused, and nothing is read from the working directory."""
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    m = _conv_model()
+    convert_model_to_external_data(m, all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
+    onnx.save(m, str(folder / "m.onnx"))
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = cli("import", folder / "m.onnx", "-o", tmp_path / "m.yaml", "--weights", tmp_path / "m.npz")
+    assert res.exit_code == 0, res.output
+    from cnncalc.runtime.checkpoint import load_checkpoint
+    assert np.array_equal(load_checkpoint(tmp_path / "m.npz").params["c/weight"], np.ones((4, 3, 3, 3)))
+    (tmp_path / "secret.bin").write_bytes(b"\x01" * 4096)
+    for location in ("../secret.bin", str(tmp_path / "secret.bin"), "link.bin"):
+        if location == "link.bin":
+            (folder / "link.bin").symlink_to(tmp_path / "secret.bin")
+        mm = onnx.load(str(folder / "m.onnx"), load_external_data=False)
+        for e in mm.graph.initializer[0].external_data:
+            if e.key == "location":
+                e.value = location
+        onnx.save(mm, str(folder / "bad.onnx"))
+        res = cli("import", folder / "bad.onnx", "-o", tmp_path / "bad.yaml", "--force")
+        assert res.exit_code == 2, (location, res.output)
+        assert "cannot be read from the model's folder" in res.output and not (tmp_path / "bad.yaml").exists()
+
+
+def test_weights_that_contradict_the_spec_write_nothing(cli, tmp_path, monkeypatch):
+    """Issue 25 item 13: the check of every weight happens before anything is written."""
+    from cnncalc.interop import onnx_import
+    p = tmp_path / "m.onnx"
+    onnx.save(_conv_model(), str(p))
+    real = onnx_import.import_onnx
+
+    def broken(*a, **k):
+        imp = real(*a, **k)
+        imp.params["c"]["weight"] = imp.params["c"]["weight"][:, :, :2]
+        return imp
+    monkeypatch.setattr(onnx_import, "import_onnx", broken)
+    res = cli("import", p, "-o", tmp_path / "m.yaml", "--weights", tmp_path / "m.npz")
+    assert res.exit_code == 2 and "c/weight: the model's weights do not fit the spec" in res.output
+    assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.npz").exists()

@@ -323,6 +323,9 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         "ops": ops, "layers": len(rows),
         "input_grad_macs": dx_macs, "weight_grad_macs": dw_macs,
         "training_macs": macs + dx_macs + dw_macs, "training_flops": 2 * (macs + dx_macs + dw_macs),
+        # layers whose MACs are unknown (opaque ops kept from an imported model): the MAC and
+        # FLOP totals are then lower bounds
+        "macs_unknown": [r.name for r in rows if r.type == "opaque"],
     }
     intervals = tensor_intervals(graph, sizes)
     peak_elems, peak_at, grad_peak = peaks(graph, sizes, intervals)

@@ -213,7 +213,9 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
             ("weights / biases", f"{fmt_int(t['weights'])} / {fmt_int(t['biases'])}"),
         ]),
         ("Operations", [
-            ("mult-adds (MACs)", f"{fmt_int(t['macs'])}  (≈ {human(t['macs'])})"),
+            ("mult-adds (MACs)", f"{'at least ' if t['macs_unknown'] else ''}{fmt_int(t['macs'])}  (≈ {human(t['macs'])})"
+                                 + (f"; the MACs of {len(t['macs_unknown'])} opaque layer(s) are unknown"
+                                    if t["macs_unknown"] else "")),
             ("FLOPs = 2 × MACs", f"{fmt_int(t['flops'])}  (≈ {human(t['flops'])})"),
             ("training MACs per step", f"{fmt_int(t['training_macs'])}  (≈ {human(t['training_macs'])}) = "
                                        f"forward + input gradients {fmt_int(t['input_grad_macs'])} + "
@@ -245,7 +247,7 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
     opaque = [r.name for r in report.layers if r.type == "opaque"]
     if opaque:
         notes.append(f"WARNING: {len(opaque)} opaque layer(s) ({', '.join(opaque[:5])}{', ...' if len(opaque) > 5 else ''})"
-                     f" are counted as 0 params and 0 MACs: the totals are lower bounds")
+                     f" have unknown MACs: the MAC and FLOP totals are lower bounds")
     return TableView(title=title, columns=cols, rows=ColumnRows(columns, kinds, shared),
                      footer=footer, sections=sections, notes=notes, caption=caption)
 

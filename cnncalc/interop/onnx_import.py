@@ -13,6 +13,7 @@ which is the runtime's (conv ``(F, C/g, k…)``, fc ``(out, in)``).
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,37 @@ MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 # ONNX ops whose spec layer type does not exist in this version (none left since the layer
 # types of issue 10; kept for the error message of a future op)
 PENDING: dict[str, str] = {}
+MAX_NODES = 20_000  # ONNX nodes an import reads (the largest torchvision/timm CNNs have a few thousand)
+MAX_LISTED = 60  # refused nodes listed one per line (the rest are counted by op)
+
+
+@dataclass
+class _Refusal:
+    node: str  # the ONNX node name
+    op: str
+    why: str
+    kept: bool  # an opaque layer could stand for it (with --opaque)
+
+
+_FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_NUMERIC_TYPES = _FLOAT_TYPES | {2, 3, 4, 5, 6, 7, 9, 12, 13}  # + (u)int8..64, bool
+
+
+def _channels_first(sp, shape, batch) -> bool:
+    """A tensor C x H x W (x D) whose trailing axes are the input's spatial axes whole and in
+    order: the layout an image layer reads (as PyTorch's conv reads a 3-axis tensor)."""
+    if sp is None or sp.__class__ is tuple or batch != 0 or shape is None or len(shape) < 3:
+        return False
+    if tuple(sp) != tuple(shape[1:]) or sp.nsp != len(shape) - 2:
+        return False
+    roles = sp.roles or ()
+    return len(roles) == len(sp) and all(roles[1 + k] == ((k, shape[2 + k]),) for k in range(sp.nsp))
+
+
+def _show(name: str, limit: int = 120) -> str:
+    """A name for a message: control characters escaped, long names shortened, quoted."""
+    s = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+    return repr(s[:limit] + ("..." if len(s) > limit else ""))
 
 
 @dataclass
@@ -92,7 +124,11 @@ class _Importer:
         self.by_name: dict[str, Item] = {}
         self.params: dict[str, dict] = {}
         self.state: dict[str, dict] = {}
-        self.unmapped: dict[str, list[str]] = {}
+        self.refused: list[_Refusal] = []
+        self.batch_of: dict[str, int | None] = {}  # tensor → its batch axis, where a low-level op moved it
+        self.odd: set[str] = set()  # tensors not laid out N x C x (D x) H x W: only low-level ops read them
+        self.pending_node: dict[str, object] = {}  # tensor → the ONNX node a pending entry stands for
+        self.opaque_command = f"cnncalc import {source} --opaque"
         self.skip: set[int] = set()
         self.poisoned: set[str] = set()
         self.spec_shapes: dict[str, tuple] = {}
@@ -103,8 +139,17 @@ class _Importer:
     def _setup(self, input_shape):
         onnx = self.onnx
         inits = {t.name for t in self.g.initializer}
+        self.init_names = inits
         for t in self.g.initializer:
-            self.consts[t.name] = onnx.numpy_helper.to_array(t)
+            if t.data_type not in _NUMERIC_TYPES:
+                raise InteropError(f"{self.source}: initializer {_show(t.name)} holds "
+                                   f"{onnx.TensorProto.DataType.Name(t.data_type)} values; cnncalc reads "
+                                   f"numeric tensors only")
+            try:
+                self.consts[t.name] = onnx.numpy_helper.to_array(t)
+            except Exception as e:  # a size that contradicts its dims, …
+                raise InteropError(f"{self.source}: initializer {_show(t.name)} is unreadable: "
+                                   f"{str(e).splitlines()[0][:200]}") from None
         ins = [i for i in self.g.input if i.name not in inits]
         if len(ins) != 1:
             raise InteropError(f"{self.source}: cnncalc imports models with one input; this one has "
@@ -112,6 +157,10 @@ class _Importer:
         inp = ins[0]
         self.input_name = inp.name
         tt = inp.type.tensor_type
+        if tt.elem_type not in _FLOAT_TYPES:
+            kind = onnx.TensorProto.DataType.Name(tt.elem_type) if tt.elem_type else "no tensor"
+            raise InteropError(f"{self.source}: the input {_show(inp.name)} is {kind}; cnncalc imports "
+                               f"networks of a float input")
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         if len(dims) not in (2, 3, 4, 5):
             raise InteropError(f"{self.source}: the input {inp.name!r} has {len(dims)} axes; cnncalc "
@@ -150,6 +199,12 @@ class _Importer:
                 ds = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
                 self.shapes[vi.name] = None if any(d is None for d in ds) else tuple(ds)
         self.n_consumers = Counter(i for n in self.g.node for i in n.input if i)
+        self.consumers: dict[str, list[int]] = {}  # tensor → indices of the nodes reading it
+        for k, n in enumerate(self.g.node):
+            for t in dict.fromkeys(n.input):
+                if t:
+                    self.consumers.setdefault(t, []).append(k)
+        self.output_names = {o.name for o in self.g.output}
         for o in self.g.output:
             self.n_consumers[o.name] += 1
 
@@ -170,12 +225,16 @@ class _Importer:
 
     def src(self, tensor, node) -> str:
         if tensor in self.pending:
-            kind, src, info, pname = self.pending.pop(tensor)
+            kind, src, info, pname = self.pending[tensor]
             if kind == "pad":  # F.pad that no conv folded: a padding layer of its own
+                self.pending.pop(tensor)
                 pnode = self.pad_nodes[tensor]
                 self.emit(pnode, "padding", {"padding": _pads_arg(*info)}, [src])
                 return self.layer_of[tensor]
-            raise _Unmapped("Pad" if kind == "pad" else "Slice", pname)
+            what = ("a channels-last Transpose" if kind == "nhwc" else "a strided Slice") + f" ({_show(pname)})"
+            raise _Unmapped(node.op_type, node.name, f"reads {what} that only a LayerNormalization over the "
+                            f"channels imports exactly" if kind == "nhwc" else
+                            f"reads {what} that only a channel Pad (ResNet option A) imports exactly")
         if tensor not in self.layer_of:
             raise _Unmapped(node.op_type, node.name, f"input {tensor!r} is not computed by a mapped layer")
         return self.layer_of[tensor]
@@ -228,6 +287,10 @@ class _Importer:
 
     def alias(self, node, tensor):
         self.layer_of[node.output[0]] = self.src(tensor, node)
+        if tensor in self.odd:
+            self.odd.add(node.output[0])
+        if tensor in self.batch_of:
+            self.batch_of[node.output[0]] = self.batch_of[tensor]
         if self.shape(tensor) is not None:
             self.shapes[node.output[0]] = self.shape(tensor)
 
@@ -237,16 +300,33 @@ class _Importer:
     # ------------------------------------------------------------------ driver
     def run(self):
         nodes = list(self.g.node)
+        if len(nodes) > MAX_NODES:
+            raise InteropError(f"{self.source}: {len(nodes):,} ONNX nodes is over the importer's limit of "
+                               f"{MAX_NODES:,} (a CNN has a few thousand at most)")
         self.nodes = nodes
+        constants = set()
+        for i, node in enumerate(nodes):  # every Constant first: a pattern may look ahead at them
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                try:
+                    self._constant(node)
+                    constants.add(i)
+                except _Unmapped:
+                    pass
         for i, node in enumerate(nodes):
-            if i in self.skip:
+            if i in self.skip or i in constants:
                 continue
             self.index = i
-            if any(t in self.poisoned for t in node.input):  # downstream of an unmapped node: not its fault
+            bad = next((t for t in node.input if t in self.poisoned), None)
+            if bad is not None:  # reads a refused node that could not be kept as a placeholder
+                self.refused.append(_Refusal(node.name, node.op_type, f"reads {bad!r}, the output of a refused "
+                                             f"node whose shape is unknown", kept=False))
                 self.poisoned.update(node.output)
                 continue
             if node.op_type == "Constant":
-                self._constant(node)
+                try:
+                    self._constant(node)
+                except _Unmapped as u:
+                    self._unmapped(node, u)
                 continue
             if self._fold(node):
                 continue
@@ -256,43 +336,175 @@ class _Importer:
             try:
                 if fn is None:
                     raise _Unmapped(node.op_type, node.name)
+                if any(t in self.odd for t in node.input):  # not an N x C x H x W image: low-level ops only
+                    raise _Unmapped(node.op_type, node.name, "its input is not laid out as N x C x H x W")
                 fn(self, node)
             except _Unmapped as u:
                 self._unmapped(node, u)
-        if self.unmapped:
-            lines = []
-            for op, names in sorted(self.unmapped.items()):
-                shown = ", ".join(n or "(unnamed)" for n in names[:5]) + (", ..." if len(names) > 5 else "")
-                why = f" — needs the layer type '{PENDING[op]}', not in this version" if op in PENDING else ""
-                lines.append(f"  {op}: {len(names)} node(s): {shown}{why}")
-            raise InteropError(f"{self.source}: {sum(map(len, self.unmapped.values()))} ONNX node(s) have no "
-                               f"cnncalc layer type:\n" + "\n".join(lines) +
-                               "\n  hint: add --opaque to keep them as opaque layers (0 params/MACs, flagged "
-                               "in every report)")
+        refused = self.refused if not self.allow_opaque else [r for r in self.refused if not r.kept]
+        if refused:
+            raise InteropError(self._refusal_message(refused))
         if not self.items:
             raise InteropError(f"{self.source}: the model has no layers cnncalc can read")
 
+    def _refusal_message(self, refused) -> str:
+        shown = refused[:MAX_LISTED]
+        lines = [f"  node {_show(r.node) if r.node else '(unnamed)'} ({_show(r.op)[1:-1]}): {r.why}" for r in shown]
+        if len(refused) > len(shown):
+            more = Counter(r.op for r in refused[len(shown):])
+            lines.append(f"  ... and {len(refused) - len(shown)} more: " +
+                         ", ".join(f"{_show(op)[1:-1]} x{k}" for op, k in more.most_common()))
+        head = (f"{self.source}: {len(refused)} ONNX node(s) cannot be imported exactly "
+                f"(ONNX node name, op type: why):")
+        if self.allow_opaque or not any(r.kept for r in refused):
+            tail = ("  (these cannot be kept as opaque layers: the model is invalid there, or the output "
+                    "shapes are unknown)")
+        else:
+            tail = (f"  hint: {self.opaque_command} keeps them as opaque layers (their parameters counted, "
+                    f"their MACs unknown, flagged in every report)")
+        return "\n".join([head, *lines, tail])
+
     def _unmapped(self, node, u):
-        if not self.allow_opaque or u.hard:
-            self.unmapped.setdefault(u.op, []).append(u.node or node.name)
-            self.poisoned.update(node.output)  # keep going: report every unmapped node at once
-            return
-        outs = [o for o in node.output if o and self.n_consumers[o]]
-        shape = self.shape(node.output[0])
-        if len(outs) > 1 or shape is None or len(shape) < 2:
-            self.unmapped.setdefault(u.op, []).append(node.name)
-            self.poisoned.update(node.output)
-            return
-        data = [t for t in node.input if t and t not in self.consts]
-        for t in data:
-            self.pending.pop(t, None)
-        ins = [self.layer_of.get(t, "input") for t in data] or ["input"]
+        why = u.why or ("no cnncalc layer type for this op" if u.op not in IMPORTERS else
+                        "no exact mapping of this form of the op")
+        name = u.node if u.node is not None else node.name
+        if not u.hard and node.domain in ("", "ai.onnx"):
+            from cnncalc.interop.onnx_lower import LOWERINGS
+
+            low = self._lower(node)
+            if low is None:
+                return
+            if node.op_type in LOWERINGS:  # (else the op has no low-level form at all: why says it)
+                why = f"{why}; as low-level ops: {low}" if u.why else f"as low-level ops: {low}"
+        kept = not u.hard and self._opaque_layer(node)
+        self.refused.append(_Refusal(name, u.op, why, kept))
+        if not kept:
+            self.poisoned.update(o for o in node.output if o)
+
+    def _learned(self, t) -> bool:
+        """An initializer a model trains (its parameters), as opposed to a buffer or a number:
+        float, and either named like a parameter or more than one value (exporters fold a
+        parameter's reshape into a new initializer named after the op)."""
+        a = self.consts.get(t)
+        if t not in self.init_names or a is None or a.dtype.kind != "f":
+            return False
+        named = "." in t and not t.startswith(("onnx::", "/"))
+        return named or a.size > 1
+
+    def _lower(self, node) -> str | None:
+        """``node`` as low-level layers (cnncalc.interop.onnx_lower); None when done, else why not."""
+        from cnncalc.interop.onnx_lower import Operand, Unlowered, lower
+
+        ops = []
+        for t in node.input:
+            if not t:
+                ops.append(None)
+            elif t in self.consts:
+                v = self.consts[t]
+                ops.append(Operand(tuple(v.shape), v, learned=self._learned(t)))
+            else:
+                shape = self.shape(t)
+                if shape is None:
+                    return f"the shape of {_show(t)} is unknown"
+                src = self._wire(t, lower=True)
+                if src is None:
+                    return f"its input {_show(t)} is not computed by an imported layer"
+                ops.append(Operand(tuple(shape), name=src, batch=self.batch_of.get(t, 0)))
+        attrs = {}
+        for a in node.attribute:
+            v = self.onnx.helper.get_attribute_value(a)
+            attrs[a.name] = self.onnx.numpy_helper.to_array(v) if hasattr(v, "dims") else v
         name = self.name_for(node)
-        it = Item("opaque", {"opaque": node.op_type, "shape": fmt_shape(spec_shape(shape[1:]))}, name,
-                  ins, node.name)
+        try:
+            low = lower(node.op_type, attrs, ops, name=name, n_outputs=len(node.output), opset=self.opset)
+        except Unlowered as e:
+            return e.reason
+        except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as e:
+            return f"{type(e).__name__}: {str(e)[:120]}"
+        for k, v in low.constants.items():
+            self.consts[node.output[k]] = np.asarray(v)
+        for li in low.items:
+            it = Item(li.kind, {li.kind: None, **li.args}, li.name, list(li.inputs), node.name)
+            self.items.append(it)
+            self.by_name[li.name] = it
+            if li.params:
+                self.params[li.name] = li.params
+            if li.state:
+                self.state[li.name] = li.state
+            self._lowered_shape(it)
+        for out, (item, batch) in zip(node.output, low.outputs):
+            if not out:
+                continue
+            self.layer_of[out] = item
+            self.batch_of[out] = batch
+            shape = self.shapes.get(out)
+            sp = self.spec_shapes.get(item)
+            # N x C x H x W again: the spec's own rules made it an image (or a flat vector)
+            nchw = (batch == 0 and shape is not None and sp is not None and sp.__class__ is tuple
+                    and sp == spec_shape(shape[1:])) or _channels_first(sp, shape, batch)
+            if not nchw:
+                self.odd.add(out)
+        return None
+
+    def _lowered_shape(self, it):
+        cls = REGISTRY.get(it.kind)
+        args = {k: v for k, v in it.args.items() if k != it.kind}
+        if cls is not None and cls.primary and it.args.get(it.kind) is not None:
+            args[cls.primary] = it.args[it.kind]
+        try:
+            self.spec_shapes[it.name] = cls(it.name, args).infer([self.spec_shapes[i] for i in it.inputs], "exact")
+        except Exception:  # (the spec's loader reports real errors)
+            self.spec_shapes.pop(it.name, None)
+
+    def _wire(self, t, lower=False):
+        """The spec layer that holds tensor ``t`` for an opaque layer reading it, or None."""
+        if t in self.pending:
+            kind = self.pending[t][0]
+            if kind == "pad":
+                return self.src(t, None)
+            pnode = self.pending_node.get(t)
+            self.pending.pop(t)
+            if pnode is None:
+                return None
+            if self._lower(pnode) is not None:  # exact as low-level ops (a transpose, a slice), else opaque
+                if not self._opaque_layer(pnode):
+                    return None
+                self.refused.append(_Refusal(pnode.name, pnode.op_type, f"a {'channels-last transpose' if kind == 'nhwc' else 'strided slice'} "
+                                             "whose consumer was not imported", True))
+        return self.layer_of.get(t)
+
+    def _opaque_layer(self, node) -> bool:
+        """An opaque layer for ``node`` (shape from ONNX, wired to its real inputs, its float
+        initializers counted as its parameters); False when that is impossible."""
+        outs = [o for o in node.output if o and self.n_consumers[o]]
+        shape = self.shape(node.output[0]) if node.output else None
+        if len(outs) > 1 or shape is None or len(shape) < 2 or any(d <= 0 for d in shape):
+            return False
+        data = [t for t in node.input if t and t not in self.consts]
+        ins = []
+        for t in dict.fromkeys(data):
+            src = self._wire(t)
+            if src is None:
+                return False
+            ins.append(src)
+        if not ins:
+            return False
+        params = {}
+        for t in node.input:
+            a = self.consts.get(t) if t in self.init_names else None
+            if a is not None and a.dtype.kind == "f" and a.size > 1:
+                params[f"p{len(params)}"] = a
+        name = self.name_for(node)
+        args = {"opaque": node.op_type, "shape": fmt_shape(spec_shape(shape[1:]))}
+        if params:
+            args["params"] = [list(a.shape) for a in params.values()]
+            self.params[name] = params
+        it = Item("opaque", args, name, ins, node.name)
         self.items.append(it)
         self.by_name[name] = it
         self.layer_of[node.output[0]] = name
+        self.shapes[node.output[0]] = tuple(shape)
+        return True
 
     # ------------------------------------------------------------------ decomposed activations
     def _elementwise_region(self, i) -> bool:
@@ -326,21 +538,45 @@ class _Importer:
                 continue
             region.append(k)
             have.add(n.output[0])
-        outs = {o.name for o in self.g.output}
-        for end in range(len(region), 1, -1):
+            if len(region) >= 12:  # the longest known function (GELU's tanh form) has 9 nodes
+                break
+        if len(region) < 2:
+            return False
+        # one pass: evaluate each node once on the probe, and note after which node every
+        # intermediate tensor has all its consumers inside (a prefix that may be replaced)
+        outs = self.output_names
+        vals, open_, uses, ends = {x: _PROBE}, set(), Counter(), []
+        with np.errstate(all="ignore"):
+            for j, k in enumerate(region):
+                n = self.nodes[k]
+                try:
+                    vals[n.output[0]] = _eval_node(self, n, vals)
+                except (KeyError, TypeError, ValueError):
+                    break
+                for t in n.input:
+                    if t in open_:
+                        uses[t] += 1
+                        if uses[t] == self.n_consumers[t] and t not in outs:
+                            open_.discard(t)
+                open_.add(n.output[0])
+                if j and open_ == {n.output[0]}:
+                    ends.append(j + 1)
+        found = None
+        for end in reversed(ends):
             part = region[:end]
-            inside = {self.nodes[k].output[0] for k in part}
             last = self.nodes[part[-1]].output[0]
-            if any(t != last and (t in outs or self.n_consumers[t] != sum(
-                    1 for k in part for u in self.nodes[k].input if u == t)) for t in inside):
-                continue
-            found = _identify(self, [self.nodes[k] for k in part], x, last)
-            if found is None:
-                continue
+            found = _match(vals[last])
+            if found is not None:
+                break
+        if found is not None:
             kind, args = found
             self.skip.update(part)
             uses = sum(1 for k in part for t in self.nodes[k].input if t == x)
             activation(kind, kind)(self, self.nodes[part[-1]], args or None, x=x, uses=uses)
+            if x in self.odd:  # elementwise: the layout it reads is the layout it gives
+                self.odd.add(last)
+            if x in self.batch_of:
+                self.batch_of[last] = self.batch_of[x]
             return True
         return False
 
@@ -419,7 +655,7 @@ def _light(model):
 class _Unmapped(Exception):
     def __init__(self, op, node, why="", hard=False):
         super().__init__(why)
-        self.op, self.node, self.hard = op, node, hard
+        self.op, self.node, self.why, self.hard = op, node, why, hard
 
 
 def _axes(imp, node, ins, pos=1):
@@ -463,32 +699,45 @@ KNOWN_FUNCTIONS = [
 ]
 
 
-def _identify(imp, nodes, x, last):
-    """(kind, args) of the function the elementwise ``nodes`` compute from ``x``, or None."""
-    vals = {x: _PROBE}
-    try:
+def _eval_node(imp, n, vals):
+    """One elementwise node on the probe values (scalar constants as numbers)."""
+    ins = [vals[t] if t in vals else np.float64(imp.consts[t].reshape(-1)[0]) for t in n.input if t]
+    if n.op_type == "HardSigmoid":
+        return np.clip(imp.attr(n, "alpha", 0.2) * ins[0] + imp.attr(n, "beta", 0.5), 0, 1)
+    if n.op_type == "Clip":
+        lo = ins[1] if len(ins) > 1 else imp.attr(n, "min", -np.inf)
+        hi = ins[2] if len(ins) > 2 else imp.attr(n, "max", np.inf)
+        return np.clip(ins[0], lo, hi)
+    return EW_EVAL[n.op_type](*ins)
+
+
+_KNOWN_ON_PROBE = None
+_QUICK = (5, 40, 48, 60, 90)
+
+
+def _match(y):
+    """(kind, args) of the known function whose values on the probe are ``y``, or None."""
+    global _KNOWN_ON_PROBE
+    if y.shape != _PROBE.shape:
+        return None
+    if _KNOWN_ON_PROBE is None:
         with np.errstate(all="ignore"):
-            for n in nodes:
-                ins = [vals[t] if t in vals else np.float64(imp.consts[t].reshape(-1)[0]) for t in n.input if t]
-                if n.op_type == "HardSigmoid":
-                    vals[n.output[0]] = np.clip(imp.attr(n, "alpha", 0.2) * ins[0] + imp.attr(n, "beta", 0.5), 0, 1)
-                elif n.op_type == "Clip":
-                    lo = ins[1] if len(ins) > 1 else imp.attr(n, "min", -np.inf)
-                    hi = ins[2] if len(ins) > 2 else imp.attr(n, "max", np.inf)
-                    vals[n.output[0]] = np.clip(ins[0], lo, hi)
-                else:
-                    vals[n.output[0]] = EW_EVAL[n.op_type](*ins)
-    except (KeyError, TypeError, ValueError):
-        return None
-    y = vals[last]
-    if y.shape != _PROBE.shape or not np.all(np.isfinite(y)):
-        return None
-    for kind, args, fn in KNOWN_FUNCTIONS:
-        if np.allclose(y, fn(_PROBE), rtol=1e-5, atol=1e-6):
+            _KNOWN_ON_PROBE = [(kind, args, fn(_PROBE), [float(v) for v in fn(_PROBE)[list(_QUICK)]])
+                               for kind, args, fn in KNOWN_FUNCTIONS]
+    few = [float(y[k]) for k in _QUICK]  # a few points first: most chains are no known function
+    for kind, args, ref, ref_few in _KNOWN_ON_PROBE:
+        if all(abs(a - b) <= 1e-6 + 1e-5 * abs(b) for a, b in zip(few, ref_few)) and \
+                np.all(np.isfinite(y)) and np.allclose(y, ref, rtol=1e-5, atol=1e-6):
             return kind, args
+    if not np.isfinite(y[48]):
+        return None
     beta = float(np.log(2.0) / y[48]) if y[48] > 0 else 0.0  # softplus_β(0) = ln 2 / β
-    if beta > 0 and np.allclose(y, _softplus(beta * _PROBE) / beta, rtol=1e-5, atol=1e-6):
-        return "softplus", {"beta": float(f"{beta:.6g}")}
+    if beta > 0:
+        with np.errstate(all="ignore"):
+            pts = [float(np.logaddexp(0.0, beta * _PROBE[k]) / beta) for k in _QUICK]
+            if all(abs(a - b) <= 1e-6 + 1e-5 * abs(b) for a, b in zip(few, pts)) and \
+                    np.all(np.isfinite(y)) and np.allclose(y, _softplus(beta * _PROBE) / beta, rtol=1e-5, atol=1e-6):
+                return "softplus", {"beta": float(f"{beta:.6g}")}
     return None
 
 
@@ -533,6 +782,11 @@ def _window(imp, node, in_sp, kernel, *, default_stride=1):
     strides = list(imp.attr(node, "strides", [default_stride] * nd))
     dil = list(imp.attr(node, "dilations", [1] * nd))
     pads = list(imp.attr(node, "pads", [0] * (2 * nd)))
+    if (len(strides) != nd or len(dil) != nd or len(pads) != 2 * nd or any(v < 1 for v in (*strides, *dil, *kernel))
+            or any(p < 0 for p in pads)):
+        raise _Unmapped(node.op_type, node.name, f"an invalid window (kernel {list(kernel)}, strides {strides}, "
+                        f"dilations {dil}, pads {pads}): each must be ≥ 1 (pads ≥ 0), one per spatial axis",
+                        hard=True)
     lo, hi = pads[:nd], pads[nd:]
     auto = imp.attr(node, "auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
@@ -583,8 +837,13 @@ def conv(imp: _Importer, node):
     x, plo, phi = _take_pad(imp, node, x, nd)
     xs = _nchw(imp, x, node)
     c, in_sp = xs[1], xs[2:]
-    k = list(imp.attr(node, "kernel_shape", k))
+    if list(imp.attr(node, "kernel_shape", k)) != list(k):
+        raise _Unmapped("Conv", node.name, f"kernel_shape {list(imp.attr(node, 'kernel_shape'))} contradicts "
+                        f"the weight's {list(W.shape)}", hard=True)
     g = imp.attr(node, "group", 1)
+    if W.dtype.kind != "f" or g < 1 or c % g or cg * g != c or F % g:
+        raise _Unmapped("Conv", node.name, f"a weight {list(W.shape)} ({W.dtype}) that does not fit {c} input "
+                        f"channels in {g} group(s)", hard=True)
     strides, dil, lo, hi = _window(imp, node, in_sp, k)
     lo = [a + b for a, b in zip(lo, plo)]
     hi = [a + b for a, b in zip(hi, phi)]
@@ -627,6 +886,10 @@ def conv_transpose(imp, node):
     dil = list(imp.attr(node, "dilations", [1] * nd))
     pads = list(imp.attr(node, "pads", [0] * (2 * nd)))
     op = list(imp.attr(node, "output_padding", [0] * nd))
+    if (g < 1 or W.dtype.kind != "f" or C % g or len(strides) != nd or len(dil) != nd or len(pads) != 2 * nd
+            or any(v < 1 for v in (*strides, *dil, *k)) or any(v < 0 for v in (*pads, *op))):
+        raise _Unmapped("ConvTranspose", node.name, f"an invalid window or weight (kernel {k}, strides {strides}, "
+                        f"dilations {dil}, pads {pads}, groups {g})", hard=True)
     args = {"deconv": int(fg * g), "kernel": _compact(k)}
     if any(s != 1 for s in strides):
         args["stride"] = _compact(strides)
@@ -827,7 +1090,7 @@ def _consumer(imp, tensor, op):
     """The index of the one node that reads ``tensor``, if it is an ``op``; else None."""
     if not imp.single_use(tensor):
         return None
-    ks = [k for k in range(imp.index + 1, len(imp.nodes)) if tensor in imp.nodes[k].input]
+    ks = [k for k in imp.consumers.get(tensor, ()) if k > imp.index]
     return ks[0] if len(ks) == 1 and imp.nodes[ks[0]].op_type == op else None
 
 
@@ -837,6 +1100,7 @@ def transpose(imp, node):
     perm = list(imp.attr(node, "perm", []))
     if r > 2 and perm == [0, *range(2, r), 1] and _consumer(imp, node.output[0], "LayerNormalization") is not None:
         imp.pending[node.output[0]] = ("nhwc", node.input[0], None, node.name)
+        imp.pending_node[node.output[0]] = node
         return
     raise _Unmapped("Transpose", node.name, "a transpose other than channels-last around a LayerNormalization")
 
@@ -844,13 +1108,19 @@ def transpose(imp, node):
 def layernorm(imp, node):
     x = node.input[0]
     if x in imp.pending and imp.pending[x][0] == "nhwc":
-        _, src, _, _ = imp.pending.pop(x)
+        _, src, _, _ = imp.pending[x]
         xs = _nchw(imp, src, node)
         r = len(xs)
         axis = imp.attr(node, "axis", -1) % r
+        if axis != r - 1:
+            raise _Unmapped("LayerNormalization", node.name, f"a channels-last LayerNorm from axis {axis}: it "
+                            "normalises more than the channels")
         k = _consumer(imp, node.output[0], "Transpose")
-        if axis != r - 1 or k is None or list(imp.attr(imp.nodes[k], "perm")) != [0, r - 1, *range(1, r - 1)]:
-            raise _Unmapped("LayerNormalization", node.name, "a channels-last LayerNorm not over the channels alone")
+        if k is None or list(imp.attr(imp.nodes[k], "perm")) != [0, r - 1, *range(1, r - 1)]:
+            users = sorted({imp.nodes[k].op_type for k in imp.consumers.get(node.output[0], ())})
+            raise _Unmapped("LayerNormalization", node.name, "a LayerNorm over the channels whose result stays "
+                            f"channels-last (it feeds {', '.join(users) or 'nothing'}, not one Transpose back)")
+        imp.pending.pop(x)
         back = imp.nodes[k]
         imp.skip.add(k)
         extra, p = _affine_params(imp, node, xs[1])
@@ -1026,7 +1296,7 @@ def flatten(imp, node):
     xs = _nchw(imp, node.input[0], node)
     if imp.attr(node, "axis", 1) != 1:
         raise _Unmapped("Flatten", node.name, "flatten from an axis other than 1")
-    nxt = [n for n in imp.nodes if node.output[0] in n.input]
+    nxt = [imp.nodes[k] for k in imp.consumers.get(node.output[0], ())]
     if len(xs) == 2 or (imp.cnncalc and node.name.endswith("/flatten") and nxt and nxt[0].op_type == "Gemm"):
         imp.alias(node, node.input[0])  # already flat, or the helper in front of an fc
         return
@@ -1040,10 +1310,17 @@ def reshape(imp, node):
         raise _Unmapped("Reshape", node.name, "a target shape that depends on the data")
     t = [int(v) for v in target]
     t = [xs[i] if v == 0 and i < len(xs) else v for i, v in enumerate(t)]
-    n = int(np.prod(xs))
+    n = math.prod(xs)
+    if t.count(-1) > 1 or any(v < -1 for v in t):
+        raise _Unmapped("Reshape", node.name, f"an invalid target shape {t}", hard=True)
     if -1 in t:
-        known = int(np.prod([v for v in t if v != -1]))
+        known = math.prod(v for v in t if v != -1)
+        if known == 0 or n % known:
+            raise _Unmapped("Reshape", node.name, f"a reshape of {n} values to {t}", hard=True)
         t[t.index(-1)] = n // known
+    if math.prod(t) != n:
+        raise _Unmapped("Reshape", node.name, f"a reshape of {list(xs)} ({n} values) to {t} "
+                        f"({math.prod(t)} values)", hard=True)
     if len(t) == 3 and t[0] == xs[0] and len(xs) > 2 and xs[1] % t[1] == 0 and t[1] * t[2] == int(np.prod(xs[1:])):
         if _groupnorm(imp, node, xs, t[1]):
             return
@@ -1056,12 +1333,12 @@ def reshape(imp, node):
     if len(t) == len(xs) + 1 and len(xs) >= 3 and t[0] == xs[0] and t[1] * t[2] == xs[1] and t[3:] == list(xs[2:]):
         # channel shuffle: Reshape(N, g, C/g, H, W) → Transpose(0, 2, 1, ...) → Reshape(N, C, H, W)
         j = imp.index
-        tr = [k for k in range(j + 1, len(imp.nodes)) if node.output[0] in imp.nodes[k].input]
+        tr = [k for k in imp.consumers.get(node.output[0], ()) if k > j]
         if len(tr) == 1 and imp.nodes[tr[0]].op_type == "Transpose" and imp.single_use(node.output[0]):
             perm = list(imp.attr(imp.nodes[tr[0]], "perm"))
             if perm == [0, 2, 1, *range(3, len(t))]:
                 tnode = imp.nodes[tr[0]]
-                rs = [k for k in range(tr[0] + 1, len(imp.nodes)) if tnode.output[0] in imp.nodes[k].input]
+                rs = [k for k in imp.consumers.get(tnode.output[0], ()) if k > tr[0]]
                 if len(rs) == 1 and imp.nodes[rs[0]].op_type == "Reshape":
                     last = imp.nodes[rs[0]]
                     back = imp.const(last.input[1])
@@ -1124,6 +1401,7 @@ def slice_(imp, node):
     if sorted(axes) == list(range(2, len(xs))) and all(s == 0 for s in starts) and all(e >= xs[a] for e, a in zip(ends, axes)):
         order = sorted(range(len(axes)), key=lambda i: axes[i])
         imp.pending[node.output[0]] = ("slice", node.input[0], [steps[i] for i in order], node.name)
+        imp.pending_node[node.output[0]] = node
         return
     raise _Unmapped("Slice", node.name)
 
@@ -1343,11 +1621,14 @@ def _refuse_unloaded_external_data(model, source):
 
 
 def import_model(model, *, source: str, input_shape=None, opaque: bool = False, name: str | None = None,
-                 as_doc: bool = False) -> Imported:
+                 as_doc: bool = False, opaque_command: str | None = None) -> Imported:
     """Convert a loaded ModelProto into a spec (``Imported.text``) and its weights.
-    ``as_doc``: the spec as the parsed mapping (``Imported.doc``), no text."""
+    ``as_doc``: the spec as the parsed mapping (``Imported.doc``), no text.
+    ``opaque_command``: the command a refusal's hint suggests (default ``cnncalc import SOURCE --opaque``)."""
     _refuse_unloaded_external_data(model, source)
     imp = _Importer(model, source=source, opaque=opaque, input_shape=input_shape)
+    if opaque_command:
+        imp.opaque_command = opaque_command
     imp.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     imp.run()
     producer = f"{model.producer_name} {model.producer_version}".strip()
@@ -1376,5 +1657,6 @@ def load_onnx_graph(path: str | Path, *, input_shape=None):
     from cnncalc.spec.yamlsafe import unlined
 
     imp = import_model(read_model(path), source=str(path), input_shape=input_shape, as_doc=True)
+    # (a message about the spec never cites a line of the binary .onnx: the mapping has no lines)
     with paused_gc():
-        return build_graph(unlined(imp.doc), file=str(path))
+        return build_graph(unlined(imp.doc), file=f"<spec imported from {path}>")

@@ -16,7 +16,8 @@ from cnncalc.interop.onnx_export import OPSET
 
 
 def load_factory(ref: str):
-    """``path/to/file.py:make_model`` → the module the factory returns."""
+    """``path/to/file.py:make_model`` → the module the factory returns. This executes the file
+(and the factory): use files you trust."""
     torch = require("torch")
     path, sep, attr = ref.rpartition(":")
     if not sep or not path or not attr:
@@ -28,15 +29,15 @@ def load_factory(ref: str):
     mod = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(mod)
-    except Exception as e:
-        raise InteropError(f"{path}: running the file raised {type(e).__name__}: {e}") from None
+    except (Exception, SystemExit) as e:  # (sys.exit() in the file: an error, not cnncalc's exit)
+        raise InteropError(f"{path}: running the file raised {type(e).__name__}: {str(e)[:300]}") from None
     fn = getattr(mod, attr, None)
     if fn is None or not callable(fn):
         raise InteropError(f"{path} has no function {attr!r}",)
     try:
         model = fn()
-    except Exception as e:
-        raise InteropError(f"{path}:{attr}() raised {type(e).__name__}: {e}") from None
+    except (Exception, SystemExit) as e:
+        raise InteropError(f"{path}:{attr}() raised {type(e).__name__}: {str(e)[:300]}") from None
     if not isinstance(model, torch.nn.Module):
         raise InteropError(f"{path}:{attr}() returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -68,7 +69,9 @@ def import_torch(ref: str, input_shape, *, opaque: bool = False):
     model = load_factory(ref)
     proto = torch_to_onnx(model, input_shape)
     name = ref.rpartition(":")[2]
-    imp = import_model(proto, source=ref, input_shape=input_shape, opaque=opaque, name=name)
+    shape = "x".join(map(str, input_shape))
+    imp = import_model(proto, source=ref, input_shape=input_shape, opaque=opaque, name=name,
+                       opaque_command=f"cnncalc import --torch {ref} --input {shape} --opaque")
     imp.source_count = sum(p.numel() for p in model.parameters())
     imp.reference = model
     return imp

@@ -1,9 +1,10 @@
 """An opaque layer: an operation cnncalc has no rule for, kept so that an imported model
 (``cnncalc import --opaque``) still forms a graph.
 
-Its output shape is given (ONNX shape inference found it); it counts 0 parameters and
-0 MACs, and every report flags it, because its real cost is unknown. The runtime cannot
-execute it.
+Its output shape is given (ONNX shape inference found it); ``params:`` lists the shapes of
+the learned tensors the original op reads (counted as parameters, so the total equals the
+model's); its MACs are unknown (counted as 0, and every report says the MAC totals are a lower
+bound). The runtime cannot execute it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ def _as_shape(v, name):
         raise SpecError(f"'{name}': {e}") from None
 
 
+def _as_shapes(v, name):
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(s, list) and s and all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 2**40 for d in s) for s in v):
+        raise SpecError(f"'{name}' must be a list of tensor shapes such as [[64, 3, 3, 3], [64]], got {v!r}")
+    return [tuple(s) for s in v]
+
+
 def _as_text(v, name):
     if not isinstance(v, str) or not v:
         raise SpecError(f"'{name}' must be the name of the original operation, got {v!r}")
@@ -31,15 +41,19 @@ class Opaque(Layer):
     primary = "op"
     n_inputs = None
     takes_activation = False
-    doc = "an operation cnncalc cannot count (kept from an imported model): given output shape, 0 params/MACs"
-    fields = {"op": (_as_text, REQUIRED), "shape": (_as_shape, REQUIRED)}
+    doc = ("an operation cnncalc cannot count (kept from an imported model): given output shape, the "
+           "shapes of its learned tensors (params), MACs unknown")
+    fields = {"op": (_as_text, REQUIRED), "shape": (_as_shape, REQUIRED), "params": (_as_shapes, None)}
 
     def _infer(self, in_shapes, rounding):
         self._notes.append(f"output shape given by the imported model ({self.args['op']}); not computed")
         return self.args["shape"]
 
+    def param_shapes(self):
+        return {f"p{i}": (s, "weight") for i, s in enumerate(self.args["params"] or [])}
+
     def describe(self):
-        return f"OPAQUE {self.args['op']} (0 params/MACs assumed)"
+        return f"OPAQUE {self.args['op']} (MACs unknown)"
 
 
 def opaque_layers(graph) -> list[str]:

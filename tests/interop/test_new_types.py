@@ -205,5 +205,6 @@ def test_single_onnx_ops_of_newer_opsets(op, opset, attrs, want):
 def test_hardsigmoid_with_onnx_default_alpha_is_not_pytorchs():
     """ONNX's default HardSigmoid (α = 0.2) is not relu6(x + 3)/6: listed as unmapped."""
     from cnncalc.interop import InteropError
-    with pytest.raises(InteropError, match="HardSigmoid: 1 node"):
+    with pytest.raises(InteropError, match=r"1 ONNX node\(s\) cannot be imported exactly.*\n  node '/act/HardSigmoid' "
+                                           r"\(HardSigmoid\): alpha 0.2, beta 0.5"):
         import_model(_one_op_model("HardSigmoid", 17), source="one.onnx")

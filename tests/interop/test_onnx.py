@@ -127,8 +127,9 @@ def test_unmapped_op_lists_nodes_and_exits_2(tmp_path):
     onnx.save(_tiny_model(), str(p))
     res = run_module("import", p)
     assert res.returncode == 2, res.stderr
-    assert "Celu: 1 node(s): /act/Celu" in res.stderr
-    assert "--opaque" in res.stderr and "Traceback" not in res.stderr
+    assert "1 ONNX node(s) cannot be imported exactly" in res.stderr
+    assert "node '/act/Celu' (Celu): no cnncalc layer type for this op" in res.stderr
+    assert f"hint: cnncalc import {p} --opaque keeps them" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_opaque_keeps_the_op_with_its_inferred_shape(tmp_path):
@@ -143,6 +144,7 @@ def test_opaque_keeps_the_op_with_its_inferred_shape(tmp_path):
     assert [(x["type"], x["shape"], x["params"], x["macs"]) for x in layers] == [
         ("conv", [8, 8, 4], 3 * 3 * 3 * 4, 8 * 8 * 4 * 27),  # (3*3*3)*4, no bias; 64 positions * 4 filters * 27
         ("opaque", [8, 8, 4], 0, 0)]
+    assert json.loads(res.stdout)["totals"]["macs_unknown"] == ["act"]
     assert "OPAQUE Celu" in layers[1]["description"]
     res = run_module("summarize", tmp_path / "m.yaml")
     assert "WARNING: 1 opaque layer(s) (act)" in res.stdout

@@ -189,3 +189,14 @@ def test_round_trip_every_torchvision_model(name):
         roundtrip(name, (size, size, 3))
     except InteropError as e:  # an honest refusal (listed), never a wrong network
         pytest.skip(f"refused: {str(e).splitlines()[0][:200]}")
+
+
+@pytest.mark.parametrize("body", ["import sys\nsys.exit(3)\n", "import sys\ndef f():\n    sys.exit('bye')\n"])
+def test_system_exit_in_the_factory_file_is_an_error_not_an_exit(cli, tmp_path, body):
+    """`import --torch FILE.py:FACTORY` executes FILE.py (its --help says so): a SystemExit in it
+    is reported like any other error (exit 2, a message), never cnncalc's own exit."""
+    p = tmp_path / "m.py"
+    p.write_text(body)
+    res = cli("import", "--torch", f"{p}:f", "--input", "8x8x3")
+    assert res.exit_code == 2 and "raised SystemExit" in res.output and "Traceback" not in res.output
+    assert "executes FILE.py" in cli("import", "--help").output

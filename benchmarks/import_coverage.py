@@ -1,0 +1,168 @@
+"""How many real CNNs import exactly (issue 23): torchvision and timm models through both
+paths, `import --torch` and an ONNX file written by `torch.onnx.export` (TorchScript
+exporter, `dynamo=False`, opset 17, eval mode: batch norm folded into the convs).
+
+For each model (one fresh interpreter each, so one model's memory or crash does not touch the
+next), in eval mode with random weights and random batch-norm statistics:
+
+* `--torch`: parameters = sum(p.numel()), conv/linear MACs = a forward-hook count, and the
+  check of `cnncalc import` (the spec on the runtime with the module's weights vs the module);
+* `onnx`: the file imported and checked against onnxruntime.
+
+A model is *exact* on a path when it imports and every comparison holds; *refused* when the
+importer lists what it cannot map (an honest refusal); *wrong* when it imports but a number
+or an output differs (must be 0). Not a timed test: run it by hand.
+
+    python benchmarks/import_coverage.py --set timm [--size 64] [--only resnet18,...] [--out cov.jsonl]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TIMM = [  # a broad CNN set: at least one model of every family issue 23 names
+    "resnet18", "resnet50", "resnet50d", "resnext50_32x4d", "resnest14d", "resnest26d", "skresnet18",
+    "skresnext50_32x4d", "res2net50_26w_4s", "res2next50", "regnetx_002", "regnety_002", "regnetz_b16",
+    "efficientnet_b0", "efficientnet_lite0", "tf_efficientnet_b0", "tf_efficientnetv2_b0", "efficientnetv2_rw_t",
+    "mobilenetv2_100", "mobilenetv3_small_100", "mobilenetv3_large_100", "tf_mobilenetv3_small_100",
+    "mobilenetv4_conv_small", "mnasnet_100", "ghostnet_100", "rexnet_100", "lcnet_050", "hardcorenas_a",
+    "convnext_atto", "convnext_tiny", "convnextv2_atto", "densenet121", "inception_v3", "inception_v4",
+    "xception41", "legacy_xception", "dla34", "dpn68", "hrnet_w18_small", "selecsls42b", "vovnet39a",
+    "ese_vovnet19b_dw", "cspresnet50", "cspdarknet53", "darknet53", "vgg11", "vgg11_bn", "repvgg_a0",
+    "mobileone_s0", "gernet_s", "nf_resnet26", "dm_nfnet_f0", "eca_nfnet_l0", "poolformer_s12",
+    "fbnetc_100", "spnasnet_100", "semnasnet_100", "tinynet_a", "mixnet_s", "tf_mixnet_s",
+]
+SIZES = {"inception_v3": 96, "inception_v4": 96, "xception41": 96, "legacy_xception": 96, "dm_nfnet_f0": 96,
+         "eca_nfnet_l0": 96, "hrnet_w18_small": 64, "efficientnetv2_rw_t": 96}
+
+CHILD = r'''
+import json, sys, time, warnings, tempfile, os
+warnings.simplefilter("ignore")
+import numpy as np, torch
+kind, name, size, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+out = {"model": name, "size": size}
+torch.manual_seed(0)
+if kind == "timm":
+    import timm
+    model = timm.create_model(name, pretrained=False)
+else:
+    sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
+    import tvnets
+    model = tvnets.build(name)
+g = torch.Generator().manual_seed(1)
+for m in model.modules():
+    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+        m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+        m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+model.eval()
+out["params"] = sum(p.numel() for p in model.parameters())
+from cnncalc.interop import InteropError
+from cnncalc.interop.check import check_import
+from cnncalc.interop.onnx_import import import_model, read_model
+from cnncalc.interop.torch_import import torch_to_onnx
+from cnncalc.spec.loader import load_spec_text
+from cnncalc.analysis.report import analyze_graph
+macs = []
+def hook(mod, i, o):
+    if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+        macs.append(o.numel() * mod.weight[0].numel())
+    elif isinstance(mod, torch.nn.Linear):
+        macs.append(o.numel() * mod.in_features)
+hs = [m.register_forward_hook(hook) for m in model.modules()]
+with torch.no_grad():
+    model(torch.zeros(1, 3, size, size))
+for h in hs: h.remove()
+out["hook_macs"] = sum(macs)
+def one(path_kind):
+    t = time.time()
+    r = {}
+    try:
+        if path_kind == "torch":
+            proto = torch_to_onnx(model, (size, size, 3))
+            imp = import_model(proto, source=name, input_shape=(size, size, 3), name=name)
+            imp.reference = model
+        else:
+            f = os.path.join(tempfile.mkdtemp(), name + ".onnx")
+            with torch.no_grad():
+                torch.onnx.export(model, (torch.zeros(1, 3, size, size),), f, dynamo=False, opset_version=17)
+            imp = import_model(read_model(f), source=f, input_shape=(size, size, 3))
+        g = load_spec_text(imp.text); g.infer()
+        tot = analyze_graph(g).totals
+        r["params"], r["macs"] = tot["params"], tot["macs"]
+        res = check_import(g, imp)
+        r["check"] = res.line()
+        wrong = []
+        if path_kind == "torch" and tot["params"] != out["params"]:
+            wrong.append("params")
+        if path_kind == "torch" and tot["macs"] != out["hook_macs"]:
+            wrong.append("macs")
+        if res.ran and not res.ok:
+            wrong.append("outputs")
+        r["status"] = "wrong" if wrong else ("exact" if res.ran else "unchecked")
+        if wrong: r["wrong"] = wrong
+    except InteropError as e:
+        r["status"], r["why"] = "refused", str(e)[:2000]
+    except Exception as e:
+        import traceback
+        r["status"], r["why"] = "crash", traceback.format_exc()[-2000:]
+    r["seconds"] = round(time.time() - t, 1)
+    return r
+for p in ("torch", "onnx"):
+    out[p] = one(p)
+print(json.dumps(out))
+'''.replace("ROOT", repr(str(ROOT)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--set", choices=["timm", "torchvision"], default="timm")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--out", default="")
+    ap.add_argument("--timeout", type=int, default=900)
+    a = ap.parse_args()
+    if a.only:
+        names = a.only.split(",")
+    elif a.set == "timm":
+        names = TIMM
+    else:
+        import torchvision
+        names = sorted(torchvision.models.list_models(module=torchvision.models)) + [
+            "fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    counts = {}
+    sink = open(a.out, "a") if a.out else None
+    for name in names:
+        size = SIZES.get(name, a.size)
+        if a.set == "torchvision" and name.startswith(("vit_", "swin_", "maxvit_")):
+            size = 224
+        t = time.time()
+        try:
+            p = subprocess.run([sys.executable, "-c", CHILD, a.set, name, str(size), str(ROOT)], capture_output=True,
+                               text=True, env=env, timeout=a.timeout)
+            line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else json.dumps(
+                {"model": name, "torch": {"status": "crash", "why": p.stderr[-800:]}, "onnx": {"status": "crash"}})
+        except subprocess.TimeoutExpired:
+            line = json.dumps({"model": name, "torch": {"status": "timeout"}, "onnx": {"status": "timeout"}})
+        rec = json.loads(line)
+        for k in ("torch", "onnx"):
+            st = rec[k]["status"]
+            counts.setdefault(k, {}).setdefault(st, 0)
+            counts[k][st] += 1
+        print(f"{name:28s} torch={rec['torch']['status']:9s} onnx={rec['onnx']['status']:9s} "
+              f"{time.time() - t:6.1f}s", flush=True)
+        if sink:
+            sink.write(line + "\n")
+            sink.flush()
+    print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    main()

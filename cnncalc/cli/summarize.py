@@ -188,7 +188,7 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
         Column("activations", mem_header, fmt=lambda v: fmt_int(v), drop=2),
         Column("params", "Params" if report.with_bias else "Weights (no biases)"),
         Column("macs", "MACs", drop=1),
-        Column("saved", "Saved (B)", drop=2),
+        Column("saved", "Saved (B)", drop=4),  # (the first to go: the classic columns stay)
     ]
     columns = {"name": names}
     if extra is not None:

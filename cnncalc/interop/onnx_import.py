@@ -31,6 +31,8 @@ MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 # types of issue 10; kept for the error message of a future op)
 PENDING: dict[str, str] = {}
 MAX_NODES = 20_000  # ONNX nodes an import reads (the largest torchvision/timm CNNs have a few thousand)
+FOLD_MAX_VALUES = 1 << 24  # values a folded constant may have
+_GROWS = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Pad", "Upsample"}
 MAX_LISTED = 60  # refused nodes listed one per line (the rest are counted by op)
 
 
@@ -86,6 +88,7 @@ class Imported:
     reference: object = None  # what the spec must compute the same as: the ModelProto, or the torch module
     outputs: list = field(default_factory=list)  # [(ONNX output name, spec layer)]
     onnx_input_dims: tuple = ()  # the ONNX input without the batch (C, H, W)
+    note: str = ""  # what the user should know about the import (batch norm folded by the exporter)
 
 
 def spec_shape(dims) -> tuple:
@@ -436,8 +439,11 @@ class _Importer:
                 continue
             self.layer_of[out] = item
             self.batch_of[out] = batch
-            shape = self.shapes.get(out)
             sp = self.spec_shapes.get(item)
+            if self.shapes.get(out) is None and sp is not None and batch == 0:  # ONNX inference gave up here
+                self.shapes[out] = (1, *(tuple(sp) if sp.__class__ is not tuple else
+                                         (sp[-1], *sp[:-1]) if len(sp) > 1 else sp))
+            shape = self.shapes.get(out)
             # N x C x H x W again: the spec's own rules made it an image (or a flat vector)
             nchw = (batch == 0 and shape is not None and sp is not None and sp.__class__ is tuple
                     and sp == spec_shape(shape[1:])) or _channels_first(sp, shape, batch)
@@ -609,16 +615,48 @@ class _Importer:
             start, end = self.attr(node, "start", 0), self.attr(node, "end", None)
             self.consts[node.output[0]] = a[start:end]
             return True
-        if op not in FOLD:
+        if not node.input or any(t and self.const(t) is None for t in node.input):
             return False
         ins = [self.const(t) if t else None for t in node.input]
-        if any(t and self.const(t) is None for t in node.input):
+        if op in FOLD:
+            try:
+                self.consts[node.output[0]] = np.asarray(FOLD[op](self, node, ins))
+                return True
+            except Exception:  # (the general evaluator below may still fold it)
+                pass
+        return self._fold_any(node, ins)
+
+    def _fold_any(self, node, ins) -> bool:
+        """A node of constants only (weight standardisation's ReduceMean over a weight, TF "same"
+        padding's Ceil/Mod/Max arithmetic, Equal/Where/CumSum on shapes) evaluated by onnx's
+        reference implementation, when its result is small enough to keep."""
+        if node.domain not in ("", "ai.onnx") or any(a.type in (5, 10) for a in node.attribute):  # (graphs)
             return False
+        outs = [self.shapes.get(o) for o in node.output if o]
+        if any(s is None for s in outs):
+            if node.op_type in _GROWS or sum(v.size for v in ins if v is not None) > 1 << 16:
+                return False
+        elif sum(math.prod(s) for s in outs) > FOLD_MAX_VALUES:
+            return False
+        onnx = self.onnx
         try:
-            out = FOLD[op](self, node, ins)
-        except Exception:
+            from onnx.reference import ReferenceEvaluator
+
+            h = onnx.helper
+            names = [f"i{k}" if t else "" for k, t in enumerate(node.input)]
+            n = h.make_node(node.op_type, names, [f"o{k}" for k in range(len(node.output))])
+            n.attribute.extend(node.attribute)
+            g = h.make_graph([n], "fold", [], [h.make_value_info(f"o{k}", onnx.TypeProto()) for k in range(len(node.output))],
+                             [onnx.numpy_helper.from_array(np.asarray(v), f"i{k}") for k, v in enumerate(ins) if v is not None])
+            m = h.make_model(g, opset_imports=[h.make_opsetid("", self.opset)])
+            res = ReferenceEvaluator(m).run(None, {})
+        except Exception:  # an op the reference cannot run on these values: not folded
             return False
-        self.consts[node.output[0]] = np.asarray(out)
+        if sum(np.asarray(r).size for r in res) > FOLD_MAX_VALUES:
+            return False
+        for o, r in zip(node.output, res):
+            if o:
+                self.consts[o] = np.asarray(r)
         return True
 
 
@@ -937,6 +975,14 @@ def matmul(imp, node):
 
 def add(imp, node):
     ks = [imp.const(t) for t in node.input]
+    if len(node.input) == 2 and sum(k is not None for k in ks) == 1:
+        j = 0 if ks[0] is None else 1
+        xs = imp.shape(node.input[j])
+        k = ks[1 - j]
+        if (k.dtype.kind == "f" and not np.any(k) and xs is not None and k.ndim <= len(xs)
+                and np.broadcast_shapes(tuple(xs), k.shape) == tuple(xs)):  # x + 0 (MobileOne's train form)
+            imp.alias(node, node.input[j])
+            return
     if any(k is not None for k in ks):
         # MatMul + Add(bias) = fc with a bias
         if len(node.input) == 2:
@@ -1053,7 +1099,10 @@ def mul(imp, node):
     g = ks[1 - j]
     xs = _nchw(imp, node.input[j], node)
     c = xs[1] if len(xs) > 1 else None
-    if g is None or c is None or g.size != c or (g.ndim > 1 and g.shape[0] != c) or (g.ndim == len(xs) and g.shape[0] == 1 and c != 1):
+    if g is None or c is None or g.ndim > len(xs) or g.size != c or g.dtype.kind != "f":
+        raise _Unmapped("Mul", node.name, "multiplying by a constant that is not one value per channel")
+    full = (1,) * (len(xs) - g.ndim) + tuple(g.shape)  # lined up from the right, as ONNX broadcasts
+    if full[1] != c or any(d != 1 for k, d in enumerate(full) if k != 1):
         raise _Unmapped("Mul", node.name, "multiplying by a constant that is not one value per channel")
     imp.emit(node, "scale", {"scale": None}, [node.input[j]], weight=node.input[1 - j],
              params={"gamma": g.reshape(-1).astype(np.float32)})
@@ -1285,6 +1334,9 @@ def lrn(imp, node):
 
 
 def concat(imp, node):
+    if len([t for t in node.input if t]) == 1:  # torchvision/timm DenseNet: torch.cat([x], 1) is x
+        imp.alias(node, next(t for t in node.input if t))
+        return
     s = _nchw(imp, node.output[0], node)
     if imp.attr(node, "axis") % len(s) != 1:
         raise _Unmapped("Concat", node.name, "concatenation along an axis other than the channels")
@@ -1607,15 +1659,34 @@ def import_model(model, *, source: str, input_shape=None, opaque: bool = False, 
     imp.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     imp.run()
     producer = f"{model.producer_name} {model.producer_version}".strip()
-    imp.source_text = f"ONNX model {Path(source).name}" + (f" (exported by {producer})" if producer else "")
+    folded = folded_batchnorms(model)
+    imp.source_text = f"ONNX model {Path(source).name}" + (f" (exported by {producer})" if producer else "") + (
+        f"; batch norm folded into {folded} conv(s) by the exporter" if folded else "")
     name = name or model.graph.name or Path(source).stem
     text = spec_text(imp, name)
+    note = ""
+    if folded:
+        note = (f"torch.onnx.export (eval mode) folded batch norm into {folded} conv(s): the spec counts the "
+                f"fused convs (a bias each, no BN), so fewer parameters than the module; `cnncalc import "
+                f"--torch` keeps BN")
+        text = text.replace("\nname: ", f"\n# note: {note}\nname: ", 1)
     return Imported(text=text, name=name, input_shape=imp.input_shape, source=source,
                     params={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.params.items()},
                     state={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.state.items()},
                     opaque=[it.name for it in imp.items if it.kind == "opaque"], reference=model,
                     outputs=[(o.name, imp.layer_of.get(o.name, o.name)) for o in model.graph.output],
-                    onnx_input_dims=tuple(imp.input_dims[1:]))
+                    onnx_input_dims=tuple(imp.input_dims[1:]), note=note)
+
+
+def folded_batchnorms(model) -> int:
+    """Convs into which PyTorch's exporter folded a BatchNorm (eval mode, constant folding): it
+    renames the fused weight and bias after the op (``onnx::Conv_123``) instead of the module's
+    ``layer.weight``, and writes a bias the module's conv did not have."""
+    if model.producer_name != "pytorch":
+        return 0
+    inits = {t.name for t in model.graph.initializer}
+    return sum(1 for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2 and n.input[2] in inits
+               and n.input[1].startswith("onnx::Conv_") and n.input[2].startswith("onnx::Conv_"))
 
 
 def import_onnx(path: str | Path, *, input_shape=None, opaque: bool = False) -> Imported:

@@ -141,7 +141,7 @@ class _Importer:
     def _setup(self, input_shape):
         onnx = self.onnx
         inits = {t.name for t in self.g.initializer}
-        self.init_names = inits
+        self.init_names = {t: t for t in inits}  # initializer (or an Identity of one) → its own name
         for t in self.g.initializer:
             if t.data_type not in _NUMERIC_TYPES:
                 raise InteropError(f"{self.source}: initializer {_show(t.name)} holds "
@@ -390,6 +390,7 @@ class _Importer:
         a = self.consts.get(t)
         if t not in self.init_names or a is None or a.dtype.kind != "f":
             return False
+        t = self.init_names[t]
         named = "." in t and not t.startswith(("onnx::", "/"))
         return named or a.size > 1
 
@@ -621,6 +622,8 @@ class _Importer:
         if op in FOLD:
             try:
                 self.consts[node.output[0]] = np.asarray(FOLD[op](self, node, ins))
+                if op == "Identity" and node.input[0] in self.init_names:  # PyTorch's de-duplicated
+                    self.init_names[node.output[0]] = self.init_names[node.input[0]]  # initializers
                 return True
             except Exception:  # (the general evaluator below may still fold it)
                 pass

@@ -5,8 +5,17 @@ batch is set to 1 for folding), runs ONNX shape inference, folds shape-only subg
 (Shape → Gather → Unsqueeze → Concat → Reshape: the ``x.view(x.size(0), -1)`` idiom), maps
 every other node onto a spec layer and writes a readable spec: names from the nodes and
 initializers, ``inputs:`` only where the graph branches, arguments every layer of a type
-shares factored into ``defaults``. An op with no mapping is an error listing every such
-node — or, with ``opaque=True``, an ``opaque`` layer whose shape ONNX inferred.
+shares factored into ``defaults``.
+
+The passes, in order: read (external data from the model's own folder only), every Constant,
+folding of constant-only nodes (a table, else onnx's reference evaluator), the pattern
+importers (``IMPORTERS``: one per ONNX op, lifting readable layers), then for every node they
+refuse the low-level vocabulary (:mod:`cnncalc.interop.onnx_lower`); a tensor no longer laid
+out N x C x H x W (``odd``) is read only by low-level ops. A node with no exact form is a
+refusal collected with its name, op and reason; all of them are reported at once — or, with
+``opaque=True``, each becomes an ``opaque`` layer (ONNX's shape, its real inputs, its learned
+tensors as parameters, MACs unknown). :mod:`cnncalc.interop.check` then runs the spec against
+the model when its weights are there.
 
 Layouts: ONNX NCHW (NCL, NF) ↔ spec HxWxC (LxC, [F]); weights keep their ONNX layout,
 which is the runtime's (conv ``(F, C/g, k…)``, fc ``(out, in)``).
@@ -409,7 +418,7 @@ class _Importer:
                 shape = self.shape(t)
                 if shape is None:
                     return f"the shape of {_show(t)} is unknown"
-                src = self._wire(t, lower=True)
+                src = self._wire(t)
                 if src is None:
                     return f"its input {_show(t)} is not computed by an imported layer"
                 ops.append(Operand(tuple(shape), name=src, batch=self.batch_of.get(t, 0)))
@@ -462,7 +471,7 @@ class _Importer:
         except Exception:  # (the spec's loader reports real errors)
             self.spec_shapes.pop(it.name, None)
 
-    def _wire(self, t, lower=False):
+    def _wire(self, t):
         """The spec layer that holds tensor ``t`` for an opaque layer reading it, or None."""
         if t in self.pending:
             kind = self.pending[t][0]
@@ -982,8 +991,10 @@ def add(imp, node):
         j = 0 if ks[0] is None else 1
         xs = imp.shape(node.input[j])
         k = ks[1 - j]
-        if (k.dtype.kind == "f" and not np.any(k) and xs is not None and k.ndim <= len(xs)
-                and np.broadcast_shapes(tuple(xs), k.shape) == tuple(xs)):  # x + 0 (MobileOne's train form)
+        if (k.dtype.kind == "f" and not np.any(k) and not imp._learned(node.input[1 - j]) and xs is not None
+                and k.ndim <= len(xs) and np.broadcast_shapes(tuple(xs), k.shape) == tuple(xs)):
+            # x + 0 with a zero that is no parameter (MobileOne's train form); a zero-initialised
+            # bias (ConvNeXt-V2's GRN) is a parameter and stays
             imp.alias(node, node.input[j])
             return
     if any(k is not None for k in ks):

@@ -46,9 +46,17 @@ INITS = {"c.weight": R.standard_normal((C, 3, 3, 3)).astype(np.float32), "c.bias
 
 def test_one_input_concat_and_x_plus_zero_are_the_tensor():
     m = _model([_conv(), h.make_node("Concat", ["a"], ["b"], axis=1),
-                h.make_node("Add", ["b", "zero"], ["y"])], {**INITS, "zero": np.zeros((1, C, 1, 1), np.float32)})
+                h.make_node("Add", ["b", "zero"], ["y"])], {**INITS, "zero": np.float32(0.0)})
     imp, g = _imported(m)
     assert [n.kind for n in g.layers] == ["conv"]
+
+
+def test_a_zero_initialised_learned_bias_is_kept():
+    """ConvNeXt-V2's GRN bias starts at zero: a parameter, not an x + 0 to drop."""
+    m = _model([_conv(), h.make_node("Add", ["a", "grn.bias"], ["y"])],
+               {**INITS, "grn.bias": np.zeros((1, C, 1, 1), np.float32)})
+    imp, g = _imported(m)
+    assert analyze_graph(g).totals["params"] == C * 27 + C + C
 
 
 def test_per_channel_gain_and_a_scalar_gain():

@@ -166,11 +166,13 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
         # cells but the name) is formatted once, and a row is its name and its kind
         layers = report.layers
         names = ["input"] + [r.name for r in layers]
+        # an opaque layer's MACs are unknown: "?", never a 0 that looks exact
         if report.with_bias:
-            keys = [(r.description, r.shape, r.activations, r.weights + r.biases, r.macs, r.saved_bytes)
-                    for r in layers]
+            keys = [(r.description, r.shape, r.activations, r.weights + r.biases,
+                     "?" if r.type == "opaque" else r.macs, r.saved_bytes) for r in layers]
         else:
-            keys = [(r.description, r.shape, r.activations, r.weights, r.macs, r.saved_bytes) for r in layers]
+            keys = [(r.description, r.shape, r.activations, r.weights, "?" if r.type == "opaque" else r.macs,
+                     r.saved_bytes) for r in layers]
         index = {input_cells: 0}
         kinds = [0] + [index.setdefault(k, len(index)) for k in keys]
         distinct = list(index)
@@ -199,7 +201,8 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
                            styles=(CHART_MEMORY, CHART_PARAMS)))
     total_label = "Total" + ("" if report.with_bias else " (no biases)")
     footer = [{"name": total_label, "type": "", "shape": "",
-               "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"],
+               "activations": t["activations"] + t["input"], "params": t[pkey],
+               "macs": f"≥ {fmt_int(t['macs'])}" if t["macs_unknown"] else t["macs"],
                "saved": t["saved_bytes"]}]
     if extra is not None:
         footer[0][extra[0].key] = extra[2]

@@ -108,6 +108,7 @@ def test_random_chains_with_resampling_match_brute_force(length, layers):
     check(_graph({"name": "chain", "input": f"{length}x1", "rounding": "floor", "layers": items}))
 
 
+@pytest.mark.slow  # 13 CPU-seconds of brute force; the 2-D and 1-D random chains stay fast
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(st.lists(st.one_of(base._layer, _resample, base._deconv), min_size=1, max_size=3),
        st.tuples(st.integers(3, 6), st.integers(3, 6), st.integers(3, 6)))

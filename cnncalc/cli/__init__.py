@@ -62,6 +62,7 @@ SHORT_HELP = {
     "erf": "Effective receptive field (Luo et al., 2016).",
     "train": "Train a network on the numba runtime.",
     "evaluate": "Accuracy and confusion matrix of a checkpoint.",
+    "bench": "Throughput and latency of a network on the runtime.",
     "cache": "Show or clear the compiled-kernel cache.",
     "import": "An ONNX model or a PyTorch module into a spec.",
     "export": "A spec as a PyTorch module or an ONNX model.",

@@ -122,6 +122,7 @@ def test_transposed_and_1d_depthwise_use_it_too():
     np.testing.assert_allclose(y_auto, y_ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow  # compiles the threaded kernels (24 CPU-seconds cold); the executor's sub-batch test covers threads fast
 def test_bit_identical_for_any_thread_count():
     # parallel over independent output planes, each summed by one thread in a fixed order
     x, w, b, groups = make(3, 8, 17, 15, 2, (3, 3), dtype=np.float32)

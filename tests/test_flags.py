@@ -57,7 +57,7 @@ def test_train_spec_argument_or_option(cli):
 # --rounding floor|ceil|strict; conv/pool take a layer on the command line and the same
 # spellings (default strict; the old 'exact' still accepted).
 SPEC_READERS = ["summarize", "receptive-field", "graph", "report", "export", "verify", "gradcheck", "erf",
-                "train", "evaluate", "check", "quiz", "conv", "pool"]
+                "train", "evaluate", "check", "quiz", "conv", "pool", "bench"]
 
 
 @pytest.mark.parametrize("name", SPEC_READERS)

@@ -54,7 +54,7 @@ def _highest(live: list[int]) -> tuple[int, int]:
     return (best, live.index(best)) if best > 0 else (0, 0)
 
 
-def peaks(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str, int]:
+def peaks(graph: Graph, sizes: dict[str, int], intervals=None, internal=None) -> tuple[int, str, int]:
     """The inference peak (the largest sum of live tensors over the steps, and the layer
     where it happens) and the gradient peak. During backward the gradient of a tensor lives
     over the same steps as the tensor (from its last reader's backward to its producer's)

@@ -18,6 +18,8 @@ from cnncalc.spec.loader import load_spec, load_spec_text, zoo_names  # noqa: E4
 NOT_EXPORTABLE = {
     "alphago-policy": "conv13 has an untied (per-position) bias; ONNX Conv has one bias per filter",
     "lenet5-paper": "C3's connection table (LeCun 1998, Table I) is not a grouped convolution",
+    **{n: "the token layers are not exported yet" for n in ("vit_b_16", "deit_tiny", "deit_small", "swin_t",
+                                                           "mobilevit_xxs")},
 }
 BIG = {"cifar_resnet1202", "cifar_resnet110", "densenet201", "densenet169", "densenet121", "resnet152", "resnet152_tv",
        "resnet101", "resnet101_tv"}

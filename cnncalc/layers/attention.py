@@ -83,6 +83,7 @@ class PatchEmbed(Layer):
             grid.append(n // p)
         self.in_channels, self.grid = x[-1], tuple(grid)
         self.n = numel(grid)
+        self.windows, self.groups = [Window(p, p, 0, 0)] * len(sp), 1  # (the runtime's conv geometry)
         self._notes.append(f"{' x '.join(f'{n}/{p}' for n in sp)} = {'x'.join(map(str, grid))} patches = "
                            f"{fmt_int(self.n)} tokens of {d}")
         role = tuple((s, g) for s, g in enumerate(grid))

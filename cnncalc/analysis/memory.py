@@ -55,14 +55,20 @@ def _highest(live: list[int]) -> tuple[int, int]:
     return (best, live.index(best)) if best > 0 else (0, 0)
 
 
-def peaks(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str, int]:
+def peaks(graph: Graph, sizes: dict[str, int], intervals=None, internal=None) -> tuple[int, str, int]:
     """The inference peak (the largest sum of live tensors over the steps, and the layer
     where it happens) and the gradient peak. During backward the gradient of a tensor lives
     over the same steps as the tensor (from its last reader's backward to its producer's)
     and the input needs none: the live gradients are the live tensors without the input's
-    interval."""
+    interval. ``internal`` {layer: values} adds what a layer writes inside itself (attention's
+    q, k, v, scores and probabilities) at its own step: live while it runs (and their gradients
+    while its backward runs)."""
     iv = tensor_intervals(graph, sizes) if intervals is None else intervals
     live = live_sizes(iv, len(graph.nodes))
+    if internal:
+        steps = {name: k for k, name in enumerate(graph.nodes)}
+        for name, n in internal.items():
+            live[steps[name]] += n
     best, where = _highest(live)
     lo, hi, size = iv[INPUT]
     grad = live if not size else live[:lo] + [v - size for v in live[lo:hi + 1]] + live[hi + 1:]

@@ -304,6 +304,13 @@ class TrainingStep:
                  "training_macs", "trainable_params", "frozen_params", "optimizer", "precision", "saved",
                  "checkpointed", "transients")
 
+    def transient_note(self) -> str:
+        """What the backward at the peak allocates for itself, and the rule ('' when nothing)."""
+        if self.peak_step < self.n_layers or not self.peak_parts.get("backward transients"):
+            return ""
+        size, rule = self.transients[self.peak_layer]
+        return f"backward transients {size:,} B at the backward of {self.peak_layer}: {rule}"
+
     def as_dict(self) -> dict:
         return {"optimizer": self.optimizer, "precision": self.precision, "peak_bytes": self.peak,
                 "peak_at": self.peak_layer, "peak_phase": "forward" if self.peak_step < self.n_layers else "backward",

@@ -205,7 +205,10 @@ def backward_transients(layer, batch: int, act: int, pbytes: int, grad_in: bool,
     their highest during that backward, and the rule — as PyTorch's CPU kernels (oneDNN, one
     thread, fp32) allocate them, read off torch.profiler's allocation events:
 
-    - convolution (oneDNN): backward-data reorders the output gradient and the weights into its
+    - convolution, native kernel (as PyTorch picks it with one thread: a 1x1 unit-stride conv on
+      a batch under 16, or a batch of one image of at most 20,480 values with a kernel up to
+      3x3): nothing for a 1x1, one image's im2col columns otherwise;
+    - convolution (oneDNN, every other case): backward-data reorders the output gradient and the weights into its
       blocked layouts and writes the input gradient into a buffer copied out at the end (live at
       once: gO + W + gI, then gI twice); backward-weights reorders the input (when its channels
       are a multiple of 8) and the output gradient and accumulates into a weight buffer copied
@@ -229,6 +232,16 @@ def backward_transients(layer, batch: int, act: int, pbytes: int, grad_in: bool,
             phases.append(go + w + gi)  # output gradient and weights reordered, input gradient buffer
             phases.append(2 * gi)  # the buffer and the input gradient it is copied to
         rule = ""
+        kh, kw = layer.kernel
+        one = kh == kw == 1 and max(layer.stride) == 1 and max(w.dilation for w in layer.windows) == 1
+        small = layer.groups == 1 and batch == 1 and not (kh > 3 and kw > 3) and numel(layer.in_shapes[0]) <= 20480
+        if (one and batch < 16) or small:
+            # PyTorch's own rule (ConvParams::use_mkldnn, one thread): a 1x1 unit-stride conv on
+            # a batch under 16, or one small image with a kernel up to 3x3, runs the native
+            # kernel: it reads a 1x1's input in place, unfolds other kernels into one image's columns
+            col = 0 if one else layer.in_channels // layer.groups * kh * kw * numel(layer.out_shape[:-1]) * act
+            return col, ("convolution backward (native kernel): " + (f"one image's columns {col:,} B" if col
+                                                                      else "nothing beyond its gradients"))
         if grad_w:
             ih, iw = layer.in_shapes[0][0], layer.in_shapes[0][1]
             if iw < layer.kernel[1] or ih < layer.kernel[0]:

@@ -232,3 +232,10 @@ layers:
     # the peak is at b's backward: its transients are part of it, and --explain names them
     assert t.peak_layer == "b" and t.peak_step == 2 and t.peak_parts["backward transients"] == 10_624
     assert t.transient_note().startswith("backward transients 10,624 B at the backward of b: convolution backward: gemm")
+    # a 1x1 unit-stride conv on a batch under 16 runs PyTorch's native kernel (ConvParams::use_mkldnn):
+    # nothing beyond its gradients; at 16 oneDNN reorders its input and output gradient (16 * 128 B each)
+    one = load_spec_text("input: [4, 4, 8]\nlayers:\n  - {conv: 8, kernel: 1, bias: false, name: p}\n")
+    one.infer()
+    p = one.layers[0].layer
+    assert backward_transients(p, 15, 4, 4, True, True, 15 * 512)[0] == 0
+    assert backward_transients(p, 16, 4, 4, True, True, 16 * 512)[0] == 16 * 512 + 16 * 512

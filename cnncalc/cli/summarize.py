@@ -263,13 +263,13 @@ def _mem(nbytes: int, elements: int | None = None) -> str:
 def by_type(report: Report) -> list[dict]:
     groups: dict[str, dict] = {}
     for r in report.layers:
-        # attention's MACs split into its projections and its QKᵀ + AV (the parameters and the
-        # layer count go with the first: the projections')
+        # attention's MACs split into its projections and its QKᵀ + AV (each row counts the
+        # layer; the parameters go with the first: the projections')
         parts = r.mac_parts if r.mac_parts is not None else {r.type_key: r.macs}
         for i, (key, m) in enumerate(parts.items()):
             g = groups.setdefault(key, {"type": key, "layers": 0, "params": 0, "macs": 0})
+            g["layers"] += 1
             if i == 0:
-                g["layers"] += 1
                 g["params"] += r.params if report.with_bias else r.weights
             g["macs"] += m
     tp = sum(g["params"] for g in groups.values()) or 1

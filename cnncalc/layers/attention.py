@@ -201,6 +201,9 @@ class ClsToken(Layer):
     def param_shapes(self):
         return {"cls": ((1, self.args["count"], self.c), "weight")}
 
+    def const_init(self, name):
+        return 0.0  # (the runtime's start: a learned offset, as a bias starts)
+
     def explain_params(self, with_bias=True):
         k = self.args["count"]
         return f"{k}*{self.c} = {fmt_int(k * self.c)}" if k > 1 else f"{self.c}"
@@ -223,6 +226,9 @@ class PosEmbed(Layer):
 
     def param_shapes(self):
         return {"pos": ((1, *self.nc), "weight")}
+
+    def const_init(self, name):
+        return 0.0
 
     def _ops(self):
         return {"add": numel(self.out_shape)}
@@ -341,6 +347,9 @@ class Attention(Layer):
         if self.rel_bias:
             out["rel_pos_table"] = (((2 * self.window - 1) ** 2, h), "weight")
         return out
+
+    def const_init(self, name):
+        return 0.0 if name == "rel_pos_table" else None  # (the bias table starts at zero)
 
     def mac_terms(self) -> list[tuple[str, int, str]]:
         """(part, MACs, arithmetic) of Q, K, V projections, QKᵀ, AV and the output projection."""
@@ -526,6 +535,9 @@ class PatchMerging(Layer):
         c4 = 4 * self.c
         return {"norm_gamma": ((c4,), "weight"), "norm_beta": ((c4,), "bias"),
                 "weight": ((self.out_c, c4), "weight")}
+
+    def const_init(self, name):
+        return {"norm_gamma": 1.0, "norm_beta": 0.0}.get(name)  # (a LayerNorm starts as the identity)
 
     def macs(self):
         return self.n * 4 * self.c * self.out_c

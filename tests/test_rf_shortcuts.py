@@ -18,7 +18,8 @@ from cnncalc.analysis import rf as rfmod
 from cnncalc.analysis.report import analyze_graph
 from cnncalc.errors import SpecError
 from cnncalc.shapes import spatial
-from cnncalc.spec.loader import load_spec, load_spec_text, zoo_names
+from cnncalc.spec.loader import load_spec, load_spec_text
+from conftest import zoo_params
 
 
 def _both(graph_of):
@@ -44,7 +45,7 @@ def _same(fast, slow):
                 assert len(a.full) == len(b.full)
 
 
-@pytest.mark.parametrize("name", zoo_names())
+@pytest.mark.parametrize("name", zoo_params())  # the zoo sample fast, the rest slow
 def test_shortcuts_give_the_same_fields_on_every_zoo_spec(name):
     g = load_spec(name)
     g.infer()

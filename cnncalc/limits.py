@@ -56,6 +56,9 @@ LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
     Limit("expr_nodes", 200, "operators, names and numbers in one ${...} expression"),
     Limit("int_digits", 30, "decimal digits of an integer in a spec or an expression result (10^30)"),
     Limit("string_chars", 10_000, "characters of a string made by an expression or a name"),
+    Limit("onnx_nodes", 100_000,
+          "nodes of an ONNX graph that import or summarize reads (twice the layers limit: a layer "
+          "exports as one or two nodes)"),
     Limit("runtime_bytes", 8 * 2 ** 30,
           "memory a command that runs or writes a network may need (train, evaluate, verify, gradcheck, "
           "erf, export: parameters, gradients, optimizer state and activations, estimated by the "

@@ -22,6 +22,8 @@ which is the runtime's (conv ``(F, C/g, k…)``, fc ``(out, in)``).
 """
 from __future__ import annotations
 
+from cnncalc import limits
+
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,7 +41,6 @@ MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 # ONNX ops whose spec layer type does not exist in this version (none left since the layer
 # types of issue 10; kept for the error message of a future op)
 PENDING: dict[str, str] = {}
-MAX_NODES = 20_000  # ONNX nodes an import reads (the largest torchvision/timm CNNs have a few thousand)
 FOLD_MAX_VALUES = 1 << 24  # values a folded constant may have
 _GROWS = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Pad", "Upsample"}
 MAX_LISTED = 60  # refused nodes listed one per line (the rest are counted by op)
@@ -312,9 +313,10 @@ class _Importer:
     # ------------------------------------------------------------------ driver
     def run(self):
         nodes = list(self.g.node)
-        if len(nodes) > MAX_NODES:
-            raise InteropError(f"{self.source}: {len(nodes):,} ONNX nodes is over the importer's limit of "
-                               f"{MAX_NODES:,} (a CNN has a few thousand at most)")
+        if len(nodes) > limits.get("onnx_nodes"):
+            lim = limits.LIMITS["onnx_nodes"]
+            raise InteropError(f"{self.source}: {len(nodes):,} ONNX nodes is over the limit on {lim.what} "
+                               f"({lim.value:,}; {lim.how_to_raise()})")
         self.nodes = nodes
         constants = set()
         for i, node in enumerate(nodes):  # every Constant first: a pattern may look ahead at them

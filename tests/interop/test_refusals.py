@@ -136,10 +136,16 @@ def test_a_long_elementwise_chain_imports_and_the_node_count_is_bounded(monkeypa
     of 600 elementwise nodes imports, every node a layer; over the bound: a message."""
     imp = import_model(_chain(600), source="chain.onnx")
     assert imp.text.count("\n  - ") == 600  # the conv (the first Relu fused into it) and 599 more
-    from cnncalc.interop import onnx_import
-    monkeypatch.setattr(onnx_import, "MAX_NODES", 500)
-    with pytest.raises(InteropError, match="601 ONNX nodes is over the importer's limit of 500"):
-        import_model(_chain(600), source="chain.onnx")
+    from cnncalc import limits
+    monkeypatch.setenv("CNNCALC_LIMIT_ONNX_NODES", "500")
+    limits.reload()
+    try:
+        with pytest.raises(InteropError, match="601 ONNX nodes is over the limit on nodes of an ONNX graph"
+                                               r".*\(500; limit onnx_nodes = 500; raise it with CNNCALC_LIMIT_ONNX_NODES=N"):
+            import_model(_chain(600), source="chain.onnx")
+    finally:
+        monkeypatch.delenv("CNNCALC_LIMIT_ONNX_NODES")
+        limits.reload()
 
 
 def test_external_data_is_read_from_the_models_folder_only(cli, tmp_path, monkeypatch):

@@ -96,6 +96,7 @@ MEMORY_PROFILES = {
     "erf": (8, 3, 3),
     "train": (4, 4, 3),       # float32: weights, gradients, momentum, a saved copy; activations kept for backward, their gradients
     "evaluate": (4, 2, 2),    # forward only
+    "bench": (4, 4, 3),       # times forward passes and training steps: as train
     "export": (4, 3, 0),      # the weights as arrays, as initializers/tensors, serialized
 }
 ONNX_MAX_BYTES = 2 ** 31 - 2 ** 20  # protobuf's 2 GiB limit on one message, less room for the graph itself

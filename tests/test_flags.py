@@ -57,8 +57,7 @@ def test_train_spec_argument_or_option(cli):
 # --rounding floor|ceil|strict; conv/pool take a layer on the command line and the same
 # spellings (default strict; the old 'exact' still accepted).
 SPEC_READERS = ["summarize", "fit", "receptive-field", "graph", "report", "export", "verify", "gradcheck", "erf",
-                "diff",
-                "train", "evaluate", "check", "quiz", "conv", "pool"]
+                "diff", "train", "evaluate", "check", "quiz", "conv", "pool", "bench"]
 
 
 @pytest.mark.parametrize("name", SPEC_READERS)

@@ -202,3 +202,40 @@ def test_unknown_options_are_refused():
         training_step(g, 1, optimizer="lion")
     with pytest.raises(CnnCalcError, match="precision"):
         training_step(g, 1, precision="fp8")
+
+
+def test_backward_transients_by_hand():
+    """A 3x3 conv (8 -> 8) on a 2x2 map runs oneDNN's gemm path in backward; the 2x2 stride-2
+    conv on the 4x4 map before it the jit path. Batch 2, fp32, one thread (docs/memory.md):
+    - conv b (input 2x2x8, output 2x2x8): W = 8*8*9*4 = 2304 B, im2col of one image 8*9*4 px *4 B
+      = 1152 B; scratchpad 4*2304 + 1152 + 256 = 10,624 B; gI + W + scratchpad counted over
+      gI + W: 10,624;
+    - conv a (input 4x4x8 from the input, no input gradient; output 2x2x8; W = 8*8*4*4 = 1024 B):
+      weights phase X + gO + W = 2*512 + 2*128 + 1024 = 2304 (the batch of 2 reordered), the
+      buffer and its copy W + W = 2048; over the W counted: 1280."""
+    from cnncalc.analysis.memory import backward_transients
+
+    g = load_spec_text("""
+input: [4, 4, 8]
+layers:
+  - {conv: 8, kernel: 2, stride: 2, bias: false, name: a}
+  - {conv: 8, kernel: 3, pad: 1, bias: false, name: b}
+""")
+    g.infer()
+    a, b = (n.layer for n in g.layers)
+    assert backward_transients(b, 2, 4, 4, True, True, 2 * 32 * 4) == (
+        10_624, "convolution backward: gemm path (input 2 wide < kernel 3): scratchpad 4 x 2,304 + im2col 1,152 + 256 B")
+    assert backward_transients(a, 2, 4, 4, False, True, 0)[0] == 1280
+    t = training_step(g, 2, optimizer="sgd")
+    assert t.transients == {"a": (1280, backward_transients(a, 2, 4, 4, False, True, 0)[1]),
+                            "b": (10_624, backward_transients(b, 2, 4, 4, True, True, 256)[1])}
+    # the peak is at b's backward: its transients are part of it, and --explain names them
+    assert t.peak_layer == "b" and t.peak_step == 2 and t.peak_parts["backward transients"] == 10_624
+    assert t.transient_note().startswith("backward transients 10,624 B at the backward of b: convolution backward: gemm")
+    # a 1x1 unit-stride conv on a batch under 16 runs PyTorch's native kernel (ConvParams::use_mkldnn):
+    # nothing beyond its gradients; at 16 oneDNN reorders its input and output gradient (16 * 128 B each)
+    one = load_spec_text("input: [4, 4, 8]\nlayers:\n  - {conv: 8, kernel: 1, bias: false, name: p}\n")
+    one.infer()
+    p = one.layers[0].layer
+    assert backward_transients(p, 15, 4, 4, True, True, 15 * 512)[0] == 0
+    assert backward_transients(p, 16, 4, 4, True, True, 16 * 512)[0] == 16 * 512 + 16 * 512

@@ -55,14 +55,20 @@ def _highest(live: list[int]) -> tuple[int, int]:
     return (best, live.index(best)) if best > 0 else (0, 0)
 
 
-def peaks(graph: Graph, sizes: dict[str, int], intervals=None) -> tuple[int, str, int]:
+def peaks(graph: Graph, sizes: dict[str, int], intervals=None, internal=None) -> tuple[int, str, int]:
     """The inference peak (the largest sum of live tensors over the steps, and the layer
     where it happens) and the gradient peak. During backward the gradient of a tensor lives
     over the same steps as the tensor (from its last reader's backward to its producer's)
     and the input needs none: the live gradients are the live tensors without the input's
-    interval."""
+    interval. ``internal`` {layer: values} adds what a layer writes inside itself (attention's
+    q, k, v, scores and probabilities) at its own step: live while it runs (and their gradients
+    while its backward runs)."""
     iv = tensor_intervals(graph, sizes) if intervals is None else intervals
     live = live_sizes(iv, len(graph.nodes))
+    if internal:
+        steps = {name: k for k, name in enumerate(graph.nodes)}
+        for name, n in internal.items():
+            live[steps[name]] += n
     best, where = _highest(live)
     lo, hi, size = iv[INPUT]
     grad = live if not size else live[:lo] + [v - size for v in live[lo:hi + 1]] + live[hi + 1:]
@@ -196,6 +202,76 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
     return s
 
 
+
+# ------------------------------------------------------------------ what a backward allocates for itself
+def backward_transients(layer, batch: int, act: int, pbytes: int, grad_in: bool, grad_w: bool,
+                        in_bytes: int) -> tuple[int, str]:
+    """Bytes a layer's backward allocates beyond the gradients the walk already counts (its
+    input's gradient ``in_bytes`` when ``grad_in``, its weights' gradient when ``grad_w``), at
+    their highest during that backward, and the rule — as PyTorch's CPU kernels (oneDNN, one
+    thread, fp32) allocate them, read off torch.profiler's allocation events:
+
+    - convolution, native kernel (as PyTorch picks it with one thread: a 1x1 unit-stride conv on
+      a batch under 16, or a batch of one image of at most 20,480 values with a kernel up to
+      3x3): nothing for a 1x1, one image's im2col columns otherwise;
+    - convolution (oneDNN, every other case): backward-data reorders the output gradient and the weights into its
+      blocked layouts and writes the input gradient into a buffer copied out at the end (live at
+      once: gO + W + gI, then gI twice); backward-weights reorders the input (when its channels
+      are a multiple of 8) and the output gradient and accumulates into a weight buffer copied
+      out (gI + X + gO + W, then gI + 2 W). When the input is narrower than the kernel (a
+      3×3 on 2×2 or 1×1 maps) oneDNN's jit kernel declines and its gemm path runs instead:
+      a scratchpad of 4 weight-sized reduction buffers (batch > 1) + one image's im2col
+      columns + 256 B, per thread;
+    - batch norm: an input-sized temporary and two per-channel sums;
+    - everything else: nothing beyond its outputs (ReLU, add, pooling, linear write their
+      gradients directly)."""
+    from cnncalc.shapes import numel
+
+    kind = layer.kind
+    if kind in ("conv", "dwconv") and getattr(layer, "connections", None) is None and len(layer.kernel) == 2:
+        w = numel(layer.param_shapes()["weight"][0]) * pbytes
+        go = numel(layer.out_shape) * batch * act
+        gi = in_bytes if grad_in else 0
+        counted = gi + (w if grad_w else 0)
+        phases = []
+        if grad_in:
+            phases.append(go + w + gi)  # output gradient and weights reordered, input gradient buffer
+            phases.append(2 * gi)  # the buffer and the input gradient it is copied to
+        rule = ""
+        kh, kw = layer.kernel
+        one = kh == kw == 1 and max(layer.stride) == 1 and max(w.dilation for w in layer.windows) == 1
+        small = layer.groups == 1 and batch == 1 and not (kh > 3 and kw > 3) and numel(layer.in_shapes[0]) <= 20480
+        if (one and batch < 16) or small:
+            # PyTorch's own rule (ConvParams::use_mkldnn, one thread): a 1x1 unit-stride conv on
+            # a batch under 16, or one small image with a kernel up to 3x3, runs the native
+            # kernel: it reads a 1x1's input in place, unfolds other kernels into one image's columns
+            col = 0 if one else layer.in_channels // layer.groups * kh * kw * numel(layer.out_shape[:-1]) * act
+            return col, ("convolution backward (native kernel): " + (f"one image's columns {col:,} B" if col
+                                                                      else "nothing beyond its gradients"))
+        if grad_w:
+            ih, iw = layer.in_shapes[0][0], layer.in_shapes[0][1]
+            if iw < layer.kernel[1] or ih < layer.kernel[0]:
+                oh, ow = layer.out_shape[0], layer.out_shape[1]
+                col = layer.in_channels // layer.groups * numel(layer.kernel) * oh * ow * act
+                scratch = (4 * w if batch > 1 else 0) + col + 256
+                phases.append(gi + w + max(scratch, w))
+                rule = (f"gemm path (input {iw} wide < kernel {layer.kernel[1]}): scratchpad 4 x {w:,} + "
+                        f"im2col {col:,} + 256 B")
+            else:
+                xc = numel(layer.in_shapes[0]) * batch * act if layer.in_channels % 8 == 0 else 0
+                phases.append(gi + xc + go + w)
+                phases.append(gi + 2 * w)
+                rule = "reorders of the input and output gradient, a weight-gradient buffer"
+        extra = max(phases, default=0) - counted
+        if grad_in and not rule:
+            rule = "reorders of the output gradient and weights, an input-gradient buffer"
+        return max(extra, 0), f"convolution backward: {rule}"
+    if kind == "batchnorm" and grad_in:
+        c = layer.out_shape[-1]
+        return in_bytes + 2 * c * 4, "batch-norm backward: an input-sized temporary + 2 per-channel sums"
+    return 0, ""
+
+
 # ------------------------------------------------------------------ one training step
 OPTIMIZERS = {  # state tensors per parameter, and whether torch keeps a 'step' scalar per tensor
     "sgd": (0, False), "momentum": (1, False), "adam": (2, True), "adamw": (2, True),
@@ -245,7 +321,14 @@ class TrainingStep:
 
     __slots__ = ("lines", "timeline", "peak", "peak_step", "peak_layer", "peak_parts", "n_layers", "recompute_macs",
                  "training_macs", "trainable_params", "frozen_params", "optimizer", "precision", "saved",
-                 "checkpointed")
+                 "checkpointed", "transients")
+
+    def transient_note(self) -> str:
+        """What the backward at the peak allocates for itself, and the rule ('' when nothing)."""
+        if self.peak_step < self.n_layers or not self.peak_parts.get("backward transients"):
+            return ""
+        size, rule = self.transients[self.peak_layer]
+        return f"backward transients {size:,} B at the backward of {self.peak_layer}: {rule}"
 
     def as_dict(self) -> dict:
         return {"optimizer": self.optimizer, "precision": self.precision, "peak_bytes": self.peak,
@@ -315,8 +398,8 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     opt_bytes = per_param * trained * pbytes + (4 * ntensors if has_step else 0)
     const = (trained + frozen + state) * pbytes + opt_bytes
     # one difference array per kind of tensor: activations (and what backward keeps),
-    # activation gradients, parameter gradients, autocast's half weights
-    deltas = [[0] * (2 * n + 1) for _ in range(4)]
+    # activation gradients, parameter gradients, autocast's half weights, backward transients
+    deltas = [[0] * (2 * n + 1) for _ in range(5)]
     delta = deltas[0]
 
     def live(lo, hi, size, kind=0):
@@ -392,6 +475,26 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
         live(end - i, end, size, 2)
     if mixed and s.weight_copies:
         live(0, end, s.weight_copies, 3)  # (autocast's weight cache: the forward, kept for backward)
+    # what each backward allocates for itself, live during that backward only
+    transients = {}
+    for i, node in enumerate(layers):
+        lay = node.layer
+        if lay.kind not in ("conv", "dwconv", "batchnorm"):
+            continue
+        gin = any(s.rg[x] for x in node.inputs)
+        gw = bool(lay.param_shapes()) and (train is None or train(node.name))
+        if not (gin or gw):
+            continue
+        extra, rule = backward_transients(lay, batch, act, pbytes, gin, gw,
+                                          numel(lay.in_shapes[0]) * batch * act)
+        # a fused activation's backward runs first and frees what only it kept (its output):
+        # the convolution's transients come after that
+        freed = sum(size for key, size, what in s.keeps[node.name]
+                    if what.startswith("output") and kept_fwd.get(key) == i)
+        extra = max(extra - freed, 0)
+        if extra:
+            transients[node.name] = (extra, rule)
+            live(end - i, end - i, extra, 4)
     timeline = list(accumulate(map(sum, zip(*deltas))))[:2 * n]
     t = TrainingStep()
     t.timeline = [v + const for v in timeline]
@@ -402,11 +505,14 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     t.peak_layer = layers[t.peak_step if t.peak_step < n else end - t.peak_step].name if n else ""
     # what is live at the peak, by kind (they add up to the peak)
     at = t.peak_step + 1
-    acts, agrads, pgrads, copies = (sum(d[:at]) for d in deltas)
+    acts, agrads, pgrads, copies, trans = (sum(d[:at]) for d in deltas)
     t.peak_parts = {"parameters, buffers, optimizer state": const, "activations and kept tensors": acts,
                     "activation gradients": agrads, "parameter gradients so far": pgrads}
     if mixed:
         t.peak_parts["half copies of weights"] = copies
+    if transients:
+        t.peak_parts["backward transients"] = trans
+    t.transients = transients
     t.optimizer, t.precision = optimizer, precision
     t.saved = saved_total + (s.weight_copies if mixed else 0)
     t.trainable_params, t.frozen_params = trained, frozen

@@ -53,6 +53,10 @@ class LayerStats(Record):
     line: int | None = None
     type_key: str = ""
     saved_bytes: int = 0  # what autograd keeps for this layer's backward (storages new here)
+    # (not fields: rows of layers that write tensors inside them, attention's heads x N x N, and
+    # whose MACs split over the keys of summarize --by type)
+    internal = 0
+    mac_parts = None
 
     def __init__(self, name: str, type: str, inputs: list[str], shape: Shape, description: str = "",
                  weights: int = 0, biases: int = 0, nontrainable: int = 0, activations: int = 0,
@@ -111,6 +115,7 @@ class LayerStats(Record):
             "input_grad_macs": self.input_grad_macs, "weight_grad_macs": self.weight_grad_macs,
             "training_macs": self.training_macs, "saved_bytes": self.saved_bytes,
             "ops": dict(self.ops), "description": self.description,
+            **({"internal_activations": self.internal} if self.internal else {}),
             **({"line": self.line} if self.line else {}),
         }
 
@@ -217,6 +222,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     distinct: list[list] = []
     new = object.__new__
     dx_macs = 0
+    internal: dict[str, int] = {}  # values written inside a layer (attention's scores), per layer
     for node in graph.nodes.values():
         layer = node.layer
         if layer is None:  # (the input)
@@ -236,8 +242,13 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
             tmpl = {"type": layer.kind, "shape": layer.out_shape, "description": layer.describe(),
                     "weights": w, "biases": b, "nontrainable": sum(numel(s) for s in layer.state_shapes().values()),
                     "activations": elems, "activation_bytes": elems * nbytes, "view": layer.view,
-                    "macs": m, "input_grad_macs": 0, "weight_grad_macs": m if w else 0,
-                    "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer)}
+                    "macs": m, "input_grad_macs": 0,
+                    "weight_grad_macs": (layer.weight_grad_macs() * batch if layer.weight_grad_macs is not None
+                                         else m if w else 0),
+                    "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer),
+                    "internal": layer.internal_activations() * batch,
+                    "mac_parts": ({k: v * batch for k, v in layer.mac_parts().items()}
+                                  if layer.mac_parts is not None else None)}
             entry = [tmpl, 0, w + b > 0, 0 if tmpl["view"] else elems,
                      tuple(tmpl[f] for f in _SHARED), {}]
             distinct.append(entry)
@@ -281,6 +292,11 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         row.line = node.line
         row.type_key = tmpl["type_key"]
         row.saved_bytes = 0
+        if tmpl["internal"]:
+            row.internal = tmpl["internal"]
+            internal[name] = tmpl["internal"]
+        if tmpl["mac_parts"] is not None:
+            row.mac_parts = tmpl["mac_parts"]
         grad_flows[name] = needs_dx or entry[2]
         sizes[name] = entry[3]
         if explain:
@@ -311,6 +327,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         dw_macs += tmpl["weight_grad_macs"] * n
         if not tmpl["view"]:
             acts += tmpl["activations"] * n
+        acts += tmpl["internal"] * n
         for k, v in tmpl["ops"].items():
             if k in ops:
                 ops[k] += v * n
@@ -328,7 +345,7 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
         "macs_unknown": [r.name for r in rows if r.type == "opaque"],
     }
     intervals = tensor_intervals(graph, sizes)
-    peak_elems, peak_at, grad_peak = peaks(graph, sizes, intervals)
+    peak_elems, peak_at, grad_peak = peaks(graph, sizes, intervals, internal)
     # what autograd keeps for backward, as PyTorch keeps it (cnncalc.analysis.saved)
     kept = saved_tensors(graph, batch, nbytes, detail=explain)
     per_layer = kept.per_layer
@@ -401,6 +418,9 @@ def explain_layer(layer, batch: int, with_bias: bool) -> list[str]:
     if layer.view:
         mem += " (a view of its input: no new memory)"
     out.append(mem)
+    inside = layer.explain_memory()
+    if inside:
+        out.append(f"memory {inside}" + (f" per image, *{batch}" if batch > 1 else ""))
     o = layer.explain_ops()
     if o:
         out.append(f"ops: {o}")

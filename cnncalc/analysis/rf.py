@@ -577,6 +577,7 @@ class LayerField:
     field_inputs: list[str] | None = None  # the inputs that carry the field (default: inputs)
     gated: bool = False          # multiplied by a broadcast gate that sees its whole input
     unknown: str | None = None   # the layer where the field became unknown (then no number holds)
+    global_since: str | None = None  # the layer where the field became global (global attention, fc)
 
     @property
     def sources(self) -> list[str]:
@@ -631,6 +632,8 @@ class LayerField:
         numbers, tail, lists = parts
         d = {"name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape)}
         d.update(numbers)
+        if self.global_since is not None:  # (the layer's, not its axes': never in the shared part)
+            d["global_since"] = self.global_since
         if self.gated:
             d["gated"] = True
         d.update(kind_key(self.shape))
@@ -831,6 +834,8 @@ def _receptive_fields(graph, input_shape) -> RFReport:
                         tuple(axes), win, deconv, field_inputs=srcs,
                         gated=len(srcs) < len(node.inputs) and getattr(layer, "gated", False),
                         unknown=unknown)
+        if lf.is_global:
+            lf.global_since = next((f.global_since for f in ins if f.is_global and f.global_since), node.name)
         lf.explain = _explain(lf, ins) if unknown is None else [
             f"unknown: {unknown} scrambles the positions of the input" + (" (this layer)" if unknown == node.name
                                                                             else "")]

@@ -235,7 +235,7 @@ def _fit(spec, sweep_axes, memory, overhead, batch, max_input, sweep, fmt, dtype
         total = step.peak + over
         return {"batch": b, "input": fmt_shape(shape), "peak_bytes": step.peak, "total_bytes": total,
                 "total": _gib(total), "training_macs": step.training_macs, "peak_at": step.peak_layer,
-                "peak_parts": dict(step.peak_parts),
+                "peak_parts": dict(step.peak_parts), "peak_transients": step.transient_note(),
                 "fits": "yes" if total <= budget else "no"}
 
     cols = [Column("batch", "Batch"), Column("input", "Input"),
@@ -287,6 +287,8 @@ def _fit(spec, sweep_axes, memory, overhead, batch, max_input, sweep, fmt, dtype
             lines.append(f"batch {r['batch']}, input {r['input']}: peak {fmt_int(r['peak_bytes'])} B (at {r['peak_at']})"
                          f" + overhead {fmt_int(over)} B = {fmt_int(r['total_bytes'])} B {op} {fmt_int(budget)} B")
             lines.append("    peak = " + " + ".join(f"{k} {fmt_int(v)}" for k, v in r["peak_parts"].items()))
+            if r.get("peak_transients"):
+                lines.append("    " + r["peak_transients"])
         if answer and "batch" in answer and len(rows) == 2:
             lines.append(f"batch {rows[0]['batch']} fits and batch {rows[1]['batch']} does not: the peak grows "
                          f"with the batch, so {rows[0]['batch']} is the largest")

@@ -115,6 +115,8 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, no_check, fo
         _write(output, imp.text, force, "spec")
     else:
         sys.stdout.write(imp.text)
+    if imp.note:
+        click.echo(f"note: {imp.note}", err=True)
     if imp.opaque:
         from cnncalc.escape import term_text
 

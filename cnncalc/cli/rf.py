@@ -217,7 +217,8 @@ def _r(lf) -> str:
 def _notes(lf) -> str:
     notes = []
     if lf.is_global:
-        notes.append(f"global: sees the whole input (unclipped {_per_axis(lf.r_unclipped)})")
+        since = "" if lf.global_since in (None, lf.name) else f" since {lf.global_since}"
+        notes.append(f"global{since}: sees the whole input (unclipped {_per_axis(lf.r_unclipped)})")
     if any(a.r_min != a.r_max for a in lf.axes):
         notes.append("depends on the output phase")
     if not lf.aligned:

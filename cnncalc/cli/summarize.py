@@ -166,11 +166,13 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
         # cells but the name) is formatted once, and a row is its name and its kind
         layers = report.layers
         names = ["input"] + [r.name for r in layers]
+        # an opaque layer's MACs are unknown: "?", never a 0 that looks exact
         if report.with_bias:
-            keys = [(r.description, r.shape, r.activations, r.weights + r.biases, r.macs, r.saved_bytes)
-                    for r in layers]
+            keys = [(r.description, r.shape, r.activations, r.weights + r.biases,
+                     "?" if r.type == "opaque" else r.macs, r.saved_bytes) for r in layers]
         else:
-            keys = [(r.description, r.shape, r.activations, r.weights, r.macs, r.saved_bytes) for r in layers]
+            keys = [(r.description, r.shape, r.activations, r.weights, "?" if r.type == "opaque" else r.macs,
+                     r.saved_bytes) for r in layers]
         index = {input_cells: 0}
         kinds = [0] + [index.setdefault(k, len(index)) for k in keys]
         distinct = list(index)
@@ -199,7 +201,8 @@ def layer_view(report: Report, depth: int | None = None, chart: bool = True,
                            styles=(CHART_MEMORY, CHART_PARAMS)))
     total_label = "Total" + ("" if report.with_bias else " (no biases)")
     footer = [{"name": total_label, "type": "", "shape": "",
-               "activations": t["activations"] + t["input"], "params": t[pkey], "macs": t["macs"],
+               "activations": t["activations"] + t["input"], "params": t[pkey],
+               "macs": f"≥ {fmt_int(t['macs'])}" if t["macs_unknown"] else t["macs"],
                "saved": t["saved_bytes"]}]
     if extra is not None:
         footer[0][extra[0].key] = extra[2]
@@ -260,10 +263,15 @@ def _mem(nbytes: int, elements: int | None = None) -> str:
 def by_type(report: Report) -> list[dict]:
     groups: dict[str, dict] = {}
     for r in report.layers:
-        g = groups.setdefault(r.type_key, {"type": r.type_key, "layers": 0, "params": 0, "macs": 0})
-        g["layers"] += 1
-        g["params"] += r.params if report.with_bias else r.weights
-        g["macs"] += r.macs
+        # attention's MACs split into its projections and its QKᵀ + AV (each row counts the
+        # layer; the parameters go with the first: the projections')
+        parts = r.mac_parts if r.mac_parts is not None else {r.type_key: r.macs}
+        for i, (key, m) in enumerate(parts.items()):
+            g = groups.setdefault(key, {"type": key, "layers": 0, "params": 0, "macs": 0})
+            g["layers"] += 1
+            if i == 0:
+                g["params"] += r.params if report.with_bias else r.weights
+            g["macs"] += m
     tp = sum(g["params"] for g in groups.values()) or 1
     tm = sum(g["macs"] for g in groups.values()) or 1
     out = sorted(groups.values(), key=lambda g: (-g["macs"], -g["params"]))

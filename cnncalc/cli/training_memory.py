@@ -90,6 +90,8 @@ def section(step, batch: int) -> tuple[str, list[tuple[str, str]]]:
     extra = step.recompute_macs
     rows.append(("peak, by kind", " + ".join(f"{k} {fmt_int(v)}" for k, v in step.peak_parts.items())
                  + f" = {fmt_int(step.peak)} B"))
+    if step.transient_note():
+        rows.append(("peak transients", step.transient_note() + " (PyTorch's CPU kernels, one thread; docs/memory.md)"))
     rows.append(("training MACs per step", f"{fmt_int(step.training_macs)}  — forward + input gradients"
                  " (where a gradient flows) + weight gradients (trained layers)"
                  + (f" + recomputed forward {fmt_int(extra)}" if extra else "")))

@@ -89,12 +89,14 @@ def check_import(graph, imp, *, batch: int = 2, seed: int = 0) -> CheckResult:
         net = Net(graph, dtype="float64")
     except RuntimeUnsupported as e:
         return CheckResult(False, why_not=f"the runtime cannot run the spec: {e}")
-    for name, tensors in net.params.items():
-        for t, a in tensors.items():
-            a[...] = imp.params[name][t]
-    for name, tensors in net.state.items():
-        for t, a in tensors.items():
-            a[...] = imp.state[name][t]
+    for ours, theirs in ((net.params, imp.params), (net.state, imp.state)):
+        for name, tensors in ours.items():
+            for t, a in list(tensors.items()):
+                v = np.asarray(theirs[name][t], dtype=net.dtype).reshape(np.shape(a))
+                if isinstance(a, np.ndarray) and a.ndim:
+                    a[...] = v
+                else:  # (a scalar parameter: replaced, not written into)
+                    tensors[t] = v
     rng = np.random.default_rng(seed)
     x = random_input(graph.input_shape, batch, rng)
     onnx_x = x.reshape(batch, *imp.onnx_input_dims) if imp.onnx_input_dims else x

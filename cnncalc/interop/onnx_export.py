@@ -16,6 +16,7 @@ import numpy as np
 
 from cnncalc.graph import INPUT, Graph
 from cnncalc.interop import InteropError, require
+from cnncalc.interop.attention_export import ONNX_ROWS
 from cnncalc.interop.tensor_export import onnx_rows
 from cnncalc.shapes import Tensor, spatial
 
@@ -169,6 +170,12 @@ def _deconv(b: _Builder, node, xs, out):
 def _fc(b: _Builder, node, xs, out):
     lay = node.layer
     x = xs[0]
+    if lay.in_shapes[0].__class__ is not tuple:  # tokens: the Linear on the last axis
+        w = b.init(f"{node.name}/weight_t", np.asarray(b.params[node.name]["weight"]).T)
+        y = b.node("MatMul", [x, w], f"{node.name}/mm", f"{node.name}/mm")
+        if lay.args["bias"]:
+            return b.node("Add", [y, b.param(node.name, "bias")], out, node.name)
+        return b.node("Identity", [y], out, node.name)
     if len(lay.in_shapes[0]) > 1:  # 1x1xC → [C]
         x = b.node("Flatten", [x], f"{node.name}/flat", f"{node.name}/flatten", axis=1)
     ins = [x, b.param(node.name, "weight")]
@@ -469,6 +476,7 @@ EXPORTERS: dict[str, Callable] = {
     "adaptive_avgpool": _adaptive("AveragePool"), "adaptive_maxpool": _adaptive("MaxPool"),
 }
 EXPORTERS.update(onnx_rows(EXPORTERS))  # the tensor vocabulary (interop/tensor_export.py)
+EXPORTERS.update(ONNX_ROWS)  # the token layers (interop/attention_export.py)
 
 
 

@@ -5,8 +5,17 @@ batch is set to 1 for folding), runs ONNX shape inference, folds shape-only subg
 (Shape → Gather → Unsqueeze → Concat → Reshape: the ``x.view(x.size(0), -1)`` idiom), maps
 every other node onto a spec layer and writes a readable spec: names from the nodes and
 initializers, ``inputs:`` only where the graph branches, arguments every layer of a type
-shares factored into ``defaults``. An op with no mapping is an error listing every such
-node — or, with ``opaque=True``, an ``opaque`` layer whose shape ONNX inferred.
+shares factored into ``defaults``.
+
+The passes, in order: read (external data from the model's own folder only), every Constant,
+folding of constant-only nodes (a table, else onnx's reference evaluator), the pattern
+importers (``IMPORTERS``: one per ONNX op, lifting readable layers), then for every node they
+refuse the low-level vocabulary (:mod:`cnncalc.interop.onnx_lower`); a tensor no longer laid
+out N x C x H x W (``odd``) is read only by low-level ops. A node with no exact form is a
+refusal collected with its name, op and reason; all of them are reported at once — or, with
+``opaque=True``, each becomes an ``opaque`` layer (ONNX's shape, its real inputs, its learned
+tensors as parameters, MACs unknown). :mod:`cnncalc.interop.check` then runs the spec against
+the model when its weights are there.
 
 Layouts: ONNX NCHW (NCL, NF) ↔ spec HxWxC (LxC, [F]); weights keep their ONNX layout,
 which is the runtime's (conv ``(F, C/g, k…)``, fc ``(out, in)``).
@@ -31,6 +40,8 @@ MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 # types of issue 10; kept for the error message of a future op)
 PENDING: dict[str, str] = {}
 MAX_NODES = 20_000  # ONNX nodes an import reads (the largest torchvision/timm CNNs have a few thousand)
+FOLD_MAX_VALUES = 1 << 24  # values a folded constant may have
+_GROWS = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Pad", "Upsample"}
 MAX_LISTED = 60  # refused nodes listed one per line (the rest are counted by op)
 
 
@@ -87,6 +98,7 @@ class Imported:
     outputs: list = field(default_factory=list)  # [(ONNX output name, spec layer)]
     onnx_input_dims: tuple = ()  # the ONNX input without the batch (C, H, W)
     doc: dict | None = None  # the spec as the mapping its text reads as (import_model(as_doc=True))
+    note: str = ""  # what the user should know about the import (batch norm folded by the exporter)
 
 
 def spec_shape(dims) -> tuple:
@@ -139,7 +151,7 @@ class _Importer:
     def _setup(self, input_shape):
         onnx = self.onnx
         inits = {t.name for t in self.g.initializer}
-        self.init_names = inits
+        self.init_names = {t: t for t in inits}  # initializer (or an Identity of one) → its own name
         for t in self.g.initializer:
             if t.data_type not in _NUMERIC_TYPES:
                 raise InteropError(f"{self.source}: initializer {_show(t.name)} holds "
@@ -388,6 +400,7 @@ class _Importer:
         a = self.consts.get(t)
         if t not in self.init_names or a is None or a.dtype.kind != "f":
             return False
+        t = self.init_names[t]
         named = "." in t and not t.startswith(("onnx::", "/"))
         return named or a.size > 1
 
@@ -406,7 +419,7 @@ class _Importer:
                 shape = self.shape(t)
                 if shape is None:
                     return f"the shape of {_show(t)} is unknown"
-                src = self._wire(t, lower=True)
+                src = self._wire(t)
                 if src is None:
                     return f"its input {_show(t)} is not computed by an imported layer"
                 ops.append(Operand(tuple(shape), name=src, batch=self.batch_of.get(t, 0)))
@@ -437,8 +450,11 @@ class _Importer:
                 continue
             self.layer_of[out] = item
             self.batch_of[out] = batch
-            shape = self.shapes.get(out)
             sp = self.spec_shapes.get(item)
+            if self.shapes.get(out) is None and sp is not None and batch == 0:  # ONNX inference gave up here
+                self.shapes[out] = (1, *(tuple(sp) if sp.__class__ is not tuple else
+                                         (sp[-1], *sp[:-1]) if len(sp) > 1 else sp))
+            shape = self.shapes.get(out)
             # N x C x H x W again: the spec's own rules made it an image (or a flat vector)
             nchw = (batch == 0 and shape is not None and sp is not None and sp.__class__ is tuple
                     and sp == spec_shape(shape[1:])) or _channels_first(sp, shape, batch)
@@ -456,7 +472,7 @@ class _Importer:
         except Exception:  # (the spec's loader reports real errors)
             self.spec_shapes.pop(it.name, None)
 
-    def _wire(self, t, lower=False):
+    def _wire(self, t):
         """The spec layer that holds tensor ``t`` for an opaque layer reading it, or None."""
         if t in self.pending:
             kind = self.pending[t][0]
@@ -610,16 +626,50 @@ class _Importer:
             start, end = self.attr(node, "start", 0), self.attr(node, "end", None)
             self.consts[node.output[0]] = a[start:end]
             return True
-        if op not in FOLD:
+        if not node.input or any(t and self.const(t) is None for t in node.input):
             return False
         ins = [self.const(t) if t else None for t in node.input]
-        if any(t and self.const(t) is None for t in node.input):
+        if op in FOLD:
+            try:
+                self.consts[node.output[0]] = np.asarray(FOLD[op](self, node, ins))
+                if op == "Identity" and node.input[0] in self.init_names:  # PyTorch's de-duplicated
+                    self.init_names[node.output[0]] = self.init_names[node.input[0]]  # initializers
+                return True
+            except Exception:  # (the general evaluator below may still fold it)
+                pass
+        return self._fold_any(node, ins)
+
+    def _fold_any(self, node, ins) -> bool:
+        """A node of constants only (weight standardisation's ReduceMean over a weight, TF "same"
+        padding's Ceil/Mod/Max arithmetic, Equal/Where/CumSum on shapes) evaluated by onnx's
+        reference implementation, when its result is small enough to keep."""
+        if node.domain not in ("", "ai.onnx") or any(a.type in (5, 10) for a in node.attribute):  # (graphs)
             return False
+        outs = [self.shapes.get(o) for o in node.output if o]
+        if any(s is None for s in outs):
+            if node.op_type in _GROWS or sum(v.size for v in ins if v is not None) > 1 << 16:
+                return False
+        elif sum(math.prod(s) for s in outs) > FOLD_MAX_VALUES:
+            return False
+        onnx = self.onnx
         try:
-            out = FOLD[op](self, node, ins)
-        except Exception:
+            from onnx.reference import ReferenceEvaluator
+
+            h = onnx.helper
+            names = [f"i{k}" if t else "" for k, t in enumerate(node.input)]
+            n = h.make_node(node.op_type, names, [f"o{k}" for k in range(len(node.output))])
+            n.attribute.extend(node.attribute)
+            g = h.make_graph([n], "fold", [], [h.make_value_info(f"o{k}", onnx.TypeProto()) for k in range(len(node.output))],
+                             [onnx.numpy_helper.from_array(np.asarray(v), f"i{k}") for k, v in enumerate(ins) if v is not None])
+            m = h.make_model(g, opset_imports=[h.make_opsetid("", self.opset)])
+            res = ReferenceEvaluator(m).run(None, {})
+        except Exception:  # an op the reference cannot run on these values: not folded
             return False
-        self.consts[node.output[0]] = np.asarray(out)
+        if sum(np.asarray(r).size for r in res) > FOLD_MAX_VALUES:
+            return False
+        for o, r in zip(node.output, res):
+            if o:
+                self.consts[o] = np.asarray(r)
         return True
 
 
@@ -938,6 +988,16 @@ def matmul(imp, node):
 
 def add(imp, node):
     ks = [imp.const(t) for t in node.input]
+    if len(node.input) == 2 and sum(k is not None for k in ks) == 1:
+        j = 0 if ks[0] is None else 1
+        xs = imp.shape(node.input[j])
+        k = ks[1 - j]
+        if (k.dtype.kind == "f" and not np.any(k) and not imp._learned(node.input[1 - j]) and xs is not None
+                and k.ndim <= len(xs) and np.broadcast_shapes(tuple(xs), k.shape) == tuple(xs)):
+            # x + 0 with a zero that is no parameter (MobileOne's train form); a zero-initialised
+            # bias (ConvNeXt-V2's GRN) is a parameter and stays
+            imp.alias(node, node.input[j])
+            return
     if any(k is not None for k in ks):
         # MatMul + Add(bias) = fc with a bias
         if len(node.input) == 2:
@@ -1054,7 +1114,10 @@ def mul(imp, node):
     g = ks[1 - j]
     xs = _nchw(imp, node.input[j], node)
     c = xs[1] if len(xs) > 1 else None
-    if g is None or c is None or g.size != c or (g.ndim > 1 and g.shape[0] != c) or (g.ndim == len(xs) and g.shape[0] == 1 and c != 1):
+    if g is None or c is None or g.ndim > len(xs) or g.size != c or g.dtype.kind != "f":
+        raise _Unmapped("Mul", node.name, "multiplying by a constant that is not one value per channel")
+    full = (1,) * (len(xs) - g.ndim) + tuple(g.shape)  # lined up from the right, as ONNX broadcasts
+    if full[1] != c or any(d != 1 for k, d in enumerate(full) if k != 1):
         raise _Unmapped("Mul", node.name, "multiplying by a constant that is not one value per channel")
     imp.emit(node, "scale", {"scale": None}, [node.input[j]], weight=node.input[1 - j],
              params={"gamma": g.reshape(-1).astype(np.float32)})
@@ -1286,6 +1349,9 @@ def lrn(imp, node):
 
 
 def concat(imp, node):
+    if len([t for t in node.input if t]) == 1:  # torchvision/timm DenseNet: torch.cat([x], 1) is x
+        imp.alias(node, next(t for t in node.input if t))
+        return
     s = _nchw(imp, node.output[0], node)
     if imp.attr(node, "axis") % len(s) != 1:
         raise _Unmapped("Concat", node.name, "concatenation along an axis other than the channels")
@@ -1632,16 +1698,35 @@ def import_model(model, *, source: str, input_shape=None, opaque: bool = False, 
     imp.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     imp.run()
     producer = f"{model.producer_name} {model.producer_version}".strip()
-    imp.source_text = f"ONNX model {Path(source).name}" + (f" (exported by {producer})" if producer else "")
+    folded = folded_batchnorms(model)
+    imp.source_text = f"ONNX model {Path(source).name}" + (f" (exported by {producer})" if producer else "") + (
+        f"; batch norm folded into {folded} conv(s) by the exporter" if folded else "")
     name = name or model.graph.name or Path(source).stem
     doc = spec_doc(imp, name) if as_doc else None
     text = "" if as_doc else spec_text(imp, name)
+    note = ""
+    if folded:
+        note = (f"torch.onnx.export (eval mode) folded batch norm into {folded} conv(s): the spec counts the "
+                f"fused convs (a bias each, no BN), so fewer parameters than the module; `cnncalc import "
+                f"--torch` keeps BN")
+        text = text.replace("\nname: ", f"\n# note: {note}\nname: ", 1)
     return Imported(text=text, doc=doc, name=name, input_shape=imp.input_shape, source=source,
                     params={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.params.items()},
                     state={k: {n: np.asarray(a, np.float32) for n, a in v.items()} for k, v in imp.state.items()},
                     opaque=[it.name for it in imp.items if it.kind == "opaque"], reference=model,
                     outputs=[(o.name, imp.layer_of.get(o.name, o.name)) for o in model.graph.output],
-                    onnx_input_dims=tuple(imp.input_dims[1:]))
+                    onnx_input_dims=tuple(imp.input_dims[1:]), note=note)
+
+
+def folded_batchnorms(model) -> int:
+    """Convs into which PyTorch's exporter folded a BatchNorm (eval mode, constant folding): it
+    renames the fused weight and bias after the op (``onnx::Conv_123``) instead of the module's
+    ``layer.weight``, and writes a bias the module's conv did not have."""
+    if model.producer_name != "pytorch":
+        return 0
+    inits = {t.name for t in model.graph.initializer}
+    return sum(1 for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2 and n.input[2] in inits
+               and n.input[1].startswith("onnx::Conv_") and n.input[2].startswith("onnx::Conv_"))
 
 
 def import_onnx(path: str | Path, *, input_shape=None, opaque: bool = False) -> Imported:

@@ -20,6 +20,7 @@ from cnncalc.escape import comment_text, py_docstring_text
 from cnncalc.graph import INPUT, Graph
 from cnncalc.interop import InteropError
 from cnncalc.interop.onnx_export import unsupported_layers, window_attrs
+from cnncalc.interop.attention_export import torch_rows as token_rows
 from cnncalc.interop.tensor_export import torch_rows
 from cnncalc.shapes import Tensor, spatial, torch_order
 
@@ -200,7 +201,7 @@ def _fc(g, node, xs):
     lay = node.layer
     b = "" if lay.args["bias"] else ", bias=False"
     ref = g.module(node, f"nn.Linear({lay.in_features}, {lay.units}{b})")
-    x = xs[0] if len(lay.in_shapes[0]) == 1 else f"torch.flatten({xs[0]}, 1)"
+    x = xs[0] if len(lay.in_shapes[0]) == 1 or lay.in_shapes[0].__class__ is not tuple else f"torch.flatten({xs[0]}, 1)"
     return f"{ref}({x})"
 
 
@@ -416,6 +417,7 @@ MODULES = {
     "adaptive_avgpool": _adaptive("Avg"), "adaptive_maxpool": _adaptive("Max"),
 }
 MODULES.update(torch_rows(MODULES))  # the tensor vocabulary (interop/tensor_export.py)
+MODULES.update(token_rows())  # the token layers (interop/attention_export.py)
 
 ACTIVATIONS = {"relu": "torch.relu({})", "relu6": "F.relu6({})", "leakyrelu": "F.leaky_relu({}, 0.01)",
                "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})", "softmax": "torch.softmax({}, 1)",

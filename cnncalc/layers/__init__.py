@@ -1,6 +1,8 @@
 """The layer registry: spec keyword → Layer class. Each layer type's rules live in one module."""
 from cnncalc.layers.activation import (ELU, GELU, SELU, Hardsigmoid, Hardswish, LeakyReLU, Maxout,
                                        Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Softplus, Tanh)
+from cnncalc.layers.attention import (MLP, Attention, ClsToken, PatchEmbed, PatchMerging, PosEmbed,
+                                      TokenMean, ToImage, Tokens)
 from cnncalc.layers.base import GLOBAL, AxisMap, Layer, Window
 from cnncalc.layers.channels import ChannelShuffle, PadChannels, Split
 from cnncalc.layers.conv import Conv, ConvTranspose, DepthwiseConv, LocallyConnected
@@ -21,7 +23,9 @@ _ALL = [Conv, DepthwiseConv, ConvTranspose, LocallyConnected, Dense, Flatten, Ma
         Opaque,
         # the low-level tensor vocabulary (docs/tensors.md)
         MatMul, Reshape, Transpose, Slice, Gather, Expand, Tile, Stack, Binary, Unary, Where, Reduce,
-        LogSoftmax]
+        LogSoftmax,
+        # token layers (docs/attention.md)
+        PatchEmbed, Tokens, ToImage, ClsToken, PosEmbed, Attention, MLP, PatchMerging, TokenMean]
 
 REGISTRY: dict[str, type[Layer]] = {cls.kind: cls for cls in _ALL}
 # Other names people write for the same layers.
@@ -38,6 +42,9 @@ ALIASES = {
     "instance_norm": "instancenorm", "layer_scale": "scale", "interpolate": "upsample",
     "adaptive_avg_pool": "adaptive_avgpool", "adaptive_max_pool": "adaptive_maxpool",
     "permute": "transpose", "log_softmax": "logsoftmax",
+    "patch_embedding": "patch_embed", "class_token": "cls_token", "position_embedding": "pos_embed",
+    "pos_embedding": "pos_embed", "self_attention": "attention", "msa": "attention", "mhsa": "attention",
+    "window_attention": "attention", "patchify": "patch_embed", "merge_patches": "patch_merging",
 }
 
 __all__ = ["REGISTRY", "ALIASES", "GLOBAL", "AxisMap", "Layer", "Window"] + [c.__name__ for c in _ALL]

@@ -429,6 +429,19 @@ class Layer:
     # MACs of the input gradients in training, given which inputs need one (None: as many
     # as the forward's, once: every forward MAC multiplies one input value by one weight)
     input_grad_macs = None
+    # MACs of the weight gradients (None: the forward's, when the layer has weights)
+    weight_grad_macs = None
+    # MACs split over keys of summarize --by type (None: all under the layer's type key)
+    mac_parts = None
+
+    def internal_activations(self) -> int:
+        """Values a layer writes inside itself besides its output (attention's q, k, v, scores
+        and probabilities): counted in the forward and saved-for-backward memory."""
+        return 0
+
+    def explain_memory(self) -> str | None:
+        """The arithmetic of :meth:`internal_activations`."""
+        return None
 
     def ops(self) -> dict[str, int]:
         """Operations other than MACs, by kind: bias, activation, pool, add, norm."""

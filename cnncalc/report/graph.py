@@ -312,12 +312,18 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
                 else:
                     plan.append((None, 0.001))
             plans[mode].append((plan, [index[k] for k in row]))
+    still = 0  # sweeps in a row that moved nothing
     for it in range(4 * 2 + 1):
         downward = it % 2 == 0
         rng = range(1, len(rows)) if downward else range(len(rows) - 2, -1, -1)
         mode = 0 if downward else 1
         if it == 8:  # a last balancing pass with both neighbours
             rng, mode = range(len(rows)), 2
+        elif still >= 2:
+            # a down and an up sweep both moved nothing: the positions are a fixed point of
+            # both, so the remaining ones would not move anything either (the same result)
+            continue
+        before = xs.copy()
         plan_rows = plans[mode]
         for r in rng:
             plan, ids = plan_rows[r]
@@ -345,6 +351,7 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
                 weights.append(w)
             for i, x in zip(ids, _pav(desired, weights, offs[r])):
                 xs[i] = x
+        still = still + 1 if xs == before else 0
     for k, i in index.items():
         nodes[k].x = xs[i]
 

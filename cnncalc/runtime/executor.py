@@ -69,6 +69,7 @@ from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.runtime.kernels import activation as K_act
 from cnncalc.runtime.kernels import activation_ext as K_act2
+from cnncalc.runtime.kernels import attention as K_att
 from cnncalc.runtime.kernels import conv as K_conv
 from cnncalc.runtime.kernels import dense as K_dense
 from cnncalc.runtime.kernels import loss as K_loss
@@ -706,11 +707,21 @@ def local_bwd(net, node, dy, cache, ctx):
 
 def fc_fwd(net, node, xs, ctx):
     p = net.params[node.name]
-    return K_dense.dense_forward(xs[0], p["weight"], p.get("bias"))
+    x = xs[0]
+    if node.layer.in_shapes[0].__class__ is not tuple:  # tokens: the same Linear on every token
+        y, cache = K_dense.dense_forward(x.reshape(-1, x.shape[-1]), p["weight"], p.get("bias"))
+        return y.reshape(*x.shape[:-1], y.shape[-1]), (cache, x.shape)
+    return K_dense.dense_forward(x, p["weight"], p.get("bias"))
 
 
 def fc_bwd(net, node, dy, cache, ctx):
+    shape = None
+    if node.layer.in_shapes[0].__class__ is not tuple:
+        cache, shape = cache
+        dy = dy.reshape(-1, dy.shape[-1])
     dx, dw, db = K_dense.dense_backward(dy, cache, need_dx=ctx.need_dx[0], need_dw=ctx.params)
+    if shape is not None and dx is not None:
+        dx = dx.reshape(shape)
     if not ctx.params:
         return [dx], {}
     return [dx], ({"weight": dw} | ({"bias": db} if db is not None else {}))
@@ -1245,6 +1256,125 @@ def tensor_bwd(net, node, dy, cache, ctx):
     return dxs, dps
 
 
+# ----------------------------------------------------------------------------- token layers
+def patch_embed_fwd(net, node, xs, ctx):
+    y, cache = conv_fwd(net, node, xs, ctx)  # the conv k = s = patch (the layer has its geometry)
+    n, d = y.shape[:2]
+    return np.ascontiguousarray(y.reshape(n, d, -1).transpose(0, 2, 1)), (cache, y.shape)
+
+
+def patch_embed_bwd(net, node, dy, cache, ctx):
+    c, shape = cache
+    return conv_bwd(net, node, np.ascontiguousarray(dy.transpose(0, 2, 1)).reshape(shape), c, ctx)
+
+
+def tokens_fwd(net, node, xs, ctx):
+    x = xs[0]
+    return x.reshape(x.shape[0], x.shape[1], -1).transpose(0, 2, 1), x.shape
+
+
+def tokens_bwd(net, node, dy, shape, ctx):
+    return [np.ascontiguousarray(dy.transpose(0, 2, 1)).reshape(shape)], {}
+
+
+def to_image_fwd(net, node, xs, ctx):
+    x = xs[0]
+    size = node.layer.size
+    y = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(x.shape[0], x.shape[2], *size)
+    return (y if len(size) == 2 else y.reshape(y.shape[0], y.shape[1], 1, size[0])), x.shape
+
+
+def to_image_bwd(net, node, dy, shape, ctx):
+    return [np.ascontiguousarray(dy.reshape(shape[0], shape[2], -1).transpose(0, 2, 1))], {}
+
+
+def cls_token_fwd(net, node, xs, ctx):
+    x = xs[0]
+    cls = net.params[node.name]["cls"]
+    cls = np.broadcast_to(cls.reshape((1,) * (x.ndim - 2) + cls.shape[1:]), (*x.shape[:-2], *cls.shape[1:]))
+    return np.concatenate([cls, x], axis=-2), cls.shape[-2]
+
+
+def cls_token_bwd(net, node, dy, k, ctx):
+    g = dy[..., :k, :]
+    return [np.ascontiguousarray(dy[..., k:, :])], (
+        {"cls": g.reshape(-1, *g.shape[-2:]).sum(axis=0)[None]} if ctx.params else {})
+
+
+def pos_embed_fwd(net, node, xs, ctx):
+    return xs[0] + net.params[node.name]["pos"][0], None
+
+
+def pos_embed_bwd(net, node, dy, cache, ctx):
+    return [dy], ({"pos": dy.reshape(-1, *dy.shape[-2:]).sum(axis=0)[None]} if ctx.params else {})
+
+
+def _att_plan(net, node):
+    plan = net._geom.get(("attention", node.name))
+    if plan is None:
+        L = node.layer
+        plan = net._geom[("attention", node.name)] = K_att.Plan(
+            L.h, L.dk, L.dv, L.dk ** -0.5, L.window, L.args["shift"], L.grid, net.dtype)
+    return plan
+
+
+def attention_fwd(net, node, xs, ctx):
+    return K_att.attention_fwd(xs[0], net.params[node.name], _att_plan(net, node))
+
+
+def attention_bwd(net, node, dy, cache, ctx):
+    dx, g = K_att.attention_bwd(dy, cache, net.params[node.name], _att_plan(net, node), ctx.need_dx[0])
+    return [dx], (g if ctx.params else {})
+
+
+def mlp_fwd(net, node, xs, ctx):
+    x, p, act = xs[0], net.params[node.name], node.layer.args["act"]
+    h, c1 = K_dense.dense_forward(x.reshape(-1, x.shape[-1]), p["fc1_weight"], p.get("fc1_bias"))
+    a, ca = K_act.activation_forward(_ACT_NAME.get(act, act), h) if act else (h, None)
+    y, c2 = K_dense.dense_forward(a, p["fc2_weight"], p.get("fc2_bias"))
+    return y.reshape(*x.shape[:-1], y.shape[-1]), (c1, ca, c2, x.shape)
+
+
+def mlp_bwd(net, node, dy, cache, ctx):
+    c1, ca, c2, shape = cache
+    act = node.layer.args["act"]
+    da, dw2, db2 = K_dense.dense_backward(dy.reshape(-1, dy.shape[-1]), c2, need_dw=ctx.params)
+    dh = K_act.activation_backward(_ACT_NAME.get(act, act), da, ca) if act else da
+    dx, dw1, db1 = K_dense.dense_backward(dh, c1, need_dx=ctx.need_dx[0], need_dw=ctx.params)
+    g = {}
+    if ctx.params:
+        g = {"fc1_weight": dw1, "fc2_weight": dw2}
+        if db1 is not None:
+            g |= {"fc1_bias": db1, "fc2_bias": db2}
+    return [None if dx is None else dx.reshape(shape)], g
+
+
+def patch_merging_fwd(net, node, xs, ctx):
+    L, p = node.layer, net.params[node.name]
+    m = K_att.merge_fwd(xs[0], (2 * L.grid[0], 2 * L.grid[1]))
+    z, cn = K_sn.statnorm_forward(m, (-1, m.shape[-1]), p["norm_gamma"], p["norm_beta"], L.args["eps"])
+    y, cd = K_dense.dense_forward(z.reshape(-1, z.shape[-1]), p["weight"])
+    return y.reshape(z.shape[0], z.shape[1], -1), (cn, cd, z.shape)
+
+
+def patch_merging_bwd(net, node, dy, cache, ctx):
+    cn, cd, zshape = cache
+    L = node.layer
+    dz, dw, _ = K_dense.dense_backward(dy.reshape(-1, dy.shape[-1]), cd, need_dw=ctx.params)
+    dm, dg, db = K_sn.statnorm_backward(dz.reshape(zshape), cn, (0, 1))
+    dx = K_att.merge_bwd(dm, (2 * L.grid[0], 2 * L.grid[1]), L.c)
+    g = {"weight": dw, "norm_gamma": dg.reshape(-1), "norm_beta": db.reshape(-1)} if ctx.params else {}
+    return [dx], g
+
+
+def token_mean_fwd(net, node, xs, ctx):
+    return xs[0].mean(axis=1), xs[0].shape
+
+
+def token_mean_bwd(net, node, dy, shape, ctx):
+    return [np.broadcast_to(dy[:, None, :] / shape[1], shape).copy()], {}
+
+
 class LayerOps(NamedTuple):
     """One row of the dispatch table (see the module docstring)."""
 
@@ -1290,6 +1420,14 @@ OPS: dict[str, LayerOps] = {
 
 
 OPS.update({k: LayerOps(tensor_fwd, tensor_bwd) for k in ("_sum_linear", "_reduce_linear", "_softmax_linear")})
+# the token layers (layers/attention.py, kernels/attention.py)
+OPS.update({"patch_embed": LayerOps(patch_embed_fwd, patch_embed_bwd, True),
+            "tokens": LayerOps(tokens_fwd, tokens_bwd), "to_image": LayerOps(to_image_fwd, to_image_bwd, True),
+            "cls_token": LayerOps(cls_token_fwd, cls_token_bwd, True),
+            "pos_embed": LayerOps(pos_embed_fwd, pos_embed_bwd, True),
+            "attention": LayerOps(attention_fwd, attention_bwd, True), "mlp": LayerOps(mlp_fwd, mlp_bwd, True),
+            "patch_merging": LayerOps(patch_merging_fwd, patch_merging_bwd, True),
+            "mean": LayerOps(token_mean_fwd, token_mean_bwd, True)})
 
 
 def _generic_or(row: LayerOps, generic) -> LayerOps:

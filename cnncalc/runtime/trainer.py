@@ -176,13 +176,19 @@ _INIT_KIND = {"conv": "conv", "dwconv": "conv", "deconv": "conv_transpose", "loc
 
 
 def initialize(net: Net, scheme: str, seed: int) -> None:
-    """Re-draw every weight with ``scheme`` (he|xavier|lecun); biases 0; BN gamma 1, beta 0."""
+    """Re-draw every weight with ``scheme`` (he|xavier|lecun); biases 0; the norms' gamma 1, beta 0
+    (batch, layer, group and instance norm, as PyTorch starts them); a tensor whose layer names its
+    start (``const_init``: a constant's ``init:``, a class token, a position embedding, a bias
+    table start at that value)."""
     rng = np.random.default_rng(seed)
     for node in net.graph.layers:
         layer = node.layer
+        start = getattr(layer, "const_init", None)
         for name, (shape, role) in layer.param_shapes().items():
             a = net.params[node.name][name]
-            if layer.kind == "batchnorm":
+            if start is not None and start(name) is not None:
+                a[...] = start(name)
+            elif layer.kind in ("batchnorm", "layernorm", "groupnorm", "instancenorm"):
                 a[...] = 1.0 if name == "gamma" else 0.0
             elif role == "bias":
                 a[...] = 0.0

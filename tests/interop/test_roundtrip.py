@@ -169,7 +169,10 @@ def _classification():
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-SIZES = {"inception_v3": 80, "googlenet": 64}  # smallest inputs their fixed pools allow
+# smallest inputs torch.onnx.export accepts: inception's stem; an adaptive pool to 6x6 / 7x7
+# (AlexNet, VGG) must divide its input, which only 224 does
+SIZES = {"inception_v3": 80, "googlenet": 64, "alexnet": 224, **{f"vgg{d}{bn}": 224 for d in (11, 13, 16, 19)
+                                                               for bn in ("", "_bn")}}
 BIG = ("vit_", "swin_", "maxvit_")  # fixed 224 input (position embeddings, windows)
 
 

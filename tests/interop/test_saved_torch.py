@@ -59,19 +59,43 @@ def test_saved_equals_torch_on_every_exportable_zoo_spec():
         _check(name, (2 if tiny else 1, 32))
 
 
-@pytest.mark.parametrize("name,batch,optimizer", [("cifar_resnet20", 16, "sgd"), ("cifar_resnet20", 32, "adamw")])
-def test_peak_equals_torch_measured_peak(name, batch, optimizer):
-    """The walk's peak over parameters, buffers and optimizer state, less the input batch
-    (allocated before the measured step), against the profiler's: within 1 %."""
+def _peak_gap(name, side, batch, optimizer):
+    from cnncalc.shapes import numel
+
     g = load_spec(name)
-    g.infer()
+    g.infer((side, side, 3))
     m = measured_peak_bytes(g, batch, optimizer)
     t = training_step(g, batch, optimizer=optimizer)
     lines = {k: v for k, v, _ in t.lines}
     const = lines["parameters"] + lines["buffers"] + lines["optimizer state"]
-    assert abs(m["base"] - const) <= 8 * 19  # (torch adds an int64 num_batches_tracked per BN)
-    ours = t.peak - const - batch * 32 * 32 * 3 * 4
-    assert abs(ours - m["peak"]) <= 0.01 * m["peak"], (ours, m["peak"], f"{100 * (ours / m['peak'] - 1):+.2f}%")
+    n_bn = sum(node.layer.kind == "batchnorm" for node in g.layers)
+    assert m["base"] - const == 8 * n_bn  # (torch adds an int64 num_batches_tracked per BN)
+    ours = t.peak - const - batch * numel(g.input_shape) * 4
+    return ours, m["peak"], t
+
+
+@pytest.mark.parametrize("name,batch,optimizer", [("cifar_resnet20", 16, "sgd"), ("cifar_resnet20", 32, "adamw")])
+def test_peak_equals_torch_measured_peak(name, batch, optimizer):
+    """The walk's peak over parameters, buffers and optimizer state, less the input batch
+    (allocated before the measured step), against the profiler's: within 1 %."""
+    ours, theirs, _ = _peak_gap(name, 32, batch, optimizer)
+    assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs, f"{100 * (ours / theirs - 1):+.2f}%")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,side,batch,optimizer", [
+    ("resnet18", 64, 32, "sgd"), ("vgg11", 32, 64, "sgd"), ("mobilenet_v2", 64, 32, "adamw"),
+    ("resnet18", 32, 8, "adamw"), ("vgg11", 64, 16, "momentum"), ("resnet50", 64, 8, "sgd"),
+    ("densenet121", 64, 8, "sgd"), ("efficientnet_b0", 64, 8, "adamw"), ("mobilenet_v2", 64, 8, "adamw")])
+def test_peak_with_backward_transients_equals_torch(name, side, batch, optimizer):
+    """Where the peak falls inside a convolution's backward (oneDNN's reorders, weight-gradient
+    buffer and, on maps narrower than the kernel, the gemm path's scratchpad): the walk with its
+    backward transients against the profiler's peak, within 1 %. Without the transients the
+    walk was 21 % (ResNet-18), 11 % (VGG-11) and 2 % (MobileNet-V2) below; DenseNet-121's 1x1
+    convolutions on a batch of 8 run PyTorch's native kernel (no reorders)."""
+    ours, theirs, t = _peak_gap(name, side, batch, optimizer)
+    assert t.transients  # (the convolutions and batch norms have them)
+    assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs, f"{100 * (ours / theirs - 1):+.2f}%")
 
 
 @pytest.mark.parametrize("name,side", [("resnet18", 64), ("vgg11", 32), ("mobilenet_v2", 64)])

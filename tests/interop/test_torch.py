@@ -28,6 +28,9 @@ def _module(graph):
 
 
 def _nchw(shape):
+    from cnncalc.shapes import Tensor
+    if shape.__class__ is Tensor:  # tokens and tensors are in PyTorch's order already
+        return tuple(shape)
     return (shape[-1], *shape[:-1]) if len(shape) > 1 else tuple(shape)
 
 

@@ -14,7 +14,7 @@ from cnncalc.runtime.executor import Net
 from cnncalc.runtime.gradcheck import TOL, gradcheck
 
 SPECS = Path(__file__).parent / "specs"
-ALL = ["all2d", "all1d", "acts", "channels", "channels1d", "new2d", "new1d", "new3d", "tensor"]
+ALL = ["all2d", "all1d", "acts", "channels", "channels1d", "new2d", "new1d", "new3d", "tensor", "tokens"]
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -247,6 +247,17 @@ def _col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw, dh, dw, OH, OW):
 TILE_BYTES = 512 << 10
 
 
+#: output planes smaller than this (8x8 and less) keep the whole-batch GEMM: per-image GEMMs
+#: of so few columns run far below BLAS's rate (VGG's 2x2 planes: 512 x 4608 by 4 columns)
+TILE_MIN_PLANE = 256
+
+
+def _tiles(OH, OW):
+    """Ungrouped im2col runs tile by tile (:func:`_tiled_fwd`) for planes of TILE_MIN_PLANE
+    positions or more; smaller planes multiply the whole batch's columns at once."""
+    return OH * OW >= TILE_MIN_PLANE
+
+
 def _tile(N, K, P, itemsize):
     return max(1, min(N, TILE_BYTES // max(1, K * P * itemsize)))
 
@@ -374,18 +385,28 @@ def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=False):
     """y (N, F, OH, OW); with ``keep_cols`` returns ``(y, cols)`` for the weight gradient."""
     N = xp.shape[0]
     F, Cg, kh, kw = w.shape
-    if groups == 1:
+    if groups == 1 and _tiles(OH, OW):
         return _tiled_fwd(xp, w, stride, dilation, OH, OW, keep_cols)
     cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
-    y = np.matmul(wr, cols)  # (g, Fg, N*P)
-    y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+    if groups == 1:
+        y = _gemm_nchw(wr[0], cols[0], N, OH, OW)  # (F, N*P): a plain 2-D GEMM
+    else:
+        y = np.matmul(wr, cols)  # (g, Fg, N*P)
+        y = np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
     return (y, cols) if keep_cols else y
 
 
 def _dy_rows(dy, groups):
     N, F, OH, OW = dy.shape
     return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, F // groups, N * OH * OW)
+
+
+def _gemm_nchw(wr, cols, N, OH, OW):
+    """``wr (F, K) @ cols (K, N*OH*OW)`` as an ``(N, F, OH, OW)`` array: one GEMM, then the
+    ``(F, N)`` -> ``(N, F)`` reorder (small planes only: larger ones run :func:`_tiled_fwd`)."""
+    y = wr @ cols
+    return np.ascontiguousarray(y.reshape(wr.shape[0], N, OH, OW).transpose(1, 0, 2, 3))
 
 
 def _rows_pays(w_shape, stride, groups):
@@ -506,7 +527,7 @@ def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
 
 def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
     """dX of the padded input: ``col2im(W^T dY)``."""
-    if groups == 1:
+    if groups == 1 and _tiles(*dy.shape[2:]):
         return _tiled_dx(dy, w, stride, dilation, Hp, Wp)
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
@@ -522,7 +543,7 @@ def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
 
 
 def _im2col_dw(dy, xp, w_shape, stride, dilation, groups, cols=None, dyr=None):
-    if groups == 1:
+    if groups == 1 and _tiles(*dy.shape[2:]):
         return _tiled_dw(dy, xp, w_shape, stride, dilation, cols)
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w_shape
@@ -900,7 +921,8 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     data-gradient entry point."""
     c = cache
     dout = as_float(dout, c.x.dtype)
-    dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw and c.groups > 1
+    dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
+           and (c.groups > 1 or not _tiles(*dout.shape[2:]))
            and not _pointwise(c.w.shape, c.pads, c.groups) and not _rows_pays(c.w.shape, c.stride, c.groups)
            and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
     dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None

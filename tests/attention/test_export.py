@@ -1,0 +1,76 @@
+"""export --to onnx / torch of the token layers, tested on outputs: the same weights and input give
+the runtime's output in onnxruntime and in the exported PyTorch module."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnncalc.interop.onnx_export import export_onnx
+from cnncalc.runtime.executor import Net, random_input
+from cnncalc.spec.loader import load_spec, load_spec_text
+
+from .test_runtime import TINY_SWIN, TINY_VIT
+
+TOKENS = Path(__file__).parents[1] / "runtime" / "specs" / "tokens.yaml"
+MOBILEVIT = """
+name: a MobileViT block, small
+input: 8x8x4
+layers:
+  - concat:
+      - []
+      - - {conv: 4, kernel: 3, pad: same, name: local}
+        - {conv: 8, kernel: 1, name: to_d}
+        - {reshape: [8, 4, 2, 4, 2], name: split}
+        - {transpose: [2, 4, 1, 3, 0], name: unfold}
+        - {reshape: [4, 16, 8], name: patches}
+        - {layernorm: , name: ln}
+        - {attention: 2, name: attn}
+        - {mlp: 16, act: silu, name: mlp}
+        - {reshape: [2, 2, 4, 4, 8], name: unpatch}
+        - {transpose: [4, 2, 0, 3, 1], name: fold}
+        - {reshape: [8, 8, 8], name: merge}
+        - {conv: 4, kernel: 1, name: proj}
+    name: cat
+  - {conv: 4, kernel: 3, pad: same, name: fuse}
+"""
+
+CASES = {"tokens": lambda: load_spec(TOKENS), "vit": lambda: load_spec_text(TINY_VIT),
+         "swin": lambda: load_spec_text(TINY_SWIN), "mobilevit": lambda: load_spec_text(MOBILEVIT)}
+
+
+def _run(name):
+    g = CASES[name]()
+    g.infer()
+    net = Net(g, dtype="float32", seed=3)
+    for p in net.params.values():  # (zero-initialised tables and biases would hide a wrong index)
+        for k, a in p.items():
+            a += np.random.default_rng(len(k)).standard_normal(a.shape).astype(a.dtype) * 0.1
+    x = random_input(g.input_shape, 2, np.random.default_rng(0), "float32")
+    return g, net, x, net.forward(x)[g.outputs[0]]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_onnx_export_equals_the_runtime(name):
+    ort = pytest.importorskip("onnxruntime")
+    g, net, x, ref = _run(name)
+    model = export_onnx(g, net.params, net.state)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"input": x})
+    assert np.abs(y.reshape(ref.shape) - ref).max() <= 1e-5 * max(float(np.abs(ref).max()), 1.0)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_torch_export_equals_the_runtime(name):
+    torch = pytest.importorskip("torch")
+    from cnncalc.interop.torch_export import torch_source, torch_state_dict
+    g, net, x, ref = _run(name)
+    ns = {}
+    exec(compile(torch_source(g), f"{name}_net.py", "exec"), ns)
+    m = ns["Net"]().eval()
+    m.load_state_dict(torch_state_dict(g, net.params, net.state))  # (strict: every key, none left over)
+    assert sum(p.numel() for p in m.parameters()) == net.param_count()
+    with torch.no_grad():
+        y = m(torch.from_numpy(x)).numpy()
+    assert np.abs(y.reshape(ref.shape) - ref).max() <= 1e-5 * max(float(np.abs(ref).max()), 1.0)

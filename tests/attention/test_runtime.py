@@ -1,0 +1,158 @@
+"""The runtime's token layers (runtime/kernels/attention.py): float64 gradcheck of every layer and
+the network, and the outputs of timm's ViT and Swin (window attention, shifted windows with their
+mask, relative position bias, patch merging) with the same weights."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnncalc
+from cnncalc.runtime.executor import Net
+from cnncalc.spec.loader import load_spec_text
+
+TOKENS = Path(__file__).parents[1] / "runtime" / "specs" / "tokens.yaml"  # (gradchecked by tests/runtime)
+ALL = TOKENS.read_text()
+
+TINY_VIT = """
+name: tiny vit
+input: 16x16x3
+defaults:
+  layernorm: {eps: 1.0e-6}
+modules:
+  block:
+    layers:
+      - add: [[{layernorm: , name: norm1}, {attention: 2, name: attn}], []]
+        name: res1
+      - add: [[{layernorm: , name: norm2}, {mlp: 32, name: mlp}], []]
+        name: res2
+layers:
+  - {patch_embed: 16, patch: 4, name: patch_embed}
+  - {cls_token: , name: cls_token}
+  - {pos_embed: , name: pos_embed}
+  - {block: , repeat: 2, name: "block$n"}
+  - {layernorm: , name: norm}
+  - {gather: 0, axis: 0, name: cls}
+  - {fc: 5, name: head}
+"""
+
+TINY_SWIN = """
+name: tiny swin
+input: 16x16x3
+modules:
+  block:
+    args: [shift, hidden]
+    layers:
+      - add: [[{layernorm: , name: norm1}, {attention: 2, window: 4, shift: $shift, name: attn}], []]
+        name: res1
+      - add: [[{layernorm: , name: norm2}, {mlp: $hidden, name: mlp}], []]
+        name: res2
+layers:
+  - {patch_embed: 8, patch: 2, name: patch_embed}
+  - {layernorm: , name: patch_norm}
+  - {block: [0, 32], name: s1b0}
+  - {block: [2, 32], name: s1b1}                  # shifted windows
+  - {patch_merging: , name: merge}
+  - {block: [0, 64], name: s2b0}                  # 4x4 tokens: one window, no shift (as timm)
+  - {block: [0, 64], name: s2b1}
+  - {layernorm: , name: norm}
+  - {mean: , name: pool}
+  - {fc: 3, name: head}
+"""
+
+
+def test_the_gradchecked_spec_has_every_token_layer():
+    kinds = {n.kind for n in cnncalc.load(TOKENS).infer().layers}
+    assert {"patch_embed", "attention", "patch_merging", "to_image", "tokens", "cls_token", "pos_embed", "mlp",
+            "mean", "fc"} <= kinds
+
+
+def test_memory_of_attention_is_what_the_runtime_keeps():
+    # the scores' probabilities (heads x N x N) are among what the forward keeps for backward
+    net = Net(load_spec_text(ALL), dtype="float64")
+    net.forward(np.random.default_rng(0).standard_normal((1, 3, 16, 16)), train=True)
+    sizes = [a.size for a in net.cache_arrays()]
+    assert 2 * 17 * 17 in sizes  # attn: 2 heads x (16 tokens + cls)²
+
+
+def _net_with(graph, state, mapping):
+    net = Net(graph, dtype="float64")
+    for key, value in state.items():
+        name, tensor = mapping(key)
+        if name is None:
+            continue
+        want = net.params[name][tensor].shape
+        net.params[name][tensor] = value.detach().double().numpy().reshape(want)
+    return net
+
+
+def _vit_name(key):
+    key = key.replace("patch_embed.proj.", "patch_embed.")
+    m = re.match(r"blocks\.(\d+)\.(norm1|norm2|attn|mlp)\.(\w+)\.?(\w*)", key)
+    if m:
+        i, part, a, b = m.groups()
+        layer = f"block{int(i) + 1}/{part}"
+        if part.startswith("norm"):
+            return layer, {"weight": "gamma", "bias": "beta"}[a]
+        return layer, f"{a}_{b}"
+    fixed = {"cls_token": ("cls_token", "cls"), "pos_embed": ("pos_embed", "pos"),
+             "norm.weight": ("norm", "gamma"), "norm.bias": ("norm", "beta")}
+    if key in fixed:
+        return fixed[key]
+    layer, tensor = key.rsplit(".", 1)
+    return layer, tensor
+
+
+def _swin_name(key):
+    key = key.replace("head.fc.", "head.")
+    if key.startswith("patch_embed.norm."):
+        return "patch_norm", {"weight": "gamma", "bias": "beta"}[key.rsplit(".", 1)[1]]
+    if key.startswith("patch_embed.proj."):
+        return "patch_embed", key.rsplit(".", 1)[1]
+    m = re.match(r"layers\.(\d)\.downsample\.(norm|reduction)\.(\w+)", key)
+    if m:
+        return "merge", {"norm.weight": "norm_gamma", "norm.bias": "norm_beta",
+                         "reduction.weight": "weight"}[f"{m.group(2)}.{m.group(3)}"]
+    m = re.match(r"layers\.(\d)\.blocks\.(\d)\.(norm1|norm2|attn|mlp)\.(\w+)\.?(\w*)", key)
+    if m:
+        s, b, part, a, t = m.groups()
+        layer = f"s{int(s) + 1}b{b}/{part}"
+        if part.startswith("norm"):
+            return layer, {"weight": "gamma", "bias": "beta"}[a]
+        if a == "relative_position_bias_table":
+            return layer, "rel_pos_table"
+        return layer, f"{a}_{t}"
+    if key.startswith("norm."):
+        return "norm", {"weight": "gamma", "bias": "beta"}[key.rsplit(".", 1)[1]]
+    if "relative_position_index" in key or "attn_mask" in key:
+        return None, None
+    layer, tensor = key.rsplit(".", 1)
+    return layer, tensor
+
+
+@pytest.mark.parametrize("which", ["vit", "swin"])
+def test_outputs_equal_timm(which):
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    if which == "vit":
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, embed_dim=16,
+                                  depth=2, num_heads=2, mlp_ratio=2.0, num_classes=5)
+        graph, mapping = load_spec_text(TINY_VIT), _vit_name
+    else:
+        model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=16, patch_size=2,
+                                  embed_dim=8, depths=(2, 2), num_heads=(2, 2), window_size=4, num_classes=3)
+        graph, mapping = load_spec_text(TINY_SWIN), _swin_name
+    model = model.double().eval()
+    for p in model.parameters():  # (timm initialises the tables and some biases to zero: make them count)
+        torch.nn.init.normal_(p, std=0.3)
+    state = {k: v for k, v in model.state_dict().items()}
+    net = _net_with(graph, state, mapping)
+    assert net.param_count() == sum(p.numel() for p in model.parameters())
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16))  # (the runtime's layout: N, C, H, W)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    got = next(iter(net.forward(x).values()))
+    assert np.allclose(got.reshape(want.shape), want, rtol=1e-9, atol=1e-9)

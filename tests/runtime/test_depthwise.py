@@ -144,10 +144,8 @@ def test_hand_computed_values():
     # outputs, i.e. the top-left 2x2 block 1+2+4+5 = 12; the centre tap reads all of x: 45.
     # dX for dy = 1: every x pixel is read by as many outputs as its 3x3 neighbourhood holds
     # in-grid cells: 4 at a corner, 6 at an edge, 9 at the centre.
-    # (float64: the reference test's dtype in the fast run, so no second compile; the sums are
-    # exact in float32 too, which the slow group's float32 cases check)
-    x = np.arange(1, 10, dtype=np.float64).reshape(1, 1, 3, 3)
-    w = np.ones((1, 1, 3, 3), np.float64)
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 1, 3, 3)
+    w = np.ones((1, 1, 3, 3), np.float32)
     y, cache = conv.conv2d_forward(x, w, None, 1, 1, 1, 1, "depthwise")
     assert y[0, 0, 0, 0] == 12 and y[0, 0, 1, 1] == 45
     dx, dw, _ = conv.conv2d_backward(np.ones_like(y), cache)

@@ -26,7 +26,7 @@ def _examples():
     from cnncalc.spec import load_spec
 
     out = {}
-    for s in ("all2d", "all1d", "acts", "channels", "channels1d", "new2d", "new1d", "new3d", "tensor"):
+    for s in ("all2d", "all1d", "acts", "channels", "channels1d", "new2d", "new1d", "new3d", "tensor", "tokens"):
         for node in load_spec(str(SPECS / f"{s}.yaml")).infer().layers:
             out.setdefault(node.layer.kind, node)
     for kind, text in EXTRA.items():

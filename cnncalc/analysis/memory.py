@@ -157,7 +157,7 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
         plan = cache.get(key)
         if plan is None:  # (tag, input index or entry index, bytes of a tensor made here, what)
             plan = []
-            for k, e in enumerate(layer_saves(layer, list(r), w)):
+            for k, e in enumerate(layer_saves(layer, list(r), w, batch)):
                 if e[0] == "in":
                     plan.append((0, e[1], 0, f"input {ins[e[1]]}" if len(ins) > 1 else "input"))
                 elif e[0] == "out":

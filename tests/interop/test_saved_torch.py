@@ -129,6 +129,18 @@ def test_peak_with_backward_transients_equals_torch(name, side, batch, optimizer
     assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs, f"{100 * (ours / theirs - 1):+.2f}%")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name,side,batch", [("deit_tiny", 224, 2), ("mobilevit_xxs", 256, 2)])
+def test_token_network_peak_equals_torch(name, side, batch):
+    """Token networks at their own input size: the walk (token layers have no backward transients counted,
+    cnncalc.analysis.memory.backward_transients) against the profiler's peak, within 1 %.
+    (Swin-T is not here: the exported module holds its relative-position indices and shift
+    masks as buffers, 1,114,064 B that cnncalc's buffers line does not count, so _peak_gap's
+    base check does not hold; its peak over that base was +0.12 % at batch 1.)"""
+    ours, theirs, t = _peak_gap(name, side, batch, "sgd")
+    assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs, f"{100 * (ours / theirs - 1):+.2f}%")
+
+
 @pytest.mark.parametrize("name,side", [("resnet18", 64), ("vgg11", 32), ("mobilenet_v2", 64)])
 def test_mixed_precision_saved_equals_torch_autocast(name, side):
     """bf16 autocast on the CPU: half activations, the half copies of the input batch and of the

@@ -632,6 +632,8 @@ class LayerField:
         numbers, tail, lists = parts
         d = {"name": self.name, "type": self.type, "inputs": list(self.inputs), "shape": list(self.shape)}
         d.update(numbers)
+        if self.global_since is not None:  # (per layer: layers sharing their axes share `numbers`)
+            d["global_since"] = self.global_since
         if self.gated:
             d["gated"] = True
         d.update(kind_key(self.shape))
@@ -655,8 +657,6 @@ class LayerField:
              "r_min": _collapse(self.r_min), "r_max": _collapse(self.r_max),
              "max_path_r": _collapse(self.max_path_r), "min_path_r": _collapse(self.min_path_r),
              "r_unclipped": _collapse(self.r_unclipped), "paths": self.n_paths, "aligned": self.aligned, "global": self.is_global}
-        if self.global_since is not None:
-            d["global_since"] = self.global_since
         if self.n_paths is None:
             d["paths_more_than"] = MAX_PATHS
         if any(a.approx for a in self.axes):

@@ -26,7 +26,7 @@ def _examples():
     from cnncalc.spec import load_spec
 
     out = {}
-    for s in ("all2d", "all1d", "acts", "channels", "channels1d", "new2d", "new1d", "new3d", "tensor"):
+    for s in ("all2d", "all1d", "acts", "channels", "channels1d", "new2d", "new1d", "new3d", "tensor", "tokens"):
         for node in load_spec(str(SPECS / f"{s}.yaml")).infer().layers:
             out.setdefault(node.layer.kind, node)
     for kind, text in EXTRA.items():
@@ -79,6 +79,37 @@ def test_saved_by_hand():
     assert rows == {"c1": 1536, "bn1": 2048 + 32 + 2048, "p1": 1024, "c2": 512 + 512, "d": 512,
                     "flatten1": 0, "fc": 512}
     assert r.memory["autograd_saved_bytes"] == sum(rows.values())
+
+
+TOKENS = """
+input: 4x4x2
+layers:
+  - {patch_embed: 8, patch: 2, name: embed}
+  - {attention: 2, name: attn}
+  - {mlp: 16, name: mlp}
+"""
+
+
+def test_token_layers_saved_by_hand():
+    """2x2 patches of a 4x4x2 image: 4 tokens of 8; attention of 2 heads of 4; an MLP 8-16-8
+    with GELU; fp32. Batch 2: embed keeps its input (2·32 values); attn keeps x (2·4·8), q·scale
+    and a copy of kᵀ (2·2·4·4 each), the probabilities (2·2·4·4), a copy of v (2·2·4·4) and
+    proj's input (2·4·8); mlp keeps its input (2·4·8), GELU's input and fc2's (2·4·16 each).
+    Batch 1: one sequence, so kᵀ and v are views of qkv (4·24), kept whole instead of the copies."""
+    g = load_spec_text(TOKENS)
+    g.infer()
+    two = saved_tensors(g, 2, 4)
+    assert two.per_layer == {"embed": 4 * 64, "attn": 4 * 6 * 64, "mlp": 4 * (64 + 2 * 128)}
+    one = saved_tensors(g, 1, 4)
+    assert one.per_layer == {"embed": 4 * 32, "attn": 4 * (32 + 32 + 96 + 32 + 32), "mlp": 4 * (32 + 2 * 64)}
+    # attention frozen (its input still requires a gradient): its linears keep no inputs, the
+    # products still keep their operands (q·scale, kᵀ, probabilities, v); an MLP frozen keeps
+    # GELU's input only
+    frozen = saved_tensors(g, 2, 4, trainable=matcher(trainable=("embed",)))
+    assert frozen.per_layer == {"embed": 4 * 64, "attn": 4 * 4 * 64, "mlp": 4 * 128}
+    # the summary runs on token specs (it raised KeyError 'patch_embed')
+    r = analyze(g, batch=2)
+    assert r.memory["autograd_saved_bytes"] == two.total
 
 
 def test_nothing_upstream_of_the_first_parameter_is_kept():

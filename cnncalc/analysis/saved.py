@@ -259,6 +259,71 @@ def _softmax(layer, rg, w):
     return [OUT]
 
 
+# ---- token layers (cnncalc.layers.attention), as the helper modules `export --to torch` writes
+def _patch_embed(layer, rg, w):
+    """A conv with kernel = stride = patch (keeps its input), then a flatten/transpose view."""
+    return [IN0]
+
+
+def _mlp(layer, rg, w):
+    """fc1 keeps its input (for its weight's gradient), the activation its input or output,
+    fc2 its input (the activation's output); a ReLU's output is the tensor fc2 keeps."""
+    hid = layer.rows * layer.hid
+    act = layer.args["act"]
+    out = [IN0] if w else []
+    if act is None:
+        return out + ([_new(hid, "hidden (fc1 output)")] if w else [])
+    where = ACTIVATION_RULES.get(act, "in")
+    if where == "out":
+        return out + [_new(hid, f"hidden after {act} (kept by {act} and fc2)")]
+    out.append(_new(hid, f"hidden before {act}"))
+    return out + ([_new(hid, f"hidden after {act} (fc2's input)")] if w else [])
+
+
+def _attention(layer, rg, w, batch=None):
+    """The exported unfused attention: qkv's linear keeps its input (x, or the window partition
+    — a copy, unless the grid is one window and unshifted — or the roll's output); q·scale and
+    a copy of kᵀ (matmul folds both to bmm: kᵀ, a strided slice of qkv, is copied); softmax
+    its output (heads x N x keys); AV the probabilities and a copy of v; proj its input (the
+    heads' output, a copy after the transpose). Masks, bias table indices: buffers.
+
+    When the whole batch is one sequence (batch 1, one group, one window) the fold to bmm
+    merges the batch axis of size 1 without a copy: kᵀ and v stay views of qkv, and the qkv
+    output (q, k and v) is kept whole instead of the two copies."""
+    g, n, h = layer.groups, layer.n, layer.h
+    seqs = g * (numel(layer.grid) // layer.window ** 2 if layer.window else 1)
+    x = g * n * layer.c
+    out = []
+    if w:
+        if layer.window is None:
+            out.append(IN0)
+        elif layer.args["shift"]:
+            out.append(_new(x, "shifted windows (roll, partition)"))
+        elif layer.grid == (layer.window, layer.window):
+            out.append(IN0)  # one window: the partition is a view
+        else:
+            out.append(_new(x, "window partition"))
+    out.append(_new(g * n * h * layer.dk, "q * scale"))
+    if batch == 1 and seqs == 1:
+        out.append(_new(n * h * (2 * layer.dk + layer.dv), "qkv (kᵀ and v are views of it)"))
+    else:
+        out.append(_new(g * n * h * layer.dk, "kᵀ (bmm's copy)"))
+    out.append(_new(layer.scores(), "attention probabilities (softmax output)"))
+    if not (batch == 1 and seqs == 1):
+        out.append(_new(g * n * h * layer.dv, "v (bmm's copy)"))
+    if w and layer.args["proj"]:
+        out.append(_new(g * n * h * layer.dv, "heads' output (proj's input)"))
+    return out
+
+
+def _patch_merging(layer, rg, w):
+    """The 2x2 groups gathered to 4C (a copy: reshape of a permute), LayerNorm keeps it and its
+    mean, 1/std per token; the reduction linear keeps the normalised tokens."""
+    n, c4 = layer.n, 4 * layer.c
+    out = [_new(n * c4, "merged 2x2 tokens (4C)"), _new(n, "mean", "float32"), _new(n, "1/std", "float32")]
+    return out + ([_new(n * c4, "normalised merged tokens")] if w else [])
+
+
 def _activation(kind):
     where = ACTIVATION_RULES[kind]
     return lambda layer, rg, w: [IN0 if where == "in" else OUT]
@@ -280,16 +345,26 @@ RULES = {
     # an opaque layer's computation is unknown: it keeps nothing we can name (a lower bound,
     # as its 0 parameters and 0 MACs are)
     "opaque": _nothing,
+    # token layers: reshapes, concatenation with the class token, the position embedding's add
+    # and the token mean keep nothing
+    "patch_embed": _patch_embed, "mlp": _mlp, "attention": _attention, "patch_merging": _patch_merging,
+    "tokens": _nothing, "to_image": _nothing, "cls_token": _nothing, "pos_embed": _nothing, "mean": _nothing,
     **{k: _activation(k) for k in ACTIVATION_RULES if k != "softmax"},
 }
 
 
-def layer_saves(layer, rg: list[bool], trainable: bool) -> list[tuple]:
+# rules that depend on the batch size (a view or a copy, as the batch axis folds)
+_BY_BATCH = {_attention}
+
+
+def layer_saves(layer, rg: list[bool], trainable: bool, batch: int | None = None) -> list[tuple]:
     """The tensors ``layer`` keeps for backward, its fused activation's included, given which
-    inputs require a gradient (``rg``) and whether it has trainable parameters."""
+    inputs require a gradient (``rg``) and whether it has trainable parameters, at ``batch``
+    (None: any batch over one)."""
     if not trainable and not any(rg):
         return []  # autograd records nothing
-    out = RULES[layer.kind](layer, rg, trainable)
+    rule = RULES[layer.kind]
+    out = rule(layer, rg, trainable, batch) if rule in _BY_BATCH else rule(layer, rg, trainable)
     act = layer.activation
     if act:
         if act == "softmax" or ACTIVATION_RULES.get(act) == "out":

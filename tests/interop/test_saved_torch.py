@@ -6,6 +6,8 @@ writes (cnncalc.interop.torch_memory):
   for byte, at batch 1 and 32;
 - the peak of one training step measured on the CPU by torch.profiler (profile_memory=True:
   every allocation and free of the step, summed in time order), one thread."""
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -34,6 +36,35 @@ def _check(name, batches):
 @pytest.mark.parametrize("name", NETS)
 def test_saved_equals_torch(name):
     _check(name, (1, 32))
+
+
+# the token networks (issue 24: patch embedding, class token, attention, window attention,
+# MLP, patch merging, MobileViT's grouped tokens) and the runtime's spec holding every token
+# layer; batch 1 and 2 differ (at batch 1 attention's k and v are views of qkv)
+TOKEN_NETS = ["deit_tiny", "swin_t", "mobilevit_xxs", str(Path(__file__).parents[1] / "runtime" / "specs" / "tokens.yaml")]
+
+
+@pytest.mark.parametrize("name", TOKEN_NETS, ids=lambda n: Path(n).stem)
+def test_saved_equals_torch_on_token_networks(name):
+    _check(name, (1, 2, 32))
+
+
+@pytest.mark.parametrize("keep", [("embed", "mlp"), ("embed",), ("mlp",)])
+def test_fine_tuning_saved_equals_torch_on_token_layers(keep):
+    """Frozen attention and MLP layers keep what their products and activations need only."""
+    from cnncalc.analysis.memory import matcher
+    from cnncalc.interop.torch_memory import torch_module
+    from cnncalc.spec import load_spec_text
+
+    g = load_spec_text("input: 4x4x2\nlayers:\n  - {patch_embed: 8, patch: 2, name: embed}\n"
+                       "  - {attention: 2, name: attn}\n  - {mlp: 16, name: mlp}\n")
+    g.infer()
+    net = torch_module(g, "meta")
+    for pname, p in net.named_parameters():
+        p.requires_grad_(pname.split(".")[0] in keep)
+    for batch in (1, 2):
+        assert saved_tensors(g, batch, 4, trainable=matcher(trainable=keep)).total == \
+            measured_saved_bytes(g, batch, "meta", net=net)
 
 
 def _exportable():
@@ -95,6 +126,18 @@ def test_peak_with_backward_transients_equals_torch(name, side, batch, optimizer
     convolutions on a batch of 8 run PyTorch's native kernel (no reorders)."""
     ours, theirs, t = _peak_gap(name, side, batch, optimizer)
     assert t.transients  # (the convolutions and batch norms have them)
+    assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs, f"{100 * (ours / theirs - 1):+.2f}%")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,side,batch", [("deit_tiny", 224, 2), ("mobilevit_xxs", 256, 2)])
+def test_token_network_peak_equals_torch(name, side, batch):
+    """Token networks at their own input size: the walk (token layers have no backward transients counted,
+    cnncalc.analysis.memory.backward_transients) against the profiler's peak, within 1 %.
+    (Swin-T is not here: the exported module holds its relative-position indices and shift
+    masks as buffers, 1,114,064 B that cnncalc's buffers line does not count, so _peak_gap's
+    base check does not hold; its peak over that base was +0.12 % at batch 1.)"""
+    ours, theirs, t = _peak_gap(name, side, batch, "sgd")
     assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs, f"{100 * (ours / theirs - 1):+.2f}%")
 
 

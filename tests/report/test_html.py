@@ -36,25 +36,7 @@ def summarize_json(cli, spec, *extra) -> dict:
     return json.loads(r.output)
 
 
-# summarize itself stops with an internal error on these (no saved-tensor rule for the token
-# layers patch_embed, attention, ... in cnncalc/analysis/saved.py RULES): strict, so the fix
-# turns these into failures that say to remove the mark
-_SAVED_RULES_MISSING = {"deit_tiny", "deit_small", "vit_b_16", "mobilevit_xxs", "swin_t"}
-
-
-def _html_params():
-    out = []
-    for p in zoo_params():
-        name = p if isinstance(p, str) else p.values[0]
-        if name in _SAVED_RULES_MISSING:
-            marks = [] if isinstance(p, str) else list(p.marks)
-            p = pytest.param(name, marks=[*marks, pytest.mark.xfail(
-                raises=KeyError, strict=True, reason="no saved-tensor rule for the token layers")])
-        out.append(p)
-    return out
-
-
-@pytest.mark.parametrize("spec", _html_params())  # the sample fast, the rest in the slow group
+@pytest.mark.parametrize("spec", zoo_params())  # the sample fast, the rest in the slow group
 def test_every_zoo_spec(spec, cli):
     page = build_report(spec)
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")

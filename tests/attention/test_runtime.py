@@ -69,6 +69,47 @@ def test_the_gradchecked_spec_has_every_token_layer():
             "mean", "fc"} <= kinds
 
 
+def test_gradient_at_the_zero_start_of_cls_and_pos_is_exact():
+    """gradcheck moves the class token and the position embedding off their zero start (the cls
+    row then meets ln2 with zero variance, where plain centred differences are off by ~(h²/ε)).
+    At the start itself the analytic gradient still matches differences whose h² error is
+    cancelled (Richardson), while plain ones show the h² truncation — so the move hides nothing."""
+    from cnncalc.runtime.executor import random_input
+    from cnncalc.runtime.gradcheck import rel_error
+    from cnncalc.runtime.kernels.loss import softmax_cross_entropy
+
+    graph = cnncalc.load(TOKENS)
+    net = Net(graph, dtype="float64", conv_algo="direct", seed=0)
+    x = random_input(graph.input_shape, 2, np.random.default_rng(0))
+    labels = np.array([1, 3])
+    net.loss(x, labels)
+    cls, pos = net.params["cls"]["cls"], net.params["pos"]["pos"]
+    assert not cls.any() and not pos.any()  # (the zero start)
+
+    def f():
+        net.forward(x, train=True)
+        return softmax_cross_entropy(net.logits("head"), labels)[0]
+
+    def diff(arr, idx, h):
+        flat, out = arr.reshape(-1), []
+        for i in idx:
+            flat[i] = h
+            fp = f()
+            flat[i] = -h
+            fm = f()
+            flat[i] = 0.0
+            out.append((fp - fm) / (2 * h))
+        return np.array(out)
+
+    for arr, g in ((cls, net.grads["cls"]["cls"]), (pos, net.grads["pos"]["pos"])):
+        idx = np.arange(4)  # (the cls row of both)
+        a = g.reshape(-1)[idx]
+        d1, d2 = diff(arr, idx, 2e-5), diff(arr, idx, 1e-5)
+        assert rel_error(d2, a) > 1e-6  # plain centred differences: h² truncation at a zero-variance row
+        assert rel_error(d1, a) > 3.5 * rel_error(d2, a)  # ... that scales as h²
+        assert rel_error((4 * d2 - d1) / 3, a) < 1e-8  # Richardson: the analytic gradient is exact
+
+
 def test_memory_of_attention_is_what_the_runtime_keeps():
     # the scores' probabilities (heads x N x N) are among what the forward keeps for backward
     net = Net(load_spec_text(ALL), dtype="float64")

@@ -22,7 +22,7 @@ from __future__ import annotations
 from cnncalc.escape import CSV_TRIGGERS, csv_cell, error_text, md_cell, term_text, xml_text
 # (the terminal and CSV renderings of report.render escape every table with cnncalc.escape:
 # the gradebook uses them as they are)
-from cnncalc.report.render import TableView, terminal_view, to_csv
+from cnncalc.report.render import TableView, cell_text, terminal_view, to_csv
 
 
 def to_markdown(view: TableView) -> str:
@@ -42,19 +42,6 @@ def to_markdown(view: TableView) -> str:
     if view.notes:  # one quoted paragraph per note
         out += ["", "\n>\n".join(f"> {md_cell(n)}" for n in view.notes)]
     return "\n".join(out) + "\n"
-
-
-def cell_text(col, v) -> str:
-    """A cell as the table and markdown show it (the column's ``fmt``; ints with separators)."""
-    if v is None or v == "":
-        return ""
-    if col.fmt is not None:
-        return col.fmt(v)
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
 
 
 __all__ = ["term_text", "terminal_view", "error_text", "csv_cell", "xml_text", "md_cell", "to_csv", "to_markdown", "CSV_TRIGGERS"]

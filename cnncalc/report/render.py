@@ -182,7 +182,9 @@ def _cell(col: Column, row: dict) -> str:
     return _fmt(col, row.get(col.key, ""))
 
 
-def _fmt(col: Column, v) -> str:
+def cell_text(col: Column, v) -> str:
+    """A cell as every table format shows it: the column's ``fmt``, ints with separators,
+    booleans as yes/no, chart parts joined."""
     if v is None or v == "":
         return ""
     if col.fmt is not None:
@@ -194,6 +196,9 @@ def _fmt(col: Column, v) -> str:
     if isinstance(v, tuple):  # chart parts
         return " ".join(v).rstrip()
     return str(v)
+
+
+_fmt = cell_text
 
 
 def format_cell(col: Column, v) -> str:

@@ -11,7 +11,9 @@ Every case runs the CLI and is classified by its outcome:
     slow        over the time bound (10 CPU seconds)                (a bug)
     unsafe      an output its own parser rejects, or one that shows   (a bug)
                 a name unescaped or content from outside the folder
-                (names and folders: tests/fuzz_outputs.py)
+                (names and folders: tests/fuzz_outputs.py), a file
+                written outside the case's folder, or a byte read from
+                outside it in an output (ONNX graphs: tests/fuzz_onnx.py)
 
 Cases run in-process (click's CliRunner, fast) under a CPU-time alarm and an address-space
 rlimit; the CI slice runs the hostile classes in a child process with its own timeout.
@@ -356,21 +358,12 @@ def _listing(d: Path) -> set:
         return set()
 
 
-def run_onnx_case(seed: int, workdir: Path):
-    """A hostile ONNX graph (tests/fuzz_onnx.py) through `import -o out.yaml --weights w.npz`,
-    `summarize --format json` and, when the import worked, `export --to torch` (the source
-    parsed by `ast`) and `export --to onnx`. Unsafe: a file written outside the case's folder, or
-    the secret next to it (which external data may name) in an output."""
+def _onnx_commands(model: Path, folder: Path):
+    """import / summarize / export of one model; (outcomes, problems, imported)."""
     import ast
 
     from tests import fuzz_onnx as FO
 
-    base = workdir / f"onnx{seed % 7}"
-    folder = base / "case"
-    if folder.exists():
-        shutil.rmtree(folder)
-    model, what = FO.onnx_case(seed, folder)
-    before_base, before_cwd = _listing(base), _listing(Path.cwd())
     outcomes: list = []
     run = _output_runner(outcomes)
     problems = []
@@ -402,8 +395,31 @@ def run_onnx_case(seed: int, workdir: Path):
             except SyntaxError as e:
                 problems.append(f"export --to torch is not Python: {e}")
         run(["export", str(out_yaml), "--to", "onnx", "-o", str(folder / "back.onnx")])
+    return outcomes, problems, imported
+
+
+def run_onnx_case(seed: int, workdir: Path):
+    """A hostile ONNX graph (tests/fuzz_onnx.py) through `import -o out.yaml --weights w.npz`,
+    `summarize --format json` and, when the import worked, `export --to torch` (the source
+    parsed by `ast`) and `export --to onnx`. Unsafe: a file written outside the case's folder, or
+    the secret next to it (which external data may name) in an output."""
+    from tests import fuzz_onnx as FO
+
+    base = workdir / f"onnx{seed % 7}"
+    folder = base / "case"
+    if folder.exists():
+        shutil.rmtree(folder)
+    model, what = FO.onnx_case(seed, folder)
+    cwd = base / "cwd"  # the working directory of the case: a relative write lands here
+    cwd.mkdir(exist_ok=True)
+    before_base, old_cwd = _listing(base), os.getcwd()
+    os.chdir(cwd)
+    try:
+        outcomes, problems, imported = _onnx_commands(model, folder)
+    finally:
+        os.chdir(old_cwd)
     new_base = _listing(base) - before_base
-    new_cwd = _listing(Path.cwd()) - before_cwd
+    new_cwd = _listing(cwd)
     if new_base or new_cwd:
         problems.append(f"written outside the folder: {sorted(new_base | new_cwd)[:5]}")
     kind = "ok" if imported else "bad-input"

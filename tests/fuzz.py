@@ -410,6 +410,8 @@ def run_onnx_case(seed: int, workdir: Path):
     if folder.exists():
         shutil.rmtree(folder)
     model, what = FO.onnx_case(seed, folder)
+    import cnncalc.cli  # noqa: F401  (imported from here, not from the case's working directory)
+
     cwd = base / "cwd"  # the working directory of the case: a relative write lands here
     cwd.mkdir(exist_ok=True)
     before_base, old_cwd = _listing(base), os.getcwd()

@@ -222,3 +222,16 @@ def test_the_check_of_a_model_too_big_to_run_is_skipped_not_a_crash(cli, tmp_pat
     assert r.exit_code == 0, r.output
     assert "check: not run (running it needs at least" in r.output and "runtime_bytes limit" in r.output
     assert (tmp_path / "m.yaml").exists() and (tmp_path / "m.npz").exists()
+
+
+def test_a_data_type_onnx_does_not_have_is_refused_by_its_number():
+    """Found by the ONNX fuzz: data_type 999 (no TensorProto.DataType name) was exit 70 while the
+    refusal message was being written."""
+    m = _conv_model()
+    m.graph.initializer[0].data_type = 999
+    with pytest.raises(InteropError, match=r"initializer 'c.weight' holds data type 999 \(not an ONNX type\) values"):
+        import_model(m, source="m.onnx")
+    m = _conv_model()
+    m.graph.input[0].type.tensor_type.elem_type = 999
+    with pytest.raises(InteropError, match=r"the input 'x' is data type 999 \(not an ONNX type\)"):
+        import_model(m, source="m.onnx")

@@ -11,7 +11,9 @@ Every case runs the CLI and is classified by its outcome:
     slow        over the time bound (10 CPU seconds)                (a bug)
     unsafe      an output its own parser rejects, or one that shows   (a bug)
                 a name unescaped or content from outside the folder
-                (names and folders: tests/fuzz_outputs.py)
+                (names and folders: tests/fuzz_outputs.py), a file
+                written outside the case's folder, or a byte read from
+                outside it in an output (ONNX graphs: tests/fuzz_onnx.py)
 
 Cases run in-process (click's CliRunner, fast) under a CPU-time alarm and an address-space
 rlimit; the CI slice runs the hostile classes in a child process with its own timeout.
@@ -349,6 +351,84 @@ def run_folder_case(seed: int, workdir: Path):
     return outcome, dt, out, "folder", f"seed {seed}"
 
 
+def _listing(d: Path) -> set:
+    try:
+        return set(os.listdir(d))
+    except OSError:
+        return set()
+
+
+def _onnx_commands(model: Path, folder: Path):
+    """import / summarize / export of one model; (outcomes, problems, imported)."""
+    import ast
+
+    from tests import fuzz_onnx as FO
+
+    outcomes: list = []
+    run = _output_runner(outcomes)
+    problems = []
+    out_yaml, weights = folder / "out.yaml", folder / "w.npz"
+    code, _ = run(["import", str(model), "-o", str(out_yaml), "--weights", str(weights)])
+    imported = code == 0
+    if imported:
+        import numpy as np
+
+        try:
+            with np.load(weights) as z:
+                if any(np.any(z[k] == FO.SECRET_VALUE) for k in z.files if z[k].dtype.kind == "f"):
+                    problems.append("the checkpoint holds the secret from outside the folder")
+        except Exception as e:
+            problems.append(f"the checkpoint does not load: {type(e).__name__}: {e}")
+    code, text = run(["summarize", str(model), "--format", "json"])
+    if code == 0:
+        import json
+
+        try:
+            json.loads(text)
+        except ValueError as e:
+            problems.append(f"summarize json does not parse: {e}")
+    if imported:
+        code, src = run(["export", str(out_yaml), "--to", "torch"])
+        if code == 0:
+            try:
+                ast.parse(src)
+            except SyntaxError as e:
+                problems.append(f"export --to torch is not Python: {e}")
+        run(["export", str(out_yaml), "--to", "onnx", "-o", str(folder / "back.onnx")])
+    return outcomes, problems, imported
+
+
+def run_onnx_case(seed: int, workdir: Path):
+    """A hostile ONNX graph (tests/fuzz_onnx.py) through `import -o out.yaml --weights w.npz`,
+    `summarize --format json` and, when the import worked, `export --to torch` (the source
+    parsed by `ast`) and `export --to onnx`. Unsafe: a file written outside the case's folder, or
+    the secret next to it (which external data may name) in an output."""
+    from tests import fuzz_onnx as FO
+
+    base = workdir / f"onnx{seed % 7}"
+    folder = base / "case"
+    if folder.exists():
+        shutil.rmtree(folder)
+    model, what = FO.onnx_case(seed, folder)
+    import cnncalc.cli  # noqa: F401  (imported from here, not from the case's working directory)
+
+    cwd = base / "cwd"  # the working directory of the case: a relative write lands here
+    cwd.mkdir(exist_ok=True)
+    before_base, old_cwd = _listing(base), os.getcwd()
+    os.chdir(cwd)
+    try:
+        outcomes, problems, imported = _onnx_commands(model, folder)
+    finally:
+        os.chdir(old_cwd)
+    new_base = _listing(base) - before_base
+    new_cwd = _listing(cwd)
+    if new_base or new_cwd:
+        problems.append(f"written outside the folder: {sorted(new_base | new_cwd)[:5]}")
+    kind = "ok" if imported else "bad-input"
+    outcome, dt, out = _case_result(outcomes, kind, problems)
+    return outcome, dt, out, "onnx", f"seed {seed}: {what}"
+
+
 # --------------------------------------------------------------------------- hostile classes
 def _bomb(levels: int = 9, width: int = 9) -> tuple[str, str]:
     """YAML anchors that double... nine-fold at every level; returns (anchor lines, last alias)."""
@@ -507,7 +587,8 @@ def run_hostile(tmp: Path) -> list[dict]:
 def _worker(job):
     """One worker's share of the seeds: (seed, outcome, seconds, output tail, name, text if a bug)."""
     kind, seeds, tmp = job
-    runner = {"answer": run_answer_case, "names": run_name_case, "folders": run_folder_case}.get(kind, run_spec_case)
+    runner = {"answer": run_answer_case, "names": run_name_case, "folders": run_folder_case,
+              "onnx": run_onnx_case}.get(kind, run_spec_case)
     out = []
     for seed in seeds:
         outcome, dt, text_out, name, text = runner(seed, Path(tmp))
@@ -542,6 +623,8 @@ def main(argv=None) -> int:
                     help="hostile-name cases (every output format parsed back; tests/fuzz_outputs.py)")
     ap.add_argument("--folder-cases", type=int, default=100,
                     help="hostile submission folders (every gradebook format parsed back)")
+    ap.add_argument("--onnx-cases", type=int, default=100,
+                    help="hostile ONNX graphs through import / summarize / export (tests/fuzz_onnx.py)")
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--save", metavar="DIR", help="write the input of every bug case here")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (seeds are split among them)")
@@ -558,7 +641,7 @@ def main(argv=None) -> int:
                 print(json.dumps(r), flush=True)
         return 0
     counts: dict[str, collections.Counter] = {k: collections.Counter()
-                                              for k in ("spec", "answer", "names", "folders", "hostile")}
+                                              for k in ("spec", "answer", "names", "folders", "onnx", "hostile")}
     slowest = {k: 0.0 for k in counts}
     bugs = []
     t_start = time.time()
@@ -573,7 +656,8 @@ def main(argv=None) -> int:
                 bugs.append(("hostile", r["name"], r["outcome"], r["output"], ""))
         print(f"hostile classes: {dict(counts['hostile'])}", flush=True)
         for kind, n_cases in (("answer", args.answer_cases), ("names", args.name_cases),
-                              ("folders", args.folder_cases), ("spec", args.cases)):
+                              ("folders", args.folder_cases), ("onnx", args.onnx_cases if _have_onnx() else 0),
+                              ("spec", args.cases)):
             seeds = range(args.seed, args.seed + n_cases)
             for k, (seed, outcome, dt, out, name, text) in enumerate(
                     _run_cases(kind, seeds, tmp, max(1, args.jobs))):

@@ -93,3 +93,25 @@ def test_hostile_names_through_every_output_format(tmp_path):
 def test_hostile_submission_folders(seed, tmp_path):
     outcome, dt, out, name, text = fuzz.run_folder_case(seed, tmp_path)
     assert outcome == "ok", f"{outcome}: {text}\n{out[-1500:]}"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hostile_onnx_graphs(seed, tmp_path):
+    """A mutated ONNX graph (tests/fuzz_onnx.py) through import, summarize and export: exit 0 or 2
+    with a message, nothing written outside its folder, no byte from outside it in the
+    checkpoint. The long run: --onnx-cases."""
+    pytest.importorskip("onnx")
+    outcome, dt, out, name, text = fuzz.run_onnx_case(seed, tmp_path)
+    assert outcome in ("ok", "bad-input"), f"{outcome}: {text}\n{out[-1500:]}"
+
+
+def test_onnx_generator_builds_valid_models(tmp_path):
+    """The unmutated models are valid ONNX (else the mutations would test nothing)."""
+    onnx = pytest.importorskip("onnx")
+    import random
+
+    from tests import fuzz_onnx
+
+    for seed in range(10):
+        model = fuzz_onnx.build_model(random.Random(seed))
+        onnx.checker.check_model(model, full_check=True)

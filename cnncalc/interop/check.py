@@ -83,6 +83,12 @@ def check_import(graph, imp, *, batch: int = 2, seed: int = 0) -> CheckResult:
         return CheckResult(False, why_not=f"{len(imp.opaque)} opaque layer(s) have no runtime")
     if importlib.util.find_spec("numba") is None:
         return CheckResult(False, why_not="numba is not installed")
+    from cnncalc import limits
+
+    need, cap = limits.memory_needed(graph, batch=batch, command="verify"), limits.get("runtime_bytes")
+    if need > cap:  # a 10^12-pixel input: the spec is fine to analyse, running it is not
+        return CheckResult(False, why_not=f"running it needs at least {need / 2 ** 30:,.1f} GiB, over the "
+                                          f"{cap / 2 ** 30:,.0f} GiB runtime_bytes limit")
     from cnncalc.runtime.executor import Net, RuntimeUnsupported, random_input
 
     try:

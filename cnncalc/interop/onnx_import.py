@@ -69,6 +69,14 @@ def _channels_first(sp, shape, batch) -> bool:
     return len(roles) == len(sp) and all(roles[1 + k] == ((k, shape[2 + k]),) for k in range(sp.nsp))
 
 
+def _dtype_name(onnx, code: int) -> str:
+    """STRING, FLOAT16, …; a code the ONNX enum does not have (a hostile file) is named by its number."""
+    try:
+        return onnx.TensorProto.DataType.Name(code)
+    except ValueError:
+        return f"data type {int(code)} (not an ONNX type)"
+
+
 def _show(name: str, limit: int = 120) -> str:
     """A name for a message: control characters escaped, long names shortened, quoted."""
     s = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
@@ -156,7 +164,7 @@ class _Importer:
         for t in self.g.initializer:
             if t.data_type not in _NUMERIC_TYPES:
                 raise InteropError(f"{self.source}: initializer {_show(t.name)} holds "
-                                   f"{onnx.TensorProto.DataType.Name(t.data_type)} values; cnncalc reads "
+                                   f"{_dtype_name(onnx, t.data_type)} values; cnncalc reads "
                                    f"numeric tensors only")
             try:
                 self.consts[t.name] = onnx.numpy_helper.to_array(t)
@@ -171,7 +179,7 @@ class _Importer:
         self.input_name = inp.name
         tt = inp.type.tensor_type
         if tt.elem_type not in _FLOAT_TYPES:
-            kind = onnx.TensorProto.DataType.Name(tt.elem_type) if tt.elem_type else "no tensor"
+            kind = _dtype_name(onnx, tt.elem_type) if tt.elem_type else "no tensor"
             raise InteropError(f"{self.source}: the input {_show(inp.name)} is {kind}; cnncalc imports "
                                f"networks of a float input")
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]

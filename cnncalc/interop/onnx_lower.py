@@ -420,7 +420,11 @@ def _unsqueeze(n):
 def _transpose(n):
     x = n.need_act()
     r = len(x.shape)
-    perm = [int(p) % r for p in (n.attr("perm") or list(range(r))[::-1])]
+    perm = n.attr("perm")  # absent: the axes reversed; present but empty: refused (onnxruntime does)
+    perm = [int(p) for p in (list(range(r))[::-1] if perm is None else perm)]
+    if r == 0 or len(perm) != r or sorted(p % r for p in perm if -r <= p < r) != list(range(r)):
+        n.refuse(f"its perm {perm[:8]} is not a permutation of the input's {r} axes")
+    perm = [p % r for p in perm]
     if x.batch is None and perm[0] != 0:
         n.refuse("it moves the axis the batch is folded into")
     b = x.batch if x.batch is not None else None

@@ -194,3 +194,45 @@ def test_weights_that_contradict_the_spec_write_nothing(cli, tmp_path, monkeypat
     res = cli("import", p, "-o", tmp_path / "m.yaml", "--weights", tmp_path / "m.npz")
     assert res.exit_code == 2 and "c/weight: the model's weights do not fit the spec" in res.output
     assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("perm", [[0, 1], [0, 2, 3, 1, 4], [0, 0, 1, 2], [0, 5, 1, 2], []])
+def test_a_transpose_perm_that_is_no_permutation_is_refused(perm):
+    """Found by `python -m tests.fuzz --onnx-cases`: perms of the wrong length or with a repeated
+    axis imported silently as some other network (an empty one as the default reversal, which
+    onnxruntime refuses), and on a rank-0 operand the `% rank` divided by zero (exit 70)."""
+    t = h.make_node("Transpose", ["a"], ["t"], name="/t", perm=perm or [0])
+    del t.attribute[0].ints[len(perm):]  # (onnx.helper cannot make an empty list attribute)
+    m = _model([CONV, t, h.make_node("Relu", ["t"], ["y"], name="/r")], [W])
+    with pytest.raises(InteropError, match=r"node '/t' \(Transpose\): .*its perm \[[-0-9, ]*\] is not a "
+                                           r"permutation of the input's 4 axes"):
+        import_model(m, source="m.onnx")
+
+
+def test_the_check_of_a_model_too_big_to_run_is_skipped_not_a_crash(cli, tmp_path):
+    """Found by the ONNX fuzz: a 10^12-pixel input analyses fine, but `import --weights`
+    allocated its random check input (116 TiB: exit 70). Now the check says why it is not run,
+    under the runtime_bytes limit, and the spec and weights are written."""
+    m = _model([h.make_node("Conv", ["x", "c.weight"], ["y"], name="/c/Conv", pads=[1, 1, 1, 1])], [W],
+               out_shape=(1, 4, 10 ** 6, 10 ** 6))
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 10 ** 6
+    m.graph.input[0].type.tensor_type.shape.dim[3].dim_value = 10 ** 6
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    r = cli("import", p, "-o", tmp_path / "m.yaml", "--weights", tmp_path / "m.npz")
+    assert r.exit_code == 0, r.output
+    assert "check: not run (running it needs at least" in r.output and "runtime_bytes limit" in r.output
+    assert (tmp_path / "m.yaml").exists() and (tmp_path / "m.npz").exists()
+
+
+def test_a_data_type_onnx_does_not_have_is_refused_by_its_number():
+    """Found by the ONNX fuzz: data_type 999 (no TensorProto.DataType name) was exit 70 while the
+    refusal message was being written."""
+    m = _conv_model()
+    m.graph.initializer[0].data_type = 999
+    with pytest.raises(InteropError, match=r"initializer 'c.weight' holds data type 999 \(not an ONNX type\) values"):
+        import_model(m, source="m.onnx")
+    m = _conv_model()
+    m.graph.input[0].type.tensor_type.elem_type = 999
+    with pytest.raises(InteropError, match=r"the input 'x' is data type 999 \(not an ONNX type\)"):
+        import_model(m, source="m.onnx")

@@ -40,17 +40,23 @@ def test_doc_reads_as_the_text_does(name):
     assert receptive_fields(from_doc).to_dict() == receptive_fields(from_text).to_dict()
 
 
-def test_a_deep_exported_chain_summarizes_back(tmp_path):
-    """3,000 layers: its spec text (~150 KB) is near the limit; the model reads back either way."""
-    n = 3000
+def _chain_round_trip(tmp_path, n: int, input: str, channels: int):
+    """A chain of n 3x3 convs exported to ONNX and summarized back: (its spec, the JSON read back)."""
     spec = tmp_path / "chain.yaml"
-    spec.write_text(f"name: chain\ninput: 8x8x2\nlayers:\n  - {{conv: 2, kernel: 3, pad: 1, repeat: {n}}}\n")
+    spec.write_text(f"name: chain\ninput: {input}\nlayers:\n"
+                    f"  - {{conv: {channels}, kernel: 3, pad: 1, repeat: {n}}}\n")
     out = tmp_path / "chain.onnx"
     res = run_module("export", spec, "--to", "onnx", "-o", out)
     assert res.returncode == 0, res.stderr
     res = run_module("summarize", out, "--format", "json")
     assert res.returncode == 0, res.stderr
-    got = json.loads(res.stdout)
+    return spec, json.loads(res.stdout)
+
+
+def test_a_deep_exported_chain_summarizes_back(tmp_path):
+    """3,000 layers: its spec text (~150 KB) is near the limit; the model reads back either way."""
+    n = 3000
+    spec, got = _chain_round_trip(tmp_path, n, "8x8x2", 2)
     want = analyze_graph(load_spec(spec)).to_dict()
     assert len(got["layers"]) == n
     assert got["totals"]["macs"] == want["totals"]["macs"] == n * 8 * 8 * 2 * 2 * 9
@@ -60,12 +66,5 @@ def test_a_deep_exported_chain_summarizes_back(tmp_path):
 @pytest.mark.slow
 def test_a_50k_layer_export_summarizes_back(tmp_path):
     n = 49_990
-    spec = tmp_path / "chain.yaml"
-    spec.write_text(f"name: chain\ninput: 4x4x1\nlayers:\n  - {{conv: 1, kernel: 3, pad: 1, repeat: {n}}}\n")
-    out = tmp_path / "chain.onnx"
-    res = run_module("export", spec, "--to", "onnx", "-o", out)
-    assert res.returncode == 0, res.stderr
-    res = run_module("summarize", out, "--format", "json")
-    assert res.returncode == 0, res.stderr
-    got = json.loads(res.stdout)
+    _, got = _chain_round_trip(tmp_path, n, "4x4x1", 1)
     assert len(got["layers"]) == n and got["totals"]["macs"] == n * 16 * 9

@@ -32,6 +32,18 @@ def _bshape(x):
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
+def update_running(running_mean, running_var, mean, var, M: int, momentum: float) -> None:
+    """PyTorch's running statistics, in place: an exponential average of the batch mean and of
+    the unbiased batch variance (over M values per channel)."""
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+    if running_var is not None:
+        unbiased = var * (M / (M - 1)) if M > 1 else var
+        running_var *= 1 - momentum
+        running_var += momentum * unbiased
+
+
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True, momentum=0.1, eps=1e-5):
     x = as_float(x)
     axes, bs = _axes(x), _bshape(x)
@@ -41,13 +53,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True, mom
         M = x.size // x.shape[1]
         mean = x.mean(axis=axes)
         var = x.var(axis=axes)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-        if running_var is not None:
-            unbiased = var * (M / (M - 1)) if M > 1 else var
-            running_var *= 1 - momentum
-            running_var += momentum * unbiased
+        update_running(running_mean, running_var, mean, var, M, momentum)
     else:
         mean = as_float(running_mean, x.dtype)
         var = as_float(running_var, x.dtype)
@@ -238,13 +244,7 @@ def batchnorm_train_forward(x, gamma, beta, running_mean, running_var, momentum=
     mean64, var64 = np.empty(C), np.empty(C)
     _bn_stats(x3, mean64, var64)
     mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
-    if running_mean is not None:
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-    if running_var is not None:
-        unbiased = var * (M / (M - 1)) if M > 1 else var
-        running_var *= 1 - momentum
-        running_var += momentum * unbiased
+    update_running(running_mean, running_var, mean, var, M, momentum)
     invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
     g = np.ascontiguousarray(as_float(gamma, x.dtype).reshape(C))
     b = np.ascontiguousarray(as_float(beta, x.dtype).reshape(C))

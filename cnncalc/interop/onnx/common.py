@@ -108,3 +108,97 @@ def consumer(imp, tensor, op):
         return None
     ks = [k for k in imp.consumers.get(tensor, ()) if k > imp.index]
     return ks[0] if len(ks) == 1 and imp.nodes[ks[0]].op_type == op else None
+
+
+class Lift:
+    """What a ``stage="lift"`` rewrite sees: the spec items one ONNX node was just lowered to
+    (:mod:`cnncalc.interop.onnx.lower`), in the importer's item list, right after that node —
+    before any later node is imported, so a lift that removes an item frees its name and later
+    names are the ones they would have been.
+
+    A lift rewrite ``fn(lift, item) -> bool`` is called for each item the node was lowered to
+    whose ``kind`` is one of its ``ops`` (spec layer types: "matmul", "binary", "softmax", …),
+    in registry order; it returns True when it rewrote (the next rewrites are not tried on that
+    item). It matches over items, walking back through :meth:`producer`; ``node`` is the ONNX
+    node (for its constants: ``imp.const(node.input[k])``), ``imp`` the importer. It changes
+    the spec only through:
+
+    * :meth:`fold_into` — the item's work is done by an earlier item (an fc takes the bias the
+      item added): the item goes, the tensors it held are held by that item;
+    * :meth:`replace` — several items (the last of them this node's) become one new item, e.g.
+      MatMul · Softmax · MatMul → ``attention``: the new item takes the place of the first
+      old one when its inputs are all computed before it (else of the last), and holds the
+      tensors the last one held; tensors of the others are no longer readable (a later reader
+      is refused, never silently rewired), so check :meth:`uses` first.
+    """
+
+    def __init__(self, imp, node, shapes_before: dict):
+        self.imp = imp
+        self.node = node
+        self._shapes_before = shapes_before  # the node's outputs' shapes before it was lowered
+
+    def item(self, name: str):
+        """The spec item called ``name`` (None for the network input or a removed item)."""
+        return self.imp.by_name.get(name)
+
+    def producer(self, item, k: int = 0):
+        """The item that computes ``item``'s input ``k`` (None for the network input)."""
+        return self.imp.by_name.get(item.inputs[k]) if k < len(item.inputs) else None
+
+    def uses(self, tensor: str) -> int:
+        """How many ONNX nodes (and graph outputs) read ``tensor``."""
+        return self.imp.n_consumers[tensor]
+
+    def _tensors(self, item) -> list[str]:
+        return [t for t, layer in self.imp.layer_of.items() if layer == item.name]
+
+    def _remove(self, items):
+        imp = self.imp
+        gone = {id(it) for it in items}
+        imp.items[:] = [it for it in imp.items if id(it) not in gone]
+        for it in items:
+            if imp.by_name.get(it.name) is it:
+                del imp.by_name[it.name]
+                imp.params.pop(it.name, None)
+                imp.state.pop(it.name, None)
+                imp.spec_shapes.pop(it.name, None)
+
+    def _hand_over(self, old, new):
+        """The tensors ``old`` held are ``new``'s, as if ``new`` had computed them from the start."""
+        imp = self.imp
+        for t in self._tensors(old):
+            imp.layer_of[t] = new.name
+            imp.odd.discard(t)
+            imp.batch_of.pop(t, None)
+            if t in self._shapes_before:
+                imp.shapes[t] = self._shapes_before[t]
+
+    def fold_into(self, item, into):
+        """Remove ``item``; what it computed is ``into``'s output (``into`` was changed to do it)."""
+        self._hand_over(item, into)
+        self._remove([item])
+
+    def replace(self, old: list, new, *, params: dict | None = None, state: dict | None = None):
+        """Put the spec item ``new`` (an :class:`Item`) in the place of the items ``old``."""
+        imp = self.imp
+        if new.name in imp.by_name and new.name not in {it.name for it in old}:
+            raise ValueError(f"lift: the name {new.name!r} is taken")
+        pos = {it.name: k for k, it in enumerate(imp.items)}
+        first, last = min(pos[it.name] for it in old), max(pos[it.name] for it in old)
+        before = {it.name for it in imp.items[:first]} | {"input"}
+        at = first if all(i in before for i in new.inputs) else last + 1
+        for it in old:
+            if pos[it.name] == last:
+                self._hand_over(it, new)
+            else:
+                for t in self._tensors(it):
+                    del imp.layer_of[t]
+        self._remove(old)
+        imp.items.insert(at - sum(1 for it in old if pos[it.name] < at), new)
+        imp.by_name[new.name] = new
+        if params:
+            imp.params[new.name] = params
+        if state:
+            imp.state[new.name] = state
+        imp.infer_item_shape(new)
+        return new

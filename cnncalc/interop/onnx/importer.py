@@ -36,7 +36,7 @@ import numpy as np
 
 from cnncalc.interop import InteropError, require
 from cnncalc.interop.onnx import rewrites
-from cnncalc.interop.onnx.common import Item, Unmapped, axes_arg, pads_arg, show, spec_shape
+from cnncalc.interop.onnx.common import Item, Lift, Unmapped, axes_arg, pads_arg, show, spec_shape
 from cnncalc.interop.onnx.spectext import spec_doc, spec_text
 from cnncalc.layers import REGISTRY
 from cnncalc.shapes import fmt_shape
@@ -401,6 +401,7 @@ class Importer:
         """``node`` as low-level layers (cnncalc.interop.onnx.lower); None when done, else why not."""
         from cnncalc.interop.onnx.lower import Operand, Unlowered, lower
 
+        shapes_before = {o: self.shapes[o] for o in node.output if o in self.shapes}
         ops = []
         for t in node.input:
             if not t:
@@ -453,7 +454,29 @@ class Importer:
                     and sp == spec_shape(shape[1:])) or _channels_first(sp, shape, batch)
             if not nchw:
                 self.odd.add(out)
+        self._lift(node, [li.name for li in low.items], shapes_before)
         return None
+
+    def _lift(self, node, names, shapes_before):
+        """The lift rewrites (stage "lift") over the items ``node`` was just lowered to."""
+        lifts = rewrites.lift_rewrites()
+        if not lifts:
+            return
+        ctx = None
+        for name in names:
+            it = self.by_name.get(name)
+            if it is None:  # (removed by an earlier lift)
+                continue
+            for rw in lifts:
+                if it.kind in rw.ops:
+                    ctx = ctx or Lift(self, node, shapes_before)
+                    if rw.fn(ctx, it):
+                        break
+
+    def infer_item_shape(self, it):
+        """The spec shape of an item a rewrite made (kept in ``spec_shapes``; dropped when the
+        layer's own rules refuse it: the spec's loader reports real errors)."""
+        self._lowered_shape(it)
 
     def _lowered_shape(self, it):
         cls = REGISTRY.get(it.kind)

@@ -36,7 +36,7 @@ refused. Example::
     >>> low.items[0].params, low.outputs                     # ({'const1': w}, [('fc1', 0)])
 
 Covered (opset 11–18): MatMul, Gemm, Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice,
-Split, Concat, Gather (constant indices), Expand, Tile, Add, Sub, Mul, Div, Pow, Max, Min,
+Split, Concat, Gather (constant indices), Expand, Tile, Add, Sub, Mul, Div, Pow, Max, Min, Sum (two inputs),
 Sqrt, Exp, Log, Erf, Neg, Abs, Reciprocal, Sin, Cos, Floor, Ceil, Round, Sign, Tanh, Sigmoid,
 Relu, LeakyRelu, Elu, Selu (PyTorch's constants), Softplus, HardSigmoid (α = 1/6), HardSwish,
 Gelu, Mish, Clip, PRelu (per channel of an image, or shared), Reduce{Mean, Sum, Max, Min,
@@ -649,7 +649,7 @@ LOWERINGS = {
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Slice": _slice, "Split": _split, "Concat": _concat,
     "Gather": _gather, "Expand": _expand, "Tile": _tile,
     **{op: _binary(k) for op, k in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div"),
-                                    ("Pow", "pow"), ("Max", "max"), ("Min", "min"))},
+                                    ("Pow", "pow"), ("Max", "max"), ("Min", "min"), ("Sum", "add"))},
     **{op: _one("unary", op=k) for op, k in (("Sqrt", "sqrt"), ("Exp", "exp"), ("Log", "log"), ("Erf", "erf"),
                                              ("Neg", "neg"), ("Abs", "abs"), ("Reciprocal", "reciprocal"),
                                              ("Sin", "sin"), ("Cos", "cos"), ("Floor", "floor"),

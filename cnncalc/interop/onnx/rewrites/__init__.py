@@ -23,8 +23,17 @@ Two stages run during the walk over the ONNX nodes (in graph order):
   checks (GroupNorm and the channel shuffle, inside Reshape's rewrite): never called by the
   driver; registered so that it is listed and must have a test.
 
-A fourth stage, ``"lift"``, runs once after the walk over the emitted spec items (the
-low-level layers included): see :func:`lift_rewrites`.
+* ``stage="lift"``: ``fn(lift, item) -> bool`` — a graph-level pass over spec items: run on
+  each item an ONNX node was just *lowered* to (the low-level vocabulary: ``matmul``,
+  ``binary``, ``softmax``, ``transpose``, …) whose kind is one of ``ops`` (spec layer types,
+  not ONNX ops), it matches a pattern backwards over the items already emitted and folds or
+  replaces them with a readable layer through :class:`~cnncalc.interop.onnx.common.Lift`
+  (``fold_into``, ``replace``). It runs right after that node, so a removed item frees its
+  name and the names of later layers do not move. Example: ``linear.fc_bias`` (an fc, then a
+  low-level add of one value per unit: the fc's bias); an ``attention`` lift (MatMul · Softmax
+  · MatMul) is the same shape: ``ops=("matmul",)``, walk ``lift.producer`` back to the softmax
+  and the first matmul, check ``lift.uses`` of the intermediates, ``lift.replace([...], Item(
+  "attention", ...))``.
 
 Adding a rewrite: one function in its family's module, decorated::
 
@@ -38,6 +47,7 @@ the rewrite: the function's name unless ``name=`` says otherwise).
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -124,9 +134,36 @@ def region_rewrites(op: str) -> tuple:
     return got
 
 
+_LIFTS: list = []
+
+
 def lift_rewrites() -> tuple[Rewrite, ...]:
-    """The graph-level rewrites run over the emitted items after the walk, in registry order."""
-    return tuple(r for r in registry() if r.stage == "lift")
+    """The rewrites of stage "lift" (run over the items each lowered node became), in registry order."""
+    if not _LIFTS:
+        _LIFTS.append(tuple(r for r in registry() if r.stage == "lift"))
+    return _LIFTS[0]
+
+
+@contextmanager
+def registered(*rws: Rewrite):
+    """Register ``rws`` for the duration of a ``with`` block (a test's or an experiment's
+    rewrite), then remove them again."""
+    _load()
+    for rw in rws:
+        register(rw)
+    _REGION_CACHE.clear()
+    _LIFTS.clear()
+    try:
+        yield rws
+    finally:
+        for rw in rws:
+            if rw in _REGISTERED:
+                _REGISTERED.remove(rw)
+            for op in rw.ops:
+                if _NODE.get(op) is rw:
+                    del _NODE[op]
+        _REGION_CACHE.clear()
+        _LIFTS.clear()
 
 
 def listing() -> str:

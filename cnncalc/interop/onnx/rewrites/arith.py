@@ -8,7 +8,7 @@ from cnncalc.interop.onnx.common import Unmapped, nchw
 from cnncalc.interop.onnx.rewrites import rewrite
 
 
-@rewrite("Add", "Sum", family="arith", lifts="add (or the bias of the fc before it)")
+@rewrite("Add", "Sum", family="arith", lifts="add")
 def add(imp, node):
     ks = [imp.const(t) for t in node.input]
     if len(node.input) == 2 and sum(k is not None for k in ks) == 1:
@@ -22,18 +22,7 @@ def add(imp, node):
             imp.alias(node, node.input[j])
             return
     if any(k is not None for k in ks):
-        # MatMul + Add(bias) = fc with a bias
-        if len(node.input) == 2:
-            j = 0 if ks[0] is None else 1
-            b = ks[1 - j]
-            prod = imp.layer_of.get(node.input[j])
-            it = imp.by_name.get(prod)
-            if (it is not None and it.kind == "fc" and it.args.get("bias") is False and not it.args.get("activation")
-                    and imp.single_use(node.input[j]) and b.size == it.args["fc"]):
-                del it.args["bias"]
-                imp.params[it.name]["bias"] = b.reshape(-1).astype(np.float32)
-                imp.layer_of[node.output[0]] = it.name
-                return
+        # (low level; an fc without bias + one value per unit: the lift rewrite linear.fc_bias)
         raise Unmapped(node.op_type, node.name, "adding a constant")
     imp.emit(node, "add", {"add": None}, list(node.input))
 

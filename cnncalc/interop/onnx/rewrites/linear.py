@@ -36,3 +36,27 @@ def matmul(imp, node):
         raise Unmapped("MatMul", node.name, "only a flat input times a constant matrix is an fc layer")
     imp.emit(node, "fc", {"fc": int(W.shape[1]), "bias": False}, [node.input[0]], weight=node.input[1],
              params={"weight": np.ascontiguousarray(W.T)})
+
+
+@rewrite("binary", family="linear", name="fc_bias", stage="lift", lifts="the bias of the fc before it")
+def fc_bias(lift, item) -> bool:
+    """An fc without bias (MatMul), then Add of one value per unit: the fc's bias.
+
+    Runs on the low-level ``binary`` add an Add of a constant is lowered to; the fc must feed
+    nothing else and have no fused activation."""
+    node, imp = lift.node, lift.imp
+    if node.op_type not in ("Add", "Sum") or len(node.input) != 2 or item.args.get("op") != "add":
+        return False
+    ks = [imp.const(t) for t in node.input]
+    if sum(k is not None for k in ks) != 1:
+        return False
+    j = 0 if ks[0] is None else 1
+    b = ks[1 - j]
+    it = imp.by_name.get(imp.layer_of.get(node.input[j]))
+    if (it is not None and it.kind == "fc" and it.args.get("bias") is False and not it.args.get("activation")
+            and lift.uses(node.input[j]) == 1 and b.size == it.args["fc"]):
+        del it.args["bias"]
+        imp.params[it.name]["bias"] = b.reshape(-1).astype(np.float32)
+        lift.fold_into(item, it)
+        return True
+    return False

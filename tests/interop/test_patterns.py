@@ -105,7 +105,6 @@ def test_constant_only_subgraphs_are_folded():
     assert [n.kind for n in g.layers] == ["conv"] and g.layers[0].layer.args["pad"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="Cast folds as identity in onnx_import.py: fixed after the importer split lands")
 def test_tf_same_padding_with_an_odd_total_is_uneven():
     """timm's Conv2dSame (tf_efficientnet): pad = max((ceil(n/s) - 1)·s + k - n, 0), split as
     Cast(pad / 2 → int64) before and the rest after. On a 6x6 map with k = 3, s = 2 the total is 1:

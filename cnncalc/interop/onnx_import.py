@@ -381,6 +381,11 @@ class _Importer:
         (LeViT's and EfficientViT's attention biases: a table gathered by constant indices; a
         class token broadcast beyond the batch): the folded tensor would count its values, not
         the parameter's. "" when it is not such a node."""
+        if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and node.input and all(
+                u in self.consts for u in node.input if u) and any(self._learned(u) for u in node.input[1:] if u):
+            return (f"a {node.op_type} of constants only (EdgeNeXt's position encoding, computed from the "
+                    f"input's shape alone): folded into a constant it would lose its parameters and MACs, "
+                    f"and no spec layer reads a constant input")
         if node.op_type not in ("Gather", "GatherElements", "GatherND", "Expand", "Tile") or not node.input:
             return ""
         t = node.input[0]

@@ -165,3 +165,14 @@ def test_a_class_token_broadcast_over_more_than_the_batch_is_refused():
     inits.update(PATCHES, cls_token=_f(1, 1, D), s3=_i(1, 3, D))
     with pytest.raises(InteropError, match="Expand"):
         import_model(_model(nodes, inits, (1, P + 3, D)), source="m.onnx")
+
+
+def test_a_conv_of_a_constant_is_refused_not_folded():
+    """EdgeNeXt's position encoding: a learned 1x1 conv of a tensor computed from the shape alone.
+    Folded, its parameters and MACs would vanish: refused."""
+    nodes, inits = _patches()
+    nodes = nodes[:1] + [h.make_node("Conv", ["fourier", "proj.weight"], ["pos"], name="/pos/Conv"),
+                         h.make_node("Add", ["pe", "pos"], ["y"], name="/Add")]
+    inits.update(PATCHES, fourier=_f(1, 4, 2, 2), **{"proj.weight": _f(D, 4, 1, 1)})
+    with pytest.raises(InteropError, match="constants only"):
+        import_model(_model(nodes, inits, (1, D, 2, 2)), source="m.onnx")

@@ -64,7 +64,9 @@ def _read_weights(graph, ckpt_path):
               help="Skip running the spec against onnxruntime / the torch module (done with --weights "
                    "or --torch).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def import_(model, torch_ref, output, input_shape, opaque, weights, no_check, force):
+@click.option("--list-rewrites", is_flag=True,
+              help="List the patterns the importer lifts into readable layers (by family) and exit.")
+def import_(model, torch_ref, output, input_shape, opaque, weights, no_check, force, list_rewrites):
     """Convert an ONNX model (or a PyTorch module) into a readable cnncalc spec.
 
     With --weights or --torch, the import proves itself: the spec runs on cnncalc's runtime
@@ -80,7 +82,13 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, no_check, fo
       cnncalc import net.onnx --input 224x224x3 --opaque
       cnncalc import --torch models.py:resnet18 --input 224x224x3 -o resnet18.yaml
       cnncalc import net.onnx -o net.yaml --weights net.npz
+      cnncalc import --list-rewrites
     """
+    if list_rewrites:
+        from cnncalc.interop.onnx.rewrites import listing
+
+        click.echo(listing())
+        return
     if bool(model) == bool(torch_ref):
         fail("give either MODEL.onnx or --torch FILE.py:FACTORY")
     for path in (output, weights):

@@ -1,11 +1,14 @@
 """Bridges to the frameworks (optional extras, imported only by the commands that need them).
 
-* :mod:`cnncalc.interop.onnx_import` — an ONNX model → a spec (YAML text) and its weights;
+* :mod:`cnncalc.interop.onnx` — an ONNX model → a spec (YAML text) and its weights (the driver,
+  a registry of rewrites one module per family, the low-level fallback; ``onnx_import`` and
+  ``onnx_lower`` are the old names, kept);
 * :mod:`cnncalc.interop.onnx_export` — a spec (graph) → an ONNX model;
 * :mod:`cnncalc.interop.torch_export` — a spec → a standalone PyTorch module (source code);
 * :mod:`cnncalc.interop.torch_import` — a user's ``nn.Module`` factory → ONNX → a spec.
 
-Each direction is a table: one entry per ONNX op (import) or per spec layer type (export).
+Each direction is a table: registered rewrites from ONNX ops (import) or one entry per spec
+layer type (export).
 Nothing here is imported by the analysis of a YAML spec.
 """
 from __future__ import annotations

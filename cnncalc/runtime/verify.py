@@ -6,7 +6,9 @@
 * **activation bytes** — the bytes of each layer's output buffer actually held after a
   float32 forward pass of the batch (0 when the output is a view of its input) against
   ``activation_bytes``, and their sums against ``forward_bytes`` and (with the input)
-  ``backward_saved_bytes``; kernel caches beyond the outputs (max-pool argmax, BN x̂,
+  ``backward_saved_bytes`` — less what the analyzer counts *inside* layers (attention's q, k,
+  v, scores and probabilities, an MLP's hidden layer: ``internal``), which are not layer
+  outputs and are named in the note, not measured; kernel caches beyond the outputs (max-pool argmax, BN x̂,
   dropout masks) are reported, not compared: the analyzer does not claim them;
 * **receptive field** — a linearised float32 copy (identity activations, average pooling for
   max, positive weights) back-propagates a one-hot gradient from one position of the layer
@@ -66,18 +68,6 @@ def _owned_bytes(y, xs) -> int:
     return _root(y).nbytes
 
 
-def _arrays(c):
-    """The arrays in a kernel cache (nested tuples, lists, dicts)."""
-    if isinstance(c, np.ndarray):
-        yield c
-    elif isinstance(c, (tuple, list)):
-        for e in c:
-            yield from _arrays(e)
-    elif isinstance(c, dict):
-        for e in c.values():
-            yield from _arrays(e)
-
-
 def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=None):
     report = report or analyze_graph(graph, batch=batch, dtype="float32")
     nbytes = report.memory["bytes_per_element"]
@@ -93,7 +83,6 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
     vals = net.outputs_seen
     fwd = 0
     known = {id(_root(vals[INPUT]))}
-    outputs = {id(_root(v)) for v in vals.values()}
     inside_claimed = 0  # values the analyzer counts inside layers (attention's q, k, v, scores...)
     for node in graph.layers:
         row = report[node.name]
@@ -105,14 +94,6 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
         fwd += owned
         known.add(id(_root(y)))
         inside_claimed += row.internal * nbytes
-        if node.kind == "attention":
-            # what attention keeps for backward beyond its input and output (q·scale, qkv, the
-            # probabilities, the heads' output: the analyzer's "saved for backward" of the layer)
-            kept = {id(_root(a)): _root(a).nbytes for a in _arrays(net.caches.get(node.name))}
-            measured = sum(b for i, b in kept.items() if i not in outputs)
-            items.append(Item(node.name, "kept inside for backward", row.saved_bytes, measured,
-                              "q·scale, qkv, probabilities, heads' output"))
-            known.update(kept)
     for d in net.params.values():
         known.update(id(_root(a)) for a in d.values())
     extra: dict[int, int] = {}
@@ -121,11 +102,11 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
         if id(r) not in known:
             extra[id(r)] = r.nbytes
     t, m = report.totals, report.memory
-    # the totals count what layers write inside them too (attention's q, k, v, scores and
-    # probabilities, an MLP's hidden layer): written and freed within the layer, they are not
-    # held after the forward pass; the layer outputs are compared, the inner values named
-    note = (f"layer outputs; the analyzer's total adds {inside_claimed:,} B written inside layers"
-            if inside_claimed else "")
+    # the analyzer's totals count what layers write inside them too (attention's q, k, v, scores
+    # and probabilities, an MLP's hidden layer): written and freed (or cached) within the layer,
+    # they are not layer outputs and are not measured here; the layer outputs are compared
+    note = (f"layer outputs; the analyzer's total adds {inside_claimed:,} B written inside layers "
+            "(attention's q, k, v, scores; not measured)" if inside_claimed else "")
     items += [
         Item("(total)", "params", t["trainable"], net.param_count()),
         Item("(total)", "state", t["nontrainable"], net.state_count()),

@@ -6,7 +6,9 @@
 * **activation bytes** — the bytes of each layer's output buffer actually held after a
   float32 forward pass of the batch (0 when the output is a view of its input) against
   ``activation_bytes``, and their sums against ``forward_bytes`` and (with the input)
-  ``backward_saved_bytes``; kernel caches beyond the outputs (max-pool argmax, BN x̂,
+  ``backward_saved_bytes`` — less what the analyzer counts *inside* layers (attention's q, k,
+  v, scores and probabilities, an MLP's hidden layer: ``internal``), which are not layer
+  outputs and are named in the note, not measured; kernel caches beyond the outputs (max-pool argmax, BN x̂,
   dropout masks) are reported, not compared: the analyzer does not claim them;
 * **receptive field** — a linearised float32 copy (identity activations, average pooling for
   max, positive weights) back-propagates a one-hot gradient from one position of the layer
@@ -68,6 +70,7 @@ def _owned_bytes(y, xs) -> int:
 
 def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=None):
     report = report or analyze_graph(graph, batch=batch, dtype="float32")
+    nbytes = report.memory["bytes_per_element"]
     net = Net(graph, dtype="float32", conv_algo=conv_algo, seed=seed)
     items: list[Item] = []
     for node in graph.layers:
@@ -80,6 +83,7 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
     vals = net.outputs_seen
     fwd = 0
     known = {id(_root(vals[INPUT]))}
+    inside_claimed = 0  # values the analyzer counts inside layers (attention's q, k, v, scores...)
     for node in graph.layers:
         row = report[node.name]
         y = vals[node.name]
@@ -89,6 +93,7 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
                           "a view of its input" if row.view else ""))
         fwd += owned
         known.add(id(_root(y)))
+        inside_claimed += row.internal * nbytes
     for d in net.params.values():
         known.update(id(_root(a)) for a in d.values())
     extra: dict[int, int] = {}
@@ -97,13 +102,20 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
         if id(r) not in known:
             extra[id(r)] = r.nbytes
     t, m = report.totals, report.memory
+    # the analyzer's totals count what layers write inside them too (attention's q, k, v, scores
+    # and probabilities, an MLP's hidden layer): written and freed (or cached) within the layer,
+    # they are not layer outputs and are not measured here; the layer outputs are compared
+    note = (f"layer outputs; the analyzer's total adds {inside_claimed:,} B written inside layers "
+            "(attention's q, k, v, scores; not measured)" if inside_claimed else "")
     items += [
         Item("(total)", "params", t["trainable"], net.param_count()),
         Item("(total)", "state", t["nontrainable"], net.state_count()),
-        Item("(total)", "forward bytes", m["forward_bytes"], fwd),
-        Item("(total)", "backward saved bytes", m["backward_saved_bytes"], fwd + vals[INPUT].nbytes),
+        Item("(total)", "forward bytes", m["forward_bytes"] - inside_claimed, fwd, note),
+        Item("(total)", "backward saved bytes", m["backward_saved_bytes"] - inside_claimed,
+             fwd + vals[INPUT].nbytes, note),
     ]
-    info = {"kernel_cache_bytes": sum(extra.values()), "batch": batch, "dtype": "float32"}
+    info = {"kernel_cache_bytes": sum(extra.values()), "batch": batch, "dtype": "float32",
+            "inside_bytes": inside_claimed}
     return items, info
 
 

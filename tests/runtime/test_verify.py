@@ -374,3 +374,20 @@ def test_a_pass_outside_the_float32_band_is_redone_in_float64(tmp_path, monkeypa
     monkeypatch.setattr(V, "_BAND", {**V._BAND, "float32": (2.0 ** 70, 2.0 ** 71)})
     got = [(i.layer, i.check, i.measured, i.note) for i in V.check_fields(g, units="all")]
     assert built == ["float32", "float64"] and got == want
+
+
+# ----------------------------------------------------------------------------- token networks
+@pytest.mark.parametrize("spec, size", [("examples/attention/vit_mnist.yaml", None), ("deit_tiny", "32x32x3")])
+def test_verify_token_networks_pass(spec, size):
+    """The totals compare layer outputs: the values attention and the MLP write inside them are
+    not outputs, and the note says how many bytes of the analyzer's total they are."""
+    root = Path(__file__).parents[2]
+    args = ["verify", str(root / spec) if spec.endswith(".yaml") else spec, "--format", "json"]
+    r = run(*args, *(["--input", size] if size else []))
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert obj["ok"] and obj["summary"]["activation bytes"]["agree"] > 0
+    # vit_mnist at batch 2, per block: attention 25,220 values inside (docs/attention.md's
+    # --explain) and the MLP's hidden 65*64 before and after GELU; 4 bytes each
+    if size is None:
+        assert obj["inside_layers_bytes"] == 4 * 2 * 2 * (25_220 + 2 * 65 * 64)

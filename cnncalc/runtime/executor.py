@@ -837,8 +837,8 @@ def bn_bwd(net, node, dy, cache, ctx):
         if isinstance(cache, tuple) and isinstance(cache[0], str):  # ("relu", bn cache, mask)
             dy = K_act.activation_backward("relu", dy, cache[2])
             cache = cache[1]
-        dx, dg, db = K_norm.batchnorm_backward(dy, cache)
-    return [dx], {"gamma": dg, "beta": db}
+        dx, dg, db = K_norm.batchnorm_backward(dy, cache, need_dparams=ctx.params)
+    return [dx], ({"gamma": dg, "beta": db} if ctx.params else {})
 
 
 def lrn_fwd(net, node, xs, ctx):

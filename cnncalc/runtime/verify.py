@@ -69,7 +69,7 @@ def _owned_bytes(y, xs) -> int:
 
 def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=None):
     report = report or analyze_graph(graph, batch=batch, dtype="float32")
-    net = Net(graph, dtype="float32", conv_algo=conv_algo, seed=seed)
+    net = Net(graph, dtype="float32", conv_algo=conv_algo, seed=seed, init="fast")  # values do not matter here
     items: list[Item] = []
     for node in graph.layers:
         row = report[node.name]
@@ -297,7 +297,7 @@ def _conv_dx_windowed(op, g, boxes):
     the padding are the rows that fall outside the real input, dropped), pasted into a zero
     gradient. Outside the windows ``g`` is zero, so the result equals the whole-map data
     gradient. None when the plain backward is as cheap or the geometry is not the floor rule."""
-    N, C, H, W = op.x.shape
+    C, H, W = op.x.shape[1:]
     kh, kw = op.w.shape[2:]
     (sh, sw), (dh, dw) = op.stride, op.dilation
     (pt, pb), (pl, pr) = op.pads
@@ -307,7 +307,7 @@ def _conv_dx_windowed(op, g, boxes):
     plan = _window_plan(boxes, OH, OW)
     if plan is None:
         return None
-    dx = np.zeros(op.x.shape, g.dtype)
+    dx = np.zeros((g.shape[0], *op.x.shape[1:]), g.dtype)
     for rows, (h0, h1, w0, w1) in plan:
         r0, c0 = h0 * sh - pt, w0 * sw - pl
         hv, wv = (h1 - h0) * sh + dh * (kh - 1) + 1, (w1 - w0) * sw + dw * (kw - 1) + 1
@@ -319,39 +319,58 @@ def _conv_dx_windowed(op, g, boxes):
     return dx
 
 
+def _is_conv2d(node, cache):
+    """True for a (1-D or 2-D) convolution without a fused activation, run as conv2d (what
+    :func:`_data_grads` differentiates itself, from the weight and the geometry alone)."""
+    op = cache[0]
+    return (node.layer.kind in ("conv", "dwconv") and op.__class__ is ConvCache and cache[1] is None
+            and op.x.ndim == 4)
+
+
 def _data_grads(net, node, g, cache, boxes):
     """The input gradients of ``node`` from ``g`` (data gradients only; ``boxes``: its rows'
-    non-zero boxes, :func:`_scan_grad`): a 2-D convolution without a fused activation on the
-    windows where ``g`` is non-zero (:func:`_conv_dx_windowed`), everything else through the
-    executor's ``backward_node``."""
-    op = cache[0]
-    if op.__class__ is ConvCache and cache[1] is None and g.ndim == 4 and op.x.ndim == 4:
+    non-zero boxes, :func:`_scan_grad`): a 2-D convolution without a fused activation by the
+    runtime's data-gradient kernel, on the windows where ``g`` is non-zero
+    (:func:`_conv_dx_windowed`) or on the whole map (its cache may be of another batch size:
+    only its weight and geometry are read); everything else through the executor's
+    ``backward_node``."""
+    if _is_conv2d(node, cache):
+        op = cache[0]
         dx = _conv_dx_windowed(op, g, boxes)
-        if dx is not None:
-            return [dx]
+        if dx is None:
+            dx = conv2d_data_grad(g, op.w, (g.shape[0], *op.x.shape[1:]), op.stride, op.pads, op.dilation,
+                                  op.groups, op.algo)
+        return [dx]
     return net.backward_node(node.name, g, cache, params=False)[0]
 
 
 class _FieldNet:
-    """The linearised copy in one dtype: the net, and the caches of a forward of the
-    positive input repeated ``b`` times, per batch size ``b`` (built when first needed;
-    the passes all use ``batch``, the most units checked in one layer)."""
+    """The linearised copy in one dtype: the net, one forward of the positive input (batch 1,
+    every output kept), and per layer the cache of that layer's forward at ``batch`` (the
+    most units checked in one layer: every pass runs at that batch), made from the kept
+    outputs when a pass first reaches the layer. A 2-D convolution's batch-1 cache serves
+    as it is (:func:`_data_grads` reads its weight and geometry only): the convolutions are
+    run forward once, at batch 1."""
 
     def __init__(self, graph, dtype, conv_algo, seed, x1, batch):
         self.dtype = dtype
         self.batch = batch
         self.net = Net(graph, dtype=dtype, conv_algo=conv_algo, seed=seed, linear=True)
-        self.x1 = x1
+        self.net.forward(x1.astype(dtype), keep=True)
+        self.outs = self.net.outputs_seen
+        self.shapes = {k: v.shape[1:] for k, v in self.outs.items()}
+        self._one = self.net.caches
         self._caches = {}
-        self.shapes = None
 
-    def caches(self, b):
-        if b not in self._caches:
-            self.net.forward(np.repeat(self.x1, b, axis=0).astype(self.dtype), keep=self.shapes is None)
-            if self.shapes is None:
-                self.shapes = {k: v.shape[1:] for k, v in self.net.outputs_seen.items()}
-            self._caches[b] = self.net.caches
-        return self._caches[b]
+    def cache(self, name):
+        c = self._caches.get(name)
+        if c is None:
+            c = self._one[name]
+            if not _is_conv2d(self.net.graph[name], c) and self.batch > 1:
+                xs = [np.repeat(self.outs[s], self.batch, axis=0) for s in self.net.graph[name].inputs]
+                c = self.net.run_node(name, xs)[1]
+            self._caches[name] = c
+        return c
 
 
 def _unit_key(nd, pos):
@@ -402,7 +421,6 @@ def _field_masks(fnet, order, node, picks, known, band=True):
     are zeroed there (see :func:`_resolve`); the pass ends when every row is zero. Every
     gradient is checked against the dtype's band first (:func:`_check_band`)."""
     net = fnet.net
-    caches = fnet.caches(fnet.batch)
     shape = fnet.shapes[node.name]
     d = _seed(shape, node, net.nd[node.name], fnet.shapes[node.inputs[0]], picks).astype(fnet.dtype)
     if len(d) < fnet.batch:  # one forward serves every layer: rows beyond the picks are zero
@@ -432,7 +450,7 @@ def _field_masks(fnet, order, node, picks, known, band=True):
             if not frontier:
                 break
             continue
-        dxs = _data_grads(net, k, g, caches[k.name], boxes)
+        dxs = _data_grads(net, k, g, fnet.cache(k.name), boxes)
         for src, dx in zip(k.inputs, dxs):
             if dx is None:
                 continue

@@ -32,6 +32,7 @@ from cnncalc.graph import INPUT
 from cnncalc.runtime._numba import njit
 from cnncalc.runtime.executor import Net, random_input, to_runtime
 from cnncalc.runtime.kernels.conv import ConvCache, conv2d_data_grad
+from cnncalc.runtime.kernels.pool import avgpool2d_backward_window
 from cnncalc.shapes import fmt_shape
 
 
@@ -319,28 +320,61 @@ def _conv_dx_windowed(op, g, boxes):
     return dx
 
 
-def _is_conv2d(node, cache):
-    """True for a (1-D or 2-D) convolution without a fused activation, run as conv2d (what
-    :func:`_data_grads` differentiates itself, from the weight and the geometry alone)."""
-    op = cache[0]
-    return (node.layer.kind in ("conv", "dwconv") and op.__class__ is ConvCache and cache[1] is None
-            and op.x.ndim == 4)
+def _pool_dx_windowed(net, node, op, g, boxes):
+    """An average pooling's data gradient (the linear copy's max pooling too) on the windows
+    of ``g`` (:func:`_window_plan`; the whole map when that is as cheap) by the runtime's
+    :func:`avgpool2d_backward_window`, pasted into a zero gradient: the same numbers as the
+    whole-map backward. None for a cache that function does not take."""
+    OH, OW = g.shape[2:]
+    plan = _window_plan(boxes, OH, OW)
+    if plan is None:
+        plan = [(slice(None), (0, OH - 1, 0, OW - 1))]
+    dx = np.zeros((g.shape[0], *net.outputs_seen[node.inputs[0]].shape[1:]), g.dtype)
+    for rows, (h0, h1, w0, w1) in plan:
+        got = avgpool2d_backward_window(g[rows, :, h0:h1 + 1, w0:w1 + 1], op, (h0, h1), (w0, w1))
+        if got is None:
+            return None
+        dxv, (r0, c0) = got
+        dx[rows, :, r0:r0 + dxv.shape[2], c0:c0 + dxv.shape[3]] = dxv
+    return dx
+
+
+#: what :func:`_data_grads` differentiates itself from a layer's cache of any batch size
+_OWN = {"conv": "conv", "dwconv": "conv", "maxpool": "pool", "avgpool": "pool"}
+
+
+def _own(net, node, cache):
+    """'conv' for a (1-D or 2-D) convolution run as conv2d, 'pool' for a 1-D or 2-D max or
+    average pooling (average in the linear copy), without a fused activation: the layers
+    :func:`_data_grads` differentiates itself (from the weight and the geometry alone); else None."""
+    kind = _OWN.get(node.layer.kind)
+    if kind is None or cache[1] is not None:
+        return None
+    if kind == "conv":
+        op = cache[0]
+        return kind if op.__class__ is ConvCache and op.x.ndim == 4 else None
+    return kind if net.nd[node.inputs[0]] in (1, 2) and net.linear else None
 
 
 def _data_grads(net, node, g, cache, boxes):
     """The input gradients of ``node`` from ``g`` (data gradients only; ``boxes``: its rows'
-    non-zero boxes, :func:`_scan_grad`): a 2-D convolution without a fused activation by the
-    runtime's data-gradient kernel, on the windows where ``g`` is non-zero
-    (:func:`_conv_dx_windowed`) or on the whole map (its cache may be of another batch size:
-    only its weight and geometry are read); everything else through the executor's
-    ``backward_node``."""
-    if _is_conv2d(node, cache):
+    non-zero boxes, :func:`_scan_grad`): a 2-D convolution or average pooling without a fused
+    activation by the runtime's data-gradient kernels on the windows where ``g`` is non-zero
+    (:func:`_conv_dx_windowed`, :func:`_pool_dx_windowed`) or on the whole map (its cache may
+    be of another batch size: only its weights and geometry are read); everything else
+    through the executor's ``backward_node``."""
+    own = _own(net, node, cache)
+    if own == "conv":
         op = cache[0]
         dx = _conv_dx_windowed(op, g, boxes)
         if dx is None:
             dx = conv2d_data_grad(g, op.w, (g.shape[0], *op.x.shape[1:]), op.stride, op.pads, op.dilation,
                                   op.groups, op.algo)
         return [dx]
+    if own == "pool":
+        dx = _pool_dx_windowed(net, node, cache[0], g, boxes)
+        if dx is not None:
+            return [dx]
     return net.backward_node(node.name, g, cache, params=False)[0]
 
 
@@ -366,7 +400,7 @@ class _FieldNet:
         c = self._caches.get(name)
         if c is None:
             c = self._one[name]
-            if not _is_conv2d(self.net.graph[name], c) and self.batch > 1:
+            if self.batch > 1 and _own(self.net, self.net.graph[name], c) is None:
                 xs = [np.repeat(self.outs[s], self.batch, axis=0) for s in self.net.graph[name].inputs]
                 c = self.net.run_node(name, xs)[1]
             self._caches[name] = c

@@ -407,3 +407,34 @@ def test_windowed_conv_data_grad_equals_the_whole_map(geom):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
             assert np.array_equal(got != 0, want != 0)
     assert ran >= 2  # small windows take the windowed path
+
+
+@pytest.mark.parametrize("geom", [
+    dict(k=(3, 3), s=(1, 1), p=((1, 1), (1, 1)), inc=True),     # GoogLeNet's branch pool
+    dict(k=(3, 3), s=(2, 2), p=((0, 1), (0, 1)), inc=False),    # ceil-like clipping, divisors by cell
+    dict(k=(2, 2), s=(2, 2), p=((0, 0), (0, 0)), inc=True),     # regular: the strided numpy path
+    dict(k=(3, 2), s=(2, 1), p=((0, 0), (0, 0)), inc=True),     # regular, overlapping
+])
+def test_windowed_pool_data_grad_equals_the_whole_map(geom):
+    # average pooling (the linear copy's max pooling) differentiated on a window must give
+    # the whole map's data gradient, divisors at the borders included
+    import numpy as np
+
+    from cnncalc.runtime.kernels.pool import avgpool2d_backward_window, avgpool2d_forward, pool2d_backward
+    rng = np.random.default_rng(5)
+    x = rng.random((2, 3, 13, 11))
+    y, cache = avgpool2d_forward(x, geom["k"], geom["s"], geom["p"], count_include_pad=geom["inc"])
+    OH, OW = y.shape[2:]
+    for (a, b), (c, d) in [((0, 1), (0, 0)), ((OH - 2, OH - 1), (OW - 3, OW - 1)), ((0, OH - 1), (0, OW - 1)),
+                           ((OH // 2, OH // 2), (1, 2))]:
+        g = np.zeros_like(y)
+        g[:, :, a:b + 1, c:d + 1] = rng.random((2, 3, b - a + 1, d - c + 1)) + 0.5
+        want = pool2d_backward(g, cache)
+        dxv, (r0, c0) = avgpool2d_backward_window(g[:, :, a:b + 1, c:d + 1], cache, (a, b), (c, d))
+        got = np.zeros_like(want)
+        got[:, :, r0:r0 + dxv.shape[2], c0:c0 + dxv.shape[3]] = dxv
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    from cnncalc.runtime.kernels.pool import maxpool2d_forward
+    assert avgpool2d_backward_window(g[:, :, :1, :1], maxpool2d_forward(x, 2, 2)[1], (0, 0), (0, 0)) is None
+    with pytest.raises(ValueError):  # a gradient that is not the window's
+        avgpool2d_backward_window(g, cache, (0, 0), (0, 0))

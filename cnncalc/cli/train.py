@@ -465,8 +465,12 @@ def _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads,
         why = (f"the runtime keeps {measured - saved:,} B more: kernel caches the analyzer does not "
                "count as activations (max-pool argmax indices, BN x̂, dropout masks)")
     else:
+        inside = sum(r.internal for r in report.layers) * mem["bytes_per_element"]
         why = (f"the runtime keeps {saved - measured:,} B less: some layers keep a smaller cache than "
-               "their output (a ReLU keeps a 1-byte mask per value)")
+               "their output (a ReLU keeps a 1-byte mask per value)"
+               + (f"; the analyzer's count includes {inside:,} B written inside attention and MLP layers "
+                  "(q, k, v, scores, hidden), of which the runtime keeps only what their backward reads"
+                  if inside else ""))
     return {
         "status": outcome.status,
         "message": outcome.message or None,

@@ -187,6 +187,20 @@ def test_adamw_run_resumes_exactly_and_refuses_sgd_options(files, tmp_path, monk
     assert r.exit_code == 2 and "--optimizer cannot change when resuming" in r.stderr
 
 
+def test_a_token_network_trains_and_its_memory_line_names_the_values_inside_attention(files, tmp_path):
+    spec = tmp_path / "tok.yaml"
+    spec.write_text("input: 8x8x1\nlayers:\n  - {patch_embed: 8, patch: 2}\n  - {attention: 2}\n  - {mean: }\n"
+                    "  - {fc: 3}\n")
+    r = run("train", "--spec", spec, "--data", files / "tiny.npz", "--out", tmp_path / "r", "--epochs", "1",
+            "--batch", "32", "--optimizer", "adamw", "--lr", "0.01", "--threads", "1", "--format", "json")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout)["memory"]
+    # attention at batch 32, 16 tokens of 8, 2 heads of 4: q, k, v 16*2*12 + scores and probabilities
+    # 2*2*16*16 + heads' output 16*8 = 1,536 values per image, 4 bytes
+    assert m["measured_activation_bytes"] < m["predicted_backward_saved_bytes"]
+    assert "includes 196,608 B written inside attention and MLP layers" in m["difference"]
+
+
 def test_huge_lr_stops_with_exit_1(files, tmp_path):
     r = train(files, tmp_path / "nan", "--lr", "1e6", "--momentum", "0")
     assert r.exit_code == 1

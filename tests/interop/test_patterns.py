@@ -124,6 +124,23 @@ def test_tf_same_padding_with_an_odd_total_is_uneven():
     assert tuple(g[g.outputs[0]].shape) == (3, 3, C)
 
 
+def test_branches_stacked_and_summed_on_a_1x1_map_are_an_image_again():
+    """SKNet's branch attention at the last stage of a small input (timm skresnet18 at 32 px):
+    Unsqueeze + Concat + ReduceSum over the branches of a 1x1 map. The unsqueeze moved the roles
+    of the size-1 axes, and the conv after it was refused ("not laid out as N x C x H x W")."""
+    inits = {"w6": R.standard_normal((C, 3, 6, 6)).astype(np.float32), "w1": R.standard_normal((C, C, 1, 1)).astype(np.float32),
+             "one": np.array([1], np.int64)}
+    nodes = [h.make_node("Conv", ["x", "w6"], ["a"], name="/a/Conv"), h.make_node("Relu", ["a"], ["b"]),
+             h.make_node("Unsqueeze", ["a", "one"], ["ua"]), h.make_node("Unsqueeze", ["b", "one"], ["ub"]),
+             h.make_node("Concat", ["ua", "ub"], ["st"], axis=1),
+             h.make_node("ReduceSum", ["st", "one"], ["s"], keepdims=0),
+             h.make_node("Conv", ["s", "w1"], ["y"], name="/fc/Conv")]
+    m = _model(nodes, inits, out_shape=(1, C, 1, 1))
+    imp, g = _imported(m)
+    assert g.layers[-1].kind == "conv"
+    assert analyze_graph(g).totals["macs"] == C * 3 * 36 + C * C
+
+
 def test_channels_last_convnext_block_is_exact():
     """timm / torchvision ConvNeXt: Transpose → LayerNorm(-1) → MatMul+Add → GELU → MatMul+Add →
     Mul γ → Transpose back, + the residual."""

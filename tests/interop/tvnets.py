@@ -1,6 +1,6 @@
 """Factories of torchvision models for `cnncalc import --torch tvnets.py:NAME`: any name
-torchvision.models.get_model knows, untrained (no download), seeded, with random batch-norm
-statistics and random values for every parameter initialised to a constant (zoocheck.prepare:
+torchvision.models.get_model knows, untrained (no download), seeded, with batch-norm statistics
+of a random batch and random values for every parameter initialised to a constant (zoocheck.prepare:
 so that a folded or mis-wired BatchNorm, or a ConvNeXt block behind its 1e-6 layer scale, shows
 in the outputs, not only the trained-from-scratch identity statistics)."""
 import os
@@ -24,7 +24,8 @@ def build(name: str):
         kw["init_weights"] = True
         kw["aux_logits"] = False
     model = torchvision.models.get_model(name, **kw)
-    return prepare(model)
+    fixed = name.startswith(("vit_", "swin_", "maxvit_", "alexnet", "vgg"))  # (224 px only)
+    return prepare(model, 224 if fixed else 96)
 
 
 def __getattr__(name):  # tvnets.py:resnet18 → build("resnet18")

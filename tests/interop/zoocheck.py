@@ -1,9 +1,9 @@
 """One real model through both import paths (issue 23), shared by tests/interop/test_zoo_import.py
 and benchmarks/import_coverage.py so that the test and the published numbers judge alike.
 
-``prepare(model)`` gives a model random batch-norm statistics and random values for every
-parameter its initialiser sets to a constant (so that a dropped or mis-wired norm, residual
-branch or layer scale shows on outputs), and eval mode; ``one_path(model, name, size, "torch"|"onnx")`` imports it
+``prepare(model, size)`` gives a model random values for every parameter its initialiser sets
+to a constant and batch-norm statistics measured on a random batch (so that a dropped or
+mis-wired norm, residual branch or layer scale shows on outputs), and eval mode; ``one_path(model, name, size, "torch"|"onnx")`` imports it
 (`import --torch`: the in-memory export cnncalc makes; `onnx`: a file written by a default
 `torch.onnx.export`, batch norm folded) and returns a dict with ``status``:
 
@@ -24,27 +24,41 @@ import traceback
 import warnings
 
 
-def prepare(model):
-    """Eval mode, random batch-norm statistics, and every parameter tensor that its model
-    initialises to one constant made random: BN/LN weights of ones and biases of zeros, timm's
-    zero-initialised last BN of a residual branch (zero_init_last), layer scale 1e-6, GRN's zero
-    γ and β, NFNet's zero skip gain. With those constants a whole residual branch or block adds
-    nothing (or 1e-6 of itself) to the output, so an import that got it wrong would still
-    compute the same outputs: the check would be blind to it."""
+def prepare(model, size: int = 96):
+    """Eval mode, with every parameter tensor that its model initialises to one constant made
+    random (BN/LN weights of ones and biases of zeros, timm's zero-initialised last BN of a
+    residual branch, layer scale 1e-6, GRN's zero γ and β, NFNet's zero skip gain: with those a
+    whole residual branch or block adds nothing, or 1e-6 of itself, to the output, so an import
+    that got it wrong would still compute the same outputs and the check would be blind to it),
+    and batch-norm statistics measured on one random batch of 8 at ``size`` px (not the identity
+    statistics of an untrained model, so a folded or mis-wired BN shows; and measured, not drawn
+    at random, so that a deep net stays well conditioned: with random statistics
+    efficientnetv2_rw_t's float32 and float64 outputs differ by half their size)."""
     import torch
 
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
         for p in model.parameters():
             if p.numel() and p.dtype.is_floating_point and bool((p == p.flatten()[0]).all()):
                 if float(p.flatten()[0]) == 0.0:
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
                 else:
                     p.copy_(0.5 + torch.rand(p.shape, generator=g))
+        bns = [m for m in model.modules()
+               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if bns:
+            saved = [m.momentum for m in bns]
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None  # (a cumulative average: this batch's statistics exactly)
+            model.train()
+            model(torch.randn(8, 3, size, size, generator=g))
+            for m, mo in zip(bns, saved):
+                m.momentum = mo
+                # a 1x1 map gives each channel 8 values only: one of nearly equal values would
+                # divide by almost 0 on another input. The layer's mean variance added keeps each
+                # channel's divisor at least that.
+                m.running_var.add_(m.running_var.mean())
     return model.eval()
 
 
@@ -117,7 +131,7 @@ def one_path(model, name: str, size: int, path: str, *, want_params=None, want_m
 
 
 def both_paths(model, name: str, size: int, paths=("torch", "onnx")) -> dict:
-    model = prepare(model)
+    model = prepare(model, size)
     out = {"model": name, "size": size, "params": sum(p.numel() for p in model.parameters()),
            "hook_macs": hook_macs(model, size)}
     for p in paths:

@@ -39,7 +39,7 @@ from cnncalc.interop.onnx import rewrites
 from cnncalc.interop.onnx.common import Item, Lift, Unmapped, axes_arg, pads_arg, show, spec_shape
 from cnncalc.interop.onnx.spectext import spec_doc, spec_text
 from cnncalc.layers import REGISTRY
-from cnncalc.shapes import fmt_shape
+from cnncalc.shapes import C as CHANNELS, fmt_shape
 
 MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 
@@ -72,7 +72,16 @@ def _channels_first(sp, shape, batch) -> bool:
     if tuple(sp) != tuple(shape[1:]) or sp.nsp != len(shape) - 2:
         return False
     roles = sp.roles or ()
-    return len(roles) == len(sp) and all(roles[1 + k] == ((k, shape[2 + k]),) for k in range(sp.nsp))
+    if len(roles) != len(sp):
+        return False
+    for k in range(sp.nsp):
+        n, r = shape[2 + k], roles[1 + k]
+        if n == 1:  # a size-1 axis holds one value whatever it was (an unsqueeze at a 1x1 map
+            if r is None or any(w != CHANNELS and m > 1 for w, m in r):  # shifts the roles of size 1)
+                return False
+        elif r != ((k, n),):
+            return False
+    return True
 
 
 def _dtype_name(onnx, code: int) -> str:

@@ -108,9 +108,8 @@ def one(path_kind):
         tot = analyze_graph(g).totals
         r["params"], r["macs"] = tot["params"], tot["macs"]
         kinds = {}
-        for n in g.nodes if hasattr(g, "nodes") else []:
-            k = getattr(n, "kind", None) or type(n).__name__
-            kinds[k] = kinds.get(k, 0) + 1
+        for n in g.layers:
+            kinds[n.kind] = kinds.get(n.kind, 0) + 1
         r["kinds"] = kinds
         r["import_s"] = round(time.time() - t, 1)
         res = check_import(g, imp)
@@ -166,6 +165,10 @@ def main():
         for k in paths:
             r = rec[k]
             cells.append(f"{k}={r['status']}" + (f"({','.join(r['wrong'])})" if r.get("wrong") else ""))
+        kinds = rec[paths[0]].get("kinds", {})
+        if kinds:  # how the attention came in: lifted layers, or matmuls of two activations left low-level
+            cells.append(f"attention={kinds.get('attention', 0)} matmul={kinds.get('matmul', 0)} "
+                         f"softmax={kinds.get('softmax', 0)} layers={sum(kinds.values())}")
         print(f"{name:30s} {' '.join(cells)}  {time.time() - t:6.1f}s", flush=True)
         if sink:
             sink.write(line + "\n")

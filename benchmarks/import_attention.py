@@ -11,8 +11,9 @@ For each model (one fresh interpreter each), with random weights:
   scaled_dot_product_attention forced onto its unfused math path — the same count as timm with
   `set_fused_attn(False)`), with grad enabled (under no_grad torchvision's MultiheadAttention runs
   one fused aten op whose products the dispatcher does not see: 0.67 of vit_b_16's MACs);
-* parameters that are all zeros (torchvision's ViT head) drawn at random, or the check compares
-  constants;
+* Linear weights drawn with std 1/√in (timm's 0.02 leaves q·kᵀ so small that the softmax is
+  near uniform and the check cannot see a wrong attention scale) and parameters that are all
+  zeros (torchvision's ViT head) drawn at random, or the check compares constants;
 * the check of `cnncalc import` (the spec on the runtime with the module's weights vs the module,
   and for the ONNX file vs onnxruntime).
 
@@ -72,7 +73,10 @@ for m in model.modules():  # random statistics, so that a dropped norm shows on 
     if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
         m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
         m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-for p in model.parameters():  # zero-initialised heads (torchvision's ViT) would make the check vacuous
+for mod in model.modules():  # Linear weights of std 1/√in: timm's 0.02 makes q·kᵀ tiny, the softmax
+    if isinstance(mod, torch.nn.Linear):  # near uniform, and the check blind to the attention's scale
+        mod.weight.data.normal_(0, mod.in_features ** -0.5, generator=g)
+for p in model.parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
     if p.dim() > 1 and not p.detach().abs().sum():
         p.data.normal_(0, 0.02, generator=g)
 model.eval()

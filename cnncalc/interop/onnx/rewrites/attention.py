@@ -101,13 +101,21 @@ def attention(lift, item) -> bool:
         return False
     pre = lift.producer(heads_in)
     b_qkv = None
-    if _is(pre, "binary", op="add") and len(pre.inputs) == 1:
-        b_qkv = _const(imp, pre)
-        mm = lift.producer(pre)
-    else:
+    if _is(pre, "fc") and not pre.args.get("activation"):  # (the token_fc lift: the qkv Linear)
         mm = pre
-    w_qkv = _const(imp, mm) if _is(mm, "matmul") and len(mm.inputs) == 1 else None
-    if w_qkv is None or w_qkv.ndim != 2 or not (mm.args.get("const") or {}).get("learned"):
+        w_qkv = imp.params.get(mm.name, {}).get("weight")
+        w_qkv = None if w_qkv is None else w_qkv.T
+        b_qkv = imp.params.get(mm.name, {}).get("bias")
+    else:
+        if _is(pre, "binary", op="add") and len(pre.inputs) == 1:
+            b_qkv = _const(imp, pre)
+            mm = lift.producer(pre)
+        else:
+            mm = pre
+        w_qkv = _const(imp, mm) if _is(mm, "matmul") and len(mm.inputs) == 1 else None
+        if w_qkv is not None and not (mm.args.get("const") or {}).get("learned"):
+            w_qkv = None
+    if w_qkv is None or w_qkv.ndim != 2:
         return False
     x_name = mm.inputs[0]
     sp = imp.spec_shapes
@@ -132,10 +140,10 @@ def attention(lift, item) -> bool:
         return False
     if b_qkv is not None and np.size(b_qkv) != 3 * h * d:
         return False
-    inner = [mm, *([pre] if b_qkv is not None else []), heads_in, perm, q, k, v, qk, sm, av, heads_out, merged]
+    bias_item = [pre] if pre is not mm else []
+    inner = [mm, *bias_item, heads_in, perm, q, k, v, qk, sm, av, heads_out, merged]
     # (the split parts are read by one reshape each; perm by the three parts; the scale muls were checked)
-    if not all(_only_here(lift, it) for it in [mm, *([pre] if b_qkv is not None else []), heads_in, q, k, v,
-                                               qk, sm, av, heads_out, merged]):
+    if not all(_only_here(lift, it) for it in [mm, *bias_item, heads_in, q, k, v, qk, sm, av, heads_out, merged]):
         return False
     muls = []
     for t in (lift.producer(qk, 0), lift.producer(qk, 1), lift.producer(kt)):

@@ -114,3 +114,23 @@ def test_torchvision_vit_b_16_imports_exactly():
     assert tot["params"] == sum(p.numel() for p in model.parameters())
     res = check_import(g, imp)
     assert res.ran and res.ok, res.line()
+
+
+@pytest.mark.slow
+def test_swin_macs_and_outputs_exact_its_folded_bias_table_counted_as_given():
+    """timm's Swin at 64 x 64, windows of 4: MACs and outputs exact; torch.onnx.export has folded
+    each block's relative-position-bias lookup (a (2w−1)² x heads table read by constant
+    indices) into an initializer of heads x w² x w² values, which the import counts: that
+    many parameters more than sum(p.numel()) per block, as `import --torch` reports."""
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=64, window_size=4).eval()
+    g, imp = _import(model, 64)
+    tot = analyze_graph(g).totals
+    assert tot["macs"] == count(model, torch.randn(1, 3, 64, 64))
+    res = check_import(g, imp)
+    assert res.ran and res.ok, res.line()
+    extra = 0
+    for stage in model.layers:
+        for blk in stage.blocks:
+            w, h = blk.window_size[0], blk.attn.num_heads
+            extra += h * w ** 4 - (2 * w - 1) ** 2 * h
+    assert tot["params"] - sum(p.numel() for p in model.parameters()) == extra

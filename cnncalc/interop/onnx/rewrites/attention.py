@@ -166,23 +166,27 @@ def attention(lift, item) -> bool:
     new = Item("attention", args, heads_in.name, [x_name], item.raw)
     if not _infers(imp, new):
         return False
-    keep = _layout(imp, item)
+    keep = layout(imp, item)
     lift.replace([*inner, *parts, kt, *muls, item], new, params=params)
-    _restore(imp, keep)
+    restore(imp, keep)
     return True
 
 
-def _layout(imp, it) -> dict:
-    """The batch axis and the not-an-image mark of the tensors ``it`` holds (a lift hands them
-    over as if they were images with the batch first; tokens are not)."""
-    return {t: (imp.batch_of.get(t, 0), t in imp.odd) for t in _held(imp, it)}
+def layout(imp, it) -> dict:
+    """The batch axis, the not-an-image mark and the shape of the tensors ``it`` holds: a lift
+    hands them over as if they were images with the batch first and the shape ONNX inferred
+    (None where it gave up); tokens are not, and the shape is known."""
+    return {t: (imp.batch_of.get(t, 0), t in imp.odd, imp.shapes.get(t)) for t in _held(imp, it)}
 
 
-def _restore(imp, keep):
-    for t, (batch, odd) in keep.items():
+def restore(imp, keep):
+    """Put back what :func:`layout` kept."""
+    for t, (batch, odd, shape) in keep.items():
         imp.batch_of[t] = batch
         if odd:
             imp.odd.add(t)
+        if shape is not None and imp.shapes.get(t) is None:
+            imp.shapes[t] = shape
 
 
 def _infers(imp, it) -> bool:
@@ -216,7 +220,7 @@ def attention_proj_bias(lift, item) -> bool:
         return False
     del att.args["proj_bias"]
     imp.params[att.name]["proj_bias"] = np.asarray(b, np.float32).reshape(-1)
-    keep = _layout(imp, item)
+    keep = layout(imp, item)
     lift.fold_into(item, att)
-    _restore(imp, keep)
+    restore(imp, keep)
     return True

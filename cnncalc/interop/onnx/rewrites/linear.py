@@ -85,12 +85,11 @@ def token_fc(lift, item) -> bool:
     held = [t for t, layer in imp.layer_of.items() if layer == mm.name]
     if not held or sum(lift.uses(t) for t in held) != 1:
         return False
-    keep = {t: (imp.batch_of.get(t, 0), t in imp.odd) for t, layer in imp.layer_of.items() if layer == item.name}
+    from cnncalc.interop.onnx.rewrites.attention import layout, restore
+
+    keep = layout(imp, item)
     new = Item("fc", {"fc": int(W.shape[1])}, mm.name, list(mm.inputs), mm.raw)
     lift.replace([mm, item], new, params={"weight": np.ascontiguousarray(W.T, np.float32),
                                           "bias": np.asarray(b, np.float32)})
-    for t, (batch, odd) in keep.items():
-        imp.batch_of[t] = batch
-        if odd:
-            imp.odd.add(t)
+    restore(imp, keep)
     return True

@@ -11,8 +11,9 @@ For each model (one fresh interpreter each), with random weights:
   scaled_dot_product_attention forced onto its unfused math path — the same count as timm with
   `set_fused_attn(False)`), with grad enabled (under no_grad torchvision's MultiheadAttention runs
   one fused aten op whose products the dispatcher does not see: 0.67 of vit_b_16's MACs);
-* parameters that are all zeros (torchvision's ViT head) drawn at random, or the check compares
-  constants;
+* Linear weights drawn with std 1/√in (timm's 0.02 leaves q·kᵀ so small that the softmax is
+  near uniform and the check cannot see a wrong attention scale) and parameters that are all
+  zeros (torchvision's ViT head) drawn at random, or the check compares constants;
 * the check of `cnncalc import` (the spec on the runtime with the module's weights vs the module,
   and for the ONNX file vs onnxruntime).
 
@@ -72,7 +73,10 @@ for m in model.modules():  # random statistics, so that a dropped norm shows on 
     if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
         m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
         m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-for p in model.parameters():  # zero-initialised heads (torchvision's ViT) would make the check vacuous
+for mod in model.modules():  # Linear weights of std 1/√in: timm's 0.02 makes q·kᵀ tiny, the softmax
+    if isinstance(mod, torch.nn.Linear):  # near uniform, and the check blind to the attention's scale
+        mod.weight.data.normal_(0, mod.in_features ** -0.5, generator=g)
+for p in model.parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
     if p.dim() > 1 and not p.detach().abs().sum():
         p.data.normal_(0, 0.02, generator=g)
 model.eval()
@@ -108,9 +112,8 @@ def one(path_kind):
         tot = analyze_graph(g).totals
         r["params"], r["macs"] = tot["params"], tot["macs"]
         kinds = {}
-        for n in g.nodes if hasattr(g, "nodes") else []:
-            k = getattr(n, "kind", None) or type(n).__name__
-            kinds[k] = kinds.get(k, 0) + 1
+        for n in g.layers:
+            kinds[n.kind] = kinds.get(n.kind, 0) + 1
         r["kinds"] = kinds
         r["import_s"] = round(time.time() - t, 1)
         res = check_import(g, imp)
@@ -166,6 +169,10 @@ def main():
         for k in paths:
             r = rec[k]
             cells.append(f"{k}={r['status']}" + (f"({','.join(r['wrong'])})" if r.get("wrong") else ""))
+        kinds = rec[paths[0]].get("kinds", {})
+        if kinds:  # how the attention came in: lifted layers, or matmuls of two activations left low-level
+            cells.append(f"attention={kinds.get('attention', 0)} matmul={kinds.get('matmul', 0)} "
+                         f"softmax={kinds.get('softmax', 0)} layers={sum(kinds.values())}")
         print(f"{name:30s} {' '.join(cells)}  {time.time() - t:6.1f}s", flush=True)
         if sink:
             sink.write(line + "\n")

@@ -31,20 +31,29 @@ def count(model, x):
         model(x)
     return c.macs
 
-# (timm name, input size, create kwargs, fused attention): one model of each family that imports exactly
-EXACT = [
-    ("vit_tiny_patch16_224", 32, {"img_size": 32, "depth": 2}, True),
-    ("vit_tiny_patch16_224", 32, {"img_size": 32, "depth": 2}, False),
-    ("deit_tiny_patch16_224", 64, {"img_size": 64}, True),
-    ("mobilevit_xxs", 64, {}, True),
-    ("efficientvit_b0", 64, {}, True),
-    ("poolformer_s12", 64, {}, True),
-    ("fastvit_t8", 64, {}, True),
+EXACT = [  # (timm name, input size, create kwargs, fused attention, attention layers lifted)
+    ("vit_tiny_patch16_224", 32, {"img_size": 32, "depth": 2}, True, 2),
+    ("vit_tiny_patch16_224", 32, {"img_size": 32, "depth": 2}, False, 2),
+    ("deit_tiny_patch16_224", 64, {"img_size": 64}, True, 12),
+    ("mobilevit_xxs", 64, {}, True, 9),  # (heads of 20 and 24 channels: a scale of 1/√20, 1/√24)
+    ("efficientvit_b0", 64, {}, True, 0),  # (ReLU linear attention: matmuls, no softmax)
+    ("poolformer_s12", 64, {}, True, 0),
+    ("fastvit_t8", 64, {}, True, 0),
 ]
 
 
+def _sharpen(model):
+    """Linear weights of std 1/√in: with timm's 0.02, q·kᵀ is so small that the softmax is near
+    uniform and the check could not see a wrong attention scale."""
+    g = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.weight.data.normal_(0, m.in_features ** -0.5, generator=g)
+    return model
+
+
 def _import(model, size):
-    model.eval()
+    _sharpen(model).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         proto = torch_to_onnx(model, (size, size, 3))
@@ -56,8 +65,9 @@ def _import(model, size):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, size, kw, fused", EXACT, ids=[f"{e[0]}{'' if e[3] else '-unfused'}" for e in EXACT])
-def test_timm_imports_exactly(name, size, kw, fused):
+@pytest.mark.parametrize("name, size, kw, fused, lifted", EXACT,
+                         ids=[f"{e[0]}{'' if e[3] else '-unfused'}" for e in EXACT])
+def test_timm_imports_exactly(name, size, kw, fused, lifted):
     was = timm.layers.use_fused_attn()
     timm.layers.set_fused_attn(fused)
     try:
@@ -65,13 +75,14 @@ def test_timm_imports_exactly(name, size, kw, fused):
         model = timm.create_model(name, pretrained=False, **kw).eval()
     finally:
         timm.layers.set_fused_attn(was)
-    macs = count(model, torch.randn(1, 3, size, size))
     g, imp = _import(model, size)
+    macs = count(model, torch.randn(1, 3, size, size))
     tot = analyze_graph(g).totals
     assert tot["params"] == sum(p.numel() for p in model.parameters())
     assert tot["macs"] == macs
     res = check_import(g, imp)
     assert res.ran and res.ok, res.line()
+    assert sum(n.kind == "attention" for n in g.layers) == lifted
 
 
 @pytest.mark.slow
@@ -88,14 +99,14 @@ def test_levit_attention_biases_are_refused_not_miscounted():
 
 @pytest.mark.slow
 def test_torchvision_vit_b_16_imports_exactly():
-    """torchvision's ViT-B/16 at 32 x 32 (4 patches + the class token): nn.MultiheadAttention as
+    """torchvision's ViT-B/16 at 32 x 32 (4 patches + the class token; the zero-initialised head
+    drawn at random by _sharpen): nn.MultiheadAttention as
     torch.onnx.export writes it (sequence first, q/k/v folded with the heads), the class token, the
     position embedding. MACs by hand: patches 4·768·768 + 12 layers × (5·768·2304 + 2·12·5·5·64 +
     5·768·768 + 2·5·768·3072) + the head 768·1000."""
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.vit_b_16(image_size=32).eval()
-    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # (zero-initialised: the check would compare zeros)
     g, imp = _import(model, 32)
     tot = analyze_graph(g).totals
     hand = 4 * 768 * 768 + 12 * (5 * 768 * 2304 + 2 * 12 * 5 * 5 * 64 + 5 * 768 * 768 + 2 * 5 * 768 * 3072) + 768 * 1000
@@ -103,3 +114,23 @@ def test_torchvision_vit_b_16_imports_exactly():
     assert tot["params"] == sum(p.numel() for p in model.parameters())
     res = check_import(g, imp)
     assert res.ran and res.ok, res.line()
+
+
+@pytest.mark.slow
+def test_swin_macs_and_outputs_exact_its_folded_bias_table_counted_as_given():
+    """timm's Swin at 64 x 64, windows of 4: MACs and outputs exact; torch.onnx.export has folded
+    each block's relative-position-bias lookup (a (2w−1)² x heads table read by constant
+    indices) into an initializer of heads x w² x w² values, which the import counts: that
+    many parameters more than sum(p.numel()) per block, as `import --torch` reports."""
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=64, window_size=4).eval()
+    g, imp = _import(model, 64)
+    tot = analyze_graph(g).totals
+    assert tot["macs"] == count(model, torch.randn(1, 3, 64, 64))
+    res = check_import(g, imp)
+    assert res.ran and res.ok, res.line()
+    extra = 0
+    for stage in model.layers:
+        for blk in stage.blocks:
+            w, h = blk.window_size[0], blk.attn.num_heads
+            extra += h * w ** 4 - (2 * w - 1) ** 2 * h
+    assert tot["params"] - sum(p.numel() for p in model.parameters()) == extra

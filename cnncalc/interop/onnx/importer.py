@@ -745,10 +745,9 @@ FOLD: dict[str, Callable] = {
     "Unsqueeze": lambda imp, n, i: np.expand_dims(i[0], tuple(axes_arg(imp, n, i))),
     "Squeeze": lambda imp, n, i: np.squeeze(i[0], tuple(axes_arg(imp, n, i)) if axes_arg(imp, n, i) else None),
     "Concat": lambda imp, n, i: np.concatenate([np.atleast_1d(x) for x in i], axis=imp.attr(n, "axis", 0)),
+    # to the type it names (the exported SDPA's scale is Sqrt(Cast(head_dim, float)), and a
+    # Sqrt of the int64 20 is 4, not 4.47); to an integer it truncates
     "Cast": lambda imp, n, i: _cast(imp, n, i[0]),
-    "Cast": lambda imp, n, i: i[0].astype(imp.onnx.helper.tensor_dtype_to_np_dtype(imp.attr(n, "to"))),
-    # (to the type it names: the exported SDPA's scale is Sqrt(Cast(head_dim, float)), and a
-    # Sqrt of the int64 20 is 4, not 4.47)
     "ConstantOfShape": lambda imp, n, i: np.full(tuple(int(d) for d in i[0]), _cos_value(imp, n)),
     "Transpose": lambda imp, n, i: np.transpose(i[0], imp.attr(n, "perm")),
     "Reshape": lambda imp, n, i: i[0].reshape([int(d) if d != 0 else i[0].shape[k] for k, d in enumerate(i[1])]),

@@ -3,7 +3,8 @@ paths, `import --torch` and an ONNX file written by `torch.onnx.export` (TorchSc
 exporter, `dynamo=False`, opset 17, eval mode: batch norm folded into the convs).
 
 For each model (one fresh interpreter each, so one model's memory or crash does not touch the
-next), in eval mode with random weights and random batch-norm statistics:
+next), in eval mode with random weights and random batch-norm statistics, judged by
+tests/interop/zoocheck.py (which tests/interop/test_zoo_import.py uses too):
 
 * `--torch`: parameters = sum(p.numel()), conv/linear MACs = a forward-hook count, and the
   check of `cnncalc import` (the spec on the runtime with the module's weights vs the module);
@@ -40,83 +41,23 @@ TIMM = [  # a broad CNN set: at least one model of every family issue 23 names
     "fbnetc_100", "spnasnet_100", "semnasnet_100", "tinynet_a", "mixnet_s", "tf_mixnet_s",
 ]
 SIZES = {"inception_v3": 96, "inception_v4": 96, "xception41": 96, "legacy_xception": 96, "dm_nfnet_f0": 96,
-         "eca_nfnet_l0": 96, "hrnet_w18_small": 64, "efficientnetv2_rw_t": 96}
+         "eca_nfnet_l0": 96, "hrnet_w18_small": 64, "efficientnetv2_rw_t": 96, "vovnet39a": 64}
 
 CHILD = r'''
-import json, sys, time, warnings, tempfile, os
+import json, sys, os, warnings
 warnings.simplefilter("ignore")
-import numpy as np, torch
-kind, name, size, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-out = {"model": name, "size": size}
+import torch
+kind, name, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
+import zoocheck
 torch.manual_seed(0)
 if kind == "timm":
     import timm
     model = timm.create_model(name, pretrained=False)
 else:
-    sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
     import tvnets
     model = tvnets.build(name)
-g = torch.Generator().manual_seed(1)
-for m in model.modules():
-    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-        m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-        m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-model.eval()
-out["params"] = sum(p.numel() for p in model.parameters())
-from cnncalc.interop import InteropError
-from cnncalc.interop.check import check_import
-from cnncalc.interop.onnx_import import import_model, read_model
-from cnncalc.interop.torch_import import torch_to_onnx
-from cnncalc.spec.loader import load_spec_text
-from cnncalc.analysis.report import analyze_graph
-macs = []
-def hook(mod, i, o):
-    if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
-        macs.append(o.numel() * mod.weight[0].numel())
-    elif isinstance(mod, torch.nn.Linear):
-        macs.append(o.numel() * mod.in_features)
-hs = [m.register_forward_hook(hook) for m in model.modules()]
-with torch.no_grad():
-    model(torch.zeros(1, 3, size, size))
-for h in hs: h.remove()
-out["hook_macs"] = sum(macs)
-def one(path_kind):
-    t = time.time()
-    r = {}
-    try:
-        if path_kind == "torch":
-            proto = torch_to_onnx(model, (size, size, 3))
-            imp = import_model(proto, source=name, input_shape=(size, size, 3), name=name)
-            imp.reference = model
-        else:
-            f = os.path.join(tempfile.mkdtemp(), name + ".onnx")
-            with torch.no_grad():
-                torch.onnx.export(model, (torch.zeros(1, 3, size, size),), f, dynamo=False, opset_version=17)
-            imp = import_model(read_model(f), source=f, input_shape=(size, size, 3))
-        g = load_spec_text(imp.text); g.infer()
-        tot = analyze_graph(g).totals
-        r["params"], r["macs"] = tot["params"], tot["macs"]
-        res = check_import(g, imp)
-        r["check"] = res.line()
-        wrong = []
-        if path_kind == "torch" and tot["params"] != out["params"]:
-            wrong.append("params")
-        if path_kind == "torch" and tot["macs"] != out["hook_macs"]:
-            wrong.append("macs")
-        if res.ran and not res.ok:
-            wrong.append("outputs")
-        r["status"] = "wrong" if wrong else ("exact" if res.ran else "unchecked")
-        if wrong: r["wrong"] = wrong
-    except InteropError as e:
-        r["status"], r["why"] = "refused", str(e)[:2000]
-    except Exception as e:
-        import traceback
-        r["status"], r["why"] = "crash", traceback.format_exc()[-2000:]
-    r["seconds"] = round(time.time() - t, 1)
-    return r
-for p in ("torch", "onnx"):
-    out[p] = one(p)
-print(json.dumps(out))
+print(json.dumps(zoocheck.both_paths(model, name, size)))
 '''.replace("ROOT", repr(str(ROOT)))
 
 

@@ -45,7 +45,7 @@ def spec_file(tmp_path):
 
 
 # ------------------------------------------------------------------ the slow group (docs/contributing.md)
-# `python -m pytest -q` runs the fast tests (addopts `-m "not slow"` in pyproject.toml); `-m slow`
+# `python -m pytest -q` runs the fast tests (addopts `-m "not slow and not zoo_full"` in pyproject.toml); `-m slow`
 # runs the rest. A test is slow if it is marked `@pytest.mark.slow` itself, or by one of these
 # rules, which apply to every file, new ones included:
 #   * it is marked `torch` (a PyTorch cross-check: importing torch alone costs seconds and
@@ -54,13 +54,16 @@ def spec_file(tmp_path):
 #     included): the import is paid by the whole file;
 #   * its file or test is listed in SLOW_PATHS (measured: docs/contributing.md has the run).
 # Every feature keeps at least one fast test: a slow test is a second method or a bigger case.
+# A test marked `zoo_full` (the import of every torchvision/timm model, hours on 2 cores) is in
+# neither group: the default addopts deselect it too, `-m zoo_full` runs them; `-m slow` (CI) has
+# one model per family of the same tests.
 SLOW_MODULES = ("torch", "torchvision", "timm")
 # A test over every shipped spec runs this sample in the fast run and the rest in the slow group
 # (zoo_params below): together the sample has every layer type of the zoo and 1-D and 3-D
 # inputs, cheapest first (tests/test_zoo_sample.py checks that it still does).
 ZOO_SAMPLE = ("kim-cnn", "lenet5-paper", "zfnet", "deeplabv3_head", "alphago-policy", "cifar_resnet20",
               "unet", "shufflenet_v2", "convnext_tiny", "xception", "mobilenet_v3_large",
-              "inception_v3_aux", "c3d", "deit_tiny", "mobilevit_xxs", "swin_t")
+              "inception_v3_aux", "c3d", "deit_tiny", "mobilevit_xxs", "swin_t", "efficientvit_b1")
 
 
 def zoo_params(names=None, slow=()):
@@ -70,6 +73,7 @@ def zoo_params(names=None, slow=()):
     return [n if n in ZOO_SAMPLE and n not in slow else pytest.param(n, marks=pytest.mark.slow)
             for n in (zoo_names() if names is None else names)]
 SLOW_PATHS: tuple[str, ...] = ()
+DEFAULT_MARKEXPR = "not slow and not zoo_full"  # addopts in pyproject.toml
 FAST_BUDGET_S = 10.0  # CPU seconds: a fast test over this is named at the end of the run
 
 
@@ -92,6 +96,8 @@ def _body_imports_torch(item) -> bool:
 
 
 def _is_slow(item) -> bool:
+    if item.get_closest_marker("zoo_full"):  # a group of its own (below), not in `-m slow`
+        return False
     if item.get_closest_marker("slow") or item.get_closest_marker("torch"):
         return True
     module = getattr(item, "module", None)
@@ -112,12 +118,12 @@ _WHOLE_FILE_SLOW = re.compile(
 
 
 def pytest_ignore_collect(collection_path, config):
-    """The default run (`-m "not slow"`) does not even import a file whose every test is slow
+    """The default run (`-m "not slow and not zoo_full"`) does not even import a file whose every test is slow
     (torch at module level, or a module-wide slow/torch mark): collecting torch alone costs
     seconds and hundreds of MB."""
     if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
         return None
-    if " ".join((config.option.markexpr or "").split()) != "not slow":
+    if " ".join((config.option.markexpr or "").split()) not in ("not slow", DEFAULT_MARKEXPR):
         return None
     try:
         head = collection_path.read_text(encoding="utf-8")

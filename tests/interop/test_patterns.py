@@ -105,6 +105,25 @@ def test_constant_only_subgraphs_are_folded():
     assert [n.kind for n in g.layers] == ["conv"] and g.layers[0].layer.args["pad"] == 1
 
 
+def test_tf_same_padding_with_an_odd_total_is_uneven():
+    """timm's Conv2dSame (tf_efficientnet): pad = max((ceil(n/s) - 1)·s + k - n, 0), split as
+    Cast(pad / 2 → int64) before and the rest after. On a 6x6 map with k = 3, s = 2 the total is 1:
+    0 before, 1 after. Cast to an integer truncates: a fold that kept 0.5 on each side imported
+    a symmetric pad (a different output size: the worst kind of import, accepted and wrong)."""
+    I64 = onnx.TensorProto.INT64
+    nodes = [h.make_node("Div", ["total", "two"], ["half"]), h.make_node("Cast", ["half"], ["lo"], to=I64),
+             h.make_node("Cast", ["lo"], ["lo_f"], to=F32), h.make_node("Sub", ["total", "lo_f"], ["hi_f"]),
+             h.make_node("Cast", ["hi_f"], ["hi"], to=I64),
+             h.make_node("Concat", ["z2", "lo", "lo", "z2", "hi", "hi"], ["pads"], axis=0),
+             h.make_node("Pad", ["x", "pads"], ["xp"]),
+             h.make_node("Conv", ["xp", "c.weight", "c.bias"], ["y"], name="/c/Conv", strides=[2, 2])]
+    inits = {**INITS, "total": np.array([1.0], np.float32), "two": np.float32(2.0), "z2": np.zeros(2, np.int64)}
+    m = _model(nodes, inits, out_shape=(1, C, 3, 3))
+    imp, g = _imported(m)
+    assert [n.kind for n in g.layers] == ["conv"] and g.layers[0].layer.args["pad"] == [[0, 1], [0, 1]]
+    assert tuple(g[g.outputs[0]].shape) == (3, 3, C)
+
+
 def test_channels_last_convnext_block_is_exact():
     """timm / torchvision ConvNeXt: Transpose → LayerNorm(-1) → MatMul+Add → GELU → MatMul+Add →
     Mul γ → Transpose back, + the residual."""

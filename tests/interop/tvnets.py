@@ -1,9 +1,16 @@
 """Factories of torchvision models for `cnncalc import --torch tvnets.py:NAME`: any name
 torchvision.models.get_model knows, untrained (no download), seeded, with random batch-norm
-statistics (so that a folded or mis-wired BatchNorm shows in the outputs, not only the
-trained-from-scratch identity statistics)."""
+statistics and random values for every parameter initialised to a constant (zoocheck.prepare:
+so that a folded or mis-wired BatchNorm, or a ConvNeXt block behind its 1e-6 layer scale, shows
+in the outputs, not only the trained-from-scratch identity statistics)."""
+import os
+import sys
+
 import torch
 import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # (loaded as a file by import --torch)
+from zoocheck import prepare  # noqa: E402
 
 SEGMENTATION = ("fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")
 
@@ -17,12 +24,7 @@ def build(name: str):
         kw["init_weights"] = True
         kw["aux_logits"] = False
     model = torchvision.models.get_model(name, **kw)
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return model.eval()
+    return prepare(model)
 
 
 def __getattr__(name):  # tvnets.py:resnet18 → build("resnet18")

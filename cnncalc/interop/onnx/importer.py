@@ -706,21 +706,43 @@ def _cos_value(imp, node):
     v = imp.attr(node, "value")
     return imp.onnx.numpy_helper.to_array(v).reshape(-1)[0] if v is not None else np.float32(0)
 
+def _cast(imp, node, x):
+    """ONNX Cast: to an integer type truncates toward zero (TF 'same' padding splits an odd total
+    as Cast(total / 2) before and the rest after: keeping 1.5 made it a symmetric pad)."""
+    to = imp.attr(node, "to")
+    try:
+        dtype = imp.onnx.helper.tensor_dtype_to_np_dtype(to)
+    except Exception:
+        raise ValueError(f"Cast to ONNX type {to}") from None
+    x = np.asarray(x)
+    if dtype.kind in "iub" and x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)):
+            raise ValueError("Cast of a non-finite value to an integer")
+        return np.trunc(x).astype(dtype)
+    return x.astype(dtype)
+
+
+def _div(a, b):
+    """ONNX Div: integers divide truncating toward zero (C's), not flooring (numpy's //)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        q = np.abs(a) // np.abs(b)
+        return np.where((a < 0) != (b < 0), -q, q).astype(np.result_type(a, b))
+    return a / b
+
+
 FOLD: dict[str, Callable] = {
     "Gather": lambda imp, n, i: np.take(i[0], i[1], axis=imp.attr(n, "axis", 0)),
     "Unsqueeze": lambda imp, n, i: np.expand_dims(i[0], tuple(axes_arg(imp, n, i))),
     "Squeeze": lambda imp, n, i: np.squeeze(i[0], tuple(axes_arg(imp, n, i)) if axes_arg(imp, n, i) else None),
     "Concat": lambda imp, n, i: np.concatenate([np.atleast_1d(x) for x in i], axis=imp.attr(n, "axis", 0)),
-    "Cast": lambda imp, n, i: i[0].astype(imp.onnx.helper.tensor_dtype_to_np_dtype(imp.attr(n, "to"))),
-    # (to the type it names: the exported SDPA's scale is Sqrt(Cast(head_dim, float)), and a
-    # Sqrt of the int64 20 is 4, not 4.47)
+    "Cast": lambda imp, n, i: _cast(imp, n, i[0]),
     "ConstantOfShape": lambda imp, n, i: np.full(tuple(int(d) for d in i[0]), _cos_value(imp, n)),
     "Transpose": lambda imp, n, i: np.transpose(i[0], imp.attr(n, "perm")),
     "Reshape": lambda imp, n, i: i[0].reshape([int(d) if d != 0 else i[0].shape[k] for k, d in enumerate(i[1])]),
     "Identity": lambda imp, n, i: i[0],
     "Mul": lambda imp, n, i: i[0] * i[1], "Add": lambda imp, n, i: i[0] + i[1],
-    "Sub": lambda imp, n, i: i[0] - i[1], "Div": lambda imp, n, i: i[0] // i[1]
-    if i[0].dtype.kind in "iu" else i[0] / i[1],
+    "Sub": lambda imp, n, i: i[0] - i[1], "Div": lambda imp, n, i: _div(i[0], i[1]),
     "ReduceProd": lambda imp, n, i: np.prod(i[0], keepdims=bool(imp.attr(n, "keepdims", 1))),
     "Slice": lambda imp, n, i: i[0][tuple(slice(None) for _ in range(int((i[3] if len(i) > 3 and i[3] is not None else [0])[0])))
                                       + (slice(int(i[1][0]), int(i[2][0]), int(i[4][0]) if len(i) > 4 and i[4] is not None else 1),)]

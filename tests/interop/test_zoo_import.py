@@ -1,0 +1,76 @@
+"""Real timm CNNs import exactly by both paths (issue 23): `import --torch` and an ONNX file from a
+default `torch.onnx.export`, compared on OUTPUTS (the spec on the runtime with the model's weights
+vs the torch module / onnxruntime), parameters = sum(p.numel()) and conv/linear MACs = a
+forward-hook count (tests/interop/zoocheck.py, which benchmarks/import_coverage.py uses too).
+
+The slow group (what CI runs) takes one small model per family at 32-64 px; every other model of
+the benchmark's list is marked `zoo_full` (`python -m pytest -q -m zoo_full`, about an hour on
+two cores). A model the importer refuses is listed in REFUSED with the reason: its test expects
+the refusal (strict), so a fix shows as a failure to update the list, and a wrong number never
+passes."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.torch
+
+from tests.interop.zoocheck import both_paths  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "import_coverage", Path(__file__).resolve().parents[2] / "benchmarks" / "import_coverage.py")
+_cov = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cov)
+
+# one model per family of issue 23, the cheapest that shows its pattern; input sizes as small as
+# the model takes (CI's budget: docs/contributing.md)
+SAMPLE = {
+    "resnet18": 32, "resnest14d": 32, "skresnet18": 32, "res2net50_26w_4s": 32, "regnetx_002": 32,
+    "tf_efficientnet_b0": 32, "mobilenetv3_small_100": 32, "mobilenetv4_conv_small": 32, "ghostnet_100": 32,
+    "rexnet_100": 32, "lcnet_050": 32, "convnextv2_atto": 32, "densenet121": 32, "dla34": 32, "dpn68": 32,
+    "selecsls42b": 32, "ese_vovnet19b_dw": 32, "cspdarknet53": 32, "repvgg_a0": 32, "mobileone_s0": 32,
+    "gernet_s": 32, "nf_resnet26": 32, "hrnet_w18_small": 64, "inception_v3": 96,
+}
+
+# refused by the importer, with the reason it prints (each an honest refusal, never accepted)
+REFUSED: dict[str, str] = {}
+
+
+def _params():
+    out = []
+    for name in _cov.TIMM:
+        if name in SAMPLE:
+            out.append(pytest.param(name, SAMPLE[name], id=name))
+        else:
+            out.append(pytest.param(name, _cov.SIZES.get(name, 64), id=name, marks=pytest.mark.zoo_full))
+    return out
+
+
+@pytest.mark.parametrize("name,size", _params())
+def test_timm_model_imports_exactly_by_both_paths(name, size):
+    torch.manual_seed(0)
+    res = both_paths(timm.create_model(name, pretrained=False), name, size)
+    for path in ("torch", "onnx"):
+        r = res[path]
+        assert r["status"] != "wrong", f"{name} {path}: accepted with a wrong {r['wrong']}: {r}"
+        assert r["status"] != "crash", f"{name} {path}: {r['why']}"
+        if name in REFUSED:
+            assert r["status"] == "refused", f"{name} {path} now imports: take it off REFUSED ({r})"
+            assert REFUSED[name] in r["why"], r["why"]
+        else:
+            assert r["status"] == "exact", f"{name} {path}: {r}"
+
+
+def test_the_sample_covers_every_family_of_issue_23():
+    families = ("resnet", "resnest", "skresnet", "res2net", "regnet", "efficientnet", "mobilenetv3", "mobilenetv4",
+                "ghostnet", "rexnet", "lcnet", "convnext", "densenet", "inception", "dla", "dpn", "hrnet",
+                "selecsls", "vovnet", "darknet", "repvgg", "mobileone", "gernet", "nf_")
+    for f in families:
+        assert any(f in n for n in SAMPLE), f
+    assert set(SAMPLE) <= set(_cov.TIMM)

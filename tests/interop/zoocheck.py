@@ -1,0 +1,125 @@
+"""One real model through both import paths (issue 23), shared by tests/interop/test_zoo_import.py
+and benchmarks/import_coverage.py so that the test and the published numbers judge alike.
+
+``prepare(model)`` gives a model random batch-norm statistics and random values for every
+parameter its initialiser sets to a constant (so that a dropped or mis-wired norm, residual
+branch or layer scale shows on outputs), and eval mode; ``one_path(model, name, size, "torch"|"onnx")`` imports it
+(`import --torch`: the in-memory export cnncalc makes; `onnx`: a file written by a default
+`torch.onnx.export`, batch norm folded) and returns a dict with ``status``:
+
+* ``exact``: imported, and every comparison holds: the spec on the runtime with the model's
+  weights equals the torch module / onnxruntime on random inputs (cnncalc.interop.check), and on
+  the torch path parameters = sum(p.numel()) and conv/linear MACs = a forward-hook count;
+* ``refused``: the importer raised InteropError (an honest refusal that lists what it cannot map);
+* ``wrong``: it imported but a number or an output differs (``wrong`` names which): the worst bug;
+* ``unchecked``: imported, but the check could not run (``check`` says why);
+* ``crash``: any other exception (a bug too).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import traceback
+import warnings
+
+
+def prepare(model):
+    """Eval mode, random batch-norm statistics, and every parameter tensor that its model
+    initialises to one constant made random: BN/LN weights of ones and biases of zeros, timm's
+    zero-initialised last BN of a residual branch (zero_init_last), layer scale 1e-6, GRN's zero
+    γ and β, NFNet's zero skip gain. With those constants a whole residual branch or block adds
+    nothing (or 1e-6 of itself) to the output, so an import that got it wrong would still
+    compute the same outputs: the check would be blind to it."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+        for p in model.parameters():
+            if p.numel() and p.dtype.is_floating_point and bool((p == p.flatten()[0]).all()):
+                if float(p.flatten()[0]) == 0.0:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
+                else:
+                    p.copy_(0.5 + torch.rand(p.shape, generator=g))
+    return model.eval()
+
+
+def hook_macs(model, size: int) -> int:
+    """Conv and Linear MACs of one forward pass, counted by forward hooks (the second method)."""
+    import torch
+
+    macs = []
+
+    def hook(mod, i, o):
+        if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+            macs.append(o.numel() * mod.weight[0].numel())
+        elif isinstance(mod, torch.nn.Linear):
+            macs.append(o.numel() * mod.in_features)
+    hs = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        for h in hs:
+            h.remove()
+    return sum(macs)
+
+
+def one_path(model, name: str, size: int, path: str, *, want_params=None, want_macs=None) -> dict:
+    import torch
+
+    from cnncalc.analysis.report import analyze_graph
+    from cnncalc.interop import InteropError
+    from cnncalc.interop.check import check_import
+    from cnncalc.interop.onnx_import import import_model, read_model
+    from cnncalc.interop.torch_import import torch_to_onnx
+    from cnncalc.spec.loader import load_spec_text
+
+    t = time.time()
+    r: dict = {}
+    try:
+        if path == "torch":
+            proto = torch_to_onnx(model, (size, size, 3))
+            imp = import_model(proto, source=name, input_shape=(size, size, 3), name=name)
+            imp.reference = model
+        else:
+            f = os.path.join(tempfile.mkdtemp(), name + ".onnx")
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (torch.zeros(1, 3, size, size),), f, dynamo=False, opset_version=17)
+            imp = import_model(read_model(f), source=f, input_shape=(size, size, 3))
+        g = load_spec_text(imp.text)
+        g.infer()
+        tot = analyze_graph(g).totals
+        r["params"], r["macs"] = tot["params"], tot["macs"]
+        res = check_import(g, imp)
+        r["check"] = res.line()
+        wrong = []
+        if path == "torch" and want_params is not None and tot["params"] != want_params:
+            wrong.append("params")
+        if path == "torch" and want_macs is not None and tot["macs"] != want_macs:
+            wrong.append("macs")
+        if res.ran and not res.ok:
+            wrong.append("outputs")
+        r["status"] = "wrong" if wrong else ("exact" if res.ran else "unchecked")
+        if wrong:
+            r["wrong"] = wrong
+    except InteropError as e:
+        r["status"], r["why"] = "refused", str(e)[:2000]
+    except Exception:
+        r["status"], r["why"] = "crash", traceback.format_exc()[-2000:]
+    r["seconds"] = round(time.time() - t, 1)
+    return r
+
+
+def both_paths(model, name: str, size: int, paths=("torch", "onnx")) -> dict:
+    model = prepare(model)
+    out = {"model": name, "size": size, "params": sum(p.numel() for p in model.parameters()),
+           "hook_macs": hook_macs(model, size)}
+    for p in paths:
+        out[p] = one_path(model, name, size, p, want_params=out["params"], want_macs=out["hook_macs"])
+    return out

@@ -55,6 +55,7 @@ def prepare(model, size: int = 96):
             model(torch.randn(8, 3, size, size, generator=g))
             for m, mo in zip(bns, saved):
                 m.momentum = mo
+                m.num_batches_tracked.zero_()  # (as an untrained model's: the count is not a weight)
                 # a 1x1 map gives each channel 8 values only: one of nearly equal values would
                 # divide by almost 0 on another input. The layer's mean variance added keeps each
                 # channel's divisor at least that.

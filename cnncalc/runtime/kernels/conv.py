@@ -252,10 +252,22 @@ TILE_BYTES = 512 << 10
 TILE_MIN_PLANE = 256
 
 
-def _tiles(OH, OW):
+#: planes of this many positions up to TILE_MIN_PLANE (8x8 .. 15x15) still run tile by tile when
+#: the weight matrix is at most TILE_SMALL_W_BYTES: each image's GEMM re-reads it from cache
+TILE_SMALL_PLANE = 64
+TILE_SMALL_W_BYTES = 256 << 10
+#: the tiled path keeps no columns for the weight gradient: it unfolds them again tile by tile
+TILE_KEEP_COLS = False
+
+
+def _tiles(OH, OW, w_shape=None):
     """Ungrouped im2col runs tile by tile (:func:`_tiled_fwd`) for planes of TILE_MIN_PLANE
     positions or more; smaller planes multiply the whole batch's columns at once."""
-    return OH * OW >= TILE_MIN_PLANE
+    P = OH * OW
+    if P >= TILE_MIN_PLANE:
+        return True
+    return (w_shape is not None and P >= TILE_SMALL_PLANE
+            and w_shape[0] * w_shape[1] * w_shape[2] * w_shape[3] * 4 <= TILE_SMALL_W_BYTES)
 
 
 def _tile(N, K, P, itemsize):
@@ -263,14 +275,27 @@ def _tile(N, K, P, itemsize):
 
 
 @njit
-def _unfold_imgs(xp, n0, kh, kw, sh, sw, dh, dw, OH, OW, out):
-    """``out[t, (c*kh + i)*kw + j, oh*OW + ow] = xp[n0 + t, c, oh*sh + i*dh, ow*sw + j*dw]``:
-    the columns of images ``n0 .. n0 + len(out)``, one (K, OH*OW) matrix per image, so that
-    ``W (F, K) @ out[t]`` is image ``t``'s output in NCHW. Flat unsigned indexing (see
-    :func:`_im2col`)."""
+def _valid_cols(qo, sw, W, OW):
+    """The output columns ``ow_lo .. ow_hi`` whose input column ``ow*sw + qo`` is inside
+    ``0 .. W-1`` (the others read the zero padding)."""
+    lo = 0 if qo >= 0 else (sw - 1 - qo) // sw
+    hi = 0 if W - 1 - qo < 0 else (W - 1 - qo) // sw + 1
+    lo = min(lo, OW)
+    hi = max(lo, min(hi, OW))
+    return lo, hi
+
+
+@njit
+def _unfold_imgs(x, n0, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, out):
+    """``out[t, (c*kh + i)*kw + j, oh*OW + ow] = xpad[n0 + t, c, oh*sh + i*dh, ow*sw + j*dw]``
+    with ``xpad`` the input ``x`` zero-padded by ``pt`` rows on top and ``pl`` columns on the
+    left (and as many as the windows reach at the bottom and right), read from ``x`` itself:
+    no padded copy. The columns of images ``n0 .. n0 + len(out)``, one (K, OH*OW) matrix per
+    image, so that ``W (F, K) @ out[t]`` is image ``t``'s output in NCHW. Flat unsigned
+    indexing (see :func:`_im2col`)."""
     T, K, P = out.shape
-    N, C, Hp, Wp = xp.shape
-    xf = xp.reshape(-1)
+    N, C, H, W = x.shape
+    xf = x.reshape(-1)
     of = out.reshape(-1)
     for t in range(T):
         for c in range(C):
@@ -278,67 +303,84 @@ def _unfold_imgs(xp, n0, kh, kw, sh, sw, dh, dw, OH, OW, out):
                 for j in range(kw):
                     k = (c * kh + i) * kw + j
                     ob = (t * K + k) * P
+                    qo = j * dw - pl
+                    lo, hi = _valid_cols(qo, sw, W, OW)
                     for oh in range(OH):
-                        src = (((n0 + t) * C + c) * Hp + oh * sh + i * dh) * Wp + j * dw
+                        r = oh * sh + i * dh - pt
                         dst = ob + oh * OW
-                        if sw == 1:
+                        if r < 0 or r >= H:
                             for ow in range(OW):
+                                of[_U(dst + ow)] = 0
+                            continue
+                        for ow in range(lo):
+                            of[_U(dst + ow)] = 0
+                        src = (((n0 + t) * C + c) * H + r) * W + qo
+                        if sw == 1:
+                            for ow in range(lo, hi):
                                 of[_U(dst + ow)] = xf[_U(src + ow)]
                         else:
-                            for ow in range(OW):
+                            for ow in range(lo, hi):
                                 of[_U(dst + ow)] = xf[_U(src + ow * sw)]
+                        for ow in range(hi, OW):
+                            of[_U(dst + ow)] = 0
 
 
 @njit
-def _fold_imgs(dcols, n0, kh, kw, sh, sw, dh, dw, OH, OW, dxp):
-    """Adjoint of :func:`_unfold_imgs`: scatter-add image ``t``'s columns into ``dxp[n0 + t]``
-    (per pixel in tap order (i, j), as :func:`_col2im`)."""
+def _fold_imgs(dcols, n0, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
+    """Adjoint of :func:`_unfold_imgs`: scatter-add image ``t``'s columns into ``dx[n0 + t]``
+    (per pixel in tap order (i, j), as :func:`_col2im`); what falls on the padding is dropped."""
     T, K, P = dcols.shape
-    N, C, Hp, Wp = dxp.shape
+    N, C, H, W = dx.shape
     cf = dcols.reshape(-1)
-    df = dxp.reshape(-1)
+    df = dx.reshape(-1)
     for t in range(T):
         for c in range(C):
-            pb = ((n0 + t) * C + c) * Hp * Wp
+            pb = ((n0 + t) * C + c) * H * W
             for i in range(kh):
                 for j in range(kw):
                     rb = (t * K + (c * kh + i) * kw + j) * P
+                    qo = j * dw - pl
+                    lo, hi = _valid_cols(qo, sw, W, OW)
                     for oh in range(OH):
-                        d = pb + (oh * sh + i * dh) * Wp + j * dw
+                        r = oh * sh + i * dh - pt
+                        if r < 0 or r >= H:
+                            continue
+                        d = pb + r * W + qo
                         s_ = rb + oh * OW
                         if sw == 1:
-                            for ow in range(OW):
+                            for ow in range(lo, hi):
                                 df[_U(d + ow)] += cf[_U(s_ + ow)]
                         else:
-                            for ow in range(OW):
+                            for ow in range(lo, hi):
                                 df[_U(d + ow * sw)] += cf[_U(s_ + ow)]
 
 
-def _tiled_fwd(xp, w, stride, dilation, OH, OW, keep_cols=False):
-    """An ungrouped conv as im2col tile by tile: each tile of images is unfolded into cache-sized
-    columns and multiplied at once into its slice of the NCHW output (``np.matmul`` of
-    ``W (F, K)`` with the tile's ``(T, K, P)`` columns is ``(T, F, P)``: no transpose copy).
-    ``keep_cols``: also return the whole batch's columns ``(N, K, P)`` for the weight gradient."""
-    N = xp.shape[0]
+def _tiled_fwd(x, w, stride, dilation, pads, OH, OW, keep_cols=False):
+    """An ungrouped conv as im2col tile by tile: each tile of images is unfolded (from the
+    unpadded input, :func:`_unfold_imgs`) into cache-sized columns and multiplied at once into
+    its slice of the NCHW output (``np.matmul`` of ``W (F, K)`` with the tile's ``(T, K, P)``
+    columns is ``(T, F, P)``: no transpose copy). ``keep_cols``: also return the whole batch's
+    columns ``(N, K, P)`` for the weight gradient."""
+    N = x.shape[0]
     F, C, kh, kw = w.shape
     K, P = C * kh * kw, OH * OW
     wr = w.reshape(F, K)
-    y = np.empty((N, F, P), dtype=xp.dtype)
-    T = _tile(N, K, P, xp.itemsize)
-    cols = np.empty((N if keep_cols else T, K, P), dtype=xp.dtype)
-    xp = np.ascontiguousarray(xp)
+    y = np.empty((N, F, P), dtype=x.dtype)
+    T = _tile(N, K, P, x.itemsize)
+    cols = np.empty((N if keep_cols else T, K, P), dtype=x.dtype)
+    x = np.ascontiguousarray(x)
     for n0 in range(0, N, T):
         n1 = min(N, n0 + T)
         c = cols[n0:n1] if keep_cols else cols[:n1 - n0]
-        _unfold_imgs(xp, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
+        _unfold_imgs(x, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], pads[0][0], pads[1][0], OH, OW, c)
         np.matmul(wr, c, out=y[n0:n1])
     y = y.reshape(N, F, OH, OW)
     return (y, cols) if keep_cols else y
 
 
-def _tiled_dw(dy, xp, w_shape, stride, dilation, cols=None):
+def _tiled_dw(dy, x, w_shape, stride, dilation, pads, cols=None):
     """dW of an ungrouped conv: ``sum_n dY[n] (F, P) @ cols[n].T`` -- dY read in NCHW as it is,
-    the columns the forward kept (``cols``) or unfolded again tile by tile."""
+    the columns the forward kept (``cols``) or unfolded again tile by tile from ``x``."""
     N, F, OH, OW = dy.shape
     _, C, kh, kw = w_shape
     K, P = C * kh * kw, OH * OW
@@ -348,45 +390,48 @@ def _tiled_dw(dy, xp, w_shape, stride, dilation, cols=None):
     # 127 vs 94 for 32x256x288, 141 vs 75 for 64x64x576)
     T = _tile(N, K, P, dy.itemsize)
     buf = None if cols is not None else np.empty((T, K, P), dtype=dy.dtype)
-    if xp is not None:
-        xp = np.ascontiguousarray(xp)
+    if x is not None:
+        x = np.ascontiguousarray(x)
     for n0 in range(0, N, T):
         n1 = min(N, n0 + T)
         if cols is not None:
             c = cols[n0:n1]
         else:
             c = buf[:n1 - n0]
-            _unfold_imgs(xp, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
+            _unfold_imgs(x, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], pads[0][0], pads[1][0],
+                         OH, OW, c)
         for t in range(n1 - n0):
             dwt += c[t] @ dy3[n0 + t].T
     return np.ascontiguousarray(dwt.T).reshape(w_shape)
 
 
-def _tiled_dx(dy, w, stride, dilation, Hp, Wp):
-    """dX of the padded input of an ungrouped conv: per tile ``W.T (K, F) @ dY[tile]`` into
-    cache-sized columns, folded at once (:func:`_fold_imgs`)."""
+def _tiled_dx(dy, w, stride, dilation, pads, H, W):
+    """dX of an ungrouped conv: per tile ``W.T (K, F) @ dY[tile]`` into cache-sized columns,
+    folded at once into the unpadded input's gradient (:func:`_fold_imgs`)."""
     N, F, OH, OW = dy.shape
     _, C, kh, kw = w.shape
     K, P = C * kh * kw, OH * OW
     wt = np.ascontiguousarray(w.reshape(F, K).T)
     dy3 = np.ascontiguousarray(dy).reshape(N, F, P)
-    dxp = np.zeros((N, C, Hp, Wp), dtype=dy.dtype)
+    dx = np.zeros((N, C, H, W), dtype=dy.dtype)
     T = _tile(N, K, P, dy.itemsize)
     buf = np.empty((T, K, P), dtype=dy.dtype)
     for n0 in range(0, N, T):
         n1 = min(N, n0 + T)
         c = buf[:n1 - n0]
         np.matmul(wt, dy3[n0:n1], out=c)
-        _fold_imgs(c, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, dxp)
-    return dxp
+        _fold_imgs(c, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], pads[0][0], pads[1][0], OH, OW, dx)
+    return dx
 
 
-def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=False):
-    """y (N, F, OH, OW); with ``keep_cols`` returns ``(y, cols)`` for the weight gradient."""
-    N = xp.shape[0]
+def _im2col_fwd(x, w, stride, dilation, groups, pads, OH, OW, keep_cols=False):
+    """y (N, F, OH, OW) of the input ``x`` zero-padded by ``pads``; with ``keep_cols`` returns
+    ``(y, cols)`` for the weight gradient."""
+    N = x.shape[0]
     F, Cg, kh, kw = w.shape
-    if groups == 1 and _tiles(OH, OW):
-        return _tiled_fwd(xp, w, stride, dilation, OH, OW, keep_cols)
+    if groups == 1 and _tiles(OH, OW, w.shape):
+        return _tiled_fwd(x, w, stride, dilation, pads, OH, OW, keep_cols)
+    xp = _pad_input(x, pads)
     cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
     if groups == 1:
@@ -504,11 +549,10 @@ def _flip_conv_dx(dy, w, dilation, fpads, H, W):
     "full correlation" restricted to the input's interior), so it runs as an unfold (a copy)
     and one GEMM, instead of a GEMM and a fold (a scatter-add) followed by a crop of the
     padding."""
-    dyp = _pad_input(dy, fpads)
     wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     if _rows_pays(w.shape, (1, 1), 1):
-        return _rows_fwd(dyp, wf, dilation, H, W)[0]
-    return _im2col_fwd(dyp, wf, (1, 1), dilation, 1, H, W)
+        return _rows_fwd(_pad_input(dy, fpads), wf, dilation, H, W)[0]
+    return _im2col_fwd(dy, wf, (1, 1), dilation, 1, fpads, H, W)
 
 
 def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
@@ -525,10 +569,12 @@ def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
             and 2 * F * x_hw[0] * x_hw[1] <= 3 * Cg * OH * OW)
 
 
-def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
-    """dX of the padded input: ``col2im(W^T dY)``."""
-    if groups == 1 and _tiles(*dy.shape[2:]):
-        return _tiled_dx(dy, w, stride, dilation, Hp, Wp)
+def _im2col_dx(dy, w, stride, dilation, groups, pads, H, W, dyr=None):
+    """dX of the input padded by ``pads``: ``col2im(W^T dY)``, then the padding cropped."""
+    if groups == 1 and _tiles(*dy.shape[2:], w.shape):
+        return _tiled_dx(dy, w, stride, dilation, pads, H, W)
+    (pt, pb), (pl, pr) = pads
+    Hp, Wp = H + pt + pb, W + pl + pr
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
@@ -538,17 +584,27 @@ def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
         dcols = (wr[0].T @ dyr[0])[None]
     else:
         dcols = np.ascontiguousarray(np.matmul(wr.transpose(0, 2, 1), dyr))
-    return _col2im(dcols, N, Cg * groups, Hp, Wp, kh, kw, stride[0], stride[1],
-                   dilation[0], dilation[1], OH, OW)
+    dxp = _col2im(dcols, N, Cg * groups, Hp, Wp, kh, kw, stride[0], stride[1],
+                  dilation[0], dilation[1], OH, OW)
+    return _crop(dxp, pads, H, W)
 
 
-def _im2col_dw(dy, xp, w_shape, stride, dilation, groups, cols=None, dyr=None):
-    if groups == 1 and _tiles(*dy.shape[2:]):
-        return _tiled_dw(dy, xp, w_shape, stride, dilation, cols)
+def _crop(xp, pads, H, W):
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return xp
+    return np.ascontiguousarray(xp[:, :, pt : pt + H, pl : pl + W])
+
+
+def _im2col_dw(dy, x, w_shape, stride, dilation, groups, pads, cols=None, dyr=None):
+    """dW of the conv of ``x`` zero-padded by ``pads``; ``cols``: the forward's kept columns
+    (then ``x`` may be None)."""
+    if groups == 1 and _tiles(*dy.shape[2:], w_shape):
+        return _tiled_dw(dy, x, w_shape, stride, dilation, pads, cols)
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w_shape
     if cols is None:
-        cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
+        cols = _im2col(_pad_input(x, pads), kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     if dyr is None:
         dyr = _dy_rows(dy, groups)
     if groups == 1:
@@ -769,25 +825,25 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     if algo == "depthwise":  # pads plane by plane inside the kernel: no padded copy of x
         y = _dwk.depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW)
         return (y, None) if keep_cols else y
-    xp = _pad_input(x, pads)
     cols = None
     if algo == "direct":
-        y = _direct_fwd(xp, w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
+        y = _direct_fwd(_pad_input(x, pads), w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
     elif algo == "im2col" and _whole_window(x.shape, w.shape, pads, dilation, groups):
         y = (x.reshape(x.shape[0], -1) @ w.reshape(w.shape[0], -1).T).reshape(x.shape[0], w.shape[0], 1, 1)
     elif algo == "im2col" and _pointwise(w.shape, pads, groups):
         cols = _pw_cols(x, stride, OH, OW)
         y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
     elif algo == "im2col" and _rows_pays(w.shape, stride, groups):
-        y, R = _rows_fwd(xp, w, dilation, OH, OW)
+        y, R = _rows_fwd(_pad_input(x, pads), w, dilation, OH, OW)
         cols = R if keep_cols and R.nbytes <= KEEP_COLS_BYTES else None
     elif algo == "im2col":
-        keep = keep_cols and x.shape[0] * OH * OW * w[0].size * x.itemsize <= KEEP_COLS_BYTES
-        y = _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=keep)
+        keep = (keep_cols and x.shape[0] * OH * OW * w[0].size * x.itemsize <= KEEP_COLS_BYTES
+                and (TILE_KEEP_COLS or groups > 1 or not _tiles(OH, OW, w.shape)))
+        y = _im2col_fwd(x, w, stride, dilation, groups, pads, OH, OW, keep_cols=keep)
         if keep:
             y, cols = y
     else:
-        y = _fft_fwd(xp, w, stride, dilation, groups, OH, OW)
+        y = _fft_fwd(_pad_input(x, pads), w, stride, dilation, groups, OH, OW)
     return (y, cols) if keep_cols else y
 
 
@@ -807,12 +863,10 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
         fpads = _flip_pads(w.shape, pads, dilation)
         if _flip_pays(dy.shape, w.shape, stride, groups, (H, W), fpads):
             return _flip_conv_dx(dy, w, dilation, fpads, H, W)
-        dxp = _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr)
+        return _im2col_dx(dy, w, stride, dilation, groups, pads, H, W, dyr)
     else:
         dxp = _fft_dx(dy, w, stride, dilation, groups, Hp, Wp)
-    if pt == pb == pl == pr == 0:
-        return dxp
-    return np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
+    return _crop(dxp, pads, H, W)
 
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
@@ -828,13 +882,13 @@ def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None
             cols = _row_unfold(_pad_input(x, pads), w_shape[2], dilation[0], dy.shape[2])
         return _rows_dw(dy, cols, w_shape, dilation, Wp)
     if algo == "im2col" and cols is not None:
-        return _im2col_dw(dy, None, w_shape, stride, dilation, groups, cols, dyr)
+        return _im2col_dw(dy, None, w_shape, stride, dilation, groups, pads, cols, dyr)
+    if algo == "im2col":
+        return _im2col_dw(dy, x, w_shape, stride, dilation, groups, pads, None, dyr)
     xp = _pad_input(x, pads)
     if algo == "direct":
         _, Cg, kh, kw = w_shape
         return _direct_dw(dy, xp, Cg, kh, kw, stride[0], stride[1], dilation[0], dilation[1], groups)
-    if algo == "im2col":
-        return _im2col_dw(dy, xp, w_shape, stride, dilation, groups, None, dyr)
     return _fft_dw(dy, xp, w_shape, stride, dilation, groups)
 
 
@@ -922,7 +976,7 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     c = cache
     dout = as_float(dout, c.x.dtype)
     dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
-           and (c.groups > 1 or not _tiles(*dout.shape[2:]))
+           and (c.groups > 1 or not _tiles(*dout.shape[2:], c.w.shape))
            and not _pointwise(c.w.shape, c.pads, c.groups) and not _rows_pays(c.w.shape, c.stride, c.groups)
            and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
     dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None

@@ -96,16 +96,17 @@ def test_im2col_columns_are_the_runtimes(tmp_path, conv, input_, batch):
     ("{conv: 8, kernel: 3, stride: 2, pad: 1", "39x35x8", 2, 2),    # strided, 20x18
 ])
 def test_im2col_tiles_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batch, tile):
-    """Planes of 16x16 and more (8x8 with small weights) unfold a tile of images at a time from
-    the unpadded input and keep no columns: the workspace is the tile's columns (recorded as
-    the runtime's forward unfolds them), no padded copy."""
+    """Planes of 16x16 and more (8x8 with small weights) unfold a tile of images at a time and
+    keep no columns: the workspace is the tile's columns and its padded copy (recorded as the
+    runtime's forward unfolds them), not the batch's."""
     from cnncalc.runtime.kernels import conv as kconv
 
-    seen = []
+    seen, padded = [], []
     unfold = kconv._unfold_imgs
 
     def rec(*args):
         seen.append(args[-1].shape)
+        padded.append(args[0].shape)
         return unfold(*args)
 
     monkeypatch.setattr(kconv, "_unfold_imgs", rec)
@@ -114,7 +115,9 @@ def test_im2col_tiles_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batc
     g = r.geometry
     K, P = g["C_in"] * 9, g["H_out"] * g["W_out"]
     assert max(seen) == (tile, K, P)
-    assert r.runtime == tile * K * P
+    tpad = tile * g["C_in"] * g["H_pad"] * g["W_pad"] if r.padded else 0
+    assert max(padded)[0] == tile and (not tpad or max(padded)[2:] == (g["H_pad"], g["W_pad"]))
+    assert r.runtime == tile * K * P + tpad
 
 
 @pytest.mark.parametrize("conv,input_,variant", [
@@ -189,8 +192,7 @@ def test_cli_workspace_formats():
     r = _run("resnet18", "--workspace")
     assert r.exit_code == 0, r.output
     assert "1,671,168" in r.output and "Lavin & Gray" in r.output
-    assert "at conv2_x/block1/conv1" not in r.output  # the runtime's peak: conv1's columns, no padded copy
-    assert "runtime (its own choice per conv)  1,843,968 elements" in r.output
+    assert "at conv2_x/block1/conv1" in r.output
     obj = json.loads(_run("resnet18", "--workspace", "--format", "json", "--batch", "2").output)
     conv = next(x for x in obj["layers"] if x["name"] == "conv2_x/block1/conv1")
     assert conv["im2col"] == 2 * 1_806_336 and conv["bytes"]["im2col"] == 8 * 1_806_336

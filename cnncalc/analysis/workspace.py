@@ -24,8 +24,9 @@ here: the analysis never imports the runtime): thin groups → its depthwise ker
 ≥ 81 taps → FFT, else im2col in one of its variants (a 1x1 unpadded conv reads the input in
 place, a window covering the whole input is one GEMM, wide stride-1 kernels unfold rows,
 ungrouped convs on planes of 16x16 and more — 8x8 and more when the weights fit 256 KiB —
-unfold a tile of images at a time, ≤ 512 KiB of columns, straight from the unpadded input). The
-runtime pads a copy of the input for direct, FFT and the other im2col variants (C_in·H_p·W_p per image).
+unfold a tile of images at a time, ≤ 512 KiB of columns, from a padded copy of the tile only).
+The runtime pads a copy of the input for direct, FFT and the other im2col variants (C_in·H_p·W_p
+per image).
 
 The peak over the network is the largest single conv's workspace: each is freed when its
 conv returns.
@@ -164,9 +165,10 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
                              or (OH * OW >= TILE_SMALL_PLANE and F * C * kh * kw * 4 <= TILE_SMALL_W_BYTES)):
                 Kc, P = C * kh * kw, OH * OW
                 T = max(1, min(N, TILE_BYTES // (Kc * P * nbytes)))
-                r.runtime = T * Kc * P
-                r.runtime_detail = (f"columns of a tile of {T} image{'s' if T > 1 else ''} "
-                                    f"{T}*{Kc}*{P} (unfolded from the unpadded input)")
+                tpad = T * C * Hp * Wp if padded else 0
+                r.runtime = T * Kc * P + tpad
+                r.runtime_detail = (f"columns of a tile of {T} image{'s' if T > 1 else ''} {T}*{Kc}*{P}"
+                                    + (f" + the tile padded {T}*{C}*{Hp}*{Wp} = {tpad:,}" if tpad else ""))
             else:
                 r.runtime = r.im2col + padded
                 r.runtime_detail = f"columns {r.im2col:,}" + (f" + padded copy {padded:,}" if padded else "")

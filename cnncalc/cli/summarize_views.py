@@ -211,7 +211,7 @@ def workspace_view(rep) -> TableView:
         "products at the next 5-smooth padded size (2 reals per complex) + the inverse transform",
         f"Winograd: {WINOGRAD}: tiles = ceil(H_out/2)*ceil(W_out/2); 16*tiles*(C_in + C_out) per image "
         "+ 16*C_out*C_in/groups filters; only 3x3, stride 1",
-        "runtime ws: what cnncalc's runtime allocates for its choice (a padded input copy included where it makes one; "
+        "runtime ws: what cnncalc's runtime allocates for its choice (padded input copy included; "
         "its depthwise kernel: per running thread)",
     ]
     if rep.skipped:

@@ -114,48 +114,34 @@ def lrn_backward(dout, cache):
 # Training-mode batch norm (optionally with the ReLU that follows it) in numba: two passes over
 # the input forward (statistics, then normalise + scale + shift + ReLU) and two backward (the
 # two per-channel sums, then dX), instead of numpy's ~8 forward and ~10 backward passes with
-# their temporaries plus the ReLU's own passes and mask. Statistics are summed in float64 with
-# four partial sums (a fixed order: the same bits on every run and thread count).
+# their temporaries plus the ReLU's own passes and mask. Statistics are summed in float64,
+# vectorised (_REASSOC).
 from cnncalc.runtime._numba import njit, prange  # noqa: E402
 
 
-@njit(parallel=True)
+#: the two reductions may reorder their float64 sums (LLVM vectorises them: 3-4x faster than
+#: the four scalar partial sums they had, resnet20's stage-1 statistics at batch 32 371 -> 111 us);
+#: the order is fixed by the compiled code, so the same bits on every run and thread count
+_REASSOC = {"reassoc"}
+
+
+@njit(parallel=True, fastmath=_REASSOC)
 def _bn_stats(x3, mean, var):
     N, C, M = x3.shape
     cnt = N * M
     for c in prange(C):
-        s0 = s1 = s2 = s3 = 0.0
+        s = 0.0
         for n in range(N):
-            m = 0
-            while m + 4 <= M:
-                s0 += x3[n, c, m]
-                s1 += x3[n, c, m + 1]
-                s2 += x3[n, c, m + 2]
-                s3 += x3[n, c, m + 3]
-                m += 4
-            while m < M:
-                s0 += x3[n, c, m]
-                m += 1
-        mu = (s0 + s1 + s2 + s3) / cnt
-        q0 = q1 = q2 = q3 = 0.0
+            for m in range(M):
+                s += x3[n, c, m]
+        mu = s / cnt
+        q = 0.0
         for n in range(N):
-            m = 0
-            while m + 4 <= M:
-                d0 = x3[n, c, m] - mu
-                d1 = x3[n, c, m + 1] - mu
-                d2 = x3[n, c, m + 2] - mu
-                d3 = x3[n, c, m + 3] - mu
-                q0 += d0 * d0
-                q1 += d1 * d1
-                q2 += d2 * d2
-                q3 += d3 * d3
-                m += 4
-            while m < M:
-                d0 = x3[n, c, m] - mu
-                q0 += d0 * d0
-                m += 1
+            for m in range(M):
+                d = x3[n, c, m] - mu
+                q += d * d
         mean[c] = mu
-        var[c] = (q0 + q1 + q2 + q3) / cnt
+        var[c] = q / cnt
 
 
 @njit(parallel=True)
@@ -173,37 +159,22 @@ def _bn_apply(x3, mean, invstd, g, b, relu, xhat, y):
             y[n, c, m] = v if (not relu or v > zero) else zero
 
 
-@njit(parallel=True)
+@njit(parallel=True, fastmath=_REASSOC)
 def _bn_sums(dy3, y3, xhat3, relu, s1, s2):
     """Per channel: sum of dY (ReLU-masked by y > 0 with ``relu``) and of dY * xhat, in float64."""
     N, C, M = dy3.shape
     for c in prange(C):
-        a0 = a1 = 0.0
-        b0 = b1 = 0.0
+        a = 0.0
+        b = 0.0
         for n in range(N):
-            m = 0
-            while m + 2 <= M:
-                d0 = dy3[n, c, m]
-                d1 = dy3[n, c, m + 1]
-                if relu:
-                    if not y3[n, c, m] > 0:
-                        d0 = d0 - d0
-                    if not y3[n, c, m + 1] > 0:
-                        d1 = d1 - d1
-                a0 += d0
-                a1 += d1
-                b0 += d0 * xhat3[n, c, m]
-                b1 += d1 * xhat3[n, c, m + 1]
-                m += 2
-            while m < M:
-                d0 = dy3[n, c, m]
+            for m in range(M):
+                d = dy3[n, c, m]
                 if relu and not y3[n, c, m] > 0:
-                    d0 = d0 - d0
-                a0 += d0
-                b0 += d0 * xhat3[n, c, m]
-                m += 1
-        s1[c] = a0 + a1
-        s2[c] = b0 + b1
+                    d = d - d
+                a += d
+                b += d * xhat3[n, c, m]
+        s1[c] = a
+        s2[c] = b
 
 
 @njit(parallel=True)

@@ -72,6 +72,8 @@ class ConvWorkspace:
 #: the runtime's im2col tiles (restated from cnncalc.runtime.kernels.conv: the analysis never
 #: imports the runtime): bytes of columns per tile, the plane sizes that run tile by tile
 TILE_BYTES, TILE_MIN_PLANE, TILE_SMALL_PLANE, TILE_SMALL_W_BYTES = 512 << 10, 256, 64, 256 << 10
+#: depthwise output planes of at most this many positions run as numpy passes (kernels/depthwise.py)
+TINY_PLANE = 16
 
 
 def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | None:
@@ -134,7 +136,13 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
               f"{r.fft_real:,} reals; total {r.fft:,}")
     # the runtime's choice (cnncalc.runtime.kernels.conv.choose_algo and _conv_nobias)
     pads = pt or pb or pl or pr
-    if g > 1 and Cg * (F // g) <= 32:
+    if g > 1 and Cg == 1 and F == g and OH * OW <= TINY_PLANE:
+        Hn, Wn = (OH - 1) * sh + (kh - 1) * dh + 1, (OW - 1) * sw + (kw - 1) * dw + 1
+        r.runtime_algo = "depthwise"
+        r.runtime = N * C * (Hn * Wn + 3 * OH * OW)
+        r.runtime_detail = (f"tiny planes, channels-last passes: padded input {N}*{C}*{Hn}*{Wn} + accumulator "
+                            f"and two temporaries 3*{N}*{C}*{OH}*{OW}")
+    elif g > 1 and Cg * (F // g) <= 32:
         Wq = OW + ((kw - 1) * dw) // sw
         Hq = OH + ((kh - 1) * dh) // sh + 1
         per_task = OH * Wq + sh * sw * Hq * Wq

@@ -182,7 +182,7 @@ def test_gradcheck_through_the_executor():
 
 
 @pytest.mark.parametrize("N,C,H,W,kernel,stride,pad,dilation", [
-    (3, 5, 1, 1, 3, 1, 1, 1),            # MobileNet-v2's 1x1 planes at a 32x32 input
+    (33, 5, 1, 1, 3, 1, 1, 1),           # MobileNet-v2's 1x1 planes at a 32x32 input (33 images: in order)
     (3, 5, 2, 2, 3, 1, 1, 1),
     (2, 4, 4, 4, 3, 2, 1, 1),            # stride 2 onto 2x2
     (2, 3, 3, 5, 3, 2, ((1, 0), (0, 1)), 1),

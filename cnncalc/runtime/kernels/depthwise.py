@@ -403,18 +403,20 @@ def _gather(src, taps, kh, kw, sh, sw, OH, OW):
     reads ``src[:, row + oh*sh, col + ow*sw, :]`` (channels-last)."""
     N, C = src.shape[0], src.shape[3]
     acc = np.zeros((N, OH, OW, C), dtype=src.dtype)
+    t = np.empty_like(acc)
+    u = np.empty_like(acc)
 
-    def term(i, j):
+    def term(i, j, out):
         wv, r, c = taps[i][j]
-        return wv * src[:, r:r + (OH - 1) * sh + 1:sh, c:c + (OW - 1) * sw + 1:sw, :]
+        return np.multiply(wv, src[:, r:r + (OH - 1) * sh + 1:sh, c:c + (OW - 1) * sw + 1:sw, :], out=out)
 
     for i in range(kh):
         for j0 in range(0, kw, 3):
-            t = term(i, j0)
+            term(i, j0, t)
             if j0 + 1 < kw:
-                t += term(i, j0 + 1)
+                t += term(i, j0 + 1, u)
             if j0 + 2 < kw:
-                t += term(i, j0 + 2)
+                t += term(i, j0 + 2, u)
             acc += t
     return _nchw(acc)
 
@@ -466,9 +468,7 @@ def _tiny_weight_grad(dy, x, w_shape, stride, pads, dilation):
         for j in range(kw):
             prod = d * xp[:, i * dh:i * dh + (OH - 1) * sh + 1:sh, j * dw:j * dw + (OW - 1) * sw + 1:sw, :].reshape(
                 N, OH * OW, C)
-            part = prod[0].copy()
-            for n in range(1, N):
-                part += prod[n]
+            part = np.add.reduce(prod, axis=0)  # over the outer axis: image by image, in order
             acc = part[0].copy()
             for p in range(1, OH * OW):
                 acc += part[p]

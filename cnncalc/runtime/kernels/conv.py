@@ -805,7 +805,10 @@ def _pw_cols(x, stride, OH, OW):
 
 def _pw_dx(dy, w, x_shape, stride):
     N, F, OH, OW = dy.shape
-    d = np.matmul(w.reshape(F, -1).T, dy.reshape(N, F, OH * OW)).reshape(N, -1, OH, OW)
+    if OH * OW == 1:  # one position: a dense layer (per-image products of one column are slow)
+        d = (dy.reshape(N, F) @ w.reshape(F, -1)).reshape(N, -1, 1, 1)
+    else:
+        d = np.matmul(w.reshape(F, -1).T, dy.reshape(N, F, OH * OW)).reshape(N, -1, OH, OW)
     if stride == (1, 1) and d.shape == tuple(x_shape):
         return d
     dx = np.zeros(x_shape, dy.dtype)
@@ -813,9 +816,22 @@ def _pw_dx(dy, w, x_shape, stride):
     return dx
 
 
+#: pointwise weight gradients on planes of at most this many positions run as one GEMM over
+#: the batch's positions (per-image products with 1..16 terms: 7.1 -> 0.15 ms for 960 -> 160
+#: channels on 1x1 planes at batch 32, 0.67 -> 0.38 ms for 576 -> 96 on 2x2)
+PW_SMALL_PLANE = 16
+
+
 def _pw_dw(dy, x3, w_shape):
     N, F = dy.shape[:2]
     dy3 = dy.reshape(N, F, -1)
+    P = dy3.shape[2]
+    if P == 1:
+        return (dy3.reshape(N, F).T @ x3.reshape(N, -1)).reshape(w_shape)
+    if P <= PW_SMALL_PLANE:
+        dr = np.ascontiguousarray(dy3.transpose(1, 0, 2)).reshape(F, N * P)
+        xr = np.ascontiguousarray(x3.transpose(1, 0, 2)).reshape(x3.shape[1], N * P)
+        return (dr @ xr.T).reshape(w_shape)
     dw = dy3[0] @ x3[0].T
     for n in range(1, N):
         dw += dy3[n] @ x3[n].T
@@ -841,7 +857,10 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
         y = (x.reshape(x.shape[0], -1) @ w.reshape(w.shape[0], -1).T).reshape(x.shape[0], w.shape[0], 1, 1)
     elif algo == "im2col" and _pointwise(w.shape, pads, groups):
         cols = _pw_cols(x, stride, OH, OW)
-        y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
+        if OH * OW == 1:  # one position: a dense layer
+            y = (cols.reshape(x.shape[0], -1) @ w.reshape(w.shape[0], -1).T).reshape(x.shape[0], w.shape[0], 1, 1)
+        else:
+            y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
     elif algo == "im2col" and _rows_pays(w.shape, stride, groups):
         y, R = _rows_fwd(_pad_input(x, pads), w, dilation, OH, OW)
         cols = R if keep_cols and R.nbytes <= KEEP_COLS_BYTES else None

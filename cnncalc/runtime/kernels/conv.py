@@ -286,17 +286,33 @@ def _valid_cols(qo, sw, W, OW):
 
 
 @njit
-def _unfold_imgs(xp, kh, kw, sh, sw, dh, dw, OH, OW, out):
-    """``out[t, (c*kh + i)*kw + j, oh*OW + ow] = xp[t, c, oh*sh + i*dh, ow*sw + j*dw]``: the
-    columns of the (padded) images ``xp``, one (K, OH*OW) matrix per image, so that
-    ``W (F, K) @ out[t]`` is image ``t``'s output in NCHW. Flat unsigned indexing (see
-    :func:`_im2col`). (Reading the unpadded input with the padding's zeros written here
-    instead ran 2-3x slower: the zero runs at the edges become memset calls and the copies
-    of 31 values of 32 scalar remainders.)"""
+def _unfold_imgs(x, n0, xp, pt, pl, kh, kw, sh, sw, dh, dw, OH, OW, out):
+    """``out[t, (c*kh + i)*kw + j, oh*OW + ow] = xpad[n0 + t, c, oh*sh + i*dh, ow*sw + j*dw]``:
+    the columns of images ``n0 .. n0 + len(out)`` of ``x`` zero-padded by ``pt`` rows on top
+    and ``pl`` columns on the left, one (K, OH*OW) matrix per image, so that ``W (F, K) @
+    out[t]`` is image ``t``'s output in NCHW. ``xp`` is a buffer of the tile's padded images
+    whose border is zero (:class:`_TilePad`): the images are first copied into its interior
+    (or, when ``xp`` is ``x`` itself — no padding —, read in place). Flat unsigned indexing
+    (see :func:`_im2col`). (Reading the unpadded input with the padding's zeros written here
+    instead ran 2-3x slower: the zero runs at the edges become memset calls and the copies of
+    31 values of 32 scalar remainders; the interior copy as a numpy slice assignment cost
+    10 us a call.)"""
     T, K, P = out.shape
-    _, C, Hp, Wp = xp.shape
-    xf = xp.reshape(-1)
+    N, C, H, W = x.shape
+    _, _, Hp, Wp = xp.shape
+    xf = x.reshape(-1)
+    pf = xp.reshape(-1)
     of = out.reshape(-1)
+    inplace = xp.shape[0] == N and Hp == H and Wp == W and pt == 0 and pl == 0
+    base = n0 if inplace else 0
+    if not inplace:
+        for t in range(T):
+            for c in range(C):
+                for h in range(H):
+                    s_ = (((n0 + t) * C + c) * H + h) * W
+                    d = ((t * C + c) * Hp + h + pt) * Wp + pl
+                    for q in range(W):
+                        pf[_U(d + q)] = xf[_U(s_ + q)]
     for t in range(T):
         for c in range(C):
             for i in range(kh):
@@ -304,36 +320,31 @@ def _unfold_imgs(xp, kh, kw, sh, sw, dh, dw, OH, OW, out):
                     k = (c * kh + i) * kw + j
                     ob = (t * K + k) * P
                     for oh in range(OH):
-                        src = ((t * C + c) * Hp + oh * sh + i * dh) * Wp + j * dw
+                        src = (((base + t) * C + c) * Hp + oh * sh + i * dh) * Wp + j * dw
                         dst = ob + oh * OW
                         if sw == 1:
                             for ow in range(OW):
-                                of[_U(dst + ow)] = xf[_U(src + ow)]
+                                of[_U(dst + ow)] = pf[_U(src + ow)]
                         else:
                             for ow in range(OW):
-                                of[_U(dst + ow)] = xf[_U(src + ow * sw)]
+                                of[_U(dst + ow)] = pf[_U(src + ow * sw)]
 
 
 class _TilePad:
-    """Images ``n0 .. n1`` of ``x`` zero-padded by ``pads``, a tile at a time, in one buffer
-    whose border is zeroed once: each tile copies only its interior (in cache), instead of a
-    padded copy of the whole batch (zeros + copy, out of cache)."""
+    """Where :func:`_unfold_imgs` pads a tile of images: one buffer whose border is zeroed
+    once (each tile copies only its interior, in cache), instead of a padded copy of the whole
+    batch (zeros + copy, out of cache); without padding, the input itself."""
 
     def __init__(self, x, pads, T):
         (pt, pb), (pl, pr) = pads
         self.x, self.pt, self.pl = np.ascontiguousarray(x), pt, pl
         N, C, H, W = x.shape
-        self.plain = pt == pb == pl == pr == 0
-        if not self.plain:
-            self.buf = np.zeros((T, C, H + pt + pb, W + pl + pr), dtype=x.dtype)
-            self.H, self.W = H, W
+        self.buf = self.x if pt == pb == pl == pr == 0 else \
+            np.zeros((T, C, H + pt + pb, W + pl + pr), dtype=x.dtype)
 
-    def __call__(self, n0, n1):
-        if self.plain:
-            return self.x[n0:n1]
-        b = self.buf[:n1 - n0]
-        b[:, :, self.pt:self.pt + self.H, self.pl:self.pl + self.W] = self.x[n0:n1]
-        return b
+    def unfold(self, n0, kh, kw, stride, dilation, OH, OW, out):
+        _unfold_imgs(self.x, n0, self.buf, self.pt, self.pl, kh, kw, stride[0], stride[1], dilation[0],
+                     dilation[1], OH, OW, out)
 
 
 @njit
@@ -383,7 +394,7 @@ def _tiled_fwd(x, w, stride, dilation, pads, OH, OW, keep_cols=False):
     for n0 in range(0, N, T):
         n1 = min(N, n0 + T)
         c = cols[n0:n1] if keep_cols else cols[:n1 - n0]
-        _unfold_imgs(xt(n0, n1), kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
+        xt.unfold(n0, kh, kw, stride, dilation, OH, OW, c)
         np.matmul(wr, c, out=y[n0:n1])
     y = y.reshape(N, F, OH, OW)
     return (y, cols) if keep_cols else y
@@ -408,7 +419,7 @@ def _tiled_dw(dy, x, w_shape, stride, dilation, pads, cols=None):
             c = cols[n0:n1]
         else:
             c = buf[:n1 - n0]
-            _unfold_imgs(xt(n0, n1), kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
+            xt.unfold(n0, kh, kw, stride, dilation, OH, OW, c)
         for t in range(n1 - n0):
             dwt += c[t] @ dy3[n0 + t].T
     return np.ascontiguousarray(dwt.T).reshape(w_shape)

@@ -1,7 +1,7 @@
 """Training throughput past LeNet: cnncalc vs PyTorch on one thread (issue 27, item 1).
 
 ``python benchmarks/bench_train_nets.py [--rounds R] [--nets cifar_resnet20,mobilenet_v2,vgg11-bn]
-[--batches 32,128] [--images 256] [--profile NET]``
+[--batches 32,128] [--images 256] [--clock cpu] [--tree OTHER_CHECKOUT] [--profile NET]``
 
 Each case is a shipped spec at 32x32x3 (``--input``) trained with SGD (momentum 0.9, weight
 decay 5e-4, softmax cross-entropy) on random images and labels (seeded), batch B, 1 thread on
@@ -11,8 +11,10 @@ writes), in train mode, ``torch.set_num_threads(1)``. Each round runs the two si
 own fresh interpreters, alternating which goes first; a run does 2 warm-up steps, then times
 ``max(2, images // B)`` steps (wall time, or with ``--clock cpu`` the worker's CPU time). The table gives min and median seconds per image
 over the rounds as images/s (best = the fastest round) and the ratio cnncalc / PyTorch
-(> 1: cnncalc faster), with the load average before each case. ``--profile NET`` prints
-cProfile's top functions of cnncalc's steps instead.
+(> 1: cnncalc faster), with the load average before each case. ``--tree`` times another
+checkout's cnncalc in the same rounds (its own worker script and code, alternating with the
+other two), i.e. *before* and *after* from one run. ``--profile NET`` prints cProfile's top
+functions of cnncalc's steps instead.
 """
 from __future__ import annotations
 
@@ -135,6 +137,8 @@ def main():
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall time (default) or the worker's CPU time (a process waiting for a shared core "
                          "is not charged for the wait; both sides run 1 thread)")
+    ap.add_argument("--tree", default=None, metavar="OTHER_CHECKOUT",
+                    help="also time this checkout's cnncalc (e.g. the branch point), alternating in the same rounds")
     ap.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -149,28 +153,43 @@ def main():
         b = int(a.batches.split(",")[0])
         profile(a.profile, b, max(2, a.images // b))
         return
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    sides = ["ours", "torch"] + (["tree"] if a.tree else [])
+    tree = Path(a.tree).resolve() if a.tree else None
+
+    def run(side, spec, batch, steps):
+        root = tree if side == "tree" else ROOT
+        env = {**os.environ, "PYTHONPATH": str(root), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        out = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_train_nets.py"), "--worker",
+                              "torch" if side == "torch" else "ours", "--spec", spec, "--batch", str(batch),
+                              "--steps", str(steps), "--clock", a.clock], capture_output=True, text=True, env=env,
+                             cwd=root)
+        if out.returncode:
+            raise SystemExit(f"{side} {spec} {batch}: {out.stderr[-3000:]}")
+        return float(out.stdout.split()[-1])
+
     print(f"training images/s ({a.clock} time) at 32x32x3, 1 thread each side, {a.rounds} rounds alternating in fresh "
-          f"processes; {os.cpu_count()} cores")
-    print("| net | batch | load avg | cnncalc best / median | PyTorch best / median | ratio median | ratio best |")
-    print("|---|---|---|---|---|---|---|")
+          f"processes; {os.cpu_count()} cores" + (f"; before = {tree}" if tree else ""))
+    head = "| net | batch | load avg | cnncalc best / median | PyTorch best / median | ratio median | ratio best |"
+    if tree:
+        head += " before best / median | before ratio median |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
     for spec in a.nets.split(","):
         for batch in (int(b) for b in a.batches.split(",")):
             steps = max(2, a.images // batch)
             load = os.getloadavg()[0]
-            got = {"ours": [], "torch": []}
+            got = {side: [] for side in sides}
             for r in range(a.rounds):
-                for side in (("ours", "torch") if r % 2 == 0 else ("torch", "ours")):
-                    out = subprocess.run([sys.executable, __file__, "--worker", side, "--spec", spec, "--batch",
-                                          str(batch), "--steps", str(steps), "--clock", a.clock], capture_output=True, text=True,
-                                         env=env, cwd=ROOT)
-                    if out.returncode:
-                        raise SystemExit(f"{side} {spec} {batch}: {out.stderr[-3000:]}")
-                    got[side].append(float(out.stdout.split()[-1]))
+                for side in (sides if r % 2 == 0 else sides[::-1]):
+                    got[side].append(run(side, spec, batch, steps))
             o, t = got["ours"], got["torch"]
             mo, mt = statistics.median(o), statistics.median(t)
-            print(f"| {spec} | {batch} | {load:.2f} | {max(o):,.1f} / {mo:,.1f} | {max(t):,.1f} / {mt:,.1f} | "
-                  f"{mo / mt:.2f} | {max(o) / max(t):.2f} |", flush=True)
+            line = (f"| {spec} | {batch} | {load:.2f} | {max(o):,.1f} / {mo:,.1f} | {max(t):,.1f} / {mt:,.1f} | "
+                    f"{mo / mt:.2f} | {max(o) / max(t):.2f} |")
+            if tree:
+                b_ = got["tree"]
+                line += f" {max(b_):,.1f} / {statistics.median(b_):,.1f} | {statistics.median(b_) / mt:.2f} |"
+            print(line, flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

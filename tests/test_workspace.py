@@ -75,9 +75,9 @@ def _conv_cache(c):
 
 
 @pytest.mark.parametrize("conv,input_,batch", [
-    ("{conv: 6, kernel: 3, pad: 1", "12x10x4", 2),                  # im2col columns
+    ("{conv: 6, kernel: 3, pad: 1", "7x6x4", 2),                    # im2col columns
     ("{conv: 8, kernel: 3, stride: 2, pad: 1, groups: 2", "11x9x8", 3),  # grouped, strided
-    ("{conv: 6, kernel: 3, dilation: 2", "13x13x3", 1),             # dilated
+    ("{conv: 6, kernel: 3, dilation: 2", "11x11x3", 1),             # dilated
     ("{conv: 4, kernel: 3, stride: 2, rounding: ceil", "10x8x3", 1),  # ceil: extra high padding
 ])
 def test_im2col_columns_are_the_runtimes(tmp_path, conv, input_, batch):
@@ -85,6 +85,39 @@ def test_im2col_columns_are_the_runtimes(tmp_path, conv, input_, batch):
     assert cache.cols is not None
     assert cache.cols.size == r.im2col  # K*K*C_in x H_out*W_out per image, as allocated
     assert cache.cols.nbytes == r.im2col * 4
+    if r.runtime_algo == "im2col":  # the grouped one runs the depthwise kernel by default
+        assert r.runtime == r.im2col + r.padded
+
+
+@pytest.mark.parametrize("conv,input_,batch,tile", [
+    ("{conv: 6, kernel: 3, pad: 1", "12x10x4", 2, 2),               # 120 positions, small weights
+    ("{conv: 6, kernel: 3, dilation: 2", "13x13x3", 3, 3),          # 9x9, dilated
+    ("{conv: 16, kernel: 3, pad: 1", "32x32x16", 3, 1),             # 144*1024*4 B > 512 KiB: one image
+    ("{conv: 8, kernel: 3, stride: 2, pad: 1", "39x35x8", 2, 2),    # strided, 20x18
+])
+def test_im2col_tiles_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batch, tile):
+    """Planes of 16x16 and more (8x8 with small weights) unfold a tile of images at a time and
+    keep no columns: the workspace is the tile's columns and its padded copy (recorded as the
+    runtime's forward unfolds them), not the batch's."""
+    from cnncalc.runtime.kernels import conv as kconv
+
+    seen, padded = [], []
+    unfold = kconv._unfold_imgs
+
+    def rec(*args):
+        seen.append(args[-1].shape)
+        padded.append(args[2].shape)
+        return unfold(*args)
+
+    monkeypatch.setattr(kconv, "_unfold_imgs", rec)
+    r, cache = _run_conv(tmp_path, conv, input_, batch, "im2col")
+    assert cache.cols is None
+    g = r.geometry
+    K, P = g["C_in"] * 9, g["H_out"] * g["W_out"]
+    assert max(seen) == (tile, K, P)
+    tpad = tile * g["C_in"] * g["H_pad"] * g["W_pad"] if r.padded else 0
+    assert not tpad or max(padded) == (tile, g["C_in"], g["H_pad"], g["W_pad"])  # the tile's padded buffer
+    assert r.runtime == tile * K * P + tpad
 
 
 @pytest.mark.parametrize("conv,input_,variant", [

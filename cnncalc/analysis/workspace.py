@@ -22,8 +22,11 @@ k_h x k_w kernels, stride s, groups g:
 The runtime's own choice is the rule of ``cnncalc.runtime.kernels.conv.choose_algo`` (restated
 here: the analysis never imports the runtime): thin groups → its depthwise kernel, stride 1 with
 ≥ 81 taps → FFT, else im2col in one of its variants (a 1x1 unpadded conv reads the input in
-place, a window covering the whole input is one GEMM, wide stride-1 kernels unfold rows). The
-runtime pads a copy of the input for direct, im2col and FFT (C_in·H_p·W_p per image).
+place, a window covering the whole input is one GEMM, wide stride-1 kernels unfold rows,
+ungrouped convs on planes of 16x16 and more — 8x8 and more when the weights fit 256 KiB —
+unfold a tile of images at a time, ≤ 512 KiB of columns, from a padded copy of the tile only).
+The runtime pads a copy of the input for direct, FFT and the other im2col variants (C_in·H_p·W_p
+per image).
 
 The peak over the network is the largest single conv's workspace: each is freed when its
 conv returns.
@@ -66,9 +69,17 @@ class ConvWorkspace:
         return d
 
 
-def conv_workspace(layer, batch: int = 1) -> ConvWorkspace | None:
+#: the runtime's im2col tiles (restated from cnncalc.runtime.kernels.conv: the analysis never
+#: imports the runtime): bytes of columns per tile, the plane sizes that run tile by tile
+TILE_BYTES, TILE_MIN_PLANE, TILE_SMALL_PLANE, TILE_SMALL_W_BYTES = 512 << 10, 256, 64, 256 << 10
+#: depthwise output planes of at most this many positions run as numpy passes (kernels/depthwise.py)
+TINY_PLANE = 16
+
+
+def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | None:
     """The workspace of one inferred conv / dwconv layer (None for 3-D convolutions and
-    layers on tokens or tensors, which these algorithms do not cover)."""
+    layers on tokens or tensors, which these algorithms do not cover); ``nbytes`` per element
+    sets how many images the runtime's im2col tiles hold."""
     x, y = layer.in_shapes[0], layer.out_shape
     if x.__class__ is Tensor or len(x) not in (2, 3):
         return None
@@ -125,7 +136,13 @@ def conv_workspace(layer, batch: int = 1) -> ConvWorkspace | None:
               f"{r.fft_real:,} reals; total {r.fft:,}")
     # the runtime's choice (cnncalc.runtime.kernels.conv.choose_algo and _conv_nobias)
     pads = pt or pb or pl or pr
-    if g > 1 and Cg * (F // g) <= 32:
+    if g > 1 and Cg == 1 and F == g and OH * OW <= TINY_PLANE:
+        Hn, Wn = (OH - 1) * sh + (kh - 1) * dh + 1, (OW - 1) * sw + (kw - 1) * dw + 1
+        r.runtime_algo = "depthwise"
+        r.runtime = N * C * (Hn * Wn + 3 * OH * OW)
+        r.runtime_detail = (f"tiny planes, channels-last passes: padded input {N}*{C}*{Hn}*{Wn} + accumulator "
+                            f"and two temporaries 3*{N}*{C}*{OH}*{OW}")
+    elif g > 1 and Cg * (F // g) <= 32:
         Wq = OW + ((kw - 1) * dw) // sw
         Hq = OH + ((kh - 1) * dh) // sh + 1
         per_task = OH * Wq + sh * sw * Hq * Wq
@@ -152,6 +169,14 @@ def conv_workspace(layer, batch: int = 1) -> ConvWorkspace | None:
                 r.runtime = R + G + padded
                 r.runtime_detail = (f"row unfold {N}*{C}*{kh}*{OH}*{Wp} = {R:,} + GEMM rows {N}*{F}*{kw}*{OH}*{Wp} = "
                                     f"{G:,}" + (f" + padded copy {padded:,}" if padded else ""))
+            elif g == 1 and (OH * OW >= TILE_MIN_PLANE
+                             or (OH * OW >= TILE_SMALL_PLANE and F * C * kh * kw * 4 <= TILE_SMALL_W_BYTES)):
+                Kc, P = C * kh * kw, OH * OW
+                T = max(1, min(N, TILE_BYTES // (Kc * P * nbytes)))
+                tpad = T * C * Hp * Wp if padded else 0
+                r.runtime = T * Kc * P + tpad
+                r.runtime_detail = (f"columns of a tile of {T} image{'s' if T > 1 else ''} {T}*{Kc}*{P}"
+                                    + (f" + the tile padded {T}*{C}*{Hp}*{Wp} = {tpad:,}" if tpad else ""))
             else:
                 r.runtime = r.im2col + padded
                 r.runtime_detail = f"columns {r.im2col:,}" + (f" + padded copy {padded:,}" if padded else "")
@@ -194,7 +219,7 @@ def workspace(graph, *, batch: int = 1, nbytes: int = 4, dtype: str = "float32",
     for node in graph.nodes.values():
         if node.layer is None or node.kind not in ("conv", "dwconv", "deconv", "local"):
             continue
-        r = conv_workspace(node.layer, batch) if node.kind in ("conv", "dwconv") else None
+        r = conv_workspace(node.layer, batch, nbytes) if node.kind in ("conv", "dwconv") else None
         if r is None:
             skipped.append(node.name)
         else:

@@ -163,6 +163,8 @@ layers:
   - {dwconv: 3, pad: 1, name: dw1}
   - {dwconv: 3, stride: 2, pad: same, multiplier: 2, activation: tanh, name: dw2}
   - {dwconv: 3, pad: 2, dilation: 2, name: dw3}
+  - {dwconv: 3, stride: 2, pad: 1, name: dw4}
+  - {dwconv: 3, pad: 1, name: dw5}
   - {conv: 6, kernel: 3, groups: 3, pad: 1, name: grouped}
   - flatten
   - {fc: 4, name: fc}
@@ -178,5 +180,33 @@ def test_gradcheck_through_the_executor():
     graph = load_spec_text(GRADCHECK_SPEC, file="dw.yaml")
     checks = gradcheck(graph, conv_algo="auto", entries=30)
     layers = {c.layer for c in checks}
-    assert {"dw1", "dw2", "dw3", "grouped"} <= layers
+    assert {"dw1", "dw2", "dw3", "dw4", "dw5", "grouped"} <= layers  # dw4, dw5: 3x3 planes (tiny)
     assert all(c.ok for c in checks), [c.to_dict() for c in checks if not c.ok]
+
+
+@pytest.mark.parametrize("N,C,H,W,kernel,stride,pad,dilation", [
+    (33, 5, 1, 1, 3, 1, 1, 1),           # MobileNet-v2's 1x1 planes at a 32x32 input (33 images: in order)
+    (3, 5, 2, 2, 3, 1, 1, 1),
+    (2, 4, 4, 4, 3, 2, 1, 1),            # stride 2 onto 2x2
+    (2, 3, 3, 5, 3, 2, ((1, 0), (0, 1)), 1),
+    (2, 4, 2, 2, 5, 1, 2, 1),
+    (2, 3, 7, 7, 3, 2, 1, 1),            # 4x4 out: the largest tiny plane
+])
+def test_tiny_planes_are_the_plane_kernels_bit_for_bit(N, C, H, W, kernel, stride, pad, dilation):
+    """Depthwise convs on planes of at most TINY_PLANE outputs run as numpy passes over all
+    planes (channels-last) in the plane kernels' order of operations: the same bits."""
+    from cnncalc.runtime.kernels import depthwise as dk
+
+    x, w, _, groups = make(N, C, H, W, 1, (kernel, kernel))
+    st, pads, dil = conv._norm_args(stride, pad, dilation)
+    OH, OW = conv.conv2d_output_size(H, W, kernel, stride, pad, dilation)
+    assert dk._tiny(x.shape, w.shape, groups, OH, OW)
+    (pt, _), (pl, _) = pads
+    y = dk._fwd(x, w, st[0], st[1], dil[0], dil[1], pt, pl, groups, OH, OW)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    dx = (dk._dx1(dy, w, dil[0], dil[1], pt, pl, groups, H, W) if st == (1, 1)
+          else dk._dxs(dy, w, st[0], st[1], dil[0], dil[1], pt, pl, groups, H, W))
+    dw = dk._dw(dy, x, 1, kernel, kernel, st[0], st[1], dil[0], dil[1], pt, pl, groups)
+    np.testing.assert_array_equal(dk.depthwise_forward(x, w, st, pads, dil, groups, OH, OW), y)
+    np.testing.assert_array_equal(dk.depthwise_data_grad(dy, w, x.shape, st, pads, dil, groups), dx)
+    np.testing.assert_array_equal(dk.depthwise_weight_grad(dy, x, w.shape, st, pads, dil, groups), dw)

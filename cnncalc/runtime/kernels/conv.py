@@ -252,10 +252,22 @@ TILE_BYTES = 512 << 10
 TILE_MIN_PLANE = 256
 
 
-def _tiles(OH, OW):
+#: planes of this many positions up to TILE_MIN_PLANE (8x8 .. 15x15) still run tile by tile when
+#: the weight matrix is at most TILE_SMALL_W_BYTES: each image's GEMM re-reads it from cache
+TILE_SMALL_PLANE = 64
+TILE_SMALL_W_BYTES = 256 << 10
+#: the tiled path keeps no columns for the weight gradient: it unfolds them again tile by tile
+TILE_KEEP_COLS = False
+
+
+def _tiles(OH, OW, w_shape=None):
     """Ungrouped im2col runs tile by tile (:func:`_tiled_fwd`) for planes of TILE_MIN_PLANE
     positions or more; smaller planes multiply the whole batch's columns at once."""
-    return OH * OW >= TILE_MIN_PLANE
+    P = OH * OW
+    if P >= TILE_MIN_PLANE:
+        return True
+    return (w_shape is not None and P >= TILE_SMALL_PLANE
+            and w_shape[0] * w_shape[1] * w_shape[2] * w_shape[3] * 4 <= TILE_SMALL_W_BYTES)
 
 
 def _tile(N, K, P, itemsize):
@@ -263,15 +275,44 @@ def _tile(N, K, P, itemsize):
 
 
 @njit
-def _unfold_imgs(xp, n0, kh, kw, sh, sw, dh, dw, OH, OW, out):
-    """``out[t, (c*kh + i)*kw + j, oh*OW + ow] = xp[n0 + t, c, oh*sh + i*dh, ow*sw + j*dw]``:
-    the columns of images ``n0 .. n0 + len(out)``, one (K, OH*OW) matrix per image, so that
-    ``W (F, K) @ out[t]`` is image ``t``'s output in NCHW. Flat unsigned indexing (see
-    :func:`_im2col`)."""
+def _valid_cols(qo, sw, W, OW):
+    """The output columns ``ow_lo .. ow_hi`` whose input column ``ow*sw + qo`` is inside
+    ``0 .. W-1`` (the others read the zero padding)."""
+    lo = 0 if qo >= 0 else (sw - 1 - qo) // sw
+    hi = 0 if W - 1 - qo < 0 else (W - 1 - qo) // sw + 1
+    lo = min(lo, OW)
+    hi = max(lo, min(hi, OW))
+    return lo, hi
+
+
+@njit
+def _unfold_imgs(x, n0, xp, pt, pl, kh, kw, sh, sw, dh, dw, OH, OW, out):
+    """``out[t, (c*kh + i)*kw + j, oh*OW + ow] = xpad[n0 + t, c, oh*sh + i*dh, ow*sw + j*dw]``:
+    the columns of images ``n0 .. n0 + len(out)`` of ``x`` zero-padded by ``pt`` rows on top
+    and ``pl`` columns on the left, one (K, OH*OW) matrix per image, so that ``W (F, K) @
+    out[t]`` is image ``t``'s output in NCHW. ``xp`` is a buffer of the tile's padded images
+    whose border is zero (:class:`_TilePad`): the images are first copied into its interior
+    (or, when ``xp`` is ``x`` itself — no padding —, read in place). Flat unsigned indexing
+    (see :func:`_im2col`). (Reading the unpadded input with the padding's zeros written here
+    instead ran 2-3x slower: the zero runs at the edges become memset calls and the copies of
+    31 values of 32 scalar remainders; the interior copy as a numpy slice assignment cost
+    10 us a call.)"""
     T, K, P = out.shape
-    N, C, Hp, Wp = xp.shape
-    xf = xp.reshape(-1)
+    N, C, H, W = x.shape
+    _, _, Hp, Wp = xp.shape
+    xf = x.reshape(-1)
+    pf = xp.reshape(-1)
     of = out.reshape(-1)
+    inplace = xp.shape[0] == N and Hp == H and Wp == W and pt == 0 and pl == 0
+    base = n0 if inplace else 0
+    if not inplace:
+        for t in range(T):
+            for c in range(C):
+                for h in range(H):
+                    s_ = (((n0 + t) * C + c) * H + h) * W
+                    d = ((t * C + c) * Hp + h + pt) * Wp + pl
+                    for q in range(W):
+                        pf[_U(d + q)] = xf[_U(s_ + q)]
     for t in range(T):
         for c in range(C):
             for i in range(kh):
@@ -279,66 +320,89 @@ def _unfold_imgs(xp, n0, kh, kw, sh, sw, dh, dw, OH, OW, out):
                     k = (c * kh + i) * kw + j
                     ob = (t * K + k) * P
                     for oh in range(OH):
-                        src = (((n0 + t) * C + c) * Hp + oh * sh + i * dh) * Wp + j * dw
+                        src = (((base + t) * C + c) * Hp + oh * sh + i * dh) * Wp + j * dw
                         dst = ob + oh * OW
                         if sw == 1:
                             for ow in range(OW):
-                                of[_U(dst + ow)] = xf[_U(src + ow)]
+                                of[_U(dst + ow)] = pf[_U(src + ow)]
                         else:
                             for ow in range(OW):
-                                of[_U(dst + ow)] = xf[_U(src + ow * sw)]
+                                of[_U(dst + ow)] = pf[_U(src + ow * sw)]
+
+
+class _TilePad:
+    """Where :func:`_unfold_imgs` pads a tile of images: one buffer whose border is zeroed
+    once (each tile copies only its interior, in cache), instead of a padded copy of the whole
+    batch (zeros + copy, out of cache); without padding, the input itself."""
+
+    def __init__(self, x, pads, T):
+        (pt, pb), (pl, pr) = pads
+        self.x, self.pt, self.pl = np.ascontiguousarray(x), pt, pl
+        N, C, H, W = x.shape
+        self.buf = self.x if pt == pb == pl == pr == 0 else \
+            np.zeros((T, C, H + pt + pb, W + pl + pr), dtype=x.dtype)
+
+    def unfold(self, n0, kh, kw, stride, dilation, OH, OW, out):
+        _unfold_imgs(self.x, n0, self.buf, self.pt, self.pl, kh, kw, stride[0], stride[1], dilation[0],
+                     dilation[1], OH, OW, out)
 
 
 @njit
-def _fold_imgs(dcols, n0, kh, kw, sh, sw, dh, dw, OH, OW, dxp):
-    """Adjoint of :func:`_unfold_imgs`: scatter-add image ``t``'s columns into ``dxp[n0 + t]``
-    (per pixel in tap order (i, j), as :func:`_col2im`)."""
+def _fold_imgs(dcols, n0, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
+    """Adjoint of :func:`_unfold_imgs`: scatter-add image ``t``'s columns into ``dx[n0 + t]``
+    (per pixel in tap order (i, j), as :func:`_col2im`); what falls on the padding is dropped."""
     T, K, P = dcols.shape
-    N, C, Hp, Wp = dxp.shape
+    N, C, H, W = dx.shape
     cf = dcols.reshape(-1)
-    df = dxp.reshape(-1)
+    df = dx.reshape(-1)
     for t in range(T):
         for c in range(C):
-            pb = ((n0 + t) * C + c) * Hp * Wp
+            pb = ((n0 + t) * C + c) * H * W
             for i in range(kh):
                 for j in range(kw):
                     rb = (t * K + (c * kh + i) * kw + j) * P
+                    qo = j * dw - pl
+                    lo, hi = _valid_cols(qo, sw, W, OW)
                     for oh in range(OH):
-                        d = pb + (oh * sh + i * dh) * Wp + j * dw
+                        r = oh * sh + i * dh - pt
+                        if r < 0 or r >= H:
+                            continue
+                        d = pb + r * W + qo
                         s_ = rb + oh * OW
                         if sw == 1:
-                            for ow in range(OW):
+                            for ow in range(lo, hi):
                                 df[_U(d + ow)] += cf[_U(s_ + ow)]
                         else:
-                            for ow in range(OW):
+                            for ow in range(lo, hi):
                                 df[_U(d + ow * sw)] += cf[_U(s_ + ow)]
 
 
-def _tiled_fwd(xp, w, stride, dilation, OH, OW, keep_cols=False):
-    """An ungrouped conv as im2col tile by tile: each tile of images is unfolded into cache-sized
-    columns and multiplied at once into its slice of the NCHW output (``np.matmul`` of
-    ``W (F, K)`` with the tile's ``(T, K, P)`` columns is ``(T, F, P)``: no transpose copy).
-    ``keep_cols``: also return the whole batch's columns ``(N, K, P)`` for the weight gradient."""
-    N = xp.shape[0]
+def _tiled_fwd(x, w, stride, dilation, pads, OH, OW, keep_cols=False):
+    """An ungrouped conv as im2col tile by tile: each tile of images is padded (:class:`_TilePad`)
+    and unfolded (:func:`_unfold_imgs`) into cache-sized columns and multiplied at once into
+    its slice of the NCHW output (``np.matmul`` of ``W (F, K)`` with the tile's ``(T, K, P)``
+    columns is ``(T, F, P)``: no transpose copy). ``keep_cols``: also return the whole batch's
+    columns ``(N, K, P)`` for the weight gradient."""
+    N = x.shape[0]
     F, C, kh, kw = w.shape
     K, P = C * kh * kw, OH * OW
     wr = w.reshape(F, K)
-    y = np.empty((N, F, P), dtype=xp.dtype)
-    T = _tile(N, K, P, xp.itemsize)
-    cols = np.empty((N if keep_cols else T, K, P), dtype=xp.dtype)
-    xp = np.ascontiguousarray(xp)
+    y = np.empty((N, F, P), dtype=x.dtype)
+    T = _tile(N, K, P, x.itemsize)
+    cols = np.empty((N if keep_cols else T, K, P), dtype=x.dtype)
+    xt = _TilePad(x, pads, T)
     for n0 in range(0, N, T):
         n1 = min(N, n0 + T)
         c = cols[n0:n1] if keep_cols else cols[:n1 - n0]
-        _unfold_imgs(xp, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
+        xt.unfold(n0, kh, kw, stride, dilation, OH, OW, c)
         np.matmul(wr, c, out=y[n0:n1])
     y = y.reshape(N, F, OH, OW)
     return (y, cols) if keep_cols else y
 
 
-def _tiled_dw(dy, xp, w_shape, stride, dilation, cols=None):
+def _tiled_dw(dy, x, w_shape, stride, dilation, pads, cols=None):
     """dW of an ungrouped conv: ``sum_n dY[n] (F, P) @ cols[n].T`` -- dY read in NCHW as it is,
-    the columns the forward kept (``cols``) or unfolded again tile by tile."""
+    the columns the forward kept (``cols``) or unfolded again tile by tile from ``x``."""
     N, F, OH, OW = dy.shape
     _, C, kh, kw = w_shape
     K, P = C * kh * kw, OH * OW
@@ -348,45 +412,46 @@ def _tiled_dw(dy, xp, w_shape, stride, dilation, cols=None):
     # 127 vs 94 for 32x256x288, 141 vs 75 for 64x64x576)
     T = _tile(N, K, P, dy.itemsize)
     buf = None if cols is not None else np.empty((T, K, P), dtype=dy.dtype)
-    if xp is not None:
-        xp = np.ascontiguousarray(xp)
+    xt = None if cols is not None else _TilePad(x, pads, T)
     for n0 in range(0, N, T):
         n1 = min(N, n0 + T)
         if cols is not None:
             c = cols[n0:n1]
         else:
             c = buf[:n1 - n0]
-            _unfold_imgs(xp, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, c)
+            xt.unfold(n0, kh, kw, stride, dilation, OH, OW, c)
         for t in range(n1 - n0):
             dwt += c[t] @ dy3[n0 + t].T
     return np.ascontiguousarray(dwt.T).reshape(w_shape)
 
 
-def _tiled_dx(dy, w, stride, dilation, Hp, Wp):
-    """dX of the padded input of an ungrouped conv: per tile ``W.T (K, F) @ dY[tile]`` into
-    cache-sized columns, folded at once (:func:`_fold_imgs`)."""
+def _tiled_dx(dy, w, stride, dilation, pads, H, W):
+    """dX of an ungrouped conv: per tile ``W.T (K, F) @ dY[tile]`` into cache-sized columns,
+    folded at once into the unpadded input's gradient (:func:`_fold_imgs`)."""
     N, F, OH, OW = dy.shape
     _, C, kh, kw = w.shape
     K, P = C * kh * kw, OH * OW
     wt = np.ascontiguousarray(w.reshape(F, K).T)
     dy3 = np.ascontiguousarray(dy).reshape(N, F, P)
-    dxp = np.zeros((N, C, Hp, Wp), dtype=dy.dtype)
+    dx = np.zeros((N, C, H, W), dtype=dy.dtype)
     T = _tile(N, K, P, dy.itemsize)
     buf = np.empty((T, K, P), dtype=dy.dtype)
     for n0 in range(0, N, T):
         n1 = min(N, n0 + T)
         c = buf[:n1 - n0]
         np.matmul(wt, dy3[n0:n1], out=c)
-        _fold_imgs(c, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, dxp)
-    return dxp
+        _fold_imgs(c, n0, kh, kw, stride[0], stride[1], dilation[0], dilation[1], pads[0][0], pads[1][0], OH, OW, dx)
+    return dx
 
 
-def _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=False):
-    """y (N, F, OH, OW); with ``keep_cols`` returns ``(y, cols)`` for the weight gradient."""
-    N = xp.shape[0]
+def _im2col_fwd(x, w, stride, dilation, groups, pads, OH, OW, keep_cols=False):
+    """y (N, F, OH, OW) of the input ``x`` zero-padded by ``pads``; with ``keep_cols`` returns
+    ``(y, cols)`` for the weight gradient."""
+    N = x.shape[0]
     F, Cg, kh, kw = w.shape
-    if groups == 1 and _tiles(OH, OW):
-        return _tiled_fwd(xp, w, stride, dilation, OH, OW, keep_cols)
+    if groups == 1 and _tiles(OH, OW, w.shape):
+        return _tiled_fwd(x, w, stride, dilation, pads, OH, OW, keep_cols)
+    xp = _pad_input(x, pads)
     cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
     if groups == 1:
@@ -504,11 +569,10 @@ def _flip_conv_dx(dy, w, dilation, fpads, H, W):
     "full correlation" restricted to the input's interior), so it runs as an unfold (a copy)
     and one GEMM, instead of a GEMM and a fold (a scatter-add) followed by a crop of the
     padding."""
-    dyp = _pad_input(dy, fpads)
     wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     if _rows_pays(w.shape, (1, 1), 1):
-        return _rows_fwd(dyp, wf, dilation, H, W)[0]
-    return _im2col_fwd(dyp, wf, (1, 1), dilation, 1, H, W)
+        return _rows_fwd(_pad_input(dy, fpads), wf, dilation, H, W)[0]
+    return _im2col_fwd(dy, wf, (1, 1), dilation, 1, fpads, H, W)
 
 
 def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
@@ -525,10 +589,12 @@ def _flip_pays(dy_shape, w_shape, stride, groups, x_hw, fpads):
             and 2 * F * x_hw[0] * x_hw[1] <= 3 * Cg * OH * OW)
 
 
-def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
-    """dX of the padded input: ``col2im(W^T dY)``."""
-    if groups == 1 and _tiles(*dy.shape[2:]):
-        return _tiled_dx(dy, w, stride, dilation, Hp, Wp)
+def _im2col_dx(dy, w, stride, dilation, groups, pads, H, W, dyr=None):
+    """dX of the input padded by ``pads``: ``col2im(W^T dY)``, then the padding cropped."""
+    if groups == 1 and _tiles(*dy.shape[2:], w.shape):
+        return _tiled_dx(dy, w, stride, dilation, pads, H, W)
+    (pt, pb), (pl, pr) = pads
+    Hp, Wp = H + pt + pb, W + pl + pr
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w.shape
     wr = w.reshape(groups, F // groups, Cg * kh * kw)
@@ -538,17 +604,27 @@ def _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr=None):
         dcols = (wr[0].T @ dyr[0])[None]
     else:
         dcols = np.ascontiguousarray(np.matmul(wr.transpose(0, 2, 1), dyr))
-    return _col2im(dcols, N, Cg * groups, Hp, Wp, kh, kw, stride[0], stride[1],
-                   dilation[0], dilation[1], OH, OW)
+    dxp = _col2im(dcols, N, Cg * groups, Hp, Wp, kh, kw, stride[0], stride[1],
+                  dilation[0], dilation[1], OH, OW)
+    return _crop(dxp, pads, H, W)
 
 
-def _im2col_dw(dy, xp, w_shape, stride, dilation, groups, cols=None, dyr=None):
-    if groups == 1 and _tiles(*dy.shape[2:]):
-        return _tiled_dw(dy, xp, w_shape, stride, dilation, cols)
+def _crop(xp, pads, H, W):
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return xp
+    return np.ascontiguousarray(xp[:, :, pt : pt + H, pl : pl + W])
+
+
+def _im2col_dw(dy, x, w_shape, stride, dilation, groups, pads, cols=None, dyr=None):
+    """dW of the conv of ``x`` zero-padded by ``pads``; ``cols``: the forward's kept columns
+    (then ``x`` may be None)."""
+    if groups == 1 and _tiles(*dy.shape[2:], w_shape):
+        return _tiled_dw(dy, x, w_shape, stride, dilation, pads, cols)
     N, F, OH, OW = dy.shape
     _, Cg, kh, kw = w_shape
     if cols is None:
-        cols = _im2col(xp, kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
+        cols = _im2col(_pad_input(x, pads), kh, kw, stride[0], stride[1], dilation[0], dilation[1], OH, OW, groups)
     if dyr is None:
         dyr = _dy_rows(dy, groups)
     if groups == 1:
@@ -740,7 +816,10 @@ def _pw_cols(x, stride, OH, OW):
 
 def _pw_dx(dy, w, x_shape, stride):
     N, F, OH, OW = dy.shape
-    d = np.matmul(w.reshape(F, -1).T, dy.reshape(N, F, OH * OW)).reshape(N, -1, OH, OW)
+    if OH * OW == 1:  # one position: a dense layer (per-image products of one column are slow)
+        d = (dy.reshape(N, F) @ w.reshape(F, -1)).reshape(N, -1, 1, 1)
+    else:
+        d = np.matmul(w.reshape(F, -1).T, dy.reshape(N, F, OH * OW)).reshape(N, -1, OH, OW)
     if stride == (1, 1) and d.shape == tuple(x_shape):
         return d
     dx = np.zeros(x_shape, dy.dtype)
@@ -748,9 +827,22 @@ def _pw_dx(dy, w, x_shape, stride):
     return dx
 
 
+#: pointwise weight gradients on planes of at most this many positions run as one GEMM over
+#: the batch's positions (per-image products with 1..16 terms: 7.1 -> 0.15 ms for 960 -> 160
+#: channels on 1x1 planes at batch 32, 0.67 -> 0.38 ms for 576 -> 96 on 2x2)
+PW_SMALL_PLANE = 16
+
+
 def _pw_dw(dy, x3, w_shape):
     N, F = dy.shape[:2]
     dy3 = dy.reshape(N, F, -1)
+    P = dy3.shape[2]
+    if P == 1:
+        return (dy3.reshape(N, F).T @ x3.reshape(N, -1)).reshape(w_shape)
+    if P <= PW_SMALL_PLANE:
+        dr = np.ascontiguousarray(dy3.transpose(1, 0, 2)).reshape(F, N * P)
+        xr = np.ascontiguousarray(x3.transpose(1, 0, 2)).reshape(x3.shape[1], N * P)
+        return (dr @ xr.T).reshape(w_shape)
     dw = dy3[0] @ x3[0].T
     for n in range(1, N):
         dw += dy3[n] @ x3[n].T
@@ -769,25 +861,28 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     if algo == "depthwise":  # pads plane by plane inside the kernel: no padded copy of x
         y = _dwk.depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW)
         return (y, None) if keep_cols else y
-    xp = _pad_input(x, pads)
     cols = None
     if algo == "direct":
-        y = _direct_fwd(xp, w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
+        y = _direct_fwd(_pad_input(x, pads), w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
     elif algo == "im2col" and _whole_window(x.shape, w.shape, pads, dilation, groups):
         y = (x.reshape(x.shape[0], -1) @ w.reshape(w.shape[0], -1).T).reshape(x.shape[0], w.shape[0], 1, 1)
     elif algo == "im2col" and _pointwise(w.shape, pads, groups):
         cols = _pw_cols(x, stride, OH, OW)
-        y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
+        if OH * OW == 1:  # one position: a dense layer
+            y = (cols.reshape(x.shape[0], -1) @ w.reshape(w.shape[0], -1).T).reshape(x.shape[0], w.shape[0], 1, 1)
+        else:
+            y = np.matmul(w.reshape(w.shape[0], -1), cols).reshape(x.shape[0], w.shape[0], OH, OW)
     elif algo == "im2col" and _rows_pays(w.shape, stride, groups):
-        y, R = _rows_fwd(xp, w, dilation, OH, OW)
+        y, R = _rows_fwd(_pad_input(x, pads), w, dilation, OH, OW)
         cols = R if keep_cols and R.nbytes <= KEEP_COLS_BYTES else None
     elif algo == "im2col":
-        keep = keep_cols and x.shape[0] * OH * OW * w[0].size * x.itemsize <= KEEP_COLS_BYTES
-        y = _im2col_fwd(xp, w, stride, dilation, groups, OH, OW, keep_cols=keep)
+        keep = (keep_cols and x.shape[0] * OH * OW * w[0].size * x.itemsize <= KEEP_COLS_BYTES
+                and (TILE_KEEP_COLS or groups > 1 or not _tiles(OH, OW, w.shape)))
+        y = _im2col_fwd(x, w, stride, dilation, groups, pads, OH, OW, keep_cols=keep)
         if keep:
             y, cols = y
     else:
-        y = _fft_fwd(xp, w, stride, dilation, groups, OH, OW)
+        y = _fft_fwd(_pad_input(x, pads), w, stride, dilation, groups, OH, OW)
     return (y, cols) if keep_cols else y
 
 
@@ -807,12 +902,10 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
         fpads = _flip_pads(w.shape, pads, dilation)
         if _flip_pays(dy.shape, w.shape, stride, groups, (H, W), fpads):
             return _flip_conv_dx(dy, w, dilation, fpads, H, W)
-        dxp = _im2col_dx(dy, w, stride, dilation, groups, Hp, Wp, dyr)
+        return _im2col_dx(dy, w, stride, dilation, groups, pads, H, W, dyr)
     else:
         dxp = _fft_dx(dy, w, stride, dilation, groups, Hp, Wp)
-    if pt == pb == pl == pr == 0:
-        return dxp
-    return np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
+    return _crop(dxp, pads, H, W)
 
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
@@ -828,13 +921,13 @@ def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None
             cols = _row_unfold(_pad_input(x, pads), w_shape[2], dilation[0], dy.shape[2])
         return _rows_dw(dy, cols, w_shape, dilation, Wp)
     if algo == "im2col" and cols is not None:
-        return _im2col_dw(dy, None, w_shape, stride, dilation, groups, cols, dyr)
+        return _im2col_dw(dy, None, w_shape, stride, dilation, groups, pads, cols, dyr)
+    if algo == "im2col":
+        return _im2col_dw(dy, x, w_shape, stride, dilation, groups, pads, None, dyr)
     xp = _pad_input(x, pads)
     if algo == "direct":
         _, Cg, kh, kw = w_shape
         return _direct_dw(dy, xp, Cg, kh, kw, stride[0], stride[1], dilation[0], dilation[1], groups)
-    if algo == "im2col":
-        return _im2col_dw(dy, xp, w_shape, stride, dilation, groups, None, dyr)
     return _fft_dw(dy, xp, w_shape, stride, dilation, groups)
 
 
@@ -922,7 +1015,7 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     c = cache
     dout = as_float(dout, c.x.dtype)
     dyr = (_dy_rows(dout, c.groups) if c.algo == "im2col" and need_dx and need_dw
-           and (c.groups > 1 or not _tiles(*dout.shape[2:]))
+           and (c.groups > 1 or not _tiles(*dout.shape[2:], c.w.shape))
            and not _pointwise(c.w.shape, c.pads, c.groups) and not _rows_pays(c.w.shape, c.stride, c.groups)
            and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
     dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None

@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from cnncalc.runtime._numba import njit
 from cnncalc.runtime.kernels._util import as_float
+from cnncalc.runtime.kernels.tensor import erf
 
 SELU_LAMBDA = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -58,13 +58,6 @@ def hardsigmoid_backward(dout, x):
     return dout * (((x > -3) & (x < 3)) / 6.0).astype(x.dtype)
 
 
-@njit
-def _erf(x, out):  # serial: a parallel region costs more than the loop at these sizes
-    flat, o = x.reshape(-1), out.reshape(-1)
-    for i in range(flat.size):
-        o[i] = math.erf(flat[i])
-
-
 _K = math.sqrt(2.0 / math.pi)
 
 
@@ -73,8 +66,7 @@ def gelu_forward(x, approximate="none"):
     if approximate == "tanh":
         t = np.tanh(_K * (x + 0.044715 * x ** 3))
         return 0.5 * x * (1 + t), (x, t, "tanh")
-    e = np.empty_like(x)
-    _erf(np.ascontiguousarray(x * (1 / math.sqrt(2.0))), e)
+    e = erf(x * (1 / math.sqrt(2.0)))  # the tensor ops' erf kernel: compiled once for both
     phi_cdf = 0.5 * (1 + e)
     return x * phi_cdf, (x, phi_cdf, "none")
 

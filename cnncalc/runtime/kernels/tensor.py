@@ -130,15 +130,16 @@ def where_bwd(dy, cache, shapes):
 
 
 @njit
-def _erf(x, out):  # serial loop over the values (numpy has no erf)
-    flat, o = x.reshape(-1), out.reshape(-1)
+def _erf(flat, o):  # serial loop over the values (numpy has no erf)
     for i in range(flat.size):
         o[i] = math.erf(flat[i])
 
 
 def erf(x):
-    out = np.empty_like(x)
-    _erf(np.ascontiguousarray(x), out)
+    """erf of every value (also GELU's, kernels/activation_ext.py). The kernel sees 1-D arrays
+    only: one compilation per dtype, not one per rank as well."""
+    out = np.empty_like(x, order="C")
+    _erf(np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
     return out
 
 

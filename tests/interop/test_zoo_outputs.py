@@ -4,8 +4,8 @@ tensors (random, with random batch-norm statistics and no constant left: tests/i
 logits in float64 on a random image. Equal parameter and MAC counts do not show this: TF's
 ``pad: same`` on a stride-2 conv (pad [0, 1] on an even map where PyTorch pads [1, 1]) or a
 batch norm's eps change the outputs and leave every count alone — mobilenet_v2 and
-mobilevit_xxs (padding), mobilenet_v3_large/small and efficientnet_b0…b3 (eps 0.001) computed
-another network until these tests. Small inputs where the network takes any size."""
+mobilevit_xxs (padding) and mobilenet_v3_large/small (eps 0.001) computed another network
+until these tests. Small inputs where the network takes any size."""
 from __future__ import annotations
 
 import pytest

@@ -69,8 +69,9 @@ def outputs_gap(spec, model, size, *, last=(), after=()):
     with torch.no_grad():
         want = model(torch.from_numpy(x))
     want = (want[0] if isinstance(want, tuple) else want).numpy()
-    got = net.forward(x)
-    got = (got[g.outputs[0]] if g.outputs and g.outputs[0] in got else next(iter(got.values()))).reshape(want.shape)
+    out = net.forward(x)
+    got = net.logits(g.outputs[0] if g.outputs and g.outputs[0] in out else next(iter(out)))  # (before a softmax)
+    got = got.reshape(want.shape)
     return float(np.abs(got - want).max()), float(np.abs(want).max())
 
 
@@ -98,6 +99,7 @@ TORCHVISION = [
     ("efficientnet_b2", _tv("efficientnet_b2"), 64, ()), ("efficientnet_b3", _tv("efficientnet_b3"), 64, ()),
     ("convnext_tiny", _tv("convnext_tiny"), 64, ("layer_scale",)),
     ("regnet_x_400mf", _tv("regnet_x_400mf"), 64, ("proj",)),
+    *[(f"vgg{n}{bn}", _tv(f"vgg{n}{bn.replace('-', '_')}"), 224, ()) for n in (11, 13, 16, 19) for bn in ("", "-bn")],
     ("inception_v3", _tv("inception_v3", aux_logits=False, init_weights=False, transform_input=False), 299, ()),
 ]
 

@@ -287,9 +287,16 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
         for k, o in zip(row, off):
             xs[index[k]] = o
     dummy = {k: n.dummy for k, n in nodes.items()}
+    # each row's step in each kind of sweep, compiled once: ("the mean of the neighbours" is
+    # written as sum([...]) / len(...) computes it, to the last bit: a lone neighbour p is
+    # 0.0 + xs[p], two are 0.0 + xs[a] + xs[b], halved)
+    #   (1, i, pick)  a row of one node i: it goes where it wants (what _pav gives a single one)
+    #   (2, i0, i1, o0, o1, w0, w1, pick0, pick1)  a node and a lane beside it: _pav of two
+    #   (3, ids, plan, offsets)  the general row: _pav
+    # a pick is None (stay), an int (one neighbour), a pair (two) or a list (more)
     plans: list[list] = [[], [], []]
     for mode in range(3):
-        for row in rows:
+        for row, off in zip(rows, offs):
             plan = []
             for k in row:
                 if mode == 2:
@@ -308,49 +315,77 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
                         w = 50.0 if not real else 0.01
                     else:
                         w = 100.0 if len(pick) == 1 else 20.0
-                    plan.append(([index[p] for p in pick], w))
+                    ids = [index[p] for p in pick]
+                    plan.append((ids[0] if len(ids) == 1 else tuple(ids) if len(ids) == 2 else ids, w))
                 else:
                     plan.append((None, 0.001))
-            plans[mode].append((plan, [index[k] for k in row]))
+            ids = [index[k] for k in row]
+            if len(ids) == 1:
+                plans[mode].append((1, ids[0], plan[0][0]))
+            elif len(ids) == 2:
+                (p0, w0), (p1, w1) = plan
+                plans[mode].append((2, ids[0], ids[1], off[0], off[1], w0, w1, p0, p1))
+            else:
+                plans[mode].append((3, ids, plan, off))
     still = 0  # sweeps in a row that moved nothing
     for it in range(4 * 2 + 1):
         downward = it % 2 == 0
-        rng = range(1, len(rows)) if downward else range(len(rows) - 2, -1, -1)
         mode = 0 if downward else 1
         if it == 8:  # a last balancing pass with both neighbours
-            rng, mode = range(len(rows)), 2
+            steps = plans[2]
         elif still >= 2:
             # a down and an up sweep both moved nothing: the positions are a fixed point of
             # both, so the remaining ones would not move anything either (the same result)
             continue
+        else:
+            steps = plans[0][1:] if downward else plans[1][-2::-1]
         before = xs.copy()
-        plan_rows = plans[mode]
-        for r in rng:
-            plan, ids = plan_rows[r]
-            if len(ids) == 1:  # one node: it goes where it wants (what _pav gives a single one)
-                pick = plan[0][0]
-                if pick is not None:
-                    xs[ids[0]] = sum([xs[p] for p in pick]) / len(pick)
-                continue
-            if len(ids) == 2:  # a node and a lane beside it: _pav of two, written out
-                (p0, w0), (p1, w1) = plan
-                i0, i1 = ids
-                o0, o1 = offs[r]
-                b0 = (xs[i0] if p0 is None else sum([xs[p] for p in p0]) / len(p0)) - o0
-                b1 = (xs[i1] if p1 is None else sum([xs[p] for p in p1]) / len(p1)) - o1
+        for step in steps:
+            kind = step[0]
+            if kind == 1:
+                pick = step[2]
+                if pick is None:
+                    continue
+                if pick.__class__ is int:
+                    xs[step[1]] = 0.0 + xs[pick]
+                elif len(pick) == 2:
+                    xs[step[1]] = (0.0 + xs[pick[0]] + xs[pick[1]]) / 2
+                else:
+                    xs[step[1]] = sum([xs[p] for p in pick]) / len(pick)
+            elif kind == 2:
+                _, i0, i1, o0, o1, w0, w1, p0, p1 = step
+                if p0 is None:
+                    b0 = xs[i0] - o0
+                elif p0.__class__ is int:
+                    b0 = (0.0 + xs[p0]) - o0
+                elif len(p0) == 2:
+                    b0 = (0.0 + xs[p0[0]] + xs[p0[1]]) / 2 - o0
+                else:
+                    b0 = sum([xs[p] for p in p0]) / len(p0) - o0
+                if p1 is None:
+                    b1 = xs[i1] - o1
+                elif p1.__class__ is int:
+                    b1 = (0.0 + xs[p1]) - o1
+                elif len(p1) == 2:
+                    b1 = (0.0 + xs[p1[0]] + xs[p1[1]]) / 2 - o1
+                else:
+                    b1 = sum([xs[p] for p in p1]) / len(p1) - o1
                 if b0 > b1:
                     b0 = b1 = (b0 * w0 + b1 * w1) / (w0 + w1)
                 xs[i0], xs[i1] = b0 + o0, b1 + o1
-                continue
-            desired, weights = [], []
-            for (pick, w), i in zip(plan, ids):
-                if pick is None:
-                    desired.append(xs[i])
-                else:
-                    desired.append(sum([xs[p] for p in pick]) / len(pick))
-                weights.append(w)
-            for i, x in zip(ids, _pav(desired, weights, offs[r])):
-                xs[i] = x
+            else:
+                _, ids, plan, off = step
+                desired, weights = [], []
+                for (pick, w), i in zip(plan, ids):
+                    if pick is None:
+                        desired.append(xs[i])
+                    elif pick.__class__ is int:
+                        desired.append(0.0 + xs[pick])
+                    else:
+                        desired.append(sum([xs[p] for p in pick]) / len(pick))
+                    weights.append(w)
+                for i, x in zip(ids, _pav(desired, weights, off)):
+                    xs[i] = x
         still = still + 1 if xs == before else 0
     for k, i in index.items():
         nodes[k].x = xs[i]

@@ -101,6 +101,15 @@ def group_key(name: str, depth: int | None) -> str:
 
 def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], list[GEdge]]:
     graph.infer()
+    texts: dict = {}
+
+    def fmt_shape_(shape):  # fmt_shape of each plain shape once (replayed blocks repeat theirs)
+        if shape.__class__ is not tuple:
+            return fmt_shape(shape)
+        t = texts.get(shape)
+        if t is None:
+            t = texts[shape] = fmt_shape(shape)
+        return t
     nodes: dict[str, GNode] = {}
     nodes[INPUT] = GNode(INPUT, INPUT, "input", [INPUT, "input", fmt_shape(graph.input_shape)],
                          tuple(graph.input_shape), [INPUT])
@@ -122,9 +131,9 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
         if len(g.members) > 1 or g.members[0] != g.id:
             g.kind = "module"
             g.lines = [g.name, f"module, {len(g.members)} layers", f"{fmt_int(params[g.id])} params",
-                       fmt_shape(g.shape)]
+                       fmt_shape_(g.shape)]
         else:
-            g.lines = [g.name, g.desc, fmt_shape(g.shape)]
+            g.lines = [g.name, g.desc, fmt_shape_(g.shape)]
     edges: dict[tuple[str, str], GEdge] = {}
     for n in graph.layers:
         dst = owner[n.name]
@@ -132,7 +141,7 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
             src = owner[s]
             if src == dst:
                 continue
-            label = fmt_shape(graph[s].shape)
+            label = fmt_shape_(graph[s].shape)
             e = edges.get((src, dst))
             if e is None:
                 edges[(src, dst)] = GEdge(src, dst, label)

@@ -276,13 +276,16 @@ def _occupied(n: GNode) -> tuple[float, float]:
 
 
 def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down: dict) -> None:
+    dummy = {k: n.dummy for k, n in nodes.items()}
+    occupied = {k: _occupied(n) for k, n in nodes.items()}  # (once per node, not per neighbour)
+
     def offsets(row):
         out, acc = [], 0.0
         for i, k in enumerate(row):
             if i:
-                a, b = nodes[row[i - 1]], nodes[k]
-                gap = DUMMY_SEP if (a.dummy or b.dummy) else NODE_SEP
-                acc += _occupied(a)[1] + gap + _occupied(b)[0]
+                a = row[i - 1]
+                gap = DUMMY_SEP if (dummy[a] or dummy[k]) else NODE_SEP
+                acc += occupied[a][1] + gap + occupied[k][0]
             out.append(acc)
         return out
 
@@ -295,7 +298,24 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
     for row, off in zip(rows, offs):
         for k, o in zip(row, off):
             xs[index[k]] = o
-    dummy = {k: n.dummy for k, n in nodes.items()}
+
+    def follow(k, ns):
+        if not ns:
+            return None, 0.001
+        real = [p for p in ns if not dummy[p]]
+        # a real node follows its real neighbours (the main path stays straight and skip
+        # connections take the side lanes); lanes of dummies stay straight
+        pick = real if (real and not dummy[k]) else ns
+        # priorities (Sugiyama's priority method, as weights): a real node's place matters
+        # most, a lane continues straight, a lane leaving a real node moves aside
+        if dummy[k]:
+            w = 50.0 if not real else 0.01
+        else:
+            w = 100.0 if len(pick) == 1 else 20.0
+        n = len(pick)
+        return (index[pick[0]] if n == 1 else (index[pick[0]], index[pick[1]]) if n == 2
+                else [index[p] for p in pick]), w
+
     # each row's step in each kind of sweep, compiled once: ("the mean of the neighbours" is
     # written as sum([...]) / len(...) computes it, to the last bit: a lone neighbour p is
     # 0.0 + xs[p], two are 0.0 + xs[a] + xs[b], halved)
@@ -303,32 +323,19 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
     #   (2, i0, i1, o0, o1, w0, w1, pick0, pick1)  a node and a lane beside it: _pav of two
     #   (3, ids, plan, offsets)  the general row: _pav
     # a pick is None (stay), an int (one neighbour), a pair (two) or a list (more)
+    empty: list = []
     plans: list[list] = [[], [], []]
-    for mode in range(3):
-        for row, off in zip(rows, offs):
-            plan = []
-            for k in row:
-                if mode == 2:
-                    ns = up.get(k, []) + down.get(k, [])
-                else:
-                    ns = up.get(k, []) if mode == 0 else down.get(k, [])
-                real = [p for p in ns if not dummy[p]]
-                if ns:
-                    # a real node follows its real neighbours (the main path stays straight and
-                    # skip connections take the side lanes); lanes of dummies stay straight
-                    pick = real if (real and not dummy[k]) else ns
-                    # priorities (Sugiyama's priority method, as weights): a real node's
-                    # place matters most, a lane continues straight, a lane leaving a real
-                    # node moves aside
-                    if dummy[k]:
-                        w = 50.0 if not real else 0.01
-                    else:
-                        w = 100.0 if len(pick) == 1 else 20.0
-                    ids = [index[p] for p in pick]
-                    plan.append((ids[0] if len(ids) == 1 else tuple(ids) if len(ids) == 2 else ids, w))
-                else:
-                    plan.append((None, 0.001))
-            ids = [index[k] for k in row]
+    for row, off in zip(rows, offs):
+        per_mode: list[list] = [[], [], []]
+        for k in row:
+            u, d = up.get(k, empty), down.get(k, empty)
+            f0, f1 = follow(k, u), follow(k, d)
+            per_mode[0].append(f0)
+            per_mode[1].append(f1)
+            # both: the parents' plan when there are no children and the other way round
+            per_mode[2].append(f0 if not d else f1 if not u else follow(k, u + d))
+        ids = [index[k] for k in row]
+        for mode, plan in enumerate(per_mode):
             if len(ids) == 1:
                 plans[mode].append((1, ids[0], plan[0][0]))
             elif len(ids) == 2:

@@ -346,7 +346,6 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
     still = 0  # sweeps in a row that moved nothing
     for it in range(4 * 2 + 1):
         downward = it % 2 == 0
-        mode = 0 if downward else 1
         if it == 8:  # a last balancing pass with both neighbours
             steps = plans[2]
         elif still >= 2:

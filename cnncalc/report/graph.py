@@ -101,6 +101,15 @@ def group_key(name: str, depth: int | None) -> str:
 
 def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], list[GEdge]]:
     graph.infer()
+    texts: dict = {}
+
+    def fmt_shape_(shape):  # fmt_shape of each plain shape once (replayed blocks repeat theirs)
+        if shape.__class__ is not tuple:
+            return fmt_shape(shape)
+        t = texts.get(shape)
+        if t is None:
+            t = texts[shape] = fmt_shape(shape)
+        return t
     nodes: dict[str, GNode] = {}
     nodes[INPUT] = GNode(INPUT, INPUT, "input", [INPUT, "input", fmt_shape(graph.input_shape)],
                          tuple(graph.input_shape), [INPUT])
@@ -122,9 +131,9 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
         if len(g.members) > 1 or g.members[0] != g.id:
             g.kind = "module"
             g.lines = [g.name, f"module, {len(g.members)} layers", f"{fmt_int(params[g.id])} params",
-                       fmt_shape(g.shape)]
+                       fmt_shape_(g.shape)]
         else:
-            g.lines = [g.name, g.desc, fmt_shape(g.shape)]
+            g.lines = [g.name, g.desc, fmt_shape_(g.shape)]
     edges: dict[tuple[str, str], GEdge] = {}
     for n in graph.layers:
         dst = owner[n.name]
@@ -132,7 +141,7 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
             src = owner[s]
             if src == dst:
                 continue
-            label = fmt_shape(graph[s].shape)
+            label = fmt_shape_(graph[s].shape)
             e = edges.get((src, dst))
             if e is None:
                 edges[(src, dst)] = GEdge(src, dst, label)
@@ -267,13 +276,16 @@ def _occupied(n: GNode) -> tuple[float, float]:
 
 
 def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down: dict) -> None:
+    dummy = {k: n.dummy for k, n in nodes.items()}
+    occupied = {k: _occupied(n) for k, n in nodes.items()}  # (once per node, not per neighbour)
+
     def offsets(row):
         out, acc = [], 0.0
         for i, k in enumerate(row):
             if i:
-                a, b = nodes[row[i - 1]], nodes[k]
-                gap = DUMMY_SEP if (a.dummy or b.dummy) else NODE_SEP
-                acc += _occupied(a)[1] + gap + _occupied(b)[0]
+                a = row[i - 1]
+                gap = DUMMY_SEP if (dummy[a] or dummy[k]) else NODE_SEP
+                acc += occupied[a][1] + gap + occupied[k][0]
             out.append(acc)
         return out
 
@@ -286,71 +298,109 @@ def _coordinates(nodes: dict[str, GNode], rows: list[list[str]], up: dict, down:
     for row, off in zip(rows, offs):
         for k, o in zip(row, off):
             xs[index[k]] = o
-    dummy = {k: n.dummy for k, n in nodes.items()}
+
+    def follow(k, ns):
+        if not ns:
+            return None, 0.001
+        real = [p for p in ns if not dummy[p]]
+        # a real node follows its real neighbours (the main path stays straight and skip
+        # connections take the side lanes); lanes of dummies stay straight
+        pick = real if (real and not dummy[k]) else ns
+        # priorities (Sugiyama's priority method, as weights): a real node's place matters
+        # most, a lane continues straight, a lane leaving a real node moves aside
+        if dummy[k]:
+            w = 50.0 if not real else 0.01
+        else:
+            w = 100.0 if len(pick) == 1 else 20.0
+        n = len(pick)
+        return (index[pick[0]] if n == 1 else (index[pick[0]], index[pick[1]]) if n == 2
+                else [index[p] for p in pick]), w
+
+    # each row's step in each kind of sweep, compiled once: ("the mean of the neighbours" is
+    # written as sum([...]) / len(...) computes it, to the last bit: a lone neighbour p is
+    # 0.0 + xs[p], two are 0.0 + xs[a] + xs[b], halved)
+    #   (1, i, pick)  a row of one node i: it goes where it wants (what _pav gives a single one)
+    #   (2, i0, i1, o0, o1, w0, w1, pick0, pick1)  a node and a lane beside it: _pav of two
+    #   (3, ids, plan, offsets)  the general row: _pav
+    # a pick is None (stay), an int (one neighbour), a pair (two) or a list (more)
+    empty: list = []
     plans: list[list] = [[], [], []]
-    for mode in range(3):
-        for row in rows:
-            plan = []
-            for k in row:
-                if mode == 2:
-                    ns = up.get(k, []) + down.get(k, [])
-                else:
-                    ns = up.get(k, []) if mode == 0 else down.get(k, [])
-                real = [p for p in ns if not dummy[p]]
-                if ns:
-                    # a real node follows its real neighbours (the main path stays straight and
-                    # skip connections take the side lanes); lanes of dummies stay straight
-                    pick = real if (real and not dummy[k]) else ns
-                    # priorities (Sugiyama's priority method, as weights): a real node's
-                    # place matters most, a lane continues straight, a lane leaving a real
-                    # node moves aside
-                    if dummy[k]:
-                        w = 50.0 if not real else 0.01
-                    else:
-                        w = 100.0 if len(pick) == 1 else 20.0
-                    plan.append(([index[p] for p in pick], w))
-                else:
-                    plan.append((None, 0.001))
-            plans[mode].append((plan, [index[k] for k in row]))
+    for row, off in zip(rows, offs):
+        per_mode: list[list] = [[], [], []]
+        for k in row:
+            u, d = up.get(k, empty), down.get(k, empty)
+            f0, f1 = follow(k, u), follow(k, d)
+            per_mode[0].append(f0)
+            per_mode[1].append(f1)
+            # both: the parents' plan when there are no children and the other way round
+            per_mode[2].append(f0 if not d else f1 if not u else follow(k, u + d))
+        ids = [index[k] for k in row]
+        for mode, plan in enumerate(per_mode):
+            if len(ids) == 1:
+                plans[mode].append((1, ids[0], plan[0][0]))
+            elif len(ids) == 2:
+                (p0, w0), (p1, w1) = plan
+                plans[mode].append((2, ids[0], ids[1], off[0], off[1], w0, w1, p0, p1))
+            else:
+                plans[mode].append((3, ids, plan, off))
     still = 0  # sweeps in a row that moved nothing
     for it in range(4 * 2 + 1):
         downward = it % 2 == 0
-        rng = range(1, len(rows)) if downward else range(len(rows) - 2, -1, -1)
-        mode = 0 if downward else 1
         if it == 8:  # a last balancing pass with both neighbours
-            rng, mode = range(len(rows)), 2
+            steps = plans[2]
         elif still >= 2:
             # a down and an up sweep both moved nothing: the positions are a fixed point of
             # both, so the remaining ones would not move anything either (the same result)
             continue
+        else:
+            steps = plans[0][1:] if downward else plans[1][-2::-1]
         before = xs.copy()
-        plan_rows = plans[mode]
-        for r in rng:
-            plan, ids = plan_rows[r]
-            if len(ids) == 1:  # one node: it goes where it wants (what _pav gives a single one)
-                pick = plan[0][0]
-                if pick is not None:
-                    xs[ids[0]] = sum([xs[p] for p in pick]) / len(pick)
-                continue
-            if len(ids) == 2:  # a node and a lane beside it: _pav of two, written out
-                (p0, w0), (p1, w1) = plan
-                i0, i1 = ids
-                o0, o1 = offs[r]
-                b0 = (xs[i0] if p0 is None else sum([xs[p] for p in p0]) / len(p0)) - o0
-                b1 = (xs[i1] if p1 is None else sum([xs[p] for p in p1]) / len(p1)) - o1
+        for step in steps:
+            kind = step[0]
+            if kind == 1:
+                pick = step[2]
+                if pick is None:
+                    continue
+                if pick.__class__ is int:
+                    xs[step[1]] = 0.0 + xs[pick]
+                elif len(pick) == 2:
+                    xs[step[1]] = (0.0 + xs[pick[0]] + xs[pick[1]]) / 2
+                else:
+                    xs[step[1]] = sum([xs[p] for p in pick]) / len(pick)
+            elif kind == 2:
+                _, i0, i1, o0, o1, w0, w1, p0, p1 = step
+                if p0 is None:
+                    b0 = xs[i0] - o0
+                elif p0.__class__ is int:
+                    b0 = (0.0 + xs[p0]) - o0
+                elif len(p0) == 2:
+                    b0 = (0.0 + xs[p0[0]] + xs[p0[1]]) / 2 - o0
+                else:
+                    b0 = sum([xs[p] for p in p0]) / len(p0) - o0
+                if p1 is None:
+                    b1 = xs[i1] - o1
+                elif p1.__class__ is int:
+                    b1 = (0.0 + xs[p1]) - o1
+                elif len(p1) == 2:
+                    b1 = (0.0 + xs[p1[0]] + xs[p1[1]]) / 2 - o1
+                else:
+                    b1 = sum([xs[p] for p in p1]) / len(p1) - o1
                 if b0 > b1:
                     b0 = b1 = (b0 * w0 + b1 * w1) / (w0 + w1)
                 xs[i0], xs[i1] = b0 + o0, b1 + o1
-                continue
-            desired, weights = [], []
-            for (pick, w), i in zip(plan, ids):
-                if pick is None:
-                    desired.append(xs[i])
-                else:
-                    desired.append(sum([xs[p] for p in pick]) / len(pick))
-                weights.append(w)
-            for i, x in zip(ids, _pav(desired, weights, offs[r])):
-                xs[i] = x
+            else:
+                _, ids, plan, off = step
+                desired, weights = [], []
+                for (pick, w), i in zip(plan, ids):
+                    if pick is None:
+                        desired.append(xs[i])
+                    elif pick.__class__ is int:
+                        desired.append(0.0 + xs[pick])
+                    else:
+                        desired.append(sum([xs[p] for p in pick]) / len(pick))
+                    weights.append(w)
+                for i, x in zip(ids, _pav(desired, weights, off)):
+                    xs[i] = x
         still = still + 1 if xs == before else 0
     for k, i in index.items():
         nodes[k].x = xs[i]

@@ -166,11 +166,13 @@ def _escaper():
 
 
 def _bar_chart(title: str, names: list[str], values: list[int], colour: str, unit: str = "",
-               descriptions: list[str] | None = None, escape=escape) -> str:
+               descriptions: list[str] | None = None, escape=escape, cols: dict | None = None) -> str:
     """A column chart, one column per layer in order: the y axis with ticks, the layer names
     under the columns (every k-th when they would collide), and a tooltip per column (its
     index, name, type and exact value). ``escape``: the text escaper (a memoised one, shared
-    by a page's charts)."""
+    by a page's charts); ``cols``: a dict shared by a page's charts, where the text of each
+    column that does not depend on its value (its name, type and axis label) is kept for the
+    charts over the same ``names`` and ``descriptions`` lists."""
     n = max(len(values), 1)
     bw = max(2, min(32, 1100 // n))
     step = max(1, -(-12 // bw))  # label every step-th column: at least 12 px between labels
@@ -188,19 +190,41 @@ def _bar_chart(title: str, names: list[str], values: list[int], colour: str, uni
                      f'stroke="{"#999" if frac == 0 else "#e4e4e4"}"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
                      f'{escape(_short(round(vmax * frac)))}</text>')
-    for i, (name, v) in enumerate(zip(names, values)):
-        bh = v / vmax * h
-        x = left + i * bw
-        desc = f" ({descriptions[i]})" if descriptions and descriptions[i] else ""
-        en = escape(name)
-        parts.append(f'<rect class="bar" x="{x}" y="{top + h - bh:.1f}" width="{max(bw - 1, 1)}" height="{bh:.1f}" '
-                     f'fill="{colour}" data-name="{en.replace(chr(34), "&quot;")}"><title>{i + 1}. {en}{escape(desc)}: '
-                     f'{fmt_int(v)}{unit}</title></rect>')
-        if i % step == 0:
-            cx, cy = x + bw / 2 + 4, top + h + 6
-            label = name if len(name) <= LABEL_CHARS else "…" + name[-(LABEL_CHARS - 1):]  # the specific end
-            parts.append(f'<text class="xl" x="{cx:.1f}" y="{cy}" text-anchor="end" '
-                         f'transform="rotate(-90 {cx:.1f} {cy})">{escape(label)}<title>{en}</title></text>')
+    key = (id(names), id(descriptions), bw, step)
+    shared = None if cols is None else cols.get(key)
+    if shared is None:  # per column: (its name and tooltip head, its axis label or "")
+        shared = []
+        for i, name in enumerate(names):
+            x = left + i * bw
+            desc = f" ({descriptions[i]})" if descriptions and descriptions[i] else ""
+            en = escape(name)
+            mid = f'data-name="{en.replace(chr(34), "&quot;")}"><title>{i + 1}. {en}{escape(desc)}: '
+            lab = ""
+            if i % step == 0:
+                cx, cy = x + bw / 2 + 4, top + h + 6
+                label = name if len(name) <= LABEL_CHARS else "…" + name[-(LABEL_CHARS - 1):]  # the specific end
+                lab = (f'<text class="xl" x="{cx:.1f}" y="{cy}" text-anchor="end" '
+                       f'transform="rotate(-90 {cx:.1f} {cy})">{escape(label)}<title>{en}</title></text>')
+            shared.append((mid, lab))
+        if cols is not None:
+            cols[key] = shared
+    width = max(bw - 1, 1)
+    base = top + h
+    # the text of a column's value (its height and the tooltip's number) once per distinct value:
+    # the layers of replayed blocks repeat theirs
+    seen: dict = {}
+    for i, v in enumerate(values[:len(names)]):
+        mid, lab = shared[i]
+        got = seen.get(v) if v.__class__ is int else None
+        if got is None:
+            bh = v / vmax * h
+            got = (f'" y="{base - bh:.1f}" width="{width}" height="{bh:.1f}" fill="{colour}" ',
+                   f"{fmt_int(v)}{unit}</title></rect>")
+            if v.__class__ is int:
+                seen[v] = got
+        parts.append(f'<rect class="bar" x="{left + i * bw}{got[0]}{mid}{got[1]}')
+        if lab:
+            parts.append(lab)
     every = "" if step == 1 else f", one named per {step} columns"
     parts.append(f'<text x="{W - 10}" y="{H - 4}" text-anchor="end" class="muted-svg">layers in order{every}; '
                  f'hover a column for its value</text></svg>')
@@ -241,11 +265,12 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     title = f"{summary['name']} — input {fmt_shape(from_json(summary['input'], summary.get('input_kind')))}"
     drawn = len(layers) <= MAX_DRAWN
     esc = _escaper()
+    cols: dict = {}
     charts = [
         _bar_chart("Memory per layer (output elements)", names, [0 if r["view"] else r["activations"] for r in layers],
-                   "#3f6fb5", " elements", descs, esc),
-        _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a", " params", descs, esc),
-        _bar_chart("MACs per layer", names, [r["macs"] for r in layers], "#7b4bb3", " MACs", descs, esc),
+                   "#3f6fb5", " elements", descs, esc, cols),
+        _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a", " params", descs, esc, cols),
+        _bar_chart("MACs per layer", names, [r["macs"] for r in layers], "#7b4bb3", " MACs", descs, esc, cols),
     ] if drawn else [too_many_to_draw("charts per layer", len(layers),
                                       "The table above has every layer's numbers (sortable).")]
     rf_html = ("<p class=\"muted\">No receptive fields: the input has no spatial axes, or they were left "
@@ -261,8 +286,8 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
         rdesc = {r["name"]: r.get("description", "") for r in layers}
         rnames = [f["name"] for f in rfl]
         rd = [rdesc.get(x, "") for x in rnames]
-        rf_html = (_bar_chart("Receptive field size r per layer (pixels)", rnames, rs, "#3d8b4a", " px", rd, esc)
-                   + _bar_chart("Effective stride S per layer (pixels)", rnames, ss, "#8a6d00", " px", rd, esc)
+        rf_html = (_bar_chart("Receptive field size r per layer (pixels)", rnames, rs, "#3d8b4a", " px", rd, esc, cols)
+                   + _bar_chart("Effective stride S per layer (pixels)", rnames, ss, "#8a6d00", " px", rd, esc, cols)
                    + "<p class=\"muted\">Araujo, Norris &amp; Sim, Distill 2019; the values of every layer are in "
                      "the table's r and S columns (per axis where they differ).</p>")
     comp_html = ""

@@ -41,7 +41,8 @@ TIMM = [  # a broad CNN set: at least one model of every family issue 23 names
     "fbnetc_100", "spnasnet_100", "semnasnet_100", "tinynet_a", "mixnet_s", "tf_mixnet_s",
 ]
 SIZES = {"inception_v3": 96, "inception_v4": 96, "xception41": 96, "legacy_xception": 96, "dm_nfnet_f0": 96,
-         "eca_nfnet_l0": 96, "hrnet_w18_small": 64, "efficientnetv2_rw_t": 96, "vovnet39a": 64}
+         "eca_nfnet_l0": 96, "hrnet_w18_small": 64, "efficientnetv2_rw_t": 96, "vovnet39a": 64,
+         "ese_vovnet19b_dw": 64}  # (VoVNet at 32 px: a 3x3/2 ceil-mode pool over a 2x2 map, which the spec's rule refuses)
 
 CHILD = r'''
 import json, sys, os, warnings

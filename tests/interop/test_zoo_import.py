@@ -38,7 +38,9 @@ SAMPLE = {"resnest14d": 32, "skresnet18": 32, "tf_efficientnet_b0": 32, "convnex
           "nf_resnet26": 32}
 
 # refused by the importer, with the reason it prints (each an honest refusal, never accepted)
-REFUSED: dict[str, str] = {}
+REFUSED = {n: "computed from 3 learned tensors" for n in ("nf_resnet26", "dm_nfnet_f0", "eca_nfnet_l0")}
+# (NFNet's ScaledStdConv2d: weight standardisation with a gain; the exact form, conv + per-channel
+# scale, is not written yet)
 
 
 def _params():

@@ -40,8 +40,11 @@ TIMM = [  # a broad CNN set: at least one model of every family issue 23 names
     "mobileone_s0", "gernet_s", "nf_resnet26", "dm_nfnet_f0", "eca_nfnet_l0", "poolformer_s12",
     "fbnetc_100", "spnasnet_100", "semnasnet_100", "tinynet_a", "mixnet_s", "tf_mixnet_s",
 ]
+# VoVNet at 32 px meets a 3x3/2 ceil-mode pool over a 2x2 map, which the spec's rule refuses;
+# VGG's adaptive pool to 7x7 must divide the map for torch.onnx.export itself
 SIZES = {"inception_v3": 96, "inception_v4": 96, "xception41": 96, "legacy_xception": 96, "dm_nfnet_f0": 96,
-         "eca_nfnet_l0": 96, "hrnet_w18_small": 64, "efficientnetv2_rw_t": 96, "vovnet39a": 64}
+         "eca_nfnet_l0": 96, "hrnet_w18_small": 64, "efficientnetv2_rw_t": 96, "vovnet39a": 64,
+         "ese_vovnet19b_dw": 64, "vgg11": 224, "vgg11_bn": 224}
 
 CHILD = r'''
 import json, sys, os, warnings

@@ -30,15 +30,17 @@ _spec.loader.exec_module(_cov)
 
 # the slow group (CI, whose budget is minutes: docs/contributing.md) imports the models of the
 # patterns issue 23 names, at 32 px: ResNeSt's radix softmax, SKNet's branch attention, TF "same"
-# padding (Cast/Ceil arithmetic), ConvNeXt-V2's channels-last block with GRN, RexNet's partial
-# residual, DPN's dual path, NFNet's weight standardisation and gains, MobileOne's x + 0; the
-# plain families (ResNet, MobileNet, EfficientNet, RegNet, DenseNet, ...) run in CI through
-# torchvision (test_roundtrip.py), and every model of the list as `zoo_full`
+# padding (Cast/Ceil arithmetic), ConvNeXt-V2's channels-last block with GRN, RexNet's unequal
+# channel slices, NFNet's weight standardisation and gains; the plain families run in CI through
+# torchvision (test_roundtrip.py), x + 0 and the one-input concat as fast hand-built graphs
+# (test_patterns.py), and every model of the list as `zoo_full`
 SAMPLE = {"resnest14d": 32, "skresnet18": 32, "tf_efficientnet_b0": 32, "convnextv2_atto": 32, "rexnet_100": 32,
-          "dpn68": 32, "nf_resnet26": 32, "mobileone_s0": 32}
+          "nf_resnet26": 32}
 
 # refused by the importer, with the reason it prints (each an honest refusal, never accepted)
-REFUSED: dict[str, str] = {}
+REFUSED = {n: "computed from 3 learned tensors" for n in ("nf_resnet26", "dm_nfnet_f0", "eca_nfnet_l0")}
+# (NFNet's ScaledStdConv2d: weight standardisation with a gain; the exact form, conv + per-channel
+# scale, is not written yet)
 
 
 def _params():

@@ -154,6 +154,7 @@ class Importer:
         onnx = self.onnx
         inits = {t.name for t in self.g.initializer}
         self.init_names = {t: t for t in inits}  # initializer (or an Identity of one) → its own name
+        self.learned_of: dict[str, set] = {}  # a constant folded at import → the learned tensors it merges
         for t in self.g.initializer:
             if t.data_type not in _NUMERIC_TYPES:
                 raise InteropError(f"{self.source}: initializer {show(t.name)} holds "
@@ -626,6 +627,7 @@ class Importer:
             return True
         if not node.input or any(t and self.const(t) is None for t in node.input):
             return False
+        self._note_learned(node)
         ins = [self.const(t) if t else None for t in node.input]
         if op == "Expand" and len(ins) == 2 and node.input[0] in self.init_names:
             # timm/torchvision's class token: a parameter expanded to the import batch (1), so
@@ -647,6 +649,25 @@ class Importer:
             except Exception:  # (the general evaluator below may still fold it)
                 pass
         return self._fold_any(node, ins)
+
+    def _note_learned(self, node):
+        """The learned tensors (float initializers of more than one value) a constant computed at
+        import derives from: a conv whose weight merges two of them (NFNet's ScaledStdConv2d:
+        the standardised weight times a per-channel gain) would count one tensor's parameters."""
+        srcs = set()
+        for t in node.input:
+            if not t:
+                continue
+            if t in self.init_names:
+                a = self.consts.get(t)
+                if a is not None and a.dtype.kind == "f" and a.size > 1:
+                    srcs.add(self.init_names[t])
+            else:
+                srcs |= self.learned_of.get(t, set())
+        if srcs:
+            for o in node.output:
+                if o:
+                    self.learned_of[o] = srcs
 
     def _fold_any(self, node, ins) -> bool:
         """A node of constants only (weight standardisation's ReduceMean over a weight, TF "same"

@@ -25,3 +25,22 @@ def test_a_transposed_conv_is_a_deconv():
     m = model([node("ConvTranspose", ["x", "up.weight", "up.bias"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1],
                     output_padding=[1, 1])], {"up.weight": w(3, 5, 3, 3), "up.bias": w(5)})
     assert lifted(m) == ["deconv"]
+
+
+def test_a_conv_whose_weight_merges_two_learned_tensors_is_refused():
+    """NFNet's ScaledStdConv2d: weight standardised at run time, times a learned per-channel
+    gain. Folded into one constant weight, the spec's conv would count the weight's parameters
+    and lose the gain's (nf_resnet26: 15,424 short of sum(p.numel())): refused, naming both."""
+    from cnncalc.interop import InteropError
+    from cnncalc.interop.onnx_import import import_model
+
+    nodes = [node("ReduceMean", ["c.weight"], ["mu"], axes=[1, 2, 3], keepdims=1),
+             node("Sub", ["c.weight", "mu"], ["wc"]), node("Mul", ["wc", "c.gain"], ["ws"]),
+             node("Conv", ["x", "ws", "c.bias"], ["y"], name="/c/Conv", pads=[1, 1, 1, 1])]
+    m = model(nodes, {"c.weight": w(4, 3, 3, 3), "c.gain": w(4, 1, 1, 1), "c.bias": w(4)}, x=(1, 3, 6, 6))
+    with pytest.raises(InteropError, match=r"computed from 2 learned tensors \(c.gain, c.weight"):
+        import_model(m, source="m.onnx")
+    # one learned tensor standardised (no gain) is that tensor's parameters: imported
+    nodes[2] = node("Mul", ["wc", "half"], ["ws"])
+    m = model(nodes, {"c.weight": w(4, 3, 3, 3), "half": np.float32(0.5), "c.bias": w(4)}, x=(1, 3, 6, 6))
+    assert lifted(m) == ["conv"]

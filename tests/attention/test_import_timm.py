@@ -64,9 +64,13 @@ def _import(model, size):
     return g, imp
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name, size, kw, fused, lifted", EXACT,
-                         ids=[f"{e[0]}{'' if e[3] else '-unfused'}" for e in EXACT])
+# CI's slow group runs ViT both ways and MobileViT (its 1/sqrt(20) scale); `-m zoo_full` every family
+CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs"}
+
+
+@pytest.mark.parametrize("name, size, kw, fused, lifted", [
+    pytest.param(*e, id=f"{e[0]}{'' if e[3] else '-unfused'}",
+                 marks=pytest.mark.slow if e[0] in CI_SAMPLE else pytest.mark.zoo_full) for e in EXACT])
 def test_timm_imports_exactly(name, size, kw, fused, lifted):
     was = timm.layers.use_fused_attn()
     timm.layers.set_fused_attn(fused)
@@ -97,7 +101,7 @@ def test_levit_attention_biases_are_refused_not_miscounted():
         _import(model, 64)
 
 
-@pytest.mark.slow
+@pytest.mark.zoo_full  # (minutes: a developer's run, not CI's)
 def test_torchvision_vit_b_16_imports_exactly():
     """torchvision's ViT-B/16 at 32 x 32 (4 patches + the class token; the zero-initialised head
     drawn at random by _sharpen): nn.MultiheadAttention as
@@ -116,7 +120,7 @@ def test_torchvision_vit_b_16_imports_exactly():
     assert res.ran and res.ok, res.line()
 
 
-@pytest.mark.slow
+@pytest.mark.zoo_full  # (minutes: a developer's run, not CI's)
 def test_swin_macs_and_outputs_exact_its_folded_bias_table_counted_as_given():
     """timm's Swin at 64 x 64, windows of 4: MACs and outputs exact; torch.onnx.export has folded
     each block's relative-position-bias lookup (a (2w−1)² x heads table read by constant

@@ -9,6 +9,13 @@ this one round by round, so both sides see the same machine load. Goal for
 specs/resnet50.yaml at 224x224: <= 15 s on the 2-core dev machine. The load average is
 printed before and after: on a shared machine the wall times include waiting, the CPU
 times much less so.
+
+``--torch`` adds the peer of issue 27: a fresh ``python -c`` that imports torch and
+torchvision, builds the same net (torchvision's constructor of the spec's name), and runs
+one forward and backward pass at batch 2, 224x224, on one thread (``torch.set_num_threads(1)``),
+alternating with ``verify`` round by round; the ratio of a round is verify's time over the
+torch run just after it (paired: the load cancels as far as it can). Goal: <= 1.0x for
+resnet50, vgg16, googlenet and mobilenet_v2 (``--threads 1`` makes verify one-threaded too).
 """
 from __future__ import annotations
 
@@ -39,6 +46,27 @@ def run(tree: Path, spec: str, threads: int | None) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+#: the peer: a fresh interpreter, torch + torchvision, the net, one fwd+bwd at batch 2
+TORCH = ("import torch, torchvision; torch.set_num_threads(1); "
+         "m = torchvision.models.{name}({kw}); x = torch.randn(2, 3, 224, 224); m(x).sum().backward()")
+TORCH_KW = {"googlenet": "aux_logits=False, init_weights=True"}
+
+
+def run_torch(spec: str) -> tuple[float, float]:
+    name = Path(spec).stem
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", TORCH.format(name=name, kw=TORCH_KW.get(name, ""))], check=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def ratios(a, b):
+    r = [x / y for x, y in zip(a, b)]
+    return f"min {min(r):.2f}x, median {statistics.median(r):.2f}x ({', '.join(f'{x:.2f}' for x in r)})"
+
+
 def fmt(ts):
     return f"min {min(ts):.1f} s, median {statistics.median(ts):.1f} s ({', '.join(f'{t:.1f}' for t in ts)})"
 
@@ -49,6 +77,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", type=Path, help="another cnncalc tree to time alternately (e.g. /work/main)")
     ap.add_argument("--threads", type=int, help="NUMBA_NUM_THREADS for both sides (default: numba's, all cores)")
+    ap.add_argument("--torch", action="store_true", help="time the torch fwd+bwd peer alternately (issue 27)")
     a = ap.parse_args()
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     sides = [("this tree", ROOT)] + ([("baseline " + str(a.baseline), a.baseline.resolve())] if a.baseline else [])
@@ -56,13 +85,22 @@ def main():
         for _, tree in sides:
             run(tree, spec, a.threads)  # warm-up: fills the numba cache
         got = {name: ([], []) for name, _ in sides}
+        peer = ([], [])
         for _ in range(a.rounds):
             for name, tree in sides:
                 w, c = run(tree, spec, a.threads)
                 got[name][0].append(w)
                 got[name][1].append(c)
+            if a.torch:
+                w, c = run_torch(spec)
+                peer[0].append(w)
+                peer[1].append(c)
         for name, (ws, cs) in got.items():
             print(f"cnncalc verify {spec} [{name}]: wall {fmt(ws)}; CPU {fmt(cs)}", flush=True)
+            if a.torch:
+                print(f"  / torch fwd+bwd: wall {ratios(ws, peer[0])}; CPU {ratios(cs, peer[1])}", flush=True)
+        if a.torch:
+            print(f"torch fwd+bwd {Path(spec).stem}: wall {fmt(peer[0])}; CPU {fmt(peer[1])}", flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

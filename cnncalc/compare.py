@@ -375,10 +375,17 @@ def _arith(lines: list[str], prefix: str) -> str | None:
     return None
 
 
+_TERMS = ("params", "weights", "biases", "macs", "flops", "activations")
+
+
 def _term(r, quantity: str) -> int:
-    return {"params": r.params, "weights": r.weights, "biases": r.biases, "macs": r.macs,
-            "flops": r.flops, "activations": r.activations, "layers": 1,
-            "connections": r.macs + r.ops.get("bias", 0) + r.ops.get("pool", 0)}[quantity]
+    if quantity in _TERMS:
+        return getattr(r, quantity)
+    if quantity == "layers":
+        return 1
+    if quantity == "connections":
+        return r.macs + r.ops.get("bias", 0) + r.ops.get("pool", 0)
+    raise KeyError(quantity)
 
 
 def _sum_arith(layers, quantity: str, total: int) -> list[str]:

@@ -63,7 +63,7 @@ SLOW_MODULES = ("torch", "torchvision", "timm")
 # inputs, cheapest first (tests/test_zoo_sample.py checks that it still does).
 ZOO_SAMPLE = ("kim-cnn", "lenet5-paper", "zfnet", "deeplabv3_head", "alphago-policy", "cifar_resnet20",
               "unet", "shufflenet_v2", "convnext_tiny", "xception", "mobilenet_v3_large",
-              "inception_v3_aux", "c3d", "deit_tiny", "mobilevit_xxs", "swin_t")
+              "inception_v3_aux", "c3d", "deit_tiny", "mobilevit_xxs", "swin_t", "efficientvit_b1")
 
 
 def zoo_params(names=None, slow=()):

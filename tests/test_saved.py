@@ -52,7 +52,7 @@ def test_every_layer_type_gives_its_saves():
                     if e[0] == "in":
                         assert 0 <= e[1] < n_in
                     if e[0] == "new":
-                        assert e[1] >= 0 and e[2] >= 0 and e[1] + e[2] > 0 and e[3] in ("act", "int64", "float32", "bool")
+                        assert e[1] >= 0 and e[2] >= 0 and e[1] + e[2] > 0 and e[3] in ("act", "in", "int64", "float32", "bool")
 
 
 BLOCK = """
@@ -270,3 +270,40 @@ layers:
     p = one.layers[0].layer
     assert backward_transients(p, 15, 4, 4, True, True, 15 * 512)[0] == 0
     assert backward_transients(p, 16, 4, 4, True, True, 16 * 512)[0] == 16 * 512 + 16 * 512
+
+
+BF16_TOKENS = """\
+input: 4x4x2
+layers:
+  - {patch_embed: 8, patch: 2, name: embed}
+  - {pos_embed: , name: pos}
+  - {add: [[{layernorm: , name: norm}, {attention: 2, name: attn}], []], name: res}
+  - {mean: , name: pool}
+  - {fc: 3, name: head}
+"""
+
+
+def test_bf16_autocast_token_stream_by_hand():
+    """Under bf16 autocast the fp32 position embedding makes the token stream fp32 (type
+    promotion), so LayerNorm keeps an fp32 input, attention's qkv linear keeps a half copy of
+    the fp32 LayerNorm output, the residual add is fp32 again; the linears' weights are kept
+    as half copies. Batch 2, 4 tokens of 8, 2 heads of 4 (tests/interop/test_saved_torch.py
+    holds the same rule against torch on DeiT, MobileViT and Swin)."""
+    g = load_spec_text(BF16_TOKENS).infer()
+    s = saved_tensors(g, 2, 2, input_bytes=4, mixed=True)
+    tok = 2 * 4 * 8  # 64 values of the token stream
+    assert s.per_layer == {
+        "embed": 2 * 32 * 2,                 # a half copy of the fp32 image (2 x 4x4x2)
+        "pos": 0,
+        "norm": tok * 4 + 2 * (2 * 4 * 4),   # fp32 input + mean, 1/std per token (fp32)
+        # half copy of the fp32 LayerNorm output, q·scale, kᵀ, probabilities 2 heads x 4 x 4,
+        # v, the heads' output: all half
+        "attn": tok * 2 + tok * 2 + tok * 2 + 2 * 2 * 16 * 2 + tok * 2 + tok * 2,
+        "res": 0, "pool": 0,
+        "head": 2 * 8 * 2,                   # a half copy of the fp32 mean (the stream stayed fp32)
+    }
+    assert s.total == 128 + 320 + 768 + 32
+    # embed 8*2*2*2 + qkv 24*8 + proj 8*8 + head 3*8, 2 bytes each
+    assert s.weight_copies == 2 * (64 + 192 + 64 + 24)
+    fp32 = saved_tensors(g, 2, 4)  # without autocast: every tensor 4 bytes, no copies
+    assert fp32.per_layer["norm"] == tok * 4 + 64 and fp32.per_layer["head"] == 2 * 8 * 4 and fp32.weight_copies == 0

@@ -76,9 +76,20 @@ def peaks(graph: Graph, sizes: dict[str, int], intervals=None, internal=None) ->
 
 
 # ------------------------------------------------------------------ what backward keeps
-# layers whose inputs torch's autocast casts to half: under mixed precision the fp32 graph
-# input they read is kept as a half copy, and their weights' half copies are kept too
-_AUTOCAST_HALF = frozenset(("conv", "dwconv", "deconv", "local", "fc", "matmul"))
+# layers whose inputs torch's autocast casts to half: under mixed precision an fp32 tensor
+# they read (the graph input, or an fp32 token stream) is kept as a half copy, their output
+# is half, and their weights' half copies are kept too (the token layers: their linears' and
+# the patch embedding's weights; not a bias table, a norm's γ)
+_AUTOCAST_HALF = frozenset(("conv", "dwconv", "deconv", "local", "fc", "matmul", "patch_embed", "attention",
+                            "mlp", "patch_merging"))
+# layers whose output is fp32 under autocast whatever their input: an fp32 parameter joined
+# to or added to the activations (type promotion: a class token concatenated, a position
+# embedding or a learned scale)
+_AUTOCAST_FP32 = frozenset(("cls_token", "pos_embed", "scale"))
+# layers whose output takes the widest dtype of their inputs (type promotion)
+_AUTOCAST_PROMOTE = frozenset(("add", "concat", "stack", "mul", "binary", "where"))
+_HALF_WEIGHTS = {"attention": ("qkv_weight", "proj_weight"), "mlp": ("fc1_weight", "fc2_weight"),
+                 "patch_embed": ("weight",), "patch_merging": ("weight",)}
 
 
 class Saved:
@@ -124,6 +135,9 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
     roots[INPUT] = INPUT
     sizes[INPUT] = numel(graph.input_shape) * batch * ib
     rg[INPUT] = False
+    # under autocast, the bytes per element of each tensor (the half ``act_bytes``, or 4 where
+    # the graph input or an fp32 parameter made it fp32: see _AUTOCAST_FP32, _AUTOCAST_PROMOTE)
+    width = {INPUT: ib}
     seen = set()  # storages counted (first keeps only the earliest keeper: with detail)
     cache: dict = {}
     tmpl: dict = {}
@@ -136,11 +150,13 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
         t = tmpl.get(lkey)
         if t is None:
             ps = layer.param_shapes()
-            t = tmpl[lkey] = (bool(ps), numel(layer.out_shape) * batch * act_bytes,
-                              sum(numel(sh) for sh, role in ps.values() if role == "weight") * act_bytes,
+            names = _HALF_WEIGHTS.get(layer.kind)
+            t = tmpl[lkey] = (bool(ps), numel(layer.out_shape) * batch,
+                              sum(numel(sh) for k, (sh, role) in ps.items()
+                                  if (role == "weight" if names is None else k in names)) * act_bytes,
                               layer.view and layer.kind != "dropout",  # (a view at inference only)
                               mixed and layer.kind in _AUTOCAST_HALF)
-        has_params, out_bytes, weight_bytes, alias, half = t
+        has_params, out_elems, weight_bytes, alias, half = t
         w = has_params and (trainable is None or trainable(name))
         if len(ins) == 1:
             r = (rg[ins[0]],)
@@ -148,16 +164,27 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
         else:
             r = tuple([rg[i] for i in ins])
             rg[name] = w or any(r)
+        # the dtype the layer computes in and writes (act_bytes unless autocast keeps fp32)
+        if not mixed or half:
+            wide = act_bytes
+        elif layer.kind in _AUTOCAST_FP32:
+            wide = 4
+        elif layer.kind in _AUTOCAST_PROMOTE:
+            wide = max(width[i] for i in ins)
+        else:
+            wide = width[ins[0]]
+        width[name] = wide
+        out_bytes = out_elems * wide
         if alias:
             roots[name] = roots[ins[0]]
         else:
             roots[name] = name
             sizes[name] = out_bytes
-        key = (lkey, r, w)
+        key = (lkey, r, w, wide if mixed else 0, mixed and layer.kind == "attention")
         plan = cache.get(key)
         if plan is None:  # (tag, input index or entry index, bytes of a tensor made here, what)
             plan = []
-            for k, e in enumerate(layer_saves(layer, list(r), w, batch)):
+            for k, e in enumerate(layer_saves(layer, list(r), w, batch, mixed=mixed)):
                 if e[0] == "in":
                     plan.append((0, e[1], 0, f"input {ins[e[1]]}" if len(ins) > 1 else "input"))
                 elif e[0] == "out":
@@ -166,15 +193,19 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
                     plan.append((2, k, out_bytes, "output before the activation"))
                 else:
                     _, per, fixed, dt, what = e
-                    plan.append((2, k, (per * batch + fixed) * (act_bytes if dt == "act" else DTYPE_BYTES[dt]), what))
+                    b = wide if dt == "act" else width[ins[0]] if dt == "in" else DTYPE_BYTES[dt]
+                    plan.append((2, k, (per * batch + fixed) * b, what))
             cache[key] = plan
         added = 0
         keeps = [] if detail else None
         for tag, k, size, what in plan:
             if tag == 0:
                 sk = roots[ins[k]]
-                if half and sk == INPUT:
-                    sk, size, what = ("half", INPUT), sizes[INPUT] // ib * act_bytes, "half copy of the input"
+                if half and width[ins[k]] != act_bytes:  # autocast casts the fp32 tensor: a half copy
+                    size = sizes[sk] // width[ins[k]] * act_bytes
+                    sk, what = ("half", sk), ("half copy of the input" if sk == INPUT
+                                               else f"half copy of the fp32 {what}")
+                    sizes[sk] = size
                 else:
                     size = sizes[sk]
             elif tag == 1:

@@ -349,10 +349,11 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
     # what autograd keeps for backward, as PyTorch keeps it (cnncalc.analysis.saved)
     kept = saved_tensors(graph, batch, nbytes, detail=explain)
     per_layer = kept.per_layer
+    layers = graph.layers if explain else None  # (a new list per call: once, not per row)
     for row in rows:
         row.saved_bytes = per_layer[row.name]
         if explain:
-            row.explain.append(_explain_saved(kept.keeps[row.name], kept.first, row.name, graph))
+            row.explain.append(_explain_saved(kept.keeps[row.name], kept.first, row.name, layers))
     totals["saved_bytes"] = kept.total
     param_bytes = (trainable + nontrain) * nbytes
     memory = {
@@ -377,12 +378,11 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                   with_bias=bias, peak_at=peak_at)
 
 
-def _explain_saved(keeps, first, name, graph) -> str:
+def _explain_saved(keeps, first, name, layers) -> str:
     """'saved for backward: input 802,816 B + … = …' (a storage an earlier layer keeps counts
-    there, not here)."""
+    there, not here; ``layers``: the graph's layers in order, which ``first`` indexes)."""
     if not keeps:
         return "saved for backward: nothing"
-    layers = graph.layers
     parts, total = [], 0
     for key, size, what in keeps:
         owner = layers[first[key]].name

@@ -21,7 +21,8 @@ depend on which operands require one (``a * b`` keeps ``a`` for ``b``'s gradient
 Every rule was read off PyTorch 2 (``torch.autograd.graph.saved_tensors_hooks`` on each
 ``nn`` module and op that ``cnncalc export --to torch`` writes); tests/test_saved_torch.py
 holds the totals of the exported zoo networks against torch's. Dtypes: ``act`` is the
-activation dtype (``--dtype``, or half under mixed precision), indices are int64 (8 bytes),
+activation dtype (``--dtype``, or half under mixed precision), ``in`` the dtype of the layer's
+input (under autocast a token stream can stay fp32), indices are int64 (8 bytes),
 normalisation statistics float32, a where's condition bool. Dropout's mask is kept in the
 activation dtype (torch's CPU kernel; CUDA's fused kernel keeps a 1-byte bool mask).
 """
@@ -280,7 +281,7 @@ def _mlp(layer, rg, w):
     return out + ([_new(hid, f"hidden after {act} (fc2's input)")] if w else [])
 
 
-def _attention(layer, rg, w, batch=None):
+def _attention(layer, rg, w, batch=None, mixed=False):
     """The exported unfused attention: qkv's linear keeps its input (x, or the window partition
     — a copy, unless the grid is one window and unshifted — or the roll's output); q·scale and
     a copy of kᵀ (matmul folds both to bmm: kᵀ, a strided slice of qkv, is copied); softmax
@@ -308,7 +309,13 @@ def _attention(layer, rg, w, batch=None):
         out.append(_new(n * h * (2 * layer.dk + layer.dv), "qkv (kᵀ and v are views of it)"))
     else:
         out.append(_new(g * n * h * layer.dk, "kᵀ (bmm's copy)"))
-    out.append(_new(layer.scores(), "attention probabilities (softmax output)"))
+    if mixed and (layer.rel_bias or (layer.window and layer.args["shift"])):
+        # under autocast the fp32 bias table (or shift mask) added to the half scores makes them
+        # fp32: softmax keeps fp32 probabilities, and AV reads a half copy of them
+        out.append(_new(layer.scores(), "attention probabilities (softmax output, fp32)", "float32"))
+        out.append(_new(layer.scores(), "half copy of the probabilities (AV's input)"))
+    else:
+        out.append(_new(layer.scores(), "attention probabilities (softmax output)"))
     if not (batch == 1 and seqs == 1):
         out.append(_new(g * n * h * layer.dv, "v (bmm's copy)"))
     if w and layer.args["proj"]:
@@ -320,7 +327,7 @@ def _patch_merging(layer, rg, w):
     """The 2x2 groups gathered to 4C (a copy: reshape of a permute), LayerNorm keeps it and its
     mean, 1/std per token; the reduction linear keeps the normalised tokens."""
     n, c4 = layer.n, 4 * layer.c
-    out = [_new(n * c4, "merged 2x2 tokens (4C)"), _new(n, "mean", "float32"), _new(n, "1/std", "float32")]
+    out = [_new(n * c4, "merged 2x2 tokens (4C)", "in"), _new(n, "mean", "float32"), _new(n, "1/std", "float32")]
     return out + ([_new(n * c4, "normalised merged tokens")] if w else [])
 
 
@@ -357,14 +364,18 @@ RULES = {
 _BY_BATCH = {_attention}
 
 
-def layer_saves(layer, rg: list[bool], trainable: bool, batch: int | None = None) -> list[tuple]:
+def layer_saves(layer, rg: list[bool], trainable: bool, batch: int | None = None,
+                mixed: bool = False) -> list[tuple]:
     """The tensors ``layer`` keeps for backward, its fused activation's included, given which
     inputs require a gradient (``rg``) and whether it has trainable parameters, at ``batch``
-    (None: any batch over one)."""
+    (None: any batch over one), under torch autocast when ``mixed``."""
     if not trainable and not any(rg):
         return []  # autograd records nothing
     rule = RULES[layer.kind]
-    out = rule(layer, rg, trainable, batch) if rule in _BY_BATCH else rule(layer, rg, trainable)
+    if rule is _attention:
+        out = rule(layer, rg, trainable, batch, mixed)
+    else:
+        out = rule(layer, rg, trainable, batch) if rule in _BY_BATCH else rule(layer, rg, trainable)
     act = layer.activation
     if act:
         if act == "softmax" or ACTIVATION_RULES.get(act) == "out":

@@ -166,6 +166,7 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
         emit_json({"name": graph.name, "input": list(graph.input_shape), "ok": not bad, "batch": batch,
                    "summary": {k: {"agree": a, "checked": n} for k, (a, n) in kinds.items()},
                    "kernel_cache_bytes": info["kernel_cache_bytes"],
+                   "inside_layers_bytes": info["inside_bytes"],
                    "checks": [i.to_dict() for i in (items if show_all else bad)]})
     else:
         rows = items if show_all else bad
@@ -174,6 +175,10 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
         summary = [(k, f"{a} of {n} agree") for k, (a, n) in kinds.items()]
         summary.append(("kernel caches (not claimed)", f"{info['kernel_cache_bytes']:,} B (argmax indices, "
                                                         f"BN x̂, masks)"))
+        if info["inside_bytes"]:
+            summary.append(("inside layers (not measured)", f"{info['inside_bytes']:,} B of the analyzer's forward "
+                                                            "bytes: attention's q, k, v, scores, probabilities; "
+                                                            "MLP hidden"))
         if not rows:  # all agree: the summary is the table
             view = TableView(title=title, columns=[Column("check", "Check", "left"), Column("result", "Result", "left")],
                              rows=[{"check": k, "result": v} for k, v in summary])

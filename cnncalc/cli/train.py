@@ -34,7 +34,7 @@ SCHEDULES = ("step", "plateau", "cosine", "constant")
 # (LeNet-5 on 4,000 digits: 4.5e9, a few seconds; VGG-16 at 32x32 on 50,000 images: 2.3e13)
 LARGE_EPOCH_MACS = 10**11
 # options a resumed run takes from its checkpoint (changing them would break exactness)
-FROZEN = ("spec", "data", "batch", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
+FROZEN = ("spec", "data", "batch", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
           "init", "seed", "conv_algo", "normalize", "input_shape", "rounding")
 
 
@@ -187,12 +187,15 @@ def _mib(b):
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
               help="LeNet-5 on the bundled digits passes 96 % test accuracy by about epoch 10.")
 @batch_size_option(64)
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True,
+              help="sgd: momentum SGD with coupled L2 decay (PyTorch's SGD); adamw: Adam with decoupled "
+                   "weight decay (PyTorch's AdamW, betas 0.9/0.999, eps 1e-8; --momentum does not apply).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="Initial learning rate.")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
 @click.option("--nesterov", is_flag=True, help="Nesterov momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True,
-              help="L2 weight decay on weights (not biases / BN).")
+              help="Weight decay on weights (not biases / BN): L2 for sgd, decoupled for adamw.")
 @click.option("--lr-schedule", type=click.Choice(SCHEDULES), default="step", show_default=True,
               help="step: ÷10 at 2/3 of the epochs; plateau: ÷10 when test accuracy stalls for 2 epochs; "
                    "cosine: to 0 at the last epoch.")
@@ -211,9 +214,9 @@ def _mib(b):
               help="Continue the run in RUN_DIR from its latest.npz (exactly; --epochs may extend it).")
 @format_option()
 @click.pass_context
-def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weight_decay, lr_schedule, init,
+def train(ctx, spec_arg, spec, data, epochs, batch, optimizer, lr, momentum, nesterov, weight_decay, lr_schedule, init,
           seed, threads, conv_algo, normalize, input_shape, output, resume_dir, fmt):
-    """Train SPEC with mini-batch SGD on the numba runtime and keep a run directory.
+    """Train SPEC with mini-batch SGD (or AdamW) on the numba runtime and keep a run directory.
 
     SPEC is a YAML file or the name of a shipped spec (see `cnncalc zoo`).
 
@@ -231,7 +234,7 @@ def train(ctx, spec_arg, spec, data, epochs, batch, lr, momentum, nesterov, weig
     locks: list = []  # the run directory's lock, released however the command ends
     old_sigint = signal.getsignal(signal.SIGINT)
     try:
-        _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_decay, lr_schedule,
+        _train(ctx, locks, spec, data, epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, lr_schedule,
                init, seed, threads, conv_algo, normalize, input_shape, out_dir, resume_dir, fmt)
     finally:
         for lock in locks:
@@ -259,7 +262,7 @@ def _disk_errors(run_dir: Path):
         raise _Fail(f"cannot write into {where}: {e.strerror}; {kept}") from None
 
 
-def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, weight_decay, lr_schedule, init,
+def _train(ctx, locks, spec, data, epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, lr_schedule, init,
            seed, threads, conv_algo, normalize, input_shape, out_dir, resume_dir, fmt):
     import numpy as np  # noqa: F401  (the runtime side: numpy/numba are fine here)
 
@@ -312,8 +315,10 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
                             "or --resume RUN_DIR")
             if nesterov and momentum == 0:
                 raise _Fail("--nesterov needs --momentum > 0")
+            if optimizer == "adamw" and (nesterov or ctx.get_parameter_source("momentum").name == "COMMANDLINE"):
+                raise _Fail("--momentum and --nesterov are SGD's; AdamW has its own betas (0.9, 0.999)")
             spec_text, spec_file = _spec_source(spec)
-            opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+            opts = TrainOptions(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                                 nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule,
                                 init=init, seed=seed, conv_algo=conv_algo, normalize=normalize, data=data,
                                 input=list(input_shape) if input_shape else None,
@@ -359,8 +364,12 @@ def _train(ctx, locks, spec, data, epochs, batch_size, lr, momentum, nesterov, w
         out.line(f"  {msg}")
     if ds.attribution:
         out.line(f"  {ds.attribution}")
-    out.line(f"SGD lr {opts.lr:g} ({opts.lr_schedule}), momentum {opts.momentum:g}"
-             f"{' nesterov' if opts.nesterov else ''}, weight decay {opts.weight_decay:g}, batch "
+    if opts.optimizer == "adamw":
+        opt_text = f"AdamW lr {opts.lr:g} ({opts.lr_schedule}), betas 0.9/0.999, decoupled weight decay"
+    else:
+        opt_text = (f"SGD lr {opts.lr:g} ({opts.lr_schedule}), momentum {opts.momentum:g}"
+                    f"{' nesterov' if opts.nesterov else ''}, weight decay")
+    out.line(f"{opt_text} {opts.weight_decay:g}, batch "
              f"{opts.batch_size}, init {opts.init}, seed {opts.seed}, {n_threads} thread(s), conv {opts.conv_algo}")
     out.line(f"run directory: {run_dir}" + (f" (from epoch {ck.epoch + 1}"
                                              + (f", batch {trainer.next_batch + 1})" if trainer.next_batch else ")")
@@ -456,8 +465,12 @@ def _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads,
         why = (f"the runtime keeps {measured - saved:,} B more: kernel caches the analyzer does not "
                "count as activations (max-pool argmax indices, BN x̂, dropout masks)")
     else:
+        inside = sum(r.internal for r in report.layers) * mem["bytes_per_element"]
         why = (f"the runtime keeps {saved - measured:,} B less: some layers keep a smaller cache than "
-               "their output (a ReLU keeps a 1-byte mask per value)")
+               "their output (a ReLU keeps a 1-byte mask per value)"
+               + (f"; the analyzer's count includes {inside:,} B written inside attention and MLP layers "
+                  "(q, k, v, scores, hidden), of which the runtime keeps only what their backward reads"
+                  if inside else ""))
     return {
         "status": outcome.status,
         "message": outcome.message or None,

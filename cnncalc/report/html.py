@@ -153,11 +153,24 @@ def too_many_to_draw(what: str, n: int, hint: str) -> str:
 LABEL_CHARS = 22  # an axis label longer than this is cut (the column's tooltip has the full name)
 
 
+def _escaper():
+    """:func:`escape` with its results kept (a page's charts repeat every layer's name and type)."""
+    done: dict[str, str] = {}
+
+    def esc(s):
+        r = done.get(s)
+        if r is None:
+            r = done[s] = escape(s)
+        return r
+    return esc
+
+
 def _bar_chart(title: str, names: list[str], values: list[int], colour: str, unit: str = "",
-               descriptions: list[str] | None = None) -> str:
+               descriptions: list[str] | None = None, escape=escape) -> str:
     """A column chart, one column per layer in order: the y axis with ticks, the layer names
     under the columns (every k-th when they would collide), and a tooltip per column (its
-    index, name, type and exact value)."""
+    index, name, type and exact value). ``escape``: the text escaper (a memoised one, shared
+    by a page's charts)."""
     n = max(len(values), 1)
     bw = max(2, min(32, 1100 // n))
     step = max(1, -(-12 // bw))  # label every step-th column: at least 12 px between labels
@@ -179,14 +192,15 @@ def _bar_chart(title: str, names: list[str], values: list[int], colour: str, uni
         bh = v / vmax * h
         x = left + i * bw
         desc = f" ({descriptions[i]})" if descriptions and descriptions[i] else ""
+        en = escape(name)
         parts.append(f'<rect class="bar" x="{x}" y="{top + h - bh:.1f}" width="{max(bw - 1, 1)}" height="{bh:.1f}" '
-                     f'fill="{colour}" data-name="{escape(name).replace(chr(34), "&quot;")}"><title>{i + 1}. {escape(name)}{escape(desc)}: '
+                     f'fill="{colour}" data-name="{en.replace(chr(34), "&quot;")}"><title>{i + 1}. {en}{escape(desc)}: '
                      f'{fmt_int(v)}{unit}</title></rect>')
         if i % step == 0:
             cx, cy = x + bw / 2 + 4, top + h + 6
             label = name if len(name) <= LABEL_CHARS else "…" + name[-(LABEL_CHARS - 1):]  # the specific end
             parts.append(f'<text class="xl" x="{cx:.1f}" y="{cy}" text-anchor="end" '
-                         f'transform="rotate(-90 {cx:.1f} {cy})">{escape(label)}<title>{escape(name)}</title></text>')
+                         f'transform="rotate(-90 {cx:.1f} {cy})">{escape(label)}<title>{en}</title></text>')
     every = "" if step == 1 else f", one named per {step} columns"
     parts.append(f'<text x="{W - 10}" y="{H - 4}" text-anchor="end" class="muted-svg">layers in order{every}; '
                  f'hover a column for its value</text></svg>')
@@ -226,11 +240,12 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
     descs = [r.get("description", "") for r in layers]
     title = f"{summary['name']} — input {fmt_shape(from_json(summary['input'], summary.get('input_kind')))}"
     drawn = len(layers) <= MAX_DRAWN
+    esc = _escaper()
     charts = [
         _bar_chart("Memory per layer (output elements)", names, [0 if r["view"] else r["activations"] for r in layers],
-                   "#3f6fb5", " elements", descs),
-        _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a", " params", descs),
-        _bar_chart("MACs per layer", names, [r["macs"] for r in layers], "#7b4bb3", " MACs", descs),
+                   "#3f6fb5", " elements", descs, esc),
+        _bar_chart("Parameters per layer", names, [r["params"] for r in layers], "#c7772a", " params", descs, esc),
+        _bar_chart("MACs per layer", names, [r["macs"] for r in layers], "#7b4bb3", " MACs", descs, esc),
     ] if drawn else [too_many_to_draw("charts per layer", len(layers),
                                       "The table above has every layer's numbers (sortable).")]
     rf_html = ("<p class=\"muted\">No receptive fields: the input has no spatial axes, or they were left "
@@ -246,8 +261,8 @@ def build_html(summary: dict, *, sections: list[tuple[str, list[tuple[str, str]]
         rdesc = {r["name"]: r.get("description", "") for r in layers}
         rnames = [f["name"] for f in rfl]
         rd = [rdesc.get(x, "") for x in rnames]
-        rf_html = (_bar_chart("Receptive field size r per layer (pixels)", rnames, rs, "#3d8b4a", " px", rd)
-                   + _bar_chart("Effective stride S per layer (pixels)", rnames, ss, "#8a6d00", " px", rd)
+        rf_html = (_bar_chart("Receptive field size r per layer (pixels)", rnames, rs, "#3d8b4a", " px", rd, esc)
+                   + _bar_chart("Effective stride S per layer (pixels)", rnames, ss, "#8a6d00", " px", rd, esc)
                    + "<p class=\"muted\">Araujo, Norris &amp; Sim, Distill 2019; the values of every layer are in "
                      "the table's r and S columns (per axis where they differ).</p>")
     comp_html = ""

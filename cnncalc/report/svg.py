@@ -39,6 +39,18 @@ class _Numbers(dict):
         return s
 
 
+class _Memo(dict):
+    """``fn`` of each string, worked out once (kinds, shapes and names repeat across boxes,
+    edges and labels; one table per picture)."""
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, x):
+        s = self[x] = self.fn(x)
+        return s
+
+
 def escape(s: str) -> str:
     """Text of an SVG element: & < > escaped (xml.sax.saxutils.escape without its Python-level
     loop), characters XML 1.0 forbids shown escaped."""
@@ -53,6 +65,9 @@ def quoteattr(s: str) -> str:
             return '"%s"' % s.replace('"', "&quot;")
         return "'%s'" % s
     return '"%s"' % s
+
+
+_escape, _quoteattr = escape, quoteattr
 
 
 def edge_path(points: list[tuple[float, float]], lr: bool = False, _f=_f) -> str:
@@ -74,7 +89,7 @@ def edge_path(points: list[tuple[float, float]], lr: bool = False, _f=_f) -> str
     return " ".join(d)
 
 
-def node_svg(n: GNode, _f=_f) -> str:
+def node_svg(n: GNode, _f=_f, escape=escape, quoteattr=quoteattr) -> str:
     fill, stroke = colours(n.kind)
     x0, y0, _, _ = n.box
     out = [f'<g class="node" data-name={quoteattr(n.id)} data-kind={quoteattr(n.kind)}>',
@@ -94,6 +109,7 @@ def to_svg(layout: Layout, *, standalone: bool = True, scale: float = 1.0) -> st
     """``scale`` multiplies the picture's width and height (the drawing keeps its coordinates)."""
     W, H = layout.width, layout.height
     _f = _Numbers().__getitem__
+    escape, quoteattr = _Memo(_escape).__getitem__, _Memo(_quoteattr).__getitem__
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_f(W * scale)}" height="{_f(H * scale)}" '
             f'viewBox="0 0 {W} {H}" '
             f'class="cnncalc-graph" role="img" aria-label={quoteattr(layout.title)}>')
@@ -120,7 +136,7 @@ def to_svg(layout: Layout, *, standalone: bool = True, scale: float = 1.0) -> st
             parts.append(f'<text class="el" data-src={quoteattr(n.id)} x="{_f(lx)}" '
                          f'y="{_f(ly)}">{escape(n.out_label)}</text>')
     parts.append("</g><g class=\"nodes\">")
-    parts += [node_svg(n, _f) for n in layout.real_nodes]
+    parts += [node_svg(n, _f, escape, quoteattr) for n in layout.real_nodes]
     parts.append("</g></svg>")
     svg = "".join(parts)
     if standalone:

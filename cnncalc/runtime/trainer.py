@@ -1,7 +1,7 @@
 """The training loop behind ``cnncalc train``: sample a batch, forward, loss, backprop, update.
 
-:class:`Trainer` owns one run: the network (the graph executor), the data, the SGD
-optimizer, the learning-rate schedule and the run directory.  The command line only
+:class:`Trainer` owns one run: the network (the graph executor), the data, the optimizer (SGD or AdamW),
+the learning-rate schedule and the run directory.  The command line only
 renders what the trainer reports through its callbacks.
 
 Reproducibility
@@ -45,7 +45,7 @@ from cnncalc.runtime import checkpoint as C
 from cnncalc.runtime.data import BatchIterator, Dataset, eval_batches
 from cnncalc.runtime.executor import Net
 from cnncalc.runtime.init import fans, init_weight, weight_std
-from cnncalc.runtime.optim import SGD
+from cnncalc.runtime.optim import make_optimizer
 from cnncalc.runtime.schedule import make_schedule
 
 METRICS = "metrics.jsonl"
@@ -74,6 +74,7 @@ class TrainOptions:
     data: str | None = None
     input: list[int] | None = None
     rounding: str | None = None     # --rounding: the spec-wide rule the run was built with
+    optimizer: str = "sgd"          # sgd | adamw (a checkpoint from before --optimizer: sgd)
 
     def schedule(self):
         # step: ÷10 at 2/3 of the run (the classic recipe); plateau: ÷10 after 2 stalled epochs
@@ -286,8 +287,8 @@ class Trainer:
         self.net = TrainNet(graph, dtype="float32", conv_algo=opts.conv_algo, seed=opts.seed)
         initialize(self.net, opts.init, opts.seed)
         self.params = flat(self.net.params)
-        self.opt = SGD(opts.lr, momentum=opts.momentum, nesterov=opts.nesterov,
-                       weight_decay=opts.weight_decay)
+        self.opt = make_optimizer(opts.optimizer, opts.lr, momentum=opts.momentum, nesterov=opts.nesterov,
+                                  weight_decay=opts.weight_decay)
         self.sched = opts.schedule()
         self.batches = BatchIterator(data.train_images, data.train_labels, opts.batch_size, opts.seed)
         self.history: list[dict] = []

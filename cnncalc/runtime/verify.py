@@ -6,7 +6,9 @@
 * **activation bytes** — the bytes of each layer's output buffer actually held after a
   float32 forward pass of the batch (0 when the output is a view of its input) against
   ``activation_bytes``, and their sums against ``forward_bytes`` and (with the input)
-  ``backward_saved_bytes``; kernel caches beyond the outputs (max-pool argmax, BN x̂,
+  ``backward_saved_bytes`` — less what the analyzer counts *inside* layers (attention's q, k,
+  v, scores and probabilities, an MLP's hidden layer: ``internal``), which are not layer
+  outputs and are named in the note, not measured; kernel caches beyond the outputs (max-pool argmax, BN x̂,
   dropout masks) are reported, not compared: the analyzer does not claim them;
 * **receptive field** — a linearised float32 copy (identity activations, average pooling for
   max, positive weights) back-propagates a one-hot gradient from one position of the layer
@@ -31,6 +33,8 @@ from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.graph import INPUT
 from cnncalc.runtime._numba import njit
 from cnncalc.runtime.executor import Net, random_input, to_runtime
+from cnncalc.runtime.kernels.conv import ConvCache, conv2d_data_grad
+from cnncalc.runtime.kernels.pool import avgpool2d_backward_window
 from cnncalc.shapes import fmt_shape
 
 
@@ -68,7 +72,8 @@ def _owned_bytes(y, xs) -> int:
 
 def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=None):
     report = report or analyze_graph(graph, batch=batch, dtype="float32")
-    net = Net(graph, dtype="float32", conv_algo=conv_algo, seed=seed)
+    nbytes = report.memory["bytes_per_element"]
+    net = Net(graph, dtype="float32", conv_algo=conv_algo, seed=seed, init="fast")  # values do not matter here
     items: list[Item] = []
     for node in graph.layers:
         row = report[node.name]
@@ -80,6 +85,7 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
     vals = net.outputs_seen
     fwd = 0
     known = {id(_root(vals[INPUT]))}
+    inside_claimed = 0  # values the analyzer counts inside layers (attention's q, k, v, scores...)
     for node in graph.layers:
         row = report[node.name]
         y = vals[node.name]
@@ -89,6 +95,7 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
                           "a view of its input" if row.view else ""))
         fwd += owned
         known.add(id(_root(y)))
+        inside_claimed += row.internal * nbytes
     for d in net.params.values():
         known.update(id(_root(a)) for a in d.values())
     extra: dict[int, int] = {}
@@ -97,13 +104,20 @@ def check_counts_and_memory(graph, *, batch=2, conv_algo="auto", seed=0, report=
         if id(r) not in known:
             extra[id(r)] = r.nbytes
     t, m = report.totals, report.memory
+    # the analyzer's totals count what layers write inside them too (attention's q, k, v, scores
+    # and probabilities, an MLP's hidden layer): written and freed (or cached) within the layer,
+    # they are not layer outputs and are not measured here; the layer outputs are compared
+    note = (f"layer outputs; the analyzer's total adds {inside_claimed:,} B written inside layers "
+            "(attention's q, k, v, scores; not measured)" if inside_claimed else "")
     items += [
         Item("(total)", "params", t["trainable"], net.param_count()),
         Item("(total)", "state", t["nontrainable"], net.state_count()),
-        Item("(total)", "forward bytes", m["forward_bytes"], fwd),
-        Item("(total)", "backward saved bytes", m["backward_saved_bytes"], fwd + vals[INPUT].nbytes),
+        Item("(total)", "forward bytes", m["forward_bytes"] - inside_claimed, fwd, note),
+        Item("(total)", "backward saved bytes", m["backward_saved_bytes"] - inside_claimed,
+             fwd + vals[INPUT].nbytes, note),
     ]
-    info = {"kernel_cache_bytes": sum(extra.values()), "batch": batch, "dtype": "float32"}
+    info = {"kernel_cache_bytes": sum(extra.values()), "batch": batch, "dtype": "float32",
+            "inside_bytes": inside_claimed}
     return items, info
 
 
@@ -209,24 +223,200 @@ def _check_band(g, dtype):
         raise _TooNarrow
 
 
+@njit
+def _scan(v, big):
+    """One pass over ``v``, a gradient (N, C, H, W) viewed as signed integers of its width
+    (see :func:`_band_stats`): the smallest and largest entry and the smallest positive one
+    (``big`` if none), and per batch row the bounding box (h0, h1, w0, w1) of its non-zero
+    entries over every channel ((-1, -1, -1, -1) for a row without any)."""
+    N, C, H, W = v.shape
+    mn = v[0, 0, 0, 0]
+    mx = mn
+    mp = big
+    boxes = np.full((N, 4), -1, np.int64)
+    for n in range(N):
+        h0, h1, w0, w1 = H, -1, W, -1
+        for c in range(C):
+            for h in range(H):
+                rmn = v[n, c, h, 0]
+                rmx = rmn
+                for w in range(W):
+                    x = v[n, c, h, w]
+                    rmn = min(rmn, x)
+                    rmx = max(rmx, x)
+                    mp = min(mp, x if x > 0 else big)
+                mn = min(mn, rmn)
+                mx = max(mx, rmx)
+                if rmn != 0 or rmx != 0:  # a non-zero in this row: its first and last
+                    h0 = min(h0, h)
+                    h1 = max(h1, h)
+                    a = 0
+                    while v[n, c, h, a] == 0:
+                        a += 1
+                    b = W - 1
+                    while v[n, c, h, b] == 0:
+                        b -= 1
+                    w0 = min(w0, a)
+                    w1 = max(w1, b)
+        if h1 >= 0:
+            boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = h0, h1, w0, w1
+    return mn, mx, mp, boxes
+
+
+def _scan_grad(g, dtype, band):
+    """The bounding boxes of ``g``'s rows (as :func:`_scan`; ``g`` of any rank is read as
+    (N, 1, 1, rest) unless it is (N, C, H, W)), checking the band on the way: raise
+    :class:`_TooNarrow` (when ``band``) unless every entry is +0 or within the dtype's band."""
+    it = np.int32 if g.dtype == np.float32 else np.int64
+    big = np.iinfo(it).max
+    v = np.ascontiguousarray(g).view(it)
+    v = v if v.ndim == 4 else v.reshape(v.shape[0], 1, 1, -1)
+    if not v.size:
+        return np.full((len(v), 4), -1, np.int64)
+    mn, mx, mp, boxes = _scan(v, it(big))
+    if band:
+        lo, hi = _BAND[dtype]
+        bits = lambda x: int(np.array(x, g.dtype).view(it))  # noqa: E731
+        if mn < 0 or mx > bits(hi) or (mp != big and mp < bits(lo)):
+            raise _TooNarrow
+    return boxes
+
+
+def _window_plan(boxes, OH, OW):
+    """How to run a conv's data gradient on the non-zero windows of its output gradient: a
+    list of (row slice, (h0, h1, w0, w1)) — the whole batch in the union of the rows' boxes,
+    or each row in its own box when that is at most half the work — or None when the window
+    is (nearly) the whole map and the plain backward is as cheap."""
+    live = [(r, b) for r, b in enumerate(boxes.tolist()) if b[1] >= 0]
+    if not live:
+        return []
+    area = lambda b: (b[1] - b[0] + 1) * (b[3] - b[2] + 1)  # noqa: E731
+    union = (min(b[0] for _, b in live), max(b[1] for _, b in live),
+             min(b[2] for _, b in live), max(b[3] for _, b in live))
+    whole = len(boxes) * OH * OW
+    one = len(boxes) * area(union)
+    split = sum(area(b) for _, b in live)
+    if min(one, split) > 0.7 * whole:
+        return None
+    if split <= 0.5 * one:
+        return [(slice(r, r + 1), tuple(b)) for r, b in live]
+    return [(slice(None), union)]
+
+
+def _conv_dx_windowed(op, g, boxes):
+    """A 2-D convolution's data gradient computed only where it can be non-zero: for each
+    window of ``g`` (:func:`_window_plan`), the runtime's data-gradient kernel on a virtual
+    input holding exactly the rows and columns the window's taps reach (no padding: taps in
+    the padding are the rows that fall outside the real input, dropped), pasted into a zero
+    gradient. Outside the windows ``g`` is zero, so the result equals the whole-map data
+    gradient. None when the plain backward is as cheap or the geometry is not the floor rule."""
+    C, H, W = op.x.shape[1:]
+    kh, kw = op.w.shape[2:]
+    (sh, sw), (dh, dw) = op.stride, op.dilation
+    (pt, pb), (pl, pr) = op.pads
+    OH, OW = g.shape[2:]
+    if (OH != (H + pt + pb - dh * (kh - 1) - 1) // sh + 1 or OW != (W + pl + pr - dw * (kw - 1) - 1) // sw + 1):
+        return None
+    plan = _window_plan(boxes, OH, OW)
+    if plan is None:
+        return None
+    dx = np.zeros((g.shape[0], *op.x.shape[1:]), g.dtype)
+    for rows, (h0, h1, w0, w1) in plan:
+        r0, c0 = h0 * sh - pt, w0 * sw - pl
+        hv, wv = (h1 - h0) * sh + dh * (kh - 1) + 1, (w1 - w0) * sw + dw * (kw - 1) + 1
+        dyc = np.ascontiguousarray(g[rows, :, h0:h1 + 1, w0:w1 + 1])
+        dxv = conv2d_data_grad(dyc, op.w, (dyc.shape[0], C, hv, wv), op.stride, 0, op.dilation, op.groups, op.algo)
+        a, b, c, d = max(r0, 0), min(r0 + hv, H), max(c0, 0), min(c0 + wv, W)
+        if a < b and c < d:
+            dx[rows, :, a:b, c:d] = dxv[:, :, a - r0:b - r0, c - c0:d - c0]
+    return dx
+
+
+def _pool_dx_windowed(net, node, op, g, boxes):
+    """An average pooling's data gradient (the linear copy's max pooling too) on the windows
+    of ``g`` (:func:`_window_plan`; the whole map when that is as cheap) by the runtime's
+    :func:`avgpool2d_backward_window`, pasted into a zero gradient: the same numbers as the
+    whole-map backward. None for a cache that function does not take."""
+    OH, OW = g.shape[2:]
+    plan = _window_plan(boxes, OH, OW)
+    if plan is None:
+        plan = [(slice(None), (0, OH - 1, 0, OW - 1))]
+    dx = np.zeros((g.shape[0], *net.outputs_seen[node.inputs[0]].shape[1:]), g.dtype)
+    for rows, (h0, h1, w0, w1) in plan:
+        got = avgpool2d_backward_window(g[rows, :, h0:h1 + 1, w0:w1 + 1], op, (h0, h1), (w0, w1))
+        if got is None:
+            return None
+        dxv, (r0, c0) = got
+        dx[rows, :, r0:r0 + dxv.shape[2], c0:c0 + dxv.shape[3]] = dxv
+    return dx
+
+
+#: what :func:`_data_grads` differentiates itself from a layer's cache of any batch size
+_OWN = {"conv": "conv", "dwconv": "conv", "maxpool": "pool", "avgpool": "pool"}
+
+
+def _own(net, node, cache):
+    """'conv' for a (1-D or 2-D) convolution run as conv2d, 'pool' for a 1-D or 2-D max or
+    average pooling (average in the linear copy), without a fused activation: the layers
+    :func:`_data_grads` differentiates itself (from the weight and the geometry alone); else None."""
+    kind = _OWN.get(node.layer.kind)
+    if kind is None or cache[1] is not None:
+        return None
+    if kind == "conv":
+        op = cache[0]
+        return kind if op.__class__ is ConvCache and op.x.ndim == 4 else None
+    return kind if net.nd[node.inputs[0]] in (1, 2) and net.linear else None
+
+
+def _data_grads(net, node, g, cache, boxes):
+    """The input gradients of ``node`` from ``g`` (data gradients only; ``boxes``: its rows'
+    non-zero boxes, :func:`_scan_grad`): a 2-D convolution or average pooling without a fused
+    activation by the runtime's data-gradient kernels on the windows where ``g`` is non-zero
+    (:func:`_conv_dx_windowed`, :func:`_pool_dx_windowed`) or on the whole map (its cache may
+    be of another batch size: only its weights and geometry are read); everything else
+    through the executor's ``backward_node``."""
+    own = _own(net, node, cache)
+    if own == "conv":
+        op = cache[0]
+        dx = _conv_dx_windowed(op, g, boxes)
+        if dx is None:
+            dx = conv2d_data_grad(g, op.w, (g.shape[0], *op.x.shape[1:]), op.stride, op.pads, op.dilation,
+                                  op.groups, op.algo)
+        return [dx]
+    if own == "pool":
+        dx = _pool_dx_windowed(net, node, cache[0], g, boxes)
+        if dx is not None:
+            return [dx]
+    return net.backward_node(node.name, g, cache, params=False)[0]
+
+
 class _FieldNet:
-    """The linearised copy in one dtype: the net, and the caches of a forward of the
-    positive input repeated ``b`` times, per batch size ``b`` (built when first needed)."""
+    """The linearised copy in one dtype: the net, one forward of the positive input (batch 1,
+    every output kept), and per layer the cache of that layer's forward at ``batch`` (the
+    most units checked in one layer: every pass runs at that batch), made from the kept
+    outputs when a pass first reaches the layer. A 2-D convolution's batch-1 cache serves
+    as it is (:func:`_data_grads` reads its weight and geometry only): the convolutions are
+    run forward once, at batch 1."""
 
-    def __init__(self, graph, dtype, conv_algo, seed, x1):
+    def __init__(self, graph, dtype, conv_algo, seed, x1, batch):
         self.dtype = dtype
+        self.batch = batch
         self.net = Net(graph, dtype=dtype, conv_algo=conv_algo, seed=seed, linear=True)
-        self.x1 = x1
+        self.net.forward(x1.astype(dtype), keep=True)
+        self.outs = self.net.outputs_seen
+        self.shapes = {k: v.shape[1:] for k, v in self.outs.items()}
+        self._one = self.net.caches
         self._caches = {}
-        self.shapes = None
 
-    def caches(self, b):
-        if b not in self._caches:
-            self.net.forward(np.repeat(self.x1, b, axis=0).astype(self.dtype), keep=self.shapes is None)
-            if self.shapes is None:
-                self.shapes = {k: v.shape[1:] for k, v in self.net.outputs_seen.items()}
-            self._caches[b] = self.net.caches
-        return self._caches[b]
+    def cache(self, name):
+        c = self._caches.get(name)
+        if c is None:
+            c = self._one[name]
+            if self.batch > 1 and _own(self.net, self.net.graph[name], c) is None:
+                xs = [np.repeat(self.outs[s], self.batch, axis=0) for s in self.net.graph[name].inputs]
+                c = self.net.run_node(name, xs)[1]
+            self._caches[name] = c
+        return c
 
 
 def _unit_key(nd, pos):
@@ -270,47 +460,43 @@ def _field_masks(fnet, order, node, picks, known, band=True):
     """Input-support masks (one per unit of ``picks`` of ``node``) through the linear copy.
 
     A backward pass over ``node``'s ancestors, one unit per batch item, data gradients only,
-    layer by layer (the executor's ``backward_node``). Before a layer is differentiated, the
-    batch items whose gradient there is a positive combination of units already measured
-    (``known``: {layer: {unit: mask}}) take the union of those units' masks and leave the
-    pass (see :func:`_resolve`); the pass shrinks to the items left. Every gradient is checked
-    against the dtype's band first (:func:`_check_band`)."""
+    layer by layer (the executor's ``backward_node``; convolutions on the windows where the
+    gradient is non-zero, :func:`_data_grads`). Before a layer is differentiated, the batch
+    items whose gradient there is a positive combination of units already measured
+    (``known``: {layer: {unit: mask}}) take the union of those units' masks and their rows
+    are zeroed there (see :func:`_resolve`); the pass ends when every row is zero. Every
+    gradient is checked against the dtype's band first (:func:`_check_band`)."""
     net = fnet.net
-    fnet.caches(len(picks))
     shape = fnet.shapes[node.name]
     d = _seed(shape, node, net.nd[node.name], fnet.shapes[node.inputs[0]], picks).astype(fnet.dtype)
-    items = list(range(len(picks)))      # original index of each row still in the pass
-    masks = [np.zeros(fnet.shapes[INPUT][1:], bool) for _ in picks]
+    if len(d) < fnet.batch:  # one forward serves every layer: rows beyond the picks are zero
+        d = np.concatenate([d, np.zeros((fnet.batch - len(d), *d.shape[1:]), d.dtype)])
+    masks = [np.zeros(fnet.shapes[INPUT][1:], bool) for _ in range(fnet.batch)]
     frontier = {node.name: d}
     for k in reversed(order):
         g = frontier.pop(k.name, None)
         if g is None:
             continue
-        if band:
-            _check_band(g, fnet.dtype)
+        boxes = _scan_grad(g, fnet.dtype, band)
         kn = known.get(k.name)
         if kn:
             done = []
             for r in range(g.shape[0]):
+                if boxes[r, 1] < 0:
+                    continue
                 m = _resolve(g[r], net.nd[k.name], kn)
                 if m is not None:
-                    masks[items[r]] = np.logical_or(masks[items[r]], m)
+                    masks[r] = np.logical_or(masks[r], m)
                     done.append(r)
             if done:
                 g = g.copy()
                 g[done] = 0
-                # a resolved row leaves the pass unless another branch still carries it
-                live = [r for r in range(len(items))
-                        if r not in done or any(t[r].any() for t in frontier.values())]
-                if not live:
-                    break
-                if len(live) < len(items):
-                    items = [items[r] for r in live]
-                    g = g[live]
-                    frontier = {s: t[live] for s, t in frontier.items()}
-        if not g.any():
+                boxes[done] = -1
+        if (boxes[:, 1] < 0).all():
+            if not frontier:
+                break
             continue
-        dxs, _ = net.backward_node(k.name, g, fnet.caches(len(items))[k.name], params=False)
+        dxs = _data_grads(net, k, g, fnet.cache(k.name), boxes)
         for src, dx in zip(k.inputs, dxs):
             if dx is None:
                 continue
@@ -319,10 +505,10 @@ def _field_masks(fnet, order, node, picks, known, band=True):
                     _check_band(dx, fnet.dtype)
                 nz = (dx != 0).any(axis=1)  # over the channels: (N,), (N, 1, L), (N, H, W), ...
                 for r in range(dx.shape[0]):
-                    masks[items[r]] = np.logical_or(masks[items[r]], nz[r])
+                    masks[r] = np.logical_or(masks[r], nz[r])
             else:
                 frontier[src] = dx if src not in frontier else frontier[src] + dx
-    return masks
+    return masks[:len(picks)]
 
 
 def _mask_box(mask):
@@ -362,17 +548,19 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cor
     nodes = [n for n in field_layers(graph, every_layer) if rep[n.name].unknown is None]
     x1 = random_input(graph.input_shape, 1, np.random.default_rng(seed)) ** 2 + 1.0  # positive
     nets: dict[str, _FieldNet] = {}
+    units_of = {n.name: _units([a.n for a in rep[n.name].axes], units) for n in nodes}
+    batch = max(map(len, units_of.values()), default=1)
 
     def fnet(dtype):
         if dtype not in nets:
-            nets[dtype] = _FieldNet(graph, dtype, conv_algo, seed, x1)
+            nets[dtype] = _FieldNet(graph, dtype, conv_algo, seed, x1, batch)
         return nets[dtype]
 
     index = {n.name: i for i, n in enumerate(graph.layers)}
     known: dict[str, dict] = {}
     items: list[Item] = []
     for node in nodes:
-        picks = _units([a.n for a in rep[node.name].axes], units)
+        picks = units_of[node.name]
         order = graph.layers[:index[node.name] + 1]
         note = ""
         try:

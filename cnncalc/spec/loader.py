@@ -499,8 +499,9 @@ class _Builder:
                  **{k: v for k, v in it.items() if k not in ITEM_KEYS and k != raw_key}}
         bn = self._bn_of(it, extra, line, name)
         activation = extra.pop("activation", None) if bn else None
-        if branches is None and "inputs" in it:
-            outs = src  # merge of named layers: {add: null, inputs: [a, b]}
+        if branches is None and ("inputs" in it or "const" in extra):
+            outs = src  # merge of named layers: {add: null, inputs: [a, b]}; or of the previous
+            # layer and a constant: {concat: null, axis: 0, const: …} (a class token)
         else:
             if not isinstance(branches, list) or not branches:
                 raise self.err(f"{raw_key} takes a list of branches, each a list of layers "

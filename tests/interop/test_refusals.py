@@ -236,3 +236,27 @@ def test_a_data_type_onnx_does_not_have_is_refused_by_its_number():
     m.graph.input[0].type.tensor_type.elem_type = 999
     with pytest.raises(InteropError, match=r"the input 'x' is data type 999 \(not an ONNX type\)"):
         import_model(m, source="m.onnx")
+
+
+@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
+@pytest.mark.parametrize("shape", [(), (4,), (4, 3)])
+def test_a_conv_weight_of_rank_below_3_is_refused(cli, tmp_path, op, shape):
+    """Found by the ONNX fuzz (seed 330): a scalar Conv weight was exit 70 (`F, cg, *k = W.shape`)."""
+    m = _model([h.make_node(op, ["x", "c.weight"], ["y"], name="/c/Conv")], [("c.weight", np.ones(shape))])
+    with pytest.raises(InteropError, match=rf"node '/c/Conv' \({op}\): a weight of shape \[{', '.join(map(str, shape))}\] "
+                                           rf"\(rank {len(shape)}\); a convolution's weight has rank 3 or more"):
+        import_model(m, source="m.onnx")
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    r = cli("import", p, "-o", tmp_path / "m.yaml")
+    assert r.exit_code == 2 and "a convolution's weight has rank 3 or more" in r.output, r.output
+
+
+@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
+@pytest.mark.parametrize("shape", [(4, 3, 3), (4, 3, 3, 3, 3)])
+def test_a_conv_kernel_of_another_rank_than_the_input_is_refused(op, shape):
+    """A 1-D or 3-D kernel on an image imported silently as some other window."""
+    m = _model([h.make_node(op, ["x", "c.weight"], ["y"], name="/c/Conv")], [("c.weight", np.ones(shape))])
+    with pytest.raises(InteropError, match=rf"node '/c/Conv' \({op}\): a weight of shape .* \(rank {len(shape)}\) "
+                                           r"on an input of rank 4"):
+        import_model(m, source="m.onnx")

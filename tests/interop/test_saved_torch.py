@@ -141,7 +141,9 @@ def test_token_network_peak_equals_torch(name, side, batch):
     assert abs(ours - theirs) <= 0.01 * theirs, (ours, theirs, f"{100 * (ours / theirs - 1):+.2f}%")
 
 
-@pytest.mark.parametrize("name,side", [("resnet18", 64), ("vgg11", 32), ("mobilenet_v2", 64)])
+@pytest.mark.parametrize("name,side", [("resnet18", 64), ("vgg11", 32), ("mobilenet_v2", 64),
+                                       # ConvNeXt's fp32 layer scale makes its residual stream fp32
+                                       ("convnext_tiny", 64), ("efficientnet_b0", 64)])
 def test_mixed_precision_saved_equals_torch_autocast(name, side):
     """bf16 autocast on the CPU: half activations, the half copies of the input batch and of the
     conv/linear weights that autocast makes and backward keeps — equal to torch's count."""
@@ -153,6 +155,25 @@ def test_mixed_precision_saved_equals_torch_autocast(name, side):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         theirs = measured_saved_bytes(g, 4, "cpu", net=net)
     s = saved_tensors(g, 4, 2, input_bytes=4, mixed=True)
+    assert s.total + s.weight_copies == theirs
+
+
+@pytest.mark.parametrize("name,batch", [("deit_tiny", 1), ("deit_tiny", 2), ("mobilevit_xxs", 2), ("swin_t", 2),
+                                        (str(Path(__file__).parents[1] / "runtime" / "specs" / "tokens.yaml"), 2)],
+                         ids=lambda v: Path(str(v)).stem)
+def test_mixed_precision_saved_equals_torch_autocast_on_token_networks(name, batch):
+    """bf16 autocast on token networks: the fp32 class token and position embedding promote
+    DeiT's token stream to fp32 (its LayerNorms keep fp32 inputs, its linears half copies),
+    Swin's fp32 bias table makes its scores and probabilities fp32 (AV keeps a half copy),
+    and every linear's weight is kept as a half copy: equal to torch's count."""
+    from cnncalc.interop.torch_memory import torch_module
+
+    g = load_spec(name)
+    g.infer()
+    net = torch_module(g, "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = measured_saved_bytes(g, batch, "cpu", net=net)
+    s = saved_tensors(g, batch, 2, input_bytes=4, mixed=True)
     assert s.total + s.weight_copies == theirs
 
 

@@ -31,6 +31,9 @@ CASES = [
     pytest.param(1, 1, 1, 1, 1, (3, 3), (1, 1), 1, (1, 1), id="1x1-input"),
     pytest.param(2, 4, 9, 8, (2, 2), (3, 3), (1, 1), 1, (1, 1), id="groups-Cg2-Fg2"),
     pytest.param(1, 4, 8, 9, (4, 1), (3, 2), (2, 1), ((1, 0), (0, 1)), (1, 2), id="groups-Cg4-Fg1"),
+    # one output column: the stride is never applied (its scratch was 10^9 x the row: exit 70 in
+    # the ONNX fuzz, seed 521)
+    pytest.param(1, 2, 5, 6, 1, (3, 3), (2, 10**9), 1, (1, 1), id="stride-far-past-the-input"),
 ]
 
 

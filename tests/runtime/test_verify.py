@@ -279,22 +279,21 @@ def test_passes_of_1x1_convs_and_merges_end_early(tmp_path, monkeypatch):
     # the point of the early end: a stride-1 1x1 conv, an add and fc differentiate a layer or
     # two, not every ancestor; a 3x3 conv's pass and a strided 1x1 conv's corner reach the input
     import cnncalc.runtime.verify as V
-    from cnncalc.runtime.executor import Net
     p = tmp_path / "g.yaml"
     p.write_text(BOTTLENECK)
     g = cnncalc.load(p).infer()
     steps, cur = {}, []
-    real_bn, real_fm = Net.backward_node, V._field_masks
+    real_dg, real_fm = V._data_grads, V._field_masks
 
-    def counting(self, name, *a, **k):
-        steps.setdefault(cur[-1], []).append(name)
-        return real_bn(self, name, *a, **k)
+    def counting(net, node, *a, **k):  # every layer a pass differentiates
+        steps.setdefault(cur[-1], []).append(node.name)
+        return real_dg(net, node, *a, **k)
 
     def per_pass(fnet, order, node, *a, **k):
         cur.append(node.name)
         return real_fm(fnet, order, node, *a, **k)
 
-    monkeypatch.setattr(Net, "backward_node", counting)
+    monkeypatch.setattr(V, "_data_grads", counting)
     monkeypatch.setattr(V, "_field_masks", per_pass)
     items = V.check_fields(g, units="all")
     assert all(i.ok for i in items)
@@ -374,3 +373,85 @@ def test_a_pass_outside_the_float32_band_is_redone_in_float64(tmp_path, monkeypa
     monkeypatch.setattr(V, "_BAND", {**V._BAND, "float32": (2.0 ** 70, 2.0 ** 71)})
     got = [(i.layer, i.check, i.measured, i.note) for i in V.check_fields(g, units="all")]
     assert built == ["float32", "float64"] and got == want
+
+
+# ----------------------------------------------------------------------------- token networks
+@pytest.mark.parametrize("spec, size", [("examples/attention/vit_mnist.yaml", None), ("deit_tiny", "32x32x3")])
+def test_verify_token_networks_pass(spec, size):
+    """The totals compare layer outputs: the values attention and the MLP write inside them are
+    not outputs, and the note says how many bytes of the analyzer's total they are."""
+    root = Path(__file__).parents[2]
+    args = ["verify", str(root / spec) if spec.endswith(".yaml") else spec, "--format", "json"]
+    r = run(*args, *(["--input", size] if size else []))
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert obj["ok"] and obj["summary"]["activation bytes"]["agree"] > 0
+    # vit_mnist at batch 2, per block: attention 25,220 values inside (docs/attention.md's
+    # --explain) and the MLP's hidden 65*64 before and after GELU; 4 bytes each
+    if size is None:
+        assert obj["inside_layers_bytes"] == 4 * 2 * 2 * (25_220 + 2 * 65 * 64)
+
+
+@pytest.mark.parametrize("geom", [
+    dict(k=(3, 3), s=(1, 1), p=((1, 1), (1, 1)), d=(1, 1), groups=1),
+    dict(k=(7, 7), s=(2, 2), p=((3, 3), (3, 3)), d=(1, 1), groups=1),
+    dict(k=(3, 2), s=(2, 3), p=((0, 2), (1, 0)), d=(2, 1), groups=2),   # asymmetric, dilated, grouped
+    dict(k=(3, 3), s=(1, 1), p=((1, 1), (1, 1)), d=(1, 1), groups=8),   # depthwise
+    dict(k=(1, 1), s=(2, 2), p=((0, 0), (0, 0)), d=(1, 1), groups=1),   # strided 1x1: leaves rows out
+])
+def test_windowed_conv_data_grad_equals_the_whole_map(geom):
+    # the field passes differentiate a conv only on the windows where its output gradient is
+    # non-zero; that must give the whole-map data gradient exactly, at borders and corners too
+    import numpy as np
+
+    from cnncalc.runtime.kernels.conv import conv2d_backward, conv2d_forward
+    from cnncalc.runtime.verify import _conv_dx_windowed, _scan_grad
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 8, 19, 17))
+    w = rng.random((8, 8 // geom["groups"], *geom["k"]))
+    y, cache = conv2d_forward(x, w, None, geom["s"], geom["p"], geom["d"], geom["groups"], algo="auto")
+    OH, OW = y.shape[2:]
+    ran = 0
+    for spots in ([(0, 0), (OH - 1, OW - 1), (OH // 2, OW // 2)], [(0, OW - 1)], [(OH - 1, 0), (OH - 2, 1)]):
+        g = np.zeros_like(y)
+        for r, (h, c) in enumerate(spots):  # row r: a unit or two, on some channels
+            g[r % 3, r % 8, h, c] = 1.0 + r
+            g[(r + 1) % 3, 7, h, c] = 0.5
+        want = conv2d_backward(g, cache, need_dw=False)[0]
+        got = _conv_dx_windowed(cache, g, _scan_grad(g, "float64", True))
+        if got is not None:
+            ran += 1
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+            assert np.array_equal(got != 0, want != 0)
+    assert ran >= 2  # small windows take the windowed path
+
+
+@pytest.mark.parametrize("geom", [
+    dict(k=(3, 3), s=(1, 1), p=((1, 1), (1, 1)), inc=True),     # GoogLeNet's branch pool
+    dict(k=(3, 3), s=(2, 2), p=((0, 1), (0, 1)), inc=False),    # ceil-like clipping, divisors by cell
+    dict(k=(2, 2), s=(2, 2), p=((0, 0), (0, 0)), inc=True),     # regular: the strided numpy path
+    dict(k=(3, 2), s=(2, 1), p=((0, 0), (0, 0)), inc=True),     # regular, overlapping
+])
+def test_windowed_pool_data_grad_equals_the_whole_map(geom):
+    # average pooling (the linear copy's max pooling) differentiated on a window must give
+    # the whole map's data gradient, divisors at the borders included
+    import numpy as np
+
+    from cnncalc.runtime.kernels.pool import avgpool2d_backward_window, avgpool2d_forward, pool2d_backward
+    rng = np.random.default_rng(5)
+    x = rng.random((2, 3, 13, 11))
+    y, cache = avgpool2d_forward(x, geom["k"], geom["s"], geom["p"], count_include_pad=geom["inc"])
+    OH, OW = y.shape[2:]
+    for (a, b), (c, d) in [((0, 1), (0, 0)), ((OH - 2, OH - 1), (OW - 3, OW - 1)), ((0, OH - 1), (0, OW - 1)),
+                           ((OH // 2, OH // 2), (1, 2))]:
+        g = np.zeros_like(y)
+        g[:, :, a:b + 1, c:d + 1] = rng.random((2, 3, b - a + 1, d - c + 1)) + 0.5
+        want = pool2d_backward(g, cache)
+        dxv, (r0, c0) = avgpool2d_backward_window(g[:, :, a:b + 1, c:d + 1], cache, (a, b), (c, d))
+        got = np.zeros_like(want)
+        got[:, :, r0:r0 + dxv.shape[2], c0:c0 + dxv.shape[3]] = dxv
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    from cnncalc.runtime.kernels.pool import maxpool2d_forward
+    assert avgpool2d_backward_window(g[:, :, :1, :1], maxpool2d_forward(x, 2, 2)[1], (0, 0), (0, 0)) is None
+    with pytest.raises(ValueError):  # a gradient that is not the window's
+        avgpool2d_backward_window(g, cache, (0, 0), (0, 0))

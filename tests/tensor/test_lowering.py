@@ -281,10 +281,20 @@ def test_constant_identity_cast_dropout_where():
     assert (rep["y"].nontrainable, rep["y"].ops) == (49, {"activation": 49})
 
 
+def test_a_reshape_with_the_batch_inside_keeps_it_or_folds_it():
+    """At the import batch (1) the batch axis inside a tensor (torchvision's L x N x E) stays an
+    axis of its own when the values before it keep their count, else it is folded (batch None):
+    one sample's values either way."""
+    kept = lower("Reshape", {}, [Operand((7, 1, 24), name="input", batch=1), Operand((4,), np.array([7, 1, 3, 8]))],
+                 name="n")
+    assert kept.items[0].as_spec()["shape"] == [7, 3, 8] and kept.outputs == [("n", 1)]
+    folded = lower("Reshape", {}, [Operand((7, 1, 8), name="input", batch=1), Operand((3,), np.array([7, 2, 4]))],
+                   name="n")
+    assert folded.items[0].as_spec()["shape"] == [7, 2, 4] and folded.outputs == [("n", None)]
+
+
 # ----------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("op,attrs,ins,why", [
-    ("Reshape", {}, [Operand((7, 1, 8), name="input", batch=1), Operand((2,), np.array([7, 8]))],
-     "batch at axis 1"),
     ("MatMul", {}, [Operand((1, 7, 8), name="input"), Operand((1, 8), name="input")], "different ranks"),
     ("ReduceMean", {}, [Operand((1, 7, 8), name="input")], "reduces the batch axis"),
     ("Softmax", {"axis": 0}, [Operand((1, 7, 8), name="input")], "batch axis"),

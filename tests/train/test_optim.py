@@ -137,3 +137,72 @@ def test_errors():
         SGD(0.1).load_state_dict({"momentum_buffer/z": np.zeros(1)}, p)
     with pytest.raises(ValueError, match="has shape"):
         SGD(0.1).load_state_dict({"momentum_buffer/w": np.zeros(3)}, p)
+
+
+# ----------------------------------------------------------------------------- AdamW
+def test_adamw_by_hand():
+    from cnncalc.runtime.optim import AdamW
+
+    # lr 0.1, betas (0.5, 0.75), eps 0, weight decay 0.1; w (2-D) decayed, b (1-D) not
+    w, b = np.array([[1.0]]), np.array([2.0])
+    opt = AdamW(lr=0.1, betas=(0.5, 0.75), eps=0.0, weight_decay=0.1)
+    opt.step({"w": w, "b": b}, {"w": np.array([[0.4]]), "b": np.array([-2.0])})
+    # step 1: w = 1·(1 - .01) = .99; m = .5·.4 = .2, v = .25·.16 = .04; m̂ = .4, v̂ = .16:
+    #         w = .99 - .1·.4/.4 = .89 (Adam's first step is lr·sign(g)); b = 2 + .1 = 2.1
+    assert w[0, 0] == pytest.approx(0.89, abs=1e-15) and b[0] == pytest.approx(2.1, abs=1e-15)
+    opt.step({"w": w, "b": b}, {"w": np.array([[0.0]]), "b": np.array([-2.0])})
+    # step 2: w = .89·.99 = .8811; m = .1, v = .03; m̂ = .1/.75, v̂ = .03/.4375
+    #         w = .8811 - .1·(.1/.75)/sqrt(.03/.4375)
+    assert w[0, 0] == pytest.approx(0.8811 - 0.1 * (0.1 / 0.75) / np.sqrt(0.03 / 0.4375), abs=1e-14)
+    assert b[0] == pytest.approx(2.2, abs=1e-14)  # a constant gradient moves by lr each step
+    assert opt.steps == 2
+
+
+@pytest.mark.slow
+def test_adamw_equals_torch():
+    torch = pytest.importorskip("torch")
+    from cnncalc.runtime.optim import AdamW
+
+    rng = np.random.default_rng(0)
+    w0, b0 = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    grads = [(rng.standard_normal((3, 4)), rng.standard_normal(4)) for _ in range(5)]
+    params = {"w": w0.copy(), "b": b0.copy()}
+    opt = AdamW(lr=0.01, weight_decay=0.05)
+    tw, tb = torch.tensor(w0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+    topt = torch.optim.AdamW([{"params": [tw], "weight_decay": 0.05}, {"params": [tb], "weight_decay": 0.0}],
+                             lr=0.01)
+    for k, (gw, gb) in enumerate(grads):
+        lr = 0.01 * (1 - k / 5)  # a schedule: the rate changes between steps
+        opt.step(params, {"w": gw, "b": gb}, lr=lr)
+        for g in topt.param_groups:
+            g["lr"] = lr
+        tw.grad, tb.grad = torch.tensor(gw), torch.tensor(gb)
+        topt.step()
+    assert np.allclose(params["w"], tw.detach().numpy(), rtol=0, atol=1e-13)
+    assert np.allclose(params["b"], tb.detach().numpy(), rtol=0, atol=1e-13)
+
+
+def test_adamw_state_round_trip_and_errors():
+    from cnncalc.runtime.optim import AdamW, make_optimizer
+
+    rng = np.random.default_rng(1)
+    p1 = {"w": rng.standard_normal((2, 2))}
+    p2 = {"w": p1["w"].copy()}
+    gs = [{"w": rng.standard_normal((2, 2))} for _ in range(4)]
+    a = AdamW(lr=0.01, weight_decay=0.1)
+    for g in gs:
+        a.step(p1, g)
+    b = AdamW(lr=0.01, weight_decay=0.1)
+    for g in gs[:2]:
+        b.step(p2, g)
+    c = AdamW(lr=0.01, weight_decay=0.1)
+    c.load_state_dict(b.state_dict(), p2)
+    for g in gs[2:]:
+        c.step(p2, g)
+    assert np.array_equal(p1["w"], p2["w"]) and c.steps == 4
+    with pytest.raises(ValueError, match="another optimizer"):
+        c.load_state_dict({"momentum_buffer/w": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="shape"):
+        c.load_state_dict({"exp_avg/w": np.zeros(3), "exp_avg_sq/w": np.zeros(3)}, p2)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("lamb", 0.1)

@@ -164,6 +164,43 @@ def test_resume_extends_and_refuses_changed_options(files, tmp_path):
     _same_checkpoints(tmp_path / "r" / "latest.npz", tmp_path / "s" / "latest.npz")
 
 
+def test_adamw_run_resumes_exactly_and_refuses_sgd_options(files, tmp_path, monkeypatch):
+    ref, cut = tmp_path / "straight", tmp_path / "cut"
+    adam = ["--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.05"]
+    r = train(files, ref, *adam, "--format", "json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["options"]["optimizer"] == "adamw" and s["test_accuracy"] > 0.9
+    assert {k.split("/")[0] for k in C.load_checkpoint(ref / "latest.npz").optimizer} == {"steps", "exp_avg",
+                                                                                         "exp_avg_sq"}
+    with monkeypatch.context() as mp:
+        _stop_at(mp, 1, 3)
+        assert train(files, cut, *adam).exit_code == 130
+    r = run("train", "--resume", cut, "--threads", "1")
+    assert r.exit_code == 0, r.output
+    assert "AdamW lr 0.01" in r.stdout
+    _same_checkpoints(ref / "latest.npz", cut / "latest.npz")
+    assert _metrics(ref) == _metrics(cut)
+    r = train(files, tmp_path / "x", "--optimizer", "adamw", "--momentum", "0.5")
+    assert r.exit_code == 2 and "AdamW has its own betas" in r.stderr
+    r = run("train", "--resume", cut, "--optimizer", "sgd", "--epochs", "4")
+    assert r.exit_code == 2 and "--optimizer cannot change when resuming" in r.stderr
+
+
+def test_a_token_network_trains_and_its_memory_line_names_the_values_inside_attention(files, tmp_path):
+    spec = tmp_path / "tok.yaml"
+    spec.write_text("input: 8x8x1\nlayers:\n  - {patch_embed: 8, patch: 2}\n  - {attention: 2}\n  - {mean: }\n"
+                    "  - {fc: 3}\n")
+    r = run("train", "--spec", spec, "--data", files / "tiny.npz", "--out", tmp_path / "r", "--epochs", "1",
+            "--batch", "32", "--optimizer", "adamw", "--lr", "0.01", "--threads", "1", "--format", "json")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout)["memory"]
+    # attention at batch 32, 16 tokens of 8, 2 heads of 4: q, k, v 16*2*12 + scores and probabilities
+    # 2*2*16*16 + heads' output 16*8 = 1,536 values per image, 4 bytes
+    assert m["measured_activation_bytes"] < m["predicted_backward_saved_bytes"]
+    assert "includes 196,608 B written inside attention and MLP layers" in m["difference"]
+
+
 def test_huge_lr_stops_with_exit_1(files, tmp_path):
     r = train(files, tmp_path / "nan", "--lr", "1e6", "--momentum", "0")
     assert r.exit_code == 1

@@ -47,6 +47,7 @@ MAX_ONNX_BYTES = 2 * 1024**3  # protobuf's own limit
 # types of issue 10; kept for the error message of a future op)
 PENDING: dict[str, str] = {}
 FOLD_MAX_VALUES = 1 << 24  # values a folded constant may have
+_READS_TENSORS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 _GROWS = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Pad", "Upsample"}
 MAX_LISTED = 60  # refused nodes listed one per line (the rest are counted by op)
 
@@ -343,6 +344,11 @@ class Importer:
                 except Unmapped as u:
                     self._unmapped(node, u)
                 continue
+            why = self._reads_table(node)
+            if why:
+                self.refused.append(Refusal(node.name, node.op_type, why, kept=False))
+                self.poisoned.update(o for o in node.output if o)
+                continue
             if self._fold(node):
                 continue
             if any(region(self, i) for region in rewrites.region_rewrites(node.op_type)):
@@ -351,7 +357,8 @@ class Importer:
             try:
                 if fn is None:
                     raise Unmapped(node.op_type, node.name)
-                if any(t in self.odd for t in node.input):  # not an N x C x H x W image: low-level ops only
+                if any(t in self.odd for t in node.input) and not self._reads_as_image(node):
+                    # not an N x C x H x W image: low-level ops only
                     raise Unmapped(node.op_type, node.name, "its input is not laid out as N x C x H x W")
                 fn(self, node)
             except Unmapped as u:
@@ -361,6 +368,44 @@ class Importer:
             raise InteropError(self._refusal_message(refused))
         if not self.items:
             raise InteropError(f"{self.source}: the model has no layers cnncalc can read")
+
+    def _reads_table(self, node) -> str:
+        """Why a node that repeats or re-indexes a parameter cannot be folded into a constant
+        (LeViT's and EfficientViT's attention biases: a table gathered by constant indices; a
+        class token broadcast beyond the batch; a conv of constants only): the folded tensor
+        would count its values, not the parameter's, or drop the parameter. "" when it is not
+        such a node."""
+        if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and node.input and all(
+                u in self.consts for u in node.input if u) and any(self.learned(u) for u in node.input[1:] if u):
+            return (f"a {node.op_type} of constants only (EdgeNeXt's position encoding, computed from the "
+                    f"input's shape alone): folded into a constant it would lose its parameters and MACs, "
+                    f"and no spec layer reads a constant input")
+        if node.op_type not in ("Gather", "GatherElements", "GatherND", "Expand", "Tile") or not node.input:
+            return ""
+        t = node.input[0]
+        if t not in self.consts or not self.learned(t) or any(u and u not in self.consts for u in node.input[1:]):
+            return ""
+        if node.op_type == "Expand":  # (the class token expanded to the import batch is folded: same values)
+            try:
+                full = np.broadcast_shapes(self.consts[t].shape,
+                                           tuple(int(v) for v in self.consts[node.input[1]].reshape(-1)))
+            except (ValueError, TypeError):
+                return ""
+            if math.prod(full) == self.consts[t].size:
+                return ""
+        return (f"it reads the parameter {show(self.init_names[t])} by constant indices or repeats it (a "
+                f"table of learned values): no spec layer counts that table as its parameters")
+
+    def _reads_as_image(self, node) -> bool:
+        """A conv or pooling whose data input is a tensor of 3 to 5 axes, the batch first: the
+        spec's image layers read it as C x H x W, as PyTorch's do (tokens reshaped back to a
+        map: CoaT's convolutional position encoding, EfficientViT's per-head convs)."""
+        if node.op_type not in _READS_TENSORS:
+            return False
+        x = node.input[0]
+        s = self.shape(x)
+        return (self.batch_of.get(x, 0) == 0 and s is not None and 3 <= len(s) <= 5 and
+                all(t not in self.odd for t in node.input[1:] if t))
 
     def _refusal_message(self, refused) -> str:
         shown = refused[:MAX_LISTED]
@@ -455,9 +500,10 @@ class Importer:
             self.layer_of[out] = item
             self.batch_of[out] = batch
             sp = self.spec_shapes.get(item)
-            if self.shapes.get(out) is None and sp is not None and batch == 0:  # ONNX inference gave up here
-                self.shapes[out] = (1, *(tuple(sp) if sp.__class__ is not tuple else
-                                         (sp[-1], *sp[:-1]) if len(sp) > 1 else sp))
+            if self.shapes.get(out) is None and sp is not None:  # ONNX inference gave up here
+                pt = tuple(sp) if sp.__class__ is not tuple else (sp[-1], *sp[:-1]) if len(sp) > 1 else tuple(sp)
+                # (the batch is 1 at the import: folded into an axis, the shape is the sample's)
+                self.shapes[out] = pt if batch is None else (*pt[:batch], 1, *pt[batch:])
             shape = self.shapes.get(out)
             # N x C x H x W again: the spec's own rules made it an image (or a flat vector)
             nchw = (batch == 0 and shape is not None and sp is not None and sp.__class__ is tuple
@@ -583,6 +629,17 @@ class Importer:
             return False
         self._note_learned(node)
         ins = [self.const(t) if t else None for t in node.input]
+        if op == "Expand" and len(ins) == 2 and node.input[0] in self.init_names:
+            # timm/torchvision's class token: a parameter expanded to the import batch (1), so
+            # as many values as the parameter has; it stays that parameter (learned)
+            try:
+                full = np.broadcast_shapes(ins[0].shape, tuple(int(v) for v in ins[1].reshape(-1)))
+            except ValueError:
+                return False
+            if math.prod(full) == ins[0].size:
+                self.consts[node.output[0]] = ins[0].reshape(full)
+                self.init_names[node.output[0]] = self.init_names[node.input[0]]
+                return True
         if op in FOLD:
             try:
                 self.consts[node.output[0]] = np.asarray(FOLD[op](self, node, ins))
@@ -709,6 +766,8 @@ FOLD: dict[str, Callable] = {
     "Unsqueeze": lambda imp, n, i: np.expand_dims(i[0], tuple(axes_arg(imp, n, i))),
     "Squeeze": lambda imp, n, i: np.squeeze(i[0], tuple(axes_arg(imp, n, i)) if axes_arg(imp, n, i) else None),
     "Concat": lambda imp, n, i: np.concatenate([np.atleast_1d(x) for x in i], axis=imp.attr(n, "axis", 0)),
+    # to the type it names (the exported SDPA's scale is Sqrt(Cast(head_dim, float)), and a
+    # Sqrt of the int64 20 is 4, not 4.47); to an integer it truncates
     "Cast": lambda imp, n, i: _cast(imp, n, i[0]),
     "ConstantOfShape": lambda imp, n, i: np.full(tuple(int(d) for d in i[0]), _cos_value(imp, n)),
     "Transpose": lambda imp, n, i: np.transpose(i[0], imp.attr(n, "perm")),

@@ -40,7 +40,7 @@ Split, Concat, Gather (constant indices), Expand, Tile, Add, Sub, Mul, Div, Pow,
 Sqrt, Exp, Log, Erf, Neg, Abs, Reciprocal, Sin, Cos, Floor, Ceil, Round, Sign, Tanh, Sigmoid,
 Relu, LeakyRelu, Elu, Selu (PyTorch's constants), Softplus, HardSigmoid (α = 1/6), HardSwish,
 Gelu, Mish, Clip, PRelu (per channel of an image, or shared), Reduce{Mean, Sum, Max, Min,
-Prod, L1, L2, SumSquare, LogSumExp}, Softmax, LogSoftmax, Pad, LayerNormalization,
+Prod, L1, L2, SumSquare, LogSumExp}, Softmax, LogSoftmax, Pad, LayerNormalization, BatchNormalization (any layout),
 Constant, Identity, Cast (to a float type), Dropout, Where (a constant condition).
 
 Out (``--opaque``): ops without a counting rule or on non-float values — Conv and the other
@@ -146,7 +146,7 @@ class _Node:
             self.refuse(f"axis {a} is out of range for rank {r}")
         a %= r
         b = o.batch
-        if a == (0 if b is None else b):
+        if a == b:  # (folded into axis 0 at the import batch 1, the batch is one sample's axis)
             self.refuse(f"it works on the batch axis (axis {a})")
         return a if b is None else a - (a > b)
 
@@ -311,8 +311,14 @@ def _matmul(n):
     acts = [o for o in (a, b) if not o.const]
     act = _same_layout(n, acts)
     for o in acts:
-        if o.batch is not None and o.batch >= len(o.shape) - 2 and not (o is a and len(o.shape) == 2):
-            n.refuse("the batch axis is one of the two axes the product runs over")
+        r = len(o.shape)
+        if o.batch is None or o.batch < r - 2 or (o is a and r == 2):
+            continue
+        # the batch as the rows of A (or the columns of B) times a constant: rows stay apart
+        # (torchvision's MultiheadAttention projects L x N x E, sequence first)
+        if len(acts) == 1 and r >= 2 and o.batch == (r - 2 if o is a else r - 1):
+            continue
+        n.refuse("the batch axis is one of the two axes the product runs over")
     consts = [(k, o) for k, o in enumerate((a, b)) if o.const]
     n.emit("matmul", {}, [o.name for o in acts], consts=consts, act=act)
     return n.done(batch=act.batch)
@@ -320,7 +326,7 @@ def _matmul(n):
 
 def _gemm(n):
     a, b, c = (n.ins + [None, None, None])[:3]
-    if a is None or a.const or a.batch != 0 or n.attr("transA", 0):
+    if a is None or a.const or a.batch not in (0, None) or n.attr("transA", 0):  # (None: rows of one sample)
         n.refuse("Gemm reads its batch from A (an activation, not transposed)")
     if b is None or not b.const:
         n.refuse("Gemm's B is an activation (its rows would be the batch)")
@@ -337,8 +343,8 @@ def _gemm(n):
             n.refuse("Gemm's C is computed")
         cv = np.asarray(c.value) * beta
         n.emit("binary", {"op": "add"}, [cur], consts=[(1, Operand(cv.shape, cv, c.learned))],
-               act=Operand((a.shape[0], w.shape[1]), name=cur))
-    return n.done()
+               act=Operand((a.shape[0], w.shape[1]), name=cur, batch=a.batch))
+    return n.done(batch=a.batch)
 
 
 def _resolve_reshape(n, x, target, allowzero):
@@ -361,13 +367,25 @@ def _resolve_reshape(n, x, target, allowzero):
     return out
 
 
-def _to_shape(n, x, full):
+def _to_shape(n, x, full, at=None):
     """A reshape of activation x to the ONNX shape ``full``: the batch stays outermost (axis 0,
-    or folded into it: MobileViT's unfolding and its way back)."""
-    if x.batch not in (0, None):
-        n.refuse(f"a reshape with the batch at axis {x.batch}")
-    batch = 0 if full[0] == (x.shape[0] if x.batch == 0 else 1) else None
-    dims = list(full[1:]) if batch == 0 else list(full)
+    or folded into it: MobileViT's unfolding and its way back), or, for a squeeze/unsqueeze that
+    leaves it alone, at ONNX axis ``at`` of the result (timm attention's q, k, v after
+    ``permute(2, 0, 3, 1, 4)`` and ``unbind(0)``)."""
+    if at is not None:
+        batch = at
+        dims = [d for k, d in enumerate(full) if k != at]
+    elif x.batch not in (0, None):
+        # the batch (1 at the import) inside: kept where the values before it keep their count
+        # (torchvision's (L, N, 3E) → (L, N, 3, E)), else folded into its neighbours
+        # (q.view(L, N·h, d)): one sample's values either way
+        before = math.prod(x.shape[:x.batch])
+        j = next((j for j in range(len(full)) if math.prod(full[:j]) == before and full[j] == 1), None)
+        batch = j
+        dims = [d for k, d in enumerate(full) if k != j] if j is not None else list(full)
+    else:
+        batch = 0 if full[0] == (x.shape[0] if x.batch == 0 else 1) else None
+        dims = list(full[1:]) if batch == 0 else list(full)
     if not dims:
         n.refuse("the result has no axis per sample")
     if dims == list(x.sample):
@@ -401,7 +419,8 @@ def _squeeze(n):
     axes = [int(a) % len(x.shape) for a in np.asarray(axes).reshape(-1)]
     if x.batch in axes:
         n.refuse("it squeezes the batch axis")
-    return _to_shape(n, x, [d for k, d in enumerate(x.shape) if k not in axes])
+    at = None if x.batch in (0, None) else x.batch - sum(a < x.batch for a in axes)
+    return _to_shape(n, x, [d for k, d in enumerate(x.shape) if k not in axes], at=at)
 
 
 def _unsqueeze(n):
@@ -409,12 +428,15 @@ def _unsqueeze(n):
     axes = n.value(1, "axes") if n.opset >= 13 else n.attr("axes")
     r = len(x.shape) + np.size(axes)
     axes = sorted(int(a) % r for a in np.asarray(axes).reshape(-1))
-    if 0 in axes:
-        n.refuse("it inserts an axis before the batch")
+    if 0 in axes and x.batch is None:
+        n.refuse("it inserts an axis before the folded batch")
     full = list(x.shape)
+    at = x.batch
     for a in axes:
         full.insert(a, 1)
-    return _to_shape(n, x, full)
+        if at is not None and a <= at:
+            at += 1
+    return _to_shape(n, x, full, at=None if x.batch is None or at == 0 else at)
 
 
 def _transpose(n):
@@ -425,15 +447,19 @@ def _transpose(n):
     if r == 0 or len(perm) != r or sorted(p % r for p in perm if -r <= p < r) != list(range(r)):
         n.refuse(f"its perm {perm[:8]} is not a permutation of the input's {r} axes")
     perm = [p % r for p in perm]
-    if x.batch is None and perm[0] != 0:
-        n.refuse("it moves the axis the batch is folded into")
     b = x.batch if x.batch is not None else None
     rest = [k for k in range(r) if k != b]
     sp = [rest.index(p) for p in perm if p != b]
+    out = [x.shape[p] for p in perm]
+    back = b is None and out[0] == 1 and r > 1  # the folded batch outermost again (torchvision's MHA)
     if sp == list(range(len(sp))):
-        n.emit("identity", {}, [x.name])
+        n.emit("identity", {}, [x.name], last=not back)
     else:
-        n.emit("transpose", {"perm": sp}, [x.name])
+        n.emit("transpose", {"perm": sp}, [x.name], last=not back)
+    if back:
+        n.emit("reshape", {"shape": out[1:]} if r > 2 else {}, [n.out.items[-1].name]) if r > 2 else \
+            n.emit("flatten", {}, [n.out.items[-1].name])
+        return n.done(batch=0)
     return n.done(batch=None if b is None else perm.index(b))
 
 
@@ -614,6 +640,31 @@ def _layernorm(n):
     return n.done(item, batch=x.batch)
 
 
+def _batchnorm(n):
+    """Inference batch norm over ONNX axis 1 of any layout (LeViT's BatchNorm1d over tokens
+    flattened with the batch): (x − mean) · 1/√(var + ε) · γ + β, γ and β learned, the
+    statistics buffers."""
+    x = n.need_act()
+    if len(x.shape) < 2 or any(o is None or not o.const for o in n.ins[1:5]):
+        n.refuse("statistics or an affine that are not constants")
+    if x.batch == 1:
+        n.refuse("it normalises over the batch axis")
+    c = x.shape[1]
+    tail = (1,) * (len(x.shape) - 2)
+    gamma, beta, mean, var = (np.asarray(o.value).reshape(-1) for o in n.ins[1:5])
+    if any(v.size != c for v in (gamma, beta, mean, var)):
+        n.refuse("statistics that are not one per channel")
+    inv = 1.0 / np.sqrt(var.astype(np.float64) + float(n.attr("epsilon", 1e-5)))
+    steps = [("sub", mean, False, "centre"), ("mul", inv, False, "scale"), ("mul", gamma, n.ins[1].learned, "gamma"),
+             ("add", beta, n.ins[2].learned, "beta")]
+    cur = x.name
+    for k, (op, v, learned, what) in enumerate(steps):
+        v = v.reshape((c, *tail))
+        cur = n.emit("binary", {"op": op}, [cur], consts=[(1, Operand(v.shape, v, learned))], act=x,
+                     last=k == len(steps) - 1, what=what)
+    return n.done(batch=x.batch)
+
+
 def _where(n):
     cond, a, b = n.ins[:3]
     if not cond.const:
@@ -661,7 +712,7 @@ LOWERINGS = {
     "Gelu": _one("gelu", approximate=lambda n: None if n.attr("approximate", "none") == "none" else "tanh"),
     "Clip": _clip, "PRelu": _prelu,
     **{op: _reduce for op in _REDUCE}, "Softmax": _softmax, "LogSoftmax": _softmax, "Pad": _pad,
-    "LayerNormalization": _layernorm, "Where": _where, "Identity": _identity, "Cast": _identity,
+    "LayerNormalization": _layernorm, "BatchNormalization": _batchnorm, "Where": _where, "Identity": _identity, "Cast": _identity,
     "Dropout": _identity, "Constant": _constant,
 }
 

@@ -336,9 +336,18 @@ def _dw(dy, x, Cg, kh, kw, sh, sw, dh, dw, pt, pl, groups):
     return out
 
 
+def _stride(stride, OH, OW):
+    """The stride along an axis of one output position is never applied: 1 there, exactly. The
+    phase planes hold ``stride`` x the output extent, so a stride far past the input (10^9, an
+    ONNX model of the fuzz, seed 521) asked for gigabytes of scratch in a parallel loop, whose
+    MemoryError then surfaced as numba's SystemError (exit 70)."""
+    return (1 if OH == 1 else stride[0], 1 if OW == 1 else stride[1])
+
+
 def depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW):
     """``y (N, F, OH, OW)`` of the unpadded input ``x`` (the padding is implicit)."""
     (pt, _), (pl, _) = pads
+    stride = _stride(stride, OH, OW)
     return _fwd(x, w, stride[0], stride[1], dilation[0], dilation[1], pt, pl, groups, OH, OW)
 
 
@@ -346,6 +355,7 @@ def depthwise_data_grad(dy, w, x_shape, stride, pads, dilation, groups):
     """``dL/dx`` of shape ``x_shape`` (zero where no window reads the input)."""
     (pt, _), (pl, _) = pads
     H, W = x_shape[2], x_shape[3]
+    stride = _stride(stride, dy.shape[2], dy.shape[3])
     if stride == (1, 1):
         return _dx1(dy, w, dilation[0], dilation[1], pt, pl, groups, H, W)
     return _dxs(dy, w, stride[0], stride[1], dilation[0], dilation[1], pt, pl, groups, H, W)
@@ -355,4 +365,5 @@ def depthwise_weight_grad(dy, x, w_shape, stride, pads, dilation, groups):
     """``dL/dw`` of shape ``w_shape``."""
     (pt, _), (pl, _) = pads
     _, Cg, kh, kw = w_shape
+    stride = _stride(stride, dy.shape[2], dy.shape[3])
     return _dw(dy, x, Cg, kh, kw, stride[0], stride[1], dilation[0], dilation[1], pt, pl, groups)

@@ -63,8 +63,13 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True, mom
     return y, (xhat, invstd, g, bool(train))
 
 
-def batchnorm_backward(dout, cache):
+def batchnorm_backward(dout, cache, need_dparams=True):
+    """(dx, dgamma, dbeta) from :func:`batchnorm_forward`'s cache; ``need_dparams=False``
+    (data gradients only, in evaluation mode: receptive-field checks) skips the two
+    reductions over the batch and returns None for dgamma and dbeta."""
     xhat, invstd, g, train = cache
+    if not need_dparams and not train:
+        return as_float(dout, xhat.dtype) * (g * invstd.reshape(_bshape(xhat))), None, None
     dout = as_float(dout, xhat.dtype)
     axes, bs = _axes(xhat), _bshape(xhat)
     dbeta = dout.sum(axis=axes)

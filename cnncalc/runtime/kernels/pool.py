@@ -301,6 +301,34 @@ maxpool2d_backward = pool2d_backward
 avgpool2d_backward = pool2d_backward
 
 
+def avgpool2d_backward_window(dout, cache, rows, cols):
+    """The data gradient of an average pooling (a 2-D cache of :func:`avgpool2d_forward`,
+    of any batch size) from ``dout`` (N, C, oh, ow): the output gradient on the window of
+    output rows ``rows`` = (first, last) and columns ``cols``, zero outside it. Returns
+    ``(dx, (r0, c0))``: the gradient on the input rows and columns the window's pooling
+    windows reach, starting at input row ``r0`` and column ``c0`` (the whole input's gradient
+    is zero elsewhere), with the same divisors as :func:`pool2d_backward`; None for a max
+    pooling's cache."""
+    mode, xshape, extra = cache
+    (a, b), (c, d) = rows, cols
+    dout = as_float(dout)
+    if dout.ndim != 4 or dout.shape[2:] != (b - a + 1, d - c + 1) or a < 0 or c < 0:
+        raise ValueError(f"dout {dout.shape} is not the window rows {rows}, columns {cols}")
+    if mode == "avg_regular":
+        kernel, stride = extra
+        r0, c0 = a * stride[0], c * stride[1]
+        shape = (*dout.shape[:2], (b - a) * stride[0] + kernel[0], (d - c) * stride[1] + kernel[1])
+        return _avg_regular_bwd(np.ascontiguousarray(dout), shape, kernel, stride), (r0, c0)
+    if mode != "avg":
+        return None
+    h0, h1, w0, w1, inv, overlap = extra
+    h0, h1, w0, w1 = h0[a:b + 1], h1[a:b + 1], w0[c:d + 1], w1[c:d + 1]
+    r0, r1, c0, c1 = int(h0.min()), int(h1.max()), int(w0.min()), int(w1.max())
+    dx = _avgpool_bwd(np.ascontiguousarray(dout), r1 - r0, c1 - c0, h0 - r0, h1 - r0, w0 - c0, w1 - c0,
+                      np.ascontiguousarray(inv[a:b + 1, c:d + 1]), overlap)
+    return dx, (r0, c0)
+
+
 def global_maxpool_forward(x):
     x = as_float(x)
     return maxpool2d_forward(x, x.shape[2:], 1, 0, (1, 1))

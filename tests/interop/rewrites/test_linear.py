@@ -38,3 +38,19 @@ def test_the_bias_lift_leaves_an_add_that_is_no_fc_bias_low_level_and_names_unmo
     text = import_model(m, source="m.onnx").text
     names = [line.rsplit("name: ", 1)[1].rstrip("}") for line in text.splitlines() if line.startswith("  - {")]
     assert names == ["fc", "fc2", "fc_2", "fc_3"]  # (the lifted Add's name fc_2 is free again)
+
+
+@covers("token_fc")
+def test_a_linear_on_tokens_is_one_fc_layer_per_token():
+    """nn.Linear on (1, T, C) tokens as torch exports it: MatMul by the (C, C') weight, Add of the
+    bias (first operand): one fc read per token, its MACs T·C·C'; without the Add it stays a matmul."""
+    from cnncalc.analysis.report import analyze_graph
+    from cnncalc.spec.loader import load_spec_text
+
+    m = model([node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
+               node("MatMul", ["t", "fc.weight"], ["a"]), node("Add", ["fc.bias", "a"], ["b"]),
+               node("MatMul", ["b", "fc2.weight"], ["y"])],
+              {"fc.weight": w(8, 5), "fc.bias": w(5), "fc2.weight": w(5, 3)}, x=(1, 8, 6))
+    assert lifted(m) == ["transpose", "fc", "matmul"]
+    tot = analyze_graph(load_spec_text(import_model(m, source="m.onnx").text)).totals
+    assert (tot["params"], tot["macs"]) == (8 * 5 + 5 + 5 * 3, 6 * 8 * 5 + 6 * 5 * 3)

@@ -6,6 +6,19 @@ from cnncalc.interop.onnx.common import Unmapped, compact, nchw, pads_arg, round
 from cnncalc.interop.onnx.rewrites import rewrite
 
 
+def _weight_rank(imp, op, node, W):
+    """A conv weight is (out, in/group, *kernel), of the input's rank: a scalar or a vector is no
+    convolution (a rank-0 weight was exit 70 in the unpacking, found by the ONNX fuzz, seed 330),
+    and a kernel of fewer or more axes than the input imported silently as some other window."""
+    if W.ndim < 3:
+        raise Unmapped(op, node.name, f"a weight of shape {list(W.shape)} (rank {W.ndim}); a convolution's "
+                       f"weight has rank 3 or more: (out channels, in channels per group, *kernel)", hard=True)
+    s = imp.shape(node.input[0])
+    if s is not None and len(s) != W.ndim:
+        raise Unmapped(op, node.name, f"a weight of shape {list(W.shape)} (rank {W.ndim}) on an input of rank "
+                       f"{len(s)}: the kernel needs one axis per spatial axis of the input", hard=True)
+
+
 def _take_pad(imp, node, x, nd):
     """A zero Pad feeding this node (F.pad before a conv) adds to its padding."""
     if x in imp.pending and imp.pending[x][0] == "pad":
@@ -26,6 +39,7 @@ def conv(imp, node):
                        f"({', '.join(merged[:3])}; NFNet's ScaledStdConv2d: the standardised weight times a "
                        f"gain): one conv would count the parameters of one", hard=True)
     B = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    _weight_rank(imp, "Conv", node, W)
     F, cg, *k = W.shape
     nd = len(k)
     x, plo, phi = _take_pad(imp, node, x, nd)
@@ -74,6 +88,7 @@ def conv_transpose(imp, node):
     if imp.attr(node, "output_shape") is not None or imp.attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise Unmapped("ConvTranspose", node.name, "output_shape / auto_pad (give explicit pads)")
     B = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    _weight_rank(imp, "ConvTranspose", node, W)
     C, fg, *k = W.shape
     nd = len(k)
     g = imp.attr(node, "group", 1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncalc.interop.onnx.common import Unmapped
+from cnncalc.interop.onnx.common import Item, Unmapped
 from cnncalc.interop.onnx.rewrites import rewrite
 
 
@@ -60,3 +60,36 @@ def fc_bias(lift, item) -> bool:
         lift.fold_into(item, it)
         return True
     return False
+
+
+@rewrite("binary", family="linear", name="token_fc", stage="lift",
+         lifts="fc per token (nn.Linear on tokens: a MatMul by a weight, then its bias)")
+def token_fc(lift, item) -> bool:
+    """A low-level matmul of one activation by a learned (C, C') weight, then an Add of a learned
+    bias of C' values: nn.Linear applied to every token, one fc layer (it reads tokens and any
+    tensor per last axis). The matmul must feed the Add alone."""
+    node, imp = lift.node, lift.imp
+    if node.op_type != "Add" or item.args.get("op") != "add" or len(item.inputs) != 1:
+        return False
+    c = item.args.get("const")
+    mm = lift.producer(item)
+    if not isinstance(c, dict) or not c.get("learned") or mm is None or mm.kind != "matmul" or len(mm.inputs) != 1:
+        return False
+    cm = mm.args.get("const")
+    if not isinstance(cm, dict) or not cm.get("learned") or cm.get("index", 1) != 1:
+        return False
+    W = imp.params.get(mm.name, {}).get(f"const{cm.get('index', 1)}")
+    b = imp.params.get(item.name, {}).get(f"const{c.get('index', 1)}")
+    if W is None or b is None or W.ndim != 2 or b.shape != (W.shape[1],):
+        return False
+    held = [t for t, layer in imp.layer_of.items() if layer == mm.name]
+    if not held or sum(lift.uses(t) for t in held) != 1:
+        return False
+    from cnncalc.interop.onnx.rewrites.attention import layout, restore
+
+    keep = layout(imp, item)
+    new = Item("fc", {"fc": int(W.shape[1])}, mm.name, list(mm.inputs), mm.raw)
+    lift.replace([mm, item], new, params={"weight": np.ascontiguousarray(W.T, np.float32),
+                                          "bias": np.asarray(b, np.float32)})
+    restore(imp, keep)
+    return True

@@ -1,0 +1,183 @@
+"""How many transformer and hybrid models import exactly (issue 24 point 4): timm's ViT, DeiT,
+Swin, MobileViT, LeViT, EfficientViT, CoaT-Lite, PoolFormer, EdgeNeXt, FastViT and
+torchvision's vit_b_16 and swin_t, through `import --torch` and an ONNX file written by
+`torch.onnx.export` (TorchScript exporter, `dynamo=False`, opset 17, eval mode).
+
+For each model (one fresh interpreter each), with random weights:
+
+* parameters = sum(p.numel());
+* MACs = every multiply-add of the matrix products and convolutions that run, counted at the
+  dispatcher (tests/attention/test_torch_twin.py's counter: aten mm/addmm/bmm/baddbmm/convolution,
+  scaled_dot_product_attention forced onto its unfused math path — the same count as timm with
+  `set_fused_attn(False)`), with grad enabled (under no_grad torchvision's MultiheadAttention runs
+  one fused aten op whose products the dispatcher does not see: 0.67 of vit_b_16's MACs);
+* Linear weights drawn with std 1/√in (timm's 0.02 leaves q·kᵀ so small that the softmax is
+  near uniform and the check cannot see a wrong attention scale) and parameters that are all
+  zeros (torchvision's ViT head) drawn at random, or the check compares constants;
+* the check of `cnncalc import` (the spec on the runtime with the module's weights vs the module,
+  and for the ONNX file vs onnxruntime).
+
+The model is exported as built (timm's fused attention on: torch exports
+`scaled_dot_product_attention`); `--unfused` builds it with `timm.layers.set_fused_attn(False)`
+instead (explicit q @ kᵀ, softmax, @ v). Not a timed test: run it by hand, under `nice`.
+
+    nice python benchmarks/import_attention.py [--only vit_tiny_patch16_224,...] [--unfused] [--out a.jsonl]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name → (source, input size, create kwargs): small sizes where the model takes them
+MODELS = {
+    "vit_tiny_patch16_224": ("timm", 64, {"img_size": 64}),
+    "deit_tiny_patch16_224": ("timm", 64, {"img_size": 64}),
+    "swin_tiny_patch4_window7_224": ("timm", 64, {"img_size": 64, "window_size": 4}),
+    "mobilevit_xxs": ("timm", 64, {}),
+    "levit_128s": ("timm", 64, {"img_size": 64}),
+    "efficientvit_b0": ("timm", 64, {}),
+    "efficientvit_m0": ("timm", 64, {"img_size": 64}),
+    "coat_lite_tiny": ("timm", 64, {"img_size": 64}),
+    "poolformer_s12": ("timm", 64, {}),
+    "edgenext_xx_small": ("timm", 64, {}),
+    "fastvit_t8": ("timm", 64, {}),
+    "vit_b_16": ("torchvision", 64, {"image_size": 64}),
+    "swin_t": ("torchvision", 64, {}),
+}
+
+CHILD = r'''
+import json, sys, time, warnings, tempfile, os
+warnings.simplefilter("ignore")
+import numpy as np, torch
+src, name, size, kw, unfused = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5] == "1"
+sys.path.insert(0, os.path.join(ROOT, "tests", "attention"))
+out = {"model": name, "size": size, "kwargs": kw, "unfused": unfused}
+torch.manual_seed(0)
+if src == "timm":
+    import timm
+    if unfused:
+        timm.layers.set_fused_attn(False)
+    model = timm.create_model(name, pretrained=False, **kw)
+else:
+    import torchvision
+    model = getattr(torchvision.models, name)(**kw)
+g = torch.Generator().manual_seed(1)
+for m in model.modules():  # random statistics, so that a dropped norm shows on outputs
+    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+        m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+        m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+for mod in model.modules():  # Linear weights of std 1/√in: timm's 0.02 makes q·kᵀ tiny, the softmax
+    if isinstance(mod, torch.nn.Linear):  # near uniform, and the check blind to the attention's scale
+        mod.weight.data.normal_(0, mod.in_features ** -0.5, generator=g)
+for p in model.parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
+    if p.dim() > 1 and not p.detach().abs().sum():
+        p.data.normal_(0, 0.02, generator=g)
+model.eval()
+out["params"] = sum(p.numel() for p in model.parameters())
+from test_torch_twin import MacCounter
+from torch.nn.attention import SDPBackend, sdpa_kernel
+# (grad enabled: under no_grad torchvision's MultiheadAttention takes its fused fast path,
+# one aten op whose products the dispatcher does not see)
+with sdpa_kernel(SDPBackend.MATH), MacCounter() as c:
+    model(torch.zeros(1, 3, size, size))
+out["macs"] = c.macs
+from cnncalc.interop import InteropError
+from cnncalc.interop.check import check_import
+from cnncalc.interop.onnx_import import import_model, read_model
+from cnncalc.interop.torch_import import torch_to_onnx
+from cnncalc.spec.loader import load_spec_text
+from cnncalc.analysis.report import analyze_graph
+def one(path_kind):
+    t = time.time()
+    r = {}
+    try:
+        if path_kind == "torch":
+            proto = torch_to_onnx(model, (size, size, 3))
+            imp = import_model(proto, source=name, input_shape=(size, size, 3), name=name)
+            imp.reference = model
+        else:
+            f = os.path.join(tempfile.mkdtemp(), name + ".onnx")
+            # (not under no_grad: torchvision's MultiheadAttention would take its fused fast path,
+            # aten::_native_multi_head_attention, which torch.onnx.export cannot write)
+            torch.onnx.export(model, (torch.zeros(1, 3, size, size),), f, dynamo=False, opset_version=17)
+            imp = import_model(read_model(f), source=f, input_shape=(size, size, 3))
+        g = load_spec_text(imp.text); g.infer()
+        tot = analyze_graph(g).totals
+        r["params"], r["macs"] = tot["params"], tot["macs"]
+        kinds = {}
+        for n in g.layers:
+            kinds[n.kind] = kinds.get(n.kind, 0) + 1
+        r["kinds"] = kinds
+        r["import_s"] = round(time.time() - t, 1)
+        res = check_import(g, imp)
+        r["check"] = res.line()
+        wrong = []
+        if path_kind == "torch" and tot["params"] != out["params"]:
+            wrong.append("params")
+        if tot["macs"] != out["macs"]:
+            wrong.append("macs")
+        if res.ran and not res.ok:
+            wrong.append("outputs")
+        r["status"] = "wrong" if wrong else ("exact" if res.ran else "unchecked")
+        if wrong: r["wrong"] = wrong
+    except InteropError as e:
+        r["status"], r["why"] = "refused", str(e)[:2000]
+    except Exception as e:
+        import traceback
+        r["status"], r["why"] = "crash", traceback.format_exc()[-2000:]
+    r["seconds"] = round(time.time() - t, 1)
+    return r
+for p in PATHS:
+    out[p] = one(p)
+print(json.dumps(out))
+'''.replace("ROOT", repr(str(ROOT)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="", help="comma-separated model names (default: all)")
+    ap.add_argument("--unfused", action="store_true", help="timm models built with set_fused_attn(False)")
+    ap.add_argument("--paths", default="torch,onnx")
+    ap.add_argument("--out", default="")
+    ap.add_argument("--timeout", type=int, default=900)
+    a = ap.parse_args()
+    names = a.only.split(",") if a.only else list(MODELS)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    sink = open(a.out, "a") if a.out else None
+    paths = a.paths.split(",")
+    child = CHILD.replace("PATHS", repr(paths))
+    for name in names:
+        src, size, kw = MODELS[name]
+        t = time.time()
+        try:
+            p = subprocess.run([sys.executable, "-c", child, src, name, str(size), json.dumps(kw),
+                                "1" if a.unfused else "0"], capture_output=True, text=True, env=env,
+                               timeout=a.timeout)
+            line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else json.dumps(
+                {"model": name, **{k: {"status": "crash", "why": p.stderr[-800:]} for k in paths}})
+        except subprocess.TimeoutExpired:
+            line = json.dumps({"model": name, **{k: {"status": "timeout"} for k in paths}})
+        rec = json.loads(line)
+        cells = []
+        for k in paths:
+            r = rec[k]
+            cells.append(f"{k}={r['status']}" + (f"({','.join(r['wrong'])})" if r.get("wrong") else ""))
+        kinds = rec[paths[0]].get("kinds", {})
+        if kinds:  # how the attention came in: lifted layers, or matmuls of two activations left low-level
+            cells.append(f"attention={kinds.get('attention', 0)} matmul={kinds.get('matmul', 0)} "
+                         f"softmax={kinds.get('softmax', 0)} layers={sum(kinds.values())}")
+        print(f"{name:30s} {' '.join(cells)}  {time.time() - t:6.1f}s", flush=True)
+        if sink:
+            sink.write(line + "\n")
+            sink.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""timm's and torchvision's transformers through `import --torch` (issue 24 point 4): parameters =
+sum(p.numel()), MACs = every conv/linear/matmul multiply-add counted at the dispatcher with the
+attention unfused (test_torch_twin's counter), and the imported spec run on the runtime with the
+module's weights against the module. Small inputs where the model takes them. Slow (one
+torch.onnx.export and one import each: 5-20 s)."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+pytest.importorskip("onnx")
+pytest.importorskip("numba")
+
+from cnncalc.analysis.report import analyze_graph  # noqa: E402
+from cnncalc.interop.check import check_import  # noqa: E402
+from cnncalc.interop.onnx_import import import_model  # noqa: E402
+from cnncalc.interop.torch_import import torch_to_onnx  # noqa: E402
+from cnncalc.spec.loader import load_spec_text  # noqa: E402
+
+from .test_torch_twin import MacCounter  # noqa: E402
+
+
+def count(model, x):
+    """MACs at the dispatcher, the attention on its unfused math path; grad enabled, because under
+    no_grad torchvision's MultiheadAttention runs one fused aten op whose products it does not see."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel(SDPBackend.MATH), MacCounter() as c:
+        model(x)
+    return c.macs
+
+EXACT = [  # (timm name, input size, create kwargs, fused attention, attention layers lifted)
+    ("vit_tiny_patch16_224", 32, {"img_size": 32, "depth": 2}, True, 2),
+    ("vit_tiny_patch16_224", 32, {"img_size": 32, "depth": 2}, False, 2),
+    ("deit_tiny_patch16_224", 64, {"img_size": 64}, True, 12),
+    ("mobilevit_xxs", 64, {}, True, 9),  # (heads of 20 and 24 channels: a scale of 1/√20, 1/√24)
+    ("efficientvit_b0", 64, {}, True, 0),  # (ReLU linear attention: matmuls, no softmax)
+    ("poolformer_s12", 64, {}, True, 0),
+    ("fastvit_t8", 64, {}, True, 0),
+]
+
+
+def _sharpen(model):
+    """Linear weights of std 1/√in: with timm's 0.02, q·kᵀ is so small that the softmax is near
+    uniform and the check could not see a wrong attention scale."""
+    g = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.weight.data.normal_(0, m.in_features ** -0.5, generator=g)
+    return model
+
+
+def _import(model, size):
+    _sharpen(model).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = torch_to_onnx(model, (size, size, 3))
+    imp = import_model(proto, source="m", input_shape=(size, size, 3), name="m")
+    imp.reference = model
+    g = load_spec_text(imp.text)
+    g.infer()
+    return g, imp
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, size, kw, fused, lifted", EXACT,
+                         ids=[f"{e[0]}{'' if e[3] else '-unfused'}" for e in EXACT])
+def test_timm_imports_exactly(name, size, kw, fused, lifted):
+    was = timm.layers.use_fused_attn()
+    timm.layers.set_fused_attn(fused)
+    try:
+        torch.manual_seed(0)
+        model = timm.create_model(name, pretrained=False, **kw).eval()
+    finally:
+        timm.layers.set_fused_attn(was)
+    g, imp = _import(model, size)
+    macs = count(model, torch.randn(1, 3, size, size))
+    tot = analyze_graph(g).totals
+    assert tot["params"] == sum(p.numel() for p in model.parameters())
+    assert tot["macs"] == macs
+    res = check_import(g, imp)
+    assert res.ran and res.ok, res.line()
+    assert sum(n.kind == "attention" for n in g.layers) == lifted
+
+
+@pytest.mark.slow
+def test_levit_attention_biases_are_refused_not_miscounted():
+    """LeViT's attention biases are a parameter table read by constant indices: no spec layer
+    holds such a table, so the importer refuses the Gather instead of counting the gathered
+    N x N values (or none) as parameters."""
+    from cnncalc.interop import InteropError
+
+    model = timm.create_model("levit_128s", pretrained=False, img_size=64).eval()
+    with pytest.raises(InteropError, match="attention_biases"):
+        _import(model, 64)
+
+
+@pytest.mark.slow
+def test_torchvision_vit_b_16_imports_exactly():
+    """torchvision's ViT-B/16 at 32 x 32 (4 patches + the class token; the zero-initialised head
+    drawn at random by _sharpen): nn.MultiheadAttention as
+    torch.onnx.export writes it (sequence first, q/k/v folded with the heads), the class token, the
+    position embedding. MACs by hand: patches 4·768·768 + 12 layers × (5·768·2304 + 2·12·5·5·64 +
+    5·768·768 + 2·5·768·3072) + the head 768·1000."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.vit_b_16(image_size=32).eval()
+    g, imp = _import(model, 32)
+    tot = analyze_graph(g).totals
+    hand = 4 * 768 * 768 + 12 * (5 * 768 * 2304 + 2 * 12 * 5 * 5 * 64 + 5 * 768 * 768 + 2 * 5 * 768 * 3072) + 768 * 1000
+    assert tot["macs"] == count(model, torch.randn(1, 3, 32, 32)) == hand
+    assert tot["params"] == sum(p.numel() for p in model.parameters())
+    res = check_import(g, imp)
+    assert res.ran and res.ok, res.line()
+
+
+@pytest.mark.slow
+def test_swin_macs_and_outputs_exact_its_folded_bias_table_counted_as_given():
+    """timm's Swin at 64 x 64, windows of 4: MACs and outputs exact; torch.onnx.export has folded
+    each block's relative-position-bias lookup (a (2w−1)² x heads table read by constant
+    indices) into an initializer of heads x w² x w² values, which the import counts: that
+    many parameters more than sum(p.numel()) per block, as `import --torch` reports."""
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=64, window_size=4).eval()
+    g, imp = _import(model, 64)
+    tot = analyze_graph(g).totals
+    assert tot["macs"] == count(model, torch.randn(1, 3, 64, 64))
+    res = check_import(g, imp)
+    assert res.ran and res.ok, res.line()
+    extra = 0
+    for stage in model.layers:
+        for blk in stage.blocks:
+            w, h = blk.window_size[0], blk.attn.num_heads
+            extra += h * w ** 4 - (2 * w - 1) ** 2 * h
+    assert tot["params"] - sum(p.numel() for p in model.parameters()) == extra

@@ -56,7 +56,7 @@ def spec_file(tmp_path):
 # Every feature keeps at least one fast test: a slow test is a second method or a bigger case.
 # A test marked `zoo_full` (the import of every torchvision/timm model, hours on 2 cores) is in
 # neither group: the default addopts deselect it too, `-m zoo_full` runs them; `-m slow` (CI) has
-# one model per family of the same tests.
+# a sample of the same tests.
 SLOW_MODULES = ("torch", "torchvision", "timm")
 # A test over every shipped spec runs this sample in the fast run and the rest in the slow group
 # (zoo_params below): together the sample has every layer type of the zoo and 1-D and 3-D

@@ -77,7 +77,7 @@ def _exportable():
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.zoo_full  # (every spec: a developer's run; the slow group has the sample above)
 def test_saved_equals_torch_on_every_exportable_zoo_spec():
     names = _exportable()
     assert len(names) >= 55

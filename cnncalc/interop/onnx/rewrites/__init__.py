@@ -6,7 +6,8 @@ its own (tests/interop/rewrites/test_<family>.py: a tiny onnx.helper graph, the 
 became, the outputs against onnxruntime). The driver (:mod:`cnncalc.interop.onnx.importer`)
 finds rewrites through this registry only.
 
-Two stages run during the walk over the ONNX nodes (in graph order):
+The stages (the driver walks the ONNX nodes in graph order; at each node it tries the region
+rewrites of its op, then its node rewrite, then the low-level lowering followed by the lifts):
 
 * ``stage="region"``: ``fn(imp, i) -> bool`` — tried first at node ``i`` whose op is one of
   ``ops`` (any domain); it may consume several nodes (``imp.skip``) and returns True when it
@@ -18,11 +19,9 @@ Two stages run during the walk over the ONNX nodes (in graph order):
   the low-level vocabulary (:mod:`cnncalc.interop.onnx.lower`) and then an opaque layer.
   A node rewrite may look ahead (``consumer``) and take later nodes with it (``imp.skip``), or
   leave a *pending* tensor for a later rewrite to fold (a zero Pad into the next Conv).
-
 * ``stage="within"``: a pattern the node rewrite of its op calls at a fixed point of its own
   checks (GroupNorm and the channel shuffle, inside Reshape's rewrite): never called by the
   driver; registered so that it is listed and must have a test.
-
 * ``stage="lift"``: ``fn(lift, item) -> bool`` — a graph-level pass over spec items: run on
   each item an ONNX node was just *lowered* to (the low-level vocabulary: ``matmul``,
   ``binary``, ``softmax``, ``transpose``, …) whose kind is one of ``ops`` (spec layer types,
@@ -42,7 +41,10 @@ Adding a rewrite: one function in its family's module, decorated::
         imp.emit(node, "lrn", {...}, [node.input[0]])
 
 and one test in tests/interop/rewrites/test_norm.py marked ``@covers("lrn")`` (the name of
-the rewrite: the function's name unless ``name=`` says otherwise).
+the rewrite: the function's name unless ``name=`` says otherwise). A new family is a new module
+here, its name added to ``FAMILIES`` (which fixes the order of the listing), and its own
+tests/interop/rewrites/test_<family>.py. ``registered(rw, ...)`` adds rewrites for the length
+of a ``with`` block (tests, experiments).
 """
 from __future__ import annotations
 

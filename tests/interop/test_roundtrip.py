@@ -31,19 +31,31 @@ TV = Path(__file__).with_name("tvnets.py")
 
 
 def _hook_macs(model, x):
-    total = []
+    """Conv, linear and matmul multiply-adds as they run, counted at the dispatcher (aten
+    convolution / mm / addmm / bmm / baddbmm): forward hooks on Conv and Linear modules see the
+    same for a CNN but miss nn.MultiheadAttention's in-projection and its two matmuls (torchvision's
+    ViTs). Grad mode on and SDPA on its math path, so that no fused kernel hides a product."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils._python_dispatch import TorchDispatchMode
 
-    def hook(mod, inp, out):
-        if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
-            total.append(out.numel() * mod.weight[0].numel())
-        elif isinstance(mod, torch.nn.Linear):
-            total.append(out.numel() * mod.in_features)
-    hs = [m.register_forward_hook(hook) for m in model.modules()]
-    with torch.no_grad():
+    aten = torch.ops.aten
+
+    class Count(TorchDispatchMode):
+        macs = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            p = func.overloadpacket
+            if p in (aten.mm, aten.addmm, aten.bmm, aten.baddbmm):
+                a = args[1] if p in (aten.addmm, aten.baddbmm) else args[0]
+                self.macs += out.numel() * a.shape[-1]
+            elif p is aten.convolution:
+                self.macs += out.numel() * args[1][0].numel()
+            return out
+
+    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH), Count() as c:
         model(x)
-    for h in hs:
-        h.remove()
-    return sum(total)
+    return c.macs
 
 
 def _outputs(y):

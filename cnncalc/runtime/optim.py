@@ -70,6 +70,15 @@ def default_decay(name: str, param: np.ndarray) -> bool:
     return param.ndim >= 2
 
 
+
+def _same_keys(params, grads) -> None:
+    """Every parameter has a gradient and every gradient a parameter (an optimizer's step)."""
+    if params.keys() != grads.keys():
+        missing = sorted(set(params) - set(grads))
+        extra = sorted(set(grads) - set(params))
+        raise ValueError(f"params and grads differ: no gradient for {missing}, "
+                         f"gradient without parameter {extra}")
+
 class SGD:
     """Stochastic gradient descent; see the module docstring for the exact update."""
 
@@ -100,11 +109,7 @@ class SGD:
     def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
              lr: float | None = None) -> None:
         """Apply one update to every parameter in ``params`` (in place)."""
-        if params.keys() != grads.keys():
-            missing = sorted(set(params) - set(grads))
-            extra = sorted(set(grads) - set(params))
-            raise ValueError(f"params and grads differ: no gradient for {missing}, "
-                             f"gradient without parameter {extra}")
+        _same_keys(params, grads)
         lr = self.lr if lr is None else float(lr)
         mu, wd = self.momentum, self.weight_decay
         for name, p in params.items():
@@ -217,11 +222,7 @@ class AdamW:
     def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
              lr: float | None = None) -> None:
         """Apply one update to every parameter in ``params`` (in place)."""
-        if params.keys() != grads.keys():
-            missing = sorted(set(params) - set(grads))
-            extra = sorted(set(grads) - set(params))
-            raise ValueError(f"params and grads differ: no gradient for {missing}, "
-                             f"gradient without parameter {extra}")
+        _same_keys(params, grads)
         lr = self.lr if lr is None else float(lr)
         b1, b2 = self.betas
         t = self.steps + 1

@@ -10,39 +10,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from cnncalc.analysis.report import analyze_graph  # noqa: E402
 from cnncalc.spec.loader import load_spec, load_spec_text  # noqa: E402
+from tests.interop.zoocheck import dispatch_macs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-aten = torch.ops.aten
-
-
-class MacCounter(TorchDispatchMode):
-    """Multiply-accumulates of the matrix products and convolutions that actually run."""
-
-    def __init__(self):
-        super().__init__()
-        self.macs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        p = func.overloadpacket
-        if p in (aten.mm, aten.addmm, aten.bmm, aten.baddbmm):
-            a = args[1] if p in (aten.addmm, aten.baddbmm) else args[0]
-            self.macs += out.numel() * a.shape[-1]
-        elif p is aten.convolution:
-            w = args[1]
-            self.macs += out.numel() * w[0].numel()
-        return out
 
 
 def count(model, x):
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), MacCounter() as c:
-        model(x)
-    return c.macs
+    return dispatch_macs(model, x)
 
 
 class IssueBlock(nn.Module):

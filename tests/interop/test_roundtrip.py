@@ -26,36 +26,9 @@ from cnncalc.interop.torch_export import torch_source, torch_state_dict  # noqa:
 from cnncalc.interop.torch_import import import_torch  # noqa: E402
 from cnncalc.spec.loader import load_spec_text  # noqa: E402
 from tests.interop.tvnets import build  # noqa: E402
+from tests.interop.zoocheck import dispatch_macs  # noqa: E402
 
 TV = Path(__file__).with_name("tvnets.py")
-
-
-def _hook_macs(model, x):
-    """Conv, linear and matmul multiply-adds as they run, counted at the dispatcher (aten
-    convolution / mm / addmm / bmm / baddbmm): forward hooks on Conv and Linear modules see the
-    same for a CNN but miss nn.MultiheadAttention's in-projection and its two matmuls (torchvision's
-    ViTs). Grad mode on and SDPA on its math path, so that no fused kernel hides a product."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    aten = torch.ops.aten
-
-    class Count(TorchDispatchMode):
-        macs = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            p = func.overloadpacket
-            if p in (aten.mm, aten.addmm, aten.bmm, aten.baddbmm):
-                a = args[1] if p in (aten.addmm, aten.baddbmm) else args[0]
-                self.macs += out.numel() * a.shape[-1]
-            elif p is aten.convolution:
-                self.macs += out.numel() * args[1][0].numel()
-            return out
-
-    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH), Count() as c:
-        model(x)
-    return c.macs
 
 
 def _outputs(y):
@@ -83,7 +56,7 @@ def roundtrip(name: str, shape: tuple, *, macs_from_hooks: bool = True):
     assert totals["params"] == sum(p.numel() for p in module.parameters()) == imp.source_count
     x = torch.from_numpy(np.random.default_rng(3).standard_normal((2, shape[-1], *shape[:-1])).astype(np.float32))
     if macs_from_hooks:
-        assert totals["macs"] == _hook_macs(module, x[:1])
+        assert totals["macs"] == dispatch_macs(module, x[:1], grad=True)
     with torch.no_grad():
         want = [t.numpy() for t in _outputs(module(x))]
     assert [tuple(graph[o].shape) for o in graph.outputs] == [(*w.shape[2:], w.shape[1]) if w.ndim > 2

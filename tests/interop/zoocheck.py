@@ -84,6 +84,36 @@ def hook_macs(model, size: int) -> int:
     return sum(macs)
 
 
+def dispatch_macs(model, x, *, grad: bool = False) -> int:
+    """Multiply-adds of the matrix products and convolutions as they run, counted at the
+    dispatcher (aten convolution / mm / addmm / bmm / baddbmm), SDPA forced onto its math path:
+    what forward hooks on an unfused implementation see, nn.MultiheadAttention's in-projection
+    and matmuls included (with ``grad`` on, so that its fused inference path is not taken)."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    products = (aten.mm, aten.addmm, aten.bmm, aten.baddbmm)
+
+    class Count(TorchDispatchMode):
+        macs = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            p = func.overloadpacket
+            if p in products:
+                a = args[1] if p in (aten.addmm, aten.baddbmm) else args[0]
+                self.macs += out.numel() * a.shape[-1]
+            elif p is aten.convolution:
+                self.macs += out.numel() * args[1][0].numel()
+            return out
+
+    with torch.set_grad_enabled(grad), sdpa_kernel(SDPBackend.MATH), Count() as c:
+        model(x)
+    return c.macs
+
+
 def one_path(model, name: str, size: int, path: str, *, want_params=None, want_macs=None) -> dict:
     import torch
 

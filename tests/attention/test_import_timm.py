@@ -20,16 +20,14 @@ from cnncalc.interop.onnx_import import import_model  # noqa: E402
 from cnncalc.interop.torch_import import torch_to_onnx  # noqa: E402
 from cnncalc.spec.loader import load_spec_text  # noqa: E402
 
-from .test_torch_twin import MacCounter  # noqa: E402
+from tests.interop.zoocheck import dispatch_macs  # noqa: E402
 
 
 def count(model, x):
     """MACs at the dispatcher, the attention on its unfused math path; grad enabled, because under
     no_grad torchvision's MultiheadAttention runs one fused aten op whose products it does not see."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    with sdpa_kernel(SDPBackend.MATH), MacCounter() as c:
-        model(x)
-    return c.macs
+    return dispatch_macs(model, x, grad=True)
+
 
 EXACT = [  # (timm name, input size, create kwargs, fused attention, attention layers lifted)
     ("vit_tiny_patch16_224", 32, {"img_size": 32, "depth": 2}, True, 2),

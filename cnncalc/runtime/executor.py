@@ -236,6 +236,7 @@ class Net:
         self.outputs_seen: dict[str, np.ndarray] = {}
         self._separable: bool | None = None
         self._replicas: list[Net] = []
+        self._n = 1  # the batch of the latest forward (a layer of constants only repeats its output)
 
     #: samples per sub-batch of a training step (:meth:`loss`); 0 = whole batches. Fixed (not
     #: derived from the thread count) so the bits do not depend on it; 32 so that batch 64
@@ -301,6 +302,7 @@ class Net:
         self._caches = {}
         self._logits = {}
         ctx = _Ctx(train, self.seed if rng is None else rng, keep=train)
+        ctx.n = self._n = x.shape[0]
         outputs = set(self.graph.outputs) if upto is None else {upto}
         for i, node in enumerate(self.graph.layers):
             if need is not None and node.name not in need:
@@ -344,6 +346,7 @@ class Net:
         node = self.graph[name]
         ctx = _Ctx(train, self.seed if rng is None else rng, keep=True)
         ctx.index = self._index[name] if index is None else index
+        ctx.n = xs[0].shape[0] if xs else self._n
         return self._run(node, xs, ctx)
 
     def _run(self, node, xs, ctx):
@@ -549,11 +552,12 @@ def _pool(workers):
 class _Ctx:
     """Per-pass context handed to every kernel row (see the module docstring)."""
 
-    __slots__ = ("train", "seed", "keep", "index", "params", "need_dx")
+    __slots__ = ("train", "seed", "keep", "index", "params", "need_dx", "n")
 
     def __init__(self, train, seed, keep):
         self.train, self.seed, self.keep = train, seed, keep
         self.index, self.params, self.need_dx = 0, True, ()
+        self.n = 1  # the batch
 
     def rng(self, node=None):
         seed = list(self.seed) if isinstance(self.seed, (list, tuple)) else [int(self.seed)]
@@ -1246,8 +1250,10 @@ def _scatter(d, shape, index):
 def tensor_fwd(net, node, xs, ctx):
     layer = node.layer
     ops = _operands(net, node, xs)
-    y, cache = TENSOR_OPS[net._kind(layer)][0](layer, ops, xs[0].shape[0])
-    if not layer.view:  # a new tensor, dense (as the analysis counts it)
+    y, cache = TENSOR_OPS[net._kind(layer)][0](layer, ops, xs[0].shape[0] if xs else 1)
+    if not xs:  # constants only: one sample's result, repeated over the batch (a new tensor)
+        y = np.broadcast_to(y, (ctx.n, *y.shape[1:]))
+    if not layer.view or not xs:  # a new tensor, dense (as the analysis counts it)
         y = np.ascontiguousarray(y)
     return K_t.from_torch(y, layer.out_shape), (cache, [o.shape for o in ops], [x.shape for x in xs])
 
@@ -1255,7 +1261,10 @@ def tensor_fwd(net, node, xs, ctx):
 def tensor_bwd(net, node, dy, cache, ctx):
     c, op_shapes, x_shapes = cache
     layer = node.layer
-    grads = TENSOR_OPS[net._kind(layer)][1](layer, K_t.to_torch(dy, layer.out_shape), c, op_shapes)
+    dy = K_t.to_torch(dy, layer.out_shape)
+    if not x_shapes:  # constants only: the one result every sample repeated gets their gradients' sum
+        dy = dy.sum(axis=0, keepdims=True)
+    grads = TENSOR_OPS[net._kind(layer)][1](layer, dy, c, op_shapes)
     dxs: list = [None] * len(x_shapes)
     dps = {}
     for o, g, shp in zip(layer.ops_, grads, op_shapes):

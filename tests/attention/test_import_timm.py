@@ -37,6 +37,9 @@ EXACT = [  # (timm name, input size, create kwargs, fused attention, attention l
     ("efficientvit_b0", 64, {}, True, 0),  # (ReLU linear attention: matmuls, no softmax)
     ("poolformer_s12", 64, {}, True, 0),
     ("fastvit_t8", 64, {}, True, 0),
+    # (XCA over channels with a learned temperature; the Fourier position encoding's 1x1 conv of a
+    # constant grid as a matmul of two constants, inputs: [])
+    ("edgenext_xx_small", 64, {}, True, 0),
 ]
 
 
@@ -62,8 +65,9 @@ def _import(model, size):
     return g, imp
 
 
-# CI's slow group runs ViT both ways and MobileViT (its 1/sqrt(20) scale); `-m zoo_full` every family
-CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs"}
+# CI's slow group runs ViT both ways, MobileViT (its 1/sqrt(20) scale) and EdgeNeXt (its layer of
+# constants only); `-m zoo_full` every family
+CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs", "edgenext_xx_small"}
 
 
 @pytest.mark.parametrize("name, size, kw, fused, lifted", [
@@ -85,6 +89,22 @@ def test_timm_imports_exactly(name, size, kw, fused, lifted):
     res = check_import(g, imp)
     assert res.ran and res.ok, res.line()
     assert sum(n.kind == "attention" for n in g.layers) == lifted
+
+
+@pytest.mark.slow
+def test_edgenext_from_an_exported_onnx_file_imports_exactly():
+    """The other path: a default torch.onnx.export file (batch norm folded), imported without the
+    module: parameters and MACs as the module's, outputs as onnxruntime's (tests/interop/zoocheck),
+    with every constant-initialised parameter drawn at random so that the position encoding's
+    bias and the layer scales show on the outputs."""
+    from tests.interop.zoocheck import one_path, prepare
+
+    torch.manual_seed(0)
+    model = prepare(timm.create_model("edgenext_xx_small", pretrained=False), 64)
+    r = one_path(model, "edgenext_xx_small", 64, "onnx")
+    assert r["status"] == "exact", r
+    assert r["params"] == sum(p.numel() for p in model.parameters())
+    assert r["macs"] == count(model, torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.slow

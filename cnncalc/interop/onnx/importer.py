@@ -345,9 +345,13 @@ class Importer:
                     self._unmapped(node, u)
                 continue
             why = self._reads_table(node)
-            if why:
+            if why and not any(region(self, i) for region in rewrites.region_rewrites(node.op_type)):
+                # (a region rewrite may give such a node an exact form: EdgeNeXt's conv of a
+                # constant grid as a layer of constants only, rewrites/constant.py)
                 self.refused.append(Refusal(node.name, node.op_type, why, kept=False))
                 self.poisoned.update(o for o in node.output if o)
+                continue
+            if why:
                 continue
             if self._fold(node):
                 continue
@@ -377,9 +381,10 @@ class Importer:
         such a node."""
         if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and node.input and all(
                 u in self.consts for u in node.input if u) and any(self.learned(u) for u in node.input[1:] if u):
-            return (f"a {node.op_type} of constants only (EdgeNeXt's position encoding, computed from the "
+            return (f"a {node.op_type} of constants only (as EdgeNeXt's position encoding, computed from the "
                     f"input's shape alone): folded into a constant it would lose its parameters and MACs, "
-                    f"and no spec layer reads a constant input")
+                    f"and only a 1x1 Conv of stride 1 without padding (a matmul of two constants) has a spec "
+                    f"form")
         if node.op_type not in ("Gather", "GatherElements", "GatherND", "Expand", "Tile") or not node.input:
             return ""
         t = node.input[0]

@@ -419,7 +419,7 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     trained = frozen = state = ntensors = 0
     pgrad = []  # (step, bytes) of each trained layer's parameter gradients
     for i, node in enumerate(layers):
-        ps = node.layer.param_shapes()
+        ps = node.layer.owned_param_shapes()  # (a shared layer's are stored, and their gradient, once)
         state += sum(numel(sh) for sh in node.layer.state_shapes().values())
         if not ps:
             continue

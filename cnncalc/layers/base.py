@@ -425,6 +425,18 @@ class Layer:
         """
         return {}
 
+    @property
+    def shares(self) -> str | None:
+        """The layer whose parameters this one uses (``shares:``, conv and dwconv), or None."""
+        return self.args.get("shares")
+
+    def owned_param_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The tensors this layer holds: ``param_shapes()``, or none when it uses another's
+        (``shares:``). Storage (parameter counts, gradients and optimizer state, checkpoints,
+        exports' tensors) counts these; the layer's arithmetic (weight-gradient MACs, what it
+        saves for backward) is still that of its ``param_shapes()``, once per use."""
+        return {} if self.args.get("shares") else self.param_shapes()
+
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Non-trainable tensors (BN running statistics)."""
         return {}

@@ -206,7 +206,10 @@ class Net:
             raise CnnCalcError(f"unknown init {init!r}; use 'he' or 'fast'")
         self.init = init
         self.nd = {INPUT: _nd(graph.input_shape)}
-        self.params: dict[str, dict[str, np.ndarray]] = {}
+        # a layer that shares another's parameters (``shares:``) has no entry: reading it gives
+        # the owner's tensors (its gradients are added to the owner's)
+        self.shared = {n.name: n.layer.args["shares"] for n in graph.layers if n.layer.args.get("shares")}
+        self.params: dict[str, dict[str, np.ndarray]] = _Params(self.shared)
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.grads: dict[str, dict[str, np.ndarray]] = {}
         rng = np.random.default_rng(seed)
@@ -220,9 +223,10 @@ class Net:
             if layer.kind == "maxpool" and any(w.dilation > 1 for w in layer.windows):
                 raise RuntimeUnsupported(f"{node.name}: dilated max pooling is not supported by the runtime")
             # the code that counts is the code that allocates
-            self.params[node.name] = {
-                name: self._init(rng, layer, name, shape, role)
-                for name, (shape, role) in layer.param_shapes().items()}
+            if node.name not in self.shared:
+                self.params[node.name] = {
+                    name: self._init(rng, layer, name, shape, role)
+                    for name, (shape, role) in layer.param_shapes().items()}
             self.state[node.name] = {
                 name: (np.ones(shape, self.dtype) if "var" in name else np.full(shape, _state_init(layer, name),
                                                                                 self.dtype))
@@ -280,7 +284,7 @@ class Net:
 
     def param_count(self, name: str | None = None) -> int:
         names = [name] if name else list(self.params)
-        return sum(a.size for n in names for a in self.params[n].values())
+        return sum(a.size for n in names for a in self.params.get(n, {}).values())  # (a sharer holds none)
 
     def state_count(self, name: str | None = None) -> int:
         names = [name] if name else list(self.state)
@@ -414,7 +418,13 @@ class Net:
             ctx.need_dx = [input_grad or src != INPUT for src in node.inputs]
             dxs, dps = self._backward(node, g, cache, ctx, node.name in below_activation)
             if params:
-                self.grads[node.name] = dps
+                owner = self.shared.get(node.name)
+                if owner is None and node.name not in self.grads:
+                    self.grads[node.name] = dps
+                else:  # a shared tensor: the gradients of every use summed into its owner's (never in place)
+                    acc = self.grads.setdefault(owner or node.name, {})
+                    for k, a in dps.items():
+                        acc[k] = acc[k] + a if k in acc else a
             for src, dx in zip(node.inputs, dxs):
                 if dx is None:
                     continue
@@ -547,6 +557,21 @@ def _pool(workers):
     if workers not in _POOLS:
         _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="cnncalc-sub-batch")
     return _POOLS[workers]
+
+
+class _Params(dict):
+    """{layer: {tensor: array}}; a layer that shares another's parameters reads the owner's
+    (``net.params[sharer]``) but is no entry of its own (iteration, ``get`` and ``in`` see the
+    tensors once: counts, optimizers and checkpoints)."""
+
+    def __init__(self, shared):
+        super().__init__()
+        self.shared = shared
+
+    def __missing__(self, key):
+        if key in self.shared:
+            return self[self.shared[key]]
+        raise KeyError(key)
 
 
 class _Ctx:

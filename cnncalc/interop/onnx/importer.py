@@ -137,6 +137,9 @@ class Importer:
         self.items: list[Item] = []
         self.by_name: dict[str, Item] = {}
         self.params: dict[str, dict] = {}
+        # (weight, bias) initializers → the layer that holds them: a later conv of the same
+        # tensors (a module called again, CoaT's shared position encodings) shares them
+        self.owner_of: dict[tuple, str] = {}
         self.state: dict[str, dict] = {}
         self.refused: list[Refusal] = []
         self.batch_of: dict[str, int | None] = {}  # tensor → its batch axis, where a low-level op moved it

@@ -222,7 +222,9 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
                     first[sk] = step
             if detail:
                 keeps.append((sk, size, what))
-        if half and r and (w or any(r)):
+        if half and r and (w or any(r)) and not layer.args.get("shares"):
+            # (a shared layer's weights: autocast casts a parameter once per forward, its cache
+            # gives the other uses the same copy)
             weight_copies += weight_bytes
         per_layer[name] = added
         if detail:

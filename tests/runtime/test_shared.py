@@ -81,3 +81,14 @@ def test_gradients_of_a_shared_tensor_sum_its_uses_as_pytorch_does():
         for t in ("weight", "bias"):
             np.testing.assert_allclose(net.grads[layer][t], got[f"{layer}.{t}"].grad.numpy(), rtol=1e-9, atol=1e-12)
     assert "c2" not in net.grads or not net.grads["c2"]
+
+
+def test_autocast_copies_a_shared_weight_once():
+    """Under bf16 autocast PyTorch casts a parameter once per forward and gives every use that copy
+    (its cast cache): the half copies kept for backward are c1's 3·3·4·4, d1's 3·3·4 and the head's
+    4·3 weights, 2 bytes each, once."""
+    from cnncalc.analysis.memory import saved_tensors
+
+    g = cnncalc.load(SPEC).infer()
+    s = saved_tensors(g, 1, 2, mixed=True)
+    assert s.weight_copies == (144 + 36 + 12) * 2

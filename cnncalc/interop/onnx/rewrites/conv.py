@@ -27,7 +27,7 @@ def _take_pad(imp, node, x, nd):
     return x, [0] * nd, [0] * nd
 
 
-@rewrite("Conv", family="conv", lifts="conv / dwconv (+ a zero Pad before it, folded)")
+@rewrite("Conv", family="conv", lifts="conv / dwconv (+ a zero Pad before it, folded; shares: an earlier conv's weights)")
 def conv(imp, node):
     x = node.input[0]
     W = imp.const(node.input[1])

@@ -345,6 +345,8 @@ class Importer:
                     self._unmapped(node, u)
                 continue
             why = self._reads_table(node)
+            if why and any(region(self, i) for region in rewrites.region_rewrites(node.op_type)):
+                continue  # (a table read a rewrite takes: LeViT's attention biases, rewrites/relbias.py)
             if why:
                 self.refused.append(Refusal(node.name, node.op_type, why, kept=False))
                 self.poisoned.update(o for o in node.output if o)

@@ -160,6 +160,13 @@ def regroup(in_dims, in_roles, out_dims):
     if tuple(in_dims) == tuple(out_dims):
         return list(in_roles), set()
     ones_in = [r for d, r in zip(in_dims, in_roles) if d == 1]
+    n_ones = sum(d == 1 for d in out_dims)
+    if n_ones > len(ones_in):  # one axis of 1 x 1 positions (a 1 x 1 map flattened) viewed as
+        parts = [c for r in ones_in for c in ([((w, n),) for w, n in r] if r and len(r) > 1 else [r])]
+        if len(parts) <= n_ones:  # H x W again: one position each
+            ones_in = parts
+    elif 0 < n_ones < len(ones_in) and all(r is not None for r in ones_in):  # 1 x 1 positions
+        ones_in = [*ones_in[:n_ones - 1], canon(tuple(c for r in ones_in[n_ones - 1:] for c in r))]  # flattened
     a = [(d, r) for d, r in zip(in_dims, in_roles) if d != 1]
     b = [j for j, d in enumerate(out_dims) if d != 1]
     out = [None] * len(out_dims)

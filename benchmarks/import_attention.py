@@ -7,7 +7,7 @@ For each model (one fresh interpreter each), with random weights:
 
 * parameters = sum(p.numel());
 * MACs = every multiply-add of the matrix products and convolutions that run, counted at the
-  dispatcher (tests/attention/test_torch_twin.py's counter: aten mm/addmm/bmm/baddbmm/convolution,
+  dispatcher (tests/interop/zoocheck.dispatch_macs: aten mm/addmm/bmm/baddbmm/convolution,
   scaled_dot_product_attention forced onto its unfused math path — the same count as timm with
   `set_fused_attn(False)`), with grad enabled (under no_grad torchvision's MultiheadAttention runs
   one fused aten op whose products the dispatcher does not see: 0.67 of vit_b_16's MACs);
@@ -57,7 +57,6 @@ import json, sys, time, warnings, tempfile, os
 warnings.simplefilter("ignore")
 import numpy as np, torch
 src, name, size, kw, unfused = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5] == "1"
-sys.path.insert(0, os.path.join(ROOT, "tests", "attention"))
 out = {"model": name, "size": size, "kwargs": kw, "unfused": unfused}
 torch.manual_seed(0)
 if src == "timm":
@@ -76,18 +75,18 @@ for m in model.modules():  # random statistics, so that a dropped norm shows on 
 for mod in model.modules():  # Linear weights of std 1/√in: timm's 0.02 makes q·kᵀ tiny, the softmax
     if isinstance(mod, torch.nn.Linear):  # near uniform, and the check blind to the attention's scale
         mod.weight.data.normal_(0, mod.in_features ** -0.5, generator=g)
-for p in model.parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
-    if p.dim() > 1 and not p.detach().abs().sum():
+for n_, p in model.named_parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
+    if n_.endswith("attention_biases"):  # LeViT's, EfficientViT-M's tables: of the logits' size
+        p.data.normal_(0, 1, generator=g)
+    elif p.dim() > 1 and not p.detach().abs().sum():
         p.data.normal_(0, 0.02, generator=g)
 model.eval()
 out["params"] = sum(p.numel() for p in model.parameters())
-from test_torch_twin import MacCounter
-from torch.nn.attention import SDPBackend, sdpa_kernel
+sys.path.insert(0, ROOT)
+from tests.interop.zoocheck import dispatch_macs
 # (grad enabled: under no_grad torchvision's MultiheadAttention takes its fused fast path,
 # one aten op whose products the dispatcher does not see)
-with sdpa_kernel(SDPBackend.MATH), MacCounter() as c:
-    model(torch.zeros(1, 3, size, size))
-out["macs"] = c.macs
+out["macs"] = dispatch_macs(model, torch.zeros(1, 3, size, size), grad=True)
 from cnncalc.interop import InteropError
 from cnncalc.interop.check import check_import
 from cnncalc.interop.onnx_import import import_model, read_model

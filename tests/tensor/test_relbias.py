@@ -42,7 +42,7 @@ def test_signed_index_is_swins():
 
 def test_index_equals_timms_levit_and_efficientvit():
     """A second method: timm's own index buffers (LeViT's Attention, AttentionDownsample with
-    stride 2, EfficientViT-M's CascadedGroupAttention)."""
+    stride 2, EfficientViT-M's CascadedGroupAttention, Swin's WindowAttention)."""
     torch = pytest.importorskip("torch")
     levit = pytest.importorskip("timm.models.levit")
     evit = pytest.importorskip("timm.models.efficientvit_msra")
@@ -53,6 +53,10 @@ def test_index_equals_timms_levit_and_efficientvit():
     assert (d.attention_bias_idxs.numpy() == relbias_index((7, 7), (2, 2), "abs")).all()
     c = evit.CascadedGroupAttention(16, 4, 2, resolution=4, kernels=(3, 3))
     assert (c.attention_bias_idxs.numpy() == relbias_index((4, 4), (1, 1), "abs")).all()
+    swin = pytest.importorskip("timm.models.swin_transformer")
+    for window in ((3, 3), (2, 4)):  # Swin's relative_position_index: signed offsets in a window
+        s = swin.WindowAttention(16, 2, window_size=window)
+        assert (s.relative_position_index.numpy() == relbias_index(window, (1, 1), "signed")).all()
 
 
 # ----------------------------------------------------------------------------- counts

@@ -153,3 +153,28 @@ def test_a_table_read_that_no_add_consumes_is_refused():
     m = model(nodes, {**inits, "attn.attention_biases": w(2, 16), "attn.idx": IDX}, x=(1, 8, 16))
     with pytest.raises(InteropError):
         import_model(m, source="m.onnx")
+
+
+@pytest.mark.parametrize("layer, params", [
+    ("{relbias: [4, 4], heads: 2, stride: 2, name: rb}", 2 * 16),
+    ("{relbias: [4, 4], offsets: signed, stride: 2, name: rb}", 6 * 6)])  # one head; offsets −3..2 per axis
+@covers("relbias_table", "relbias_add")
+def test_export_of_a_relbias_spec_imports_back_to_it(layer, params):
+    """cnncalc's own ONNX export (a Gather of the table by the index, an Add) comes back as the
+    same relbias layer with the same table."""
+    from cnncalc.interop.onnx_export import export_onnx
+    from cnncalc.runtime.executor import Net
+
+    heads = 2 if "heads: 2" in layer else 1
+    src = load_spec_text(f"name: rt\ninput: ({heads * 4}, 16)\nlayers:\n  - {{reshape: [{heads}, 4, 16]}}\n"
+                         f"  - {layer}\n  - {{softmax: , axis: -1}}\n").infer()
+    net = Net(src, dtype="float32", seed=1)
+    net.params["rb"]["table"][...] = w(*net.params["rb"]["table"].shape)
+    m = export_onnx(src, net.params, net.state)
+    assert lifted(m).count("relbias") == 1
+    g, imp = _import(m)
+    rb = next(n for n in g.layers if n.kind == "relbias").layer
+    assert (rb.grid, rb.stride, rb.args["offsets"]) == (src["rb"].layer.grid, src["rb"].layer.stride,
+                                                         src["rb"].layer.args["offsets"])
+    assert analyze_graph(g).totals["params"] == params
+    assert np.array_equal(next(v for v in imp.params.values() if "table" in v)["table"], net.params["rb"]["table"])

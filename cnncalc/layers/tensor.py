@@ -1139,7 +1139,10 @@ class RelBias(Layer):
         return f"{self.table[0]} heads * {numel(self.digits)} offsets = {fmt_int(numel(self.table))}"
 
     def describe(self):
-        return f"relbias {'x'.join(map(str, self.args['grid'] or ()))}"
+        st = getattr(self, "stride", ())
+        return (f"relbias {'x'.join(map(str, self.args['grid'] or ()))}" +
+                (f" /{'x'.join(map(str, st))}" if any(s != 1 for s in st) else "") +
+                (" signed" if self.args["offsets"] == "signed" else ""))
 
 
 def _positive(v, name):

@@ -436,7 +436,6 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     # one difference array per kind of tensor: activations (and what backward keeps),
     # activation gradients, parameter gradients, autocast's half weights, backward transients
     deltas = [[0] * (2 * n + 1) for _ in range(5)]
-    delta = deltas[0]
 
     def live(lo, hi, size, kind=0):
         if size and lo <= hi:

@@ -75,8 +75,10 @@ for m in model.modules():  # random statistics, so that a dropped norm shows on 
 for mod in model.modules():  # Linear weights of std 1/√in: timm's 0.02 makes q·kᵀ tiny, the softmax
     if isinstance(mod, torch.nn.Linear):  # near uniform, and the check blind to the attention's scale
         mod.weight.data.normal_(0, mod.in_features ** -0.5, generator=g)
-for p in model.parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
-    if p.dim() > 1 and not p.detach().abs().sum():
+for n_, p in model.named_parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
+    if n_.endswith("attention_biases"):  # LeViT's, EfficientViT-M's tables: of the logits' size
+        p.data.normal_(0, 1, generator=g)
+    elif p.dim() > 1 and not p.detach().abs().sum():
         p.data.normal_(0, 0.02, generator=g)
 model.eval()
 out["params"] = sum(p.numel() for p in model.parameters())

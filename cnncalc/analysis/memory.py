@@ -85,7 +85,7 @@ _AUTOCAST_HALF = frozenset(("conv", "dwconv", "deconv", "local", "fc", "matmul",
 # layers whose output is fp32 under autocast whatever their input: an fp32 parameter joined
 # to or added to the activations (type promotion: a class token concatenated, a position
 # embedding or a learned scale)
-_AUTOCAST_FP32 = frozenset(("cls_token", "pos_embed", "scale"))
+_AUTOCAST_FP32 = frozenset(("cls_token", "pos_embed", "relbias", "scale"))
 # layers whose output takes the widest dtype of their inputs (type promotion)
 _AUTOCAST_PROMOTE = frozenset(("add", "concat", "stack", "mul", "binary", "where"))
 _HALF_WEIGHTS = {"attention": ("qkv_weight", "proj_weight"), "mlp": ("fc1_weight", "fc2_weight"),

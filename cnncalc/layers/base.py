@@ -425,11 +425,6 @@ class Layer:
         """
         return {}
 
-    @property
-    def shares(self) -> str | None:
-        """The layer whose parameters this one uses (``shares:``, conv and dwconv), or None."""
-        return self.args.get("shares")
-
     def owned_param_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """The tensors this layer holds: ``param_shapes()``, or none when it uses another's
         (``shares:``). Storage (parameter counts, gradients and optimizer state, checkpoints,

@@ -89,6 +89,7 @@ class _Builder:
         self.nodes: list = []
         self.inits: list = []
         self._names: set[str] = set()
+        self._params_written: set[str] = set()
 
     def init(self, name: str, array) -> str:
         a = np.asarray(array)
@@ -102,7 +103,12 @@ class _Builder:
         return name
 
     def param(self, layer: str, pname: str) -> str:
-        return self.init(f"{layer}/{pname}", self.params[layer][pname])
+        layer = self.graph[layer].layer.args.get("shares") or layer  # (a shared layer: its owner's tensor)
+        name = f"{layer}/{pname}"
+        if name not in self._params_written:
+            self._params_written.add(name)
+            self.init(name, self.params[layer][pname])
+        return name
 
     def st(self, layer: str, sname: str) -> str:
         return self.init(f"{layer}/{sname}", self.state[layer][sname])
@@ -493,7 +499,7 @@ def random_weights(graph: Graph, seed: int | None = 0):
     for n in graph.layers:
         lay = n.layer
         ps = {}
-        for pname, (shape, role) in lay.param_shapes().items():
+        for pname, (shape, role) in lay.owned_param_shapes().items():
             if lay.kind == "batchnorm":
                 ps[pname] = np.full(shape, 1.0 if pname == "gamma" else 0.0, np.float32)
             elif role == "bias":

@@ -49,7 +49,7 @@ def key_map(graph: Graph) -> dict[str, str]:
     pairs = []
     for node in graph.layers:
         kind = node.layer.kind
-        names = [*node.layer.param_shapes(), *node.layer.state_shapes()]
+        names = [*node.layer.owned_param_shapes(), *node.layer.state_shapes()]
         if kind == "batchnorm":
             names.append("num_batches_tracked")
         pairs += [(original_key(node.name, t, kind), state_dict_key(node.name, t, kind)) for t in names]
@@ -168,6 +168,13 @@ def _conv(g: _Gen, node, xs):
     else:
         pad = _one(lo)
     extra = _conv_extra(lay)
+    owner = lay.args.get("shares")
+    if owner:  # a module called again: the owner's weight (and bias), this layer's geometry
+        ref = _ref(_attr_path(owner))
+        bias = f"{ref}.bias" if lay.args["bias"] else "None"
+        dil = f", dilation={_one(lay.dilation)}" if any(d != 1 for d in lay.dilation) else ""
+        return (f"F.conv{nd}d({x}, {ref}.weight, {bias}, stride={_one(lay.stride)}, padding={pad}{dil}, "
+                f"groups={lay.groups})")
     ref = g.module(node, f"nn.Conv{nd}d({lay.in_channels}, {lay.filters}, kernel_size={_one(lay.kernel)}, "
                          f"stride={_one(lay.stride)}, padding={pad}{extra})")
     return f"{ref}({x})"

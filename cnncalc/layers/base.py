@@ -341,6 +341,9 @@ class Layer:
     # reads token sequences and tensors in their own (PyTorch) order; a layer without it
     # reads images: a tensor of 3 or 4 axes as C x H x W (x D), anything else is an error
     tensors: ClassVar[bool] = False
+    # may read no input at all (``inputs: []``): an op of constants only, its output the same for
+    # every sample (EdgeNeXt's learned projection of a fixed Fourier grid: a matmul of two constants)
+    sourceless: ClassVar[bool] = False
 
     # Fields every layer accepts.
     common_fields: ClassVar[dict[str, tuple[Any, Any]]] = {
@@ -384,6 +387,10 @@ class Layer:
     # -- building -------------------------------------------------------------------------
     def infer(self, in_shapes: list[Shape], rounding: str = "exact") -> Shape:
         """Check the inputs and compute the output shape (Keras' build + compute_output_shape)."""
+        if not in_shapes and not self.sourceless:
+            raise SpecError(f"a {self.kind} layer reads an input: 'inputs: []' is for an op of constants "
+                            f"only (a matmul of two constants)", layer=self.name,
+                            hint="name its input, or leave 'inputs' out to read the previous layer")
         if self.n_inputs is not None and len(in_shapes) != self.n_inputs:
             raise SpecError(f"a {self.kind} layer takes {self.n_inputs} input(s), got {len(in_shapes)}",
                             layer=self.name)
@@ -417,6 +424,13 @@ class Layer:
         allocates.
         """
         return {}
+
+    def owned_param_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The tensors this layer holds: ``param_shapes()``, or none when it uses another's
+        (``shares:``). Storage (parameter counts, gradients and optimizer state, checkpoints,
+        exports' tensors) counts these; the layer's arithmetic (weight-gradient MACs, what it
+        saves for backward) is still that of its ``param_shapes()``, once per use."""
+        return {} if self.args.get("shares") else self.param_shapes()
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Non-trainable tensors (BN running statistics)."""

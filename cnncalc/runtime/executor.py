@@ -206,7 +206,10 @@ class Net:
             raise CnnCalcError(f"unknown init {init!r}; use 'he' or 'fast'")
         self.init = init
         self.nd = {INPUT: _nd(graph.input_shape)}
-        self.params: dict[str, dict[str, np.ndarray]] = {}
+        # a layer that shares another's parameters (``shares:``) has no entry: reading it gives
+        # the owner's tensors (its gradients are added to the owner's)
+        self.shared = {n.name: n.layer.args["shares"] for n in graph.layers if n.layer.args.get("shares")}
+        self.params: dict[str, dict[str, np.ndarray]] = _Params(self.shared)
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.grads: dict[str, dict[str, np.ndarray]] = {}
         rng = np.random.default_rng(seed)
@@ -220,9 +223,10 @@ class Net:
             if layer.kind == "maxpool" and any(w.dilation > 1 for w in layer.windows):
                 raise RuntimeUnsupported(f"{node.name}: dilated max pooling is not supported by the runtime")
             # the code that counts is the code that allocates
-            self.params[node.name] = {
-                name: self._init(rng, layer, name, shape, role)
-                for name, (shape, role) in layer.param_shapes().items()}
+            if node.name not in self.shared:
+                self.params[node.name] = {
+                    name: self._init(rng, layer, name, shape, role)
+                    for name, (shape, role) in layer.param_shapes().items()}
             self.state[node.name] = {
                 name: (np.ones(shape, self.dtype) if "var" in name else np.full(shape, _state_init(layer, name),
                                                                                 self.dtype))
@@ -236,6 +240,7 @@ class Net:
         self.outputs_seen: dict[str, np.ndarray] = {}
         self._separable: bool | None = None
         self._replicas: list[Net] = []
+        self._n = 1  # the batch of the latest forward (a layer of constants only repeats its output)
 
     #: samples per sub-batch of a training step (:meth:`loss`); 0 = whole batches. Fixed (not
     #: derived from the thread count) so the bits do not depend on it; 32 so that batch 64
@@ -279,7 +284,7 @@ class Net:
 
     def param_count(self, name: str | None = None) -> int:
         names = [name] if name else list(self.params)
-        return sum(a.size for n in names for a in self.params[n].values())
+        return sum(a.size for n in names for a in self.params.get(n, {}).values())  # (a sharer holds none)
 
     def state_count(self, name: str | None = None) -> int:
         names = [name] if name else list(self.state)
@@ -301,6 +306,7 @@ class Net:
         self._caches = {}
         self._logits = {}
         ctx = _Ctx(train, self.seed if rng is None else rng, keep=train)
+        ctx.n = self._n = x.shape[0]
         outputs = set(self.graph.outputs) if upto is None else {upto}
         for i, node in enumerate(self.graph.layers):
             if need is not None and node.name not in need:
@@ -344,6 +350,7 @@ class Net:
         node = self.graph[name]
         ctx = _Ctx(train, self.seed if rng is None else rng, keep=True)
         ctx.index = self._index[name] if index is None else index
+        ctx.n = xs[0].shape[0] if xs else self._n
         return self._run(node, xs, ctx)
 
     def _run(self, node, xs, ctx):
@@ -411,7 +418,13 @@ class Net:
             ctx.need_dx = [input_grad or src != INPUT for src in node.inputs]
             dxs, dps = self._backward(node, g, cache, ctx, node.name in below_activation)
             if params:
-                self.grads[node.name] = dps
+                owner = self.shared.get(node.name)
+                if owner is None and node.name not in self.grads:
+                    self.grads[node.name] = dps
+                else:  # a shared tensor: the gradients of every use summed into its owner's (never in place)
+                    acc = self.grads.setdefault(owner or node.name, {})
+                    for k, a in dps.items():
+                        acc[k] = acc[k] + a if k in acc else a
             for src, dx in zip(node.inputs, dxs):
                 if dx is None:
                     continue
@@ -546,14 +559,30 @@ def _pool(workers):
     return _POOLS[workers]
 
 
+class _Params(dict):
+    """{layer: {tensor: array}}; a layer that shares another's parameters reads the owner's
+    (``net.params[sharer]``) but is no entry of its own (iteration, ``get`` and ``in`` see the
+    tensors once: counts, optimizers and checkpoints)."""
+
+    def __init__(self, shared):
+        super().__init__()
+        self.shared = shared
+
+    def __missing__(self, key):
+        if key in self.shared:
+            return self[self.shared[key]]
+        raise KeyError(key)
+
+
 class _Ctx:
     """Per-pass context handed to every kernel row (see the module docstring)."""
 
-    __slots__ = ("train", "seed", "keep", "index", "params", "need_dx")
+    __slots__ = ("train", "seed", "keep", "index", "params", "need_dx", "n")
 
     def __init__(self, train, seed, keep):
         self.train, self.seed, self.keep = train, seed, keep
         self.index, self.params, self.need_dx = 0, True, ()
+        self.n = 1  # the batch
 
     def rng(self, node=None):
         seed = list(self.seed) if isinstance(self.seed, (list, tuple)) else [int(self.seed)]
@@ -1246,8 +1275,10 @@ def _scatter(d, shape, index):
 def tensor_fwd(net, node, xs, ctx):
     layer = node.layer
     ops = _operands(net, node, xs)
-    y, cache = TENSOR_OPS[net._kind(layer)][0](layer, ops, xs[0].shape[0])
-    if not layer.view:  # a new tensor, dense (as the analysis counts it)
+    y, cache = TENSOR_OPS[net._kind(layer)][0](layer, ops, xs[0].shape[0] if xs else 1)
+    if not xs:  # constants only: one sample's result, repeated over the batch (a new tensor)
+        y = np.broadcast_to(y, (ctx.n, *y.shape[1:]))
+    if not layer.view or not xs:  # a new tensor, dense (as the analysis counts it)
         y = np.ascontiguousarray(y)
     return K_t.from_torch(y, layer.out_shape), (cache, [o.shape for o in ops], [x.shape for x in xs])
 
@@ -1255,7 +1286,10 @@ def tensor_fwd(net, node, xs, ctx):
 def tensor_bwd(net, node, dy, cache, ctx):
     c, op_shapes, x_shapes = cache
     layer = node.layer
-    grads = TENSOR_OPS[net._kind(layer)][1](layer, K_t.to_torch(dy, layer.out_shape), c, op_shapes)
+    dy = K_t.to_torch(dy, layer.out_shape)
+    if not x_shapes:  # constants only: the one result every sample repeated gets their gradients' sum
+        dy = dy.sum(axis=0, keepdims=True)
+    grads = TENSOR_OPS[net._kind(layer)][1](layer, dy, c, op_shapes)
     dxs: list = [None] * len(x_shapes)
     dps = {}
     for o, g, shp in zip(layer.ops_, grads, op_shapes):

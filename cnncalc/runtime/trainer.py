@@ -185,7 +185,7 @@ def initialize(net: Net, scheme: str, seed: int) -> None:
     for node in net.graph.layers:
         layer = node.layer
         start = getattr(layer, "const_init", None)
-        for name, (shape, role) in layer.param_shapes().items():
+        for name, (shape, role) in layer.owned_param_shapes().items():
             a = net.params[node.name][name]
             if start is not None and start(name) is not None:
                 a[...] = start(name)

@@ -370,8 +370,9 @@ class _Builder:
             return [prev]
         srcs = it["inputs"]
         srcs = [srcs] if isinstance(srcs, str) else srcs
-        if not isinstance(srcs, list) or not srcs:
-            raise self.err("'inputs' is a layer name or a list of layer names", line=line)
+        if not isinstance(srcs, list):
+            raise self.err("'inputs' is a layer name or a list of layer names "
+                           "([] for an op of constants only)", line=line)
         out = []
         for s in srcs:
             if not _valid_name(s):

@@ -39,6 +39,12 @@ EXACT = [  # (timm name, input size, create kwargs, fused attention, attention l
     ("fastvit_t8", 64, {}, True, 0),
     ("levit_128s", 64, {"img_size": 64}, True, 0),  # (attention biases: relbias; subsampling attention)
     ("efficientvit_m0", 64, {"img_size": 64}, True, 0),  # (cascaded group attention; 1 x 1 last stage)
+    # (XCA over channels with a learned temperature; the Fourier position encoding's 1x1 conv of a
+    # constant grid as a matmul of two constants, inputs: [])
+    ("edgenext_xx_small", 64, {}, True, 0),
+    # (factorized attention with convolutional relative position encodings; each stage's position
+    # encodings are one module called by both its blocks: shares:, parameters counted once)
+    ("coat_lite_tiny", 64, {"img_size": 64}, True, 0),
 ]
 
 
@@ -67,9 +73,9 @@ def _import(model, size):
     return g, imp
 
 
-# CI's slow group runs ViT both ways, MobileViT (its 1/sqrt(20) scale) and LeViT (relbias); `-m
-# zoo_full` every family
-CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs", "levit_128s"}
+# CI's slow group runs ViT both ways, MobileViT (its 1/sqrt(20) scale), LeViT (relbias) and
+# EdgeNeXt (its layer of constants only); `-m zoo_full` every family
+CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs", "levit_128s", "edgenext_xx_small"}
 
 
 @pytest.mark.parametrize("name, size, kw, fused, lifted", [
@@ -91,6 +97,25 @@ def test_timm_imports_exactly(name, size, kw, fused, lifted):
     res = check_import(g, imp)
     assert res.ran and res.ok, res.line()
     assert sum(n.kind == "attention" for n in g.layers) == lifted
+
+
+@pytest.mark.parametrize("name, kw", [
+    pytest.param("edgenext_xx_small", {}, marks=pytest.mark.slow),
+    pytest.param("coat_lite_tiny", {"img_size": 64}, marks=pytest.mark.zoo_full)])
+def test_from_an_exported_onnx_file_imports_exactly(name, kw):
+    """The other path: a default torch.onnx.export file (batch norm folded), imported without the
+    module: parameters and MACs as the module's, outputs as onnxruntime's (tests/interop/zoocheck),
+    with every constant-initialised parameter drawn at random so that EdgeNeXt's position
+    encoding's bias and layer scales show on the outputs. CoaT's shared modules are one initializer
+    each in the file: `shares:` again."""
+    from tests.interop.zoocheck import one_path, prepare
+
+    torch.manual_seed(0)
+    model = prepare(timm.create_model(name, pretrained=False, **kw), 64)
+    r = one_path(model, name, 64, "onnx")
+    assert r["status"] == "exact", r
+    assert r["params"] == sum(p.numel() for p in model.parameters())
+    assert r["macs"] == count(model, torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.parametrize("name, size", [

@@ -137,6 +137,9 @@ class Importer:
         self.items: list[Item] = []
         self.by_name: dict[str, Item] = {}
         self.params: dict[str, dict] = {}
+        # (weight, bias) initializers → the layer that holds them: a later conv of the same
+        # tensors (a module called again, CoaT's shared position encodings) shares them
+        self.owner_of: dict[tuple, str] = {}
         self.state: dict[str, dict] = {}
         self.refused: list[Refusal] = []
         self.batch_of: dict[str, int | None] = {}  # tensor → its batch axis, where a low-level op moved it
@@ -346,7 +349,8 @@ class Importer:
                 continue
             why = self._reads_table(node)
             if why and any(region(self, i) for region in rewrites.region_rewrites(node.op_type)):
-                continue  # (a table read a rewrite takes: LeViT's attention biases, rewrites/relbias.py)
+                continue  # (a rewrite gives it an exact form: LeViT's attention biases, rewrites/relbias.py;
+                # EdgeNeXt's conv of a constant grid, rewrites/constant.py)
             if why:
                 self.refused.append(Refusal(node.name, node.op_type, why, kept=False))
                 self.poisoned.update(o for o in node.output if o)
@@ -380,9 +384,10 @@ class Importer:
         node."""
         if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and node.input and all(
                 u in self.consts for u in node.input if u) and any(self.learned(u) for u in node.input[1:] if u):
-            return (f"a {node.op_type} of constants only (EdgeNeXt's position encoding, computed from the "
+            return (f"a {node.op_type} of constants only (as EdgeNeXt's position encoding, computed from the "
                     f"input's shape alone): folded into a constant it would lose its parameters and MACs, "
-                    f"and no spec layer reads a constant input")
+                    f"and only a 1x1 Conv of stride 1 without padding (a matmul of two constants) has a spec "
+                    f"form")
         if node.op_type not in ("Gather", "GatherElements", "GatherND", "Expand", "Tile") or not node.input:
             return ""
         t = node.input[0]

@@ -44,3 +44,23 @@ def test_a_conv_whose_weight_merges_two_learned_tensors_is_refused():
     nodes[2] = node("Mul", ["wc", "half"], ["ws"])
     m = model(nodes, {"c.weight": w(4, 3, 3, 3), "half": np.float32(0.5), "c.bias": w(4)}, x=(1, 3, 6, 6))
     assert lifted(m) == ["conv"]
+
+
+@covers("conv")
+def test_a_conv_of_the_same_weight_and_bias_initializers_shares_the_earlier_conv():
+    """A module called twice (CoaT's shared position encodings): two Conv nodes reading one weight
+    and one bias initializer are one conv's parameters, counted once (`shares:`), its MACs twice;
+    a third conv with its own bias is a layer of its own."""
+    from cnncalc.analysis.report import analyze_graph
+    from cnncalc.interop.onnx import import_model
+    from cnncalc.spec.loader import load_spec_text
+
+    c1, inits = conv(out="a", c_in=3, c_out=3, k=3, name="pe")
+    c2 = node("Conv", ["a", "pe.weight", "pe.bias"], ["b"], name="/pe_1/Conv", pads=[1, 1, 1, 1])
+    c3 = node("Conv", ["b", "pe.weight", "other.bias"], ["y"], name="/other/Conv", pads=[1, 1, 1, 1])
+    m = model([c1, c2, c3], {**inits, "other.bias": w(3)}, x=(1, 3, 5, 5))
+    assert lifted(m) == ["conv", "conv", "conv"]
+    g = load_spec_text(import_model(m, source="m.onnx").text).infer()
+    assert [n.layer.args.get("shares") for n in g.layers] == [None, "pe", None]
+    tot = analyze_graph(g).totals
+    assert (tot["params"], tot["macs"]) == (2 * (3 * 3 * 3 * 3 + 3), 3 * (5 * 5 * 3 * 27))

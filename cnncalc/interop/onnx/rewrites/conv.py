@@ -27,7 +27,7 @@ def _take_pad(imp, node, x, nd):
     return x, [0] * nd, [0] * nd
 
 
-@rewrite("Conv", family="conv", lifts="conv / dwconv (+ a zero Pad before it, folded)")
+@rewrite("Conv", family="conv", lifts="conv / dwconv (+ a zero Pad before it, folded; shares: an earlier conv's weights)")
 def conv(imp, node):
     x = node.input[0]
     W = imp.const(node.input[1])
@@ -77,7 +77,17 @@ def conv(imp, node):
     p = {"weight": W}
     if B is not None:
         p["bias"] = B
-    imp.emit(node, kind, args, [x], weight=node.input[1], params=p)
+    # the same weight and bias initializers as an earlier conv (a module called again): that
+    # layer's parameters, counted once (shares:)
+    key = (node.input[1], node.input[2] if B is not None else "")
+    shared = all(t in imp.init_names and imp.learned(t) for t in key if t)
+    owner = imp.owner_of.get(key) if shared else None
+    if owner is not None and imp.by_name.get(owner) is not None and imp.by_name[owner].kind == kind:
+        args["shares"] = owner
+        p = None
+    it = imp.emit(node, kind, args, [x], weight=node.input[1], params=p)
+    if shared and owner is None:
+        imp.owner_of[key] = it.name
 
 
 @rewrite("ConvTranspose", family="conv", lifts="deconv")

@@ -920,7 +920,9 @@ def support_arrays(rep: RFReport, layer: str, ax: int) -> list[Interval | None]:
             arr = [(u, u) for u in range(a.n)]
         elif (w := _axis_window(lf, ax)) is None:
             # (a value of constants only sees no pixel: it adds nothing where it joins)
+            # (a source of one unit along the axis is broadcast: every unit reads its one unit)
             srcs = [memo[(s, ax)] for s in lf.sources if not _blind(rep.layers[s].axes[ax])]
+            srcs = [s * a.n if len(s) == 1 != a.n else s for s in srcs]
             arr = (srcs[0] if len(srcs) == 1 else [_hull(s[u] for s in srcs) for u in range(a.n)] if srcs
                    else [None] * a.n)
         elif w == GLOBAL:

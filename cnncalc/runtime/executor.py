@@ -1237,7 +1237,7 @@ TENSOR_OPS: dict[str, tuple[Callable, Callable]] = {
     # the linearised copy's forms (LINEAR_KIND): a sum of the operands (binary, where: the mask
     # is not an operand of the sum), a sum over the axes (reduce), a sum over the axis put back
     # on every value (softmax over an axis)
-    "_sum_linear": (lambda L, o, n: K_t.binary_fwd("add", *[x for x, p in zip(o, L.ops_) if not _mask(L, p)]),
+    "_sum_linear": (lambda L, o, n: _sum_linear_fwd(L, o),
                     lambda L, d, c, s: _sum_linear_bwd(L, d, c, s)),
     "_reduce_linear": (lambda L, o, n: K_t.reduce_fwd("sum", o[0], tuple(a + 1 for a in L.axes), L.args["keepdims"]),
                        lambda L, d, c, s: [K_t.reduce_bwd(d, c)]),
@@ -1257,9 +1257,17 @@ def _mask(layer, operand) -> bool:
     return layer.kind == "where" and operand.index == 0
 
 
+def _sum_linear_fwd(layer, xs):
+    kept = [x for x, p in zip(xs, layer.ops_) if not _mask(layer, p)]
+    if len(kept) == 1:  # a binary op with its gate held constant: the other operand itself
+        return kept[0], None
+    return K_t.binary_fwd("add", *kept)
+
+
 def _sum_linear_bwd(layer, dy, cache, shapes):
     kept = [k for k, p in enumerate(layer.ops_) if not _mask(layer, p)]
-    grads = K_t.binary_bwd(dy, cache, [shapes[k] for k in kept])
+    grads = ([K_t.unbroadcast(dy, shapes[kept[0]])] if cache is None
+             else K_t.binary_bwd(dy, cache, [shapes[k] for k in kept]))
     out: list = [None] * len(shapes)
     for k, g in zip(kept, grads):
         out[k] = g

@@ -67,7 +67,7 @@ def as_activation(v, name="activation"):
         raise SpecError(f"'{name}' must be one of {', '.join(ACTIVATIONS)}, got {short(v)}")
     key = _ACT_ALIASES.get(v.lower(), v.lower())
     if key not in ACTIVATIONS:
-        raise SpecError(f"unknown activation {short(v)}", hint=_suggest(v, ACTIVATIONS, "activation"))
+        raise SpecError(f"unknown activation {short(v)}", hint=suggest(v, ACTIVATIONS, "activation"))
     return None if key == "linear" else key
 
 
@@ -86,7 +86,7 @@ def raw(v, name):
     return v
 
 
-def _suggest(word, options, what="field") -> str | None:
+def suggest(word, options, what="field") -> str | None:
     """'did you mean …?' or the list of known names; keys of any type (YAML allows 1, null)."""
     names = sorted({str(o)[:80] for o in options})
     word = str(word)[:80]
@@ -358,7 +358,7 @@ class Layer:
         for key in args:
             if key not in allowed:
                 raise SpecError(f"unknown field {short(key)} for a {self.kind} layer",
-                                layer=name, hint=_suggest(key, allowed))
+                                layer=name, hint=suggest(key, allowed))
         self.args: dict[str, Any] = {}
         for key, (reader, default) in allowed.items():
             if key in args and args[key] is not None:

@@ -261,7 +261,7 @@ class Net:
         init = getattr(layer, "const_init", None)
         if init is not None and init(name) is not None:  # a constant with its 'init:' value
             return np.full(shape, init(name), self.dtype)
-        fan_in = _fan_in(layer, shape) if role == "weight" else 1
+        fan_in = weight_fan_in(layer, shape) if role == "weight" else 1
         if self.linear:  # positive weights: no cancellation, so the gradient support is exact
             w = rng.random(shape, dtype=self.dtype)  # uniform in [0.5, 1.5) / fan_in, drawn in the dtype
             w += 0.5
@@ -616,7 +616,7 @@ def _nd(shape) -> int:
     return len(shape) - 1 if len(shape) > 1 else 0
 
 
-def _fan_in(layer, shape) -> int:
+def weight_fan_in(layer, shape) -> int:
     k = layer.kind
     if k == "local":
         return int(np.prod(shape[-3:] if len(shape) == 6 else shape[-2:]))

@@ -677,7 +677,12 @@ class Importer:
             return False
         outs = [self.shapes.get(o) for o in node.output if o]
         if any(s is None for s in outs):
-            if node.op_type in _GROWS or sum(v.size for v in ins if v is not None) > 1 << 16:
+            # (ONNX inference gives up on shapes computed from shapes: torchvision's Swin builds
+            # its shifted-window mask from Range, ConstantOfShape and Expand of such sizes)
+            grown = _grown_size(node.op_type, ins) if node.op_type in _GROWS else None
+            if node.op_type in _GROWS and (grown is None or grown > FOLD_MAX_VALUES):
+                return False
+            if grown is None and sum(v.size for v in ins if v is not None) > 1 << 16:
                 return False
         elif sum(math.prod(s) for s in outs) > FOLD_MAX_VALUES:
             return False
@@ -701,6 +706,24 @@ class Importer:
             if o:
                 self.consts[o] = np.asarray(r)
         return True
+
+
+def _grown_size(op: str, ins) -> int | None:
+    """How many values an op that can grow its input (``_GROWS``) makes from these constant
+    inputs, without running it; None when that is not known beforehand (Resize, Pad)."""
+    try:
+        if op == "ConstantOfShape":
+            return math.prod(int(v) for v in ins[0].reshape(-1))
+        if op == "Expand":
+            return math.prod(np.broadcast_shapes(ins[0].shape, tuple(int(v) for v in ins[1].reshape(-1))))
+        if op == "Tile":
+            return ins[0].size * math.prod(int(v) for v in ins[1].reshape(-1))
+        if op == "Range":
+            start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in ins[:3])
+            return max(math.ceil((limit - start) / delta), 0) if delta else None
+    except (ValueError, TypeError, IndexError, AttributeError, OverflowError):
+        return None
+    return None
 
 
 def _light(model):

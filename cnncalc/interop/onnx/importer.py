@@ -679,10 +679,10 @@ class Importer:
         if any(s is None for s in outs):
             # (ONNX inference gives up on shapes computed from shapes: torchvision's Swin builds
             # its shifted-window mask from Range, ConstantOfShape and Expand of such sizes)
-            grown = _grown_size(node.op_type, ins) if node.op_type in _GROWS else None
-            if node.op_type in _GROWS and (grown is None or grown > FOLD_MAX_VALUES):
+            grown = _fold_size(node.op_type, ins)
+            if grown is not None and grown > FOLD_MAX_VALUES:
                 return False
-            if grown is None and sum(v.size for v in ins if v is not None) > 1 << 16:
+            if grown is None and (node.op_type in _GROWS or sum(v.size for v in ins if v is not None) > 1 << 16):
                 return False
         elif sum(math.prod(s) for s in outs) > FOLD_MAX_VALUES:
             return False
@@ -708,10 +708,23 @@ class Importer:
         return True
 
 
-def _grown_size(op: str, ins) -> int | None:
-    """How many values an op that can grow its input (``_GROWS``) makes from these constant
-    inputs, without running it; None when that is not known beforehand (Resize, Pad)."""
+_BROADCASTS = {"Add", "Sub", "Mul", "Div", "Mod", "Pow", "Min", "Max", "Equal", "Less", "Greater", "LessOrEqual",
+               "GreaterOrEqual", "And", "Or", "Xor", "Where"}
+_NO_BIGGER = {"Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Flatten", "Identity", "Concat", "Cast", "Not",
+              "Neg", "Abs", "Sign", "Floor", "Ceil", "Round", "Sqrt", "Exp", "Log", "Reciprocal"}
+
+
+def _fold_size(op: str, ins) -> int | None:
+    """How many values a node of constants makes from these inputs, known without running it
+    (an op that can grow its input, ``_GROWS``; a broadcasting elementwise op; an op that makes
+    at most as many values as it reads); None when that is not known beforehand (Resize, Pad,
+    MatMul, …)."""
+    vals = [v for v in ins if v is not None]
     try:
+        if op in _BROADCASTS:
+            return math.prod(np.broadcast_shapes(*(np.shape(v) for v in vals)))
+        if op in _NO_BIGGER:
+            return sum(np.size(v) for v in vals)
         if op == "ConstantOfShape":
             return math.prod(int(v) for v in ins[0].reshape(-1))
         if op == "Expand":

@@ -7,7 +7,7 @@ For each model (one fresh interpreter each), with random weights:
 
 * parameters = sum(p.numel());
 * MACs = every multiply-add of the matrix products and convolutions that run, counted at the
-  dispatcher (tests/attention/test_torch_twin.py's counter: aten mm/addmm/bmm/baddbmm/convolution,
+  dispatcher (tests/interop/zoocheck.dispatch_macs: aten mm/addmm/bmm/baddbmm/convolution,
   scaled_dot_product_attention forced onto its unfused math path — the same count as timm with
   `set_fused_attn(False)`), with grad enabled (under no_grad torchvision's MultiheadAttention runs
   one fused aten op whose products the dispatcher does not see: 0.67 of vit_b_16's MACs);
@@ -81,13 +81,11 @@ for p in model.parameters():  # zero-initialised parameters (torchvision's ViT h
         p.data.normal_(0, 0.02, generator=g)
 model.eval()
 out["params"] = sum(p.numel() for p in model.parameters())
-from test_torch_twin import MacCounter
-from torch.nn.attention import SDPBackend, sdpa_kernel
+sys.path.insert(0, ROOT)
+from tests.interop.zoocheck import dispatch_macs
 # (grad enabled: under no_grad torchvision's MultiheadAttention takes its fused fast path,
 # one aten op whose products the dispatcher does not see)
-with sdpa_kernel(SDPBackend.MATH), MacCounter() as c:
-    model(torch.zeros(1, 3, size, size))
-out["macs"] = c.macs
+out["macs"] = dispatch_macs(model, torch.zeros(1, 3, size, size), grad=True)
 from cnncalc.interop import InteropError
 from cnncalc.interop.check import check_import
 from cnncalc.interop.onnx_import import import_model, read_model

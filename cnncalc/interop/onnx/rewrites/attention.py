@@ -457,7 +457,8 @@ def _swin_core(lift, proj):
             or list(perm.args.get("perm", [])) != [L + 1, *range(L), L + 2, L, L + 3]
             or any(shp(t) != (*lead, h, n, d) for t in (q, k, v))
             or list(kt.args.get("perm", [])) != [*range(L + 1), L + 2, L + 1]
-            or shp(qk) != (*lead, h, n, n) or sm.args.get("axis") not in (-1, L + 2)
+            or shp(qk) != (*lead, h, n, n) or shp(sm) is None or shp(sm)[-2:] != (n, n)
+            or sm.args.get("axis") not in (-1, len(shp(sm)) - 1)
             or list(heads_out.args.get("perm", [])) != [*range(L), L + 1, L, L + 2]
             or shp(merged) != (*lead, n, h * d) or w_proj.shape[1] != h * d
             or not math.isclose(s, d ** -0.5, rel_tol=1e-5)

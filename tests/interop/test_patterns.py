@@ -194,3 +194,15 @@ def test_a_mask_built_from_the_input_size_by_range_and_expand_is_folded():
     imp, g = _imported(_model(nodes, inits))
     assert [n.kind for n in g.layers] == ["conv", "binary"]
     assert imp.text.count("learned: false") == 1, imp.text
+
+
+def test_einsum_products_of_two_activations_are_matmuls():
+    """MaxViT's attention writes q·kᵀ and ·v as Einsum (bhid,bhjd->bhij; bhij,bhjd->bhid): a
+    batched product of two activations, imported as transposes and a matmul with the matmul's
+    MACs (here with the output in another order too: bhij,bhjd->bhdi)."""
+    nodes = [_conv(), h.make_node("Reshape", ["a", "s4"], ["t"]),
+             h.make_node("Einsum", ["t", "t"], ["s"], equation="bhid,bhjd->bhij"),
+             h.make_node("Einsum", ["s", "t"], ["y"], equation="bhij,bhjd->bhdi")]
+    imp, g = _imported(_model(nodes, {**INITS, "s4": np.array([1, 2, 18, 4], np.int64)}, out_shape=(1, 2, 4, 18)))
+    assert [n.kind for n in g.layers].count("matmul") == 2
+    assert analyze_graph(g).totals["macs"] == C * 27 * 36 + 2 * (2 * 18 * 18 * 4)

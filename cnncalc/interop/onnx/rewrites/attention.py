@@ -667,13 +667,13 @@ def swin_patch_merging(lift, item) -> bool:
     p = imp.params.get(ln.name, {}) if ln is not None else {}
     ys = _torch_shape(imp, item.name)
     if (not _is(ln, "layernorm") or ln.args.get("layernorm") is not None or "gamma" not in p or "beta" not in p
-            or ys is None or not _only_here(lift, ln)):
+            or ys is None):
         return False
     ls = _torch_shape(imp, ln.name)
     if ls is None or ln.args.get("axis", -1) not in (-1, len(ls) - 1):
         return False
     c4, out = w.shape
-    if np.size(p["gamma"]) != c4 or np.size(p["beta"]) != c4 or c4 % 4:
+    if np.size(p["gamma"]) != c4 or np.size(p["beta"]) != c4 or c4 % 4 or not _only_here(lift, ln):
         return False
     top = lift.producer(ln)
     roots = [r for r in _roots(lift, top) if _root_grid(imp, r[0], c4 // 4)] if top is not None else []

@@ -26,6 +26,16 @@ ATTENTION_QK_AV = "attention QKᵀ+AV"   # the by-type keys of attention's MACs 
 ATTENTION_PROJ = "attention projections"
 
 
+def _pos_float(v, name):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise SpecError(f"{name}: {v!r} is not a number") from None
+    if not (f > 0 and math.isfinite(f)) or isinstance(v, bool):
+        raise SpecError(f"{name}: {v!r} must be a positive number")
+    return f
+
+
 def _int_field(minimum=1):
     return lambda v, n: as_int(v, n, minimum)
 
@@ -248,7 +258,8 @@ class Attention(Layer):
     non-overlapping windows of window x window tokens of the token grid, ``shift`` their
     cyclic shift, and a relative position bias table of (2·window − 1)² x heads parameters.
     ``bias_window`` P (MaxViT): each sequence is a P x P window already (P² tokens, in row-major
-    order), with the same table of (2P − 1)² x heads.
+    order), with the same table of (2P − 1)² x heads. ``qk_scale``: what q·kᵀ is multiplied by
+    (default 1/√head_dim; torchvision's MaxViT takes 1/√C).
 
     MACs = Q, K, V projections + QKᵀ + AV + output projection; the scaling (one mul per query
     value), the softmax, the relative position bias and the shifted-window mask (one add per
@@ -268,7 +279,7 @@ class Attention(Layer):
               "value_dim": (_int_field(), None), "qkv_bias": (as_bool, True), "proj": (as_bool, True),
               "proj_bias": (as_bool, True), "dim": (_int_field(), None),
               "window": (_int_field(), None), "shift": (_int_field(0), 0), "rel_pos_bias": (as_bool, None),
-              "bias_window": (_int_field(), None)}
+              "bias_window": (_int_field(), None), "qk_scale": (_pos_float, None)}
 
     def _infer(self, in_shapes, rounding):
         x = token_input(self, in_shapes[0])
@@ -281,6 +292,7 @@ class Attention(Layer):
         self.c, self.n, self.h = c, n, h
         self.dk = a["head_dim"] or c // h
         self.dv = a["value_dim"] or self.dk
+        self.scale = a["qk_scale"] if a["qk_scale"] is not None else self.dk ** -0.5  # (what q·kᵀ is multiplied by)
         self.groups = _lead(x)
         if not a["proj"] and a["dim"] not in (None, h * self.dv):
             raise SpecError(f"without an output projection the output has heads*value_dim = {h * self.dv} channels")

@@ -195,12 +195,11 @@ class Lift:
         first, last = min(pos[it.name] for it in old), max(pos[it.name] for it in old)
         before = {it.name for it in imp.items[:first]} | {"input"}
         at = first if all(i in before for i in chain[0].inputs) else last + 1
-        for it in old:
-            if pos[it.name] == last:
-                self._hand_over(it, chain[-1])
-            else:
+        for it in old:  # (first: a new item may take an old one's name, and then its tensors)
+            if pos[it.name] != last:
                 for t in self._tensors(it):
                     del imp.layer_of[t]
+        self._hand_over(next(it for it in old if pos[it.name] == last), chain[-1])
         self._remove(old)
         at -= sum(1 for it in old if pos[it.name] < at)
         imp.items[at:at] = chain

@@ -263,3 +263,71 @@ def test_a_2x2_gather_in_another_order_is_not_patch_merging():
     cat.input[:] = ["x0", "x2", "x1", "x3"]
     kinds = lifted(m)
     assert "patch_merging" not in kinds and "layernorm" in kinds
+
+
+# ----------------------------------------------------------------------------- MaxViT
+MC, MH, MP, MG = 8, 2, 4, 4  # channels, heads, window side, windows: (4, 16, 8) sequences
+
+
+def _maxvit_block(bias="table", split="slice"):
+    """x (1, C, G, P²) → (1, G, P², C) → torchvision's MaxViT attention: qkv cut into q, k, v
+    along the channels, heads, k scaled by 1/√C (MaxViT's, not 1/√d), Einsum q·kᵀ, + the
+    relative position bias (a (2P − 1)² x heads table read by Swin's index, folded), softmax,
+    Einsum ·v, merge → back to (1, C, G, P²)."""
+    from cnncalc.runtime.kernels.attention import rel_index
+
+    n, d = MP * MP, MC // MH
+    nodes = [node("Transpose", ["x"], ["t"], "/t/Transpose", perm=[0, 2, 3, 1]),
+             node("MatMul", ["t", "a.to_qkv.weight"], ["qkv0"], "/a/to_qkv/MatMul"),
+             node("Add", ["a.to_qkv.bias", "qkv0"], ["qkv"], "/a/to_qkv/Add")]
+    if split == "slice":
+        nodes += [node("Slice", ["qkv", f"st{j}", f"en{j}", "last"], [f"c{j}"], f"/a/Slice_{j}") for j in range(3)]
+    else:
+        nodes.append(node("Split", ["qkv", "thirds"], ["c0", "c1", "c2"], "/a/Split", axis=-1))
+    for j in range(3):
+        nodes += [node("Reshape", [f"c{j}", "s_heads"], [f"r{j}"], f"/a/Reshape_{j}"),
+                  node("Transpose", [f"r{j}"], [f"h{j}"], f"/a/Transpose_{j}", perm=[0, 1, 3, 2, 4])]
+    table = w((2 * MP - 1) ** 2, MH)
+    rpb = table[rel_index(MP).reshape(-1)].reshape(n, n, MH).transpose(2, 0, 1)[None]
+    if bias == "free":
+        rpb = w(1, MH, n, n)
+    nodes += [node("Mul", ["h1", "scale"], ["ks"], "/a/Mul"),
+              node("Einsum", ["h0", "ks"], ["sc"], "/a/Einsum", equation="bghid,bghjd->bghij"),
+              node("Add", ["sc", "a.rel_bias"], ["scb"], "/a/Add"),
+              node("Softmax", ["scb"], ["p"], "/a/Softmax", axis=-1),
+              node("Einsum", ["p", "h2"], ["o"], "/a/Einsum_1", equation="bghij,bghjd->bghid"),
+              node("Transpose", ["o"], ["ot"], "/a/Transpose_3", perm=[0, 1, 3, 2, 4]),
+              node("Reshape", ["ot", "s_back"], ["om"], "/a/Reshape_3"),
+              node("MatMul", ["om", "a.merge.weight"], ["m0"], "/a/merge/MatMul"),
+              node("Add", ["a.merge.bias", "m0"], ["m"], "/a/merge/Add"),
+              node("Transpose", ["m"], ["y"], "/out/Transpose", perm=[0, 3, 1, 2])]
+    inits = {**{f"st{j}": _i(j * MC) for j in range(3)}, **{f"en{j}": _i((j + 1) * MC) for j in range(3)},
+             "last": _i(-1), "thirds": _i(MC, MC, MC), "s_heads": _i(1, MG, n, MH, d), "s_back": _i(1, MG, n, MC),
+             "scale": np.float32(MC ** -0.5), "a.to_qkv.weight": w(MC, 3 * MC), "a.to_qkv.bias": w(3 * MC),
+             "a.rel_bias": rpb, "a.merge.weight": w(MC, MC), "a.merge.bias": w(MC)}
+    return model(nodes, inits, x=(1, MC, MG, n)), table
+
+
+MAXVIT_PARAMS = MC * 3 * MC + 3 * MC + MC * MC + MC + (2 * MP - 1) ** 2 * MH
+MAXVIT_MACS = MG * 16 * MC * 3 * MC + 2 * MG * MH * 16 * 16 * (MC // MH) + MG * 16 * MC * MC
+
+
+@covers("attention_bias_window", "attention_proj_bias")
+@pytest.mark.parametrize("split", ["slice", "split"])
+def test_maxvit_attention_is_one_layer_with_its_bias_table_and_scale(split):
+    m, table = _maxvit_block(split=split)
+    assert lifted(m) == ["transpose", "attention", "transpose"]
+    imp = import_model(m, source="m.onnx")
+    att = next(k for k, v in imp.params.items() if "rel_pos_table" in v)
+    assert np.array_equal(imp.params[att]["rel_pos_table"], table)
+    assert "bias_window: 4" in imp.text and f"qk_scale: {float(np.float32(MC ** -0.5))}" in imp.text
+    tot = _totals(m)
+    assert (tot["params"], tot["macs"]) == (MAXVIT_PARAMS, MAXVIT_MACS)
+
+
+@covers("attention_bias_window")
+def test_a_bias_that_is_not_a_relative_position_table_stays_low_level():
+    m, _ = _maxvit_block(bias="free")
+    kinds = lifted(m)
+    assert "attention" not in kinds and kinds.count("matmul") == 2
+    assert _totals(m)["macs"] == MAXVIT_MACS

@@ -365,6 +365,70 @@ def _reverse(a, w, hh, ww):
     return a.reshape(hh // w, ww // w, w, w, c).transpose(0, 2, 1, 3, 4).reshape(hh, ww, c)
 
 
+def _heads_joint(lift, qkv):
+    """timm's and torchvision's heads: the qkv projection reshaped to (…, N, 3, h, d), permuted
+    to (3, …, h, N, d) and split (timm's unbind) or indexed (torchvision's qkv[0]) into q, k, v:
+    (the projection's item, the items in between, a check of the shapes), or None."""
+    parts = []
+    for j, t in enumerate(qkv):
+        if _is(t, "reshape"):
+            sp = lift.producer(t)
+            if not (_is(sp, "split", part=j, axis=0) and sp.args.get("parts") == [1, 1, 1]):
+                return None
+            parts.append(sp)
+        elif _is(t, "gather", indices=j, axis=0):
+            parts.append(None)
+        else:
+            return None
+    tops = [lift.producer(p) if p is not None else lift.producer(t) for p, t in zip(parts, qkv)]
+    perm = tops[0]
+    if any(t is not perm for t in tops) or not _is(perm, "transpose"):
+        return None
+    heads_in = lift.producer(perm)
+    if not _is(heads_in, "reshape"):
+        return None
+
+    def ok(lead, n, h, d):
+        L = len(lead)
+        return (_torch_shape(lift.imp, heads_in.name) == (*lead, n, 3, h, d)
+                and list(perm.args.get("perm", [])) == [L + 1, *range(L), L + 2, L, L + 3])
+    return lift.producer(heads_in), [*[p for p in parts if p is not None], perm, heads_in], ok
+
+
+def _heads_apart(lift, qkv):
+    """MaxViT's heads: the qkv projection cut into q, k, v along its channels (chunk: three
+    slices or a split), each reshaped to (…, N, h, d) and permuted to (…, h, N, d); or None."""
+    imp = lift.imp
+    moved, cuts = [], []
+    for t in qkv:
+        r = lift.producer(t) if _is(t, "transpose") else None
+        c = lift.producer(r) if _is(r, "reshape") else None
+        if c is None or c.kind not in ("slice", "split"):
+            return None
+        moved += [t, r]
+        cuts.append(c)
+    pre = lift.producer(cuts[0])
+    if any(lift.producer(c) is not pre for c in cuts) or pre is None:
+        return None
+    moved += [c for c in cuts if c not in moved]
+
+    def ok(lead, n, h, d):
+        L, hd, rank = len(lead), h * d, len(lead) + 2
+        for j, (t, c) in enumerate(zip(qkv, cuts)):
+            if (list(t.args.get("perm", [])) != [*range(L), L + 1, L, L + 2]
+                    or _torch_shape(imp, lift.producer(t).name) != (*lead, n, h, d)):
+                return False
+            a = c.args
+            if c.kind == "slice":
+                if (a.get("steps") not in (None, [1]) or [ax % rank for ax in a.get("axes", [])] != [rank - 1]
+                        or a.get("starts") != [j * hd] or a.get("ends") != [(j + 1) * hd]):
+                    return False
+            elif not (a.get("part") == j and a.get("parts") == [hd] * 3 and a.get("axis", -1) % rank == rank - 1):
+                return False
+        return True
+    return pre, moved, ok
+
+
 def _swin_core(lift, proj):
     """Match the window attention of ``proj`` (the output projection) back to the qkv
     projection: the parts as a dict, or None."""
@@ -410,25 +474,10 @@ def _swin_core(lift, proj):
     q, s = _scaled(lift, lift.producer(qk, 0), 1.0)
     kt, s = _scaled(lift, lift.producer(qk, 1), s)
     k, s = _scaled(lift, lift.producer(kt), s) if _is(kt, "transpose") else (None, s)
-    parts = []
-    for j, t in enumerate((q, k, v)):
-        if _is(t, "reshape"):
-            sp = lift.producer(t)
-            if not (_is(sp, "split", part=j, axis=0) and sp.args.get("parts") == [1, 1, 1]):
-                return None
-            parts.append(sp)
-        elif _is(t, "gather", indices=j, axis=0):
-            parts.append(None)
-        else:
-            return None
-    tops = [lift.producer(p) if p is not None else lift.producer(t) for p, t in zip(parts, (q, k, v))]
-    perm = tops[0]
-    if any(t is not perm for t in tops) or not _is(perm, "transpose"):
+    heads = _heads_joint(lift, (q, k, v)) or _heads_apart(lift, (q, k, v))
+    if heads is None:
         return None
-    heads_in = lift.producer(perm)
-    if not _is(heads_in, "reshape"):
-        return None
-    pre = lift.producer(heads_in)
+    pre, moved, qkv_ok = heads
     b_qkv = None
     if _is(pre, "fc") and not pre.args.get("activation"):
         mm = pre
@@ -446,22 +495,21 @@ def _swin_core(lift, proj):
         qkv_items = [mm] + ([pre] if pre is not mm else [])
     if w_qkv is None:
         return None
-    xs, ts = _torch_shape(imp, mm.inputs[0]), _torch_shape(imp, heads_in.name)
-    if xs is None or ts is None or len(ts) < 4:
+    xs, qs = _torch_shape(imp, mm.inputs[0]), _torch_shape(imp, q.name)
+    if xs is None or qs is None or len(qs) != len(xs) + 1:
         return None
     lead, (n, ch) = xs[:-2], xs[-2:]
     L = len(lead)
-    three, h, d = ts[-3:]
+    h, d = qs[-3], qs[-1]
     shp = lambda t: _torch_shape(imp, t.name)  # noqa: E731
-    if (three != 3 or tuple(ts) != (*lead, n, 3, h, d) or w_qkv.shape != (3 * h * d, ch)
-            or list(perm.args.get("perm", [])) != [L + 1, *range(L), L + 2, L, L + 3]
+    if (w_qkv.shape != (3 * h * d, ch) or not qkv_ok(lead, n, h, d)
             or any(shp(t) != (*lead, h, n, d) for t in (q, k, v))
             or list(kt.args.get("perm", [])) != [*range(L + 1), L + 2, L + 1]
             or shp(qk) != (*lead, h, n, n) or shp(sm) is None or shp(sm)[-2:] != (n, n)
             or sm.args.get("axis") not in (-1, len(shp(sm)) - 1)
             or list(heads_out.args.get("perm", [])) != [*range(L), L + 1, L, L + 2]
             or shp(merged) != (*lead, n, h * d) or w_proj.shape[1] != h * d
-            or not math.isclose(s, d ** -0.5, rel_tol=1e-5)
+            or not (s > 0 and math.isfinite(s))
             or (b_qkv is not None and np.size(b_qkv) != 3 * h * d)
             or (b_proj is not None and np.size(b_proj) != w_proj.shape[0])):
         return None
@@ -470,9 +518,8 @@ def _swin_core(lift, proj):
         while _is(t, "binary", op="mul"):
             muls.append(t)
             t = lift.producer(t)
-    got["items"] += [merged, heads_out, av, sm, *adds, qk, q, k, v, kt, *muls, *[p for p in parts if p is not None],
-                     perm, heads_in, *qkv_items]
-    got.update(x=mm.inputs[0], n=n, ch=ch, h=h, d=d, windows=math.prod(lead), adds=adds, qk=qk,
+    got["items"] += [merged, heads_out, av, sm, *adds, qk, q, k, v, kt, *muls, *moved, *qkv_items]
+    got.update(x=mm.inputs[0], n=n, ch=ch, h=h, d=d, windows=math.prod(lead), adds=adds, qk=qk, scale=s,
                w_qkv=w_qkv, b_qkv=b_qkv, w_proj=w_proj, b_proj=b_proj, proj_out=w_proj.shape[0])
     return got
 
@@ -512,6 +559,64 @@ def _swin_bias(imp, core, w, shift, grid):
     if not np.array_equal(table[idx.reshape(-1)].T.reshape(h, n, n), bias):
         return None  # (a bias that is not one value per relative offset)
     return table
+
+
+def _window_partition(lift, core):
+    """The Swin window partition that feeds the attention ``core``: (the map's layer, the
+    movement items, (H, W), the window, the shift) when the tokens of an H x W map (an
+    (H, W, C) tensor or H·W tokens of a grid), rolled by −shift, reach the qkv projection as
+    windows in row-major order (checked by carrying their indices through the items); or None."""
+    imp = lift.imp
+    n, ch, nw = core["n"], core["ch"], core["windows"]
+    w = math.isqrt(n)
+    start = imp.by_name.get(core["x"])
+    if start is None or w * w != n or w < 2:
+        return None
+    roots = [r for r in _roots(lift, start) if _root_grid(imp, r[0], ch)]
+    if not roots:
+        return None
+    x, fwd = roots[0]
+    xs, grid = _torch_shape(imp, x), _root_grid(imp, x, ch)
+    if xs is None or grid[0] % w or grid[1] % w or grid[0] * grid[1] != nw * n:
+        return None
+    hh, ww = grid
+    idx = np.arange(hh * ww * ch).reshape(hh, ww, ch)
+    got = _run_moves(imp, fwd, x, idx.reshape(xs), core["x"])
+    if got is None:
+        return None
+    shift = next((s for s in range(w) if np.array_equal(
+        got.reshape(-1), _partition(np.roll(idx, (-s, -s), (0, 1)), w).reshape(-1))), None)
+    return None if shift is None else (x, fwd, grid, w, shift)
+
+
+def _attention_args(core, **extra) -> tuple[dict, dict]:
+    """The attention layer's arguments and parameters for a matched ``core``."""
+    h, d, ch, co = core["h"], core["d"], core["ch"], core["proj_out"]
+    args = {"attention": int(h), **extra}
+    if h * d != ch:
+        args["head_dim"] = int(d)
+    if not math.isclose(core["scale"], d ** -0.5, rel_tol=1e-5):  # (torchvision's MaxViT: 1/√C)
+        args["qk_scale"] = float(np.float32(core["scale"]))
+    if core["b_qkv"] is None:
+        args["qkv_bias"] = False
+    if core["b_proj"] is None:
+        args["proj_bias"] = False
+    if co != ch:
+        args["dim"] = int(co)
+    params = {"qkv_weight": np.ascontiguousarray(core["w_qkv"], np.float32),
+              "proj_weight": np.ascontiguousarray(core["w_proj"], np.float32)}
+    if core["b_qkv"] is not None:
+        params["qkv_bias"] = np.asarray(core["b_qkv"], np.float32).reshape(-1)
+    if core["b_proj"] is not None:
+        params["proj_bias"] = np.asarray(core["b_proj"], np.float32).reshape(-1)
+    return args, params
+
+
+def _block_name(items, fallback) -> str:
+    """A name for the lifted layer: the region's module name (no ``_k`` suffix, ending in
+    ``attn`` if one does, the shortest)."""
+    names = [it.name for it in items] or [fallback]
+    return min(names, key=lambda s: (s.rsplit("_", 1)[-1].isdigit(), not s.endswith("attn"), len(s)))
 
 
 def _region_closed(lift, items, last) -> bool:
@@ -559,30 +664,14 @@ def swin_window_attention(lift, item) -> bool:
     core = _swin_core(lift, proj)
     if core is None:
         return False
-    n, ch, nw = core["n"], core["ch"], core["windows"]
-    start = imp.by_name.get(core["x"])
-    roots = [r for r in _roots(lift, start) if _root_grid(imp, r[0], ch)] if start is not None else []
-    if not roots:
+    part = _window_partition(lift, core)
+    if part is None:
         return False
-    x, fwd = roots[0]
+    x, fwd, (hh, ww), w, shift = part
+    grid = (hh, ww)
+    n, ch, nw, co = core["n"], core["ch"], core["windows"], core["proj_out"]
     xs, ys = _torch_shape(imp, x), _torch_shape(imp, item.name)
-    w = math.isqrt(n)
-    grid = _root_grid(imp, x, ch)
-    if xs is None or ys is None or w * w != n or w < 2:
-        return False
-    if grid[0] % w or grid[1] % w or grid[0] * grid[1] != nw * n:
-        return False
-    hh, ww = grid
-    co = core["proj_out"]
     if ys not in ((hh, ww, co), (hh * ww, co)):
-        return False
-    idx = np.arange(hh * ww * ch).reshape(hh, ww, ch)
-    got = _run_moves(imp, fwd, x, idx.reshape(xs), core["x"])
-    if got is None:
-        return False
-    shift = next((s for s in range(w) if np.array_equal(
-        got.reshape(-1), _partition(np.roll(idx, (-s, -s), (0, 1)), w).reshape(-1))), None)
-    if shift is None:
         return False
     idx2 = np.arange(nw * n * co).reshape(nw, n, co)
     back_got = _run_moves(imp, back, proj.name, idx2.reshape(_torch_shape(imp, proj.name)), item.name)
@@ -595,27 +684,12 @@ def swin_window_attention(lift, item) -> bool:
     region = [*fwd, *core["items"], *back]
     if not _region_closed(lift, region, item):
         return False
-    names = [it.name for it in region]
-    att_name = min(names, key=lambda s: (s.rsplit("_", 1)[-1].isdigit(), not s.endswith("attn"), len(s)))
-    h, d = core["h"], core["d"]
-    args = {"attention": int(h), "window": int(w)}
+    att_name = _block_name(region, item.name)
+    extra = {"window": int(w)}
     if shift:
-        args["shift"] = int(shift)
-    if h * d != ch:
-        args["head_dim"] = int(d)
-    if core["b_qkv"] is None:
-        args["qkv_bias"] = False
-    if core["b_proj"] is None:
-        args["proj_bias"] = False
-    if co != ch:
-        args["dim"] = int(co)
-    params = {"qkv_weight": np.ascontiguousarray(core["w_qkv"], np.float32),
-              "proj_weight": np.ascontiguousarray(core["w_proj"], np.float32),
-              "rel_pos_table": np.ascontiguousarray(table, np.float32)}
-    if core["b_qkv"] is not None:
-        params["qkv_bias"] = np.asarray(core["b_qkv"], np.float32).reshape(-1)
-    if core["b_proj"] is not None:
-        params["proj_bias"] = np.asarray(core["b_proj"], np.float32).reshape(-1)
+        extra["shift"] = int(shift)
+    args, params = _attention_args(core, **extra)
+    params["rel_pos_table"] = np.ascontiguousarray(table, np.float32)
     chain = []
     if len(xs) == 3:
         chain.append(Item("reshape", {"reshape": None, "shape": [hh * ww, ch]}, f"{att_name}.tokens", [x], item.raw))
@@ -716,5 +790,41 @@ def swin_patch_merging(lift, item) -> bool:
               "weight": np.ascontiguousarray(w.T, np.float32)}
     keep = layout(imp, item)
     lift.replace(region, chain, params={name: params})
+    restore(imp, keep)
+    return True
+
+
+@rewrite("matmul", family="attention", name="attention_bias_window", stage="lift",
+         lifts="attention with bias_window (MaxViT: sequences that are windows, with a bias table)")
+def attention_bias_window(lift, item) -> bool:
+    """Attention over sequences that are P x P windows already, with a relative position bias, as one attention layer with bias_window. MaxViT's
+    block and grid attention: qkv (cut into q, k, v along the channels, or timm's and
+    torchvision's joint form), q · (k·scale)ᵀ + the bias, softmax, · v, the output projection
+    (its bias follows: attention_proj_bias). The bias that torch.onnx.export folded into a
+    heads x P² x P² constant becomes the (2P − 1)² x heads table again when every value agrees
+    with Swin's index; a Swin window partition before it is left to swin_window_attention."""
+    imp = lift.imp
+    c = item.args.get("const")
+    if imp.items[-1] is not item or len(item.inputs) != 1 or not isinstance(c, dict) or not c.get("learned"):
+        return False
+    core = _swin_core(lift, item)
+    if core is None or not any(a.kind == "binary" for a in core["adds"]):
+        return False
+    n = core["n"]
+    p = math.isqrt(n)
+    if p * p != n or p < 2 or _window_partition(lift, core) is not None:
+        return False
+    table = _swin_bias(imp, core, p, 0, None)
+    if table is None or not _region_closed(lift, core["items"], item):
+        return False
+    name = _block_name(core["items"], item.name)
+    args, params = _attention_args(core, bias_window=int(p))
+    params["rel_pos_table"] = np.ascontiguousarray(table, np.float32)
+    new = Item("attention", args, name, [core["x"]], item.raw)
+    if (name in imp.by_name and name not in {it.name for it in core["items"]}) or \
+            not _chain_infers(imp, [new], _torch_shape(imp, item.name)):
+        return False
+    keep = layout(imp, item)
+    lift.replace(core["items"], new, params=params)
     restore(imp, keep)
     return True

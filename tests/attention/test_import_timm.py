@@ -151,3 +151,30 @@ def test_torchvision_swin_imports_exactly(path):
     r = one_path(model, "swin", 32, path, want_params=params, want_macs=count(model, torch.randn(1, 3, 32, 32)))
     assert r["status"] == "exact", r
     assert r["params"] == params  # (the onnx path too)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["torch", "onnx"])
+def test_torchvision_maxvit_imports_exactly(path):
+    """torchvision's MaxViT at 64 px (two blocks of 16 and 32 channels, 4x4 partitions): its
+    MBConv, and its block and grid attention (windows and grid cells partitioned by reshapes and
+    permutes, q·kᵀ and ·v written as Einsum, k scaled by 1/√C, a bias table gathered by Swin's
+    index and folded by the exporter): exact through both paths, every attention one layer with
+    bias_window 4 and its (2·4 − 1)² x heads table."""
+    pytest.importorskip("torchvision")
+    from torchvision.models.maxvit import MaxVit
+
+    from tests.interop.zoocheck import one_path, prepare
+
+    torch.manual_seed(0)
+    model = prepare(MaxVit(input_size=(64, 64), stem_channels=16, partition_size=4, block_channels=[16, 32],
+                           block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0), 64)
+    g = torch.Generator().manual_seed(4)
+    for name, p in model.named_parameters():  # (the bias tables: values the scores notice)
+        if name.endswith("relative_position_bias_table"):
+            p.data.normal_(0, 1, generator=g)
+    params = sum(p.numel() for p in model.parameters())
+    r = one_path(model, "maxvit", 64, path, want_params=params, want_macs=count(model, torch.randn(1, 3, 64, 64)))
+    assert r["status"] == "exact", r
+    if path == "torch":  # (the ONNX file has batch norm folded into the convs: fewer parameters)
+        assert r["params"] == params

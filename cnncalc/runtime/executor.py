@@ -1384,7 +1384,8 @@ def _att_plan(net, node):
     if plan is None:
         L = node.layer
         plan = net._geom[("attention", node.name)] = K_att.Plan(
-            L.h, L.dk, L.dv, L.dk ** -0.5, L.window, L.args["shift"], L.grid, net.dtype)
+            L.h, L.dk, L.dv, L.scale, L.window, L.args["shift"], L.grid, net.dtype,
+            bias_window=L.bias_w if L.rel_bias else None)
     return plan
 
 

@@ -645,21 +645,63 @@ def _geometry(net, node, x):
     return g
 
 
+def standardize_forward(w, eps: float, scale: float, gain=None):
+    """Weight standardisation as timm writes it (``F.batch_norm`` over the weight reshaped to
+    (1, F, -1), training statistics, ``weight = gain * scale``): per filter f,
+    ``w' = (w - mean) / sqrt(var + eps) * gain_f * scale`` with the mean and the biased
+    variance over the filter's fan-in values. Returns ``(w', cache)``."""
+    f = w.shape[0]
+    v = w.reshape(f, -1)
+    d = v - v.mean(1, keepdims=True)
+    r = 1.0 / np.sqrt((d * d).mean(1, keepdims=True) + w.dtype.type(eps))
+    xh = d * r
+    s = (gain.reshape(f, 1) * w.dtype.type(scale)) if gain is not None else w.dtype.type(scale)
+    return (xh * s).reshape(w.shape), (xh, r, s, scale, gain is not None)
+
+
+def standardize_backward(dws, cache):
+    """Gradients of :func:`standardize_forward`: ``(dw, dgain)`` (dgain None without a gain)."""
+    xh, r, s, scale, has_gain = cache
+    g = dws.reshape(xh.shape)
+    dgain = (g * xh).sum(1) * xh.dtype.type(scale) if has_gain else None
+    dxh = g * s
+    dw = r * (dxh - dxh.mean(1, keepdims=True) - xh * (dxh * xh).mean(1, keepdims=True))
+    return dw.reshape(dws.shape), dgain
+
+
+class _Std:
+    """A conv's cache when its weight is standardised: the conv's own cache and the
+    standardisation's."""
+
+    __slots__ = ("cache", "std")
+
+    def __init__(self, cache, std):
+        self.cache, self.std = cache, std
+
+
 def conv_fwd(net, node, xs, ctx):
     x, nd = xs[0], net.nd[node.inputs[0]]
     out_hw, pads, _, stride, dil, _ = _geometry(net, node, x)
     w = _conv_weight(net, node)
+    st = getattr(node.layer, "standardize", None)
+    if st:
+        w, std = standardize_forward(w, st["eps"], st["scale"], net.params[node.name].get("gain"))
     b = _bias_4d(net, node, net.params[node.name].get("bias"), nd)
     if nd == 3:
         if b is not None and b.ndim > 1:
             raise RuntimeUnsupported(f"{node.name}: the runtime has no untied bias on 3-D inputs")
         y, cache = K_nd.conv_forward(x, w, b, stride, pads, dil, node.layer.groups)
-        return y, _Nd(cache)
-    return K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo,
-                                 keep_cols=ctx.keep)
+        cache = _Nd(cache)
+    else:
+        y, cache = K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo,
+                                         keep_cols=ctx.keep)
+    return (y, _Std(cache, std)) if st else (y, cache)
 
 
 def conv_bwd(net, node, dy, cache, ctx):
+    std = None
+    if isinstance(cache, _Std):
+        cache, std = cache.cache, cache.std
     if isinstance(cache, _Nd):
         dx, dw, db = K_nd.conv_backward(dy, cache.cache, need_dx=ctx.need_dx[0], need_dw=ctx.params)
     else:
@@ -669,9 +711,14 @@ def conv_bwd(net, node, dy, cache, ctx):
     layer, p = node.layer, net.params[node.name]
     if getattr(layer, "connections", None) is not None:
         dw = dw.reshape(-1)[_conn_index(layer)]
+    dgain = None
+    if std is not None:
+        dw, dgain = standardize_backward(dw, std)
     dps = {"weight": dw.reshape(p["weight"].shape)}
     if db is not None:
         dps["bias"] = db.reshape(p["bias"].shape)
+    if dgain is not None:
+        dps["gain"] = dgain.reshape(p["gain"].shape)
     return [dx], dps
 
 

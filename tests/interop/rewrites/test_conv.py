@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("numba")
 
@@ -44,3 +44,85 @@ def test_a_conv_whose_weight_merges_two_learned_tensors_is_refused():
     nodes[2] = node("Mul", ["wc", "half"], ["ws"])
     m = model(nodes, {"c.weight": w(4, 3, 3, 3), "half": np.float32(0.5), "c.bias": w(4)}, x=(1, 3, 6, 6))
     assert lifted(m) == ["conv"]
+
+
+def _standardised_conv(F=4, C=3, k=3, group=1, *, folded=True, gain=True, eps=1e-5, scale=0.5, bias_bn=None):
+    """A conv whose weight is timm's ``F.batch_norm(w.reshape(1, F, -1), weight=gain * scale,
+    training=True)`` as torch.onnx.export writes it: a BatchNormalization in training mode over
+    the weight, its scale the gain times a scalar (``folded``: one initializer, as the exporter's
+    constant folding leaves it) or ones (StdConv2d, ``gain`` False), then a Reshape to the
+    conv's weight shape."""
+    n = C // group * k * k
+    wt, g = w(F, C // group, k, k), w(F, positive=True)
+    inits = {"c.weight": wt, "c.bias": w(F), "shape3": np.array([1, F, -1], np.int64),
+             "shape4": np.array(wt.shape, np.int64), "c.mean_in": w(n, F), "c.var_in": w(n, F, positive=True)}
+    # (the mean and variance inputs: the running statistics' update, ignored in training mode)
+    zero = np.zeros(F, np.float32) if bias_bn is None else bias_bn  # (a Constant, as the exporter writes it)
+    nodes = [node("Constant", [], ["zero"], value=onnx.numpy_helper.from_array(zero)),
+             node("Reshape", ["c.weight", "shape3"], ["w3"])]
+    if not gain:  # (F.batch_norm's weight None: a Constant of ones)
+        nodes.append(node("Constant", [], ["s"], value=onnx.numpy_helper.from_array(np.full(F, scale, np.float32))))
+    elif folded:
+        inits["s"] = g * np.float32(scale)
+    else:
+        inits["c.gain"], inits["scale"] = g.reshape(F, 1, 1, 1), np.float32(scale)
+        inits["flat"] = np.array([-1], np.int64)
+        nodes += [node("Mul", ["c.gain", "scale"], ["gs"]), node("Reshape", ["gs", "flat"], ["s"])]
+    nodes += [node("ReduceMean", ["c.mean_in"], ["mu"], axes=[0], keepdims=0),
+              node("ReduceMean", ["c.var_in"], ["var"], axes=[0], keepdims=0),
+              node("BatchNormalization", ["w3", "s", "zero", "mu", "var"], ["wn", "rm", "rv"], epsilon=eps, momentum=1.0,
+                   training_mode=1),
+              node("Reshape", ["wn", "shape4"], ["ws"]),
+              node("Conv", ["x", "ws", "c.bias"], ["y"], name="/c/Conv", pads=[1, 1, 1, 1], group=group)]
+    return model(nodes, inits, x=(1, C, 6, 6)), g
+
+
+@covers("conv")
+@pytest.mark.parametrize("folded", [True, False])
+def test_a_standardised_weight_imports_as_a_conv_with_standardize(folded):
+    """NFNet's ScaledStdConv2d (issue 23): the raw weight, the gain and the bias are the conv's
+    parameters (4*3*3*3 + 4 + 4 = 116), eps is the BatchNormalization's, and the outputs equal
+    onnxruntime's. Folded by the exporter, the gain is gain * scale (scale 1 in the spec); as
+    written (a Mul of the gain by a scalar) the two come apart, as timm's state_dict has them."""
+    from cnncalc.interop.onnx_import import import_model
+    from cnncalc.spec.loader import load_spec_text
+
+    m, g = _standardised_conv(folded=folded)
+    assert lifted(m) == ["conv"]
+    imp = import_model(m, source="m.onnx")
+    want = {"eps": 1e-05, "gain": True} if folded else {"eps": 1e-05, "gain": True, "scale": 0.5}
+    assert f"standardize: {want}".replace("'", "").replace("True", "true").replace("1e-05", "1.0e-05") in imp.text
+    spec = load_spec_text(imp.text)
+    spec.infer()
+    assert sum(a.size for a in imp.params["c"].values()) == 116 == cnncalc_params(spec)
+    np.testing.assert_allclose(imp.params["c"]["gain"], g * np.float32(0.5) if folded else g, rtol=1e-6)
+
+
+def cnncalc_params(spec):
+    from cnncalc.analysis.report import analyze_graph
+
+    return analyze_graph(spec).totals["params"]
+
+
+@covers("conv")
+def test_a_standardised_depthwise_weight_without_gain_is_a_dwconv_with_standardize():
+    """BiT's StdConv2d (no gain: the BatchNormalization's scale is ones, a constant), depthwise:
+    only the weight and bias are parameters (4*1*3*3 + 4 = 40)."""
+    from cnncalc.interop.onnx_import import import_model
+
+    m, _ = _standardised_conv(F=4, C=4, group=4, gain=False, scale=1.0, eps=1e-8)
+    assert lifted(m) == ["dwconv"]
+    imp = import_model(m, source="m.onnx")
+    assert "standardize: {eps: 1.0e-08, gain: false}" in imp.text
+    assert sorted(imp.params["c"]) == ["bias", "weight"] and imp.params["c"]["weight"].size == 36
+
+
+def test_a_weight_batch_norm_with_a_bias_is_no_standardisation_and_stays_refused():
+    """A non-zero BatchNormalization bias on the weight is not timm's form: the importer does not
+    guess, it refuses as before (the weight merges several learned tensors)."""
+    from cnncalc.interop import InteropError
+    from cnncalc.interop.onnx_import import import_model
+
+    m, _ = _standardised_conv(bias_bn=w(4))
+    with pytest.raises(InteropError, match="learned tensors"):
+        import_model(m, source="m.onnx")

@@ -83,7 +83,7 @@ from cnncalc.runtime.kernels import pool as K_pool
 from cnncalc.runtime.kernels import resample as K_rs
 from cnncalc.runtime.kernels import statnorm as K_sn
 from cnncalc.runtime.kernels import tensor as K_t
-from cnncalc.shapes import numel, torch_order
+from cnncalc.shapes import TENSOR, Tensor, numel, torch_order
 
 CONV_ALGOS = ("auto", "direct", "im2col", "fft")
 _ACT_NAME = {"leakyrelu": "leaky_relu"}  # spec name → kernel name
@@ -227,6 +227,16 @@ class Net:
                 name: (np.ones(shape, self.dtype) if "var" in name else np.full(shape, _state_init(layer, name),
                                                                                 self.dtype))
                 for name, shape in layer.state_shapes().items()}
+        # an image layer reading a generic tensor of 2 axes reads it as C x L (PyTorch's Conv1d on
+        # (N, C, L): ECA's conv over the channel descriptor): the runtime's 1-D images are
+        # (N, C, 1, L), so those inputs get the size-1 axis on the way in (and off on the way back)
+        self._signal_in: dict[str, tuple[int, ...]] = {}
+        for node in graph.layers:
+            if not node.layer.tensors:
+                lift = tuple(i for i, s in enumerate(node.inputs)
+                             if _signal_tensor(graph.input_shape if s == INPUT else graph[s].shape))
+                if lift:
+                    self._signal_in[node.name] = lift
         self._caches: dict[str, tuple] = {}
         self._logits: dict[str, np.ndarray] = {}
         self._outputs = set(graph.outputs)
@@ -348,6 +358,9 @@ class Net:
 
     def _run(self, node, xs, ctx):
         layer = node.layer
+        lift = self._signal_in.get(node.name)
+        if lift:
+            xs = [x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]) if i in lift else x for i, x in enumerate(xs)]
         act = None if self.linear else layer.activation
         if act == "relu" and layer.kind == "batchnorm" and node.name not in self._outputs:
             # batch norm and its ReLU in one pass forward and one backward (kernels/norm.py)
@@ -433,7 +446,12 @@ class Net:
         dy = np.asarray(dy, dtype=self.dtype)
         if act and not skip_activation:
             dy = K_act.activation_backward(_ACT_NAME.get(act, act), dy, act_cache)
-        return OPS[self._kind(node.layer)].backward(self, node, dy, op_cache, ctx)
+        dxs, dps = OPS[self._kind(node.layer)].backward(self, node, dy, op_cache, ctx)
+        lift = self._signal_in.get(node.name)
+        if lift:
+            dxs = [dx.reshape(dx.shape[0], dx.shape[1], dx.shape[3]) if i in lift and dx is not None else dx
+                   for i, dx in enumerate(dxs)]
+        return dxs, dps
 
     # -- loss ---------------------------------------------------------------------------
     def sub_batched(self, n: int) -> bool:
@@ -581,6 +599,10 @@ def _state_init(layer, name) -> float:
     """A buffer's initial value: a constant's 'init:', else 0 (the weights file holds it)."""
     init = getattr(layer, "const_init", None)
     return (init(name) if init is not None else None) or 0.0
+
+
+def _signal_tensor(shape) -> bool:
+    return shape.__class__ is Tensor and shape.kind == TENSOR and len(shape) == 2
 
 
 def _nd(shape) -> int:

@@ -126,3 +126,33 @@ def test_a_weight_batch_norm_with_a_bias_is_no_standardisation_and_stays_refused
     m, _ = _standardised_conv(bias_bn=w(4))
     with pytest.raises(InteropError, match="learned tensors"):
         import_model(m, source="m.onnx")
+
+
+@covers("conv")
+def test_ecas_conv1d_over_the_channel_descriptor_reads_it_as_a_signal():
+    """timm's EcaModule (eca_nfnet_l0): ``x.mean((2, 3)).view(N, 1, -1)`` → Conv1d(1, 1, 5) →
+    sigmoid → ``.view(N, -1, 1, 1)`` → ``x * y.expand_as(x)``. The conv reads a tensor of 2 axes
+    (1, C) as PyTorch's Conv1d reads (N, C, L): one channel, a signal of C values (it was refused:
+    a conv read images only). Outputs = onnxruntime's; the gradients through it are checked
+    against finite differences."""
+    from cnncalc.interop.onnx_import import import_model
+    from cnncalc.runtime.gradcheck import TOL, gradcheck
+    from cnncalc.spec.loader import load_spec_text
+
+    nodes = [node("ReduceMean", ["x"], ["m"], axes=[2, 3], keepdims=0),
+             node("Reshape", ["m", "s3"], ["m3"]),
+             node("Conv", ["m3", "eca.conv.weight"], ["c"], name="/eca/conv/Conv", pads=[2, 2], kernel_shape=[5]),
+             node("Sigmoid", ["c"], ["g"]), node("Reshape", ["g", "s4"], ["g4"]),
+             node("Expand", ["g4", "full"], ["ge"]), node("Mul", ["x", "ge"], ["y"])]
+    inits = {"s3": np.array([1, 1, -1], np.int64), "s4": np.array([1, -1, 1, 1], np.int64),
+             "full": np.array([1, 8, 6, 6], np.int64), "eca.conv.weight": w(1, 1, 5)}
+    m = model(nodes, inits, x=(1, 8, 6, 6))
+    kinds = lifted(m)
+    assert "conv" in kinds
+    imp = import_model(m, source="m.onnx")
+    g = load_spec_text(imp.text)
+    g.infer()
+    conv = next(n for n in g.layers if n.layer.kind == "conv")
+    assert conv.shape == (8, 1) and conv.layer.macs() == 8 * 5  # 8 positions x 5 taps, one channel
+    bad = [c for c in gradcheck(g, batch=2, seed=0) if not c.rel_error <= TOL]
+    assert not bad, bad

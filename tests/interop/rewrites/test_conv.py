@@ -28,9 +28,10 @@ def test_a_transposed_conv_is_a_deconv():
 
 
 def test_a_conv_whose_weight_merges_two_learned_tensors_is_refused():
-    """NFNet's ScaledStdConv2d: weight standardised at run time, times a learned per-channel
-    gain. Folded into one constant weight, the spec's conv would count the weight's parameters
-    and lose the gain's (nf_resnet26: 15,424 short of sum(p.numel())): refused, naming both."""
+    """A weight computed from a weight and a gain in a form that is not timm's weight
+    standardisation (here: centred, no variance, times the gain). Folded into one constant
+    weight, the spec's conv would count the weight's parameters and lose the gain's (how
+    nf_resnet26 imported before: 15,424 short of sum(p.numel())): refused, naming both."""
     from cnncalc.interop import InteropError
     from cnncalc.interop.onnx_import import import_model
 

@@ -117,8 +117,9 @@ def conv(imp, node):
         merged = []
     if len(merged) > 1:  # (a spec's conv has one weight tensor: the others' parameters would be lost)
         raise Unmapped("Conv", node.name, f"its weight is computed from {len(merged)} learned tensors "
-                       f"({', '.join(merged[:3])}; NFNet's ScaledStdConv2d: the standardised weight times a "
-                       f"gain): one conv would count the parameters of one", hard=True)
+                       f"({', '.join(merged[:3])}; not the weight standardisation `standardize:` reads, a "
+                       f"training-mode BatchNormalization over the weight): one conv would count the "
+                       f"parameters of one", hard=True)
     B = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     _weight_rank(imp, "Conv", node, W)
     F, cg, *k = W.shape

@@ -304,6 +304,12 @@ HELPERS = {
         self.args = (conv.stride, conv.padding, conv.dilation, groups)
         self.eps, self.scale = eps, scale
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        g = state_dict.get(prefix + "gain")  # timm's gain is (F, 1, 1, 1): the same values
+        if g is not None and self.gain is not None and g.shape != self.gain.shape and g.numel() == self.gain.numel():
+            state_dict[prefix + "gain"] = g.reshape(self.gain.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x):
         out = self.weight.shape[0]
         g = None if self.gain is None else self.gain * self.scale

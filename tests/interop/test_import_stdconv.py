@@ -109,3 +109,28 @@ layers:
             np.testing.assert_array_equal(imp.params[n.name][k], a)
     res = check_import(back, imp)  # the spec on the runtime against onnxruntime on the exported file
     assert res.ran and res.ok, res.line()
+
+
+def test_a_written_spec_exports_a_module_that_loads_timms_state_dict():
+    """`standardize: {gain: true, scale: fan_in, gamma: 1.7}` is ScaledStdConv2d(gamma=1.7): the
+    exported PyTorch module loads timm's own state_dict (its gain of shape (F, 1, 1, 1) too) and
+    computes timm's outputs."""
+    from timm.layers import ScaledStdConv2d, StdConv2d
+
+    g = load_spec_text("input: 12x12x3\nlayers:\n"
+                       "  - {conv: 8, kernel: 3, pad: 1, standardize: {eps: 1.0e-5, gain: true, scale: fan_in, "
+                       "gamma: 1.7}, name: a}\n"
+                       "  - {conv: 4, kernel: 3, pad: 1, groups: 2, bias: false, standardize: {eps: 1.0e-8}, name: b}\n")
+    g.infer()
+    torch.manual_seed(1)
+    ref = torch.nn.Sequential()
+    ref.add_module("a", ScaledStdConv2d(3, 8, 3, gamma=1.7, eps=1e-5))
+    ref.add_module("b", StdConv2d(8, 4, 3, groups=2, eps=1e-8))
+    ref = prepare(ref.eval(), 12)
+    ns = {}
+    exec(compile(torch_source(g), "net.py", "exec"), ns)
+    net = ns["Net"]().eval()
+    net.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), rtol=1e-5, atol=1e-5)

@@ -157,3 +157,8 @@ def test_ecas_conv1d_over_the_channel_descriptor_reads_it_as_a_signal():
     assert conv.shape == (8, 1) and conv.layer.macs() == 8 * 5  # 8 positions x 5 taps, one channel
     bad = [c for c in gradcheck(g, batch=2, seed=0) if not c.rel_error <= TOL]
     assert not bad, bad
+    # the receptive field: the conv slides over channels, not over a spatial axis; after the
+    # global mean it sees the whole input (it was "cannot follow the receptive field")
+    from cnncalc.analysis.rf import receptive_fields
+    rf = receptive_fields(g)
+    assert rf.layers[conv.name].is_global

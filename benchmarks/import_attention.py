@@ -7,7 +7,7 @@ For each model (one fresh interpreter each), with random weights:
 
 * parameters = sum(p.numel());
 * MACs = every multiply-add of the matrix products and convolutions that run, counted at the
-  dispatcher (tests/attention/test_torch_twin.py's counter: aten mm/addmm/bmm/baddbmm/convolution,
+  dispatcher (tests/interop/zoocheck.dispatch_macs: aten mm/addmm/bmm/baddbmm/convolution,
   scaled_dot_product_attention forced onto its unfused math path — the same count as timm with
   `set_fused_attn(False)`), with grad enabled (under no_grad torchvision's MultiheadAttention runs
   one fused aten op whose products the dispatcher does not see: 0.67 of vit_b_16's MACs);
@@ -57,7 +57,6 @@ import json, sys, time, warnings, tempfile, os
 warnings.simplefilter("ignore")
 import numpy as np, torch
 src, name, size, kw, unfused = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5] == "1"
-sys.path.insert(0, os.path.join(ROOT, "tests", "attention"))
 out = {"model": name, "size": size, "kwargs": kw, "unfused": unfused}
 torch.manual_seed(0)
 if src == "timm":
@@ -76,63 +75,24 @@ for m in model.modules():  # random statistics, so that a dropped norm shows on 
 for mod in model.modules():  # Linear weights of std 1/√in: timm's 0.02 makes q·kᵀ tiny, the softmax
     if isinstance(mod, torch.nn.Linear):  # near uniform, and the check blind to the attention's scale
         mod.weight.data.normal_(0, mod.in_features ** -0.5, generator=g)
-for p in model.parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
-    if p.dim() > 1 and not p.detach().abs().sum():
+for n_, p in model.named_parameters():  # zero-initialised parameters (torchvision's ViT head) would make the check vacuous
+    if n_.endswith("attention_biases"):  # LeViT's, EfficientViT-M's tables: of the logits' size
+        p.data.normal_(0, 1, generator=g)
+    elif p.dim() > 1 and not p.detach().abs().sum():
         p.data.normal_(0, 0.02, generator=g)
 model.eval()
 out["params"] = sum(p.numel() for p in model.parameters())
-from test_torch_twin import MacCounter
-from torch.nn.attention import SDPBackend, sdpa_kernel
+sys.path.insert(0, ROOT)
+from tests.interop.zoocheck import dispatch_macs, one_path
 # (grad enabled: under no_grad torchvision's MultiheadAttention takes its fused fast path,
 # one aten op whose products the dispatcher does not see)
-with sdpa_kernel(SDPBackend.MATH), MacCounter() as c:
-    model(torch.zeros(1, 3, size, size))
-out["macs"] = c.macs
-from cnncalc.interop import InteropError
-from cnncalc.interop.check import check_import
-from cnncalc.interop.onnx_import import import_model, read_model
-from cnncalc.interop.torch_import import torch_to_onnx
-from cnncalc.spec.loader import load_spec_text
-from cnncalc.analysis.report import analyze_graph
+out["macs"] = dispatch_macs(model, torch.zeros(1, 3, size, size), grad=True)
 def one(path_kind):
-    t = time.time()
-    r = {}
-    try:
-        if path_kind == "torch":
-            proto = torch_to_onnx(model, (size, size, 3))
-            imp = import_model(proto, source=name, input_shape=(size, size, 3), name=name)
-            imp.reference = model
-        else:
-            f = os.path.join(tempfile.mkdtemp(), name + ".onnx")
-            # (not under no_grad: torchvision's MultiheadAttention would take its fused fast path,
-            # aten::_native_multi_head_attention, which torch.onnx.export cannot write)
-            torch.onnx.export(model, (torch.zeros(1, 3, size, size),), f, dynamo=False, opset_version=17)
-            imp = import_model(read_model(f), source=f, input_shape=(size, size, 3))
-        g = load_spec_text(imp.text); g.infer()
-        tot = analyze_graph(g).totals
-        r["params"], r["macs"] = tot["params"], tot["macs"]
-        kinds = {}
-        for n in g.layers:
-            kinds[n.kind] = kinds.get(n.kind, 0) + 1
-        r["kinds"] = kinds
-        r["import_s"] = round(time.time() - t, 1)
-        res = check_import(g, imp)
-        r["check"] = res.line()
-        wrong = []
-        if path_kind == "torch" and tot["params"] != out["params"]:
-            wrong.append("params")
-        if tot["macs"] != out["macs"]:
-            wrong.append("macs")
-        if res.ran and not res.ok:
-            wrong.append("outputs")
-        r["status"] = "wrong" if wrong else ("exact" if res.ran else "unchecked")
-        if wrong: r["wrong"] = wrong
-    except InteropError as e:
-        r["status"], r["why"] = "refused", str(e)[:2000]
-    except Exception as e:
-        import traceback
-        r["status"], r["why"] = "crash", traceback.format_exc()[-2000:]
-    r["seconds"] = round(time.time() - t, 1)
+    r = one_path(model, name, size, path_kind, want_params=out["params"], want_macs=out["macs"],
+                 export_no_grad=False)
+    if path_kind == "onnx" and r.get("macs") not in (None, out["macs"]):  # (one_path checks the torch path's)
+        r["status"] = "wrong"
+        r["wrong"] = r.get("wrong", []) + ["macs"]
     return r
 for p in PATHS:
     out[p] = one(p)

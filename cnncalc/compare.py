@@ -46,7 +46,7 @@ from importlib import resources
 from pathlib import Path
 
 from cnncalc.errors import CnnCalcError
-from cnncalc.numbers import Quantity, parse_quantity, round_as
+from cnncalc.numbers import parse_quantity, round_as
 from cnncalc.shapes import Shape, fmt_int, fmt_shape, parse_shape
 
 QUANTITIES = ("params", "weights", "biases", "macs", "flops", "shape", "activations",

@@ -85,7 +85,7 @@ _AUTOCAST_HALF = frozenset(("conv", "dwconv", "deconv", "local", "fc", "matmul",
 # layers whose output is fp32 under autocast whatever their input: an fp32 parameter joined
 # to or added to the activations (type promotion: a class token concatenated, a position
 # embedding or a learned scale)
-_AUTOCAST_FP32 = frozenset(("cls_token", "pos_embed", "scale"))
+_AUTOCAST_FP32 = frozenset(("cls_token", "pos_embed", "relbias", "scale"))
 # layers whose output takes the widest dtype of their inputs (type promotion)
 _AUTOCAST_PROMOTE = frozenset(("add", "concat", "stack", "mul", "binary", "where"))
 _HALF_WEIGHTS = {"attention": ("qkv_weight", "proj_weight"), "mlp": ("fc1_weight", "fc2_weight"),
@@ -439,7 +439,6 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     # one difference array per kind of tensor: activations (and what backward keeps),
     # activation gradients, parameter gradients, autocast's half weights, backward transients
     deltas = [[0] * (2 * n + 1) for _ in range(5)]
-    delta = deltas[0]
 
     def live(lo, hi, size, kind=0):
         if size and lo <= hi:

@@ -830,6 +830,7 @@ def _receptive_fields(graph, input_shape) -> RFReport:
         deconv = layer.kind == "deconv"
         sp = spatial(node.shape)
         axes = []
+        sp_prev = w_prev = None  # (the axis before: read from ax = 1 on)
         for ax in range(nd):
             src = [f.axes[ax] for f in ins]
             n_out = sp[ax] if len(sp) == nd else src[0].n

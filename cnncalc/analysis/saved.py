@@ -365,7 +365,7 @@ RULES = {
     # token layers: reshapes, concatenation with the class token, the position embedding's add
     # and the token mean keep nothing
     "patch_embed": _patch_embed, "mlp": _mlp, "attention": _attention, "patch_merging": _patch_merging,
-    "tokens": _nothing, "to_image": _nothing, "cls_token": _nothing, "pos_embed": _nothing, "mean": _nothing,
+    "tokens": _nothing, "to_image": _nothing, "cls_token": _nothing, "pos_embed": _nothing, "relbias": _nothing, "mean": _nothing,
     **{k: _activation(k) for k in ACTIVATION_RULES if k != "softmax"},
 }
 

@@ -215,6 +215,17 @@ def onnx_layernorm(b, node, xs, out):
                   epsilon=float(lay.args["eps"]))
 
 
+def onnx_relbias(b, node, xs, out):
+    """x + table[:, index]: a Gather of the table by the (Nq, Nk) index along its offsets
+    (heads x Nq x Nk, one head 1 x Nq x Nk: both broadcast over the batch), then an Add."""
+    from cnncalc.runtime.kernels.tensor import relbias_index
+
+    lay, n = node.layer, node.name
+    idx = relbias_index(lay.grid, lay.stride, lay.args["offsets"])
+    t = b.node("Gather", [b.param(n, "table"), b.ints(f"{n}/index", idx)], f"{n}/bias", f"{n}/bias", axis=1)
+    return b.node("Add", [xs[0], t], out, n)
+
+
 def _either(old, new, generic):
     def row(b, node, xs, out):
         return (new if generic(node.layer) else old)(b, node, xs, out)
@@ -228,7 +239,7 @@ def onnx_rows(existing: dict) -> dict:
         "matmul": onnx_matmul, "binary": onnx_binary, "where": onnx_where, "unary": onnx_unary,
         "reduce": onnx_reduce, "logsoftmax": onnx_softmax, "reshape": onnx_reshape,
         "transpose": onnx_transpose, "slice": onnx_slice, "gather": onnx_gather, "expand": onnx_expand,
-        "tile": onnx_tile, "stack": onnx_stack,
+        "tile": onnx_tile, "stack": onnx_stack, "relbias": onnx_relbias,
         "concat": _either(existing["concat"], onnx_concat, lambda L: bool(L.ops_)),
         "split": _either(existing["split"], onnx_split, lambda L: bool(L.ops_)),
         "softmax": _either(existing["softmax"], onnx_softmax, lambda L: L.axis is not None),
@@ -397,6 +408,13 @@ def torch_rows(existing: dict) -> dict:
         extra = f", eps={a['eps']!r}" + ("" if a["affine"] else ", elementwise_affine=False")
         return f"{g.module(node, f'nn.LayerNorm({list(lay._affine_shape())!r}{extra})')}({xs[0]})"
 
+    def relbias(g, node, xs):
+        lay = node.layer
+        g.helpers["RelBias"] = RELBIAS_HELPER
+        code = (f"RelBias({lay.table[0]}, {tuple(lay.grid)!r}, {tuple(lay.stride)!r}, "
+                f"{lay.args['offsets'] == 'signed'!r}, {tuple(lay.digits)!r})")
+        return f"{g.module(node, code)}({xs[0]})"
+
     def either(old, new, generic):
         def row(g, node, xs):
             return (new if generic(node.layer) else old)(g, node, xs)
@@ -407,9 +425,35 @@ def torch_rows(existing: dict) -> dict:
         "unary": lambda g, node, xs: f"{_TORCH_UNARY[node.layer.args['op']]}({xs[0]})",
         "reduce": reduce, "logsoftmax": softmax, "reshape": reshape, "transpose": transpose,
         "slice": slice_, "gather": gather, "expand": expand, "tile": tile, "stack": joined("torch.stack"),
+        "relbias": relbias,
         "concat": either(existing["concat"], joined("torch.cat"), lambda L: bool(L.ops_)),
         "split": either(existing["split"], slice_, lambda L: bool(L.ops_)),
         "softmax": either(existing["softmax"], softmax, lambda L: L.axis is not None),
         "padding": either(existing["padding"], pad, lambda L: L.generic),
         "layernorm": either(existing["layernorm"], layernorm, lambda L: L.norm_axis is not None),
     }
+
+
+RELBIAS_HELPER = '''class RelBias(nn.Module):
+    """A learned heads x T table read by the offset of each query (every stride-th position of
+    the key grid) from each key, added to attention logits (LeViT's attention_biases)."""
+
+    def __init__(self, heads, grid, stride, signed, digits):
+        super().__init__()
+        self.heads = heads
+        t = 1
+        for d in digits:
+            t *= d
+        self.table = nn.Parameter(torch.zeros(heads, t))
+        q = torch.stack(torch.meshgrid(*[torch.arange(0, g, s) for g, s in zip(grid, stride)], indexing="ij"))
+        k = torch.stack(torch.meshgrid(*[torch.arange(g) for g in grid], indexing="ij"))
+        rel = q.flatten(1)[:, :, None] - k.flatten(1)[:, None, :]
+        index = torch.zeros(rel.shape[1:], dtype=torch.long)
+        for r, g, d in zip(rel, grid, digits):
+            index = index * d + (r + g - 1 if signed else r.abs())
+        self.register_buffer("index", index, persistent=False)
+
+    def forward(self, x):
+        b = self.table[:, self.index]
+        return x + (b if self.heads > 1 else b[0])
+'''

@@ -12,7 +12,7 @@ from cnncalc.layers.norm import LRN, BatchNorm, Dropout, GroupNorm, InstanceNorm
 from cnncalc.layers.opaque import Opaque
 from cnncalc.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from cnncalc.layers.resample import AdaptiveAvgPool, AdaptiveMaxPool, Crop, Pad, Upsample
-from cnncalc.layers.tensor import (Binary, Expand, Gather, LogSoftmax, MatMul, Reduce, Reshape, Slice,
+from cnncalc.layers.tensor import (Binary, Expand, Gather, LogSoftmax, MatMul, Reduce, RelBias, Reshape, Slice,
                                    Softmax, Stack, Tile, Transpose, Unary, Where)
 
 _ALL = [Conv, DepthwiseConv, ConvTranspose, LocallyConnected, Dense, Flatten, MaxPool, AvgPool,
@@ -23,7 +23,7 @@ _ALL = [Conv, DepthwiseConv, ConvTranspose, LocallyConnected, Dense, Flatten, Ma
         Opaque,
         # the low-level tensor vocabulary (docs/tensors.md)
         MatMul, Reshape, Transpose, Slice, Gather, Expand, Tile, Stack, Binary, Unary, Where, Reduce,
-        LogSoftmax,
+        LogSoftmax, RelBias,
         # token layers (docs/attention.md)
         PatchEmbed, Tokens, ToImage, ClsToken, PosEmbed, Attention, MLP, PatchMerging, TokenMean]
 
@@ -42,6 +42,7 @@ ALIASES = {
     "instance_norm": "instancenorm", "layer_scale": "scale", "interpolate": "upsample",
     "adaptive_avg_pool": "adaptive_avgpool", "adaptive_max_pool": "adaptive_maxpool",
     "permute": "transpose", "log_softmax": "logsoftmax",
+    "rel_bias": "relbias", "relative_position_bias": "relbias",
     "patch_embedding": "patch_embed", "class_token": "cls_token", "position_embedding": "pos_embed",
     "pos_embedding": "pos_embed", "self_attention": "attention", "msa": "attention", "mhsa": "attention",
     "window_attention": "attention", "patchify": "patch_embed", "merge_patches": "patch_merging",

@@ -10,7 +10,7 @@ from cnncalc.errors import SpecError, short
 from cnncalc.layers.base import (REQUIRED, Layer, Window, as_bool, as_float, as_int, fmt_int, join_mul,
                                  largest_common_divisors,
                                  pads_per_axis, per_axis, raw, slide)
-from cnncalc.shapes import Shape, numel
+from cnncalc.shapes import numel
 
 
 def as_bias(v, name):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from math import floor, gcd
 
 from cnncalc.errors import SpecError
-from cnncalc.layers.base import (AxisMap, Layer, as_bool, as_float, as_int, axis_map, fmt_int,
+from cnncalc.layers.base import (AxisMap, Layer, as_bool, as_float, axis_map, fmt_int,
                                  pads_per_axis, per_axis, raw)
 from cnncalc.layers.tensor import Operand, as_ints, norm_axis, pad_rule
 from cnncalc.shapes import Tensor, fmt_shape, numel, settle, torch_order

@@ -160,6 +160,13 @@ def regroup(in_dims, in_roles, out_dims):
     if tuple(in_dims) == tuple(out_dims):
         return list(in_roles), set()
     ones_in = [r for d, r in zip(in_dims, in_roles) if d == 1]
+    n_ones = sum(d == 1 for d in out_dims)
+    if n_ones > len(ones_in):  # one axis of 1 x 1 positions (a 1 x 1 map flattened) viewed as
+        parts = [c for r in ones_in for c in ([((w, n),) for w, n in r] if r and len(r) > 1 else [r])]
+        if len(parts) <= n_ones:  # H x W again: one position each
+            ones_in = parts
+    elif 0 < n_ones < len(ones_in) and all(r is not None for r in ones_in):  # 1 x 1 positions
+        ones_in = [*ones_in[:n_ones - 1], canon(tuple(c for r in ones_in[n_ones - 1:] for c in r))]  # flattened
     a = [(d, r) for d, r in zip(in_dims, in_roles) if d != 1]
     b = [j for j, d in enumerate(out_dims) if d != 1]
     out = [None] * len(out_dims)
@@ -1051,6 +1058,100 @@ class MatMul(TensorOp):
         return "matmul" + (f" const {_shape_text(c[0].shape)}" if c else "")
 
 
+# ----------------------------------------------------------------------------- a learned table read by offsets
+OFFSETS = ("abs", "signed")
+
+
+def offset_table_size(grid, stride, offsets: str) -> tuple[int, ...]:
+    """The sizes of the digits of a relbias table per grid axis: ``abs`` numbers |q·s − k| in
+    0..g−1 (g values); ``signed`` numbers q·s − k from −(g − 1) to (⌈g/s⌉ − 1)·s, that is
+    (⌈g/s⌉ − 1)·s + g values (2g − 1 for stride 1: Swin's)."""
+    if offsets == "abs":
+        return tuple(grid)
+    return tuple((-(-g // s) - 1) * s + g for g, s in zip(grid, stride))
+
+
+def query_grid(grid, stride) -> tuple[int, ...]:
+    """The query positions: every ``stride``-th of the key grid from 0 (⌈g/s⌉ per axis)."""
+    return tuple(-(-g // s) for g, s in zip(grid, stride))
+
+
+class RelBias(Layer):
+    """A learned table read by position offsets and added to attention logits (LeViT's and
+    EfficientViT's ``attention_biases[:, attention_bias_idxs]``, Swin's relative position
+    bias): the input is (…, heads, Nq, Nk) (or (…, Nq, Nk) for one head) with the keys on a
+    ``grid`` (Nk = ∏ grid, row-major) and the queries at every ``stride``-th key position
+    (Nq = ∏ ⌈g/s⌉); entry (h, q, k) adds ``table[h, index(q, k)]``, where the index is the
+    offset q·s − k per axis (``offsets: abs`` its absolute value, ``signed`` shifted to start at
+    0) written in mixed radix, the first axis most significant. The table (heads x T) is the
+    layer's parameters; one ``bias`` op per output value."""
+
+    kind = "relbias"
+    family = "tensor"
+    primary = "grid"
+    tensors = True
+    takes_activation = False
+    doc = ("add table[h, index(q, k)]: a learned heads x T table read by the offset of query q "
+           "(every `stride`-th key position) from key k on `grid`; `offsets` abs or signed")
+    fields = {"grid": (as_ints, None), "heads": (lambda v, n: _positive(v, n), 1),
+              "stride": (as_ints, None), "offsets": (_choice(OFFSETS, "offsets"), "abs")}
+
+    def _infer(self, in_shapes, rounding):
+        x = in_shapes[0]
+        a = self.args
+        grid = a["grid"]
+        if grid is None or not 1 <= len(grid) <= 3 or any(g < 1 for g in grid):
+            raise SpecError("a relbias layer needs 'grid': the key positions' grid, 1 to 3 sizes ≥ 1",
+                            hint="e.g. {relbias: [7, 7], heads: 4}")
+        stride = a["stride"] or (1,) * len(grid)
+        if len(stride) == 1 and len(grid) > 1:
+            stride = stride * len(grid)
+        if len(stride) != len(grid) or any(s < 1 for s in stride):
+            raise SpecError(f"'stride' needs one whole number ≥ 1 per grid axis ({len(grid)}), got {list(stride)}")
+        self.grid, self.stride = tuple(grid), tuple(stride)
+        self.qgrid = query_grid(grid, stride)
+        self.digits = offset_table_size(grid, stride, a["offsets"])
+        nq, nk, h = numel(self.qgrid), numel(grid), a["heads"]
+        self.table = (h, numel(self.digits))
+        want = (h, nq, nk) if h > 1 else (nq, nk)
+        if x.__class__ is not Tensor or len(x) < len(want) or tuple(x[len(x) - len(want):]) != want:
+            raise SpecError(f"a relbias layer of {h} head(s) on the grid {list(grid)} (stride {list(stride)}: "
+                            f"{nq} queries, {nk} keys) reads a tensor ending in {_shape_text(want)}, got "
+                            f"{_shape_text(x) if x.__class__ is Tensor else fmt_shape(x)}",
+                            hint="the attention logits q·kᵀ, heads before queries before keys")
+        self._notes.append(f"table {h} x {'*'.join(map(str, self.digits))} = {fmt_int(numel(self.table))} "
+                           f"({a['offsets']} offsets), read at {nq} x {nk} query-key pairs")
+        return Tensor(tuple(x), x.roles, x.nsp)
+
+    def param_shapes(self):
+        return {"table": (self.table, "bias")}
+
+    def const_init(self, name):
+        return 0.0  # (timm starts the table at zero)
+
+    def _ops(self):
+        return {"bias": numel(self.out_shape)}
+
+    def explain_ops(self):
+        return f"{fmt_int(numel(self.out_shape))} bias"
+
+    def explain_params(self, with_bias=True):
+        return f"{self.table[0]} heads * {numel(self.digits)} offsets = {fmt_int(numel(self.table))}"
+
+    def describe(self):
+        st = getattr(self, "stride", ())
+        return (f"relbias {'x'.join(map(str, self.args['grid'] or ()))}" +
+                (f" /{'x'.join(map(str, st))}" if any(s != 1 for s in st) else "") +
+                (" signed" if self.args["offsets"] == "signed" else ""))
+
+
+def _positive(v, name):
+    v = _int(v, name)
+    if v < 1:
+        raise SpecError(f"'{name}' must be at least 1, got {v}")
+    return v
+
+
 # ----------------------------------------------------------------------------- joining
 def join_roles(ops, axis, dims):
     """Roles of a concat/stack result off the joining axis: the activation operands' (None
@@ -1146,7 +1247,7 @@ def pad_source(n: int, lo: int, hi: int, mode: str) -> list[int]:
     return out
 
 
-__all__ = ["TensorOp", "Reshape", "Transpose", "Slice", "Gather", "Expand", "Tile", "Binary", "Where",
+__all__ = ["TensorOp", "RelBias", "offset_table_size", "query_grid", "OFFSETS", "Reshape", "Transpose", "Slice", "Gather", "Expand", "Tile", "Binary", "Where",
            "Unary", "Reduce", "Softmax", "LogSoftmax", "channel_axis", "MatMul", "Stack", "UNKNOWN", "BINARY", "UNARY", "REDUCE",
            "Const", "as_consts", "concat_rule", "slice_rule", "pad_rule", "slice_range", "norm_axis", "effects_of",
            "PAD_MODES", "pad_source", "dense", "joined"]

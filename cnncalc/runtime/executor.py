@@ -1393,6 +1393,19 @@ def pos_embed_bwd(net, node, dy, cache, ctx):
     return [dy], ({"pos": dy.reshape(-1, *dy.shape[-2:]).sum(axis=0)[None]} if ctx.params else {})
 
 
+def relbias_fwd(net, node, xs, ctx):
+    L = node.layer
+    key = ("relbias", node.name)
+    idx = net._geom.get(key)
+    if idx is None:
+        idx = net._geom[key] = K_t.relbias_index(L.grid, L.stride, L.args["offsets"])
+    return K_t.relbias_fwd(xs[0], net.params[node.name]["table"], idx), idx
+
+
+def relbias_bwd(net, node, dy, idx, ctx):
+    return [dy], ({"table": K_t.relbias_bwd(dy, node.layer.table, idx)} if ctx.params else {})
+
+
 def _att_plan(net, node):
     plan = net._geom.get(("attention", node.name))
     if plan is None:
@@ -1509,6 +1522,7 @@ OPS.update({"patch_embed": LayerOps(patch_embed_fwd, patch_embed_bwd, True),
             "tokens": LayerOps(tokens_fwd, tokens_bwd), "to_image": LayerOps(to_image_fwd, to_image_bwd, True),
             "cls_token": LayerOps(cls_token_fwd, cls_token_bwd, True),
             "pos_embed": LayerOps(pos_embed_fwd, pos_embed_bwd, True),
+            "relbias": LayerOps(relbias_fwd, relbias_bwd, True),
             "attention": LayerOps(attention_fwd, attention_bwd, True), "mlp": LayerOps(mlp_fwd, mlp_bwd, True),
             "patch_merging": LayerOps(patch_merging_fwd, patch_merging_bwd, True),
             "mean": LayerOps(token_mean_fwd, token_mean_bwd, True)})

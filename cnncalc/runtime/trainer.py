@@ -44,7 +44,7 @@ from cnncalc.graph import Graph
 from cnncalc.runtime import checkpoint as C
 from cnncalc.runtime.data import BatchIterator, Dataset, eval_batches
 from cnncalc.runtime.executor import Net
-from cnncalc.runtime.init import fans, init_weight, weight_std
+from cnncalc.runtime.init import init_weight, weight_std
 from cnncalc.runtime.optim import make_optimizer
 from cnncalc.runtime.schedule import make_schedule
 

@@ -32,7 +32,7 @@ from cnncalc.analysis.report import analyze_graph
 from cnncalc.analysis.rf import receptive_fields, unit_field
 from cnncalc.graph import INPUT
 from cnncalc.runtime._numba import njit
-from cnncalc.runtime.executor import Net, random_input, to_runtime
+from cnncalc.runtime.executor import Net, random_input
 from cnncalc.runtime.kernels.conv import ConvCache, conv2d_data_grad
 from cnncalc.runtime.kernels.pool import avgpool2d_backward_window
 from cnncalc.shapes import fmt_shape

@@ -37,6 +37,8 @@ EXACT = [  # (timm name, input size, create kwargs, fused attention, attention l
     ("efficientvit_b0", 64, {}, True, 0),  # (ReLU linear attention: matmuls, no softmax)
     ("poolformer_s12", 64, {}, True, 0),
     ("fastvit_t8", 64, {}, True, 0),
+    ("levit_128s", 64, {"img_size": 64}, True, 0),  # (attention biases: relbias; subsampling attention)
+    ("efficientvit_m0", 64, {"img_size": 64}, True, 0),  # (cascaded group attention; 1 x 1 last stage)
 ]
 
 
@@ -47,6 +49,9 @@ def _sharpen(model):
     for m in model.modules():
         if isinstance(m, torch.nn.Linear):
             m.weight.data.normal_(0, m.in_features ** -0.5, generator=g)
+    for name, p in model.named_parameters():  # LeViT's and EfficientViT-M's tables start at zero:
+        if name.endswith("attention_biases"):  # a table read at the wrong offsets would not show
+            p.data.normal_(0, 1, generator=g)
     return model
 
 
@@ -62,8 +67,9 @@ def _import(model, size):
     return g, imp
 
 
-# CI's slow group runs ViT both ways and MobileViT (its 1/sqrt(20) scale); `-m zoo_full` every family
-CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs"}
+# CI's slow group runs ViT both ways, MobileViT (its 1/sqrt(20) scale) and LeViT (relbias); `-m
+# zoo_full` every family
+CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs", "levit_128s"}
 
 
 @pytest.mark.parametrize("name, size, kw, fused, lifted", [
@@ -87,16 +93,32 @@ def test_timm_imports_exactly(name, size, kw, fused, lifted):
     assert sum(n.kind == "attention" for n in g.layers) == lifted
 
 
-@pytest.mark.slow
-def test_levit_attention_biases_are_refused_not_miscounted():
-    """LeViT's attention biases are a parameter table read by constant indices: no spec layer
-    holds such a table, so the importer refuses the Gather instead of counting the gathered
-    N x N values (or none) as parameters."""
-    from cnncalc.interop import InteropError
+@pytest.mark.parametrize("name, size", [
+    pytest.param("levit_128s", 64, marks=pytest.mark.slow),
+    pytest.param("efficientvit_m0", 64, marks=pytest.mark.zoo_full)])
+def test_attention_bias_tables_import_exactly_both_paths(name, size):
+    """LeViT's and EfficientViT-M's attention biases — a learned (heads, T) table gathered by a
+    constant (Nq, Nk) index of |Δy|·W + |Δx| offsets — as relbias layers holding the table: on
+    `import --torch` parameters = sum(p.numel()) (the tables, not the heads x Nq x Nk values
+    they are read at), MACs at the dispatcher, outputs = the module; on a default
+    torch.onnx.export file outputs = onnxruntime (zoocheck: every constant-initialised
+    parameter, the tables included, drawn at random; BN statistics measured)."""
+    from tests.interop.zoocheck import one_path, prepare
 
-    model = timm.create_model("levit_128s", pretrained=False, img_size=64).eval()
-    with pytest.raises(InteropError, match="attention_biases"):
-        _import(model, 64)
+    torch.manual_seed(0)
+    model = prepare(timm.create_model(name, pretrained=False, img_size=size), size)
+    want_params = sum(p.numel() for p in model.parameters())
+    macs = count(model, torch.randn(1, 3, size, size))
+    for path in ("torch", "onnx"):
+        r = one_path(model, name, size, path, want_params=want_params, want_macs=macs)
+        assert r["status"] == "exact", (path, r)
+    g, _ = _import(model, size)
+    tables = {n: p.numel() for n, p in model.named_parameters() if n.endswith("attention_biases")}
+    rb = [n.layer for n in g.layers if n.kind == "relbias"]
+    # one relbias per attention (LeViT) or per head (EfficientViT-M's cascade), holding the table
+    assert sum(L.table[0] * L.table[1] for L in rb) == sum(tables.values())
+    assert len(rb) == (len(tables) if name.startswith("levit") else
+                       sum(m.num_heads for m in model.modules() if type(m).__name__ == "CascadedGroupAttention"))
 
 
 @pytest.mark.zoo_full  # (minutes: a developer's run, not CI's)

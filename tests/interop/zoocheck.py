@@ -114,7 +114,13 @@ def dispatch_macs(model, x, *, grad: bool = False) -> int:
     return c.macs
 
 
-def one_path(model, name: str, size: int, path: str, *, want_params=None, want_macs=None) -> dict:
+def one_path(model, name: str, size: int, path: str, *, want_params=None, want_macs=None,
+             export_no_grad: bool = True) -> dict:
+    """One import path (see the module docstring). ``export_no_grad=False`` writes the ONNX file
+    with grad enabled: under no_grad torchvision's MultiheadAttention takes its fused fast path,
+    aten::_native_multi_head_attention, which torch.onnx.export cannot write."""
+    import contextlib
+
     import torch
 
     from cnncalc.analysis.report import analyze_graph
@@ -133,7 +139,7 @@ def one_path(model, name: str, size: int, path: str, *, want_params=None, want_m
             imp.reference = model
         else:
             f = os.path.join(tempfile.mkdtemp(), name + ".onnx")
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad() if export_no_grad else contextlib.nullcontext(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(model, (torch.zeros(1, 3, size, size),), f, dynamo=False, opset_version=17)
             imp = import_model(read_model(f), source=f, input_shape=(size, size, 3))
@@ -141,6 +147,10 @@ def one_path(model, name: str, size: int, path: str, *, want_params=None, want_m
         g.infer()
         tot = analyze_graph(g).totals
         r["params"], r["macs"] = tot["params"], tot["macs"]
+        kinds: dict = {}
+        for n in g.layers:
+            kinds[n.kind] = kinds.get(n.kind, 0) + 1
+        r["kinds"] = kinds
         res = check_import(g, imp)
         r["check"] = res.line()
         wrong = []

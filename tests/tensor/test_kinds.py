@@ -143,3 +143,18 @@ def test_views_cost_nothing_and_a_reshape_across_a_transpose_is_a_copy():
     assert rep.totals["activations"] == sum(r.activations for r in rep.layers if not r.view)
     items, _ = check_counts_and_memory(g, batch=2)
     assert all(i.ok for i in items), [(i.layer, i.check, i.claimed, i.measured) for i in items if not i.ok]
+
+
+def test_a_1x1_map_flattened_and_reshaped_back_is_an_image_again():
+    """A 1 x 1 map (EfficientViT-M's last stage at 64 x 64) reshaped to (C, H·W) = (48, 1) and
+    back to (48, 1, 1): the size-1 axes keep the positions they hold (H's and W's, one each), so
+    the result is the image 1x1x48 again, which an add with the map reads; before, W's role was
+    lost in the first reshape and the second gave a tensor (48, 1, 1) the add refused."""
+    g = load_spec_text("name: m\ninput: 1x1x48\nlayers:\n  - {reshape: [48, 1], name: flat}\n"
+                       "  - {reshape: [48, 1, 1], name: back}\n  - {add: , inputs: [back, input]}\n")
+    g.infer()
+    assert g["back"].shape == (1, 1, 48) and g["flat"].shape.__class__ is Tensor
+    g = load_spec_text("name: m\ninput: 1x1x48\nlayers:\n  - {reshape: [48, 1, 1, 1], name: four}\n"
+                       "  - {reshape: [48, 1, 1], name: back}\n")
+    g.infer()
+    assert g["back"].shape == (1, 1, 48)

@@ -358,6 +358,8 @@ class Importer:
                     self._unmapped(node, u)
                 continue
             why = self._reads_table(node)
+            if why and any(region(self, i) for region in rewrites.region_rewrites(node.op_type)):
+                continue  # (a table read a rewrite takes: LeViT's attention biases, rewrites/relbias.py)
             if why:
                 self.refused.append(Refusal(node.name, node.op_type, why, kept=False))
                 self.poisoned.update(o for o in node.output if o)
@@ -384,10 +386,11 @@ class Importer:
 
     def _reads_table(self, node) -> str:
         """Why a node that repeats or re-indexes a parameter cannot be folded into a constant
-        (LeViT's and EfficientViT's attention biases: a table gathered by constant indices; a
-        class token broadcast beyond the batch; a conv of constants only): the folded tensor
-        would count its values, not the parameter's, or drop the parameter. "" when it is not
-        such a node."""
+        (a table gathered by constant indices that are no relbias rule's — LeViT's and
+        EfficientViT-M's are, and the relbias rewrites take them before this refusal; a class
+        token broadcast beyond the batch; a conv of constants only): the folded tensor would
+        count its values, not the parameter's, or drop the parameter. "" when it is not such a
+        node."""
         if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and node.input and all(
                 u in self.consts for u in node.input if u) and any(self.learned(u) for u in node.input[1:] if u):
             return (f"a {node.op_type} of constants only (EdgeNeXt's position encoding, computed from the "
@@ -407,7 +410,8 @@ class Importer:
             if math.prod(full) == self.consts[t].size:
                 return ""
         return (f"it reads the parameter {show(self.init_names[t])} by constant indices or repeats it (a "
-                f"table of learned values): no spec layer counts that table as its parameters")
+                f"table of learned values): no spec layer counts that table as its parameters (a relbias "
+                f"layer holds a table read by query-key offsets only, docs/tensors.md)")
 
     def _reads_as_image(self, node) -> bool:
         """A conv or pooling whose data input is a tensor of 3 to 5 axes, the batch first: the

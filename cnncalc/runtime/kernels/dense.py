@@ -8,8 +8,6 @@ the input's shape back.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from cnncalc.runtime.kernels._util import as_float
 
 

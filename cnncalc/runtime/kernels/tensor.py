@@ -308,3 +308,39 @@ def tile_bwd(dy, cache):
         split += [k, n]
     g = dy.reshape(split)
     return g.sum(axis=tuple(range(1, len(split), 2)))
+
+
+# ----------------------------------------------------------------------------- relbias
+def relbias_index(grid, stride, offsets: str) -> np.ndarray:
+    """The (Nq, Nk) table index of a relbias layer (layers/tensor.py RelBias): per grid axis the
+    offset q·s − k of query q (every s-th key position) from key k, |·| for ``abs`` or shifted
+    by g − 1 for ``signed``, the digits joined in mixed radix (the first axis most significant)."""
+    from cnncalc.layers.tensor import offset_table_size, query_grid
+
+    qg = query_grid(grid, stride)
+    digits = offset_table_size(grid, stride, offsets)
+    qpos = np.stack(np.meshgrid(*(np.arange(n) * s for n, s in zip(qg, stride)), indexing="ij")).reshape(len(grid), -1)
+    kpos = np.stack(np.meshgrid(*(np.arange(g) for g in grid), indexing="ij")).reshape(len(grid), -1)
+    rel = qpos[:, :, None] - kpos[:, None, :]
+    rel = np.abs(rel) if offsets == "abs" else rel + np.array(grid)[:, None, None] - 1
+    idx = np.zeros(rel.shape[1:], dtype=np.int64)
+    for d, n in zip(rel, digits):
+        idx = idx * n + d
+    return idx
+
+
+def relbias_fwd(x, table, idx):
+    """x + table[:, idx] ((heads, Nq, Nk) broadcast over x's leading axes; one head: (Nq, Nk))."""
+    b = table[:, idx]
+    return x + (b if table.shape[0] > 1 else b[0])
+
+
+def relbias_bwd(dy, table_shape, idx):
+    """dx = dy; dtable[h, t] = the sum of dy over every batch and leading entry and every
+    (q, k) whose index is t (np.add.at scatters the gathered positions back)."""
+    h = table_shape[0]
+    g = dy.reshape(-1, h, *idx.shape).sum(axis=0)
+    dt = np.zeros(table_shape, dtype=dy.dtype)
+    for k in range(h):
+        dt[k] = np.bincount(idx.reshape(-1), weights=g[k].reshape(-1), minlength=table_shape[1])
+    return dt

@@ -108,7 +108,7 @@ def groupnorm_from_reshape(imp, node, xs, groups) -> bool:
     if k2 is None:
         return False
     chain, last = [k1, k2], imp.nodes[k2].output[0]
-    params, nsp = {}, len(xs) - 2
+    params = {}
     for op, pname in (("Mul", "gamma"), ("Add", "beta")):
         saved, imp.index = imp.index, chain[-1]
         k = consumer(imp, last, op)

@@ -130,12 +130,15 @@ def test_a_weight_batch_norm_with_a_bias_is_no_standardisation_and_stays_refused
 
 
 @covers("conv")
-def test_ecas_conv1d_over_the_channel_descriptor_reads_it_as_a_signal():
+@pytest.mark.parametrize("side", [6, 1])
+def test_ecas_conv1d_over_the_channel_descriptor_reads_it_as_a_signal(side):
     """timm's EcaModule (eca_nfnet_l0): ``x.mean((2, 3)).view(N, 1, -1)`` → Conv1d(1, 1, 5) →
-    sigmoid → ``.view(N, -1, 1, 1)`` → ``x * y.expand_as(x)``. The conv reads a tensor of 2 axes
-    (1, C) as PyTorch's Conv1d reads (N, C, L): one channel, a signal of C values (it was refused:
-    a conv read images only). Outputs = onnxruntime's; the gradients through it are checked
-    against finite differences."""
+    sigmoid → ``.view(N, -1, 1, 1)`` → ``x * y.expand_as(x)``, then a residual add. The conv reads
+    a tensor of 2 axes (1, C) as PyTorch's Conv1d reads (N, C, L): one channel, a signal of C
+    values (it was refused: a conv read images only). At a 1x1 map (eca_nfnet_l0's last stage at
+    32 px) the gated product is a tensor whose channel axis lost its role, laid out as the image:
+    the residual add reads it as that image (it was "add needs equal shapes"). Outputs =
+    onnxruntime's; the gradients through it are checked against finite differences."""
     from cnncalc.interop.onnx_import import import_model
     from cnncalc.runtime.gradcheck import TOL, gradcheck
     from cnncalc.spec.loader import load_spec_text
@@ -144,10 +147,11 @@ def test_ecas_conv1d_over_the_channel_descriptor_reads_it_as_a_signal():
              node("Reshape", ["m", "s3"], ["m3"]),
              node("Conv", ["m3", "eca.conv.weight"], ["c"], name="/eca/conv/Conv", pads=[2, 2], kernel_shape=[5]),
              node("Sigmoid", ["c"], ["g"]), node("Reshape", ["g", "s4"], ["g4"]),
-             node("Expand", ["g4", "full"], ["ge"]), node("Mul", ["x", "ge"], ["y"])]
+             node("Expand", ["g4", "full"], ["ge"]), node("Mul", ["x", "ge"], ["xg"]),
+             node("Add", ["xg", "x"], ["y"])]
     inits = {"s3": np.array([1, 1, -1], np.int64), "s4": np.array([1, -1, 1, 1], np.int64),
-             "full": np.array([1, 8, 6, 6], np.int64), "eca.conv.weight": w(1, 1, 5)}
-    m = model(nodes, inits, x=(1, 8, 6, 6))
+             "full": np.array([1, 8, side, side], np.int64), "eca.conv.weight": w(1, 1, 5)}
+    m = model(nodes, inits, x=(1, 8, side, side))
     kinds = lifted(m)
     assert "conv" in kinds
     imp = import_model(m, source="m.onnx")

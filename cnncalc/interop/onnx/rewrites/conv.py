@@ -77,6 +77,8 @@ def standardized(imp, node, W):
     checks that they give W. Returns ``(raw weight, gain or None, {eps, gain, scale})`` or None."""
     import numpy as np
 
+    if W.ndim < 3 or W.dtype.kind != "f":  # (no convolution's weight: _weight_rank says so)
+        return None
     n = _through(imp, node.input[1])
     if n is None or n.op_type != "BatchNormalization" or not imp.attr(n, "training_mode", 0) or len(n.input) < 3:
         return None

@@ -166,3 +166,14 @@ def test_ecas_conv1d_over_the_channel_descriptor_reads_it_as_a_signal(side):
     from cnncalc.analysis.rf import receptive_fields
     rf = receptive_fields(g)
     assert rf.layers[conv.name].is_global
+
+
+def test_a_computed_rank_0_weight_is_refused_not_a_crash():
+    """A conv weight computed at import (so the standardisation match looks at it) of rank 0:
+    the weight-rank refusal, not an IndexError (exit 70)."""
+    from cnncalc.interop import InteropError
+    from cnncalc.interop.onnx_import import import_model
+
+    m = model([node("Mul", ["c", "c"], ["w2"]), node("Conv", ["x", "w2"], ["y"])], {"c": np.float32(2.0)})
+    with pytest.raises(InteropError, match=r"a weight of shape \[\] \(rank 0\)"):
+        import_model(m, source="m.onnx")

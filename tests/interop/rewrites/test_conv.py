@@ -169,11 +169,17 @@ def test_ecas_conv1d_over_the_channel_descriptor_reads_it_as_a_signal(side):
 
 
 def test_a_computed_rank_0_weight_is_refused_not_a_crash():
-    """A conv weight computed at import (so the standardisation match looks at it) of rank 0:
-    the weight-rank refusal, not an IndexError (exit 70)."""
+    """A conv weight computed at import by a training-mode BatchNormalization (so the
+    standardisation match looks at it), reshaped to rank 0: the weight-rank refusal, not an
+    IndexError (exit 70)."""
     from cnncalc.interop import InteropError
     from cnncalc.interop.onnx_import import import_model
 
-    m = model([node("Mul", ["c", "c"], ["w2"]), node("Conv", ["x", "w2"], ["y"])], {"c": np.float32(2.0)})
+    one = onnx.numpy_helper.from_array(np.ones(1, np.float32))
+    nodes = [node("Constant", [], ["s"], value=one), node("Constant", [], ["zero"], value=onnx.numpy_helper.from_array(
+        np.zeros(1, np.float32))), node("BatchNormalization", ["c.weight", "s", "zero", "zero", "s"], ["wn", "rm", "rv"],
+                                         training_mode=1),
+             node("Reshape", ["wn", "scalar"], ["w2"]), node("Conv", ["x", "w2"], ["y"])]
+    m = model(nodes, {"c.weight": w(1, 1, 1), "scalar": np.zeros(0, np.int64)})
     with pytest.raises(InteropError, match=r"a weight of shape \[\] \(rank 0\)"):
         import_model(m, source="m.onnx")

@@ -91,7 +91,9 @@ def standardized(imp, node, W):
     if gs is None:
         return None
     gain, scale = gs
-    eps = float(imp.attr(n, "epsilon", 1e-5))
+    eps = imp.attr(n, "epsilon", 1e-5)
+    if not isinstance(eps, float) or not 0 < eps < float("inf") or not 0 < scale < float("inf"):
+        return None  # (a hostile attribute: the conv's refusal names the tensors)
     raw = X.reshape(W.shape)
     v = raw.reshape(F, -1).astype(np.float64)
     d = v - v.mean(1, keepdims=True)

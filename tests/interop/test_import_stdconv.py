@@ -89,7 +89,7 @@ def test_cnncalcs_onnx_export_imports_back_to_the_same_spec():
     spec = """input: 10x10x3
 layers:
   - {conv: 4, kernel: 3, pad: 1, standardize: {eps: 1.0e-05, gain: true, scale: 0.25}, activation: relu, name: a}
-  - {dwconv: 3, standardize: {eps: 1.0e-08}, name: b}
+  - {dwconv: 3, standardize: {eps: 1.0e-08, scale: 0.5}, name: b}
   - {conv: 6, kernel: 1, groups: 2, bias: false, standardize: {gain: true}, name: c}
 """
     g = load_spec_text(spec)
@@ -99,7 +99,8 @@ layers:
               for n in g.layers}
     imp = import_model(export_onnx(g, params, {}), source="m.onnx")
     for line in ("{conv: 4, kernel: 3, pad: 1, standardize: {eps: 1.0e-05, gain: true, scale: 0.25}, activation: relu",
-                 "{dwconv: 3, standardize: {eps: 1.0e-08, gain: false}", "standardize: {eps: 1.0e-06, gain: true}"):
+                 "{dwconv: 3, standardize: {eps: 1.0e-08, gain: false, scale: 0.5}",
+                 "standardize: {eps: 1.0e-06, gain: true}"):
         assert line in imp.text, imp.text
     back = load_spec_text(imp.text)
     back.infer()

@@ -169,5 +169,32 @@ class Graph(Record):
                 if node.trace and node.trace not in (e.hint or ""):
                     e.hint = (e.hint + f" ({node.trace})") if e.hint else node.trace
                 raise e.located(file=self.file, line=node.line, layer=node.name)
+        self._check_shared()
         self.inferred = True
         return self
+
+    def _check_shared(self):
+        """``shares: <layer>``: an earlier layer of the same kind that holds its own parameters,
+        of the same shapes (what a module called twice is)."""
+        seen = set()
+        for node in self.nodes.values():
+            layer = node.layer
+            if layer is None:
+                continue
+            owner = layer.args.get("shares")
+            if owner is not None:
+                o = self.nodes.get(owner)
+                why = (f"'shares' names {owner!r}, which is not a layer defined before this one" if o is None
+                       or owner not in seen else
+                       f"'shares' names {owner!r}, a {o.kind} layer; this is a {layer.kind} layer"
+                       if o.kind != layer.kind else
+                       f"'shares' names {owner!r}, which itself shares {o.layer.args['shares']!r}: name that one"
+                       if o.layer.args.get("shares") else
+                       f"'shares' names {owner!r}, whose parameters have other shapes: "
+                       + ", ".join(f"{k} {list(s)}" for k, (s, _) in o.layer.param_shapes().items())
+                       if o.layer.param_shapes() != layer.param_shapes() else "")
+                if why:
+                    raise SpecError(why, file=self.file, line=node.line, layer=node.name,
+                                    hint="a shared layer uses the parameters of an earlier layer of the same "
+                                         "kind and shapes, by its full name")
+            seen.add(node.name)

@@ -225,7 +225,9 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
                     first[sk] = step
             if detail:
                 keeps.append((sk, size, what))
-        if half and r and (w or any(r)):
+        if half and r and (w or any(r)) and not layer.args.get("shares"):
+            # (a shared layer's weights: autocast casts a parameter once per forward, its cache
+            # gives the other uses the same copy)
             weight_copies += weight_bytes
         per_layer[name] = added
         if detail:
@@ -422,7 +424,7 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     trained = frozen = state = ntensors = 0
     pgrad = []  # (step, bytes) of each trained layer's parameter gradients
     for i, node in enumerate(layers):
-        ps = node.layer.param_shapes()
+        ps = node.layer.owned_param_shapes()  # (a shared layer's are stored, and their gradient, once)
         state += sum(numel(sh) for sh in node.layer.state_shapes().values())
         if not ps:
             continue

@@ -237,6 +237,9 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     w += numel(shape)
                 else:
                     b += numel(shape)
+            uses = w + b > 0  # (its own parameters, or those it shares: a weight gradient per use)
+            if layer.args.get("shares"):  # counted once, at the layer that holds them
+                w = b = 0
             elems = numel(layer.out_shape) * batch
             m = layer.macs() * batch
             tmpl = {"type": layer.kind, "shape": layer.out_shape, "description": layer.describe(),
@@ -244,12 +247,12 @@ def _analyze(graph, batch, dtype, bias, input_shape, explain) -> Report:
                     "activations": elems, "activation_bytes": elems * nbytes, "view": layer.view,
                     "macs": m, "input_grad_macs": 0,
                     "weight_grad_macs": (layer.weight_grad_macs() * batch if layer.weight_grad_macs is not None
-                                         else m if w else 0),
+                                         else m if uses else 0),
                     "ops": {k: v * batch for k, v in layer.ops().items()}, "type_key": type_key(layer),
                     "internal": layer.internal_activations() * batch,
                     "mac_parts": ({k: v * batch for k, v in layer.mac_parts().items()}
                                   if layer.mac_parts is not None else None)}
-            entry = [tmpl, 0, w + b > 0, 0 if tmpl["view"] else elems,
+            entry = [tmpl, 0, uses, 0 if tmpl["view"] else elems,
                      tuple(tmpl[f] for f in _SHARED), {}]
             distinct.append(entry)
             counted[key] = entry

@@ -544,11 +544,11 @@ class AxisField:
 
     @cached_property  # (read for every layer that shares this field)
     def max_path_r(self) -> int:
-        return max(max(self._path_sizes(p)) for p in self.paths)
+        return max((max(self._path_sizes(p)) for p in self.paths), default=0)  # (no path: a constant)
 
     @cached_property  # (read for every layer that shares this field)
     def min_path_r(self) -> int:
-        return min(min(self._path_sizes(p)) for p in self.paths)
+        return min((min(self._path_sizes(p)) for p in self.paths), default=0)
 
     @cached_property  # (read for every layer that shares this field)
     def aligned(self) -> bool:
@@ -819,6 +819,13 @@ def _receptive_fields(graph, input_shape) -> RFReport:
                           explain=["r = 1, S = 1, P = 0 (each pixel sees itself)"])}
     for node in graph.layers:
         layer = node.layer
+        if not node.inputs:  # an op of constants only: it sees no pixel (a path-less field)
+            fields[node.name] = LayerField(
+                node.name, layer.kind, layer.describe(), [], node.shape,
+                tuple(AxisField(frozenset(), 1, n, full=frozenset()) for n in in_sp), layer.rf_windows(),
+                explain=["reads no input (an op of constants only): its values are the same for every "
+                         "input, and add nothing to a field they join"])
+            continue
         srcs = [node.inputs[i] for i in layer.rf_inputs()]
         ins = [fields[s] for s in srcs]
         win = layer.rf_windows()
@@ -907,6 +914,11 @@ def _hull(ivs) -> Interval | None:
     return min(i[0] for i in ivs), max(i[1] for i in ivs)
 
 
+def _blind(a: AxisField) -> bool:
+    """A field without a path: a layer of constants only (``inputs: []``) and the ops after it."""
+    return a.full is not None and not a.full
+
+
 def support_arrays(rep: RFReport, layer: str, ax: int) -> list[Interval | None]:
     """Per unit of ``layer`` along axis ``ax``: the hull of the input pixels it really depends on.
 
@@ -923,8 +935,12 @@ def support_arrays(rep: RFReport, layer: str, ax: int) -> list[Interval | None]:
         if name == INPUT:
             arr = [(u, u) for u in range(a.n)]
         elif (w := _axis_window(lf, ax)) is None:
-            srcs = [memo[(s, ax)] for s in lf.sources]
-            arr = srcs[0] if len(srcs) == 1 else [_hull(s[u] for s in srcs) for u in range(a.n)]
+            # (a value of constants only sees no pixel: it adds nothing where it joins)
+            # (a source of one unit along the axis is broadcast: every unit reads its one unit)
+            srcs = [memo[(s, ax)] for s in lf.sources if not _blind(rep.layers[s].axes[ax])]
+            srcs = [s * a.n if len(s) == 1 != a.n else s for s in srcs]
+            arr = (srcs[0] if len(srcs) == 1 else [_hull(s[u] for s in srcs) for u in range(a.n)] if srcs
+                   else [None] * a.n)
         elif w == GLOBAL:
             arr = [_hull(iv for s in lf.sources for iv in memo[(s, ax)])] * a.n
         else:

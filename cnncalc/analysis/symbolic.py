@@ -258,7 +258,7 @@ class _Walk:
         row.name, row.kind, row.description, row.view, row.line = name, kind, layer.describe(), layer.view, node.line
         row.explain = []
         ex = row.explain if self.explain else None
-        params = sum(numel(s) for s, _ in layer.param_shapes().values())
+        params = sum(numel(s) for s, _ in layer.owned_param_shapes().values())
         row.params = Poly.product(params, ())
         row.macs = Poly.product(layer.macs(), ())
         out_c = layer.out_shape[-1]
@@ -419,7 +419,7 @@ class _Walk:
             row.explain.append(f"MACs: {per:,} per output position * {_prod_text(out)}")
         # parameters that exist per output position: a locally connected layer's weights, an untied bias
         fixed, each = 0, 0
-        for shape, _ in layer.param_shapes().values():
+        for shape, _ in layer.owned_param_shapes().values():
             n = numel(shape)
             if node.kind == "local" or (len(shape) > 1 and tuple(shape[1:]) == tuple(layer.out_shape[:-1])):
                 each += n // positions

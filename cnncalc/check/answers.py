@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnncalc.errors import SpecError, short
-from cnncalc.layers.base import _suggest
+from cnncalc.layers.base import suggest
 from cnncalc.numbers import Quantity, parse_quantity
 from cnncalc.shapes import Shape, parse_shape
 from cnncalc.spec.yamlsafe import LineDict, LineList, load_yaml, read_text_file
@@ -181,7 +181,7 @@ def resolve_spec_ref(ref: str, answers: AnswerFile, file: str | None = None, lin
                              "with --allow-spec-outside DIR")
     raise SpecError(f"'spec' names {short(ref)}: no such file next to the answer file and no zoo spec "
                     f"of that name", file=file, line=line,
-                    hint=_suggest(Path(ref).stem, zoo_names(), "zoo spec"))
+                    hint=suggest(Path(ref).stem, zoo_names(), "zoo spec"))
 
 
 def load_answers(path: str | Path, allow_outside=()) -> AnswerFile:
@@ -213,7 +213,7 @@ def answers_from_doc(doc, lines: list[str], file: str = "<answers>", base_dir: P
                   hint="start with 'spec: alexnet' and 'questions:' (see cnncalc check --help)")
     for key in doc:
         if key not in TOP_KEYS:
-            raise err(f"unknown top-level field {key!r}", doc.line_of(key), _suggest(key, TOP_KEYS))
+            raise err(f"unknown top-level field {key!r}", doc.line_of(key), suggest(key, TOP_KEYS))
     if "questions" not in doc and "require" not in doc:
         raise err("the answer file has no 'questions:' (nor 'require:')", 1,
                   "add a 'questions:' list, one '- ' item per question")
@@ -270,7 +270,7 @@ def _read_item(item, n: int, line, defaults: dict, lines: list[str], file) -> li
         canon = ALIASES.get(key, key)
         if canon not in QUANTITIES:
             known = list(QUANTITIES) + list(ALIASES) + sorted(OPTION_KEYS)
-            raise err(f"unknown field {key!r} in a question", kline, _suggest(str(key), known))
+            raise err(f"unknown field {key!r} in a question", kline, suggest(str(key), known))
         answers.append((canon, value, kline, raw_text(item, key, value, lines)))
     qid = item.get("id")
     qid = str(qid) if qid is not None else f"q{n}"

@@ -20,7 +20,7 @@ from cnncalc.check.answers import (QUANTITIES, AnswerFile, Question, binary_read
 from cnncalc.errors import SpecError
 from cnncalc.graph import Graph
 from cnncalc.layers import Conv
-from cnncalc.layers.base import _suggest
+from cnncalc.layers.base import suggest
 from cnncalc.numbers import Quantity, round_as
 from cnncalc.shapes import fmt_int, fmt_shape, parse_shape
 from cnncalc.spec.yamlsafe import LineDict, LineList
@@ -199,7 +199,7 @@ class Grader:
         if name.lower() in folded:  # the slides write CONV1, the spec conv1
             return folded[name.lower()]
         raise SpecError(f"{graph.name} has no layer named {name!r}", file=q.file, line=q.layer_line or q.line,
-                        hint=_suggest(name, [n for n in graph.nodes if n != "input"], "layer"))
+                        hint=suggest(name, [n for n in graph.nodes if n != "input"], "layer"))
 
     # -- expected values ---------------------------------------------------------------------
     def expected(self, q: Question) -> Expected:

@@ -62,9 +62,9 @@ def bench(spec, input_shape, batch, rounds, threads, conv_algo, clock, fmt):
     from cnncalc.runtime import _numba
     from cnncalc.runtime.bench import bench as run
 
-    from cnncalc.cli.runtime import _refuse_if_too_big
+    from cnncalc.cli.runtime import refuse_if_too_big
 
-    _refuse_if_too_big(graph, batch, "bench")
+    refuse_if_too_big(graph, batch, "bench")
     _numba.set_threads(threads)
     try:
         r = run(graph, batch=batch, rounds=rounds, conv_algo=conv_algo, clock=clock)

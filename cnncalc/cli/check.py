@@ -125,7 +125,7 @@ def check(files, key, roster, template, solutions, variant, fmt, matrix, gradesc
             text = views.run_junit(run, hide_expected)
         else:
             text = views.run_view(run, hide_expected)
-        _write(text, output, fmt=fmt)
+        write_report(text, output, fmt=fmt)
         sys.exit(run.exit_code)
     keyed(files, key, roster, template, solutions, variant, fmt, matrix, gradescope, hide_expected, feedback_dir,
           pass_mark, details, output)
@@ -158,7 +158,7 @@ def keyed(files, key, roster, template, solutions, variant, fmt, matrix, gradesc
             ext = ".yaml" if template else {"json": ".json", "markdown": ".md"}.get(fmt, ".txt")
             per_student(sheet, class_list, make, output, ext, template)
         else:
-            _write(make(_variant(sheet, variant)), output, overwrite=not template, fmt=fmt)
+            write_report(make(sheet_variant(sheet, variant)), output, overwrite=not template, fmt=fmt)
         sys.exit(0)
     if not files:
         fail("no submissions given: cnncalc check --key QUESTIONS.yaml SUBMISSION.yaml… (or a directory); "
@@ -196,7 +196,7 @@ def keyed(files, key, roster, template, solutions, variant, fmt, matrix, gradesc
             text = parts + [Matrix(views.matrix_terminal(book)), views.questions_view(book)]
         else:
             text = parts + [views.gradebook_view(book), views.questions_view(book)]
-    _write(text, output, fmt=fmt)
+    write_report(text, output, fmt=fmt)
     sys.exit(book.exit_code)
 
 
@@ -234,7 +234,7 @@ def _gradescope(sheet, files, class_list, pass_mark, hide_expected, output, fmt)
     results = views.gradescope_results(book, g, hide_expected, problem)
     from cnncalc.escape import json_dumps
 
-    _write(json_dumps(results, indent=2) + "\n", output, fmt="json")
+    write_report(json_dumps(results, indent=2) + "\n", output, fmt="json")
     sys.exit(code)
 
 
@@ -302,7 +302,7 @@ def per_student(sheet, class_list, make, output, ext: str, template: bool) -> No
         fail(f"cannot create {folder}: {e.strerror or e}")
     for s in class_list.students:
         v = s.variant or s.id
-        sv = _variant(sheet, v if sheet.has_variants else None)
+        sv = sheet_variant(sheet, v if sheet.has_variants else None)
         text = make(sv)
         if not isinstance(text, str):
             buf = io.StringIO()
@@ -338,7 +338,7 @@ def _personal(text: str, student, sheet) -> str:
     return "\n".join(out) + "\n"
 
 
-def _variant(sheet, variant):
+def sheet_variant(sheet, variant):
     from cnncalc.errors import SpecError
 
     try:
@@ -397,7 +397,7 @@ def _chunk(c, fmt: str, stream) -> None:
         render(encode.terminal_view(view), fmt, stream)  # rich on a terminal, plain when piped
 
 
-def _write(text, output: str | None, overwrite: bool = True, fmt: str = "table") -> None:
+def write_report(text, output: str | None, overwrite: bool = True, fmt: str = "table") -> None:
     """Write text (or tables, or a list of both) to stdout or, atomically, to ``output``."""
     chunks = text if isinstance(text, list) else [text]
     stream = sys.stdout if output is None else io.StringIO()

@@ -30,7 +30,7 @@ def _read_weights(graph, ckpt_path):
     """{layer: {tensor: array}} of a cnncalc checkpoint, checked against the graph."""
     from cnncalc.runtime import checkpoint as C
 
-    ps = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
+    ps = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.owned_param_shapes().items()}
     ss = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}
     try:
         ck = C.load_checkpoint(ckpt_path, param_shapes=ps, state_shapes=ss)
@@ -108,7 +108,7 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, no_check, fo
 
     graph = load_spec_text(imp.text, file=output or "<imported spec>")
     graph.infer()
-    total = sum(math.prod(sh) for n in graph.layers for sh, _ in n.layer.param_shapes().values())
+    total = sum(math.prod(sh) for n in graph.layers for sh, _ in n.layer.owned_param_shapes().values())
     ckpt = _checkpoint_tensors(graph, imp) if weights else None  # validated before anything is written
     if (weights or torch_ref) and not no_check:
         from cnncalc.interop.check import check_import
@@ -166,7 +166,7 @@ def _checkpoint_tensors(graph, imp):
 
     params, state = {}, {}
     for n in graph.layers:
-        for t, (shape, _) in n.layer.param_shapes().items():
+        for t, (shape, _) in n.layer.owned_param_shapes().items():
             a = imp.params.get(n.name, {}).get(t)
             if a is None or tuple(a.shape) != tuple(shape):
                 got = "missing" if a is None else "x".join(map(str, a.shape))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cnncalc.cli.check import _variant, _write, per_student
+from cnncalc.cli.check import sheet_variant, write_report, per_student
 from cnncalc.cli.common import make_rounding_option, rounding_override
 
 
@@ -50,4 +50,4 @@ def quiz(sheet, variant, roster, fmt, output):
         ext = {"json": ".json", "markdown": ".md"}.get(fmt, ".txt")
         per_student(questions, load_roster(roster), lambda sv: render_quiz(sv, fmt), output, ext, False)
         return
-    _write(render_quiz(_variant(questions, variant), fmt), output, overwrite=False)
+    write_report(render_quiz(sheet_variant(questions, variant), fmt), output, overwrite=False)

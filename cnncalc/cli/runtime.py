@@ -44,7 +44,7 @@ def _graph(spec, input_shape):
     return graph
 
 
-def _refuse_if_too_big(graph, batch: int, command: str) -> None:
+def refuse_if_too_big(graph, batch: int, command: str) -> None:
     """Refuse up front what the machine could not hold (cnncalc.limits.check_memory)."""
     from cnncalc import limits
 
@@ -77,7 +77,7 @@ def gradcheck(spec, fmt, input_shape, conv_algo, batch, entries, seed, show_all)
       cnncalc gradcheck vgg16 --input 32x32x3 --conv-algo im2col
     """
     graph = _graph(spec, input_shape)
-    _refuse_if_too_big(graph, batch, "gradcheck")
+    refuse_if_too_big(graph, batch, "gradcheck")
     from cnncalc.runtime.gradcheck import TOL, gradcheck as run
 
     with _progress(len(graph.layers) + 1, "gradcheck") as advance:
@@ -144,7 +144,7 @@ def verify(spec, fmt, input_shape, conv_algo, batch, seed, no_fields, rf_units, 
       cnncalc verify vgg16 --input 32x32x3
     """
     graph = _graph(spec, input_shape)
-    _refuse_if_too_big(graph, batch, "verify")
+    refuse_if_too_big(graph, batch, "verify")
     from cnncalc.runtime import _numba
     from cnncalc.runtime.verify import field_layers, fmt_value, verify as run
 
@@ -230,9 +230,9 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, output, force, 
     out = output
     graph = _graph(spec, input_shape)
     if layer not in graph.nodes or layer == "input":
-        from cnncalc.layers.base import _suggest
+        from cnncalc.layers.base import suggest
         fail(f"no layer named {layer!r} in {graph.name}"
-             + (f"; {_suggest(layer, [n.name for n in graph.layers], 'layer')}" if graph.layers else ""))
+             + (f"; {suggest(layer, [n.name for n in graph.layers], 'layer')}" if graph.layers else ""))
     if out and not out.lower().endswith((".csv", ".png", ".pgm", ".svg")):
         fail(f"--output {out}: write .png, .svg, .csv or .pgm")
     if out:
@@ -242,7 +242,7 @@ def erf(spec, layer, fmt, input_shape, conv_algo, samples, mass, output, force, 
             fail(f"--output {out}: the file exists; add --force to replace it")
     if len(graph.input_shape) != 3:
         fail("erf draws a 2-D map: the spec's input must be HxWxC")
-    _refuse_if_too_big(graph, 1, "erf")
+    refuse_if_too_big(graph, 1, "erf")
     from cnncalc.runtime.erf import effective_field, heatmap_lines, write_map
 
     res = effective_field(graph, layer, samples=samples, mass=mass, conv_algo=conv_algo, seed=seed)

@@ -347,7 +347,7 @@ def _train(ctx, locks, spec, data, epochs, batch_size, optimizer, lr, momentum, 
                 run_dir = prepare_run_dir(run_dir)
                 locks.append(lock_run_dir(run_dir))
         else:
-            param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
+            param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.owned_param_shapes().items()}
             state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}
             ck = C.load_checkpoint(run_dir / C.LATEST, expected_spec_hash=C.spec_hash(spec_text),
                                    param_shapes=param_shapes, state_shapes=state_shapes)
@@ -573,7 +573,7 @@ def evaluate(ckpt_path, data, spec, batch, threads, fmt):
 
         limits.check_memory(graph, batch=batch, command="evaluate")
         _, num_outputs = outputs_of(graph)
-        param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.param_shapes().items()}
+        param_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, (s, _) in n.layer.owned_param_shapes().items()}
         state_shapes = {f"{n.name}/{k}": s for n in graph.layers for k, s in n.layer.state_shapes().items()}
         ck = C.load_checkpoint(ckpt_path, param_shapes=param_shapes, state_shapes=state_shapes)
         norm_d = (m.get("data") or {}).get("normalization")

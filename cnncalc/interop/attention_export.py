@@ -73,10 +73,10 @@ def onnx_attention(b, node, xs, out):
                              b.ints(f"{n}/qkv{k}_a", [2])], f"{n}/qkv{k}", f"{n}/qkv{k}")
         t = _reshape(b, f"{n}/heads{k}", t, [-1, seq, h, d])
         parts.append(_transpose(b, f"{n}/heads{k}_t", t, perm))
-    q = b.node("Mul", [parts[0], b.init(f"{n}/scale", np.array(dk ** -0.5, np.float32))], f"{n}/q", f"{n}/q")
+    q = b.node("Mul", [parts[0], b.init(f"{n}/scale", np.array(L.scale, np.float32))], f"{n}/q", f"{n}/q")
     a = b.node("MatMul", [q, parts[1]], f"{n}/scores", f"{n}/scores")
     if L.rel_bias:
-        t = b.node("Gather", [b.param(n, "rel_pos_table"), b.ints(f"{n}/rel_index", rel_index(L.window).reshape(-1))],
+        t = b.node("Gather", [b.param(n, "rel_pos_table"), b.ints(f"{n}/rel_index", rel_index(L.bias_w).reshape(-1))],
                    f"{n}/bias_rows", f"{n}/bias_rows", axis=0)
         t = _transpose(b, f"{n}/bias_t", _reshape(b, f"{n}/bias3", t, [seq, seq, h]), [2, 0, 1])
         a = b.node("Add", [a, t], f"{n}/biased", f"{n}/biased")
@@ -258,20 +258,24 @@ TORCH_HELPERS = {
     Window attention rolls the H x W grid by -shift, attends in window x window windows and
     puts them back, as timm's Swin does."""
 
-    def __init__(self, c, heads, dk, dv, out, qkv_bias, proj, proj_bias, window=None, shift=0, grid=None):
+    def __init__(self, c, heads, dk, dv, out, qkv_bias, proj, proj_bias, window=None, shift=0, grid=None,
+                 bias_window=None, scale=None):
         super().__init__()
         self.h, self.dk, self.dv, self.window, self.shift, self.grid = heads, dk, dv, window, shift, grid
+        self.scale = scale  # (None: 1/sqrt(dk))
         self.qkv_weight = nn.Parameter(torch.zeros(heads * (2 * dk + dv), c))
         self.qkv_bias = nn.Parameter(torch.zeros(heads * (2 * dk + dv))) if qkv_bias else None
         self.proj_weight = nn.Parameter(torch.zeros(out, heads * dv)) if proj else None
         self.proj_bias = nn.Parameter(torch.zeros(out)) if proj and proj_bias else None
         self.rel_pos_table = None
-        if window:
-            self.rel_pos_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
-            r = torch.arange(window)
+        bw = window or bias_window  # (bias_window: each sequence is a window already, MaxViT)
+        if bw:
+            self.rel_pos_table = nn.Parameter(torch.zeros((2 * bw - 1) ** 2, heads))
+            r = torch.arange(bw)
             c2 = torch.stack(torch.meshgrid(r, r, indexing="ij")).flatten(1)
-            rel = c2[:, :, None] - c2[:, None, :] + window - 1
-            self.register_buffer("rel_index", rel[0] * (2 * window - 1) + rel[1], persistent=False)
+            rel = c2[:, :, None] - c2[:, None, :] + bw - 1
+            self.register_buffer("rel_index", rel[0] * (2 * bw - 1) + rel[1], persistent=False)
+        if window:
             if shift:
                 img = torch.zeros(1, grid[0], grid[1], 1)
                 cnt = 0
@@ -303,7 +307,7 @@ TORCH_HELPERS = {
         q = qkv[..., :h * dk].reshape(bp, s, h, dk).transpose(1, 2)
         k = qkv[..., h * dk:2 * h * dk].reshape(bp, s, h, dk).transpose(1, 2)
         v = qkv[..., 2 * h * dk:].reshape(bp, s, h, dv).transpose(1, 2)
-        a = torch.matmul(q * dk ** -0.5, k.transpose(-1, -2))
+        a = torch.matmul(q * (dk ** -0.5 if self.scale is None else self.scale), k.transpose(-1, -2))
         if self.rel_pos_table is not None:
             a = a + self.rel_pos_table[self.rel_index.reshape(-1)].reshape(s, s, h).permute(2, 0, 1)
         if self.window and self.shift:
@@ -337,6 +341,10 @@ def torch_rows() -> dict:
                 f"proj={a['proj']!r}, proj_bias={a['proj_bias']!r}")
         if L.window:
             code += f", window={L.window}, shift={a['shift']}, grid={tuple(L.grid)!r}"
+        elif L.rel_bias:
+            code += f", bias_window={L.bias_w}"
+        if a["qk_scale"] is not None:
+            code += f", scale={L.scale!r}"
         return f"{g.module(node, code + ')')}({xs[0]})"
 
     def mlp(g, node, xs):

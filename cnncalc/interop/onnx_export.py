@@ -89,6 +89,7 @@ class _Builder:
         self.nodes: list = []
         self.inits: list = []
         self._names: set[str] = set()
+        self._params_written: set[str] = set()
 
     def init(self, name: str, array) -> str:
         a = np.asarray(array)
@@ -102,7 +103,12 @@ class _Builder:
         return name
 
     def param(self, layer: str, pname: str) -> str:
-        return self.init(f"{layer}/{pname}", self.params[layer][pname])
+        layer = self.graph[layer].layer.args.get("shares") or layer  # (a shared layer: its owner's tensor)
+        name = f"{layer}/{pname}"
+        if name not in self._params_written:
+            self._params_written.add(name)
+            self.init(name, self.params[layer][pname])
+        return name
 
     def st(self, layer: str, sname: str) -> str:
         return self.init(f"{layer}/{sname}", self.state[layer][sname])
@@ -155,7 +161,7 @@ def _standardized_weight(b: _Builder, node) -> str:
     BatchNormalization in training mode (three outputs; its mean and variance inputs only feed
     the running statistics' update), its scale the gain times the scale."""
     lay, n = node.layer, node.name
-    st, shape = lay.standardize, b.params[n]["weight"].shape
+    st, shape = lay.standardize, b.params[lay.args.get("shares") or n]["weight"].shape  # (a sharer: its owner's)
     f = shape[0]
     w3 = b.node("Reshape", [b.param(n, "weight"), b.ints(f"{n}/std_shape3", [1, f, -1])], f"{n}/std_w3", f"{n}/std_reshape")
     if st["gain"] and st["scale"] == 1.0:
@@ -524,7 +530,7 @@ def random_weights(graph: Graph, seed: int | None = 0):
     for n in graph.layers:
         lay = n.layer
         ps = {}
-        for pname, (shape, role) in lay.param_shapes().items():
+        for pname, (shape, role) in lay.owned_param_shapes().items():
             if lay.kind == "batchnorm" or pname == "gain":  # (a standardised conv's gain starts at 1)
                 ps[pname] = np.full(shape, 0.0 if pname == "beta" else 1.0, np.float32)
             elif role == "bias":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnncalc.graph import INPUT
 from cnncalc.layers.tensor import pad_source
 from cnncalc.shapes import torch_order
 
@@ -94,6 +95,12 @@ def onnx_matmul(b, node, xs, out):
     r = max(ra, rb)
     ops.names, ops.ranks = [a, bb], [ra, rb]
     a, bb = ops.up(0, r), ops.up(1, r)
+    if all(c is not None for c in ops.consts):  # constants only: one sample, repeated over the batch
+        y = b.node("MatMul", [a, bb], f"{n}/one_sample", f"{n}/product")
+        shp = b.node("Shape", [INPUT], f"{n}/batch", f"{n}/batch", start=0, end=1)
+        full = b.node("Concat", [shp, b.ints(f"{n}/dims", list(torch_order(node.layer.out_shape)))],
+                      f"{n}/expand_shape", f"{n}/expand_shape", axis=0)
+        return b.node("Expand", [y, full], out, n)
     if not squeeze:
         return b.node("MatMul", [a, bb], out, n)
     y = b.node("MatMul", [a, bb], f"{n}/product", f"{n}/product")
@@ -315,6 +322,9 @@ def torch_rows(existing: dict) -> dict:
         if rb == 1 and cb is None:
             b, rb, post = f"{b}[:, :, None]", 2, post + ".squeeze(-1)"
         r = max(ra, rb)
+        if ca is not None and cb is not None:  # constants only: one sample, repeated over the batch
+            shape = ", ".join(str(d) for d in torch_order(node.layer.out_shape))
+            return f"torch.matmul({a}, {b}).expand({g.vars[INPUT]}.shape[0], {shape})"
         return f"torch.matmul({_up(a, ra, r, ca)}, {_up(b, rb, r, cb)}){post}"
 
     def binary(g, node, xs):

@@ -49,7 +49,7 @@ def key_map(graph: Graph) -> dict[str, str]:
     pairs = []
     for node in graph.layers:
         kind = node.layer.kind
-        names = [*node.layer.param_shapes(), *node.layer.state_shapes()]
+        names = [*node.layer.owned_param_shapes(), *node.layer.state_shapes()]
         if kind == "batchnorm":
             names.append("num_batches_tracked")
         pairs += [(original_key(node.name, t, kind), state_dict_key(node.name, t, kind)) for t in names]
@@ -168,7 +168,15 @@ def _conv(g: _Gen, node, xs):
     else:
         pad = _one(lo)
     extra = _conv_extra(lay)
+    owner = lay.args.get("shares")
     st = lay.standardize
+    if owner:  # a module called again: the owner's weight (and bias), this layer's geometry
+        ref = _ref(_attr_path(owner))
+        bias = f"{ref}.bias" if lay.args["bias"] else "None"
+        dil = f", dilation={_one(lay.dilation)}" if any(d != 1 for d in lay.dilation) else ""
+        w = f"{ref}.standardized()" if st else f"{ref}.weight"
+        return (f"F.conv{nd}d({x}, {w}, {bias}, stride={_one(lay.stride)}, padding={pad}{dil}, "
+                f"groups={lay.groups})")
     if st:  # (timm's StdConv2d / ScaledStdConv2d, any rank: a helper class)
         cls = _helper(g, "StdConv")
         ref = g.module(node, f"{cls}({nd}, {lay.in_channels}, {lay.filters}, kernel_size={_one(lay.kernel)}, "
@@ -310,14 +318,15 @@ HELPERS = {
             state_dict[prefix + "gain"] = g.reshape(self.gain.shape)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, x):
+    def standardized(self):
         out = self.weight.shape[0]
         g = None if self.gain is None else self.gain * self.scale
         w = F.batch_norm(self.weight.reshape(1, out, -1), None, None, weight=g, training=True, momentum=0.0,
                          eps=self.eps).reshape_as(self.weight)
-        if self.gain is None and self.scale != 1.0:
-            w = w * self.scale
-        return self.conv(x, w, self.bias, *self.args)
+        return w * self.scale if self.gain is None and self.scale != 1.0 else w
+
+    def forward(self, x):
+        return self.conv(x, self.standardized(), self.bias, *self.args)
 ''',
     "ChannelsLastLayerNorm": '''class ChannelsLastLayerNorm(nn.LayerNorm):
     """nn.LayerNorm over the channels at each position of an N x C x ... tensor: move the

@@ -26,6 +26,16 @@ ATTENTION_QK_AV = "attention QKᵀ+AV"   # the by-type keys of attention's MACs 
 ATTENTION_PROJ = "attention projections"
 
 
+def _pos_float(v, name):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise SpecError(f"{name}: {v!r} is not a number") from None
+    if not (f > 0 and math.isfinite(f)) or isinstance(v, bool):
+        raise SpecError(f"{name}: {v!r} must be a positive number")
+    return f
+
+
 def _int_field(minimum=1):
     return lambda v, n: as_int(v, n, minimum)
 
@@ -247,6 +257,9 @@ class Attention(Layer):
     an output projection to ``dim`` (default C). ``window`` (Swin): attention within
     non-overlapping windows of window x window tokens of the token grid, ``shift`` their
     cyclic shift, and a relative position bias table of (2·window − 1)² x heads parameters.
+    ``bias_window`` P (MaxViT): each sequence is a P x P window already (P² tokens, in row-major
+    order), with the same table of (2P − 1)² x heads. ``qk_scale``: what q·kᵀ is multiplied by
+    (default 1/√head_dim; torchvision's MaxViT takes 1/√C).
 
     MACs = Q, K, V projections + QKᵀ + AV + output projection; the scaling (one mul per query
     value), the softmax, the relative position bias and the shifted-window mask (one add per
@@ -260,11 +273,13 @@ class Attention(Layer):
     tensors = True
     takes_activation = False
     doc = ("multi-head self-attention: heads, head_dim (C/heads), qkv_bias, proj, dim; window, shift "
-           "and a relative position bias (Swin); MACs = Q/K/V proj + QKᵀ + AV + out proj")
+           "and a relative position bias (Swin; bias_window: sequences that are windows, MaxViT); "
+           "MACs = Q/K/V proj + QKᵀ + AV + out proj")
     fields = {"heads": (_int_field(), REQUIRED), "head_dim": (_int_field(), None),
               "value_dim": (_int_field(), None), "qkv_bias": (as_bool, True), "proj": (as_bool, True),
               "proj_bias": (as_bool, True), "dim": (_int_field(), None),
-              "window": (_int_field(), None), "shift": (_int_field(0), 0), "rel_pos_bias": (as_bool, None)}
+              "window": (_int_field(), None), "shift": (_int_field(0), 0), "rel_pos_bias": (as_bool, None),
+              "bias_window": (_int_field(), None), "qk_scale": (_pos_float, None)}
 
     def _infer(self, in_shapes, rounding):
         x = token_input(self, in_shapes[0])
@@ -277,6 +292,7 @@ class Attention(Layer):
         self.c, self.n, self.h = c, n, h
         self.dk = a["head_dim"] or c // h
         self.dv = a["value_dim"] or self.dk
+        self.scale = a["qk_scale"] if a["qk_scale"] is not None else self.dk ** -0.5  # (what q·kᵀ is multiplied by)
         self.groups = _lead(x)
         if not a["proj"] and a["dim"] not in (None, h * self.dv):
             raise SpecError(f"without an output projection the output has heads*value_dim = {h * self.dv} channels")
@@ -288,9 +304,18 @@ class Attention(Layer):
             self._window_rule(x)
         elif a["shift"]:
             raise SpecError("'shift' needs a 'window' (shifted window attention)")
-        if a["rel_pos_bias"] and self.window is None:
-            raise SpecError("'rel_pos_bias' needs a 'window' (the table is indexed by offsets inside a window)")
-        self.rel_bias = self.window is not None and a["rel_pos_bias"] is not False
+        bw = a["bias_window"]
+        if bw is not None:
+            if self.window is not None:
+                raise SpecError("'bias_window' is for sequences that are windows already; with 'window' the "
+                                "bias table is the window's", hint="drop 'bias_window'")
+            if n != bw * bw:
+                raise SpecError(f"'bias_window: {bw}' needs sequences of {bw}x{bw} = {bw * bw} tokens, not {n}")
+        if a["rel_pos_bias"] and self.window is None and bw is None:
+            raise SpecError("'rel_pos_bias' needs a 'window' (the table is indexed by offsets inside a window)",
+                            hint="or 'bias_window: P' when each sequence is a P x P window already (MaxViT)")
+        self.bias_w = self.window if self.window is not None else bw  # the side of the window the table indexes
+        self.rel_bias = self.bias_w is not None and a["rel_pos_bias"] is not False
         self._notes.append(f"{_lead_text(x)}{n} tokens x {c} → {h} heads x {self.dk} (q, k)"
                            + (f", {self.dv} (v)" if self.dv != self.dk else "")
                            + f" → {self.out_c} channels")
@@ -345,7 +370,7 @@ class Attention(Layer):
             if a["proj_bias"]:
                 out["proj_bias"] = ((self.out_c,), "bias")
         if self.rel_bias:
-            out["rel_pos_table"] = (((2 * self.window - 1) ** 2, h), "weight")
+            out["rel_pos_table"] = (((2 * self.bias_w - 1) ** 2, h), "weight")
         return out
 
     def const_init(self, name):
@@ -408,7 +433,7 @@ class Attention(Layer):
         if a["proj"]:
             parts.append(f"proj {h * self.dv}*{self.out_c}" + (f" + {self.out_c}" if a["proj_bias"] and with_bias else ""))
         if self.rel_bias:
-            parts.append(f"relative position bias (2*{self.window} − 1)^2*{h}")
+            parts.append(f"relative position bias (2*{self.bias_w} − 1)^2*{h}")
         total = sum(numel(s) for s, r in self.param_shapes().values() if with_bias or r == "weight")
         return " + ".join(parts) + f" = {fmt_int(total)}"
 

@@ -67,7 +67,7 @@ def as_activation(v, name="activation"):
         raise SpecError(f"'{name}' must be one of {', '.join(ACTIVATIONS)}, got {short(v)}")
     key = _ACT_ALIASES.get(v.lower(), v.lower())
     if key not in ACTIVATIONS:
-        raise SpecError(f"unknown activation {short(v)}", hint=_suggest(v, ACTIVATIONS, "activation"))
+        raise SpecError(f"unknown activation {short(v)}", hint=suggest(v, ACTIVATIONS, "activation"))
     return None if key == "linear" else key
 
 
@@ -86,7 +86,7 @@ def raw(v, name):
     return v
 
 
-def _suggest(word, options, what="field") -> str | None:
+def suggest(word, options, what="field") -> str | None:
     """'did you mean …?' or the list of known names; keys of any type (YAML allows 1, null)."""
     names = sorted({str(o)[:80] for o in options})
     word = str(word)[:80]
@@ -341,6 +341,9 @@ class Layer:
     # reads token sequences and tensors in their own (PyTorch) order; a layer without it
     # reads images: a tensor of 3 or 4 axes as C x H x W (x D), anything else is an error
     tensors: ClassVar[bool] = False
+    # may read no input at all (``inputs: []``): an op of constants only, its output the same for
+    # every sample (EdgeNeXt's learned projection of a fixed Fourier grid: a matmul of two constants)
+    sourceless: ClassVar[bool] = False
 
     # Fields every layer accepts.
     common_fields: ClassVar[dict[str, tuple[Any, Any]]] = {
@@ -355,7 +358,7 @@ class Layer:
         for key in args:
             if key not in allowed:
                 raise SpecError(f"unknown field {short(key)} for a {self.kind} layer",
-                                layer=name, hint=_suggest(key, allowed))
+                                layer=name, hint=suggest(key, allowed))
         self.args: dict[str, Any] = {}
         for key, (reader, default) in allowed.items():
             if key in args and args[key] is not None:
@@ -384,6 +387,10 @@ class Layer:
     # -- building -------------------------------------------------------------------------
     def infer(self, in_shapes: list[Shape], rounding: str = "exact") -> Shape:
         """Check the inputs and compute the output shape (Keras' build + compute_output_shape)."""
+        if not in_shapes and not self.sourceless:
+            raise SpecError(f"a {self.kind} layer reads an input: 'inputs: []' is for an op of constants "
+                            f"only (a matmul of two constants)", layer=self.name,
+                            hint="name its input, or leave 'inputs' out to read the previous layer")
         if self.n_inputs is not None and len(in_shapes) != self.n_inputs:
             raise SpecError(f"a {self.kind} layer takes {self.n_inputs} input(s), got {len(in_shapes)}",
                             layer=self.name)
@@ -417,6 +424,13 @@ class Layer:
         allocates.
         """
         return {}
+
+    def owned_param_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The tensors this layer holds: ``param_shapes()``, or none when it uses another's
+        (``shares:``). Storage (parameter counts, gradients and optimizer state, checkpoints,
+        exports' tensors) counts these; the layer's arithmetic (weight-gradient MACs, what it
+        saves for backward) is still that of its ``param_shapes()``, once per use."""
+        return {} if self.args.get("shares") else self.param_shapes()
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Non-trainable tensors (BN running statistics)."""

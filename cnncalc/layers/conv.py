@@ -21,6 +21,17 @@ def as_bias(v, name):
     raise SpecError(f"'{name}' must be true, false or untied (one bias per output position), got {short(v)}")
 
 
+def as_shares(v, name):
+    """``shares: <layer>``: the name of an earlier layer of the same kind and weight shapes whose
+    parameters this layer uses (Keras' shared layer, a PyTorch module called twice)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise SpecError(f"'{name}' names the layer whose parameters this one uses, got {short(v)}",
+                        hint="e.g. shares: conv1")
+    return v
+
+
 def as_groups(v, name):
     if v == "depthwise":
         return v
@@ -129,6 +140,7 @@ class Conv(_Windowed):
         "bias": (as_bias, True),
         "connections": (as_connections, None),
         "standardize": (as_standardize, None),
+        "shares": (as_shares, None),
     }
 
     def _infer(self, in_shapes, rounding):
@@ -237,6 +249,8 @@ class Conv(_Windowed):
             total += ng
         if nb:
             text += f" + {fmt_int(nb)}"
+        if self.args.get("shares"):
+            return f"0: uses {self.args['shares']}'s, {text} = {fmt_int(total)}, counted there"
         return f"{text} = {fmt_int(total)}"
 
     def explain_ops(self):
@@ -361,7 +375,8 @@ class LocallyConnected(Conv):
 
     kind = "local"
     doc = "locally connected layer (convolution with untied weights): filters, kernel, stride, pad"
-    fields = {k: v for k, v in Conv.fields.items() if k not in ("groups", "dilation", "connections", "standardize")}
+    fields = {k: v for k, v in Conv.fields.items() if k not in ("groups", "dilation", "connections", "shares",
+                                                                "standardize")}
     fields["bias"] = (lambda v, n: as_bool(v, n), True)
 
     def __init__(self, name, args=None):

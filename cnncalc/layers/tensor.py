@@ -261,15 +261,25 @@ def dense(shape):
     return shape
 
 
+def of_constants(shape) -> bool:
+    """A value computed from constants only (a layer without input, ``inputs: []``, and the ops
+    after it): no axis of it holds a position of the input (``nsp`` 0) and every axis is
+    channel-like (a flat vector of the input has an axis of unknown positions instead)."""
+    return shape.__class__ is Tensor and not shape.nsp and all(is_channels(r) for r in shape.roles)
+
+
 def joined(shapes):
     """The result of an elementwise op of equal-sized tensors (residual adds of tokens): dense,
     with each axis' role where the inputs agree (None where they hold different positions,
     whose fields then cannot be joined: the rf effects say UNKNOWN there)."""
     first = shapes[0]
     roles, bad = [], set()
+    # a value of constants only (EdgeNeXt's position encoding) holds no position of the input:
+    # the others' roles stand
+    voters = [s for s in shapes if not of_constants(s)] or shapes
     for k in range(len(first)):
-        rs = {s.roles[k] for s in shapes}
-        roles.append(first.roles[k] if len(rs) == 1 else None)
+        rs = {s.roles[k] for s in voters}
+        roles.append(next(iter(rs)) if len(rs) == 1 else None)
         if len(rs) > 1:
             for r in rs:
                 bad.update(spatial_of(r))
@@ -743,7 +753,8 @@ def _broadcast_roles(ops, dims):
     squeeze-excitation's: the receptive field follows the others and flags the gate)."""
     r = len(dims)
     roles = []
-    acts = [o for o in ops if o.const is None]
+    # (an input of constants only holds no position of the input: a constant here)
+    acts = [o for o in ops if o.const is None and not of_constants(o.shape)] or [o for o in ops if o.const is None]
     for k in range(r):
         n = dims[k]
         found = []
@@ -1005,14 +1016,17 @@ class MatMul(TensorOp):
     1-D operands promoted as NumPy. MACs = output values × K. A constant is a ``weight``."""
 
     kind = "matmul"
-    n_consts = 1
+    n_consts = 2
     n_operands = (2, 2)
-    doc = "a @ b (torch.matmul: batched, broadcast, 1-D promoted); b (or a) may be a const; MACs = out × K"
+    sourceless = True
+    doc = ("a @ b (torch.matmul: batched, broadcast, 1-D promoted); b (or a) may be a const, or both "
+           "with inputs: [] (the same for every sample); MACs = out × K")
 
     def rule(self, ops):
         a, b = ops[0].shape, ops[1].shape
-        if all(o.const is not None for o in ops):
-            raise SpecError("a matmul layer needs at least one input that is not a constant")
+        if all(o.const is not None for o in ops) and not any(o.const.tensor and o.const.learned for o in ops):
+            raise SpecError("a matmul of two constants needs a learned one (of fixed values only, it is a "
+                            "constant: write its result as one)")
         if not a or not b:
             raise SpecError("a matmul's operands have at least one axis (a scalar factor is {binary: mul})")
         ad, ar = (list(a), list(a.roles)) if len(a) > 1 else ([1, a[0]], [chan(1), a.roles[0]])

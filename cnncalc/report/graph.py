@@ -118,7 +118,7 @@ def build(graph: Graph, depth: int | None = None) -> tuple[dict[str, GNode], lis
     for n in graph.layers:
         key = group_key(n.name, depth)
         owner[n.name] = key
-        params[key] = params.get(key, 0) + sum(numel(sh) for sh, _ in n.layer.param_shapes().values())
+        params[key] = params.get(key, 0) + sum(numel(sh) for sh, _ in n.layer.owned_param_shapes().values())
         g = nodes.get(key)
         if g is None:
             nodes[key] = GNode(key, key, n.kind, [], n.shape, [n.name], desc=n.layer.describe())

@@ -206,7 +206,10 @@ class Net:
             raise CnnCalcError(f"unknown init {init!r}; use 'he' or 'fast'")
         self.init = init
         self.nd = {INPUT: _nd(graph.input_shape)}
-        self.params: dict[str, dict[str, np.ndarray]] = {}
+        # a layer that shares another's parameters (``shares:``) has no entry: reading it gives
+        # the owner's tensors (its gradients are added to the owner's)
+        self.shared = {n.name: n.layer.args["shares"] for n in graph.layers if n.layer.args.get("shares")}
+        self.params: dict[str, dict[str, np.ndarray]] = _Params(self.shared)
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.grads: dict[str, dict[str, np.ndarray]] = {}
         rng = np.random.default_rng(seed)
@@ -220,9 +223,10 @@ class Net:
             if layer.kind == "maxpool" and any(w.dilation > 1 for w in layer.windows):
                 raise RuntimeUnsupported(f"{node.name}: dilated max pooling is not supported by the runtime")
             # the code that counts is the code that allocates
-            self.params[node.name] = {
-                name: self._init(rng, layer, name, shape, role)
-                for name, (shape, role) in layer.param_shapes().items()}
+            if node.name not in self.shared:
+                self.params[node.name] = {
+                    name: self._init(rng, layer, name, shape, role)
+                    for name, (shape, role) in layer.param_shapes().items()}
             self.state[node.name] = {
                 name: (np.ones(shape, self.dtype) if "var" in name else np.full(shape, _state_init(layer, name),
                                                                                 self.dtype))
@@ -246,6 +250,7 @@ class Net:
         self.outputs_seen: dict[str, np.ndarray] = {}
         self._separable: bool | None = None
         self._replicas: list[Net] = []
+        self._n = 1  # the batch of the latest forward (a layer of constants only repeats its output)
 
     #: samples per sub-batch of a training step (:meth:`loss`); 0 = whole batches. Fixed (not
     #: derived from the thread count) so the bits do not depend on it; 32 so that batch 64
@@ -266,7 +271,7 @@ class Net:
         init = getattr(layer, "const_init", None)
         if init is not None and init(name) is not None:  # a constant with its 'init:' value
             return np.full(shape, init(name), self.dtype)
-        fan_in = _fan_in(layer, shape) if role == "weight" else 1
+        fan_in = weight_fan_in(layer, shape) if role == "weight" else 1
         if self.linear:  # positive weights: no cancellation, so the gradient support is exact
             w = rng.random(shape, dtype=self.dtype)  # uniform in [0.5, 1.5) / fan_in, drawn in the dtype
             w += 0.5
@@ -289,7 +294,7 @@ class Net:
 
     def param_count(self, name: str | None = None) -> int:
         names = [name] if name else list(self.params)
-        return sum(a.size for n in names for a in self.params[n].values())
+        return sum(a.size for n in names for a in self.params.get(n, {}).values())  # (a sharer holds none)
 
     def state_count(self, name: str | None = None) -> int:
         names = [name] if name else list(self.state)
@@ -311,6 +316,7 @@ class Net:
         self._caches = {}
         self._logits = {}
         ctx = _Ctx(train, self.seed if rng is None else rng, keep=train)
+        ctx.n = self._n = x.shape[0]
         outputs = set(self.graph.outputs) if upto is None else {upto}
         for i, node in enumerate(self.graph.layers):
             if need is not None and node.name not in need:
@@ -354,6 +360,7 @@ class Net:
         node = self.graph[name]
         ctx = _Ctx(train, self.seed if rng is None else rng, keep=True)
         ctx.index = self._index[name] if index is None else index
+        ctx.n = xs[0].shape[0] if xs else self._n
         return self._run(node, xs, ctx)
 
     def _run(self, node, xs, ctx):
@@ -424,7 +431,13 @@ class Net:
             ctx.need_dx = [input_grad or src != INPUT for src in node.inputs]
             dxs, dps = self._backward(node, g, cache, ctx, node.name in below_activation)
             if params:
-                self.grads[node.name] = dps
+                owner = self.shared.get(node.name)
+                if owner is None and node.name not in self.grads:
+                    self.grads[node.name] = dps
+                else:  # a shared tensor: the gradients of every use summed into its owner's (never in place)
+                    acc = self.grads.setdefault(owner or node.name, {})
+                    for k, a in dps.items():
+                        acc[k] = acc[k] + a if k in acc else a
             for src, dx in zip(node.inputs, dxs):
                 if dx is None:
                     continue
@@ -564,14 +577,30 @@ def _pool(workers):
     return _POOLS[workers]
 
 
+class _Params(dict):
+    """{layer: {tensor: array}}; a layer that shares another's parameters reads the owner's
+    (``net.params[sharer]``) but is no entry of its own (iteration, ``get`` and ``in`` see the
+    tensors once: counts, optimizers and checkpoints)."""
+
+    def __init__(self, shared):
+        super().__init__()
+        self.shared = shared
+
+    def __missing__(self, key):
+        if key in self.shared:
+            return self[self.shared[key]]
+        raise KeyError(key)
+
+
 class _Ctx:
     """Per-pass context handed to every kernel row (see the module docstring)."""
 
-    __slots__ = ("train", "seed", "keep", "index", "params", "need_dx")
+    __slots__ = ("train", "seed", "keep", "index", "params", "need_dx", "n")
 
     def __init__(self, train, seed, keep):
         self.train, self.seed, self.keep = train, seed, keep
         self.index, self.params, self.need_dx = 0, True, ()
+        self.n = 1  # the batch
 
     def rng(self, node=None):
         seed = list(self.seed) if isinstance(self.seed, (list, tuple)) else [int(self.seed)]
@@ -609,7 +638,7 @@ def _nd(shape) -> int:
     return len(shape) - 1 if len(shape) > 1 else 0
 
 
-def _fan_in(layer, shape) -> int:
+def weight_fan_in(layer, shape) -> int:
     k = layer.kind
     if k == "local":
         return int(np.prod(shape[-3:] if len(shape) == 6 else shape[-2:]))
@@ -1277,7 +1306,7 @@ TENSOR_OPS: dict[str, tuple[Callable, Callable]] = {
     # the linearised copy's forms (LINEAR_KIND): a sum of the operands (binary, where: the mask
     # is not an operand of the sum), a sum over the axes (reduce), a sum over the axis put back
     # on every value (softmax over an axis)
-    "_sum_linear": (lambda L, o, n: K_t.binary_fwd("add", *[x for x, p in zip(o, L.ops_) if not _mask(L, p)]),
+    "_sum_linear": (lambda L, o, n: _sum_linear_fwd(L, o),
                     lambda L, d, c, s: _sum_linear_bwd(L, d, c, s)),
     "_reduce_linear": (lambda L, o, n: K_t.reduce_fwd("sum", o[0], tuple(a + 1 for a in L.axes), L.args["keepdims"]),
                        lambda L, d, c, s: [K_t.reduce_bwd(d, c)]),
@@ -1297,9 +1326,17 @@ def _mask(layer, operand) -> bool:
     return layer.kind == "where" and operand.index == 0
 
 
+def _sum_linear_fwd(layer, xs):
+    kept = [x for x, p in zip(xs, layer.ops_) if not _mask(layer, p)]
+    if len(kept) == 1:  # a binary op with its gate held constant: the other operand itself
+        return kept[0], None
+    return K_t.binary_fwd("add", *kept)
+
+
 def _sum_linear_bwd(layer, dy, cache, shapes):
     kept = [k for k, p in enumerate(layer.ops_) if not _mask(layer, p)]
-    grads = K_t.binary_bwd(dy, cache, [shapes[k] for k in kept])
+    grads = ([K_t.unbroadcast(dy, shapes[kept[0]])] if cache is None
+             else K_t.binary_bwd(dy, cache, [shapes[k] for k in kept]))
     out: list = [None] * len(shapes)
     for k, g in zip(kept, grads):
         out[k] = g
@@ -1315,8 +1352,10 @@ def _scatter(d, shape, index):
 def tensor_fwd(net, node, xs, ctx):
     layer = node.layer
     ops = _operands(net, node, xs)
-    y, cache = TENSOR_OPS[net._kind(layer)][0](layer, ops, xs[0].shape[0])
-    if not layer.view:  # a new tensor, dense (as the analysis counts it)
+    y, cache = TENSOR_OPS[net._kind(layer)][0](layer, ops, xs[0].shape[0] if xs else 1)
+    if not xs:  # constants only: one sample's result, repeated over the batch (a new tensor)
+        y = np.broadcast_to(y, (ctx.n, *y.shape[1:]))
+    if not layer.view or not xs:  # a new tensor, dense (as the analysis counts it)
         y = np.ascontiguousarray(y)
     return K_t.from_torch(y, layer.out_shape), (cache, [o.shape for o in ops], [x.shape for x in xs])
 
@@ -1324,7 +1363,10 @@ def tensor_fwd(net, node, xs, ctx):
 def tensor_bwd(net, node, dy, cache, ctx):
     c, op_shapes, x_shapes = cache
     layer = node.layer
-    grads = TENSOR_OPS[net._kind(layer)][1](layer, K_t.to_torch(dy, layer.out_shape), c, op_shapes)
+    dy = K_t.to_torch(dy, layer.out_shape)
+    if not x_shapes:  # constants only: the one result every sample repeated gets their gradients' sum
+        dy = dy.sum(axis=0, keepdims=True)
+    grads = TENSOR_OPS[net._kind(layer)][1](layer, dy, c, op_shapes)
     dxs: list = [None] * len(x_shapes)
     dps = {}
     for o, g, shp in zip(layer.ops_, grads, op_shapes):
@@ -1411,7 +1453,8 @@ def _att_plan(net, node):
     if plan is None:
         L = node.layer
         plan = net._geom[("attention", node.name)] = K_att.Plan(
-            L.h, L.dk, L.dv, L.dk ** -0.5, L.window, L.args["shift"], L.grid, net.dtype)
+            L.h, L.dk, L.dv, L.scale, L.window, L.args["shift"], L.grid, net.dtype,
+            bias_window=L.bias_w if L.rel_bias else None)
     return plan
 
 

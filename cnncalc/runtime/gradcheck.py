@@ -161,7 +161,7 @@ def check_network(net: Net, x, *, entries=10, h=1e-5, seed=0, loss="auto") -> li
     out.append(Check("network", lossname, "input", tuple(x.shape), len(idx), rel_error(num, ana),
                      float(np.linalg.norm(ana))))
     for node in net.graph.layers:
-        for p, arr in net.params[node.name].items():
+        for p, arr in net.params.get(node.name, {}).items():  # (a shared tensor once, at its owner)
             g = grads.get(node.name, {}).get(p)
             if g is None:
                 g = np.zeros_like(arr)
@@ -181,7 +181,7 @@ def _off_constant_starts(net: Net, seed: int) -> None:
         start = getattr(node.layer, "const_init", None)
         if start is None:
             continue
-        for p, arr in net.params[node.name].items():
+        for p, arr in net.params.get(node.name, {}).items():
             if start(p) is not None:
                 arr += 0.1 * rng.standard_normal(arr.shape)
 

@@ -185,7 +185,7 @@ def initialize(net: Net, scheme: str, seed: int) -> None:
     for node in net.graph.layers:
         layer = node.layer
         start = getattr(layer, "const_init", None)
-        for name, (shape, role) in layer.param_shapes().items():
+        for name, (shape, role) in layer.owned_param_shapes().items():
             a = net.params[node.name][name]
             if start is not None and start(name) is not None:
                 a[...] = start(name)
@@ -199,8 +199,8 @@ def initialize(net: Net, scheme: str, seed: int) -> None:
                     w = init_weight(rng, kind, tuple(shape), scheme, groups=getattr(layer, "groups", 1) or 1,
                                     stride=getattr(layer, "stride", 1) or 1)
                 except (ValueError, TypeError):  # layouts init.py does not know (connection tables, 1-D)
-                    from cnncalc.runtime.executor import _fan_in
-                    fan = float(_fan_in(layer, tuple(shape)))
+                    from cnncalc.runtime.executor import weight_fan_in
+                    fan = float(weight_fan_in(layer, tuple(shape)))
                     w = rng.standard_normal(shape) * weight_std(scheme, fan, fan)
                 a[...] = w
         for name, a in net.state[node.name].items():

@@ -30,7 +30,7 @@ from cnncalc._gc import paused_gc
 from cnncalc.errors import SpecError, short
 from cnncalc.graph import INPUT, Graph, Node
 from cnncalc.layers import ALIASES, REGISTRY
-from cnncalc.layers.base import _suggest, as_rounding
+from cnncalc.layers.base import suggest, as_rounding
 from cnncalc.shapes import parse_shape
 from cnncalc.spec.expr import ExprError, names_read, substitute
 from cnncalc.spec.yamlsafe import LineDict, load_yaml, read_text_file
@@ -59,7 +59,7 @@ def resolve_spec(ref: str | Path) -> Path | tuple[str, str]:
         if cand.is_file():
             return (f"{stem}.yaml", cand.read_text(encoding="utf-8"))
     names = zoo_names()
-    hint = _suggest(Path(name).stem, names, "zoo spec") if names else None
+    hint = suggest(Path(name).stem, names, "zoo spec") if names else None
     raise SpecError(f"no spec file {short(str(ref))} and no zoo spec of that name", hint=hint)
 
 
@@ -151,7 +151,7 @@ class _Builder:
         for key in doc:
             if key not in TOP_KEYS:
                 raise self.err(f"unknown top-level field {short(key)}", line=doc.line_of(key),
-                               hint=_suggest(key, TOP_KEYS))
+                               hint=suggest(key, TOP_KEYS))
         for key in ("input", "layers"):
             if key not in doc:
                 raise self.err(f"the spec has no '{key}'", line=1,
@@ -201,7 +201,7 @@ class _Builder:
             k = ALIASES.get(kind, kind)
             if k not in REGISTRY:
                 raise self.err(f"defaults for unknown layer type {short(kind)}", line=d.line_of(kind),
-                               hint=_suggest(kind, REGISTRY, "layer type"))
+                               hint=suggest(kind, REGISTRY, "layer type"))
             if not isinstance(args, dict):
                 raise self.err(f"defaults for {kind} must be a mapping like {{kernel: 3, pad: 1}}",
                                line=d.line_of(kind))
@@ -210,7 +210,7 @@ class _Builder:
                 if a not in allowed:
                     raise self.err(f"unknown field {short(a)} in the defaults for {kind}",
                                    line=args.line_of(a) if isinstance(args, LineDict) else d.line_of(kind),
-                                   hint=_suggest(a, allowed))
+                                   hint=suggest(a, allowed))
             out[k] = dict(args)
         return out
 
@@ -232,7 +232,7 @@ class _Builder:
             for key in body:
                 if key not in ("args", "layers", "defaults", "doc", "description"):
                     raise self.err(f"unknown field {short(key)} in module {mname!r}", line=body.line_of(key),
-                                   hint=_suggest(key, ("args", "layers", "defaults", "doc")))
+                                   hint=suggest(key, ("args", "layers", "defaults", "doc")))
             args = body.get("args") or []
             if isinstance(args, dict):
                 params, pdefaults = list(args), {k: v for k, v in args.items() if v is not None}
@@ -362,7 +362,7 @@ class _Builder:
             first = keys[0] if keys else next(iter(item), "?")
             known = set(REGISTRY) | set(self.modules)
             raise self.err(f"unknown layer type {short(first)}", line=line,
-                           hint=_suggest(first, known, "layer type"))
+                           hint=suggest(first, known, "layer type"))
         return types[0]
 
     def _inputs(self, it, ctx, prev, line):
@@ -370,8 +370,9 @@ class _Builder:
             return [prev]
         srcs = it["inputs"]
         srcs = [srcs] if isinstance(srcs, str) else srcs
-        if not isinstance(srcs, list) or not srcs:
-            raise self.err("'inputs' is a layer name or a list of layer names", line=line)
+        if not isinstance(srcs, list):
+            raise self.err("'inputs' is a layer name or a list of layer names "
+                           "([] for an op of constants only)", line=line)
         out = []
         for s in srcs:
             if not _valid_name(s):
@@ -389,7 +390,7 @@ class _Builder:
                     break
             else:
                 raise self.err(f"'inputs' names {short(s)}, which is not a layer defined before this one",
-                               line=line, hint=_suggest(s, [n for n in self.graph.nodes], "layer"))
+                               line=line, hint=suggest(s, [n for n in self.graph.nodes], "layer"))
         return out
 
     def _auto_name(self, base: str, ctx: _Ctx) -> str:
@@ -613,7 +614,7 @@ class _Builder:
             for k in val:
                 if k not in mod.params:
                     raise self.err(f"module {mod.name!r} has no argument {short(k)}", line=line,
-                                   hint=_suggest(k, mod.params, "argument"))
+                                   hint=suggest(k, mod.params, "argument"))
             args.update(val)
         elif val is not None:
             if not mod.params:

@@ -36,8 +36,23 @@ layers:
   - {conv: 4, kernel: 3, pad: same, name: fuse}
 """
 
+MAXVIT = """
+name: attention in 2x2 windows of 4x4 tokens, each with its bias table (MaxViT's block attention), small
+input: 8x8x4
+layers:
+  - {conv: 8, kernel: 1, name: to_d}
+  - {reshape: [8, 2, 4, 2, 4], name: split}
+  - {transpose: [1, 3, 2, 4, 0], name: part}
+  - {reshape: [4, 16, 8], name: windows}
+  - {attention: 2, bias_window: 4, name: attn}
+  - {reshape: [2, 2, 4, 4, 8], name: back}
+  - {transpose: [4, 0, 2, 1, 3], name: unpart}
+  - {reshape: [8, 8, 8], name: merge}
+"""
+
 CASES = {"tokens": lambda: load_spec(TOKENS), "vit": lambda: load_spec_text(TINY_VIT),
-         "swin": lambda: load_spec_text(TINY_SWIN), "mobilevit": lambda: load_spec_text(MOBILEVIT)}
+         "swin": lambda: load_spec_text(TINY_SWIN), "mobilevit": lambda: load_spec_text(MOBILEVIT),
+         "maxvit": lambda: load_spec_text(MAXVIT)}
 
 
 def _run(name):

@@ -39,6 +39,17 @@ EXACT = [  # (timm name, input size, create kwargs, fused attention, attention l
     ("fastvit_t8", 64, {}, True, 0),
     ("levit_128s", 64, {"img_size": 64}, True, 0),  # (attention biases: relbias; subsampling attention)
     ("efficientvit_m0", 64, {"img_size": 64}, True, 0),  # (cascaded group attention; 1 x 1 last stage)
+    # (XCA over channels with a learned temperature; the Fourier position encoding's 1x1 conv of a
+    # constant grid as a matmul of two constants, inputs: [])
+    ("edgenext_xx_small", 64, {}, True, 0),
+    # (factorized attention with convolutional relative position encodings; each stage's position
+    # encodings are one module called by both its blocks: shares:, parameters counted once)
+    ("coat_lite_tiny", 64, {"img_size": 64}, True, 0),
+    # Swin: 2 stages of 2 blocks at 32 px (8x8 then 4x4 tokens, windows of 4: shifted by 2, then one
+    # window, no shift), and Swin-T itself (224 px, 12 blocks: 20 s)
+    ("swin_tiny_patch4_window7_224", 32, {"img_size": 32, "window_size": 4, "depths": (2, 2), "num_heads": (3, 6),
+                                          "embed_dim": 48}, True, 4),
+    ("swin_tiny_patch4_window7_224", 224, {}, True, 12),
 ]
 
 
@@ -50,7 +61,8 @@ def _sharpen(model):
         if isinstance(m, torch.nn.Linear):
             m.weight.data.normal_(0, m.in_features ** -0.5, generator=g)
     for name, p in model.named_parameters():  # LeViT's and EfficientViT-M's tables start at zero:
-        if name.endswith("attention_biases"):  # a table read at the wrong offsets would not show
+        if name.endswith(("attention_biases", "relative_position_bias_table")):  # a table read at the
+            # wrong offsets would not show; Swin's: values the scores notice
             p.data.normal_(0, 1, generator=g)
     return model
 
@@ -67,14 +79,16 @@ def _import(model, size):
     return g, imp
 
 
-# CI's slow group runs ViT both ways, MobileViT (its 1/sqrt(20) scale) and LeViT (relbias); `-m
-# zoo_full` every family
-CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs", "levit_128s"}
+# CI's slow group runs ViT both ways, MobileViT (its 1/sqrt(20) scale), LeViT (relbias), EdgeNeXt
+# (its layer of constants only) and a two-stage Swin at 32 px; `-m zoo_full` every family
+CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs", "levit_128s", "edgenext_xx_small",
+             ("swin_tiny_patch4_window7_224", 32)}
 
 
 @pytest.mark.parametrize("name, size, kw, fused, lifted", [
-    pytest.param(*e, id=f"{e[0]}{'' if e[3] else '-unfused'}",
-                 marks=pytest.mark.slow if e[0] in CI_SAMPLE else pytest.mark.zoo_full) for e in EXACT])
+    pytest.param(*e, id=f"{e[0]}{'' if e[3] else '-unfused'}{'-' + str(e[1]) if e[0].startswith('swin') else ''}",
+                 marks=pytest.mark.slow if e[0] in CI_SAMPLE or e[:2] in CI_SAMPLE else pytest.mark.zoo_full)
+    for e in EXACT])
 def test_timm_imports_exactly(name, size, kw, fused, lifted):
     was = timm.layers.use_fused_attn()
     timm.layers.set_fused_attn(fused)
@@ -91,6 +105,25 @@ def test_timm_imports_exactly(name, size, kw, fused, lifted):
     res = check_import(g, imp)
     assert res.ran and res.ok, res.line()
     assert sum(n.kind == "attention" for n in g.layers) == lifted
+
+
+@pytest.mark.parametrize("name, kw", [
+    pytest.param("edgenext_xx_small", {}, marks=pytest.mark.slow),
+    pytest.param("coat_lite_tiny", {"img_size": 64}, marks=pytest.mark.zoo_full)])
+def test_from_an_exported_onnx_file_imports_exactly(name, kw):
+    """The other path: a default torch.onnx.export file (batch norm folded), imported without the
+    module: parameters and MACs as the module's, outputs as onnxruntime's (tests/interop/zoocheck),
+    with every constant-initialised parameter drawn at random so that EdgeNeXt's position
+    encoding's bias and layer scales show on the outputs. CoaT's shared modules are one initializer
+    each in the file: `shares:` again."""
+    from tests.interop.zoocheck import one_path, prepare
+
+    torch.manual_seed(0)
+    model = prepare(timm.create_model(name, pretrained=False, **kw), 64)
+    r = one_path(model, name, 64, "onnx")
+    assert r["status"] == "exact", r
+    assert r["params"] == sum(p.numel() for p in model.parameters())
+    assert r["macs"] == count(model, torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.parametrize("name, size", [
@@ -140,21 +173,54 @@ def test_torchvision_vit_b_16_imports_exactly():
     assert res.ran and res.ok, res.line()
 
 
-@pytest.mark.zoo_full  # (minutes: a developer's run, not CI's)
-def test_swin_macs_and_outputs_exact_its_folded_bias_table_counted_as_given():
-    """timm's Swin at 64 x 64, windows of 4: MACs and outputs exact; torch.onnx.export has folded
-    each block's relative-position-bias lookup (a (2w−1)² x heads table read by constant
-    indices) into an initializer of heads x w² x w² values, which the import counts: that
-    many parameters more than sum(p.numel()) per block, as `import --torch` reports."""
-    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=64, window_size=4).eval()
-    g, imp = _import(model, 64)
-    tot = analyze_graph(g).totals
-    assert tot["macs"] == count(model, torch.randn(1, 3, 64, 64))
-    res = check_import(g, imp)
-    assert res.ran and res.ok, res.line()
-    extra = 0
-    for stage in model.layers:
-        for blk in stage.blocks:
-            w, h = blk.window_size[0], blk.attn.num_heads
-            extra += h * w ** 4 - (2 * w - 1) ** 2 * h
-    assert tot["params"] - sum(p.numel() for p in model.parameters()) == extra
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["torch", "onnx"])
+def test_torchvision_swin_imports_exactly(path):
+    """torchvision's Swin (its functional shifted_window_attention: the windows padded first and
+    then rolled, q, k, v taken by index, the shifted-window mask built in the graph from the
+    map's size, patch merging by four strided slices) at 32 px, 2 stages of 2 blocks, windows of
+    4: exact through `import --torch` and through a default torch.onnx.export file, the bias
+    lookup that the exporter folded counted as its (2w − 1)² x heads table."""
+    pytest.importorskip("torchvision")
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    from tests.interop.zoocheck import one_path, prepare
+
+    torch.manual_seed(0)
+    model = prepare(SwinTransformer(patch_size=[4, 4], embed_dim=48, depths=[2, 2], num_heads=[3, 6],
+                                    window_size=[4, 4]), 32)
+    g = torch.Generator().manual_seed(4)
+    for m in model.modules():  # (the bias tables: values the scores notice)
+        if hasattr(m, "relative_position_bias_table"):
+            m.relative_position_bias_table.data.normal_(0, 1, generator=g)
+    params = sum(p.numel() for p in model.parameters())
+    r = one_path(model, "swin", 32, path, want_params=params, want_macs=count(model, torch.randn(1, 3, 32, 32)))
+    assert r["status"] == "exact", r
+    assert r["params"] == params  # (the onnx path too)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["torch", "onnx"])
+def test_torchvision_maxvit_imports_exactly(path):
+    """torchvision's MaxViT at 64 px (two blocks of 16 and 32 channels, 4x4 partitions): its
+    MBConv, and its block and grid attention (windows and grid cells partitioned by reshapes and
+    permutes, q·kᵀ and ·v written as Einsum, k scaled by 1/√C, a bias table gathered by Swin's
+    index and folded by the exporter): exact through both paths, every attention one layer with
+    bias_window 4 and its (2·4 − 1)² x heads table."""
+    pytest.importorskip("torchvision")
+    from torchvision.models.maxvit import MaxVit
+
+    from tests.interop.zoocheck import one_path, prepare
+
+    torch.manual_seed(0)
+    model = prepare(MaxVit(input_size=(64, 64), stem_channels=16, partition_size=4, block_channels=[16, 32],
+                           block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0), 64)
+    g = torch.Generator().manual_seed(4)
+    for name, p in model.named_parameters():  # (the bias tables: values the scores notice)
+        if name.endswith("relative_position_bias_table"):
+            p.data.normal_(0, 1, generator=g)
+    params = sum(p.numel() for p in model.parameters())
+    r = one_path(model, "maxvit", 64, path, want_params=params, want_macs=count(model, torch.randn(1, 3, 64, 64)))
+    assert r["status"] == "exact", r
+    if path == "torch":  # (the ONNX file has batch norm folded into the convs: fewer parameters)
+        assert r["params"] == params

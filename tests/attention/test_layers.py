@@ -92,7 +92,17 @@ def test_mean_and_cls_token_count():
     assert list(r["m"].shape) == [32] and r["m"].ops == {"pool": 11 * 32}
 
 
+def test_attention_in_sequences_that_are_windows_has_their_bias_table():
+    """MaxViT: 4 windows of 4x4 tokens as (4, 16, 8) sequences, 2 heads, a (2·4 − 1)² x 2 table."""
+    r = report(spec("(4, 16, 8)", "{attention: 2, bias_window: 4, name: a}"))
+    a = r["a"]
+    assert a.params == 8 * 24 + 24 + 8 * 8 + 8 + 7 * 7 * 2
+    assert a.macs == 4 * 16 * 8 * 24 + 2 * 4 * 2 * 16 * 16 * 4 + 4 * 16 * 8 * 8
+    assert a.ops["add"] == 4 * 2 * 16 * 16  # (the bias: one add per score)
+
+
 @pytest.mark.parametrize("layers, msg", [
+    (["{attention: 4, bias_window: 3}"], "sequences of 3x3 = 9 tokens, not 10"),
     (["{attention: 5}"], "5 heads do not divide the 64 channels"),
     (["{attention: 4, window: 3}"], "grid"),
     (["{attention: 4, shift: 1}"], "needs a 'window'"),

@@ -168,8 +168,10 @@ def test_a_class_token_broadcast_over_more_than_the_batch_is_refused():
 
 
 def test_a_conv_of_a_constant_is_refused_not_folded():
-    """EdgeNeXt's position encoding: a learned 1x1 conv of a tensor computed from the shape alone.
-    Folded, its parameters and MACs would vanish: refused."""
+    """A learned 1x1 conv of an initializer of 16 values (a parameter by the importer's rule):
+    folded, its parameters and MACs would vanish; the layer of constants only that takes
+    EdgeNeXt's grid (computed in the graph, a buffer: tests/interop/rewrites/test_constant.py)
+    takes no input that is itself a parameter: refused."""
     nodes, inits = _patches()
     nodes = nodes[:1] + [h.make_node("Conv", ["fourier", "proj.weight"], ["pos"], name="/pos/Conv"),
                          h.make_node("Add", ["pe", "pos"], ["y"], name="/Add")]

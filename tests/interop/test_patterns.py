@@ -175,3 +175,34 @@ def test_folded_batchnorm_is_said():
     assert "`cnncalc import --torch` keeps BN" in imp.note
     assert "batch norm folded into 1 conv(s) by the exporter" in load_spec_text(imp.text).source
     assert folded_batchnorms(_model([_conv("y")], INITS, producer="pytorch")) == 0
+
+
+def test_a_mask_built_from_the_input_size_by_range_and_expand_is_folded():
+    """torchvision's Swin builds its shifted-window mask from sizes read off the activation
+    (Shape → Gather → Range, ConstantOfShape, Expand): ONNX shape inference gives up on such
+    sizes, and the importer folded growing ops only when their shape was known (the whole of
+    torchvision's swin_t was refused). Their size follows from the constant inputs: folded."""
+    I64 = onnx.TensorProto.INT64
+    nodes = [_conv(), h.make_node("Shape", ["a"], ["s"]), h.make_node("Gather", ["s", "two"], ["n"], axis=0),
+             h.make_node("Range", ["zero", "n", "one"], ["r"]), h.make_node("Cast", ["r"], ["rf"], to=F32),
+             h.make_node("Unsqueeze", ["n", "ax0"], ["n1"]), h.make_node("Concat", ["n1", "n1"], ["nn"], axis=0),
+             h.make_node("ConstantOfShape", ["nn"], ["ones"], value=h.make_tensor("v", F32, [1], [1.0])),
+             h.make_node("Expand", ["rf", "nn"], ["grid"]), h.make_node("Mul", ["grid", "ones"], ["mask"]),
+             h.make_node("Add", ["a", "mask"], ["y"])]
+    inits = {**INITS, "two": np.array(2, np.int64), "zero": np.array(0, np.int64), "one": np.array(1, np.int64),
+             "ax0": np.array([0], np.int64)}
+    imp, g = _imported(_model(nodes, inits))
+    assert [n.kind for n in g.layers] == ["conv", "binary"]
+    assert imp.text.count("learned: false") == 1, imp.text
+
+
+def test_einsum_products_of_two_activations_are_matmuls():
+    """MaxViT's attention writes q·kᵀ and ·v as Einsum (bhid,bhjd->bhij; bhij,bhjd->bhid): a
+    batched product of two activations, imported as transposes and a matmul with the matmul's
+    MACs (here with the output in another order too: bhij,bhjd->bhdi)."""
+    nodes = [_conv(), h.make_node("Reshape", ["a", "s4"], ["t"]),
+             h.make_node("Einsum", ["t", "t"], ["s"], equation="bhid,bhjd->bhij"),
+             h.make_node("Einsum", ["s", "t"], ["y"], equation="bhij,bhjd->bhdi")]
+    imp, g = _imported(_model(nodes, {**INITS, "s4": np.array([1, 2, 18, 4], np.int64)}, out_shape=(1, 2, 4, 18)))
+    assert [n.kind for n in g.layers].count("matmul") == 2
+    assert analyze_graph(g).totals["macs"] == C * 27 * 36 + 2 * (2 * 18 * 18 * 4)

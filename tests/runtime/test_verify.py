@@ -455,3 +455,52 @@ def test_windowed_pool_data_grad_equals_the_whole_map(geom):
     assert avgpool2d_backward_window(g[:, :, :1, :1], maxpool2d_forward(x, 2, 2)[1], (0, 0), (0, 0)) is None
     with pytest.raises(ValueError):  # a gradient that is not the window's
         avgpool2d_backward_window(g, cache, (0, 0), (0, 0))
+
+
+# A cross-covariance attention (XCA, EdgeNeXt): channels attend over channels, the tokens are
+# contracted, so the attention matrix holds no position (one unit per axis, global) and the
+# matmul with v broadcasts it over v's positions. Its support per unit used to index the
+# one-unit source at every unit: IndexError in `verify` (an imported EdgeNeXt crashed with it).
+XCA = """
+name: xca
+input: 4x4x6
+layers:
+  - {conv: 6, kernel: 3, pad: 1, name: c}
+  - {reshape: [6, 16], name: v}
+  - {transpose: , perm: [1, 0], name: vt}
+  - {matmul: , inputs: [v, vt], name: qk}
+  - {softmax: , axis: -1, name: a}
+  - {matmul: , inputs: [a, v], name: av}
+"""
+
+# A gate (a map of one row, broadcast over the rows: its field is flagged, not widened) times a
+# map: the linearised copy that checks the fields holds the gate constant, which left a sum of
+# one operand (TypeError in `verify`).
+GATED = """
+name: gated
+input: 6x6x2
+layers:
+  - {conv: 2, kernel: 3, pad: 1, name: c}
+  - {reduce: max, axes: [1], keepdims: true, name: r}
+  - {binary: mul, inputs: [c, r], name: m}
+"""
+
+
+@pytest.mark.parametrize("text", [XCA, GATED], ids=["xca", "gated-mul"])
+def test_verify_broadcast_operands_pass(text, tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    r = run("verify", str(p))
+    assert r.exit_code == 0, r.output
+    assert "receptive field" in r.output and "agree" in r.output
+
+
+def test_support_of_a_broadcast_global_operand_is_the_whole_input():
+    from cnncalc.analysis.rf import receptive_fields, unit_field
+    from cnncalc.spec.loader import load_spec_text
+
+    g = load_spec_text(XCA)
+    g.infer()
+    rep = receptive_fields(g)
+    for u in range(16):  # every token of av sees every input pixel (through qk)
+        assert unit_field(rep, "av", (u // 4, u % 4)).support == ((0, 3), (0, 3))

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from cnncalc.interop.onnx_export import export_onnx  # noqa: E402
 from cnncalc.interop.torch_export import torch_source, torch_state_dict  # noqa: E402
 
-SPECS = ["tests/runtime/specs/tensor.yaml", "examples/tensors/convnext_block.yaml", "examples/tensors/attention.yaml"]
+SPECS = ["tests/runtime/specs/tensor.yaml", "tests/runtime/specs/constant_source.yaml", "tests/runtime/specs/shared.yaml", "examples/tensors/convnext_block.yaml", "examples/tensors/attention.yaml"]
 
 
 def _torch_layout(x, shape):

@@ -145,6 +145,23 @@ def test_views_cost_nothing_and_a_reshape_across_a_transpose_is_a_copy():
     assert all(i.ok for i in items), [(i.layer, i.check, i.claimed, i.measured) for i in items if not i.ok]
 
 
+def test_a_layer_without_input_is_a_matmul_of_constants_one_learned():
+    """inputs: [] (a layer of constants only, docs/tensors.md): a matmul of a learned constant and
+    a buffer is one; of two buffers it would be a constant, and any other layer reads an input."""
+    def spec(layer):
+        return load_spec_text(f"name: one\ninput: 7x8 tokens\nlayers:\n  - {layer}\n").infer()
+
+    g = spec("{matmul: , inputs: [], const: [{index: 0, shape: [5, 6]}, {index: 1, shape: [6, 4], learned: false}]}")
+    assert g.layers[0].inputs == [] and tuple(g.layers[0].shape) == (5, 4) and g.layers[0].layer.macs() == 5 * 4 * 6
+    with pytest.raises(SpecError, match="needs a learned one"):
+        spec("{matmul: , inputs: [], const: [{index: 0, shape: [5, 6], learned: false}, "
+             "{index: 1, shape: [6, 4], learned: false}]}")
+    with pytest.raises(SpecError, match="reads an input"):
+        spec("{relu: , inputs: []}")
+    with pytest.raises(SpecError, match="'inputs' is a layer name"):
+        spec("{relu: , inputs: 3}")
+
+
 def test_a_1x1_map_flattened_and_reshaped_back_is_an_image_again():
     """A 1 x 1 map (EfficientViT-M's last stage at 64 x 64) reshaped to (C, H·W) = (48, 1) and
     back to (48, 1, 1): the size-1 axes keep the positions they hold (H's and W's, one each), so

@@ -100,6 +100,15 @@ def test_matmul_activation_constant_and_constant_activation():
     twin("8", ["{matmul: , const: {shape: [8]}}"], lambda x, p, b: x[0] @ p["const1"])  # a dot product
 
 
+def test_matmul_of_two_constants_is_one_result_repeated_over_the_batch():
+    """inputs: [] (EdgeNeXt's projection of its Fourier grid): the product of a learned (5, 6)
+    and a buffer (6, 4) for each of the 2 samples; the weight's gradient sums the samples'."""
+    g, _ = twin("7x8 tokens", ["{matmul: , inputs: [], const: [{index: 0, shape: [5, 6]}, "
+                               "{index: 1, shape: [6, 4], learned: false}]}"],
+                lambda x, p, b: (p["const0"] @ b["const1"]).expand(2, 5, 4))
+    assert g.layers[-1].layer.macs() == 5 * 4 * 6
+
+
 def test_matmul_of_two_activations_broadcast_batch():
     layers = ["{gather: 0, axis: 0, name: a}", "{transpose: [1, 0], name: at}", "{matmul: , inputs: [at, input]}"]
     twin("(3, 7, 4)", layers, lambda x, p, b: x[0][:, None] @ x[1])  # (4, 7) @ (3, 7, 4) → (3, 4, 4)

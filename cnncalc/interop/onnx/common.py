@@ -179,26 +179,35 @@ class Lift:
         self._remove([item])
 
     def replace(self, old: list, new, *, params: dict | None = None, state: dict | None = None):
-        """Put the spec item ``new`` (an :class:`Item`) in the place of the items ``old``."""
+        """Put the spec item ``new`` (an :class:`Item`) in the place of the items ``old``; or a
+        list of items, a chain (each reads the one before it, the first reads items before the
+        region; the last holds what the last old item held), with ``params`` and ``state`` then
+        keyed by the new items' names."""
         imp = self.imp
-        if new.name in imp.by_name and new.name not in {it.name for it in old}:
-            raise ValueError(f"lift: the name {new.name!r} is taken")
+        chain = new if isinstance(new, list) else [new]
+        if not isinstance(new, list):
+            params, state = {new.name: params} if params else None, {new.name: state} if state else None
+        olds = {it.name for it in old}
+        for it in chain:
+            if it.name in imp.by_name and it.name not in olds:
+                raise ValueError(f"lift: the name {it.name!r} is taken")
         pos = {it.name: k for k, it in enumerate(imp.items)}
         first, last = min(pos[it.name] for it in old), max(pos[it.name] for it in old)
         before = {it.name for it in imp.items[:first]} | {"input"}
-        at = first if all(i in before for i in new.inputs) else last + 1
-        for it in old:
-            if pos[it.name] == last:
-                self._hand_over(it, new)
-            else:
+        at = first if all(i in before for i in chain[0].inputs) else last + 1
+        for it in old:  # (first: a new item may take an old one's name, and then its tensors)
+            if pos[it.name] != last:
                 for t in self._tensors(it):
                     del imp.layer_of[t]
+        self._hand_over(next(it for it in old if pos[it.name] == last), chain[-1])
         self._remove(old)
-        imp.items.insert(at - sum(1 for it in old if pos[it.name] < at), new)
-        imp.by_name[new.name] = new
-        if params:
-            imp.params[new.name] = params
-        if state:
-            imp.state[new.name] = state
-        imp.infer_item_shape(new)
+        at -= sum(1 for it in old if pos[it.name] < at)
+        imp.items[at:at] = chain
+        for it in chain:
+            imp.by_name[it.name] = it
+            if params and params.get(it.name):
+                imp.params[it.name] = params[it.name]
+            if state and state.get(it.name):
+                imp.state[it.name] = state[it.name]
+            imp.infer_item_shape(it)
         return new

@@ -137,6 +137,9 @@ class Importer:
         self.items: list[Item] = []
         self.by_name: dict[str, Item] = {}
         self.params: dict[str, dict] = {}
+        # (weight, bias) initializers → the layer that holds them: a later conv of the same
+        # tensors (a module called again, CoaT's shared position encodings) shares them
+        self.owner_of: dict[tuple, str] = {}
         self.state: dict[str, dict] = {}
         self.refused: list[Refusal] = []
         self.batch_of: dict[str, int | None] = {}  # tensor → its batch axis, where a low-level op moved it
@@ -359,7 +362,8 @@ class Importer:
                 continue
             why = self._reads_table(node)
             if why and any(region(self, i) for region in rewrites.region_rewrites(node.op_type)):
-                continue  # (a table read a rewrite takes: LeViT's attention biases, rewrites/relbias.py)
+                continue  # (a rewrite gives it an exact form: LeViT's attention biases, rewrites/relbias.py;
+                # EdgeNeXt's conv of a constant grid, rewrites/constant.py)
             if why:
                 self.refused.append(Refusal(node.name, node.op_type, why, kept=False))
                 self.poisoned.update(o for o in node.output if o)
@@ -393,9 +397,10 @@ class Importer:
         node."""
         if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and node.input and all(
                 u in self.consts for u in node.input if u) and any(self.learned(u) for u in node.input[1:] if u):
-            return (f"a {node.op_type} of constants only (EdgeNeXt's position encoding, computed from the "
+            return (f"a {node.op_type} of constants only (as EdgeNeXt's position encoding, computed from the "
                     f"input's shape alone): folded into a constant it would lose its parameters and MACs, "
-                    f"and no spec layer reads a constant input")
+                    f"and only a 1x1 Conv of stride 1 without padding (a matmul of two constants) has a spec "
+                    f"form")
         if node.op_type not in ("Gather", "GatherElements", "GatherND", "Expand", "Tile") or not node.input:
             return ""
         t = node.input[0]
@@ -694,7 +699,12 @@ class Importer:
             return False
         outs = [self.shapes.get(o) for o in node.output if o]
         if any(s is None for s in outs):
-            if node.op_type in _GROWS or sum(v.size for v in ins if v is not None) > 1 << 16:
+            # (ONNX inference gives up on shapes computed from shapes: torchvision's Swin builds
+            # its shifted-window mask from Range, ConstantOfShape and Expand of such sizes)
+            grown = _fold_size(node.op_type, ins)
+            if grown is not None and grown > FOLD_MAX_VALUES:
+                return False
+            if grown is None and (node.op_type in _GROWS or sum(v.size for v in ins if v is not None) > 1 << 16):
                 return False
         elif sum(math.prod(s) for s in outs) > FOLD_MAX_VALUES:
             return False
@@ -718,6 +728,37 @@ class Importer:
             if o:
                 self.consts[o] = np.asarray(r)
         return True
+
+
+_BROADCASTS = {"Add", "Sub", "Mul", "Div", "Mod", "Pow", "Min", "Max", "Equal", "Less", "Greater", "LessOrEqual",
+               "GreaterOrEqual", "And", "Or", "Xor", "Where"}
+_NO_BIGGER = {"Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Flatten", "Identity", "Concat", "Cast", "Not",
+              "Neg", "Abs", "Sign", "Floor", "Ceil", "Round", "Sqrt", "Exp", "Log", "Reciprocal"}
+
+
+def _fold_size(op: str, ins) -> int | None:
+    """How many values a node of constants makes from these inputs, known without running it
+    (an op that can grow its input, ``_GROWS``; a broadcasting elementwise op; an op that makes
+    at most as many values as it reads); None when that is not known beforehand (Resize, Pad,
+    MatMul, …)."""
+    vals = [v for v in ins if v is not None]
+    try:
+        if op in _BROADCASTS:
+            return math.prod(np.broadcast_shapes(*(np.shape(v) for v in vals)))
+        if op in _NO_BIGGER:
+            return sum(np.size(v) for v in vals)
+        if op == "ConstantOfShape":
+            return math.prod(int(v) for v in ins[0].reshape(-1))
+        if op == "Expand":
+            return math.prod(np.broadcast_shapes(ins[0].shape, tuple(int(v) for v in ins[1].reshape(-1))))
+        if op == "Tile":
+            return ins[0].size * math.prod(int(v) for v in ins[1].reshape(-1))
+        if op == "Range":
+            start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in ins[:3])
+            return max(math.ceil((limit - start) / delta), 0) if delta else None
+    except (ValueError, TypeError, IndexError, AttributeError, OverflowError):
+        return None
+    return None
 
 
 def _light(model):

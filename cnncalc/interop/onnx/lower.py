@@ -35,7 +35,7 @@ refused. Example::
     {'matmul': None, 'const': {'index': 1, 'shape': [96, 384], 'learned': True}, 'name': 'fc1', 'inputs': ['ln']}
     >>> low.items[0].params, low.outputs                     # ({'const1': w}, [('fc1', 0)])
 
-Covered (opset 11–18): MatMul, Gemm, Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice,
+Covered (opset 11–18): MatMul, Gemm, Einsum (a batched product of two activations), Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice,
 Split, Concat, Gather (constant indices), Expand, Tile, Add, Sub, Mul, Div, Pow, Max, Min, Sum (two inputs),
 Sqrt, Exp, Log, Erf, Neg, Abs, Reciprocal, Sin, Cos, Floor, Ceil, Round, Sign, Tanh, Sigmoid,
 Relu, LeakyRelu, Elu, Selu (PyTorch's constants), Softplus, HardSigmoid (α = 1/6), HardSwish,
@@ -44,7 +44,7 @@ Prod, L1, L2, SumSquare, LogSumExp}, Softmax, LogSoftmax, Pad, LayerNormalizatio
 Constant, Identity, Cast (to a float type), Dropout, Where (a constant condition).
 
 Out (``--opaque``): ops without a counting rule or on non-float values — Conv and the other
-high-level ops the importer lifts itself; Einsum, Loop/If/Scan, LSTM/GRU/RNN, TopK, ArgMax,
+high-level ops the importer lifts itself; other Einsums, Loop/If/Scan, LSTM/GRU/RNN, TopK, ArgMax,
 NonZero, Gather/Scatter with computed indices, Resize (lifted), comparisons, random ops.
 """
 from __future__ import annotations
@@ -321,6 +321,57 @@ def _matmul(n):
         n.refuse("the batch axis is one of the two axes the product runs over")
     consts = [(k, o) for k, o in enumerate((a, b)) if o.const]
     n.emit("matmul", {}, [o.name for o in acts], consts=consts, act=act)
+    return n.done(batch=act.batch)
+
+
+def _einsum(n):
+    """A two-operand Einsum that is a batched matrix product (MaxViT's attention:
+    ``bghid,bghjd->bghij``): every letter is a batch axis (in both operands and the output, in
+    the same order), the one contracted axis, or one free axis of each operand. Written as
+    transposes to (batch…, i, k) and (batch…, k, j), a matmul and a transpose to the output's
+    order, so its MACs are the matmul's."""
+    eq = str(n.attr("equation", "")).replace(" ", "")
+    if "->" not in eq or "." in eq or len(n.ins) != 2:
+        n.refuse(f"the equation {eq!r} is not a product of two operands with an output (no ellipsis)")
+    lhs, out = eq.split("->")
+    terms = lhs.split(",")
+    a, b = n.ins
+    if len(terms) != 2 or a is None or b is None or a.const or b.const:
+        n.refuse("a product of two activations is the form written as low-level ops")
+    ta, tb = terms
+    if (any(len(set(t)) != len(t) for t in (ta, tb, out)) or len(ta) != len(a.shape) or len(tb) != len(b.shape)
+            or not set(out) <= set(ta) | set(tb)):
+        n.refuse(f"the equation {eq!r} repeats a letter, sums an axis away or does not fit the operands")
+    batch = [c for c in ta if c in tb and c in out]
+    k = [c for c in ta if c in tb and c not in out]
+    fa, fb = [c for c in ta if c not in tb], [c for c in tb if c not in ta]
+    if (len(k) != 1 or len(fa) != 1 or len(fb) != 1 or [c for c in tb if c in batch] != batch
+            or [c for c in out if c in batch] != batch or any(c not in out for c in fa + fb)):
+        n.refuse(f"the equation {eq!r} is not a batched matrix product (one contracted axis, one free axis each)")
+    act = _same_layout(n, [a, b])
+    if act.batch not in (None, 0) or (act.batch == 0 and (ta[0] != batch[0] or tb[0] != batch[0] or out[0] != batch[0])):
+        n.refuse("the batch axis is not the first axis of both operands and of the output")
+    dims = {c: d for t, o in ((ta, a), (tb, b)) for c, d in zip(t, o.shape)}
+    if any(dims[c] != d for t, o in ((ta, a), (tb, b)) for c, d in zip(t, o.shape)):
+        n.refuse("the operands disagree on an axis' size")
+    drop = 0 if act.batch == 0 else None  # (the batch axis is not a sample's: spec perms skip it)
+
+    def spec_perm(perm):
+        return [p - 1 for p in perm[1:]] if drop == 0 else list(perm)
+
+    cur = []
+    for t, o, order in ((ta, a, batch + fa + k), (tb, b, batch + k + fb)):
+        perm = [t.index(c) for c in order]
+        if perm == list(range(len(t))):
+            cur.append(o.name)
+        else:
+            cur.append(n.emit("transpose", {"perm": spec_perm(perm)}, [o.name], last=False, what=f"{t}_to_{''.join(order)}"))
+    prod = batch + fa + fb
+    perm = [prod.index(c) for c in out]
+    last = perm == list(range(len(out)))
+    mm = n.emit("matmul", {}, cur, last=last, what="matmul")
+    if not last:
+        n.emit("transpose", {"perm": spec_perm(perm)}, [mm])
     return n.done(batch=act.batch)
 
 
@@ -698,7 +749,7 @@ def _constant(n):
 LOWERINGS = {
     "MatMul": _matmul, "Gemm": _gemm, "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose,
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Slice": _slice, "Split": _split, "Concat": _concat,
-    "Gather": _gather, "Expand": _expand, "Tile": _tile,
+    "Gather": _gather, "Expand": _expand, "Tile": _tile, "Einsum": _einsum,
     **{op: _binary(k) for op, k in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div"),
                                     ("Pow", "pow"), ("Max", "max"), ("Min", "min"), ("Sum", "add"))},
     **{op: _one("unary", op=k) for op, k in (("Sqrt", "sqrt"), ("Exp", "exp"), ("Log", "log"), ("Erf", "erf"),

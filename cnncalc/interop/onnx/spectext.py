@@ -42,7 +42,7 @@ def _spec_parts(imp) -> tuple[dict, list[dict]]:
             d[k] = v
         d["name"] = it.name
         if it.inputs != [prev]:
-            d["inputs"] = it.inputs if len(it.inputs) > 1 else it.inputs[0]
+            d["inputs"] = it.inputs if len(it.inputs) != 1 else it.inputs[0]  # ([]: constants only)
         layers.append(d)
         prev = it.name
     return defaults, layers

@@ -53,10 +53,11 @@ def shift_mask(h: int, wd: int, w: int, s: int) -> np.ndarray:
 class Plan:
     """What one attention layer needs besides its weights."""
 
-    def __init__(self, heads, dk, dv, scale, window=None, shift=0, grid=None, dtype=np.float64):
+    def __init__(self, heads, dk, dv, scale, window=None, shift=0, grid=None, dtype=np.float64, bias_window=None):
         self.h, self.dk, self.dv, self.scale = heads, dk, dv, scale
         self.window, self.shift, self.grid = window, shift, grid
-        self.index = rel_index(window) if window else None
+        bw = window or bias_window  # (bias_window: sequences that are windows already, MaxViT)
+        self.index = rel_index(bw) if bw else None
         self.mask = shift_mask(*grid, window, shift).astype(dtype) if window and shift else None
 
 

@@ -68,7 +68,8 @@ def matmul_fwd(a, b):
     a2 = a[:, None, :] if pa else a
     b2 = b[:, :, None] if pb else b
     a2, b2 = _aligned([a2, b2])
-    y = np.matmul(a2, b2)
+    with np.errstate(over="ignore", invalid="ignore"):  # (as the elementwise kernels: an overflow is
+        y = np.matmul(a2, b2)                          # an inf in the result, which callers check)
     out = y
     if pb:
         out = out[..., 0]
@@ -80,8 +81,9 @@ def matmul_fwd(a, b):
 def matmul_bwd(dy, cache):
     a2, b2, sa, sb, ys = cache
     g = dy.reshape(ys)
-    da = unbroadcast(np.matmul(g, np.swapaxes(b2, -1, -2)), a2.shape).reshape(sa)
-    db = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), g), b2.shape).reshape(sb)
+    with np.errstate(over="ignore", invalid="ignore"):
+        da = unbroadcast(np.matmul(g, np.swapaxes(b2, -1, -2)), a2.shape).reshape(sa)
+        db = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), g), b2.shape).reshape(sb)
     return [da, db]
 
 

@@ -97,3 +97,237 @@ def test_a_block_that_is_not_exactly_attention_stays_low_level_with_the_same_cou
     # (qkv and proj: Linear layers on tokens, the token_fc rewrite; QKᵀ and AV: matmuls)
     assert "attention" not in kinds and kinds.count("matmul") == 2 and kinds.count("fc") == 2 and "softmax" in kinds
     assert _totals(m)["macs"] == MACS
+
+
+# ----------------------------------------------------------------------------- Swin
+SC, SH, SW = 4, 2, 2  # channels, heads, window: a 4 x 4 map of 4 windows of 2 x 2 tokens
+SN, SD, SMAP = SW * SW, SC // SH, 4
+
+
+def _roll(nodes, x, out, s, axes=(1, 2), tag="roll"):
+    """torch.roll(x, (s, s), (1, 2)) as torch.onnx.export writes it: two slices and a concat per axis."""
+    for a in axes:
+        c = out if a == axes[-1] else f"{tag}_c{a}"
+        nodes += [node("Slice", [x, f"{tag}_st{a}", f"{tag}_big", f"ax{a}"], [f"{tag}_hi{a}"], f"/{tag}/Slice_{a}"),
+                  node("Slice", [x, "zero", f"{tag}_st{a}", f"ax{a}"], [f"{tag}_lo{a}"], f"/{tag}/Slice_{a}b"),
+                  node("Concat", [f"{tag}_hi{a}", f"{tag}_lo{a}"], [c], f"/{tag}/Concat_{a}", axis=a)]
+        x = c
+    return {f"{tag}_st{a}": _i(-s % SMAP) for a in axes} | {f"{tag}_big": _i(SMAP)}
+
+
+def _swin_block(shift=1, bias="table", mask="right", qkv="split"):
+    """x (1, C, 4, 4) → channels last → timm's (or torchvision's, qkv="gather") shifted window
+    attention: roll by −shift, 2x2 windows, qkv, heads, q·s @ kᵀ + the relative position bias
+    (a table of (2w − 1)² x heads read by Swin's index, as torch.onnx.export folds it) [+ the
+    shifted-window mask], softmax, @ v, proj, windows back, roll back → channels first."""
+    from cnncalc.runtime.kernels.attention import rel_index, shift_mask  # (the runtime's: a second method)
+
+    nodes = [node("Transpose", ["x"], ["xh"], "/t/Transpose", perm=[0, 2, 3, 1])]
+    inits = {"zero": _i(0), "ax1": _i(1), "ax2": _i(2), "one": _i(1)}
+    x = "xh"
+    if shift:
+        inits |= _roll(nodes, "xh", "xr", -shift, tag="roll")
+        x = "xr"
+    nodes += [node("Reshape", [x, "s_part"], ["p6"], "/b/Reshape"),
+              node("Transpose", ["p6"], ["p6t"], "/b/Transpose", perm=[0, 1, 3, 2, 4, 5]),
+              node("Reshape", ["p6t", "s_win"], ["xw"], "/b/Reshape_1"),
+              node("MatMul", ["xw", "attn.qkv.weight"], ["qkv0"], "/b/attn/qkv/MatMul"),
+              node("Add", ["attn.qkv.bias", "qkv0"], ["qkv"], "/b/attn/qkv/Add"),
+              node("Reshape", ["qkv", "s_heads"], ["r"], "/b/attn/Reshape"),
+              node("Transpose", ["r"], ["p"], "/b/attn/Transpose", perm=[2, 0, 3, 1, 4])]
+    if qkv == "split":
+        nodes += [node("Split", ["p", "ones"], ["q5", "k5", "v5"], "/b/attn/Split", axis=0)]
+        nodes += [node("Squeeze", [f"{t}5", "zero"], [t], f"/b/attn/Squeeze_{t}") for t in "qkv"]
+    else:
+        nodes += [node("Gather", ["p", f"i{j}"], [t], f"/b/attn/Gather_{t}", axis=0) for j, t in enumerate("qkv")]
+        inits |= {f"i{j}": np.array(j, np.int64) for j in range(3)}
+    table = w((2 * SW - 1) ** 2, SH)
+    rpb = table[rel_index(SW).reshape(-1)].reshape(SN, SN, SH).transpose(2, 0, 1)[None]
+    if bias == "free":  # one value per pair of tokens: not a relative position table
+        rpb = w(1, SH, SN, SN)
+    nodes += [node("Mul", ["q", "scale"], ["qs"], "/b/attn/Mul"),
+              node("Transpose", ["k"], ["kt"], "/b/attn/Transpose_1", perm=[0, 1, 3, 2]),
+              node("MatMul", ["qs", "kt"], ["sc"], "/b/attn/MatMul"),
+              node("Add", ["sc", "attn.rel_pos_bias"], ["scb"], "/b/attn/Add")]
+    sm_in = "scb"
+    if shift and mask != "none":
+        m = shift_mask(SMAP, SMAP, SW, shift)
+        if mask == "other":  # (the windows' masks in another order)
+            m = np.roll(m, 1, axis=0)
+        nodes += [node("Reshape", ["scb", "s_mw"], ["scm"], "/b/attn/Reshape_m"),
+                  h_const("maskc", m[:, None].astype(np.float32)),
+                  node("Add", ["scm", "maskc"], ["scmm"], "/b/attn/Add_1"),
+                  node("Reshape", ["scmm", "s_sc"], ["scb2"], "/b/attn/Reshape_m2")]
+        sm_in = "scb2"
+    nodes += [node("Softmax", [sm_in], ["a"], "/b/attn/Softmax", axis=-1),
+              node("MatMul", ["a", "v"], ["o"], "/b/attn/MatMul_1"),
+              node("Transpose", ["o"], ["ot"], "/b/attn/Transpose_2", perm=[0, 2, 1, 3]),
+              node("Reshape", ["ot", "s_win"], ["om"], "/b/attn/Reshape_1"),
+              node("MatMul", ["om", "attn.proj.weight"], ["pm"], "/b/attn/proj/MatMul"),
+              node("Add", ["attn.proj.bias", "pm"], ["po"], "/b/attn/proj/Add"),
+              node("Reshape", ["po", "s_rev"], ["q6"], "/b/Reshape_2"),
+              node("Transpose", ["q6"], ["q6t"], "/b/Transpose_1", perm=[0, 1, 3, 2, 4, 5]),
+              node("Reshape", ["q6t", "s_map"], ["ym"], "/b/Reshape_3")]
+    y = "ym"
+    if shift:
+        inits |= _roll(nodes, "ym", "yr", shift, tag="back")
+        y = "yr"
+    nodes.append(node("Transpose", [y], ["y"], "/out/Transpose", perm=[0, 3, 1, 2]))
+    nw = (SMAP // SW) ** 2
+    inits |= {"s_part": _i(1, SMAP // SW, SW, SMAP // SW, SW, SC), "s_win": _i(-1, SN, SC),
+              "s_heads": _i(nw, SN, 3, SH, SD), "ones": _i(1, 1, 1), "scale": np.float32(SD ** -0.5),
+              "s_mw": _i(1, nw, SH, SN, SN), "s_sc": _i(nw, SH, SN, SN),
+              "s_rev": _i(1, SMAP // SW, SMAP // SW, SW, SW, SC), "s_map": _i(1, SMAP, SMAP, SC),
+              "attn.qkv.weight": w(SC, 3 * SC), "attn.qkv.bias": w(3 * SC), "attn.rel_pos_bias": rpb,
+              "attn.proj.weight": w(SC, SC), "attn.proj.bias": w(SC)}
+    return model(nodes, inits, x=(1, SC, SMAP, SMAP)), table
+
+
+def h_const(out, value):
+    import onnx
+
+    return onnx.helper.make_node("Constant", [], [out], name=f"/{out}/Constant",
+                                 value=onnx.numpy_helper.from_array(value))
+
+
+SWIN_PARAMS = SC * 3 * SC + 3 * SC + SC * SC + SC + (2 * SW - 1) ** 2 * SH  # qkv, proj, the bias table
+SWIN_MACS = 16 * SC * 3 * SC + 2 * 4 * SH * SN * SN * SD + 16 * SC * SC  # projections + 4 windows' QKᵀ and AV
+
+
+@covers("swin_window_attention")
+@pytest.mark.parametrize("shift, qkv", [(1, "split"), (0, "split"), (1, "gather")],
+                         ids=["shifted", "unshifted", "torchvision-qkv"])
+def test_swin_window_attention_is_one_layer_with_its_bias_table(shift, qkv):
+    m, table = _swin_block(shift, qkv=qkv)
+    assert lifted(m) == ["transpose", "reshape", "attention", "reshape", "transpose"]
+    imp = import_model(m, source="m.onnx")
+    att = next(k for k, v in imp.params.items() if "rel_pos_table" in v)
+    assert np.array_equal(imp.params[att]["rel_pos_table"], table)  # (the table itself, not a copy of the gather)
+    assert ("shift: 1" in imp.text) == bool(shift) and "window: 2" in imp.text
+    tot = _totals(m)
+    assert (tot["params"], tot["macs"]) == (SWIN_PARAMS, SWIN_MACS)
+
+
+@covers("swin_window_attention")
+@pytest.mark.parametrize("why", ["free-bias", "wrong-mask", "no-mask"])
+def test_a_window_block_that_is_not_exactly_swin_stays_low_level_and_exact(why):
+    """A bias of one value per pair of tokens (not one per relative offset), a mask that is not
+    the shifted windows', or a shifted block without a mask: no attention layer; the low-level
+    ops compute the same outputs (checked) and count the bias constant as it is."""
+    m, _ = _swin_block(1, bias="free" if why == "free-bias" else "table",
+                       mask={"wrong-mask": "other", "no-mask": "none"}.get(why, "right"))
+    kinds = lifted(m)
+    assert "attention" not in kinds and kinds.count("softmax") == 1
+    assert _totals(m)["macs"] == SWIN_MACS
+
+
+def _merging(style):
+    """x (1, C, 4, 4) → channels last → Swin's patch merging (timm: reshape and permute;
+    torchvision: four strided slices and a concat) → LayerNorm over 4C → linear 4C → 2C → channels first."""
+    nodes = [node("Transpose", ["x"], ["xh"], "/t/Transpose", perm=[0, 2, 3, 1])]
+    inits = {}
+    if style == "timm":
+        nodes += [node("Reshape", ["xh", "s6"], ["x6"], "/m/Reshape"),
+                  node("Transpose", ["x6"], ["x6t"], "/m/Transpose", perm=[0, 1, 3, 4, 2, 5]),
+                  node("Reshape", ["x6t", "s4"], ["xm"], "/m/Reshape_1")]
+        inits |= {"s6": _i(1, 2, 2, 2, 2, SC), "s4": _i(1, 2, 2, 4 * SC)}
+    else:
+        for k, (r, c) in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
+            nodes += [node("Slice", ["xh", f"st{r}{c}", "big", "ax12", "two2"], [f"x{k}"], f"/m/Slice_{k}")]
+            inits[f"st{r}{c}"] = _i(r, c)
+        nodes.append(node("Concat", ["x0", "x1", "x2", "x3"], ["xm"], "/m/Concat", axis=-1))
+        inits |= {"big": _i(4, 4), "ax12": _i(1, 2), "two2": _i(2, 2)}
+    nodes += [node("LayerNormalization", ["xm", "m.norm.weight", "m.norm.bias"], ["xn"], "/m/norm/LayerNormalization",
+                   axis=-1, epsilon=1e-5),
+              node("MatMul", ["xn", "m.reduction.weight"], ["xr"], "/m/reduction/MatMul"),
+              node("Transpose", ["xr"], ["y"], "/out/Transpose", perm=[0, 3, 1, 2])]
+    inits |= {"m.norm.weight": w(4 * SC), "m.norm.bias": w(4 * SC), "m.reduction.weight": w(4 * SC, 2 * SC)}
+    return model(nodes, inits, x=(1, SC, 4, 4))
+
+
+@covers("swin_patch_merging")
+@pytest.mark.parametrize("style", ["timm", "torchvision"])
+def test_swin_patch_merging_is_one_layer(style):
+    m = _merging(style)
+    assert lifted(m) == ["transpose", "reshape", "patch_merging", "reshape", "transpose"]
+    tot = _totals(m)
+    assert (tot["params"], tot["macs"]) == (2 * 4 * SC + 4 * SC * 2 * SC, 4 * 4 * SC * 2 * SC)
+
+
+@covers("swin_patch_merging")
+def test_a_2x2_gather_in_another_order_is_not_patch_merging():
+    """The 2x2 tokens concatenated row offset first (x0, x2, x1, x3): patch_merging's weight
+    would read the channels in the wrong order; the low-level ops stay (and compute the same)."""
+    m = _merging("torchvision")
+    cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    cat.input[:] = ["x0", "x2", "x1", "x3"]
+    kinds = lifted(m)
+    assert "patch_merging" not in kinds and "layernorm" in kinds
+
+
+# ----------------------------------------------------------------------------- MaxViT
+MC, MH, MP, MG = 8, 2, 4, 4  # channels, heads, window side, windows: (4, 16, 8) sequences
+
+
+def _maxvit_block(bias="table", split="slice"):
+    """x (1, C, G, P²) → (1, G, P², C) → torchvision's MaxViT attention: qkv cut into q, k, v
+    along the channels, heads, k scaled by 1/√C (MaxViT's, not 1/√d), Einsum q·kᵀ, + the
+    relative position bias (a (2P − 1)² x heads table read by Swin's index, folded), softmax,
+    Einsum ·v, merge → back to (1, C, G, P²)."""
+    from cnncalc.runtime.kernels.attention import rel_index
+
+    n, d = MP * MP, MC // MH
+    nodes = [node("Transpose", ["x"], ["t"], "/t/Transpose", perm=[0, 2, 3, 1]),
+             node("MatMul", ["t", "a.to_qkv.weight"], ["qkv0"], "/a/to_qkv/MatMul"),
+             node("Add", ["a.to_qkv.bias", "qkv0"], ["qkv"], "/a/to_qkv/Add")]
+    if split == "slice":
+        nodes += [node("Slice", ["qkv", f"st{j}", f"en{j}", "last"], [f"c{j}"], f"/a/Slice_{j}") for j in range(3)]
+    else:
+        nodes.append(node("Split", ["qkv", "thirds"], ["c0", "c1", "c2"], "/a/Split", axis=-1))
+    for j in range(3):
+        nodes += [node("Reshape", [f"c{j}", "s_heads"], [f"r{j}"], f"/a/Reshape_{j}"),
+                  node("Transpose", [f"r{j}"], [f"h{j}"], f"/a/Transpose_{j}", perm=[0, 1, 3, 2, 4])]
+    table = w((2 * MP - 1) ** 2, MH)
+    rpb = table[rel_index(MP).reshape(-1)].reshape(n, n, MH).transpose(2, 0, 1)[None]
+    if bias == "free":
+        rpb = w(1, MH, n, n)
+    nodes += [node("Mul", ["h1", "scale"], ["ks"], "/a/Mul"),
+              node("Einsum", ["h0", "ks"], ["sc"], "/a/Einsum", equation="bghid,bghjd->bghij"),
+              node("Add", ["sc", "a.rel_bias"], ["scb"], "/a/Add"),
+              node("Softmax", ["scb"], ["p"], "/a/Softmax", axis=-1),
+              node("Einsum", ["p", "h2"], ["o"], "/a/Einsum_1", equation="bghij,bghjd->bghid"),
+              node("Transpose", ["o"], ["ot"], "/a/Transpose_3", perm=[0, 1, 3, 2, 4]),
+              node("Reshape", ["ot", "s_back"], ["om"], "/a/Reshape_3"),
+              node("MatMul", ["om", "a.merge.weight"], ["m0"], "/a/merge/MatMul"),
+              node("Add", ["a.merge.bias", "m0"], ["m"], "/a/merge/Add"),
+              node("Transpose", ["m"], ["y"], "/out/Transpose", perm=[0, 3, 1, 2])]
+    inits = {**{f"st{j}": _i(j * MC) for j in range(3)}, **{f"en{j}": _i((j + 1) * MC) for j in range(3)},
+             "last": _i(-1), "thirds": _i(MC, MC, MC), "s_heads": _i(1, MG, n, MH, d), "s_back": _i(1, MG, n, MC),
+             "scale": np.float32(MC ** -0.5), "a.to_qkv.weight": w(MC, 3 * MC), "a.to_qkv.bias": w(3 * MC),
+             "a.rel_bias": rpb, "a.merge.weight": w(MC, MC), "a.merge.bias": w(MC)}
+    return model(nodes, inits, x=(1, MC, MG, n)), table
+
+
+MAXVIT_PARAMS = MC * 3 * MC + 3 * MC + MC * MC + MC + (2 * MP - 1) ** 2 * MH
+MAXVIT_MACS = MG * 16 * MC * 3 * MC + 2 * MG * MH * 16 * 16 * (MC // MH) + MG * 16 * MC * MC
+
+
+@covers("attention_bias_window", "attention_proj_bias")
+@pytest.mark.parametrize("split", ["slice", "split"])
+def test_maxvit_attention_is_one_layer_with_its_bias_table_and_scale(split):
+    m, table = _maxvit_block(split=split)
+    assert lifted(m) == ["transpose", "attention", "transpose"]
+    imp = import_model(m, source="m.onnx")
+    att = next(k for k, v in imp.params.items() if "rel_pos_table" in v)
+    assert np.array_equal(imp.params[att]["rel_pos_table"], table)
+    assert "bias_window: 4" in imp.text and f"qk_scale: {float(np.float32(MC ** -0.5))}" in imp.text
+    tot = _totals(m)
+    assert (tot["params"], tot["macs"]) == (MAXVIT_PARAMS, MAXVIT_MACS)
+
+
+@covers("attention_bias_window")
+def test_a_bias_that_is_not_a_relative_position_table_stays_low_level():
+    m, _ = _maxvit_block(bias="free")
+    kinds = lifted(m)
+    assert "attention" not in kinds and kinds.count("matmul") == 2
+    assert _totals(m)["macs"] == MAXVIT_MACS

@@ -183,3 +183,50 @@ def test_a_computed_rank_0_weight_is_refused_not_a_crash():
     m = model(nodes, {"c.weight": w(1, 1, 1), "scalar": np.zeros(0, np.int64)})
     with pytest.raises(InteropError, match=r"a weight of shape \[\] \(rank 0\)"):
         import_model(m, source="m.onnx")
+
+
+@covers("conv")
+def test_a_conv_of_the_same_weight_and_bias_initializers_shares_the_earlier_conv():
+    """A module called twice (CoaT's shared position encodings): two Conv nodes reading one weight
+    and one bias initializer are one conv's parameters, counted once (`shares:`), its MACs twice;
+    a third conv with its own bias is a layer of its own."""
+    from cnncalc.analysis.report import analyze_graph
+    from cnncalc.interop.onnx import import_model
+    from cnncalc.spec.loader import load_spec_text
+
+    c1, inits = conv(out="a", c_in=3, c_out=3, k=3, name="pe")
+    c2 = node("Conv", ["a", "pe.weight", "pe.bias"], ["b"], name="/pe_1/Conv", pads=[1, 1, 1, 1])
+    c3 = node("Conv", ["b", "pe.weight", "other.bias"], ["y"], name="/other/Conv", pads=[1, 1, 1, 1])
+    m = model([c1, c2, c3], {**inits, "other.bias": w(3)}, x=(1, 3, 5, 5))
+    assert lifted(m) == ["conv", "conv", "conv"]
+    g = load_spec_text(import_model(m, source="m.onnx").text).infer()
+    assert [n.layer.args.get("shares") for n in g.layers] == [None, "pe", None]
+    tot = analyze_graph(g).totals
+    assert (tot["params"], tot["macs"]) == (2 * (3 * 3 * 3 * 3 + 3), 3 * (5 * 5 * 3 * 27))
+
+
+@covers("conv")
+def test_a_standardised_conv_called_twice_imports_as_shares():
+    """A standardised conv module used twice (`shares:`): cnncalc's ONNX export standardises the
+    one weight at each use; the import finds the same raw weight, gain and bias behind both and
+    writes `shares:` (parameters 4*4*3*3 + 4 + 4 = 152 once, MACs twice), not a second copy."""
+    from cnncalc.analysis.report import analyze_graph
+    from cnncalc.interop.check import check_import
+    from cnncalc.interop.onnx import import_model
+    from cnncalc.interop.onnx_export import export_onnx
+    from cnncalc.spec.loader import load_spec_text
+
+    g = load_spec_text("input: 6x6x4\nlayers:\n"
+                       "  - {conv: 4, kernel: 3, pad: 1, standardize: {gain: true, scale: 0.5}, activation: relu, name: a}\n"
+                       "  - {conv: 4, kernel: 3, pad: 1, standardize: {gain: true, scale: 0.5}, shares: a, name: b}\n")
+    g.infer()
+    rng = np.random.default_rng(0)
+    params = {"a": {k: rng.standard_normal(s).astype(np.float32) for k, (s, _) in g["a"].layer.param_shapes().items()},
+              "b": {}}
+    imp = import_model(export_onnx(g, params, {}), source="m.onnx")
+    back = load_spec_text(imp.text).infer()
+    assert [n.layer.args.get("shares") for n in back.layers] == [None, "a"]
+    tot = analyze_graph(back).totals
+    assert (tot["params"], tot["macs"]) == (4 * 4 * 9 + 4 + 4, 2 * 6 * 6 * 4 * 36)
+    res = check_import(back, imp)
+    assert res.ran and res.ok, res.line()

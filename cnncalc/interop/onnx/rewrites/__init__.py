@@ -1,7 +1,7 @@
 """The ONNX importer's rewrites: small patterns that lift ONNX nodes into readable spec layers.
 
 One module per family (``conv``, ``linear``, ``norm``, ``activation``, ``pool``, ``arith``,
-``shape``, ``attention``, ``relbias``); each rewrite is registered once, with the ONNX ops it starts from, and tested on
+``shape``, ``attention``, ``relbias``, ``constant``); each rewrite is registered once, with the ONNX ops it starts from, and tested on
 its own (tests/interop/rewrites/test_<family>.py: a tiny onnx.helper graph, the layers it
 became, the outputs against onnxruntime). The driver (:mod:`cnncalc.interop.onnx.importer`)
 finds rewrites through this registry only.
@@ -53,7 +53,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-FAMILIES = ("conv", "linear", "norm", "activation", "pool", "arith", "shape", "attention", "relbias")
+FAMILIES = ("conv", "linear", "norm", "activation", "pool", "arith", "shape", "attention", "relbias",
+            "constant")
 STAGES = ("region", "node", "within", "lift")
 
 

@@ -104,11 +104,13 @@ def standardized(imp, node, W):
     st = {"eps": _short(eps), "gain": gain is not None}
     if _short(scale) != 1.0:
         st["scale"] = _short(scale)
-    return raw, gain, st
+    # the learned tensors it reads (a module called again reads the same ones: shares:)
+    key = (tuple(sorted(imp.learned_from(n.input[0]))), tuple(sorted(imp.learned_from(n.input[1]))))
+    return raw, gain, st, key
 
 
-@rewrite("Conv", family="conv", lifts="conv / dwconv (+ a zero Pad before it, folded; a weight "
-                                      "standardisation on the weight: standardize)")
+@rewrite("Conv", family="conv", lifts="conv / dwconv (+ a zero Pad before it, folded; shares: an earlier conv's "
+                                      "weights; a weight standardisation on the weight: standardize)")
 def conv(imp, node):
     x = node.input[0]
     W = imp.const(node.input[1])
@@ -117,7 +119,7 @@ def conv(imp, node):
     merged = sorted(imp.learned_of.get(node.input[1], ()))
     std = standardized(imp, node, W) if len(merged) > 1 or node.input[1] not in imp.init_names else None
     if std is not None:
-        W, gain, std_args = std
+        W, gain, std_args, std_key = std
         merged = []
     if len(merged) > 1:  # (a spec's conv has one weight tensor: the others' parameters would be lost)
         raise Unmapped("Conv", node.name, f"its weight is computed from {len(merged)} learned tensors "
@@ -167,7 +169,21 @@ def conv(imp, node):
         args["standardize"] = std_args
         if gain is not None:
             p["gain"] = gain
-    imp.emit(node, kind, args, [x], weight=node.input[1], params=p)
+    # the same weight and bias initializers as an earlier conv (a module called again): that
+    # layer's parameters, counted once (shares:)
+    key = (node.input[1], node.input[2] if B is not None else "")
+    shared = all(t in imp.init_names and imp.learned(t) for t in key if t)
+    if std is not None:  # (the standardisation's raw weight and gain, and the bias)
+        key = ("standardize", *std_key, key[1])
+        shared = not key[-1] or (key[-1] in imp.init_names and imp.learned(key[-1]))
+    owner = imp.owner_of.get(key) if shared else None
+    if owner is not None and imp.by_name.get(owner) is not None and imp.by_name[owner].kind == kind and \
+            imp.by_name[owner].args.get("standardize") == args.get("standardize"):
+        args["shares"] = owner
+        p = None
+    it = imp.emit(node, kind, args, [x], weight=node.input[1], params=p)
+    if shared and owner is None:
+        imp.owner_of[key] = it.name
 
 
 @rewrite("ConvTranspose", family="conv", lifts="deconv")

@@ -288,10 +288,12 @@ def spatial_units(shape: Tensor) -> tuple[int, ...]:
 def image_view(shape: Shape, what: str) -> Shape:
     """How a layer that reads images (conv, pooling, BN, …) reads ``shape``: an image or a
     flat vector as it is; a generic tensor of 3 or 4 axes as C x H x W (C x D x H x W), as
-    PyTorch's conv reads it. Anything else is a ValueError naming ``what`` reads it."""
+    PyTorch's conv reads it, and one of 2 axes as C x L by a conv (PyTorch's Conv1d on
+    (N, C, L): ECA's conv over the channel descriptor reshaped to (N, 1, C) reads a signal of
+    C values, one channel). Anything else is a ValueError naming ``what`` reads it."""
     if shape.__class__ is not Tensor:
         return shape
-    if shape.kind == TENSOR and len(shape) in (3, 4):
+    if shape.kind == TENSOR and (len(shape) in (3, 4) or (len(shape) == 2 and what in ("conv", "dwconv"))):
         return (*shape[1:], shape[0])
     raise ValueError(f"a {what} layer reads images (HxWxC) or flat vectors, not the "
                      f"{'token sequence' if shape.kind == TOKENS else 'tensor'} {fmt_shape(shape)}")

@@ -151,7 +151,10 @@ def saved_tensors(graph: Graph, batch: int, act_bytes: int, *, input_bytes: int 
         if t is None:
             ps = layer.param_shapes()
             names = _HALF_WEIGHTS.get(layer.kind)
+            # (a standardised conv's weight is computed each forward: no cached copy; the conv
+            # keeps the half copy of the standardised weight, saved.py's rule)
             t = tmpl[lkey] = (bool(ps), numel(layer.out_shape) * batch,
+                              0 if getattr(layer, "standardize", None) else
                               sum(numel(sh) for k, (sh, role) in ps.items()
                                   if (role == "weight" if names is None else k in names)) * act_bytes,
                               layer.view and layer.kind != "dropout",  # (a view at inference only)

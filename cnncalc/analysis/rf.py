@@ -787,6 +787,20 @@ def receptive_fields(graph: Graph | str, input_shape: Shape | None = None) -> RF
         return _receptive_fields(graph, input_shape)
 
 
+def _signal_window(graph, src, win, nd):
+    """A conv reading a generic tensor of 2 axes (C x L: ECA's Conv1d over the channel
+    descriptor) slides along the tensor's second axis: the window applies to the input's
+    spatial axis that axis is, whole; over anything else (channels, mixed positions) the
+    window's positions are unknown (harmless where the sources already see the whole input)."""
+    t = graph.input_shape if src == INPUT else graph[src].shape
+    if t.__class__ is not Tensor or len(t) != 2 or len(win) != 1:
+        return win
+    r = t.roles[1] if t.roles else None
+    if r is not None and len(r) == 1 and isinstance(r[0][0], int) and r[0][1] == t[1] and r[0][0] < nd:
+        return [win[0] if ax == r[0][0] else None for ax in range(nd)]
+    return [UNKNOWN] * nd
+
+
 def _receptive_fields(graph, input_shape) -> RFReport:
     if not isinstance(graph, Graph):
         from cnncalc.spec.loader import load_spec
@@ -817,6 +831,8 @@ def _receptive_fields(graph, input_shape) -> RFReport:
         win = layer.rf_windows()
         if win.__class__ is dict:  # a tensor op: {spatial axis: effect}, pointwise on the others
             win = [win.get(ax) for ax in range(nd)]
+        elif win.__class__ is list and srcs:
+            win = _signal_window(graph, srcs[0], win, nd)
         unknown = _unknown(layer, ins)
         deconv = layer.kind == "deconv"
         sp = spatial(node.shape)

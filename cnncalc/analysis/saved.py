@@ -81,7 +81,17 @@ def _padded(layer, pool: bool):
 
 def _conv(layer, rg, w):
     p = _padded(layer, pool=False)
-    return [IN0] if p is None else [p]
+    out = [IN0] if p is None else [p]
+    st = getattr(layer, "standardize", None)
+    if st:  # (timm's StdConv2d / ScaledStdConv2d, as `export --to torch` writes it)
+        f = layer.filters
+        # the conv keeps its weight, here a tensor of its own: the standardised one (in the
+        # activation dtype: under autocast the conv reads a half copy of it)
+        out.append(_new(0, "standardised weight", fixed=f * layer.fan_in))
+        if w:  # F.batch_norm over the weight keeps its mean and 1/std (and gain * scale)
+            out.append(_new(0, "weight standardisation's mean, 1/std" + (", gain * scale" if st["gain"] else ""),
+                            "float32", fixed=f * (3 if st["gain"] else 2)))
+    return out
 
 
 def _avgpool(layer, rg, w):

@@ -146,9 +146,40 @@ def window_attrs(layer, *, pool: bool) -> dict:
 
 
 # ----------------------------------------------------------------------------- the table
+def _const(b: _Builder, name: str, array) -> str:
+    """A Constant node (a value the importer must not count as learned, as an initializer of
+    more than one value would be)."""
+    a = np.asarray(array, np.float32)
+    b.nodes.append(b.h.make_node("Constant", [], [name], name=name,
+                                 value=b.onnx.numpy_helper.from_array(a, name)))
+    return name
+
+
+def _standardized_weight(b: _Builder, node) -> str:
+    """timm's ``F.batch_norm(w.reshape(1, F, -1), None, None, weight=gain * scale, training=True,
+    eps=eps).reshape_as(w)`` as torch.onnx.export writes it (what the importer reads back): a
+    BatchNormalization in training mode (three outputs; its mean and variance inputs only feed
+    the running statistics' update), its scale the gain times the scale."""
+    lay, n = node.layer, node.name
+    st, shape = lay.standardize, b.params[lay.args.get("shares") or n]["weight"].shape  # (a sharer: its owner's)
+    f = shape[0]
+    w3 = b.node("Reshape", [b.param(n, "weight"), b.ints(f"{n}/std_shape3", [1, f, -1])], f"{n}/std_w3", f"{n}/std_reshape")
+    if st["gain"] and st["scale"] == 1.0:
+        s = b.param(n, "gain")
+    elif st["gain"]:
+        s = b.node("Mul", [b.param(n, "gain"), _const(b, f"{n}/std_scale", st["scale"])], f"{n}/std_gs", f"{n}/std_mul")
+    else:
+        s = _const(b, f"{n}/std_scale", np.full(f, st["scale"]))
+    zero, one = _const(b, f"{n}/std_zero", np.zeros(f)), _const(b, f"{n}/std_one", np.ones(f))
+    b.nodes.append(b.h.make_node("BatchNormalization", [w3, s, zero, zero, one],
+                                 [f"{n}/std_wn", f"{n}/std_rm", f"{n}/std_rv"], name=f"{n}/std_bn",
+                                 epsilon=float(st["eps"]), momentum=1.0, training_mode=1))
+    return b.node("Reshape", [f"{n}/std_wn", b.ints(f"{n}/std_shape", list(shape))], f"{n}/std_w", f"{n}/std_back")
+
+
 def _conv(b: _Builder, node, xs, out):
     lay = node.layer
-    ins = [xs[0], b.param(node.name, "weight")]
+    ins = [xs[0], _standardized_weight(b, node) if lay.standardize else b.param(node.name, "weight")]
     if lay.args["bias"]:
         ins.append(b.param(node.name, "bias"))
     attrs = window_attrs(lay, pool=False)
@@ -500,8 +531,8 @@ def random_weights(graph: Graph, seed: int | None = 0):
         lay = n.layer
         ps = {}
         for pname, (shape, role) in lay.owned_param_shapes().items():
-            if lay.kind == "batchnorm":
-                ps[pname] = np.full(shape, 1.0 if pname == "gamma" else 0.0, np.float32)
+            if lay.kind == "batchnorm" or pname == "gain":  # (a standardised conv's gain starts at 1)
+                ps[pname] = np.full(shape, 0.0 if pname == "beta" else 1.0, np.float32)
             elif role == "bias":
                 ps[pname] = (0.01 * rng.standard_normal(shape, dtype=np.float32))
             else:

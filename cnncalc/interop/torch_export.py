@@ -169,12 +169,20 @@ def _conv(g: _Gen, node, xs):
         pad = _one(lo)
     extra = _conv_extra(lay)
     owner = lay.args.get("shares")
+    st = lay.standardize
     if owner:  # a module called again: the owner's weight (and bias), this layer's geometry
         ref = _ref(_attr_path(owner))
         bias = f"{ref}.bias" if lay.args["bias"] else "None"
         dil = f", dilation={_one(lay.dilation)}" if any(d != 1 for d in lay.dilation) else ""
-        return (f"F.conv{nd}d({x}, {ref}.weight, {bias}, stride={_one(lay.stride)}, padding={pad}{dil}, "
+        w = f"{ref}.standardized()" if st else f"{ref}.weight"
+        return (f"F.conv{nd}d({x}, {w}, {bias}, stride={_one(lay.stride)}, padding={pad}{dil}, "
                 f"groups={lay.groups})")
+    if st:  # (timm's StdConv2d / ScaledStdConv2d, any rank: a helper class)
+        cls = _helper(g, "StdConv")
+        ref = g.module(node, f"{cls}({nd}, {lay.in_channels}, {lay.filters}, kernel_size={_one(lay.kernel)}, "
+                             f"stride={_one(lay.stride)}, padding={pad}{extra}, eps={st['eps']!r}, "
+                             f"scale={st['scale']!r}, gain={st['gain']})")
+        return f"{ref}({x})"
     ref = g.module(node, f"nn.Conv{nd}d({lay.in_channels}, {lay.filters}, kernel_size={_one(lay.kernel)}, "
                          f"stride={_one(lay.stride)}, padding={pad}{extra})")
     return f"{ref}({x})"
@@ -287,6 +295,38 @@ HELPERS = {
 
     def forward(self, x):
         return x * self.gamma.view(self.view)
+''',
+    "StdConv": '''class StdConv(nn.Module):
+    """A convolution whose weight is standardised per filter on every forward pass, as timm's
+    StdConv2d / ScaledStdConv2d: F.batch_norm over the weight as (1, filters, -1) with its own
+    statistics (mean, biased variance, eps), times gain * scale (the gain per filter, learned)."""
+
+    def __init__(self, nd, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, eps=1e-6, scale=1.0, gain=False):
+        super().__init__()
+        conv = getattr(nn, f"Conv{nd}d")(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                         dilation=dilation, groups=groups, bias=bias)
+        self.weight, self.bias = conv.weight, conv.bias
+        self.gain = nn.Parameter(torch.ones(out_channels)) if gain else None
+        self.conv = getattr(F, f"conv{nd}d")
+        self.args = (conv.stride, conv.padding, conv.dilation, groups)
+        self.eps, self.scale = eps, scale
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        g = state_dict.get(prefix + "gain")  # timm's gain is (F, 1, 1, 1): the same values
+        if g is not None and self.gain is not None and g.shape != self.gain.shape and g.numel() == self.gain.numel():
+            state_dict[prefix + "gain"] = g.reshape(self.gain.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def standardized(self):
+        out = self.weight.shape[0]
+        g = None if self.gain is None else self.gain * self.scale
+        w = F.batch_norm(self.weight.reshape(1, out, -1), None, None, weight=g, training=True, momentum=0.0,
+                         eps=self.eps).reshape_as(self.weight)
+        return w * self.scale if self.gain is None and self.scale != 1.0 else w
+
+    def forward(self, x):
+        return self.conv(x, self.standardized(), self.bias, *self.args)
 ''',
     "ChannelsLastLayerNorm": '''class ChannelsLastLayerNorm(nn.LayerNorm):
     """nn.LayerNorm over the channels at each position of an N x C x ... tensor: move the

@@ -7,7 +7,7 @@ Weight layouts (what the runtime allocates): conv ``(F, C/g, k...)``, transposed
 from __future__ import annotations
 
 from cnncalc.errors import SpecError, short
-from cnncalc.layers.base import (REQUIRED, Layer, Window, as_bool, as_int, fmt_int, join_mul,
+from cnncalc.layers.base import (REQUIRED, Layer, Window, as_bool, as_float, as_int, fmt_int, join_mul,
                                  largest_common_divisors,
                                  pads_per_axis, per_axis, raw, slide)
 from cnncalc.shapes import numel
@@ -42,6 +42,38 @@ def as_connections(v, name):
     if not isinstance(v, list) or not v or not all(isinstance(r, list) and r for r in v):
         raise SpecError(f"'{name}' is a list with one list of input channels per output map")
     return [tuple(as_int(c, name, 0) for c in row) for row in v]
+
+
+STANDARDIZE_KEYS = ("eps", "gain", "scale", "gamma")
+
+
+def as_standardize(v, name):
+    """Weight standardisation (BiT's StdConv2d, NFNet's ScaledStdConv2d): ``true`` or
+    ``{eps, gain, scale, gamma}``; each filter's weights w become
+    ``(w - mean) / sqrt(var + eps) * gain * scale * gamma`` (mean and biased variance over the
+    filter's fan-in values), computed on the weights once per forward pass."""
+    if v is False:
+        return None
+    if v is True:
+        v = {}
+    if not isinstance(v, dict):
+        raise SpecError(f"'{name}' must be true, false or a mapping with eps, gain, scale, gamma; got {short(v)}")
+    for k in v:
+        if k not in STANDARDIZE_KEYS:
+            raise SpecError(f"unknown key {short(k)} in '{name}'", hint=f"use {', '.join(STANDARDIZE_KEYS)}")
+    eps = as_float(v.get("eps", 1e-6), f"{name}.eps")
+    if eps <= 0:
+        raise SpecError(f"'{name}.eps' must be greater than 0, got {eps}")
+    gain = as_bool(v.get("gain", False), f"{name}.gain")
+    scale = v.get("scale", 1.0)
+    if scale != "fan_in":
+        scale = as_float(scale, f"{name}.scale")
+        if scale <= 0:
+            raise SpecError(f"'{name}.scale' must be a positive number or fan_in (1/sqrt(fan-in)), got {scale}")
+    gamma = as_float(v.get("gamma", 1.0), f"{name}.gamma")
+    if gamma <= 0:
+        raise SpecError(f"'{name}.gamma' must be greater than 0, got {gamma}")
+    return {"eps": eps, "gain": gain, "scale": scale, "gamma": gamma}
 
 
 class _Windowed(Layer):
@@ -107,6 +139,7 @@ class Conv(_Windowed):
         "groups": (as_groups, 1),
         "bias": (as_bias, True),
         "connections": (as_connections, None),
+        "standardize": (as_standardize, None),
         "shares": (as_shares, None),
     }
 
@@ -136,6 +169,8 @@ class Conv(_Windowed):
                 if max(row) >= c:
                     raise SpecError(f"the connection table names input channel {max(row)}, but the "
                                     f"input has channels 0..{c - 1}")
+        if self.args.get("standardize") and self.connections is not None:
+            raise SpecError("weight standardisation works on whole filters: not with a connection table")
         self.windows = self._windows(in_sp)
         out_sp = self._slide_all(in_sp, self.windows, rounding)
         return (*out_sp, self.filters)
@@ -149,6 +184,16 @@ class Conv(_Windowed):
         if self.connections is not None:
             raise ValueError("fan_in varies per filter with a connection table")
         return numel(self.kernel) * (self.in_channels // self.groups)
+
+    @property
+    def standardize(self) -> dict | None:
+        """The weight standardisation's eps, gain (bool), scale (a number: ``fan_in`` resolved
+        to fan_in**-0.5, times gamma), or None."""
+        st = self.args.get("standardize")
+        if not st:
+            return None
+        scale = self.fan_in ** -0.5 if st["scale"] == "fan_in" else st["scale"]
+        return {"eps": st["eps"], "gain": st["gain"], "scale": scale * st["gamma"]}
 
     def _weight_count(self) -> int:
         if self.connections is not None:
@@ -165,7 +210,18 @@ class Conv(_Windowed):
             out["bias"] = ((self.filters, *self.out_shape[:-1]), "bias")
         elif self.args["bias"]:
             out["bias"] = ((self.filters,), "bias")
+        st = self.args.get("standardize")
+        if st and st["gain"]:
+            out["gain"] = ((self.filters,), "weight")
         return out
+
+    def const_init(self, name):
+        """The standardisation's gain starts at 1 (timm's gain_init)."""
+        return 1.0 if name == "gain" else None
+
+    def _n_gain(self) -> int:
+        st = self.args.get("standardize")
+        return self.filters if st and st["gain"] else 0
 
     def _n_bias(self) -> int:
         b = self.args["bias"]
@@ -187,11 +243,21 @@ class Conv(_Windowed):
         else:
             per = [*self.kernel, self.in_channels // self.groups]
             text = f"({join_mul(*per)})*{self.filters}"
+        ng = self._n_gain()
+        if ng:
+            text += f" + {fmt_int(ng)} gains"
+            total += ng
         if nb:
             text += f" + {fmt_int(nb)}"
         if self.args.get("shares"):
             return f"0: uses {self.args['shares']}'s, {text} = {fmt_int(total)}, counted there"
         return f"{text} = {fmt_int(total)}"
+
+    def explain_ops(self):
+        if not self.args.get("standardize"):
+            return None
+        return (f"weight standardisation of {self.filters} filters x {fmt_int(self.fan_in)} weights, once "
+                f"per forward pass on the weights (not per image): counted neither as MACs nor as ops")
 
     def explain_macs(self):
         if self.connections is not None:
@@ -309,7 +375,8 @@ class LocallyConnected(Conv):
 
     kind = "local"
     doc = "locally connected layer (convolution with untied weights): filters, kernel, stride, pad"
-    fields = {k: v for k, v in Conv.fields.items() if k not in ("groups", "dilation", "connections", "shares")}
+    fields = {k: v for k, v in Conv.fields.items() if k not in ("groups", "dilation", "connections", "shares",
+                                                                "standardize")}
     fields["bias"] = (lambda v, n: as_bool(v, n), True)
 
     def __init__(self, name, args=None):
@@ -317,6 +384,7 @@ class LocallyConnected(Conv):
         self.args["groups"] = 1
         self.args["connections"] = None
         self.args["dilation"] = 1
+        self.args["standardize"] = None
 
     @property
     def positions(self) -> int:

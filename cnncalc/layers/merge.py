@@ -39,6 +39,16 @@ class Concat(TensorOp):
         return concat_rule(self, ops, channel_axis(self.in_shapes[0], "concat") if a is None else a)
 
 
+def _image_of(t: Tensor):
+    """The image shape a tensor C x H x W (x D) is when each spatial axis is that input axis
+    whole, in order; None otherwise."""
+    if t.nsp < 1 or len(t) != t.nsp + 1 or not t.roles:
+        return None
+    if any(t.roles[1 + k] != ((k, t[1 + k]),) for k in range(t.nsp)):
+        return None
+    return (*t[1:], t[0])
+
+
 class Add(Layer):
     kind = "add"
     family = "merge"
@@ -47,8 +57,14 @@ class Add(Layer):
     doc = "elementwise sum of branches (residual connection); shapes must match"
 
     def _infer(self, in_shapes, rounding):
-        first = in_shapes[0]
         self.effects = None
+        imgs = [s for s in in_shapes if s.__class__ is not Tensor]
+        if imgs and len(imgs) < len(in_shapes) and all(
+                s.__class__ is not Tensor or _image_of(s) == imgs[0] for s in in_shapes):
+            # an image plus a tensor laid out as that image (C then each spatial axis whole, in
+            # order; its channel axis' role lost, as an elementwise gate at a 1x1 map leaves it)
+            in_shapes = [imgs[0]] * len(in_shapes)
+        first = in_shapes[0]
         if first.__class__ is Tensor:  # tokens, tensors: equal sizes and kind; a new dense tensor
             if any(s.__class__ is not Tensor or tuple(s) != tuple(first) for s in in_shapes[1:]):
                 raise SpecError("add needs equal shapes on every branch, got "

@@ -83,7 +83,7 @@ from cnncalc.runtime.kernels import pool as K_pool
 from cnncalc.runtime.kernels import resample as K_rs
 from cnncalc.runtime.kernels import statnorm as K_sn
 from cnncalc.runtime.kernels import tensor as K_t
-from cnncalc.shapes import numel, torch_order
+from cnncalc.shapes import TENSOR, Tensor, numel, torch_order
 
 CONV_ALGOS = ("auto", "direct", "im2col", "fft")
 _ACT_NAME = {"leakyrelu": "leaky_relu"}  # spec name → kernel name
@@ -231,6 +231,16 @@ class Net:
                 name: (np.ones(shape, self.dtype) if "var" in name else np.full(shape, _state_init(layer, name),
                                                                                 self.dtype))
                 for name, shape in layer.state_shapes().items()}
+        # an image layer reading a generic tensor of 2 axes reads it as C x L (PyTorch's Conv1d on
+        # (N, C, L): ECA's conv over the channel descriptor): the runtime's 1-D images are
+        # (N, C, 1, L), so those inputs get the size-1 axis on the way in (and off on the way back)
+        self._signal_in: dict[str, tuple[int, ...]] = {}
+        for node in graph.layers:
+            if not node.layer.tensors:
+                lift = tuple(i for i, s in enumerate(node.inputs)
+                             if _signal_tensor(graph.input_shape if s == INPUT else graph[s].shape))
+                if lift:
+                    self._signal_in[node.name] = lift
         self._caches: dict[str, tuple] = {}
         self._logits: dict[str, np.ndarray] = {}
         self._outputs = set(graph.outputs)
@@ -355,6 +365,9 @@ class Net:
 
     def _run(self, node, xs, ctx):
         layer = node.layer
+        lift = self._signal_in.get(node.name)
+        if lift:
+            xs = [x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]) if i in lift else x for i, x in enumerate(xs)]
         act = None if self.linear else layer.activation
         if act == "relu" and layer.kind == "batchnorm" and node.name not in self._outputs:
             # batch norm and its ReLU in one pass forward and one backward (kernels/norm.py)
@@ -446,7 +459,12 @@ class Net:
         dy = np.asarray(dy, dtype=self.dtype)
         if act and not skip_activation:
             dy = K_act.activation_backward(_ACT_NAME.get(act, act), dy, act_cache)
-        return OPS[self._kind(node.layer)].backward(self, node, dy, op_cache, ctx)
+        dxs, dps = OPS[self._kind(node.layer)].backward(self, node, dy, op_cache, ctx)
+        lift = self._signal_in.get(node.name)
+        if lift:
+            dxs = [dx.reshape(dx.shape[0], dx.shape[1], dx.shape[3]) if i in lift and dx is not None else dx
+                   for i, dx in enumerate(dxs)]
+        return dxs, dps
 
     # -- loss ---------------------------------------------------------------------------
     def sub_batched(self, n: int) -> bool:
@@ -612,6 +630,10 @@ def _state_init(layer, name) -> float:
     return (init(name) if init is not None else None) or 0.0
 
 
+def _signal_tensor(shape) -> bool:
+    return shape.__class__ is Tensor and shape.kind == TENSOR and len(shape) == 2
+
+
 def _nd(shape) -> int:
     return len(shape) - 1 if len(shape) > 1 else 0
 
@@ -674,21 +696,63 @@ def _geometry(net, node, x):
     return g
 
 
+def standardize_forward(w, eps: float, scale: float, gain=None):
+    """Weight standardisation as timm writes it (``F.batch_norm`` over the weight reshaped to
+    (1, F, -1), training statistics, ``weight = gain * scale``): per filter f,
+    ``w' = (w - mean) / sqrt(var + eps) * gain_f * scale`` with the mean and the biased
+    variance over the filter's fan-in values. Returns ``(w', cache)``."""
+    f = w.shape[0]
+    v = w.reshape(f, -1)
+    d = v - v.mean(1, keepdims=True)
+    r = 1.0 / np.sqrt((d * d).mean(1, keepdims=True) + w.dtype.type(eps))
+    xh = d * r
+    s = (gain.reshape(f, 1) * w.dtype.type(scale)) if gain is not None else w.dtype.type(scale)
+    return (xh * s).reshape(w.shape), (xh, r, s, scale, gain is not None)
+
+
+def standardize_backward(dws, cache):
+    """Gradients of :func:`standardize_forward`: ``(dw, dgain)`` (dgain None without a gain)."""
+    xh, r, s, scale, has_gain = cache
+    g = dws.reshape(xh.shape)
+    dgain = (g * xh).sum(1) * xh.dtype.type(scale) if has_gain else None
+    dxh = g * s
+    dw = r * (dxh - dxh.mean(1, keepdims=True) - xh * (dxh * xh).mean(1, keepdims=True))
+    return dw.reshape(dws.shape), dgain
+
+
+class _Std:
+    """A conv's cache when its weight is standardised: the conv's own cache and the
+    standardisation's."""
+
+    __slots__ = ("cache", "std")
+
+    def __init__(self, cache, std):
+        self.cache, self.std = cache, std
+
+
 def conv_fwd(net, node, xs, ctx):
     x, nd = xs[0], net.nd[node.inputs[0]]
     out_hw, pads, _, stride, dil, _ = _geometry(net, node, x)
     w = _conv_weight(net, node)
+    st = getattr(node.layer, "standardize", None)
+    if st:
+        w, std = standardize_forward(w, st["eps"], st["scale"], net.params[node.name].get("gain"))
     b = _bias_4d(net, node, net.params[node.name].get("bias"), nd)
     if nd == 3:
         if b is not None and b.ndim > 1:
             raise RuntimeUnsupported(f"{node.name}: the runtime has no untied bias on 3-D inputs")
         y, cache = K_nd.conv_forward(x, w, b, stride, pads, dil, node.layer.groups)
-        return y, _Nd(cache)
-    return K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo,
-                                 keep_cols=ctx.keep)
+        cache = _Nd(cache)
+    else:
+        y, cache = K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo,
+                                         keep_cols=ctx.keep)
+    return (y, _Std(cache, std)) if st else (y, cache)
 
 
 def conv_bwd(net, node, dy, cache, ctx):
+    std = None
+    if isinstance(cache, _Std):
+        cache, std = cache.cache, cache.std
     if isinstance(cache, _Nd):
         dx, dw, db = K_nd.conv_backward(dy, cache.cache, need_dx=ctx.need_dx[0], need_dw=ctx.params)
     else:
@@ -698,9 +762,14 @@ def conv_bwd(net, node, dy, cache, ctx):
     layer, p = node.layer, net.params[node.name]
     if getattr(layer, "connections", None) is not None:
         dw = dw.reshape(-1)[_conn_index(layer)]
+    dgain = None
+    if std is not None:
+        dw, dgain = standardize_backward(dw, std)
     dps = {"weight": dw.reshape(p["weight"].shape)}
     if db is not None:
         dps["bias"] = db.reshape(p["bias"].shape)
+    if dgain is not None:
+        dps["gain"] = dgain.reshape(p["gain"].shape)
     return [dx], dps
 
 

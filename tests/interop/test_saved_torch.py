@@ -236,3 +236,28 @@ def test_fine_tuning_saved_equals_torch(name, side, keep):
     theirs = measured_saved_bytes(g, 4, "meta", net=net)
     ours = saved_tensors(g, 4, 4, trainable=matcher(trainable=keep)).total
     assert ours == theirs and ours < saved_tensors(g, 4, 4).total
+
+
+def test_saved_equals_torch_on_standardised_convs():
+    """Weight standardisation (conv `standardize:`, timm's StdConv2d / ScaledStdConv2d as the
+    exported StdConv module computes it): the conv keeps the standardised weight, a tensor of
+    its own, and F.batch_norm over the weight its mean, 1/std and gain * scale when the weight
+    trains; frozen, only the standardised weight (the conv's input gradient reads it); under
+    autocast its half copy, and no cached copy of the raw weight."""
+    from cnncalc.analysis.memory import matcher
+    from cnncalc.interop.torch_memory import torch_module
+
+    spec = Path(__file__).parents[2] / "examples" / "stdconv" / "nf_stem.yaml"
+    _check(str(spec), (1, 32))
+    g = load_spec(spec)
+    g.infer()
+    net = torch_module(g, "meta")
+    for pname, p in net.named_parameters():
+        p.requires_grad_(pname.split(".")[0] in ("stem2", "head"))
+    assert saved_tensors(g, 2, 4, trainable=matcher(trainable=("stem2", "head"))).total == \
+        measured_saved_bytes(g, 2, "meta", net=net)
+    net = torch_module(g, "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = measured_saved_bytes(g, 4, "cpu", net=net)
+    s = saved_tensors(g, 4, 2, input_bytes=4, mixed=True)
+    assert s.total + s.weight_copies == theirs

@@ -31,16 +31,20 @@ _spec.loader.exec_module(_cov)
 # the slow group (CI, whose budget is minutes: docs/contributing.md) imports the models of the
 # patterns issue 23 names, at 32 px: ResNeSt's radix softmax, SKNet's branch attention, TF "same"
 # padding (Cast/Ceil arithmetic), ConvNeXt-V2's channels-last block with GRN, RexNet's unequal
-# channel slices, NFNet's weight standardisation and gains; the plain families run in CI through
+# channel slices, NFNet's weight standardisation and gains (conv `standardize:`); the plain families run in CI through
 # torchvision (test_roundtrip.py), x + 0 and the one-input concat as fast hand-built graphs
 # (test_patterns.py), and every model of the list as `zoo_full`
 SAMPLE = {"resnest14d": 32, "skresnet18": 32, "tf_efficientnet_b0": 32, "convnextv2_atto": 32, "rexnet_100": 32,
           "nf_resnet26": 32}
 
-# refused by the importer, with the reason it prints (each an honest refusal, never accepted)
-REFUSED = {n: "computed from 3 learned tensors" for n in ("nf_resnet26", "dm_nfnet_f0", "eca_nfnet_l0")}
-# (NFNet's ScaledStdConv2d: weight standardisation with a gain; the exact form, conv + per-channel
-# scale, is not written yet)
+# refused by the importer, with the reason it prints (each an honest refusal, never accepted).
+# None now: the three NFNets (ScaledStdConv2d's weight standardisation with a gain) import as
+# conv `standardize:` since issue 23's weight-standardisation work (nf_resnet26 in SAMPLE).
+REFUSED: dict[str, str] = {}
+
+# models outside the benchmark's 60 that a feature was written for: BiT's StdConv2d (weight
+# standardisation without a gain, eps 1e-8), every one `zoo_full`
+EXTRA = {"resnetv2_50x1_bit": 32}
 
 
 def _params():
@@ -50,6 +54,7 @@ def _params():
             out.append(pytest.param(name, SAMPLE[name], id=name))
         else:
             out.append(pytest.param(name, _cov.SIZES.get(name, 64), id=name, marks=pytest.mark.zoo_full))
+    out += [pytest.param(name, size, id=name, marks=pytest.mark.zoo_full) for name, size in EXTRA.items()]
     return out
 
 

@@ -222,6 +222,7 @@ class Importer:
             for t in dict.fromkeys(n.input):
                 if t:
                     self.consumers.setdefault(t, []).append(k)
+        self.made_by: dict[str, object] = {o: n for n in self.g.node for o in n.output if o}  # tensor → its node
         self.output_names = {o.name for o in self.g.output}
         for o in self.g.output:
             self.n_consumers[o.name] += 1
@@ -235,6 +236,18 @@ class Importer:
 
     def const(self, name):
         return self.consts.get(name) if name else None
+
+    def producer(self, tensor):
+        """The ONNX node that computes ``tensor`` (None for the input, an initializer, or a
+        tensor no node writes)."""
+        return self.made_by.get(tensor) if tensor else None
+
+    def learned_from(self, tensor) -> set:
+        """The learned tensors ``tensor`` is (an initializer :meth:`learned` names) or is computed
+        from (a constant folded at import)."""
+        if tensor in self.init_names:
+            return {self.init_names[tensor]} if self.learned(tensor) else set()
+        return set(self.learned_of.get(tensor, ()))
 
     def shape(self, tensor):
         if tensor in self.consts:

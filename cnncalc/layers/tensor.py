@@ -565,7 +565,15 @@ def slice_range(n: int, start, end, step) -> range:
 
 def pick_map(idx: range | list[int], label: str):
     """An AxisMap for output unit o reading input unit idx[o], when idx is an arithmetic
-    progression with a positive step (or a single index); else None."""
+    progression with a positive step (or a single index); else None. A range is read from its
+    start and step (never listed: a slice of an axis of 10^12 is as cheap as one of 10)."""
+    if isinstance(idx, range):
+        if len(idx) == 0 or (len(idx) > 1 and idx.step <= 0):
+            return None
+        first, step = idx.start, idx.step if len(idx) > 1 else 0
+        if step == 0:
+            return axis_map(1, 0, lambda o: (first, first + 1), label)
+        return axis_map(1, step, lambda o: (first + o * step, first + o * step + 1), label)
     idx = list(idx)
     if len(idx) == 1:
         i = idx[0]
@@ -580,7 +588,7 @@ def pick_map(idx: range | list[int], label: str):
 def _index_effect(role, n, idx, label):
     """The rf effect of reading ``idx`` of an axis with ``role``: pointwise for the whole
     axis, an AxisMap for one spatial component, else UNKNOWN (a merged or scrambled axis)."""
-    if list(idx) == list(range(n)):
+    if (idx == range(n) if isinstance(idx, range) else len(idx) == n and list(idx) == list(range(n))):
         return None
     if len(spatial_of(role)) == 1 and len(role) == 1:
         return pick_map(idx, label) or UNKNOWN

@@ -136,3 +136,19 @@ def test_rf_ops_by_hand():
     _, r = rf("tests/tensor/rf_ops.yaml")
     assert (r["sw"].r, r["sw"].S) == ((3, 8), (1, 0))  # conv 3x3 then the whole width
     assert r["rh"].is_global and r["rh"].r == (8, 8)
+
+
+def test_a_slice_of_an_axis_of_a_trillion_is_read_from_its_range():
+    """A pad of 10^12 on the last axis, then a slice: the slice's field is read from its range's
+    start and step, never listed (fuzz seed 15525, a mutated efficientvit_b1: MemoryError, an
+    internal error, listing range(10^12 + 8))."""
+    from cnncalc.analysis.rf import receptive_fields
+
+    g = load_spec_text("name: t\ninput: 8x8x2\nlayers:\n"
+                       "  - {padding: [[0, 1000000000000]], axes: [-1], mode: constant, value: 0.0, name: p}\n"
+                       "  - {slice: , starts: [2], ends: [6], axes: [-1], name: s}\n"
+                       "  - {slice: , starts: [1], ends: [2], axes: [-1], name: one}\n")
+    g.infer()
+    assert tuple(g["p"].shape) == (8, 1000000000008, 2) and tuple(g["s"].shape) == (8, 4, 2)
+    rep = receptive_fields(g)
+    assert rep["s"].r == (1, 1) and rep["one"].r == (1, 1)  # (a slice reads each unit from one pixel)

@@ -134,11 +134,31 @@ def import_(model, torch_ref, output, input_shape, opaque, weights, no_check, fo
     if weights:
         _write_checkpoint(weights, graph, imp, ckpt, force)
     if imp.source_count is not None and imp.source_count != total:
-        fail(f"the spec has {total:,} parameters but sum(p.numel() for p in model.parameters()) is "
-             f"{imp.source_count:,}: parameters the forward pass never uses (or an op mapped "
-             f"unfaithfully) make the difference", 1)
+        fail(_count_mismatch(graph, total, imp.source_count), 1)
     elif imp.source_count is not None:
         click.echo(f"parameters: {total:,} = sum(p.numel() for p in model.parameters())", err=True)
+
+
+def _count_mismatch(graph, total: int, source: int) -> str:
+    """Why the spec's parameter count differs from the module's, as far as the spec shows it."""
+    import math
+
+    from cnncalc.escape import term_text
+
+    head = (f"the spec has {total:,} parameters but sum(p.numel() for p in model.parameters()) is "
+            f"{source:,}")
+    if total < source:
+        return (f"{head}: {source - total:,} of the module's parameters are not in the spec — parameters the "
+                f"forward pass never uses (an unused head or auxiliary branch), or an op mapped unfaithfully")
+    # (the suspects: learned constants an elementwise op adds or multiplies — a matmul's are weights)
+    consts = sorted(((math.prod(sh), f"{n.name}.{t}") for n in graph.layers if n.kind == "binary"
+                     for t, (sh, _) in n.layer.owned_param_shapes().items() if t.startswith("const")),
+                    reverse=True)
+    listed = ", ".join(f"{term_text(name)} ({k:,})" for k, name in consts[:3])
+    return (f"{head}: the spec counts {total - source:,} more — a tensor torch.onnx.export computed from "
+            f"parameters (a lookup read at fixed indices, such as a relative-position bias the rewrites "
+            f"could not rebuild into its table, or a product of parameters) is a learned constant of its "
+            f"own in the spec" + (f"; the largest learned constants added or multiplied: {listed}" if listed else ""))
 
 
 def _annotate(graph, model, *, rf: bool = True) -> dict:

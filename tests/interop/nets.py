@@ -136,3 +136,21 @@ class _WithUnused(nn.Module):
 
 def with_unused():
     return _WithUnused()
+
+
+class _LookupBias(nn.Module):
+    """A conv, then a bias read from a learned table of 5 at fixed indices (64 of them, one per
+    pixel of the 8x8 map): torch.onnx.export folds table[idx] into one (8, 8) constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.table = nn.Parameter(torch.randn(5))
+        self.register_buffer("idx", torch.arange(64) % 5)
+
+    def forward(self, x):  # (torchvision's Swin reads its bias table so: a flat index, a view)
+        return self.conv(x) + self.table[self.idx].view(8, 8).contiguous().unsqueeze(0)
+
+
+def lookup_bias():
+    return _LookupBias()

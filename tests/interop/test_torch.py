@@ -141,3 +141,15 @@ def test_parameters_the_forward_never_uses_are_reported(cli, tmp_path):
     # conv (3*3*3)*4 + 4 = 112 in the spec; + Linear(2, 2) 2*2 + 2 = 6 unused → 118
     assert "the spec has 112 parameters but sum(p.numel() for p in model.parameters()) is 118" in res.output
     assert (tmp_path / "u.yaml").exists()
+
+
+def test_a_folded_lookup_counted_as_parameters_is_named(cli, tmp_path):
+    """The other direction: a parameter read at fixed indices is folded by torch.onnx.export into
+    a constant of its own (64 values for a table of 5): the error says what such a constant is
+    and names it, instead of blaming parameters the forward never uses."""
+    res = cli("import", "--torch", f"{NETS}:lookup_bias", "--input", "8x8x3", "-o", tmp_path / "l.yaml")
+    assert res.exit_code == 1, res.output
+    # conv (3*3*3)*4 + 4 = 112, + the table's 5 = 117 in the module; the spec: 112 + 64
+    assert "the spec has 176 parameters but sum(p.numel() for p in model.parameters()) is 117" in res.output
+    assert "the spec counts 59 more" in res.output and "a lookup read at fixed indices" in res.output
+    assert "(64)" in res.output  # the folded constant, named with its size

@@ -131,6 +131,28 @@ def check_memory(graph, *, batch: int, command: str) -> int:
     return need
 
 
+def lean_forward_bytes(graph, *, size: int = 8) -> int:
+    """Bytes a lean inference forward (``Net.forward(lean=True)``, one sample) needs at least:
+    the parameters and state once, in elements of ``size`` bytes, and the largest layer's
+    inputs and output, which must be alive together (a floor: nothing else is counted).
+    What ``import``'s check runs: no gradients, no caches, no copies per command."""
+    from cnncalc.analysis.report import analyze_graph
+
+    r = analyze_graph(graph, batch=1)
+    acts = {row.name: row.activations for row in r.layers}
+    acts.setdefault("input", r.totals["input"])
+    peak = max((row.activations + sum(acts.get(i, 0) for i in row.inputs) for row in r.layers), default=0)
+    return size * (r.totals["trainable"] + r.totals["nontrainable"] + max(peak, r.totals["input"]))
+
+
+def onnx_weight_bytes(graph) -> int:
+    """Bytes of an ONNX export's float32 weights (parameters and state)."""
+    from cnncalc.analysis.report import analyze_graph
+
+    t = analyze_graph(graph, batch=1).totals
+    return 4 * (t["trainable"] + t["nontrainable"])
+
+
 def check_onnx_size(graph) -> None:
     """Refuse before building it an ONNX model whose weights alone exceed protobuf's 2 GiB."""
     from cnncalc.analysis.report import analyze_graph

@@ -59,6 +59,10 @@ LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
     Limit("onnx_nodes", 100_000,
           "nodes of an ONNX graph that import or summarize reads (twice the layers limit: a layer "
           "exports as one or two nodes)"),
+    Limit("onnx_external_bytes", 4 * 2 ** 30,
+          "bytes of external tensor data (<name>.onnx.data beside the model) that import or summarize "
+          "reads into memory (the import then holds about three copies: the tensors, the float32 "
+          "weights, the check's float64 ones)"),
     Limit("runtime_bytes", 8 * 2 ** 30,
           "memory a command that runs or writes a network may need (train, evaluate, verify, gradcheck, "
           "erf, export: parameters, gradients, optimizer state and activations, estimated by the "
@@ -154,16 +158,19 @@ def onnx_weight_bytes(graph) -> int:
 
 
 def check_onnx_size(graph) -> None:
-    """Refuse before building it an ONNX model whose weights alone exceed protobuf's 2 GiB."""
-    from cnncalc.analysis.report import analyze_graph
+    """Refuse before building it an ONNX model with one weight tensor over protobuf's 2 GiB
+    (a model whose weights pass 2 GiB in all is written with external data; one tensor is
+    still built as one message)."""
+    import math
 
-    t = analyze_graph(graph, batch=1).totals
-    need = 4 * (t["trainable"] + t["nontrainable"])
-    if need > ONNX_MAX_BYTES:
+    big = max(((4 * math.prod(shape), f"{n.name}/{t}") for n in graph.layers
+               for t, (shape, _) in n.layer.owned_param_shapes().items()), default=(0, ""))
+    if big[0] > ONNX_MAX_BYTES:
         from cnncalc.errors import SpecError
 
-        raise SpecError(f"the ONNX model of {graph.name} would hold {need / 2 ** 30:,.2f} GiB of float32 weights: "
-                        f"an ONNX file (one protobuf message) holds at most 2 GiB",
+        raise SpecError(f"the ONNX model of {graph.name} would hold {big[1]} as one tensor of "
+                        f"{big[0] / 2 ** 30:,.2f} GiB of float32 weights: one ONNX tensor (one protobuf "
+                        f"message) holds at most 2 GiB",
                         hint="export --to torch has no such limit")
 
 

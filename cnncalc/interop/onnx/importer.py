@@ -819,21 +819,33 @@ def read_model(path: str | Path):
 def _load_external_data(model, path: Path):
     """Tensors stored outside the .onnx file are read from the model's own folder, through
     onnx's checked opener (an absolute location, one with '..', or a symlink is refused), and
-    their total size is bounded like the file's."""
+    their total size is bounded by the ``onnx_external_bytes`` limit (checked before each read;
+    a tensor without a length counts the rest of its file)."""
     onnx = require("onnx")
+    from cnncalc import limits
+
     ext = [t for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
     if not ext:
         return
+    cap = limits.get("onnx_external_bytes")
     total = 0
     for t in ext:
         try:
             info = onnx.external_data_helper.ExternalDataInfo(t)
         except Exception as e:
             raise InteropError(f"{path}: tensor {t.name!r} has unreadable external-data fields: {str(e)[:200]}") from None
-        n = info.length if info.length else 0
+        n = info.length or 0
+        if not n:  # (read to the end of the file: count what is there, if it is a plain file here)
+            f = path.parent / str(info.location)
+            try:
+                if f.is_file() and not f.is_symlink():
+                    n = max(0, f.stat().st_size - (info.offset or 0))
+            except (OSError, ValueError):
+                pass
         total += n
-        if total > MAX_ONNX_BYTES:
-            raise InteropError(f"{path}: the external data is over {MAX_ONNX_BYTES:,} bytes")
+        if total > cap:
+            raise InteropError(f"{path}: the external data is over {cap:,} bytes ("
+                               f"{limits.LIMITS['onnx_external_bytes'].how_to_raise()})")
         try:
             onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
         except Exception as e:  # onnx's checks: outside the folder, a symlink, missing file, short read

@@ -143,9 +143,9 @@ def lean_forward_bytes(graph, *, size: int = 8) -> int:
     from cnncalc.analysis.report import analyze_graph
 
     r = analyze_graph(graph, batch=1)
-    acts = {row.name: row.activations for row in r.layers}
+    acts = {row.name: 0 if getattr(row, "view", False) else row.activations for row in r.layers}  # (a view: no memory)
     acts.setdefault("input", r.totals["input"])
-    peak = max((row.activations + sum(acts.get(i, 0) for i in row.inputs) for row in r.layers), default=0)
+    peak = max((acts[row.name] + sum(acts.get(i, 0) for i in row.inputs) for row in r.layers), default=0)
     return size * (r.totals["trainable"] + r.totals["nontrainable"] + max(peak, r.totals["input"]))
 
 

@@ -152,3 +152,27 @@ def test_one_tensor_over_2gib_is_still_refused_before_building():
     small = load_spec_text(SPEC)
     small.infer()
     limits.check_onnx_size(small)  # (small: no refusal)
+
+
+@pytest.mark.slow
+def test_import_torch_of_a_model_over_the_threshold_goes_through_external_data(cli, tmp_path, forced):
+    """`import --torch` of a module over 2 GiB: torch.onnx.export cannot write one protobuf
+    message, so it exports into a private folder with external data and reads it back; the
+    import is still checked on outputs against the module."""
+    torch = pytest.importorskip("torch")
+    f = tmp_path / "m.py"
+    f.write_text("import torch\ndef net():\n    torch.manual_seed(0)\n    return torch.nn.Sequential("
+                 "torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10))\n")
+    from cnncalc.interop import torch_import
+    calls = []
+    real = torch_import._torch_to_onnx_via_file
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(torch_import, "_torch_to_onnx_via_file", lambda *a: calls.append(1) or real(*a))
+    try:
+        res = cli("import", "--torch", f"{f}:net", "--input", "8x8x3", "-o", tmp_path / "m.yaml")
+    finally:
+        monkey.undo()
+    assert res.exit_code == 0, res.output
+    assert calls == [1] and "same network" in res.output
+    assert f"parameters: {3 * 8 * 9 + 8 + 288 * 10 + 10:,} = sum(p.numel()" in res.output
+    assert torch is not None

@@ -63,7 +63,9 @@ def _reference_outputs(imp, xs: np.ndarray):
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
             opts.intra_op_num_threads = 1
-            if sum(len(t.raw_data) for t in model.graph.initializer) > 2 ** 31 - 2 ** 20 and Path(imp.source).is_file():
+            from cnncalc.interop import onnx_export
+
+            if onnx_export.tensor_bytes(model) > onnx_export.EXTERNAL_ABOVE and Path(imp.source).is_file():
                 # over protobuf's 2 GiB in memory (read with its external data): from its file
                 sess = ort.InferenceSession(str(imp.source), opts, providers=["CPUExecutionProvider"])
             else:

@@ -90,9 +90,8 @@ def roundtrip(name: str, shape: tuple, *, macs_from_hooks: bool = True):
     exec(compile(torch_source(graph), "net.py", "exec"), ns)
     sd = torch_state_dict(graph, params, state, original_names=True)
     if sum(t.numel() * t.element_size() for t in sd.values()) > onnx_export.EXTERNAL_ABOVE:
-        with torch.device("meta"):  # a big model: no second set of (random) weights, the .pt's assigned
-            net = ns["Net"]().eval()
-        net.load_state_dict(sd, assign=True)
+        net = ns["Net"]().eval()  # a big model: the .pt's tensors assigned, its random weights freed
+        net.load_state_dict(sd, assign=True)  # (the meta device would leave its constants unmade)
     else:
         net = ns["Net"]().eval()
         net.load_state_dict(sd)
@@ -115,7 +114,7 @@ def test_round_trip_small_models(name, shape):
 def test_round_trip_through_external_data(monkeypatch):
     """The path of the models over 2 GiB (vit_h_14, regnet_y_128gf), forced on a small one:
     import --torch through a file with external data, the exported ONNX written as a pair and
-    run by onnxruntime from it, the PyTorch module built on the meta device with the .pt assigned."""
+    run by onnxruntime from it, the .pt assigned into the exported PyTorch module."""
     monkeypatch.setattr(onnx_export, "EXTERNAL_ABOVE", 0)
     calls = []
     real = save_onnx

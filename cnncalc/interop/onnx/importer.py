@@ -836,9 +836,10 @@ def _load_external_data(model, path: Path):
             raise InteropError(f"{path}: tensor {t.name!r} has unreadable external-data fields: {str(e)[:200]}") from None
         n = info.length or 0
         if not n:  # (read to the end of the file: count what is there, if it is a plain file here)
-            f = path.parent / str(info.location)
-            try:
-                if f.is_file() and not f.is_symlink():
+            loc = Path(str(info.location))
+            f = path.parent / loc
+            try:  # (only a plain name inside the folder is looked at; onnx's opener refuses the rest)
+                if not loc.is_absolute() and ".." not in loc.parts and f.is_file() and not f.is_symlink():
                     n = max(0, f.stat().st_size - (info.offset or 0))
             except (OSError, ValueError):
                 pass

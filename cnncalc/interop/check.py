@@ -4,7 +4,8 @@ weights and compare with the model (onnxruntime on the ONNX file, or the PyTorch
 ``check_import(graph, imp)`` → :class:`CheckResult` (``ok``, the max difference, the scale it
 is judged against, what the reference was) or a reason the check could not run (no
 onnxruntime/torch, an opaque layer, a layer the runtime does not execute). The spec runs in
-float64 and the reference in float32, on ``batch`` standard-normal inputs; the outputs agree
+float64 (lean: forward only, one sample at a time, nothing kept for a backward) and the
+reference in float32, on ``batch`` standard-normal inputs; the outputs agree
 when ``max |ours − theirs| ≤ RTOL · max(1, max |theirs|)``. A dropped ReLU after a residual add
 (issue 23) differs by the size of the outputs themselves; float32 rounding over a ResNet-50
 stays below 1e-5 of it.

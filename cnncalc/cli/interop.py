@@ -251,6 +251,15 @@ def export(spec, target, output, weights, input_shape, metrics_path, no_rf, forc
     limits.check_memory(graph, batch=1, command="export")  # before reading or making any weight
     if target == "onnx":
         limits.check_onnx_size(graph)
+        from cnncalc.interop.onnx_export import EXTERNAL_ABOVE, data_path
+
+        # (refused before reading or building gigabytes: the weights decide whether a .data is written)
+        out = Path(output or f"{Path(graph.file or graph.name).stem}.onnx")
+        for q in (out, data_path(out)) if limits.onnx_weight_bytes(graph) > EXTERNAL_ABOVE else (out,):
+            if q.exists() and not force:
+                fail(f"{q} already exists; pass --force to overwrite it")
+        if metrics_path and Path(metrics_path).exists() and not force:
+            fail(f"{metrics_path} already exists; pass --force to overwrite it")
     params = state = None
     if weights:
         params, state = _read_weights(graph, weights)
@@ -258,9 +267,6 @@ def export(spec, target, output, weights, input_shape, metrics_path, no_rf, forc
         from cnncalc.interop.onnx_export import export_onnx
 
         model = export_onnx(graph, params, state)
-        out = output or f"{Path(graph.file or graph.name).stem}.onnx"
-        if metrics_path and Path(metrics_path).exists() and not force:
-            fail(f"{metrics_path} already exists; pass --force to overwrite it")
         side = _annotate(graph, model, rf=not no_rf)
         _write_onnx(out, model, force)
         if metrics_path:

@@ -88,8 +88,9 @@ def test_a_model_over_the_threshold_is_written_with_external_data_and_runs(cli, 
 def test_neither_file_is_overwritten_without_force(cli, tmp_path, small, forced):
     out = tmp_path / "small.onnx"
     (tmp_path / "small.onnx.data").write_bytes(b"keep me")
-    res = cli("export", small, "--to", "onnx", "-o", out)
-    assert res.exit_code == 2 and "small.onnx.data already exists; pass --force" in res.output
+    # (refused before the weights are read or the model built: this checkpoint does not exist)
+    res = cli("export", small, "--to", "onnx", "-o", out, "--weights", tmp_path / "missing.npz")
+    assert res.exit_code == 2 and "small.onnx.data already exists; pass --force" in res.output, res.output
     assert not out.exists() and (tmp_path / "small.onnx.data").read_bytes() == b"keep me"
     res = cli("export", small, "--to", "onnx", "-o", out, "--force")
     assert res.exit_code == 0, res.output

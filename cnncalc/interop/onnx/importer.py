@@ -809,8 +809,13 @@ def read_model(path: str | Path):
     if not model.graph.node:
         raise InteropError(f"{path}: not a readable ONNX model (no graph nodes: truncated or corrupt?)")
     _load_external_data(model, p)
+    from cnncalc.interop.onnx_export import EXTERNAL_ABOVE, tensor_bytes
+
     try:
-        onnx.checker.check_model(model)
+        if tensor_bytes(model) > EXTERNAL_ABOVE:  # one message cannot hold it: the checker reads the file
+            onnx.checker.check_model(str(p))  # (and its external data's locations, already read above)
+        else:
+            onnx.checker.check_model(model)
     except Exception as e:
         raise InteropError(f"{path}: the ONNX checker rejects the model: {str(e).splitlines()[0][:300]}") from None
     return model

@@ -61,8 +61,8 @@ LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
           "exports as one or two nodes)"),
     Limit("onnx_external_bytes", 4 * 2 ** 30,
           "bytes of external tensor data (<name>.onnx.data beside the model) that import or summarize "
-          "reads into memory (the import then holds about three copies: the tensors, the float32 "
-          "weights, the check's float64 ones)"),
+          "reads into memory (import --weights peaks at about six times it: the tensors, the float32 "
+          "weights, the check's float64 ones, onnxruntime's)"),
     Limit("runtime_bytes", 8 * 2 ** 30,
           "memory a command that runs or writes a network may need (train, evaluate, verify, gradcheck, "
           "erf, export: parameters, gradients, optimizer state and activations, estimated by the "

@@ -124,7 +124,8 @@ def _fsync_dir(directory: Path) -> None:
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = True,
                   encoding: str | None = None) -> Iterator[IO]:
-    """Context manager yielding a file object whose contents replace ``path`` atomically.
+    """Context manager yielding a file object whose contents replace ``path`` atomically
+    (its ``name`` is the temporary file's path, in the target's folder).
 
     The target is only touched if the ``with`` block finishes without an exception.
     ``mode`` is ``"wb"`` or ``"w"`` (text, ``encoding`` defaults to UTF-8).
@@ -144,10 +145,15 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     tmp = Path(tmp_name)
     try:
-        if mode == "w":
-            f = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline="")
-        else:
-            f = os.fdopen(fd, "wb")
+        # (opened by name so that f.name is the temporary file's path: a writer of a pair of
+        # files, such as ONNX external data, can check the pair before the rename)
+        try:
+            if mode == "w":
+                f = open(tmp_name, "w", encoding=encoding or "utf-8", newline="")
+            else:
+                f = open(tmp_name, "wb")
+        finally:
+            os.close(fd)
         with f:
             yield f
             f.flush()

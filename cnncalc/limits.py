@@ -59,6 +59,10 @@ LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
     Limit("onnx_nodes", 100_000,
           "nodes of an ONNX graph that import or summarize reads (twice the layers limit: a layer "
           "exports as one or two nodes)"),
+    Limit("onnx_external_bytes", 4 * 2 ** 30,
+          "bytes of external tensor data (<name>.onnx.data beside the model) that import or summarize "
+          "reads into memory (import --weights peaks at about six times it: the tensors, the float32 "
+          "weights, the check's float64 ones, onnxruntime's)"),
     Limit("runtime_bytes", 8 * 2 ** 30,
           "memory a command that runs or writes a network may need (train, evaluate, verify, gradcheck, "
           "erf, export: parameters, gradients, optimizer state and activations, estimated by the "
@@ -131,17 +135,42 @@ def check_memory(graph, *, batch: int, command: str) -> int:
     return need
 
 
-def check_onnx_size(graph) -> None:
-    """Refuse before building it an ONNX model whose weights alone exceed protobuf's 2 GiB."""
+def lean_forward_bytes(graph, *, size: int = 8) -> int:
+    """Bytes a lean inference forward (``Net.forward(lean=True)``, one sample) needs at least:
+    the parameters and state once, in elements of ``size`` bytes, and the largest layer's
+    inputs and output, which must be alive together (a floor: nothing else is counted).
+    What ``import``'s check runs: no gradients, no caches, no copies per command."""
+    from cnncalc.analysis.report import analyze_graph
+
+    r = analyze_graph(graph, batch=1)
+    acts = {row.name: 0 if getattr(row, "view", False) else row.activations for row in r.layers}  # (a view: no memory)
+    acts.setdefault("input", r.totals["input"])
+    peak = max((acts[row.name] + sum(acts.get(i, 0) for i in row.inputs) for row in r.layers), default=0)
+    return size * (r.totals["trainable"] + r.totals["nontrainable"] + max(peak, r.totals["input"]))
+
+
+def onnx_weight_bytes(graph) -> int:
+    """Bytes of an ONNX export's float32 weights (parameters and state)."""
     from cnncalc.analysis.report import analyze_graph
 
     t = analyze_graph(graph, batch=1).totals
-    need = 4 * (t["trainable"] + t["nontrainable"])
-    if need > ONNX_MAX_BYTES:
+    return 4 * (t["trainable"] + t["nontrainable"])
+
+
+def check_onnx_size(graph) -> None:
+    """Refuse before building it an ONNX model with one weight tensor over protobuf's 2 GiB
+    (a model whose weights pass 2 GiB in all is written with external data; one tensor is
+    still built as one message)."""
+    import math
+
+    big = max(((4 * math.prod(shape), f"{n.name}/{t}") for n in graph.layers
+               for t, (shape, _) in n.layer.owned_param_shapes().items()), default=(0, ""))
+    if big[0] > ONNX_MAX_BYTES:
         from cnncalc.errors import SpecError
 
-        raise SpecError(f"the ONNX model of {graph.name} would hold {need / 2 ** 30:,.2f} GiB of float32 weights: "
-                        f"an ONNX file (one protobuf message) holds at most 2 GiB",
+        raise SpecError(f"the ONNX model of {graph.name} would hold {big[1]} as one tensor of "
+                        f"{big[0] / 2 ** 30:,.2f} GiB of float32 weights: one ONNX tensor (one protobuf "
+                        f"message) holds at most 2 GiB",
                         hint="export --to torch has no such limit")
 
 

@@ -26,6 +26,30 @@ def _write(path: str, data: bytes | str, force: bool, what: str):
     click.echo(f"wrote {what} {path}", err=True)
 
 
+def _write_onnx(path: str, model, force: bool):
+    """The model, and its weights as ONNX external data (``PATH.data``) when they pass
+    protobuf's 2 GiB; both atomic, neither overwritten without --force."""
+    from cnncalc.interop.onnx_export import OPSET, data_path, save_onnx, tensor_bytes, EXTERNAL_ABOVE
+
+    p = Path(path)
+    external = tensor_bytes(model) > EXTERNAL_ABOVE
+    for q in (p, data_path(p)) if external else (p,):
+        if q.exists() and not force:
+            fail(f"{q} already exists; pass --force to overwrite it")
+    if not p.parent.is_dir():
+        fail(f"cannot write the ONNX model to {path}: the folder {p.parent} does not exist")
+    try:
+        data = save_onnx(model, p, overwrite=force, external=external)
+    except FileExistsError as e:  # (appeared meanwhile)
+        fail(f"{e}; pass --force to overwrite it")
+    except OSError as e:
+        fail(f"cannot write the ONNX model to {path}: {e.strerror or e}")
+    if data is not None:
+        click.echo(f"wrote ONNX external data {data} ({data.stat().st_size / 2 ** 30:,.2f} GiB: the weights pass "
+                   f"protobuf's 2 GiB; keep it next to {p.name})", err=True)
+    click.echo(f"wrote ONNX model (opset {OPSET}) {path}", err=True)
+
+
 def _read_weights(graph, ckpt_path):
     """{layer: {tensor: array}} of a cnncalc checkpoint, checked against the graph."""
     from cnncalc.runtime import checkpoint as C
@@ -247,21 +271,24 @@ def export(spec, target, output, weights, input_shape, metrics_path, no_rf, forc
     limits.check_memory(graph, batch=1, command="export")  # before reading or making any weight
     if target == "onnx":
         limits.check_onnx_size(graph)
+        from cnncalc.interop.onnx_export import EXTERNAL_ABOVE, data_path
+
+        # (refused before reading or building gigabytes: the weights decide whether a .data is written)
+        out = Path(output or f"{Path(graph.file or graph.name).stem}.onnx")
+        for q in (out, data_path(out)) if limits.onnx_weight_bytes(graph) > EXTERNAL_ABOVE else (out,):
+            if q.exists() and not force:
+                fail(f"{q} already exists; pass --force to overwrite it")
+        if metrics_path and Path(metrics_path).exists() and not force:
+            fail(f"{metrics_path} already exists; pass --force to overwrite it")
     params = state = None
     if weights:
         params, state = _read_weights(graph, weights)
     if target == "onnx":
-        from cnncalc.interop.onnx_export import OPSET, export_onnx
+        from cnncalc.interop.onnx_export import export_onnx
 
         model = export_onnx(graph, params, state)
-        from cnncalc.interop import require
-
-        out = output or f"{Path(graph.file or graph.name).stem}.onnx"
-        if metrics_path and Path(metrics_path).exists() and not force:
-            fail(f"{metrics_path} already exists; pass --force to overwrite it")
         side = _annotate(graph, model, rf=not no_rf)
-        require("onnx").checker.check_model(model)
-        _write(out, model.SerializeToString(), force, f"ONNX model (opset {OPSET})")
+        _write_onnx(out, model, force)
         if metrics_path:
             import json
 

@@ -4,7 +4,8 @@ weights and compare with the model (onnxruntime on the ONNX file, or the PyTorch
 ``check_import(graph, imp)`` → :class:`CheckResult` (``ok``, the max difference, the scale it
 is judged against, what the reference was) or a reason the check could not run (no
 onnxruntime/torch, an opaque layer, a layer the runtime does not execute). The spec runs in
-float64 and the reference in float32, on ``batch`` standard-normal inputs; the outputs agree
+float64 (lean: forward only, one sample at a time, nothing kept for a backward) and the
+reference in float32, on ``batch`` standard-normal inputs; the outputs agree
 when ``max |ours − theirs| ≤ RTOL · max(1, max |theirs|)``. A dropped ReLU after a residual add
 (issue 23) differs by the size of the outputs themselves; float32 rounding over a ResNet-50
 stays below 1e-5 of it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -62,7 +64,13 @@ def _reference_outputs(imp, xs: np.ndarray):
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
             opts.intra_op_num_threads = 1
-            sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            from cnncalc.interop import onnx_export
+
+            if onnx_export.tensor_bytes(model) > onnx_export.EXTERNAL_ABOVE and Path(imp.source).is_file():
+                # over protobuf's 2 GiB in memory (read with its external data): from its file
+                sess = ort.InferenceSession(str(imp.source), opts, providers=["CPUExecutionProvider"])
+            else:
+                sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
             name = sess.get_inputs()[0].name
             runs = [sess.run(None, {name: xs[i:i + 1].astype(np.float32)}) for i in range(len(xs))]
         except Exception as e:  # onnxruntime's own errors: the reference cannot run, not a mismatch
@@ -85,24 +93,28 @@ def check_import(graph, imp, *, batch: int = 2, seed: int = 0) -> CheckResult:
         return CheckResult(False, why_not="numba is not installed")
     from cnncalc import limits
 
-    need, cap = limits.memory_needed(graph, batch=batch, command="verify"), limits.get("runtime_bytes")
+    # lean: the float64 parameters once and the values alive at one point of one sample's
+    # forward (no backward caches, no activation kept past its last reader, one sample at a
+    # time); the per-command profiles (verify keeps three float64 copies of everything for its
+    # gradients) would refuse a 300 M-parameter ViT at 224 px for memory a forward never uses
+    need, cap = limits.lean_forward_bytes(graph), limits.get("runtime_bytes")
     if need > cap:  # a 10^12-pixel input: the spec is fine to analyse, running it is not
         return CheckResult(False, why_not=f"running it needs at least {need / 2 ** 30:,.1f} GiB, over the "
                                           f"{cap / 2 ** 30:,.0f} GiB runtime_bytes limit")
     from cnncalc.runtime.executor import Net, RuntimeUnsupported, random_input
 
     try:
-        net = Net(graph, dtype="float64")
+        net = Net(graph, dtype="float64", init="fast")  # (every tensor is overwritten below)
     except RuntimeUnsupported as e:
         return CheckResult(False, why_not=f"the runtime cannot run the spec: {e}")
     for ours, theirs in ((net.params, imp.params), (net.state, imp.state)):
         for name, tensors in ours.items():
             for t, a in list(tensors.items()):
-                v = np.asarray(theirs[name][t], dtype=net.dtype).reshape(np.shape(a))
+                v = np.asarray(theirs[name][t]).reshape(np.shape(a))
                 if isinstance(a, np.ndarray) and a.ndim:
-                    a[...] = v
+                    a[...] = v  # (cast in place: no float64 temporary)
                 else:  # (a scalar parameter: replaced, not written into)
-                    tensors[t] = v
+                    tensors[t] = np.asarray(v, dtype=net.dtype)
     rng = np.random.default_rng(seed)
     x = random_input(graph.input_shape, batch, rng)
     onnx_x = x.reshape(batch, *imp.onnx_input_dims) if imp.onnx_input_dims else x
@@ -110,10 +122,11 @@ def check_import(graph, imp, *, batch: int = 2, seed: int = 0) -> CheckResult:
     if ref is None:
         return CheckResult(False, why_not=theirs)
     names = [layer for _, layer in imp.outputs]
-    keep = any(n not in graph.outputs for n in names)
-    got = net.forward(x, keep=keep)
-    if keep:
-        got = net.outputs_seen
+    runs = []
+    for i in range(batch):
+        out = net.forward(x[i:i + 1], keep=set(names), lean=True)
+        runs.append({**net.outputs_seen, **out})
+    got = {n: np.concatenate([r[n] for r in runs]) for n in names if all(n in r for r in runs)}
     if len(theirs) != len(names):
         return CheckResult(True, ref, float("inf"), 1.0, worst=f"{len(names)} outputs vs {len(theirs)}")
     worst, diff, scale = "", 0.0, 1.0

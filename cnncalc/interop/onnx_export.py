@@ -580,3 +580,97 @@ def export_onnx(graph: Graph, params=None, state=None, *, seed: int | None = 0):
     model = h.make_model(g, producer_name=PRODUCER, opset_imports=[h.make_opsetid("", OPSET)], doc_string=doc)
     model.ir_version = 8
     return model
+
+
+# ----------------------------------------------------------------------------- writing a model
+#: weights (bytes of tensor data) above which :func:`save_onnx` keeps them in ONNX external
+#: data: protobuf's 2 GiB limit on one message, less room for the graph itself
+EXTERNAL_ABOVE = 2 ** 31 - 2 ** 20
+#: tensors of at least this many bytes go to the external file (onnx's own default); the rest stay
+EXTERNAL_MIN_TENSOR = 1024
+_ALIGN = 4096  # each tensor's offset in the data file (onnx allows gaps under 64 KiB; mmap likes pages)
+
+
+def data_path(path) -> "Path":
+    """Where :func:`save_onnx` puts the external data of ``path``: ``<name>.onnx.data`` next to it."""
+    from pathlib import Path
+
+    p = Path(path)
+    return p.with_name(p.name + ".data")
+
+
+def tensor_bytes(model) -> int:
+    """Bytes of raw tensor data in the model's initializers."""
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def save_onnx(model, path, *, overwrite: bool = False, external: bool | None = None):
+    """Write ``model`` to ``path`` atomically; returns the external data file or None.
+
+    Over :data:`EXTERNAL_ABOVE` bytes of weights (or with ``external=True``) the initializers
+    of at least :data:`EXTERNAL_MIN_TENSOR` bytes are written to :func:`data_path` (onnx's
+    external-data convention: location relative to the model, offset, length) and the
+    .onnx keeps the graph. Both files are written through :func:`cnncalc.fsutil.atomic_writer`
+    (the data first; the .onnx is only written once the data is complete and the checker
+    accepts the pair), neither replaced unless ``overwrite`` (FileExistsError). The
+    model's large tensors are moved out of it (it then holds the graph only)."""
+    from pathlib import Path
+
+    from cnncalc.fsutil import atomic_write_bytes, atomic_writer
+
+    onnx = require("onnx")
+    ext = onnx.external_data_helper
+    path = Path(path)
+    if external is None:
+        external = tensor_bytes(model) > EXTERNAL_ABOVE
+    if not external:
+        onnx.checker.check_model(model)
+        atomic_write_bytes(path, model.SerializeToString(), overwrite=overwrite)
+        return None
+    data = data_path(path)
+    for p in (path, data):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} already exists; refusing to overwrite it")
+    data_existed = data.exists()
+    moved = [t for t in model.graph.initializer if len(t.raw_data) >= EXTERNAL_MIN_TENSOR]
+    with atomic_writer(data, "wb", overwrite=overwrite) as f:
+        for t in moved:
+            pad = -f.tell() % _ALIGN
+            if pad:
+                f.write(b"\0" * pad)
+            offset = f.tell()
+            f.write(t.raw_data)
+            ext.set_external_data(t, data.name, offset, len(t.raw_data))
+            t.ClearField("raw_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+        f.flush()
+        # the checker reads the pair from disk: the .onnx beside the data's temporary file
+        _check_with_data(onnx, model, moved, Path(f.name), data.name)
+    try:
+        atomic_write_bytes(path, model.SerializeToString(), overwrite=overwrite)
+    except BaseException:
+        if not data_existed:
+            data.unlink(missing_ok=True)
+        raise
+    return data
+
+
+def _check_with_data(onnx, model, moved, tmp_data, final_name):
+    import os
+    import tempfile
+
+    def relocate(name):
+        for t in moved:
+            for e in t.external_data:
+                if e.key == "location":
+                    e.value = name
+
+    relocate(tmp_data.name)
+    fd, probe = tempfile.mkstemp(prefix=f".{final_name}.", suffix=".check.onnx", dir=tmp_data.parent)
+    try:
+        with os.fdopen(fd, "wb") as g:
+            g.write(model.SerializeToString())
+        onnx.checker.check_model(probe)
+    finally:
+        os.unlink(probe)
+        relocate(final_name)

@@ -48,6 +48,11 @@ def torch_to_onnx(model, input_shape):
     onnx = require("onnx")
     dims = (input_shape[-1], *input_shape[:-1]) if len(input_shape) > 1 else tuple(input_shape)
     model.eval()
+    from cnncalc.interop.onnx_export import EXTERNAL_ABOVE
+
+    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    if size > EXTERNAL_ABOVE:  # one protobuf message cannot hold it: through a file and its external data
+        return _torch_to_onnx_via_file(torch, onnx, model, dims, input_shape)
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -60,6 +65,26 @@ def torch_to_onnx(model, input_shape):
         raise InteropError(f"torch.onnx.export failed for input {'x'.join(map(str, input_shape))}: "
                            f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
     return onnx.load_from_string(buf.getvalue())
+
+
+def _torch_to_onnx_via_file(torch, onnx, model, dims, input_shape):
+    """A model over 2 GiB of weights: exported into a private temporary folder with external
+    data, read back whole (a ModelProto in memory may pass 2 GiB; only serialising it may not)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cnncalc-torch-onnx-") as tmp:
+        path = f"{tmp}/model.onnx"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (torch.zeros(1, *dims),), path, dynamo=False, opset_version=OPSET,
+                                  input_names=["input"], do_constant_folding=True,
+                                  training=torch.onnx.TrainingMode.PRESERVE,
+                                  keep_initializers_as_inputs=False, external_data=True)
+        except Exception as e:
+            raise InteropError(f"torch.onnx.export failed for input {'x'.join(map(str, input_shape))}: "
+                               f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        return onnx.load(path, load_external_data=True)
 
 
 def import_torch(ref: str, input_shape, *, opaque: bool = False):

@@ -305,11 +305,16 @@ class Net:
 
     # -- forward ------------------------------------------------------------------------
     def forward(self, x, *, train: bool = False, upto: str | None = None,
-                keep: bool = False, rng=None) -> dict[str, np.ndarray]:
+                keep=False, rng=None, lean: bool = False) -> dict[str, np.ndarray]:
         """Run the graph; returns {output name: array}. ``keep`` makes :attr:`outputs_seen`
-        hold every node's output. ``rng`` (an int or a sequence of ints; default the
-        ``seed`` the net was built with) seeds dropout: layer ``i`` draws from
-        ``default_rng([rng, i])``, so the same ``rng`` gives the same masks."""
+        hold every node's output (True) or those of the named nodes (a collection). ``rng`` (an
+        int or a sequence of ints; default the ``seed`` the net was built with) seeds dropout:
+        layer ``i`` draws from ``default_rng([rng, i])``, so the same ``rng`` gives the same
+        masks. ``lean`` (inference only): no cache is kept for a backward and each value is
+        dropped after its last reader (unless an output or kept), so the memory held is the
+        parameters and the values alive at one point of the graph, not every activation."""
+        if lean and train:
+            raise ValueError("a lean forward keeps nothing for a backward: not with train=True")
         x = to_runtime(np.asarray(x, dtype=self.dtype), self.graph.input_shape)
         vals = {INPUT: x}
         need = self._ancestors(upto) if upto else None
@@ -318,14 +323,30 @@ class Net:
         ctx = _Ctx(train, self.seed if rng is None else rng, keep=train)
         ctx.n = self._n = x.shape[0]
         outputs = set(self.graph.outputs) if upto is None else {upto}
+        last: dict[str, int] = {}
+        if lean:
+            held = outputs | (set(keep) if keep and keep is not True else set())
+            for i, node in enumerate(self.graph.layers):
+                for s in node.inputs:
+                    if s not in held:
+                        last[s] = i
         for i, node in enumerate(self.graph.layers):
             if need is not None and node.name not in need:
                 continue
             ctx.index = i
             y, cache = self._run(node, [vals[s] for s in node.inputs], ctx)
             vals[node.name] = y
-            self._caches[node.name] = cache
-        self.outputs_seen = vals if keep else {}
+            if lean:
+                del cache
+                for s in node.inputs:
+                    if last.get(s) == i:
+                        vals.pop(s, None)
+            else:
+                self._caches[node.name] = cache
+        if keep is True:
+            self.outputs_seen = vals
+        else:
+            self.outputs_seen = {n: vals[n] for n in keep if n in vals} if keep else {}
         self._last_outputs = {n: vals[n] for n in outputs if n in vals}
         return dict(self._last_outputs)
 

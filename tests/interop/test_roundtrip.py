@@ -7,6 +7,7 @@ classification model and the four segmentation models run in the slow group."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.torch
 from cnncalc.analysis.report import analyze_graph  # noqa: E402
 from cnncalc.interop import InteropError  # noqa: E402
 from cnncalc.interop.check import check_import  # noqa: E402
-from cnncalc.interop.onnx_export import export_onnx  # noqa: E402
+from cnncalc.interop import onnx_export  # noqa: E402
+from cnncalc.interop.onnx_export import export_onnx, save_onnx, tensor_bytes  # noqa: E402
 from cnncalc.interop.torch_export import torch_source, torch_state_dict  # noqa: E402
 from cnncalc.interop.torch_import import import_torch  # noqa: E402
 from cnncalc.spec.loader import load_spec_text  # noqa: E402
@@ -64,21 +66,35 @@ def roundtrip(name: str, shape: tuple, *, macs_from_hooks: bool = True):
     # 1. import → runtime (what `cnncalc import` runs before writing anything)
     res = check_import(graph, imp)
     assert res.ran and res.ok, res.line()
+    del res
     # 2. import → export ONNX (with the weights) → onnxruntime
     params = {n.name: imp.params.get(n.name, {}) for n in graph.layers}
     state = {n.name: imp.state.get(n.name, {}) for n in graph.layers}
-    sess = ort.InferenceSession(export_onnx(graph, params, state).SerializeToString(),
-                                providers=["CPUExecutionProvider"])
-    xin = sess.get_inputs()[0].name
-    got = [np.concatenate(k) for k in zip(*[sess.run(None, {xin: x[i:i + 1].numpy()}) for i in range(len(x))])]
+    proto = export_onnx(graph, params, state)
+    with tempfile.TemporaryDirectory(prefix="roundtrip-") as tmp:
+        if tensor_bytes(proto) > onnx_export.EXTERNAL_ABOVE:  # over protobuf's 2 GiB: as `cnncalc export` writes it
+            path = Path(tmp) / f"{name}.onnx"
+            assert save_onnx(proto, path) == Path(tmp) / f"{name}.onnx.data"
+            del proto
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        else:
+            sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+            del proto
+        xin = sess.get_inputs()[0].name
+        got = [np.concatenate(k) for k in zip(*[sess.run(None, {xin: x[i:i + 1].numpy()}) for i in range(len(x))])]
+        del sess
     for a, b in zip(got, want):
         _close(a, b, f"{name}: exported ONNX vs the torch module")
     # 3. import → export PyTorch; the .pt (the module's own key names) loads into the class
     ns = {}
     exec(compile(torch_source(graph), "net.py", "exec"), ns)
-    net = ns["Net"]().eval()
     sd = torch_state_dict(graph, params, state, original_names=True)
-    net.load_state_dict(sd)
+    if sum(t.numel() * t.element_size() for t in sd.values()) > onnx_export.EXTERNAL_ABOVE:
+        net = ns["Net"]().eval()  # a big model: the .pt's tensors assigned, its random weights freed
+        net.load_state_dict(sd, assign=True)  # (the meta device would leave its constants unmade)
+    else:
+        net = ns["Net"]().eval()
+        net.load_state_dict(sd)
     own = module.state_dict()
     shared = [k for k in sd if k in own]
     assert shared, "no key of the .pt is the module's own"
@@ -93,6 +109,18 @@ def roundtrip(name: str, shape: tuple, *, macs_from_hooks: bool = True):
 @pytest.mark.parametrize("name,shape", [("resnet18", (64, 64, 3)), ("mobilenet_v3_small", (64, 64, 3))])
 def test_round_trip_small_models(name, shape):
     roundtrip(name, shape)
+
+
+def test_round_trip_through_external_data(monkeypatch):
+    """The path of the models over 2 GiB (vit_h_14, regnet_y_128gf), forced on a small one:
+    import --torch through a file with external data, the exported ONNX written as a pair and
+    run by onnxruntime from it, the .pt assigned into the exported PyTorch module."""
+    monkeypatch.setattr(onnx_export, "EXTERNAL_ABOVE", 0)
+    calls = []
+    real = save_onnx
+    monkeypatch.setitem(globals(), "save_onnx", lambda *a, **k: calls.append(1) or real(*a, **k))
+    roundtrip("resnet18", (32, 32, 3))
+    assert calls == [1]
 
 
 def test_the_check_catches_a_dropped_relu_after_a_residual_add():

@@ -78,3 +78,33 @@ def test_onnx_over_2gib_is_refused_before_building(tmp_path):
                      env={"CNNCALC_LIMIT_RUNTIME_BYTES": str(2 ** 40)})
     assert res.returncode == 2 and "at most 2 GiB" in res.stderr, res.stderr
     assert not (tmp_path / "big.onnx").exists()
+
+
+def test_the_lean_forward_floor_is_the_parameters_once_and_the_largest_layer():
+    """import's check (forward only, one sample): the float64 parameters once and the largest
+    layer's inputs and output together — the conv reads the 64-value input and writes 128."""
+    g = load_spec_text(TINY, file="tiny.yaml")
+    g.infer()
+    assert limits.lean_forward_bytes(g) == 8 * (1310 + 64 + 128)
+    assert limits.lean_forward_bytes(g) < limits.memory_needed(g, batch=1, command="verify")
+
+
+def test_a_lean_forward_computes_the_same_and_keeps_nothing_for_a_backward():
+    pytest.importorskip("numba")
+    from cnncalc.runtime.executor import Net, random_input
+
+    spec = ("name: branchy\ninput: 8x8x2\nlayers:\n  - {conv: 4, kernel: 3, pad: 1, activation: relu, name: a}\n"
+            "  - {conv: 4, kernel: 3, pad: 1, name: b}\n  - {add: , inputs: [a, b], name: s}\n"
+            "  - {global_avgpool: , name: g}\n  - {fc: 3, name: f}\n")
+    g = load_spec_text(spec)
+    g.infer()
+    net = Net(g, dtype="float64")
+    x = random_input(g.input_shape, 2, np.random.default_rng(1))
+    want = net.forward(x, keep=True)["f"]
+    full = dict(net.outputs_seen)
+    assert net.caches
+    got = net.forward(x, lean=True, keep={"s"})
+    assert np.array_equal(got["f"], want) and np.array_equal(net.outputs_seen["s"], full["s"])
+    assert set(net.outputs_seen) == {"s"} and not net.caches
+    with pytest.raises(ValueError, match="lean"):
+        net.forward(x, lean=True, train=True)

@@ -858,8 +858,13 @@ def read_model(path: str | Path):
     if not model.graph.node:
         raise InteropError(f"{path}: not a readable ONNX model (no graph nodes: truncated or corrupt?)")
     _load_external_data(model, p)
+    from cnncalc.interop.onnx_export import EXTERNAL_ABOVE, tensor_bytes
+
     try:
-        onnx.checker.check_model(model)
+        if tensor_bytes(model) > EXTERNAL_ABOVE:  # one message cannot hold it: the checker reads the file
+            onnx.checker.check_model(str(p))  # (and its external data's locations, already read above)
+        else:
+            onnx.checker.check_model(model)
     except Exception as e:
         raise InteropError(f"{path}: the ONNX checker rejects the model: {str(e).splitlines()[0][:300]}") from None
     return model
@@ -868,21 +873,34 @@ def read_model(path: str | Path):
 def _load_external_data(model, path: Path):
     """Tensors stored outside the .onnx file are read from the model's own folder, through
     onnx's checked opener (an absolute location, one with '..', or a symlink is refused), and
-    their total size is bounded like the file's."""
+    their total size is bounded by the ``onnx_external_bytes`` limit (checked before each read;
+    a tensor without a length counts the rest of its file)."""
     onnx = require("onnx")
+    from cnncalc import limits
+
     ext = [t for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
     if not ext:
         return
+    cap = limits.get("onnx_external_bytes")
     total = 0
     for t in ext:
         try:
             info = onnx.external_data_helper.ExternalDataInfo(t)
         except Exception as e:
             raise InteropError(f"{path}: tensor {t.name!r} has unreadable external-data fields: {str(e)[:200]}") from None
-        n = info.length if info.length else 0
+        n = info.length or 0
+        if not n:  # (read to the end of the file: count what is there, if it is a plain file here)
+            loc = Path(str(info.location))
+            f = path.parent / loc
+            try:  # (only a plain name inside the folder is looked at; onnx's opener refuses the rest)
+                if not loc.is_absolute() and ".." not in loc.parts and f.is_file() and not f.is_symlink():
+                    n = max(0, f.stat().st_size - (info.offset or 0))
+            except (OSError, ValueError):
+                pass
         total += n
-        if total > MAX_ONNX_BYTES:
-            raise InteropError(f"{path}: the external data is over {MAX_ONNX_BYTES:,} bytes")
+        if total > cap:
+            raise InteropError(f"{path}: the external data is over {cap:,} bytes ("
+                               f"{limits.LIMITS['onnx_external_bytes'].how_to_raise()})")
         try:
             onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
         except Exception as e:  # onnx's checks: outside the folder, a symlink, missing file, short read

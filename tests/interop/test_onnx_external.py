@@ -1,0 +1,183 @@
+"""ONNX models over protobuf's 2 GiB (issue 23's vit_h_14 and regnet_y_128gf, ~2.5 GB of float32
+weights): `export --to onnx` writes the weights as ONNX external data (`NAME.onnx.data` beside
+the model, onnx's convention), both files atomic and neither overwritten without --force, and
+`import` / `summarize` read such a pair. A small model is forced through the same path by a
+lowered threshold; it is compared on OUTPUTS (onnxruntime on the pair against the same
+export kept in one file, and the import's own check against onnxruntime)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from cnncalc import limits  # noqa: E402
+from cnncalc.interop import onnx_export  # noqa: E402
+from cnncalc.runtime.checkpoint import load_checkpoint  # noqa: E402
+from cnncalc.spec.loader import load_spec_text  # noqa: E402
+
+# conv 3x3x1x4 + 4 = 40, fc 256*10 + 10 = 2570 parameters: two tensors of >= 1 KiB (the conv
+# weight is 144 bytes and stays in the .onnx, as do the biases)
+SPEC = "name: small\ninput: 8x8x1\nlayers:\n  - {conv: 4, kernel: 3, pad: 1, activation: relu}\n" \
+       "  - {flatten: }\n  - {fc: 10}\n"
+
+
+@pytest.fixture
+def small(tmp_path):
+    p = tmp_path / "small.yaml"
+    p.write_text(SPEC)
+    return p
+
+
+@pytest.fixture
+def forced(monkeypatch):
+    """Every model counts as over 2 GiB."""
+    monkeypatch.setattr(onnx_export, "EXTERNAL_ABOVE", 0)
+
+
+def _run(path, x):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def test_a_model_over_the_threshold_is_written_with_external_data_and_runs(cli, tmp_path, small, monkeypatch):
+    one = tmp_path / "one"
+    one.mkdir()
+    res = cli("export", small, "--to", "onnx", "-o", one / "small.onnx")
+    assert res.exit_code == 0, res.output
+    assert "external data" not in res.output and not (one / "small.onnx.data").exists()
+    monkeypatch.setattr(onnx_export, "EXTERNAL_ABOVE", 0)
+    two = tmp_path / "two"
+    two.mkdir()
+    res = cli("export", small, "--to", "onnx", "-o", two / "small.onnx")
+    assert res.exit_code == 0, res.output
+    assert "wrote ONNX external data" in res.output
+    data = two / "small.onnx.data"
+    # the fc weight (10,240 bytes, page-aligned at 0) is the one tensor of >= 1 KiB
+    assert data.stat().st_size == 2560 * 4
+    m = onnx.load(str(two / "small.onnx"), load_external_data=False)
+    ext = {t.name: {e.key: e.value for e in t.external_data} for t in m.graph.initializer
+           if t.data_location == onnx.TensorProto.EXTERNAL}
+    assert ext == {"fc1/weight": {"location": "small.onnx.data", "offset": "0", "length": "10240"}}
+    assert (two / "small.onnx").stat().st_size < (one / "small.onnx").stat().st_size - 10000
+    x = np.random.default_rng(0).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    want = _run(one / "small.onnx", x)
+    assert np.array_equal(_run(two / "small.onnx", x), want) and np.abs(want).max() > 0
+    # and back: import reads the pair (its check runs the spec against onnxruntime, which reads
+    # a model over the threshold from its file: one message could not hold it)
+    seen = []
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda m, *a, **k: seen.append(m) or real(m, *a, **k))
+    res = cli("import", two / "small.onnx", "-o", tmp_path / "back.yaml", "--weights", tmp_path / "back.npz")
+    assert res.exit_code == 0, res.output
+    assert "same network" in res.output and seen == [str(two / "small.onnx")]
+    w = onnx.numpy_helper.to_array(next(t for t in onnx.load(str(one / "small.onnx")).graph.initializer
+                                        if t.name == "fc1/weight"))
+    got = load_checkpoint(tmp_path / "back.npz").params
+    assert sorted(a.size for a in got.values()) == [4, 10, 36, 2560]
+    fc = next(a for a in got.values() if a.size == 2560)  # (the same values, whatever the layout)
+    assert np.array_equal(np.sort(fc.ravel()), np.sort(w.ravel()))
+    res = cli("summarize", two / "small.onnx", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["totals"]["params"] == 2610
+
+
+def test_neither_file_is_overwritten_without_force(cli, tmp_path, small, forced):
+    out = tmp_path / "small.onnx"
+    (tmp_path / "small.onnx.data").write_bytes(b"keep me")
+    # (refused before the weights are read or the model built: this checkpoint does not exist)
+    res = cli("export", small, "--to", "onnx", "-o", out, "--weights", tmp_path / "missing.npz")
+    assert res.exit_code == 2 and "small.onnx.data already exists; pass --force" in res.output, res.output
+    assert not out.exists() and (tmp_path / "small.onnx.data").read_bytes() == b"keep me"
+    res = cli("export", small, "--to", "onnx", "-o", out, "--force")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "small.onnx.data").stat().st_size == 10240
+    out2 = tmp_path / "b.onnx"
+    out2.write_bytes(b"keep me too")
+    res = cli("export", small, "--to", "onnx", "-o", out2)
+    assert res.exit_code == 2 and "b.onnx already exists; pass --force" in res.output
+    assert out2.read_bytes() == b"keep me too" and not (tmp_path / "b.onnx.data").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.onnx", "small.onnx", "small.onnx.data", "small.yaml"]
+
+
+def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    """The checker (or the disk) failing after the data is written: no .onnx, no .onnx.data,
+    no temporary file."""
+    g = load_spec_text(SPEC)
+    g.infer()
+    model = onnx_export.export_onnx(g)
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(onnx.checker, "check_model", boom)
+    with pytest.raises(OSError):
+        onnx_export.save_onnx(model, tmp_path / "m.onnx", external=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_external_data_over_the_limit_is_refused(cli, tmp_path, small, forced, monkeypatch):
+    res = cli("export", small, "--to", "onnx", "-o", tmp_path / "small.onnx")
+    assert res.exit_code == 0, res.output
+    monkeypatch.setenv("CNNCALC_LIMIT_ONNX_EXTERNAL_BYTES", "10000")  # the file holds 10,240
+    limits.reload()
+    try:
+        res = cli("import", tmp_path / "small.onnx", "-o", tmp_path / "s.yaml")
+        assert res.exit_code == 2 and "the external data is over 10,000 bytes" in res.output, res.output
+        assert "CNNCALC_LIMIT_ONNX_EXTERNAL_BYTES" in res.output and "Traceback" not in res.output
+        assert not (tmp_path / "s.yaml").exists()
+        # a tensor without a length counts the rest of its file
+        m = onnx.load(str(tmp_path / "small.onnx"), load_external_data=False)
+        t = next(t for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+        keep = [(e.key, e.value) for e in t.external_data if e.key != "length"]
+        del t.external_data[:]
+        for k, v in keep:
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        onnx.save(m, str(tmp_path / "nolength.onnx"))
+        res = cli("import", tmp_path / "nolength.onnx", "-o", tmp_path / "s.yaml")
+        assert res.exit_code == 2 and "the external data is over 10,000 bytes" in res.output, res.output
+    finally:
+        monkeypatch.delenv("CNNCALC_LIMIT_ONNX_EXTERNAL_BYTES")
+        limits.reload()
+    res = cli("import", tmp_path / "nolength.onnx", "-o", tmp_path / "s.yaml")
+    assert res.exit_code == 0, res.output
+
+
+def test_one_tensor_over_2gib_is_still_refused_before_building():
+    """External data holds a big model, not a 2 GiB tensor (built as one message): refused,
+    by the analyzer's shapes, before anything is allocated."""
+    from cnncalc.errors import SpecError
+    g = load_spec_text("name: big\ninput: 1x1x60000\nlayers:\n  - {flatten: }\n  - {fc: 10000, bias: false}\n")
+    g.infer()
+    with pytest.raises(SpecError, match="fc1/weight as one tensor of 2.24 GiB"):
+        limits.check_onnx_size(g)
+    small = load_spec_text(SPEC)
+    small.infer()
+    limits.check_onnx_size(small)  # (small: no refusal)
+
+
+@pytest.mark.slow
+def test_import_torch_of_a_model_over_the_threshold_goes_through_external_data(cli, tmp_path, forced):
+    """`import --torch` of a module over 2 GiB: torch.onnx.export cannot write one protobuf
+    message, so it exports into a private folder with external data and reads it back; the
+    import is still checked on outputs against the module."""
+    torch = pytest.importorskip("torch")
+    f = tmp_path / "m.py"
+    f.write_text("import torch\ndef net():\n    torch.manual_seed(0)\n    return torch.nn.Sequential("
+                 "torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10))\n")
+    from cnncalc.interop import torch_import
+    calls = []
+    real = torch_import._torch_to_onnx_via_file
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(torch_import, "_torch_to_onnx_via_file", lambda *a: calls.append(1) or real(*a))
+    try:
+        res = cli("import", "--torch", f"{f}:net", "--input", "8x8x3", "-o", tmp_path / "m.yaml")
+    finally:
+        monkey.undo()
+    assert res.exit_code == 0, res.output
+    assert calls == [1] and "same network" in res.output
+    assert f"parameters: {3 * 8 * 9 + 8 + 288 * 10 + 10:,} = sum(p.numel()" in res.output
+    assert torch is not None

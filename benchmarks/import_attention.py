@@ -1,6 +1,6 @@
 """How many transformer and hybrid models import exactly (issue 24 point 4): timm's ViT, DeiT,
 Swin, MobileViT, LeViT, EfficientViT, CoaT-Lite, PoolFormer, EdgeNeXt, FastViT and
-torchvision's vit_b_16, swin_t and maxvit_t, through `import --torch` and an ONNX file written by
+torchvision's vit_b_16, swin_t, maxvit_t and swin_v2_t, through `import --torch` and an ONNX file written by
 `torch.onnx.export` (TorchScript exporter, `dynamo=False`, opset 17, eval mode).
 
 For each model (one fresh interpreter each), with random weights:
@@ -51,6 +51,7 @@ MODELS = {
     "vit_b_16": ("torchvision", 64, {"image_size": 64}),
     "swin_t": ("torchvision", 64, {}),
     "maxvit_t": ("torchvision", 224, {}),  # (its partitions of 7 x 7 need 224 px)
+    "swin_v2_t": ("torchvision", 256, {}),  # (its native size: whole 8 x 8 windows at every stage)
 }
 
 CHILD = r'''

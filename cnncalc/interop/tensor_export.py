@@ -96,19 +96,29 @@ def onnx_matmul(b, node, xs, out):
     ops.names, ops.ranks = [a, bb], [ra, rb]
     a, bb = ops.up(0, r), ops.up(1, r)
     if all(c is not None for c in ops.consts):  # constants only: one sample, repeated over the batch
-        y = b.node("MatMul", [a, bb], f"{n}/one_sample", f"{n}/product")
-        shp = b.node("Shape", [INPUT], f"{n}/batch", f"{n}/batch", start=0, end=1)
-        full = b.node("Concat", [shp, b.ints(f"{n}/dims", list(torch_order(node.layer.out_shape)))],
-                      f"{n}/expand_shape", f"{n}/expand_shape", axis=0)
-        return b.node("Expand", [y, full], out, n)
+        return _repeated(b, node, b.node("MatMul", [a, bb], f"{n}/one_sample", f"{n}/product"), out)
     if not squeeze:
         return b.node("MatMul", [a, bb], out, n)
     y = b.node("MatMul", [a, bb], f"{n}/product", f"{n}/product")
     return b.node("Squeeze", [y, b.ints(f"{n}/squeeze_axes", squeeze)], out, n)
 
 
+def _repeated(b, node, y, out):
+    """A layer of constants only (``inputs: []``): its one sample ``y`` (no batch axis) expanded
+    to the input's batch."""
+    n = node.name
+    shp = b.node("Shape", [INPUT], f"{n}/batch", f"{n}/batch", start=0, end=1)
+    full = b.node("Concat", [shp, b.ints(f"{n}/dims", list(torch_order(node.layer.out_shape)))],
+                  f"{n}/expand_shape", f"{n}/expand_shape", axis=0)
+    return b.node("Expand", [y, full], out, n)
+
+
 def onnx_binary(b, node, xs, out):
-    return b.node(_ONNX_BINARY[node.layer.args["op"]], _OnnxOps(b, node, xs).lined(), out, node.name)
+    ops = _OnnxOps(b, node, xs)
+    op = _ONNX_BINARY[node.layer.args["op"]]
+    if all(c is not None for c in ops.consts):  # constants only: one sample, repeated over the batch
+        return _repeated(b, node, b.node(op, ops.names, f"{node.name}/one_sample", f"{node.name}/op"), out)
+    return b.node(op, ops.lined(), out, node.name)
 
 
 def onnx_where(b, node, xs, out):
@@ -162,7 +172,7 @@ def onnx_slice(b, node, xs, out):
 
 def onnx_gather(b, node, xs, out):
     lay = node.layer
-    idx = np.reshape(np.asarray(lay.flat, np.int64), np.shape(lay.args["indices"]))
+    idx = np.reshape(np.asarray(lay.flat, np.int64), lay.ishape)
     return b.node("Gather", [xs[0], b.init(f"{node.name}/indices", idx)], out, node.name, axis=lay.axis + 1)
 
 
@@ -328,8 +338,13 @@ def torch_rows(existing: dict) -> dict:
         return f"torch.matmul({_up(a, ra, r, ca)}, {_up(b, rb, r, cb)}){post}"
 
     def binary(g, node, xs):
-        e = _lined(*_torch_ops(g, node, xs, use))
-        return f"{_TORCH_BINARY[node.layer.args['op']]}({e[0]}, {e[1]})"
+        exprs, ranks, consts = _torch_ops(g, node, xs, use)
+        f = _TORCH_BINARY[node.layer.args['op']]
+        if all(c is not None for c in consts):  # constants only: one sample, repeated over the batch
+            shape = ", ".join(str(d) for d in torch_order(node.layer.out_shape))
+            return f"{f}({exprs[0]}, {exprs[1]}).expand({g.vars[INPUT]}.shape[0], {shape})"
+        e = _lined(exprs, ranks, consts)
+        return f"{f}({e[0]}, {e[1]})"
 
     def where(g, node, xs):
         e = _lined(*_torch_ops(g, node, xs, use))

@@ -42,8 +42,12 @@ def load_factory(ref: str):
     return model
 
 
+BUFFERS_KEY = "cnncalc.torch_buffers"  # (the importer reads it: cnncalc/interop/onnx/importer.py)
+
+
 def torch_to_onnx(model, input_shape):
-    """An in-memory ONNX ModelProto of ``model`` for one input of spec shape ``input_shape``."""
+    """An in-memory ONNX ModelProto of ``model`` for one input of spec shape ``input_shape``; its
+    ``metadata_props`` entry ``BUFFERS_KEY`` lists the module's float buffers (newline-separated)."""
     torch = require("torch")
     onnx = require("onnx")
     dims = (input_shape[-1], *input_shape[:-1]) if len(input_shape) > 1 else tuple(input_shape)
@@ -64,7 +68,13 @@ def torch_to_onnx(model, input_shape):
     except Exception as e:
         raise InteropError(f"torch.onnx.export failed for input {'x'.join(map(str, input_shape))}: "
                            f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
-    return onnx.load_from_string(buf.getvalue())
+    proto = onnx.load_from_string(buf.getvalue())
+    # which initializers are buffers, not parameters: the importer cannot tell them apart by
+    # name (both are named after their module), and counts buffers as non-trainable state
+    buffers = sorted(n for n, b in model.named_buffers() if b.is_floating_point())
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = BUFFERS_KEY, "\n".join(buffers)
+    return proto
 
 
 def _torch_to_onnx_via_file(torch, onnx, model, dims, input_shape):

@@ -659,24 +659,54 @@ def _picked_role(role, n, eff):
     return ((spatial_of(role)[0], n),)
 
 
+def relative_index(grid) -> list[int]:
+    """Swin's relative position index on a key grid (1 to 3 sizes), flattened over (query, key):
+    per axis the offset q − k shifted by g − 1 to start at 0, the digits joined in mixed radix of
+    2g − 1 (the first axis most significant) — the index of a relbias layer with signed
+    offsets, as torchvision's ``relative_position_index`` holds it."""
+    pos = [()]
+    for g in grid:
+        pos = [p + (i,) for p in pos for i in range(g)]
+    out = []
+    for q in pos:
+        for k in pos:
+            v = 0
+            for a, b, g in zip(q, k, grid):
+                v = v * (2 * g - 1) + a - b + g - 1
+            out.append(v)
+    return out
+
+
 class Gather(TensorOp):
     """ONNX Gather with a constant index: ``indices`` (a number removes the axis; a list keeps
-    it with one entry per index; nested lists give their shape), negative from the end. A
+    it with one entry per index; nested lists give their shape), negative from the end, or
+    ``relative: grid`` (Swin's relative position index on that key grid, flattened: N·N
+    indices into the (2g − 1)·… offsets; Swin V2's position-bias MLP output read by it). A
     view for one index (``torch.select``), a copy otherwise."""
 
     kind = "gather"
     primary = "indices"
     view = True  # one index (torch.select); a list of indices copies
-    doc = "take `indices` (a number, list or nested list; negative from the end) along `axis`"
-    fields = {"indices": (lambda v, n: v, None), "axis": (as_axis, 0)}
+    doc = ("take `indices` (a number, list or nested list; negative from the end), or `relative: grid` "
+           "(Swin's relative position index), along `axis`")
+    fields = {"indices": (lambda v, n: v, None), "axis": (as_axis, 0), "relative": (as_ints, None)}
 
     def rule(self, ops):
         x = ops[0].shape
         idx = self.args["indices"]
+        rel = self.args["relative"]
+        if rel is not None:
+            if idx is not None:
+                raise SpecError("a gather layer takes 'indices' or 'relative', not both")
+            if not 1 <= len(rel) <= 3 or any(g < 1 for g in rel) or numel(tuple(rel)) > 1024:
+                raise SpecError("'relative' is the key grid of Swin's relative position index: 1 to 3 sizes ≥ 1, "
+                                "at most 1,024 positions", hint="e.g. {gather: , relative: [8, 8]}")
+            idx = relative_index(rel)
         if idx is None:
             raise SpecError("a gather layer needs 'indices'", hint="e.g. {gather: 0, axis: 0} (the first token)")
         ax = norm_axis(self.args["axis"], len(x))
         ishape = _nested_shape(idx, "indices")
+        self.ishape = ishape
         flat = _flatten(idx)
         n = x[ax]
         for i in flat:
@@ -695,11 +725,13 @@ class Gather(TensorOp):
                 eff = UNKNOWN
         dims = (*x[:ax], *ishape, *x[ax + 1:])
         roles = (*x.roles[:ax], *new_roles, *x.roles[ax + 1:])
-        self._notes.append(f"axis {ax} of {n}: indices {short(idx, 40)} → {_shape_text(dims)}")
+        shown = f"Swin's relative index on {'x'.join(map(str, rel))}" if rel is not None else short(idx, 40)
+        self._notes.append(f"axis {ax} of {n}: indices {shown} → {_shape_text(dims)}")
         return dims, roles, effects_of([(x.roles[ax], eff)])
 
     def describe(self):
-        return f"gather axis {self.args['axis']}"
+        rel = self.args["relative"]
+        return f"gather axis {self.args['axis']}" + (f" relative {'x'.join(map(str, rel))}" if rel else "")
 
 
 def _flatten(v):
@@ -816,14 +848,24 @@ class Binary(TensorOp):
 
     kind = "binary"
     primary = "op"
-    n_consts = 1
+    n_consts = 2
     n_operands = (2, 2)
-    doc = "a (op) b with broadcasting, op one of " + ", ".join(BINARY) + "; b (or a, index 0) may be a const"
+    sourceless = True
+    doc = ("a (op) b with broadcasting, op one of " + ", ".join(BINARY) + "; b (or a, index 0) may be a const, "
+           "or both with inputs: [] (one learned: the same for every sample)")
     fields = {"op": (_choice(tuple(BINARY), "binary op"), None)}
 
     def rule(self, ops):
         if self.args["op"] is None:
             raise SpecError("a binary layer needs 'op'", hint="e.g. {binary: sub, inputs: [x, mean]}")
+        if all(o.const is not None for o in ops):  # a layer of constants only (inputs: [])
+            if not any(o.const.tensor and o.const.learned for o in ops):
+                raise SpecError("a binary op of two constants needs a learned one (of fixed values only, it "
+                                "is a constant: write its result as one)")
+            dims = broadcast([o.shape for o in ops])
+            if any(tuple(o.shape) != dims for o in ops):
+                self._notes.append(f"{self.operand_text()} → {_shape_text(dims)} (size-1 axes broadcast)")
+            return dims, [chan(d) for d in dims], {}
         return elementwise_rule(self, ops)
 
     def const_role(self, c):

@@ -1307,7 +1307,7 @@ TENSOR_OPS: dict[str, tuple[Callable, Callable]] = {
                                              for a in range(o[0].ndim - 1)])], None),
               lambda L, d, c, s: [_scatter(d, s[0], _slices([L.ranges.get(a, range(0, s[0][a + 1]))
                                                             for a in range(len(s[0]) - 1)]))]),
-    "gather": (lambda L, o, n: K_t.take_fwd(o[0], L.axis + 1, np.reshape(L.flat, np.shape(L.args["indices"])),
+    "gather": (lambda L, o, n: K_t.take_fwd(o[0], L.axis + 1, np.reshape(L.flat, L.ishape),
                                             view=L.view),
                lambda L, d, c, s: [K_t.take_bwd(d, c)]),
     "expand": (lambda L, o, n: (np.broadcast_to(K_t.align(o[0], len(L.out_shape_t)), (n, *L.out_shape_t)), None),

@@ -153,6 +153,8 @@ def field_layers(graph, every=False):
     for node in graph.layers:
         if node.shape.__class__ is not tuple:  # tokens, tensors: checked where they are images again
             continue
+        if not node.inputs:  # a layer of constants only (inputs: []): it sees no pixel
+            continue
         pointwise = node.layer.rf_windows() is None and len(node.inputs) == 1 and node.kind != "flatten"
         if every or not pointwise or node.name in graph.outputs:
             out.append(node)

@@ -224,3 +224,29 @@ def test_torchvision_maxvit_imports_exactly(path):
     assert r["status"] == "exact", r
     if path == "torch":  # (the ONNX file has batch norm folded into the convs: fewer parameters)
         assert r["params"] == params
+
+
+@pytest.mark.slow
+def test_torchvision_swin_v2_imports_exactly_and_round_trips():
+    """torchvision's Swin V2 in small (tests/interop/tvnets.py swin_v2_mini: V2 blocks and patch
+    merging, 32 px, windows of 4) through `import --torch`: parameters = sum(p.numel()), MACs = the
+    dispatcher's (the position-bias MLP's two matmuls on its fixed table counted on every forward),
+    outputs on the runtime, then exported to ONNX and to PyTorch, all equal the module. Its
+    position-bias MLP is a matmul of constants only, its clamped logit scale a binary min of
+    constants only, its qkv bias with the k third zeroed the parameter times a mask (each layer
+    with inputs: []); the bias table is read by `gather relative: [4, 4]`. As an ONNX file the
+    table and the weight are both named like parameters: refused, not counted either way."""
+    pytest.importorskip("torchvision")
+    from tests.interop.test_roundtrip import TV, roundtrip
+    from tests.interop.tvnets import swin_v2_mini
+    from tests.interop.zoocheck import one_path
+
+    g, imp = roundtrip("swin_v2_mini", (32, 32, 3), ref=f"{TV}:swin_v2_mini")
+    model = imp.reference
+    assert analyze_graph(g).totals["params"] == sum(p.numel() for p in model.parameters()) == 413_866
+    assert analyze_graph(g).totals["macs"] == count(model, torch.randn(1, 3, 32, 32)) == 8_563_456
+    sourceless = [n for n in g.layers if not n.inputs]
+    assert sorted(n.kind for n in sourceless) == ["binary"] * 8 + ["matmul"] * 4  # 4 blocks: MLP, scale, bias
+    assert sum(1 for n in g.layers if n.kind == "gather" and list(n.layer.args["relative"] or ()) == [4, 4]) == 4
+    r = one_path(swin_v2_mini(), "swin_v2_mini", 32, "onnx")
+    assert r["status"] == "refused" and "a MatMul of constants only" in r["why"]

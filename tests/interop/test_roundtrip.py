@@ -48,9 +48,10 @@ def _close(a, b, what):
     assert d <= 1e-4 * scale, f"{what}: max |difference| {d:.3g} (outputs up to {scale:.3g})"
 
 
-def roundtrip(name: str, shape: tuple, *, macs_from_hooks: bool = True):
-    """Import --torch, check on the runtime, export to ONNX and PyTorch; all compared on outputs."""
-    imp = import_torch(f"{TV}:{name}", shape)
+def roundtrip(name: str, shape: tuple, *, macs_from_hooks: bool = True, ref: str | None = None):
+    """Import --torch, check on the runtime, export to ONNX and PyTorch; all compared on outputs.
+    ``ref``: another FILE.py:FACTORY than tvnets.py's ``name``."""
+    imp = import_torch(ref or f"{TV}:{name}", shape)
     module = imp.reference
     graph = load_spec_text(imp.text)
     graph.infer()

@@ -28,6 +28,24 @@ def build(name: str):
     return prepare(model, 224 if fixed else 96)
 
 
+def swin_v2_mini():
+    """torchvision's Swin V2 in small (its V2 blocks and patch merging in the SwinTransformer of
+    swin_v2_t): 2 stages of 2 blocks, 48 channels, windows of 4 — at 32 px 8 x 8 tokens in shifted
+    windows, then 4 x 4 in one window; each block's first head's logit scale set above log 100,
+    so that its clamp shows in the outputs."""
+    from torchvision.models.swin_transformer import PatchMergingV2, SwinTransformer, SwinTransformerBlockV2
+
+    torch.manual_seed(0)
+    model = prepare(SwinTransformer(patch_size=[4, 4], embed_dim=48, depths=[2, 2], num_heads=[3, 6],
+                                    window_size=[4, 4], block=SwinTransformerBlockV2,
+                                    downsample_layer=PatchMergingV2), 32)
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "logit_scale"):
+                m.logit_scale[0] = 5.0
+    return model
+
+
 def __getattr__(name):  # tvnets.py:resnet18 → build("resnet18")
     if name.startswith("__"):
         raise AttributeError(name)

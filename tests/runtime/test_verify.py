@@ -10,6 +10,7 @@ from click.testing import CliRunner
 import cnncalc
 from cnncalc.cli import main
 from cnncalc.runtime.verify import verify
+from cnncalc.spec.loader import load_spec_text
 
 SPECS = Path(__file__).parent / "specs"
 
@@ -139,6 +140,21 @@ def test_verify_channel_plumbing_passes(name):
     items, _ = verify(cnncalc.load(SPECS / f"{name}.yaml"))
     assert all(i.ok for i in items), [i.to_dict() for i in items if not i.ok]
     assert any(i.layer in ("shortcut", "pad") and i.check.startswith("field") for i in items)
+
+
+def test_verify_passes_a_flat_vector_of_constants_only():
+    """A layer of constants only whose result is a flat vector (Swin V2's qkv bias times its mask,
+    (C,) with inputs: []) has no field to check: it sees no pixel (the field check read its
+    first input and failed with an IndexError); the others' fields are checked."""
+    g = load_spec_text("name: m\ninput: 6x6x4\nlayers:\n"
+                       "  - {conv: 4, kernel: 3, pad: 1, name: c}\n"
+                       "  - {global_avgpool: , name: gap}\n"
+                       "  - {binary: mul, inputs: [], const: [{index: 0, shape: [4]}, {index: 1, shape: [4], learned: false}], name: b}\n"
+                       "  - {binary: add, inputs: [gap, b], name: y}\n")
+    items, _ = verify(g)
+    assert all(i.ok for i in items), [i.to_dict() for i in items if not i.ok]
+    assert any(i.layer == "gap" and i.check.startswith("field") for i in items)
+    assert {i.check for i in items if i.layer == "b"} == {"activation bytes", "params", "shape", "state"}
 
 
 def _naive_fields(graph, units):

@@ -145,9 +145,10 @@ def test_views_cost_nothing_and_a_reshape_across_a_transpose_is_a_copy():
     assert all(i.ok for i in items), [(i.layer, i.check, i.claimed, i.measured) for i in items if not i.ok]
 
 
-def test_a_layer_without_input_is_a_matmul_of_constants_one_learned():
-    """inputs: [] (a layer of constants only, docs/tensors.md): a matmul of a learned constant and
-    a buffer is one; of two buffers it would be a constant, and any other layer reads an input."""
+def test_a_layer_without_input_is_a_matmul_or_binary_of_constants_one_learned():
+    """inputs: [] (a layer of constants only, docs/tensors.md): a matmul or a binary op of a learned
+    constant and a buffer or a value is one; of fixed values only it would be a constant, and any
+    other layer reads an input."""
     def spec(layer):
         return load_spec_text(f"name: one\ninput: 7x8 tokens\nlayers:\n  - {layer}\n").infer()
 
@@ -156,6 +157,10 @@ def test_a_layer_without_input_is_a_matmul_of_constants_one_learned():
     with pytest.raises(SpecError, match="needs a learned one"):
         spec("{matmul: , inputs: [], const: [{index: 0, shape: [5, 6], learned: false}, "
              "{index: 1, shape: [6, 4], learned: false}]}")
+    g = spec("{binary: min, inputs: [], const: [{index: 0, shape: [4, 1, 1]}, {index: 1, value: 4.6}]}")
+    assert g.layers[0].inputs == [] and tuple(g.layers[0].shape) == (4, 1, 1)
+    with pytest.raises(SpecError, match="needs a learned one"):
+        spec("{binary: mul, inputs: [], const: [{index: 0, shape: [4], learned: false}, {index: 1, value: 2.0}]}")
     with pytest.raises(SpecError, match="reads an input"):
         spec("{relu: , inputs: []}")
     with pytest.raises(SpecError, match="'inputs' is a layer name"):

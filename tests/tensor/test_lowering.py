@@ -293,6 +293,30 @@ def test_a_reshape_with_the_batch_inside_keeps_it_or_folds_it():
     assert folded.items[0].as_spec()["shape"] == [7, 2, 4] and folded.outputs == [("n", None)]
 
 
+def test_a_value_of_constants_only_broadcasts_against_the_activations_without_a_batch_axis():
+    """A value of constants only (``fixed``: Swin V2's position bias, computed by layers with
+    inputs: []) has no batch axis: Unsqueeze(0) puts a leading 1 in front of it (the batch axis
+    at the import, its sample unchanged), and it meets windows' logits whose batch is folded
+    into axis 0 (batch None) as a constant would — the per-sample shapes broadcast as ONNX's do.
+    An activation of that layout is refused, and so is a fixed value that would meet the batch."""
+    up = lower("Unsqueeze", {}, [Operand((3, 4, 4), name="bias", batch=None, fixed=True),
+                                 Operand((1,), np.array([0]))], name="n")
+    assert up.items[0].kind == "identity" and up.outputs == [("n", 0)]
+    with pytest.raises(Unlowered, match="before the folded batch"):
+        lower("Unsqueeze", {}, [Operand((3, 4, 4), name="x", batch=None), Operand((1,), np.array([0]))], name="n")
+    logits = Operand((4, 3, 4, 4), name="logits", batch=None)
+    add = lower("Add", {}, [logits, Operand((1, 3, 4, 4), name="bias", batch=0, fixed=True)], name="n")
+    assert add.items[0].as_spec()["inputs"] == ["logits", "bias"] and add.outputs == [("n", None)]
+    scale = lower("Mul", {}, [Operand((1, 3, 4, 4), name="x"), Operand((3, 1, 1), name="s", batch=None, fixed=True)],
+                  name="n")
+    assert scale.outputs == [("n", 0)]
+    with pytest.raises(Unlowered, match="different ranks"):
+        lower("Add", {}, [logits, Operand((1, 3, 4, 4), name="bias", batch=0)], name="n")
+    with pytest.raises(Unlowered, match="against the batch axis"):
+        lower("Add", {}, [Operand((1, 3, 4, 4), name="x"), Operand((2, 3, 4, 4), name="b", batch=None, fixed=True)],
+              name="n")
+
+
 # ----------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("op,attrs,ins,why", [
     ("MatMul", {}, [Operand((1, 7, 8), name="input"), Operand((1, 8), name="input")], "different ranks"),

@@ -109,6 +109,17 @@ def test_matmul_of_two_constants_is_one_result_repeated_over_the_batch():
     assert g.layers[-1].layer.macs() == 5 * 4 * 6
 
 
+def test_binary_of_two_constants_is_one_result_repeated_over_the_batch():
+    """inputs: [] on a binary op (Swin V2's logit scale clamped, min(s, log 100), and its qkv bias
+    with the k third masked): one sample's result for each of the 2 samples; the learned
+    constant's gradient sums the samples' (and a min passes it where s is the smaller)."""
+    g, _ = twin("7x8 tokens", ["{binary: min, inputs: [], const: [{index: 0, shape: [3, 1, 1]}, {index: 1, value: 1.0}]}"],
+                lambda x, p, b: torch.minimum(p["const0"], torch.tensor(1.0, dtype=torch.float64)).expand(2, 3, 1, 1))
+    assert g.layers[-1].inputs == [] and tuple(g.layers[-1].shape) == (3, 1, 1)
+    twin("7x8 tokens", ["{binary: mul, inputs: [], const: [{index: 0, shape: [6]}, {index: 1, shape: [6], learned: false}]}"],
+         lambda x, p, b: (p["const0"] * b["const1"]).expand(2, 6), mask=True)
+
+
 def test_matmul_of_two_activations_broadcast_batch():
     layers = ["{gather: 0, axis: 0, name: a}", "{transpose: [1, 0], name: at}", "{matmul: , inputs: [at, input]}"]
     twin("(3, 7, 4)", layers, lambda x, p, b: x[0][:, None] @ x[1])  # (4, 7) @ (3, 7, 4) → (3, 4, 4)
@@ -199,6 +210,20 @@ def test_reshape_transpose_flatten():
     twin("5x6x4", ["{reshape: [4, 30]}"], lambda x, p, b: x[0].reshape(2, 4, 30))
     twin("(3, 4, 5)", ["{transpose: [2, 0, 1]}"], lambda x, p, b: x[0].permute(0, 3, 1, 2))
     twin("(3, 4, 5)", ["{flatten: }"], lambda x, p, b: x[0].flatten(1))
+
+
+def test_gather_by_swins_relative_index():
+    """`relative: [3, 2]`: Swin's relative position index on a 3 x 2 key grid, computed here as
+    torchvision computes its relative_position_index (meshgrid, offsets shifted by w − 1, the
+    first axis times 2·w₂ − 1): 36 rows of the (5·3, 4) input taken."""
+    coords = torch.stack(torch.meshgrid(torch.arange(3), torch.arange(2), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    rel[:, :, 0] += 3 - 1
+    rel[:, :, 1] += 2 - 1
+    rel[:, :, 0] *= 2 * 2 - 1
+    index = rel.sum(-1).flatten()
+    g, _ = twin("(15, 4)", ["{gather: , relative: [3, 2], axis: 0}"], lambda x, p, b: x[0][:, index])
+    assert tuple(g.layers[-1].shape) == (36, 4)
 
 
 def test_slice_gather_split():

@@ -158,6 +158,13 @@ class Importer:
         inits = {t.name for t in self.g.initializer}
         self.init_names = {t: t for t in inits}  # initializer (or an Identity of one) → its own name
         self.learned_of: dict[str, set] = {}  # a constant folded at import → the learned tensors it merges
+        # the model's buffers, where its exporter says (`import --torch`): not parameters
+        listed = [p.value for p in self.model.metadata_props if p.key == "cnncalc.torch_buffers"]
+        self.knows_buffers = bool(listed)  # (an ONNX file does not say: named like a parameter, learned)
+        self.buffers = {n for v in listed for n in v.split("\n") if n}
+        # tensors computed from constants only by layers (a layer of constants only, inputs: [],
+        # and the ops after it): no batch axis of their own, the same for every sample
+        self.fixed: set[str] = set()
         for t in self.g.initializer:
             if t.data_type not in _NUMERIC_TYPES:
                 raise InteropError(f"{self.source}: initializer {show(t.name)} holds "
@@ -361,9 +368,10 @@ class Importer:
                     self._unmapped(node, u)
                 continue
             why = self._reads_table(node)
-            if why and any(region(self, i) for region in rewrites.region_rewrites(node.op_type)):
+            if (why or self.of_parameters(node)) and any(region(self, i) for region in rewrites.region_rewrites(node.op_type)):
                 continue  # (a rewrite gives it an exact form: LeViT's attention biases, rewrites/relbias.py;
-                # EdgeNeXt's conv of a constant grid, rewrites/constant.py)
+                # EdgeNeXt's conv of a constant grid, Swin V2's position-bias MLP and logit scale,
+                # rewrites/constant.py)
             if why:
                 self.refused.append(Refusal(node.name, node.op_type, why, kept=False))
                 self.poisoned.update(o for o in node.output if o)
@@ -399,8 +407,9 @@ class Importer:
                 u in self.consts for u in node.input if u) and any(self.learned(u) for u in node.input[1:] if u):
             return (f"a {node.op_type} of constants only (as EdgeNeXt's position encoding, computed from the "
                     f"input's shape alone): folded into a constant it would lose its parameters and MACs, "
-                    f"and only a 1x1 Conv of stride 1 without padding (a matmul of two constants) has a spec "
-                    f"form")
+                    f"and only a 1x1 Conv of stride 1 without padding, or a MatMul of a parameter and a "
+                    f"buffer whose result meets the activations in elementwise ops, has a spec form (a "
+                    f"matmul of two constants; `import --torch` tells buffers from parameters)")
         if node.op_type not in ("Gather", "GatherElements", "GatherND", "Expand", "Tile") or not node.input:
             return ""
         t = node.input[0]
@@ -471,8 +480,18 @@ class Importer:
         if t not in self.init_names or a is None or a.dtype.kind != "f":
             return False
         t = self.init_names[t]
+        if t in self.buffers:
+            return False
         named = "." in t and not t.startswith(("onnx::", "/"))
         return named or a.size > 1
+
+    def of_parameters(self, node) -> bool:
+        """Every input a constant, one of them a parameter (a learned initializer): folded into
+        a constant, the op would drop the parameter from the count (a layer of constants only
+        keeps it: rewrites/constant.py)."""
+        ins = [t for t in node.input if t]
+        return bool(ins) and all(t in self.consts for t in ins) and any(
+            t in self.init_names and self.learned(t) for t in ins)
 
     def _lower(self, node) -> str | None:
         """``node`` as low-level layers (cnncalc.interop.onnx.lower); None when done, else why not."""
@@ -493,7 +512,7 @@ class Importer:
                 src = self._wire(t)
                 if src is None:
                     return f"its input {show(t)} is not computed by an imported layer"
-                ops.append(Operand(tuple(shape), name=src, batch=self.batch_of.get(t, 0)))
+                ops.append(Operand(tuple(shape), name=src, batch=self.batch_of.get(t, 0), fixed=t in self.fixed))
         attrs = {}
         for a in node.attribute:
             v = self.onnx.helper.get_attribute_value(a)
@@ -516,11 +535,16 @@ class Importer:
             if li.state:
                 self.state[li.name] = li.state
             self._lowered_shape(it)
+        acts = [t for t in node.input if t and t not in self.consts]
+        fixed = bool(acts) and all(t in self.fixed for t in acts)  # (of constants only still)
         for out, (item, batch) in zip(node.output, low.outputs):
             if not out:
                 continue
             self.layer_of[out] = item
             self.batch_of[out] = batch
+            if fixed:
+                self.fixed.add(out)
+                self.odd.add(out)
             sp = self.spec_shapes.get(item)
             if self.shapes.get(out) is None and sp is not None:  # ONNX inference gave up here
                 pt = tuple(sp) if sp.__class__ is not tuple else (sp[-1], *sp[:-1]) if len(sp) > 1 else tuple(sp)

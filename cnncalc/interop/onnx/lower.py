@@ -65,6 +65,11 @@ class Operand:
     learned: bool = False
     batch: int | None = 0
     name: str = ""
+    # computed from constants only (a layer with ``inputs: []`` and the ops after it): the same
+    # for every sample, no batch axis of its own (``batch`` None: its whole ONNX shape is the
+    # sample's; 0: a leading 1 put in front of it); it broadcasts against an activation as a
+    # constant would
+    fixed: bool = False
 
     @property
     def const(self) -> bool:
@@ -205,12 +210,35 @@ class _Node:
 
 
 # ----------------------------------------------------------------------------- the ops
-def _same_layout(n: _Node, acts):
+def _same_layout(n: _Node, acts, broadcast=False):
     """Activations read together: the same rank and batch axis (else ONNX would broadcast the
-    batch against another axis)."""
-    if len({len(o.shape) for o in acts}) > 1 or len({o.batch for o in acts}) > 1:
+    batch against another axis). With ``broadcast`` (an elementwise op), a value of constants
+    only (``fixed``) may meet an activation of another layout where the spec's broadcasting of
+    the per-sample shapes gives what ONNX's gives (Swin V2's position bias, (1, heads, N, N),
+    added to the windows' logits, (B·windows, heads, N, N))."""
+    live = [o for o in acts if not o.fixed] if broadcast else acts
+    live = live or acts
+    if len({len(o.shape) for o in live}) > 1 or len({o.batch for o in live}) > 1:
         n.refuse("activations of different ranks or batch axes would broadcast the batch against another axis")
-    return acts[0]
+    act = live[0]
+    for o in acts:
+        if o.fixed and not act.fixed and (len(o.shape) != len(act.shape) or o.batch != act.batch):
+            _fits(n, o, act)
+    return act
+
+
+def _fits(n: _Node, f: Operand, act: Operand):
+    """A value of constants only ``f`` broadcast against activation ``act`` as per-sample
+    shapes (right-aligned, the batch axis left out) gives ONNX's result without the batch axis."""
+    try:
+        full = np.broadcast_shapes(tuple(act.shape), tuple(f.shape))
+        mine = np.broadcast_shapes(tuple(act.sample), tuple(f.sample))
+    except ValueError:
+        n.refuse(f"{tuple(f.shape)} does not broadcast against {tuple(act.shape)}")
+    want = full if act.batch is None else tuple(d for k, d in enumerate(full) if k != act.batch)
+    if act.batch not in (0, None) or len(f.sample) > len(act.sample) or tuple(mine) != tuple(want):
+        n.refuse(f"a value of constants only {tuple(f.shape)} would broadcast against the batch axis of "
+                 f"{tuple(act.shape)}")
 
 
 def _elementwise(n: _Node, kind, args, ins=None):
@@ -219,7 +247,7 @@ def _elementwise(n: _Node, kind, args, ins=None):
     acts = [o for o in ins if not o.const]
     if not acts:
         n.refuse("every input is a constant (fold it)")
-    act = _same_layout(n, acts)
+    act = _same_layout(n, acts, broadcast=True)
     consts = [(k, o) for k, o in enumerate(ins) if o.const]
     n.emit(kind, args, [o.name for o in acts], consts=consts, act=act)
     return n.done(batch=act.batch)
@@ -479,7 +507,7 @@ def _unsqueeze(n):
     axes = n.value(1, "axes") if n.opset >= 13 else n.attr("axes")
     r = len(x.shape) + np.size(axes)
     axes = sorted(int(a) % r for a in np.asarray(axes).reshape(-1))
-    if 0 in axes and x.batch is None:
+    if 0 in axes and x.batch is None and not x.fixed:  # (of constants only: no batch to keep outermost)
         n.refuse("it inserts an axis before the folded batch")
     full = list(x.shape)
     at = x.batch

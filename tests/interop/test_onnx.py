@@ -19,10 +19,6 @@ NOT_EXPORTABLE = {
     "alphago-policy": "conv13 has an untied (per-position) bias; ONNX Conv has one bias per filter",
     "lenet5-paper": "C3's connection table (LeCun 1998, Table I) is not a grouped convolution",
 }
-# exported (tests/attention/test_export.py checks the outputs), but the importer does not lift the
-# token layers back yet (issue 24 item 4)
-NOT_REIMPORTED = {n: "the ONNX importer does not lift the token layers yet" for n in
-                  ("vit_b_16", "deit_tiny", "deit_small", "swin_t", "mobilevit_xxs")}
 BIG = {"cifar_resnet1202", "cifar_resnet110", "densenet201", "densenet169", "densenet121", "resnet152", "resnet152_tv",
        "resnet101", "resnet101_tv"}
 
@@ -47,8 +43,6 @@ def test_unsupported_list_is_exactly_the_documented_one():
 def test_zoo_round_trip(name):
     if name in NOT_EXPORTABLE:
         pytest.skip(NOT_EXPORTABLE[name])
-    if name in NOT_REIMPORTED:
-        pytest.skip(NOT_REIMPORTED[name])
     g = load_spec(name)
     g.infer()
     model = export_onnx(g, seed=None)  # zero weights: the structure is what is compared here

@@ -96,8 +96,7 @@ def onnx_attention(b, node, xs, out):
     kt = _transpose(b, f"{n}/k_t", kk, [*range(k + 2), k + 3, k + 2])
     a = b.node("MatMul", [q, kt], f"{n}/scores", f"{n}/scores")
     if L.rel_bias:
-        bias = np.asarray(p["rel_pos_table"])[rel_index(L.bias_w).reshape(-1)].reshape(seq, seq, h).transpose(2, 0, 1)
-        a = b.node("Add", [a, b.init(f"{n}/rel_pos_bias", bias)], f"{n}/biased", f"{n}/biased")
+        a = b.node("Add", [a, b.init(f"{n}/rel_pos_bias", _rel_pos_bias(L, p, seq, h))], f"{n}/biased", f"{n}/biased")
     if L.window and L.args["shift"]:
         nw = (L.grid[0] // L.window) * (L.grid[1] // L.window)
         a = _reshape(b, f"{n}/by_window", a, [-1, nw, h, seq, seq])
@@ -128,6 +127,13 @@ def onnx_attention(b, node, xs, out):
     y = _roll_axis(b, f"{n}/unroll", _reshape(b, f"{n}/rgrid", y, [-1, gh, gw, oc]), s % gw, 2, gw)
     y = _reshape(b, f"{n}/out_shape", y, tokens)
     return _roll_axis(b, f"{n}/unroll_h", y, (s * gw) % n_tok, len(lead) + 1, n_tok, out=out, last=n)
+
+
+def _rel_pos_bias(L, p, seq, h):
+    """The relative position bias (heads, seq, seq): the table read at Swin's index, the constant
+    torch.onnx.export folds timm's lookup into (the importer rebuilds the table from it)."""
+    table = np.asarray(p["rel_pos_table"])
+    return table[rel_index(L.bias_w).reshape(-1)].reshape(seq, seq, h).transpose(2, 0, 1)
 
 
 def _linear_to(b, name, x, w, bias, out, last=None):
@@ -166,11 +172,8 @@ def _onnx_attention_apart(b, node, xs, out):
         parts.append(_transpose(b, f"{n}/heads{k}_t", t, perm))
     q = b.node("Mul", [parts[0], b.init(f"{n}/scale", np.array(L.scale, np.float32))], f"{n}/q", f"{n}/q")
     a = b.node("MatMul", [q, parts[1]], f"{n}/scores", f"{n}/scores")
-    if L.rel_bias:
-        t = b.node("Gather", [b.param(n, "rel_pos_table"), b.ints(f"{n}/rel_index", rel_index(L.bias_w).reshape(-1))],
-                   f"{n}/bias_rows", f"{n}/bias_rows", axis=0)
-        t = _transpose(b, f"{n}/bias_t", _reshape(b, f"{n}/bias3", t, [seq, seq, h]), [2, 0, 1])
-        a = b.node("Add", [a, t], f"{n}/biased", f"{n}/biased")
+    if L.rel_bias:  # (folded, as in onnx_attention: a Gather of the table has no spec layer to import into)
+        a = b.node("Add", [a, b.init(f"{n}/rel_pos_bias", _rel_pos_bias(L, p, seq, h))], f"{n}/biased", f"{n}/biased")
     if L.window and L.args["shift"]:
         nw = (L.grid[0] // L.window) * (L.grid[1] // L.window)
         a = _reshape(b, f"{n}/by_window", a, [-1, nw, h, seq, seq])

@@ -119,3 +119,22 @@ def test_reduce_mean_over_the_tokens_is_one_mean():
     nodes, inits = _patches()
     nodes.append(node("ReduceMean", ["tok"], ["y"], "/ReduceMean", axes=[1], keepdims=0))
     assert lifted(model(nodes, inits, x=(1, C, 8, 8))) == ["patch_embed", "mean"]
+
+
+@covers("tokens", "to_image")
+def test_image_to_tokens_and_back():
+    """x (1, 3, 4, 4) → Reshape (1, 3, 16) → Transpose: 16 tokens of 3; → Transpose → Reshape
+    (1, 3, 4, 4) → a 1x1 Conv: the image again, which the conv reads as N x C x H x W."""
+    nodes = [node("Reshape", ["x", "s_flat"], ["f"], "/tok/Reshape"),
+             node("Transpose", ["f"], ["tok"], "/tok/Transpose", perm=[0, 2, 1]),
+             node("Transpose", ["tok"], ["back"], "/img/Transpose", perm=[0, 2, 1]),
+             node("Reshape", ["back", "s_img"], ["img"], "/img/Reshape"),
+             node("Conv", ["img", "pw.weight", "pw.bias"], ["y"], "/pw/Conv", kernel_shape=[1, 1])]
+    inits = {"s_flat": _i(1, C, 16), "s_img": _i(1, C, 4, 4), "pw.weight": w(2, C, 1, 1), "pw.bias": w(2)}
+    assert lifted(model(nodes, inits, x=(1, C, 4, 4))) == ["tokens", "to_image", "conv"]
+
+
+def test_pointwise_conv_then_tokens_stays_two_layers():
+    nodes, inits = _patches(kernel=1, stride=1)  # (patch 1: a spec writes a conv, then tokens)
+    nodes[-1].output[0] = "y"
+    assert lifted(model(nodes, inits, x=(1, C, 8, 8))) == ["conv", "tokens"]

@@ -64,9 +64,9 @@ def _shape(imp, name):
     return None if sp is None else tuple(sp)
 
 
-def _swap(lift, region, new, params) -> bool:
+def _swap(lift, region, new, params, want=None) -> bool:
     """Replace ``region`` (its last item the one lifted) by ``new`` when ``new`` infers the
-    shape the region ended with; True when done."""
+    shape the region ended with (or ``want``); True when done."""
     from cnncalc.layers import REGISTRY
 
     imp = lift.imp
@@ -78,7 +78,7 @@ def _swap(lift, region, new, params) -> bool:
         got = cls(new.name, args).infer([imp.spec_shapes[i] for i in new.inputs], "exact")
     except Exception:  # (not tokens, another shape: the low-level items stay)
         return False
-    if tuple(got) != _shape(imp, region[-1].name):
+    if tuple(got) != (want or _shape(imp, region[-1].name)):
         return False
     if new.name in imp.by_name and new.name not in {it.name for it in region}:
         return False
@@ -93,7 +93,7 @@ def _swap(lift, region, new, params) -> bool:
 def patch_embed(lift, item) -> bool:
     """ViT's patch embedding: a conv whose kernel equals its stride, flattened and transposed to tokens.
 
-    The conv without padding, dilation or groups; its positions flattened (Reshape to C x H·W)
+    The conv without padding, dilation or groups, its patch 2 or more; its positions flattened (Reshape to C x H·W)
     and transposed to H·W tokens of C (``proj(x).flatten(2).transpose(1, 2)``): one patch_embed
     layer."""
     imp = lift.imp
@@ -104,7 +104,8 @@ def patch_embed(lift, item) -> bool:
     if cv is None or cv.kind != "conv" or set(cv.args) - {"conv", "kernel", "stride", "bias"}:
         return False
     k, s = cv.args.get("kernel"), cv.args.get("stride", 1)
-    if not isinstance(k, int) or k != s or not (_read_once(lift, cv) and _read_once(lift, flat)):
+    # (patch 1: a pointwise conv, then the tokens layer — kept two layers as a spec writes them)
+    if not isinstance(k, int) or k != s or k < 2 or not (_read_once(lift, cv) and _read_once(lift, flat)):
         return False
     cs, fs = _shape(imp, cv.name), _shape(imp, flat.name)
     if cs is None or fs != (cs[-1], int(np.prod(cs[:-1]))):
@@ -117,6 +118,43 @@ def patch_embed(lift, item) -> bool:
     else:
         params["bias"] = np.asarray(p["bias"], np.float32).reshape(-1)
     return _swap(lift, [cv, flat, item], Item("patch_embed", args, item.name, list(cv.inputs), item.raw), params)
+
+
+@rewrite("transpose", family="tokens", name="tokens", stage="lift", lifts="tokens (an image as H·W tokens)")
+def tokens(lift, item) -> bool:
+    """An image as its H·W tokens: Reshape to C x H·W, then Transpose (``x.flatten(2).transpose(1, 2)``), one tokens layer."""
+    imp = lift.imp
+    if list(item.args.get("perm", [])) != [1, 0] or len(item.inputs) != 1:
+        return False
+    flat = lift.producer(item)
+    if flat is None or flat.kind != "reshape" or not _read_once(lift, flat):
+        return False
+    img = imp.spec_shapes.get(flat.inputs[0])
+    fs = _shape(imp, flat.name)
+    if img.__class__ is not tuple or len(img) < 2 or fs != (img[-1], int(np.prod(img[:-1]))):
+        return False
+    return _swap(lift, [flat, item], Item("tokens", {"tokens": None}, item.name, list(flat.inputs), item.raw), None)
+
+
+@rewrite("reshape", family="tokens", name="to_image", stage="lift", lifts="to_image (N x C tokens as an image)")
+def to_image(lift, item) -> bool:
+    """N x C tokens back to an image: Transpose to C x N, then Reshape to C x H x W (``x.transpose(1, 2).reshape(B, C, H, W)``), one to_image layer."""
+    imp = lift.imp
+    t = lift.producer(item) if len(item.inputs) == 1 else None
+    xs = _shape(imp, t.inputs[0]) if t is not None and len(t.inputs) == 1 else None
+    if (t is None or t.kind != "transpose" or list(t.args.get("perm", [])) != [1, 0] or xs is None or len(xs) != 2
+            or not _read_once(lift, t)):
+        return False
+    out = tuple(item.args.get("shape") or ())  # (C, H, W): the reshape's, in ONNX's order
+    if len(out) < 2 or -1 in out or out[0] != xs[1] or int(np.prod(out[1:])) != xs[0]:
+        return False
+    image = (*out[1:], out[0])
+    for args in ({"to_image": None}, {"to_image": [int(v) for v in out[1:]]}):
+        if _swap(lift, [t, item], Item("to_image", args, item.name, list(t.inputs), item.raw), None, want=image):
+            for tensor in _held(imp, imp.by_name[item.name]):  # (an N x C x H x W image now, as ONNX has it)
+                imp.odd.discard(tensor)
+            return True
+    return False
 
 
 @rewrite("concat", family="tokens", name="cls_token", stage="lift",

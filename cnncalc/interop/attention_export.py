@@ -387,7 +387,8 @@ TORCH_HELPERS = {
 
     def forward(self, x):
         lead, (n, c) = x.shape[:-2], x.shape[-2:]
-        x = x.reshape(-1, n, c)
+        if len(lead) != 1:  # (groups of sequences, MobileViT's patches: one batch of them)
+            x = x.reshape(-1, n, c)
         if self.window:
             gh, gw = self.grid
             x = x.reshape(-1, gh, gw, c)
@@ -397,9 +398,12 @@ TORCH_HELPERS = {
         bp, s, _ = x.shape
         h, dk, dv = self.h, self.dk, self.dv
         qkv = F.linear(x, self.qkv_weight, self.qkv_bias)
-        q = qkv[..., :h * dk].reshape(bp, s, h, dk).transpose(1, 2)
-        k = qkv[..., h * dk:2 * h * dk].reshape(bp, s, h, dk).transpose(1, 2)
-        v = qkv[..., 2 * h * dk:].reshape(bp, s, h, dv).transpose(1, 2)
+        if dk == dv:  # (timm's form: torch.onnx.export of it imports back as one attention layer)
+            q, k, v = qkv.reshape(bp, s, 3, h, dk).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q = qkv[..., :h * dk].reshape(bp, s, h, dk).transpose(1, 2)
+            k = qkv[..., h * dk:2 * h * dk].reshape(bp, s, h, dk).transpose(1, 2)
+            v = qkv[..., 2 * h * dk:].reshape(bp, s, h, dv).transpose(1, 2)
         a = torch.matmul(q * (dk ** -0.5 if self.scale is None else self.scale), k.transpose(-1, -2))
         if self.rel_pos_table is not None:
             a = a + self.rel_pos_table[self.rel_index.reshape(-1)].reshape(s, s, h).permute(2, 0, 1)
@@ -413,10 +417,11 @@ TORCH_HELPERS = {
             gh, gw = self.grid
             k = self.window
             y = y.reshape(-1, gh // k, gw // k, k, k, y.shape[-1]).permute(0, 1, 3, 2, 4, 5)
-            y = y.reshape(-1, gh, gw, y.shape[-1])
-            if self.shift:
-                y = torch.roll(y, (self.shift, self.shift), (1, 2))
-        return y.reshape(*lead, n, y.shape[-1])
+            if self.shift:  # the roll back along W on the grid, then along H as a roll of the tokens by shift*W
+                y = torch.roll(y.reshape(-1, gh, gw, y.shape[-1]), self.shift, 2)
+            y = y.reshape(*lead, n, y.shape[-1])
+            return torch.roll(y, self.shift * gw, y.dim() - 2) if self.shift else y
+        return y if len(lead) == 1 else y.reshape(*lead, n, y.shape[-1])
 ''',
 }
 

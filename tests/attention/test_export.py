@@ -89,3 +89,44 @@ def test_torch_export_equals_the_runtime(name):
     with torch.no_grad():
         y = m(torch.from_numpy(x)).numpy()
     assert np.abs(y.reshape(ref.shape) - ref).max() <= 1e-5 * max(float(np.abs(ref).max()), 1.0)
+
+
+# the token layers that come back as themselves (export --to onnx, or export --to torch then
+# torch.onnx.export, then import); the residual adds come back as low-level binary adds
+KINDS = {"vit": ["patch_embed", "cls_token", "pos_embed", "layernorm", "attention", "binary", "layernorm", "mlp",
+                 "binary", "layernorm", "attention", "binary", "layernorm", "mlp", "binary"],
+         "swin": ["patch_embed", "layernorm", "layernorm", "attention", "binary", "layernorm", "mlp", "binary",
+                  "layernorm", "attention", "binary", "layernorm", "mlp", "binary", "patch_merging"]}
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+@pytest.mark.parametrize("path", ["onnx", "torch"])
+def test_export_imports_back_into_the_token_layers(name, path):
+    """The exported model imports back into the spec's layers, and the imported spec with the
+    imported weights computes the runtime's output."""
+    pytest.importorskip("onnxruntime")
+    from cnncalc.interop.onnx import import_model
+
+    g, net, x, ref = _run(name)
+    if path == "onnx":
+        model = export_onnx(g, net.params, net.state)
+    else:
+        pytest.importorskip("torch")
+        from cnncalc.interop.torch_export import torch_source, torch_state_dict
+        from cnncalc.interop.torch_import import torch_to_onnx
+        ns = {}
+        exec(compile(torch_source(g), f"{name}_net.py", "exec"), ns)
+        m = ns["Net"]().eval()
+        m.load_state_dict(torch_state_dict(g, net.params, net.state))
+        model = torch_to_onnx(m, g.input_shape)
+    imp = import_model(model, source=f"{name}.onnx")
+    g2 = load_spec_text(imp.text)
+    g2.infer()
+    got = [n.kind for n in g2.layers]
+    assert got[:len(KINDS[name])] == KINDS[name], imp.text
+    net2 = Net(g2, dtype="float32", seed=0)
+    for layer, tensors in net2.params.items():
+        for t, a in tensors.items():
+            a[...] = np.asarray(imp.params[layer][t]).reshape(a.shape)
+    y = net2.forward(x)[g2.outputs[0]]
+    assert np.abs(y.reshape(ref.shape) - ref).max() <= 1e-5 * max(float(np.abs(ref).max()), 1.0)

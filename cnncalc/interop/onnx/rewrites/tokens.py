@@ -24,44 +24,73 @@ def _held(imp, it) -> list[str]:
     return [t for t, layer in imp.layer_of.items() if layer == it.name]
 
 
+def _readers(imp, t) -> list[int]:
+    """The ONNX nodes that read the values of tensor ``t`` (a Shape node reads none)."""
+    return [k for k in imp.consumers.get(t, ()) if imp.nodes[k].op_type != "Shape"]
+
+
 def _read_once(lift, it) -> bool:
     """The tensors ``it`` holds are read once in all (by the next item of the region), and none
     is a graph output."""
-    ts = _held(lift.imp, it)
-    return bool(ts) and sum(lift.uses(t) for t in ts) == 1 and not any(t in lift.imp.output_names for t in ts)
+    imp = lift.imp
+    ts = _held(imp, it)
+    return bool(ts) and sum(len(_readers(imp, t)) for t in ts) == 1 and not any(t in imp.output_names for t in ts)
 
 
 def _closed(lift, region) -> bool:
     """The tensors of the region's items but the last are read by the region's own nodes only:
-    nodes whose outputs its items hold, or the nodes a region rewrite took into one of them
-    (GELU's Div · Erf · Add · Mul · Mul reads its input twice); Shape nodes read no values."""
+    nodes whose outputs its items hold, or nodes a region rewrite took into one of them (GELU's
+    Div · Erf · Add · Mul · Mul reads its input twice: their tensors that no layer holds are
+    followed to the tensors a layer does). Shape nodes read no values."""
     imp = lift.imp
     names = {it.name for it in region}
-    for it in region[:-1]:
-        for t in _held(imp, it):
-            if t in imp.output_names:
-                return False
-            for k in imp.consumers.get(t, ()):
-                nd = imp.nodes[k]
-                outs = [o for o in nd.output if o]
-                if nd.op_type == "Shape" or all(imp.layer_of.get(o) in names for o in outs):
+    todo = [t for it in region[:-1] for t in _held(imp, it)]
+    seen = set(todo)
+    while todo:
+        t = todo.pop()
+        if t in imp.output_names:
+            return False
+        for k in _readers(imp, t):
+            for o in imp.nodes[k].output:
+                if not o or o in seen:
                     continue
-                if not (k in imp.skip and all(imp.layer_of.get(o, it.name) in names for o in outs)):
+                if o not in imp.layer_of:
+                    if not (k in imp.skip or imp.nodes[k] is lift.node or _before(imp, k, lift.node)):
+                        return False  # (a node not imported yet reads it)
+                    seen.add(o)
+                    todo.append(o)
+                elif imp.layer_of[o] not in names:
                     return False
     return True
 
 
-def _learned_const(imp, it, index=1):
-    """The learned constant operand ``index`` of a low-level item, or None."""
+def _before(imp, k, node) -> bool:
+    """Node ``k`` comes before ``node`` in the graph (it has been imported)."""
+    for j in range(k + 1, len(imp.nodes)):
+        if imp.nodes[j] is node:
+            return True
+    return False
+
+
+def _learned_const(imp, it, index=None):
+    """The learned constant operand of a low-level item (at ``index``; None: either side of an
+    elementwise op, ``Add(bias, x)`` or ``Add(x, bias)``), or None."""
     c = it.args.get("const") if it is not None else None
-    if not isinstance(c, dict) or not c.get("learned") or c.get("index", 1) != index:
+    if not isinstance(c, dict) or not c.get("learned") or (index is not None and c.get("index", 1) != index):
         return None
-    return imp.params.get(it.name, {}).get(f"const{index}")
+    return imp.params.get(it.name, {}).get(f"const{c.get('index', 1)}")
 
 
 def _shape(imp, name):
     sp = imp.spec_shapes.get(name)
     return None if sp is None else tuple(sp)
+
+
+def _name(region) -> str:
+    """The lifted layer's name: the shortest of the region's without a ``_k`` suffix (cnncalc's
+    export names the last node as the layer, ``block1/mlp``, and the others under it;
+    torch.onnx.export names them after the module, ``mlp``, ``mlp_2``, …)."""
+    return min((it.name for it in region), key=lambda s: (s.rsplit("_", 1)[-1].isdigit(), len(s)))
 
 
 def _swap(lift, region, new, params, want=None) -> bool:
@@ -117,7 +146,8 @@ def patch_embed(lift, item) -> bool:
         args["bias"] = False
     else:
         params["bias"] = np.asarray(p["bias"], np.float32).reshape(-1)
-    return _swap(lift, [cv, flat, item], Item("patch_embed", args, item.name, list(cv.inputs), item.raw), params)
+    region = [cv, flat, item]
+    return _swap(lift, region, Item("patch_embed", args, _name(region), list(cv.inputs), item.raw), params)
 
 
 @rewrite("transpose", family="tokens", name="tokens", stage="lift", lifts="tokens (an image as H·W tokens)")
@@ -206,7 +236,7 @@ def _linear_of(lift, it):
         it = lift.producer(it)
         if it is None or not _read_once(lift, it):
             return None
-    w = _learned_const(imp, it) if it is not None and it.kind == "matmul" and len(it.inputs) == 1 else None
+    w = _learned_const(imp, it, 1) if it is not None and it.kind == "matmul" and len(it.inputs) == 1 else None
     if w is None or w.ndim != 2 or (b is not None and np.size(b) != w.shape[1]):
         return None
     return np.asarray(w).T, b, [it, *items]
@@ -271,7 +301,7 @@ def mlp(lift, item) -> bool:
     region = [*items1, *([act] if act_kind else []), *items2]
     if not _closed(lift, region):
         return False
-    return _swap(lift, region, Item("mlp", args, item.name, list(items1[0].inputs), item.raw), params)
+    return _swap(lift, region, Item("mlp", args, _name(region), list(items1[0].inputs), item.raw), params)
 
 
 @rewrite("reduce", family="tokens", name="token_mean", stage="lift", lifts="mean (the mean over N x C tokens)")

@@ -152,7 +152,9 @@ def patch_embed(lift, item) -> bool:
 
 @rewrite("transpose", family="tokens", name="tokens", stage="lift", lifts="tokens (an image as H·W tokens)")
 def tokens(lift, item) -> bool:
-    """An image as its H·W tokens: Reshape to C x H·W, then Transpose (``x.flatten(2).transpose(1, 2)``), one tokens layer."""
+    """An image as its H·W tokens: Reshape to C x H·W, then Transpose, one tokens layer.
+
+    (``x.flatten(2).transpose(1, 2)`` without a conv before it.)"""
     imp = lift.imp
     if list(item.args.get("perm", [])) != [1, 0] or len(item.inputs) != 1:
         return False
@@ -168,7 +170,9 @@ def tokens(lift, item) -> bool:
 
 @rewrite("reshape", family="tokens", name="to_image", stage="lift", lifts="to_image (N x C tokens as an image)")
 def to_image(lift, item) -> bool:
-    """N x C tokens back to an image: Transpose to C x N, then Reshape to C x H x W (``x.transpose(1, 2).reshape(B, C, H, W)``), one to_image layer."""
+    """N x C tokens back to an image: Transpose to C x N, then Reshape to C x H x W, one to_image layer.
+
+    (``x.transpose(1, 2).reshape(B, C, H, W)``.)"""
     imp = lift.imp
     t = lift.producer(item) if len(item.inputs) == 1 else None
     xs = _shape(imp, t.inputs[0]) if t is not None and len(t.inputs) == 1 else None

@@ -132,8 +132,8 @@ def onnx_attention(b, node, xs, out):
 def _rel_pos_bias(L, p, seq, h):
     """The relative position bias (heads, seq, seq): the table read at Swin's index, the constant
     torch.onnx.export folds timm's lookup into (the importer rebuilds the table from it)."""
-    table = np.asarray(p["rel_pos_table"])
-    return table[rel_index(L.bias_w).reshape(-1)].reshape(seq, seq, h).transpose(2, 0, 1)
+    table = np.asarray(p["rel_pos_table"])  # ((1, heads, …): timm's unsqueeze(0), which no relbias rule reads)
+    return table[rel_index(L.bias_w).reshape(-1)].reshape(seq, seq, h).transpose(2, 0, 1)[None]
 
 
 def _linear_to(b, name, x, w, bias, out, last=None):
@@ -387,30 +387,31 @@ TORCH_HELPERS = {
 
     def forward(self, x):
         lead, (n, c) = x.shape[:-2], x.shape[-2:]
-        if len(lead) != 1:  # (groups of sequences, MobileViT's patches: one batch of them)
-            x = x.reshape(-1, n, c)
+        h, dk, dv = self.h, self.dk, self.dv
         if self.window:
             gh, gw = self.grid
             x = x.reshape(-1, gh, gw, c)
             if self.shift:
                 x = torch.roll(x, (-self.shift, -self.shift), (1, 2))
             x = self.partition(x)
-        bp, s, _ = x.shape
-        h, dk, dv = self.h, self.dk, self.dv
+        elif dk != dv and len(lead) != 1:  # (groups of sequences, MobileViT's patches: one batch of them)
+            x = x.reshape(-1, n, c)
+        *grp, s, _ = x.shape  # (the batch and any groups of sequences: kept as axes)
+        g = len(grp)
         qkv = F.linear(x, self.qkv_weight, self.qkv_bias)
         if dk == dv:  # (timm's form: torch.onnx.export of it imports back as one attention layer)
-            q, k, v = qkv.reshape(bp, s, 3, h, dk).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = qkv.reshape(*grp, s, 3, h, dk).permute(g + 1, *range(g), g + 2, g, g + 3).unbind(0)
         else:
-            q = qkv[..., :h * dk].reshape(bp, s, h, dk).transpose(1, 2)
-            k = qkv[..., h * dk:2 * h * dk].reshape(bp, s, h, dk).transpose(1, 2)
-            v = qkv[..., 2 * h * dk:].reshape(bp, s, h, dv).transpose(1, 2)
+            q = qkv[..., :h * dk].reshape(*grp, s, h, dk).transpose(-2, -3)
+            k = qkv[..., h * dk:2 * h * dk].reshape(*grp, s, h, dk).transpose(-2, -3)
+            v = qkv[..., 2 * h * dk:].reshape(*grp, s, h, dv).transpose(-2, -3)
         a = torch.matmul(q * (dk ** -0.5 if self.scale is None else self.scale), k.transpose(-1, -2))
         if self.rel_pos_table is not None:
-            a = a + self.rel_pos_table[self.rel_index.reshape(-1)].reshape(s, s, h).permute(2, 0, 1)
+            a = a + self.rel_pos_table[self.rel_index.reshape(-1)].reshape(s, s, h).permute(2, 0, 1).unsqueeze(0)
         if self.window and self.shift:
             nw = self.mask.shape[0]
-            a = (a.reshape(-1, nw, h, s, s) + self.mask[None, :, None]).reshape(bp, h, s, s)
-        y = torch.matmul(torch.softmax(a, -1), v).transpose(1, 2).reshape(bp, s, h * dv)
+            a = (a.reshape(-1, nw, h, s, s) + self.mask[None, :, None]).reshape(*grp, h, s, s)
+        y = torch.matmul(torch.softmax(a, -1), v).transpose(-2, -3).reshape(*grp, s, h * dv)
         if self.proj_weight is not None:
             y = F.linear(y, self.proj_weight, self.proj_bias)
         if self.window:
@@ -421,7 +422,7 @@ TORCH_HELPERS = {
                 y = torch.roll(y.reshape(-1, gh, gw, y.shape[-1]), self.shift, 2)
             y = y.reshape(*lead, n, y.shape[-1])
             return torch.roll(y, self.shift * gw, y.dim() - 2) if self.shift else y
-        return y if len(lead) == 1 else y.reshape(*lead, n, y.shape[-1])
+        return y if len(grp) == len(lead) else y.reshape(*lead, n, y.shape[-1])
 ''',
 }
 

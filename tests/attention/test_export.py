@@ -91,19 +91,17 @@ def test_torch_export_equals_the_runtime(name):
     assert np.abs(y.reshape(ref.shape) - ref).max() <= 1e-5 * max(float(np.abs(ref).max()), 1.0)
 
 
-# the token layers that come back as themselves (export --to onnx, or export --to torch then
-# torch.onnx.export, then import); the residual adds come back as low-level binary adds
-KINDS = {"vit": ["patch_embed", "cls_token", "pos_embed", "layernorm", "attention", "binary", "layernorm", "mlp",
-                 "binary", "layernorm", "attention", "binary", "layernorm", "mlp", "binary"],
-         "swin": ["patch_embed", "layernorm", "layernorm", "attention", "binary", "layernorm", "mlp", "binary",
-                  "layernorm", "attention", "binary", "layernorm", "mlp", "binary", "patch_merging"]}
+# the cases whose export imports back into the spec's layers (not "tokens": its attention with
+# value_dim ≠ head_dim exports q, k, v cut apart, which stays low-level ops)
+BACK = ["vit", "swin", "mobilevit", "maxvit"]
 
 
-@pytest.mark.parametrize("name", list(KINDS))
+@pytest.mark.parametrize("name", BACK)
 @pytest.mark.parametrize("path", ["onnx", "torch"])
 def test_export_imports_back_into_the_token_layers(name, path):
-    """The exported model imports back into the spec's layers, and the imported spec with the
-    imported weights computes the runtime's output."""
+    """The exported model imports back into the spec's layers (the residual adds as binary adds;
+    through torch, the layers up to the head), and the imported spec with the imported weights
+    computes the runtime's output."""
     pytest.importorskip("onnxruntime")
     from cnncalc.interop.onnx import import_model
 
@@ -122,8 +120,11 @@ def test_export_imports_back_into_the_token_layers(name, path):
     imp = import_model(model, source=f"{name}.onnx")
     g2 = load_spec_text(imp.text)
     g2.infer()
+    want = ["binary" if n.kind == "add" else n.kind for n in g.layers]
     got = [n.kind for n in g2.layers]
-    assert got[:len(KINDS[name])] == KINDS[name], imp.text
+    if path == "torch" and name == "vit":  # (the class token's x[:, 0]: a gather and a flatten)
+        want, got = want[:-2], got[:len(want) - 2]
+    assert got == want, imp.text
     net2 = Net(g2, dtype="float32", seed=0)
     for layer, tensors in net2.params.items():
         for t, a in tensors.items():

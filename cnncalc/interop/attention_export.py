@@ -20,16 +20,21 @@ from cnncalc.runtime.kernels.attention import MASK, rel_index, shift_mask
 def _roll(b, name, x, shift, h, w):
     """torch.roll(x, (shift, shift), (1, 2)) of (B, H, W, C) as Slice + Concat along H, then W."""
     for axis, n in ((1, h), (2, w)):
-        s = shift % n
-        if not s:
-            continue
-        cut = n - s
-        hi = b.node("Slice", [x, b.ints(f"{name}/s{axis}a", [cut]), b.ints(f"{name}/e{axis}a", [n]),
-                              b.ints(f"{name}/x{axis}a", [axis])], f"{name}/hi{axis}", f"{name}/hi{axis}")
-        lo = b.node("Slice", [x, b.ints(f"{name}/s{axis}b", [0]), b.ints(f"{name}/e{axis}b", [cut]),
-                              b.ints(f"{name}/x{axis}b", [axis])], f"{name}/lo{axis}", f"{name}/lo{axis}")
-        x = b.node("Concat", [hi, lo], f"{name}/rolled{axis}", f"{name}/rolled{axis}", axis=axis)
+        x = _roll_axis(b, name, x, shift % n, axis, n)
     return x
+
+
+def _roll_axis(b, name, x, s, axis, n, *, out=None, last=None):
+    """torch.roll(x, s, axis) of an axis of n (0 ≤ s < n) as Slice + Concat; ``out`` and ``last``:
+    the Concat's output and node name (else derived from ``name``)."""
+    if not s:
+        return x if out is None else b.node("Identity", [x], out, last)
+    cut = n - s
+    hi = b.node("Slice", [x, b.ints(f"{name}/s{axis}a", [cut]), b.ints(f"{name}/e{axis}a", [n]),
+                          b.ints(f"{name}/x{axis}a", [axis])], f"{name}/hi{axis}", f"{name}/hi{axis}")
+    lo = b.node("Slice", [x, b.ints(f"{name}/s{axis}b", [0]), b.ints(f"{name}/e{axis}b", [cut]),
+                          b.ints(f"{name}/x{axis}b", [axis])], f"{name}/lo{axis}", f"{name}/lo{axis}")
+    return b.node("Concat", [hi, lo], out or f"{name}/rolled{axis}", last or f"{name}/rolled{axis}", axis=axis)
 
 
 def _reshape(b, name, x, dims):
@@ -49,6 +54,98 @@ def _linear(b, name, x, w, bias):
 
 
 def onnx_attention(b, node, xs, out):
+    """torch.onnx.export's form of timm's Attention (the form the importer lifts back into this
+    layer: rewrites/attention.py): qkv as one MatMul (+ Add), reshaped to (…, T, 3, h, d),
+    permuted to (3, …, h, T, d), split into q, k, v; q·scale @ kᵀ [+ the relative position
+    bias, the table read at Swin's index, as torch.onnx.export folds it] [+ the shifted-window
+    mask]; softmax; @ v; back to (…, T, h·d); the output projection. Window attention rolls
+    and partitions the grid first and puts the windows back after (timm's Swin). Attention
+    whose values have another width than its keys (dv ≠ dk) has no joint qkv: its q, k, v are
+    cut apart (:func:`_onnx_attention_apart`)."""
+    L = node.layer
+    if L.dk != L.dv:
+        return _onnx_attention_apart(b, node, xs, out)
+    p, n = b.params[node.name], node.name
+    h, d = L.h, L.dk
+    x = xs[0]
+    lead = list(L.in_shapes[0][:-2])
+    n_tok, c = L.in_shapes[0][-2:]
+    if L.window:
+        gh, gw = L.grid
+        w, s = L.window, L.args["shift"]
+        x = _reshape(b, f"{n}/grid", x, [-1, gh, gw, c])
+        x = _roll(b, f"{n}/roll", x, -s, gh, gw) if s else x
+        x = _reshape(b, f"{n}/win6", x, [-1, gh // w, w, gw // w, w, c])
+        x = _transpose(b, f"{n}/win_t", x, [0, 1, 3, 2, 4, 5])
+        x = _reshape(b, f"{n}/seqs", x, [-1, w * w, c])
+        seq, lead_x = w * w, []
+    else:
+        seq, lead_x = n_tok, lead  # (MobileViT's patches: groups of sequences, kept as axes)
+    k = len(lead_x)
+    qkv = _linear(b, f"{n}/qkv", x, p["qkv_weight"], p.get("qkv_bias"))
+    # the node the importer names the lifted layer after (timm's /attn/Reshape): named as the layer
+    # (window attention: its last node is, the lift takes the shortest name of the block)
+    t = b.node("Reshape", [qkv, b.ints(f"{n}/heads_shape", [-1, *lead_x, seq, 3, h, d])], f"{n}/heads",
+               f"{n}/heads" if L.window else n)
+    t = _transpose(b, f"{n}/heads_t", t, [k + 2, *range(k + 1), k + 3, k + 1, k + 4])
+    b.node("Split", [t, b.ints(f"{n}/split", [1, 1, 1])], f"{n}/qkv_split0", f"{n}/split", axis=0)
+    b.nodes[-1].output[:] = [f"{n}/qkv_split{j}" for j in range(3)]  # (timm's unbind: three outputs)
+    q, kk, v = (b.node("Squeeze", [f"{n}/qkv_split{j}", b.ints(f"{n}/sq{j}", [0])], f"{n}/{nm}", f"{n}/{nm}")
+                for j, nm in enumerate("qkv"))
+    q = b.node("Mul", [q, b.init(f"{n}/scale", np.array(L.scale, np.float32))], f"{n}/q_scaled", f"{n}/q_scaled")
+    kt = _transpose(b, f"{n}/k_t", kk, [*range(k + 2), k + 3, k + 2])
+    a = b.node("MatMul", [q, kt], f"{n}/scores", f"{n}/scores")
+    if L.rel_bias:
+        a = b.node("Add", [a, b.init(f"{n}/rel_pos_bias", _rel_pos_bias(L, p, seq, h))], f"{n}/biased", f"{n}/biased")
+    if L.window and L.args["shift"]:
+        nw = (L.grid[0] // L.window) * (L.grid[1] // L.window)
+        a = _reshape(b, f"{n}/by_window", a, [-1, nw, h, seq, seq])
+        m = shift_mask(*L.grid, L.window, L.args["shift"])[:, None]
+        # (a Constant node, not an initializer: a buffer, which the importer does not count as weights)
+        mask = b.node("Constant", [], f"{n}/mask", f"{n}/mask",
+                      value=b.onnx.numpy_helper.from_array(np.asarray(m, np.float32), f"{n}/mask"))
+        a = b.node("Add", [a, mask], f"{n}/masked", f"{n}/masked")
+        a = _reshape(b, f"{n}/unwindow", a, [-1, h, seq, seq])
+    a = b.node("Softmax", [a], f"{n}/probs", f"{n}/probs", axis=-1)
+    o = b.node("MatMul", [a, v], f"{n}/av", f"{n}/av")
+    o = _reshape(b, f"{n}/ctx", _transpose(b, f"{n}/av_t", o, [*range(k + 1), k + 2, k + 1, k + 3]),
+                 [-1, *lead_x, seq, h * d])
+    oc = L.out_c
+    if not L.window:
+        if "proj_weight" not in p:
+            return b.node("Identity", [o], out, f"{n}/out")
+        return _linear_to(b, f"{n}/proj", o, p["proj_weight"], p.get("proj_bias"), out)
+    y = _linear(b, f"{n}/proj", o, p["proj_weight"], p.get("proj_bias")) if "proj_weight" in p else o
+    gh, gw = L.grid
+    w, s = L.window, L.args["shift"]
+    y = _transpose(b, f"{n}/rwin_t", _reshape(b, f"{n}/rwin6", y, [-1, gh // w, gw // w, w, w, oc]),
+                   [0, 1, 3, 2, 4, 5])
+    tokens = [-1, *lead, n_tok, oc]
+    if not s:  # (the layer's last node named as the layer: the lift of the block ends there)
+        return b.node("Reshape", [y, b.ints(f"{n}/out_shape", tokens)], out, n)
+    # the roll back: along W on the grid, then along H as a roll of the tokens by shift·W
+    y = _roll_axis(b, f"{n}/unroll", _reshape(b, f"{n}/rgrid", y, [-1, gh, gw, oc]), s % gw, 2, gw)
+    y = _reshape(b, f"{n}/out_shape", y, tokens)
+    return _roll_axis(b, f"{n}/unroll_h", y, (s * gw) % n_tok, len(lead) + 1, n_tok, out=out, last=n)
+
+
+def _rel_pos_bias(L, p, seq, h):
+    """The relative position bias (heads, seq, seq): the table read at Swin's index, the constant
+    torch.onnx.export folds timm's lookup into (the importer rebuilds the table from it)."""
+    table = np.asarray(p["rel_pos_table"])  # ((1, heads, …): timm's unsqueeze(0), which no relbias rule reads)
+    return table[rel_index(L.bias_w).reshape(-1)].reshape(seq, seq, h).transpose(2, 0, 1)[None]
+
+
+def _linear_to(b, name, x, w, bias, out, last=None):
+    """:func:`_linear` whose last node writes ``out`` (and is called ``last``, if given)."""
+    if bias is None:
+        return b.node("MatMul", [x, b.init(f"{name}/weight_t", np.asarray(w).T)], out, last or f"{name}/mm")
+    y = b.node("MatMul", [x, b.init(f"{name}/weight_t", np.asarray(w).T)], f"{name}/mm", f"{name}/mm")
+    return b.node("Add", [y, b.init(f"{name}/bias", bias)], out, last or f"{name}/add")
+
+
+def _onnx_attention_apart(b, node, xs, out):
+    """Attention with q, k, v cut apart from the qkv projection (any dk, dv)."""
     L, p, n = node.layer, b.params[node.name], node.name
     h, dk, dv = L.h, L.dk, L.dv
     x = xs[0]
@@ -75,11 +172,8 @@ def onnx_attention(b, node, xs, out):
         parts.append(_transpose(b, f"{n}/heads{k}_t", t, perm))
     q = b.node("Mul", [parts[0], b.init(f"{n}/scale", np.array(L.scale, np.float32))], f"{n}/q", f"{n}/q")
     a = b.node("MatMul", [q, parts[1]], f"{n}/scores", f"{n}/scores")
-    if L.rel_bias:
-        t = b.node("Gather", [b.param(n, "rel_pos_table"), b.ints(f"{n}/rel_index", rel_index(L.bias_w).reshape(-1))],
-                   f"{n}/bias_rows", f"{n}/bias_rows", axis=0)
-        t = _transpose(b, f"{n}/bias_t", _reshape(b, f"{n}/bias3", t, [seq, seq, h]), [2, 0, 1])
-        a = b.node("Add", [a, t], f"{n}/biased", f"{n}/biased")
+    if L.rel_bias:  # (folded, as in onnx_attention: a Gather of the table has no spec layer to import into)
+        a = b.node("Add", [a, b.init(f"{n}/rel_pos_bias", _rel_pos_bias(L, p, seq, h))], f"{n}/biased", f"{n}/biased")
     if L.window and L.args["shift"]:
         nw = (L.grid[0] // L.window) * (L.grid[1] // L.window)
         a = _reshape(b, f"{n}/by_window", a, [-1, nw, h, seq, seq])
@@ -106,8 +200,8 @@ def onnx_mlp(b, node, xs, out):
     act = L.args["act"]
     if act:
         y = _onnx_act(b, act, y, f"{n}/act")
-    y = _linear(b, f"{n}/fc2", y, p["fc2_weight"], p.get("fc2_bias"))
-    return b.node("Identity", [y], out, n)
+    # (the last node named as the layer, no Identity after it: the importer's mlp lift ends there)
+    return _linear_to(b, f"{n}/fc2", y, p["fc2_weight"], p.get("fc2_bias"), out, last=n)
 
 
 def _onnx_act(b, act, x, name):
@@ -171,8 +265,7 @@ def onnx_patch_merging(b, node, xs, out):
     y = _reshape(b, f"{n}/merged", _transpose(b, f"{n}/t", y, [0, 1, 3, 4, 2, 5]), [-1, gh * gw, 4 * c])
     y = b.node("LayerNormalization", [y, b.param(n, "norm_gamma"), b.param(n, "norm_beta")], f"{n}/norm",
                f"{n}/norm", axis=-1, epsilon=float(L.args["eps"]))
-    y = _linear(b, f"{n}/reduction", y, p["weight"], None)
-    return b.node("Identity", [y], out, n)
+    return _linear_to(b, f"{n}/reduction", y, p["weight"], None, out, last=n)
 
 
 def onnx_mean(b, node, xs, out):
@@ -294,36 +387,42 @@ TORCH_HELPERS = {
 
     def forward(self, x):
         lead, (n, c) = x.shape[:-2], x.shape[-2:]
-        x = x.reshape(-1, n, c)
+        h, dk, dv = self.h, self.dk, self.dv
         if self.window:
             gh, gw = self.grid
             x = x.reshape(-1, gh, gw, c)
             if self.shift:
                 x = torch.roll(x, (-self.shift, -self.shift), (1, 2))
             x = self.partition(x)
-        bp, s, _ = x.shape
-        h, dk, dv = self.h, self.dk, self.dv
+        elif dk != dv and len(lead) != 1:  # (groups of sequences, MobileViT's patches: one batch of them)
+            x = x.reshape(-1, n, c)
+        *grp, s, _ = x.shape  # (the batch and any groups of sequences: kept as axes)
+        g = len(grp)
         qkv = F.linear(x, self.qkv_weight, self.qkv_bias)
-        q = qkv[..., :h * dk].reshape(bp, s, h, dk).transpose(1, 2)
-        k = qkv[..., h * dk:2 * h * dk].reshape(bp, s, h, dk).transpose(1, 2)
-        v = qkv[..., 2 * h * dk:].reshape(bp, s, h, dv).transpose(1, 2)
+        if dk == dv:  # (timm's form: torch.onnx.export of it imports back as one attention layer)
+            q, k, v = qkv.reshape(*grp, s, 3, h, dk).permute(g + 1, *range(g), g + 2, g, g + 3).unbind(0)
+        else:
+            q = qkv[..., :h * dk].reshape(*grp, s, h, dk).transpose(-2, -3)
+            k = qkv[..., h * dk:2 * h * dk].reshape(*grp, s, h, dk).transpose(-2, -3)
+            v = qkv[..., 2 * h * dk:].reshape(*grp, s, h, dv).transpose(-2, -3)
         a = torch.matmul(q * (dk ** -0.5 if self.scale is None else self.scale), k.transpose(-1, -2))
         if self.rel_pos_table is not None:
-            a = a + self.rel_pos_table[self.rel_index.reshape(-1)].reshape(s, s, h).permute(2, 0, 1)
+            a = a + self.rel_pos_table[self.rel_index.reshape(-1)].reshape(s, s, h).permute(2, 0, 1).unsqueeze(0)
         if self.window and self.shift:
             nw = self.mask.shape[0]
-            a = (a.reshape(-1, nw, h, s, s) + self.mask[None, :, None]).reshape(bp, h, s, s)
-        y = torch.matmul(torch.softmax(a, -1), v).transpose(1, 2).reshape(bp, s, h * dv)
+            a = (a.reshape(-1, nw, h, s, s) + self.mask[None, :, None]).reshape(*grp, h, s, s)
+        y = torch.matmul(torch.softmax(a, -1), v).transpose(-2, -3).reshape(*grp, s, h * dv)
         if self.proj_weight is not None:
             y = F.linear(y, self.proj_weight, self.proj_bias)
         if self.window:
             gh, gw = self.grid
             k = self.window
             y = y.reshape(-1, gh // k, gw // k, k, k, y.shape[-1]).permute(0, 1, 3, 2, 4, 5)
-            y = y.reshape(-1, gh, gw, y.shape[-1])
-            if self.shift:
-                y = torch.roll(y, (self.shift, self.shift), (1, 2))
-        return y.reshape(*lead, n, y.shape[-1])
+            if self.shift:  # the roll back along W on the grid, then along H as a roll of the tokens by shift*W
+                y = torch.roll(y.reshape(-1, gh, gw, y.shape[-1]), self.shift, 2)
+            y = y.reshape(*lead, n, y.shape[-1])
+            return torch.roll(y, self.shift * gw, y.dim() - 2) if self.shift else y
+        return y if len(grp) == len(lead) else y.reshape(*lead, n, y.shape[-1])
 ''',
 }
 

@@ -208,11 +208,12 @@ def _fc(b: _Builder, node, xs, out):
     lay = node.layer
     x = xs[0]
     if lay.in_shapes[0].__class__ is not tuple:  # tokens: the Linear on the last axis
+        # (the MatMul named as the layer: the importer's token_fc names the fc it lifts after it)
         w = b.init(f"{node.name}/weight_t", np.asarray(b.params[node.name]["weight"]).T)
-        y = b.node("MatMul", [x, w], f"{node.name}/mm", f"{node.name}/mm")
-        if lay.args["bias"]:
-            return b.node("Add", [y, b.param(node.name, "bias")], out, node.name)
-        return b.node("Identity", [y], out, node.name)
+        if not lay.args["bias"]:
+            return b.node("MatMul", [x, w], out, node.name)
+        y = b.node("MatMul", [x, w], f"{node.name}/mm", node.name)
+        return b.node("Add", [y, b.param(node.name, "bias")], out, f"{node.name}/bias")
     if len(lay.in_shapes[0]) > 1:  # 1x1xC → [C]
         x = b.node("Flatten", [x], f"{node.name}/flat", f"{node.name}/flatten", axis=1)
     ins = [x, b.param(node.name, "weight")]

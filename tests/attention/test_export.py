@@ -89,3 +89,45 @@ def test_torch_export_equals_the_runtime(name):
     with torch.no_grad():
         y = m(torch.from_numpy(x)).numpy()
     assert np.abs(y.reshape(ref.shape) - ref).max() <= 1e-5 * max(float(np.abs(ref).max()), 1.0)
+
+
+# the cases whose export imports back into the spec's layers (not "tokens": its attention with
+# value_dim ≠ head_dim exports q, k, v cut apart, which stays low-level ops)
+BACK = ["vit", "swin", "mobilevit", "maxvit"]
+
+
+@pytest.mark.parametrize("name", BACK)
+@pytest.mark.parametrize("path", ["onnx", "torch"])
+def test_export_imports_back_into_the_token_layers(name, path):
+    """The exported model imports back into the spec's layers (the residual adds as binary adds;
+    through torch, the layers up to the head), and the imported spec with the imported weights
+    computes the runtime's output."""
+    pytest.importorskip("onnxruntime")
+    from cnncalc.interop.onnx import import_model
+
+    g, net, x, ref = _run(name)
+    if path == "onnx":
+        model = export_onnx(g, net.params, net.state)
+    else:
+        pytest.importorskip("torch")
+        from cnncalc.interop.torch_export import torch_source, torch_state_dict
+        from cnncalc.interop.torch_import import torch_to_onnx
+        ns = {}
+        exec(compile(torch_source(g), f"{name}_net.py", "exec"), ns)
+        m = ns["Net"]().eval()
+        m.load_state_dict(torch_state_dict(g, net.params, net.state))
+        model = torch_to_onnx(m, g.input_shape)
+    imp = import_model(model, source=f"{name}.onnx")
+    g2 = load_spec_text(imp.text)
+    g2.infer()
+    want = ["binary" if n.kind == "add" else n.kind for n in g.layers]
+    got = [n.kind for n in g2.layers]
+    if path == "torch" and name == "vit":  # (the class token's x[:, 0]: a gather and a flatten)
+        want, got = want[:-2], got[:len(want) - 2]
+    assert got == want, imp.text
+    net2 = Net(g2, dtype="float32", seed=0)
+    for layer, tensors in net2.params.items():
+        for t, a in tensors.items():
+            a[...] = np.asarray(imp.params[layer][t]).reshape(a.shape)
+    y = net2.forward(x)[g2.outputs[0]]
+    assert np.abs(y.reshape(ref.shape) - ref).max() <= 1e-5 * max(float(np.abs(ref).max()), 1.0)

@@ -19,10 +19,6 @@ NOT_EXPORTABLE = {
     "alphago-policy": "conv13 has an untied (per-position) bias; ONNX Conv has one bias per filter",
     "lenet5-paper": "C3's connection table (LeCun 1998, Table I) is not a grouped convolution",
 }
-# exported (tests/attention/test_export.py checks the outputs), but the importer does not lift the
-# token layers back yet (issue 24 item 4)
-NOT_REIMPORTED = {n: "the ONNX importer does not lift the token layers yet" for n in
-                  ("vit_b_16", "deit_tiny", "deit_small", "swin_t", "mobilevit_xxs")}
 BIG = {"cifar_resnet1202", "cifar_resnet110", "densenet201", "densenet169", "densenet121", "resnet152", "resnet152_tv",
        "resnet101", "resnet101_tv"}
 
@@ -47,8 +43,6 @@ def test_unsupported_list_is_exactly_the_documented_one():
 def test_zoo_round_trip(name):
     if name in NOT_EXPORTABLE:
         pytest.skip(NOT_EXPORTABLE[name])
-    if name in NOT_REIMPORTED:
-        pytest.skip(NOT_REIMPORTED[name])
     g = load_spec(name)
     g.infer()
     model = export_onnx(g, seed=None)  # zero weights: the structure is what is compared here
@@ -75,6 +69,36 @@ def test_weights_come_back_unchanged():
     for layer, tensors in p.items():
         for t, a in tensors.items():
             np.testing.assert_array_equal(imp.params[onnx_safe_name(layer)][t], a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["deit_tiny", "swin_t"])
+def test_token_specs_come_back_with_their_weights(name):
+    """Random weights through export → import: every tensor the same (Swin's bias table rebuilt
+    from the (heads, 49, 49) bias the export folds it into), the imported spec on the runtime
+    gives the original's output bit for bit, and onnxruntime agrees (check_import)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("numba")
+    from cnncalc.interop.check import check_import
+    from cnncalc.runtime.executor import Net, random_input
+
+    g = load_spec(name)
+    g.infer()
+    net = Net(g, dtype="float32", seed=3)
+    imp = import_model(export_onnx(g, net.params, net.state), source=f"{name}.onnx")
+    for layer, tensors in net.params.items():
+        for t, a in tensors.items():
+            np.testing.assert_array_equal(np.asarray(imp.params[onnx_safe_name(layer)][t]).reshape(a.shape), a)
+    g2 = load_spec_text(imp.text)
+    g2.infer()
+    net2 = Net(g2, dtype="float32", seed=0)
+    for layer, tensors in net2.params.items():
+        for t, a in tensors.items():
+            a[...] = np.asarray(imp.params[layer][t]).reshape(a.shape)
+    x = random_input(g.input_shape, 1, np.random.default_rng(0), "float32")
+    np.testing.assert_array_equal(net2.forward(x)[g2.outputs[0]], net.forward(x)[g.outputs[0]])
+    res = check_import(g2, imp, batch=1)
+    assert res.ran and res.ok, res.line()
 
 
 NUMERIC = [("lenet5", None), ("vgg16", (32, 32, 3)), ("resnet50", (64, 64, 3)),

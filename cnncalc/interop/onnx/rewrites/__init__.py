@@ -1,6 +1,6 @@
 """The ONNX importer's rewrites: small patterns that lift ONNX nodes into readable spec layers.
 
-One module per family (``conv``, ``linear``, ``norm``, ``activation``, ``pool``, ``arith``,
+One module per family (``conv``, ``tokens``, ``linear``, ``norm``, ``activation``, ``pool``, ``arith``,
 ``shape``, ``attention``, ``relbias``, ``constant``); each rewrite is registered once, with the ONNX ops it starts from, and tested on
 its own (tests/interop/rewrites/test_<family>.py: a tiny onnx.helper graph, the layers it
 became, the outputs against onnxruntime). The driver (:mod:`cnncalc.interop.onnx.importer`)
@@ -53,8 +53,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-FAMILIES = ("conv", "linear", "norm", "activation", "pool", "arith", "shape", "attention", "relbias",
-            "constant")
+FAMILIES = ("conv", "tokens", "linear", "norm", "activation", "pool", "arith", "shape", "attention", "relbias",
+            "constant")  # (tokens before linear: its mlp lift sees the MLP's last Add before token_fc)
 STAGES = ("region", "node", "within", "lift")
 
 

@@ -1,0 +1,317 @@
+"""Winograd minimal filtering for 3x3, stride-1, undilated, ungrouped convolutions.
+
+Lavin & Gray's F(m x m, 3 x 3): an ``(m+2) x (m+2)`` input tile ``d`` and a 3x3 filter ``g``
+give the ``m x m`` output tile ``A^T [(G g G^T) * (B^T d B)] A`` (``*`` elementwise). Summed
+over input channels, the elementwise products become, for each of the ``alpha^2`` transform
+positions (``alpha = m + 2``), one GEMM ``U[pos] (K, C) @ V[pos] (C, tiles)``: ``alpha^2 /
+(9 m^2)`` of the direct conv's multiplies (16/36 for F(2x2,3x3), 36/144 for F(4x4,3x3)).
+
+Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"``)
+---------------------------------------------------------------------------------
+``supports(w_shape, stride, dilation, groups) -> bool``
+``transforms(m) -> (BT, G, AT)``  the float64 matrices of F(m x m, 3 x 3), m in (2, 4)
+``Winograd(BT, G, AT)``           the kernels of one set of matrices (tests build wrong ones)
+``forward(x, w, pads, OH, OW, m=M) -> y``  ``(N, K, OH, OW)`` of ``x (N, C, H, W)`` zero-padded
+    by ``pads = ((top, bottom), (left, right))`` (any pads >= 0), ``w (K, C, 3, 3)``
+``data_grad(dy, w, pads, H, W, m=M) -> dx``  stride 1: the forward conv of dY padded by
+    ``2 - pad`` with the 180-degree rotated, channel-transposed filters (pads <= 2)
+
+Layout and tiling: images are processed a few at a time (:data:`CHUNK_BYTES` of transformed
+input and output together, so the ``alpha^2`` GEMMs read them from cache). A chunk's images
+are copied into a zeroed buffer padded to whole tiles (:func:`_pad_chunk`); the input
+transform (:func:`_in_transform`) runs row-then-column 1-D transforms over whole tile rows
+(the inner loops run along the tiles, contiguous, and vectorise); ``np.matmul`` of ``U
+(alpha^2, K, C)`` with ``V (alpha^2, C, T)``; the inverse transform (:func:`_out_transform`)
+writes straight into the NCHW output, the partial edge tiles cropped.
+
+Accuracy (float32, against a float64 direct conv; tests/runtime/test_winograd.py): F(2x2,3x3)
+adds about one float32 rounding of the transformed values (its matrices are 0, +-1, 1/2);
+F(4x4,3x3)'s points (0, +-1, +-2) make entries up to 5 in B and 8 in A, and its error is
+larger -- see :data:`M` for the measurement and the choice.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnncalc.runtime._numba import njit, numba, prange
+
+#: which F(m x m, 3 x 3) the runtime uses. Measured (relative max error vs float64, float32
+#: inputs N(0,1), 64 -> 64 channels; tests/runtime/test_winograd.py bounds them):
+#: F(2x2) ~1e-6 (as im2col), F(4x4) ~5e-6.
+M = 4
+
+#: bytes of one chunk's transformed input and output (V and M) together
+CHUNK_BYTES = 1 << 20
+
+
+def supports(w_shape, stride, dilation, groups):
+    """A 3x3 kernel, stride 1, dilation 1, groups 1."""
+    return (tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1)
+            and tuple(dilation) == (1, 1) and groups == 1)
+
+
+def transforms(m):
+    """``(BT, G, AT)`` of F(m x m, 3 x 3) (Lavin & Gray 2016), float64."""
+    if m == 2:
+        BT = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+        G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        AT = [[1, 1, 1, 0], [0, 1, -1, -1]]
+    elif m == 4:
+        BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+        G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+             [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
+        AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+    else:
+        raise ValueError(f"Winograd F({m}x{m},3x3): m must be 2 or 4")
+    return np.array(BT, float), np.array(G, float), np.array(AT, float)
+
+
+# the 1-D transforms, unrolled (written out by hand from transforms(m), zeros dropped; the tests
+# check them against the matrices): d[j + p*f] = sum_q X[p, q] s[i + q*e]. The constants are
+# float32 (a float64 literal would promote float32 arithmetic to float64).
+#: unsigned flat indices (numba wraps negative signed ones: a branch per access)
+_U = numba.uint64
+_2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+
+
+@njit(inline="always", cache=True)
+def _bt2(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q BT[p, q] s[i + q*e], BT of F(2x2,3x3)"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    d[_U(j)] = x0 - x2
+    d[_U(j + f)] = x1 + x2
+    d[_U(j + 2 * f)] = -x1 + x2
+    d[_U(j + 3 * f)] = x1 - x3
+
+
+@njit(inline="always", cache=True)
+def _at2(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q AT[p, q] s[i + q*e], AT of F(2x2,3x3)"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    d[_U(j)] = x0 + x1 + x2
+    d[_U(j + f)] = x1 - x2 - x3
+
+
+@njit(inline="always", cache=True)
+def _bt4(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q BT[p, q] s[i + q*e], BT of F(4x4,3x3)"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    x4 = s[_U(i + 4 * e)]
+    x5 = s[_U(i + 5 * e)]
+    d[_U(j)] = _4 * x0 - _5 * x2 + x4
+    d[_U(j + f)] = -_4 * x1 - _4 * x2 + x3 + x4
+    d[_U(j + 2 * f)] = _4 * x1 - _4 * x2 - x3 + x4
+    d[_U(j + 3 * f)] = -_2 * x1 - x2 + _2 * x3 + x4
+    d[_U(j + 4 * f)] = _2 * x1 - x2 - _2 * x3 + x4
+    d[_U(j + 5 * f)] = _4 * x1 - _5 * x3 + x5
+
+
+@njit(inline="always", cache=True)
+def _at4(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q AT[p, q] s[i + q*e], AT of F(4x4,3x3)"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    x4 = s[_U(i + 4 * e)]
+    x5 = s[_U(i + 5 * e)]
+    d[_U(j)] = x0 + x1 + x2 + x3 + x4
+    d[_U(j + f)] = x1 - x2 + _2 * x3 - _2 * x4
+    d[_U(j + 2 * f)] = x1 + x2 + _4 * x3 + _4 * x4
+    d[_U(j + 3 * f)] = x1 - x2 + _8 * x3 - _8 * x4 + x5
+
+
+@njit(inline="always", cache=True)
+def _m2():
+    return 2
+
+
+@njit(inline="always", cache=True)
+def _m4():
+    return 4
+
+
+@njit(parallel=True)
+def _in_transform(xb, TH, TW, mf, bt, V):
+    """``V[i1*a + i2, c, n*TH*TW + th*TW + tw] = (B^T d B)[i1, i2]`` for the ``a x a`` tile ``d``
+    at row ``th*m``, column ``tw*m`` of the chunk's padded images ``xb (T, C, Hb, Wb)``: the
+    1-D transform ``bt`` down the ``a`` input rows of a tile row (contiguous along the width),
+    then along each resulting row, tile by tile (stride ``m``), written contiguously along the
+    tiles. ``m = mf()``, a compile-time constant (each ``mf`` compiles its own kernel)."""
+    T, C, Hb, Wb = xb.shape
+    m = mf()
+    a = m + 2
+    P = V.shape[2]
+    xf = xb.reshape(-1)
+    vf = V.reshape(-1)
+    for c in prange(C):
+        r = np.empty(a * Wb, V.dtype)  # r[i1*Wb + w]: the tile row's columns, transformed down
+        for n in range(T):
+            for th in range(TH):
+                t0 = (n * TH + th) * TW
+                base = ((n * C + c) * Hb + th * m) * Wb
+                for w in range(Wb):
+                    bt(xf, base + w, Wb, r, w, Wb)
+                for i1 in range(a):
+                    d0 = (i1 * a * C + c) * P + t0
+                    for tw in range(TW):
+                        bt(r, i1 * Wb + tw * m, 1, vf, d0 + tw, C * P)
+    return V
+
+
+@njit(parallel=True)
+def _out_transform(Mt, n0, T, TH, TW, mf, at, y):
+    """``y[n0 + n, k, th*m + i, tw*m + j] = (A^T M A)[i, j]`` of each tile of the chunk's
+    ``Mt (a*a, K, T*TH*TW)``, the rows and columns past ``OH``, ``OW`` dropped: ``at`` along
+    the ``a`` positions of each row of the tiles (contiguous along the tiles), then down,
+    straight into ``y`` (a tile row cut by ``OH`` through a small buffer)."""
+    K, P = Mt.shape[1], Mt.shape[2]
+    m = mf()
+    a = m + 2
+    OH, OW = y.shape[2], y.shape[3]
+    mf_ = Mt.reshape(-1)
+    yf = y.reshape(-1)
+    for k in prange(K):
+        s = np.empty(a * m * TW, y.dtype)  # s[(i1*m + j)*TW + tw]
+        o = np.empty(m * OW, y.dtype)  # a cut tile row
+        for n in range(T):
+            for th in range(TH):
+                t0 = (n * TH + th) * TW
+                for i1 in range(a):
+                    for tw in range(TW):
+                        at(mf_, (i1 * a * K + k) * P + t0 + tw, K * P, s, i1 * m * TW + tw, TW)
+                full = th * m + m <= OH
+                yb = (((n0 + n) * K + k) * OH + th * m) * OW
+                for j in range(m):
+                    hi = (OW - j + m - 1) // m  # the tiles whose column j is < OW
+                    if full:
+                        for tw in range(hi):
+                            at(s, j * TW + tw, m * TW, yf, yb + tw * m + j, OW)
+                    else:
+                        for tw in range(hi):
+                            at(s, j * TW + tw, m * TW, o, tw * m + j, OW)
+                if not full:
+                    for i in range(OH - th * m):
+                        for q in range(OW):
+                            yf[_U(yb + i * OW + q)] = o[_U(i * OW + q)]
+    return y
+
+
+@njit
+def _pad_chunk(x, n0, T, pt, pl, xb):
+    """Copy images ``n0 .. n0+T`` of ``x`` into the interior of ``xb`` (border stays zero)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for t in range(T):
+        for c in range(C):
+            for h in range(H):
+                xb[t, c, h + pt, pl:pl + W] = x[n0 + t, c, h]
+
+
+_ONE_D = {2: (_bt2, _at2, _m2), 4: (_bt4, _at4, _m4)}
+
+
+def apply_1d(m, kind, v):
+    """The compiled 1-D transform of F(m x m, 3 x 3) applied to the vector ``v``: ``kind``
+    ``"BT"`` (length m+2 -> m+2) or ``"AT"`` (m+2 -> m); equals ``transforms(m)``'s matrix
+    times ``v`` (the tests check every column)."""
+    f = _ONE_D[m][0 if kind == "BT" else 1]
+    v = np.ascontiguousarray(v)
+    d = np.empty(m + 2 if kind == "BT" else m, v.dtype)
+    _apply(f, v, d)
+    return d
+
+
+@njit
+def _apply(f, v, d):
+    f(v, 0, 1, d, 0, 1)
+
+
+class Winograd:
+    """The kernels of F(m x m, 3 x 3), m in (2, 4); ``G`` replaces the filter transform's
+    matrix (the tests pass a wrong one and expect wrong results)."""
+
+    def __init__(self, m, G=None):
+        BT, G0, AT = transforms(m)
+        self.m, self.a = m, m + 2
+        self.G = G0 if G is None else np.asarray(G, float)
+        self.bt, self.at, self.mf = _ONE_D[m]
+
+    def filters(self, w):
+        """``U (a*a, K, C)``: ``G g G^T`` of every filter and channel, as one GEMM
+        ``kron(G, G) (a*a, 9) @ w (K*C, 9)^T`` in ``w``'s dtype (float64 would double its cost:
+        4.8 vs 2.0 ms for 256 -> 256 channels; its output, 4x the weights, is what it moves)."""
+        K, C = w.shape[:2]
+        GG = np.kron(self.G, self.G).astype(w.dtype)
+        return (GG @ w.reshape(K * C, 9).T).reshape(self.a * self.a, K, C)
+
+    def forward(self, x, w, pads, OH, OW):
+        x = np.ascontiguousarray(x)
+        w = np.ascontiguousarray(w, dtype=x.dtype)
+        N, C, H, W = x.shape
+        K = w.shape[0]
+        (pt, pb), (pl, pr) = pads
+        m, a = self.m, self.a
+        TH, TW = -(-OH // m), -(-OW // m)
+        Hb, Wb = TH * m + 2, TW * m + 2  # whole tiles: >= H + pt, W + pl
+        if Hb < H + pt or Wb < W + pl or OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
+            raise ValueError(f"Winograd: output {OH}x{OW} does not match input {H}x{W} and pads {pads}")
+        per_img = a * a * (C + K) * TH * TW * x.itemsize
+        T = max(1, min(N, CHUNK_BYTES // max(1, per_img)))
+        U = self.filters(w)
+        y = np.empty((N, K, OH, OW), dtype=x.dtype)
+        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
+        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
+        Mb = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
+        for n0 in range(0, N, T):
+            t = min(T, N - n0)
+            nt = t * TH * TW
+            V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+            Mt = Mb[:a * a * K * nt].reshape(a * a, K, nt)
+            _pad_chunk(x, n0, t, pt, pl, xb)
+            _in_transform(xb[:t], TH, TW, self.mf, self.bt, V)
+            np.matmul(U, V, out=Mt)
+            _out_transform(Mt, n0, t, TH, TW, self.mf, self.at, y)
+        return y
+
+    def data_grad(self, dy, w, pads, H, W):
+        (pt, pb), (pl, pr) = pads
+        fp = ((2 - pt, 2 - pb), (2 - pl, 2 - pr))
+        if min(fp[0] + fp[1]) < 0:
+            raise ValueError("Winograd data gradient: pads larger than 2")
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        return self.forward(dy, wf, fp, H, W)
+
+
+_KERNELS = {}
+
+
+def kernels(m=M):
+    """The (cached) :class:`Winograd` of F(m x m, 3 x 3)."""
+    if m not in _KERNELS:
+        _KERNELS[m] = Winograd(m)
+    return _KERNELS[m]
+
+
+def forward(x, w, pads, OH, OW, m=M):
+    """y of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` (see the module docstring)."""
+    return kernels(m).forward(x, w, pads, OH, OW)
+
+
+def data_grad(dy, w, pads, H, W, m=M):
+    """dX of the 3x3 stride-1 conv with ``pads`` (each <= 2) given dY."""
+    return kernels(m).data_grad(dy, w, pads, H, W)
+
+
+def data_grad_supported(pads):
+    """The data gradient runs as a Winograd forward conv when every pad is at most 2."""
+    return max(pads[0] + pads[1]) <= 2

@@ -21,7 +21,7 @@ k_h x k_w kernels, stride s, groups g:
 
 The runtime's own choice is the rule of ``cnncalc.runtime.kernels.conv.choose_algo`` (restated
 here: the analysis never imports the runtime): thin groups → its depthwise kernel, 3x3 stride-1
-ungrouped convs with ≥ 16 channels in and out on planes of 16x16 and more (8x8 with ≥ 128) →
+ungrouped convs with ≥ 16 channels in and out on planes of 16x16 and more (8x8 with ≥ 64) →
 Winograd F(4x4, 3x3) a chunk of images at a time, stride 1 with
 ≥ 81 taps → FFT, else im2col in one of its variants (a 1x1 unpadded conv reads the input in
 place, a window covering the whole input is one GEMM, wide stride-1 kernels unfold rows,
@@ -75,7 +75,7 @@ class ConvWorkspace:
 #: imports the runtime): bytes of columns per tile, the plane sizes that run tile by tile
 TILE_BYTES, TILE_MIN_PLANE, TILE_SMALL_PLANE, TILE_SMALL_W_BYTES = 512 << 10, 256, 64, 256 << 10
 #: the runtime's Winograd rule and chunks (cnncalc.runtime.kernels.conv.winograd_pays, kernels/winograd.py)
-WINO_MIN_CHANNELS, WINO_MIN_PLANE, WINO_WIDE_PLANE, WINO_WIDE_CHANNELS = 16, 256, 64, 128
+WINO_MIN_CHANNELS, WINO_MIN_PLANE, WINO_WIDE_PLANE, WINO_WIDE_CHANNELS = 16, 256, 64, 64
 WINO_CHUNK_BYTES = 1 << 20
 #: depthwise output planes of at most this many positions run as numpy passes (kernels/depthwise.py)
 TINY_PLANE = 16

@@ -171,7 +171,8 @@ def test_auto_picks_winograd_where_measured_faster():
     assert conv.choose_algo((32, 256, 8, 8), (256, 256, 3, 3)) == "winograd"
     # ... and not where im2col was as fast or faster
     assert conv.choose_algo((32, 3, 32, 32), (16, 3, 3, 3)) == "im2col"  # 3 input channels
-    assert conv.choose_algo((32, 64, 8, 8), (64, 64, 3, 3)) == "im2col"
+    assert conv.choose_algo((32, 64, 8, 8), (64, 64, 3, 3)) == "winograd"
+    assert conv.choose_algo((32, 32, 8, 8), (32, 32, 3, 3)) == "im2col"
     assert conv.choose_algo((32, 512, 4, 4), (512, 512, 3, 3)) == "im2col"
     assert conv.choose_algo((32, 8, 32, 32), (8, 8, 3, 3)) == "im2col"
     assert conv.choose_algo((32, 64, 32, 32), (64, 64, 3, 3), stride=2) == "im2col"

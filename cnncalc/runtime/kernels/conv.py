@@ -747,7 +747,7 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
       ``--conv-algo direct`` still runs the lectures' reference loops for every conv,
       depthwise included: ``direct`` names an algorithm to read, ``auto`` the fast choice;
     * 3x3, stride 1, dilation 1, ungrouped, >= 16 channels in and out on planes of 16x16
-      and more (>= 128 channels: 8x8 and more) -> ``winograd`` (:func:`winograd_pays`);
+      and more (>= 64 channels: 8x8 and more) -> ``winograd`` (:func:`winograd_pays`);
     * stride 1, >= 81 taps (9x9 and larger) and an output larger than 1x1 -> ``fft``: its
       cost does not grow with the kernel while im2col's grows with kh*kw (9x9 32x32x16->16:
       fft 16 ms, im2col 45; 11x11 56x56x8->8: 17 vs 43);
@@ -781,20 +781,23 @@ WINO_MIN_CHANNELS = 16
 #: WINO_WIDE_PLANE (8x8) when both channel counts are WINO_WIDE_CHANNELS or more
 WINO_MIN_PLANE = 256
 WINO_WIDE_PLANE = 64
-WINO_WIDE_CHANNELS = 128
+WINO_WIDE_CHANNELS = 64
 
 
 def winograd_pays(x_shape, w_shape, stride=1, dilation=1, groups=1):
     """``auto`` runs :mod:`.winograd` F(4x4,3x3) for a 3x3 stride-1 undilated ungrouped conv
-    (any padding) whose channel counts and output plane are large enough that its transforms
-    (per tile: ~C input + ~K output values, 36 each) are outweighed by the GEMM it saves
-    (36 instead of 144 multiply-adds per tile, channel and filter). Measured (forward, float32,
-    1 thread, CPU ms, min of 5, against im2col; pad 1; benchmarks/README.md, "Winograd"):
-    64->64 32x32 N=32: 16.2 vs 31.4; 128->128 16x16: 14.3 vs 25.3; 256->256 8x8: 17.8 vs 27.1;
-    64->64 56x56 N=8: 10.7 vs 21.8; 16->16 32x32 N=128: 12.1 vs 14.0, N=32 2.9 vs 2.7-3.5;
-    but 64->64 8x8 N=32: 1.8 vs 1.9 and N=128 7.3 vs 7.9 (a tie: im2col kept), 512->512 4x4
-    44 vs 26 (the filter transform and the 4-column GEMMs), 32->32 10x10 1.2 vs 0.8,
-    16->16 12x12 0.57 vs 0.41, 8->8 32x32 1.2 vs 0.65, 3->64 32x32 6.5 vs 1.9."""
+    (any padding) whose channel counts and plane are large enough that its transforms (per
+    4x4 tile: 36 values per input channel and per filter) are outweighed by the GEMM work it
+    saves (36 instead of 144 multiply-adds per tile, channel and filter). Measured (forward,
+    float32, 1 thread, CPU ms, min of 7, pad 1, Winograd vs im2col; benchmarks/README.md,
+    "Winograd"): N=32 64->64 32x32 12.1 vs 30.8; 128->128 16x16 12.2 vs 26.0; 256->256 8x8
+    16.3 vs 27.9; 128->128 8x8 3.9 vs 8.2; 64->64 8x8 1.37 vs 1.95 (N=128: 5.2 vs 8.0);
+    16->16 32x32 2.0 vs 2.7-4.1; 32->32 16x16 1.4 vs 2.1. Not taken: 32->32 8x8 0.56 vs 0.48,
+    16->16 8x8 0.35 vs 0.17, 16->16 12x12 and 32->32 10x10 (ties), 8->8 32x32 0.79 vs 0.63,
+    3->16 32x32 0.77 vs 0.40, 64->64 4x4 0.77 vs 0.65, 512->512 2x2 46 vs 7.8 and 4x4 44 vs
+    26 (the 36 transformed 512x512 filters and GEMMs of a few columns); 256->256 4x4 won
+    (5.5 vs 7.0) but is left to im2col (one shape). (8->16 and 16->3 at 32x32 won too: 1.28
+    vs 1.77, 1.24 vs 1.42 -- below WINO_MIN_CHANNELS, left out for the same reason.)"""
     F, Cg, kh, kw = w_shape
     if not _wg.supports(w_shape, pair(stride), pair(dilation), groups):
         return False

@@ -24,10 +24,10 @@ transform (:func:`_in_transform`) runs row-then-column 1-D transforms over whole
 (alpha^2, K, C)`` with ``V (alpha^2, C, T)``; the inverse transform (:func:`_out_transform`)
 writes straight into the NCHW output, the partial edge tiles cropped.
 
-Accuracy (float32, against a float64 direct conv; tests/runtime/test_winograd.py): F(2x2,3x3)
-adds about one float32 rounding of the transformed values (its matrices are 0, +-1, 1/2);
-F(4x4,3x3)'s points (0, +-1, +-2) make entries up to 5 in B and 8 in A, and its error is
-larger -- see :data:`M` for the measurement and the choice.
+Accuracy (float32, against a float64 direct conv; tests/runtime/test_winograd.py bounds it):
+F(2x2,3x3) is as accurate as im2col (its matrices are 0, +-1, 1/2); F(4x4,3x3)'s points (0,
++-1, +-2, inf) put entries up to 5 in B and 8 in A, and its error is ~10x larger, ~5e-6 of the
+output's scale -- see :data:`M` for the measurements and the choice.
 """
 from __future__ import annotations
 
@@ -35,9 +35,14 @@ import numpy as np
 
 from cnncalc.runtime._numba import njit, numba, prange
 
-#: which F(m x m, 3 x 3) the runtime uses. Measured (relative max error vs float64, float32
-#: inputs N(0,1), 64 -> 64 channels; tests/runtime/test_winograd.py bounds them):
-#: F(2x2) ~1e-6 (as im2col), F(4x4) ~5e-6.
+#: which F(m x m, 3 x 3) the runtime uses. Errors (max |y - ref| / max |ref| against a float64
+#: conv, float32 N(0,1) inputs, He-scaled weights, pad 1): 16 ch 32x32, 64 ch 16x16, 256 ch 8x8:
+#: im2col 4.6e-7, 5.1e-7, 4.7e-7; F(2x2) 1.8e-7, 3.9e-7, 5.4e-7; F(4x4) 3.1e-6, 5.4e-6, 3.4e-6
+#: -- F(4x4) is ~10x less accurate than im2col, still ~1e-6 relative (float32's epsilon is
+#: 1.2e-7), and is the one that runs faster than im2col: F(2x2) was slower than F(4x4) on every
+#: ResNet-20 / VGG-11 shape (forward, N=32, ms: 16->16 32x32 8.0 vs 5.8, 64->64 32x32 38.6 vs
+#: 25.2, 256->256 8x8 27.2 vs 21.5, in an earlier version of the transforms) and, at 16
+#: multiplies per 2x2 tile against im2col's 36, won only on wide layers.
 M = 4
 
 #: bytes of one chunk's transformed input and output (V and M) together
@@ -132,24 +137,34 @@ def _at4(s, i, e, d, j, f):
 
 
 @njit(inline="always", cache=True)
-def _m2():
-    return 2
+def _bt(m, s, i, e, d, j, f):
+    """``BT`` of F(m x m, 3 x 3) (``m`` is loop-invariant in the kernels: the branch is hoisted)."""
+    if m == 4:
+        _bt4(s, i, e, d, j, f)
+    else:
+        _bt2(s, i, e, d, j, f)
 
 
 @njit(inline="always", cache=True)
-def _m4():
-    return 4
+def _at(m, s, i, e, d, j, f):
+    """``AT`` of F(m x m, 3 x 3)."""
+    if m == 4:
+        _at4(s, i, e, d, j, f)
+    else:
+        _at2(s, i, e, d, j, f)
 
 
 @njit(parallel=True)
-def _in_transform(xb, TH, TW, mf, bt, V):
+def _in_transform(xb, TH, TW, m, V):
     """``V[i1*a + i2, c, n*TH*TW + th*TW + tw] = (B^T d B)[i1, i2]`` for the ``a x a`` tile ``d``
     at row ``th*m``, column ``tw*m`` of the chunk's padded images ``xb (T, C, Hb, Wb)``: the
-    1-D transform ``bt`` down the ``a`` input rows of a tile row (contiguous along the width),
-    then along each resulting row, tile by tile (stride ``m``), written contiguously along the
-    tiles. ``m = mf()``, a compile-time constant (each ``mf`` compiles its own kernel)."""
+    1-D transform down the ``a`` input rows of a tile row (contiguous along the width), then
+    along each resulting row, tile by tile (stride ``m``), written contiguously along the
+    tiles; a thread per channel. (Passing the 1-D transform as a function argument instead cost
+    ~0.1 ms a call typing it; inlining a per-m body into a prange loop ran 20-30 % slower; the
+    row pass over all of an image's tiles at once, through rows padded to whole tiles and a
+    copy into V, ran 10-25 % slower.)"""
     T, C, Hb, Wb = xb.shape
-    m = mf()
     a = m + 2
     P = V.shape[2]
     xf = xb.reshape(-1)
@@ -161,50 +176,44 @@ def _in_transform(xb, TH, TW, mf, bt, V):
                 t0 = (n * TH + th) * TW
                 base = ((n * C + c) * Hb + th * m) * Wb
                 for w in range(Wb):
-                    bt(xf, base + w, Wb, r, w, Wb)
+                    _bt(m, xf, base + w, Wb, r, w, Wb)
                 for i1 in range(a):
                     d0 = (i1 * a * C + c) * P + t0
                     for tw in range(TW):
-                        bt(r, i1 * Wb + tw * m, 1, vf, d0 + tw, C * P)
-    return V
+                        _bt(m, r, i1 * Wb + tw * m, 1, vf, d0 + tw, C * P)
 
 
 @njit(parallel=True)
-def _out_transform(Mt, n0, T, TH, TW, mf, at, y):
-    """``y[n0 + n, k, th*m + i, tw*m + j] = (A^T M A)[i, j]`` of each tile of the chunk's
-    ``Mt (a*a, K, T*TH*TW)``, the rows and columns past ``OH``, ``OW`` dropped: ``at`` along
-    the ``a`` positions of each row of the tiles (contiguous along the tiles), then down,
-    straight into ``y`` (a tile row cut by ``OH`` through a small buffer)."""
+def _out_transform(Mt, n0, T, TH, TW, m, y):
+    """``y[n0 + n, k, th*m + i, tw*m + j] = (A^T M A)[i, j]`` for each tile of the chunk's
+    ``Mt (a*a, K, T*TH*TW)``, the rows and columns past ``OH``, ``OW`` dropped: the 1-D
+    transform along the ``a`` positions of each row, then down, each over all the chunk's
+    tiles at once (contiguous; per tile row, 4 or 8 tiles were too few to vectorise), then
+    copied into ``y``'s rows; a thread per filter."""
     K, P = Mt.shape[1], Mt.shape[2]
-    m = mf()
     a = m + 2
     OH, OW = y.shape[2], y.shape[3]
-    mf_ = Mt.reshape(-1)
+    mf = Mt.reshape(-1)
     yf = y.reshape(-1)
     for k in prange(K):
-        s = np.empty(a * m * TW, y.dtype)  # s[(i1*m + j)*TW + tw]
-        o = np.empty(m * OW, y.dtype)  # a cut tile row
+        s = np.empty(a * m * P, y.dtype)  # s[(i1*m + j)*P + t]
+        o = np.empty(m * m * P, y.dtype)  # o[(i*m + j)*P + t]
+        for i1 in range(a):
+            b0 = (i1 * a * K + k) * P
+            for t in range(P):
+                _at(m, mf, b0 + t, K * P, s, i1 * m * P + t, P)
+        for j in range(m):
+            for t in range(P):
+                _at(m, s, j * P + t, m * P, o, j * P + t, m * P)
         for n in range(T):
             for th in range(TH):
                 t0 = (n * TH + th) * TW
-                for i1 in range(a):
-                    for tw in range(TW):
-                        at(mf_, (i1 * a * K + k) * P + t0 + tw, K * P, s, i1 * m * TW + tw, TW)
-                full = th * m + m <= OH
-                yb = (((n0 + n) * K + k) * OH + th * m) * OW
-                for j in range(m):
-                    hi = (OW - j + m - 1) // m  # the tiles whose column j is < OW
-                    if full:
-                        for tw in range(hi):
-                            at(s, j * TW + tw, m * TW, yf, yb + tw * m + j, OW)
-                    else:
-                        for tw in range(hi):
-                            at(s, j * TW + tw, m * TW, o, tw * m + j, OW)
-                if not full:
-                    for i in range(OH - th * m):
-                        for q in range(OW):
-                            yf[_U(yb + i * OW + q)] = o[_U(i * OW + q)]
-    return y
+                for i in range(min(m, OH - th * m)):
+                    yb = (((n0 + n) * K + k) * OH + th * m + i) * OW
+                    for j in range(m):
+                        ob = (i * m + j) * P + t0
+                        for tw in range((OW - j + m - 1) // m):  # the tiles whose column j is < OW
+                            yf[_U(yb + tw * m + j)] = o[_U(ob + tw)]
 
 
 @njit
@@ -217,7 +226,7 @@ def _pad_chunk(x, n0, T, pt, pl, xb):
                 xb[t, c, h + pt, pl:pl + W] = x[n0 + t, c, h]
 
 
-_ONE_D = {2: (_bt2, _at2, _m2), 4: (_bt4, _at4, _m4)}
+_ONE_D = {2: (_bt2, _at2), 4: (_bt4, _at4)}
 
 
 def apply_1d(m, kind, v):
@@ -244,7 +253,6 @@ class Winograd:
         BT, G0, AT = transforms(m)
         self.m, self.a = m, m + 2
         self.G = G0 if G is None else np.asarray(G, float)
-        self.bt, self.at, self.mf = _ONE_D[m]
 
     def filters(self, w):
         """``U (a*a, K, C)``: ``G g G^T`` of every filter and channel, as one GEMM
@@ -278,9 +286,9 @@ class Winograd:
             V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
             Mt = Mb[:a * a * K * nt].reshape(a * a, K, nt)
             _pad_chunk(x, n0, t, pt, pl, xb)
-            _in_transform(xb[:t], TH, TW, self.mf, self.bt, V)
+            _in_transform(xb[:t], TH, TW, m, V)
             np.matmul(U, V, out=Mt)
-            _out_transform(Mt, n0, t, TH, TW, self.mf, self.at, y)
+            _out_transform(Mt, n0, t, TH, TW, m, y)
         return y
 
     def data_grad(self, dy, w, pads, H, W):

@@ -44,8 +44,9 @@ Algorithms (``algo=``) -- all compute the same sums and are tested to agree:
 ``winograd`` (not in ``ALGOS`` either) :mod:`.winograd`'s F(4x4,3x3) minimal filtering for
             3x3 stride-1 undilated ungrouped convs: 36 multiplies per 4x4 output tile instead
             of 144, as 36 GEMMs over transformed tiles; dX (pads <= 2) is the same kernel
-            run on dY with the flipped, channel-transposed filters, dW is im2col's. Asked
-            for elsewhere it runs im2col.
+            run on dY with the flipped, channel-transposed filters; dW transforms dY's tiles
+            with A and sums ``D V^T`` per position over the batch. Asked for elsewhere it
+            runs im2col.
 ``auto``    :func:`choose_algo`; it runs depthwise-like convs with ``depthwise``, a
             fourth, non-lecture kernel (:mod:`.depthwise`: float32, one vectorised pass
             per three taps over each padded, cache-resident plane), selectable here as
@@ -961,8 +962,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
 
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
-    if algo == "winograd":  # dW stays im2col's (tile by tile, unfolding x again)
-        algo = "im2col"
+    if algo == "winograd":
+        return _wg.weight_grad(dy, x, pads)
     if algo == "depthwise":
         return _dwk.depthwise_weight_grad(dy, x, w_shape, stride, pads, dilation, groups)
     if algo == "im2col" and _whole_window(x.shape, w_shape, pads, dilation, groups):

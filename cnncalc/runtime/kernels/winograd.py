@@ -137,6 +137,32 @@ def _at4(s, i, e, d, j, f):
 
 
 @njit(inline="always", cache=True)
+def _a2(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q AT[q, p] s[i + q*e] (A = AT^T, m -> m+2) of F(2x2,3x3): dY's tiles for dW"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    d[_U(j)] = x0
+    d[_U(j + f)] = x0 + x1
+    d[_U(j + 2 * f)] = x0 - x1
+    d[_U(j + 3 * f)] = -x1
+
+
+@njit(inline="always", cache=True)
+def _a4(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q AT[q, p] s[i + q*e] (A = AT^T, m -> m+2) of F(4x4,3x3): dY's tiles for dW"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    d[_U(j)] = x0
+    d[_U(j + f)] = x0 + x1 + x2 + x3
+    d[_U(j + 2 * f)] = x0 - x1 + x2 - x3
+    d[_U(j + 3 * f)] = x0 + _2 * x1 + _4 * x2 + _8 * x3
+    d[_U(j + 4 * f)] = x0 - _2 * x1 + _4 * x2 - _8 * x3
+    d[_U(j + 5 * f)] = x3
+
+
+@njit(inline="always", cache=True)
 def _bt(m, s, i, e, d, j, f):
     """``BT`` of F(m x m, 3 x 3) (``m`` is loop-invariant in the kernels: the branch is hoisted)."""
     if m == 4:
@@ -181,6 +207,40 @@ def _in_transform(xb, TH, TW, m, V):
                     d0 = (i1 * a * C + c) * P + t0
                     for tw in range(TW):
                         _bt(m, r, i1 * Wb + tw * m, 1, vf, d0 + tw, C * P)
+
+
+@njit(inline="always", cache=True)
+def _a(m, s, i, e, d, j, f):
+    """``A = AT^T`` of F(m x m, 3 x 3)."""
+    if m == 4:
+        _a4(s, i, e, d, j, f)
+    else:
+        _a2(s, i, e, d, j, f)
+
+
+@njit(parallel=True)
+def _dy_transform(db, TH, TW, m, D):
+    """``D[i1*a + i2, k, n*TH*TW + th*TW + tw] = (A d A^T)[i1, i2]`` for the ``m x m`` tile
+    ``d`` of dY at row ``th*m``, column ``tw*m`` of the chunk's ``db (T, K, TH*m, TW*m)``
+    (zero past OH, OW): the weight gradient's transform of dY (the adjoint of the inverse
+    transform), down the tile row's ``m`` rows then along them; a thread per filter."""
+    T, K, Hd, Wd = db.shape
+    a = m + 2
+    P = D.shape[2]
+    df = db.reshape(-1)
+    Df = D.reshape(-1)
+    for k in prange(K):
+        r = np.empty(a * Wd, D.dtype)
+        for n in range(T):
+            for th in range(TH):
+                t0 = (n * TH + th) * TW
+                base = ((n * K + k) * Hd + th * m) * Wd
+                for w in range(Wd):
+                    _a(m, df, base + w, Wd, r, w, Wd)
+                for i1 in range(a):
+                    d0 = (i1 * a * K + k) * P + t0
+                    for tw in range(TW):
+                        _a(m, r, i1 * Wd + tw * m, 1, Df, d0 + tw, K * P)
 
 
 @njit(parallel=True)
@@ -291,6 +351,44 @@ class Winograd:
             _out_transform(Mt, n0, t, TH, TW, m, y)
         return y
 
+    def weight_grad(self, dy, x, pads):
+        """dW ``(K, C, 3, 3)``: ``G^T [sum over tiles (A dY_t A^T) * (B^T d_t B)] G`` -- the
+        forward's input transform, dY's tiles transformed by ``A`` (:func:`_dy_transform`),
+        per transform position one GEMM ``D (K, tiles) @ V (C, tiles)^T`` accumulated over the
+        chunks, then the filter transform's adjoint."""
+        x = np.ascontiguousarray(x)
+        dy = np.ascontiguousarray(dy, dtype=x.dtype)
+        N, C, H, W = x.shape
+        K, OH, OW = dy.shape[1:]
+        (pt, pb), (pl, pr) = pads
+        m, a = self.m, self.a
+        TH, TW = -(-OH // m), -(-OW // m)
+        Hb, Wb = TH * m + 2, TW * m + 2
+        if OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
+            raise ValueError(f"Winograd: dY {OH}x{OW} does not match input {H}x{W} and pads {pads}")
+        per_img = a * a * (C + K) * TH * TW * x.itemsize
+        T = max(1, min(N, CHUNK_BYTES // max(1, per_img)))
+        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
+        db = np.zeros((T, K, TH * m, TW * m), dtype=x.dtype)
+        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
+        Db = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
+        dU = np.zeros((a * a, K, C), dtype=x.dtype)
+        G = np.empty((a * a, K, C), dtype=x.dtype)
+        for n0 in range(0, N, T):
+            t = min(T, N - n0)
+            nt = t * TH * TW
+            V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+            D = Db[:a * a * K * nt].reshape(a * a, K, nt)
+            _pad_chunk(x, n0, t, pt, pl, xb)
+            _in_transform(xb[:t], TH, TW, m, V)
+            _pad_chunk(dy, n0, t, 0, 0, db)
+            _dy_transform(db[:t], TH, TW, m, D)
+            np.matmul(D, V.transpose(0, 2, 1), out=G)
+            dU += G
+        GG = np.kron(self.G, self.G).astype(x.dtype)  # (a*a, 9)
+        dw = GG.T @ dU.reshape(a * a, K * C)  # (9, K*C)
+        return np.ascontiguousarray(dw.reshape(3, 3, K, C).transpose(2, 3, 0, 1))
+
     def data_grad(self, dy, w, pads, H, W):
         (pt, pb), (pl, pr) = pads
         fp = ((2 - pt, 2 - pb), (2 - pl, 2 - pr))
@@ -318,6 +416,11 @@ def forward(x, w, pads, OH, OW, m=M):
 def data_grad(dy, w, pads, H, W, m=M):
     """dX of the 3x3 stride-1 conv with ``pads`` (each <= 2) given dY."""
     return kernels(m).data_grad(dy, w, pads, H, W)
+
+
+def weight_grad(dy, x, pads, m=M):
+    """dW of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` given dY (any pads)."""
+    return kernels(m).weight_grad(dy, x, pads)
 
 
 def data_grad_supported(pads):

@@ -10,19 +10,24 @@ Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"`
 ---------------------------------------------------------------------------------
 ``supports(w_shape, stride, dilation, groups) -> bool``
 ``transforms(m) -> (BT, G, AT)``  the float64 matrices of F(m x m, 3 x 3), m in (2, 4)
-``Winograd(BT, G, AT)``           the kernels of one set of matrices (tests build wrong ones)
+``apply_1d(m, "BT" | "AT", v)``   the compiled, unrolled 1-D transform applied to ``v``
+``Winograd(m, G=None)``           the kernels of F(m x m, 3 x 3) (``G``: the tests pass a wrong one);
+    ``kernels(m)`` the cached instance
 ``forward(x, w, pads, OH, OW, m=M) -> y``  ``(N, K, OH, OW)`` of ``x (N, C, H, W)`` zero-padded
     by ``pads = ((top, bottom), (left, right))`` (any pads >= 0), ``w (K, C, 3, 3)``
 ``data_grad(dy, w, pads, H, W, m=M) -> dx``  stride 1: the forward conv of dY padded by
-    ``2 - pad`` with the 180-degree rotated, channel-transposed filters (pads <= 2)
+    ``2 - pad`` with the 180-degree rotated, channel-transposed filters (pads <= 2:
+    ``data_grad_supported(pads)``)
+``weight_grad(dy, x, pads, m=M) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``
 
 Layout and tiling: images are processed a few at a time (:data:`CHUNK_BYTES` of transformed
 input and output together, so the ``alpha^2`` GEMMs read them from cache). A chunk's images
 are copied into a zeroed buffer padded to whole tiles (:func:`_pad_chunk`); the input
 transform (:func:`_in_transform`) runs row-then-column 1-D transforms over whole tile rows
-(the inner loops run along the tiles, contiguous, and vectorise); ``np.matmul`` of ``U
-(alpha^2, K, C)`` with ``V (alpha^2, C, T)``; the inverse transform (:func:`_out_transform`)
-writes straight into the NCHW output, the partial edge tiles cropped.
+(the inner loops run along the tiles' columns); ``np.matmul`` of ``U (alpha^2, K, C)`` with
+``V (alpha^2, C, T)``; the inverse transform (:func:`_out_transform`) runs over all the
+chunk's tiles and copies them into the NCHW output, the partial edge tiles cropped. Every
+call allocates its own buffers (sub-batches run the kernels on several Python threads).
 
 Accuracy (float32, against a float64 direct conv; tests/runtime/test_winograd.py bounds it):
 F(2x2,3x3) is as accurate as im2col (its matrices are 0, +-1, 1/2); F(4x4,3x3)'s points (0,
@@ -38,11 +43,12 @@ from cnncalc.runtime._numba import njit, numba, prange
 #: which F(m x m, 3 x 3) the runtime uses. Errors (max |y - ref| / max |ref| against a float64
 #: conv, float32 N(0,1) inputs, He-scaled weights, pad 1): 16 ch 32x32, 64 ch 16x16, 256 ch 8x8:
 #: im2col 4.6e-7, 5.1e-7, 4.7e-7; F(2x2) 1.8e-7, 3.9e-7, 5.4e-7; F(4x4) 3.1e-6, 5.4e-6, 3.4e-6
-#: -- F(4x4) is ~10x less accurate than im2col, still ~1e-6 relative (float32's epsilon is
-#: 1.2e-7), and is the one that runs faster than im2col: F(2x2) was slower than F(4x4) on every
-#: ResNet-20 / VGG-11 shape (forward, N=32, ms: 16->16 32x32 8.0 vs 5.8, 64->64 32x32 38.6 vs
-#: 25.2, 256->256 8x8 27.2 vs 21.5, in an earlier version of the transforms) and, at 16
-#: multiplies per 2x2 tile against im2col's 36, won only on wide layers.
+#: -- F(4x4) is ~10x less accurate than im2col, still ~5e-6 relative (float32's epsilon is
+#: 1.2e-7), and it is the faster one: forward, float32, 1 thread, CPU ms, N=32 (im2col / F(2x2) /
+#: F(4x4)): 16->16 32x32 3.8 / 2.7 / 1.9; 32->32 16x16 2.2 / 2.3 / 1.4; 64->64 8x8 1.9 / 1.9 /
+#: 1.4; 64->64 32x32 31.7 / 18.9 / 12.2; 128->128 16x16 25.5 / 18.8 / 12.0; 256->256 8x8
+#: 27.1 / 18.2 / 15.1; only on 4x4 and 2x2 planes does F(2x2) beat F(4x4) (512->512 4x4 25.8 /
+#: 26.5 / 43.5, 2x2 7.7 / 11.7 / 47.2), and there im2col is as fast or faster.
 M = 4
 
 #: bytes of one chunk's transformed input and output (V and M) together

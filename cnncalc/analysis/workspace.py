@@ -20,7 +20,9 @@ k_h x k_w kernels, stride s, groups g:
   A complex value is two reals.
 
 The runtime's own choice is the rule of ``cnncalc.runtime.kernels.conv.choose_algo`` (restated
-here: the analysis never imports the runtime): thin groups → its depthwise kernel, stride 1 with
+here: the analysis never imports the runtime): thin groups → its depthwise kernel, 3x3 stride-1
+ungrouped convs with ≥ 16 channels in and out on planes of 16x16 and more (8x8 with ≥ 64) →
+Winograd F(4x4, 3x3) a chunk of images at a time, stride 1 with
 ≥ 81 taps → FFT, else im2col in one of its variants (a 1x1 unpadded conv reads the input in
 place, a window covering the whole input is one GEMM, wide stride-1 kernels unfold rows,
 ungrouped convs on planes of 16x16 and more — 8x8 and more when the weights fit 256 KiB —
@@ -72,6 +74,9 @@ class ConvWorkspace:
 #: the runtime's im2col tiles (restated from cnncalc.runtime.kernels.conv: the analysis never
 #: imports the runtime): bytes of columns per tile, the plane sizes that run tile by tile
 TILE_BYTES, TILE_MIN_PLANE, TILE_SMALL_PLANE, TILE_SMALL_W_BYTES = 512 << 10, 256, 64, 256 << 10
+#: the runtime's Winograd rule and chunks (cnncalc.runtime.kernels.conv.winograd_pays, kernels/winograd.py)
+WINO_MIN_CHANNELS, WINO_MIN_PLANE, WINO_WIDE_PLANE, WINO_WIDE_CHANNELS = 16, 256, 64, 64
+WINO_CHUNK_BYTES = 1 << 20
 #: depthwise output planes of at most this many positions run as numpy passes (kernels/depthwise.py)
 TINY_PLANE = 16
 
@@ -150,6 +155,17 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
         r.runtime = per_task
         r.runtime_detail = (f"per running thread: wide output row grid {OH}*{Wq} + phase planes "
                             f"{sh}*{sw}*{Hq}*{Wq} = {per_task:,} (no padded copy)")
+    elif ((kh, kw, sh, sw, dh, dw, g) == (3, 3, 1, 1, 1, 1, 1) and min(C, F) >= WINO_MIN_CHANNELS
+          and (H * W >= WINO_MIN_PLANE or (H * W >= WINO_WIDE_PLANE and min(C, F) >= WINO_WIDE_CHANNELS))):
+        TH, TW = -(-OH // 4), -(-OW // 4)
+        T = max(1, min(N, WINO_CHUNK_BYTES // (36 * (C + F) * TH * TW * nbytes)))
+        Hb, Wb = 4 * TH + 2, 4 * TW + 2
+        xb, VM, U = T * C * Hb * Wb, 36 * (C + F) * T * TH * TW, 36 * F * C
+        r.runtime_algo = "winograd"
+        r.runtime = xb + VM + U
+        r.runtime_detail = (f"F(4x4,3x3) on a chunk of {T} image{'s' if T > 1 else ''}: padded to whole tiles "
+                            f"{T}*{C}*{Hb}*{Wb} = {xb:,} + V, M 36*({C}+{F})*{T}*{TH}*{TW} = {VM:,} "
+                            f"+ U 36*{F}*{C} = {U:,}")
     else:
         one_by_one = H - (kh - 1) * dh <= sh and W - (kw - 1) * dw <= sw
         if kh * kw >= 81 and sh == 1 and sw == 1 and not one_by_one:

@@ -24,7 +24,8 @@ Public API
 ``locally_connected2d_forward(x, w, b=None, stride=1, pad=0, dilation=1) -> (y, cache)``
     weight ``(OH, OW, F, C, kh, kw)``, bias ``(OH, OW, F)``; groups=1.
 ``locally_connected2d_backward(dout, cache) -> (dx, dw, db)``
-``choose_algo(x_shape, w_shape, stride, dilation, groups) -> "depthwise" | "im2col" | "fft"``
+``choose_algo(x_shape, w_shape, stride, dilation, groups) -> "depthwise" | "winograd" | "im2col" | "fft"``
+``winograd_pays(x_shape, w_shape, stride, dilation, groups) -> bool``  (the ``winograd`` rule)
 
 Algorithms (``algo=``) -- all compute the same sums and are tested to agree:
 
@@ -40,6 +41,12 @@ Algorithms (``algo=``) -- all compute the same sums and are tested to agree:
             5-smooth size >= the padded input; the valid correlation never wraps, stride is
             applied by subsampling the stride-1 result.  The channel sum is a batched complex
             matmul over frequencies.  Backward uses FFTs too.
+``winograd`` (not in ``ALGOS`` either) :mod:`.winograd`'s F(4x4,3x3) minimal filtering for
+            3x3 stride-1 undilated ungrouped convs: 36 multiplies per 4x4 output tile instead
+            of 144, as 36 GEMMs over transformed tiles; dX (pads <= 2) is the same kernel
+            run on dY with the flipped, channel-transposed filters; dW transforms dY's tiles
+            with A and sums ``D V^T`` per position over the batch. Asked for elsewhere it
+            runs im2col.
 ``auto``    :func:`choose_algo`; it runs depthwise-like convs with ``depthwise``, a
             fourth, non-lecture kernel (:mod:`.depthwise`: float32, one vectorised pass
             per three taps over each padded, cache-resident plane), selectable here as
@@ -61,11 +68,13 @@ import numpy as np
 from cnncalc.analysis.workspace import fast_len
 from cnncalc.runtime._numba import njit, numba, prange
 from cnncalc.runtime.kernels import depthwise as _dwk
+from cnncalc.runtime.kernels import winograd as _wg
 from cnncalc.runtime.kernels._util import as_float, pads1d, pads2d, pair
 
 ALGOS = ("direct", "im2col", "fft")
-#: every ``algo=`` the kernels accept besides ``auto``: the lectures' three and ``depthwise``
-KERNEL_ALGOS = ALGOS + ("depthwise",)
+#: every ``algo=`` the kernels accept besides ``auto``: the lectures' three, ``depthwise`` and
+#: ``winograd`` (3x3 stride-1 ungrouped convs; others asking for it run im2col)
+KERNEL_ALGOS = ALGOS + ("depthwise", "winograd")
 #: unsigned flat indices: numba wraps negative signed indices (a branch per access that
 #: stops vectorisation; see kernels/depthwise.py)
 _U = numba.uint64
@@ -738,6 +747,8 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
       64 pairs 10.3 vs 8.5 and 12.2 vs 8.0 — there im2col wins).
       ``--conv-algo direct`` still runs the lectures' reference loops for every conv,
       depthwise included: ``direct`` names an algorithm to read, ``auto`` the fast choice;
+    * 3x3, stride 1, dilation 1, ungrouped, >= 16 channels in and out on planes of 16x16
+      and more (>= 64 channels: 8x8 and more) -> ``winograd`` (:func:`winograd_pays`);
     * stride 1, >= 81 taps (9x9 and larger) and an output larger than 1x1 -> ``fft``: its
       cost does not grow with the kernel while im2col's grows with kh*kw (9x9 32x32x16->16:
       fft 16 ms, im2col 45; 11x11 56x56x8->8: 17 vs 43);
@@ -756,6 +767,8 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
     sh, sw = pair(stride)
     if groups > 1 and Cg * (F // groups) <= 32:
         return "depthwise"
+    if winograd_pays(x_shape, w_shape, stride, dilation, groups):
+        return "winograd"
     H, W = x_shape[2:]
     one_by_one = H - (kh - 1) * pair(dilation)[0] <= sh and W - (kw - 1) * pair(dilation)[1] <= sw
     if kh * kw >= 81 and sh == 1 and sw == 1 and not one_by_one:
@@ -763,11 +776,44 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
     return "im2col"
 
 
+#: Winograd runs where both channel counts are at least this ...
+WINO_MIN_CHANNELS = 16
+#: ... and the input plane has at least WINO_MIN_PLANE positions (16x16), or
+#: WINO_WIDE_PLANE (8x8) when both channel counts are WINO_WIDE_CHANNELS or more
+WINO_MIN_PLANE = 256
+WINO_WIDE_PLANE = 64
+WINO_WIDE_CHANNELS = 64
+
+
+def winograd_pays(x_shape, w_shape, stride=1, dilation=1, groups=1):
+    """``auto`` runs :mod:`.winograd` F(4x4,3x3) for a 3x3 stride-1 undilated ungrouped conv
+    (any padding) whose channel counts and plane are large enough that its transforms (per
+    4x4 tile: 36 values per input channel and per filter) are outweighed by the GEMM work it
+    saves (36 instead of 144 multiply-adds per tile, channel and filter). Measured (forward,
+    float32, 1 thread, CPU ms, min of 7, pad 1, Winograd vs im2col; benchmarks/README.md,
+    "Winograd"): N=32 64->64 32x32 12.1 vs 30.8; 128->128 16x16 12.2 vs 26.0; 256->256 8x8
+    16.3 vs 27.9; 128->128 8x8 3.9 vs 8.2; 64->64 8x8 1.37 vs 1.95 (N=128: 5.2 vs 8.0);
+    16->16 32x32 2.0 vs 2.7-4.1; 32->32 16x16 1.4 vs 2.1. Not taken: 32->32 8x8 0.56 vs 0.48,
+    16->16 8x8 0.35 vs 0.17, 16->16 12x12 and 32->32 10x10 (ties), 8->8 32x32 0.79 vs 0.63,
+    3->16 32x32 0.77 vs 0.40, 64->64 4x4 0.77 vs 0.65, 512->512 2x2 46 vs 7.8 and 4x4 44 vs
+    26 (the 36 transformed 512x512 filters and GEMMs of a few columns); 256->256 4x4 won
+    (5.5 vs 7.0) but is left to im2col (one shape). (8->16 and 16->3 at 32x32 won too: 1.28
+    vs 1.77, 1.24 vs 1.42 -- below WINO_MIN_CHANNELS, left out for the same reason.)"""
+    F, Cg, kh, kw = w_shape
+    if not _wg.supports(w_shape, pair(stride), pair(dilation), groups):
+        return False
+    P = x_shape[2] * x_shape[3]  # the input plane (the output's with pad 1; pads are not known here)
+    c = min(F, Cg)
+    return c >= WINO_MIN_CHANNELS and (P >= WINO_MIN_PLANE or (P >= WINO_WIDE_PLANE and c >= WINO_WIDE_CHANNELS))
+
+
 def _resolve(algo, x_shape, w_shape, stride, dilation, groups):
     if algo == "auto":
         return choose_algo(x_shape, w_shape, stride, dilation, groups)
     if algo not in KERNEL_ALGOS:
         raise ValueError(f"unknown conv algorithm {algo!r}; expected one of {KERNEL_ALGOS + ('auto',)}")
+    if algo == "winograd" and not _wg.supports(w_shape, stride, dilation, groups):
+        return "im2col"  # Winograd F(m x m, 3 x 3) is only for 3x3, stride 1, dilation 1, groups 1
     return algo
 
 
@@ -861,6 +907,9 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     if algo == "depthwise":  # pads plane by plane inside the kernel: no padded copy of x
         y = _dwk.depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW)
         return (y, None) if keep_cols else y
+    if algo == "winograd":
+        y = _wg.forward(x, w, pads, OH, OW)
+        return (y, None) if keep_cols else y
     cols = None
     if algo == "direct":
         y = _direct_fwd(_pad_input(x, pads), w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
@@ -892,6 +941,10 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     Hp, Wp = H + pt + pb, W + pl + pr
     if algo == "depthwise":
         return _dwk.depthwise_data_grad(dy, w, x_shape, stride, pads, dilation, groups)
+    if algo == "winograd" and _wg.data_grad_supported(pads):
+        return _wg.data_grad(dy, w, pads, H, W)
+    if algo == "winograd":  # pads over 2: dY would need cropping, not padding
+        algo = "im2col"
     if algo == "im2col" and _whole_window(x_shape, w.shape, pads, dilation, groups):
         return (dy.reshape(N, -1) @ w.reshape(w.shape[0], -1)).reshape(x_shape)
     if algo == "im2col" and _pointwise(w.shape, pads, groups):
@@ -909,6 +962,8 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
 
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
+    if algo == "winograd":
+        return _wg.weight_grad(dy, x, pads)
     if algo == "depthwise":
         return _dwk.depthwise_weight_grad(dy, x, w_shape, stride, pads, dilation, groups)
     if algo == "im2col" and _whole_window(x.shape, w_shape, pads, dilation, groups):

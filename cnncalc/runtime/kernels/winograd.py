@@ -1,0 +1,447 @@
+"""Winograd minimal filtering for 3x3, stride-1, undilated, ungrouped convolutions.
+
+Lavin & Gray's F(m x m, 3 x 3): an ``(m+2) x (m+2)`` input tile ``d`` and a 3x3 filter ``g``
+give the ``m x m`` output tile ``A^T [(G g G^T) * (B^T d B)] A`` (``*`` elementwise). Summed
+over input channels, the elementwise products become, for each of the ``alpha^2`` transform
+positions (``alpha = m + 2``), one GEMM ``U[pos] (K, C) @ V[pos] (C, tiles)``: ``alpha^2 /
+(9 m^2)`` of the direct conv's multiplies (16/36 for F(2x2,3x3), 36/144 for F(4x4,3x3)).
+
+Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"``)
+---------------------------------------------------------------------------------
+``supports(w_shape, stride, dilation, groups) -> bool``
+``transforms(m) -> (BT, G, AT)``  the float64 matrices of F(m x m, 3 x 3), m in (2, 4)
+``apply_1d(m, "BT" | "AT", v)``   the compiled, unrolled 1-D transform applied to ``v``
+``Winograd(m, G=None)``           the kernels of F(m x m, 3 x 3) (``G``: the tests pass a wrong one);
+    ``kernels(m)`` the cached instance
+``forward(x, w, pads, OH, OW, m=M) -> y``  ``(N, K, OH, OW)`` of ``x (N, C, H, W)`` zero-padded
+    by ``pads = ((top, bottom), (left, right))`` (any pads >= 0), ``w (K, C, 3, 3)``
+``data_grad(dy, w, pads, H, W, m=M) -> dx``  stride 1: the forward conv of dY padded by
+    ``2 - pad`` with the 180-degree rotated, channel-transposed filters (pads <= 2:
+    ``data_grad_supported(pads)``)
+``weight_grad(dy, x, pads, m=M) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``
+
+Layout and tiling: images are processed a few at a time (:data:`CHUNK_BYTES` of transformed
+input and output together, so the ``alpha^2`` GEMMs read them from cache). A chunk's images
+are copied into a zeroed buffer padded to whole tiles (:func:`_pad_chunk`); the input
+transform (:func:`_in_transform`) runs row-then-column 1-D transforms over whole tile rows
+(the inner loops run along the tiles' columns); ``np.matmul`` of ``U (alpha^2, K, C)`` with
+``V (alpha^2, C, T)``; the inverse transform (:func:`_out_transform`) runs over all the
+chunk's tiles and copies them into the NCHW output, the partial edge tiles cropped. Every
+call allocates its own buffers (sub-batches run the kernels on several Python threads).
+
+Accuracy (float32, against a float64 direct conv; tests/runtime/test_winograd.py bounds it):
+F(2x2,3x3) is as accurate as im2col (its matrices are 0, +-1, 1/2); F(4x4,3x3)'s points (0,
++-1, +-2, inf) put entries up to 5 in B and 8 in A, and its error is ~10x larger, ~5e-6 of the
+output's scale -- see :data:`M` for the measurements and the choice.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnncalc.runtime._numba import njit, numba, prange
+
+#: which F(m x m, 3 x 3) the runtime uses. Errors (max |y - ref| / max |ref| against a float64
+#: conv, float32 N(0,1) inputs, He-scaled weights, pad 1): 16 ch 32x32, 64 ch 16x16, 256 ch 8x8:
+#: im2col 4.6e-7, 5.1e-7, 4.7e-7; F(2x2) 1.8e-7, 3.9e-7, 5.4e-7; F(4x4) 3.1e-6, 5.4e-6, 3.4e-6
+#: -- F(4x4) is ~10x less accurate than im2col, still ~5e-6 relative (float32's epsilon is
+#: 1.2e-7), and it is the faster one: forward, float32, 1 thread, CPU ms, N=32 (im2col / F(2x2) /
+#: F(4x4)): 16->16 32x32 3.8 / 2.7 / 1.9; 32->32 16x16 2.2 / 2.3 / 1.4; 64->64 8x8 1.9 / 1.9 /
+#: 1.4; 64->64 32x32 31.7 / 18.9 / 12.2; 128->128 16x16 25.5 / 18.8 / 12.0; 256->256 8x8
+#: 27.1 / 18.2 / 15.1; only on 4x4 and 2x2 planes does F(2x2) beat F(4x4) (512->512 4x4 25.8 /
+#: 26.5 / 43.5, 2x2 7.7 / 11.7 / 47.2), and there im2col is as fast or faster.
+M = 4
+
+#: bytes of one chunk's transformed input and output (V and M) together
+CHUNK_BYTES = 1 << 20
+
+
+def supports(w_shape, stride, dilation, groups):
+    """A 3x3 kernel, stride 1, dilation 1, groups 1."""
+    return (tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1)
+            and tuple(dilation) == (1, 1) and groups == 1)
+
+
+def transforms(m):
+    """``(BT, G, AT)`` of F(m x m, 3 x 3) (Lavin & Gray 2016), float64."""
+    if m == 2:
+        BT = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+        G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        AT = [[1, 1, 1, 0], [0, 1, -1, -1]]
+    elif m == 4:
+        BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+        G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+             [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
+        AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+    else:
+        raise ValueError(f"Winograd F({m}x{m},3x3): m must be 2 or 4")
+    return np.array(BT, float), np.array(G, float), np.array(AT, float)
+
+
+# the 1-D transforms, unrolled (written out by hand from transforms(m), zeros dropped; the tests
+# check them against the matrices): d[j + p*f] = sum_q X[p, q] s[i + q*e]. The constants are
+# float32 (a float64 literal would promote float32 arithmetic to float64).
+#: unsigned flat indices (numba wraps negative signed ones: a branch per access)
+_U = numba.uint64
+_2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+
+
+@njit(inline="always", cache=True)
+def _bt2(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q BT[p, q] s[i + q*e], BT of F(2x2,3x3)"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    d[_U(j)] = x0 - x2
+    d[_U(j + f)] = x1 + x2
+    d[_U(j + 2 * f)] = -x1 + x2
+    d[_U(j + 3 * f)] = x1 - x3
+
+
+@njit(inline="always", cache=True)
+def _at2(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q AT[p, q] s[i + q*e], AT of F(2x2,3x3)"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    d[_U(j)] = x0 + x1 + x2
+    d[_U(j + f)] = x1 - x2 - x3
+
+
+@njit(inline="always", cache=True)
+def _bt4(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q BT[p, q] s[i + q*e], BT of F(4x4,3x3)"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    x4 = s[_U(i + 4 * e)]
+    x5 = s[_U(i + 5 * e)]
+    d[_U(j)] = _4 * x0 - _5 * x2 + x4
+    d[_U(j + f)] = -_4 * x1 - _4 * x2 + x3 + x4
+    d[_U(j + 2 * f)] = _4 * x1 - _4 * x2 - x3 + x4
+    d[_U(j + 3 * f)] = -_2 * x1 - x2 + _2 * x3 + x4
+    d[_U(j + 4 * f)] = _2 * x1 - x2 - _2 * x3 + x4
+    d[_U(j + 5 * f)] = _4 * x1 - _5 * x3 + x5
+
+
+@njit(inline="always", cache=True)
+def _at4(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q AT[p, q] s[i + q*e], AT of F(4x4,3x3)"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    x4 = s[_U(i + 4 * e)]
+    x5 = s[_U(i + 5 * e)]
+    d[_U(j)] = x0 + x1 + x2 + x3 + x4
+    d[_U(j + f)] = x1 - x2 + _2 * x3 - _2 * x4
+    d[_U(j + 2 * f)] = x1 + x2 + _4 * x3 + _4 * x4
+    d[_U(j + 3 * f)] = x1 - x2 + _8 * x3 - _8 * x4 + x5
+
+
+@njit(inline="always", cache=True)
+def _a2(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q AT[q, p] s[i + q*e] (A = AT^T, m -> m+2) of F(2x2,3x3): dY's tiles for dW"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    d[_U(j)] = x0
+    d[_U(j + f)] = x0 + x1
+    d[_U(j + 2 * f)] = x0 - x1
+    d[_U(j + 3 * f)] = -x1
+
+
+@njit(inline="always", cache=True)
+def _a4(s, i, e, d, j, f):
+    """d[j + p*f] = sum_q AT[q, p] s[i + q*e] (A = AT^T, m -> m+2) of F(4x4,3x3): dY's tiles for dW"""
+    x0 = s[_U(i)]
+    x1 = s[_U(i + e)]
+    x2 = s[_U(i + 2 * e)]
+    x3 = s[_U(i + 3 * e)]
+    d[_U(j)] = x0
+    d[_U(j + f)] = x0 + x1 + x2 + x3
+    d[_U(j + 2 * f)] = x0 - x1 + x2 - x3
+    d[_U(j + 3 * f)] = x0 + _2 * x1 + _4 * x2 + _8 * x3
+    d[_U(j + 4 * f)] = x0 - _2 * x1 + _4 * x2 - _8 * x3
+    d[_U(j + 5 * f)] = x3
+
+
+@njit(inline="always", cache=True)
+def _bt(m, s, i, e, d, j, f):
+    """``BT`` of F(m x m, 3 x 3) (``m`` is loop-invariant in the kernels: the branch is hoisted)."""
+    if m == 4:
+        _bt4(s, i, e, d, j, f)
+    else:
+        _bt2(s, i, e, d, j, f)
+
+
+@njit(inline="always", cache=True)
+def _at(m, s, i, e, d, j, f):
+    """``AT`` of F(m x m, 3 x 3)."""
+    if m == 4:
+        _at4(s, i, e, d, j, f)
+    else:
+        _at2(s, i, e, d, j, f)
+
+
+@njit(parallel=True)
+def _in_transform(xb, TH, TW, m, V):
+    """``V[i1*a + i2, c, n*TH*TW + th*TW + tw] = (B^T d B)[i1, i2]`` for the ``a x a`` tile ``d``
+    at row ``th*m``, column ``tw*m`` of the chunk's padded images ``xb (T, C, Hb, Wb)``: the
+    1-D transform down the ``a`` input rows of a tile row (contiguous along the width), then
+    along each resulting row, tile by tile (stride ``m``), written contiguously along the
+    tiles; a thread per channel. (Passing the 1-D transform as a function argument instead cost
+    ~0.1 ms a call typing it; inlining a per-m body into a prange loop ran 20-30 % slower; the
+    row pass over all of an image's tiles at once, through rows padded to whole tiles and a
+    copy into V, ran 10-25 % slower.)"""
+    T, C, Hb, Wb = xb.shape
+    a = m + 2
+    P = V.shape[2]
+    xf = xb.reshape(-1)
+    vf = V.reshape(-1)
+    for c in prange(C):
+        r = np.empty(a * Wb, V.dtype)  # r[i1*Wb + w]: the tile row's columns, transformed down
+        for n in range(T):
+            for th in range(TH):
+                t0 = (n * TH + th) * TW
+                base = ((n * C + c) * Hb + th * m) * Wb
+                for w in range(Wb):
+                    _bt(m, xf, base + w, Wb, r, w, Wb)
+                for i1 in range(a):
+                    d0 = (i1 * a * C + c) * P + t0
+                    for tw in range(TW):
+                        _bt(m, r, i1 * Wb + tw * m, 1, vf, d0 + tw, C * P)
+
+
+@njit(inline="always", cache=True)
+def _a(m, s, i, e, d, j, f):
+    """``A = AT^T`` of F(m x m, 3 x 3)."""
+    if m == 4:
+        _a4(s, i, e, d, j, f)
+    else:
+        _a2(s, i, e, d, j, f)
+
+
+@njit(parallel=True)
+def _dy_transform(db, TH, TW, m, D):
+    """``D[i1*a + i2, k, n*TH*TW + th*TW + tw] = (A d A^T)[i1, i2]`` for the ``m x m`` tile
+    ``d`` of dY at row ``th*m``, column ``tw*m`` of the chunk's ``db (T, K, TH*m, TW*m)``
+    (zero past OH, OW): the weight gradient's transform of dY (the adjoint of the inverse
+    transform), down the tile row's ``m`` rows then along them; a thread per filter."""
+    T, K, Hd, Wd = db.shape
+    a = m + 2
+    P = D.shape[2]
+    df = db.reshape(-1)
+    Df = D.reshape(-1)
+    for k in prange(K):
+        r = np.empty(a * Wd, D.dtype)
+        for n in range(T):
+            for th in range(TH):
+                t0 = (n * TH + th) * TW
+                base = ((n * K + k) * Hd + th * m) * Wd
+                for w in range(Wd):
+                    _a(m, df, base + w, Wd, r, w, Wd)
+                for i1 in range(a):
+                    d0 = (i1 * a * K + k) * P + t0
+                    for tw in range(TW):
+                        _a(m, r, i1 * Wd + tw * m, 1, Df, d0 + tw, K * P)
+
+
+@njit(parallel=True)
+def _out_transform(Mt, n0, T, TH, TW, m, y):
+    """``y[n0 + n, k, th*m + i, tw*m + j] = (A^T M A)[i, j]`` for each tile of the chunk's
+    ``Mt (a*a, K, T*TH*TW)``, the rows and columns past ``OH``, ``OW`` dropped: the 1-D
+    transform along the ``a`` positions of each row, then down, each over all the chunk's
+    tiles at once (contiguous; per tile row, 4 or 8 tiles were too few to vectorise), then
+    copied into ``y``'s rows; a thread per filter."""
+    K, P = Mt.shape[1], Mt.shape[2]
+    a = m + 2
+    OH, OW = y.shape[2], y.shape[3]
+    mf = Mt.reshape(-1)
+    yf = y.reshape(-1)
+    for k in prange(K):
+        s = np.empty(a * m * P, y.dtype)  # s[(i1*m + j)*P + t]
+        o = np.empty(m * m * P, y.dtype)  # o[(i*m + j)*P + t]
+        for i1 in range(a):
+            b0 = (i1 * a * K + k) * P
+            for t in range(P):
+                _at(m, mf, b0 + t, K * P, s, i1 * m * P + t, P)
+        for j in range(m):
+            for t in range(P):
+                _at(m, s, j * P + t, m * P, o, j * P + t, m * P)
+        for n in range(T):
+            for th in range(TH):
+                t0 = (n * TH + th) * TW
+                for i in range(min(m, OH - th * m)):
+                    yb = (((n0 + n) * K + k) * OH + th * m + i) * OW
+                    for j in range(m):
+                        ob = (i * m + j) * P + t0
+                        for tw in range((OW - j + m - 1) // m):  # the tiles whose column j is < OW
+                            yf[_U(yb + tw * m + j)] = o[_U(ob + tw)]
+
+
+@njit
+def _pad_chunk(x, n0, T, pt, pl, xb):
+    """Copy images ``n0 .. n0+T`` of ``x`` into the interior of ``xb`` (border stays zero);
+    flat unsigned indices (a numba slice assignment per row cost ~3x more)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    Hb, Wb = xb.shape[2], xb.shape[3]
+    xf = x.reshape(-1)
+    bf = xb.reshape(-1)
+    for t in range(T):
+        for c in range(C):
+            for h in range(H):
+                s_ = (((n0 + t) * C + c) * H + h) * W
+                d = ((t * C + c) * Hb + h + pt) * Wb + pl
+                for q in range(W):
+                    bf[_U(d + q)] = xf[_U(s_ + q)]
+
+
+_ONE_D = {2: (_bt2, _at2), 4: (_bt4, _at4)}
+
+
+def apply_1d(m, kind, v):
+    """The compiled 1-D transform of F(m x m, 3 x 3) applied to the vector ``v``: ``kind``
+    ``"BT"`` (length m+2 -> m+2) or ``"AT"`` (m+2 -> m); equals ``transforms(m)``'s matrix
+    times ``v`` (the tests check every column)."""
+    f = _ONE_D[m][0 if kind == "BT" else 1]
+    v = np.ascontiguousarray(v)
+    d = np.empty(m + 2 if kind == "BT" else m, v.dtype)
+    _apply(f, v, d)
+    return d
+
+
+@njit
+def _apply(f, v, d):
+    f(v, 0, 1, d, 0, 1)
+
+
+class Winograd:
+    """The kernels of F(m x m, 3 x 3), m in (2, 4); ``G`` replaces the filter transform's
+    matrix (the tests pass a wrong one and expect wrong results)."""
+
+    def __init__(self, m, G=None):
+        BT, G0, AT = transforms(m)
+        self.m, self.a = m, m + 2
+        self.G = G0 if G is None else np.asarray(G, float)
+        GG = np.kron(self.G, self.G)  # (a*a, 9): G g G^T of a flattened 3x3 g
+        self._GG = {np.dtype(np.float64): GG, np.dtype(np.float32): GG.astype(np.float32)}
+
+    def filters(self, w):
+        """``U (a*a, K, C)``: ``G g G^T`` of every filter and channel, as one GEMM
+        ``kron(G, G) (a*a, 9) @ w (K*C, 9)^T`` in ``w``'s dtype (float64 would double its cost:
+        4.8 vs 2.0 ms for 256 -> 256 channels; its output, 4x the weights, is what it moves)."""
+        K, C = w.shape[:2]
+        GG = self._GG.get(w.dtype)
+        if GG is None:
+            GG = self._GG[np.dtype(np.float64)].astype(w.dtype)
+        return (GG @ w.reshape(K * C, 9).T).reshape(self.a * self.a, K, C)
+
+    def forward(self, x, w, pads, OH, OW):
+        x = np.ascontiguousarray(x)
+        w = np.ascontiguousarray(w, dtype=x.dtype)
+        N, C, H, W = x.shape
+        K = w.shape[0]
+        (pt, pb), (pl, pr) = pads
+        m, a = self.m, self.a
+        TH, TW = -(-OH // m), -(-OW // m)
+        Hb, Wb = TH * m + 2, TW * m + 2  # whole tiles: >= H + pt, W + pl
+        if Hb < H + pt or Wb < W + pl or OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
+            raise ValueError(f"Winograd: output {OH}x{OW} does not match input {H}x{W} and pads {pads}")
+        per_img = a * a * (C + K) * TH * TW * x.itemsize
+        T = max(1, min(N, CHUNK_BYTES // max(1, per_img)))
+        U = self.filters(w)
+        y = np.empty((N, K, OH, OW), dtype=x.dtype)
+        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
+        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
+        Mb = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
+        for n0 in range(0, N, T):
+            t = min(T, N - n0)
+            nt = t * TH * TW
+            V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+            Mt = Mb[:a * a * K * nt].reshape(a * a, K, nt)
+            _pad_chunk(x, n0, t, pt, pl, xb)
+            _in_transform(xb[:t], TH, TW, m, V)
+            np.matmul(U, V, out=Mt)
+            _out_transform(Mt, n0, t, TH, TW, m, y)
+        return y
+
+    def weight_grad(self, dy, x, pads):
+        """dW ``(K, C, 3, 3)``: ``G^T [sum over tiles (A dY_t A^T) * (B^T d_t B)] G`` -- the
+        forward's input transform, dY's tiles transformed by ``A`` (:func:`_dy_transform`),
+        per transform position one GEMM ``D (K, tiles) @ V (C, tiles)^T`` accumulated over the
+        chunks, then the filter transform's adjoint."""
+        x = np.ascontiguousarray(x)
+        dy = np.ascontiguousarray(dy, dtype=x.dtype)
+        N, C, H, W = x.shape
+        K, OH, OW = dy.shape[1:]
+        (pt, pb), (pl, pr) = pads
+        m, a = self.m, self.a
+        TH, TW = -(-OH // m), -(-OW // m)
+        Hb, Wb = TH * m + 2, TW * m + 2
+        if OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
+            raise ValueError(f"Winograd: dY {OH}x{OW} does not match input {H}x{W} and pads {pads}")
+        per_img = a * a * (C + K) * TH * TW * x.itemsize
+        T = max(1, min(N, CHUNK_BYTES // max(1, per_img)))
+        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
+        db = np.zeros((T, K, TH * m, TW * m), dtype=x.dtype)
+        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
+        Db = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
+        dU = np.zeros((a * a, K, C), dtype=x.dtype)
+        G = np.empty((a * a, K, C), dtype=x.dtype)
+        for n0 in range(0, N, T):
+            t = min(T, N - n0)
+            nt = t * TH * TW
+            V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+            D = Db[:a * a * K * nt].reshape(a * a, K, nt)
+            _pad_chunk(x, n0, t, pt, pl, xb)
+            _in_transform(xb[:t], TH, TW, m, V)
+            _pad_chunk(dy, n0, t, 0, 0, db)
+            _dy_transform(db[:t], TH, TW, m, D)
+            np.matmul(D, V.transpose(0, 2, 1), out=G)
+            dU += G
+        GG = self._GG.get(x.dtype)
+        if GG is None:
+            GG = self._GG[np.dtype(np.float64)].astype(x.dtype)
+        dw = GG.T @ dU.reshape(a * a, K * C)  # (9, K*C)
+        return np.ascontiguousarray(dw.reshape(3, 3, K, C).transpose(2, 3, 0, 1))
+
+    def data_grad(self, dy, w, pads, H, W):
+        (pt, pb), (pl, pr) = pads
+        fp = ((2 - pt, 2 - pb), (2 - pl, 2 - pr))
+        if min(fp[0] + fp[1]) < 0:
+            raise ValueError("Winograd data gradient: pads larger than 2")
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        return self.forward(dy, wf, fp, H, W)
+
+
+_KERNELS = {}
+
+
+def kernels(m=M):
+    """The (cached) :class:`Winograd` of F(m x m, 3 x 3)."""
+    if m not in _KERNELS:
+        _KERNELS[m] = Winograd(m)
+    return _KERNELS[m]
+
+
+def forward(x, w, pads, OH, OW, m=M):
+    """y of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` (see the module docstring)."""
+    return kernels(m).forward(x, w, pads, OH, OW)
+
+
+def data_grad(dy, w, pads, H, W, m=M):
+    """dX of the 3x3 stride-1 conv with ``pads`` (each <= 2) given dY."""
+    return kernels(m).data_grad(dy, w, pads, H, W)
+
+
+def weight_grad(dy, x, pads, m=M):
+    """dW of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` given dY (any pads)."""
+    return kernels(m).weight_grad(dy, x, pads)
+
+
+def data_grad_supported(pads):
+    """The data gradient runs as a Winograd forward conv when every pad is at most 2."""
+    return max(pads[0] + pads[1]) <= 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from cnncalc.cli.common import (batch_size_option, fail, format_option, input_option, load_graph,
+from cnncalc.cli.common import (algo_option, batch_size_option, fail, format_option, input_option, load_graph,
                                 require_kernels, rounding_option)
 from cnncalc.cli.train import THREADS_HELP
 from cnncalc.report.render import Column, TableView, emit_json, render
@@ -31,8 +31,7 @@ def _pct(v):
 @click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Timed repetitions of each measurement (min and median are reported).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help=THREADS_HELP)
-@click.option("--conv-algo", type=click.Choice(["auto", "direct", "im2col", "fft"]), default="auto",
-              show_default=True)
+@algo_option
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="wall: elapsed time; cpu: this process's CPU time (on a busy shared machine, waits "
                    "for a core are not counted).")

@@ -153,3 +153,11 @@ def fail(message: str, code: int = 2):
     err = CnnCalcError(message)
     err.exit_code = code
     raise err
+
+
+#: the runtime's convolution algorithms, one spelling for train, bench, gradcheck, erf, verify
+ALGOS = ["auto", "direct", "im2col", "fft", "winograd"]
+ALGO_HELP = ('How convolutions are computed: the lectures\' three ways, or winograd (F(4x4,3x3) for 3x3 '
+             'stride-1 ungrouped convs, im2col for the others); auto picks per layer shape.')
+algo_option = click.option("--conv-algo", type=click.Choice(ALGOS), default="auto", show_default=True,
+                           help=ALGO_HELP)

@@ -7,14 +7,9 @@ from contextlib import contextmanager
 
 import click
 
-from cnncalc.cli.common import (batch_size_option, fail, format_option, hidden_alias, input_option,
+from cnncalc.cli.common import (algo_option, batch_size_option, fail, format_option, hidden_alias, input_option,
                                 load_graph, output_option, require_kernels, rounding_option)
 from cnncalc.report.render import Column, TableView, emit_json, render, use_rich
-
-ALGOS = ["auto", "direct", "im2col", "fft"]
-algo_option = click.option("--conv-algo", type=click.Choice(ALGOS), default="auto", show_default=True,
-                           help="How convolutions are computed (the lectures' three ways; auto per layer shape).")
-
 
 @contextmanager
 def _progress(total: int, label: str):

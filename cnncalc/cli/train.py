@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from cnncalc.cli.common import (batch_size_option, format_option, input_option, make_rounding_option,
+from cnncalc.cli.common import (algo_option, batch_size_option, format_option, input_option, make_rounding_option,
                                 output_option, prepare_graph, require_kernels, rounding_option,
                                 rounding_override)
 from cnncalc.errors import CnnCalcError
@@ -202,8 +202,7 @@ def _mib(b):
 @click.option("--init", type=click.Choice(["he", "xavier", "lecun"]), default="he", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help=THREADS_HELP)
-@click.option("--conv-algo", type=click.Choice(["auto", "direct", "im2col", "fft"]), default="auto",
-              show_default=True)
+@algo_option
 @click.option("--normalize", type=click.Choice(["scale", "standardize"]), default="scale", show_default=True,
               help="scale: pixels to [0, 1]; standardize: per-channel mean/std of the training split.")
 @input_option

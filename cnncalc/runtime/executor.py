@@ -85,7 +85,7 @@ from cnncalc.runtime.kernels import statnorm as K_sn
 from cnncalc.runtime.kernels import tensor as K_t
 from cnncalc.shapes import TENSOR, Tensor, numel, torch_order
 
-CONV_ALGOS = ("auto", "direct", "im2col", "fft")
+CONV_ALGOS = ("auto", "direct", "im2col", "fft", "winograd")
 _ACT_NAME = {"leakyrelu": "leaky_relu"}  # spec name → kernel name
 ELEMENTWISE = ("relu", "relu6", "leakyrelu", "tanh", "sigmoid", "softmax")
 #: issue 10's activations: {kind: the layer arguments its kernel takes}

@@ -251,3 +251,43 @@ def test_training_curve_same_as_im2col(tmp_path):
     np.testing.assert_allclose(la, lb, rtol=1e-4)
     for k in pb:
         np.testing.assert_allclose(pa[k], pb[k], rtol=1e-3, atol=1e-4 * np.abs(pb[k]).max())
+
+
+TANH_NET = """name: wino-tanh
+input: 8x8x2
+layers:
+  - {conv: 3, kernel: 3, pad: 1, activation: tanh, name: c1}
+  - {conv: 2, kernel: 3, pad: 1, activation: tanh, name: c2}
+  - {flatten: , name: flat}
+  - {fc: 3, activation: softmax, name: output}
+"""
+
+
+@pytest.mark.parametrize("cmd", ["gradcheck", "train", "bench", "verify", "erf"])
+def test_cli_offers_winograd_with_one_spelling(cmd):
+    """Every runtime command takes ``--conv-algo winograd`` (the same choices everywhere)."""
+    from click.testing import CliRunner
+
+    from cnncalc.cli import main
+
+    r = CliRunner().invoke(main, [cmd, "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    assert "--conv-algo [auto|direct|im2col|fft|winograd]" in r.output
+
+
+def test_gradcheck_with_winograd_asked_for(tmp_path):
+    """``cnncalc gradcheck --conv-algo winograd`` runs the Winograd kernels (forward, dX, dW) in
+    float64 and every tensor's analytic gradient matches the centred differences."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cnncalc.cli import main
+
+    p = tmp_path / "tanh.yaml"
+    p.write_text(TANH_NET)
+    r = CliRunner().invoke(main, ["gradcheck", str(p), "--conv-algo", "winograd", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["conv_algo"] == "winograd"
+    assert out["ok"] and len(out["checks"]) >= 6 and all(c["ok"] for c in out["checks"]), out["checks"]

@@ -93,6 +93,7 @@ def main():
         acc = float((pred == yte).float().mean())
         print(json.dumps({"world_size": world, "epochs": args.epochs, "test_accuracy": acc}))
     if distributed:
+        dist.barrier()  # rank 0 evaluates alone: the others wait for it before gloo's teardown
         dist.destroy_process_group()
 
 

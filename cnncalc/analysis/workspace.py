@@ -74,9 +74,26 @@ class ConvWorkspace:
 #: the runtime's im2col tiles (restated from cnncalc.runtime.kernels.conv: the analysis never
 #: imports the runtime): bytes of columns per tile, the plane sizes that run tile by tile
 TILE_BYTES, TILE_MIN_PLANE, TILE_SMALL_PLANE, TILE_SMALL_W_BYTES = 512 << 10, 256, 64, 256 << 10
-#: the runtime's Winograd rule and chunks (cnncalc.runtime.kernels.conv.winograd_pays, kernels/winograd.py)
+#: the runtime's Winograd rule and chunks, defined here and imported by the runtime
+#: (cnncalc.runtime.kernels.conv.winograd_pays, kernels/winograd.py): both channel counts at
+#: least WINO_MIN_CHANNELS and an input plane of WINO_MIN_PLANE positions (16x16), or of
+#: WINO_WIDE_PLANE (8x8) when both channel counts are WINO_WIDE_CHANNELS or more
 WINO_MIN_CHANNELS, WINO_MIN_PLANE, WINO_WIDE_PLANE, WINO_WIDE_CHANNELS = 16, 256, 64, 64
+#: bytes of one chunk's transformed input and output (V and M) together
 WINO_CHUNK_BYTES = 1 << 20
+
+
+def winograd_size_pays(channels: int, plane: int) -> bool:
+    """The size part of the runtime's Winograd rule: ``channels`` = min(in, out), ``plane`` =
+    the input's H*W (the 3x3 stride-1 ungrouped part is the caller's)."""
+    return channels >= WINO_MIN_CHANNELS and (
+        plane >= WINO_MIN_PLANE or (plane >= WINO_WIDE_PLANE and channels >= WINO_WIDE_CHANNELS))
+
+
+def winograd_chunk(N: int, C: int, F: int, tiles: int, nbytes: int, alpha: int = 6) -> int:
+    """Images per Winograd chunk: as many as keep ``alpha^2 * (C + F) * tiles`` transformed values
+    per image within WINO_CHUNK_BYTES, at least one, at most N."""
+    return max(1, min(N, WINO_CHUNK_BYTES // max(1, alpha * alpha * (C + F) * tiles * nbytes)))
 #: depthwise output planes of at most this many positions run as numpy passes (kernels/depthwise.py)
 TINY_PLANE = 16
 
@@ -155,10 +172,9 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
         r.runtime = per_task
         r.runtime_detail = (f"per running thread: wide output row grid {OH}*{Wq} + phase planes "
                             f"{sh}*{sw}*{Hq}*{Wq} = {per_task:,} (no padded copy)")
-    elif ((kh, kw, sh, sw, dh, dw, g) == (3, 3, 1, 1, 1, 1, 1) and min(C, F) >= WINO_MIN_CHANNELS
-          and (H * W >= WINO_MIN_PLANE or (H * W >= WINO_WIDE_PLANE and min(C, F) >= WINO_WIDE_CHANNELS))):
+    elif (kh, kw, sh, sw, dh, dw, g) == (3, 3, 1, 1, 1, 1, 1) and winograd_size_pays(min(C, F), H * W):
         TH, TW = -(-OH // 4), -(-OW // 4)
-        T = max(1, min(N, WINO_CHUNK_BYTES // (36 * (C + F) * TH * TW * nbytes)))
+        T = winograd_chunk(N, C, F, TH * TW, nbytes)
         Hb, Wb = 4 * TH + 2, 4 * TW + 2
         xb, VM, U = T * C * Hb * Wb, 36 * (C + F) * T * TH * TW, 36 * F * C
         r.runtime_algo = "winograd"

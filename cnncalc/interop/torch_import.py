@@ -56,19 +56,11 @@ def torch_to_onnx(model, input_shape):
 
     size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     if size > EXTERNAL_ABOVE:  # one protobuf message cannot hold it: through a file and its external data
-        return _torch_to_onnx_via_file(torch, onnx, model, dims, input_shape)
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros(1, *dims),), buf, dynamo=False, opset_version=OPSET,
-                              input_names=["input"], do_constant_folding=True,
-                              training=torch.onnx.TrainingMode.PRESERVE,
-                              keep_initializers_as_inputs=False)
-    except Exception as e:
-        raise InteropError(f"torch.onnx.export failed for input {'x'.join(map(str, input_shape))}: "
-                           f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
-    proto = onnx.load_from_string(buf.getvalue())
+        proto = _torch_to_onnx_via_file(torch, onnx, model, dims, input_shape)
+    else:
+        buf = io.BytesIO()
+        _export(torch, model, dims, input_shape, buf)
+        proto = onnx.load_from_string(buf.getvalue())
     # which initializers are buffers, not parameters: the importer cannot tell them apart by
     # name (both are named after their module), and counts buffers as non-trainable state
     buffers = sorted(n for n, b in model.named_buffers() if b.is_floating_point())
@@ -84,17 +76,23 @@ def _torch_to_onnx_via_file(torch, onnx, model, dims, input_shape):
 
     with tempfile.TemporaryDirectory(prefix="cnncalc-torch-onnx-") as tmp:
         path = f"{tmp}/model.onnx"
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(model, (torch.zeros(1, *dims),), path, dynamo=False, opset_version=OPSET,
-                                  input_names=["input"], do_constant_folding=True,
-                                  training=torch.onnx.TrainingMode.PRESERVE,
-                                  keep_initializers_as_inputs=False, external_data=True)
-        except Exception as e:
-            raise InteropError(f"torch.onnx.export failed for input {'x'.join(map(str, input_shape))}: "
-                               f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        _export(torch, model, dims, input_shape, path, external_data=True)
         return onnx.load(path, load_external_data=True)
+
+
+def _export(torch, model, dims, input_shape, dest, **extra):
+    """``torch.onnx.export`` of ``model`` in eval mode for one input of ``dims`` into ``dest``
+    (a buffer or a path); a failure is an InteropError naming the input size."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(1, *dims),), dest, dynamo=False, opset_version=OPSET,
+                              input_names=["input"], do_constant_folding=True,
+                              training=torch.onnx.TrainingMode.PRESERVE,
+                              keep_initializers_as_inputs=False, **extra)
+    except Exception as e:
+        raise InteropError(f"torch.onnx.export failed for input {'x'.join(map(str, input_shape))}: "
+                           f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
 
 
 def import_torch(ref: str, input_shape, *, opaque: bool = False):

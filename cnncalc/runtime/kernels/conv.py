@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncalc.analysis.workspace import fast_len
+from cnncalc.analysis.workspace import fast_len, winograd_size_pays
 from cnncalc.runtime._numba import njit, numba, prange
 from cnncalc.runtime.kernels import depthwise as _dwk
 from cnncalc.runtime.kernels import winograd as _wg
@@ -776,15 +776,6 @@ def choose_algo(x_shape, w_shape, stride=1, dilation=1, groups=1):
     return "im2col"
 
 
-#: Winograd runs where both channel counts are at least this ...
-WINO_MIN_CHANNELS = 16
-#: ... and the input plane has at least WINO_MIN_PLANE positions (16x16), or
-#: WINO_WIDE_PLANE (8x8) when both channel counts are WINO_WIDE_CHANNELS or more
-WINO_MIN_PLANE = 256
-WINO_WIDE_PLANE = 64
-WINO_WIDE_CHANNELS = 64
-
-
 def winograd_pays(x_shape, w_shape, stride=1, dilation=1, groups=1):
     """``auto`` runs :mod:`.winograd` F(4x4,3x3) for a 3x3 stride-1 undilated ungrouped conv
     (any padding) whose channel counts and plane are large enough that its transforms (per
@@ -798,13 +789,13 @@ def winograd_pays(x_shape, w_shape, stride=1, dilation=1, groups=1):
     3->16 32x32 0.77 vs 0.40, 64->64 4x4 0.77 vs 0.65, 512->512 2x2 46 vs 7.8 and 4x4 44 vs
     26 (the 36 transformed 512x512 filters and GEMMs of a few columns); 256->256 4x4 won
     (5.5 vs 7.0) but is left to im2col (one shape). (8->16 and 16->3 at 32x32 won too: 1.28
-    vs 1.77, 1.24 vs 1.42 -- below WINO_MIN_CHANNELS, left out for the same reason.)"""
-    F, Cg, kh, kw = w_shape
+    vs 1.77, 1.24 vs 1.42 -- below workspace.WINO_MIN_CHANNELS, left out for the same reason.)
+    The size thresholds are :func:`cnncalc.analysis.workspace.winograd_size_pays`, shared with
+    ``summarize --workspace``."""
     if not _wg.supports(w_shape, pair(stride), pair(dilation), groups):
         return False
-    P = x_shape[2] * x_shape[3]  # the input plane (the output's with pad 1; pads are not known here)
-    c = min(F, Cg)
-    return c >= WINO_MIN_CHANNELS and (P >= WINO_MIN_PLANE or (P >= WINO_WIDE_PLANE and c >= WINO_WIDE_CHANNELS))
+    # the input plane (the output's with pad 1; pads are not known here)
+    return winograd_size_pays(min(w_shape[0], w_shape[1]), x_shape[2] * x_shape[3])
 
 
 def _resolve(algo, x_shape, w_shape, stride, dilation, groups):
@@ -941,10 +932,10 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
     Hp, Wp = H + pt + pb, W + pl + pr
     if algo == "depthwise":
         return _dwk.depthwise_data_grad(dy, w, x_shape, stride, pads, dilation, groups)
-    if algo == "winograd" and _wg.data_grad_supported(pads):
-        return _wg.data_grad(dy, w, pads, H, W)
-    if algo == "winograd":  # pads over 2: dY would need cropping, not padding
-        algo = "im2col"
+    if algo == "winograd":
+        if _wg.data_grad_supported(pads):
+            return _wg.data_grad(dy, w, pads, H, W)
+        algo = "im2col"  # pads over 2: dY would need cropping, not padding
     if algo == "im2col" and _whole_window(x_shape, w.shape, pads, dilation, groups):
         return (dy.reshape(N, -1) @ w.reshape(w.shape[0], -1)).reshape(x_shape)
     if algo == "im2col" and _pointwise(w.shape, pads, groups):

@@ -20,10 +20,11 @@ Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"`
     ``data_grad_supported(pads)``)
 ``weight_grad(dy, x, pads, m=M) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``
 
-Layout and tiling: images are processed a few at a time (:data:`CHUNK_BYTES` of transformed
-input and output together, so the ``alpha^2`` GEMMs read them from cache). A chunk's images
-are copied into a zeroed buffer padded to whole tiles (:func:`_pad_chunk`); the input
-transform (:func:`_in_transform`) runs row-then-column 1-D transforms over whole tile rows
+Layout and tiling: images are processed a few at a time
+(:func:`cnncalc.analysis.workspace.winograd_chunk`: 1 MiB of transformed input and output
+together, so the ``alpha^2`` GEMMs read them from cache). A chunk's images are copied
+into a zeroed buffer padded to whole tiles (:func:`_pad_chunk`); the input transform
+(:func:`_in_transform`) runs row-then-column 1-D transforms over whole tile rows
 (the inner loops run along the tiles' columns); ``np.matmul`` of ``U (alpha^2, K, C)`` with
 ``V (alpha^2, C, T)``; the inverse transform (:func:`_out_transform`) runs over all the
 chunk's tiles and copies them into the NCHW output, the partial edge tiles cropped. Every
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnncalc.analysis.workspace import winograd_chunk
 from cnncalc.runtime._numba import njit, numba, prange
 
 #: which F(m x m, 3 x 3) the runtime uses. Errors (max |y - ref| / max |ref| against a float64
@@ -50,9 +52,6 @@ from cnncalc.runtime._numba import njit, numba, prange
 #: 27.1 / 18.2 / 15.1; only on 4x4 and 2x2 planes does F(2x2) beat F(4x4) (512->512 4x4 25.8 /
 #: 26.5 / 43.5, 2x2 7.7 / 11.7 / 47.2), and there im2col is as fast or faster.
 M = 4
-
-#: bytes of one chunk's transformed input and output (V and M) together
-CHUNK_BYTES = 1 << 20
 
 
 def supports(w_shape, stride, dilation, groups):
@@ -334,10 +333,12 @@ class Winograd:
         ``kron(G, G) (a*a, 9) @ w (K*C, 9)^T`` in ``w``'s dtype (float64 would double its cost:
         4.8 vs 2.0 ms for 256 -> 256 channels; its output, 4x the weights, is what it moves)."""
         K, C = w.shape[:2]
-        GG = self._GG.get(w.dtype)
-        if GG is None:
-            GG = self._GG[np.dtype(np.float64)].astype(w.dtype)
-        return (GG @ w.reshape(K * C, 9).T).reshape(self.a * self.a, K, C)
+        return (self._gg(w.dtype) @ w.reshape(K * C, 9).T).reshape(self.a * self.a, K, C)
+
+    def _gg(self, dtype):
+        """``kron(G, G)`` in ``dtype`` (float32 and float64 made once)."""
+        GG = self._GG.get(dtype)
+        return self._GG[np.dtype(np.float64)].astype(dtype) if GG is None else GG
 
     def forward(self, x, w, pads, OH, OW):
         x = np.ascontiguousarray(x)
@@ -350,8 +351,7 @@ class Winograd:
         Hb, Wb = TH * m + 2, TW * m + 2  # whole tiles: >= H + pt, W + pl
         if Hb < H + pt or Wb < W + pl or OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
             raise ValueError(f"Winograd: output {OH}x{OW} does not match input {H}x{W} and pads {pads}")
-        per_img = a * a * (C + K) * TH * TW * x.itemsize
-        T = max(1, min(N, CHUNK_BYTES // max(1, per_img)))
+        T = winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
         U = self.filters(w)
         y = np.empty((N, K, OH, OW), dtype=x.dtype)
         xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
@@ -383,8 +383,7 @@ class Winograd:
         Hb, Wb = TH * m + 2, TW * m + 2
         if OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
             raise ValueError(f"Winograd: dY {OH}x{OW} does not match input {H}x{W} and pads {pads}")
-        per_img = a * a * (C + K) * TH * TW * x.itemsize
-        T = max(1, min(N, CHUNK_BYTES // max(1, per_img)))
+        T = winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
         xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
         db = np.zeros((T, K, TH * m, TW * m), dtype=x.dtype)
         Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
@@ -402,10 +401,7 @@ class Winograd:
             _dy_transform(db[:t], TH, TW, m, D)
             np.matmul(D, V.transpose(0, 2, 1), out=G)
             dU += G
-        GG = self._GG.get(x.dtype)
-        if GG is None:
-            GG = self._GG[np.dtype(np.float64)].astype(x.dtype)
-        dw = GG.T @ dU.reshape(a * a, K * C)  # (9, K*C)
+        dw = self._gg(x.dtype).T @ dU.reshape(a * a, K * C)  # (9, K*C)
         return np.ascontiguousarray(dw.reshape(3, 3, K, C).transpose(2, 3, 0, 1))
 
     def data_grad(self, dy, w, pads, H, W):

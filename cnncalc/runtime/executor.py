@@ -721,23 +721,23 @@ def standardize_forward(w, eps: float, scale: float, gain=None):
     """Weight standardisation as timm writes it (``F.batch_norm`` over the weight reshaped to
     (1, F, -1), training statistics, ``weight = gain * scale``): per filter f,
     ``w' = (w - mean) / sqrt(var + eps) * gain_f * scale`` with the mean and the biased
-    variance over the filter's fan-in values. Returns ``(w', cache)``."""
+    variance over the filter's fan-in values -- a layer norm of each filter
+    (:func:`~cnncalc.runtime.kernels.statnorm.statnorm_forward` over ``(F, -1)``) with
+    ``gain * scale`` as its gamma. Returns ``(w', cache)``."""
     f = w.shape[0]
-    v = w.reshape(f, -1)
-    d = v - v.mean(1, keepdims=True)
-    r = 1.0 / np.sqrt((d * d).mean(1, keepdims=True) + w.dtype.type(eps))
-    xh = d * r
-    s = (gain.reshape(f, 1) * w.dtype.type(scale)) if gain is not None else w.dtype.type(scale)
-    return (xh * s).reshape(w.shape), (xh, r, s, scale, gain is not None)
+    s = w.dtype.type(scale)
+    if gain is not None:
+        s = gain.reshape(f, *(1,) * (w.ndim - 1)) * s
+    y, cache = K_sn.statnorm_forward(w, (f, -1), s, None, w.dtype.type(eps))
+    return y, (cache, scale, gain is not None)
 
 
 def standardize_backward(dws, cache):
     """Gradients of :func:`standardize_forward`: ``(dw, dgain)`` (dgain None without a gain)."""
-    xh, r, s, scale, has_gain = cache
-    g = dws.reshape(xh.shape)
-    dgain = (g * xh).sum(1) * xh.dtype.type(scale) if has_gain else None
-    dxh = g * s
-    dw = r * (dxh - dxh.mean(1, keepdims=True) - xh * (dxh * xh).mean(1, keepdims=True))
+    sn, scale, has_gain = cache
+    xhat = sn[0]
+    dw, dg, _ = K_sn.statnorm_backward(dws.reshape(xhat.shape), sn, param_axes=tuple(range(1, xhat.ndim)))
+    dgain = dg.reshape(-1) * xhat.dtype.type(scale) if has_gain else None
     return dw.reshape(dws.shape), dgain
 
 

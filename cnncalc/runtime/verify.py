@@ -19,7 +19,9 @@
   single-input pointwise ones (their field is their input's; ``rf_every_layer`` checks them
   too), all units of a layer in one backward pass, one per batch item. A pass ends where its
   gradient is a positive combination of units measured before and takes the union of their
-  supports (:func:`check_fields`); every gradient is kept inside a band where float32 cannot
+  supports (:func:`check_fields`), or where its support at a layer read by several layers is
+  one a pass met there before and takes what that one measured (:class:`_Memo`); every
+  gradient is kept inside a band where float32 cannot
   lose or invent a non-zero, else the layer is redone in float64.
 """
 from __future__ import annotations

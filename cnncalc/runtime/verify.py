@@ -563,8 +563,10 @@ def _field_masks(fnet, order, node, picks, known, band=True, memo=None):
                 frontier[src] = dx if src not in frontier else frontier[src] + dx
                 live[src] = rows | live[src] if src in live else rows
     if memo is not None:  # the pass ran through: what its lone rows ended with is theirs
+        ended = {}  # one copy per row, shared by its keys (masks are replaced, never changed in place)
         for key, r in record:
-            memo.seen.setdefault(key, masks[r].copy())
+            if key not in memo.seen:
+                memo.seen[key] = ended.setdefault(r, masks[r].copy())
     return masks[:len(picks)]
 
 

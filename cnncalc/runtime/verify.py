@@ -566,7 +566,9 @@ def _field_masks(fnet, order, node, picks, known, band=True, memo=None):
         ended = {}  # one copy per row, shared by its keys (masks are replaced, never changed in place)
         for key, r in record:
             if key not in memo.seen:
-                memo.seen[key] = ended.setdefault(r, masks[r].copy())
+                if r not in ended:
+                    ended[r] = masks[r].copy()
+                memo.seen[key] = ended[r]
     return masks[:len(picks)]
 
 

@@ -469,8 +469,9 @@ class _Memo:
     nothing in its mask yet, the mask it ends with is *the* input support of that gradient
     support at k; a later pass whose row reaches k with the same support takes it and ends
     there. GoogLeNet's 3x3 branch and pool branch of an inception reach the concat below with
-    the same (3x3 block, every channel) support. Kept at layers read by two or more layers only
-    (where passes from different branches meet), for 2-D maps."""
+    the same (3x3 block, every channel) support; once fields fill the map, every later pass
+    arrives with the whole map. Kept at layers read by two or more layers only (where passes
+    from different branches meet), for 2-D maps."""
 
     def __init__(self, graph):
         self.layers = {name for name, users in graph.consumers().items() if len(users) >= 2}

@@ -19,7 +19,9 @@
   single-input pointwise ones (their field is their input's; ``rf_every_layer`` checks them
   too), all units of a layer in one backward pass, one per batch item. A pass ends where its
   gradient is a positive combination of units measured before and takes the union of their
-  supports (:func:`check_fields`); every gradient is kept inside a band where float32 cannot
+  supports (:func:`check_fields`), or where its support at a layer read by several layers is
+  one a pass met there before and takes what that one measured (:class:`_Memo`); every
+  gradient is kept inside a band where float32 cannot
   lose or invent a non-zero, else the layer is redone in float64.
 """
 from __future__ import annotations
@@ -458,7 +460,35 @@ def _resolve(g_b, nd, known):
     return np.False_ if mask is None else mask
 
 
-def _field_masks(fnet, order, node, picks, known, band=True):
+class _Memo:
+    """Input supports measured from a layer's gradient, keyed by the gradient's support there.
+
+    In the linear copy the input support a gradient ``g`` at layer k leads to depends on the
+    support of ``g`` alone (the Jacobian is non-negative: the union of its non-zero positions'
+    supports). So when a pass row reaches k holding the only live gradient of its row and
+    nothing in its mask yet, the mask it ends with is *the* input support of that gradient
+    support at k; a later pass whose row reaches k with the same support takes it and ends
+    there. GoogLeNet's 3x3 branch and pool branch of an inception reach the concat below with
+    the same (3x3 block, every channel) support; once fields fill the map, every later pass
+    arrives with the whole map. Kept at layers read by two or more layers only (where passes
+    from different branches meet), for 2-D maps."""
+
+    def __init__(self, graph):
+        self.layers = {name for name, users in graph.consumers().items() if len(users) >= 2}
+        self.seen: dict[tuple, np.ndarray] = {}
+
+    @staticmethod
+    def key(g_b, box):
+        """The support of ``g_b`` (C, H, W), non-zero inside ``box`` (h0, h1, w0, w1) only: the
+        box when every entry in it is non-zero (every channel), else the packed mask."""
+        h0, h1, w0, w1 = box
+        inner = g_b[:, h0:h1 + 1, w0:w1 + 1]
+        if np.count_nonzero(inner) == inner.size:
+            return ("box", g_b.shape, h0, h1, w0, w1)
+        return ("mask", g_b.shape, np.packbits(g_b != 0).tobytes())
+
+
+def _field_masks(fnet, order, node, picks, known, band=True, memo=None):
     """Input-support masks (one per unit of ``picks`` of ``node``) through the linear copy.
 
     A backward pass over ``node``'s ancestors, one unit per batch item, data gradients only,
@@ -466,7 +496,8 @@ def _field_masks(fnet, order, node, picks, known, band=True):
     gradient is non-zero, :func:`_data_grads`). Before a layer is differentiated, the batch
     items whose gradient there is a positive combination of units already measured
     (``known``: {layer: {unit: mask}}) take the union of those units' masks and their rows
-    are zeroed there (see :func:`_resolve`); the pass ends when every row is zero. Every
+    are zeroed there (see :func:`_resolve`), and so do those whose gradient support there was
+    met before (``memo``, :class:`_Memo`); the pass ends when every row is zero. Every
     gradient is checked against the dtype's band first (:func:`_check_band`)."""
     net = fnet.net
     shape = fnet.shapes[node.name]
@@ -475,14 +506,20 @@ def _field_masks(fnet, order, node, picks, known, band=True):
         d = np.concatenate([d, np.zeros((fnet.batch - len(d), *d.shape[1:]), d.dtype)])
     masks = [np.zeros(fnet.shapes[INPUT][1:], bool) for _ in range(fnet.batch)]
     frontier = {node.name: d}
+    # per frontier entry, the rows that may be non-zero there; per row, whether its mask has
+    # anything yet (both for the memo: a row alone at a layer, with an empty mask, is recorded)
+    live = {node.name: np.arange(fnet.batch) < len(picks)}
+    dirty = np.zeros(fnet.batch, bool)
+    record = []
     for k in reversed(order):
         g = frontier.pop(k.name, None)
         if g is None:
             continue
+        live.pop(k.name)
         boxes = _scan_grad(g, fnet.dtype, band)
         kn = known.get(k.name)
+        done = []
         if kn:
-            done = []
             for r in range(g.shape[0]):
                 if boxes[r, 1] < 0:
                     continue
@@ -490,11 +527,25 @@ def _field_masks(fnet, order, node, picks, known, band=True):
                 if m is not None:
                     masks[r] = np.logical_or(masks[r], m)
                     done.append(r)
-            if done:
-                g = g.copy()
-                g[done] = 0
-                boxes[done] = -1
-        if (boxes[:, 1] < 0).all():
+                    dirty[r] = True
+        if memo is not None and g.ndim == 4 and k.name in memo.layers:
+            for r in range(g.shape[0]):
+                if boxes[r, 1] < 0 or r in done:
+                    continue
+                key = (k.name, memo.key(g[r], boxes[r]))
+                m = memo.seen.get(key)
+                if m is not None:
+                    masks[r] = np.logical_or(masks[r], m)
+                    done.append(r)
+                    dirty[r] = True
+                elif not dirty[r] and not any(lv[r] for lv in live.values()):
+                    record.append((key, r))
+        if done:
+            g = g.copy()
+            g[done] = 0
+            boxes[done] = -1
+        rows = boxes[:, 1] >= 0
+        if not rows.any():
             if not frontier:
                 break
             continue
@@ -508,8 +559,17 @@ def _field_masks(fnet, order, node, picks, known, band=True):
                 nz = (dx != 0).any(axis=1)  # over the channels: (N,), (N, 1, L), (N, H, W), ...
                 for r in range(dx.shape[0]):
                     masks[r] = np.logical_or(masks[r], nz[r])
+                dirty |= rows
             else:
                 frontier[src] = dx if src not in frontier else frontier[src] + dx
+                live[src] = rows | live[src] if src in live else rows
+    if memo is not None:  # the pass ran through: what its lone rows ended with is theirs
+        ended = {}  # one copy per row, shared by its keys (masks are replaced, never changed in place)
+        for key, r in record:
+            if key not in memo.seen:
+                if r not in ended:
+                    ended[r] = masks[r].copy()
+                memo.seen[key] = ended[r]
     return masks[:len(picks)]
 
 
@@ -560,18 +620,19 @@ def check_fields(graph, *, seed=0, conv_algo="im2col", progress=None, units="cor
 
     index = {n.name: i for i, n in enumerate(graph.layers)}
     known: dict[str, dict] = {}
+    memo = _Memo(graph)
     items: list[Item] = []
     for node in nodes:
         picks = units_of[node.name]
         order = graph.layers[:index[node.name] + 1]
         note = ""
         try:
-            masks = _field_masks(fnet("float32"), order, node, picks, known)
+            masks = _field_masks(fnet("float32"), order, node, picks, known, memo=memo)
         except _TooNarrow:  # float32 too narrow here: redo in float64
             try:
-                masks = _field_masks(fnet("float64"), order, node, picks, known)
+                masks = _field_masks(fnet("float64"), order, node, picks, known, memo=memo)
             except _TooNarrow:
-                masks = _field_masks(fnet("float64"), order, node, picks, known, band=False)
+                masks = _field_masks(fnet("float64"), order, node, picks, known, band=False, memo=memo)
                 note = "; gradients outside float64's safe band"
         net = nets["float32"].net
         in_nd = net.nd[INPUT]

@@ -357,6 +357,69 @@ def test_avgpool_gradient(kernel, stride, pad, mode, include_pad):
     assert check_layer(fwd, pool.pool2d_backward, [x]) <= TOL
 
 
+
+def _avgpool_bwd_cell_walk(dout, xshape, kernel, stride, pads, count_include_pad):
+    """The reference: walk the pooled cells in row-major order, each adding its share
+    (dout x its reciprocal divisor, in dout's dtype) to every input cell of its clipped window."""
+    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel, stride, pads
+    H, W = xshape[2:]
+    dx = np.zeros(xshape, dout.dtype)
+    for oh in range(dout.shape[2]):
+        for ow in range(dout.shape[3]):
+            r0, c0 = oh * sh - pt, ow * sw - pl
+            r1, c1 = min(r0 + kh, H + pb), min(c0 + kw, W + pr)
+            a, b, c, d = max(r0, 0), min(r1, H), max(c0, 0), min(c1, W)
+            cnt = (r1 - r0) * (c1 - c0) if count_include_pad else max(b - a, 0) * max(d - c, 0)
+            if cnt <= 0:
+                continue
+            share = dout[:, :, oh, ow] * dout.dtype.type(1.0 / cnt)
+            for r in range(a, b):
+                for q in range(c, d):
+                    dx[:, :, r, q] += share
+    return dx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("include_pad", [True, False])
+@pytest.mark.parametrize("kernel,stride,pad,ceil", [
+    ((3, 3), (1, 1), ((1, 1), (1, 1)), False),   # GoogLeNet's branch pool (the linear copy's)
+    ((3, 3), (2, 2), ((0, 0), (0, 0)), True),    # ceil mode: the last window clipped
+    ((3, 2), (1, 2), ((1, 0), (0, 1)), True),    # asymmetric kernel, stride and padding
+    ((5, 4), (2, 1), ((2, 2), (1, 2)), False),   # wide, padded on every side
+    ((3, 3), (1, 1), ((0, 0), (0, 0)), False),   # overlapping, inside the input (strided numpy ops)
+    ((2, 2), (3, 3), ((1, 1), (0, 0)), True),    # stride > kernel: uncovered cells
+    ((4, 4), (2, 2), ((2, 2), (2, 2)), True),    # windows mostly padding at the corners
+])
+def test_avgpool_backward_is_the_cell_walk_bit_for_bit(kernel, stride, pad, ceil, include_pad, dtype):
+    # the backward sums each input cell's shares in row-major order of the pooled cells, so
+    # its bits are the plain cell walk's at borders, strides, paddings and ceil-mode edges;
+    # the windowed form (verify's) agrees with the whole map on every window
+    x = rng(5).random((2, 3, 10, 11)).astype(dtype)
+    out = pool.pool_output_size(10, 11, kernel, stride, pad, ceil_mode=ceil)
+    y, cache = pool.avgpool2d_forward(x, kernel, stride, pad, out, include_pad)
+    g = (rng(6).random(y.shape) + 0.1).astype(dtype)
+    got = pool.pool2d_backward(g, cache)
+    want = _avgpool_bwd_cell_walk(g, x.shape, kernel, stride, pad, include_pad)
+    assert got.dtype == want.dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    if cache[0] == "avg":  # the cell loops; windows inside the input take strided numpy ops
+        assert np.array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=tol, atol=0)
+    OH, OW = y.shape[2:]
+    for a, b, c, d in ((0, 0, 0, 0), (0, OH - 1, 0, OW - 1), (OH - 1, OH - 1, OW - 2, OW - 1), (1, OH - 2, 0, 2)):
+        got = pool.avgpool2d_backward_window(np.ascontiguousarray(g[:, :, a:b + 1, c:d + 1]), cache, (a, b), (c, d))
+        if got is None:
+            continue
+        dxv, (r0, c0) = got
+        whole = np.zeros_like(x)
+        whole[:, :, r0:r0 + dxv.shape[2], c0:c0 + dxv.shape[3]] = dxv
+        gw = np.zeros_like(g)
+        gw[:, :, a:b + 1, c:d + 1] = g[:, :, a:b + 1, c:d + 1]
+        np.testing.assert_allclose(whole, _avgpool_bwd_cell_walk(gw, x.shape, kernel, stride, pad, include_pad),
+                                   rtol=tol, atol=0)
+
+
 def test_maxpool_golden_argmax_routing():
     x = np.array([[1, 3, 2, 0],
                   [4, 2, 9, 9],

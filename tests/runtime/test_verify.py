@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -246,6 +247,49 @@ def test_batched_field_check_equals_the_per_unit_backward(tmp_path):
     items = _assert_fields_equal_naive(cnncalc.load(p).infer())
     layers = {i.layer for i in items}
     assert len(items) > 2 * len(layers)  # several units per layer batched
+
+
+
+def test_a_pass_ends_where_a_gradient_support_met_before_is_met_again(tmp_path, monkeypatch):
+    # an inception's 3x3 branch and its pool branch reach the layer below the module with the
+    # same support (a 3x3 block, every channel): the pool's pass takes the 3x3 pass's input
+    # support there instead of differentiating down to the input; the fields stay the naive ones
+    import cnncalc.runtime.verify as V
+    p = tmp_path / "g.yaml"
+    p.write_text(GOOGLENET_LIKE)
+    g = cnncalc.load(p).infer()
+    steps, cur = {}, []
+    real_dg, real_fm = V._data_grads, V._field_masks
+
+    def counting(net, node, *a, **k):
+        steps.setdefault(cur[-1], []).append(node.name)
+        return real_dg(net, node, *a, **k)
+
+    def per_pass(fnet, order, node, *a, **k):
+        cur.append(node.name)
+        return real_fm(fnet, order, node, *a, **k)
+
+    monkeypatch.setattr(V, "_data_grads", counting)
+    monkeypatch.setattr(V, "_field_masks", per_pass)
+    assert all(i.ok for i in V.check_fields(g))
+    assert len(steps["i4a/conv3"]) > 5                          # the 3x3 branch: into the module below
+    assert steps["i4a/maxpool1"] == ["i4a/maxpool1"]           # the pool: ends at pool3 (met before)
+    assert steps["i3a/maxpool1"] == ["i3a/maxpool1"]
+    monkeypatch.undo()
+    _assert_fields_equal_naive(g)
+
+
+def test_memo_key_is_the_exact_support():
+    from cnncalc.runtime.verify import _Memo
+    g = np.zeros((3, 6, 6), np.float32)
+    g[:, 1:4, 2:5] = 1.0
+    full = _Memo.key(g, (1, 3, 2, 4))
+    assert full == _Memo.key(g * 2.0, (1, 3, 2, 4))            # values do not matter, the support does
+    h = g.copy()
+    h[1, 2, 3] = 0.0                                            # a hole in one channel: another support
+    assert _Memo.key(h, (1, 3, 2, 4)) not in (full, _Memo.key(g[:, ::-1], (2, 4, 2, 4)))
+    assert _Memo.key(h, (1, 3, 2, 4)) == _Memo.key(h * 3.0, (1, 3, 2, 4))
+    assert _Memo.key(g[:2], (1, 3, 2, 4)) != full                # the shape is part of the key
 
 
 BOTTLENECK = """

@@ -370,8 +370,8 @@ class Net:
         return out
 
     def speed_cache_arrays(self) -> list[np.ndarray]:
-        """The part of :meth:`cache_arrays` kept only for speed (im2col's unfolded inputs, reused
-        by the weight gradient): memory a training step spends that is not an activation."""
+        """The part of :meth:`cache_arrays` kept only for speed (im2col's unfolded inputs and
+        Winograd's transformed inputs, reused by the weight gradient): memory a training step spends that is not an activation."""
         out: list[np.ndarray] = []
         _collect_arrays(self._caches, out, "speed_arrays")
         return out

@@ -127,6 +127,38 @@ def test_weight_grad_against_float64(m, N, C, K, H, W, pads):
     assert _rel(wg.weight_grad(dy.astype(np.float64), x.astype(np.float64), pads, m=m), ref) <= 1e-12
 
 
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("N,C,K,H,W,pads", SHAPES[::2] + [pytest.param(40, 16, 16, 32, 32, ((1, 1), (1, 1)),
+                                                                       id="chunks-40x16ch")])
+def test_kept_transform_gives_the_same_weight_grad(m, N, C, K, H, W, pads):
+    """forward(keep=True)'s V (several chunks in the last case) fed to weight_grad: the same y and
+    dW, bit for bit, as recomputing the transform; a V of the wrong size is refused."""
+    x, w = _data(N, C, K, H, W, np.float32, seed=21)
+    OH, OW = H + sum(pads[0]) - 2, W + sum(pads[1]) - 2
+    y, V = wg.forward(x, w, pads, OH, OW, m=m, keep=True)
+    assert V.nbytes == wg.kept_bytes(x.shape, OH, OW, x.itemsize, m=m)
+    assert np.array_equal(y, wg.forward(x, w, pads, OH, OW, m=m))
+    dy = np.random.default_rng(22).standard_normal(y.shape).astype(np.float32)
+    dw = wg.weight_grad(dy, x, pads, m=m, v=V)
+    assert np.array_equal(dw, wg.weight_grad(dy, x, pads, m=m))
+    with pytest.raises(ValueError, match="kept transform"):
+        wg.weight_grad(dy, x, pads, m=m, v=V[:-1])
+
+
+def test_conv_cache_keeps_the_transform_when_training():
+    """conv2d_forward(keep_cols=True) keeps V in the cache (cols) and the backward uses it: the
+    same gradients as without it; a stale V (other x) would change dW, so it is really read."""
+    x, w = _data(4, 8, 8, 12, 12, np.float32, seed=23)
+    y, cache = conv.conv2d_forward(x, w, None, 1, 1, algo="winograd", keep_cols=True)
+    y0, cache0 = conv.conv2d_forward(x, w, None, 1, 1, algo="winograd")
+    assert cache.cols is not None and cache0.cols is None and cache.speed_arrays() == [cache.cols]
+    dy = np.random.default_rng(24).standard_normal(y.shape).astype(np.float32)
+    for got, want in zip(conv.conv2d_backward(dy, cache), conv.conv2d_backward(dy, cache0)):
+        assert (got is None and want is None) or np.array_equal(got, want)
+    cache.cols = wg.forward(x + 1, w, ((1, 1), (1, 1)), 12, 12, keep=True)[1]
+    assert not np.allclose(conv.conv2d_backward(dy, cache)[1], conv.conv2d_backward(dy, cache0)[1])
+
+
 def test_data_grad_is_a_gradient():
     """Finite differences of the Winograd forward (float64) against its data gradient."""
     x, w = _data(2, 3, 4, 6, 7, np.float64, seed=7)

@@ -898,9 +898,10 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     if algo == "depthwise":  # pads plane by plane inside the kernel: no padded copy of x
         y = _dwk.depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW)
         return (y, None) if keep_cols else y
-    if algo == "winograd":
-        y = _wg.forward(x, w, pads, OH, OW)
-        return (y, None) if keep_cols else y
+    if algo == "winograd":  # keep_cols: the transformed input (2.25x x) for the weight gradient
+        keep = keep_cols and _wg.kept_bytes(x.shape, OH, OW, x.itemsize) <= KEEP_COLS_BYTES
+        y = _wg.forward(x, w, pads, OH, OW, keep=keep)
+        return (y if keep else (y, None)) if keep_cols else y
     cols = None
     if algo == "direct":
         y = _direct_fwd(_pad_input(x, pads), w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
@@ -954,7 +955,7 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
     if algo == "winograd":
-        return _wg.weight_grad(dy, x, pads)
+        return _wg.weight_grad(dy, x, pads, v=cols)
     if algo == "depthwise":
         return _dwk.depthwise_weight_grad(dy, x, w_shape, stride, pads, dilation, groups)
     if algo == "im2col" and _whole_window(x.shape, w_shape, pads, dilation, groups):
@@ -1016,7 +1017,8 @@ def _add_bias(y, b):
 class ConvCache:
     """What :func:`conv2d_backward` needs: the input, the weight, the geometry and, when
     the forward ran im2col with ``keep_cols``, the unfolded input (so the weight gradient
-    does not unfold it again)."""
+    does not unfold it again) -- with Winograd, the transformed input (``cols`` too: the weight
+    gradient does not transform x again; one of three input transforms per training step)."""
 
     __slots__ = ("x", "w", "bdim", "stride", "pads", "dilation", "groups", "algo", "cols")
 

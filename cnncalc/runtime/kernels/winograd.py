@@ -13,12 +13,15 @@ Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"`
 ``apply_1d(m, "BT" | "AT", v)``   the compiled, unrolled 1-D transform applied to ``v``
 ``Winograd(m, G=None)``           the kernels of F(m x m, 3 x 3) (``G``: the tests pass a wrong one);
     ``kernels(m)`` the cached instance
-``forward(x, w, pads, OH, OW, m=M) -> y``  ``(N, K, OH, OW)`` of ``x (N, C, H, W)`` zero-padded
-    by ``pads = ((top, bottom), (left, right))`` (any pads >= 0), ``w (K, C, 3, 3)``
+``forward(x, w, pads, OH, OW, m=M, keep=False) -> y``  ``(N, K, OH, OW)`` of ``x (N, C, H, W)``
+    zero-padded by ``pads = ((top, bottom), (left, right))`` (any pads >= 0), ``w (K, C, 3, 3)``;
+    ``keep``: ``(y, V)``, V every chunk's transformed input, for the weight gradient
 ``data_grad(dy, w, pads, H, W, m=M) -> dx``  stride 1: the forward conv of dY padded by
     ``2 - pad`` with the 180-degree rotated, channel-transposed filters (pads <= 2:
     ``data_grad_supported(pads)``)
-``weight_grad(dy, x, pads, m=M) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``
+``weight_grad(dy, x, pads, m=M, v=None) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``;
+    ``v``: the forward's kept ``V`` (x is then not transformed again)
+``kept_bytes(x_shape, OH, OW, itemsize, m=M)``  the size of that ``V``
 
 Layout and tiling: images are processed a few at a time
 (:func:`cnncalc.analysis.workspace.winograd_chunk`: 1 MiB of transformed input and output
@@ -340,7 +343,9 @@ class Winograd:
         GG = self._GG.get(dtype)
         return self._GG[np.dtype(np.float64)].astype(dtype) if GG is None else GG
 
-    def forward(self, x, w, pads, OH, OW):
+    def forward(self, x, w, pads, OH, OW, keep=False):
+        """y; with ``keep`` ``(y, V)``: every chunk's transformed input kept (chunk after
+        chunk, ``a*a*C*N*TH*TW`` values) for :meth:`weight_grad`'s ``v``."""
         x = np.ascontiguousarray(x)
         w = np.ascontiguousarray(w, dtype=x.dtype)
         N, C, H, W = x.shape
@@ -355,24 +360,26 @@ class Winograd:
         U = self.filters(w)
         y = np.empty((N, K, OH, OW), dtype=x.dtype)
         xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
-        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
+        Vb = np.empty(a * a * C * (N if keep else T) * TH * TW, dtype=x.dtype)
         Mb = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
         for n0 in range(0, N, T):
             t = min(T, N - n0)
             nt = t * TH * TW
-            V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+            v0 = a * a * C * n0 * TH * TW if keep else 0
+            V = Vb[v0:v0 + a * a * C * nt].reshape(a * a, C, nt)
             Mt = Mb[:a * a * K * nt].reshape(a * a, K, nt)
             _pad_chunk(x, n0, t, pt, pl, xb)
             _in_transform(xb[:t], TH, TW, m, V)
             np.matmul(U, V, out=Mt)
             _out_transform(Mt, n0, t, TH, TW, m, y)
-        return y
+        return (y, Vb) if keep else y
 
-    def weight_grad(self, dy, x, pads):
+    def weight_grad(self, dy, x, pads, v=None):
         """dW ``(K, C, 3, 3)``: ``G^T [sum over tiles (A dY_t A^T) * (B^T d_t B)] G`` -- the
         forward's input transform, dY's tiles transformed by ``A`` (:func:`_dy_transform`),
         per transform position one GEMM ``D (K, tiles) @ V (C, tiles)^T`` accumulated over the
-        chunks, then the filter transform's adjoint."""
+        chunks, then the filter transform's adjoint. ``v``: the forward's kept transformed
+        input (``forward(..., keep=True)`` of this ``x``, ``pads``): x is not transformed again."""
         x = np.ascontiguousarray(x)
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         N, C, H, W = x.shape
@@ -384,19 +391,25 @@ class Winograd:
         if OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
             raise ValueError(f"Winograd: dY {OH}x{OW} does not match input {H}x{W} and pads {pads}")
         T = winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
-        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
+        if v is not None and v.size != a * a * C * N * TH * TW:
+            raise ValueError(f"Winograd: kept transform of {v.size} values does not match x {x.shape}")
+        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype) if v is None else None
         db = np.zeros((T, K, TH * m, TW * m), dtype=x.dtype)
-        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
+        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype) if v is None else v
         Db = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
         dU = np.zeros((a * a, K, C), dtype=x.dtype)
         G = np.empty((a * a, K, C), dtype=x.dtype)
         for n0 in range(0, N, T):
             t = min(T, N - n0)
             nt = t * TH * TW
-            V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
             D = Db[:a * a * K * nt].reshape(a * a, K, nt)
-            _pad_chunk(x, n0, t, pt, pl, xb)
-            _in_transform(xb[:t], TH, TW, m, V)
+            if v is None:
+                V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+                _pad_chunk(x, n0, t, pt, pl, xb)
+                _in_transform(xb[:t], TH, TW, m, V)
+            else:
+                v0 = a * a * C * n0 * TH * TW
+                V = v[v0:v0 + a * a * C * nt].reshape(a * a, C, nt)
             _pad_chunk(dy, n0, t, 0, 0, db)
             _dy_transform(db[:t], TH, TW, m, D)
             np.matmul(D, V.transpose(0, 2, 1), out=G)
@@ -423,9 +436,10 @@ def kernels(m=M):
     return _KERNELS[m]
 
 
-def forward(x, w, pads, OH, OW, m=M):
-    """y of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` (see the module docstring)."""
-    return kernels(m).forward(x, w, pads, OH, OW)
+def forward(x, w, pads, OH, OW, m=M, keep=False):
+    """y of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` (see the module docstring);
+    ``keep``: ``(y, V)``, V the transformed input for :func:`weight_grad`'s ``v``."""
+    return kernels(m).forward(x, w, pads, OH, OW, keep)
 
 
 def data_grad(dy, w, pads, H, W, m=M):
@@ -433,9 +447,17 @@ def data_grad(dy, w, pads, H, W, m=M):
     return kernels(m).data_grad(dy, w, pads, H, W)
 
 
-def weight_grad(dy, x, pads, m=M):
-    """dW of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` given dY (any pads)."""
-    return kernels(m).weight_grad(dy, x, pads)
+def weight_grad(dy, x, pads, m=M, v=None):
+    """dW of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` given dY (any pads);
+    ``v`` the forward's kept transformed input (``forward(..., keep=True)``), or None."""
+    return kernels(m).weight_grad(dy, x, pads, v)
+
+
+def kept_bytes(x_shape, OH, OW, itemsize, m=M):
+    """Bytes of the transformed input ``forward(..., keep=True)`` keeps: ``(m+2)^2`` values per
+    channel and ``m x m`` output tile (2.25x the input at 32x32, F(4x4,3x3))."""
+    N, C = x_shape[:2]
+    return (m + 2) ** 2 * C * N * -(-OH // m) * -(-OW // m) * itemsize
 
 
 def data_grad_supported(pads):

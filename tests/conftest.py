@@ -157,8 +157,8 @@ def pytest_runtest_protocol(item, nextitem):
     start, had_torch = _cpu(), "torch" in sys.modules
     yield
     spent = _cpu() - start
-    if not item.get_closest_marker("slow"):
-        if spent > FAST_BUDGET_S:
+    if not item.get_closest_marker("slow") and not item.get_closest_marker("zoo_full"):
+        if spent > FAST_BUDGET_S:  # (zoo_full is a group of hours of its own: no fast budget)
             _cpu_over.append((spent, item.nodeid))
         if not had_torch and "torch" in sys.modules:
             _torch_importers.append(item.nodeid)

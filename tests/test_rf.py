@@ -187,6 +187,22 @@ layers:
 """
 
 
+def test_misaligned_merges_of_one_reason_share_a_note():
+    # Xception's 1x1 stride-2 shortcuts: 11 adds misaligned the same way (centres 3 and 7) were
+    # 22 notes (one per merge and axis); now one note names them, each row keeps its numbers
+    res = run("xception")
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if "misaligned along" in line]
+    assert notes == ["note: 11 merges are misaligned along H and W (centres of unit 0 differ: 3, 7): block2/add, "
+                     "block3/add, middle1/add, ..., exit_block/add; each one's union field r is not larger than "
+                     "its largest single path's r"]
+    obj = json.loads(run("xception", "-F", "json").output)
+    assert len(obj["misaligned"]) == 11 and obj["misaligned"][-1] == "exit_block/add"  # JSON lists every merge
+    rows = {r["name"]: r for r in obj["layers"]}
+    assert [rows[m]["r"] for m in ("block2/add", "middle8/add")] == [43, 859]
+    assert all("centres of unit 0 differ: 3, 7" in rows[m]["misaligned"] for m in obj["misaligned"])
+
+
 def test_misaligned_union_is_larger_than_any_path():
     rep = receptive_fields(spec(MISALIGNED))
     m = rep["merge"]
@@ -206,8 +222,9 @@ def test_misaligned_cli_says_so(tmp_path):
     res = run(str(p))
     assert res.exit_code == 0, res.output
     assert "MISALIGNED" in res.output
-    assert "merge is misaligned along H (centres of unit 0 differ: 0, 1): its union field r = 4 is LARGER " \
-           "than the largest single path's r = 3" in res.output
+    # both axes in one note (the toy is square)
+    assert "merge is misaligned along H and W (centres of unit 0 differ: 0, 1): its union field r = 4 is " \
+           "LARGER than the largest single path's r = 3" in res.output
     obj = json.loads(run(str(p), "-F", "json").output)
     assert obj["aligned"] is False and obj["misaligned"] == ["merge"]
     merge = obj["layers"][-1]

@@ -1,8 +1,9 @@
 """``summarize --workspace``: each conv's extra memory per algorithm.
 
-im2col and FFT are checked against the buffers the runtime really allocates (its kept
-columns; the spectra numpy.fft returns to it), Winograd F(2x2, 3x3) against hand arithmetic
-(the runtime has no Winograd path), and the runtime's choice against its own choose_algo.
+im2col, FFT and the runtime's Winograd F(4x4, 3x3) are checked against the buffers the runtime
+really allocates (its kept columns; the spectra numpy.fft returns to it; the padded chunk and
+transformed tiles the Winograd forward allocates), the textbook Winograd F(2x2, 3x3) column
+against hand arithmetic, and the runtime's choice against its own choose_algo.
 """
 from __future__ import annotations
 
@@ -118,6 +119,47 @@ def test_im2col_tiles_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batc
     tpad = tile * g["C_in"] * g["H_pad"] * g["W_pad"] if r.padded else 0
     assert not tpad or max(padded) == (tile, g["C_in"], g["H_pad"], g["W_pad"])  # the tile's padded buffer
     assert r.runtime == tile * K * P + tpad
+
+
+@pytest.mark.parametrize("conv,input_,batch", [
+    ("{conv: 16, kernel: 3, pad: 1", "16x16x16", 2),    # 4x4 tiles of F(4x4), the whole batch in one chunk
+    ("{conv: 64, kernel: 3, pad: 1", "32x32x32", 9),    # V and M of one image near 1 MiB: nine chunks of one
+    ("{conv: 24, kernel: 3", "19x17x16", 3),            # no padding, outputs 17x15: partial tiles
+])
+def test_winograd_buffers_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batch):
+    """The runtime column of a conv the runtime runs by Winograd F(4x4, 3x3): its padded chunk,
+    transformed input V and products M (recorded as the forward allocates them) plus the
+    transformed filters U (36*K*C), the output excluded."""
+    from cnncalc.runtime.kernels import winograd as wmod
+
+    graph = cnncalc.load(_spec(tmp_path, [conv + ", name: c}"], input_))
+    (r,) = workspace(graph, batch=batch).rows
+    assert r.runtime_algo == "winograd"
+    x = np.random.default_rng(0).standard_normal((batch, graph.input_shape[2], *graph.input_shape[:2]), dtype=np.float32)
+    K = graph["c"].layer.out_shape[2]
+    w = np.random.default_rng(1).standard_normal((K, x.shape[1], 3, 3), dtype=np.float32)
+    pad = 1 if "pad" in conv else 0
+    OH, OW = x.shape[2] + 2 * pad - 2, x.shape[3] + 2 * pad - 2
+    wmod.forward(x, w, ((pad, pad), (pad, pad)), OH, OW)  # compiled before numpy is wrapped
+    sizes = []
+
+    class Recording:  # numpy, with the forward's zeros/empty recorded
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def zeros(self, shape, dtype=float):
+            sizes.append(int(np.prod(shape)))
+            return np.zeros(shape, dtype)
+
+        def empty(self, shape, dtype=float):
+            sizes.append(int(np.prod(shape)))
+            return np.empty(shape, dtype)
+
+    monkeypatch.setattr(wmod, "np", Recording())
+    y = wmod.forward(x, w, ((pad, pad), (pad, pad)), OH, OW)
+    assert sizes[0] == y.size == batch * K * OH * OW  # the output: not workspace
+    assert sum(sizes[1:]) + 36 * K * x.shape[1] == r.runtime
+    assert r.runtime_detail.startswith("F(4x4,3x3) on a chunk of")
 
 
 @pytest.mark.parametrize("conv,input_,variant", [

@@ -342,6 +342,19 @@ def matcher(freeze=(), trainable=()):
     return lambda name: not hit(name, freeze)
 
 
+def owner_matcher(graph: Graph, train):
+    """``train`` with a layer that ``shares:`` another's parameters trained exactly when their
+    owner is: the tensor is one (PyTorch names it at its owner), so freezing the owner freezes
+    every use (no weight gradient, nothing kept for one) and freezing a sharer alone changes
+    nothing."""
+    if train is None:
+        return None
+    owner = {n.name: n.layer.args["shares"] for n in graph.layers if n.layer.args.get("shares")}
+    if not owner:
+        return train
+    return lambda name: train(owner.get(name, name))
+
+
 def segments(n: int, every: int | None = None, count: int | None = None) -> list[tuple[int, int]]:
     """Checkpointed segments (first, last layer index), as torch.utils.checkpoint_sequential
     cuts them: ``every`` layers each, or ``count`` segments of n // count layers (the last takes
@@ -409,7 +422,7 @@ def training_step(graph: Graph, batch: int, *, dtype_bytes: int = 4, optimizer: 
     mixed = precision != "fp32"
     act = 2 if mixed else dtype_bytes
     pbytes = 4 if mixed else dtype_bytes
-    train = matcher(freeze, trainable)
+    train = owner_matcher(graph, matcher(freeze, trainable))
     s = saved_tensors(graph, batch, act, input_bytes=pbytes if mixed else act, trainable=train, mixed=mixed)
     layers = graph.layers
     n = len(layers)

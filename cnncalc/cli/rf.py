@@ -260,13 +260,7 @@ def layer_view(rep: RFReport, only: str | None = None, explain: bool = False) ->
         cols.append(Column("explain", "recurrence", "left", style="cyan"))
     notes = []
     if rep.misaligned:
-        for m in rep.misaligned:
-            lf = rep[m]
-            for ax, a in zip(_axis_labels(len(lf.axes)), lf.axes):
-                if not a.aligned:
-                    notes.append(f"{m} is misaligned along {ax} ({a.why_misaligned()}): its union field "
-                                 f"r = {a.r} is {'LARGER than' if a.r > a.max_path_r else 'not larger than'}"
-                                 f" the largest single path's r = {a.max_path_r}")
+        notes += _misaligned_notes(rep)
     else:
         notes.append("aligned: every path to every layer has the same S and the same centre")
     unknown = sorted({lf.unknown for lf in rep.layers.values() if lf.unknown is not None})
@@ -293,6 +287,43 @@ def layer_view(rep: RFReport, only: str | None = None, explain: bool = False) ->
 
 def _axis_labels(nd: int):
     return ("H", "W") if nd == 2 else ("L",) if nd == 1 else ("D", "H", "W") if nd == 3 else tuple(f"axis {i}" for i in range(nd))
+
+
+def _misaligned_notes(rep) -> list[str]:
+    """One note per misaligned merge and reason, its axes together ("along H and W"); merges
+    with the same axes and reason (a ViT's 24 residual adds, Xception's 12 shortcuts) share one
+    note that names them, each row's own note giving its numbers."""
+    groups: dict[tuple, list] = {}
+    for m in rep.misaligned:
+        lf = rep[m]
+        by: dict[tuple, list] = {}
+        for ax, a in zip(_axis_labels(len(lf.axes)), lf.axes):
+            if not a.aligned:
+                by.setdefault((a.why_misaligned(), a.r > a.max_path_r), []).append((ax, a))
+        for (why, larger), items in by.items():
+            groups.setdefault((" and ".join(ax for ax, _ in items), why, larger), []).append((m, items))
+    notes = []
+    for (axes, why, larger), members in groups.items():
+        cmp = "LARGER than" if larger else "not larger than"
+        if len(members) == 1:
+            (m, items), = members
+            notes.append(f"{m} is misaligned along {axes} ({why}): its union field r = "
+                         f"{_per_axis_of(items, 'r')} is {cmp} the largest single path's r = "
+                         f"{_per_axis_of(items, 'max_path_r')}")
+            continue
+        names = [m for m, _ in members]
+        shown = ", ".join(names) if len(names) <= 4 else f"{', '.join(names[:3])}, ..., {names[-1]}"
+        notes.append(f"{len(names)} merges are misaligned along {axes} ({why}): {shown}; each one's union "
+                     f"field r is {cmp} its largest single path's r")
+    return notes
+
+
+def _per_axis_of(items, attr) -> str:
+    """``attr`` of the axes in ``items``: one number when they agree, else per axis."""
+    vals = [getattr(a, attr) for _, a in items]
+    if len(set(vals)) == 1:
+        return str(vals[0])
+    return ", ".join(f"{v} ({ax})" for (ax, _), v in zip(items, vals))
 
 
 def _last_local(rep: RFReport) -> str | None:

@@ -212,7 +212,8 @@ def workspace_view(rep) -> TableView:
         f"Winograd: {WINOGRAD}: tiles = ceil(H_out/2)*ceil(W_out/2); 16*tiles*(C_in + C_out) per image "
         "+ 16*C_out*C_in/groups filters; only 3x3, stride 1",
         "runtime ws: what cnncalc's runtime allocates for its choice (padded input copy included; "
-        "its depthwise kernel: per running thread)",
+        "its depthwise kernel: per running thread; its winograd is F(4x4,3x3), 36 values per tile "
+        "and filter, a few images at a time: not the textbook F(2x2,3x3) column)",
     ]
     if rep.skipped:
         notes.append(f"not covered: {', '.join(rep.skipped[:6])}{', ...' if len(rep.skipped) > 6 else ''} "

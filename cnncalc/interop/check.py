@@ -103,24 +103,27 @@ def check_import(graph, imp, *, batch: int = 2, seed: int = 0) -> CheckResult:
                                           f"{cap / 2 ** 30:,.0f} GiB runtime_bytes limit")
     from cnncalc.runtime.executor import Net, RuntimeUnsupported, random_input
 
-    try:
-        net = Net(graph, dtype="float64", init="fast")  # (every tensor is overwritten below)
-    except RuntimeUnsupported as e:
-        return CheckResult(False, why_not=f"the runtime cannot run the spec: {e}")
-    for ours, theirs in ((net.params, imp.params), (net.state, imp.state)):
-        for name, tensors in ours.items():
-            for t, a in list(tensors.items()):
-                v = np.asarray(theirs[name][t]).reshape(np.shape(a))
-                if isinstance(a, np.ndarray) and a.ndim:
-                    a[...] = v  # (cast in place: no float64 temporary)
-                else:  # (a scalar parameter: replaced, not written into)
-                    tensors[t] = np.asarray(v, dtype=net.dtype)
+    # the reference runs first and is gone before the runtime's float64 copy of the weights is
+    # made: onnxruntime's session holds the weights again (2.15 GB of fc weights: the import
+    # with --weights peaked at 11.7 GB with both alive)
     rng = np.random.default_rng(seed)
     x = random_input(graph.input_shape, batch, rng)
     onnx_x = x.reshape(batch, *imp.onnx_input_dims) if imp.onnx_input_dims else x
     ref, theirs = _reference_outputs(imp, onnx_x)
     if ref is None:
         return CheckResult(False, why_not=theirs)
+    try:
+        net = Net(graph, dtype="float64", init="fast")  # (every tensor is overwritten below)
+    except RuntimeUnsupported as e:
+        return CheckResult(False, why_not=f"the runtime cannot run the spec: {e}")
+    for ours, given in ((net.params, imp.params), (net.state, imp.state)):
+        for name, tensors in ours.items():
+            for t, a in list(tensors.items()):
+                v = np.asarray(given[name][t]).reshape(np.shape(a))
+                if isinstance(a, np.ndarray) and a.ndim:
+                    a[...] = v  # (cast in place: no float64 temporary)
+                else:  # (a scalar parameter: replaced, not written into)
+                    tensors[t] = np.asarray(v, dtype=net.dtype)
     names = [layer for _, layer in imp.outputs]
     runs = []
     for i in range(batch):

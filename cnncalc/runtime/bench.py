@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from cnncalc.graph import INPUT
+from cnncalc.shapes import numel
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -148,7 +149,10 @@ def bench(graph, *, batch: int = 32, rounds: int = 5, conv_algo: str = "auto", s
         f, b = statistics.median(lf[node.name]), statistics.median(lb[node.name])
         flops = 2 * r.macs
         train_flops = 2 * (r.macs + r.input_grad_macs + r.weight_grad_macs)
-        moved = sum(act_bytes.get(s, 0) for s in node.inputs) + r.activation_bytes + 4 * (r.weights + r.biases)
+        # (a layer that shares another's parameters reads them too: the layer's own shapes, not
+        # the report's count, which holds them once at their owner)
+        params = sum(numel(sh) for sh, _ in node.layer.param_shapes().values())
+        moved = sum(act_bytes.get(s, 0) for s in node.inputs) + r.activation_bytes + 4 * params
         intensity = flops / moved if moved and flops else None
         roof = min(peak, intensity * bw) if intensity else None
         achieved = flops / f / 1e9 if flops and f > 0 else None

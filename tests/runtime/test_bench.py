@@ -70,3 +70,18 @@ def test_bench_bad_spec(cli, tmp_path):
     bad.write_text("name: x\ninput: 8x8x1\nlayers:\n  - {conv: 4, kernel: 9}\n")
     r = cli("bench", str(bad))
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_bench_bytes_of_a_shared_layer_count_the_weights_it_reads():
+    # tests/runtime/specs/shared.yaml: c2 runs c1's 3x3 4 -> 4 conv again on a 6x6x4 map, so it
+    # moves what c1 moves (batch 2: input and output 2*6*6*4, weights 3*3*4*4 + 4, float32)
+    from click.testing import CliRunner
+
+    from cnncalc.cli import main
+
+    r = CliRunner().invoke(main, ["bench", "tests/runtime/specs/shared.yaml", "--batch", "2", "--rounds", "1",
+                                  "--threads", "1", "--format", "json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    by = {L["name"]: L for L in json.loads(r.stdout)["layers"]}
+    assert by["c1"]["bytes"] == by["c2"]["bytes"] == 4 * (2 * 2 * 6 * 6 * 4 + 3 * 3 * 4 * 4 + 4)
+    assert by["d2"]["bytes"] == by["d1"]["bytes"] == 4 * (2 * 2 * 6 * 6 * 4 + 3 * 3 * 4 + 4)

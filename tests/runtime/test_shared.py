@@ -30,6 +30,30 @@ def test_parameters_once_macs_and_weight_gradients_per_use():
     assert net.param_count() == 203 and "c2" not in net.params and net.params["c2"] is net.params["c1"]
 
 
+def test_freezing_a_shared_tensor_freezes_every_use():
+    """--freeze names parameters; a shared tensor is one (PyTorch names it at its owner). By hand,
+    batch 1, MACs fwd 13,392 (docstring): all trained, input gradients c2 5,184 + d1 1,296 + d2
+    1,296 + head 432 = 8,208 and weight gradients 13,392 → 34,992. c1 frozen: c1 and c2 form no
+    weight gradient and no gradient flows into c2 or d1 (nothing trained upstream): input
+    gradients d2 1,296 + head 432 = 1,728, weight gradients d1, d2, head 1,296·2 + 432 = 3,024 →
+    18,144 (c2 counted as trained before: 24,624)."""
+    from cnncalc.analysis.memory import training_step
+
+    g = cnncalc.load(SPEC).infer()
+    macs = {r.name: r.macs for r in analyze_graph(g).layers if r.macs}
+
+    def step(*freeze):
+        t = training_step(g, 1, macs=macs, freeze=freeze)
+        return t.training_macs, t.trainable_params, t.frozen_params, t.peak, t.saved, t.timeline
+
+    full = step()
+    assert full[:3] == (34_992, 203, 0)
+    assert step("c1")[:3] == (18_144, 55, 148)
+    assert step("c1") == step("c1", "c2")  # every use of the owner's tensor frozen: memory too
+    assert step("c2") == full  # a sharer holds nothing of its own
+    assert step("d1") == step("d1", "d2") != full
+
+
 def _spec(lines):
     return load_spec_text("name: s\ninput: 6x6x4\nlayers:\n" + "".join(f"  - {l}\n" for l in lines)).infer()
 

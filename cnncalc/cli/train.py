@@ -168,8 +168,9 @@ def _duration(seconds: float) -> str:
 def _speed(b):
     if not b:
         return "none"
-    return (f"{_mib(b)} (the unfolded inputs, reused by the weight gradient instead of unfolding "
-            f"again; not activations, --conv-algo direct keeps none)")
+    return (f"{_mib(b)} (im2col's unfolded inputs and Winograd's transformed "
+            f"inputs, reused by the weight gradient instead of computing them again; not activations, "
+            f"--conv-algo direct keeps none)")
 
 
 def _mib(b):
@@ -487,7 +488,8 @@ def _summary(trainer, outcome, report, ds, graph, spec_file, run_dir, n_threads,
             "measured_activation_bytes": trainer.measured_bytes,
             "measured_what": "distinct arrays the forward pass keeps for backward (layer caches + input), "
                              "measured at the first training step; weights the caches refer to are "
-                             "parameters and not counted, im2col columns kept for speed are "
+                             "parameters and not counted, conv inputs kept for speed (im2col columns, Winograd "
+                             "transforms) are "
                              "speed_cache_bytes",
             "speed_cache_bytes": trainer.speed_cache_bytes,
             "difference": why,
@@ -520,7 +522,7 @@ def _summary_view(s: dict) -> TableView:
              (f"activations kept for backward (batch {m['batch']})",
               f"measured {_mib(m['measured_activation_bytes'])}, analyzer {_mib(m['predicted_backward_saved_bytes'])}"
               f": {m['difference']}"),
-             ("im2col columns kept for speed", _speed(m.get("speed_cache_bytes"))),
+             ("conv inputs kept for speed", _speed(m.get("speed_cache_bytes"))),
              ("run directory", s["run_dir"])]
     if s["checkpoints"]["best"]:
         items.append(("evaluate with", f"cnncalc evaluate --checkpoint {s['checkpoints']['best']}"))

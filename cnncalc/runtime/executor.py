@@ -242,6 +242,13 @@ class Net:
                 if lift:
                     self._signal_in[node.name] = lift
         self._caches: dict[str, tuple] = {}
+        # convs (no activation of their own) read by a batch norm: training, a Winograd conv sums
+        # its output per filter as it writes it and the batch norm skips its statistics pass
+        # (_conv_sums: {conv: (its output, the sums)} until that batch norm takes them)
+        self._bn_fed = {n.inputs[0] for n in graph.layers
+                        if n.layer.kind == "batchnorm" and len(n.inputs) == 1 and n.inputs[0] != INPUT
+                        and graph[n.inputs[0]].layer.kind == "conv" and not graph[n.inputs[0]].layer.activation}
+        self._conv_sums: dict[str, tuple] = {}
         self._logits: dict[str, np.ndarray] = {}
         self._outputs = set(graph.outputs)
         self._index = {n.name: i for i, n in enumerate(graph.layers)}
@@ -319,6 +326,7 @@ class Net:
         vals = {INPUT: x}
         need = self._ancestors(upto) if upto else None
         self._caches = {}
+        self._conv_sums = {}
         self._logits = {}
         ctx = _Ctx(train, self.seed if rng is None else rng, keep=train)
         ctx.n = self._n = x.shape[0]
@@ -370,8 +378,8 @@ class Net:
         return out
 
     def speed_cache_arrays(self) -> list[np.ndarray]:
-        """The part of :meth:`cache_arrays` kept only for speed (im2col's unfolded inputs, reused
-        by the weight gradient): memory a training step spends that is not an activation."""
+        """The part of :meth:`cache_arrays` kept only for speed (im2col's unfolded inputs and
+        Winograd's transformed inputs, reused by the weight gradient): memory a training step spends that is not an activation."""
         out: list[np.ndarray] = []
         _collect_arrays(self._caches, out, "speed_arrays")
         return out
@@ -765,8 +773,11 @@ def conv_fwd(net, node, xs, ctx):
         y, cache = K_nd.conv_forward(x, w, b, stride, pads, dil, node.layer.groups)
         cache = _Nd(cache)
     else:
+        sums = ctx.train and not net.linear and node.name in net._bn_fed
         y, cache = K_conv.conv2d_forward(x, w, b, stride, pads, dil, node.layer.groups, net.conv_algo,
-                                         keep_cols=ctx.keep)
+                                         keep_cols=ctx.keep, bn_sums=sums)
+        if cache.sums is not None:
+            net._conv_sums[node.name] = (y, cache.sums)
     return (y, _Std(cache, std)) if st else (y, cache)
 
 
@@ -954,8 +965,10 @@ def bn_fwd(net, node, xs, ctx, relu=False):
     x = xs[0]
     train = ctx.train and not net.linear
     if train and x.ndim >= 2 and x.dtype in (np.float32, np.float64):  # two numba passes
+        made = net._conv_sums.pop(node.inputs[0], None)  # the conv summed x as it wrote it: one
         return K_norm.batchnorm_train_forward(x, p["gamma"], p["beta"], s["running_mean"], s["running_var"],
-                                              momentum=a["momentum"], eps=a["eps"], relu=relu)
+                                              momentum=a["momentum"], eps=a["eps"], relu=relu,
+                                              sums=made[1] if made is not None and made[0] is x else None)
     y, cache = K_norm.batchnorm_forward(x, p["gamma"], p["beta"], s["running_mean"], s["running_var"],
                                         train=train, momentum=a["momentum"], eps=a["eps"])
     if relu:

@@ -442,6 +442,37 @@ def test_maxpool_golden_argmax_routing():
     np.testing.assert_array_equal(pool.pool2d_backward(np.ones((1, 1, 1, 2)), c2)[0, 0, 1, 1], 2.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (3, 2, 5, 7), (1, 4, 2, 3)])
+def test_maxpool_2x2_fast_path(shape, dtype):
+    """The unrolled 2x2/2 pool (every window inside x, odd sizes floor): the maximum and the
+    first row-major argmax of each window as a numpy reference computes them (many ties: small
+    integers), NaN / -inf windows as the general loop treats them, and a gradient check."""
+    N, C, H, W = shape
+    OH, OW = H // 2, W // 2
+    x = rng(7).integers(0, 3, shape).astype(dtype)
+    y, cache = pool.maxpool2d_forward(x, 2)
+    win = x[:, :, :2 * OH, :2 * OW].reshape(N, C, OH, 2, OW, 2).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, OH, OW, 4)
+    np.testing.assert_array_equal(y, win.max(axis=-1))
+    first = win.argmax(axis=-1)  # numpy: the first maximum
+    dy = rng(8).standard_normal(y.shape).astype(dtype)
+    dx = pool.pool2d_backward(dy, cache)
+    want = np.zeros_like(x)
+    for n, c, i, j in np.ndindex(N, C, OH, OW):
+        want[n, c, 2 * i + first[n, c, i, j] // 2, 2 * j + first[n, c, i, j] % 2] += dy[n, c, i, j]
+    np.testing.assert_array_equal(dx, want)
+    assert check_layer(lambda v: pool.maxpool2d_forward(v, 2), pool.pool2d_backward,
+                       [distinct(rng(9), shape)]) <= TOL
+    # NaN only wins first (v > best is False for NaN); an all -inf window keeps its first element
+    z = np.array([[1, np.nan, np.nan, 2], [0, 0, 0, 0]], dtype=dtype).reshape(1, 1, 2, 4)
+    z2 = np.full((1, 1, 2, 2), -np.inf, dtype=dtype)
+    yz, cz = pool.maxpool2d_forward(z, 2)
+    assert yz[0, 0, 0, 0] == 1 and np.isnan(yz[0, 0, 0, 1])
+    assert pool.maxpool2d_forward(z2, 2)[0][0, 0, 0, 0] == -np.inf
+    np.testing.assert_array_equal(pool.pool2d_backward(np.ones((1, 1, 1, 2), dtype), cz)[0, 0],
+                                  [[1, 0, 1, 0], [0, 0, 0, 0]])
+
+
 def test_avgpool_golden_divisor():
     x = np.ones((1, 1, 2, 2))
     # kernel 2, stride 1, pad 1 -> 3x3; the corner windows hold 1 real element of 4

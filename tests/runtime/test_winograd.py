@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnncalc.runtime import _numba
-from cnncalc.runtime.kernels import conv, winograd as wg
+from cnncalc.runtime.kernels import conv, norm, winograd as wg
 
 TOL32 = {2: 2e-6, 4: 5e-5}
 
@@ -125,6 +125,38 @@ def test_weight_grad_against_float64(m, N, C, K, H, W, pads):
     assert dw.dtype == np.float32 and dw.shape == w.shape
     assert _rel(dw, ref) <= TOL32[m]
     assert _rel(wg.weight_grad(dy.astype(np.float64), x.astype(np.float64), pads, m=m), ref) <= 1e-12
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("N,C,K,H,W,pads", SHAPES[::2] + [pytest.param(40, 16, 16, 32, 32, ((1, 1), (1, 1)),
+                                                                       id="chunks-40x16ch")])
+def test_kept_transform_gives_the_same_weight_grad(m, N, C, K, H, W, pads):
+    """forward(keep=True)'s V (several chunks in the last case) fed to weight_grad: the same y and
+    dW, bit for bit, as recomputing the transform; a V of the wrong size is refused."""
+    x, w = _data(N, C, K, H, W, np.float32, seed=21)
+    OH, OW = H + sum(pads[0]) - 2, W + sum(pads[1]) - 2
+    y, V = wg.forward(x, w, pads, OH, OW, m=m, keep=True)
+    assert V.nbytes == wg.kept_bytes(x.shape, OH, OW, x.itemsize, m=m)
+    assert np.array_equal(y, wg.forward(x, w, pads, OH, OW, m=m))
+    dy = np.random.default_rng(22).standard_normal(y.shape).astype(np.float32)
+    dw = wg.weight_grad(dy, x, pads, m=m, v=V)
+    assert np.array_equal(dw, wg.weight_grad(dy, x, pads, m=m))
+    with pytest.raises(ValueError, match="kept transform"):
+        wg.weight_grad(dy, x, pads, m=m, v=V[:-1])
+
+
+def test_conv_cache_keeps_the_transform_when_training():
+    """conv2d_forward(keep_cols=True) keeps V in the cache (cols) and the backward uses it: the
+    same gradients as without it; a stale V (other x) would change dW, so it is really read."""
+    x, w = _data(4, 8, 8, 12, 12, np.float32, seed=23)
+    y, cache = conv.conv2d_forward(x, w, None, 1, 1, algo="winograd", keep_cols=True)
+    y0, cache0 = conv.conv2d_forward(x, w, None, 1, 1, algo="winograd")
+    assert cache.cols is not None and cache0.cols is None and cache.speed_arrays() == [cache.cols]
+    dy = np.random.default_rng(24).standard_normal(y.shape).astype(np.float32)
+    for got, want in zip(conv.conv2d_backward(dy, cache), conv.conv2d_backward(dy, cache0)):
+        assert (got is None and want is None) or np.array_equal(got, want)
+    cache.cols = wg.forward(x + 1, w, ((1, 1), (1, 1)), 12, 12, keep=True)[1]
+    assert not np.allclose(conv.conv2d_backward(dy, cache)[1], conv.conv2d_backward(dy, cache0)[1])
 
 
 def test_data_grad_is_a_gradient():
@@ -291,3 +323,111 @@ def test_gradcheck_with_winograd_asked_for(tmp_path):
     out = json.loads(r.output)
     assert out["conv_algo"] == "winograd"
     assert out["ok"] and len(out["checks"]) >= 6 and all(c["ok"] for c in out["checks"]), out["checks"]
+
+
+# -- batch-norm statistics summed by the Winograd forward (kernels/winograd.py _chunk_sums) ----
+@pytest.mark.parametrize("N,C,K,H,W,pads", SHAPES[::2] + [pytest.param(40, 16, 16, 32, 32, ((1, 1), (1, 1)),
+                                                                       id="chunks-40x16ch")])
+def test_forward_sums_are_the_outputs_statistics(N, C, K, H, W, pads):
+    """forward(sums=S): y unchanged; S's shift is y[0, :, 0, 0] and the shifted sums give y's
+    per-filter mean and variance (float64 of the float32 y) to float64 rounding, over chunks
+    and cropped edge tiles alike; inputs with a large mean (x + 50) lose nothing to cancellation."""
+    for shift in (0.0, 50.0):
+        x, w = _data(N, C, K, H, W, np.float32, seed=31)
+        x += np.float32(shift)
+        OH, OW = H + sum(pads[0]) - 2, W + sum(pads[1]) - 2
+        S = wg.output_sums(K)
+        y = wg.forward(x, w, pads, OH, OW, sums=S)
+        assert np.array_equal(y, wg.forward(x, w, pads, OH, OW))
+        np.testing.assert_array_equal(S[0], y[0, :, 0, 0])
+        mean, var = norm.stats_from_sums(S, N * OH * OW)
+        y64 = y.astype(np.float64)
+        scale = np.abs(y64).max()
+        assert np.abs(mean - y64.mean(axis=(0, 2, 3))).max() <= 1e-12 * scale
+        assert np.abs(var - y64.var(axis=(0, 2, 3))).max() <= 1e-12 * max(y64.var(axis=(0, 2, 3)).max(), 1e-30)
+    with pytest.raises(ValueError, match="sums"):
+        wg.forward(x, w, pads, OH, OW, sums=np.zeros((3, K + 1)))
+
+
+def test_stats_from_sums_and_batchnorm_given_them():
+    """stats_from_sums: the shifted one-pass mean and variance; batchnorm_train_forward given a
+    conv's sums matches its own statistics pass (y, the cache and the running statistics)."""
+    x, w = _data(6, 8, 12, 10, 10, np.float32, seed=32)
+    S = wg.output_sums(12)
+    y = wg.forward(x, w, ((1, 1), (1, 1)), 10, 10, sums=S)
+    g = np.random.default_rng(33).standard_normal(12).astype(np.float32)
+    b = np.random.default_rng(34).standard_normal(12).astype(np.float32)
+    runs = []
+    for sums in (None, S):
+        rm, rv = np.zeros(12, np.float32), np.ones(12, np.float32)
+        out, cache = norm.batchnorm_train_forward(y, g, b, rm, rv, relu=True, sums=sums)
+        runs.append((out, cache.xhat, cache.invstd, rm, rv))
+    for got, want in zip(runs[1], runs[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="channels"):
+        norm.batchnorm_train_forward(y, g, b, rm, rv, sums=S[:, :5])
+    with pytest.raises(ValueError, match=r"\(3, C\)"):
+        norm.stats_from_sums(S[:2], 10)
+
+
+BN_NET = """name: wino-bn
+input: 16x16x3
+defaults:
+  conv: {kernel: 3, pad: 1, bias: false, bn: true, activation: relu}
+layers:
+  - {conv: 16, name: c1}
+  - add:
+      - - {conv: 16, name: c2}
+        - {conv: 16, activation: linear, name: c3}
+      - []
+    activation: relu
+    name: add
+  - {conv: 16, bias: true, name: c4}
+  - {global_avgpool: , name: pool}
+  - {fc: 10, activation: softmax, name: output}
+"""
+
+
+def test_training_with_conv_sums_matches_the_statistics_pass(tmp_path):
+    """A net of Winograd conv -> batch norm (+ReLU, and without): the forward hands the convs'
+    sums to the batch norms that read them (not the conv with a bias, not the 3-channel first
+    conv: im2col), and 8 SGD steps follow the same losses and weights as with every batch norm
+    running its own statistics pass (the executor's _bn_fed emptied), to float32 rounding."""
+    import cnncalc
+    from cnncalc.runtime.optim import SGD
+    from cnncalc.runtime.trainer import TrainNet, flat, initialize
+
+    p = tmp_path / "bn.yaml"
+    p.write_text(BN_NET)
+    rng = np.random.default_rng(35)
+    x = rng.standard_normal((16, 3, 16, 16)).astype(np.float32)
+    labels = rng.integers(0, 10, 16)
+    runs = []
+    for fused in (True, False):
+        net = TrainNet(cnncalc.load(p), conv_algo="auto")
+        initialize(net, "he", 0)
+        if not fused:
+            net._bn_fed = set()
+        taken = []
+        orig = norm.batchnorm_train_forward
+
+        def spy(*a, **k):
+            taken.append(k.get("sums") is not None)
+            return orig(*a, **k)
+
+        norm.batchnorm_train_forward = spy
+        try:
+            params = flat(net.params)
+            opt = SGD(0.05, momentum=0.9)
+            losses = []
+            for _ in range(8):
+                losses.append(net.loss(x, labels, input_grad=False)[0])
+                opt.step(params, flat(net.grads))
+        finally:
+            norm.batchnorm_train_forward = orig
+        runs.append((losses, {n: {k: v.copy() for k, v in d.items()} for n, d in net.params.items()}))
+        assert sum(taken) == (16 if fused else 0)  # c2 and c3, 8 steps each
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-5)
+    for n, d in runs[1][1].items():
+        for k, v in d.items():
+            np.testing.assert_allclose(runs[0][1][n][k], v, rtol=1e-4, atol=1e-5)

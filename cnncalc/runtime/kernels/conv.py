@@ -886,8 +886,9 @@ def _pw_dw(dy, x3, w_shape):
     return dw.reshape(w_shape)
 
 
-def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_cols=False):
-    """y, or ``(y, cols)`` with ``keep_cols`` (``cols`` None unless im2col kept them)."""
+def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_cols=False, sums=None):
+    """y, or ``(y, cols)`` with ``keep_cols`` (``cols`` None unless im2col kept them);
+    ``sums`` (Winograd only): filled with y's shifted per-filter sums."""
     _check(x, w, groups)
     kh, kw = w.shape[2:]
     if out_hw is None:
@@ -898,9 +899,10 @@ def _conv_nobias(x, w, stride, pads, dilation, groups, algo, out_hw=None, keep_c
     if algo == "depthwise":  # pads plane by plane inside the kernel: no padded copy of x
         y = _dwk.depthwise_forward(x, w, stride, pads, dilation, groups, OH, OW)
         return (y, None) if keep_cols else y
-    if algo == "winograd":
-        y = _wg.forward(x, w, pads, OH, OW)
-        return (y, None) if keep_cols else y
+    if algo == "winograd":  # keep_cols: the transformed input (2.25x x) for the weight gradient
+        keep = keep_cols and _wg.kept_bytes(x.shape, OH, OW, x.itemsize) <= KEEP_COLS_BYTES
+        y = _wg.forward(x, w, pads, OH, OW, keep=keep, sums=sums)
+        return (y if keep else (y, None)) if keep_cols else y
     cols = None
     if algo == "direct":
         y = _direct_fwd(_pad_input(x, pads), w, stride[0], stride[1], dilation[0], dilation[1], groups, OH, OW)
@@ -954,7 +956,7 @@ def _data_grad(dy, w, x_shape, stride, pads, dilation, groups, algo, dyr=None):
 
 def _weight_grad(dy, x, w_shape, stride, pads, dilation, groups, algo, cols=None, dyr=None):
     if algo == "winograd":
-        return _wg.weight_grad(dy, x, pads)
+        return _wg.weight_grad(dy, x, pads, v=cols)
     if algo == "depthwise":
         return _dwk.depthwise_weight_grad(dy, x, w_shape, stride, pads, dilation, groups)
     if algo == "im2col" and _whole_window(x.shape, w_shape, pads, dilation, groups):
@@ -1016,13 +1018,15 @@ def _add_bias(y, b):
 class ConvCache:
     """What :func:`conv2d_backward` needs: the input, the weight, the geometry and, when
     the forward ran im2col with ``keep_cols``, the unfolded input (so the weight gradient
-    does not unfold it again)."""
+    does not unfold it again) -- with Winograd, the transformed input (``cols`` too: the weight
+    gradient does not transform x again; one of three input transforms per training step)."""
 
-    __slots__ = ("x", "w", "bdim", "stride", "pads", "dilation", "groups", "algo", "cols")
+    __slots__ = ("x", "w", "bdim", "stride", "pads", "dilation", "groups", "algo", "cols", "sums")
 
-    def __init__(self, x, w, bdim, stride, pads, dilation, groups, algo, cols=None):
+    def __init__(self, x, w, bdim, stride, pads, dilation, groups, algo, cols=None, sums=None):
         self.x, self.w, self.bdim, self.stride, self.pads = x, w, bdim, stride, pads
         self.dilation, self.groups, self.algo, self.cols = dilation, groups, algo, cols
+        self.sums = sums  # bn_sums: y's shifted per-filter sums (Winograd), else None
 
     def arrays(self):
         """The arrays this cache keeps alive (for memory accounting)."""
@@ -1035,20 +1039,24 @@ class ConvCache:
         return [self.cols]
 
 
-def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto", keep_cols=False):
+def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, groups=1, algo="auto", keep_cols=False,
+                   bn_sums=False):
     """y = conv2d(x, w) + b.  Returns ``(y, cache)``; see the module docstring.
 
     ``keep_cols``: with im2col, keep the unfolded input in the cache for the weight
-    gradient (training; up to :data:`KEEP_COLS_BYTES` per layer)."""
+    gradient (training; up to :data:`KEEP_COLS_BYTES` per layer). ``bn_sums``: when the conv
+    runs Winograd without a bias, ``cache.sums`` gets y's shifted per-filter sums for the batch
+    norm that follows (:func:`cnncalc.runtime.kernels.norm.stats_from_sums`), else None."""
     stride, pads, dilation = _norm_args(stride, pad, dilation)
     x = as_float(x)
     w = as_float(w, x.dtype)
     b = None if b is None else as_float(b, x.dtype)
     algo = _resolve(algo, x.shape, w.shape, stride, dilation, groups)
-    y, cols = _conv_nobias(x, w, stride, pads, dilation, groups, algo, keep_cols=True) if keep_cols else \
-        (_conv_nobias(x, w, stride, pads, dilation, groups, algo), None)
+    sums = _wg.output_sums(w.shape[0]) if bn_sums and b is None and algo == "winograd" else None
+    y, cols = _conv_nobias(x, w, stride, pads, dilation, groups, algo, keep_cols=True, sums=sums) if keep_cols \
+        else (_conv_nobias(x, w, stride, pads, dilation, groups, algo, sums=sums), None)
     y = _add_bias(y, b)
-    return y, ConvCache(x, w, None if b is None else b.ndim, stride, pads, dilation, groups, algo, cols)
+    return y, ConvCache(x, w, None if b is None else b.ndim, stride, pads, dilation, groups, algo, cols, sums)
 
 
 def conv2d_backward(dout, cache, need_dx=True, need_dw=True):

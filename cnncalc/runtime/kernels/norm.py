@@ -295,15 +295,34 @@ class BNCache:
         return [self.xhat, self.invstd] + ([self.y] if self.relu else [])
 
 
-def batchnorm_train_forward(x, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5, relu=False):
+def stats_from_sums(sums, count):
+    """Per-channel float64 ``(mean, var)`` from shifted sums: ``sums`` ``(3, C)`` float64 holds
+    a shift ``k`` (a value of the channel), ``sum(x - k)`` and ``sum((x - k)^2)`` over ``count``
+    values (the shift keeps the one-pass variance from cancelling when the mean is large)."""
+    sums = np.asarray(sums, np.float64)
+    if sums.ndim != 2 or sums.shape[0] != 3:
+        raise ValueError(f"sums must be (3, C): shift, sum, sum of squares; got {sums.shape}")
+    d = sums[1] / count
+    return sums[0] + d, np.maximum(sums[2] / count - d * d, 0.0)
+
+
+def batchnorm_train_forward(x, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5, relu=False,
+                            sums=None):
     """Training-mode :func:`batchnorm_forward` (then ``max(y, 0)`` with ``relu``) in two numba
-    passes; the running statistics are updated in place as there. Returns ``(y, BNCache)``."""
+    passes; the running statistics are updated in place as there. Returns ``(y, BNCache)``.
+    ``sums``: x's shifted per-channel sums (:func:`stats_from_sums`, e.g. from the Winograd
+    conv that made x): the statistics pass is skipped, one pass."""
     x = as_float(x)
     N, C = x.shape[:2]
     x3 = np.ascontiguousarray(x).reshape(N, C, -1)
     M = N * x3.shape[2]
-    mean64, var64 = np.empty(C), np.empty(C)
-    _bn_stats(x3, mean64, var64)
+    if sums is not None:
+        if np.shape(sums)[1:] != (C,):
+            raise ValueError(f"sums of {np.shape(sums)[1:]} channels for an input of {C}")
+        mean64, var64 = stats_from_sums(sums, M)
+    else:
+        mean64, var64 = np.empty(C), np.empty(C)
+        _bn_stats(x3, mean64, var64)
     mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
     update_running(running_mean, running_var, mean, var, M, momentum)
     invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)

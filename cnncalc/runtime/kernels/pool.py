@@ -79,6 +79,40 @@ def _maxpool_fwd(x, kh, kw, sh, sw, pt, pl, OH, OW):
 
 
 @njit(parallel=True)
+def _maxpool2_fwd(x, OH, OW):
+    """:func:`_maxpool_fwd` for 2x2 windows at stride 2 without padding, every window inside x
+    (``2*OH <= H``, ``2*OW <= W``): the four values compared unrolled, the same maximum and
+    argmax (the first in row-major order on ties; NaN as there)."""
+    N, C, H, W = x.shape
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    arg = np.empty((N, C, OH, OW), dtype=np.int64)
+    for t in prange(N * C):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            r = 2 * oh
+            for ow in range(OW):
+                q = 2 * ow
+                best = x[n, c, r, q]
+                bi = r * W + q
+                v = x[n, c, r, q + 1]
+                if v > best:
+                    best = v
+                    bi = r * W + q + 1
+                v = x[n, c, r + 1, q]
+                if v > best:
+                    best = v
+                    bi = (r + 1) * W + q
+                v = x[n, c, r + 1, q + 1]
+                if v > best:
+                    best = v
+                    bi = (r + 1) * W + q + 1
+                out[n, c, oh, ow] = best
+                arg[n, c, oh, ow] = bi
+    return out, arg
+
+
+@njit(parallel=True)
 def _maxpool_bwd(dout, arg, H, W):
     N, C, OH, OW = dout.shape
     dx = np.zeros((N, C, H, W), dtype=dout.dtype)
@@ -285,7 +319,10 @@ def _avg_regular_bwd(dout, xshape, kernel, stride):
 
 def maxpool2d_forward(x, kernel, stride=None, pad=0, out_size=None):
     x, (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (OH, OW) = _setup(x, kernel, stride, pad, out_size)
-    y, arg = _maxpool_fwd(x, kh, kw, sh, sw, pt, pl, OH, OW)
+    if (kh, kw, sh, sw, pt, pl) == (2, 2, 2, 2, 0, 0) and 2 * OH <= x.shape[2] and 2 * OW <= x.shape[3]:
+        y, arg = _maxpool2_fwd(x, OH, OW)  # the common 2x2/2 pool, unrolled
+    else:
+        y, arg = _maxpool_fwd(x, kh, kw, sh, sw, pt, pl, OH, OW)
     return y, ("max", x.shape, arg)
 
 

@@ -13,12 +13,16 @@ Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"`
 ``apply_1d(m, "BT" | "AT", v)``   the compiled, unrolled 1-D transform applied to ``v``
 ``Winograd(m, G=None)``           the kernels of F(m x m, 3 x 3) (``G``: the tests pass a wrong one);
     ``kernels(m)`` the cached instance
-``forward(x, w, pads, OH, OW, m=M) -> y``  ``(N, K, OH, OW)`` of ``x (N, C, H, W)`` zero-padded
-    by ``pads = ((top, bottom), (left, right))`` (any pads >= 0), ``w (K, C, 3, 3)``
+``forward(x, w, pads, OH, OW, m=M, keep=False) -> y``  ``(N, K, OH, OW)`` of ``x (N, C, H, W)``
+    zero-padded by ``pads = ((top, bottom), (left, right))`` (any pads >= 0), ``w (K, C, 3, 3)``;
+    ``keep``: ``(y, V)``, V every chunk's transformed input, for the weight gradient;
+    ``sums``: filled with y's per-filter (shifted) sums and sums of squares for a batch norm
 ``data_grad(dy, w, pads, H, W, m=M) -> dx``  stride 1: the forward conv of dY padded by
     ``2 - pad`` with the 180-degree rotated, channel-transposed filters (pads <= 2:
     ``data_grad_supported(pads)``)
-``weight_grad(dy, x, pads, m=M) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``
+``weight_grad(dy, x, pads, m=M, v=None) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``;
+    ``v``: the forward's kept ``V`` (x is then not transformed again)
+``kept_bytes(x_shape, OH, OW, itemsize, m=M)``  the size of that ``V``
 
 Layout and tiling: images are processed a few at a time
 (:func:`cnncalc.analysis.workspace.winograd_chunk`: 1 MiB of transformed input and output
@@ -248,6 +252,31 @@ def _dy_transform(db, TH, TW, m, D):
                         _a(m, r, i1 * Wd + tw * m, 1, Df, d0 + tw, K * P)
 
 
+@njit(parallel=True, fastmath={"reassoc"})
+def _chunk_sums(y, n0, T, sums):
+    """Add ``y[n0:n0+T, k] - sums[0, k]`` to ``sums[1, k]`` and its squares to ``sums[2, k]``, in
+    float64 (the sums reordered: vectorised), ``sums[0, k]`` first set to ``y[0, k, 0, 0]`` (a
+    shift: no cancellation in the one-pass variance); run on each chunk just written (in cache).
+    (Summing inside :func:`_out_transform` slowed its loops down even when not asked for.)"""
+    K = y.shape[1]
+    M = y.shape[2] * y.shape[3]
+    yf = y.reshape(-1)
+    for k in prange(K):
+        if n0 == 0:
+            sums[0, k] = yf[k * M]
+        c = sums[0, k]
+        s = 0.0
+        q = 0.0
+        for n in range(n0, n0 + T):
+            b = (n * K + k) * M
+            for i in range(M):
+                d = np.float64(yf[_U(b + i)]) - c
+                s += d
+                q += d * d
+        sums[1, k] += s
+        sums[2, k] += q
+
+
 @njit(parallel=True)
 def _out_transform(Mt, n0, T, TH, TW, m, y):
     """``y[n0 + n, k, th*m + i, tw*m + j] = (A^T M A)[i, j]`` for each tile of the chunk's
@@ -340,7 +369,11 @@ class Winograd:
         GG = self._GG.get(dtype)
         return self._GG[np.dtype(np.float64)].astype(dtype) if GG is None else GG
 
-    def forward(self, x, w, pads, OH, OW):
+    def forward(self, x, w, pads, OH, OW, keep=False, sums=None):
+        """y; with ``keep`` ``(y, V)``: every chunk's transformed input kept (chunk after
+        chunk, ``a*a*C*N*TH*TW`` values) for :meth:`weight_grad`'s ``v``. ``sums``: a float64
+        ``(3, K)`` array that gets row 0 a shift per filter (its first output), rows 1 and 2 the
+        sums of the outputs less it and of their squares (:func:`output_sums`)."""
         x = np.ascontiguousarray(x)
         w = np.ascontiguousarray(w, dtype=x.dtype)
         N, C, H, W = x.shape
@@ -354,25 +387,34 @@ class Winograd:
         T = winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
         U = self.filters(w)
         y = np.empty((N, K, OH, OW), dtype=x.dtype)
+        want = sums is not None
+        if want:
+            if sums.shape != (3, K) or sums.dtype != np.float64:
+                raise ValueError(f"Winograd: sums must be float64 (3, {K}), got {sums.dtype} {sums.shape}")
+            sums[:] = 0.0
         xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
-        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
+        Vb = np.empty(a * a * C * (N if keep else T) * TH * TW, dtype=x.dtype)
         Mb = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
         for n0 in range(0, N, T):
             t = min(T, N - n0)
             nt = t * TH * TW
-            V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+            v0 = a * a * C * n0 * TH * TW if keep else 0
+            V = Vb[v0:v0 + a * a * C * nt].reshape(a * a, C, nt)
             Mt = Mb[:a * a * K * nt].reshape(a * a, K, nt)
             _pad_chunk(x, n0, t, pt, pl, xb)
             _in_transform(xb[:t], TH, TW, m, V)
             np.matmul(U, V, out=Mt)
             _out_transform(Mt, n0, t, TH, TW, m, y)
-        return y
+            if want:
+                _chunk_sums(y, n0, t, sums)
+        return (y, Vb) if keep else y
 
-    def weight_grad(self, dy, x, pads):
+    def weight_grad(self, dy, x, pads, v=None):
         """dW ``(K, C, 3, 3)``: ``G^T [sum over tiles (A dY_t A^T) * (B^T d_t B)] G`` -- the
         forward's input transform, dY's tiles transformed by ``A`` (:func:`_dy_transform`),
         per transform position one GEMM ``D (K, tiles) @ V (C, tiles)^T`` accumulated over the
-        chunks, then the filter transform's adjoint."""
+        chunks, then the filter transform's adjoint. ``v``: the forward's kept transformed
+        input (``forward(..., keep=True)`` of this ``x``, ``pads``): x is not transformed again."""
         x = np.ascontiguousarray(x)
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         N, C, H, W = x.shape
@@ -384,19 +426,25 @@ class Winograd:
         if OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
             raise ValueError(f"Winograd: dY {OH}x{OW} does not match input {H}x{W} and pads {pads}")
         T = winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
-        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
+        if v is not None and v.size != a * a * C * N * TH * TW:
+            raise ValueError(f"Winograd: kept transform of {v.size} values does not match x {x.shape}")
+        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype) if v is None else None
         db = np.zeros((T, K, TH * m, TW * m), dtype=x.dtype)
-        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype)
+        Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype) if v is None else v
         Db = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
         dU = np.zeros((a * a, K, C), dtype=x.dtype)
         G = np.empty((a * a, K, C), dtype=x.dtype)
         for n0 in range(0, N, T):
             t = min(T, N - n0)
             nt = t * TH * TW
-            V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
             D = Db[:a * a * K * nt].reshape(a * a, K, nt)
-            _pad_chunk(x, n0, t, pt, pl, xb)
-            _in_transform(xb[:t], TH, TW, m, V)
+            if v is None:
+                V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+                _pad_chunk(x, n0, t, pt, pl, xb)
+                _in_transform(xb[:t], TH, TW, m, V)
+            else:
+                v0 = a * a * C * n0 * TH * TW
+                V = v[v0:v0 + a * a * C * nt].reshape(a * a, C, nt)
             _pad_chunk(dy, n0, t, 0, 0, db)
             _dy_transform(db[:t], TH, TW, m, D)
             np.matmul(D, V.transpose(0, 2, 1), out=G)
@@ -423,9 +471,17 @@ def kernels(m=M):
     return _KERNELS[m]
 
 
-def forward(x, w, pads, OH, OW, m=M):
-    """y of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` (see the module docstring)."""
-    return kernels(m).forward(x, w, pads, OH, OW)
+def forward(x, w, pads, OH, OW, m=M, keep=False, sums=None):
+    """y of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` (see the module docstring);
+    ``keep``: ``(y, V)``, V the transformed input for :func:`weight_grad`'s ``v``; ``sums``: a
+    float64 ``(3, K)`` array filled with y's shifted per-filter sums (:func:`output_sums`)."""
+    return kernels(m).forward(x, w, pads, OH, OW, keep, sums)
+
+
+def output_sums(K):
+    """A float64 ``(3, K)`` array for :func:`forward`'s ``sums``: row 0 the shift (each filter's
+    first output), rows 1 and 2 the sums of ``y - shift`` and ``(y - shift)^2`` per filter."""
+    return np.zeros((3, K))
 
 
 def data_grad(dy, w, pads, H, W, m=M):
@@ -433,9 +489,17 @@ def data_grad(dy, w, pads, H, W, m=M):
     return kernels(m).data_grad(dy, w, pads, H, W)
 
 
-def weight_grad(dy, x, pads, m=M):
-    """dW of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` given dY (any pads)."""
-    return kernels(m).weight_grad(dy, x, pads)
+def weight_grad(dy, x, pads, m=M, v=None):
+    """dW of the 3x3 stride-1 conv of ``x`` zero-padded by ``pads`` given dY (any pads);
+    ``v`` the forward's kept transformed input (``forward(..., keep=True)``), or None."""
+    return kernels(m).weight_grad(dy, x, pads, v)
+
+
+def kept_bytes(x_shape, OH, OW, itemsize, m=M):
+    """Bytes of the transformed input ``forward(..., keep=True)`` keeps: ``(m+2)^2`` values per
+    channel and ``m x m`` output tile (2.25x the input at 32x32, F(4x4,3x3))."""
+    N, C = x_shape[:2]
+    return (m + 2) ** 2 * C * N * -(-OH // m) * -(-OW // m) * itemsize
 
 
 def data_grad_supported(pads):

@@ -121,29 +121,34 @@ def test_im2col_tiles_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batc
     assert r.runtime == tile * K * P + tpad
 
 
-@pytest.mark.parametrize("conv,input_,batch", [
-    ("{conv: 16, kernel: 3, pad: 1", "16x16x16", 2),    # 4x4 tiles of F(4x4), the whole batch in one chunk
-    ("{conv: 64, kernel: 3, pad: 1", "32x32x32", 9),    # V and M of one image near 1 MiB: nine chunks of one
-    ("{conv: 24, kernel: 3", "19x17x16", 3),            # no padding, outputs 17x15: partial tiles
+@pytest.mark.parametrize("conv,input_,batch,cap", [
+    ("{conv: 16, kernel: 3, pad: 1", "16x16x16", 2, None),     # 4x4 tiles of F(4x4), one chunk, V kept
+    ("{conv: 64, kernel: 3, pad: 1", "32x32x32", 9, None),     # V and M of one image near 1 MiB: nine chunks
+    ("{conv: 64, kernel: 3, pad: 1", "32x32x32", 9, 1 << 20),  # the batch's V over the cap: made again in backward
+    ("{conv: 24, kernel: 3", "19x17x16", 3, None),             # no padding, outputs 17x15: partial tiles
 ])
-def test_winograd_buffers_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batch):
-    """The runtime column of a conv the runtime runs by Winograd F(4x4, 3x3): its padded chunk,
-    transformed input V and products M (recorded as the forward allocates them) plus the
-    transformed filters U (36*K*C), the output excluded."""
+def test_winograd_buffers_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batch, cap):
+    """The runtime column of a conv the runtime runs by Winograd F(4x4, 3x3), against what its
+    training forward allocates (recorded as the runtime's executor runs it): the padded chunk,
+    the transformed input V (the whole batch's, kept for the weight gradient, when it fits the
+    keep cap) and products M, plus the transformed filters U (36*K*C); the output excluded."""
+    from cnncalc.analysis import workspace as wsmod
+    from cnncalc.runtime.executor import Net, random_input
+    from cnncalc.runtime.kernels import conv as kconv
     from cnncalc.runtime.kernels import winograd as wmod
 
+    if cap is not None:
+        monkeypatch.setattr(wsmod, "KEEP_BYTES", cap)
+        monkeypatch.setattr(kconv, "KEEP_COLS_BYTES", cap)
     graph = cnncalc.load(_spec(tmp_path, [conv + ", name: c}"], input_))
     (r,) = workspace(graph, batch=batch).rows
     assert r.runtime_algo == "winograd"
-    x = np.random.default_rng(0).standard_normal((batch, graph.input_shape[2], *graph.input_shape[:2]), dtype=np.float32)
-    K = graph["c"].layer.out_shape[2]
-    w = np.random.default_rng(1).standard_normal((K, x.shape[1], 3, 3), dtype=np.float32)
-    pad = 1 if "pad" in conv else 0
-    OH, OW = x.shape[2] + 2 * pad - 2, x.shape[3] + 2 * pad - 2
-    wmod.forward(x, w, ((pad, pad), (pad, pad)), OH, OW)  # compiled before numpy is wrapped
+    net = Net(graph, dtype="float32", conv_algo="auto")
+    x = random_input(graph.input_shape, batch, np.random.default_rng(0), "float32")
+    net.forward(x, train=True)  # compiled before numpy is wrapped
     sizes = []
 
-    class Recording:  # numpy, with the forward's zeros/empty recorded
+    class Recording:  # numpy, with the Winograd module's zeros/empty recorded
         def __getattr__(self, name):
             return getattr(np, name)
 
@@ -156,10 +161,14 @@ def test_winograd_buffers_are_the_runtimes(tmp_path, monkeypatch, conv, input_, 
             return np.empty(shape, dtype)
 
     monkeypatch.setattr(wmod, "np", Recording())
-    y = wmod.forward(x, w, ((pad, pad), (pad, pad)), OH, OW)
-    assert sizes[0] == y.size == batch * K * OH * OW  # the output: not workspace
-    assert sum(sizes[1:]) + 36 * K * x.shape[1] == r.runtime
-    assert r.runtime_detail.startswith("F(4x4,3x3) on a chunk of")
+    y = net.forward(x, train=True)["c"]
+    K, C = y.shape[1], x.shape[1]
+    assert sizes[0] == y.size  # the output: not workspace
+    assert sum(sizes[1:]) + 36 * K * C == r.runtime
+    kept = cap is None
+    tiles = -(-y.shape[2] // 4) * -(-y.shape[3] // 4)
+    assert (36 * C * batch * tiles in sizes[1:]) == kept  # the batch's V, or a chunk's
+    assert ("kept for the weight gradient" in r.runtime_detail) == kept
 
 
 @pytest.mark.parametrize("conv,input_,variant", [

@@ -83,6 +83,12 @@ WINO_MIN_CHANNELS, WINO_MIN_PLANE, WINO_WIDE_PLANE, WINO_WIDE_CHANNELS = 16, 256
 WINO_CHUNK_BYTES = 1 << 20
 
 
+#: what one conv of the runtime keeps from its training forward for its backward, at most: the
+#: im2col columns or the Winograd transformed input of a layer larger than this are made again in
+#: backward (cnncalc.runtime.kernels.conv)
+KEEP_BYTES = 64 << 20
+
+
 def winograd_size_pays(channels: int, plane: int) -> bool:
     """The size part of the runtime's Winograd rule: ``channels`` = min(in, out), ``plane`` =
     the input's H*W (the 3x3 stride-1 ungrouped part is the caller's)."""
@@ -176,12 +182,16 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
         TH, TW = -(-OH // 4), -(-OW // 4)
         T = winograd_chunk(N, C, F, TH * TW, nbytes)
         Hb, Wb = 4 * TH + 2, 4 * TW + 2
-        xb, VM, U = T * C * Hb * Wb, 36 * (C + F) * T * TH * TW, 36 * F * C
+        # a training forward keeps V of the whole batch for the weight gradient (up to KEEP_BYTES)
+        kept = 36 * C * N * TH * TW * nbytes <= KEEP_BYTES
+        Nv = N if kept else T
+        xb, V, M, U = T * C * Hb * Wb, 36 * C * Nv * TH * TW, 36 * F * T * TH * TW, 36 * F * C
         r.runtime_algo = "winograd"
-        r.runtime = xb + VM + U
+        r.runtime = xb + V + M + U
         r.runtime_detail = (f"F(4x4,3x3) on a chunk of {T} image{'s' if T > 1 else ''}: padded to whole tiles "
-                            f"{T}*{C}*{Hb}*{Wb} = {xb:,} + V, M 36*({C}+{F})*{T}*{TH}*{TW} = {VM:,} "
-                            f"+ U 36*{F}*{C} = {U:,}")
+                            f"{T}*{C}*{Hb}*{Wb} = {xb:,} + V 36*{C}*{Nv}*{TH}*{TW} = {V:,}"
+                            + (" (the batch's, kept for the weight gradient)" if kept else "")
+                            + f" + M 36*{F}*{T}*{TH}*{TW} = {M:,} + U 36*{F}*{C} = {U:,}")
     else:
         one_by_one = H - (kh - 1) * dh <= sh and W - (kw - 1) * dw <= sw
         if kh * kw >= 81 and sh == 1 and sw == 1 and not one_by_one:

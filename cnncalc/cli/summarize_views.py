@@ -186,7 +186,7 @@ def _mb(elements: int, nbytes: int) -> str:
 
 
 def workspace_view(rep) -> TableView:
-    from cnncalc.analysis.workspace import WINOGRAD
+    from cnncalc.analysis.workspace import KEEP_BYTES, WINOGRAD
 
     dash = lambda v: "—" if v is None else fmt_int(v)  # noqa: E731
     rows = [{"name": r.name, "type": r.description, "shape": _fmt_shape(r.out_shape), "direct": r.direct,
@@ -213,7 +213,8 @@ def workspace_view(rep) -> TableView:
         "+ 16*C_out*C_in/groups filters; only 3x3, stride 1",
         "runtime ws: what cnncalc's runtime allocates for its choice (padded input copy included; "
         "its depthwise kernel: per running thread; its winograd is F(4x4,3x3), 36 values per tile "
-        "and filter, a few images at a time: not the textbook F(2x2,3x3) column)",
+        "and filter, a few images at a time, the batch's transformed input kept for the weight "
+        f"gradient up to {KEEP_BYTES >> 20} MiB: not the textbook F(2x2,3x3) column)",
     ]
     if rep.skipped:
         notes.append(f"not covered: {', '.join(rep.skipped[:6])}{', ...' if len(rep.skipped) > 6 else ''} "

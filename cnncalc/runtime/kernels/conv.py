@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncalc.analysis.workspace import fast_len, winograd_size_pays
+from cnncalc.analysis.workspace import KEEP_BYTES, fast_len, winograd_size_pays
 from cnncalc.runtime._numba import njit, numba, prange
 from cnncalc.runtime.kernels import depthwise as _dwk
 from cnncalc.runtime.kernels import winograd as _wg
@@ -827,8 +827,9 @@ def _check(x, w, groups):
         raise ValueError(f"conv shapes: x {x.shape}, w {w.shape}, groups={groups}")
 
 
-#: columns of one conv larger than this are recomputed in backward instead of kept
-KEEP_COLS_BYTES = 64 << 20
+#: columns (or a Winograd transformed input) of one conv larger than this are recomputed in
+#: backward instead of kept (defined with the workspace model that restates it)
+KEEP_COLS_BYTES = KEEP_BYTES
 
 
 def _pointwise(w_shape, pads, groups):

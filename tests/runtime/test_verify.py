@@ -250,18 +250,15 @@ def test_batched_field_check_equals_the_per_unit_backward(tmp_path):
 
 
 
-def test_a_pass_ends_where_a_gradient_support_met_before_is_met_again(tmp_path, monkeypatch):
-    # an inception's 3x3 branch and its pool branch reach the layer below the module with the
-    # same support (a 3x3 block, every channel): the pool's pass takes the 3x3 pass's input
-    # support there instead of differentiating down to the input; the fields stay the naive ones
+def _pass_steps(monkeypatch, g, **kw):
+    """({pass: [every layer it differentiates]}, the field items) of ``check_fields(g, **kw)``,
+    recorded through verify's own pass and data-gradient functions."""
     import cnncalc.runtime.verify as V
-    p = tmp_path / "g.yaml"
-    p.write_text(GOOGLENET_LIKE)
-    g = cnncalc.load(p).infer()
+
     steps, cur = {}, []
     real_dg, real_fm = V._data_grads, V._field_masks
 
-    def counting(net, node, *a, **k):
+    def counting(net, node, *a, **k):  # every layer a pass differentiates
         steps.setdefault(cur[-1], []).append(node.name)
         return real_dg(net, node, *a, **k)
 
@@ -271,7 +268,18 @@ def test_a_pass_ends_where_a_gradient_support_met_before_is_met_again(tmp_path, 
 
     monkeypatch.setattr(V, "_data_grads", counting)
     monkeypatch.setattr(V, "_field_masks", per_pass)
-    assert all(i.ok for i in V.check_fields(g))
+    return steps, V.check_fields(g, **kw)
+
+
+def test_a_pass_ends_where_a_gradient_support_met_before_is_met_again(tmp_path, monkeypatch):
+    # an inception's 3x3 branch and its pool branch reach the layer below the module with the
+    # same support (a 3x3 block, every channel): the pool's pass takes the 3x3 pass's input
+    # support there instead of differentiating down to the input; the fields stay the naive ones
+    p = tmp_path / "g.yaml"
+    p.write_text(GOOGLENET_LIKE)
+    g = cnncalc.load(p).infer()
+    steps, items = _pass_steps(monkeypatch, g)
+    assert all(i.ok for i in items)
     assert len(steps["i4a/conv3"]) > 5                          # the 3x3 branch: into the module below
     assert steps["i4a/maxpool1"] == ["i4a/maxpool1"]           # the pool: ends at pool3 (met before)
     assert steps["i3a/maxpool1"] == ["i3a/maxpool1"]
@@ -338,24 +346,10 @@ def test_early_ending_passes_measure_what_full_passes_do(text, tmp_path):
 def test_passes_of_1x1_convs_and_merges_end_early(tmp_path, monkeypatch):
     # the point of the early end: a stride-1 1x1 conv, an add and fc differentiate a layer or
     # two, not every ancestor; a 3x3 conv's pass and a strided 1x1 conv's corner reach the input
-    import cnncalc.runtime.verify as V
     p = tmp_path / "g.yaml"
     p.write_text(BOTTLENECK)
     g = cnncalc.load(p).infer()
-    steps, cur = {}, []
-    real_dg, real_fm = V._data_grads, V._field_masks
-
-    def counting(net, node, *a, **k):  # every layer a pass differentiates
-        steps.setdefault(cur[-1], []).append(node.name)
-        return real_dg(net, node, *a, **k)
-
-    def per_pass(fnet, order, node, *a, **k):
-        cur.append(node.name)
-        return real_fm(fnet, order, node, *a, **k)
-
-    monkeypatch.setattr(V, "_data_grads", counting)
-    monkeypatch.setattr(V, "_field_masks", per_pass)
-    items = V.check_fields(g, units="all")
+    steps, items = _pass_steps(monkeypatch, g, units="all")
     assert all(i.ok for i in items)
     for layer in ("conv1", "conv3", "b1", "conv6", "b2", "fc"):  # itself, then only BN / flatten
         assert steps[layer][0] == layer and all(g[n].kind in ("batchnorm", "flatten") for n in steps[layer][1:]), steps

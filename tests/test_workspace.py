@@ -90,18 +90,25 @@ def test_im2col_columns_are_the_runtimes(tmp_path, conv, input_, batch):
         assert r.runtime == r.im2col + r.padded
 
 
+@pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("conv,input_,batch,tile", [
     ("{conv: 6, kernel: 3, pad: 1", "12x10x4", 2, 2),               # 120 positions, small weights
     ("{conv: 6, kernel: 3, dilation: 2", "13x13x3", 3, 3),          # 9x9, dilated
     ("{conv: 8, kernel: 3, pad: 1", "32x32x16", 3, 1),              # 144*1024*4 B > 512 KiB: one image (8 filters: not Winograd)
     ("{conv: 8, kernel: 3, stride: 2, pad: 1", "39x35x8", 2, 2),    # strided, 20x18
 ])
-def test_im2col_tiles_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batch, tile):
-    """Planes of 16x16 and more (8x8 with small weights) unfold a tile of images at a time and
-    keep no columns: the workspace is the tile's columns and its padded copy (recorded as the
-    runtime's forward unfolds them), not the batch's."""
+def test_im2col_tiles_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batch, tile, keep):
+    """Planes of 16x16 and more (8x8 with small weights) unfold a tile of images at a time: the
+    workspace is the tile's padded copy and the tile's columns, or the batch's when they are at
+    most TILE_KEEP_BYTES (kept for the weight gradient; ``keep=False``: the cap set to 0 on both
+    sides), recorded as the runtime's forward unfolds them."""
+    from cnncalc.analysis import workspace as wsmod
     from cnncalc.runtime.kernels import conv as kconv
 
+    assert wsmod.TILE_KEEP_BYTES == kconv.TILE_KEEP_BYTES  # the analysis restates the runtime's cap
+    if not keep:
+        monkeypatch.setattr(wsmod, "TILE_KEEP_BYTES", 0)
+        monkeypatch.setattr(kconv, "TILE_KEEP_BYTES", 0)
     seen, padded = [], []
     unfold = kconv._unfold_imgs
 
@@ -112,13 +119,17 @@ def test_im2col_tiles_are_the_runtimes(tmp_path, monkeypatch, conv, input_, batc
 
     monkeypatch.setattr(kconv, "_unfold_imgs", rec)
     r, cache = _run_conv(tmp_path, conv, input_, batch, "im2col")
-    assert cache.cols is None
     g = r.geometry
     K, P = g["C_in"] * 9, g["H_out"] * g["W_out"]
     assert max(seen) == (tile, K, P)
     tpad = tile * g["C_in"] * g["H_pad"] * g["W_pad"] if r.padded else 0
     assert not tpad or max(padded) == (tile, g["C_in"], g["H_pad"], g["W_pad"])  # the tile's padded buffer
-    assert r.runtime == tile * K * P + tpad
+    if keep:
+        assert cache.cols.shape == (batch, K, P)
+        assert r.runtime == batch * K * P + tpad and "kept for the weight gradient" in r.runtime_detail
+    else:
+        assert cache.cols is None
+        assert r.runtime == tile * K * P + tpad and "kept" not in r.runtime_detail
 
 
 @pytest.mark.parametrize("conv,input_,batch,cap", [

@@ -74,6 +74,9 @@ class ConvWorkspace:
 #: the runtime's im2col tiles (restated from cnncalc.runtime.kernels.conv: the analysis never
 #: imports the runtime): bytes of columns per tile, the plane sizes that run tile by tile
 TILE_BYTES, TILE_MIN_PLANE, TILE_SMALL_PLANE, TILE_SMALL_W_BYTES = 512 << 10, 256, 64, 256 << 10
+#: a training forward of the tiled path keeps the batch's columns (for the weight gradient) when
+#: they are at most this many bytes, else only a tile's (restated from the runtime's conv module)
+TILE_KEEP_BYTES = 4 << 20
 #: the runtime's Winograd rule and chunks, defined here and imported by the runtime
 #: (cnncalc.runtime.kernels.conv.winograd_pays, kernels/winograd.py): both channel counts at
 #: least WINO_MIN_CHANNELS and an input plane of WINO_MIN_PLANE positions (16x16), or of
@@ -216,9 +219,13 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
                 Kc, P = C * kh * kw, OH * OW
                 T = max(1, min(N, TILE_BYTES // (Kc * P * nbytes)))
                 tpad = T * C * Hp * Wp if padded else 0
-                r.runtime = T * Kc * P + tpad
-                r.runtime_detail = (f"columns of a tile of {T} image{'s' if T > 1 else ''} {T}*{Kc}*{P}"
-                                    + (f" + the tile padded {T}*{C}*{Hp}*{Wp} = {tpad:,}" if tpad else ""))
+                kept = N * Kc * P * nbytes <= TILE_KEEP_BYTES
+                Nc = N if kept else T
+                r.runtime = Nc * Kc * P + tpad
+                r.runtime_detail = ((f"columns of the batch {N}*{Kc}*{P} (kept for the weight gradient), "
+                                     f"unfolded a tile of {T} image{'s' if T > 1 else ''} at a time") if kept else
+                                    f"columns of a tile of {T} image{'s' if T > 1 else ''} {T}*{Kc}*{P}")
+                r.runtime_detail += f" + the tile padded {T}*{C}*{Hp}*{Wp} = {tpad:,}" if tpad else ""
             else:
                 r.runtime = r.im2col + padded
                 r.runtime_detail = f"columns {r.im2col:,}" + (f" + padded copy {padded:,}" if padded else "")

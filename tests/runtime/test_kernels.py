@@ -160,6 +160,29 @@ def test_conv2d_algorithms_agree(dtype, rtol, N, C, H, W, F, groups, kernel, str
             np.testing.assert_allclose(a, r, rtol=rtol, atol=rtol * scale, err_msg=f"{algo} {name}")
 
 
+@pytest.mark.parametrize("keep_bytes", [0, 64 << 20])
+@pytest.mark.parametrize("N,C,H,W,F,kernel,pad", [
+    (5, 3, 18, 18, 4, 3, 1),   # one tile holds the batch
+    (9, 4, 32, 32, 6, 5, 0),   # LeNet's C1 shape with 4 channels: several tiles of one image
+])
+def test_tiled_im2col_weight_grad_kept_or_unfolded_again(monkeypatch, keep_bytes, N, C, H, W, F, kernel, pad):
+    """The tiled im2col's weight gradient from the columns the training forward kept (up to
+    TILE_KEEP_BYTES) or unfolded again tile by tile, each a batched product summed over the
+    images: the direct conv's gradients."""
+    monkeypatch.setattr(conv, "TILE_KEEP_BYTES", keep_bytes)
+    x, w, b = make_conv(N, C, H, W, F, 1, (kernel, kernel), seed=5, dtype=np.float64)
+    y, cache = conv.conv2d_forward(x, w, b, 1, pad, 1, 1, "im2col", keep_cols=True)
+    assert conv._tiles(*y.shape[2:], w.shape)
+    assert (cache.cols is not None) == (keep_bytes > 0)
+    dy = np.sin(np.arange(y.size, dtype=np.float64)).reshape(y.shape)
+    got = conv.conv2d_backward(dy, cache)
+    yr, cr = conv.conv2d_forward(x, w, b, 1, pad, 1, 1, "direct")
+    ref = conv.conv2d_backward(dy, cr)
+    np.testing.assert_allclose(y, yr, rtol=1e-10, atol=1e-10)
+    for name, a, r in zip(("dx", "dw", "db"), got, ref):
+        np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-10 * max(1.0, float(np.abs(r).max())), err_msg=name)
+
+
 def test_im2col_data_grad_path_choice():
     """The two CONV_CASES above exercise the two data-gradient paths of im2col they name."""
     def flip(H, W, F, C, k, pads, dil):

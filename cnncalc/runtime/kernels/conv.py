@@ -1089,7 +1089,10 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     if need_dw:
         dw = _weight_grad(dout, c.x, c.w.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, c.cols, dyr)
         if c.bdim is not None:
-            db = dout.sum(axis=(0, 2, 3)) if c.bdim == 1 else dout.sum(axis=0)
+            # per filter: the images' planes added first, then each plane summed (numpy's
+            # reduce over axes (0, 2, 3) at once is ~2x slower: 28 vs 16 us for 32x6x28x28)
+            db = (dout.reshape(dout.shape[0], dout.shape[1], -1).sum(axis=0).sum(axis=1) if c.bdim == 1
+                  else dout.sum(axis=0))
     return dx, dw, db
 
 

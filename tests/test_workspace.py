@@ -269,3 +269,28 @@ def test_cli_workspace_formats():
 def test_cli_workspace_and_symbolic_are_separate():
     r = _run("resnet18", "--workspace", "--symbolic")
     assert r.exit_code == 2 and "one at a time" in r.output
+
+
+def test_the_runtime_column_is_a_training_steps_sub_batch():
+    """A training step runs a batch over SUB_BATCH samples as sub-batches (Net.loss) unless a
+    layer couples the samples: LeNet-5 at batch 64 calls each conv with 32 images, so its runtime
+    column is batch 32's (C1's kept columns 32*25*784), the textbook columns batch 64's; a
+    batch-normalised net runs whole batches."""
+    from cnncalc.analysis.workspace import SUB_BATCH
+    from cnncalc.runtime.executor import Net
+
+    g = cnncalc.load("lenet5")
+    at64 = {r.name: r for r in workspace(g, batch=64).rows}
+    at32 = {r.name: r for r in workspace(g, batch=32).rows}
+    assert SUB_BATCH == Net.sub_batch == 32 and Net(g).sub_batched(64)
+    for name, r in at64.items():
+        assert r.runtime == at32[name].runtime and r.runtime_algo == at32[name].runtime_algo
+        assert r.im2col == 2 * at32[name].im2col
+        assert r.runtime_detail.startswith("per sub-batch of 32 (a training step runs a batch of 64")
+        assert any(line.startswith("runtime: ") and "sub-batch" in line for line in r.explain)
+    assert at64["C1"].runtime == 32 * 25 * 28 * 28  # the sub-batch's columns, kept (1x32x32 input: no padding)
+    g = cnncalc.load("cifar_resnet20")
+    assert not Net(g).sub_batched(64)
+    rows = {r.name: r for r in workspace(g, batch=64).rows}
+    assert not any("sub-batch" in r.runtime_detail for r in rows.values())
+    assert rows["conv1"].runtime != {r.name: r for r in workspace(g, batch=32).rows}["conv1"].runtime

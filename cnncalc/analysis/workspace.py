@@ -77,6 +77,11 @@ TILE_BYTES, TILE_MIN_PLANE, TILE_SMALL_PLANE, TILE_SMALL_W_BYTES = 512 << 10, 25
 #: a training forward of the tiled path keeps the batch's columns (for the weight gradient) when
 #: they are at most this many bytes, else only a tile's (restated from the runtime's conv module)
 TILE_KEEP_BYTES = 4 << 20
+#: a training step (the runtime's ``Net.loss``) runs a batch larger than this as consecutive
+#: sub-batches of this many samples, forward and backward each, unless a layer of one of these
+#: kinds couples the samples (defined here and imported by the runtime's executor)
+SUB_BATCH = 32
+COUPLING_KINDS = ("batchnorm", "dropout")
 #: the runtime's Winograd rule and chunks, defined here and imported by the runtime
 #: (cnncalc.runtime.kernels.conv.winograd_pays, kernels/winograd.py): both channel counts at
 #: least WINO_MIN_CHANNELS and an input plane of WINO_MIN_PLANE positions (16x16), or of
@@ -265,12 +270,22 @@ class WorkspaceReport:
 def workspace(graph, *, batch: int = 1, nbytes: int = 4, dtype: str = "float32", input_shape=None) -> WorkspaceReport:
     graph.infer(input_shape)
     rows, skipped = [], []
+    # the runtime column is a training step's: over SUB_BATCH samples it runs sub-batches
+    sub = (SUB_BATCH if batch > SUB_BATCH and not any(n.kind in COUPLING_KINDS for n in graph.layers)
+           else batch)
     for node in graph.nodes.values():
         if node.layer is None or node.kind not in ("conv", "dwconv", "deconv", "local"):
             continue
         r = conv_workspace(node.layer, batch, nbytes) if node.kind in ("conv", "dwconv") else None
         if r is None:
             skipped.append(node.name)
-        else:
-            rows.append(r)
+            continue
+        if sub != batch:
+            rs = conv_workspace(node.layer, sub, nbytes)
+            r.runtime, r.runtime_algo = rs.runtime, rs.runtime_algo
+            r.runtime_detail = (f"per sub-batch of {sub} (a training step runs a batch of {batch} as "
+                                f"sub-batches: no layer couples its samples): {rs.runtime_detail}")
+            r.explain = [line for line in r.explain if not line.startswith("runtime: ")]
+            r.explain.append(f"runtime: {r.runtime_algo}: {r.runtime_detail} = {r.runtime:,}")
+        rows.append(r)
     return WorkspaceReport(graph.name, graph.source, batch, dtype, nbytes, rows, skipped)

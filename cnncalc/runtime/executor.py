@@ -69,6 +69,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from cnncalc.analysis.workspace import COUPLING_KINDS, SUB_BATCH
 from cnncalc.errors import CnnCalcError
 from cnncalc.graph import INPUT, Graph
 from cnncalc.runtime.kernels import activation as K_act
@@ -262,8 +263,9 @@ class Net:
     #: samples per sub-batch of a training step (:meth:`loss`); 0 = whole batches. Fixed (not
     #: derived from the thread count) so the bits do not depend on it; 32 so that batch 64
     #: splits over two threads. On one thread, LeNet-5 at batch 256 costs ~7 % more CPU per
-    #: image as sub-batches of 32 than as one batch (the per-call Python overhead).
-    sub_batch = 32
+    #: image as sub-batches of 32 than as one batch (the per-call Python overhead). (Defined
+    #: with `summarize --workspace`'s model, which restates it.)
+    sub_batch = SUB_BATCH
 
     # -- parameters ---------------------------------------------------------------------
     def _init(self, rng, layer, name, shape, role):
@@ -540,7 +542,7 @@ class Net:
 
 
 #: layer kinds whose training forward couples the samples of a batch (no sub-batching)
-_COUPLING = ("batchnorm", "dropout")
+_COUPLING = COUPLING_KINDS
 
 
 def _sub_batch_loss(net, x, labels, train, rng, input_grad):

@@ -143,17 +143,13 @@ def test_live_module_counts_and_modes():
     assert s.report.input_shape == (16, 16, 3) and s.report.batch == 2
     assert "fc" in s.spec and s.layers[-1].shape == (5,)
     # the same numbers as the spec it was converted to
-    g = cnncalc.load(_write(s.spec))
-    assert cnncalc.analyze(g, batch=2).totals == s.totals
-
-
-def _write(text):
     import tempfile
 
-    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    f.write(text)
-    f.close()
-    return f.name
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "converted.yaml"
+        path.write_text(s.spec)
+        g = cnncalc.load(path)
+    assert cnncalc.analyze(g, batch=2).totals == s.totals
 
 
 @pytest.mark.slow

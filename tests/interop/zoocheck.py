@@ -18,6 +18,7 @@ mis-wired norm, residual branch or layer scale shows on outputs), and eval mode;
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import traceback
@@ -132,13 +133,15 @@ def one_path(model, name: str, size: int, path: str, *, want_params=None, want_m
 
     t = time.time()
     r: dict = {}
+    tmp = None  # the exported ONNX file's folder (up to 2.6 GB for the largest models): removed below
     try:
         if path == "torch":
             proto = torch_to_onnx(model, (size, size, 3))
             imp = import_model(proto, source=name, input_shape=(size, size, 3), name=name)
             imp.reference = model
         else:
-            f = os.path.join(tempfile.mkdtemp(), name + ".onnx")
+            tmp = tempfile.mkdtemp(prefix="zoocheck-")
+            f = os.path.join(tmp, name + ".onnx")
             with torch.no_grad() if export_no_grad else contextlib.nullcontext(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(model, (torch.zeros(1, 3, size, size),), f, dynamo=False, opset_version=17)
@@ -167,6 +170,9 @@ def one_path(model, name: str, size: int, path: str, *, want_params=None, want_m
         r["status"], r["why"] = "refused", str(e)[:2000]
     except Exception:
         r["status"], r["why"] = "crash", traceback.format_exc()[-2000:]
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     r["seconds"] = round(time.time() - t, 1)
     return r
 

@@ -85,7 +85,9 @@ def _sample(rng, size, entries):
     return np.sort(rng.choice(size, entries, replace=False))
 
 
-def _numeric(f, arr, idx, h):
+def centred_differences(f, arr, idx, h):
+    """``(f(arr + h·e_i) − f(arr − h·e_i)) / 2h`` for each flat index ``i`` of ``idx`` (``arr``
+    changed in place and restored)."""
     flat = arr.reshape(-1)
     out = np.empty(len(idx))
     for j, i in enumerate(idx):
@@ -110,7 +112,7 @@ def settle_kinks(f, arr, idx, num, h, scale):
     moved = 0
     for k in range(KINK_HALVINGS):
         step /= 2
-        cur = _numeric(f, arr, idx[pending], step)
+        cur = centred_differences(f, arr, idx[pending], step)
         agree = np.abs(cur - num[pending]) <= 0.1 * TOL * scale
         if k == 0:
             moved = int(np.count_nonzero(~agree))
@@ -123,7 +125,7 @@ def settle_kinks(f, arr, idx, num, h, scale):
 
 def _network_check(f, arr, grad, idx, h, lossname, tensor) -> Check:
     """One tensor of the network check, its kinks settled if it fails."""
-    num = _numeric(f, arr, idx, h)
+    num = centred_differences(f, arr, idx, h)
     ana = grad.reshape(-1)[idx]
     c = Check("network", lossname, tensor, tuple(arr.shape), len(idx), rel_error(num, ana),
               float(np.linalg.norm(ana)))
@@ -160,7 +162,7 @@ def check_layer(net: Net, name: str, in_shapes, *, entries=20, h=1e-6, seed=0, r
             if tname in results and results[tname].ok:
                 continue
             idx = _sample(rng, arr.size, entries)
-            num = _numeric(f, arr, idx, h)
+            num = centred_differences(f, arr, idx, h)
             a = np.asarray(ana).reshape(-1)[idx]
             c = Check(name, node.kind, tname, tuple(arr.shape), len(idx), rel_error(num, a),
                       float(np.linalg.norm(a)), draw + 1)
@@ -254,5 +256,6 @@ def gradcheck(graph, *, batch=2, conv_algo="direct", entries=20, seed=0, network
     return results
 
 
-__all__ = ["Check", "gradcheck", "check_layer", "check_network", "settle_kinks", "rel_error", "TOL",
+__all__ = ["Check", "gradcheck", "check_layer", "check_network", "settle_kinks", "centred_differences",
+           "rel_error", "TOL",
            "KINK_HALVINGS", "INPUT"]

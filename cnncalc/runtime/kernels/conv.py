@@ -66,6 +66,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnncalc.analysis.workspace import KEEP_BYTES, fast_len, winograd_size_pays
+from cnncalc.analysis.workspace import TILE_KEEP_BYTES as _TILE_KEEP_BYTES
 from cnncalc.runtime._numba import njit, numba, prange
 from cnncalc.runtime.kernels import depthwise as _dwk
 from cnncalc.runtime.kernels import winograd as _wg
@@ -268,8 +269,9 @@ TILE_SMALL_W_BYTES = 256 << 10
 #: the tiled path keeps the batch's columns for the weight gradient only when they are at most
 #: this many bytes (LeNet-5's C1 and C3 at a sub-batch of 32: 2.5 and 1.9 MB; a training step
 #: 5-6 % faster); larger ones are unfolded again tile by tile in backward, in cache (resnet20's
-#: 19 MB stage-1 columns: faster than writing them out and reading them back)
-TILE_KEEP_BYTES = 4 << 20
+#: 19 MB stage-1 columns: faster than writing them out and reading them back). Defined with
+#: `summarize --workspace`'s model, which restates it.
+TILE_KEEP_BYTES = _TILE_KEEP_BYTES
 
 
 def _tiles(OH, OW, w_shape=None):

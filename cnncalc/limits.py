@@ -105,6 +105,8 @@ MEMORY_PROFILES = {
     "evaluate": (4, 2, 2),    # forward only
     "bench": (4, 4, 3),       # times forward passes and training steps: as train
     "export": (4, 3, 0),      # the weights as arrays, as initializers/tensors, serialized
+    # ONNX over 2 GiB: each tensor goes to the .data file as the model is made, from the arrays
+    "export-external": (4, 1, 0),
 }
 ONNX_MAX_BYTES = 2 ** 31 - 2 ** 20  # protobuf's 2 GiB limit on one message, less room for the graph itself
 
@@ -122,12 +124,14 @@ def memory_needed(graph, *, batch: int, command: str) -> int:
 def check_memory(graph, *, batch: int, command: str) -> int:
     """Refuse (exit 2, naming the limit) before allocating anything what ``command`` could not
     hold: a 10^12-element spec analyses in milliseconds, running it would ask for terabytes.
-    Returns the estimate."""
+    Returns the estimate. (``command``: a key of :data:`MEMORY_PROFILES`; the message names
+    the command, "export" for "export-external".)"""
     need, cap = memory_needed(graph, batch=batch, command=command), get("runtime_bytes")
     if need > cap:
         from cnncalc.errors import SpecError
 
         size = MEMORY_PROFILES[command][0]
+        command = command.split("-")[0]
         raise SpecError(f"{command} of {graph.name} (batch {batch}) needs at least {need / 2 ** 30:,.1f} GiB "
                         f"(float{size * 8} parameters, activations and what {command} keeps with them), "
                         f"over the {cap / 2 ** 30:,.0f} GiB limit; try a smaller --input or --batch",

@@ -29,7 +29,7 @@ def _write(path: str, data: bytes | str, force: bool, what: str):
 def _write_onnx(path: str, model, force: bool):
     """The model, and its weights as ONNX external data (``PATH.data``) when they pass
     protobuf's 2 GiB; both atomic, neither overwritten without --force."""
-    from cnncalc.interop.onnx_export import OPSET, data_path, save_onnx, tensor_bytes, EXTERNAL_ABOVE
+    from cnncalc.interop.onnx_export import data_path, save_onnx, tensor_bytes, EXTERNAL_ABOVE
 
     p = Path(path)
     external = tensor_bytes(model) > EXTERNAL_ABOVE
@@ -44,10 +44,34 @@ def _write_onnx(path: str, model, force: bool):
         fail(f"{e}; pass --force to overwrite it")
     except OSError as e:
         fail(f"cannot write the ONNX model to {path}: {e.strerror or e}")
+    _wrote_onnx(p, data)
+
+
+def _wrote_onnx(path: Path, data: Path | None) -> None:
+    from cnncalc.interop.onnx_export import OPSET
+
     if data is not None:
         click.echo(f"wrote ONNX external data {data} ({data.stat().st_size / 2 ** 30:,.2f} GiB: the weights pass "
-                   f"protobuf's 2 GiB; keep it next to {p.name})", err=True)
+                   f"protobuf's 2 GiB; keep it next to {path.name})", err=True)
     click.echo(f"wrote ONNX model (opset {OPSET}) {path}", err=True)
+
+
+def _write_onnx_streamed(out: Path, graph, params, state, force: bool, *, rf: bool) -> dict:
+    """The export of weights over protobuf's 2 GiB: the model and ``OUT.data`` written together,
+    the weights going to the data file as the model is made (both atomic, as _write_onnx's)."""
+    from cnncalc.interop.onnx_export import export_onnx_files
+
+    if not out.parent.is_dir():
+        fail(f"cannot write the ONNX model to {out}: the folder {out.parent} does not exist")
+    try:
+        _, data, side = export_onnx_files(graph, out, params, state, overwrite=force,
+                                          finish=lambda model: _annotate(graph, model, rf=rf))
+    except FileExistsError as e:  # (appeared meanwhile)
+        fail(f"{e}; pass --force to overwrite it")
+    except OSError as e:
+        fail(f"cannot write the ONNX model to {out}: {e.strerror or e}")
+    _wrote_onnx(out, data)
+    return side
 
 
 def _read_weights(graph, ckpt_path):
@@ -268,14 +292,21 @@ def export(spec, target, output, weights, input_shape, metrics_path, no_rf, forc
     graph.infer(input_shape)
     from cnncalc import limits
 
-    limits.check_memory(graph, batch=1, command="export")  # before reading or making any weight
+    streamed = False
+    if target == "onnx":
+        from cnncalc.interop.onnx_export import EXTERNAL_ABOVE
+
+        # over 2 GiB the weights go to OUT.data as the model is made: held once, not three times
+        streamed = limits.onnx_weight_bytes(graph) > EXTERNAL_ABOVE
+    # (before reading or making any weight)
+    limits.check_memory(graph, batch=1, command="export-external" if streamed else "export")
     if target == "onnx":
         limits.check_onnx_size(graph)
-        from cnncalc.interop.onnx_export import EXTERNAL_ABOVE, data_path
+        from cnncalc.interop.onnx_export import data_path
 
         # (refused before reading or building gigabytes: the weights decide whether a .data is written)
         out = Path(output or f"{Path(graph.file or graph.name).stem}.onnx")
-        for q in (out, data_path(out)) if limits.onnx_weight_bytes(graph) > EXTERNAL_ABOVE else (out,):
+        for q in (out, data_path(out)) if streamed else (out,):
             if q.exists() and not force:
                 fail(f"{q} already exists; pass --force to overwrite it")
         if metrics_path and Path(metrics_path).exists() and not force:
@@ -286,9 +317,12 @@ def export(spec, target, output, weights, input_shape, metrics_path, no_rf, forc
     if target == "onnx":
         from cnncalc.interop.onnx_export import export_onnx
 
-        model = export_onnx(graph, params, state)
-        side = _annotate(graph, model, rf=not no_rf)
-        _write_onnx(out, model, force)
+        if streamed:  # over 2 GiB: each tensor goes to OUT.data as it is made (its bytes held once)
+            side = _write_onnx_streamed(out, graph, params, state, force, rf=not no_rf)
+        else:
+            model = export_onnx(graph, params, state)
+            side = _annotate(graph, model, rf=not no_rf)
+            _write_onnx(out, model, force)
         if metrics_path:
             import json
 

@@ -99,9 +99,11 @@ class _Builder:
         self.inits.append((name, array))
         return name
 
-    def write_inits(self, graph_proto) -> None:
+    def write_inits(self, graph_proto, external: "ExternalData | None" = None) -> None:
         """Each initializer, made in place in ``graph_proto.initializer`` (raw little-endian
-        bytes), the builder's reference dropped as it goes."""
+        bytes), the builder's reference dropped as it goes. ``external``: tensors of at least
+        :data:`EXTERNAL_MIN_TENSOR` bytes go straight to its file instead (the model refers to
+        them; their bytes never enter the model)."""
         FLOAT, INT64 = self.onnx.TensorProto.FLOAT, self.onnx.TensorProto.INT64
         inits, self.inits = self.inits, []
         for i, (name, array) in enumerate(inits):
@@ -111,8 +113,12 @@ class _Builder:
             t.name = name
             t.dims.extend(a.shape)
             t.data_type = FLOAT if a.dtype == np.float32 else INT64
-            t.raw_data = np.ascontiguousarray(a).astype("<" + a.dtype.str[1:], copy=False).tobytes()
-            inits[i] = None
+            a = np.ascontiguousarray(a).astype("<" + a.dtype.str[1:], copy=False)
+            if external is not None and a.nbytes >= EXTERNAL_MIN_TENSOR:
+                external.put(t, a)
+            else:
+                t.raw_data = a.tobytes()
+            inits[i] = a = None
 
     def param(self, layer: str, pname: str) -> str:
         layer = self.graph[layer].layer.args.get("shares") or layer  # (a shared layer: its owner's tensor)
@@ -559,9 +565,11 @@ def random_weights(graph: Graph, seed: int | None = 0):
     return params, state
 
 
-def export_onnx(graph: Graph, params=None, state=None, *, seed: int | None = 0):
+def export_onnx(graph: Graph, params=None, state=None, *, seed: int | None = 0,
+                external: "ExternalData | None" = None):
     """The ONNX ModelProto of an inferred graph; ``params``/``state`` as ``{layer: {tensor: array}}``
-    (default: :func:`random_weights`). Raises InteropError for layers ONNX cannot express."""
+    (default: :func:`random_weights`). Raises InteropError for layers ONNX cannot express.
+    ``external``: write the large tensors to its file as they are made (:func:`export_onnx_files`)."""
     graph.infer()
     bad = unsupported_layers(graph)
     if bad:
@@ -590,7 +598,7 @@ def export_onnx(graph: Graph, params=None, state=None, *, seed: int | None = 0):
     doc = f"exported by cnncalc from {graph.file or graph.name}" + (f" ({graph.source})" if graph.source else "")
     model = h.make_model(g, producer_name=PRODUCER, opset_imports=[h.make_opsetid("", OPSET)], doc_string=doc)
     model.ir_version = 8
-    b.write_inits(model.graph)  # (after make_model, which copies the graph it is given)
+    b.write_inits(model.graph, external)  # (after make_model, which copies the graph it is given)
     return model
 
 
@@ -631,7 +639,6 @@ def save_onnx(model, path, *, overwrite: bool = False, external: bool | None = N
     from cnncalc.fsutil import atomic_write_bytes, atomic_writer
 
     onnx = require("onnx")
-    ext = onnx.external_data_helper
     path = Path(path)
     if external is None:
         external = tensor_bytes(model) > EXTERNAL_ABOVE
@@ -644,27 +651,93 @@ def save_onnx(model, path, *, overwrite: bool = False, external: bool | None = N
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p} already exists; refusing to overwrite it")
     data_existed = data.exists()
-    moved = [t for t in model.graph.initializer if len(t.raw_data) >= EXTERNAL_MIN_TENSOR]
     with atomic_writer(data, "wb", overwrite=overwrite) as f:
-        for t in moved:
-            pad = -f.tell() % _ALIGN
-            if pad:
-                f.write(b"\0" * pad)
-            offset = f.tell()
-            f.write(t.raw_data)
-            ext.set_external_data(t, data.name, offset, len(t.raw_data))
-            t.ClearField("raw_data")
-            t.data_location = onnx.TensorProto.EXTERNAL
-        f.flush()
-        # the checker reads the pair from disk: the .onnx beside the data's temporary file
-        _check_with_data(onnx, model, moved, Path(f.name), data.name)
+        sink = ExternalData(f, data.name)
+        for t in model.graph.initializer:
+            if len(t.raw_data) >= EXTERNAL_MIN_TENSOR:
+                sink.put(t, t.raw_data)
+                t.ClearField("raw_data")
+        sink.check(model)
+    _commit_model(model, path, data if not data_existed else None, overwrite)
+    return data
+
+
+def export_onnx_files(graph: Graph, path, params=None, state=None, *, overwrite: bool = False,
+                      finish=None):
+    """:func:`export_onnx` written as :func:`save_onnx` writes a model over 2 GiB — ``path`` and
+    its external data file (:func:`data_path`) — with each large tensor written to the data
+    file as the model is made: the weights' bytes exist once, in the caller's arrays (the
+    model made first and saved after held them a second time). ``finish(model)`` runs on the
+    finished model before the check and the .onnx is written (cnncalc's numbers in it); its
+    result is returned with the model (graph only) and the data file. Atomic and refusing to
+    overwrite as :func:`save_onnx`."""
+    from pathlib import Path
+
+    from cnncalc.fsutil import atomic_writer
+
+    path = Path(path)
+    data = data_path(path)
+    for p in (path, data):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} already exists; refusing to overwrite it")
+    data_existed = data.exists()
+    with atomic_writer(data, "wb", overwrite=overwrite) as f:
+        sink = ExternalData(f, data.name)
+        model = export_onnx(graph, params, state, external=sink)
+        extra = finish(model) if finish is not None else None
+        sink.check(model)
+    _commit_model(model, path, data if not data_existed else None, overwrite)
+    return model, data, extra
+
+
+class ExternalData:
+    """Tensors written to an ONNX external-data file as they come: each at an offset aligned to
+    :data:`_ALIGN`, the TensorProto given onnx's external-data fields (location relative to the
+    model, offset, length) and no bytes of its own."""
+
+    def __init__(self, f, location: str):
+        self.f = f
+        self.location = location
+        self.moved: list = []
+
+    def put(self, t, data) -> None:
+        """``data``: bytes or a contiguous little-endian array (written without a copy)."""
+        onnx = require("onnx")
+        pad = -self.f.tell() % _ALIGN
+        if pad:
+            self.f.write(b"\0" * pad)
+        offset = self.f.tell()
+        view = memoryview(data).cast("B")
+        self.f.write(view)
+        # (what onnx.external_data_helper.set_external_data writes; it insists on raw_data,
+        # which a tensor written here never has)
+        del t.external_data[:]
+        for key, value in (("location", self.location), ("offset", offset), ("length", len(view))):
+            entry = t.external_data.add()
+            entry.key, entry.value = key, str(value)
+        t.data_location = onnx.TensorProto.EXTERNAL
+        self.moved.append(t)
+
+    def check(self, model) -> None:
+        """The checker on ``model`` (whose large tensors this file holds) and this temporary,
+        flushed file: it reads the pair from disk, the .onnx beside the data's temporary file."""
+        from pathlib import Path
+
+        self.f.flush()
+        _check_with_data(require("onnx"), model, self.moved, Path(self.f.name), self.location)
+
+
+def _commit_model(model, path, data_to_remove, overwrite) -> None:
+    """The .onnx of a model whose data file is written: atomic; if that fails, the data file
+    this call made is removed (``data_to_remove``)."""
+    from cnncalc.fsutil import atomic_write_bytes
+
     try:
         atomic_write_bytes(path, model.SerializeToString(), overwrite=overwrite)
     except BaseException:
-        if not data_existed:
-            data.unlink(missing_ok=True)
+        if data_to_remove is not None:
+            data_to_remove.unlink(missing_ok=True)
         raise
-    return data
 
 
 def _check_with_data(onnx, model, moved, tmp_data, final_name):

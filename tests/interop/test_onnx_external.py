@@ -263,3 +263,88 @@ def test_the_import_check_never_holds_the_session_and_the_runtime_copy_at_once(c
     assert res.exit_code == 0, res.output
     assert "same network" in res.output
     assert alive == [("nets at the session", 0), ("sessions at the Net", 0)]
+
+
+def test_export_over_2_gib_writes_each_tensor_to_the_data_file_as_it_is_made(tmp_path):
+    """`export --to onnx` of weights over 2 GiB made the whole model (the weights' bytes a second
+    time, beside the caller's arrays: 5.4 GB peak for 2.15 GB) and then moved its tensors to
+    NAME.onnx.data. Now each tensor goes to the data file as the model is made: the CLI in a
+    fresh process (the threshold lowered to 0, so 134 MB count as over it), growth of the peak
+    over the weights' own bytes measured by VmHWM."""
+    import pathlib
+    import subprocess
+    import sys
+
+    if not pathlib.Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc/self/clear_refs")
+    spec = tmp_path / "w.yaml"
+    spec.write_text("name: w\ninput: 1x1x4096\nlayers:\n  - flatten\n  - {fc: 4096}\n  - {fc: 4096}\n")
+    code = f"""
+import sys
+import numpy as np
+import onnx, onnx.helper, onnx.numpy_helper, onnx.checker  # (imported before the measurement)
+from cnncalc.interop import onnx_export
+from cnncalc.cli import main
+
+def kb(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+onnx_export.EXTERNAL_ABOVE = 0
+real = onnx_export.random_weights
+def weights(*a, **k):  # the weights made (as a checkpoint read would be), then the mark reset
+    out = real(*a, **k)
+    global base
+    base = kb('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+    return out
+onnx_export.random_weights = weights
+try:
+    main(['export', {str(spec)!r}, '--to', 'onnx', '-o', {str(tmp_path / 'w.onnx')!r}, '--no-rf'])
+except SystemExit as e:
+    assert not e.code, e.code
+print(kb('VmHWM') - base)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    W = 4 * (4096 * 4096 + 4096) * 2
+    assert (tmp_path / "w.onnx.data").stat().st_size == W  # (both tensors page-aligned)
+    grew = int(r.stdout.split()[-1])
+    # made first, then saved: the model's copy, 2.0x W here; streamed: 0.06x W
+    assert grew < 0.5 * W, (grew / W)
+    # the pair is the network: onnxruntime on it against the same weights in one message
+    p, s = onnx_export.random_weights(load_spec_text(spec.read_text()).infer(), 0)
+    one = onnx_export.export_onnx(load_spec_text(spec.read_text()).infer(), p, s)
+    x = np.random.default_rng(1).standard_normal((2, 4096, 1, 1)).astype(np.float32)
+    want = ort.InferenceSession(one.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.array_equal(_run(tmp_path / "w.onnx", x), want) and np.abs(want).max() > 0
+
+
+def test_the_streamed_pair_is_the_pair_save_onnx_writes(tmp_path):
+    """export_onnx_files and export_onnx + save_onnx(external=True) write the same bytes: the
+    same data file (offsets, alignment) and the same model."""
+    g = load_spec_text(SPEC).infer()
+    p, s = onnx_export.random_weights(g, 3)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    model, data, extra = onnx_export.export_onnx_files(g, tmp_path / "a" / "m.onnx", p, s, finish=lambda m: 7)
+    assert extra == 7 and data == tmp_path / "a" / "m.onnx.data"
+    assert all(not t.raw_data for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+    onnx_export.save_onnx(onnx_export.export_onnx(g, p, s), tmp_path / "b" / "m.onnx", external=True)
+    for name in ("m.onnx", "m.onnx.data"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    with pytest.raises(FileExistsError):
+        onnx_export.export_onnx_files(g, tmp_path / "a" / "m.onnx", p, s)
+
+
+def test_a_failed_streamed_export_leaves_no_file(tmp_path, monkeypatch):
+    g = load_spec_text(SPEC).infer()
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(onnx.checker, "check_model", boom)
+    with pytest.raises(OSError):
+        onnx_export.export_onnx_files(g, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -108,3 +108,24 @@ def test_a_lean_forward_computes_the_same_and_keeps_nothing_for_a_backward():
     assert set(net.outputs_seen) == {"s"} and not net.caches
     with pytest.raises(ValueError, match="lean"):
         net.forward(x, lean=True, train=True)
+
+
+def test_an_onnx_export_over_2_gib_is_estimated_at_one_copy_of_the_weights(tmp_path):
+    """Over 2 GiB the ONNX export writes each tensor to NAME.onnx.data as it makes the model: the
+    weights are held once (the arrays), not three times; the estimate says so, and a spec whose
+    three copies would pass the limit but whose one copy fits is exported."""
+    g = load_spec_text(TINY, file="tiny.yaml")
+    g.infer()
+    assert limits.memory_needed(g, batch=1, command="export-external") == 4 * 1310
+    big = tmp_path / "big.yaml"  # 2 x 16384^2 + 16384*10 weights = 2.15 GB of float32
+    big.write_text("name: big\ninput: 1x1x16384\nlayers:\n  - {flatten: }\n  - {fc: 16384, bias: false}\n"
+                   "  - {fc: 16384, bias: false}\n  - {fc: 10, bias: false}\n")
+    # 3 GiB: under it for one copy (2.0 GiB), over it for three (6.0 GiB); nothing is written
+    # (the data file exists: refused after the estimate, before any weight is made)
+    (tmp_path / "big.onnx.data").write_bytes(b"keep")
+    res = run_module("export", big, "--to", "onnx", "-o", tmp_path / "big.onnx",
+                     env={"CNNCALC_LIMIT_RUNTIME_BYTES": str(3 * 2 ** 30)})
+    assert res.returncode == 2 and "big.onnx.data already exists" in res.stderr, res.stderr
+    res = run_module("export", big, "--to", "torch", "-o", tmp_path / "big.py",
+                     env={"CNNCALC_LIMIT_RUNTIME_BYTES": str(3 * 2 ** 30)})
+    assert res.returncode == 2 and "export of big" in res.stderr and "runtime_bytes" in res.stderr, res.stderr

@@ -53,9 +53,9 @@ def _flat_outputs(y) -> list:
 def _reference_outputs(imp, xs: np.ndarray):
     """(name of the reference, [outputs as float64 arrays, batch first]) or (None, why not)."""
     model = imp.reference
-    if model is None:
+    if model is None and imp.reference_file is None:
         return None, "no reference model"
-    if hasattr(model, "graph"):  # an ONNX ModelProto with its weights
+    if imp.reference_file is not None or hasattr(model, "graph"):  # an ONNX model with its weights
         if importlib.util.find_spec("onnxruntime") is None:
             return None, "onnxruntime is not installed"
         import onnxruntime as ort
@@ -66,7 +66,9 @@ def _reference_outputs(imp, xs: np.ndarray):
             opts.intra_op_num_threads = 1
             from cnncalc.interop import onnx_export
 
-            if onnx_export.tensor_bytes(model) > onnx_export.EXTERNAL_ABOVE and Path(imp.source).is_file():
+            if imp.reference_file is not None:  # the model read from its file (external data)
+                sess = ort.InferenceSession(imp.reference_file, opts, providers=["CPUExecutionProvider"])
+            elif onnx_export.tensor_bytes(model) > onnx_export.EXTERNAL_ABOVE and Path(imp.source).is_file():
                 # over protobuf's 2 GiB in memory (read with its external data): from its file
                 sess = ort.InferenceSession(str(imp.source), opts, providers=["CPUExecutionProvider"])
             else:

@@ -107,6 +107,9 @@ class Imported:
     onnx_input_dims: tuple = ()  # the ONNX input without the batch (C, H, W)
     doc: dict | None = None  # the spec as the mapping its text reads as (import_model(as_doc=True))
     note: str = ""  # what the user should know about the import (batch norm folded by the exporter)
+    # the reference's weights are in this file (a model with external data: the ModelProto's
+    # copies of those tensors were dropped once imported, so a check runs onnxruntime on the file)
+    reference_file: str | None = None
 
 
 def _module_path(node_name: str, op: str) -> str:
@@ -866,7 +869,9 @@ FOLD: dict[str, Callable] = {
 # ----------------------------------------------------------------------------- entry points
 
 
-def read_model(path: str | Path):
+def read_model(path: str | Path, *, loaded: list | None = None):
+    """The checked ModelProto of an .onnx file, its external data read into it (``loaded``: a
+    list to receive the tensors read from external data)."""
     onnx = require("onnx")
     p = Path(path)
     if not p.is_file():
@@ -881,7 +886,9 @@ def read_model(path: str | Path):
                            f"{type(e).__name__}: {str(e)[:200]}") from None
     if not model.graph.node:
         raise InteropError(f"{path}: not a readable ONNX model (no graph nodes: truncated or corrupt?)")
-    _load_external_data(model, p)
+    read = _load_external_data(model, p)
+    if loaded is not None:
+        loaded.extend(read)
     from cnncalc.interop.onnx_export import EXTERNAL_ABOVE, tensor_bytes
 
     try:
@@ -904,7 +911,7 @@ def _load_external_data(model, path: Path):
 
     ext = [t for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
     if not ext:
-        return
+        return []
     cap = limits.get("onnx_external_bytes")
     total = 0
     for t in ext:
@@ -931,6 +938,7 @@ def _load_external_data(model, path: Path):
             raise InteropError(f"{path}: the external data of tensor {t.name!r} (location {info.location!r}) "
                                f"cannot be read from the model's folder {str(path.parent)!r}: "
                                f"{str(e).splitlines()[0][:200]}") from None
+    return ext
 
 
 def _all_tensors(graph):
@@ -999,7 +1007,15 @@ def folded_batchnorms(model) -> int:
 
 
 def import_onnx(path: str | Path, *, input_shape=None, opaque: bool = False) -> Imported:
-    return import_model(read_model(path), source=str(path), input_shape=input_shape, opaque=opaque)
+    loaded: list = []
+    imp = import_model(read_model(path, loaded=loaded), source=str(path), input_shape=input_shape, opaque=opaque)
+    if loaded:
+        # the imported arrays are copies of the tensors read from the external data: the model
+        # goes (a second copy of gigabytes of weights; protobuf frees a message's bytes only with
+        # the whole message), and a check runs onnxruntime on the model's file
+        del loaded[:]
+        imp.reference, imp.reference_file = None, str(path)
+    return imp
 
 
 def load_onnx_graph(path: str | Path, *, input_shape=None):

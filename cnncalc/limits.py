@@ -108,7 +108,6 @@ MEMORY_PROFILES = {
     # ONNX over 2 GiB: each tensor goes to the .data file as the model is made, from the arrays
     "export-external": (4, 1, 0),
 }
-ONNX_MAX_BYTES = 2 ** 31 - 2 ** 20  # protobuf's 2 GiB limit on one message, less room for the graph itself
 
 
 def memory_needed(graph, *, batch: int, command: str) -> int:
@@ -159,23 +158,6 @@ def onnx_weight_bytes(graph) -> int:
 
     t = analyze_graph(graph, batch=1).totals
     return 4 * (t["trainable"] + t["nontrainable"])
-
-
-def check_onnx_size(graph) -> None:
-    """Refuse before building it an ONNX model with one weight tensor over protobuf's 2 GiB
-    (a model whose weights pass 2 GiB in all is written with external data; one tensor is
-    still built as one message)."""
-    import math
-
-    big = max(((4 * math.prod(shape), f"{n.name}/{t}") for n in graph.layers
-               for t, (shape, _) in n.layer.owned_param_shapes().items()), default=(0, ""))
-    if big[0] > ONNX_MAX_BYTES:
-        from cnncalc.errors import SpecError
-
-        raise SpecError(f"the ONNX model of {graph.name} would hold {big[1]} as one tensor of "
-                        f"{big[0] / 2 ** 30:,.2f} GiB of float32 weights: one ONNX tensor (one protobuf "
-                        f"message) holds at most 2 GiB",
-                        hint="export --to torch has no such limit")
 
 
 def max_int() -> int:

@@ -301,7 +301,6 @@ def export(spec, target, output, weights, input_shape, metrics_path, no_rf, forc
     # (before reading or making any weight)
     limits.check_memory(graph, batch=1, command="export-external" if streamed else "export")
     if target == "onnx":
-        limits.check_onnx_size(graph)
         from cnncalc.interop.onnx_export import data_path
 
         # (refused before reading or building gigabytes: the weights decide whether a .data is written)

@@ -636,7 +636,7 @@ def save_onnx(model, path, *, overwrite: bool = False, external: bool | None = N
     model's large tensors are moved out of it (it then holds the graph only)."""
     from pathlib import Path
 
-    from cnncalc.fsutil import atomic_write_bytes, atomic_writer
+    from cnncalc.fsutil import atomic_write_bytes
 
     onnx = require("onnx")
     path = Path(path)
@@ -646,20 +646,15 @@ def save_onnx(model, path, *, overwrite: bool = False, external: bool | None = N
         onnx.checker.check_model(model)
         atomic_write_bytes(path, model.SerializeToString(), overwrite=overwrite)
         return None
-    data = data_path(path)
-    for p in (path, data):
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} already exists; refusing to overwrite it")
-    data_existed = data.exists()
-    with atomic_writer(data, "wb", overwrite=overwrite) as f:
-        sink = ExternalData(f, data.name)
+
+    def move(sink):
         for t in model.graph.initializer:
             if len(t.raw_data) >= EXTERNAL_MIN_TENSOR:
                 sink.put(t, t.raw_data)
                 t.ClearField("raw_data")
-        sink.check(model)
-    _commit_model(model, path, data if not data_existed else None, overwrite)
-    return data
+        return model, None
+
+    return _write_pair(path, overwrite, move)[1]
 
 
 def export_onnx_files(graph: Graph, path, params=None, state=None, *, overwrite: bool = False,
@@ -671,9 +666,21 @@ def export_onnx_files(graph: Graph, path, params=None, state=None, *, overwrite:
     finished model before the check and the .onnx is written (cnncalc's numbers in it); its
     result is returned with the model (graph only) and the data file. Atomic and refusing to
     overwrite as :func:`save_onnx`."""
+    def make(sink):
+        model = export_onnx(graph, params, state, external=sink)
+        return model, (finish(model) if finish is not None else None)
+
+    return _write_pair(path, overwrite, make)
+
+
+def _write_pair(path, overwrite: bool, make):
+    """(model, data file, extra): ``make(sink)`` gives (model, extra), the model's large tensors
+    written to ``sink`` (an :class:`ExternalData` on the data file's temporary file); the data
+    file first, then — once the checker accepts the pair — the .onnx, both atomic, neither
+    replaced unless ``overwrite`` (FileExistsError); a failure leaves neither."""
     from pathlib import Path
 
-    from cnncalc.fsutil import atomic_writer
+    from cnncalc.fsutil import atomic_write_bytes, atomic_writer
 
     path = Path(path)
     data = data_path(path)
@@ -683,10 +690,14 @@ def export_onnx_files(graph: Graph, path, params=None, state=None, *, overwrite:
     data_existed = data.exists()
     with atomic_writer(data, "wb", overwrite=overwrite) as f:
         sink = ExternalData(f, data.name)
-        model = export_onnx(graph, params, state, external=sink)
-        extra = finish(model) if finish is not None else None
+        model, extra = make(sink)
         sink.check(model)
-    _commit_model(model, path, data if not data_existed else None, overwrite)
+    try:
+        atomic_write_bytes(path, model.SerializeToString(), overwrite=overwrite)
+    except BaseException:
+        if not data_existed:
+            data.unlink(missing_ok=True)
+        raise
     return model, data, extra
 
 
@@ -725,19 +736,6 @@ class ExternalData:
 
         self.f.flush()
         _check_with_data(require("onnx"), model, self.moved, Path(self.f.name), self.location)
-
-
-def _commit_model(model, path, data_to_remove, overwrite) -> None:
-    """The .onnx of a model whose data file is written: atomic; if that fails, the data file
-    this call made is removed (``data_to_remove``)."""
-    from cnncalc.fsutil import atomic_write_bytes
-
-    try:
-        atomic_write_bytes(path, model.SerializeToString(), overwrite=overwrite)
-    except BaseException:
-        if data_to_remove is not None:
-            data_to_remove.unlink(missing_ok=True)
-        raise
 
 
 def _check_with_data(onnx, model, moved, tmp_data, final_name):

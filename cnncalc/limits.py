@@ -139,17 +139,23 @@ def check_memory(graph, *, batch: int, command: str) -> int:
 
 
 def lean_forward_bytes(graph, *, size: int = 8) -> int:
-    """Bytes a lean inference forward (``Net.forward(lean=True)``, one sample) needs at least:
-    the parameters and state once, in elements of ``size`` bytes, and the largest layer's
-    inputs and output, which must be alive together (a floor: nothing else is counted).
-    What ``import``'s check runs: no gradients, no caches, no copies per command."""
+    """Bytes a lean inference forward of a Net given its weights (``Net(weights=...)``,
+    ``forward(lean=True)``, one sample) needs at least: the parameters and state once as
+    float32 (the imported arrays), and at the layer where it is largest, that layer's
+    parameters in elements of ``size`` bytes (made while it runs) with its inputs and output,
+    which must be alive together (a floor: nothing else is counted). What ``import``'s check
+    runs: no gradients, no caches, no copies per command."""
+    import math
+
     from cnncalc.analysis.report import analyze_graph
 
     r = analyze_graph(graph, batch=1)
     acts = {row.name: 0 if getattr(row, "view", False) else row.activations for row in r.layers}  # (a view: no memory)
     acts.setdefault("input", r.totals["input"])
-    peak = max((acts[row.name] + sum(acts.get(i, 0) for i in row.inputs) for row in r.layers), default=0)
-    return size * (r.totals["trainable"] + r.totals["nontrainable"] + max(peak, r.totals["input"]))
+    own = {n.name: sum(math.prod(sh) for sh, _ in n.layer.param_shapes().values()) for n in graph.layers}
+    peak = max((own[row.name] + acts[row.name] + sum(acts.get(i, 0) for i in row.inputs) for row in r.layers),
+               default=0)
+    return 4 * (r.totals["trainable"] + r.totals["nontrainable"]) + size * max(peak, r.totals["input"])
 
 
 def onnx_weight_bytes(graph) -> int:

@@ -194,7 +194,7 @@ class Net:
     """A network built from an inferred Graph; see the module docstring."""
 
     def __init__(self, graph: Graph, *, dtype="float32", conv_algo: str = "auto", seed: int = 0,
-                 linear: bool = False, init: str = "he"):
+                 linear: bool = False, init: str = "he", weights: tuple[dict, dict] | None = None):
         if conv_algo not in CONV_ALGOS:
             raise CnnCalcError(f"unknown conv algorithm {conv_algo!r}; use one of {', '.join(CONV_ALGOS)}")
         graph.infer()
@@ -214,6 +214,10 @@ class Net:
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.grads: dict[str, dict[str, np.ndarray]] = {}
         rng = np.random.default_rng(seed)
+        # ``weights`` ({layer: {tensor: array}} parameters, state) for a lean forward only: the
+        # parameters stay as given and each layer's are made in the net's dtype while it runs
+        # (a float64 check of 2 GB of float32 weights holds 2 GB, not 2 + 4)
+        self._lean_params = None if weights is None else weights[0]
         for node in graph.layers:
             layer = node.layer
             self.nd[node.name] = _nd(layer.out_shape)
@@ -224,6 +228,12 @@ class Net:
             if layer.kind == "maxpool" and any(w.dilation > 1 for w in layer.windows):
                 raise RuntimeUnsupported(f"{node.name}: dilated max pooling is not supported by the runtime")
             # the code that counts is the code that allocates
+            if weights is not None:
+                if node.name not in self.shared:
+                    _given(weights[0], node.name, layer.param_shapes())  # (a missing tensor: now)
+                self.state[node.name] = {name: np.asarray(a, self.dtype) for name, a in
+                                         _given(weights[1], node.name, layer.state_shapes()).items()}
+                continue
             if node.name not in self.shared:
                 self.params[node.name] = {
                     name: self._init(rng, layer, name, shape, role)
@@ -324,6 +334,9 @@ class Net:
         parameters and the values alive at one point of the graph, not every activation."""
         if lean and train:
             raise ValueError("a lean forward keeps nothing for a backward: not with train=True")
+        lazy = self._lean_params
+        if lazy is not None and not lean:
+            raise ValueError("a Net made with weights= runs lean forwards only (its parameters are made per layer)")
         x = to_runtime(np.asarray(x, dtype=self.dtype), self.graph.input_shape)
         vals = {INPUT: x}
         need = self._ancestors(upto) if upto else None
@@ -344,7 +357,16 @@ class Net:
             if need is not None and node.name not in need:
                 continue
             ctx.index = i
-            y, cache = self._run(node, [vals[s] for s in node.inputs], ctx)
+            if lazy is not None:  # this layer's parameters in the net's dtype, while it runs
+                own = self.shared.get(node.name, node.name)
+                made = _given(lazy, own, self.graph[own].layer.param_shapes())
+                self.params[own] = {k: np.asarray(a, self.dtype) for k, a in made.items()}
+                try:
+                    y, cache = self._run(node, [vals[s] for s in node.inputs], ctx)
+                finally:
+                    del self.params[own]
+            else:
+                y, cache = self._run(node, [vals[s] for s in node.inputs], ctx)
             vals[node.name] = y
             if lean:
                 del cache
@@ -606,6 +628,20 @@ def _pool(workers):
     if workers not in _POOLS:
         _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="cnncalc-sub-batch")
     return _POOLS[workers]
+
+
+def _given(tensors: dict, layer: str, shapes: dict) -> dict:
+    """{tensor: array} of ``layer`` from ``tensors`` ({layer: {tensor: array}}), each reshaped to
+    its shape in ``shapes`` (``{tensor: (shape, role)}`` or ``{tensor: shape}``); a missing one
+    is a ValueError."""
+    have = tensors.get(layer, {})
+    out = {}
+    for name, sh in shapes.items():
+        shape = sh[0] if sh and isinstance(sh[0], tuple) else sh
+        if name not in have:
+            raise ValueError(f"{layer}/{name}: no such tensor in the weights given")
+        out[name] = np.asarray(have[name]).reshape(shape)
+    return out
 
 
 class _Params(dict):

@@ -150,11 +150,15 @@ def lean_forward_bytes(graph, *, size: int = 8) -> int:
     from cnncalc.analysis.report import analyze_graph
 
     r = analyze_graph(graph, batch=1)
-    acts = {row.name: 0 if getattr(row, "view", False) else row.activations for row in r.layers}  # (a view: no memory)
-    acts.setdefault("input", r.totals["input"])
+    # a view holds no memory of its own: reading it keeps its source's values alive
+    acts, root = {"input": r.totals["input"]}, {"input": "input"}
+    for row in r.layers:
+        view = getattr(row, "view", False) and row.inputs
+        root[row.name] = root.get(row.inputs[0], row.inputs[0]) if view else row.name
+        acts[row.name] = 0 if view else row.activations
     own = {n.name: sum(math.prod(sh) for sh, _ in n.layer.param_shapes().values()) for n in graph.layers}
-    peak = max((own[row.name] + acts[row.name] + sum(acts.get(i, 0) for i in row.inputs) for row in r.layers),
-               default=0)
+    peak = max((own[row.name] + acts[row.name] + sum(acts.get(src, 0) for src in {root.get(i, i) for i in row.inputs})
+                for row in r.layers), default=0)
     return 4 * (r.totals["trainable"] + r.totals["nontrainable"]) + size * max(peak, r.totals["input"])
 
 

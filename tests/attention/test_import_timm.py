@@ -50,6 +50,13 @@ EXACT = [  # (timm name, input size, create kwargs, fused attention, attention l
     ("swin_tiny_patch4_window7_224", 32, {"img_size": 32, "window_size": 4, "depths": (2, 2), "num_heads": (3, 6),
                                           "embed_dim": 48}, True, 4),
     ("swin_tiny_patch4_window7_224", 224, {}, True, 12),
+    # BEiT's q and v biases around a zero k bias (torch.cat((q_bias, k_bias, v_bias)), folded by
+    # torch.onnx.export): qkv_bias: qv. Without its relative position bias: the table BEiT adds has
+    # 3 rows for the class token besides Swin's (2w − 1)², which no attention layer holds (yet)
+    ("beit_base_patch16_224", 32, {"img_size": 32, "depth": 2, "use_rel_pos_bias": False, "use_abs_pos_emb": True},
+     True, 2),
+    ("beit_base_patch16_224", 32, {"img_size": 32, "depth": 2, "use_rel_pos_bias": False, "use_abs_pos_emb": True},
+     False, 2),
 ]
 
 
@@ -64,6 +71,8 @@ def _sharpen(model):
         if name.endswith(("attention_biases", "relative_position_bias_table")):  # a table read at the
             # wrong offsets would not show; Swin's: values the scores notice
             p.data.normal_(0, 1, generator=g)
+        elif name.endswith(("q_bias", "v_bias")):  # (BEiT's, zero at the start: a bias put in the wrong
+            p.data.normal_(0, 1, generator=g)      # third, or k's, would not show)
     return model
 
 
@@ -82,7 +91,7 @@ def _import(model, size):
 # CI's slow group runs ViT both ways, MobileViT (its 1/sqrt(20) scale), LeViT (relbias), EdgeNeXt
 # (its layer of constants only) and a two-stage Swin at 32 px; `-m zoo_full` every family
 CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs", "levit_128s", "edgenext_xx_small",
-             ("swin_tiny_patch4_window7_224", 32)}
+             ("swin_tiny_patch4_window7_224", 32), "beit_base_patch16_224"}
 
 
 @pytest.mark.parametrize("name, size, kw, fused, lifted", [
@@ -105,6 +114,8 @@ def test_timm_imports_exactly(name, size, kw, fused, lifted):
     res = check_import(g, imp)
     assert res.ran and res.ok, res.line()
     assert sum(n.kind == "attention" for n in g.layers) == lifted
+    if name.startswith("beit"):  # (the k bias, a buffer of zeros, is no parameter: qv)
+        assert {n.layer.args["qkv_bias"] for n in g.layers if n.kind == "attention"} == {"qv"}
 
 
 @pytest.mark.parametrize("name, kw", [

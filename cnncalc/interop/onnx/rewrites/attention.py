@@ -869,3 +869,61 @@ def attention_bias_window(lift, item) -> bool:
     lift.replace(core["items"], new, params=params)
     restore(imp, keep)
     return True
+
+
+# ----------------------------------------------------------------------------- Swin V2's cosine attention
+@rewrite("reduce", family="attention", name="cosine_attention_qv_bias", stage="lift",
+         lifts="the q and v biases of cosine attention (Swin V2: its k bias a fixed zero) after the heads split")
+def cosine_attention_qv_bias(lift, item) -> bool:
+    """Swin V2's q and v biases around a zero k bias, in its cosine attention (low-level ops): the
+    qkv fc without a bias, q_bias and v_bias added to q and v after the heads split. timm adds
+    ``cat((q_bias, k_bias, v_bias))`` to the qkv projection, the k bias a buffer of zeros, and
+    torch.onnx.export folds the cat into one bias of 3·C values, which as the fc's bias counts C
+    values too many; no attention layer takes cosine attention, so the bias is taken apart here
+    (h x 1 x d each, learned: the same values, 2·C parameters). Runs at the L2 norm of q (cosine
+    attention's first op after the split; plain attention blocks are lifted whole, with
+    ``qkv_bias: qv``)."""
+    imp = lift.imp
+    if item.args.get("op") != "l2" or len(item.inputs) != 1:
+        return False
+    q = lift.producer(item)
+    part = lift.producer(q) if _is(q, "reshape") else None
+    if not _is(part, "split", part=0, axis=0) or part.args.get("parts") != [1, 1, 1] or len(part.inputs) != 1:
+        return False
+    parts = {it.args.get("part"): it for it in imp.items
+             if _is(it, "split", axis=0) and it.inputs == part.inputs and it.args.get("parts") == [1, 1, 1]}
+    heads = []
+    for j in (0, 1, 2):
+        rs = [it for it in imp.items if j in parts and it.inputs == [parts[j].name]]
+        if len(rs) != 1 or not _is(rs[0], "reshape"):
+            return False
+        heads.append(rs[0])
+    if heads[0] is not q:
+        return False
+    got = _heads_joint(lift, heads)
+    if got is None:
+        return False
+    fc, _, qkv_ok = got
+    p = imp.params.get(fc.name, {}) if fc is not None else {}
+    if not _is(fc, "fc") or fc.args.get("activation") or "bias" not in p or "weight" not in p:
+        return False
+    xs, qs = _torch_shape(imp, fc.inputs[0]), _torch_shape(imp, q.name)
+    if xs is None or qs is None or len(xs) < 2 or len(qs) != len(xs) + 1:
+        return False
+    lead, n = xs[:-2], xs[-2]
+    h, d = qs[-3], qs[-1]
+    if not qkv_ok(lead, n, h, d) or any(_torch_shape(imp, t.name) != (*lead, h, n, d) for t in heads):
+        return False
+    qv = _qv_bias(imp, fc, p["bias"], h, d)
+    if qv is None or any(heads[0].name + s in imp.by_name for s in (".heads", ".q_bias")):
+        return False
+    for t, b in ((heads[0], qv[0]), (heads[2], qv[1])):
+        keep = layout(imp, t)
+        moved = Item("reshape", dict(t.args), f"{t.name}.heads", list(t.inputs), t.raw)
+        add = Item("binary", {"binary": None, "op": "add", "const": {"index": 1, "shape": [int(h), 1, int(d)],
+                                                                   "learned": True}}, t.name, [moved.name], t.raw)
+        lift.replace([t], [moved, add], params={add.name: {"const1": np.asarray(b, np.float32).reshape(h, 1, d)}})
+        restore(imp, keep)
+    fc.args["bias"] = False
+    del p["bias"]
+    return True

@@ -903,9 +903,13 @@ def cosine_attention_qv_bias(lift, item) -> bool:
     got = _heads_joint(lift, heads)
     if got is None:
         return False
-    fc, _, qkv_ok = got
+    fc, moved, qkv_ok = got
     p = imp.params.get(fc.name, {}) if fc is not None else {}
     if not _is(fc, "fc") or fc.args.get("activation") or "bias" not in p or "weight" not in p:
+        return False
+    # (the fc's output, its heads reshape and their transpose are read by the block alone: they
+    # lose the bias; the q and v parts carry it on)
+    if not all(_only_here(lift, it) for it in (fc, *[m for m in moved if m.kind != "split"])):
         return False
     xs, qs = _torch_shape(imp, fc.inputs[0]), _torch_shape(imp, q.name)
     if xs is None or qs is None or len(xs) < 2 or len(qs) != len(xs) + 1:
@@ -915,14 +919,20 @@ def cosine_attention_qv_bias(lift, item) -> bool:
     if not qkv_ok(lead, n, h, d) or any(_torch_shape(imp, t.name) != (*lead, h, n, d) for t in heads):
         return False
     qv = _qv_bias(imp, fc, p["bias"], h, d)
-    if qv is None or any(heads[0].name + s in imp.by_name for s in (".heads", ".q_bias")):
+    if qv is None:
         return False
+    chains = []
     for t, b in ((heads[0], qv[0]), (heads[2], qv[1])):
-        keep = layout(imp, t)
-        moved = Item("reshape", dict(t.args), f"{t.name}.heads", list(t.inputs), t.raw)
+        split = Item("reshape", dict(t.args), f"{t.name}.heads", list(t.inputs), t.raw)
         add = Item("binary", {"binary": None, "op": "add", "const": {"index": 1, "shape": [int(h), 1, int(d)],
-                                                                   "learned": True}}, t.name, [moved.name], t.raw)
-        lift.replace([t], [moved, add], params={add.name: {"const1": np.asarray(b, np.float32).reshape(h, 1, d)}})
+                                                                   "learned": True}}, t.name, [split.name], t.raw)
+        want = imp.spec_shapes.get(t.name)
+        if want is None or split.name in imp.by_name or not _chain_infers(imp, [split, add], want):
+            return False
+        chains.append((t, [split, add], np.asarray(b, np.float32).reshape(h, 1, d)))
+    for t, chain, b in chains:
+        keep = layout(imp, t)
+        lift.replace([t], chain, params={t.name: {"const1": b}})
         restore(imp, keep)
     fc.args["bias"] = False
     del p["bias"]

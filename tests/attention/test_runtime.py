@@ -263,3 +263,20 @@ def test_qv_is_the_qkv_bias_with_a_zero_k_part_that_gets_no_gradient():
         np.testing.assert_allclose(nq.grads[name]["q_bias"], gf_b[:hd], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(nq.grads[name]["v_bias"], gf_b[2 * hd:], rtol=1e-12, atol=1e-15)
         assert np.abs(gf_b[hd:2 * hd]).max() <= 1e-12 * np.abs(gf_b).max()
+
+
+def test_qv_weights_round_trip_through_a_checkpoint(tmp_path):
+    """A qv layer's tensors in a weights file (.npz, keys ``layer/tensor``): ``sw/q_bias`` (h·dk)
+    and ``sw/v_bias`` (h·dv), no k bias; loading checks every name and shape against the spec."""
+    from cnncalc.runtime import checkpoint as C
+
+    g = load_spec_text(QV)
+    g.infer()
+    net = Net(g, seed=2)
+    flat = {f"{n}/{t}": a for n, ps in net.params.items() for t, a in ps.items()}
+    assert {k: a.shape for k, a in flat.items() if k.startswith("g/")} == {
+        "g/qkv_weight": (22, 8), "g/q_bias": (6,), "g/v_bias": (10,), "g/proj_weight": (8, 10), "g/proj_bias": (8,)}
+    path = C.save_checkpoint(tmp_path / "w.npz", C.Checkpoint(g.name, "hash", 1, flat))
+    shapes = {f"{n.name}/{k}": s for n in g.layers for k, (s, _) in n.layer.owned_param_shapes().items()}
+    back = C.load_checkpoint(path, param_shapes=shapes)
+    assert set(back.params) == set(flat) and all(np.array_equal(back.params[k], a) for k, a in flat.items())

@@ -1,5 +1,5 @@
 """How many transformer and hybrid models import exactly (issue 24 point 4): timm's ViT, DeiT,
-Swin, MobileViT, LeViT, EfficientViT, CoaT-Lite, PoolFormer, EdgeNeXt, FastViT and
+Swin, Swin V2, MobileViT, LeViT, EfficientViT, CoaT-Lite, PoolFormer, EdgeNeXt, FastViT and
 torchvision's vit_b_16, swin_t, maxvit_t and swin_v2_t, through `import --torch` and an ONNX file written by
 `torch.onnx.export` (TorchScript exporter, `dynamo=False`, opset 17, eval mode).
 
@@ -48,6 +48,10 @@ MODELS = {
     "poolformer_s12": ("timm", 64, {}),
     "edgenext_xx_small": ("timm", 64, {}),
     "fastvit_t8": ("timm", 64, {}),
+    # (Swin V2's q and v biases around a zero k bias: cosine_attention_qv_bias; windows of 4 at 64 px.
+    # Its post-norm γ start at 0, which the draw below leaves (1-D): tests/attention/test_import_timm.py
+    # checks its outputs with them drawn at random)
+    "swinv2_tiny_window8_256": ("timm", 64, {"img_size": 64, "window_size": 4}),
     "vit_b_16": ("torchvision", 64, {"image_size": 64}),
     "swin_t": ("torchvision", 64, {}),
     "maxvit_t": ("torchvision", 224, {}),  # (its partitions of 7 x 7 need 224 px)

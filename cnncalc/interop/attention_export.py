@@ -46,11 +46,26 @@ def _transpose(b, name, x, perm):
 
 
 def _linear(b, name, x, w, bias):
-    """x @ wᵀ (+ bias) with the weight an initializer of shape (in, out)."""
+    """x @ wᵀ (+ bias) with the weight an initializer of shape (in, out); ``bias`` an array (an
+    initializer) or the name of a tensor (:func:`_qkv_bias`'s concat)."""
     y = b.node("MatMul", [x, b.init(f"{name}/weight_t", np.asarray(w).T)], f"{name}/mm", f"{name}/mm")
     if bias is not None:
-        y = b.node("Add", [y, b.init(f"{name}/bias", bias)], f"{name}/add", f"{name}/add")
+        y = b.node("Add", [y, bias if isinstance(bias, str) else b.init(f"{name}/bias", bias)], f"{name}/add",
+                   f"{name}/add")
     return y
+
+
+def _qkv_bias(b, node):
+    """The qkv projection's bias: the ``qkv_bias`` initializer, None, or with ``qkv_bias: qv`` the
+    Concat of the ``q_bias`` initializer, a zero Constant (the fixed k bias: a constant node, not
+    an initializer, as PyTorch's k_bias buffer is no parameter) and the ``v_bias`` initializer —
+    timm's ``torch.cat((q_bias, k_bias, v_bias))``, which the importer lifts back to ``qv``."""
+    L, p, n = node.layer, b.params[node.name], node.name
+    if "q_bias" not in p:
+        return p.get("qkv_bias")
+    zero = np.zeros(L.h * L.dk, np.float32)
+    k = b.node("Constant", [], f"{n}/k_bias", f"{n}/k_bias", value=b.onnx.numpy_helper.from_array(zero, f"{n}/k_bias"))
+    return b.node("Concat", [b.param(n, "q_bias"), k, b.param(n, "v_bias")], f"{n}/qkv_bias", f"{n}/qkv_bias", axis=0)
 
 
 def onnx_attention(b, node, xs, out):
@@ -82,7 +97,7 @@ def onnx_attention(b, node, xs, out):
     else:
         seq, lead_x = n_tok, lead  # (MobileViT's patches: groups of sequences, kept as axes)
     k = len(lead_x)
-    qkv = _linear(b, f"{n}/qkv", x, p["qkv_weight"], p.get("qkv_bias"))
+    qkv = _linear(b, f"{n}/qkv", x, p["qkv_weight"], _qkv_bias(b, node))
     # the node the importer names the lifted layer after (timm's /attn/Reshape): named as the layer
     # (window attention: its last node is, the lift takes the shortest name of the block)
     t = b.node("Reshape", [qkv, b.ints(f"{n}/heads_shape", [-1, *lead_x, seq, 3, h, d])], f"{n}/heads",
@@ -162,7 +177,7 @@ def _onnx_attention_apart(b, node, xs, out):
     else:
         seq = n_tok
     x = _reshape(b, f"{n}/seqs", x, [-1, seq, c])
-    qkv = _linear(b, f"{n}/qkv", x, p["qkv_weight"], p.get("qkv_bias"))
+    qkv = _linear(b, f"{n}/qkv", x, p["qkv_weight"], _qkv_bias(b, node))
     parts = []
     for k, (lo, hi, d, perm) in enumerate(((0, h * dk, dk, [0, 2, 1, 3]), (h * dk, 2 * h * dk, dk, [0, 2, 3, 1]),
                                            (2 * h * dk, h * (2 * dk + dv), dv, [0, 2, 1, 3]))):
@@ -357,7 +372,11 @@ TORCH_HELPERS = {
         self.h, self.dk, self.dv, self.window, self.shift, self.grid = heads, dk, dv, window, shift, grid
         self.scale = scale  # (None: 1/sqrt(dk))
         self.qkv_weight = nn.Parameter(torch.zeros(heads * (2 * dk + dv), c))
-        self.qkv_bias = nn.Parameter(torch.zeros(heads * (2 * dk + dv))) if qkv_bias else None
+        self.qkv_bias = nn.Parameter(torch.zeros(heads * (2 * dk + dv))) if qkv_bias is True else None
+        if qkv_bias == "qv":  # learned q and v biases, the k bias a fixed zero (timm's BEiT, Swin V2)
+            self.q_bias = nn.Parameter(torch.zeros(heads * dk))
+            self.register_buffer("k_bias", torch.zeros(heads * dk), persistent=False)
+            self.v_bias = nn.Parameter(torch.zeros(heads * dv))
         self.proj_weight = nn.Parameter(torch.zeros(out, heads * dv)) if proj else None
         self.proj_bias = nn.Parameter(torch.zeros(out)) if proj and proj_bias else None
         self.rel_pos_table = None
@@ -398,7 +417,10 @@ TORCH_HELPERS = {
             x = x.reshape(-1, n, c)
         *grp, s, _ = x.shape  # (the batch and any groups of sequences: kept as axes)
         g = len(grp)
-        qkv = F.linear(x, self.qkv_weight, self.qkv_bias)
+        bias = self.qkv_bias
+        if hasattr(self, "q_bias"):
+            bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        qkv = F.linear(x, self.qkv_weight, bias)
         if dk == dv:  # (timm's form: torch.onnx.export of it imports back as one attention layer)
             q, k, v = qkv.reshape(*grp, s, 3, h, dk).permute(g + 1, *range(g), g + 2, g, g + 3).unbind(0)
         else:

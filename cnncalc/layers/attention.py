@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from cnncalc.errors import SpecError
+from cnncalc.errors import SpecError, short
 from cnncalc.layers.base import (GLOBAL, REQUIRED, Layer, Window, as_activation, as_bool, as_int,
                                  axis_map)
 from cnncalc.layers.tensor import UNKNOWN, chan, effects_of
@@ -38,6 +38,18 @@ def _pos_float(v, name):
 
 def _int_field(minimum=1):
     return lambda v, n: as_int(v, n, minimum)
+
+
+QV = "qv"  # qkv_bias: qv — learned q and v biases, the k bias fixed at zero (BEiT, EVA, Swin V2)
+
+
+def _qkv_bias(v, name):
+    """true, false, or ``qv``: the q and v biases learned and the k bias a fixed zero (BEiT's,
+    EVA's and Swin V2's ``torch.cat((q_bias, zeros_like(v_bias), v_bias))``)."""
+    if isinstance(v, bool) or v == QV:
+        return v
+    raise SpecError(f"'{name}' must be one of true, false, {QV} (q and v biases learned, the k bias fixed "
+                    f"at zero: BEiT, Swin V2), got {short(v)}")
 
 
 def _grid_of(role) -> tuple[int, ...] | None:
@@ -259,7 +271,9 @@ class Attention(Layer):
     cyclic shift, and a relative position bias table of (2·window − 1)² x heads parameters.
     ``bias_window`` P (MaxViT): each sequence is a P x P window already (P² tokens, in row-major
     order), with the same table of (2P − 1)² x heads. ``qk_scale``: what q·kᵀ is multiplied by
-    (default 1/√head_dim; torchvision's MaxViT takes 1/√C).
+    (default 1/√head_dim; torchvision's MaxViT takes 1/√C). ``qkv_bias``: true (one learned bias
+    of h·(2·dk + dv)), false, or ``qv``: learned q and v biases (``q_bias`` h·dk, ``v_bias`` h·dv)
+    and a k bias fixed at zero (BEiT, EVA, Swin V2: ``cat((q_bias, zeros, v_bias))``).
 
     MACs = Q, K, V projections + QKᵀ + AV + output projection; the scaling (one mul per query
     value), the softmax, the relative position bias and the shifted-window mask (one add per
@@ -272,11 +286,12 @@ class Attention(Layer):
     primary = "heads"
     tensors = True
     takes_activation = False
-    doc = ("multi-head self-attention: heads, head_dim (C/heads), qkv_bias, proj, dim; window, shift "
+    doc = ("multi-head self-attention: heads, head_dim (C/heads), qkv_bias (true, false, qv), proj, dim; "
+           "window, shift "
            "and a relative position bias (Swin; bias_window: sequences that are windows, MaxViT); "
            "MACs = Q/K/V proj + QKᵀ + AV + out proj")
     fields = {"heads": (_int_field(), REQUIRED), "head_dim": (_int_field(), None),
-              "value_dim": (_int_field(), None), "qkv_bias": (as_bool, True), "proj": (as_bool, True),
+              "value_dim": (_int_field(), None), "qkv_bias": (_qkv_bias, True), "proj": (as_bool, True),
               "proj_bias": (as_bool, True), "dim": (_int_field(), None),
               "window": (_int_field(), None), "shift": (_int_field(0), 0), "rel_pos_bias": (as_bool, None),
               "bias_window": (_int_field(), None), "qk_scale": (_pos_float, None)}
@@ -363,7 +378,10 @@ class Attention(Layer):
         a, c, h = self.args, self.c, self.h
         qkv = h * (2 * self.dk + self.dv)
         out = {"qkv_weight": ((qkv, c), "weight")}
-        if a["qkv_bias"]:
+        if a["qkv_bias"] == QV:  # (the k part of the bias is a fixed zero: no parameter)
+            out["q_bias"] = ((h * self.dk,), "bias")
+            out["v_bias"] = ((h * self.dv,), "bias")
+        elif a["qkv_bias"]:
             out["qkv_bias"] = ((qkv,), "bias")
         if a["proj"]:
             out["proj_weight"] = ((self.out_c, h * self.dv), "weight")
@@ -413,11 +431,17 @@ class Attention(Layer):
     def _ops(self):
         a = self.args
         g, n, h = self.groups, self.n, self.h
-        bias = g * n * h * (2 * self.dk + self.dv) if a["qkv_bias"] else 0
+        bias = g * n * self._qkv_bias_width()
         if a["proj"] and a["proj_bias"]:
             bias += g * n * self.out_c
         adds = self.scores() * (int(self.rel_bias) + int(bool(a["shift"])))
         return {"bias": bias, "mul": g * n * h * self.dk, "activation": self.scores(), "add": adds}
+
+    def _qkv_bias_width(self) -> int:
+        """Bias values added to each token's q, k, v: h·(2·dk + dv), h·(dk + dv) with ``qv`` (the
+        k part adds a fixed zero: no op), 0 without a bias."""
+        b = self.args["qkv_bias"]
+        return self.h * ((self.dk + self.dv) if b == QV else (2 * self.dk + self.dv) if b else 0)
 
     def internal_activations(self) -> int:
         """Values the layer writes inside (and PyTorch's unfused attention saves for backward):
@@ -429,7 +453,12 @@ class Attention(Layer):
     def explain_params(self, with_bias=True):
         a, c, h = self.args, self.c, self.h
         qkv = h * (2 * self.dk + self.dv)
-        parts = [f"qkv {c}*{qkv}" + (f" + {qkv}" if a["qkv_bias"] and with_bias else "")]
+        bias = ""
+        if with_bias and a["qkv_bias"] == QV:
+            bias = f" + q bias {h * self.dk} + v bias {h * self.dv}"
+        elif with_bias and a["qkv_bias"]:
+            bias = f" + {qkv}"
+        parts = [f"qkv {c}*{qkv}" + bias]
         if a["proj"]:
             parts.append(f"proj {h * self.dv}*{self.out_c}" + (f" + {self.out_c}" if a["proj_bias"] and with_bias else ""))
         if self.rel_bias:
@@ -628,5 +657,5 @@ class TokenMean(Layer):
         return "mean of tokens"
 
 
-__all__ = ["PatchEmbed", "Tokens", "ToImage", "ClsToken", "PosEmbed", "Attention", "MLP", "PatchMerging",
+__all__ = ["QV", "PatchEmbed", "Tokens", "ToImage", "ClsToken", "PosEmbed", "Attention", "MLP", "PatchMerging",
            "TokenMean", "token_input", "ATTENTION_QK_AV", "ATTENTION_PROJ"]

@@ -50,9 +50,24 @@ layers:
   - {reshape: [8, 8, 8], name: merge}
 """
 
+QV_APART = """
+name: qv biases with value_dim ≠ head_dim (q, k, v cut apart in the export)
+input: 4x4x6
+layers:
+  - {tokens: , name: tok}
+  - {attention: 2, head_dim: 3, value_dim: 5, qkv_bias: qv, name: attn}
+"""
+
+
+def _qv(text):
+    """A spec's attention layers with ``qkv_bias: qv`` (BEiT's and Swin V2's biases)."""
+    return load_spec_text(text.replace("{attention: 2,", "{attention: 2, qkv_bias: qv,"))
+
+
 CASES = {"tokens": lambda: load_spec(TOKENS), "vit": lambda: load_spec_text(TINY_VIT),
          "swin": lambda: load_spec_text(TINY_SWIN), "mobilevit": lambda: load_spec_text(MOBILEVIT),
-         "maxvit": lambda: load_spec_text(MAXVIT)}
+         "maxvit": lambda: load_spec_text(MAXVIT), "vit_qv": lambda: _qv(TINY_VIT), "swin_qv": lambda: _qv(TINY_SWIN),
+         "qv_apart": lambda: load_spec_text(QV_APART)}
 
 
 def _run(name):
@@ -93,7 +108,7 @@ def test_torch_export_equals_the_runtime(name):
 
 # the cases whose export imports back into the spec's layers (not "tokens": its attention with
 # value_dim ≠ head_dim exports q, k, v cut apart, which stays low-level ops)
-BACK = ["vit", "swin", "mobilevit", "maxvit"]
+BACK = ["vit", "swin", "mobilevit", "maxvit", "vit_qv", "swin_qv"]
 
 
 @pytest.mark.parametrize("name", BACK)
@@ -122,10 +137,13 @@ def test_export_imports_back_into_the_token_layers(name, path):
     g2.infer()
     want = ["binary" if n.kind == "add" else n.kind for n in g.layers]
     got = [n.kind for n in g2.layers]
-    if path == "torch" and name == "vit":  # (the class token's x[:, 0]: a gather and a flatten)
+    if path == "torch" and name in ("vit", "vit_qv"):  # (the class token's x[:, 0]: a gather and a flatten)
         want, got = want[:-2], got[:len(want) - 2]
     assert got == want, imp.text
     net2 = Net(g2, dtype="float32", seed=0)
+    assert net2.param_count() == net.param_count()  # (qv: the fixed-zero k bias came back as no parameter)
+    assert [n.layer.args["qkv_bias"] for n in g2.layers if n.kind == "attention"] == \
+        [n.layer.args["qkv_bias"] for n in g.layers if n.kind == "attention"]
     for layer, tensors in net2.params.items():
         for t, a in tensors.items():
             a[...] = np.asarray(imp.params[layer][t]).reshape(a.shape)

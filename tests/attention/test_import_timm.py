@@ -50,6 +50,23 @@ EXACT = [  # (timm name, input size, create kwargs, fused attention, attention l
     ("swin_tiny_patch4_window7_224", 32, {"img_size": 32, "window_size": 4, "depths": (2, 2), "num_heads": (3, 6),
                                           "embed_dim": 48}, True, 4),
     ("swin_tiny_patch4_window7_224", 224, {}, True, 12),
+    # BEiT's q and v biases around a zero k bias (torch.cat((q_bias, k_bias, v_bias)), folded by
+    # torch.onnx.export): qkv_bias: qv. Without its relative position bias: the table BEiT adds has
+    # 3 rows for the class token besides Swin's (2w − 1)², which no attention layer holds (yet)
+    ("beit_base_patch16_224", 32, {"img_size": 32, "depth": 2, "use_rel_pos_bias": False, "use_abs_pos_emb": True},
+     True, 2),
+    ("beit_base_patch16_224", 32, {"img_size": 32, "depth": 2, "use_rel_pos_bias": False, "use_abs_pos_emb": True},
+     False, 2),
+    # EVA's attention adds the same cat (a small EVA: the giant's blocks at 64 channels, no rotary
+    # embedding). Unfused only: torch.onnx.export fails on its fused call (is_causal as a tensor)
+    ("eva_giant_patch14_224", 32, {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2,
+                                   "mlp_ratio": 4}, False, 2),
+    # Swin V2: the same folded cat as BEiT's, in cosine attention, which stays low-level ops: the
+    # qkv fc without a bias, q_bias and v_bias added after the heads split (cosine_attention_qv_bias).
+    # Two stages at 32 px, and Swin V2-T at 64 px with windows of 4 (28,347,154 parameters)
+    ("swinv2_tiny_window8_256", 32, {"img_size": 32, "window_size": 4, "depths": (2, 2), "num_heads": (3, 6),
+                                     "embed_dim": 48}, True, 0),
+    ("swinv2_tiny_window8_256", 64, {"img_size": 64, "window_size": 4}, True, 0),
 ]
 
 
@@ -64,6 +81,8 @@ def _sharpen(model):
         if name.endswith(("attention_biases", "relative_position_bias_table")):  # a table read at the
             # wrong offsets would not show; Swin's: values the scores notice
             p.data.normal_(0, 1, generator=g)
+        elif name.endswith(("q_bias", "v_bias")):  # (BEiT's, zero at the start: a bias put in the wrong
+            p.data.normal_(0, 1, generator=g)      # third, or k's, would not show)
     return model
 
 
@@ -82,7 +101,8 @@ def _import(model, size):
 # CI's slow group runs ViT both ways, MobileViT (its 1/sqrt(20) scale), LeViT (relbias), EdgeNeXt
 # (its layer of constants only) and a two-stage Swin at 32 px; `-m zoo_full` every family
 CI_SAMPLE = {"vit_tiny_patch16_224", "mobilevit_xxs", "levit_128s", "edgenext_xx_small",
-             ("swin_tiny_patch4_window7_224", 32)}
+             ("swin_tiny_patch4_window7_224", 32), "beit_base_patch16_224", ("swinv2_tiny_window8_256", 32),
+             "eva_giant_patch14_224"}
 
 
 @pytest.mark.parametrize("name, size, kw, fused, lifted", [
@@ -97,6 +117,9 @@ def test_timm_imports_exactly(name, size, kw, fused, lifted):
         model = timm.create_model(name, pretrained=False, **kw).eval()
     finally:
         timm.layers.set_fused_attn(was)
+    if name.startswith(("beit", "eva", "swinv2")):  # (Swin V2's post-norms start at γ = 0: every block would add
+        from tests.interop.zoocheck import prepare  # nothing, and the check could not see its attention)
+        prepare(model, size)
     g, imp = _import(model, size)
     macs = count(model, torch.randn(1, 3, size, size))
     tot = analyze_graph(g).totals
@@ -105,6 +128,11 @@ def test_timm_imports_exactly(name, size, kw, fused, lifted):
     res = check_import(g, imp)
     assert res.ran and res.ok, res.line()
     assert sum(n.kind == "attention" for n in g.layers) == lifted
+    if name.startswith(("beit", "eva")):  # (the k bias, a buffer of zeros, is no parameter: qv)
+        assert {n.layer.args["qkv_bias"] for n in g.layers if n.kind == "attention"} == {"qv"}
+    if name.startswith("swinv2"):  # (every block's qkv fc without its folded 3·C bias)
+        qkv = [n for n in g.layers if n.kind == "fc" and n.name.endswith(".attn")]
+        assert qkv and all(n.layer.args["bias"] is False for n in qkv)
 
 
 @pytest.mark.parametrize("name, kw", [

@@ -126,3 +126,41 @@ def test_window_grid_and_shift_errors():
     with pytest.raises(SpecError, match="smaller than the window"):
         analyze_graph(load_spec_text(spec("28x28x3", "{patch_embed: 8, patch: 4}",
                                           "{attention: 2, window: 7, shift: 7}")))
+
+
+def test_qv_bias_counts_by_hand():
+    """qkv_bias: qv (BEiT, Swin V2): learned q and v biases, the k bias a fixed zero — 2 bias values
+    per channel of q and v instead of the qkv bias's 3; MACs and the rest unchanged."""
+    layers = ("{patch_embed: 96, patch: 4}", "{attention: 3, window: 4, shift: 2, name: w}")
+    full, qv = (report(spec("32x32x3", layers[0], layers[1].replace("name", f"qkv_bias: {b}, name")))["w"]
+                for b in ("true", "qv"))
+    n, c, h = 8 * 8, 96, 3
+    assert full.params == c * 3 * c + 3 * c + c * c + c + 7 * 7 * h == 37_395
+    assert qv.params == c * 3 * c + 2 * c + c * c + c + 7 * 7 * h == 37_299
+    assert qv.macs == full.macs == 4 * n * c * c + 2 * h * n * 16 * 32
+    assert qv.ops["bias"] == n * 2 * c + n * c and full.ops["bias"] == n * 3 * c + n * c
+    assert qv.internal == full.internal
+    assert "params: qkv 96*288 + q bias 96 + v bias 96 + proj 96*96 + 96 + relative position bias " \
+           "(2*4 − 1)^2*3 = 37,299" in "\n".join(qv.explain)
+    # head_dim ≠ value_dim: q is h·dk, v h·dv
+    a = report(spec("4x6 tokens", "{attention: 2, head_dim: 3, value_dim: 5, qkv_bias: qv, name: a}"))["a"]
+    assert a.params == 6 * 2 * (3 + 3 + 5) + 2 * 3 + 2 * 5 + 2 * 5 * 6 + 6 == 214
+
+
+def test_qv_bias_parameter_shapes():
+    from cnncalc.layers import REGISTRY
+    from cnncalc.shapes import Tensor
+    from cnncalc.layers.tensor import chan
+
+    lay = REGISTRY["attention"]("a", {"heads": 2, "head_dim": 3, "value_dim": 5, "qkv_bias": "qv"})
+    lay.infer([Tensor((4, 6), (None, chan(6)), 0)], "exact")
+    assert {k: s for k, (s, _) in lay.param_shapes().items()} == {
+        "qkv_weight": (22, 6), "q_bias": (6,), "v_bias": (10,), "proj_weight": (6, 10), "proj_bias": (6,)}
+
+
+@pytest.mark.parametrize("value", ["kv", "yes", 1, "QV x"])
+def test_qkv_bias_refuses_other_values_with_the_line(value):
+    text = spec("4x8 tokens", "{attention: 2, name: a}", f"{{attention: 2, qkv_bias: {value!r}, name: b}}")
+    with pytest.raises(SpecError, match=r"'qkv_bias' must be one of true, false, qv") as e:
+        analyze_graph(load_spec_text(text))
+    assert e.value.line == 5

@@ -197,3 +197,86 @@ def test_outputs_equal_timm(which):
         want = model(torch.from_numpy(x)).numpy()
     got = next(iter(net.forward(x).values()))
     assert np.allclose(got.reshape(want.shape), want, rtol=1e-9, atol=1e-9)
+
+
+QV = """
+name: qv biases
+input: 8x8x4
+layers:
+  - {patch_embed: 8, patch: 2, name: embed}
+  - {attention: 2, window: 2, shift: 1, qkv_bias: qv, name: sw}
+  - {attention: 2, head_dim: 3, value_dim: 5, qkv_bias: qv, name: g}
+  - {mean: , name: pool}
+  - {fc: 3, name: head}
+"""
+
+
+def test_gradcheck_qv_bias():
+    """qkv_bias: qv — q_bias and v_bias are gradchecked as every parameter is; there is no k bias."""
+    from cnncalc.runtime.gradcheck import TOL, gradcheck
+
+    g = load_spec_text(QV)
+    checks = gradcheck(g, entries=12)
+    assert all(c.ok for c in checks), [c.to_dict() for c in checks if not c.ok]
+    assert max(c.rel_error for c in checks) <= TOL
+    assert {(c.layer, c.tensor) for c in checks if "bias" in c.tensor and c.layer in ("sw", "g")} >= {
+        ("sw", "q_bias"), ("sw", "v_bias"), ("g", "q_bias"), ("g", "v_bias")}
+    assert not any(c.tensor == "qkv_bias" for c in checks)
+
+
+def test_qv_is_the_qkv_bias_with_a_zero_k_part_that_gets_no_gradient():
+    """A qv layer computes what a qkv_bias layer computes with the bias cat(q_bias, 0, v_bias), to
+    the bit; its q_bias and v_bias gradients are that layer's q and v thirds, and the k third —
+    which the qv layer does not have, so no step can move it — is the one the full layer would
+    learn (zero up to rounding: softmax is unchanged by adding q·b_k to a whole row of scores)."""
+    from cnncalc.runtime.executor import random_input
+
+    def run(text):
+        g = load_spec_text(text)
+        g.infer()
+        return g, Net(g, dtype="float64", seed=1)
+    gq, nq = run(QV)
+    gf, nf = run(QV.replace("qkv_bias: qv", "qkv_bias: true"))
+    rng = np.random.default_rng(5)
+    for name in nq.params:
+        for t, a in nq.params[name].items():
+            a[...] = rng.standard_normal(a.shape)
+        if "q_bias" in nq.params[name]:
+            p, lay = nq.params[name], gq[name].layer
+            k = np.zeros(lay.h * lay.dk)
+            nf.params[name].update({t: a.copy() for t, a in p.items() if t not in ("q_bias", "v_bias")})
+            nf.params[name]["qkv_bias"] = np.concatenate([p["q_bias"], k, p["v_bias"]])
+        else:
+            nf.params[name] = {t: a.copy() for t, a in nq.params[name].items()}
+    assert nf.param_count() - nq.param_count() == 2 * 4 + 2 * 3  # (the k biases: sw's h·dk, g's)
+    x = random_input(gq.input_shape, 3, rng)
+    y = np.array([0, 2, 1])
+    losses = []
+    for net in (nq, nf):
+        net.zero_grad()
+        losses.append(net.loss(x, y)[0])
+    assert losses[0] == losses[1]
+    for name, hd in (("sw", 8), ("g", 6)):
+        gf_b = nf.grads[name]["qkv_bias"]
+        assert set(nq.grads[name]) == {"qkv_weight", "q_bias", "v_bias", "proj_weight", "proj_bias"} | (
+            {"rel_pos_table"} if name == "sw" else set())
+        np.testing.assert_allclose(nq.grads[name]["q_bias"], gf_b[:hd], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(nq.grads[name]["v_bias"], gf_b[2 * hd:], rtol=1e-12, atol=1e-15)
+        assert np.abs(gf_b[hd:2 * hd]).max() <= 1e-12 * np.abs(gf_b).max()
+
+
+def test_qv_weights_round_trip_through_a_checkpoint(tmp_path):
+    """A qv layer's tensors in a weights file (.npz, keys ``layer/tensor``): ``sw/q_bias`` (h·dk)
+    and ``sw/v_bias`` (h·dv), no k bias; loading checks every name and shape against the spec."""
+    from cnncalc.runtime import checkpoint as C
+
+    g = load_spec_text(QV)
+    g.infer()
+    net = Net(g, seed=2)
+    flat = {f"{n}/{t}": a for n, ps in net.params.items() for t, a in ps.items()}
+    assert {k: a.shape for k, a in flat.items() if k.startswith("g/")} == {
+        "g/qkv_weight": (22, 8), "g/q_bias": (6,), "g/v_bias": (10,), "g/proj_weight": (8, 10), "g/proj_bias": (8,)}
+    path = C.save_checkpoint(tmp_path / "w.npz", C.Checkpoint(g.name, "hash", 1, flat))
+    shapes = {f"{n.name}/{k}": s for n in g.layers for k, (s, _) in n.layer.owned_param_shapes().items()}
+    back = C.load_checkpoint(path, param_shapes=shapes)
+    assert set(back.params) == set(flat) and all(np.array_equal(back.params[k], a) for k, a in flat.items())

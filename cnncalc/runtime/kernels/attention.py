@@ -80,8 +80,9 @@ def _from_windows(y, plan):
 
 
 def attention_fwd(x, p, plan):
-    """``x`` (n, …, N, C); ``p`` the layer's parameters (qkv_weight, qkv_bias, proj_weight,
-    proj_bias, rel_pos_table): (y, cache)."""
+    """``x`` (n, …, N, C); ``p`` the layer's parameters (qkv_weight, qkv_bias — or q_bias and
+    v_bias, ``qkv_bias: qv``: the k part of the bias a fixed zero —, proj_weight, proj_bias,
+    rel_pos_table): (y, cache)."""
     lead, (n_tok, c) = x.shape[:-2], x.shape[-2:]
     x3 = x.reshape(-1, n_tok, c)
     if plan.window:
@@ -91,6 +92,9 @@ def attention_fwd(x, p, plan):
     qkv = x3 @ p["qkv_weight"].T
     if "qkv_bias" in p:
         qkv = qkv + p["qkv_bias"]
+    elif "q_bias" in p:  # (qkv_bias: qv; qkv is the product's own array: added in place)
+        qkv[..., :h * dk] += p["q_bias"]
+        qkv[..., 2 * h * dk:] += p["v_bias"]
     q = qkv[..., :h * dk].reshape(bp, n, h, dk).transpose(0, 2, 1, 3)
     k = qkv[..., h * dk:2 * h * dk].reshape(bp, n, h, dk).transpose(0, 2, 1, 3)
     v = qkv[..., 2 * h * dk:].reshape(bp, n, h, dv).transpose(0, 2, 1, 3)
@@ -150,6 +154,9 @@ def attention_bwd(dy, cache, p, plan, need_dx=True):
     g["qkv_weight"] = f.T @ x3.reshape(-1, x3.shape[-1])
     if "qkv_bias" in p:
         g["qkv_bias"] = f.sum(axis=0)
+    elif "q_bias" in p:  # (the fixed-zero k bias has no gradient)
+        g["q_bias"] = f[:, :h * dk].sum(axis=0)
+        g["v_bias"] = f[:, 2 * h * dk:].sum(axis=0)
     dx = None
     if need_dx:
         dx3 = dqkv @ p["qkv_weight"]

@@ -5,7 +5,7 @@ and the same counts as the low-level ops it replaces."""
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("numba")
 
@@ -22,12 +22,30 @@ def _i(*v):
     return np.array(v, np.int64)
 
 
-def _block(fused=True, scale=D ** -0.5, proj_bias=True, extra_reader=False):
+def _qkv_bias(how):
+    """The qkv bias (nodes, initializers, its tensor): timm's Linear bias (``param``, named like a
+    parameter, its k third zero — a value, not a rule), BEiT's and Swin V2's cat((q_bias, zeros,
+    v_bias)) as torch.onnx.export folds it (``folded``: an onnx:: tensor) or as a Concat node."""
+    b = w(3 * C)
+    b[C:2 * C] = 0.0
+    if how == "param":
+        return [], {"attn.qkv.bias": b}, "attn.qkv.bias"
+    if how == "folded":
+        return [], {"onnx::Add_41": b}, "onnx::Add_41"
+    zero = onnx.numpy_helper.from_array(np.zeros(C, np.float32), "kz")
+    return ([node("Constant", [], ["k_bias"], "/attn/Constant", value=zero),
+             node("Concat", ["attn.q_bias", "k_bias", "attn.v_bias"], ["qkv_bias"], "/attn/Concat", axis=0)],
+            {"attn.q_bias": b[:C], "attn.v_bias": b[2 * C:]}, "qkv_bias")
+
+
+def _block(fused=True, scale=D ** -0.5, proj_bias=True, extra_reader=False, bias="param"):
     """x (1, C, T) → tokens (1, T, C) → timm's Attention → y (1, T, C)."""
     s = np.float32(scale ** 0.5) if fused else np.float32(scale)
+    b_nodes, b_inits, b_name = _qkv_bias(bias)
     nodes = [node("Transpose", ["x"], ["tok"], "/tok/Transpose", perm=[0, 2, 1]),
+             *b_nodes,
              node("MatMul", ["tok", "attn.qkv.weight"], ["qkv"], "/attn/qkv/MatMul"),
-             node("Add", ["attn.qkv.bias", "qkv"], ["qkvb"], "/attn/qkv/Add"),
+             node("Add", [b_name, "qkv"], ["qkvb"], "/attn/qkv/Add"),
              node("Reshape", ["qkvb", "s_heads"], ["r"], "/attn/Reshape"),
              node("Transpose", ["r"], ["p"], "/attn/Transpose", perm=[2, 0, 3, 1, 4]),
              node("Split", ["p", "ones"], ["q5", "k5", "v5"], "/attn/Split", axis=0),
@@ -55,9 +73,9 @@ def _block(fused=True, scale=D ** -0.5, proj_bias=True, extra_reader=False):
     if extra_reader:  # the attention map is also an output: the block cannot be one layer
         nodes.append(node("Identity", ["a"], ["amap"], "/attn/Identity"))
         outputs = ("y", "amap")
-    inits = {"attn.qkv.weight": w(C, 3 * C), "attn.qkv.bias": w(3 * C), "s_heads": _i(1, T, 3, H, D),
+    inits = {"attn.qkv.weight": w(C, 3 * C), "s_heads": _i(1, T, 3, H, D),
              "ones": _i(1, 1, 1), "zero": _i(0), "s": s, "s_back": _i(1, T, C),
-             "attn.proj.weight": w(C, C), "attn.proj.bias": w(C)}
+             "attn.proj.weight": w(C, C), "attn.proj.bias": w(C), **b_inits}
     return model(nodes, inits, x=(1, C, T), outputs=outputs)
 
 
@@ -85,6 +103,18 @@ def test_without_the_output_bias_the_layer_says_so():
     assert lifted(m) == ["transpose", "attention"]
     assert "proj_bias: false" in import_model(m, source="m.onnx").text
     assert _totals(m)["params"] == PARAMS - C
+
+
+@covers("attention")
+@pytest.mark.parametrize("bias", ["folded", "concat", "param"])
+def test_a_qkv_bias_computed_as_q_zeros_v_is_qkv_bias_qv(bias):
+    """BEiT's and Swin V2's cat((q_bias, zeros, v_bias)) — folded by the exporter or a Concat —
+    lifts into qkv_bias: qv, 2·C parameters; a Linear's own bias stays 3·C, zeros and all."""
+    m = _block(bias=bias)
+    assert lifted(m) == ["transpose", "attention"]  # (and the outputs are onnxruntime's)
+    text = import_model(m, source="m.onnx").text
+    assert ("qkv_bias: qv" in text) == (bias != "param")
+    assert _totals(m)["params"] == PARAMS - (C if bias != "param" else 0)
 
 
 @covers("attention")
@@ -331,3 +361,56 @@ def test_a_bias_that_is_not_a_relative_position_table_stays_low_level():
     kinds = lifted(m)
     assert "attention" not in kinds and kinds.count("matmul") == 2
     assert _totals(m)["macs"] == MAXVIT_MACS
+
+
+# ----------------------------------------------------------------------------- Swin V2's cosine attention
+def _cosine_block(bias="folded"):
+    """x (1, C, T) → tokens → Swin V2's cosine attention (q and k L2-normalised, no scale) with the
+    qkv bias ``bias`` (:func:`_qkv_bias`) → y (1, T, C): low-level ops, no attention layer."""
+    b_nodes, b_inits, b_name = _qkv_bias(bias)
+    nodes = [node("Transpose", ["x"], ["tok"], "/tok/Transpose", perm=[0, 2, 1]),
+             *b_nodes,
+             node("MatMul", ["tok", "attn.qkv.weight"], ["qkv"], "/attn/MatMul"),
+             node("Add", [b_name, "qkv"], ["qkvb"], "/attn/Add"),
+             node("Reshape", ["qkvb", "s_heads"], ["r"], "/attn/Reshape"),
+             node("Transpose", ["r"], ["p"], "/attn/Transpose", perm=[2, 0, 3, 1, 4]),
+             node("Split", ["p", "ones"], ["q5", "k5", "v5"], "/attn/Split", axis=0),
+             node("Squeeze", ["q5", "zero"], ["q"], "/attn/Squeeze"),
+             node("Squeeze", ["k5", "zero"], ["k"], "/attn/Squeeze_1"),
+             node("Squeeze", ["v5", "zero"], ["v"], "/attn/Squeeze_2"),
+             node("ReduceL2", ["q"], ["qn"], "/attn/ReduceL2", axes=[-1], keepdims=1),
+             node("Div", ["q", "qn"], ["qu"], "/attn/Div"),
+             node("ReduceL2", ["k"], ["kn"], "/attn/ReduceL2_1", axes=[-1], keepdims=1),
+             node("Div", ["k", "kn"], ["ku"], "/attn/Div_1"),
+             node("Transpose", ["ku"], ["kt"], "/attn/Transpose_1", perm=[0, 1, 3, 2]),
+             node("MatMul", ["qu", "kt"], ["sc"], "/attn/MatMul_1"),
+             node("Mul", ["sc", "ls"], ["scs"], "/attn/Mul"),
+             node("Softmax", ["scs"], ["a"], "/attn/Softmax", axis=-1),
+             node("MatMul", ["a", "v"], ["o"], "/attn/MatMul_2"),
+             node("Transpose", ["o"], ["ot"], "/attn/Transpose_2", perm=[0, 2, 1, 3]),
+             node("Reshape", ["ot", "s_back"], ["y"], "/attn/Reshape_1")]
+    inits = {"attn.qkv.weight": w(C, 3 * C), "s_heads": _i(1, T, 3, H, D), "ones": _i(1, 1, 1), "zero": _i(0),
+             "ls": np.float32(10.0), "s_back": _i(1, T, C), **b_inits}
+    return model(nodes, inits, x=(1, C, T), opset=17)
+
+
+@covers("cosine_attention_qv_bias")
+@pytest.mark.parametrize("bias", ["folded", "param"])  # (a Concat left in the file: its matmul and add stay
+# low-level — the bias is no learned initializer, so no fc takes it — and the rewrite does not run)
+def test_cosine_attention_takes_its_q_and_v_biases_apart(bias):
+    """Swin V2's block stays low-level ops: with the cat((q_bias, zeros, v_bias)) bias its qkv fc
+    has no bias and q_bias, v_bias (h x 1 x d) are added after the heads split — 2·C parameters,
+    the same outputs (onnxruntime's); a Linear's own bias stays the fc's, 3·C."""
+    m = _cosine_block(bias)
+    kinds = lifted(m)
+    assert "attention" not in kinds
+    imp = import_model(m, source="m.onnx")
+    g = load_spec_text(imp.text)
+    qkv = next(n for n in g.layers if n.kind == "fc")
+    adds = [n for n in g.layers if n.kind == "binary" and n.layer.args.get("op") == "add"]
+    assert analyze_graph(g).totals["params"] == C * 3 * C + (2 * C if bias != "param" else 3 * C)
+    if bias == "param":
+        assert qkv.layer.args["bias"] is True and not adds
+    else:
+        assert qkv.layer.args["bias"] is False and len(adds) == 2
+        assert [imp.params[n.name]["const1"].shape for n in adds] == [(H, 1, D)] * 2

@@ -67,6 +67,52 @@ def _scaled(lift, it, scale):
     return it, scale
 
 
+def _bias_source(imp, it):
+    """The ONNX tensor of the constant an Add among ``it``'s nodes adds (the qkv bias of a
+    lowered add, or of the fc the bias was folded into), or None."""
+    for t in _held(imp, it):
+        nd = imp.made_by.get(t)
+        if nd is not None and nd.op_type == "Add":
+            cs = [u for u in nd.input if u in imp.consts]
+            if len(cs) == 1:
+                return cs[0]
+    return None
+
+
+def _qv_bias(imp, it, b_qkv, h, d) -> tuple | None:
+    """(q_bias, v_bias) when the qkv bias ``b_qkv`` (h·3·d values, added by ``it``) is BEiT's,
+    EVA's and Swin V2's ``cat((q_bias, zeros, v_bias))``: its k third exactly zero and the tensor
+    not a parameter of its own but computed from the two — torch.onnx.export's fold of the cat
+    (an ``onnx::`` tensor: a module's parameter keeps its dotted name) or a Concat the importer
+    folded, of learned tensors of 2·h·d values in all (a learned k bias among them: not qv, and
+    a parameter that happens to be zero in its k third stays one bias). Else None."""
+    b = np.asarray(b_qkv).reshape(-1)
+    hd = h * d
+    t = _bias_source(imp, it)
+    if t is None or b.size != 3 * hd or np.any(b[hd:2 * hd]):
+        return None
+    if t in imp.init_names:
+        computed = imp.init_names[t].startswith("onnx::")
+    else:
+        srcs = imp.learned_from(t)
+        computed = bool(srcs) and sum(imp.consts[u].size for u in srcs if u in imp.consts and imp.learned(u)) == 2 * hd
+    return (b[:hd], b[2 * hd:]) if computed else None
+
+
+def _bias_args(imp, it, b_qkv, h, d, args, params):
+    """The qkv bias into the attention layer's arguments and parameters: ``qkv_bias: false``,
+    ``qkv_bias: qv`` with ``q_bias`` and ``v_bias`` (:func:`_qv_bias`), or ``qkv_bias``."""
+    if b_qkv is None:
+        args["qkv_bias"] = False
+        return
+    qv = _qv_bias(imp, it, b_qkv, h, d) if it is not None else None
+    if qv is not None:
+        args["qkv_bias"] = "qv"
+        params["q_bias"], params["v_bias"] = (np.asarray(v, np.float32) for v in qv)
+    else:
+        params["qkv_bias"] = np.asarray(b_qkv, np.float32).reshape(-1)
+
+
 @rewrite("matmul", family="attention", name="attention", stage="lift",
          lifts="attention (qkv projection · QKᵀ · softmax · AV · output projection)")
 def attention(lift, item) -> bool:
@@ -153,15 +199,12 @@ def attention(lift, item) -> bool:
     args = {"attention": int(h)}
     if h * d != ch:
         args["head_dim"] = int(d)
-    if b_qkv is None:
-        args["qkv_bias"] = False
+    params = {"qkv_weight": np.ascontiguousarray(w_qkv.T, np.float32),
+              "proj_weight": np.ascontiguousarray(w_proj.T, np.float32)}
+    _bias_args(imp, pre if b_qkv is not None else None, b_qkv, h, d, args, params)
     args["proj_bias"] = False
     if w_proj.shape[1] != ch:
         args["dim"] = int(w_proj.shape[1])
-    params = {"qkv_weight": np.ascontiguousarray(w_qkv.T, np.float32),
-              "proj_weight": np.ascontiguousarray(w_proj.T, np.float32)}
-    if b_qkv is not None:
-        params["qkv_bias"] = np.asarray(b_qkv, np.float32).reshape(-1)
     # named after the block (timm's /blocks.0/attn/Reshape: blocks.0.attn), not its last op
     new = Item("attention", args, heads_in.name, [x_name], item.raw)
     if not _infers(imp, new):
@@ -520,7 +563,8 @@ def _swin_core(lift, proj):
             t = lift.producer(t)
     got["items"] += [merged, heads_out, av, sm, *adds, qk, q, k, v, kt, *muls, *moved, *qkv_items]
     got.update(x=mm.inputs[0], n=n, ch=ch, h=h, d=d, windows=math.prod(lead), adds=adds, qk=qk, scale=s,
-               w_qkv=w_qkv, b_qkv=b_qkv, w_proj=w_proj, b_proj=b_proj, proj_out=w_proj.shape[0])
+               w_qkv=w_qkv, b_qkv=b_qkv, w_proj=w_proj, b_proj=b_proj, proj_out=w_proj.shape[0],
+               b_qkv_item=pre)
     return got
 
 
@@ -589,7 +633,7 @@ def _window_partition(lift, core):
     return None if shift is None else (x, fwd, grid, w, shift)
 
 
-def _attention_args(core, **extra) -> tuple[dict, dict]:
+def _attention_args(imp, core, **extra) -> tuple[dict, dict]:
     """The attention layer's arguments and parameters for a matched ``core``."""
     h, d, ch, co = core["h"], core["d"], core["ch"], core["proj_out"]
     args = {"attention": int(h), **extra}
@@ -597,16 +641,13 @@ def _attention_args(core, **extra) -> tuple[dict, dict]:
         args["head_dim"] = int(d)
     if not math.isclose(core["scale"], d ** -0.5, rel_tol=1e-5):  # (torchvision's MaxViT: 1/√C)
         args["qk_scale"] = float(np.float32(core["scale"]))
-    if core["b_qkv"] is None:
-        args["qkv_bias"] = False
+    params = {"qkv_weight": np.ascontiguousarray(core["w_qkv"], np.float32),
+              "proj_weight": np.ascontiguousarray(core["w_proj"], np.float32)}
+    _bias_args(imp, core["b_qkv_item"], core["b_qkv"], h, d, args, params)
     if core["b_proj"] is None:
         args["proj_bias"] = False
     if co != ch:
         args["dim"] = int(co)
-    params = {"qkv_weight": np.ascontiguousarray(core["w_qkv"], np.float32),
-              "proj_weight": np.ascontiguousarray(core["w_proj"], np.float32)}
-    if core["b_qkv"] is not None:
-        params["qkv_bias"] = np.asarray(core["b_qkv"], np.float32).reshape(-1)
     if core["b_proj"] is not None:
         params["proj_bias"] = np.asarray(core["b_proj"], np.float32).reshape(-1)
     return args, params
@@ -688,7 +729,7 @@ def swin_window_attention(lift, item) -> bool:
     extra = {"window": int(w)}
     if shift:
         extra["shift"] = int(shift)
-    args, params = _attention_args(core, **extra)
+    args, params = _attention_args(imp, core, **extra)
     params["rel_pos_table"] = np.ascontiguousarray(table, np.float32)
     chain = []
     if len(xs) == 3:
@@ -818,7 +859,7 @@ def attention_bias_window(lift, item) -> bool:
     if table is None or not _region_closed(lift, core["items"], item):
         return False
     name = _block_name(core["items"], item.name)
-    args, params = _attention_args(core, bias_window=int(p))
+    args, params = _attention_args(imp, core, bias_window=int(p))
     params["rel_pos_table"] = np.ascontiguousarray(table, np.float32)
     new = Item("attention", args, name, [core["x"]], item.raw)
     if (name in imp.by_name and name not in {it.name for it in core["items"]}) or \
@@ -827,4 +868,72 @@ def attention_bias_window(lift, item) -> bool:
     keep = layout(imp, item)
     lift.replace(core["items"], new, params=params)
     restore(imp, keep)
+    return True
+
+
+# ----------------------------------------------------------------------------- Swin V2's cosine attention
+@rewrite("reduce", family="attention", name="cosine_attention_qv_bias", stage="lift",
+         lifts="the q and v biases of cosine attention (Swin V2: its k bias a fixed zero) after the heads split")
+def cosine_attention_qv_bias(lift, item) -> bool:
+    """Swin V2's q and v biases around a zero k bias, in its cosine attention (low-level ops): the
+    qkv fc without a bias, q_bias and v_bias added to q and v after the heads split. timm adds
+    ``cat((q_bias, k_bias, v_bias))`` to the qkv projection, the k bias a buffer of zeros, and
+    torch.onnx.export folds the cat into one bias of 3·C values, which as the fc's bias counts C
+    values too many; no attention layer takes cosine attention, so the bias is taken apart here
+    (h x 1 x d each, learned: the same values, 2·C parameters). Runs at the L2 norm of q (cosine
+    attention's first op after the split; plain attention blocks are lifted whole, with
+    ``qkv_bias: qv``)."""
+    imp = lift.imp
+    if item.args.get("op") != "l2" or len(item.inputs) != 1:
+        return False
+    q = lift.producer(item)
+    part = lift.producer(q) if _is(q, "reshape") else None
+    if not _is(part, "split", part=0, axis=0) or part.args.get("parts") != [1, 1, 1] or len(part.inputs) != 1:
+        return False
+    parts = {it.args.get("part"): it for it in imp.items
+             if _is(it, "split", axis=0) and it.inputs == part.inputs and it.args.get("parts") == [1, 1, 1]}
+    heads = []
+    for j in (0, 1, 2):
+        rs = [it for it in imp.items if j in parts and it.inputs == [parts[j].name]]
+        if len(rs) != 1 or not _is(rs[0], "reshape"):
+            return False
+        heads.append(rs[0])
+    if heads[0] is not q:
+        return False
+    got = _heads_joint(lift, heads)
+    if got is None:
+        return False
+    fc, moved, qkv_ok = got
+    p = imp.params.get(fc.name, {}) if fc is not None else {}
+    if not _is(fc, "fc") or fc.args.get("activation") or "bias" not in p or "weight" not in p:
+        return False
+    # (the fc's output, its heads reshape and their transpose are read by the block alone: they
+    # lose the bias; the q and v parts carry it on)
+    if not all(_only_here(lift, it) for it in (fc, *[m for m in moved if m.kind != "split"])):
+        return False
+    xs, qs = _torch_shape(imp, fc.inputs[0]), _torch_shape(imp, q.name)
+    if xs is None or qs is None or len(xs) < 2 or len(qs) != len(xs) + 1:
+        return False
+    lead, n = xs[:-2], xs[-2]
+    h, d = qs[-3], qs[-1]
+    if not qkv_ok(lead, n, h, d) or any(_torch_shape(imp, t.name) != (*lead, h, n, d) for t in heads):
+        return False
+    qv = _qv_bias(imp, fc, p["bias"], h, d)
+    if qv is None:
+        return False
+    chains = []
+    for t, b in ((heads[0], qv[0]), (heads[2], qv[1])):
+        split = Item("reshape", dict(t.args), f"{t.name}.heads", list(t.inputs), t.raw)
+        add = Item("binary", {"binary": None, "op": "add", "const": {"index": 1, "shape": [int(h), 1, int(d)],
+                                                                   "learned": True}}, t.name, [split.name], t.raw)
+        want = imp.spec_shapes.get(t.name)
+        if want is None or split.name in imp.by_name or not _chain_infers(imp, [split, add], want):
+            return False
+        chains.append((t, [split, add], np.asarray(b, np.float32).reshape(h, 1, d)))
+    for t, chain, b in chains:
+        keep = layout(imp, t)
+        lift.replace([t], chain, params={t.name: {"const1": b}})
+        restore(imp, keep)
+    fc.args["bias"] = False
+    del p["bias"]
     return True

@@ -5,7 +5,9 @@ torchvision's vit_b_16, swin_t, maxvit_t and swin_v2_t, through `import --torch`
 
 For each model (one fresh interpreter each), with random weights:
 
-* parameters = sum(p.numel());
+* parameters = sum(p.numel()) (by `--torch`; the ONNX file's count is printed beside its status
+  as `[params +N]` when it differs: an exporter that folds batch norm into convs writes fewer,
+  anything else is a count to look at);
 * MACs = every multiply-add of the matrix products and convolutions that run, counted at the
   dispatcher (tests/interop/zoocheck.dispatch_macs: aten mm/addmm/bmm/baddbmm/convolution,
   scaled_dot_product_attention forced onto its unfused math path — the same count as timm with
@@ -99,6 +101,10 @@ def one(path_kind):
     if path_kind == "onnx" and r.get("macs") not in (None, out["macs"]):  # (one_path checks the torch path's)
         r["status"] = "wrong"
         r["wrong"] = r.get("wrong", []) + ["macs"]
+    if path_kind == "onnx" and r.get("params") not in (None, out["params"]):
+        # (not "wrong" by itself: torch.onnx.export folds eval-mode batch norm into the convs, and
+        # the file then holds fewer parameters; printed beside the status, never hidden by it)
+        r["params_diff"] = r["params"] - out["params"]
     return r
 for p in PATHS:
     out[p] = one(p)
@@ -134,7 +140,8 @@ def main():
         cells = []
         for k in paths:
             r = rec[k]
-            cells.append(f"{k}={r['status']}" + (f"({','.join(r['wrong'])})" if r.get("wrong") else ""))
+            cells.append(f"{k}={r['status']}" + (f"({','.join(r['wrong'])})" if r.get("wrong") else "")
+                         + (f"[params {r['params_diff']:+,}]" if r.get("params_diff") else ""))
         kinds = rec[paths[0]].get("kinds", {})
         if kinds:  # how the attention came in: lifted layers, or matmuls of two activations left low-level
             cells.append(f"attention={kinds.get('attention', 0)} matmul={kinds.get('matmul', 0)} "

@@ -390,8 +390,12 @@ class Winograd:
         sums of the outputs less it and of their squares (:func:`output_sums`)."""
         x = np.ascontiguousarray(x)
         w = np.ascontiguousarray(w, dtype=x.dtype)
+        return self._run(x, self.filters(w), pads, OH, OW, keep, sums)
+
+    def _run(self, x, U, pads, OH, OW, keep=False, sums=None):
+        """:meth:`forward` given the transformed filters ``U^T (a*a, C, K)``."""
         N, C, H, W = x.shape
-        K = w.shape[0]
+        K = U.shape[2]
         (pt, pb), (pl, pr) = pads
         m, a = self.m, self.a
         TH, TW = -(-OH // m), -(-OW // m)
@@ -399,7 +403,6 @@ class Winograd:
         if Hb < H + pt or Wb < W + pl or OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
             raise ValueError(f"Winograd: output {OH}x{OW} does not match input {H}x{W} and pads {pads}")
         T = winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
-        U = self.filters(w)
         y = np.empty((N, K, OH, OW), dtype=x.dtype)
         want = sums is not None
         if want:
@@ -471,8 +474,13 @@ class Winograd:
         fp = ((2 - pt, 2 - pb), (2 - pl, 2 - pr))
         if min(fp[0] + fp[1]) < 0:
             raise ValueError("Winograd data gradient: pads larger than 2")
-        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return self.forward(dy, wf, fp, H, W)
+        # the forward's U^T of the rotated, channel-transposed filters w[:, :, ::-1, ::-1]^T
+        # is (a*a, K, C): kron(G, G) with its 9 columns reversed times w as it is laid out
+        dy = np.ascontiguousarray(dy)
+        K, C = w.shape[:2]
+        w9 = np.ascontiguousarray(w, dtype=dy.dtype).reshape(K * C, 9)
+        U = (self._gg(dy.dtype)[:, ::-1] @ w9.T).reshape(self.a * self.a, K, C)
+        return self._run(dy, U, fp, H, W)
 
 
 _KERNELS = {}

@@ -172,6 +172,33 @@ def test_channels_last_chunks_against_direct(N, C, K, H, W, pads):
         assert _rel(wg.data_grad(dy, w, pads, H, W), dx0) <= tol
 
 
+@pytest.mark.parametrize("N,C,K,H,W,pads", SHAPES + [
+    pytest.param(7, 24, 40, 21, 27, ((1, 1), (1, 1)), id="4-chunks-24to40-21x27"),
+    pytest.param(5, 17, 16, 29, 30, ((1, 1), (1, 1)), id="chunks-17to16-29x30"),
+])
+def test_backward_in_one_pass_is_both_gradients(N, C, K, H, W, pads):
+    """backward (dX and dW over the chunks in one pass, dY's padded copy shared where the
+    tilings agree, else the two calls): bit for bit the separate data_grad and weight_grad,
+    with and without the kept V, float64 and float32; and what conv2d_backward returns."""
+    OH, OW = H + sum(pads[0]) - 2, W + sum(pads[1]) - 2
+    for dtype in (np.float64, np.float32):
+        x, w = _data(N, C, K, H, W, dtype, seed=41)
+        dy = np.random.default_rng(42).standard_normal((N, K, OH, OW)).astype(dtype)
+        y, V = wg.forward(x, w, pads, OH, OW, keep=True)
+        for v in (V, None):
+            if not wg.data_grad_supported(pads):
+                continue
+            dx, dw = wg.backward(dy, w, x, pads, v=v)
+            assert np.array_equal(dx, wg.data_grad(dy, w, pads, H, W))
+            assert np.array_equal(dw, wg.weight_grad(dy, x, pads, v=v))
+    x, w = _data(N, C, K, H, W, np.float64, seed=43)
+    y, cache = conv.conv2d_forward(x, w, None, 1, pads, algo="winograd", keep_cols=True)
+    dy = np.random.default_rng(44).standard_normal(y.shape)
+    dx, dw, _ = conv.conv2d_backward(dy, cache)
+    np.testing.assert_allclose(dx, conv.conv2d_data_grad(dy, w, x.shape, 1, pads, algo="direct"), atol=1e-10)
+    np.testing.assert_allclose(dw, conv.conv2d_weight_grad(dy, x, w.shape, 1, pads, algo="direct"), atol=1e-10)
+
+
 def test_conv_cache_keeps_the_transform_when_training():
     """conv2d_forward(keep_cols=True) keeps V in the cache (cols) and the backward uses it: the
     same gradients as without it; a stale V (other x) would change dW, so it is really read."""

@@ -22,6 +22,8 @@ Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"`
     ``data_grad_supported(pads)``)
 ``weight_grad(dy, x, pads, m=M, v=None) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``;
     ``v``: the forward's kept ``V`` (x is then not transformed again)
+``backward(dy, w, x, pads, m=M, v=None) -> (dx, dw)``  both, in one pass over the chunks
+    (dY copied once) where the tilings agree, as for pad 1
 ``kept_bytes(x_shape, OH, OW, itemsize, m=M)``  the size of that ``V``
 
 Layout and tiling: images are processed a few at a time
@@ -276,26 +278,27 @@ def _in_transform(xb, TH, TW, m, V):
 
 
 @njit(parallel=True)
-def _dy_transform(db, TH, TW, m, D):
+def _dy_transform(db, r0, c0, TH, TW, m, D):
     """``D[i1*a + i2, n*TH*TW + th*TW + tw, k] = (A d A^T)[i1, i2]`` for the ``m x m`` tile ``d``
-    of filter ``k`` at row ``th*m``, column ``tw*m`` of the chunk's channels-last
-    ``db (T, TH*m, TW*m, K)`` (zero past OH, OW): as :func:`_in_transform`, with ``A``."""
+    of filter ``k`` at row ``r0 + th*m``, column ``c0 + tw*m`` of the chunk's channels-last
+    ``db (T, Hd, Wd, K)`` (dY at ``r0, c0``, zero past it): as :func:`_in_transform`, with ``A``."""
     T, Hd, Wd, K = db.shape
     a = m + 2
     P = D.shape[1]
-    WK = Wd * K
+    RW = Wd * K
+    L = TW * m * K
     df = db.reshape(-1)
     Df = D.reshape(-1)
     for row in prange(T * TH):
         n = row // TH
         th = row - n * TH
-        r = np.empty(a * WK, D.dtype)
-        base = (n * Hd + th * m) * WK
-        for u in range(WK):
-            _a(m, df, base + u, WK, r, u, WK)
+        r = np.empty(a * L, D.dtype)
+        base = ((n * Hd + r0 + th * m) * Wd + c0) * K
+        for u in range(L):
+            _a(m, df, base + u, RW, r, u, L)
         for i1 in range(a):
             for tw in range(TW):
-                s0 = i1 * WK + tw * m * K
+                s0 = i1 * L + tw * m * K
                 d0 = (i1 * a * P + row * TW + tw) * K
                 for k in range(K):
                     _a(m, r, s0 + k, K, Df, d0 + k, P * K)
@@ -432,6 +435,30 @@ class Winograd:
         per transform position one GEMM ``D (tiles, K)^T @ V (tiles, C)`` accumulated over the
         chunks, then the filter transform's adjoint. ``v``: the forward's kept transformed
         input (``forward(..., keep=True)`` of this ``x``, ``pads``): x is not transformed again."""
+        return self._grads(dy, None, x, pads, v)[1]
+
+    def backward(self, dy, w, x, pads, v=None):
+        """``(dx, dw)``: :meth:`data_grad` and :meth:`weight_grad` in one pass over the chunks,
+        sharing dY's padded channels-last copy (the data gradient's input; the weight
+        gradient's tiles read from it at the padding's offset) when the two tilings agree
+        (they do for pad 1: same tiles, same chunks), else the two calls."""
+        x = np.ascontiguousarray(x)
+        dy = np.ascontiguousarray(dy, dtype=x.dtype)
+        N, C, H, W = x.shape
+        K, OH, OW = dy.shape[1:]
+        (pt, pb), (pl, pr) = pads
+        m, a = self.m, self.a
+        TH, TW = -(-OH // m), -(-OW // m)
+        THx, TWx = -(-H // m), -(-W // m)
+        if (not data_grad_supported(pads) or OH != H + pt + pb - 2 or OW != W + pl + pr - 2
+                or 2 - pt + TH * m > THx * m + 2 or 2 - pl + TW * m > TWx * m + 2
+                or winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
+                != winograd_chunk(N, K, C, THx * TWx, x.itemsize, a)):
+            return self.data_grad(dy, w, pads, H, W), self.weight_grad(dy, x, pads, v)
+        return self._grads(dy, w, x, pads, v)
+
+    def _grads(self, dy, w, x, pads, v):
+        """``(dx, dw)``; ``w`` None: dw alone (dx None). See :meth:`backward`."""
         x = np.ascontiguousarray(x)
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         N, C, H, W = x.shape
@@ -446,14 +473,33 @@ class Winograd:
         if v is not None and v.size != a * a * C * N * TH * TW:
             raise ValueError(f"Winograd: kept transform of {v.size} values does not match x {x.shape}")
         xb = np.zeros((T, Hb, Wb, C), dtype=x.dtype) if v is None else None
-        db = np.zeros((T, TH * m, TW * m, K), dtype=x.dtype)
         Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype) if v is None else v
         Db = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
         dU = np.zeros((a * a, K, C), dtype=x.dtype)
         G = np.empty((a * a, K, C), dtype=x.dtype)
+        dx = None
+        if w is None:  # dY's tiles from a copy of dY alone
+            r0 = c0 = 0
+            db = np.zeros((T, TH * m, TW * m, K), dtype=x.dtype)
+        else:  # dY padded for the data gradient (a forward conv of it); its tiles at the offset
+            r0, c0 = 2 - pt, 2 - pl
+            THx, TWx = -(-H // m), -(-W // m)
+            db = np.zeros((T, THx * m + 2, TWx * m + 2, K), dtype=x.dtype)
+            Ud = self._dgrad_filters(w, x.dtype)
+            dx = np.empty((N, C, H, W), dtype=x.dtype)
+            Vx = np.empty(a * a * K * T * THx * TWx, dtype=x.dtype)
+            Mx = np.empty(a * a * C * T * THx * TWx, dtype=x.dtype)
         for n0 in range(0, N, T):
             t = min(T, N - n0)
             nt = t * TH * TW
+            _pad_chunk(dy, n0, t, r0, c0, db)
+            if w is not None:
+                ntx = t * THx * TWx
+                Vc = Vx[:a * a * K * ntx].reshape(a * a, ntx, K)
+                Mc = Mx[:a * a * C * ntx].reshape(a * a, ntx, C)
+                _in_transform(db[:t], THx, TWx, m, Vc)
+                np.matmul(Vc, Ud, out=Mc)
+                _out_transform(Mc, n0, t, THx, TWx, m, dx)
             D = Db[:a * a * K * nt].reshape(a * a, nt, K)
             if v is None:
                 V = Vb[:a * a * C * nt].reshape(a * a, nt, C)
@@ -462,25 +508,27 @@ class Winograd:
             else:
                 v0 = a * a * C * n0 * TH * TW
                 V = v[v0:v0 + a * a * C * nt].reshape(a * a, nt, C)
-            _pad_chunk(dy, n0, t, 0, 0, db)
-            _dy_transform(db[:t], TH, TW, m, D)
+            _dy_transform(db[:t], r0, c0, TH, TW, m, D)
             np.matmul(D.transpose(0, 2, 1), V, out=G)
             dU += G
         dw = self._gg(x.dtype).T @ dU.reshape(a * a, K * C)  # (9, K*C)
-        return np.ascontiguousarray(dw.reshape(3, 3, K, C).transpose(2, 3, 0, 1))
+        return dx, np.ascontiguousarray(dw.reshape(3, 3, K, C).transpose(2, 3, 0, 1))
+
+    def _dgrad_filters(self, w, dtype):
+        """The data gradient's ``U^T (a*a, K, C)``: the forward's transformed filters of the
+        rotated, channel-transposed ``w[:, :, ::-1, ::-1]^T``, i.e. kron(G, G) with its 9
+        columns reversed times w as it is laid out (no transposed copy)."""
+        K, C = w.shape[:2]
+        w9 = np.ascontiguousarray(w, dtype=dtype).reshape(K * C, 9)
+        return (self._gg(dtype)[:, ::-1] @ w9.T).reshape(self.a * self.a, K, C)
 
     def data_grad(self, dy, w, pads, H, W):
         (pt, pb), (pl, pr) = pads
         fp = ((2 - pt, 2 - pb), (2 - pl, 2 - pr))
         if min(fp[0] + fp[1]) < 0:
             raise ValueError("Winograd data gradient: pads larger than 2")
-        # the forward's U^T of the rotated, channel-transposed filters w[:, :, ::-1, ::-1]^T
-        # is (a*a, K, C): kron(G, G) with its 9 columns reversed times w as it is laid out
         dy = np.ascontiguousarray(dy)
-        K, C = w.shape[:2]
-        w9 = np.ascontiguousarray(w, dtype=dy.dtype).reshape(K * C, 9)
-        U = (self._gg(dy.dtype)[:, ::-1] @ w9.T).reshape(self.a * self.a, K, C)
-        return self._run(dy, U, fp, H, W)
+        return self._run(dy, self._dgrad_filters(w, dy.dtype), fp, H, W)
 
 
 _KERNELS = {}
@@ -504,6 +552,12 @@ def output_sums(K):
     """A float64 ``(3, K)`` array for :func:`forward`'s ``sums``: row 0 the shift (each filter's
     first output), rows 1 and 2 the sums of ``y - shift`` and ``(y - shift)^2`` per filter."""
     return np.zeros((3, K))
+
+
+def backward(dy, w, x, pads, m=M, v=None):
+    """``(dx, dw)`` of the 3x3 stride-1 conv of ``x`` with ``pads`` (each <= 2) given dY, in
+    one pass over the chunks where the tilings allow (:meth:`Winograd.backward`)."""
+    return kernels(m).backward(dy, w, x, pads, v)
 
 
 def data_grad(dy, w, pads, H, W, m=M):

@@ -691,6 +691,26 @@ def test_batchnorm_train_fused_gradient(shape, relu):
             np.testing.assert_allclose(b, a, rtol=tol, atol=tol * np.abs(a).max())
 
 
+@pytest.mark.parametrize("shape", [(32, 16, 8, 8), (8, 24, 3, 3)])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_batchnorm_relu_mask_recomputed_is_the_outputs(shape, dt):
+    """The fused ReLU's backward recomputes its mask as x̂ γ + β > 0 instead of reading the
+    output: bit for bit the backward of the ReLU-masked dY without the ReLU (many outputs at
+    and near zero: half the channels have β = 0 and γ tiny)."""
+    r = rng(12)
+    C = shape[1]
+    x = r.standard_normal(shape).astype(dt)
+    gamma = np.where(np.arange(C) % 2, 1e-3, r.standard_normal(C)).astype(dt)
+    beta = np.where(np.arange(C) % 2, 0.0, r.standard_normal(C)).astype(dt)
+    y, cache = norm.batchnorm_train_forward(x, gamma, beta, None, None, relu=True)
+    assert (y == 0).mean() > 0.3
+    dy = r.standard_normal(shape).astype(dt)
+    plain = norm.BNCache(cache.xhat, cache.invstd, cache.g, y, False, cache.b)
+    for got, want in zip(norm.batchnorm_train_backward(dy, cache),
+                         norm.batchnorm_train_backward(np.where(y > 0, dy, 0).astype(dt), plain)):
+        assert np.array_equal(got, want)
+
+
 def test_batchnorm_golden_running_stats():
     # channel 0 values 1,2,3,6 over (N=2, H*W=2): mean 3, biased var 3.5, unbiased 14/3
     x = np.array([[[[1.0, 2.0]]], [[[3.0, 6.0]]]])

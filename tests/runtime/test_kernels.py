@@ -691,6 +691,42 @@ def test_batchnorm_train_fused_gradient(shape, relu):
             np.testing.assert_allclose(b, a, rtol=tol, atol=tol * np.abs(a).max())
 
 
+@pytest.mark.parametrize("shape", [(32, 16, 8, 8), (8, 24, 3, 3)])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_batchnorm_relu_mask_recomputed_is_the_outputs(shape, dt):
+    """The fused ReLU's backward recomputes its mask as x̂ γ + β > 0 instead of reading the
+    output: bit for bit the backward of the ReLU-masked dY without the ReLU (many outputs at
+    and near zero: half the channels have β = 0 and γ tiny)."""
+    r = rng(12)
+    C = shape[1]
+    x = r.standard_normal(shape).astype(dt)
+    gamma = np.where(np.arange(C) % 2, 1e-3, r.standard_normal(C)).astype(dt)
+    beta = np.where(np.arange(C) % 2, 0.0, r.standard_normal(C)).astype(dt)
+    y, cache = norm.batchnorm_train_forward(x, gamma, beta, None, None, relu=True)
+    assert (y == 0).mean() > 0.3
+    dy = r.standard_normal(shape).astype(dt)
+    plain = norm.BNCache(cache.xhat, cache.invstd, cache.g, y, False, cache.b)
+    for got, want in zip(norm.batchnorm_train_backward(dy, cache),
+                         norm.batchnorm_train_backward(np.where(y > 0, dy, 0).astype(dt), plain)):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_relu_in_place_is_numpys(dt):
+    """The executor's in-place ReLU (one compiled pass for the mask and the values): the bits of
+    numpy's ``x > 0`` and ``maximum(x, 0)`` -- NaN kept, -0.0 made +0.0, -inf 0 -- on a contiguous
+    array, and the numpy path on a strided one."""
+    r = rng(13)
+    x = r.standard_normal((3, 5, 7, 9)).astype(dt)
+    x.reshape(-1)[:6] = [np.nan, -0.0, 0.0, -np.inf, np.inf, -1e-45]
+    want = np.maximum(x, 0), x > 0
+    for z in (x.copy(), x.copy()[:, :, ::2]):
+        w = (want[0], want[1]) if z.flags.c_contiguous else (np.maximum(z, 0), z > 0)
+        y, mask = act.activation_forward_inplace("relu", z)
+        assert y is z and np.array_equal(mask, w[1])
+        assert np.array_equal(y, w[0], equal_nan=True) and np.array_equal(np.signbit(y), np.signbit(w[0]))
+
+
 def test_batchnorm_golden_running_stats():
     # channel 0 values 1,2,3,6 over (N=2, H*W=2): mean 3, biased var 3.5, unbiased 14/3
     x = np.array([[[[1.0, 2.0]]], [[[3.0, 6.0]]]])

@@ -8,6 +8,7 @@ float32 GEMM is ~3e-7 on the same data); in float64 both agree with ``direct`` t
 import numpy as np
 import pytest
 
+from cnncalc.analysis.workspace import winograd_chunk
 from cnncalc.runtime import _numba
 from cnncalc.runtime.kernels import conv, norm, winograd as wg
 
@@ -143,6 +144,59 @@ def test_kept_transform_gives_the_same_weight_grad(m, N, C, K, H, W, pads):
     assert np.array_equal(dw, wg.weight_grad(dy, x, pads, m=m))
     with pytest.raises(ValueError, match="kept transform"):
         wg.weight_grad(dy, x, pads, m=m, v=V[:-1])
+
+
+@pytest.mark.parametrize("N,C,K,H,W,pads", [
+    pytest.param(7, 24, 40, 21, 27, ((1, 1), (1, 1)), id="4-chunks-24to40-21x27"),
+    pytest.param(5, 40, 17, 29, 30, ((2, 1), (0, 2)), id="chunks-40to17-uneven-pads"),
+    pytest.param(9, 16, 16, 32, 32, ((1, 1), (1, 1)), id="resnet20-stage1-3-chunks"),
+])
+def test_channels_last_chunks_against_direct(N, C, K, H, W, pads):
+    """The channels-last kernels (transposing copy, transforms over contiguous channels, the
+    output's transpose through an offset table) over several chunks, the last one partial,
+    channel counts that are not whole vectors, partial edge tiles: forward, kept-V weight
+    gradient and data gradient against the direct loops, float64 to 1e-10 and float32 within
+    F(4x4)'s bound."""
+    OH, OW = H + sum(pads[0]) - 2, W + sum(pads[1]) - 2
+    assert winograd_chunk(N, C, K, -(-OH // 4) * -(-OW // 4), 4) < N  # more than one chunk
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, TOL32[4])):
+        x, w = _data(N, C, K, H, W, dtype, seed=31)
+        dy = np.random.default_rng(32).standard_normal((N, K, OH, OW)).astype(dtype)
+        x64, w64, dy64 = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+        y, V = wg.forward(x, w, pads, OH, OW, keep=True)
+        assert _rel(y, _ref(x, w, pads)) <= tol
+        dw0 = conv.conv2d_weight_grad(dy64, x64, w.shape, 1, pads, algo="direct")
+        assert _rel(wg.weight_grad(dy, x, pads, v=V), dw0) <= tol
+        assert _rel(wg.weight_grad(dy, x, pads), dw0) <= tol
+        dx0 = conv.conv2d_data_grad(dy64, w64, x.shape, 1, pads, algo="direct")
+        assert _rel(wg.data_grad(dy, w, pads, H, W), dx0) <= tol
+
+
+@pytest.mark.parametrize("N,C,K,H,W,pads", SHAPES + [
+    pytest.param(7, 24, 40, 21, 27, ((1, 1), (1, 1)), id="4-chunks-24to40-21x27"),
+    pytest.param(5, 17, 16, 29, 30, ((1, 1), (1, 1)), id="chunks-17to16-29x30"),
+])
+def test_backward_in_one_pass_is_both_gradients(N, C, K, H, W, pads):
+    """backward (dX and dW over the chunks in one pass, dY's padded copy shared where the
+    tilings agree, else the two calls): bit for bit the separate data_grad and weight_grad,
+    with and without the kept V, float64 and float32; and what conv2d_backward returns."""
+    OH, OW = H + sum(pads[0]) - 2, W + sum(pads[1]) - 2
+    for dtype in (np.float64, np.float32):
+        x, w = _data(N, C, K, H, W, dtype, seed=41)
+        dy = np.random.default_rng(42).standard_normal((N, K, OH, OW)).astype(dtype)
+        y, V = wg.forward(x, w, pads, OH, OW, keep=True)
+        for v in (V, None):
+            if not wg.data_grad_supported(pads):
+                continue
+            dx, dw = wg.backward(dy, w, x, pads, v=v)
+            assert np.array_equal(dx, wg.data_grad(dy, w, pads, H, W))
+            assert np.array_equal(dw, wg.weight_grad(dy, x, pads, v=v))
+    x, w = _data(N, C, K, H, W, np.float64, seed=43)
+    y, cache = conv.conv2d_forward(x, w, None, 1, pads, algo="winograd", keep_cols=True)
+    dy = np.random.default_rng(44).standard_normal(y.shape)
+    dx, dw, _ = conv.conv2d_backward(dy, cache)
+    np.testing.assert_allclose(dx, conv.conv2d_data_grad(dy, w, x.shape, 1, pads, algo="direct"), atol=1e-10)
+    np.testing.assert_allclose(dw, conv.conv2d_weight_grad(dy, x, w.shape, 1, pads, algo="direct"), atol=1e-10)
 
 
 def test_conv_cache_keeps_the_transform_when_training():

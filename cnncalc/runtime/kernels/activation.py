@@ -236,9 +236,25 @@ def activation_forward(name, x, **kw):
 
 
 def _relu_inplace(x):
-    mask = x > 0
-    np.maximum(x, 0, out=x)
+    if not x.flags.c_contiguous:
+        mask = x > 0
+        np.maximum(x, 0, out=x)
+        return x, mask
+    mask = np.empty(x.shape, np.bool_)
+    # one pass for the mask and the ReLU (numpy's `x > 0` then `maximum` were two)
+    _relu_mask_into(x.reshape(-1), mask.reshape(-1), x.dtype.type(0))
     return x, mask
+
+
+@njit
+def _relu_mask_into(x, mask, zero):
+    """``mask = x > 0; x = maximum(x, 0)`` as numpy computes them (NaN kept, -0.0 -> 0.0)."""
+    for i in range(x.size):
+        v = x[i]
+        p = v > zero
+        mask[i] = p
+        if not p and v == v:
+            x[i] = zero
 
 
 def _relu6_inplace(x):

@@ -1086,10 +1086,15 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
            and (c.groups > 1 or not _tiles(*dout.shape[2:], c.w.shape))
            and not _pointwise(c.w.shape, c.pads, c.groups) and not _rows_pays(c.w.shape, c.stride, c.groups)
            and not _whole_window(c.x.shape, c.w.shape, c.pads, c.dilation, c.groups) else None)
-    dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None
     dw = db = None
+    both = need_dx and need_dw and c.algo == "winograd" and _wg.data_grad_supported(c.pads)
+    if both:  # one pass over the chunks, dY copied once for both
+        dx, dw = _wg.backward(dout, c.w, c.x, c.pads, v=c.cols)
+    else:
+        dx = _data_grad(dout, c.w, c.x.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, dyr) if need_dx else None
     if need_dw:
-        dw = _weight_grad(dout, c.x, c.w.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, c.cols, dyr)
+        if not both:
+            dw = _weight_grad(dout, c.x, c.w.shape, c.stride, c.pads, c.dilation, c.groups, c.algo, c.cols, dyr)
         if c.bdim is not None:
             # per filter: the images' planes added first, then each plane summed (numpy's
             # reduce over axes (0, 2, 3) at once is ~2x slower: 28 vs 16 us for 32x6x28x28)

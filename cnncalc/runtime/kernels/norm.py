@@ -225,8 +225,11 @@ def _bn_apply(x3, mean, invstd, g, b, relu, xhat, y):
 
 
 @njit(parallel=True, fastmath=_REASSOC)
-def _bn_sums(dy3, y3, xhat3, relu, s1, s2):
-    """Per channel: sum of dY (ReLU-masked by y > 0 with ``relu``) and of dY * xhat, in float64."""
+def _bn_sums(dy3, xhat3, relu, g, b, s1, s2):
+    """Per channel: sum of dY (ReLU-masked with ``relu``: where ``xhat * g + b``, the forward's
+    pre-ReLU output recomputed as :func:`_bn_apply` computed it, is not > 0) and of dY * xhat,
+    in float64. (Reading the kept output y for the mask instead was a third stream of the
+    batch's size.)"""
     N, C, M = dy3.shape
     if M < SMALL_M:
         sa = np.zeros(C)
@@ -235,31 +238,35 @@ def _bn_sums(dy3, y3, xhat3, relu, s1, s2):
             for m in range(M):
                 for c in range(C):
                     d = dy3[n, c, m]
-                    if relu and not y3[n, c, m] > 0:
+                    xh = xhat3[n, c, m]
+                    if relu and not xh * g[c] + b[c] > 0:
                         d = d - d
                     sa[c] += d
-                    sb[c] += d * xhat3[n, c, m]
+                    sb[c] += d * xh
         for c in range(C):
             s1[c] = sa[c]
             s2[c] = sb[c]
         return
     for c in prange(C):
-        a = 0.0
-        b = 0.0
+        gc, bc = g[c], b[c]
+        sa = 0.0
+        sb = 0.0
         for n in range(N):
             for m in range(M):
                 d = dy3[n, c, m]
-                if relu and not y3[n, c, m] > 0:
+                xh = xhat3[n, c, m]
+                if relu and not xh * gc + bc > 0:
                     d = d - d
-                a += d
-                b += d * xhat3[n, c, m]
-        s1[c] = a
-        s2[c] = b
+                sa += d
+                sb += d * xh
+        s1[c] = sa
+        s2[c] = sb
 
 
 @njit(parallel=True)
-def _bn_dx(dy3, y3, xhat3, relu, k, c1, c2, dx3):
-    """dx = k * dY' - c1 - xhat * c2 per channel (dY' the ReLU-masked dY)."""
+def _bn_dx(dy3, xhat3, relu, g, b, k, c1, c2, dx3):
+    """dx = k * dY' - c1 - xhat * c2 per channel (dY' the ReLU-masked dY, masked as in
+    :func:`_bn_sums`)."""
     N, C, M = dy3.shape
     if M < SMALL_M:
         zero = dy3.dtype.type(0)
@@ -267,29 +274,32 @@ def _bn_dx(dy3, y3, xhat3, relu, k, c1, c2, dx3):
             n, m = t // M, t % M
             for c in range(C):
                 d = dy3[n, c, m]
-                if relu and not y3[n, c, m] > 0:
+                xh = xhat3[n, c, m]
+                if relu and not xh * g[c] + b[c] > zero:
                     d = zero
-                dx3[n, c, m] = k[c] * d - c1[c] - xhat3[n, c, m] * c2[c]
+                dx3[n, c, m] = k[c] * d - c1[c] - xh * c2[c]
         return
     for t in prange(N * C):
         n, c = t // C, t % C
-        kc, a, b = k[c], c1[c], c2[c]
+        kc, a, bb, gc, bc = k[c], c1[c], c2[c], g[c], b[c]
         zero = kc - kc
         for m in range(M):
             d = dy3[n, c, m]
-            if relu and not y3[n, c, m] > 0:
+            xh = xhat3[n, c, m]
+            if relu and not xh * gc + bc > zero:
                 d = zero
-            dx3[n, c, m] = kc * d - a - xhat3[n, c, m] * b
+            dx3[n, c, m] = kc * d - a - xh * bb
 
 
 class BNCache:
-    """What :func:`batchnorm_train_backward` needs: x̂, 1/σ, γ and, with the fused ReLU, the
-    output (its sign is the ReLU's mask: no separate mask array)."""
+    """What :func:`batchnorm_train_backward` needs: x̂, 1/σ, γ and β (the fused ReLU's mask is
+    ``x̂ γ + β > 0``, recomputed: no mask array, and the output is not read again); with the
+    fused ReLU the output too, as the memory the step holds (the next layer reads it)."""
 
-    __slots__ = ("xhat", "invstd", "g", "y", "relu")
+    __slots__ = ("xhat", "invstd", "g", "y", "relu", "b")
 
-    def __init__(self, xhat, invstd, g, y, relu):
-        self.xhat, self.invstd, self.g, self.y, self.relu = xhat, invstd, g, y, relu
+    def __init__(self, xhat, invstd, g, y, relu, b=None):
+        self.xhat, self.invstd, self.g, self.y, self.relu, self.b = xhat, invstd, g, y, relu, b
 
     def arrays(self):
         return [self.xhat, self.invstd] + ([self.y] if self.relu else [])
@@ -332,7 +342,7 @@ def batchnorm_train_forward(x, gamma, beta, running_mean, running_var, momentum=
     y = np.empty_like(x3)
     _bn_apply(x3, mean, invstd, g, b, relu, xhat, y)
     y = y.reshape(x.shape)
-    return y, BNCache(xhat, invstd, g, y, relu)
+    return y, BNCache(xhat, invstd, g, y, relu, b)
 
 
 def batchnorm_train_backward(dout, cache):
@@ -340,9 +350,9 @@ def batchnorm_train_backward(dout, cache):
     xhat, invstd, g = cache.xhat, cache.invstd, cache.g
     N, C, Mi = xhat.shape
     dy3 = np.ascontiguousarray(as_float(dout, xhat.dtype)).reshape(N, C, Mi)
-    y3 = cache.y.reshape(N, C, Mi) if cache.relu else xhat
+    b = cache.b if cache.b is not None else np.zeros_like(g)
     s1, s2 = np.empty(C), np.empty(C)
-    _bn_sums(dy3, y3, xhat, cache.relu, s1, s2)
+    _bn_sums(dy3, xhat, cache.relu, g, b, s1, s2)
     M = N * Mi
     dt = xhat.dtype
     # dx = (invstd / M) * (M * g * dy - g * s1 - xhat * g * s2)
@@ -350,5 +360,5 @@ def batchnorm_train_backward(dout, cache):
     c1 = (g * invstd * (s1 / M)).astype(dt)
     c2 = (g * invstd * (s2 / M)).astype(dt)
     dx = np.empty_like(dy3)
-    _bn_dx(dy3, y3, xhat, cache.relu, k, c1, c2, dx)
+    _bn_dx(dy3, xhat, cache.relu, g, b, k, c1, c2, dx)
     return dx.reshape(dout.shape), s2.astype(dt), s1.astype(dt)

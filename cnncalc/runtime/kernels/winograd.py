@@ -3,7 +3,7 @@
 Lavin & Gray's F(m x m, 3 x 3): an ``(m+2) x (m+2)`` input tile ``d`` and a 3x3 filter ``g``
 give the ``m x m`` output tile ``A^T [(G g G^T) * (B^T d B)] A`` (``*`` elementwise). Summed
 over input channels, the elementwise products become, for each of the ``alpha^2`` transform
-positions (``alpha = m + 2``), one GEMM ``U[pos] (K, C) @ V[pos] (C, tiles)``: ``alpha^2 /
+positions (``alpha = m + 2``), one GEMM ``V[pos] (tiles, C) @ U[pos]^T (C, K)``: ``alpha^2 /
 (9 m^2)`` of the direct conv's multiplies (16/36 for F(2x2,3x3), 36/144 for F(4x4,3x3)).
 
 Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"``)
@@ -22,17 +22,25 @@ Public API (used by :mod:`cnncalc.runtime.kernels.conv`, algorithm ``"winograd"`
     ``data_grad_supported(pads)``)
 ``weight_grad(dy, x, pads, m=M, v=None) -> dw``  ``G^T [sum over tiles (A dY A^T) * (B^T d B)] G``;
     ``v``: the forward's kept ``V`` (x is then not transformed again)
+``backward(dy, w, x, pads, m=M, v=None) -> (dx, dw)``  both, in one pass over the chunks
+    (dY copied once) where the tilings agree, as for pad 1
 ``kept_bytes(x_shape, OH, OW, itemsize, m=M)``  the size of that ``V``
 
 Layout and tiling: images are processed a few at a time
 (:func:`cnncalc.analysis.workspace.winograd_chunk`: 1 MiB of transformed input and output
-together, so the ``alpha^2`` GEMMs read them from cache). A chunk's images are copied
-into a zeroed buffer padded to whole tiles (:func:`_pad_chunk`); the input transform
-(:func:`_in_transform`) runs row-then-column 1-D transforms over whole tile rows
-(the inner loops run along the tiles' columns); ``np.matmul`` of ``U (alpha^2, K, C)`` with
-``V (alpha^2, C, T)``; the inverse transform (:func:`_out_transform`) runs over all the
-chunk's tiles and copies them into the NCHW output, the partial edge tiles cropped. Every
-call allocates its own buffers (sub-batches run the kernels on several Python threads).
+together, so the ``alpha^2`` GEMMs read them from cache), **channels last**: a chunk's images
+are copied, transposed, into a zeroed ``(T, Hb, Wb, C)`` buffer padded to whole tiles
+(:func:`_pad_chunk`); the input transform (:func:`_in_transform`) runs row-then-column 1-D
+transforms whose inner loops run over contiguous channels, into ``V (alpha^2, tiles, C)``;
+``np.matmul`` of ``V`` with ``U^T (alpha^2, C, K)`` gives ``M (alpha^2, tiles, K)``; the
+inverse transform (:func:`_out_transform`) runs over a tile row's tiles and filters at once
+and copies them, transposed, into the NCHW output, the partial edge tiles cropped. (The
+channel-major layout before it -- ``V (alpha^2, C, tiles)`` made from NCHW planes -- ran its
+transforms along a tile row's 2-8 tiles at stride m, ~1.5 cycles a transformed value and 3
+at 8x8: 0.80 vs 0.20 ms for the input transform of 32 images of 16 channels at 32x32, with
+the transposing copy 0.15 vs 0.05 ms; a GEMM ``U (K, C) @ V^T`` on the channels-last V runs
+2x slower in OpenBLAS than ``V @ U^T``, hence ``M``'s layout.) Every call allocates its own
+buffers (sub-batches run the kernels on several Python threads).
 
 Accuracy (float32, against a float64 direct conv; tests/runtime/test_winograd.py bounds it):
 F(2x2,3x3) is as accurate as im2col (its matrices are 0, +-1, 1/2); F(4x4,3x3)'s points (0,
@@ -189,35 +197,6 @@ def _at(m, s, i, e, d, j, f):
         _at2(s, i, e, d, j, f)
 
 
-@njit(parallel=True)
-def _in_transform(xb, TH, TW, m, V):
-    """``V[i1*a + i2, c, n*TH*TW + th*TW + tw] = (B^T d B)[i1, i2]`` for the ``a x a`` tile ``d``
-    at row ``th*m``, column ``tw*m`` of the chunk's padded images ``xb (T, C, Hb, Wb)``: the
-    1-D transform down the ``a`` input rows of a tile row (contiguous along the width), then
-    along each resulting row, tile by tile (stride ``m``), written contiguously along the
-    tiles; a thread per channel. (Passing the 1-D transform as a function argument instead cost
-    ~0.1 ms a call typing it; inlining a per-m body into a prange loop ran 20-30 % slower; the
-    row pass over all of an image's tiles at once, through rows padded to whole tiles and a
-    copy into V, ran 10-25 % slower.)"""
-    T, C, Hb, Wb = xb.shape
-    a = m + 2
-    P = V.shape[2]
-    xf = xb.reshape(-1)
-    vf = V.reshape(-1)
-    for c in prange(C):
-        r = np.empty(a * Wb, V.dtype)  # r[i1*Wb + w]: the tile row's columns, transformed down
-        for n in range(T):
-            for th in range(TH):
-                t0 = (n * TH + th) * TW
-                base = ((n * C + c) * Hb + th * m) * Wb
-                for w in range(Wb):
-                    _bt(m, xf, base + w, Wb, r, w, Wb)
-                for i1 in range(a):
-                    d0 = (i1 * a * C + c) * P + t0
-                    for tw in range(TW):
-                        _bt(m, r, i1 * Wb + tw * m, 1, vf, d0 + tw, C * P)
-
-
 @njit(inline="always", cache=True)
 def _a(m, s, i, e, d, j, f):
     """``A = AT^T`` of F(m x m, 3 x 3)."""
@@ -225,31 +204,6 @@ def _a(m, s, i, e, d, j, f):
         _a4(s, i, e, d, j, f)
     else:
         _a2(s, i, e, d, j, f)
-
-
-@njit(parallel=True)
-def _dy_transform(db, TH, TW, m, D):
-    """``D[i1*a + i2, k, n*TH*TW + th*TW + tw] = (A d A^T)[i1, i2]`` for the ``m x m`` tile
-    ``d`` of dY at row ``th*m``, column ``tw*m`` of the chunk's ``db (T, K, TH*m, TW*m)``
-    (zero past OH, OW): the weight gradient's transform of dY (the adjoint of the inverse
-    transform), down the tile row's ``m`` rows then along them; a thread per filter."""
-    T, K, Hd, Wd = db.shape
-    a = m + 2
-    P = D.shape[2]
-    df = db.reshape(-1)
-    Df = D.reshape(-1)
-    for k in prange(K):
-        r = np.empty(a * Wd, D.dtype)
-        for n in range(T):
-            for th in range(TH):
-                t0 = (n * TH + th) * TW
-                base = ((n * K + k) * Hd + th * m) * Wd
-                for w in range(Wd):
-                    _a(m, df, base + w, Wd, r, w, Wd)
-                for i1 in range(a):
-                    d0 = (i1 * a * K + k) * P + t0
-                    for tw in range(TW):
-                        _a(m, r, i1 * Wd + tw * m, 1, Df, d0 + tw, K * P)
 
 
 @njit(parallel=True, fastmath={"reassoc"})
@@ -277,54 +231,115 @@ def _chunk_sums(y, n0, T, sums):
         sums[2, k] += q
 
 
-@njit(parallel=True)
-def _out_transform(Mt, n0, T, TH, TW, m, y):
-    """``y[n0 + n, k, th*m + i, tw*m + j] = (A^T M A)[i, j]`` for each tile of the chunk's
-    ``Mt (a*a, K, T*TH*TW)``, the rows and columns past ``OH``, ``OW`` dropped: the 1-D
-    transform along the ``a`` positions of each row, then down, each over all the chunk's
-    tiles at once (contiguous; per tile row, 4 or 8 tiles were too few to vectorise), then
-    copied into ``y``'s rows; a thread per filter."""
-    K, P = Mt.shape[1], Mt.shape[2]
-    a = m + 2
-    OH, OW = y.shape[2], y.shape[3]
-    mf = Mt.reshape(-1)
-    yf = y.reshape(-1)
-    for k in prange(K):
-        s = np.empty(a * m * P, y.dtype)  # s[(i1*m + j)*P + t]
-        o = np.empty(m * m * P, y.dtype)  # o[(i*m + j)*P + t]
-        for i1 in range(a):
-            b0 = (i1 * a * K + k) * P
-            for t in range(P):
-                _at(m, mf, b0 + t, K * P, s, i1 * m * P + t, P)
-        for j in range(m):
-            for t in range(P):
-                _at(m, s, j * P + t, m * P, o, j * P + t, m * P)
-        for n in range(T):
-            for th in range(TH):
-                t0 = (n * TH + th) * TW
-                for i in range(min(m, OH - th * m)):
-                    yb = (((n0 + n) * K + k) * OH + th * m + i) * OW
-                    for j in range(m):
-                        ob = (i * m + j) * P + t0
-                        for tw in range((OW - j + m - 1) // m):  # the tiles whose column j is < OW
-                            yf[_U(yb + tw * m + j)] = o[_U(ob + tw)]
-
-
 @njit
 def _pad_chunk(x, n0, T, pt, pl, xb):
-    """Copy images ``n0 .. n0+T`` of ``x`` into the interior of ``xb`` (border stays zero);
-    flat unsigned indices (a numba slice assignment per row cost ~3x more)."""
+    """Copy images ``n0 .. n0+T`` of ``x (N, C, H, W)`` into the interior of ``xb (T, Hb, Wb, C)``,
+    channels last (the border stays zero)."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    Hb, Wb = xb.shape[2], xb.shape[3]
+    Hb, Wb = xb.shape[1], xb.shape[2]
     xf = x.reshape(-1)
     bf = xb.reshape(-1)
     for t in range(T):
-        for c in range(C):
-            for h in range(H):
+        for h in range(H):
+            d0 = ((t * Hb + h + pt) * Wb + pl) * C
+            for c in range(C):
                 s_ = (((n0 + t) * C + c) * H + h) * W
-                d = ((t * C + c) * Hb + h + pt) * Wb + pl
                 for q in range(W):
-                    bf[_U(d + q)] = xf[_U(s_ + q)]
+                    bf[_U(d0 + q * C + c)] = xf[_U(s_ + q)]
+
+
+@njit(parallel=True)
+def _in_transform(xb, TH, TW, m, V):
+    """``V[i1*a + i2, n*TH*TW + th*TW + tw, c] = (B^T d B)[i1, i2]`` for the ``a x a`` tile ``d``
+    at row ``th*m``, column ``tw*m`` of channel ``c`` of the chunk's padded channels-last images
+    ``xb (T, Hb, Wb, C)``: the 1-D transform down the ``a`` rows of a tile row, over all its
+    columns and channels at once (contiguous), then along each resulting row, tile by tile, over
+    the channels (contiguous); a thread per tile row. (Channel-major, along the tiles at stride
+    ``m``, this ran ~1.5 cycles a value, 4x this one; see the module docstring.)"""
+    T, Hb, Wb, C = xb.shape
+    a = m + 2
+    P = V.shape[1]
+    WC = Wb * C
+    xf = xb.reshape(-1)
+    vf = V.reshape(-1)
+    for row in prange(T * TH):
+        n = row // TH
+        th = row - n * TH
+        r = np.empty(a * WC, V.dtype)  # r[i1*WC + w*C + c]: the tile row transformed down
+        base = (n * Hb + th * m) * WC
+        for u in range(WC):
+            _bt(m, xf, base + u, WC, r, u, WC)
+        for i1 in range(a):
+            for tw in range(TW):
+                s0 = i1 * WC + tw * m * C
+                d0 = (i1 * a * P + row * TW + tw) * C
+                for c in range(C):
+                    _bt(m, r, s0 + c, C, vf, d0 + c, P * C)
+
+
+@njit(parallel=True)
+def _dy_transform(db, r0, c0, TH, TW, m, D):
+    """``D[i1*a + i2, n*TH*TW + th*TW + tw, k] = (A d A^T)[i1, i2]`` for the ``m x m`` tile ``d``
+    of filter ``k`` at row ``r0 + th*m``, column ``c0 + tw*m`` of the chunk's channels-last
+    ``db (T, Hd, Wd, K)`` (dY at ``r0, c0``, zero past it): as :func:`_in_transform`, with ``A``."""
+    T, Hd, Wd, K = db.shape
+    a = m + 2
+    P = D.shape[1]
+    RW = Wd * K
+    L = TW * m * K
+    df = db.reshape(-1)
+    Df = D.reshape(-1)
+    for row in prange(T * TH):
+        n = row // TH
+        th = row - n * TH
+        r = np.empty(a * L, D.dtype)
+        base = ((n * Hd + r0 + th * m) * Wd + c0) * K
+        for u in range(L):
+            _a(m, df, base + u, RW, r, u, L)
+        for i1 in range(a):
+            for tw in range(TW):
+                s0 = i1 * L + tw * m * K
+                d0 = (i1 * a * P + row * TW + tw) * K
+                for k in range(K):
+                    _a(m, r, s0 + k, K, Df, d0 + k, P * K)
+
+
+@njit(parallel=True)
+def _out_transform(Mt, n0, T, TH, TW, m, y):
+    """``y[n0 + n, k, th*m + i, tw*m + j] = (A^T M A)[i, j]`` for each tile of the chunk's
+    channels-last ``Mt (a*a, T*TH*TW, K)``, the rows and columns past ``OH``, ``OW`` dropped:
+    the 1-D transform along the ``a`` positions of each row, then down, each over all the tile
+    row's tiles and filters at once (contiguous: over the filters alone, 16 of them were too
+    few to vectorise), into ``o[i, j, tw, k]``, then copied into ``y``'s rows (a transpose,
+    through a table of o's offsets along the row: faster than loops over ``j`` and ``tw``);
+    a thread per tile row."""
+    P, K = Mt.shape[1], Mt.shape[2]
+    a = m + 2
+    OH, OW = y.shape[2], y.shape[3]
+    L = TW * K
+    mf = Mt.reshape(-1)
+    yf = y.reshape(-1)
+    off = np.empty(OW, np.int64)  # o's offset of output column w = tw*m + j
+    for w in range(OW):
+        off[w] = (w % m) * L + (w // m) * K
+    for row in prange(T * TH):
+        n = row // TH
+        th = row - n * TH
+        s = np.empty(a * m * L, y.dtype)  # s[(i1*m + j)*L + tw*K + k]
+        o = np.empty(m * m * L, y.dtype)  # o[(i*m + j)*L + tw*K + k]
+        for i1 in range(a):
+            b0 = (i1 * a * P + row * TW) * K
+            for u in range(L):
+                _at(m, mf, b0 + u, P * K, s, i1 * m * L + u, L)
+        for j in range(m):
+            for u in range(L):
+                _at(m, s, j * L + u, m * L, o, j * L + u, m * L)
+        for i in range(min(m, OH - th * m)):
+            for k in range(K):
+                yb = (((n0 + n) * K + k) * OH + th * m + i) * OW
+                ob = i * m * L + k
+                for w in range(OW):  # a gather through off: faster than strided loops here
+                    yf[_U(yb + w)] = o[_U(ob + off[w])]
 
 
 _ONE_D = {2: (_bt2, _at2), 4: (_bt4, _at4)}
@@ -358,11 +373,13 @@ class Winograd:
         self._GG = {np.dtype(np.float64): GG, np.dtype(np.float32): GG.astype(np.float32)}
 
     def filters(self, w):
-        """``U (a*a, K, C)``: ``G g G^T`` of every filter and channel, as one GEMM
-        ``kron(G, G) (a*a, 9) @ w (K*C, 9)^T`` in ``w``'s dtype (float64 would double its cost:
-        4.8 vs 2.0 ms for 256 -> 256 channels; its output, 4x the weights, is what it moves)."""
+        """``U^T (a*a, C, K)``: ``G g G^T`` of every filter and channel, as one GEMM
+        ``kron(G, G) (a*a, 9) @ w^T (C*K, 9)^T`` in ``w``'s dtype (float64 would double its
+        cost: 4.8 vs 2.0 ms for 256 -> 256 channels; its output, 4x the weights, is what it
+        moves); channel-major, the right-hand side of the forward's GEMMs ``V (tiles, C) @ U^T``."""
         K, C = w.shape[:2]
-        return (self._gg(w.dtype) @ w.reshape(K * C, 9).T).reshape(self.a * self.a, K, C)
+        wt = w.transpose(1, 0, 2, 3).reshape(C * K, 9)
+        return (self._gg(w.dtype) @ wt.T).reshape(self.a * self.a, C, K)
 
     def _gg(self, dtype):
         """``kron(G, G)`` in ``dtype`` (float32 and float64 made once)."""
@@ -376,8 +393,12 @@ class Winograd:
         sums of the outputs less it and of their squares (:func:`output_sums`)."""
         x = np.ascontiguousarray(x)
         w = np.ascontiguousarray(w, dtype=x.dtype)
+        return self._run(x, self.filters(w), pads, OH, OW, keep, sums)
+
+    def _run(self, x, U, pads, OH, OW, keep=False, sums=None):
+        """:meth:`forward` given the transformed filters ``U^T (a*a, C, K)``."""
         N, C, H, W = x.shape
-        K = w.shape[0]
+        K = U.shape[2]
         (pt, pb), (pl, pr) = pads
         m, a = self.m, self.a
         TH, TW = -(-OH // m), -(-OW // m)
@@ -385,25 +406,24 @@ class Winograd:
         if Hb < H + pt or Wb < W + pl or OH != H + pt + pb - 2 or OW != W + pl + pr - 2:
             raise ValueError(f"Winograd: output {OH}x{OW} does not match input {H}x{W} and pads {pads}")
         T = winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
-        U = self.filters(w)
         y = np.empty((N, K, OH, OW), dtype=x.dtype)
         want = sums is not None
         if want:
             if sums.shape != (3, K) or sums.dtype != np.float64:
                 raise ValueError(f"Winograd: sums must be float64 (3, {K}), got {sums.dtype} {sums.shape}")
             sums[:] = 0.0
-        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype)
+        xb = np.zeros((T, Hb, Wb, C), dtype=x.dtype)
         Vb = np.empty(a * a * C * (N if keep else T) * TH * TW, dtype=x.dtype)
         Mb = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
         for n0 in range(0, N, T):
             t = min(T, N - n0)
             nt = t * TH * TW
             v0 = a * a * C * n0 * TH * TW if keep else 0
-            V = Vb[v0:v0 + a * a * C * nt].reshape(a * a, C, nt)
-            Mt = Mb[:a * a * K * nt].reshape(a * a, K, nt)
+            V = Vb[v0:v0 + a * a * C * nt].reshape(a * a, nt, C)
+            Mt = Mb[:a * a * K * nt].reshape(a * a, nt, K)
             _pad_chunk(x, n0, t, pt, pl, xb)
             _in_transform(xb[:t], TH, TW, m, V)
-            np.matmul(U, V, out=Mt)
+            np.matmul(V, U, out=Mt)
             _out_transform(Mt, n0, t, TH, TW, m, y)
             if want:
                 _chunk_sums(y, n0, t, sums)
@@ -412,9 +432,33 @@ class Winograd:
     def weight_grad(self, dy, x, pads, v=None):
         """dW ``(K, C, 3, 3)``: ``G^T [sum over tiles (A dY_t A^T) * (B^T d_t B)] G`` -- the
         forward's input transform, dY's tiles transformed by ``A`` (:func:`_dy_transform`),
-        per transform position one GEMM ``D (K, tiles) @ V (C, tiles)^T`` accumulated over the
+        per transform position one GEMM ``D (tiles, K)^T @ V (tiles, C)`` accumulated over the
         chunks, then the filter transform's adjoint. ``v``: the forward's kept transformed
         input (``forward(..., keep=True)`` of this ``x``, ``pads``): x is not transformed again."""
+        return self._grads(dy, None, x, pads, v)[1]
+
+    def backward(self, dy, w, x, pads, v=None):
+        """``(dx, dw)``: :meth:`data_grad` and :meth:`weight_grad` in one pass over the chunks,
+        sharing dY's padded channels-last copy (the data gradient's input; the weight
+        gradient's tiles read from it at the padding's offset) when the two tilings agree
+        (they do for pad 1: same tiles, same chunks), else the two calls."""
+        x = np.ascontiguousarray(x)
+        dy = np.ascontiguousarray(dy, dtype=x.dtype)
+        N, C, H, W = x.shape
+        K, OH, OW = dy.shape[1:]
+        (pt, pb), (pl, pr) = pads
+        m, a = self.m, self.a
+        TH, TW = -(-OH // m), -(-OW // m)
+        THx, TWx = -(-H // m), -(-W // m)
+        if (not data_grad_supported(pads) or OH != H + pt + pb - 2 or OW != W + pl + pr - 2
+                or 2 - pt + TH * m > THx * m + 2 or 2 - pl + TW * m > TWx * m + 2
+                or winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
+                != winograd_chunk(N, K, C, THx * TWx, x.itemsize, a)):
+            return self.data_grad(dy, w, pads, H, W), self.weight_grad(dy, x, pads, v)
+        return self._grads(dy, w, x, pads, v)
+
+    def _grads(self, dy, w, x, pads, v):
+        """``(dx, dw)``; ``w`` None: dw alone (dx None). See :meth:`backward`."""
         x = np.ascontiguousarray(x)
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         N, C, H, W = x.shape
@@ -428,37 +472,63 @@ class Winograd:
         T = winograd_chunk(N, C, K, TH * TW, x.itemsize, a)
         if v is not None and v.size != a * a * C * N * TH * TW:
             raise ValueError(f"Winograd: kept transform of {v.size} values does not match x {x.shape}")
-        xb = np.zeros((T, C, Hb, Wb), dtype=x.dtype) if v is None else None
-        db = np.zeros((T, K, TH * m, TW * m), dtype=x.dtype)
+        xb = np.zeros((T, Hb, Wb, C), dtype=x.dtype) if v is None else None
         Vb = np.empty(a * a * C * T * TH * TW, dtype=x.dtype) if v is None else v
         Db = np.empty(a * a * K * T * TH * TW, dtype=x.dtype)
         dU = np.zeros((a * a, K, C), dtype=x.dtype)
         G = np.empty((a * a, K, C), dtype=x.dtype)
+        dx = None
+        if w is None:  # dY's tiles from a copy of dY alone
+            r0 = c0 = 0
+            db = np.zeros((T, TH * m, TW * m, K), dtype=x.dtype)
+        else:  # dY padded for the data gradient (a forward conv of it); its tiles at the offset
+            r0, c0 = 2 - pt, 2 - pl
+            THx, TWx = -(-H // m), -(-W // m)
+            db = np.zeros((T, THx * m + 2, TWx * m + 2, K), dtype=x.dtype)
+            Ud = self._dgrad_filters(w, x.dtype)
+            dx = np.empty((N, C, H, W), dtype=x.dtype)
+            Vx = np.empty(a * a * K * T * THx * TWx, dtype=x.dtype)
+            Mx = np.empty(a * a * C * T * THx * TWx, dtype=x.dtype)
         for n0 in range(0, N, T):
             t = min(T, N - n0)
             nt = t * TH * TW
-            D = Db[:a * a * K * nt].reshape(a * a, K, nt)
+            _pad_chunk(dy, n0, t, r0, c0, db)
+            if w is not None:
+                ntx = t * THx * TWx
+                Vc = Vx[:a * a * K * ntx].reshape(a * a, ntx, K)
+                Mc = Mx[:a * a * C * ntx].reshape(a * a, ntx, C)
+                _in_transform(db[:t], THx, TWx, m, Vc)
+                np.matmul(Vc, Ud, out=Mc)
+                _out_transform(Mc, n0, t, THx, TWx, m, dx)
+            D = Db[:a * a * K * nt].reshape(a * a, nt, K)
             if v is None:
-                V = Vb[:a * a * C * nt].reshape(a * a, C, nt)
+                V = Vb[:a * a * C * nt].reshape(a * a, nt, C)
                 _pad_chunk(x, n0, t, pt, pl, xb)
                 _in_transform(xb[:t], TH, TW, m, V)
             else:
                 v0 = a * a * C * n0 * TH * TW
-                V = v[v0:v0 + a * a * C * nt].reshape(a * a, C, nt)
-            _pad_chunk(dy, n0, t, 0, 0, db)
-            _dy_transform(db[:t], TH, TW, m, D)
-            np.matmul(D, V.transpose(0, 2, 1), out=G)
+                V = v[v0:v0 + a * a * C * nt].reshape(a * a, nt, C)
+            _dy_transform(db[:t], r0, c0, TH, TW, m, D)
+            np.matmul(D.transpose(0, 2, 1), V, out=G)
             dU += G
         dw = self._gg(x.dtype).T @ dU.reshape(a * a, K * C)  # (9, K*C)
-        return np.ascontiguousarray(dw.reshape(3, 3, K, C).transpose(2, 3, 0, 1))
+        return dx, np.ascontiguousarray(dw.reshape(3, 3, K, C).transpose(2, 3, 0, 1))
+
+    def _dgrad_filters(self, w, dtype):
+        """The data gradient's ``U^T (a*a, K, C)``: the forward's transformed filters of the
+        rotated, channel-transposed ``w[:, :, ::-1, ::-1]^T``, i.e. kron(G, G) with its 9
+        columns reversed times w as it is laid out (no transposed copy)."""
+        K, C = w.shape[:2]
+        w9 = np.ascontiguousarray(w, dtype=dtype).reshape(K * C, 9)
+        return (self._gg(dtype)[:, ::-1] @ w9.T).reshape(self.a * self.a, K, C)
 
     def data_grad(self, dy, w, pads, H, W):
         (pt, pb), (pl, pr) = pads
         fp = ((2 - pt, 2 - pb), (2 - pl, 2 - pr))
         if min(fp[0] + fp[1]) < 0:
             raise ValueError("Winograd data gradient: pads larger than 2")
-        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return self.forward(dy, wf, fp, H, W)
+        dy = np.ascontiguousarray(dy)
+        return self._run(dy, self._dgrad_filters(w, dy.dtype), fp, H, W)
 
 
 _KERNELS = {}
@@ -482,6 +552,12 @@ def output_sums(K):
     """A float64 ``(3, K)`` array for :func:`forward`'s ``sums``: row 0 the shift (each filter's
     first output), rows 1 and 2 the sums of ``y - shift`` and ``(y - shift)^2`` per filter."""
     return np.zeros((3, K))
+
+
+def backward(dy, w, x, pads, m=M, v=None):
+    """``(dx, dw)`` of the 3x3 stride-1 conv of ``x`` with ``pads`` (each <= 2) given dY, in
+    one pass over the chunks where the tilings allow (:meth:`Winograd.backward`)."""
+    return kernels(m).backward(dy, w, x, pads, v)
 
 
 def data_grad(dy, w, pads, H, W, m=M):

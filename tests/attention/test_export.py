@@ -118,7 +118,7 @@ def test_torch_export_equals_the_runtime(name):
 
 # the cases whose export imports back into the spec's layers (not "tokens": its attention with
 # value_dim ≠ head_dim exports q, k, v cut apart, which stays low-level ops)
-BACK = ["vit", "swin", "mobilevit", "maxvit", "vit_qv", "swin_qv"]
+BACK = ["vit", "swin", "mobilevit", "maxvit", "vit_qv", "swin_qv", "beit"]
 
 
 @pytest.mark.parametrize("name", BACK)

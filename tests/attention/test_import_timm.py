@@ -51,8 +51,8 @@ EXACT = [  # (timm name, input size, create kwargs, fused attention, attention l
                                           "embed_dim": 48}, True, 4),
     ("swin_tiny_patch4_window7_224", 224, {}, True, 12),
     # BEiT's q and v biases around a zero k bias (torch.cat((q_bias, k_bias, v_bias)), folded by
-    # torch.onnx.export): qkv_bias: qv. Without its relative position bias: the table BEiT adds has
-    # 3 rows for the class token besides Swin's (2w − 1)², which no attention layer holds (yet)
+    # torch.onnx.export): qkv_bias: qv. Here without its relative position bias (an absolute position
+    # embedding instead); with it: test_timm_beit_relative_position_bias_imports_exactly (cls_bias)
     ("beit_base_patch16_224", 32, {"img_size": 32, "depth": 2, "use_rel_pos_bias": False, "use_abs_pos_emb": True},
      True, 2),
     ("beit_base_patch16_224", 32, {"img_size": 32, "depth": 2, "use_rel_pos_bias": False, "use_abs_pos_emb": True},

@@ -54,6 +54,10 @@ MODELS = {
     # Its post-norm γ start at 0, which the draw below leaves (1-D): tests/attention/test_import_timm.py
     # checks its outputs with them drawn at random)
     "swinv2_tiny_window8_256": ("timm", 64, {"img_size": 64, "window_size": 4}),
+    # (BEiT: its relative position bias, a class token then 4 x 4 patches at 64 px, as attention with
+    # bias_window: 4, cls_bias: true; its tables start at zero and are drawn below (2-D); its q and v
+    # biases (1-D) stay zero here: tests/attention/test_import_timm.py draws them)
+    "beit_base_patch16_224": ("timm", 64, {"img_size": 64}),
     "vit_b_16": ("torchvision", 64, {"image_size": 64}),
     "swin_t": ("torchvision", 64, {}),
     "maxvit_t": ("torchvision", 224, {}),  # (its partitions of 7 x 7 need 224 px)

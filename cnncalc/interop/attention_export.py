@@ -146,9 +146,10 @@ def onnx_attention(b, node, xs, out):
 
 def _rel_pos_bias(L, p, seq, h):
     """The relative position bias (heads, seq, seq): the table read at Swin's index, the constant
-    torch.onnx.export folds timm's lookup into (the importer rebuilds the table from it)."""
+    torch.onnx.export folds timm's lookup into (the importer rebuilds the table from it); with
+    ``cls_bias`` BEiT's index, the class token's three rows besides."""
     table = np.asarray(p["rel_pos_table"])  # ((1, heads, …): timm's unsqueeze(0), which no relbias rule reads)
-    return table[rel_index(L.bias_w).reshape(-1)].reshape(seq, seq, h).transpose(2, 0, 1)[None]
+    return table[rel_index(L.bias_w, L.cls_bias).reshape(-1)].reshape(seq, seq, h).transpose(2, 0, 1)[None]
 
 
 def _linear_to(b, name, x, w, bias, out, last=None):
@@ -367,7 +368,7 @@ TORCH_HELPERS = {
     puts them back, as timm's Swin does."""
 
     def __init__(self, c, heads, dk, dv, out, qkv_bias, proj, proj_bias, window=None, shift=0, grid=None,
-                 bias_window=None, scale=None):
+                 bias_window=None, scale=None, cls_bias=False):
         super().__init__()
         self.h, self.dk, self.dv, self.window, self.shift, self.grid = heads, dk, dv, window, shift, grid
         self.scale = scale  # (None: 1/sqrt(dk))
@@ -382,11 +383,18 @@ TORCH_HELPERS = {
         self.rel_pos_table = None
         bw = window or bias_window  # (bias_window: each sequence is a window already, MaxViT)
         if bw:
-            self.rel_pos_table = nn.Parameter(torch.zeros((2 * bw - 1) ** 2, heads))
+            t = (2 * bw - 1) ** 2 + (3 if cls_bias else 0)
+            self.rel_pos_table = nn.Parameter(torch.zeros(t, heads))
             r = torch.arange(bw)
             c2 = torch.stack(torch.meshgrid(r, r, indexing="ij")).flatten(1)
             rel = c2[:, :, None] - c2[:, None, :] + bw - 1
-            self.register_buffer("rel_index", rel[0] * (2 * bw - 1) + rel[1], persistent=False)
+            index = rel[0] * (2 * bw - 1) + rel[1]
+            if cls_bias:  # a class token before the window (timm's BEiT): its 3 rows of the table
+                index = F.pad(index, (1, 0, 1, 0))
+                index[0, :] = t - 3  # cls -> patches
+                index[:, 0] = t - 2  # patches -> cls
+                index[0, 0] = t - 1  # cls -> cls
+            self.register_buffer("rel_index", index, persistent=False)
         if window:
             if shift:
                 img = torch.zeros(1, grid[0], grid[1], 1)
@@ -463,7 +471,7 @@ def torch_rows() -> dict:
         if L.window:
             code += f", window={L.window}, shift={a['shift']}, grid={tuple(L.grid)!r}"
         elif L.rel_bias:
-            code += f", bias_window={L.bias_w}"
+            code += f", bias_window={L.bias_w}" + (", cls_bias=True" if L.cls_bias else "")
         if a["qk_scale"] is not None:
             code += f", scale={L.scale!r}"
         return f"{g.module(node, code + ')')}({xs[0]})"

@@ -270,7 +270,11 @@ class Attention(Layer):
     non-overlapping windows of window x window tokens of the token grid, ``shift`` their
     cyclic shift, and a relative position bias table of (2·window − 1)² x heads parameters.
     ``bias_window`` P (MaxViT): each sequence is a P x P window already (P² tokens, in row-major
-    order), with the same table of (2P − 1)² x heads. ``qk_scale``: what q·kᵀ is multiplied by
+    order), with the same table of (2P − 1)² x heads. ``cls_bias`` (BEiT, with ``bias_window`` P):
+    each sequence is a class token then the P x P grid (1 + P² tokens), and the table has 3 more
+    rows, (2P − 1)² + 3 x heads: row (2P − 1)² is read by the class token's query at every patch
+    key, the next by every patch query at the class token's key, the last by cls → cls (timm's
+    ``gen_relative_position_index``). ``qk_scale``: what q·kᵀ is multiplied by
     (default 1/√head_dim; torchvision's MaxViT takes 1/√C). ``qkv_bias``: true (one learned bias
     of h·(2·dk + dv)), false, or ``qv``: learned q and v biases (``q_bias`` h·dk, ``v_bias`` h·dv)
     and a k bias fixed at zero (BEiT, EVA, Swin V2: ``cat((q_bias, zeros, v_bias))``).
@@ -288,13 +292,14 @@ class Attention(Layer):
     takes_activation = False
     doc = ("multi-head self-attention: heads, head_dim (C/heads), qkv_bias (true, false, qv), proj, dim; "
            "window, shift "
-           "and a relative position bias (Swin; bias_window: sequences that are windows, MaxViT); "
+           "and a relative position bias (Swin; bias_window: sequences that are windows, MaxViT; "
+           "cls_bias: a class token before the window, BEiT); "
            "MACs = Q/K/V proj + QKᵀ + AV + out proj")
     fields = {"heads": (_int_field(), REQUIRED), "head_dim": (_int_field(), None),
               "value_dim": (_int_field(), None), "qkv_bias": (_qkv_bias, True), "proj": (as_bool, True),
               "proj_bias": (as_bool, True), "dim": (_int_field(), None),
               "window": (_int_field(), None), "shift": (_int_field(0), 0), "rel_pos_bias": (as_bool, None),
-              "bias_window": (_int_field(), None), "qk_scale": (_pos_float, None)}
+              "bias_window": (_int_field(), None), "cls_bias": (as_bool, False), "qk_scale": (_pos_float, None)}
 
     def _infer(self, in_shapes, rounding):
         x = token_input(self, in_shapes[0])
@@ -324,13 +329,29 @@ class Attention(Layer):
             if self.window is not None:
                 raise SpecError("'bias_window' is for sequences that are windows already; with 'window' the "
                                 "bias table is the window's", hint="drop 'bias_window'")
-            if n != bw * bw:
-                raise SpecError(f"'bias_window: {bw}' needs sequences of {bw}x{bw} = {bw * bw} tokens, not {n}")
+            want = bw * bw + int(a["cls_bias"])
+            if n != want and a["cls_bias"]:
+                raise SpecError(f"'bias_window: {bw}' with 'cls_bias' needs sequences of a class token and "
+                                f"{bw}x{bw} patches = {want} tokens, not {n}",
+                                hint=(f"drop 'cls_bias': {n} tokens are a {bw}x{bw} window" if n == bw * bw else
+                                      f"'bias_window: {math.isqrt(n - 1)}'" if n > 1 and math.isqrt(n - 1) ** 2 == n - 1
+                                      else "one class token then a square grid of patches"))
+            if n != want:
+                raise SpecError(f"'bias_window: {bw}' needs sequences of {bw}x{bw} = {want} tokens, not {n}",
+                                hint=(f"'cls_bias: true': {n} tokens are a class token and {bw}x{bw} patches (BEiT)"
+                                      if n == want + 1 else None))
+        elif a["cls_bias"]:
+            raise SpecError("'cls_bias' needs 'bias_window: P' (the class token's rows extend the P x P window's "
+                            "table)", hint="'bias_window: P' where the sequence is 1 + P² tokens")
+        if a["cls_bias"] and a["rel_pos_bias"] is False:
+            raise SpecError("'cls_bias' adds rows to the relative position bias table; 'rel_pos_bias: false' has none",
+                            hint="drop 'cls_bias'")
         if a["rel_pos_bias"] and self.window is None and bw is None:
             raise SpecError("'rel_pos_bias' needs a 'window' (the table is indexed by offsets inside a window)",
                             hint="or 'bias_window: P' when each sequence is a P x P window already (MaxViT)")
         self.bias_w = self.window if self.window is not None else bw  # the side of the window the table indexes
         self.rel_bias = self.bias_w is not None and a["rel_pos_bias"] is not False
+        self.cls_bias = bool(a["cls_bias"])  # (the table's 3 class-token rows, BEiT)
         self._notes.append(f"{_lead_text(x)}{n} tokens x {c} → {h} heads x {self.dk} (q, k)"
                            + (f", {self.dv} (v)" if self.dv != self.dk else "")
                            + f" → {self.out_c} channels")
@@ -388,7 +409,7 @@ class Attention(Layer):
             if a["proj_bias"]:
                 out["proj_bias"] = ((self.out_c,), "bias")
         if self.rel_bias:
-            out["rel_pos_table"] = (((2 * self.bias_w - 1) ** 2, h), "weight")
+            out["rel_pos_table"] = (((2 * self.bias_w - 1) ** 2 + 3 * self.cls_bias, h), "weight")
         return out
 
     def const_init(self, name):
@@ -462,7 +483,8 @@ class Attention(Layer):
         if a["proj"]:
             parts.append(f"proj {h * self.dv}*{self.out_c}" + (f" + {self.out_c}" if a["proj_bias"] and with_bias else ""))
         if self.rel_bias:
-            parts.append(f"relative position bias (2*{self.bias_w} − 1)^2*{h}")
+            parts.append(f"relative position bias ((2*{self.bias_w} − 1)^2 + 3 class-token rows)*{h}" if self.cls_bias
+                         else f"relative position bias (2*{self.bias_w} − 1)^2*{h}")
         total = sum(numel(s) for s, r in self.param_shapes().values() if with_bias or r == "weight")
         return " + ".join(parts) + f" = {fmt_int(total)}"
 

@@ -1526,7 +1526,7 @@ def _att_plan(net, node):
         L = node.layer
         plan = net._geom[("attention", node.name)] = K_att.Plan(
             L.h, L.dk, L.dv, L.scale, L.window, L.args["shift"], L.grid, net.dtype,
-            bias_window=L.bias_w if L.rel_bias else None)
+            bias_window=L.bias_w if L.rel_bias else None, cls_bias=L.rel_bias and L.cls_bias)
     return plan
 
 

@@ -50,6 +50,16 @@ layers:
   - {reshape: [8, 8, 8], name: merge}
 """
 
+BEIT = """
+name: a class token and 4x4 patches, BEiT's relative position bias (its 3 class-token rows), small
+input: 8x8x3
+layers:
+  - {patch_embed: 8, patch: 2, name: embed}
+  - {cls_token: , name: cls}
+  - {attention: 2, bias_window: 4, cls_bias: true, qkv_bias: qv, name: attn}
+  - {layernorm: , name: norm}
+"""
+
 QV_APART = """
 name: qv biases with value_dim ≠ head_dim (q, k, v cut apart in the export)
 input: 4x4x6
@@ -67,7 +77,7 @@ def _qv(text):
 CASES = {"tokens": lambda: load_spec(TOKENS), "vit": lambda: load_spec_text(TINY_VIT),
          "swin": lambda: load_spec_text(TINY_SWIN), "mobilevit": lambda: load_spec_text(MOBILEVIT),
          "maxvit": lambda: load_spec_text(MAXVIT), "vit_qv": lambda: _qv(TINY_VIT), "swin_qv": lambda: _qv(TINY_SWIN),
-         "qv_apart": lambda: load_spec_text(QV_APART)}
+         "qv_apart": lambda: load_spec_text(QV_APART), "beit": lambda: load_spec_text(BEIT)}
 
 
 def _run(name):
@@ -108,7 +118,7 @@ def test_torch_export_equals_the_runtime(name):
 
 # the cases whose export imports back into the spec's layers (not "tokens": its attention with
 # value_dim ≠ head_dim exports q, k, v cut apart, which stays low-level ops)
-BACK = ["vit", "swin", "mobilevit", "maxvit", "vit_qv", "swin_qv"]
+BACK = ["vit", "swin", "mobilevit", "maxvit", "vit_qv", "swin_qv", "beit"]
 
 
 @pytest.mark.parametrize("name", BACK)

@@ -51,8 +51,8 @@ EXACT = [  # (timm name, input size, create kwargs, fused attention, attention l
                                           "embed_dim": 48}, True, 4),
     ("swin_tiny_patch4_window7_224", 224, {}, True, 12),
     # BEiT's q and v biases around a zero k bias (torch.cat((q_bias, k_bias, v_bias)), folded by
-    # torch.onnx.export): qkv_bias: qv. Without its relative position bias: the table BEiT adds has
-    # 3 rows for the class token besides Swin's (2w − 1)², which no attention layer holds (yet)
+    # torch.onnx.export): qkv_bias: qv. Here without its relative position bias (an absolute position
+    # embedding instead); with it: test_timm_beit_relative_position_bias_imports_exactly (cls_bias)
     ("beit_base_patch16_224", 32, {"img_size": 32, "depth": 2, "use_rel_pos_bias": False, "use_abs_pos_emb": True},
      True, 2),
     ("beit_base_patch16_224", 32, {"img_size": 32, "depth": 2, "use_rel_pos_bias": False, "use_abs_pos_emb": True},
@@ -278,3 +278,38 @@ def test_torchvision_swin_v2_imports_exactly_and_round_trips():
     assert sum(1 for n in g.layers if n.kind == "gather" and list(n.layer.args["relative"] or ()) == [4, 4]) == 4
     r = one_path(swin_v2_mini(), "swin_v2_mini", 32, "onnx")
     assert r["status"] == "refused" and "a MatMul of constants only" in r["why"]
+
+
+BEIT_SMALL = {"img_size": 32, "depth": 2, "embed_dim": 64, "num_heads": 4}  # (2x2 patches + the class token)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+@pytest.mark.parametrize("path", ["torch", "onnx"])
+def test_timm_beit_relative_position_bias_imports_exactly(path, fused):
+    """timm's BEiT with its relative position bias (2 blocks of 64 channels, 4 heads, 32 px: a class
+    token and 2x2 patches): every block one attention layer with bias_window: 2, cls_bias: true and
+    qkv_bias: qv, holding the (2·2 − 1)² + 3 = 12 x 4 table (torch.onnx.export folds its lookup
+    into a 4 x 5 x 5 constant, which the import reads back through BEiT's index); parameters =
+    sum(p.numel()), MACs = the dispatcher's, outputs = the module's (`--torch`) and onnxruntime's
+    (an ONNX file), every table and q/v bias random (timm starts them at zero)."""
+    from tests.interop.zoocheck import one_path, prepare
+
+    was = timm.layers.use_fused_attn()
+    timm.layers.set_fused_attn(fused)
+    try:
+        torch.manual_seed(0)
+        model = timm.create_model("beit_base_patch16_224", pretrained=False, **BEIT_SMALL).eval()
+    finally:
+        timm.layers.set_fused_attn(was)
+    prepare(_sharpen(model), 32)
+    params = sum(p.numel() for p in model.parameters())
+    macs = count(model, torch.randn(1, 3, 32, 32))
+    r = one_path(model, "beit", 32, path, want_params=params, want_macs=macs)
+    assert r["status"] == "exact", r
+    assert r["params"] == params and r["macs"] == macs
+    if path == "torch":
+        g, _ = _import(model, 32)
+        att = [n.layer for n in g.layers if n.kind == "attention"]
+        assert [(L.args["bias_window"], L.args["cls_bias"], L.args["qkv_bias"]) for L in att] == [(2, True, "qv")] * 2
+        assert all(L.param_shapes()["rel_pos_table"][0] == (12, 4) for L in att)

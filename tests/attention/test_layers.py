@@ -164,3 +164,39 @@ def test_qkv_bias_refuses_other_values_with_the_line(value):
     with pytest.raises(SpecError, match=r"'qkv_bias' must be one of true, false, qv") as e:
         analyze_graph(load_spec_text(text))
     assert e.value.line == 5
+
+
+def test_cls_bias_counts_by_hand():
+    """BEiT: a class token and 4x4 patches (17 tokens of 8 channels), 2 heads, qkv_bias: qv; the table
+    (2·4 − 1)² + 3 rows x 2 heads; the bias adds one add per score (2·17·17), as Swin's does."""
+    r = report(spec("17x8 tokens", "{attention: 2, bias_window: 4, cls_bias: true, qkv_bias: qv, name: a}"))
+    a = r["a"]
+    assert a.params == 8 * 24 + 8 + 8 + 8 * 8 + 8 + (7 * 7 + 3) * 2 == 384
+    assert a.macs == 3 * 17 * 8 * 8 + 2 * 2 * 17 * 17 * 4 + 17 * 8 * 8 == 8_976
+    assert a.ops["add"] == 2 * 17 * 17
+    text = "\n".join(a.explain)
+    assert "relative position bias ((2*4 − 1)^2 + 3 class-token rows)*2 = 384" in text
+    assert "relative position bias 2*17*17 = 578 add" in text
+    from cnncalc.layers import REGISTRY
+    from cnncalc.layers.tensor import chan
+    from cnncalc.shapes import Tensor
+
+    lay = REGISTRY["attention"]("a", {"heads": 2, "bias_window": 4, "cls_bias": True})
+    lay.infer([Tensor((17, 8), (None, chan(8)), 0)], "exact")
+    assert lay.param_shapes()["rel_pos_table"][0] == (52, 2)
+
+
+@pytest.mark.parametrize("inp, layer, msg, hint", [
+    ("16x8 tokens", "{attention: 2, bias_window: 4, cls_bias: true}",
+     r"a class token and 4x4 patches = 17 tokens, not 16", "drop 'cls_bias'"),
+    ("10x8 tokens", "{attention: 2, bias_window: 4, cls_bias: true}", r"= 17 tokens, not 10", "'bias_window: 3'"),
+    ("17x8 tokens", "{attention: 2, bias_window: 4}", r"4x4 = 16 tokens, not 17", "'cls_bias: true'"),
+    ("17x8 tokens", "{attention: 2, cls_bias: true}", r"'cls_bias' needs 'bias_window: P'", "1 \\+ P²"),
+    ("17x8 tokens", "{attention: 2, bias_window: 4, cls_bias: true, rel_pos_bias: false}", r"has none",
+     "drop 'cls_bias'"),
+])
+def test_cls_bias_errors_say_what_to_change(inp, layer, msg, hint):
+    text = spec(inp, "{layernorm: , name: n}", layer)
+    with pytest.raises(SpecError, match=msg) as e:
+        analyze_graph(load_spec_text(text))
+    assert e.value.line == 5 and e.value.hint and __import__("re").search(hint, e.value.hint)

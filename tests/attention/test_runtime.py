@@ -280,3 +280,82 @@ def test_qv_weights_round_trip_through_a_checkpoint(tmp_path):
     shapes = {f"{n.name}/{k}": s for n in g.layers for k, (s, _) in n.layer.owned_param_shapes().items()}
     back = C.load_checkpoint(path, param_shapes=shapes)
     assert set(back.params) == set(flat) and all(np.array_equal(back.params[k], a) for k, a in flat.items())
+
+
+BEIT = """
+name: a class token and 4x4 patches with BEiT's relative position bias, small
+input: 8x8x3
+layers:
+  - {patch_embed: 8, patch: 2, name: embed}
+  - {cls_token: , name: cls}
+  - {attention: 2, bias_window: 4, cls_bias: true, qkv_bias: qv, name: attn}
+  - {mean: , name: pool}
+  - {fc: 3, name: head}
+"""
+
+
+def test_gradcheck_cls_bias_table():
+    """cls_bias (BEiT): the (2·4 − 1)² + 3 x 2 table is gradchecked, its 3 class-token rows among
+    the entries checked (the gradient of row T − 3 is the class query's scores' at the patch keys,
+    T − 2 the patch queries' at the class key, T − 1 cls → cls)."""
+    from cnncalc.runtime.gradcheck import TOL, gradcheck
+
+    g = load_spec_text(BEIT)
+    checks = gradcheck(g, entries=200)
+    assert all(c.ok for c in checks), [c.to_dict() for c in checks if not c.ok]
+    assert max(c.rel_error for c in checks) <= TOL
+    assert any(c.layer == "attn" and c.tensor == "rel_pos_table" for c in checks)
+
+
+def test_cls_bias_gradient_reaches_the_class_token_rows():
+    """The table gradient by hand: each row collects the score gradients of the pairs that read it
+    (summed over the batch), the three class-token rows included."""
+    from cnncalc.runtime.executor import random_input
+    from cnncalc.runtime.kernels.attention import rel_index
+
+    g = load_spec_text(BEIT)
+    g.infer()
+    net = Net(g, dtype="float64", seed=4)
+    rng = np.random.default_rng(6)
+    for ps in net.params.values():
+        for a in ps.values():
+            a[...] = rng.standard_normal(a.shape) * 0.5
+    net.zero_grad()
+    net.loss(random_input(g.input_shape, 2, rng), np.array([0, 2]))
+    dt = net.grads["attn"]["rel_pos_table"]
+    assert dt.shape == (7 * 7 + 3, 2)
+    assert np.all(np.abs(dt[-3:]) > 0)  # (the class token's rows learn)
+    idx = rel_index(4, cls=True)
+    assert idx.shape == (17, 17) and idx[0, 0] == 51 and set(idx[0, 1:]) == {49} and set(idx[1:, 0]) == {50}
+    assert idx[1:, 1:].max() == 48 and np.array_equal(idx[1:, 1:], rel_index(4))
+
+
+def test_cls_bias_equals_timm_beit_attention_and_sees_swapped_rows():
+    """The runtime's attention with bias_window: 4, cls_bias: true equals timm's BEiT Attention (its
+    q and v biases, its (2·4 − 1)² + 3 table, every parameter random) on 1 + 4x4 tokens; the index
+    is timm's gen_relative_position_index; with the class token's rows T − 3 and T − 2 swapped
+    (cls → patch read as patch → cls) the output is no longer timm's."""
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    from timm.models.beit import Attention, gen_relative_position_index
+
+    from cnncalc.runtime.kernels import attention as K
+
+    assert np.array_equal(K.rel_index(4, cls=True), gen_relative_position_index((4, 4)).numpy())
+    torch.manual_seed(0)
+    m = Attention(8, num_heads=2, qkv_bias=True, window_size=(4, 4)).double().eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    p = {"qkv_weight": m.qkv.weight.detach().numpy(), "q_bias": m.q_bias.detach().numpy(),
+         "v_bias": m.v_bias.detach().numpy(), "proj_weight": m.proj.weight.detach().numpy(),
+         "proj_bias": m.proj.bias.detach().numpy(), "rel_pos_table": m.relative_position_bias_table.detach().numpy()}
+    x = np.random.default_rng(2).standard_normal((3, 17, 8))
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    plan = K.Plan(2, 4, 4, 4 ** -0.5, bias_window=4, cls_bias=True)
+    got, _ = K.attention_fwd(x, p, plan)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    t = p["rel_pos_table"].copy()
+    t[[49, 50]] = t[[50, 49]]
+    swapped, _ = K.attention_fwd(x, {**p, "rel_pos_table": t}, plan)
+    assert np.abs(swapped - want).max() > 1e-3

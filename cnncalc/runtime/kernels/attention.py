@@ -17,11 +17,23 @@ from cnncalc.runtime.kernels import tensor as K_t
 MASK = -100.0  # what timm and the reference code add to the scores of masked pairs
 
 
-def rel_index(w: int) -> np.ndarray:
-    """(w², w²) indices into the (2w − 1)² relative position bias table (Swin's)."""
+def rel_index(w: int, cls: bool = False) -> np.ndarray:
+    """(w², w²) indices into the (2w − 1)² relative position bias table (Swin's). ``cls`` (BEiT's
+    ``gen_relative_position_index``): (1 + w², 1 + w²) for a class token then the w x w window,
+    into a table of (2w − 1)² + 3 rows: the class token's query reads row T − 3 at every patch key,
+    every patch query reads T − 2 at the class token's key, cls → cls reads T − 1."""
     c = np.stack(np.meshgrid(np.arange(w), np.arange(w), indexing="ij")).reshape(2, -1)
     r = c[:, :, None] - c[:, None, :] + (w - 1)
-    return r[0] * (2 * w - 1) + r[1]
+    idx = r[0] * (2 * w - 1) + r[1]
+    if not cls:
+        return idx
+    t = (2 * w - 1) ** 2 + 3
+    out = np.empty((w * w + 1, w * w + 1), idx.dtype)
+    out[1:, 1:] = idx
+    out[0, :] = t - 3
+    out[:, 0] = t - 2
+    out[0, 0] = t - 1
+    return out
 
 
 def partition(x: np.ndarray, w: int) -> np.ndarray:
@@ -53,11 +65,12 @@ def shift_mask(h: int, wd: int, w: int, s: int) -> np.ndarray:
 class Plan:
     """What one attention layer needs besides its weights."""
 
-    def __init__(self, heads, dk, dv, scale, window=None, shift=0, grid=None, dtype=np.float64, bias_window=None):
+    def __init__(self, heads, dk, dv, scale, window=None, shift=0, grid=None, dtype=np.float64, bias_window=None,
+                 cls_bias=False):
         self.h, self.dk, self.dv, self.scale = heads, dk, dv, scale
         self.window, self.shift, self.grid = window, shift, grid
         bw = window or bias_window  # (bias_window: sequences that are windows already, MaxViT)
-        self.index = rel_index(bw) if bw else None
+        self.index = rel_index(bw, cls_bias) if bw else None  # (cls_bias: BEiT's class-token rows)
         self.mask = shift_mask(*grid, window, shift).astype(dtype) if window and shift else None
 
 

@@ -281,6 +281,19 @@ def swin_rel_index(w: int) -> np.ndarray:
     return (r[:, None] - r[None, :] + w - 1) * (2 * w - 1) + (c[:, None] - c[None, :] + w - 1)
 
 
+def beit_rel_index(w: int) -> np.ndarray:
+    """(1 + w², 1 + w²) indices into BEiT's (2w − 1)² + 3 x heads table: a class token then a w x w
+    window; between patches Swin's index, and three rows for the class token (timm's
+    ``gen_relative_position_index``): T − 3 from the class token to every patch, T − 2 from every
+    patch to the class token, T − 1 from the class token to itself."""
+    t = (2 * w - 1) ** 2 + 3
+    idx = np.full((w * w + 1, w * w + 1), t - 2)
+    idx[1:, 1:] = swin_rel_index(w)
+    idx[0, 1:] = t - 3
+    idx[0, 0] = t - 1
+    return idx
+
+
 def swin_shift_mask(h: int, wd: int, w: int, s: int) -> np.ndarray:
     """(windows, w², w²): −100 between the tokens of a shifted window that the cyclic roll brought
     from different regions of the map, 0 elsewhere (the reference code's ``attn_mask``)."""
@@ -568,11 +581,12 @@ def _swin_core(lift, proj):
     return got
 
 
-def _swin_bias(imp, core, w, shift, grid):
+def _swin_bias(imp, core, w, shift, grid, cls=False):
     """The relative position bias table ((2w − 1)² x heads) that the adds between QKᵀ and the
     softmax hold, after checking that they are exactly that table read by Swin's index (a
     learned constant of heads x w² x w², torch.onnx.export's fold of the lookup) and, with a
-    shift, the shifted-window mask: the table, or None."""
+    shift, the shifted-window mask: the table, or None. ``cls``: the sequence is a class token
+    then the w x w window, the table BEiT's ((2w − 1)² + 3 rows, :func:`beit_rel_index`)."""
     h, n, nw = core["h"], core["n"], core["windows"]
     qk_shape = (nw, h, n, n)
     bias, mask = None, np.zeros(qk_shape)
@@ -597,8 +611,8 @@ def _swin_bias(imp, core, w, shift, grid):
     want = swin_shift_mask(*grid, w, shift)[:, None] if shift else np.zeros((1, 1, n, n))
     if not np.array_equal(mask, np.broadcast_to(want, qk_shape)):
         return None
-    idx = swin_rel_index(w)
-    table = np.zeros(((2 * w - 1) ** 2, h), bias.dtype)
+    idx = beit_rel_index(w) if cls else swin_rel_index(w)
+    table = np.zeros(((2 * w - 1) ** 2 + (3 if cls else 0), h), bias.dtype)
     table[idx.reshape(-1)] = bias.reshape(h, n * n).T
     if not np.array_equal(table[idx.reshape(-1)].T.reshape(h, n, n), bias):
         return None  # (a bias that is not one value per relative offset)
@@ -836,14 +850,18 @@ def swin_patch_merging(lift, item) -> bool:
 
 
 @rewrite("matmul", family="attention", name="attention_bias_window", stage="lift",
-         lifts="attention with bias_window (MaxViT: sequences that are windows, with a bias table)")
+         lifts="attention with bias_window (MaxViT: sequences that are windows, with a bias table; "
+               "BEiT: a class token before the window, cls_bias)")
 def attention_bias_window(lift, item) -> bool:
     """Attention over sequences that are P x P windows already, with a relative position bias, as one attention layer with bias_window. MaxViT's
     block and grid attention: qkv (cut into q, k, v along the channels, or timm's and
     torchvision's joint form), q · (k·scale)ᵀ + the bias, softmax, · v, the output projection
     (its bias follows: attention_proj_bias). The bias that torch.onnx.export folded into a
     heads x P² x P² constant becomes the (2P − 1)² x heads table again when every value agrees
-    with Swin's index; a Swin window partition before it is left to swin_window_attention."""
+    with Swin's index; a Swin window partition before it is left to swin_window_attention. BEiT's
+    block: 1 + P² tokens (a class token, then the P x P patches) and a folded bias of heads x
+    (1 + P²)² whose values are its (2P − 1)² + 3 x heads table read by BEiT's index
+    (:func:`beit_rel_index`): ``cls_bias: true``, the table with the class token's 3 rows."""
     imp = lift.imp
     c = item.args.get("const")
     if imp.items[-1] is not item or len(item.inputs) != 1 or not isinstance(c, dict) or not c.get("learned"):
@@ -853,13 +871,18 @@ def attention_bias_window(lift, item) -> bool:
         return False
     n = core["n"]
     p = math.isqrt(n)
-    if p * p != n or p < 2 or _window_partition(lift, core) is not None:
+    cls = p * p != n  # (BEiT: a class token, then the P x P patches)
+    if cls:
+        p = math.isqrt(n - 1)
+        if p * p != n - 1:
+            return False
+    if p < 2 or (not cls and _window_partition(lift, core) is not None):
         return False
-    table = _swin_bias(imp, core, p, 0, None)
+    table = _swin_bias(imp, core, p, 0, None, cls=cls)
     if table is None or not _region_closed(lift, core["items"], item):
         return False
     name = _block_name(core["items"], item.name)
-    args, params = _attention_args(imp, core, bias_window=int(p))
+    args, params = _attention_args(imp, core, bias_window=int(p), **({"cls_bias": True} if cls else {}))
     params["rel_pos_table"] = np.ascontiguousarray(table, np.float32)
     new = Item("attention", args, name, [core["x"]], item.raw)
     if (name in imp.by_name and name not in {it.name for it in core["items"]}) or \

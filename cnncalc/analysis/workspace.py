@@ -112,10 +112,12 @@ def winograd_chunk(N: int, C: int, F: int, tiles: int, nbytes: int, alpha: int =
 TINY_PLANE = 16
 
 
-def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | None:
+def conv_workspace(layer, batch: int = 1, nbytes: int = 4, runtime_batch: int | None = None
+                   ) -> ConvWorkspace | None:
     """The workspace of one inferred conv / dwconv layer (None for 3-D convolutions and
     layers on tokens or tensors, which these algorithms do not cover); ``nbytes`` per element
-    sets how many images the runtime's im2col tiles hold."""
+    sets how many images the runtime's im2col tiles hold. ``runtime_batch``: the runtime column
+    for a training step that runs the batch as sub-batches of this many samples (:func:`workspace`)."""
     x, y = layer.in_shapes[0], layer.out_shape
     if x.__class__ is Tensor or len(x) not in (2, 3):
         return None
@@ -170,8 +172,16 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
               f"({N}*{C} input + {F}*{Cg} filter + {N}*{F} product) planes * {L0 * half:,} = "
               f"{r.fft_complex:,} complex = {2 * r.fft_complex:,} reals, + inverse {N}*{F}*{L0}*{L1} = "
               f"{r.fft_real:,} reals; total {r.fft:,}")
-    # the runtime's choice (cnncalc.runtime.kernels.conv.choose_algo and _conv_nobias)
+    # the runtime's choice (cnncalc.runtime.kernels.conv.choose_algo and _conv_nobias), for the
+    # samples one call of it runs: the batch, or a sub-batch of it
     pads = pt or pb or pl or pr
+    N = batch if runtime_batch is None else runtime_batch
+    if N != batch:
+        padded = N * C * Hp * Wp if pads else 0
+        im2col = N * kh * kw * C * OH * OW
+        fft = 2 * (N * C + F * Cg + N * F) * L0 * half + N * F * L0 * L1
+    else:
+        im2col, fft = r.im2col, r.fft
     if g > 1 and Cg == 1 and F == g and OH * OW <= TINY_PLANE:
         Hn, Wn = (OH - 1) * sh + (kh - 1) * dh + 1, (OW - 1) * sw + (kw - 1) * dw + 1
         r.runtime_algo = "depthwise"
@@ -204,8 +214,8 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
         one_by_one = H - (kh - 1) * dh <= sh and W - (kw - 1) * dw <= sw
         if kh * kw >= 81 and sh == 1 and sw == 1 and not one_by_one:
             r.runtime_algo = "fft"
-            r.runtime = r.fft + padded
-            r.runtime_detail = f"FFT {r.fft:,}" + (f" + padded copy {padded:,}" if padded else "")
+            r.runtime = fft + padded
+            r.runtime_detail = f"FFT {fft:,}" + (f" + padded copy {padded:,}" if padded else "")
         else:
             r.runtime_algo = "im2col"
             if g == 1 and (dh, dw) == (1, 1) and not pads and (H, W) == (kh, kw):
@@ -232,11 +242,15 @@ def conv_workspace(layer, batch: int = 1, nbytes: int = 4) -> ConvWorkspace | No
                                     f"columns of a tile of {T} image{'s' if T > 1 else ''} {T}*{Kc}*{P}")
                 r.runtime_detail += f" + the tile padded {T}*{C}*{Hp}*{Wp} = {tpad:,}" if tpad else ""
             else:
-                r.runtime = r.im2col + padded
-                r.runtime_detail = f"columns {r.im2col:,}" + (f" + padded copy {padded:,}" if padded else "")
-    ex.append(f"runtime: {r.runtime_algo}: {r.runtime_detail} = {r.runtime:,}")
-    if padded:
-        ex.append(f"padded copy (direct, im2col, FFT in the runtime): {N}*{C}*{Hp}*{Wp} = {padded:,}")
+                r.runtime = im2col + padded
+                r.runtime_detail = f"columns {im2col:,}" + (f" + padded copy {padded:,}" if padded else "")
+    if N != batch:
+        r.runtime_detail = (f"per sub-batch of {N} (a training step runs a batch of {batch} as "
+                            f"sub-batches: no layer couples its samples): {r.runtime_detail}")
+    runtime = [f"runtime: {r.runtime_algo}: {r.runtime_detail} = {r.runtime:,}"]
+    copy = ([f"padded copy (direct, im2col, FFT in the runtime): {batch}*{C}*{Hp}*{Wp} = {r.padded:,}"]
+            if r.padded else [])
+    ex += runtime + copy if N == batch else copy + runtime  # (a sub-batch's runtime line last)
     r.explain = ex
     return r
 
@@ -276,16 +290,9 @@ def workspace(graph, *, batch: int = 1, nbytes: int = 4, dtype: str = "float32",
     for node in graph.nodes.values():
         if node.layer is None or node.kind not in ("conv", "dwconv", "deconv", "local"):
             continue
-        r = conv_workspace(node.layer, batch, nbytes) if node.kind in ("conv", "dwconv") else None
+        r = conv_workspace(node.layer, batch, nbytes, sub) if node.kind in ("conv", "dwconv") else None
         if r is None:
             skipped.append(node.name)
-            continue
-        if sub != batch:
-            rs = conv_workspace(node.layer, sub, nbytes)
-            r.runtime, r.runtime_algo = rs.runtime, rs.runtime_algo
-            r.runtime_detail = (f"per sub-batch of {sub} (a training step runs a batch of {batch} as "
-                                f"sub-batches: no layer couples its samples): {rs.runtime_detail}")
-            r.explain = [line for line in r.explain if not line.startswith("runtime: ")]
-            r.explain.append(f"runtime: {r.runtime_algo}: {r.runtime_detail} = {r.runtime:,}")
-        rows.append(r)
+        else:
+            rows.append(r)
     return WorkspaceReport(graph.name, graph.source, batch, dtype, nbytes, rows, skipped)

@@ -36,24 +36,7 @@ def _write_onnx(path: str, model, force: bool):
     for q in (p, data_path(p)) if external else (p,):
         if q.exists() and not force:
             fail(f"{q} already exists; pass --force to overwrite it")
-    if not p.parent.is_dir():
-        fail(f"cannot write the ONNX model to {path}: the folder {p.parent} does not exist")
-    try:
-        data = save_onnx(model, p, overwrite=force, external=external)
-    except FileExistsError as e:  # (appeared meanwhile)
-        fail(f"{e}; pass --force to overwrite it")
-    except OSError as e:
-        fail(f"cannot write the ONNX model to {path}: {e.strerror or e}")
-    _wrote_onnx(p, data)
-
-
-def _wrote_onnx(path: Path, data: Path | None) -> None:
-    from cnncalc.interop.onnx_export import OPSET
-
-    if data is not None:
-        click.echo(f"wrote ONNX external data {data} ({data.stat().st_size / 2 ** 30:,.2f} GiB: the weights pass "
-                   f"protobuf's 2 GiB; keep it next to {path.name})", err=True)
-    click.echo(f"wrote ONNX model (opset {OPSET}) {path}", err=True)
+    _onnx_files(p, lambda: (save_onnx(model, p, overwrite=force, external=external), None))
 
 
 def _write_onnx_streamed(out: Path, graph, params, state, force: bool, *, rf: bool) -> dict:
@@ -61,17 +44,28 @@ def _write_onnx_streamed(out: Path, graph, params, state, force: bool, *, rf: bo
     the weights going to the data file as the model is made (both atomic, as _write_onnx's)."""
     from cnncalc.interop.onnx_export import export_onnx_files
 
-    if not out.parent.is_dir():
-        fail(f"cannot write the ONNX model to {out}: the folder {out.parent} does not exist")
+    return _onnx_files(out, lambda: export_onnx_files(graph, out, params, state, overwrite=force,
+                                                      finish=lambda model: _annotate(graph, model, rf=rf))[1:])
+
+
+def _onnx_files(path: Path, write):
+    """``write()`` → (the data file or None, what to return): the ONNX writers' refusals (a
+    missing folder, a file that appeared meanwhile, a disk error: exit 2) and their messages."""
+    from cnncalc.interop.onnx_export import OPSET
+
+    if not path.parent.is_dir():
+        fail(f"cannot write the ONNX model to {path}: the folder {path.parent} does not exist")
     try:
-        _, data, side = export_onnx_files(graph, out, params, state, overwrite=force,
-                                          finish=lambda model: _annotate(graph, model, rf=rf))
+        data, extra = write()
     except FileExistsError as e:  # (appeared meanwhile)
         fail(f"{e}; pass --force to overwrite it")
     except OSError as e:
-        fail(f"cannot write the ONNX model to {out}: {e.strerror or e}")
-    _wrote_onnx(out, data)
-    return side
+        fail(f"cannot write the ONNX model to {path}: {e.strerror or e}")
+    if data is not None:
+        click.echo(f"wrote ONNX external data {data} ({data.stat().st_size / 2 ** 30:,.2f} GiB: the weights pass "
+                   f"protobuf's 2 GiB; keep it next to {path.name})", err=True)
+    click.echo(f"wrote ONNX model (opset {OPSET}) {path}", err=True)
+    return extra
 
 
 def _read_weights(graph, ckpt_path):

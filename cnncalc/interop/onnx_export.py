@@ -649,8 +649,9 @@ def save_onnx(model, path, *, overwrite: bool = False, external: bool | None = N
 
     def move(sink):
         for t in model.graph.initializer:
-            if len(t.raw_data) >= EXTERNAL_MIN_TENSOR:
-                sink.put(t, t.raw_data)
+            raw = t.raw_data  # (each read of a bytes field is a copy of it: once)
+            if len(raw) >= EXTERNAL_MIN_TENSOR:
+                sink.put(t, raw)
                 t.ClearField("raw_data")
         return model, None
 

@@ -230,7 +230,7 @@ class Net:
             # the code that counts is the code that allocates
             if weights is not None:
                 if node.name not in self.shared:
-                    _given(weights[0], node.name, layer.param_shapes())  # (a missing tensor: now)
+                    _given(weights[0], node.name, _shapes(layer))  # (a missing tensor: now)
                 self.state[node.name] = {name: np.asarray(a, self.dtype) for name, a in
                                          _given(weights[1], node.name, layer.state_shapes()).items()}
                 continue
@@ -359,7 +359,7 @@ class Net:
             ctx.index = i
             if lazy is not None:  # this layer's parameters in the net's dtype, while it runs
                 own = self.shared.get(node.name, node.name)
-                made = _given(lazy, own, self.graph[own].layer.param_shapes())
+                made = _given(lazy, own, _shapes(self.graph[own].layer))
                 self.params[own] = {k: np.asarray(a, self.dtype) for k, a in made.items()}
                 try:
                     y, cache = self._run(node, [vals[s] for s in node.inputs], ctx)
@@ -527,7 +527,7 @@ class Net:
         if not self.sub_batch or n <= self.sub_batch:
             return False
         if self._separable is None:
-            self._separable = not any(n.layer.kind in _COUPLING for n in self.graph.layers)
+            self._separable = not any(n.layer.kind in COUPLING_KINDS for n in self.graph.layers)
         return self._separable
 
     def loss(self, x, labels, *, train: bool = True, rng=None, input_grad: bool = True):
@@ -561,10 +561,6 @@ class Net:
             total += l
             douts[tgt] = dz.reshape(z.shape)
         return total, self.backward(douts, below_activation=below, input_grad=input_grad)
-
-
-#: layer kinds whose training forward couples the samples of a batch (no sub-batching)
-_COUPLING = COUPLING_KINDS
 
 
 def _sub_batch_loss(net, x, labels, train, rng, input_grad):
@@ -630,14 +626,17 @@ def _pool(workers):
     return _POOLS[workers]
 
 
+def _shapes(layer) -> dict:
+    """{tensor: shape} of a layer's parameters."""
+    return {name: shape for name, (shape, _) in layer.param_shapes().items()}
+
+
 def _given(tensors: dict, layer: str, shapes: dict) -> dict:
     """{tensor: array} of ``layer`` from ``tensors`` ({layer: {tensor: array}}), each reshaped to
-    its shape in ``shapes`` (``{tensor: (shape, role)}`` or ``{tensor: shape}``); a missing one
-    is a ValueError."""
+    its shape in ``shapes`` ({tensor: shape}); a missing one is a ValueError."""
     have = tensors.get(layer, {})
     out = {}
-    for name, sh in shapes.items():
-        shape = sh[0] if sh and isinstance(sh[0], tuple) else sh
+    for name, shape in shapes.items():
         if name not in have:
             raise ValueError(f"{layer}/{name}: no such tensor in the weights given")
         out[name] = np.asarray(have[name]).reshape(shape)

@@ -869,9 +869,13 @@ FOLD: dict[str, Callable] = {
 # ----------------------------------------------------------------------------- entry points
 
 
-def read_model(path: str | Path, *, loaded: list | None = None):
-    """The checked ModelProto of an .onnx file, its external data read into it (``loaded``: a
-    list to receive the tensors read from external data)."""
+def read_model(path: str | Path):
+    """The checked ModelProto of an .onnx file, its external data read into it."""
+    return _read_model(path)[0]
+
+
+def _read_model(path: str | Path):
+    """(:func:`read_model`'s model, whether it read tensors from external data)."""
     onnx = require("onnx")
     p = Path(path)
     if not p.is_file():
@@ -886,9 +890,7 @@ def read_model(path: str | Path, *, loaded: list | None = None):
                            f"{type(e).__name__}: {str(e)[:200]}") from None
     if not model.graph.node:
         raise InteropError(f"{path}: not a readable ONNX model (no graph nodes: truncated or corrupt?)")
-    read = _load_external_data(model, p)
-    if loaded is not None:
-        loaded.extend(read)
+    external = _load_external_data(model, p)
     from cnncalc.interop.onnx_export import EXTERNAL_ABOVE, tensor_bytes
 
     try:
@@ -898,20 +900,20 @@ def read_model(path: str | Path, *, loaded: list | None = None):
             onnx.checker.check_model(model)
     except Exception as e:
         raise InteropError(f"{path}: the ONNX checker rejects the model: {str(e).splitlines()[0][:300]}") from None
-    return model
+    return model, external
 
 
 def _load_external_data(model, path: Path):
     """Tensors stored outside the .onnx file are read from the model's own folder, through
     onnx's checked opener (an absolute location, one with '..', or a symlink is refused), and
     their total size is bounded by the ``onnx_external_bytes`` limit (checked before each read;
-    a tensor without a length counts the rest of its file)."""
+    a tensor without a length counts the rest of its file). Whether there were any."""
     onnx = require("onnx")
     from cnncalc import limits
 
     ext = [t for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
     if not ext:
-        return []
+        return False
     cap = limits.get("onnx_external_bytes")
     total = 0
     for t in ext:
@@ -938,7 +940,7 @@ def _load_external_data(model, path: Path):
             raise InteropError(f"{path}: the external data of tensor {t.name!r} (location {info.location!r}) "
                                f"cannot be read from the model's folder {str(path.parent)!r}: "
                                f"{str(e).splitlines()[0][:200]}") from None
-    return ext
+    return True
 
 
 def _all_tensors(graph):
@@ -1007,13 +1009,12 @@ def folded_batchnorms(model) -> int:
 
 
 def import_onnx(path: str | Path, *, input_shape=None, opaque: bool = False) -> Imported:
-    loaded: list = []
-    imp = import_model(read_model(path, loaded=loaded), source=str(path), input_shape=input_shape, opaque=opaque)
-    if loaded:
+    model, external = _read_model(path)
+    imp = import_model(model, source=str(path), input_shape=input_shape, opaque=opaque)
+    if external:
         # the imported arrays are copies of the tensors read from the external data: the model
         # goes (a second copy of gigabytes of weights; protobuf frees a message's bytes only with
         # the whole message), and a check runs onnxruntime on the model's file
-        del loaded[:]
         imp.reference, imp.reference_file = None, str(path)
     return imp
 
